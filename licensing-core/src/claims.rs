@@ -1,0 +1,370 @@
+//! The license claims model: standard JWT claims plus one `lic` object. See `docs/FORMAT.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Latest instant a claim may name (9999-12-31T23:59:59Z): keeps time arithmetic in range.
+pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
+
+/// The claims of a `license+jwt` token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicenseClaims {
+    /// Issuer: who signed the license (the vendor or its licensing server).
+    pub iss: String,
+    /// Subject: the license id.
+    pub sub: String,
+    /// Audience: the product id(s) the license is for.
+    pub aud: Audience,
+    /// Issued at (seconds since the Unix epoch).
+    pub iat: i64,
+    /// Not valid before (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Expiry (seconds since the Unix epoch); absent for licenses that never expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Unique token id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The licensing claims.
+    pub lic: Licensing,
+}
+
+/// `aud`: one product id or several (RFC 7519 allows both forms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single product id.
+    One(String),
+    /// Several product ids.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// The product ids as a slice.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Audience::One(one) => std::slice::from_ref(one),
+            Audience::Many(many) => many,
+        }
+    }
+
+    /// Whether `product_id` is one of them.
+    pub fn contains(&self, product_id: &str) -> bool {
+        self.as_slice().iter().any(|a| a == product_id)
+    }
+}
+
+/// How the license is sold and therefore how it is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u32)]
+pub enum LicenseModel {
+    /// Never expires; versions gated by the maintenance window.
+    Perpetual = 0,
+    /// Valid until `exp`, then a grace period.
+    Subscription = 1,
+    /// Valid until `exp`; no grace.
+    Trial = 2,
+    /// Concurrent use: a pool of `seats` shared through leases.
+    Floating = 3,
+    /// Bound to one or more machine fingerprints.
+    NodeLocked = 4,
+    /// Bound to a site: attributes of the running context must satisfy restrictions.
+    Site = 5,
+}
+
+impl LicenseModel {
+    /// The snake_case name used in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicenseModel::Perpetual => "perpetual",
+            LicenseModel::Subscription => "subscription",
+            LicenseModel::Trial => "trial",
+            LicenseModel::Floating => "floating",
+            LicenseModel::NodeLocked => "node_locked",
+            LicenseModel::Site => "site",
+        }
+    }
+}
+
+/// The `lic` object: everything licensing-specific.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Licensing {
+    /// The license model.
+    pub model: LicenseModel,
+    /// Who the license was sold to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Customer>,
+    /// Concurrent seats (floating licenses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
+    /// Machines that may be activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_machines: Option<u32>,
+    /// Seconds after `exp` during which the license stays usable, degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<u64>,
+    /// Entitled features by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, Feature>,
+    /// Which versions of the product may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionRule>,
+    /// Machine binding (node-locked licenses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_lock: Option<NodeLock>,
+    /// Site restrictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<Site>,
+    /// Free-form vendor data, not interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The licensee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// Customer id in the vendor's systems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Contact e-mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// One entitled feature.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Feature {
+    /// The feature's own expiry (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// A numeric limit the app enforces (e.g. max users, max exports per day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// Version entitlement: a semver requirement and/or a maintenance window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRule {
+    /// Semver requirement the running version must satisfy, e.g. `>=2.0.0, <3.0.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<semver::VersionReq>,
+    /// Versions released at or before this instant are entitled (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_until: Option<i64>,
+}
+
+/// Machine binding: the fingerprints a node-locked license may run on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLock {
+    /// Bound machines.
+    pub fingerprints: Vec<BoundFingerprint>,
+    /// How a machine is matched; absent means the combined id must match exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "match")]
+    pub match_policy: Option<MatchPolicy>,
+    /// Whether virtual machines and containers may run the license (default: yes).
+    #[serde(default = "default_true")]
+    pub allow_virtual: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A machine's fingerprint as bound in a token: the combined id plus per-component hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundFingerprint {
+    /// Combined fingerprint id.
+    pub id: String,
+    /// Salted hash per component name (`machine_id`, `hostname`, `cpu`, `mac`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, String>,
+}
+
+/// k-of-n matching: these components must match, and at least `min_matching` in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchPolicy {
+    /// Components that must all match.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Minimum number of matching components (required ones included).
+    pub min_matching: u32,
+}
+
+/// Site restrictions: each named attribute of the running context must have one of the values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// Display name of the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Attribute name → allowed values (exact, case-sensitive).
+    #[serde(default)]
+    pub restrictions: BTreeMap<String, Vec<String>>,
+}
+
+impl LicenseClaims {
+    /// Parses and validates a payload that already passed the strict JSON pre-pass.
+    pub(crate) fn from_json(payload: &[u8]) -> Result<Self, Error> {
+        let de = &mut serde_json::Deserializer::from_slice(payload);
+        let claims: LicenseClaims = serde_path_to_error::deserialize(de).map_err(path_error)?;
+        claims.validate()?;
+        Ok(claims)
+    }
+
+    /// Builds and validates claims from a JSON object (e.g. a vendor's claims file parsed with
+    /// [`crate::strict_json::parse_object`]). Errors name the offending field.
+    pub fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, Error> {
+        let claims: LicenseClaims =
+            serde_path_to_error::deserialize(serde_json::Value::Object(object))
+                .map_err(path_error)?;
+        claims.validate()?;
+        Ok(claims)
+    }
+
+    /// Checks the rules the JSON types cannot express. Issuers run it before signing and
+    /// verifiers after, so a token that breaks them is never valid.
+    pub fn validate(&self) -> Result<(), Error> {
+        non_empty("iss", &self.iss)?;
+        non_empty("sub", &self.sub)?;
+        if self.aud.as_slice().is_empty() {
+            return Err(Error::claim("aud", "must name at least one product"));
+        }
+        for aud in self.aud.as_slice() {
+            non_empty("aud", aud)?;
+        }
+        timestamp("iat", Some(self.iat))?;
+        timestamp("nbf", self.nbf)?;
+        timestamp("exp", self.exp)?;
+        if let (Some(nbf), Some(exp)) = (self.nbf, self.exp)
+            && exp <= nbf
+        {
+            return Err(Error::claim("exp", "must be later than nbf"));
+        }
+        let lic = &self.lic;
+        if let Some(grace) = lic.grace_period
+            && grace > (MAX_TIMESTAMP as u64)
+        {
+            return Err(Error::claim("lic.grace_period", "out of range"));
+        }
+        match lic.model {
+            LicenseModel::Perpetual if self.exp.is_some() => {
+                return Err(Error::claim("exp", "a perpetual license never expires"));
+            }
+            LicenseModel::Subscription | LicenseModel::Trial if self.exp.is_none() => {
+                return Err(Error::claim(
+                    "exp",
+                    format!("required for a {} license", lic.model.as_str()),
+                ));
+            }
+            LicenseModel::Trial if lic.grace_period.unwrap_or(0) > 0 => {
+                return Err(Error::claim("lic.grace_period", "a trial has no grace period"));
+            }
+            LicenseModel::Floating if lic.seats.unwrap_or(0) == 0 => {
+                return Err(Error::claim("lic.seats", "a floating license needs seats >= 1"));
+            }
+            LicenseModel::NodeLocked if lic.node_lock.is_none() => {
+                return Err(Error::claim("lic.node_lock", "required for a node_locked license"));
+            }
+            LicenseModel::Site if lic.site.is_none() => {
+                return Err(Error::claim("lic.site", "required for a site license"));
+            }
+            _ => {}
+        }
+        if self.exp.is_none() && lic.grace_period.unwrap_or(0) > 0 {
+            return Err(Error::claim("lic.grace_period", "needs exp to start from"));
+        }
+        for (name, feature) in &lic.features {
+            if name.is_empty() {
+                return Err(Error::claim("lic.features", "feature names must not be empty"));
+            }
+            timestamp(&format!("lic.features.{name}.exp"), feature.exp)?;
+        }
+        if let Some(version) = &lic.version {
+            if version.req.is_none() && version.maintenance_until.is_none() {
+                return Err(Error::claim(
+                    "lic.version",
+                    "needs `req` and/or `maintenance_until`",
+                ));
+            }
+            timestamp("lic.version.maintenance_until", version.maintenance_until)?;
+        }
+        if let Some(lock) = &lic.node_lock {
+            lock.validate()?;
+        }
+        if let Some(site) = &lic.site {
+            for (attribute, allowed) in &site.restrictions {
+                if allowed.is_empty() {
+                    return Err(Error::claim(
+                        format!("lic.site.restrictions.{attribute}"),
+                        "must allow at least one value",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NodeLock {
+    fn validate(&self) -> Result<(), Error> {
+        if self.fingerprints.is_empty() {
+            return Err(Error::claim(
+                "lic.node_lock.fingerprints",
+                "must bind at least one machine",
+            ));
+        }
+        for (i, fp) in self.fingerprints.iter().enumerate() {
+            non_empty(&format!("lic.node_lock.fingerprints[{i}].id"), &fp.id)?;
+            if let Some(policy) = &self.match_policy {
+                let n = fp.components.len();
+                if policy.min_matching == 0 || policy.min_matching as usize > n {
+                    return Err(Error::claim(
+                        "lic.node_lock.match.min_matching",
+                        format!("must be between 1 and the {n} bound components"),
+                    ));
+                }
+                if let Some(missing) = policy
+                    .required
+                    .iter()
+                    .find(|r| !fp.components.contains_key(*r))
+                {
+                    return Err(Error::claim(
+                        "lic.node_lock.match.required",
+                        format!("component `{missing}` is not bound in fingerprint {i}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let path = e.path().to_string();
+    Error::claim(path, e.into_inner().to_string())
+}
+
+fn non_empty(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        Err(Error::claim(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn timestamp(field: &str, value: Option<i64>) -> Result<(), Error> {
+    match value {
+        Some(t) if !(0..=MAX_TIMESTAMP).contains(&t) => Err(Error::claim(
+            field,
+            format!("{t} is outside 0..={MAX_TIMESTAMP} seconds since the epoch"),
+        )),
+        _ => Ok(()),
+    }
+}

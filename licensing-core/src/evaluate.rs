@@ -1,0 +1,526 @@
+//! Pure evaluation of verified claims: the caller passes the time, the running version, the
+//! features asked about and context attributes; nothing here reads a clock or a file.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::claims::{LicenseClaims, LicenseModel, NodeLock};
+use crate::error::Error;
+use crate::jws::{self, TokenKind};
+use crate::keys::TrustStore;
+use crate::status::Status;
+
+/// What the running app knows about itself and its environment.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Now, in seconds since the Unix epoch (from the caller's clock or a trusted time).
+    pub now: i64,
+    /// Seconds `nbf` may be in the future to tolerate clock skew (default 0).
+    pub not_before_leeway: i64,
+    /// The running app's version, checked against `lic.version.req`.
+    pub app_version: Option<semver::Version>,
+    /// The running app's release date (seconds since the epoch), checked against the
+    /// maintenance window.
+    pub release_date: Option<i64>,
+    /// Features the app asks about; each gets a [`FeatureVerdict`].
+    pub features: Vec<String>,
+    /// Attributes checked against site restrictions (e.g. `country`, `department`).
+    pub attributes: BTreeMap<String, String>,
+    /// This machine's fingerprint, required by node-locked licenses.
+    pub fingerprint: Option<MachineFingerprint>,
+}
+
+impl Context {
+    /// A context at `now` with nothing else set.
+    pub fn at(now: i64) -> Self {
+        Context {
+            now,
+            ..Context::default()
+        }
+    }
+
+    /// Sets the running version.
+    pub fn with_version(mut self, version: semver::Version) -> Self {
+        self.app_version = Some(version);
+        self
+    }
+
+    /// Sets the release date of the running version.
+    pub fn with_release_date(mut self, release_date: i64) -> Self {
+        self.release_date = Some(release_date);
+        self
+    }
+
+    /// Adds a feature to ask about.
+    pub fn with_feature(mut self, name: impl Into<String>) -> Self {
+        self.features.push(name.into());
+        self
+    }
+
+    /// Adds a context attribute.
+    pub fn with_attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets this machine's fingerprint.
+    pub fn with_fingerprint(mut self, fingerprint: MachineFingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+}
+
+/// A machine's fingerprint as computed on the running machine.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct MachineFingerprint {
+    /// Combined fingerprint id.
+    pub id: String,
+    /// Salted hash per component name.
+    #[serde(default)]
+    pub components: BTreeMap<String, String>,
+    /// Whether the machine looks like a VM or container.
+    #[serde(default)]
+    pub is_virtual: bool,
+}
+
+/// The answer for one feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeatureVerdict {
+    /// Feature name.
+    pub name: String,
+    /// [`Status::Valid`]/[`Status::ValidInGrace`], [`Status::FeatureNotEntitled`],
+    /// [`Status::FeatureExpired`], or the license's own status when the license is unusable.
+    pub status: Status,
+    /// Human-readable explanation.
+    pub reason: String,
+    /// The feature's numeric limit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// When the feature stops (its own expiry or the license's end, whichever is first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Seconds until `expires_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_left: Option<i64>,
+}
+
+/// The result of verifying and evaluating a license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The one status a host acts on.
+    pub status: Status,
+    /// Human-readable explanation, safe to show or log (no secrets).
+    pub reason: String,
+    /// License id (`sub`), when the token was genuine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_id: Option<String>,
+    /// License model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<LicenseModel>,
+    /// Customer display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// `exp`, when the license expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// `exp + grace_period`: the last moment the license is usable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_ends_at: Option<i64>,
+    /// Seconds until the license stops being usable (end of grace); absent when it never does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_left: Option<i64>,
+    /// Seconds of grace left, when the status is [`Status::ValidInGrace`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_left: Option<i64>,
+    /// One answer per feature asked about, in the order asked.
+    pub features: Vec<FeatureVerdict>,
+}
+
+impl Verdict {
+    /// A verdict for a token that could not be verified.
+    pub fn from_error(error: &Error) -> Self {
+        Verdict {
+            status: error.status(),
+            reason: error.to_string(),
+            license_id: None,
+            model: None,
+            customer: None,
+            expires_at: None,
+            grace_ends_at: None,
+            time_left: None,
+            grace_left: None,
+            features: Vec::new(),
+        }
+    }
+
+    /// Whether the software may run.
+    pub fn is_usable(&self) -> bool {
+        self.status.is_usable()
+    }
+}
+
+/// Answer of a single check (time, version, site, machine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Status of the check; [`Status::Valid`] when it passes.
+    pub status: Status,
+    /// Explanation.
+    pub reason: String,
+}
+
+impl Check {
+    fn pass(reason: impl Into<String>) -> Self {
+        Check {
+            status: Status::Valid,
+            reason: reason.into(),
+        }
+    }
+    fn fail(status: Status, reason: impl Into<String>) -> Self {
+        Check {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A genuine license: its signature verified and its claims are valid. Evaluate it against a
+/// [`Context`] as often as needed; evaluation never touches the network or the disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct License {
+    claims: LicenseClaims,
+    kid: String,
+}
+
+impl License {
+    /// The verified claims.
+    pub fn claims(&self) -> &LicenseClaims {
+        &self.claims
+    }
+
+    /// The kid of the key that signed it.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The license id (`sub`).
+    pub fn id(&self) -> &str {
+        &self.claims.sub
+    }
+
+    /// The last usable instant: `exp + grace` (trials: `exp`). `None` when it never ends.
+    pub fn usable_until(&self) -> Option<i64> {
+        let exp = self.claims.exp?;
+        let grace = match self.claims.lic.model {
+            LicenseModel::Trial => 0,
+            _ => self.claims.lic.grace_period.unwrap_or(0),
+        };
+        Some(exp.saturating_add(i64::try_from(grace).unwrap_or(i64::MAX)))
+    }
+
+    /// The time rule: not yet valid, valid, in grace, expired (or trial expired).
+    pub fn check_time(&self, now: i64, not_before_leeway: i64) -> Check {
+        let c = &self.claims;
+        if let Some(nbf) = c.nbf
+            && now < nbf.saturating_sub(not_before_leeway.max(0))
+        {
+            return Check::fail(
+                Status::NotYetValid,
+                format!("license becomes valid in {} s", nbf - now),
+            );
+        }
+        let Some(exp) = c.exp else {
+            return Check::pass("license does not expire");
+        };
+        if now < exp {
+            return Check::pass(format!("license valid for {} s", exp - now));
+        }
+        if c.lic.model == LicenseModel::Trial {
+            return Check::fail(Status::TrialExpired, "trial period has ended");
+        }
+        let until = self.usable_until().unwrap_or(exp);
+        if now < until {
+            Check::fail(
+                Status::ValidInGrace,
+                format!("license expired; grace period ends in {} s", until - now),
+            )
+        } else {
+            Check::fail(Status::Expired, "license expired and its grace period is over")
+        }
+    }
+
+    /// The version rule: semver requirement and maintenance window. A rule the caller gave
+    /// no input for is reported as not entitled: the app must pass what the license gates on.
+    pub fn check_version(
+        &self,
+        version: Option<&semver::Version>,
+        release_date: Option<i64>,
+    ) -> Check {
+        let Some(rule) = &self.claims.lic.version else {
+            return Check::pass("no version restriction");
+        };
+        if let Some(req) = &rule.req {
+            match version {
+                None => {
+                    return Check::fail(
+                        Status::VersionNotEntitled,
+                        format!("license requires version {req}; the app passed no version"),
+                    );
+                }
+                Some(v) if !req.matches(v) => {
+                    return Check::fail(
+                        Status::VersionNotEntitled,
+                        format!("version {v} does not satisfy {req}"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(until) = rule.maintenance_until {
+            match release_date {
+                None => {
+                    return Check::fail(
+                        Status::VersionNotEntitled,
+                        "license has a maintenance window; the app passed no release date",
+                    );
+                }
+                Some(released) if released > until => {
+                    return Check::fail(
+                        Status::VersionNotEntitled,
+                        format!(
+                            "this version was released {} s after maintenance ended",
+                            released - until
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        Check::pass("version entitled")
+    }
+
+    /// The site rule: every restricted attribute present with an allowed value.
+    pub fn check_site(&self, attributes: &BTreeMap<String, String>) -> Check {
+        let Some(site) = &self.claims.lic.site else {
+            return Check::pass("no site restriction");
+        };
+        for (name, allowed) in &site.restrictions {
+            match attributes.get(name) {
+                None => {
+                    return Check::fail(
+                        Status::SiteRestricted,
+                        format!("site restriction on `{name}`: the app passed no `{name}`"),
+                    );
+                }
+                Some(value) if !allowed.iter().any(|a| a == value) => {
+                    return Check::fail(
+                        Status::SiteRestricted,
+                        format!("`{name}` = `{value}` is not one of {allowed:?}"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        Check::pass("site restrictions satisfied")
+    }
+
+    /// The machine rule for node-locked licenses (and any license carrying `node_lock`).
+    pub fn check_machine(&self, fingerprint: Option<&MachineFingerprint>) -> Check {
+        let lock = match (&self.claims.lic.node_lock, self.claims.lic.model) {
+            (Some(lock), _) => lock,
+            (None, _) => return Check::pass("not node-locked"),
+        };
+        let Some(fp) = fingerprint else {
+            return Check::fail(
+                Status::FingerprintMismatch,
+                "license is node-locked; no machine fingerprint was supplied",
+            );
+        };
+        if fp.is_virtual && !lock.allow_virtual {
+            return Check::fail(
+                Status::VirtualMachineNotAllowed,
+                "license does not allow virtual machines or containers",
+            );
+        }
+        match_node_lock(lock, fp)
+    }
+
+    /// One feature: entitled, not expired, and the license itself usable at `now`.
+    pub fn check_feature(&self, name: &str, now: i64, not_before_leeway: i64) -> FeatureVerdict {
+        let license = self.check_time(now, not_before_leeway);
+        self.feature_verdict(name, now, &license)
+    }
+
+    fn feature_verdict(&self, name: &str, now: i64, license: &Check) -> FeatureVerdict {
+        let feature = self.claims.lic.features.get(name);
+        let license_end = self.usable_until();
+        let feature_end = feature.and_then(|f| f.exp);
+        let expires_at = match (feature_end, license_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (status, reason) = match feature {
+            _ if !license.status.is_usable() => (license.status, license.reason.clone()),
+            None => (
+                Status::FeatureNotEntitled,
+                format!("feature `{name}` is not in the license"),
+            ),
+            Some(f) if f.exp.is_some_and(|exp| now >= exp) => (
+                Status::FeatureExpired,
+                format!("feature `{name}` expired"),
+            ),
+            Some(_) => (license.status, format!("feature `{name}` entitled")),
+        };
+        FeatureVerdict {
+            name: name.to_owned(),
+            status,
+            reason,
+            limit: feature.and_then(|f| f.limit),
+            expires_at,
+            time_left: expires_at.map(|end| end - now),
+        }
+    }
+
+    /// Evaluates everything against `ctx`. The status is the first failing rule in this order:
+    /// time, machine, site, version, requested features; otherwise valid or valid in grace.
+    pub fn evaluate(&self, ctx: &Context) -> Verdict {
+        let time = self.check_time(ctx.now, ctx.not_before_leeway);
+        let features: Vec<FeatureVerdict> = ctx
+            .features
+            .iter()
+            .map(|name| self.feature_verdict(name, ctx.now, &time))
+            .collect();
+        let decisive = if !time.status.is_usable() {
+            time.clone()
+        } else {
+            [
+                self.check_machine(ctx.fingerprint.as_ref()),
+                self.check_site(&ctx.attributes),
+                self.check_version(ctx.app_version.as_ref(), ctx.release_date),
+            ]
+            .into_iter()
+            .find(|c| c.status != Status::Valid)
+            .or_else(|| {
+                features
+                    .iter()
+                    .find(|f| !f.status.is_usable())
+                    .map(|f| Check::fail(f.status, f.reason.clone()))
+            })
+            .unwrap_or_else(|| time.clone())
+        };
+        let until = self.usable_until();
+        Verdict {
+            status: decisive.status,
+            reason: decisive.reason,
+            license_id: Some(self.claims.sub.clone()),
+            model: Some(self.claims.lic.model),
+            customer: self.claims.lic.customer.as_ref().and_then(|c| c.name.clone()),
+            expires_at: self.claims.exp,
+            grace_ends_at: until.filter(|_| self.claims.lic.model != LicenseModel::Trial),
+            time_left: until.map(|u| (u - ctx.now).max(0)),
+            grace_left: (time.status == Status::ValidInGrace)
+                .then(|| until.map(|u| u - ctx.now))
+                .flatten(),
+            features,
+        }
+    }
+}
+
+fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
+    let Some(policy) = &lock.match_policy else {
+        return if lock.fingerprints.iter().any(|bound| bound.id == fp.id) {
+            Check::pass("machine fingerprint matches")
+        } else {
+            Check::fail(
+                Status::FingerprintMismatch,
+                "this machine's fingerprint is not bound to the license",
+            )
+        };
+    };
+    // The bound machine closest to this one explains the mismatch best.
+    let mut best: Option<(usize, Vec<&str>)> = None;
+    for bound in &lock.fingerprints {
+        let changed: Vec<&str> = bound
+            .components
+            .iter()
+            .filter(|(name, hash)| fp.components.get(*name) != Some(*hash))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let matching = bound.components.len() - changed.len();
+        let required_ok = policy.required.iter().all(|r| !changed.contains(&r.as_str()));
+        if required_ok && matching >= policy.min_matching as usize {
+            return if changed.is_empty() {
+                Check::pass("machine fingerprint matches")
+            } else {
+                Check::pass(format!(
+                    "machine matches within tolerance; changed: {}",
+                    changed.join(", ")
+                ))
+            };
+        }
+        if best.as_ref().is_none_or(|(m, _)| matching > *m) {
+            best = Some((matching, changed));
+        }
+    }
+    let changed = best.map(|(_, c)| c.join(", ")).unwrap_or_default();
+    Check::fail(
+        Status::FingerprintMismatch,
+        format!("machine fingerprint does not match; changed components: {changed}"),
+    )
+}
+
+/// Verifies license tokens against a trust store for one product.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    store: TrustStore,
+    product_id: Option<String>,
+}
+
+impl Verifier {
+    /// A verifier for `product_id`: tokens whose `aud` does not name it are refused.
+    pub fn new(store: TrustStore, product_id: impl Into<String>) -> Self {
+        Verifier {
+            store,
+            product_id: Some(product_id.into()),
+        }
+    }
+
+    /// A verifier that accepts any product (for vendor tools, not for apps).
+    pub fn for_any_product(store: TrustStore) -> Self {
+        Verifier {
+            store,
+            product_id: None,
+        }
+    }
+
+    /// The trust store.
+    pub fn trust_store(&self) -> &TrustStore {
+        &self.store
+    }
+
+    /// Verifies the signature, type, claims and product of `token`.
+    pub fn verify(&self, token: &str) -> Result<License, Error> {
+        let jws = jws::verify(token, TokenKind::License, &self.store)?;
+        let claims = LicenseClaims::from_json(&jws.payload)?;
+        if let Some(product) = &self.product_id
+            && !claims.aud.contains(product)
+        {
+            return Err(Error::ProductMismatch {
+                expected: product.clone(),
+                found: claims.aud.as_slice().to_vec(),
+            });
+        }
+        Ok(License {
+            claims,
+            kid: jws.kid,
+        })
+    }
+
+    /// Verifies and evaluates in one call; never fails: problems are in the verdict.
+    pub fn check(&self, token: &str, ctx: &Context) -> Verdict {
+        match self.verify(token) {
+            Ok(license) => license.evaluate(ctx),
+            Err(error) => Verdict::from_error(&error),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Public keys and the local trust store. Keys come only from here, never from a token header.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::pkcs8::EncodePublicKey;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::b64;
+use crate::strict_json;
+
+/// Why a key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The PEM or DER is not an Ed25519 key of the expected kind.
+    #[error("not an Ed25519 {expected} key: {detail}")]
+    Encoding {
+        /// `SPKI public` or `PKCS#8 private`.
+        expected: &'static str,
+        /// Parser detail.
+        detail: String,
+    },
+    /// The JWK or JWK Set is malformed or not an Ed25519 public key.
+    #[error("invalid JWK: {0}")]
+    Jwk(String),
+    /// The point is not a canonical encoding of a curve point.
+    #[error("public key is not a canonical curve point encoding")]
+    NonCanonical,
+    /// The point has small order: it would accept forged signatures.
+    #[error("public key is a weak (small-order) point")]
+    Weak,
+    /// A JWK's `kid` differs from its RFC 7638 thumbprint.
+    #[error("JWK kid `{given}` is not its RFC 7638 thumbprint `{thumbprint}`")]
+    KidMismatch {
+        /// The `kid` in the JWK.
+        given: String,
+        /// The thumbprint computed from the key.
+        thumbprint: String,
+    },
+    /// A private key was offered where only public keys belong.
+    #[error("private key material (`d`) in a trust store JWK")]
+    PrivateKeyMaterial,
+    /// The same kid was added twice.
+    #[error("key `{0}` is already in the trust store")]
+    Duplicate(String),
+    /// The trust store is empty.
+    #[error("no keys found")]
+    Empty,
+    /// Key generation or encoding failed (issuer side).
+    #[error("key generation or encoding failed: {0}")]
+    Internal(String),
+}
+
+/// A validated Ed25519 public key: canonical, not weak, with its RFC 7638 `kid`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    key: VerifyingKey,
+    kid: String,
+}
+
+impl PublicKey {
+    /// Validates raw 32-byte key material: canonical encoding and not of small order.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::NonCanonical)?;
+        // dalek keeps the bytes it was given; re-encoding the decoded point exposes
+        // non-canonical y coordinates (y >= p) and the two encodings of x = 0.
+        if key.to_edwards().compress().to_bytes() != *bytes {
+            return Err(KeyError::NonCanonical);
+        }
+        if key.is_weak() {
+            return Err(KeyError::Weak);
+        }
+        Ok(PublicKey {
+            kid: thumbprint(bytes),
+            key,
+        })
+    }
+
+    /// Reads an SPKI PEM (`-----BEGIN PUBLIC KEY-----`), as written by `openssl pkey -pubout`.
+    pub fn from_spki_pem(pem: &str) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| KeyError::Encoding {
+            expected: "SPKI public",
+            detail: e.to_string(),
+        })?;
+        Self::from_bytes(key.as_bytes())
+    }
+
+    /// Reads one JWK (`{"kty":"OKP","crv":"Ed25519","x":...}`). `kid`, `alg` and `use`, when
+    /// present, must agree with the key; a JWK holding `d` is refused.
+    pub fn from_jwk_json(json: &str) -> Result<Self, KeyError> {
+        strict_json::check_object(json.as_bytes()).map_err(KeyError::Jwk)?;
+        let jwk: Jwk = serde_json::from_str(json).map_err(|e| KeyError::Jwk(e.to_string()))?;
+        Self::from_jwk(&jwk)
+    }
+
+    fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
+        if jwk.d.is_some() {
+            return Err(KeyError::PrivateKeyMaterial);
+        }
+        if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
+            return Err(KeyError::Jwk(format!(
+                "kty `{}` crv `{}`, expected OKP / Ed25519",
+                jwk.kty, jwk.crv
+            )));
+        }
+        if let Some(alg) = &jwk.alg
+            && alg != "EdDSA"
+            && alg != "Ed25519"
+        {
+            return Err(KeyError::Jwk(format!("alg `{alg}` is not EdDSA")));
+        }
+        if let Some(usage) = &jwk.usage
+            && usage != "sig"
+        {
+            return Err(KeyError::Jwk(format!("use `{usage}` is not sig")));
+        }
+        let x = b64::decode_array::<32>(&jwk.x)
+            .ok_or_else(|| KeyError::Jwk("x is not 32 bytes of canonical base64url".into()))?;
+        let key = Self::from_bytes(&x)?;
+        if let Some(kid) = &jwk.kid
+            && *kid != key.kid
+        {
+            return Err(KeyError::KidMismatch {
+                given: kid.clone(),
+                thumbprint: key.kid,
+            });
+        }
+        Ok(key)
+    }
+
+    /// The key id: the RFC 7638 JWK thumbprint (SHA-256, base64url).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The raw 32-byte public key.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The key as SPKI PEM.
+    pub fn to_spki_pem(&self) -> Result<String, KeyError> {
+        self.key
+            .to_public_key_pem(Default::default())
+            .map_err(|e| KeyError::Internal(e.to_string()))
+    }
+
+    /// The key as a JWK JSON object with `kid`, `alg` and `use`.
+    pub fn to_jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64::encode(self.key.as_bytes()),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        })
+    }
+
+    /// Verifies an Ed25519 signature with `verify_strict` (no small-order R, canonical S and R).
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<(), crate::Error> {
+        self.key
+            .verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+            .map_err(|_| crate::Error::SignatureInvalid)
+    }
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    #[serde(default)]
+    crv: String,
+    #[serde(default)]
+    x: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    usage: Option<String>,
+    d: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+/// RFC 7638 thumbprint of an Ed25519 OKP key: SHA-256 over the canonical member order.
+pub fn thumbprint(public_key: &[u8; 32]) -> String {
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        b64::encode(public_key)
+    );
+    b64::encode(&Sha256::digest(canonical.as_bytes()))
+}
+
+/// The set of public keys this app trusts, chosen by `kid`. Built from local data only
+/// (PEM or JWK Set compiled into the app or read from its install directory).
+#[derive(Clone, Debug, Default)]
+pub struct TrustStore {
+    keys: BTreeMap<String, PublicKey>,
+}
+
+impl TrustStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a validated key; the same kid twice is an error.
+    pub fn add(&mut self, key: PublicKey) -> Result<&mut Self, KeyError> {
+        if self.keys.contains_key(key.kid()) {
+            return Err(KeyError::Duplicate(key.kid.clone()));
+        }
+        self.keys.insert(key.kid.clone(), key);
+        Ok(self)
+    }
+
+    /// Builds a store from one document: an SPKI PEM, a single JWK or a JWK Set.
+    pub fn from_document(text: &str) -> Result<Self, KeyError> {
+        let mut store = Self::new();
+        store.add_document(text)?;
+        Ok(store)
+    }
+
+    /// Adds the keys of one document: an SPKI PEM, a single JWK or a JWK Set (`{"keys":[...]}`).
+    pub fn add_document(&mut self, text: &str) -> Result<&mut Self, KeyError> {
+        let trimmed = text.trim_start();
+        if !trimmed.starts_with('{') {
+            return self.add(PublicKey::from_spki_pem(text)?);
+        }
+        strict_json::check_object(trimmed.as_bytes()).map_err(KeyError::Jwk)?;
+        let value: serde_json::Value =
+            serde_json::from_str(trimmed).map_err(|e| KeyError::Jwk(e.to_string()))?;
+        if value.get("keys").is_some() {
+            let set: JwkSet =
+                serde_json::from_value(value).map_err(|e| KeyError::Jwk(e.to_string()))?;
+            if set.keys.is_empty() {
+                return Err(KeyError::Empty);
+            }
+            for jwk in &set.keys {
+                self.add(PublicKey::from_jwk(jwk)?)?;
+            }
+            Ok(self)
+        } else {
+            let jwk: Jwk =
+                serde_json::from_value(value).map_err(|e| KeyError::Jwk(e.to_string()))?;
+            self.add(PublicKey::from_jwk(&jwk)?)
+        }
+    }
+
+    /// The key with this kid, if trusted.
+    pub fn get(&self, kid: &str) -> Option<&PublicKey> {
+        self.keys.get(kid)
+    }
+
+    /// Every trusted key, ordered by kid.
+    pub fn keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.values()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the store has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The store as a JWK Set document.
+    pub fn to_jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": self.keys().map(PublicKey::to_jwk).collect::<Vec<_>>() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8037_thumbprint() {
+        // RFC 8037 Appendix A.3.
+        let x = b64::decode_array::<32>("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .expect("valid x");
+        assert_eq!(thumbprint(&x), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+
+    #[test]
+    fn weak_and_non_canonical_keys_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(PublicKey::from_bytes(&identity), Err(KeyError::Weak));
+        // y = p (2^255 - 19) is the non-canonical encoding of y = 0.
+        let mut y_eq_p = [0xffu8; 32];
+        y_eq_p[0] = 0xed;
+        y_eq_p[31] = 0x7f;
+        assert!(PublicKey::from_bytes(&y_eq_p).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+
+mod b64;
+pub mod claims;
+mod error;
+mod evaluate;
+#[cfg(feature = "issuer")]
+mod issuer;
+mod jws;
+mod keys;
+mod status;
+pub mod strict_json;
+
+pub use claims::{LicenseClaims, LicenseModel};
+pub use error::Error;
+pub use evaluate::{Check, Context, FeatureVerdict, License, MachineFingerprint, Verdict, Verifier};
+#[cfg(feature = "issuer")]
+pub use issuer::{PrivateKey, issue_license, sign_raw};
+pub use jws::{MAX_TOKEN_BYTES, TokenKind, decode_unverified};
+pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
+pub use status::Status;
+
+/// Verifies a raw Ed25519 signature the way every token is verified: the key must be canonical
+/// and not weak, and the signature must pass `verify_strict`. Exposed so public test vectors
+/// can be run through the project's own path.
+pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), Error> {
+    let key: &[u8; 32] = public_key.try_into().map_err(|_| Error::SignatureInvalid)?;
+    let signature: &[u8; 64] = signature.try_into().map_err(|_| Error::SignatureInvalid)?;
+    let key = PublicKey::from_bytes(key).map_err(|_| Error::SignatureInvalid)?;
+    key.verify(message, signature)
+}

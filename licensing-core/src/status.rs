@@ -1,0 +1,108 @@
+//! The status vocabulary shared by every boundary (C, Kotlin, Swift, Python, CLI).
+
+use serde::Serialize;
+
+/// The outcome of verifying and evaluating a license. Each value has exactly one meaning.
+///
+/// The numeric values are stable: the C ABI and the bindings expose them as they are, and a
+/// value is never reused. New values are only ever appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u32)]
+pub enum Status {
+    /// The license may be used.
+    Valid = 0,
+    /// The license has expired but is inside its grace period: usable, degraded, with time left.
+    ValidInGrace = 1,
+    /// A subscription (or other expiring license) has expired and its grace period is over.
+    Expired = 2,
+    /// `nbf` is in the future.
+    NotYetValid = 3,
+    /// A trial has ended (trials have no grace period).
+    TrialExpired = 4,
+    /// The signature does not verify under the trusted key: the token is not genuine.
+    SignatureInvalid = 5,
+    /// The token names a `kid` that is not in the local trust store.
+    UnknownKey = 6,
+    /// The token is not a well-formed compact JWS of this profile (encoding, JSON, header).
+    Malformed = 7,
+    /// `alg` is not EdDSA / Ed25519.
+    UnsupportedAlgorithm = 8,
+    /// A genuine token of another kind (`typ`), e.g. a lease presented as a license.
+    WrongTokenType = 9,
+    /// A genuine token whose claims violate the license schema.
+    InvalidClaims = 10,
+    /// The license is for another product (`aud`).
+    ProductMismatch = 11,
+    /// The running version is not covered (semver requirement or maintenance window).
+    VersionNotEntitled = 12,
+    /// A requested feature is not in the license.
+    FeatureNotEntitled = 13,
+    /// A requested feature is in the license but its own expiry has passed.
+    FeatureExpired = 14,
+    /// The context attributes do not satisfy the site restrictions.
+    SiteRestricted = 15,
+    /// A node-locked license does not match this machine (or no fingerprint was supplied).
+    FingerprintMismatch = 16,
+    /// The license forbids virtual machines and containers, and this machine is one.
+    VirtualMachineNotAllowed = 17,
+}
+
+impl Status {
+    /// Every status, in numeric order.
+    pub const ALL: [Status; 18] = [
+        Status::Valid,
+        Status::ValidInGrace,
+        Status::Expired,
+        Status::NotYetValid,
+        Status::TrialExpired,
+        Status::SignatureInvalid,
+        Status::UnknownKey,
+        Status::Malformed,
+        Status::UnsupportedAlgorithm,
+        Status::WrongTokenType,
+        Status::InvalidClaims,
+        Status::ProductMismatch,
+        Status::VersionNotEntitled,
+        Status::FeatureNotEntitled,
+        Status::FeatureExpired,
+        Status::SiteRestricted,
+        Status::FingerprintMismatch,
+        Status::VirtualMachineNotAllowed,
+    ];
+
+    /// Whether the software may run: [`Status::Valid`] or [`Status::ValidInGrace`].
+    pub fn is_usable(self) -> bool {
+        matches!(self, Status::Valid | Status::ValidInGrace)
+    }
+
+    /// The stable snake_case name, as used in JSON and by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Valid => "valid",
+            Status::ValidInGrace => "valid_in_grace",
+            Status::Expired => "expired",
+            Status::NotYetValid => "not_yet_valid",
+            Status::TrialExpired => "trial_expired",
+            Status::SignatureInvalid => "signature_invalid",
+            Status::UnknownKey => "unknown_key",
+            Status::Malformed => "malformed",
+            Status::UnsupportedAlgorithm => "unsupported_algorithm",
+            Status::WrongTokenType => "wrong_token_type",
+            Status::InvalidClaims => "invalid_claims",
+            Status::ProductMismatch => "product_mismatch",
+            Status::VersionNotEntitled => "version_not_entitled",
+            Status::FeatureNotEntitled => "feature_not_entitled",
+            Status::FeatureExpired => "feature_expired",
+            Status::SiteRestricted => "site_restricted",
+            Status::FingerprintMismatch => "fingerprint_mismatch",
+            Status::VirtualMachineNotAllowed => "virtual_machine_not_allowed",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

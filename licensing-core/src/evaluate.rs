@@ -176,7 +176,7 @@ impl Check {
             reason: reason.into(),
         }
     }
-    fn fail(status: Status, reason: impl Into<String>) -> Self {
+    fn with_status(status: Status, reason: impl Into<String>) -> Self {
         Check {
             status,
             reason: reason.into(),
@@ -224,7 +224,7 @@ impl License {
         if let Some(nbf) = c.nbf
             && now < nbf.saturating_sub(not_before_leeway.max(0))
         {
-            return Check::fail(
+            return Check::with_status(
                 Status::NotYetValid,
                 format!("license becomes valid in {} s", nbf - now),
             );
@@ -236,16 +236,16 @@ impl License {
             return Check::pass(format!("license valid for {} s", exp - now));
         }
         if c.lic.model == LicenseModel::Trial {
-            return Check::fail(Status::TrialExpired, "trial period has ended");
+            return Check::with_status(Status::TrialExpired, "trial period has ended");
         }
         let until = self.usable_until().unwrap_or(exp);
         if now < until {
-            Check::fail(
+            Check::with_status(
                 Status::ValidInGrace,
                 format!("license expired; grace period ends in {} s", until - now),
             )
         } else {
-            Check::fail(Status::Expired, "license expired and its grace period is over")
+            Check::with_status(Status::Expired, "license expired and its grace period is over")
         }
     }
 
@@ -262,13 +262,13 @@ impl License {
         if let Some(req) = &rule.req {
             match version {
                 None => {
-                    return Check::fail(
+                    return Check::with_status(
                         Status::VersionNotEntitled,
                         format!("license requires version {req}; the app passed no version"),
                     );
                 }
                 Some(v) if !req.matches(v) => {
-                    return Check::fail(
+                    return Check::with_status(
                         Status::VersionNotEntitled,
                         format!("version {v} does not satisfy {req}"),
                     );
@@ -279,13 +279,13 @@ impl License {
         if let Some(until) = rule.maintenance_until {
             match release_date {
                 None => {
-                    return Check::fail(
+                    return Check::with_status(
                         Status::VersionNotEntitled,
                         "license has a maintenance window; the app passed no release date",
                     );
                 }
                 Some(released) if released > until => {
-                    return Check::fail(
+                    return Check::with_status(
                         Status::VersionNotEntitled,
                         format!(
                             "this version was released {} s after maintenance ended",
@@ -307,13 +307,13 @@ impl License {
         for (name, allowed) in &site.restrictions {
             match attributes.get(name) {
                 None => {
-                    return Check::fail(
+                    return Check::with_status(
                         Status::SiteRestricted,
                         format!("site restriction on `{name}`: the app passed no `{name}`"),
                     );
                 }
                 Some(value) if !allowed.iter().any(|a| a == value) => {
-                    return Check::fail(
+                    return Check::with_status(
                         Status::SiteRestricted,
                         format!("`{name}` = `{value}` is not one of {allowed:?}"),
                     );
@@ -331,13 +331,13 @@ impl License {
             (None, _) => return Check::pass("not node-locked"),
         };
         let Some(fp) = fingerprint else {
-            return Check::fail(
+            return Check::with_status(
                 Status::FingerprintMismatch,
                 "license is node-locked; no machine fingerprint was supplied",
             );
         };
         if fp.is_virtual && !lock.allow_virtual {
-            return Check::fail(
+            return Check::with_status(
                 Status::VirtualMachineNotAllowed,
                 "license does not allow virtual machines or containers",
             );
@@ -393,8 +393,9 @@ impl License {
         let decisive = if !time.status.is_usable() {
             time.clone()
         } else {
-            [
-                self.check_machine(ctx.fingerprint.as_ref()),
+            let machine = self.check_machine(ctx.fingerprint.as_ref());
+            let failed = [
+                machine.clone(),
                 self.check_site(&ctx.attributes),
                 self.check_version(ctx.app_version.as_ref(), ctx.release_date),
             ]
@@ -404,9 +405,13 @@ impl License {
                 features
                     .iter()
                     .find(|f| !f.status.is_usable())
-                    .map(|f| Check::fail(f.status, f.reason.clone()))
+                    .map(|f| Check::with_status(f.status, f.reason.clone()))
+            });
+            failed.unwrap_or_else(|| match self.claims.lic.node_lock {
+                // Say how the machine matched: a tolerated change is worth showing.
+                Some(_) => Check::with_status(time.status, format!("{}; {}", time.reason, machine.reason)),
+                None => time.clone(),
             })
-            .unwrap_or_else(|| time.clone())
         };
         let until = self.usable_until();
         Verdict {
@@ -431,7 +436,7 @@ fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
         return if lock.fingerprints.iter().any(|bound| bound.id == fp.id) {
             Check::pass("machine fingerprint matches")
         } else {
-            Check::fail(
+            Check::with_status(
                 Status::FingerprintMismatch,
                 "this machine's fingerprint is not bound to the license",
             )
@@ -463,7 +468,7 @@ fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
         }
     }
     let changed = best.map(|(_, c)| c.join(", ")).unwrap_or_default();
-    Check::fail(
+    Check::with_status(
         Status::FingerprintMismatch,
         format!("machine fingerprint does not match; changed components: {changed}"),
     )

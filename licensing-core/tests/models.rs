@@ -1,0 +1,406 @@
+//! Every license model, grace boundary, feature and version rule at the exact edges of time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use licensing_core::{
+    Context, LicenseClaims, MachineFingerprint, PrivateKey, Status, TrustStore, Verdict, Verifier,
+    issue_license,
+};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+const DAY: i64 = 86_400;
+const PRODUCT: &str = "com.example.cad";
+
+struct Fixture {
+    key: PrivateKey,
+    verifier: Verifier,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let key = PrivateKey::from_seed(&[7u8; 32]).unwrap();
+        let mut store = TrustStore::new();
+        store.add(key.public_key().clone()).unwrap();
+        Fixture {
+            verifier: Verifier::new(store, PRODUCT),
+            key,
+        }
+    }
+
+    fn token(&self, lic: Value, extra: Value) -> String {
+        let mut claims = json!({
+            "iss": "https://licensing.example.com",
+            "sub": "lic_1",
+            "aud": PRODUCT,
+            "iat": T0,
+            "nbf": T0,
+            "lic": lic,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let claims: LicenseClaims = serde_json::from_value(claims).unwrap();
+        issue_license(&claims, &self.key).unwrap()
+    }
+
+    fn check(&self, token: &str, ctx: &Context) -> Verdict {
+        self.verifier.check(token, ctx)
+    }
+
+    fn status_at(&self, token: &str, now: i64) -> Status {
+        self.check(token, &Context::at(now)).status
+    }
+}
+
+#[test]
+fn subscription_valid_then_grace_then_expired_at_exact_edges() {
+    let f = Fixture::new();
+    let exp = T0 + 30 * DAY;
+    let grace = 7 * DAY;
+    let t = f.token(
+        json!({"model": "subscription", "grace_period": grace}),
+        json!({"exp": exp}),
+    );
+    assert_eq!(f.status_at(&t, T0 - 1), Status::NotYetValid);
+    assert_eq!(f.status_at(&t, T0), Status::Valid);
+    let v = f.check(&t, &Context::at(exp - 1));
+    assert_eq!(v.status, Status::Valid);
+    assert_eq!(v.time_left, Some(grace + 1));
+    assert_eq!(v.grace_left, None);
+    let v = f.check(&t, &Context::at(exp));
+    assert_eq!(v.status, Status::ValidInGrace);
+    assert_eq!(v.grace_left, Some(grace));
+    assert_eq!(v.expires_at, Some(exp));
+    assert_eq!(v.grace_ends_at, Some(exp + grace));
+    assert!(v.is_usable());
+    let v = f.check(&t, &Context::at(exp + grace - 1));
+    assert_eq!(v.status, Status::ValidInGrace);
+    assert_eq!(v.grace_left, Some(1));
+    let v = f.check(&t, &Context::at(exp + grace));
+    assert_eq!(v.status, Status::Expired);
+    assert!(!v.is_usable());
+    assert_eq!(v.time_left, Some(0));
+}
+
+#[test]
+fn subscription_without_grace_expires_at_exp() {
+    let f = Fixture::new();
+    let exp = T0 + DAY;
+    let t = f.token(json!({"model": "subscription"}), json!({"exp": exp}));
+    assert_eq!(f.status_at(&t, exp - 1), Status::Valid);
+    assert_eq!(f.status_at(&t, exp), Status::Expired);
+}
+
+#[test]
+fn trial_has_no_grace_and_its_own_status() {
+    let f = Fixture::new();
+    let exp = T0 + 14 * DAY;
+    let t = f.token(json!({"model": "trial"}), json!({"exp": exp}));
+    assert_eq!(f.status_at(&t, exp - 1), Status::Valid);
+    let v = f.check(&t, &Context::at(exp));
+    assert_eq!(v.status, Status::TrialExpired);
+    assert_eq!(v.grace_ends_at, None);
+    assert_eq!(f.status_at(&t, exp + 365 * DAY), Status::TrialExpired);
+}
+
+#[test]
+fn perpetual_never_expires_and_gates_versions_by_maintenance_window() {
+    let f = Fixture::new();
+    let until = T0 + 365 * DAY;
+    let t = f.token(
+        json!({"model": "perpetual", "version": {"maintenance_until": until}}),
+        json!({}),
+    );
+    let far = T0 + 50 * 365 * DAY;
+    // The app must pass what the license gates on: no release date, no entitlement.
+    let v = f.check(&t, &Context::at(far));
+    assert_eq!(v.status, Status::VersionNotEntitled);
+    assert_eq!(v.time_left, None);
+    assert_eq!(v.expires_at, None);
+    // Released exactly at the end of maintenance: entitled (inclusive); one second later: not.
+    let at_edge = Context::at(far).with_release_date(until);
+    assert_eq!(f.check(&t, &at_edge).status, Status::Valid);
+    let after = Context::at(far).with_release_date(until + 1);
+    assert_eq!(f.check(&t, &after).status, Status::VersionNotEntitled);
+    // A version but no release date cannot be judged against a maintenance window.
+    let no_date = Context::at(far).with_version(semver::Version::new(9, 0, 0));
+    assert_eq!(f.check(&t, &no_date).status, Status::VersionNotEntitled);
+}
+
+#[test]
+fn semver_requirement_edges() {
+    let f = Fixture::new();
+    let t = f.token(
+        json!({"model": "perpetual", "version": {"req": ">=2.0.0, <3.0.0"}}),
+        json!({}),
+    );
+    let at = |v: &str| {
+        f.check(
+            &t,
+            &Context::at(T0).with_version(semver::Version::parse(v).unwrap()),
+        )
+        .status
+    };
+    assert_eq!(at("1.9.9"), Status::VersionNotEntitled);
+    assert_eq!(at("2.0.0"), Status::Valid);
+    assert_eq!(at("2.99.99"), Status::Valid);
+    assert_eq!(at("3.0.0"), Status::VersionNotEntitled);
+    assert_eq!(at("3.0.0-beta.1"), Status::VersionNotEntitled);
+    // Version rule without version input: the app must pass what the license gates on.
+    let v = f.check(&t, &Context::at(T0).with_release_date(T0));
+    assert_eq!(v.status, Status::VersionNotEntitled);
+}
+
+#[test]
+fn features_with_own_expiry_and_limits() {
+    let f = Fixture::new();
+    let exp = T0 + 100 * DAY;
+    let feature_exp = T0 + 10 * DAY;
+    let t = f.token(
+        json!({"model": "subscription", "grace_period": DAY, "features": {
+            "core": {},
+            "export": {"limit": 25},
+            "cloud": {"exp": feature_exp}
+        }}),
+        json!({"exp": exp}),
+    );
+    let ctx = |now| {
+        Context::at(now)
+            .with_feature("core")
+            .with_feature("export")
+            .with_feature("cloud")
+    };
+    let v = f.check(&t, &ctx(feature_exp - 1));
+    assert_eq!(v.status, Status::Valid);
+    assert_eq!(v.features.len(), 3);
+    assert_eq!(v.features[1].limit, Some(25));
+    assert_eq!(v.features[2].expires_at, Some(feature_exp));
+    assert_eq!(v.features[2].time_left, Some(1));
+    assert_eq!(v.features[0].expires_at, Some(exp + DAY));
+
+    let v = f.check(&t, &ctx(feature_exp));
+    assert_eq!(v.status, Status::FeatureExpired);
+    assert_eq!(v.features[2].status, Status::FeatureExpired);
+    assert_eq!(v.features[0].status, Status::Valid);
+
+    let v = f.check(&t, &Context::at(T0).with_feature("render"));
+    assert_eq!(v.status, Status::FeatureNotEntitled);
+    assert!(v.reason.contains("render"), "{}", v.reason);
+
+    // In grace, entitled features are usable and degraded like the license.
+    let v = f.check(&t, &Context::at(exp).with_feature("core"));
+    assert_eq!(v.status, Status::ValidInGrace);
+    assert_eq!(v.features[0].status, Status::ValidInGrace);
+
+    // Once the license is unusable, so is every feature, with the license's status.
+    let v = f.check(&t, &Context::at(exp + DAY).with_feature("core"));
+    assert_eq!(v.status, Status::Expired);
+    assert_eq!(v.features[0].status, Status::Expired);
+
+    // The standalone feature check agrees with evaluate().
+    let license = f.verifier.verify(&t).unwrap();
+    assert_eq!(
+        license.check_feature("cloud", feature_exp, 0).status,
+        Status::FeatureExpired
+    );
+    assert_eq!(
+        license.check_feature("nope", T0, 0).status,
+        Status::FeatureNotEntitled
+    );
+    assert_eq!(
+        license.check_feature("core", exp + DAY, 0).status,
+        Status::Expired
+    );
+}
+
+#[test]
+fn site_restrictions() {
+    let f = Fixture::new();
+    let t = f.token(
+        json!({"model": "site", "site": {"name": "HQ", "restrictions": {
+            "country": ["DE", "AT"], "department": ["R&D"]
+        }}}),
+        json!({}),
+    );
+    let ok = Context::at(T0)
+        .with_attribute("country", "AT")
+        .with_attribute("department", "R&D");
+    assert_eq!(f.check(&t, &ok).status, Status::Valid);
+    let wrong = Context::at(T0)
+        .with_attribute("country", "FR")
+        .with_attribute("department", "R&D");
+    assert_eq!(f.check(&t, &wrong).status, Status::SiteRestricted);
+    let case = Context::at(T0)
+        .with_attribute("country", "de")
+        .with_attribute("department", "R&D");
+    assert_eq!(f.check(&t, &case).status, Status::SiteRestricted);
+    let missing = Context::at(T0).with_attribute("country", "DE");
+    let v = f.check(&t, &missing);
+    assert_eq!(v.status, Status::SiteRestricted);
+    assert!(v.reason.contains("department"), "{}", v.reason);
+}
+
+#[test]
+fn floating_license_token_evaluates_like_its_expiry() {
+    let f = Fixture::new();
+    let exp = T0 + DAY;
+    let t = f.token(
+        json!({"model": "floating", "seats": 5, "grace_period": 3600}),
+        json!({"exp": exp}),
+    );
+    let license = f.verifier.verify(&t).unwrap();
+    assert_eq!(license.claims().lic.seats, Some(5));
+    assert_eq!(f.status_at(&t, exp - 1), Status::Valid);
+    assert_eq!(f.status_at(&t, exp), Status::ValidInGrace);
+    assert_eq!(f.status_at(&t, exp + 3600), Status::Expired);
+}
+
+fn fingerprint(components: &[(&str, &str)], id: &str) -> MachineFingerprint {
+    MachineFingerprint {
+        id: id.into(),
+        components: components
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        is_virtual: false,
+    }
+}
+
+#[test]
+fn node_locked_exact_and_k_of_n() {
+    let f = Fixture::new();
+    let bound = json!({"id": "fp1", "components": {
+        "machine_id": "m", "hostname": "h", "cpu": "c", "mac": "n", "disk": "d"
+    }});
+    let exact = f.token(
+        json!({"model": "node_locked", "node_lock": {"fingerprints": [bound.clone()]}}),
+        json!({}),
+    );
+    let same = fingerprint(
+        &[("machine_id", "m"), ("hostname", "h"), ("cpu", "c"), ("mac", "n"), ("disk", "d")],
+        "fp1",
+    );
+    assert_eq!(
+        f.check(&exact, &Context::at(T0)).status,
+        Status::FingerprintMismatch,
+        "no fingerprint supplied: never valid"
+    );
+    let ok = Context::at(T0).with_fingerprint(same.clone());
+    assert_eq!(f.check(&exact, &ok).status, Status::Valid);
+    let other = Context::at(T0).with_fingerprint(fingerprint(&[], "fp2"));
+    assert_eq!(f.check(&exact, &other).status, Status::FingerprintMismatch);
+
+    let tolerant = f.token(
+        json!({"model": "node_locked", "node_lock": {
+            "fingerprints": [bound],
+            "match": {"required": ["machine_id"], "min_matching": 4},
+            "allow_virtual": false
+        }}),
+        json!({}),
+    );
+    // One component changed: still this machine, and the verdict says which.
+    let one_changed = fingerprint(
+        &[("machine_id", "m"), ("hostname", "NEW"), ("cpu", "c"), ("mac", "n"), ("disk", "d")],
+        "fpX",
+    );
+    let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(one_changed));
+    assert_eq!(v.status, Status::Valid);
+    assert!(v.reason.contains("hostname"), "{}", v.reason);
+    // Two changed: below min_matching, mismatch naming both.
+    let two_changed = fingerprint(
+        &[("machine_id", "m"), ("hostname", "NEW"), ("cpu", "NEW"), ("mac", "n"), ("disk", "d")],
+        "fpX",
+    );
+    let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(two_changed));
+    assert_eq!(v.status, Status::FingerprintMismatch);
+    assert!(v.reason.contains("cpu") && v.reason.contains("hostname"), "{}", v.reason);
+    // The required component changed: mismatch even though 4 others match.
+    let id_changed = fingerprint(
+        &[("machine_id", "X"), ("hostname", "h"), ("cpu", "c"), ("mac", "n"), ("disk", "d")],
+        "fpX",
+    );
+    let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(id_changed));
+    assert_eq!(v.status, Status::FingerprintMismatch);
+    assert!(v.reason.contains("machine_id"), "{}", v.reason);
+    // Virtual machines refused when the license says so.
+    let mut vm = same;
+    vm.is_virtual = true;
+    let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(vm.clone()));
+    assert_eq!(v.status, Status::VirtualMachineNotAllowed);
+    assert_eq!(f.check(&exact, &Context::at(T0).with_fingerprint(vm)).status, Status::Valid);
+}
+
+#[test]
+fn not_before_leeway_is_applied_only_to_nbf() {
+    let f = Fixture::new();
+    let exp = T0 + DAY;
+    let t = f.token(json!({"model": "subscription"}), json!({"exp": exp}));
+    let mut ctx = Context::at(T0 - 60);
+    ctx.not_before_leeway = 60;
+    assert_eq!(f.check(&t, &ctx).status, Status::Valid);
+    ctx.now = T0 - 61;
+    assert_eq!(f.check(&t, &ctx).status, Status::NotYetValid);
+    ctx.now = exp;
+    assert_eq!(f.check(&t, &ctx).status, Status::Expired);
+}
+
+#[test]
+fn rule_order_time_first_then_machine_site_version_features() {
+    let f = Fixture::new();
+    let exp = T0 + DAY;
+    let t = f.token(
+        json!({"model": "site", "site": {"restrictions": {"country": ["DE"]}},
+               "version": {"req": "^1"}}),
+        json!({"exp": exp}),
+    );
+    let ctx = Context::at(exp)
+        .with_attribute("country", "FR")
+        .with_version(semver::Version::new(2, 0, 0))
+        .with_feature("x");
+    assert_eq!(f.check(&t, &ctx).status, Status::Expired);
+    let ctx = Context { now: T0, ..ctx };
+    assert_eq!(f.check(&t, &ctx).status, Status::SiteRestricted);
+    let ctx = ctx.with_attribute("country", "DE");
+    assert_eq!(f.check(&t, &ctx).status, Status::VersionNotEntitled);
+    let ctx = ctx.with_version(semver::Version::new(1, 2, 3));
+    assert_eq!(f.check(&t, &ctx).status, Status::FeatureNotEntitled);
+}
+
+#[test]
+fn audience_arrays_and_product_mismatch() {
+    let f = Fixture::new();
+    let t = f.token(
+        json!({"model": "perpetual"}),
+        json!({"aud": ["com.example.other", PRODUCT]}),
+    );
+    assert_eq!(f.status_at(&t, T0), Status::Valid);
+    let other = Verifier::new(f.verifier.trust_store().clone(), "com.example.viewer");
+    assert_eq!(
+        other.check(&t, &Context::at(T0)).status,
+        Status::ProductMismatch
+    );
+}
+
+#[test]
+fn key_rotation_selects_by_kid() {
+    let old = PrivateKey::from_seed(&[1u8; 32]).unwrap();
+    let new = PrivateKey::from_seed(&[2u8; 32]).unwrap();
+    let mut store = TrustStore::new();
+    store.add(old.public_key().clone()).unwrap();
+    store.add(new.public_key().clone()).unwrap();
+    let verifier = Verifier::new(store.clone(), PRODUCT);
+    let claims: LicenseClaims = serde_json::from_value(json!({
+        "iss": "i", "sub": "s", "aud": PRODUCT, "iat": T0, "lic": {"model": "perpetual"}
+    }))
+    .unwrap();
+    for key in [&old, &new] {
+        let token = issue_license(&claims, key).unwrap();
+        let license = verifier.verify(&token).unwrap();
+        assert_eq!(license.kid(), key.public_key().kid());
+    }
+    // The same store round-trips through a JWK Set.
+    let jwks = serde_json::to_string(&store.to_jwks()).unwrap();
+    assert_eq!(TrustStore::from_document(&jwks).unwrap().len(), 2);
+    // Adding the same key twice is refused.
+    assert!(store.add(old.public_key().clone()).is_err());
+}

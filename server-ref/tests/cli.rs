@@ -1,0 +1,317 @@
+//! The vendor CLI is a contract: flags, file names, output and exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_licensing-server"))
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("examples/licenses")
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+struct Keys {
+    dir: tempfile::TempDir,
+    kid: String,
+}
+
+impl Keys {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(&["keys", "generate", "--out", dir.path().to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        Keys {
+            kid: stdout(&out).trim().to_owned(),
+            dir,
+        }
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+    fn issue(&self, claims: &Path) -> String {
+        let out = run(&[
+            "license",
+            "issue",
+            "--private-key",
+            &self.path("private.pem"),
+            "--claims",
+            claims.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let token = stdout(&out).trim().to_owned();
+        let file = self.dir.path().join(format!(
+            "{}.jwt",
+            claims.file_stem().unwrap().to_str().unwrap()
+        ));
+        std::fs::write(&file, &token).unwrap();
+        file.to_str().unwrap().to_owned()
+    }
+    fn verify(&self, token_file: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+        let mut args = vec![
+            "license",
+            "verify",
+            "--public-key",
+            self.path("public.pem").leak(),
+            "--token",
+            token_file,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        let code = out.status.code().unwrap();
+        let json = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(&out), stderr(&out)));
+        (code, json)
+    }
+}
+
+#[test]
+fn keys_generate_writes_the_three_files() {
+    let keys = Keys::new();
+    assert_eq!(keys.kid.len(), 43, "base64url SHA-256 thumbprint");
+    let private = std::fs::read_to_string(keys.path("private.pem")).unwrap();
+    assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let public = std::fs::read_to_string(keys.path("public.pem")).unwrap();
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let jwks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(keys.path("jwks.json")).unwrap()).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], keys.kid.as_str());
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keys.path("private.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Refuses to overwrite a key without --force.
+    let again = run(&["keys", "generate", "--out", keys.dir.path().to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("--force"));
+}
+
+#[test]
+fn every_sample_license_issues_and_verifies() {
+    let keys = Keys::new();
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "perpetual",
+            &["--version", "2.4.0", "--release-date", "2026-06-01"],
+            "valid",
+        ),
+        ("subscription", &["--feature", "export_step"], "valid"),
+        ("trial", &[], "valid"),
+        ("floating", &[], "valid"),
+        // No fingerprint given: a node-locked license is never valid without one.
+        ("node_locked", &[], "fingerprint_mismatch"),
+        (
+            "site",
+            &["--attribute", "country=DE", "--attribute", "department=R&D"],
+            "valid",
+        ),
+    ];
+    for (model, extra, expected) in cases {
+        let token = keys.issue(&examples().join(format!("{model}.json")));
+        let mut args = vec!["--product", "com.example.cad", "--at", "2026-11-25T00:00:00Z"];
+        args.extend_from_slice(extra);
+        let (code, verdict) = keys.verify(&token, &args);
+        assert_eq!(verdict["status"], *expected, "{model}: {verdict}");
+        assert_eq!(verdict["model"], *model);
+        assert_eq!(code, if *expected == "valid" { 0 } else { 1 }, "{model}");
+        assert_eq!(verdict["usable"], *expected == "valid");
+    }
+}
+
+#[test]
+fn verify_reports_grace_expiry_and_not_yet_valid_with_exit_codes() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("sub.json");
+    std::fs::write(
+        &claims,
+        r#"{"iss":"i","sub":"lic_9","aud":"p","nbf":1767225600,"exp":1798761600,
+            "lic":{"model":"subscription","grace_period":864000}}"#,
+    )
+    .unwrap();
+    let token = keys.issue(&claims);
+    let (code, v) = keys.verify(&token, &["--at", "2027-01-02T00:00:00Z"]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (0, "valid_in_grace"));
+    assert_eq!(v["grace_left"], 9 * 86_400);
+    let (code, v) = keys.verify(&token, &["--at", "2027-01-11T00:00:00Z"]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (1, "expired"));
+    let (code, v) = keys.verify(&token, &["--at", "2025-12-31T23:59:59Z"]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (1, "not_yet_valid"));
+    let (code, v) = keys.verify(&token, &["--product", "other"]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (1, "product_mismatch"));
+}
+
+#[test]
+fn verify_accepts_jwks_several_keys_and_stdin() {
+    let a = Keys::new();
+    let b = Keys::new();
+    let token = a.issue(&examples().join("trial.json"));
+    let text = std::fs::read_to_string(&token).unwrap();
+    let mut child = bin()
+        .args([
+            "license",
+            "verify",
+            "--public-key",
+            &b.path("public.pem"),
+            "--public-key",
+            &a.path("jwks.json"),
+            "--token",
+            "-",
+            "--at",
+            "2026-11-25T00:00:00Z",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{text}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("status:     valid"));
+    // Only the other key trusted: unknown key, exit 1.
+    let out = run(&[
+        "license",
+        "verify",
+        "--public-key",
+        &b.path("public.pem"),
+        "--token",
+        &token,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("unknown_key"), "{}", stdout(&out));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let keys = Keys::new();
+    let token = keys.issue(&examples().join("trial.json"));
+    let pk = keys.path("public.pem");
+    let bad: &[&[&str]] = &[
+        &["license", "verify", "--token", &token],
+        &["license", "verify", "--public-key", "/nonexistent.pem", "--token", &token],
+        &["license", "verify", "--public-key", &token, "--token", &token],
+        &["license", "verify", "--public-key", &pk, "--token", &token, "--at", "yesterday"],
+        &["license", "verify", "--public-key", &pk, "--token", &token, "--version", "1.x"],
+        &["license", "verify", "--public-key", &pk, "--token", &token, "--attribute", "novalue"],
+        &["license", "verify", "--public-key", &pk, "--token", "/nonexistent.jwt"],
+        &["license", "issue", "--private-key", &pk, "--claims", &token],
+        &["license", "bogus"],
+    ];
+    for args in bad {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty());
+    }
+}
+
+#[test]
+fn invalid_claims_name_the_field() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"lifetime"}}"#, "lic.model"),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"perpetual","features":{"x":{"limit":-1}}}}"#,
+            "lic.features.x.limit",
+        ),
+        (r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"trial"}}"#, "exp"),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"floating","exp":1}}"#,
+            "lic.seats",
+        ),
+        (r#"{"iss":"i","sub":"s","sub":"t","aud":"p","lic":{"model":"perpetual"}}"#, "duplicate key `sub`"),
+        (r#"{"iss":"i","aud":"p","lic":{"model":"perpetual"}}"#, "sub"),
+    ];
+    let private = keys.path("private.pem");
+    for (i, (json, field)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.json"));
+        std::fs::write(&path, json).unwrap();
+        let out = run(&[
+            "license",
+            "issue",
+            "--private-key",
+            &private,
+            "--claims",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{json}");
+        assert!(stdout(&out).is_empty(), "no token on failure");
+        assert!(stderr(&out).contains(field), "{json}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn inspect_is_labelled_unverified() {
+    let keys = Keys::new();
+    let token = keys.issue(&examples().join("site.json"));
+    let out = run(&["license", "inspect", "--token", &token]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["verified"], false);
+    assert!(v["WARNING"].as_str().unwrap().contains("UNVERIFIED"));
+    assert_eq!(v["header"]["kid"], keys.kid.as_str());
+    assert_eq!(v["header"]["typ"], "license+jwt");
+    assert_eq!(v["payload"]["lic"]["model"], "site");
+    // iat and jti were filled in by `issue`.
+    assert!(v["payload"]["iat"].as_i64().unwrap() > 1_700_000_000);
+    assert_eq!(v["payload"]["jti"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn openssl_reads_the_generated_keys() {
+    let keys = Keys::new();
+    let out = Command::new("openssl")
+        .args(["pkey", "-in", &keys.path("private.pem"), "-pubout"])
+        .output()
+        .expect("openssl must be installed (the test command installs it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public = std::fs::read_to_string(keys.path("public.pem")).unwrap();
+    assert_eq!(stdout(&out), public);
+    // And a key written by `openssl genpkey` signs licenses.
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("openssl.pem");
+    let out = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out", foreign.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = run(&[
+        "license",
+        "issue",
+        "--private-key",
+        foreign.to_str().unwrap(),
+        "--claims",
+        examples().join("trial.json").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

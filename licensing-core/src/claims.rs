@@ -264,13 +264,22 @@ impl LicenseClaims {
                 ));
             }
             LicenseModel::Trial if lic.grace_period.unwrap_or(0) > 0 => {
-                return Err(Error::claim("lic.grace_period", "a trial has no grace period"));
+                return Err(Error::claim(
+                    "lic.grace_period",
+                    "a trial has no grace period",
+                ));
             }
             LicenseModel::Floating if lic.seats.unwrap_or(0) == 0 => {
-                return Err(Error::claim("lic.seats", "a floating license needs seats >= 1"));
+                return Err(Error::claim(
+                    "lic.seats",
+                    "a floating license needs seats >= 1",
+                ));
             }
             LicenseModel::NodeLocked if lic.node_lock.is_none() => {
-                return Err(Error::claim("lic.node_lock", "required for a node_locked license"));
+                return Err(Error::claim(
+                    "lic.node_lock",
+                    "required for a node_locked license",
+                ));
             }
             LicenseModel::Site if lic.site.is_none() => {
                 return Err(Error::claim("lic.site", "required for a site license"));
@@ -282,7 +291,10 @@ impl LicenseClaims {
         }
         for (name, feature) in &lic.features {
             if name.is_empty() {
-                return Err(Error::claim("lic.features", "feature names must not be empty"));
+                return Err(Error::claim(
+                    "lic.features",
+                    "feature names must not be empty",
+                ));
             }
             timestamp(&format!("lic.features.{name}.exp"), feature.exp)?;
         }

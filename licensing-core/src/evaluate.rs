@@ -245,7 +245,10 @@ impl License {
                 format!("license expired; grace period ends in {} s", until - now),
             )
         } else {
-            Check::with_status(Status::Expired, "license expired and its grace period is over")
+            Check::with_status(
+                Status::Expired,
+                "license expired and its grace period is over",
+            )
         }
     }
 
@@ -365,10 +368,9 @@ impl License {
                 Status::FeatureNotEntitled,
                 format!("feature `{name}` is not in the license"),
             ),
-            Some(f) if f.exp.is_some_and(|exp| now >= exp) => (
-                Status::FeatureExpired,
-                format!("feature `{name}` expired"),
-            ),
+            Some(f) if f.exp.is_some_and(|exp| now >= exp) => {
+                (Status::FeatureExpired, format!("feature `{name}` expired"))
+            }
             Some(_) => (license.status, format!("feature `{name}` entitled")),
         };
         FeatureVerdict {
@@ -409,7 +411,9 @@ impl License {
             });
             failed.unwrap_or_else(|| match self.claims.lic.node_lock {
                 // Say how the machine matched: a tolerated change is worth showing.
-                Some(_) => Check::with_status(time.status, format!("{}; {}", time.reason, machine.reason)),
+                Some(_) => {
+                    Check::with_status(time.status, format!("{}; {}", time.reason, machine.reason))
+                }
                 None => time.clone(),
             })
         };
@@ -419,7 +423,12 @@ impl License {
             reason: decisive.reason,
             license_id: Some(self.claims.sub.clone()),
             model: Some(self.claims.lic.model),
-            customer: self.claims.lic.customer.as_ref().and_then(|c| c.name.clone()),
+            customer: self
+                .claims
+                .lic
+                .customer
+                .as_ref()
+                .and_then(|c| c.name.clone()),
             expires_at: self.claims.exp,
             grace_ends_at: until.filter(|_| self.claims.lic.model != LicenseModel::Trial),
             time_left: until.map(|u| (u - ctx.now).max(0)),
@@ -452,7 +461,10 @@ fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
             .map(|(name, _)| name.as_str())
             .collect();
         let matching = bound.components.len() - changed.len();
-        let required_ok = policy.required.iter().all(|r| !changed.contains(&r.as_str()));
+        let required_ok = policy
+            .required
+            .iter()
+            .all(|r| !changed.contains(&r.as_str()));
         if required_ok && matching >= policy.min_matching as usize {
             return if changed.is_empty() {
                 Check::pass("machine fingerprint matches")

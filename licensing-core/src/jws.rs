@@ -51,7 +51,11 @@ pub(crate) struct VerifiedJws {
 ///
 /// Order matters: structure, then algorithm and key, then the signature, and only then the
 /// type, so [`Error::WrongTokenType`] always means a genuine token of another kind.
-pub(crate) fn verify(token: &str, kind: TokenKind, store: &TrustStore) -> Result<VerifiedJws, Error> {
+pub(crate) fn verify(
+    token: &str,
+    kind: TokenKind,
+    store: &TrustStore,
+) -> Result<VerifiedJws, Error> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Error::TooLarge {
             len: token.len(),
@@ -93,7 +97,9 @@ pub(crate) fn verify(token: &str, kind: TokenKind, store: &TrustStore) -> Result
     let Some(serde_json::Value::String(typ)) = header_map.get("typ") else {
         return Err(Error::MissingHeader("typ"));
     };
-    let key = store.get(kid).ok_or_else(|| Error::UnknownKey(kid.clone()))?;
+    let key = store
+        .get(kid)
+        .ok_or_else(|| Error::UnknownKey(kid.clone()))?;
 
     let signature_bytes = b64::decode_array::<64>(signature_b64).ok_or(Error::Base64 {
         segment: "signature",

@@ -81,10 +81,11 @@ impl PublicKey {
 
     /// Reads an SPKI PEM (`-----BEGIN PUBLIC KEY-----`), as written by `openssl pkey -pubout`.
     pub fn from_spki_pem(pem: &str) -> Result<Self, KeyError> {
-        let key = VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| KeyError::Encoding {
-            expected: "SPKI public",
-            detail: e.to_string(),
-        })?;
+        let key =
+            VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| KeyError::Encoding {
+                expected: "SPKI public",
+                detail: e.to_string(),
+            })?;
         Self::from_bytes(key.as_bytes())
     }
 
@@ -286,7 +287,10 @@ mod tests {
         // RFC 8037 Appendix A.3.
         let x = b64::decode_array::<32>("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
             .expect("valid x");
-        assert_eq!(thumbprint(&x), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            thumbprint(&x),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod strict_json;
 
 pub use claims::{LicenseClaims, LicenseModel};
 pub use error::Error;
-pub use evaluate::{Check, Context, FeatureVerdict, License, MachineFingerprint, Verdict, Verifier};
+pub use evaluate::{
+    Check, Context, FeatureVerdict, License, MachineFingerprint, Verdict, Verifier,
+};
 #[cfg(feature = "issuer")]
 pub use issuer::{PrivateKey, issue_license, sign_raw};
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, decode_unverified};

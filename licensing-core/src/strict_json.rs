@@ -92,7 +92,9 @@ impl<'de> Visitor<'de> for Checker {
             return Err(de::Error::custom("expected a JSON object"));
         }
         if self.depth > MAX_DEPTH {
-            return Err(de::Error::custom(format!("nesting deeper than {MAX_DEPTH}")));
+            return Err(de::Error::custom(format!(
+                "nesting deeper than {MAX_DEPTH}"
+            )));
         }
         while seq.next_element_seed(self.child())?.is_some() {}
         Ok(())
@@ -100,7 +102,9 @@ impl<'de> Visitor<'de> for Checker {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         if self.depth > MAX_DEPTH {
-            return Err(de::Error::custom(format!("nesting deeper than {MAX_DEPTH}")));
+            return Err(de::Error::custom(format!(
+                "nesting deeper than {MAX_DEPTH}"
+            )));
         }
         let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
@@ -155,18 +159,43 @@ mod tests {
 
     #[test]
     fn rejects_non_objects_and_trailing_data() {
-        for bad in [&b"[]"[..], b"1", b"\"s\"", b"null", b"{} {}", b"{}x", b"", b"{"] {
-            assert!(check_object(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"[]"[..],
+            b"1",
+            b"\"s\"",
+            b"null",
+            b"{} {}",
+            b"{}x",
+            b"",
+            b"{",
+        ] {
+            assert!(
+                check_object(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn depth_cap_is_exact() {
-        let ok = format!("{}{}", "{\"a\":".repeat(MAX_DEPTH - 1) + "{}", "}".repeat(MAX_DEPTH - 1));
+        let ok = format!(
+            "{}{}",
+            "{\"a\":".repeat(MAX_DEPTH - 1) + "{}",
+            "}".repeat(MAX_DEPTH - 1)
+        );
         assert!(check_object(ok.as_bytes()).is_ok());
-        let deep = format!("{}{}", "{\"a\":".repeat(MAX_DEPTH) + "{}", "}".repeat(MAX_DEPTH));
+        let deep = format!(
+            "{}{}",
+            "{\"a\":".repeat(MAX_DEPTH) + "{}",
+            "}".repeat(MAX_DEPTH)
+        );
         assert!(check_object(deep.as_bytes()).is_err());
-        let arrays = format!("{{\"a\":{}{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let arrays = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
         assert!(check_object(arrays.as_bytes()).is_err());
     }
 

@@ -16,7 +16,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 #[derive(Parser)]
-#[command(name = "licensing-server", version, about = "Licensing reference server and vendor toolbox")]
+#[command(
+    name = "licensing-server",
+    version,
+    about = "Licensing reference server and vendor toolbox"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -164,10 +168,14 @@ fn keys_generate(out: &Path, force: bool) -> CliResult {
         )));
     }
     let key = PrivateKey::generate().map_err(|e| Failure::Usage(e.to_string()))?;
-    let pem = key.to_pkcs8_pem().map_err(|e| Failure::Usage(e.to_string()))?;
+    let pem = key
+        .to_pkcs8_pem()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     write_private(&private_path, pem.as_bytes()).map_err(usage)?;
     let public = key.public_key();
-    let public_pem = public.to_spki_pem().map_err(|e| Failure::Usage(e.to_string()))?;
+    let public_pem = public
+        .to_spki_pem()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     fs::write(out.join("public.pem"), public_pem).map_err(usage)?;
     let mut store = TrustStore::new();
     store
@@ -245,9 +253,9 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
     }
     ctx.features = args.features.clone();
     for attribute in &args.attributes {
-        let (name, value) = attribute
-            .split_once('=')
-            .ok_or_else(|| Failure::Usage(format!("--attribute {attribute}: expected NAME=VALUE")))?;
+        let (name, value) = attribute.split_once('=').ok_or_else(|| {
+            Failure::Usage(format!("--attribute {attribute}: expected NAME=VALUE"))
+        })?;
         ctx.attributes.insert(name.to_owned(), value.to_owned());
     }
     let token = read_token(&args.token)?;
@@ -258,7 +266,10 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
             object.insert("usable".into(), verdict.is_usable().into());
             object.insert("evaluated_at".into(), ctx.now.into());
         }
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else {
         print_verdict(&verdict);
     }
@@ -286,7 +297,10 @@ fn print_verdict(verdict: &Verdict) {
         None if verdict.license_id.is_some() => println!("expires:    never"),
         None => {}
     }
-    if let Some(end) = verdict.grace_ends_at.filter(|end| Some(*end) != verdict.expires_at) {
+    if let Some(end) = verdict
+        .grace_ends_at
+        .filter(|end| Some(*end) != verdict.expires_at)
+    {
         println!("grace ends: {}", format_instant(end));
     }
     if let Some(left) = verdict.grace_left {
@@ -299,7 +313,10 @@ fn print_verdict(verdict: &Verdict) {
             .limit
             .map(|l| format!(", limit {l}"))
             .unwrap_or_default();
-        println!("feature {}: {}{limit} ({})", feature.name, feature.status, feature.reason);
+        println!(
+            "feature {}: {}{limit} ({})",
+            feature.name, feature.status, feature.reason
+        );
     }
     if verdict.status == Status::Valid || verdict.status == Status::ValidInGrace {
         println!("=> the license may be used");

@@ -106,7 +106,12 @@ fn keys_generate_writes_the_three_files() {
         assert_eq!(mode & 0o777, 0o600);
     }
     // Refuses to overwrite a key without --force.
-    let again = run(&["keys", "generate", "--out", keys.dir.path().to_str().unwrap()]);
+    let again = run(&[
+        "keys",
+        "generate",
+        "--out",
+        keys.dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr(&again).contains("--force"));
 }
@@ -133,7 +138,12 @@ fn every_sample_license_issues_and_verifies() {
     ];
     for (model, extra, expected) in cases {
         let token = keys.issue(&examples().join(format!("{model}.json")));
-        let mut args = vec!["--product", "com.example.cad", "--at", "2026-11-25T00:00:00Z"];
+        let mut args = vec![
+            "--product",
+            "com.example.cad",
+            "--at",
+            "2026-11-25T00:00:00Z",
+        ];
         args.extend_from_slice(extra);
         let (code, verdict) = keys.verify(&token, &args);
         assert_eq!(verdict["status"], *expected, "{model}: {verdict}");
@@ -163,7 +173,10 @@ fn verify_reports_grace_expiry_and_not_yet_valid_with_exit_codes() {
     let (code, v) = keys.verify(&token, &["--at", "2025-12-31T23:59:59Z"]);
     assert_eq!((code, v["status"].as_str().unwrap()), (1, "not_yet_valid"));
     let (code, v) = keys.verify(&token, &["--product", "other"]);
-    assert_eq!((code, v["status"].as_str().unwrap()), (1, "product_mismatch"));
+    assert_eq!(
+        (code, v["status"].as_str().unwrap()),
+        (1, "product_mismatch")
+    );
 }
 
 #[test]
@@ -218,12 +231,60 @@ fn usage_errors_exit_2() {
     let pk = keys.path("public.pem");
     let bad: &[&[&str]] = &[
         &["license", "verify", "--token", &token],
-        &["license", "verify", "--public-key", "/nonexistent.pem", "--token", &token],
-        &["license", "verify", "--public-key", &token, "--token", &token],
-        &["license", "verify", "--public-key", &pk, "--token", &token, "--at", "yesterday"],
-        &["license", "verify", "--public-key", &pk, "--token", &token, "--version", "1.x"],
-        &["license", "verify", "--public-key", &pk, "--token", &token, "--attribute", "novalue"],
-        &["license", "verify", "--public-key", &pk, "--token", "/nonexistent.jwt"],
+        &[
+            "license",
+            "verify",
+            "--public-key",
+            "/nonexistent.pem",
+            "--token",
+            &token,
+        ],
+        &[
+            "license",
+            "verify",
+            "--public-key",
+            &token,
+            "--token",
+            &token,
+        ],
+        &[
+            "license",
+            "verify",
+            "--public-key",
+            &pk,
+            "--token",
+            &token,
+            "--at",
+            "yesterday",
+        ],
+        &[
+            "license",
+            "verify",
+            "--public-key",
+            &pk,
+            "--token",
+            &token,
+            "--version",
+            "1.x",
+        ],
+        &[
+            "license",
+            "verify",
+            "--public-key",
+            &pk,
+            "--token",
+            &token,
+            "--attribute",
+            "novalue",
+        ],
+        &[
+            "license",
+            "verify",
+            "--public-key",
+            &pk,
+            "--token",
+            "/nonexistent.jwt",
+        ],
         &["license", "issue", "--private-key", &pk, "--claims", &token],
         &["license", "bogus"],
     ];
@@ -239,18 +300,30 @@ fn invalid_claims_name_the_field() {
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        (r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"lifetime"}}"#, "lic.model"),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"lifetime"}}"#,
+            "lic.model",
+        ),
         (
             r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"perpetual","features":{"x":{"limit":-1}}}}"#,
             "lic.features.x.limit",
         ),
-        (r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"trial"}}"#, "exp"),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"trial"}}"#,
+            "exp",
+        ),
         (
             r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"floating","exp":1}}"#,
             "lic.seats",
         ),
-        (r#"{"iss":"i","sub":"s","sub":"t","aud":"p","lic":{"model":"perpetual"}}"#, "duplicate key `sub`"),
-        (r#"{"iss":"i","aud":"p","lic":{"model":"perpetual"}}"#, "sub"),
+        (
+            r#"{"iss":"i","sub":"s","sub":"t","aud":"p","lic":{"model":"perpetual"}}"#,
+            "duplicate key `sub`",
+        ),
+        (
+            r#"{"iss":"i","aud":"p","lic":{"model":"perpetual"}}"#,
+            "sub",
+        ),
     ];
     let private = keys.path("private.pem");
     for (i, (json, field)) in cases.iter().enumerate() {
@@ -301,7 +374,13 @@ fn openssl_reads_the_generated_keys() {
     let dir = tempfile::tempdir().unwrap();
     let foreign = dir.path().join("openssl.pem");
     let out = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out", foreign.to_str().unwrap()])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            foreign.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -277,7 +277,13 @@ fn node_locked_exact_and_k_of_n() {
         json!({}),
     );
     let same = fingerprint(
-        &[("machine_id", "m"), ("hostname", "h"), ("cpu", "c"), ("mac", "n"), ("disk", "d")],
+        &[
+            ("machine_id", "m"),
+            ("hostname", "h"),
+            ("cpu", "c"),
+            ("mac", "n"),
+            ("disk", "d"),
+        ],
         "fp1",
     );
     assert_eq!(
@@ -300,7 +306,13 @@ fn node_locked_exact_and_k_of_n() {
     );
     // One component changed: still this machine, and the verdict says which.
     let one_changed = fingerprint(
-        &[("machine_id", "m"), ("hostname", "NEW"), ("cpu", "c"), ("mac", "n"), ("disk", "d")],
+        &[
+            ("machine_id", "m"),
+            ("hostname", "NEW"),
+            ("cpu", "c"),
+            ("mac", "n"),
+            ("disk", "d"),
+        ],
         "fpX",
     );
     let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(one_changed));
@@ -308,15 +320,31 @@ fn node_locked_exact_and_k_of_n() {
     assert!(v.reason.contains("hostname"), "{}", v.reason);
     // Two changed: below min_matching, mismatch naming both.
     let two_changed = fingerprint(
-        &[("machine_id", "m"), ("hostname", "NEW"), ("cpu", "NEW"), ("mac", "n"), ("disk", "d")],
+        &[
+            ("machine_id", "m"),
+            ("hostname", "NEW"),
+            ("cpu", "NEW"),
+            ("mac", "n"),
+            ("disk", "d"),
+        ],
         "fpX",
     );
     let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(two_changed));
     assert_eq!(v.status, Status::FingerprintMismatch);
-    assert!(v.reason.contains("cpu") && v.reason.contains("hostname"), "{}", v.reason);
+    assert!(
+        v.reason.contains("cpu") && v.reason.contains("hostname"),
+        "{}",
+        v.reason
+    );
     // The required component changed: mismatch even though 4 others match.
     let id_changed = fingerprint(
-        &[("machine_id", "X"), ("hostname", "h"), ("cpu", "c"), ("mac", "n"), ("disk", "d")],
+        &[
+            ("machine_id", "X"),
+            ("hostname", "h"),
+            ("cpu", "c"),
+            ("mac", "n"),
+            ("disk", "d"),
+        ],
         "fpX",
     );
     let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(id_changed));
@@ -327,7 +355,11 @@ fn node_locked_exact_and_k_of_n() {
     vm.is_virtual = true;
     let v = f.check(&tolerant, &Context::at(T0).with_fingerprint(vm.clone()));
     assert_eq!(v.status, Status::VirtualMachineNotAllowed);
-    assert_eq!(f.check(&exact, &Context::at(T0).with_fingerprint(vm)).status, Status::Valid);
+    assert_eq!(
+        f.check(&exact, &Context::at(T0).with_fingerprint(vm))
+            .status,
+        Status::Valid
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::claims::{LicenseClaims, LicenseModel, NodeLock};
 use crate::error::Error;
+use crate::fingerprint::MachineFingerprint;
 use crate::jws::{self, TokenKind};
 use crate::keys::TrustStore;
 use crate::status::Status;
@@ -71,19 +72,6 @@ impl Context {
     }
 }
 
-/// A machine's fingerprint as computed on the running machine.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-pub struct MachineFingerprint {
-    /// Combined fingerprint id.
-    pub id: String,
-    /// Salted hash per component name.
-    #[serde(default)]
-    pub components: BTreeMap<String, String>,
-    /// Whether the machine looks like a VM or container.
-    #[serde(default)]
-    pub is_virtual: bool,
-}
-
 /// The answer for one feature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeatureVerdict {
@@ -141,8 +129,16 @@ impl Verdict {
     /// A verdict for a token that could not be verified.
     pub fn from_error(error: &Error) -> Self {
         Verdict {
-            status: error.status(),
             reason: error.to_string(),
+            ..Verdict::from_status(error.status())
+        }
+    }
+
+    /// A verdict with only a status and its name as the reason.
+    pub fn from_status(status: Status) -> Self {
+        Verdict {
+            status,
+            reason: status.as_str().to_owned(),
             license_id: None,
             model: None,
             customer: None,

@@ -2,24 +2,35 @@
 
 mod b64;
 pub mod claims;
+pub mod clock;
 mod error;
 mod evaluate;
+pub mod fingerprint;
 #[cfg(feature = "issuer")]
 mod issuer;
 mod jws;
 mod keys;
+#[cfg(feature = "machine")]
+pub mod machine;
+#[cfg(feature = "store")]
+mod startup;
 mod status;
+#[cfg(feature = "store")]
+pub mod store;
 pub mod strict_json;
 
 pub use claims::{LicenseClaims, LicenseModel};
 pub use error::Error;
 pub use evaluate::{
-    Check, Context, FeatureVerdict, License, MachineFingerprint, Verdict, Verifier,
+    Check, Context, FeatureVerdict, License, Verdict, Verifier,
 };
 #[cfg(feature = "issuer")]
 pub use issuer::{PrivateKey, issue_license, sign_raw};
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, decode_unverified};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
+pub use fingerprint::MachineFingerprint;
+#[cfg(feature = "store")]
+pub use startup::{Licensing, unix_now};
 pub use status::Status;
 
 /// Verifies a raw Ed25519 signature the way every token is verified: the key must be canonical

@@ -46,11 +46,16 @@ pub enum Status {
     FingerprintMismatch = 16,
     /// The license forbids virtual machines and containers, and this machine is one.
     VirtualMachineNotAllowed = 17,
+    /// The clock is earlier than trusted time seen before (beyond the tolerance), or the
+    /// clock-guard state was edited or deleted.
+    ClockTampered = 18,
+    /// No license is installed (the app should offer activation).
+    NoLicense = 19,
 }
 
 impl Status {
     /// Every status, in numeric order.
-    pub const ALL: [Status; 18] = [
+    pub const ALL: [Status; 20] = [
         Status::Valid,
         Status::ValidInGrace,
         Status::Expired,
@@ -69,6 +74,8 @@ impl Status {
         Status::SiteRestricted,
         Status::FingerprintMismatch,
         Status::VirtualMachineNotAllowed,
+        Status::ClockTampered,
+        Status::NoLicense,
     ];
 
     /// Whether the software may run: [`Status::Valid`] or [`Status::ValidInGrace`].
@@ -97,6 +104,8 @@ impl Status {
             Status::SiteRestricted => "site_restricted",
             Status::FingerprintMismatch => "fingerprint_mismatch",
             Status::VirtualMachineNotAllowed => "virtual_machine_not_allowed",
+            Status::ClockTampered => "clock_tampered",
+            Status::NoLicense => "no_license",
         }
     }
 }

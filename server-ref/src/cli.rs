@@ -34,6 +34,23 @@ enum Command {
     /// Issue, verify and inspect license tokens.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// This machine's identity.
+    #[command(subcommand)]
+    Machine(MachineCommand),
+}
+
+#[derive(Subcommand)]
+enum MachineCommand {
+    /// Print this machine's fingerprint and its components (salted hashes: what an end user
+    /// sends for offline activation). Honours LICENSING_FINGERPRINT_OVERRIDE.
+    Fingerprint {
+        /// Product id used as the salt.
+        #[arg(long, default_value = "")]
+        product: String,
+        /// Print JSON (the format `license verify --fingerprint-file` reads).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +114,10 @@ struct VerifyArgs {
     /// Context attribute NAME=VALUE for site restrictions. Repeatable.
     #[arg(long = "attribute")]
     attributes: Vec<String>,
+    /// This machine's fingerprint as printed by `machine fingerprint --json`, for node-locked
+    /// licenses.
+    #[arg(long)]
+    fingerprint_file: Option<PathBuf>,
     /// Seconds of tolerated clock skew for `nbf`.
     #[arg(long, default_value_t = 0)]
     not_before_leeway: i64,
@@ -126,6 +147,9 @@ pub fn run() -> ExitCode {
         }) => license_issue(&private_key, &claims),
         Command::License(LicenseCommand::Verify(args)) => license_verify(&args),
         Command::License(LicenseCommand::Inspect { token }) => license_inspect(&token),
+        Command::Machine(MachineCommand::Fingerprint { product, json }) => {
+            machine_fingerprint(&product, json)
+        }
     };
     match result {
         Ok(code) => code,
@@ -258,6 +282,15 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
         })?;
         ctx.attributes.insert(name.to_owned(), value.to_owned());
     }
+    if let Some(path) = &args.fingerprint_file {
+        let text = read_text(path)?;
+        strict_json::check_object(text.as_bytes())
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+        ctx.fingerprint = Some(
+            serde_json::from_str(&text)
+                .map_err(|e| Failure::Usage(format!("{}: not a fingerprint: {e}", path.display())))?,
+        );
+    }
     let token = read_token(&args.token)?;
     let verdict = verifier.check(&token, &ctx);
     if args.json {
@@ -336,6 +369,23 @@ fn license_inspect(source: &str) -> CliResult {
         "payload": payload,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn machine_fingerprint(product: &str, json: bool) -> CliResult {
+    let fp = licensing_core::machine::this_machine(product);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&fp).unwrap_or_default());
+    } else {
+        println!("fingerprint: {}", fp.id);
+        for (name, hash) in &fp.components {
+            println!("  {name:<11} {hash}");
+        }
+        println!("virtual:     {}", if fp.is_virtual { "yes" } else { "no" });
+        for signal in &fp.virtualization {
+            println!("  {signal}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

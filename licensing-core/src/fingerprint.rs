@@ -1,0 +1,164 @@
+//! Machine fingerprints, pure part: raw component values in, salted hashes out. Reading the
+//! values from the operating system is in `machine.rs` (feature `machine`), behind
+//! [`ComponentSource`] so tests and containers can inject them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::b64;
+
+/// Component names, as they appear in fingerprints and in a token's `node_lock`.
+pub mod component {
+    /// OS machine id (`/etc/machine-id`, IOPlatformUUID, MachineGuid).
+    pub const MACHINE_ID: &str = "machine_id";
+    /// Host name.
+    pub const HOSTNAME: &str = "hostname";
+    /// CPU brand and model.
+    pub const CPU: &str = "cpu";
+    /// Physical MAC addresses, sorted.
+    pub const MAC: &str = "mac";
+    /// Total memory, rounded to GiB.
+    pub const MEMORY: &str = "memory";
+    /// Root disk serial / WWID, where readable.
+    pub const DISK: &str = "disk";
+    /// Operating system family.
+    pub const OS: &str = "os";
+    /// A vendor-supplied value replacing every other component (containers, cloud nodes).
+    pub const OVERRIDE: &str = "override";
+}
+
+/// Domain separation for every hash in a fingerprint; bump to re-key all fingerprints.
+const DOMAIN: &[u8] = b"licensing fingerprint v1";
+
+/// Unhashed component values read from a machine. Never leaves the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawComponents {
+    /// Component name → raw value. Unreadable components are absent.
+    pub values: BTreeMap<String, String>,
+    /// Why the machine looks virtual (one entry per signal found); empty on bare metal.
+    pub virtualization: Vec<String>,
+}
+
+/// Where raw component values come from: the OS in production, fixed values in tests.
+pub trait ComponentSource {
+    /// Reads the components of this machine.
+    fn read(&self) -> RawComponents;
+}
+
+/// A machine's fingerprint: a combined id plus salted per-component hashes. It reveals nothing
+/// about the machine and differs per product (salt).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MachineFingerprint {
+    /// Combined id over every component hash.
+    pub id: String,
+    /// Component name → salted SHA-256, base64url.
+    #[serde(default)]
+    pub components: BTreeMap<String, String>,
+    /// Whether the machine looks like a VM or container.
+    #[serde(default)]
+    pub is_virtual: bool,
+    /// The signals behind `is_virtual`, for the verdict and for support.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtualization: Vec<String>,
+}
+
+impl MachineFingerprint {
+    /// Hashes `raw` with `salt` (the product id or a vendor salt).
+    pub fn derive(raw: &RawComponents, salt: &str) -> Self {
+        let components: BTreeMap<String, String> = raw
+            .values
+            .iter()
+            .map(|(name, value)| (name.clone(), component_hash(salt, name, value)))
+            .collect();
+        MachineFingerprint {
+            id: combined_id(salt, &components),
+            components,
+            is_virtual: !raw.virtualization.is_empty(),
+            virtualization: raw.virtualization.clone(),
+        }
+    }
+
+    /// A fingerprint from a vendor-supplied value alone (containers, cloud nodes): one
+    /// component, `override`. Virtualization signals are still reported.
+    pub fn from_override(value: &str, salt: &str, virtualization: Vec<String>) -> Self {
+        let raw = RawComponents {
+            values: BTreeMap::from([(component::OVERRIDE.to_owned(), value.to_owned())]),
+            virtualization,
+        };
+        Self::derive(&raw, salt)
+    }
+}
+
+fn component_hash(salt: &str, name: &str, value: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [DOMAIN, salt.as_bytes(), name.as_bytes(), value.as_bytes()] {
+        // Length-prefixed so no two (salt, name, value) triples hash the same input.
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    b64::encode(&h.finalize())
+}
+
+fn combined_id(salt: &str, components: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update((salt.len() as u64).to_be_bytes());
+    h.update(salt.as_bytes());
+    for (name, hash) in components {
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update(hash.as_bytes());
+    }
+    b64::encode(&h.finalize())
+}
+
+/// Fixed component values: for tests, and for hosts that collect components themselves.
+#[derive(Debug, Clone, Default)]
+pub struct FixedComponents(pub RawComponents);
+
+impl ComponentSource for FixedComponents {
+    fn read(&self) -> RawComponents {
+        self.0.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> RawComponents {
+        RawComponents {
+            values: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            virtualization: vec![],
+        }
+    }
+
+    #[test]
+    fn stable_salted_and_component_wise() {
+        let a = raw(&[("machine_id", "abc"), ("hostname", "h1")]);
+        let fp1 = MachineFingerprint::derive(&a, "com.example.cad");
+        assert_eq!(fp1, MachineFingerprint::derive(&a, "com.example.cad"));
+        let other_product = MachineFingerprint::derive(&a, "com.example.viewer");
+        assert_ne!(fp1.id, other_product.id);
+        assert_ne!(fp1.components["machine_id"], other_product.components["machine_id"]);
+        let renamed = raw(&[("machine_id", "abc"), ("hostname", "h2")]);
+        let fp2 = MachineFingerprint::derive(&renamed, "com.example.cad");
+        assert_ne!(fp1.id, fp2.id);
+        assert_eq!(fp1.components["machine_id"], fp2.components["machine_id"]);
+        assert_ne!(fp1.components["hostname"], fp2.components["hostname"]);
+        // Nothing of the raw value shows.
+        assert!(!fp1.components["hostname"].contains("h1"));
+    }
+
+    #[test]
+    fn no_ambiguity_between_name_and_value() {
+        let a = MachineFingerprint::derive(&raw(&[("ab", "c")]), "s");
+        let b = MachineFingerprint::derive(&raw(&[("a", "bc")]), "s");
+        assert_ne!(a.id, b.id);
+    }
+}

@@ -1,0 +1,273 @@
+//! Reading fingerprint components from the operating system (feature `machine`).
+//!
+//! Linux reads `/proc` and `/sys` directly (a few small files, tens of microseconds; sysinfo's
+//! full refresh costs milliseconds). macOS and Windows take the machine id from `machine-uid`
+//! (IOPlatformUUID via gethostuuid, and the registry's MachineGuid) and the rest from `sysinfo`
+//! with narrow refreshes; never `System::new_all()`.
+
+use std::collections::BTreeMap;
+
+use crate::fingerprint::{ComponentSource, MachineFingerprint, RawComponents, component};
+
+/// Environment variable holding a vendor-supplied fingerprint value for containers and cloud
+/// nodes, where hardware identity is meaningless. When set and non-empty it replaces every
+/// hardware component (the fingerprint then has the single component `override`).
+pub const OVERRIDE_ENV: &str = "LICENSING_FINGERPRINT_OVERRIDE";
+
+/// The running machine, read from the OS.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemComponents;
+
+impl ComponentSource for SystemComponents {
+    fn read(&self) -> RawComponents {
+        let mut values = BTreeMap::new();
+        let mut put = |name: &str, value: Option<String>| {
+            if let Some(v) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                values.insert(name.to_owned(), v);
+            }
+        };
+        put(component::MACHINE_ID, machine_uid::get().ok());
+        put(component::HOSTNAME, os::hostname());
+        put(component::CPU, os::cpu());
+        put(component::MAC, os::macs());
+        put(component::MEMORY, os::memory_gib().map(|g| format!("{g} GiB")));
+        put(component::DISK, os::root_disk());
+        put(component::OS, Some(std::env::consts::OS.to_owned()));
+        RawComponents {
+            values,
+            virtualization: os::virtualization(),
+        }
+    }
+}
+
+/// The fingerprint of the machine `source` describes, salted with `salt` (the product id or a
+/// vendor salt). `override_value`, when non-empty, replaces the hardware components.
+pub fn fingerprint_with(
+    source: &dyn ComponentSource,
+    salt: &str,
+    override_value: Option<&str>,
+) -> MachineFingerprint {
+    let raw = source.read();
+    match override_value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(value) => MachineFingerprint::from_override(value, salt, raw.virtualization),
+        None => MachineFingerprint::derive(&raw, salt),
+    }
+}
+
+/// The fingerprint of this machine, honouring [`OVERRIDE_ENV`].
+pub fn this_machine(salt: &str) -> MachineFingerprint {
+    let override_value = std::env::var(OVERRIDE_ENV).ok();
+    fingerprint_with(&SystemComponents, salt, override_value.as_deref())
+}
+
+/// Virtual-machine vendor strings as they appear in DMI `sys_vendor` / `product_name`.
+const HYPERVISOR_VENDORS: [&str; 10] = [
+    "QEMU",
+    "KVM",
+    "VMware",
+    "VirtualBox",
+    "innotek",
+    "Xen",
+    "Microsoft Corporation Virtual",
+    "Amazon EC2",
+    "Google Compute Engine",
+    "Parallels",
+];
+
+#[cfg(target_os = "linux")]
+mod os {
+    use std::fs;
+    use std::path::Path;
+
+    use super::HYPERVISOR_VENDORS;
+
+    fn read(path: impl AsRef<Path>) -> Option<String> {
+        fs::read_to_string(path).ok()
+    }
+
+    pub fn hostname() -> Option<String> {
+        read("/proc/sys/kernel/hostname")
+    }
+
+    pub fn cpu() -> Option<String> {
+        let info = read("/proc/cpuinfo")?;
+        let field = |name: &str| {
+            info.lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        // x86 has "model name"; many ARM kernels only "CPU implementer"/"CPU part".
+        field("model name").or_else(|| {
+            let parts: Vec<String> = ["CPU implementer", "CPU architecture", "CPU part"]
+                .iter()
+                .filter_map(|f| field(f))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+    }
+
+    /// Physical interfaces only: they have a `device` link; bridges, veths, tunnels and
+    /// loopback do not. Randomised or stolen addresses (`addr_assign_type` != 0) are skipped.
+    pub fn macs() -> Option<String> {
+        let mut macs: Vec<String> = fs::read_dir("/sys/class/net")
+            .ok()?
+            .flatten()
+            .filter(|e| e.path().join("device").exists())
+            .filter(|e| {
+                read(e.path().join("addr_assign_type")).is_none_or(|t| t.trim() == "0")
+            })
+            .filter_map(|e| read(e.path().join("address")))
+            .map(|a| a.trim().to_ascii_lowercase())
+            .filter(|a| !a.is_empty() && a != "00:00:00:00:00:00")
+            .collect();
+        macs.sort();
+        macs.dedup();
+        (!macs.is_empty()).then(|| macs.join(","))
+    }
+
+    /// Rounded to whole GiB so firmware reservations moving a few MiB change nothing.
+    pub fn memory_gib() -> Option<u64> {
+        let info = read("/proc/meminfo")?;
+        let kib: u64 = info
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some((kib + (1 << 19)) >> 20)
+    }
+
+    /// Serial or WWID of the disk holding `/`, where the kernel exposes one.
+    pub fn root_disk() -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = fs::metadata("/").ok()?.dev();
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let mut node = fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+        if node.join("partition").exists() {
+            node = node.parent()?.to_path_buf();
+        }
+        ["device/serial", "device/wwid", "wwid", "serial"]
+            .iter()
+            .filter_map(|f| read(node.join(f)))
+            .map(|v| v.trim().to_owned())
+            .find(|v| !v.is_empty())
+    }
+
+    pub fn virtualization() -> Vec<String> {
+        let mut signals = Vec::new();
+        if Path::new("/.dockerenv").exists() {
+            signals.push("container: /.dockerenv".to_owned());
+        }
+        if Path::new("/run/.containerenv").exists() {
+            signals.push("container: /run/.containerenv".to_owned());
+        }
+        if let Some(cgroup) = read("/proc/1/cgroup")
+            && let Some(kind) = ["docker", "kubepods", "containerd", "lxc", "libpod"]
+                .iter()
+                .find(|k| cgroup.contains(*k))
+        {
+            signals.push(format!("container: cgroup {kind}"));
+        }
+        for file in ["sys_vendor", "product_name"] {
+            if let Some(value) = read(format!("/sys/class/dmi/id/{file}"))
+                && let Some(vendor) = HYPERVISOR_VENDORS.iter().find(|v| value.contains(*v))
+            {
+                signals.push(format!("hypervisor: DMI {file} {vendor}"));
+            }
+        }
+        if read("/proc/cpuinfo").is_some_and(|info| {
+            info.lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+        }) {
+            signals.push("hypervisor: cpu flag".to_owned());
+        }
+        signals
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod os {
+    use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
+
+    use super::HYPERVISOR_VENDORS;
+
+    pub fn hostname() -> Option<String> {
+        System::host_name()
+    }
+
+    pub fn cpu() -> Option<String> {
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()),
+        );
+        sys.cpus().first().map(|c| c.brand().to_owned())
+    }
+
+    pub fn macs() -> Option<String> {
+        let networks = Networks::new_with_refreshed_list();
+        let mut macs: Vec<String> = networks
+            .iter()
+            .map(|(_, data)| data.mac_address().to_string())
+            .filter(|m| m != "00:00:00:00:00:00")
+            .collect();
+        macs.sort();
+        macs.dedup();
+        (!macs.is_empty()).then(|| macs.join(","))
+    }
+
+    pub fn memory_gib() -> Option<u64> {
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+        );
+        Some((sys.total_memory() + (1 << 29)) >> 30)
+    }
+
+    pub fn root_disk() -> Option<String> {
+        // Not exposed without elevated APIs on macOS/Windows; the machine id covers identity.
+        None
+    }
+
+    pub fn virtualization() -> Vec<String> {
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()),
+        );
+        sys.cpus()
+            .first()
+            .map(|c| c.vendor_id().to_owned())
+            .filter(|v| HYPERVISOR_VENDORS.iter().any(|h| v.contains(h)))
+            .map(|v| vec![format!("hypervisor: cpu vendor {v}")])
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::FixedComponents;
+
+    #[test]
+    fn reads_this_machine_consistently() {
+        let a = SystemComponents.read();
+        let b = SystemComponents.read();
+        assert_eq!(a, b);
+        assert!(a.values.contains_key(component::OS));
+        assert_eq!(this_machine("p").id, this_machine("p").id);
+    }
+
+    #[test]
+    fn override_replaces_hardware_but_keeps_virtualization() {
+        let mut raw = RawComponents::default();
+        raw.values.insert("machine_id".into(), "m".into());
+        raw.virtualization.push("container: test".into());
+        let source = FixedComponents(raw);
+        let fp = fingerprint_with(&source, "p", Some("node-17"));
+        assert_eq!(fp.components.keys().collect::<Vec<_>>(), ["override"]);
+        assert!(fp.is_virtual);
+        assert_eq!(fp, fingerprint_with(&source, "p", Some(" node-17 ")));
+        assert_ne!(fp.id, fingerprint_with(&source, "p", Some("node-18")).id);
+        // Empty override is no override.
+        assert!(fingerprint_with(&source, "p", Some("")).components.contains_key("machine_id"));
+    }
+}

@@ -1,0 +1,204 @@
+//! The one call a desktop app makes at launch (feature `store`): load the stored token,
+//! fingerprint the machine, verify, evaluate, and run the clock-rollback guard.
+
+use crate::clock::{self, ClockCheck, DEFAULT_TOLERANCE_SECS};
+use crate::evaluate::{Context, Verdict, Verifier};
+use crate::fingerprint::{ComponentSource, MachineFingerprint, component};
+use crate::keys::TrustStore;
+use crate::machine::{self, SystemComponents};
+use crate::status::Status;
+use crate::store::{LicenseStore, StoreError};
+
+/// The clock mark is persisted only when it advances by at least this much, so most launches
+/// only read the store. Far below the rollback tolerance, so detection is unaffected.
+const MARK_GRANULARITY_SECS: i64 = 300;
+
+/// An app's licensing: trust store, product, store, machine and what the app asks about.
+pub struct Licensing {
+    verifier: Verifier,
+    product_id: String,
+    store: LicenseStore,
+    source: Box<dyn ComponentSource + Send + Sync>,
+    fingerprint_override: Option<String>,
+    clock_tolerance: i64,
+    context: Context,
+}
+
+impl std::fmt::Debug for Licensing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Licensing")
+            .field("product_id", &self.product_id)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Licensing {
+    /// Licensing for `product_id` with the OS as fingerprint source and the override from
+    /// [`machine::OVERRIDE_ENV`], a 1-hour clock tolerance, and no features/version asked.
+    pub fn new(trust_store: TrustStore, product_id: impl Into<String>, store: LicenseStore) -> Self {
+        let product_id = product_id.into();
+        Licensing {
+            verifier: Verifier::new(trust_store, product_id.clone()),
+            product_id,
+            store,
+            source: Box::new(SystemComponents),
+            fingerprint_override: std::env::var(machine::OVERRIDE_ENV).ok(),
+            clock_tolerance: DEFAULT_TOLERANCE_SECS,
+            context: Context::default(),
+        }
+    }
+
+    /// Reads machine components from `source` instead of the OS (tests, custom hosts).
+    pub fn with_component_source(mut self, source: impl ComponentSource + Send + Sync + 'static) -> Self {
+        self.source = Box::new(source);
+        self
+    }
+
+    /// Uses a vendor-supplied fingerprint value (containers, cloud nodes); `None` uses hardware.
+    pub fn with_fingerprint_override(mut self, value: Option<String>) -> Self {
+        self.fingerprint_override = value;
+        self
+    }
+
+    /// How far the clock may lag trusted time before it counts as rolled back.
+    pub fn with_clock_tolerance(mut self, seconds: i64) -> Self {
+        self.clock_tolerance = seconds.max(0);
+        self
+    }
+
+    /// What the app asks about at each check: version, release date, features, attributes.
+    /// `now` and the fingerprint are filled in by each check.
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &LicenseStore {
+        &self.store
+    }
+
+    /// This machine's fingerprint for this product (what offline activation sends).
+    pub fn fingerprint(&self) -> MachineFingerprint {
+        machine::fingerprint_with(
+            self.source.as_ref(),
+            &self.product_id,
+            self.fingerprint_override.as_deref(),
+        )
+    }
+
+    /// Installs a token (from activation or a file): verified first; only a genuine token for
+    /// this product is stored, and the clock mark starts at `max(now, iat)`.
+    pub fn install(&self, token: &str, now: i64) -> Result<Verdict, StoreError> {
+        let _lock = self.store.lock()?;
+        let license = match self.verifier.verify(token.trim()) {
+            Ok(license) => license,
+            Err(error) => return Ok(Verdict::from_error(&error)),
+        };
+        let fingerprint = self.fingerprint();
+        let iat = license.claims().iat;
+        let mark = match clock::check_clock(None, now, Some(iat), self.clock_tolerance) {
+            ClockCheck::Trusted { new_mark } => new_mark,
+            ClockCheck::RolledBack { behind_by } => {
+                return Ok(tampered(license.evaluate(&self.context_at(now, fingerprint)), behind_by));
+            }
+        };
+        self.store.write_token(token.trim())?;
+        self.store
+            .write_clock(&clock::seal(&self.product_id, clock_key(&fingerprint), mark))?;
+        Ok(license.evaluate(&self.context_at(now, fingerprint)))
+    }
+
+    /// The startup check: load, fingerprint, verify, evaluate, guard the clock. `now` is the
+    /// wall clock (seconds since the epoch); errors are only I/O failures of the store.
+    pub fn check_at_startup(&self, now: i64) -> Result<Verdict, StoreError> {
+        let _lock = self.store.lock()?;
+        let Some(token) = self.store.read_token()? else {
+            return Ok(Verdict {
+                reason: "no license is installed".into(),
+                ..Verdict::from_status(Status::NoLicense)
+            });
+        };
+        let license = match self.verifier.verify(&token) {
+            Ok(license) => license,
+            Err(error) => return Ok(Verdict::from_error(&error)),
+        };
+        let fingerprint = self.fingerprint();
+        let key = clock_key(&fingerprint).to_owned();
+        let verdict = license.evaluate(&self.context_at(now, fingerprint));
+        let mark = match self.store.read_clock()? {
+            None => {
+                return Ok(tampered_with(
+                    verdict,
+                    "clock state is missing although a license is installed".into(),
+                ));
+            }
+            Some(text) => match clock::unseal(&self.product_id, &key, &text) {
+                Ok(mark) => mark,
+                Err(e) => return Ok(tampered_with(verdict, e.to_string())),
+            },
+        };
+        match clock::check_clock(Some(mark), now, Some(license.claims().iat), self.clock_tolerance) {
+            ClockCheck::RolledBack { behind_by } => Ok(tampered(verdict, behind_by)),
+            ClockCheck::Trusted { new_mark } => {
+                if new_mark >= mark + MARK_GRANULARITY_SECS {
+                    self.store
+                        .write_clock(&clock::seal(&self.product_id, &key, new_mark))?;
+                }
+                Ok(verdict)
+            }
+        }
+    }
+
+    /// [`Self::check_at_startup`] with the system clock.
+    pub fn check_at_startup_now(&self) -> Result<Verdict, StoreError> {
+        self.check_at_startup(unix_now())
+    }
+
+    fn context_at(&self, now: i64, fingerprint: MachineFingerprint) -> Context {
+        Context {
+            now,
+            fingerprint: Some(fingerprint),
+            ..self.context.clone()
+        }
+    }
+}
+
+/// The clock seal is keyed to the machine id component (stable when other hardware changes
+/// within the match policy), or to the whole id when there is none (override).
+fn clock_key(fp: &MachineFingerprint) -> &str {
+    fp.components
+        .get(component::MACHINE_ID)
+        .or_else(|| fp.components.get(component::OVERRIDE))
+        .unwrap_or(&fp.id)
+}
+
+fn tampered(verdict: Verdict, behind_by: i64) -> Verdict {
+    tampered_with(
+        verdict,
+        format!("the clock is {behind_by} s behind time already seen; was it set back?"),
+    )
+}
+
+fn tampered_with(verdict: Verdict, reason: String) -> Verdict {
+    // Only a genuine license is judged on time; a license that fails for other reasons keeps
+    // its own status (clock tampering would not make it usable).
+    if verdict.status.is_usable() {
+        Verdict {
+            status: Status::ClockTampered,
+            reason,
+            ..verdict
+        }
+    } else {
+        verdict
+    }
+}
+
+/// Seconds since the Unix epoch from the system clock (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

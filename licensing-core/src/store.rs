@@ -1,0 +1,235 @@
+//! The license store (feature `store`): the token and the sealed clock mark in the platform's
+//! data directory, written atomically (temp file, fsync, rename, fsync of the directory) under
+//! a lock file so several processes of one app never corrupt it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::jws::MAX_TOKEN_BYTES;
+
+const TOKEN_FILE: &str = "license.jwt";
+const CLOCK_FILE: &str = "clock.json";
+const LOCK_FILE: &str = ".lock";
+/// Largest clock-state file read; the real one is under 200 bytes.
+const MAX_CLOCK_BYTES: u64 = 4 * 1024;
+
+/// Whose data directory holds the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The user's data directory (`~/.local/share/<app>`, `~/Library/Application Support/<id>`,
+    /// `%APPDATA%\<org>\<app>\data`).
+    User,
+    /// The machine-wide directory (`/var/lib/<app>`, `/Library/Application Support/<id>`,
+    /// `%ProgramData%\<org>\<app>`); writing it usually needs an installer with privileges.
+    Machine,
+}
+
+/// Why the store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No data directory could be determined (no home directory).
+    #[error("no data directory for this user")]
+    NoDataDir,
+    /// A stored file is not what the store writes (too large, not UTF-8).
+    #[error("{path}: corrupt: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A directory holding one app's license token and clock state.
+#[derive(Debug, Clone)]
+pub struct LicenseStore {
+    dir: PathBuf,
+}
+
+/// An exclusive lock on the store, released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+impl LicenseStore {
+    /// A store in `dir`, created if missing.
+    pub fn at(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(LicenseStore { dir })
+    }
+
+    /// The platform's data directory for this app.
+    pub fn for_app(
+        qualifier: &str,
+        organization: &str,
+        application: &str,
+        scope: Scope,
+    ) -> Result<Self, StoreError> {
+        let dir = match scope {
+            Scope::User => directories::ProjectDirs::from(qualifier, organization, application)
+                .ok_or(StoreError::NoDataDir)?
+                .data_dir()
+                .to_owned(),
+            Scope::Machine => machine_dir(qualifier, organization, application)?,
+        };
+        Self::at(dir)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes the store's exclusive lock (blocking) for a read-modify-write.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// The stored token, if any.
+    pub fn read_token(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(TOKEN_FILE, MAX_TOKEN_BYTES as u64)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Replaces the stored token atomically.
+    pub fn write_token(&self, token: &str) -> Result<(), StoreError> {
+        self.write_atomic(TOKEN_FILE, token.as_bytes())
+    }
+
+    /// Removes the token and clock state (deactivation).
+    pub fn clear(&self) -> Result<(), StoreError> {
+        for name in [TOKEN_FILE, CLOCK_FILE] {
+            let path = self.dir.join(name);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The sealed clock state, if any.
+    pub fn read_clock(&self) -> Result<Option<String>, StoreError> {
+        self.read_capped(CLOCK_FILE, MAX_CLOCK_BYTES)
+    }
+
+    /// Replaces the sealed clock state atomically.
+    pub fn write_clock(&self, sealed: &str) -> Result<(), StoreError> {
+        self.write_atomic(CLOCK_FILE, sealed.as_bytes())
+    }
+
+    fn read_capped(&self, name: &str, cap: u64) -> Result<Option<String>, StoreError> {
+        let path = self.dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(cap + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io(&path))?;
+        if bytes.len() as u64 > cap {
+            return Err(StoreError::Corrupt {
+                path,
+                detail: format!("larger than {cap} bytes"),
+            });
+        }
+        String::from_utf8(bytes).map(Some).map_err(|_| StoreError::Corrupt {
+            path,
+            detail: "not UTF-8".into(),
+        })
+    }
+
+    /// Temp file in the same directory, fsync, rename over the target, fsync the directory:
+    /// a crash at any point leaves either the old or the new file, never a torn one.
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let target = self.dir.join(name);
+        let mut suffix = [0u8; 8];
+        // Uniqueness only; a clash is caught by create_new.
+        let _ = getrandom::fill(&mut suffix);
+        let tmp = self.dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            u64::from_le_bytes(suffix)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(io(&tmp))?;
+            file.write_all(bytes).map_err(io(&tmp))?;
+            file.sync_all().map_err(io(&tmp))?;
+            fs::rename(&tmp, &target).map_err(io(&target))?;
+            sync_dir(&self.dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<(), StoreError> {
+    // Windows has no directory fsync; NTFS journals the rename (MoveFileEx).
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn machine_dir(_q: &str, _o: &str, application: &str) -> Result<PathBuf, StoreError> {
+    Ok(PathBuf::from("/var/lib").join(application.to_lowercase().replace(' ', "-")))
+}
+
+#[cfg(target_os = "macos")]
+fn machine_dir(q: &str, o: &str, application: &str) -> Result<PathBuf, StoreError> {
+    Ok(PathBuf::from("/Library/Application Support").join(format!("{q}.{o}.{application}")))
+}
+
+#[cfg(windows)]
+fn machine_dir(_q: &str, o: &str, application: &str) -> Result<PathBuf, StoreError> {
+    let base = std::env::var_os("ProgramData").ok_or(StoreError::NoDataDir)?;
+    Ok(PathBuf::from(base).join(o).join(application))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+fn machine_dir(_q: &str, _o: &str, application: &str) -> Result<PathBuf, StoreError> {
+    Ok(PathBuf::from("/var/lib").join(application))
+}

@@ -32,6 +32,14 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "macOS and Windows code paths compile (cargo check, cross targets)"
+if command -v rustup >/dev/null; then
+  rustup target add x86_64-apple-darwin x86_64-pc-windows-gnu >/dev/null
+fi
+for target in x86_64-apple-darwin x86_64-pc-windows-gnu; do
+  cargo check -q --locked -p licensing-core --features store,issuer --target "$target"
+done
+
 step "cargo test (unit, integration, doc, interop)"
 cargo test --workspace --locked
 

@@ -194,21 +194,23 @@ mod os {
 
     use super::HYPERVISOR_VENDORS;
 
+    // sysinfo 0.40 returns Result from its constructors; an unreadable part is just absent.
+    fn cpu_system() -> Option<System> {
+        System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing())).ok()
+    }
+
     pub fn hostname() -> Option<String> {
-        System::host_name()
+        System::host_name().ok()
     }
 
     pub fn cpu() -> Option<String> {
-        let sys = System::new_with_specifics(
-            RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()),
-        );
-        sys.cpus().first().map(|c| c.brand().to_owned())
+        cpu_system()?.cpus().first().map(|c| c.brand().to_owned())
     }
 
     pub fn macs() -> Option<String> {
-        let networks = Networks::new_with_refreshed_list();
-        let mut macs: Vec<String> = networks
-            .iter()
+        let networks = Networks::new_with_refreshed_list().ok()?;
+        let mut macs: Vec<String> = (&networks)
+            .into_iter()
             .map(|(_, data)| data.mac_address().to_string())
             .filter(|m| m != "00:00:00:00:00:00")
             .collect();
@@ -220,7 +222,8 @@ mod os {
     pub fn memory_gib() -> Option<u64> {
         let sys = System::new_with_specifics(
             RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
-        );
+        )
+        .ok()?;
         Some((sys.total_memory() + (1 << 29)) >> 30)
     }
 
@@ -230,15 +233,12 @@ mod os {
     }
 
     pub fn virtualization() -> Vec<String> {
-        let sys = System::new_with_specifics(
-            RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()),
-        );
-        sys.cpus()
-            .first()
-            .map(|c| c.vendor_id().to_owned())
+        cpu_system()
+            .and_then(|sys| sys.cpus().first().map(|c| c.vendor_id().to_owned()))
+            .into_iter()
             .filter(|v| HYPERVISOR_VENDORS.iter().any(|h| v.contains(h)))
-            .map(|v| vec![format!("hypervisor: cpu vendor {v}")])
-            .unwrap_or_default()
+            .map(|v| format!("hypervisor: cpu vendor {v}"))
+            .collect()
     }
 }
 

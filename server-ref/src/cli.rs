@@ -136,6 +136,14 @@ enum Failure {
 
 type CliResult = Result<ExitCode, Failure>;
 
+/// `println!` that ignores a closed stdout (`| head`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Parses arguments, runs the command, maps failures to exit codes.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -207,7 +215,7 @@ fn keys_generate(out: &Path, force: bool) -> CliResult {
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let jwks = serde_json::to_string_pretty(&store.to_jwks()).unwrap_or_default();
     fs::write(out.join("jwks.json"), jwks + "\n").map_err(usage)?;
-    println!("{}", public.kid());
+    outln!("{}", public.kid());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -246,7 +254,7 @@ fn license_issue(private_key: &Path, claims_path: &Path) -> CliResult {
     let claims = LicenseClaims::from_object(object)
         .map_err(|e| Failure::Negative(format!("{}: {e}", claims_path.display())))?;
     let token = issue_license(&claims, &key).map_err(|e| Failure::Negative(e.to_string()))?;
-    println!("{token}");
+    outln!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -299,7 +307,7 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
             object.insert("usable".into(), verdict.is_usable().into());
             object.insert("evaluated_at".into(), ctx.now.into());
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
@@ -314,47 +322,47 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
 }
 
 fn print_verdict(verdict: &Verdict) {
-    println!("status:     {}", verdict.status);
-    println!("reason:     {}", verdict.reason);
+    outln!("status:     {}", verdict.status);
+    outln!("reason:     {}", verdict.reason);
     if let Some(id) = &verdict.license_id {
-        println!("license id: {id}");
+        outln!("license id: {id}");
     }
     if let Some(model) = verdict.model {
-        println!("model:      {}", model.as_str());
+        outln!("model:      {}", model.as_str());
     }
     if let Some(customer) = &verdict.customer {
-        println!("customer:   {customer}");
+        outln!("customer:   {customer}");
     }
     match verdict.expires_at {
-        Some(exp) => println!("expires:    {}", format_instant(exp)),
-        None if verdict.license_id.is_some() => println!("expires:    never"),
+        Some(exp) => outln!("expires:    {}", format_instant(exp)),
+        None if verdict.license_id.is_some() => outln!("expires:    never"),
         None => {}
     }
     if let Some(end) = verdict
         .grace_ends_at
         .filter(|end| Some(*end) != verdict.expires_at)
     {
-        println!("grace ends: {}", format_instant(end));
+        outln!("grace ends: {}", format_instant(end));
     }
     if let Some(left) = verdict.grace_left {
-        println!("grace left: {}", format_duration(left));
+        outln!("grace left: {}", format_duration(left));
     } else if let Some(left) = verdict.time_left {
-        println!("time left:  {}", format_duration(left));
+        outln!("time left:  {}", format_duration(left));
     }
     for feature in &verdict.features {
         let limit = feature
             .limit
             .map(|l| format!(", limit {l}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "feature {}: {}{limit} ({})",
             feature.name, feature.status, feature.reason
         );
     }
     if verdict.status == Status::Valid || verdict.status == Status::ValidInGrace {
-        println!("=> the license may be used");
+        outln!("=> the license may be used");
     } else {
-        println!("=> the license may NOT be used");
+        outln!("=> the license may NOT be used");
     }
 }
 
@@ -368,22 +376,22 @@ fn license_inspect(source: &str) -> CliResult {
         "header": header,
         "payload": payload,
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 
 fn machine_fingerprint(product: &str, json: bool) -> CliResult {
     let fp = licensing_core::machine::this_machine(product);
     if json {
-        println!("{}", serde_json::to_string_pretty(&fp).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&fp).unwrap_or_default());
     } else {
-        println!("fingerprint: {}", fp.id);
+        outln!("fingerprint: {}", fp.id);
         for (name, hash) in &fp.components {
-            println!("  {name:<11} {hash}");
+            outln!("  {name:<11} {hash}");
         }
-        println!("virtual:     {}", if fp.is_virtual { "yes" } else { "no" });
+        outln!("virtual:     {}", if fp.is_virtual { "yes" } else { "no" });
         for signal in &fp.virtualization {
-            println!("  {signal}");
+            outln!("  {signal}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 
@@ -11,6 +12,7 @@ pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
 
 /// The claims of a `license+jwt` token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LicenseClaims {
     /// Issuer: who signed the license (the vendor or its licensing server).
     pub iss: String,
@@ -21,13 +23,25 @@ pub struct LicenseClaims {
     /// Issued at (seconds since the Unix epoch).
     pub iat: i64,
     /// Not valid before (seconds since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub nbf: Option<i64>,
     /// Expiry (seconds since the Unix epoch); absent for licenses that never expire.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exp: Option<i64>,
     /// Unique token id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub jti: Option<String>,
     /// The licensing claims.
     pub lic: Licensing,
@@ -59,7 +73,7 @@ impl Audience {
 }
 
 /// How the license is sold and therefore how it is evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u32)]
 pub enum LicenseModel {
@@ -78,6 +92,21 @@ pub enum LicenseModel {
 }
 
 impl LicenseModel {
+    /// Every model.
+    pub const ALL: [LicenseModel; 6] = [
+        LicenseModel::Perpetual,
+        LicenseModel::Subscription,
+        LicenseModel::Trial,
+        LicenseModel::Floating,
+        LicenseModel::NodeLocked,
+        LicenseModel::Site,
+    ];
+
+    /// The model named `name` (snake_case), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
     /// The snake_case name used in tokens.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,83 +120,179 @@ impl LicenseModel {
     }
 }
 
+// A model is a JSON string and nothing else (serde's enum support would also take
+// `{"perpetual": null}`).
+impl<'de> Deserialize<'de> for LicenseModel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        LicenseModel::from_name(&name).ok_or_else(|| {
+            de::Error::unknown_variant(
+                &name,
+                &[
+                    "perpetual",
+                    "subscription",
+                    "trial",
+                    "floating",
+                    "node_locked",
+                    "site",
+                ],
+            )
+        })
+    }
+}
+
 /// The `lic` object: everything licensing-specific.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct Licensing {
     /// The license model.
     pub model: LicenseModel,
     /// Who the license was sold to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub customer: Option<Customer>,
     /// Concurrent seats (floating licenses).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub seats: Option<u32>,
     /// Machines that may be activated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_machines: Option<u32>,
     /// Seconds after `exp` during which the license stays usable, degraded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub grace_period: Option<u64>,
     /// Entitled features by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, Feature>,
     /// Which versions of the product may run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version: Option<VersionRule>,
     /// Machine binding (node-locked licenses).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub node_lock: Option<NodeLock>,
     /// Site restrictions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub site: Option<Site>,
     /// Free-form vendor data, not interpreted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The licensee.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct Customer {
     /// Customer id in the vendor's systems.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
     /// Display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
     /// Contact e-mail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub email: Option<String>,
 }
 
 /// One entitled feature.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct Feature {
     /// The feature's own expiry (seconds since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exp: Option<i64>,
     /// A numeric limit the app enforces (e.g. max users, max exports per day).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub limit: Option<u64>,
 }
 
 /// Version entitlement: a semver requirement and/or a maintenance window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct VersionRule {
     /// Semver requirement the running version must satisfy, e.g. `>=2.0.0, <3.0.0`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub req: Option<semver::VersionReq>,
     /// Versions released at or before this instant are entitled (seconds since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maintenance_until: Option<i64>,
 }
 
 /// Machine binding: the fingerprints a node-locked license may run on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct NodeLock {
     /// Bound machines.
     pub fingerprints: Vec<BoundFingerprint>,
     /// How a machine is matched; absent means the combined id must match exactly.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "match")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none",
+        rename = "match"
+    )]
     pub match_policy: Option<MatchPolicy>,
     /// Whether virtual machines and containers may run the license (default: yes).
     #[serde(default = "default_true")]
@@ -180,6 +305,8 @@ fn default_true() -> bool {
 
 /// A machine's fingerprint as bound in a token: the combined id plus per-component hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct BoundFingerprint {
     /// Combined fingerprint id.
     pub id: String,
@@ -190,6 +317,8 @@ pub struct BoundFingerprint {
 
 /// k-of-n matching: these components must match, and at least `min_matching` in all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct MatchPolicy {
     /// Components that must all match.
     #[serde(default)]
@@ -200,14 +329,65 @@ pub struct MatchPolicy {
 
 /// Site restrictions: each named attribute of the running context must have one of the values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
 pub struct Site {
     /// Display name of the site.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
     /// Attribute name → allowed values (exact, case-sensitive).
     #[serde(default)]
     pub restrictions: BTreeMap<String, Vec<String>>,
 }
+
+/// An optional claim that, when present, must not be `null`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Derived struct deserializers also accept a JSON array (fields by position). These types are
+/// JSON objects only: the derive is kept as an inherent function (`remote = "Self"`) and the
+/// trait impls below accept nothing but a map.
+macro_rules! json_object {
+    ($($t:ident),* $(,)?) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $t::serialize(self, s)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct ObjectOnly;
+                impl<'de> Visitor<'de> for ObjectOnly {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        $t::deserialize(de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(ObjectOnly)
+            }
+        }
+    )*};
+}
+
+json_object!(
+    LicenseClaims,
+    Licensing,
+    Customer,
+    Feature,
+    VersionRule,
+    NodeLock,
+    BoundFingerprint,
+    MatchPolicy,
+    Site,
+);
 
 impl LicenseClaims {
     /// Parses and validates a payload that already passed the strict JSON pre-pass.
@@ -311,6 +491,12 @@ impl LicenseClaims {
             lock.validate()?;
         }
         if let Some(site) = &lic.site {
+            if site.restrictions.is_empty() {
+                return Err(Error::claim(
+                    "lic.site.restrictions",
+                    "must restrict at least one attribute",
+                ));
+            }
             for (attribute, allowed) in &site.restrictions {
                 if allowed.is_empty() {
                     return Err(Error::claim(

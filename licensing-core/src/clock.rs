@@ -31,11 +31,16 @@ pub enum ClockCheck {
 
 /// Compares `now` with the mark. `evidence` is trusted time seen since (e.g. the `iat` of a
 /// verified token, a signed server time): a clock earlier than it is rolled back too.
-pub fn check_clock(mark: Option<i64>, now: i64, evidence: Option<i64>, tolerance: i64) -> ClockCheck {
+pub fn check_clock(
+    mark: Option<i64>,
+    now: i64,
+    evidence: Option<i64>,
+    tolerance: i64,
+) -> ClockCheck {
     let trusted = mark.into_iter().chain(evidence).max();
     match trusted {
         Some(t) if now < t.saturating_sub(tolerance.max(0)) => ClockCheck::RolledBack {
-            behind_by: t - now,
+            behind_by: t.saturating_sub(now),
         },
         _ => ClockCheck::Trusted {
             new_mark: trusted.map_or(now, |t| t.max(now)),
@@ -64,7 +69,11 @@ pub enum SealError {
 
 fn key(product: &str, fingerprint_id: &str) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [b"licensing clock guard v1".as_slice(), product.as_bytes(), fingerprint_id.as_bytes()] {
+    for part in [
+        b"licensing clock guard v1".as_slice(),
+        product.as_bytes(),
+        fingerprint_id.as_bytes(),
+    ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
@@ -115,7 +124,10 @@ mod tests {
     #[test]
     fn rollback_beyond_tolerance_is_detected_within_is_accepted() {
         let mark = 1_000_000;
-        assert_eq!(check_clock(Some(mark), mark - H, None, H), ClockCheck::Trusted { new_mark: mark });
+        assert_eq!(
+            check_clock(Some(mark), mark - H, None, H),
+            ClockCheck::Trusted { new_mark: mark }
+        );
         assert_eq!(
             check_clock(Some(mark), mark - H - 1, None, H),
             ClockCheck::RolledBack { behind_by: H + 1 }
@@ -123,25 +135,36 @@ mod tests {
         // Forward jumps are fine and advance the mark.
         assert_eq!(
             check_clock(Some(mark), mark + 86_400 * 365, None, H),
-            ClockCheck::Trusted { new_mark: mark + 86_400 * 365 }
+            ClockCheck::Trusted {
+                new_mark: mark + 86_400 * 365
+            }
         );
         // A token issued in the clock's future is evidence of rollback.
         assert_eq!(
             check_clock(None, mark, Some(mark + H + 5), H),
             ClockCheck::RolledBack { behind_by: H + 5 }
         );
-        assert_eq!(check_clock(None, mark, None, H), ClockCheck::Trusted { new_mark: mark });
+        assert_eq!(
+            check_clock(None, mark, None, H),
+            ClockCheck::Trusted { new_mark: mark }
+        );
     }
 
     #[test]
     fn seal_round_trips_and_detects_edits() {
         let sealed = seal("p", "fp", 42);
         assert_eq!(unseal("p", "fp", &sealed), Ok(42));
-        assert_eq!(unseal("p", "other-machine", &sealed), Err(SealError::BadMac));
+        assert_eq!(
+            unseal("p", "other-machine", &sealed),
+            Err(SealError::BadMac)
+        );
         assert_eq!(unseal("q", "fp", &sealed), Err(SealError::BadMac));
         let edited = sealed.replace("42", "43");
         assert_eq!(unseal("p", "fp", &edited), Err(SealError::BadMac));
-        assert!(matches!(unseal("p", "fp", "garbage"), Err(SealError::Corrupt(_))));
+        assert!(matches!(
+            unseal("p", "fp", "garbage"),
+            Err(SealError::Corrupt(_))
+        ));
         assert!(matches!(unseal("p", "fp", ""), Err(SealError::Corrupt(_))));
     }
 }

@@ -56,7 +56,7 @@ pub enum Error {
     #[error("signature does not verify")]
     SignatureInvalid,
     /// The signed claims are syntactically valid JSON but violate the license schema.
-    #[error("invalid claim `{field}`: {detail}")]
+    #[error("invalid claims{}: {detail}", claim_location(field))]
     InvalidClaims {
         /// JSON path of the offending claim, e.g. `lic.features.export.limit`.
         field: String,
@@ -71,6 +71,15 @@ pub enum Error {
         /// The `aud` values of the token.
         found: Vec<String>,
     },
+}
+
+/// `` at `lic.seats` `` for a field; nothing for the top level (serde_path_to_error says `.`).
+fn claim_location(field: &str) -> String {
+    if field.is_empty() || field == "." {
+        String::new()
+    } else {
+        format!(" at `{field}`")
+    }
 }
 
 impl Error {

@@ -222,14 +222,14 @@ impl License {
         {
             return Check::with_status(
                 Status::NotYetValid,
-                format!("license becomes valid in {} s", nbf - now),
+                format!("license becomes valid in {} s", nbf.saturating_sub(now)),
             );
         }
         let Some(exp) = c.exp else {
             return Check::pass("license does not expire");
         };
         if now < exp {
-            return Check::pass(format!("license valid for {} s", exp - now));
+            return Check::pass(format!("license valid for {} s", exp.saturating_sub(now)));
         }
         if c.lic.model == LicenseModel::Trial {
             return Check::with_status(Status::TrialExpired, "trial period has ended");
@@ -238,7 +238,10 @@ impl License {
         if now < until {
             Check::with_status(
                 Status::ValidInGrace,
-                format!("license expired; grace period ends in {} s", until - now),
+                format!(
+                    "license expired; grace period ends in {} s",
+                    until.saturating_sub(now)
+                ),
             )
         } else {
             Check::with_status(
@@ -288,7 +291,7 @@ impl License {
                         Status::VersionNotEntitled,
                         format!(
                             "this version was released {} s after maintenance ended",
-                            released - until
+                            released.saturating_sub(until)
                         ),
                     );
                 }
@@ -375,7 +378,7 @@ impl License {
             reason,
             limit: feature.and_then(|f| f.limit),
             expires_at,
-            time_left: expires_at.map(|end| end - now),
+            time_left: expires_at.map(|end| end.saturating_sub(now)),
         }
     }
 
@@ -427,9 +430,9 @@ impl License {
                 .and_then(|c| c.name.clone()),
             expires_at: self.claims.exp,
             grace_ends_at: until.filter(|_| self.claims.lic.model != LicenseModel::Trial),
-            time_left: until.map(|u| (u - ctx.now).max(0)),
+            time_left: until.map(|u| u.saturating_sub(ctx.now).max(0)),
             grace_left: (time.status == Status::ValidInGrace)
-                .then(|| until.map(|u| u - ctx.now))
+                .then(|| until.map(|u| u.saturating_sub(ctx.now)))
                 .flatten(),
             features,
         }

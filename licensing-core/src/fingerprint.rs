@@ -145,7 +145,10 @@ mod tests {
         assert_eq!(fp1, MachineFingerprint::derive(&a, "com.example.cad"));
         let other_product = MachineFingerprint::derive(&a, "com.example.viewer");
         assert_ne!(fp1.id, other_product.id);
-        assert_ne!(fp1.components["machine_id"], other_product.components["machine_id"]);
+        assert_ne!(
+            fp1.components["machine_id"],
+            other_product.components["machine_id"]
+        );
         let renamed = raw(&[("machine_id", "abc"), ("hostname", "h2")]);
         let fp2 = MachineFingerprint::derive(&renamed, "com.example.cad");
         assert_ne!(fp1.id, fp2.id);

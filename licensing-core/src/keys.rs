@@ -46,8 +46,8 @@ pub enum KeyError {
     /// The same kid was added twice.
     #[error("key `{0}` is already in the trust store")]
     Duplicate(String),
-    /// The trust store is empty.
-    #[error("no keys found")]
+    /// The document holds no Ed25519 public key.
+    #[error("no Ed25519 public key found")]
     Empty,
     /// Key generation or encoding failed (issuer side).
     #[error("key generation or encoding failed: {0}")]
@@ -238,11 +238,20 @@ impl TrustStore {
         if value.get("keys").is_some() {
             let set: JwkSet =
                 serde_json::from_value(value).map_err(|e| KeyError::Jwk(e.to_string()))?;
-            if set.keys.is_empty() {
-                return Err(KeyError::Empty);
-            }
+            // RFC 7517 §5: keys of types this verifier does not use are skipped, not fatal.
+            // Private material is refused whatever its type.
+            let mut added = 0;
             for jwk in &set.keys {
-                self.add(PublicKey::from_jwk(jwk)?)?;
+                if jwk.d.is_some() {
+                    return Err(KeyError::PrivateKeyMaterial);
+                }
+                if jwk.kty == "OKP" && jwk.crv == "Ed25519" {
+                    self.add(PublicKey::from_jwk(jwk)?)?;
+                    added += 1;
+                }
+            }
+            if added == 0 {
+                return Err(KeyError::Empty);
             }
             Ok(self)
         } else {

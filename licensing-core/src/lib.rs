@@ -21,14 +21,12 @@ pub mod strict_json;
 
 pub use claims::{LicenseClaims, LicenseModel};
 pub use error::Error;
-pub use evaluate::{
-    Check, Context, FeatureVerdict, License, Verdict, Verifier,
-};
+pub use evaluate::{Check, Context, FeatureVerdict, License, Verdict, Verifier};
+pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{PrivateKey, issue_license, sign_raw};
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, decode_unverified};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
-pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "store")]
 pub use startup::{Licensing, unix_now};
 pub use status::Status;

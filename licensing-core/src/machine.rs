@@ -30,7 +30,10 @@ impl ComponentSource for SystemComponents {
         put(component::HOSTNAME, os::hostname());
         put(component::CPU, os::cpu());
         put(component::MAC, os::macs());
-        put(component::MEMORY, os::memory_gib().map(|g| format!("{g} GiB")));
+        put(
+            component::MEMORY,
+            os::memory_gib().map(|g| format!("{g} GiB")),
+        );
         put(component::DISK, os::root_disk());
         put(component::OS, Some(std::env::consts::OS.to_owned()));
         RawComponents {
@@ -114,9 +117,7 @@ mod os {
             .ok()?
             .flatten()
             .filter(|e| e.path().join("device").exists())
-            .filter(|e| {
-                read(e.path().join("addr_assign_type")).is_none_or(|t| t.trim() == "0")
-            })
+            .filter(|e| read(e.path().join("addr_assign_type")).is_none_or(|t| t.trim() == "0"))
             .filter_map(|e| read(e.path().join("address")))
             .map(|a| a.trim().to_ascii_lowercase())
             .filter(|a| !a.is_empty() && a != "00:00:00:00:00:00")
@@ -268,6 +269,10 @@ mod tests {
         assert_eq!(fp, fingerprint_with(&source, "p", Some(" node-17 ")));
         assert_ne!(fp.id, fingerprint_with(&source, "p", Some("node-18")).id);
         // Empty override is no override.
-        assert!(fingerprint_with(&source, "p", Some("")).components.contains_key("machine_id"));
+        assert!(
+            fingerprint_with(&source, "p", Some(""))
+                .components
+                .contains_key("machine_id")
+        );
     }
 }

@@ -36,7 +36,11 @@ impl std::fmt::Debug for Licensing {
 impl Licensing {
     /// Licensing for `product_id` with the OS as fingerprint source and the override from
     /// [`machine::OVERRIDE_ENV`], a 1-hour clock tolerance, and no features/version asked.
-    pub fn new(trust_store: TrustStore, product_id: impl Into<String>, store: LicenseStore) -> Self {
+    pub fn new(
+        trust_store: TrustStore,
+        product_id: impl Into<String>,
+        store: LicenseStore,
+    ) -> Self {
         let product_id = product_id.into();
         Licensing {
             verifier: Verifier::new(trust_store, product_id.clone()),
@@ -50,7 +54,10 @@ impl Licensing {
     }
 
     /// Reads machine components from `source` instead of the OS (tests, custom hosts).
-    pub fn with_component_source(mut self, source: impl ComponentSource + Send + Sync + 'static) -> Self {
+    pub fn with_component_source(
+        mut self,
+        source: impl ComponentSource + Send + Sync + 'static,
+    ) -> Self {
         self.source = Box::new(source);
         self
     }
@@ -101,12 +108,18 @@ impl Licensing {
         let mark = match clock::check_clock(None, now, Some(iat), self.clock_tolerance) {
             ClockCheck::Trusted { new_mark } => new_mark,
             ClockCheck::RolledBack { behind_by } => {
-                return Ok(tampered(license.evaluate(&self.context_at(now, fingerprint)), behind_by));
+                return Ok(tampered(
+                    license.evaluate(&self.context_at(now, fingerprint)),
+                    behind_by,
+                ));
             }
         };
         self.store.write_token(token.trim())?;
-        self.store
-            .write_clock(&clock::seal(&self.product_id, clock_key(&fingerprint), mark))?;
+        self.store.write_clock(&clock::seal(
+            &self.product_id,
+            clock_key(&fingerprint),
+            mark,
+        ))?;
         Ok(license.evaluate(&self.context_at(now, fingerprint)))
     }
 
@@ -139,7 +152,12 @@ impl Licensing {
                 Err(e) => return Ok(tampered_with(verdict, e.to_string())),
             },
         };
-        match clock::check_clock(Some(mark), now, Some(license.claims().iat), self.clock_tolerance) {
+        match clock::check_clock(
+            Some(mark),
+            now,
+            Some(license.claims().iat),
+            self.clock_tolerance,
+        ) {
             ClockCheck::RolledBack { behind_by } => Ok(tampered(verdict, behind_by)),
             ClockCheck::Trusted { new_mark } => {
                 if new_mark >= mark + MARK_GRANULARITY_SECS {

@@ -164,10 +164,12 @@ impl LicenseStore {
                 detail: format!("larger than {cap} bytes"),
             });
         }
-        String::from_utf8(bytes).map(Some).map_err(|_| StoreError::Corrupt {
-            path,
-            detail: "not UTF-8".into(),
-        })
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                path,
+                detail: "not UTF-8".into(),
+            })
     }
 
     /// Temp file in the same directory, fsync, rename over the target, fsync the directory:
@@ -202,9 +204,7 @@ impl LicenseStore {
 
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 #[cfg(not(unix))]

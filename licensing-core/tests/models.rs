@@ -263,6 +263,7 @@ fn fingerprint(components: &[(&str, &str)], id: &str) -> MachineFingerprint {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         is_virtual: false,
+        virtualization: vec![],
     }
 }
 

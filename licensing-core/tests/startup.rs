@@ -79,7 +79,10 @@ fn no_license_then_install_then_valid() {
     let forged = format!("{}A", &t[..t.len() - 1]);
     let before = std::fs::read_to_string(dir.path().join("license.jwt")).unwrap();
     assert!(!lic.install(&forged, T0).unwrap().is_usable());
-    assert_eq!(std::fs::read_to_string(dir.path().join("license.jwt")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("license.jwt")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -157,9 +160,15 @@ fn clock_rollback_beyond_tolerance_is_tampering_within_is_fine() {
     let t = token(json!({"model": "subscription"}), T0, Some(exp));
     lic.install(&t, T0).unwrap();
     // Used until day 29.
-    assert_eq!(lic.check_at_startup(exp - DAY).unwrap().status, Status::Valid);
+    assert_eq!(
+        lic.check_at_startup(exp - DAY).unwrap().status,
+        Status::Valid
+    );
     // Expired on day 31...
-    assert_eq!(lic.check_at_startup(exp + DAY).unwrap().status, Status::Expired);
+    assert_eq!(
+        lic.check_at_startup(exp + DAY).unwrap().status,
+        Status::Expired
+    );
     // ...so the user sets the clock back to day 20: tampering, not valid, not "expired".
     let v = lic.check_at_startup(T0 + 20 * DAY).unwrap();
     assert_eq!(v.status, Status::ClockTampered, "{}", v.reason);
@@ -167,16 +176,28 @@ fn clock_rollback_beyond_tolerance_is_tampering_within_is_fine() {
     let v = lic.check_at_startup(exp + DAY - HOUR).unwrap();
     assert_eq!(v.status, Status::Expired);
     let v = lic.check_at_startup(exp + DAY - HOUR - 1).unwrap();
-    assert_eq!(v.status, Status::Expired, "not usable anyway: keeps its own status");
+    assert_eq!(
+        v.status,
+        Status::Expired,
+        "not usable anyway: keeps its own status"
+    );
     // Forward jumps are fine.
     let dir = tempfile::tempdir().unwrap();
     let lic = licensing(dir.path(), "ws");
     let t = token(json!({"model": "perpetual"}), T0, None);
     lic.install(&t, T0).unwrap();
-    assert_eq!(lic.check_at_startup(T0 + 400 * DAY).unwrap().status, Status::Valid);
-    assert_eq!(lic.check_at_startup(T0 + 400 * DAY - HOUR).unwrap().status, Status::Valid);
     assert_eq!(
-        lic.check_at_startup(T0 + 400 * DAY - HOUR - 1).unwrap().status,
+        lic.check_at_startup(T0 + 400 * DAY).unwrap().status,
+        Status::Valid
+    );
+    assert_eq!(
+        lic.check_at_startup(T0 + 400 * DAY - HOUR).unwrap().status,
+        Status::Valid
+    );
+    assert_eq!(
+        lic.check_at_startup(T0 + 400 * DAY - HOUR - 1)
+            .unwrap()
+            .status,
         Status::ClockTampered
     );
     // A configurable tolerance.
@@ -217,7 +238,10 @@ fn edited_deleted_or_foreign_clock_state_is_detected() {
 
     // Garbage.
     std::fs::write(&clock, "{]").unwrap();
-    assert_eq!(lic.check_at_startup(T0 + 100 * DAY).unwrap().status, Status::ClockTampered);
+    assert_eq!(
+        lic.check_at_startup(T0 + 100 * DAY).unwrap().status,
+        Status::ClockTampered
+    );
 
     // Deleted while a license is installed: suspicious, not a fresh start.
     std::fs::remove_file(&clock).unwrap();
@@ -238,8 +262,14 @@ fn edited_deleted_or_foreign_clock_state_is_detected() {
         Status::ClockTampered
     );
     // Reinstalling through the app starts a fresh, valid mark.
-    assert_eq!(lic.install(&t, T0 + 100 * DAY).unwrap().status, Status::Valid);
-    assert_eq!(lic.check_at_startup(T0 + 100 * DAY).unwrap().status, Status::Valid);
+    assert_eq!(
+        lic.install(&t, T0 + 100 * DAY).unwrap().status,
+        Status::Valid
+    );
+    assert_eq!(
+        lic.check_at_startup(T0 + 100 * DAY).unwrap().status,
+        Status::Valid
+    );
 }
 
 #[test]
@@ -278,7 +308,13 @@ fn context_from_the_app_is_applied() {
 /// Spawns this test binary running one `#[ignore]`d child test with `env` set.
 fn spawn_child(test: &str, env: &[(&str, String)]) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([test, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -343,7 +379,13 @@ fn child_endless_writer() {
     let store = LicenseStore::at(&dir).unwrap();
     // Large, distinct tokens so a torn write would show.
     let tokens: Vec<String> = (0..8)
-        .map(|i| token(json!({"model": "perpetual", "metadata": {"pad": "x".repeat(20_000 + i)}}), T0, None))
+        .map(|i| {
+            token(
+                json!({"model": "perpetual", "metadata": {"pad": "x".repeat(20_000 + i)}}),
+                T0,
+                None,
+            )
+        })
         .collect();
     for i in 0.. {
         store.write_token(&tokens[i % tokens.len()]).unwrap();
@@ -354,23 +396,38 @@ fn child_endless_writer() {
 fn kill_during_writes_never_tears_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let lic = licensing(dir.path(), "ws");
-    lic.install(&token(json!({"model": "perpetual"}), T0, None), T0).unwrap();
+    lic.install(&token(json!({"model": "perpetual"}), T0, None), T0)
+        .unwrap();
+    let initial = lic.store().read_token().unwrap().unwrap();
     for round in 0..10u64 {
         let mut child = spawn_child(
             "child_endless_writer",
             &[("LIC_TEST_STORE", dir.path().display().to_string())],
         );
-        std::thread::sleep(std::time::Duration::from_millis(150 + 37 * round));
+        // Wait until the child is writing (a loaded machine can take a while to start it),
+        // then kill it at a varying point of its write loop.
+        let started = std::time::Instant::now();
+        while lic.store().read_token().unwrap().unwrap().len() <= initial.len() {
+            assert!(started.elapsed().as_secs() < 60, "the child never wrote");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3 * round));
         child.kill().unwrap(); // SIGKILL: no destructors, no cleanup
         child.wait().unwrap();
         let stored = lic.store().read_token().unwrap().unwrap();
-        assert!(stored.len() > 20_000, "the child wrote before it was killed");
+        assert!(stored.len() > 20_000, "a complete token of the child's");
         let verdict = Licensing::new(trust(), PRODUCT, lic.store().clone())
             .with_component_source(machine("ws"))
             .with_fingerprint_override(None)
             .check_at_startup(T0)
             .unwrap();
-        assert_eq!(verdict.status, Status::Valid, "round {round}: {} bytes", stored.len());
+        assert_eq!(
+            verdict.status,
+            Status::Valid,
+            "round {round}: {} bytes",
+            stored.len()
+        );
+        lic.store().write_token(&initial).unwrap();
     }
 }
 
@@ -382,6 +439,9 @@ fn crash_between_write_and_rename_leaves_the_old_file() {
     let t = token(json!({"model": "perpetual"}), T0, None);
     lic.install(&t, T0).unwrap();
     std::fs::write(dir.path().join(".license.jwt.999.1.tmp"), &t[..t.len() / 2]).unwrap();
-    assert_eq!(lic.store().read_token().unwrap().as_deref(), Some(t.as_str()));
+    assert_eq!(
+        lic.store().read_token().unwrap().as_deref(),
+        Some(t.as_str())
+    );
     assert_eq!(lic.check_at_startup(T0).unwrap().status, Status::Valid);
 }

@@ -294,10 +294,10 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
         let text = read_text(path)?;
         strict_json::check_object(text.as_bytes())
             .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-        ctx.fingerprint = Some(
-            serde_json::from_str(&text)
-                .map_err(|e| Failure::Usage(format!("{}: not a fingerprint: {e}", path.display())))?,
-        );
+        ctx.fingerprint =
+            Some(serde_json::from_str(&text).map_err(|e| {
+                Failure::Usage(format!("{}: not a fingerprint: {e}", path.display()))
+            })?);
     }
     let token = read_token(&args.token)?;
     let verdict = verifier.check(&token, &ctx);
@@ -356,7 +356,9 @@ fn print_verdict(verdict: &Verdict) {
             .unwrap_or_default();
         outln!(
             "feature {}: {}{limit} ({})",
-            feature.name, feature.status, feature.reason
+            feature.name,
+            feature.status,
+            feature.reason
         );
     }
     if verdict.status == Status::Valid || verdict.status == Status::ValidInGrace {

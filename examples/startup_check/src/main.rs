@@ -84,12 +84,16 @@ fn run() -> Result<ExitCode, String> {
 
     if let Some(path) = &args.install {
         let token = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-        let verdict = licensing.install(&token, unix_now()).map_err(|e| e.to_string())?;
+        let verdict = licensing
+            .install(&token, unix_now())
+            .map_err(|e| e.to_string())?;
         println!("install: {} ({})", verdict.status, verdict.reason);
     }
 
     let check_started = Instant::now();
-    let verdict = licensing.check_at_startup_now().map_err(|e| e.to_string())?;
+    let verdict = licensing
+        .check_at_startup_now()
+        .map_err(|e| e.to_string())?;
     let check_time = check_started.elapsed();
 
     println!("license: {} ({})", verdict.status, verdict.reason);

@@ -313,8 +313,16 @@ fn invalid_claims_name_the_field() {
             "exp",
         ),
         (
-            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"floating","exp":1}}"#,
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"floating"}}"#,
             "lic.seats",
+        ),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"floating","seats":2,"exp":1}}"#,
+            "unknown field `exp`",
+        ),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"site","site":{"restriction":{}}}}"#,
+            "lic.site.restriction",
         ),
         (
             r#"{"iss":"i","sub":"s","sub":"t","aud":"p","lic":{"model":"perpetual"}}"#,
@@ -393,4 +401,118 @@ fn openssl_reads_the_generated_keys() {
         examples().join("trial.json").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn fingerprint_json(args: &[&str], env: Option<(&str, &str)>) -> serde_json::Value {
+    let mut cmd = bin();
+    cmd.args(["machine", "fingerprint", "--json"]).args(args);
+    cmd.env_remove("LICENSING_FINGERPRINT_OVERRIDE");
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn machine_fingerprint_is_stable_across_processes_and_salted_per_product() {
+    let a = fingerprint_json(&["--product", "com.example.cad"], None);
+    let b = fingerprint_json(&["--product", "com.example.cad"], None);
+    assert_eq!(
+        a, b,
+        "same machine, same product: same fingerprint in another process"
+    );
+    let c = fingerprint_json(&["--product", "com.example.viewer"], None);
+    assert_ne!(a["id"], c["id"]);
+    let components = a["components"].as_object().unwrap();
+    assert!(components.contains_key("machine_id"), "{a}");
+    assert!(components.contains_key("os"), "{a}");
+    for (name, hash) in components {
+        assert_eq!(
+            hash.as_str().unwrap().len(),
+            43,
+            "{name}: base64url SHA-256"
+        );
+        assert_ne!(c["components"][name], *hash, "{name} salted per product");
+    }
+    // The human form prints the same id.
+    let out = run(&["machine", "fingerprint", "--product", "com.example.cad"]);
+    assert!(stdout(&out).contains(a["id"].as_str().unwrap()));
+}
+
+#[test]
+fn machine_fingerprint_honours_the_override() {
+    let plain = fingerprint_json(&["--product", "p"], None);
+    let a = fingerprint_json(
+        &["--product", "p"],
+        Some(("LICENSING_FINGERPRINT_OVERRIDE", "node-1")),
+    );
+    let b = fingerprint_json(
+        &["--product", "p"],
+        Some(("LICENSING_FINGERPRINT_OVERRIDE", "node-2")),
+    );
+    assert_ne!(a["id"], plain["id"]);
+    assert_ne!(a["id"], b["id"]);
+    let names: Vec<&String> = a["components"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["override"]);
+    assert_eq!(
+        a["is_virtual"], plain["is_virtual"],
+        "VM signals still reported"
+    );
+}
+
+#[test]
+fn node_locked_license_verifies_against_a_fingerprint_file() {
+    let keys = Keys::new();
+    let fp = fingerprint_json(&["--product", "com.example.cad"], None);
+    let fp_file = keys.dir.path().join("fp.json");
+    std::fs::write(&fp_file, fp.to_string()).unwrap();
+    let n = fp["components"].as_object().unwrap().len();
+    let claims = serde_json::json!({
+        "iss": "i", "sub": "lic_nl", "aud": "com.example.cad",
+        "lic": {"model": "node_locked", "node_lock": {
+            "fingerprints": [{"id": fp["id"], "components": fp["components"]}],
+            "match": {"required": ["machine_id"], "min_matching": n - 1}
+        }}
+    });
+    let claims_file = keys.dir.path().join("nl.json");
+    std::fs::write(&claims_file, claims.to_string()).unwrap();
+    let token = keys.issue(&claims_file);
+    let fp_arg = fp_file.to_str().unwrap();
+    let (code, v) = keys.verify(&token, &["--fingerprint-file", fp_arg]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (0, "valid"), "{v}");
+
+    // One component changed (within min_matching = n - 1): still valid, and explained.
+    let mut moved = fp.clone();
+    moved["components"]["hostname"] = "changed".into();
+    std::fs::write(&fp_file, moved.to_string()).unwrap();
+    let (code, v) = keys.verify(&token, &["--fingerprint-file", fp_arg]);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("hostname"), "{v}");
+
+    // The machine id changed: mismatch naming it.
+    moved["components"]["machine_id"] = "other".into();
+    std::fs::write(&fp_file, moved.to_string()).unwrap();
+    let (code, v) = keys.verify(&token, &["--fingerprint-file", fp_arg]);
+    assert_eq!(
+        (code, v["status"].as_str().unwrap()),
+        (1, "fingerprint_mismatch"),
+        "{v}"
+    );
+    assert!(v["reason"].as_str().unwrap().contains("machine_id"), "{v}");
+
+    // A broken fingerprint file is a usage error.
+    std::fs::write(&fp_file, "{\"id\": 5}").unwrap();
+    let out = run(&[
+        "license",
+        "verify",
+        "--public-key",
+        &keys.path("public.pem"),
+        "--token",
+        &token,
+        "--fingerprint-file",
+        fp_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

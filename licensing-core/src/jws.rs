@@ -83,13 +83,13 @@ pub(crate) fn verify(
         .keys()
         .find(|k| FORBIDDEN_HEADERS.contains(&k.as_str()) || !ALLOWED_HEADERS.contains(&k.as_str()))
     {
-        return Err(Error::ForbiddenHeader(name.clone()));
+        return Err(Error::ForbiddenHeader(untrusted(name)));
     }
     let alg = header_map.get("alg").ok_or(Error::MissingHeader("alg"))?;
     match alg.as_str() {
         Some("EdDSA" | "Ed25519") => {}
-        Some(other) => return Err(Error::UnsupportedAlgorithm(other.to_owned())),
-        None => return Err(Error::UnsupportedAlgorithm(alg.to_string())),
+        Some(other) => return Err(Error::UnsupportedAlgorithm(untrusted(other))),
+        None => return Err(Error::UnsupportedAlgorithm(untrusted(&alg.to_string()))),
     }
     let Some(serde_json::Value::String(kid)) = header_map.get("kid") else {
         return Err(Error::MissingHeader("kid"));
@@ -99,7 +99,7 @@ pub(crate) fn verify(
     };
     let key = store
         .get(kid)
-        .ok_or_else(|| Error::UnknownKey(kid.clone()))?;
+        .ok_or_else(|| Error::UnknownKey(untrusted(kid)))?;
 
     let signature_bytes = b64::decode_array::<64>(signature_b64).ok_or(Error::Base64 {
         segment: "signature",
@@ -110,7 +110,7 @@ pub(crate) fn verify(
     if typ != kind.typ() {
         return Err(Error::WrongTokenType {
             expected: kind.typ(),
-            found: typ.clone(),
+            found: untrusted(typ),
         });
     }
     let payload = b64::decode(payload_b64).ok_or(Error::Base64 { segment: "payload" })?;
@@ -122,6 +122,24 @@ pub(crate) fn verify(
         kid: kid.clone(),
         payload,
     })
+}
+
+/// Header text an attacker chose, made safe for messages and logs: control characters
+/// escaped, at most 64 characters kept.
+fn untrusted(text: &str) -> String {
+    const KEEP: usize = 64;
+    let mut shown = String::new();
+    for c in text.chars().take(KEEP) {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    if text.chars().nth(KEEP).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// Decodes a token's header and payload without verifying anything (for `inspect`).

@@ -14,12 +14,23 @@ use crate::fingerprint::{ComponentSource, MachineFingerprint, RawComponents, com
 /// hardware component (the fingerprint then has the single component `override`).
 pub const OVERRIDE_ENV: &str = "LICENSING_FINGERPRINT_OVERRIDE";
 
-/// The running machine, read from the OS.
+/// The running machine, read from the OS once per process: hardware identity does not change
+/// while an app runs, and later checks then cost only the hashing (see docs/BENCHMARKS.md).
+/// [`SystemComponents::read_uncached`] reads again, for long-running services.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemComponents;
 
+static CACHE: std::sync::OnceLock<RawComponents> = std::sync::OnceLock::new();
+
 impl ComponentSource for SystemComponents {
     fn read(&self) -> RawComponents {
+        CACHE.get_or_init(Self::read_uncached).clone()
+    }
+}
+
+impl SystemComponents {
+    /// Reads every component from the OS now, bypassing the per-process cache.
+    pub fn read_uncached() -> RawComponents {
         let mut values = BTreeMap::new();
         let mut put = |name: &str, value: Option<String>| {
             if let Some(v) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
@@ -88,11 +99,23 @@ mod os {
         fs::read_to_string(path).ok()
     }
 
+    /// uname(2): one syscall, where /proc/sys/kernel/hostname costs an open and reads.
     pub fn hostname() -> Option<String> {
-        read("/proc/sys/kernel/hostname")
+        Some(
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 
     pub fn cpu() -> Option<String> {
+        // CPUID answers in nanoseconds; /proc/cpuinfo takes >100 µs to generate (it samples
+        // every core's clock), so it is only the fallback for other architectures.
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if let Some(brand) = raw_cpuid::CpuId::new().get_processor_brand_string() {
+            return Some(brand.as_str().trim().to_owned());
+        }
         let info = read("/proc/cpuinfo")?;
         let field = |name: &str| {
             info.lines()
@@ -127,17 +150,14 @@ mod os {
         (!macs.is_empty()).then(|| macs.join(","))
     }
 
-    /// Rounded to whole GiB so firmware reservations moving a few MiB change nothing.
+    /// sysinfo(2), rounded to whole GiB so firmware reservations moving a few MiB change
+    /// nothing.
     pub fn memory_gib() -> Option<u64> {
-        let info = read("/proc/meminfo")?;
-        let kib: u64 = info
-            .lines()
-            .find(|l| l.starts_with("MemTotal:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some((kib + (1 << 19)) >> 20)
+        let info = rustix::system::sysinfo();
+        // `totalram` is a C `unsigned long`: u32 on 32-bit targets, so the conversion stays.
+        #[allow(clippy::useless_conversion)]
+        let bytes = u64::from(info.totalram).checked_mul(u64::from(info.mem_unit.max(1)))?;
+        Some((bytes + (1 << 29)) >> 30)
     }
 
     /// Serial or WWID of the disk holding `/`, where the kernel exposes one.
@@ -146,7 +166,10 @@ mod os {
         let dev = fs::metadata("/").ok()?.dev();
         let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
         let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-        let mut node = fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+        // One readlink instead of canonicalize's one per path component; the kernel
+        // resolves the `..` in the joined path.
+        let link = Path::new("/sys/dev/block").join(format!("{major}:{minor}"));
+        let mut node = Path::new("/sys/dev/block").join(fs::read_link(&link).ok()?);
         if node.join("partition").exists() {
             node = node.parent()?.to_path_buf();
         }
@@ -179,13 +202,25 @@ mod os {
                 signals.push(format!("hypervisor: DMI {file} {vendor}"));
             }
         }
-        if read("/proc/cpuinfo").is_some_and(|info| {
-            info.lines()
-                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
-        }) {
+        if hypervisor_flag() {
             signals.push("hypervisor: cpu flag".to_owned());
         }
         signals
+    }
+
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    fn hypervisor_flag() -> bool {
+        raw_cpuid::CpuId::new()
+            .get_feature_info()
+            .is_some_and(|f| f.has_hypervisor())
+    }
+
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    fn hypervisor_flag() -> bool {
+        read("/proc/cpuinfo").is_some_and(|info| {
+            info.lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+        })
     }
 }
 

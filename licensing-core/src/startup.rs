@@ -160,7 +160,7 @@ impl Licensing {
         ) {
             ClockCheck::RolledBack { behind_by } => Ok(tampered(verdict, behind_by)),
             ClockCheck::Trusted { new_mark } => {
-                if new_mark >= mark + MARK_GRANULARITY_SECS {
+                if new_mark >= mark.saturating_add(MARK_GRANULARITY_SECS) {
                     self.store
                         .write_clock(&clock::seal(&self.product_id, &key, new_mark))?;
                 }

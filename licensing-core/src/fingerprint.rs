@@ -11,7 +11,8 @@ use crate::b64;
 
 /// Component names, as they appear in fingerprints and in a token's `node_lock`.
 pub mod component {
-    /// OS machine id (`/etc/machine-id`, IOPlatformUUID, MachineGuid).
+    /// OS machine id (Linux: `/var/lib/dbus/machine-id`, else `/etc/machine-id`; macOS:
+    /// IOPlatformUUID; Windows: MachineGuid), as the `machine-uid` crate reads it.
     pub const MACHINE_ID: &str = "machine_id";
     /// Host name.
     pub const HOSTNAME: &str = "hostname";

@@ -213,14 +213,22 @@ fn sync_dir(_dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+// Machine-wide names follow the `directories` crate's per-user naming on each platform, so one
+// app has one directory name everywhere.
 #[cfg(target_os = "linux")]
 fn machine_dir(_q: &str, _o: &str, application: &str) -> Result<PathBuf, StoreError> {
-    Ok(PathBuf::from("/var/lib").join(application.to_lowercase().replace(' ', "-")))
+    let name: String = application
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect();
+    Ok(PathBuf::from("/var/lib").join(name))
 }
 
 #[cfg(target_os = "macos")]
 fn machine_dir(q: &str, o: &str, application: &str) -> Result<PathBuf, StoreError> {
-    Ok(PathBuf::from("/Library/Application Support").join(format!("{q}.{o}.{application}")))
+    let id = format!("{q}.{o}.{application}").replace(char::is_whitespace, "-");
+    Ok(PathBuf::from("/Library/Application Support").join(id))
 }
 
 #[cfg(windows)]

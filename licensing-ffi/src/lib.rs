@@ -1,0 +1,1 @@
+//! C ABI of the licensing SDK (work in progress).

@@ -74,6 +74,7 @@ impl Audience {
 
 /// How the license is sold and therefore how it is evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 #[repr(u32)]
 pub enum LicenseModel {

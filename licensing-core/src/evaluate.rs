@@ -74,6 +74,7 @@ impl Context {
 
 /// The answer for one feature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct FeatureVerdict {
     /// Feature name.
     pub name: String,
@@ -95,6 +96,7 @@ pub struct FeatureVerdict {
 
 /// The result of verifying and evaluating a license.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Verdict {
     /// The one status a host acts on.
     pub status: Status,
@@ -158,6 +160,7 @@ impl Verdict {
 
 /// Answer of a single check (time, version, site, machine).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Check {
     /// Status of the check; [`Status::Valid`] when it passes.
     pub status: Status,

@@ -17,6 +17,10 @@ pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 pub enum TokenKind {
     /// A license (`license+jwt`).
     License,
+    /// A machine activation issued by a licensing server (`machine+jwt`).
+    Machine,
+    /// A signed licensing-server response, e.g. to an online validation (`response+jwt`).
+    Response,
 }
 
 impl TokenKind {
@@ -24,8 +28,59 @@ impl TokenKind {
     pub const fn typ(self) -> &'static str {
         match self {
             TokenKind::License => "license+jwt",
+            TokenKind::Machine => "machine+jwt",
+            TokenKind::Response => "response+jwt",
         }
     }
+}
+
+/// A token whose signature, header and `typ` verified, with its payload as a strict JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    /// The kid of the key that verified it.
+    pub kid: String,
+    /// The payload: one JSON object, duplicate names and excess nesting already refused.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Verifies `token` as a genuine `kind` token signed by a key in `store`, with the same strict
+/// procedure as licenses (size, structure, header, algorithm, key by kid, `verify_strict`, then
+/// `typ`), and returns its payload. The claims are not interpreted: for licenses use
+/// [`crate::Verifier`], which also validates the license claims and the product.
+pub fn verify_token(
+    token: &str,
+    kind: TokenKind,
+    store: &TrustStore,
+) -> Result<VerifiedToken, Error> {
+    let jws = verify(token, kind, store)?;
+    let claims = serde_json::from_slice(&jws.payload).map_err(|e| Error::Json {
+        segment: "payload",
+        detail: e.to_string(),
+    })?;
+    Ok(VerifiedToken {
+        kid: jws.kid,
+        claims,
+    })
+}
+
+/// Signs `claims` as a `kind` token with the profile's header. A license goes through
+/// [`crate::issue_license`] (its claims are validated first); other kinds are signed as given.
+#[cfg(feature = "issuer")]
+pub fn sign_token(
+    kind: TokenKind,
+    key: &crate::issuer::PrivateKey,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, Error> {
+    if kind == TokenKind::License {
+        let claims = crate::claims::LicenseClaims::from_object(claims.clone())?;
+        return crate::issuer::issue_license(&claims, key);
+    }
+    let payload = serde_json::to_vec(claims).map_err(|e| Error::Json {
+        segment: "payload",
+        detail: e.to_string(),
+    })?;
+    let header = header_for(kind.typ(), key.public_key().kid());
+    Ok(sign_compact(key, header.as_bytes(), &payload))
 }
 
 /// Header parameters refused outright: they ask the verifier to trust or fetch key material
@@ -185,4 +240,77 @@ pub(crate) fn sign_compact(
     token.push('.');
     token.push_str(&b64::encode(&signature));
     token
+}
+
+#[cfg(test)]
+#[cfg(feature = "issuer")]
+mod tests {
+    use super::*;
+    use crate::issuer::PrivateKey;
+
+    fn setup() -> (PrivateKey, TrustStore) {
+        let key = PrivateKey::from_seed(&[7; 32]).expect("key");
+        let mut store = TrustStore::new();
+        store.add(key.public_key().clone()).expect("add");
+        (key, store)
+    }
+
+    fn claims() -> serde_json::Map<String, serde_json::Value> {
+        let serde_json::Value::Object(map) = serde_json::json!({"sub": "m_1", "nonce": "abc"})
+        else {
+            unreachable!()
+        };
+        map
+    }
+
+    #[test]
+    fn machine_and_response_tokens_round_trip_with_their_own_typ() {
+        let (key, store) = setup();
+        for kind in [TokenKind::Machine, TokenKind::Response] {
+            let token = sign_token(kind, &key, &claims()).expect("sign");
+            let (header, _) = decode_unverified(&token).expect("decode");
+            assert_eq!(header["typ"], kind.typ());
+            let verified = verify_token(&token, kind, &store).expect("verify");
+            assert_eq!(verified.claims, claims());
+            assert_eq!(verified.kid, key.public_key().kid());
+        }
+    }
+
+    #[test]
+    fn a_genuine_token_of_one_kind_is_refused_as_another() {
+        let (key, store) = setup();
+        let machine = sign_token(TokenKind::Machine, &key, &claims()).expect("sign");
+        for other in [TokenKind::License, TokenKind::Response] {
+            assert!(matches!(
+                verify_token(&machine, other, &store),
+                Err(Error::WrongTokenType { .. })
+            ));
+        }
+        let verifier = crate::Verifier::for_any_product(store);
+        assert!(matches!(
+            verifier.verify(&machine),
+            Err(Error::WrongTokenType { .. })
+        ));
+    }
+
+    #[test]
+    fn sign_token_validates_license_claims() {
+        let (key, _) = setup();
+        assert!(matches!(
+            sign_token(TokenKind::License, &key, &claims()),
+            Err(Error::InvalidClaims { .. })
+        ));
+    }
+
+    #[test]
+    fn a_tampered_machine_token_is_refused() {
+        let (key, store) = setup();
+        let token = sign_token(TokenKind::Machine, &key, &claims()).expect("sign");
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = crate::b64::encode(br#"{"sub":"m_2","nonce":"abc"}"#);
+        assert_eq!(
+            verify_token(&parts.join("."), TokenKind::Machine, &store),
+            Err(Error::SignatureInvalid)
+        );
+    }
 }

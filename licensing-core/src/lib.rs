@@ -25,11 +25,18 @@ pub use evaluate::{Check, Context, FeatureVerdict, License, Verdict, Verifier};
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{PrivateKey, issue_license, sign_raw};
-pub use jws::{MAX_TOKEN_BYTES, TokenKind, decode_unverified};
+#[cfg(feature = "issuer")]
+pub use jws::sign_token;
+pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
 #[cfg(feature = "store")]
 pub use startup::{Licensing, unix_now};
 pub use status::Status;
+
+// The uniffi scaffolding for the records and enums above that derive uniffi (feature `uniffi`,
+// used only by `bindings/uniffi`); the bindings see them as the `licensing_core` namespace.
+#[cfg(feature = "uniffi")]
+uniffi::setup_scaffolding!("licensing_core");
 
 /// Verifies a raw Ed25519 signature the way every token is verified: the key must be canonical
 /// and not weak, and the signature must pass `verify_strict`. Exposed so public test vectors

@@ -7,6 +7,7 @@ use serde::Serialize;
 /// The numeric values are stable: the C ABI and the bindings expose them as they are, and a
 /// value is never reused. New values are only ever appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 #[repr(u32)]
 pub enum Status {

@@ -16,6 +16,7 @@ const MAX_CLOCK_BYTES: u64 = 4 * 1024;
 
 /// Whose data directory holds the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 pub enum Scope {
     /// The user's data directory (`~/.local/share/<app>`, `~/Library/Application Support/<id>`,
     /// `%APPDATA%\<org>\<app>\data`).

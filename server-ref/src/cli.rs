@@ -37,6 +37,8 @@ enum Command {
     /// This machine's identity.
     #[command(subcommand)]
     Machine(MachineCommand),
+    /// Run the licensing server (HTTP API on an embedded SQLite database).
+    Serve(crate::server::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +160,7 @@ pub fn run() -> ExitCode {
         Command::Machine(MachineCommand::Fingerprint { product, json }) => {
             machine_fingerprint(&product, json)
         }
+        Command::Serve(args) => return crate::server::run(args),
     };
     match result {
         Ok(code) => code,

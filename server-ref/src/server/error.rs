@@ -1,0 +1,109 @@
+//! The one error shape of the API: a status and `{"error": "<code>", "detail": "<text>"}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Longest `detail` sent back: details may quote what the client sent.
+const MAX_DETAIL_CHARS: usize = 300;
+
+/// An error answer. Client mistakes are 4xx with a code naming the problem; only the server's
+/// own failures are 5xx, and their detail is logged, never sent.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    detail: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and detail.
+    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+        let mut detail: String = detail.into();
+        if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        ApiError {
+            status,
+            error,
+            detail,
+        }
+    }
+
+    /// 400: the request is not well-formed.
+    pub fn bad_request(error: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, detail)
+    }
+
+    /// 404: the named thing does not exist.
+    pub fn not_found(error: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, error, detail)
+    }
+
+    /// 409: the request conflicts with the current state.
+    pub fn conflict(error: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, error, detail)
+    }
+
+    /// 403: refused by a licensing rule (suspended, revoked, expired).
+    pub fn forbidden(error: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, error, detail)
+    }
+
+    /// 422: well-formed but invalid content; `detail` names the field.
+    pub fn invalid(error: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, error, detail)
+    }
+
+    /// 500: the server failed. `cause` is logged, the client sees a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error; see the server log",
+        )
+    }
+
+    /// Prefixes the detail of a client error with `context` (server errors stay generic).
+    pub fn context(self, context: &str) -> Self {
+        if self.status.is_client_error() {
+            ApiError::new(
+                self.status,
+                self.error,
+                format!("{context}: {}", self.detail),
+            )
+        } else {
+            self
+        }
+    }
+
+    /// The HTTP status.
+    #[cfg(test)]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(format_args!("database: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.error, "detail": self.detail });
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Result of a handler.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,114 @@
+//! Request extractors: strict JSON bodies and bearer API tokens, both answering with
+//! [`ApiError`]s.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use super::secrets;
+
+/// Largest request body accepted.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON body parsed strictly: `application/json`, at most [`MAX_BODY_BYTES`], one object,
+/// no duplicate names at any depth (licensing-core's strict pre-pass), then typed parsing whose
+/// errors name the field. Request types deny unknown fields.
+#[derive(Debug)]
+pub(crate) struct StrictJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON with `Content-Type: application/json`",
+            ));
+        }
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        // Refuse an announced oversize body before waiting for any of it.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::bad_request("unreadable_body", rejection.body_text())
+            }
+        })?;
+        licensing_core::strict_json::check_object(&bytes)
+            .map_err(|e| ApiError::bad_request("malformed_json", e))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ApiError::invalid("invalid_request", inner.to_string())
+            } else {
+                ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
+            }
+        })?;
+        Ok(StrictJson(value))
+    }
+}
+
+/// A caller holding a live admin API token (`Authorization: Bearer <token>`).
+#[derive(Debug)]
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauthorized =
+            |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing `Authorization: Bearer <API token>`"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <API token>`"))?;
+        let role = state
+            .db()
+            .api_token_role(&secrets::sha256_hex(token.as_bytes()))
+            .await?
+            .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
+        // Only the admin role exists so far; the role is stored so others can be enforced.
+        if role != "admin" {
+            return Err(ApiError::forbidden(
+                "forbidden",
+                format!("role `{role}` may not use this endpoint"),
+            ));
+        }
+        Ok(Admin)
+    }
+}

@@ -1,0 +1,341 @@
+//! Turning stored state into signed tokens. The server only assembles claims from a policy and
+//! a license's overrides; licensing-core validates them, signs them and evaluates them.
+
+use std::collections::BTreeMap;
+
+use licensing_core::claims::{Customer, Feature, MatchPolicy, Site, VersionRule};
+use licensing_core::{
+    Error as CoreError, License, LicenseModel, MachineFingerprint, Status, TokenKind,
+};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::db::{LicenseRow, Machine, Policy};
+use super::error::ApiError;
+use super::secrets;
+
+/// Lifetime of a signed validation response.
+pub(crate) const RESPONSE_TTL_SECS: i64 = 300;
+
+/// A new license (`POST /v1/licenses`): its policy and the overrides it carries over it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewLicense {
+    /// The policy the license is created from.
+    pub policy_id: String,
+    /// Who the license is for.
+    pub customer: Option<Customer>,
+    /// `nbf`: not usable before (Unix seconds).
+    pub starts_at: Option<i64>,
+    /// `exp` (Unix seconds), instead of issue time + the policy's duration.
+    pub expires_at: Option<i64>,
+    /// Grace after `exp`, seconds.
+    pub grace_period: Option<u64>,
+    /// Machines that may be activated.
+    pub max_machines: Option<u32>,
+    /// Floating seats.
+    pub seats: Option<u32>,
+    /// Features added to (or replacing) the policy's.
+    pub features: Option<BTreeMap<String, Feature>>,
+    /// Version rule instead of the policy's.
+    pub version: Option<VersionRule>,
+    /// Site restrictions instead of the policy's.
+    pub site: Option<Site>,
+    /// Free-form vendor data carried in the token.
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// How a state or core failure at signing time is reported.
+fn claims_error(context: &str, e: &CoreError) -> ApiError {
+    ApiError::invalid("invalid_license", format!("{context}: {e}"))
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(ApiError::internal)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(ApiError::internal)
+}
+
+/// The model of a stored policy.
+pub(crate) fn policy_model(policy: &Policy) -> Result<LicenseModel, ApiError> {
+    LicenseModel::from_name(&policy.model).ok_or_else(|| {
+        ApiError::internal(format!("policy {} has model {}", policy.id, policy.model))
+    })
+}
+
+/// The claims template of a license: the policy with the overrides applied. `iat` and `jti`
+/// are set at each signing; a node-locked template has `node_lock.fingerprints` empty until
+/// machines are activated.
+pub(crate) fn build_claims(
+    state: &AppState,
+    policy: &Policy,
+    overrides: &NewLicense,
+    license_id: &str,
+    now: i64,
+) -> Result<Map<String, Value>, ApiError> {
+    let model = policy_model(policy)?;
+    let mut lic = Map::new();
+    lic.insert("model".into(), model.as_str().into());
+    if let Some(customer) = &overrides.customer {
+        lic.insert("customer".into(), to_value(customer)?);
+    }
+    let seats = overrides.seats.map(i64::from).or(policy.seats);
+    if let Some(seats) = seats {
+        lic.insert("seats".into(), seats.into());
+    }
+    let max_machines = overrides
+        .max_machines
+        .map(i64::from)
+        .or(policy.max_machines);
+    if let Some(max) = max_machines {
+        lic.insert("max_machines".into(), max.into());
+    }
+    let grace = overrides
+        .grace_period
+        .or(policy.grace_period.and_then(|g| u64::try_from(g).ok()));
+    if let Some(grace) = grace {
+        lic.insert("grace_period".into(), grace.into());
+    }
+    let mut features: Map<String, Value> = parse_json(&policy.features)?;
+    for (name, feature) in overrides.features.iter().flatten() {
+        features.insert(name.clone(), to_value(feature)?);
+    }
+    if !features.is_empty() {
+        lic.insert("features".into(), Value::Object(features));
+    }
+    let version = match &overrides.version {
+        Some(rule) => Some(to_value(rule)?),
+        None => policy.version_rule.as_deref().map(parse_json).transpose()?,
+    };
+    if let Some(version) = version {
+        lic.insert("version".into(), version);
+    }
+    if model == LicenseModel::NodeLocked {
+        let mut lock = Map::new();
+        lock.insert("fingerprints".into(), json!([]));
+        if let Some(policy_match) = &policy.match_policy {
+            lock.insert("match".into(), parse_json(policy_match)?);
+        }
+        lock.insert("allow_virtual".into(), policy.allow_virtual.into());
+        lic.insert("node_lock".into(), Value::Object(lock));
+    }
+    let site = match &overrides.site {
+        Some(site) => Some(to_value(site)?),
+        None => policy.site.as_deref().map(parse_json).transpose()?,
+    };
+    if let Some(site) = site {
+        lic.insert("site".into(), site);
+    }
+    if let Some(metadata) = &overrides.metadata {
+        lic.insert("metadata".into(), Value::Object(metadata.clone()));
+    }
+
+    let mut claims = Map::new();
+    claims.insert("iss".into(), state.issuer().into());
+    claims.insert("sub".into(), license_id.into());
+    claims.insert("aud".into(), policy.product_id.clone().into());
+    claims.insert("iat".into(), now.into());
+    if let Some(nbf) = overrides.starts_at {
+        claims.insert("nbf".into(), nbf.into());
+    }
+    let exp = match (overrides.expires_at, policy.duration) {
+        (Some(exp), _) => Some(exp),
+        // An out-of-range sum is left for the core to refuse, naming `exp`.
+        (None, Some(duration)) => Some(now.saturating_add(duration)),
+        (None, None) => None,
+    };
+    if let Some(exp) = exp {
+        claims.insert("exp".into(), exp.into());
+    }
+    claims.insert("lic".into(), Value::Object(lic));
+    Ok(claims)
+}
+
+/// Whether a claims template is node-locked.
+pub(crate) fn is_node_locked(claims: &Map<String, Value>) -> bool {
+    claims
+        .get("lic")
+        .and_then(|lic| lic.get("model"))
+        .and_then(Value::as_str)
+        == Some(LicenseModel::NodeLocked.as_str())
+}
+
+/// `lic.max_machines` of a claims template.
+pub(crate) fn max_machines(claims: &Map<String, Value>) -> Option<i64> {
+    claims
+        .get("lic")
+        .and_then(|lic| lic.get("max_machines"))
+        .and_then(Value::as_i64)
+}
+
+/// Signs a license token from `template` (fresh `iat` and `jti`), binding `machines` when the
+/// license is node-locked, and returns it with the verified [`License`]. The core validates the
+/// claims; its error names the field.
+pub(crate) fn sign_license(
+    state: &AppState,
+    template: &Map<String, Value>,
+    machines: &[MachineFingerprint],
+    now: i64,
+) -> Result<(String, License), ApiError> {
+    let mut claims = template.clone();
+    claims.insert("iat".into(), now.into());
+    claims.insert(
+        "jti".into(),
+        secrets::new_id("jti").map_err(ApiError::internal)?.into(),
+    );
+    if is_node_locked(&claims)
+        && let Some(lock) = claims
+            .get_mut("lic")
+            .and_then(|lic| lic.get_mut("node_lock"))
+            .and_then(Value::as_object_mut)
+    {
+        let bound: Vec<Value> = machines
+            .iter()
+            .map(|fp| json!({ "id": fp.id, "components": fp.components }))
+            .collect();
+        lock.insert("fingerprints".into(), Value::Array(bound));
+    }
+    let token = licensing_core::sign_token(TokenKind::License, state.key(), &claims)
+        .map_err(|e| claims_error("the license claims are invalid", &e))?;
+    let license = state.verifier().verify(&token).map_err(|e| {
+        ApiError::internal(format!(
+            "a token the server just signed does not verify: {e}"
+        ))
+    })?;
+    Ok((token, license))
+}
+
+/// A fingerprint standing in for machines not activated yet, so a node-locked template can be
+/// validated and its time rule evaluated. It satisfies the template's match policy.
+pub(crate) fn placeholder_fingerprint(template: &Map<String, Value>) -> MachineFingerprint {
+    let policy: Option<MatchPolicy> = template
+        .get("lic")
+        .and_then(|lic| lic.get("node_lock"))
+        .and_then(|lock| lock.get("match"))
+        .and_then(|m| serde_json::from_value(m.clone()).ok());
+    let mut components: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(policy) = policy {
+        for name in &policy.required {
+            components.insert(name.clone(), "placeholder".into());
+        }
+        let mut i = 0;
+        while components.len() < policy.min_matching as usize {
+            components.insert(format!("placeholder_{i}"), "placeholder".into());
+            i += 1;
+        }
+    }
+    MachineFingerprint {
+        id: "placeholder".into(),
+        components,
+        ..MachineFingerprint::default()
+    }
+}
+
+/// The license's status as clients see it: `revoked` and `suspended` as stored; otherwise the
+/// core's time rule at `now` decides `expired` or `not_yet_valid`, else `active`.
+pub(crate) fn effective_status(
+    state: &AppState,
+    row: &LicenseRow,
+    now: i64,
+) -> Result<&'static str, ApiError> {
+    match row.status.as_str() {
+        "revoked" => return Ok("revoked"),
+        "suspended" => return Ok("suspended"),
+        _ => {}
+    }
+    let license = match &row.token {
+        Some(token) => state.verifier().verify(token).map_err(|e| {
+            ApiError::internal(format!("stored token of {} does not verify: {e}", row.id))
+        })?,
+        None => {
+            let template = parse_json(&row.claims)?;
+            sign_license(state, &template, &[placeholder_fingerprint(&template)], now)?.1
+        }
+    };
+    Ok(match license.check_time(now, 0).status {
+        Status::Expired | Status::TrialExpired => "expired",
+        Status::NotYetValid => "not_yet_valid",
+        _ => "active",
+    })
+}
+
+/// The fingerprint stored with a machine.
+pub(crate) fn machine_fingerprint(machine: &Machine) -> Result<MachineFingerprint, ApiError> {
+    parse_json(&machine.fingerprint_json)
+}
+
+/// A `machine+jwt`: this machine (fingerprint id and component hashes) is activated on this
+/// license, until the license's last usable instant.
+pub(crate) fn sign_machine_token(
+    state: &AppState,
+    machine: &Machine,
+    license: &License,
+    now: i64,
+) -> Result<String, ApiError> {
+    let fp = machine_fingerprint(machine)?;
+    let mut claims = Map::new();
+    claims.insert("iss".into(), state.issuer().into());
+    claims.insert("sub".into(), machine.id.clone().into());
+    claims.insert("aud".into(), to_value(&license.claims().aud)?);
+    claims.insert("iat".into(), now.into());
+    if let Some(until) = license.usable_until() {
+        claims.insert("exp".into(), until.into());
+    }
+    claims.insert(
+        "jti".into(),
+        secrets::new_id("jti").map_err(ApiError::internal)?.into(),
+    );
+    claims.insert("license_id".into(), license.id().into());
+    claims.insert(
+        "fingerprint".into(),
+        json!({ "id": fp.id, "components": fp.components }),
+    );
+    licensing_core::sign_token(TokenKind::Machine, state.key(), &claims)
+        .map_err(|e| ApiError::internal(format!("signing a machine token: {e}")))
+}
+
+/// What a validation answers, signed as a `response+jwt`.
+pub(crate) struct ValidationAnswer<'a> {
+    /// The license.
+    pub row: &'a LicenseRow,
+    /// Its status as clients see it.
+    pub status: &'static str,
+    /// The fingerprint id asked about.
+    pub fingerprint: &'a str,
+    /// The machine, when that fingerprint is activated on the license.
+    pub machine_id: Option<&'a str>,
+    /// The client's nonce, echoed.
+    pub nonce: &'a str,
+    /// Server time.
+    pub now: i64,
+}
+
+/// Signs a validation answer.
+pub(crate) fn sign_response(
+    state: &AppState,
+    a: &ValidationAnswer<'_>,
+) -> Result<String, ApiError> {
+    let claims = json!({
+        "iss": state.issuer(),
+        "sub": a.row.id,
+        "aud": a.row.product_id,
+        "iat": a.now,
+        "exp": a.now.saturating_add(RESPONSE_TTL_SECS),
+        "jti": secrets::new_id("jti").map_err(ApiError::internal)?,
+        "nonce": a.nonce,
+        "server_time": a.now,
+        "license_id": a.row.id,
+        "status": a.status,
+        "fingerprint": a.fingerprint,
+        "machine_activated": a.machine_id.is_some(),
+        "machine_id": a.machine_id,
+        "license_token": a.row.token,
+    });
+    let Value::Object(claims) = claims else {
+        return Err(ApiError::internal("response claims are not an object"));
+    };
+    licensing_core::sign_token(TokenKind::Response, state.key(), &claims)
+        .map_err(|e| ApiError::internal(format!("signing a response: {e}")))
+}

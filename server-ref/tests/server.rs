@@ -1,0 +1,743 @@
+//! End to end: the real `licensing-server serve` binary on 127.0.0.1 (port 0, a temp data dir),
+//! driven over plain HTTP/1.1; every token it signs is checked with licensing-core against the
+//! JWKS it publishes. Each test starts its own server(s) and is bounded by timeouts.
+// `Server`'s Drop kills and waits for the child, which clippy cannot see.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use licensing_core::{Context, Error, Status, TokenKind, TrustStore, Verifier, verify_token};
+use serde_json::{Value, json};
+
+const PRODUCT: &str = "com.example.cad";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_licensing-server"))
+}
+
+/// A running server; killed on drop if the test did not stop it.
+struct Server {
+    child: Child,
+    addr: String,
+    admin_token: Option<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+        let mut child = bin()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut admin_token = None;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("server did not start ({e}); see its .log"));
+            if let Some(token) =
+                line.strip_prefix("admin API token (shown once, only its hash is stored): ")
+            {
+                assert!(admin_token.is_none(), "bootstrap token printed twice");
+                admin_token = Some(token.to_owned());
+            } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                return Server {
+                    child,
+                    addr: addr.to_owned(),
+                    admin_token,
+                };
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for the graceful exit.
+    fn stop(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn admin(&self) -> &str {
+        self.admin_token.as_deref().unwrap()
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+        let body = body.map(|b| b.to_string().into_bytes());
+        http(
+            &self.addr,
+            method,
+            path,
+            token,
+            body.as_ref().map(|_| "application/json"),
+            body.as_deref().unwrap_or_default(),
+        )
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, Some(self.admin()), None)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call("POST", path, Some(self.admin()), Some(body))
+    }
+
+    fn client(&self, path: &str, body: &Value) -> Reply {
+        self.call("POST", path, None, Some(body))
+    }
+
+    fn trust_store(&self) -> TrustStore {
+        let jwks = self.call("GET", "/.well-known/jwks.json", None, None);
+        assert_eq!(jwks.status, 200);
+        TrustStore::from_document(&jwks.body.to_string()).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: Value,
+}
+
+impl Reply {
+    /// Asserts a JSON error with this status and code; returns the detail.
+    fn error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{self:?}");
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "{self:?}"
+        );
+        assert_eq!(self.body["error"], code, "{self:?}");
+        self.body["detail"].as_str().unwrap().to_owned()
+    }
+
+    fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "{self:?}");
+        &self.body
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection), so tests can also send what a
+/// well-behaved client never would.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(content_type) = content_type {
+        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    // The server may answer (413) and close before reading everything: keep what it said.
+    let _ = stream.write_all(&request);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if !raw.is_empty() => {
+                eprintln!("read after {} bytes: {e}", raw.len());
+                break;
+            }
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut content_type = String::new();
+    let mut chunked = false;
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-type" => content_type = value.trim().to_owned(),
+            "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+            _ => {}
+        }
+    }
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    };
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+/// This machine's fingerprint for `PRODUCT` exactly as the CLI prints it, with an override
+/// value so each test machine is distinct and stable.
+fn fingerprint(machine: &str) -> Value {
+    let out = bin()
+        .args(["machine", "fingerprint", "--json", "--product", PRODUCT])
+        .env("LICENSING_FINGERPRINT_OVERRIDE", machine)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn temp_data() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    (dir, data)
+}
+
+/// A product and a policy; returns the policy id.
+fn setup_policy(server: &Server, policy: Value) -> String {
+    let product = server.post("/v1/products", &json!({ "id": PRODUCT, "name": "CAD Pro" }));
+    assert!(
+        product.status == 201 || product.status == 409,
+        "{product:?}"
+    );
+    let mut body = json!({ "product_id": PRODUCT, "name": "test policy" });
+    body.as_object_mut()
+        .unwrap()
+        .extend(policy.as_object().unwrap().clone());
+    let reply = server.post("/v1/policies", &body);
+    reply.ok(201)["id"].as_str().unwrap().to_owned()
+}
+
+fn validate(
+    server: &Server,
+    key: &str,
+    fingerprint: &str,
+    nonce: &str,
+) -> serde_json::Map<String, Value> {
+    let reply = server.client(
+        "/v1/client/validate",
+        &json!({ "license_key": key, "fingerprint": fingerprint, "nonce": nonce }),
+    );
+    let token = reply.ok(200)["response_token"].as_str().unwrap().to_owned();
+    let store = server.trust_store();
+    assert!(matches!(
+        verify_token(&token, TokenKind::Machine, &store),
+        Err(Error::WrongTokenType { .. })
+    ));
+    let verified = verify_token(&token, TokenKind::Response, &store).unwrap();
+    assert_eq!(verified.claims["nonce"], nonce);
+    verified.claims
+}
+
+#[test]
+fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
+    let (_dir, data) = temp_data();
+    let server = Server::start(&data);
+    let token = server.admin().to_owned();
+    assert!(token.starts_with("lst_"));
+
+    let health = server.call("GET", "/healthz", None, None);
+    assert_eq!(health.ok(200)["status"], "ok");
+    let jwks = server.call("GET", "/.well-known/jwks.json", None, None);
+    let keys = jwks.ok(200)["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kty"], "OKP");
+    assert_eq!(keys[0]["alg"], "EdDSA");
+    assert!(keys[0].get("d").is_none(), "no private material");
+    let kid = keys[0]["kid"].as_str().unwrap().to_owned();
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("signing-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(data.join("licensing.db").is_file());
+    let product = server.post("/v1/products", &json!({ "id": PRODUCT, "name": "CAD" }));
+    assert_eq!(product.ok(201)["id"], PRODUCT);
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+
+    // The log says what happened, and holds no secret.
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains(&token), "the API token was logged");
+
+    let mut again = Server::start(&data);
+    assert!(
+        again.admin_token.is_none(),
+        "bootstrap token printed on a restart"
+    );
+    again.admin_token = Some(token);
+    let jwks = again.call("GET", "/.well-known/jwks.json", None, None);
+    assert_eq!(
+        jwks.ok(200)["keys"][0]["kid"],
+        kid.as_str(),
+        "same key after restart"
+    );
+    let products = again.get("/v1/products");
+    assert_eq!(products.ok(200)["products"][0]["id"], PRODUCT);
+    drop(again);
+
+    // A signing key named explicitly must exist.
+    let out = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--signing-key")
+        .arg(data.join("missing.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pem"));
+}
+
+#[test]
+fn license_lifecycle_activation_validation_suspend_reinstate_revoke() {
+    let (_dir, data) = temp_data();
+    let server = Server::start(&data);
+    let policy = setup_policy(
+        &server,
+        json!({
+            "model": "subscription", "duration": 365 * 86400, "grace_period": 14 * 86400,
+            "max_machines": 2, "features": { "export_step": {}, "render": { "limit": 4 } },
+            "version": { "req": ">=2.0.0, <3.0.0" }
+        }),
+    );
+    let created = server.post(
+        "/v1/licenses",
+        &json!({ "policy_id": policy, "customer": { "name": "Northwind" }, "metadata": { "order": "SO-1" } }),
+    );
+    let license = created.ok(201).clone();
+    let key = license["key"].as_str().unwrap().to_owned();
+    let groups: Vec<&str> = key.split('-').collect();
+    assert_eq!(groups.len(), 5);
+    assert!(groups.iter().all(|g| {
+        g.len() == 5
+            && g.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    }));
+    assert_eq!(license["status"], "active");
+    let license_id = license["id"].as_str().unwrap().to_owned();
+
+    // The license token is a license+jwt the core verifies against the published JWKS.
+    let store = server.trust_store();
+    let verifier = Verifier::new(store.clone(), PRODUCT);
+    let token = license["token"].as_str().unwrap();
+    let ctx = Context::at(now())
+        .with_version(semver::Version::new(2, 1, 0))
+        .with_feature("render");
+    let verdict = verifier.check(token, &ctx);
+    assert_eq!(verdict.status, Status::Valid, "{verdict:?}");
+    assert_eq!(verdict.license_id.as_deref(), Some(license_id.as_str()));
+    assert_eq!(verdict.customer.as_deref(), Some("Northwind"));
+    assert_eq!(verdict.features[0].limit, Some(4));
+
+    // Activate: a machine+jwt bound to the fingerprint.
+    let fp_a = fingerprint("box-a");
+    let activated = server.client(
+        "/v1/client/activate",
+        &json!({ "license_key": key, "fingerprint": fp_a }),
+    );
+    let activated = activated.ok(201).clone();
+    let machine_token = activated["machine_token"].as_str().unwrap();
+    let machine = verify_token(machine_token, TokenKind::Machine, &store).unwrap();
+    assert_eq!(machine.claims["fingerprint"]["id"], fp_a["id"]);
+    assert_eq!(
+        machine.claims["fingerprint"]["components"],
+        fp_a["components"]
+    );
+    assert_eq!(machine.claims["license_id"], license_id.as_str());
+    assert_eq!(machine.claims["sub"], activated["machine_id"]);
+    assert_eq!(machine.claims["aud"], PRODUCT);
+    assert_eq!(
+        verifier.verify(machine_token).unwrap_err().status(),
+        Status::WrongTokenType,
+        "a machine token is not a license"
+    );
+    assert_eq!(
+        verifier
+            .check(activated["license_token"].as_str().unwrap(), &ctx)
+            .status,
+        Status::Valid
+    );
+
+    // Same machine again (key typed sloppily): the same activation, 200.
+    let sloppy = key.to_ascii_lowercase().replace('-', " ");
+    let again = server.client(
+        "/v1/client/activate",
+        &json!({ "license_key": sloppy, "fingerprint": fp_a }),
+    );
+    assert_eq!(again.ok(200)["machine_id"], activated["machine_id"]);
+    // max_machines = 2.
+    let fp_b = fingerprint("box-b");
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": key, "fingerprint": fp_b }),
+        )
+        .ok(201);
+    let third = server.client(
+        "/v1/client/activate",
+        &json!({ "license_key": key, "fingerprint": fingerprint("box-c") }),
+    );
+    assert!(third.error(409, "machine_limit_reached").contains('2'));
+    let machines = server.get(&format!("/v1/licenses/{license_id}/machines"));
+    assert_eq!(machines.ok(200)["machines"].as_array().unwrap().len(), 2);
+
+    // Validate: signed, nonce echoed, server time, status, current token.
+    let fp_a_id = fp_a["id"].as_str().unwrap();
+    let answer = validate(&server, &key, fp_a_id, "nonce-0001-abcdef");
+    assert_eq!(answer["status"], "active");
+    assert_eq!(answer["machine_activated"], true);
+    assert_eq!(answer["license_id"], license_id.as_str());
+    assert!((answer["server_time"].as_i64().unwrap() - now()).abs() < 60);
+    assert_eq!(answer["license_token"], license["token"]);
+    let unknown_machine = validate(&server, &key, "not-activated", "nonce-0002-abcdef");
+    assert_eq!(unknown_machine["machine_activated"], false);
+    assert_eq!(unknown_machine["nonce"], "nonce-0002-abcdef");
+
+    // Suspend → validation says so, activation refused; reinstate → active.
+    let path = |action: &str| format!("/v1/licenses/{license_id}/{action}");
+    assert_eq!(
+        server.post(&path("suspend"), &json!({})).ok(200)["status"],
+        "suspended"
+    );
+    assert_eq!(
+        validate(&server, &key, fp_a_id, "nonce-0003-abcdef")["status"],
+        "suspended"
+    );
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": key, "fingerprint": fp_a }),
+        )
+        .error(403, "license_suspended");
+    server
+        .post(&path("suspend"), &json!({}))
+        .error(409, "invalid_transition");
+    assert_eq!(
+        server.post(&path("reinstate"), &json!({})).ok(200)["status"],
+        "active"
+    );
+    assert_eq!(
+        validate(&server, &key, fp_a_id, "nonce-0004-abcdef")["status"],
+        "active"
+    );
+
+    // Revoke → revoked for good.
+    assert_eq!(
+        server.post(&path("revoke"), &json!({})).ok(200)["status"],
+        "revoked"
+    );
+    assert_eq!(
+        validate(&server, &key, fp_a_id, "nonce-0005-abcdef")["status"],
+        "revoked"
+    );
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": key, "fingerprint": fp_a }),
+        )
+        .error(403, "license_revoked");
+    server
+        .post(&path("reinstate"), &json!({}))
+        .error(409, "invalid_transition");
+    assert_eq!(
+        server.get(&format!("/v1/licenses/{license_id}")).ok(200)["status"],
+        "revoked"
+    );
+}
+
+#[test]
+fn node_locked_and_expired_licenses() {
+    let (_dir, data) = temp_data();
+    let server = Server::start(&data);
+    let store = server.trust_store();
+    let verifier = Verifier::new(store, PRODUCT);
+
+    // Node-locked: no token until a machine is activated; then the token binds it.
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "node_locked", "max_machines": 1, "match": { "required": ["override"], "min_matching": 1 } }),
+    );
+    let license = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let license = license.ok(201).clone();
+    assert_eq!(license["token"], Value::Null);
+    let key = license["key"].as_str().unwrap();
+    let fp_a = fingerprint("box-a");
+    let activated = server.client(
+        "/v1/client/activate",
+        &json!({ "license_key": key, "fingerprint": fp_a }),
+    );
+    let token = activated.ok(201)["license_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on = |machine: &str| {
+        let fp = serde_json::from_value(fingerprint(machine)).unwrap();
+        verifier
+            .check(&token, &Context::at(now()).with_fingerprint(fp))
+            .status
+    };
+    assert_eq!(on("box-a"), Status::Valid);
+    assert_eq!(on("box-b"), Status::FingerprintMismatch);
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": key, "fingerprint": fingerprint("box-b") }),
+        )
+        .error(409, "machine_limit_reached");
+    let answer = validate(
+        &server,
+        key,
+        fp_a["id"].as_str().unwrap(),
+        "nonce-node-locked",
+    );
+    assert_eq!(answer["license_token"], token.as_str());
+
+    // Expired (exp in the past, no grace): validation says so, activation is refused.
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "subscription", "duration": 86400 }),
+    );
+    let license = server.post(
+        "/v1/licenses",
+        &json!({ "policy_id": policy, "starts_at": now() - 7200, "expires_at": now() - 3600 }),
+    );
+    let license = license.ok(201).clone();
+    assert_eq!(license["status"], "expired");
+    let key = license["key"].as_str().unwrap();
+    assert_eq!(
+        validate(&server, key, "any", "nonce-expired-1")["status"],
+        "expired"
+    );
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": key, "fingerprint": fp_a }),
+        )
+        .error(403, "license_expired");
+}
+
+#[test]
+fn bad_input_gets_a_4xx_json_error_naming_the_problem() {
+    let (_dir, data) = temp_data();
+    let server = Server::start(&data);
+    let addr = server.addr.clone();
+    let product = json!({ "id": PRODUCT, "name": "CAD" });
+
+    // Authentication.
+    server
+        .call("GET", "/v1/products", None, None)
+        .error(401, "unauthorized");
+    server
+        .call("GET", "/v1/products", Some("lst_not-a-real-token"), None)
+        .error(401, "unauthorized");
+    let raw = |token: Option<&str>, content_type: Option<&str>, body: &[u8]| {
+        http(&addr, "POST", "/v1/products", token, content_type, body)
+    };
+    raw(
+        None,
+        Some("application/json"),
+        product.to_string().as_bytes(),
+    )
+    .error(401, "unauthorized");
+
+    // Bodies.
+    let admin = Some(server.admin());
+    let json_ct = Some("application/json");
+    raw(admin, json_ct, b"{\"id\": ").error(400, "malformed_json");
+    let dup =
+        raw(admin, json_ct, br#"{"id":"a","name":"x","id":"b"}"#).error(400, "malformed_json");
+    assert!(dup.contains("duplicate key `id`"), "{dup}");
+    raw(admin, json_ct, b"[1, 2]").error(400, "malformed_json");
+    raw(admin, Some("text/plain"), product.to_string().as_bytes())
+        .error(415, "unsupported_media_type");
+    raw(admin, None, product.to_string().as_bytes()).error(415, "unsupported_media_type");
+    let big = format!(r#"{{"id":"x","name":"{}"}}"#, "a".repeat(70 * 1024));
+    raw(admin, json_ct, big.as_bytes()).error(413, "payload_too_large");
+    let unknown =
+        raw(admin, json_ct, br#"{"id":"x","name":"y","colour":"red"}"#).error(422, "invalid_field");
+    assert!(unknown.contains("colour"), "{unknown}");
+    let missing = raw(admin, json_ct, br#"{"id":"x"}"#).error(422, "invalid_request");
+    assert!(missing.contains("name"), "{missing}");
+    let wrong_type = raw(admin, json_ct, br#"{"id":"x","name":7}"#).error(422, "invalid_field");
+    assert!(wrong_type.contains("`name`"), "{wrong_type}");
+    raw(admin, json_ct, br#"{"id":"has space","name":"y"}"#).error(422, "invalid_field");
+
+    // State conflicts and unknown things.
+    server.post("/v1/products", &product).ok(201);
+    server
+        .post("/v1/products", &product)
+        .error(409, "product_exists");
+    server
+        .post(
+            "/v1/policies",
+            &json!({ "product_id": "nope", "name": "p", "model": "perpetual" }),
+        )
+        .error(404, "product_not_found");
+    server
+        .post("/v1/licenses", &json!({ "policy_id": "pol_nope" }))
+        .error(404, "policy_not_found");
+    server
+        .get("/v1/licenses/lic_nope")
+        .error(404, "license_not_found");
+    server
+        .post("/v1/licenses/lic_nope/suspend", &json!({}))
+        .error(404, "license_not_found");
+    server.get("/v1/nothing-here").error(404, "not_found");
+    server
+        .call("DELETE", "/v1/products", Some(server.admin()), None)
+        .error(405, "method_not_allowed");
+
+    // Policies the core refuses, with the claim named.
+    let perpetual = server.post(
+        "/v1/policies",
+        &json!({ "product_id": PRODUCT, "name": "p", "model": "perpetual", "duration": 86400 }),
+    );
+    assert!(perpetual.error(422, "invalid_license").contains("exp"));
+    let floating = server.post(
+        "/v1/policies",
+        &json!({ "product_id": PRODUCT, "name": "f", "model": "floating" }),
+    );
+    assert!(floating.error(422, "invalid_license").contains("lic.seats"));
+    let model = server.post(
+        "/v1/policies",
+        &json!({ "product_id": PRODUCT, "name": "m", "model": "forever" }),
+    );
+    assert!(model.error(422, "invalid_field").contains("model"));
+
+    // Client endpoints.
+    let fp = fingerprint("box-a");
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "fingerprint": fp }),
+        )
+        .error(404, "license_not_found");
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": "hello", "fingerprint": fp }),
+        )
+        .error(422, "invalid_license_key");
+    server
+        .client(
+            "/v1/client/activate",
+            &json!({ "license_key": "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "fingerprint": { "id": "" } }),
+        )
+        .error(422, "invalid_field");
+    let nonce = server.client(
+        "/v1/client/validate",
+        &json!({ "license_key": "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "fingerprint": "f", "nonce": "short" }),
+    );
+    assert!(nonce.error(422, "invalid_field").contains("nonce"));
+    server
+        .client(
+            "/v1/client/validate",
+            &json!({ "license_key": "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "fingerprint": "f", "nonce": "long-enough-nonce" }),
+        )
+        .error(404, "license_not_found");
+    let dup = http(
+        &addr,
+        "POST",
+        "/v1/client/validate",
+        None,
+        json_ct,
+        br#"{"license_key":"a","license_key":"b","fingerprint":"f","nonce":"12345678"}"#,
+    );
+    dup.error(400, "malformed_json");
+
+    // Still healthy after all of that.
+    assert_eq!(
+        server.call("GET", "/healthz", None, None).ok(200)["status"],
+        "ok"
+    );
+}

@@ -1,42 +1,94 @@
 #!/usr/bin/env bash
-# The main job, walked through: generate a signing key, issue a license from a sample claims file,
-# verify it offline (valid, then in its grace period, then for a feature it lacks), inspect it, and
-# show that a tampered token is refused. Everything lands in ./data/demo.
+# The main job, walked through: the reference server on its embedded SQLite default, then the
+# SDK's offline check. Starts `licensing-server serve` on 127.0.0.1 with ./data/demo as its data
+# directory, creates a product, a policy and a license over the admin API, activates this machine,
+# validates online (signed response), suspends and revokes, then verifies the issued token offline
+# with the CLI (valid, in grace, missing feature, wrong version, tampered). Stops the server at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v curl >/dev/null || { echo "curl is required (apt-get install curl)"; exit 2; }
 cargo build -q -p licensing-server
 bin=target/debug/licensing-server
 dir=data/demo
 rm -rf "$dir" && mkdir -p "$dir"
 
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-run() { say "$*"; "$@"; }
-verify() { say "$bin license verify $*"; set +e; "$bin" license verify "$@"; echo "(exit $?)"; set -e; }
+say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
+show() { printf '\033[2m$ %s\033[0m\n' "$*"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
-run "$bin" keys generate --out "$dir/keys"
-say "$bin license issue --private-key $dir/keys/private.pem --claims examples/licenses/subscription.json > $dir/subscription.jwt"
-"$bin" license issue --private-key "$dir/keys/private.pem" --claims examples/licenses/subscription.json > "$dir/subscription.jwt"
-cut -c1-100 "$dir/subscription.jwt"; echo "..."
+say "1. Start the reference server (embedded SQLite under $dir/server)"
+show "$bin serve --listen 127.0.0.1:0 --data-dir $dir/server"
+"$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/server" > "$dir/server.out" 2> "$dir/server.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q '^listening on' "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
+cat "$dir/server.out"
+url=$(sed -n 's/^listening on //p' "$dir/server.out")
+token=$(sed -n 's/^admin API token.*: //p' "$dir/server.out")
+auth=(-H "authorization: Bearer $token" -H 'content-type: application/json')
+post() { curl -sS "${auth[@]}" "$url$1" -d "${2:-{\}}"; }
 
-verify --public-key "$dir/keys/public.pem" --product com.example.cad --token "$dir/subscription.jwt" --feature export_step
-verify --public-key "$dir/keys/jwks.json" --token "$dir/subscription.jwt" --at 2099-01-05T00:00:00Z
-verify --public-key "$dir/keys/public.pem" --token "$dir/subscription.jwt" --feature render
+say "2. Admin API: product, policy, license"
+show "POST /v1/products"
+post /v1/products '{"id":"com.example.cad","name":"Example CAD"}'; echo
+show "POST /v1/policies"
+policy=$(post /v1/policies '{"product_id":"com.example.cad","name":"Pro yearly","model":"subscription",
+  "duration":31536000,"grace_period":1209600,"max_machines":2,
+  "features":{"core":{},"export_step":{"limit":100}}}')
+echo "$policy"
+policy_id=$(echo "$policy" | json 'd["id"]')
+show "POST /v1/licenses"
+license=$(post /v1/licenses "{\"policy_id\":\"$policy_id\",\"customer\":{\"name\":\"Globex Corp\"}}")
+license_id=$(echo "$license" | json 'd["id"]')
+key=$(echo "$license" | json 'd["key"]')
+echo "$license" | json 'd["token"]' > "$dir/license.jwt"
+echo "license $license_id, key $key (shown once)"
 
+say "3. This machine's fingerprint, activation and online validation"
+show "$bin machine fingerprint --product com.example.cad --json"
+"$bin" machine fingerprint --product com.example.cad --json > "$dir/fp.json"
+head -4 "$dir/fp.json"; echo "  ..."
+show "POST /v1/client/activate"
+curl -sS -H 'content-type: application/json' "$url/v1/client/activate" \
+  -d "{\"license_key\":\"$key\",\"fingerprint\":$(cat "$dir/fp.json")}" | json 'd["machine_token"][:60] + "..."'
+fp_id=$(json 'd["id"]' < "$dir/fp.json")
+validate() {
+  curl -sS -H 'content-type: application/json' "$url/v1/client/validate" \
+    -d "{\"license_key\":\"$key\",\"fingerprint\":\"$fp_id\",\"nonce\":\"$(openssl rand -hex 16)\"}"
+}
+show "POST /v1/client/validate   (a signed response+jwt, decoded here)"
+validate | json 'd["response_token"]' | "$bin" license inspect | python3 -c 'import json,sys; p=json.load(sys.stdin)["payload"]; print({k: p[k] for k in p if k in ("status","nonce","server_time")})'
+
+say "4. Suspend and revoke: online validation reports it"
+show "POST /v1/licenses/$license_id/suspend"; post "/v1/licenses/$license_id/suspend" >/dev/null
+validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payload"]["status"]'
+show "POST /v1/licenses/$license_id/reinstate"; post "/v1/licenses/$license_id/reinstate" >/dev/null
+validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payload"]["status"]'
+
+say "5. Offline: the app verifies the token with the published JWKS, no network"
+curl -sS "$url/.well-known/jwks.json" > "$dir/jwks.json"
+verify() { show "$bin license verify $*"; set +e; "$bin" license verify "$@"; echo "(exit $?)"; set -e; }
+verify --public-key "$dir/jwks.json" --product com.example.cad --token "$dir/license.jwt" --feature export_step
+verify --public-key "$dir/jwks.json" --token "$dir/license.jwt" --feature render
+
+say "6. Offline with the vendor toolbox: keys, a perpetual license, version gating, grace, tampering"
+"$bin" keys generate --out "$dir/keys" >/dev/null
 "$bin" license issue --private-key "$dir/keys/private.pem" --claims examples/licenses/perpetual.json > "$dir/perpetual.jwt"
 verify --public-key "$dir/keys/public.pem" --token "$dir/perpetual.jwt" --version 2.4.0 --release-date 2026-06-01
 verify --public-key "$dir/keys/public.pem" --token "$dir/perpetual.jwt" --version 3.0.0 --release-date 2031-01-01
-
-say "$bin license inspect --token $dir/subscription.jwt   # decoded, NOT verified"
-"$bin" license inspect --token "$dir/subscription.jwt" | head -20
-
-say "tamper with one character of the payload and verify again"
+"$bin" license issue --private-key "$dir/keys/private.pem" --claims examples/licenses/subscription.json > "$dir/subscription.jwt"
+verify --public-key "$dir/keys/jwks.json" --token "$dir/subscription.jwt" --at 2099-01-05T00:00:00Z
 python3 - "$dir/subscription.jwt" "$dir/tampered.jwt" <<'PY'
 import sys
-t = open(sys.argv[1]).read().strip()
-h, p, s = t.split(".")
+h, p, s = open(sys.argv[1]).read().strip().split(".")
 i = len(p) // 2
 p = p[:i] + ("A" if p[i] != "A" else "B") + p[i + 1:]
 open(sys.argv[2], "w").write(".".join([h, p, s]))
 PY
 verify --public-key "$dir/keys/public.pem" --token "$dir/tampered.jwt"
-printf '\nDone. Files are in %s.\n' "$dir"
+
+say "7. Revoke, then stop the server"
+post "/v1/licenses/$license_id/revoke" >/dev/null
+validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payload"]["status"]'
+kill "$server"; wait "$server" 2>/dev/null || true
+printf '\nDone. Server data (SQLite, signing key) and files are in %s.\n' "$dir"

@@ -6,7 +6,12 @@
 # with the CLI (valid, in grace, missing feature, wrong version, tampered). Stops the server at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v curl >/dev/null || { echo "curl is required (apt-get install curl)"; exit 2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+for tool in curl openssl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
 cargo build -q -p licensing-server
 bin=target/debug/licensing-server
 dir=data/demo

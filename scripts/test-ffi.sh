@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Tests the C ABI (crate licensing-ffi) from C and C++:
+#   1. installs what it needs if missing: gcc/g++, valgrind (Debian), cbindgen 0.29.4 (cargo);
+#   2. include/licensing.h is what cbindgen generates now (fails when stale), and its version
+#      macros match Cargo.toml;
+#   3. the crate's Rust unit tests (status mapping, panic boundary, buffers);
+#   4. builds the library (debug cdylib for dynamic linking, release staticlib for static) and
+#      the vendor CLI, which makes keys and tokens into a temp directory;
+#   5. compiles licensing-ffi/tests/test_ffi.c and examples/c/startup_check.c with
+#      gcc -std=c11 -Wall -Wextra -Werror -pedantic, linked dynamically and statically, and
+#      licensing-ffi/tests/header_cpp.cpp with g++ -std=c++17 (same warnings);
+#   6. runs all of them under valgrind (full leak check, every leak kind an error).
+# Prints a summary and exits non-zero on any failure.
+#
+#   scripts/test-ffi.sh                  # the checks
+#   scripts/test-ffi.sh --update-header  # regenerate include/licensing.h first
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+CBINDGEN_VERSION=0.29.4
+CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -g)
+CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -pedantic -O1 -g)
+VALGRIND=(valgrind --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all
+  --error-exitcode=99 --num-callers=50 --suppressions=licensing-ffi/tests/valgrind.supp)
+
+update_header=false
+for arg in "$@"; do
+  case "$arg" in
+    --update-header) update_header=true ;;
+    *) echo "usage: $0 [--update-header]" >&2; exit 2 ;;
+  esac
+done
+
+started=$SECONDS
+step() { printf '\n==> [%ss] %s\n' "$((SECONDS - started))" "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+results=()
+failures=0
+pass() { results+=("PASS  $*"); }
+fail() { results+=("FAIL  $*"); failures=$((failures + 1)); }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+step "tools"
+need_apt=()
+command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v g++ >/dev/null || need_apt+=(g++)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+if [ "$(cbindgen --version 2>/dev/null || true)" != "cbindgen $CBINDGEN_VERSION" ]; then
+  cargo install --locked --force "cbindgen@$CBINDGEN_VERSION"
+fi
+gcc --version | head -1
+g++ --version | head -1
+valgrind --version
+cbindgen --version
+
+step "header: include/licensing.h up to date (cbindgen $CBINDGEN_VERSION)"
+cbindgen_args=(--quiet --config licensing-ffi/cbindgen.toml --crate licensing-ffi
+  --output include/licensing.h)
+if $update_header; then
+  cbindgen "${cbindgen_args[@]}" licensing-ffi
+  echo "regenerated include/licensing.h"
+fi
+if cbindgen "${cbindgen_args[@]}" --verify licensing-ffi; then
+  pass "header is what cbindgen generates"
+else
+  fail "header is stale: run scripts/test-ffi.sh --update-header and commit include/licensing.h"
+fi
+
+step "header: version macros match Cargo.toml"
+version=$(cargo pkgid -p licensing-ffi | sed -E 's/.*[#@]//')
+IFS=. read -r major minor patch <<<"${version%%[-+]*}"
+macro() { sed -nE "s/^#define $1 ([0-9]+)\$/\\1/p" include/licensing.h; }
+if [ "$(macro LIC_VERSION_MAJOR)" = "$major" ] && [ "$(macro LIC_VERSION_MINOR)" = "$minor" ] &&
+  [ "$(macro LIC_VERSION_PATCH)" = "$patch" ]; then
+  pass "LIC_VERSION_* = $version (Cargo.toml)"
+else
+  fail "LIC_VERSION_* ($(macro LIC_VERSION_MAJOR).$(macro LIC_VERSION_MINOR).$(macro LIC_VERSION_PATCH)) differ from Cargo.toml ($version)"
+fi
+
+step "cargo test -p licensing-ffi (Rust side: status mapping, panic boundary, buffers)"
+if cargo test -q -p licensing-ffi --lib --locked; then
+  pass "Rust unit tests of licensing-ffi"
+else
+  fail "Rust unit tests of licensing-ffi"
+fi
+
+step "build: debug cdylib, release staticlib, licensing-server"
+cargo build -q -p licensing-ffi -p licensing-server --locked
+# The release staticlib, built once, also prints the system libraries a static link needs.
+cargo rustc -q -p licensing-ffi --release --lib --crate-type staticlib --locked \
+  -- --print native-static-libs 2>"$tmp/native-static-libs.txt"
+native_libs=$(sed -nE 's/.*native-static-libs: (.*)$/\1/p' "$tmp/native-static-libs.txt" | tail -1)
+echo "native-static-libs: $native_libs"
+dylib_dir="$root/target/debug"
+staticlib="$root/target/release/liblicensing_ffi.a"
+ls -l "$dylib_dir/liblicensing_ffi.so" "$staticlib"
+
+step "fixtures: keys and tokens from licensing-server"
+server="$root/target/debug/licensing-server"
+fx="$tmp/fixtures"
+mkdir -p "$fx"
+"$server" keys generate --out "$fx/keys" >/dev/null
+"$server" keys generate --out "$fx/other" >/dev/null
+for model in subscription trial perpetual site; do
+  "$server" license issue --private-key "$fx/keys/private.pem" \
+    --claims "examples/licenses/$model.json" >"$fx/$model.jwt"
+done
+# A node-locked license bound to the fingerprint of the vendor-supplied identity
+# "ffi-test-node" for com.example.cad (what lic_fingerprint_with_override computes).
+fp_id=$(LICENSING_FINGERPRINT_OVERRIDE=ffi-test-node "$server" machine fingerprint \
+  --product com.example.cad | sed -nE 's/^fingerprint: (.*)$/\1/p')
+cat >"$fx/node_locked.json" <<EOF
+{
+  "iss": "https://licensing.example.com",
+  "aud": "com.example.cad",
+  "sub": "lic_node_locked_ffi",
+  "nbf": 1767225600,
+  "lic": {
+    "model": "node_locked",
+    "features": { "core": {} },
+    "node_lock": { "fingerprints": [ { "id": "$fp_id" } ], "allow_virtual": true }
+  }
+}
+EOF
+"$server" license issue --private-key "$fx/keys/private.pem" \
+  --claims "$fx/node_locked.json" >"$fx/node_locked.jwt"
+ls "$fx"
+
+step "compile: gcc ${CFLAGS[*]}; g++ ${CXXFLAGS[*]}"
+bin="$tmp/bin"
+mkdir -p "$bin"
+dynamic=(-L"$dylib_dir" -llicensing_ffi -Wl,-rpath,"$dylib_dir")
+# shellcheck disable=SC2206 # the flags are words
+static=("$staticlib" $native_libs)
+compile() { # name, compiler command...
+  local name=$1
+  shift
+  if "$@"; then pass "compile $name"; else fail "compile $name"; fi
+}
+compile "test_ffi (dynamic)" gcc "${CFLAGS[@]}" -Iinclude licensing-ffi/tests/test_ffi.c \
+  -pthread "${dynamic[@]}" -o "$bin/test_ffi_dynamic"
+compile "test_ffi (static)" gcc "${CFLAGS[@]}" -Iinclude licensing-ffi/tests/test_ffi.c \
+  -pthread "${static[@]}" -o "$bin/test_ffi_static"
+compile "startup_check (dynamic)" gcc "${CFLAGS[@]}" -Iinclude examples/c/startup_check.c \
+  "${dynamic[@]}" -o "$bin/startup_check_dynamic"
+compile "startup_check (static)" gcc "${CFLAGS[@]}" -Iinclude examples/c/startup_check.c \
+  "${static[@]}" -o "$bin/startup_check_static"
+compile "header_cpp (g++ -std=c++17)" g++ "${CXXFLAGS[@]}" -Iinclude \
+  licensing-ffi/tests/header_cpp.cpp "${dynamic[@]}" -o "$bin/header_cpp"
+if [ "$(ldd "$bin/test_ffi_static" | grep -c licensing_ffi || true)" != 0 ]; then
+  fail "test_ffi_static links liblicensing_ffi dynamically"
+fi
+
+# The store and the platform data directory live in the temp directory.
+export XDG_DATA_HOME="$tmp/xdg"
+unset LICENSING_FINGERPRINT_OVERRIDE
+# A panic that prints a backtrace (lic_test_panic) makes std keep its symbolication data for
+# the life of the process, which valgrind reports as still reachable: no backtraces here.
+export RUST_BACKTRACE=0
+
+# Runs a command under valgrind; checks its exit status and valgrind's verdict.
+# usage: grind NAME EXPECTED_EXIT [OUTPUT_PATTERN] -- command...
+grind() {
+  local name=$1 expected=$2 pattern=$3
+  shift 4
+  local log="$tmp/valgrind-${name//[^a-zA-Z0-9]/_}.log" out="$tmp/out-${name//[^a-zA-Z0-9]/_}.txt"
+  local status=0
+  "${VALGRIND[@]}" --log-file="$log" "$@" >"$out" 2>&1 || status=$?
+  local errors leaks
+  errors=$(sed -nE 's/.*ERROR SUMMARY: ([0-9]+) errors.*/\1/p' "$log" | tail -1)
+  leaks=$(grep -E 'definitely lost|indirectly lost|possibly lost|still reachable' "$log" |
+    sed -E 's/^==[0-9]+== +//' | tr '\n' ';' || true)
+  [ -n "$leaks" ] || leaks="no leaks possible"
+  if [ "$status" = 99 ] || [ "${errors:-1}" != 0 ]; then
+    fail "$name: valgrind found ${errors:-?} errors (log below)"
+    cat "$out"
+    cat "$log"
+  elif [ "$status" != "$expected" ]; then
+    fail "$name: exit $status, expected $expected"
+    cat "$out"
+  elif [ -n "$pattern" ] && ! grep -qE "$pattern" "$out"; then
+    fail "$name: output lacks /$pattern/"
+    cat "$out"
+  else
+    pass "$name (valgrind: 0 errors; $leaks)"
+    # The C suites' own count, for the summary.
+    grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | sed 's/^/      /' || true
+  fi
+}
+
+step "run under valgrind: C test suite (dynamic and static)"
+mkdir -p "$tmp/store-dynamic" "$tmp/store-static"
+grind "test_ffi dynamic" 0 '^[0-9]+ passed, 0 failed$' -- \
+  "$bin/test_ffi_dynamic" "$fx" "$tmp/store-dynamic"
+grind "test_ffi static" 0 '^[0-9]+ passed, 0 failed$' -- \
+  "$bin/test_ffi_static" "$fx" "$tmp/store-static"
+
+step "run under valgrind: examples/c/startup_check.c"
+for link in dynamic static; do
+  sc="$bin/startup_check_$link"
+  store="$tmp/startup-$link"
+  grind "startup_check $link: nothing installed" 1 'no_license' -- \
+    "$sc" --public-key "$fx/keys/jwks.json" --store "$store"
+  grind "startup_check $link: install" 0 '^license: valid ' -- \
+    "$sc" --public-key "$fx/keys/jwks.json" --store "$store" \
+    --install "$fx/subscription.jwt" --version 2.4.0 --feature export_step
+  grind "startup_check $link: next launch" 0 'feature export_step: valid' -- \
+    "$sc" --public-key "$fx/keys/public.pem" --store "$store" --feature export_step
+  grind "startup_check $link: feature not sold" 1 'feature_not_entitled' -- \
+    "$sc" --public-key "$fx/keys/public.pem" --store "$store" --feature teleport
+  grind "startup_check $link: untrusted key" 1 'unknown_key' -- \
+    "$sc" --public-key "$fx/other/jwks.json" --store "$store"
+  grind "startup_check $link: private key as trust store" 2 '' -- \
+    "$sc" --public-key "$fx/keys/private.pem" --store "$store"
+done
+grind "startup_check: platform user directory" 1 'no_license' -- \
+  "$bin/startup_check_dynamic" --public-key "$fx/keys/jwks.json"
+
+step "run under valgrind: C++ translation unit"
+grind "header_cpp" 0 '^4 passed, 0 failed$' -- "$bin/header_cpp"
+
+step "summary"
+printf '%s\n' "${results[@]}"
+total=${#results[@]}
+printf '%d passed, %d failed\n' "$((total - failures))" "$failures"
+[ "$failures" = 0 ]

@@ -64,12 +64,13 @@ pub struct PublicKey {
 impl PublicKey {
     /// Validates raw 32-byte key material: canonical encoding and not of small order.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::NonCanonical)?;
-        // dalek keeps the bytes it was given; re-encoding the decoded point exposes
-        // non-canonical y coordinates (y >= p) and the two encodings of x = 0.
-        if key.to_edwards().compress().to_bytes() != *bytes {
+        // Canonical means y < p = 2^255 - 19 (checked on the bytes: cheaper than re-encoding
+        // the point). The other non-canonical form, x = 0 with the sign bit set, only exists
+        // for the two small-order points y = ±1, which the weak-key check refuses.
+        if !y_is_canonical(bytes) {
             return Err(KeyError::NonCanonical);
         }
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::NonCanonical)?;
         if key.is_weak() {
             return Err(KeyError::Weak);
         }
@@ -81,12 +82,15 @@ impl PublicKey {
 
     /// Reads an SPKI PEM (`-----BEGIN PUBLIC KEY-----`), as written by `openssl pkey -pubout`.
     pub fn from_spki_pem(pem: &str) -> Result<Self, KeyError> {
+        // The raw bytes only: from_bytes then decompresses once, with all the checks.
         let key =
-            VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| KeyError::Encoding {
-                expected: "SPKI public",
-                detail: e.to_string(),
+            ed25519_dalek::pkcs8::PublicKeyBytes::from_public_key_pem(pem.trim()).map_err(|e| {
+                KeyError::Encoding {
+                    expected: "SPKI public",
+                    detail: e.to_string(),
+                }
             })?;
-        Self::from_bytes(key.as_bytes())
+        Self::from_bytes(&key.to_bytes())
     }
 
     /// Reads one JWK (`{"kty":"OKP","crv":"Ed25519","x":...}`). `kid`, `alg` and `use`, when
@@ -167,6 +171,14 @@ impl PublicKey {
             .verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
             .map_err(|_| crate::Error::SignatureInvalid)
     }
+}
+
+/// Whether the little-endian y coordinate (sign bit masked) is below p = 2^255 - 19.
+fn y_is_canonical(bytes: &[u8; 32]) -> bool {
+    // p = 0x7fff...ffed: y >= p iff the top 31 bytes are all-ones (0x7f masked) and the low
+    // byte is >= 0xed.
+    let top_all_ones = bytes[1..31].iter().all(|&b| b == 0xff) && (bytes[31] & 0x7f) == 0x7f;
+    !(top_all_ones && bytes[0] >= 0xed)
 }
 
 #[derive(Deserialize)]
@@ -311,6 +323,18 @@ mod tests {
         let mut y_eq_p = [0xffu8; 32];
         y_eq_p[0] = 0xed;
         y_eq_p[31] = 0x7f;
-        assert!(PublicKey::from_bytes(&y_eq_p).is_err());
+        assert_eq!(PublicKey::from_bytes(&y_eq_p), Err(KeyError::NonCanonical));
+        // p with the sign bit set: still y >= p.
+        let mut signed = y_eq_p;
+        signed[31] |= 0x80;
+        assert_eq!(PublicKey::from_bytes(&signed), Err(KeyError::NonCanonical));
+        // y = p - 1 = -1 is canonical, and the order-2 point: weak.
+        let mut y_minus_one = y_eq_p;
+        y_minus_one[0] = 0xec;
+        assert_eq!(PublicKey::from_bytes(&y_minus_one), Err(KeyError::Weak));
+        // The x = -0 encoding of the identity (sign bit set on y = 1): weak, not loaded.
+        let mut negative_zero = identity;
+        negative_zero[31] |= 0x80;
+        assert_eq!(PublicKey::from_bytes(&negative_zero), Err(KeyError::Weak));
     }
 }

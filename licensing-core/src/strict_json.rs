@@ -106,13 +106,31 @@ impl<'de> Visitor<'de> for Checker {
                 "nesting deeper than {MAX_DEPTH}"
             )));
         }
-        let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
+        // Small objects (every real license object) scan a vector; past LINEAR_MAX keys a hash
+        // set keeps a hostile 64 KiB header from making the check quadratic.
+        const LINEAR_MAX: usize = 32;
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: Option<HashSet<Cow<'de, str>>> = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            if seen.contains(&key) {
+            let duplicate = match &many {
+                Some(set) => set.contains(&key),
+                None => seen.contains(&key),
+            };
+            if duplicate {
                 return Err(de::Error::custom(format!("duplicate key `{key}`")));
             }
             map.next_value_seed(self.child())?;
-            seen.insert(key);
+            match &mut many {
+                Some(set) => {
+                    set.insert(key);
+                }
+                None if seen.len() < LINEAR_MAX => seen.push(key),
+                None => {
+                    let mut set: HashSet<Cow<'de, str>> = seen.drain(..).collect();
+                    set.insert(key);
+                    many = Some(set);
+                }
+            }
         }
         Ok(())
     }

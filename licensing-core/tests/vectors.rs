@@ -351,18 +351,18 @@ fn speccheck_only_case_3_accepted() {
     // does not change the accepted set; it only moves the refusal of cases 0, 1, 10 and 11
     // from the signature check to key loading:
     let expected = [
-        KeyRefused(Weak),         // 0: small-order A and R, S = 0
-        KeyRefused(Weak),         // 1: small-order A, mixed-order R
-        SignatureRefused,         // 2: mixed-order A, small-order R (verify_strict)
-        Accepted,                 // 3: mixed-order A and R, cofactorless equation holds
-        SignatureRefused,         // 4: only the cofactored equation holds
-        SignatureRefused,         // 5: only the cofactored equation holds (variant of 4)
-        SignatureRefused,         // 6: S >= L (non-canonical S)
-        SignatureRefused,         // 7: S much larger than L
-        SignatureRefused,         // 8: non-canonical small-order R, k over its re-encoding
-        SignatureRefused,         // 9: same R, k over the bytes as given
-        KeyRefused(NonCanonical), // 10: A = x=-0 encoding of the order-2 point, k re-encoded
-        KeyRefused(NonCanonical), // 11: same A, k over the bytes as given
+        KeyRefused(Weak), // 0: small-order A and R, S = 0
+        KeyRefused(Weak), // 1: small-order A, mixed-order R
+        SignatureRefused, // 2: mixed-order A, small-order R (verify_strict)
+        Accepted,         // 3: mixed-order A and R, cofactorless equation holds
+        SignatureRefused, // 4: only the cofactored equation holds
+        SignatureRefused, // 5: only the cofactored equation holds (variant of 4)
+        SignatureRefused, // 6: S >= L (non-canonical S)
+        SignatureRefused, // 7: S much larger than L
+        SignatureRefused, // 8: non-canonical small-order R, k over its re-encoding
+        SignatureRefused, // 9: same R, k over the bytes as given
+        KeyRefused(Weak), // 10: A = x=-0 encoding of the order-2 point (y < p), k re-encoded
+        KeyRefused(Weak), // 11: same A, k over the bytes as given
     ];
     let cases: Vec<SpeccheckCase> = serde_json::from_str(SPECCHECK).unwrap();
     assert_eq!(cases.len(), 12);
@@ -423,9 +423,11 @@ const CCTV_FLAGS: [&str; 8] = [
 
 /// Flags our path refuses, and where:
 /// - `low_order_A`: `PublicKey::from_bytes` -> `KeyError::Weak` (or `NonCanonical` when the
-///   encoding is also non-canonical); `verify_strict` would refuse it too.
-/// - `non_canonical_A`: `PublicKey::from_bytes` -> `KeyError::NonCanonical`. In CCTV every
-///   non-canonical A is also low-order, so this adds no refusal over `verify_strict`.
+///   encoding has y >= p); `verify_strict` would refuse it too.
+/// - `non_canonical_A`: `PublicKey::from_bytes` -> `KeyError::NonCanonical` when y >= p; the
+///   other non-canonical form (x = 0 with the sign bit set) exists only for the small-order
+///   points y = ±1 and is refused as `Weak`. In CCTV every non-canonical A is also low-order,
+///   so this adds no refusal over `verify_strict`.
 /// - `low_order_R`: `verify_strict` refuses small-order R.
 /// - `non_canonical_R`: `verify_strict` recomputes R and compares encodings.
 /// - `low_order_residue`: only the cofactored equation holds; `verify_strict` is cofactorless.
@@ -442,6 +444,17 @@ const CCTV_REFUSED_FLAGS: [&str; 6] = [
     "low_order_residue",
     "reencoded_k",
 ];
+
+/// y (sign bit cleared) >= p = 2^255 - 19, compared as big-endian integers. Written
+/// independently of the library's byte check.
+fn y_at_least_p(key: &[u8; 32]) -> bool {
+    let mut y: Vec<u8> = key.iter().rev().copied().collect();
+    y[0] &= 0x7f;
+    let mut p = vec![0xffu8; 32];
+    p[0] = 0x7f;
+    p[31] = 0xed;
+    y >= p
+}
 
 #[test]
 fn cctv_outcomes_follow_flags() {
@@ -462,7 +475,7 @@ fn cctv_outcomes_follow_flags() {
         let got = outcome(&pk, case.msg.as_bytes(), &hex(&case.sig));
         // The stage is predicted by the flags too: a low-order or non-canonical A is refused
         // when the key is loaded, everything else reaches `verify_strict`.
-        let expected = if case.has("non_canonical_A") {
+        let expected = if case.has("non_canonical_A") && y_at_least_p(&pk) {
             Outcome::KeyRefused(KeyRefusal::NonCanonical)
         } else if case.has("low_order_A") {
             Outcome::KeyRefused(KeyRefusal::Weak)
@@ -528,8 +541,14 @@ fn small_order_points_are_refused_as_keys() {
         "small-order points not refused:\n{}",
         failures.join("\n")
     );
-    // The 8 canonical encodings are Weak, the 6 alternative encodings NonCanonical.
-    assert_eq!((weak, non_canonical), (8, 6));
+    // The encodings with y >= p are NonCanonical (checked first, on the bytes); the rest —
+    // the 8 canonical encodings and the x = -0 encodings of y = ±1 — are Weak.
+    let expected_non_canonical = points.iter().filter(|p| y_at_least_p(p)).count();
+    assert_eq!(expected_non_canonical, 4);
+    assert_eq!(
+        (weak, non_canonical),
+        (14 - expected_non_canonical, expected_non_canonical)
+    );
 
     // And every CCTV key that is not low-order (prime- or mixed-order) loads.
     let refused: Vec<u32> = cctv()

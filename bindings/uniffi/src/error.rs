@@ -1,0 +1,94 @@
+//! The one error a host sees, and the one place every core error becomes it.
+//!
+//! A license that may not be used is not an error: `check`, `install` and `check_at_startup`
+//! return a [`Verdict`](licensing_core::Verdict) whose [`Status`] says why. Errors are for
+//! what the host must fix or report: a bad key document, a bad argument, a store that cannot
+//! be read or written — and [`LicensingError::Rejected`] from the explicit `verify` call, which
+//! carries the same status a verdict would.
+
+use licensing_core::store::StoreError;
+use licensing_core::{KeyError, Status};
+
+/// Why a call failed. Kotlin: `LicensingException.*`; Swift: `LicensingError.*`; Python:
+/// `LicensingError.*`. A Rust panic is not one of these: it arrives as the language's uniffi
+/// internal error (`InternalException`, `InternalError`, `UniffiInternalError.rustPanic`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum LicensingError {
+    /// A trust-store document (PEM, JWK, JWK Set) was refused: malformed, weak or
+    /// non-canonical key, private key material, kid mismatch, duplicate or no key.
+    #[error("invalid key: {reason}")]
+    InvalidKey {
+        /// What is wrong with the key.
+        reason: String,
+    },
+    /// An argument is not valid (e.g. a version that is not semver).
+    #[error("invalid argument: {reason}")]
+    InvalidArgument {
+        /// Which argument and why.
+        reason: String,
+    },
+    /// `Verifier.verify` refused the token; `status` is what a verdict would say.
+    #[error("token rejected ({status}): {reason}")]
+    Rejected {
+        /// The status (malformed, signature_invalid, unknown_key, product_mismatch, ...).
+        status: Status,
+        /// Human-readable explanation.
+        reason: String,
+    },
+    /// The license store could not be read or written (permissions, disk, no data directory).
+    #[error("license store: {reason}")]
+    Storage {
+        /// The failing path and OS error.
+        reason: String,
+    },
+    /// Something that should not happen (a bug); report it.
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl From<KeyError> for LicensingError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Internal(reason) => LicensingError::Internal { reason },
+            other => LicensingError::InvalidKey {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<licensing_core::Error> for LicensingError {
+    fn from(e: licensing_core::Error) -> Self {
+        LicensingError::Rejected {
+            status: e.status(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for LicensingError {
+    fn from(e: StoreError) -> Self {
+        LicensingError::Storage {
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<semver::Error> for LicensingError {
+    fn from(e: semver::Error) -> Self {
+        LicensingError::InvalidArgument {
+            reason: format!("version is not semver: {e}"),
+        }
+    }
+}
+
+impl From<serde_json::Error> for LicensingError {
+    fn from(e: serde_json::Error) -> Self {
+        LicensingError::Internal {
+            reason: format!("JSON encoding: {e}"),
+        }
+    }
+}

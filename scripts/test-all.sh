@@ -34,12 +34,15 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "macOS and Windows code paths compile (cargo check, cross targets)"
+step "macOS, Windows, Android and iOS code paths compile (cargo check, cross targets)"
 if command -v rustup >/dev/null; then
-  rustup target add x86_64-apple-darwin x86_64-pc-windows-gnu >/dev/null
+  rustup target add x86_64-apple-darwin x86_64-pc-windows-gnu aarch64-linux-android aarch64-apple-ios >/dev/null
 fi
 for target in x86_64-apple-darwin x86_64-pc-windows-gnu; do
   cargo check -q --locked -p licensing-core --features store,issuer --target "$target"
+done
+for target in aarch64-linux-android aarch64-apple-ios; do
+  cargo check -q --locked -p licensing-uniffi --target "$target"
 done
 
 step "cargo test (unit, integration, doc, interop)"

@@ -37,7 +37,7 @@ impl SystemComponents {
                 values.insert(name.to_owned(), v);
             }
         };
-        put(component::MACHINE_ID, machine_uid::get().ok());
+        put(component::MACHINE_ID, machine_id());
         put(component::HOSTNAME, os::hostname());
         put(component::CPU, os::cpu());
         put(component::MAC, os::macs());
@@ -88,7 +88,20 @@ const HYPERVISOR_VENDORS: [&str; 10] = [
     "Parallels",
 ];
 
-#[cfg(target_os = "linux")]
+/// The OS machine id, where one exists without app-level APIs.
+#[cfg(not(any(target_os = "android", target_os = "ios")))]
+fn machine_id() -> Option<String> {
+    machine_uid::get().ok()
+}
+
+/// Android (ANDROID_ID) and iOS (identifierForVendor) expose identity only through app APIs:
+/// the host passes it as the fingerprint override.
+#[cfg(any(target_os = "android", target_os = "ios"))]
+fn machine_id() -> Option<String> {
+    None
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod os {
     use std::fs;
     use std::path::Path;
@@ -224,7 +237,7 @@ mod os {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 mod os {
     use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
 

@@ -48,4 +48,7 @@ done
 step "cargo test (unit, integration, doc, interop)"
 cargo test --workspace --locked
 
+step "uniffi bindings: Kotlin (JVM), Python (wheel), Swift (syntax)"
+./scripts/test-bindings.sh
+
 step "all tests passed"

@@ -48,6 +48,9 @@ done
 step "cargo test (unit, integration, doc, interop)"
 cargo test --workspace --locked
 
+step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
+./scripts/test-ffi.sh
+
 step "uniffi bindings: Kotlin (JVM), Python (wheel), Swift (syntax)"
 ./scripts/test-bindings.sh
 

@@ -176,9 +176,10 @@ grind() {
   "${VALGRIND[@]}" --log-file="$log" "$@" >"$out" 2>&1 || status=$?
   local errors leaks
   errors=$(sed -nE 's/.*ERROR SUMMARY: ([0-9]+) errors.*/\1/p' "$log" | tail -1)
-  leaks=$(grep -E 'definitely lost|indirectly lost|possibly lost|still reachable' "$log" |
-    sed -E 's/^==[0-9]+== +//' | tr '\n' ';' || true)
-  [ -n "$leaks" ] || leaks="no leaks possible"
+  # "definitely lost: 0 bytes in 0 blocks" ... -> "definitely lost 0 B, ..."
+  leaks=$(sed -nE 's/^==[0-9]+== +(definitely lost|indirectly lost|possibly lost|still reachable|suppressed): ([0-9,]+) bytes.*/\1 \2 B/p' "$log" |
+    paste -sd, - | sed 's/,/, /g')
+  [ -n "$leaks" ] || leaks="all heap blocks freed"
   if [ "$status" = 99 ] || [ "${errors:-1}" != 0 ]; then
     fail "$name: valgrind found ${errors:-?} errors (log below)"
     cat "$out"

@@ -106,7 +106,7 @@ enum lic_result
     LIC_KEY_REJECTED = 7,
     /**
      * The verdict holds no verified license to ask (its status says why: the token was not
-     * genuine, or the verdict came from the startup check).
+     * genuine, or no license is installed).
      */
     LIC_NOT_VERIFIED = 8,
     /**
@@ -341,9 +341,9 @@ typedef struct lic_trust_store lic_trust_store;
 
 /**
  * The result of a check: a status, its reason and what the license says. Immutable:
- * thread-safe. Owned by the caller: free with `lic_verdict_free`. When it comes from
- * `lic_verifier_check` and the token was genuine, it also holds the verified license, which
- * `lic_verdict_feature` and `lic_verdict_version` ask.
+ * thread-safe. Owned by the caller: free with `lic_verdict_free`. When the token was genuine
+ * (`lic_verifier_check`, `lic_licensing_install`, `lic_licensing_check_at_startup`), it also
+ * holds the verified license, which `lic_verdict_feature` and `lic_verdict_version` ask.
  */
 typedef struct lic_verdict lic_verdict;
 
@@ -776,8 +776,7 @@ lic_result lic_verdict_feature_at(const lic_verdict *verdict,
  * Asks the verified license about any feature at `now`, whether or not the context asked
  * about it, writing a new answer to `*out_feature` (free with `lic_feature_free`).
  * `LIC_NOT_VERIFIED` when the verdict holds no verified license: the token was not genuine, or
- * the verdict came from `lic_licensing_check_at_startup`/`lic_licensing_install` (ask those
- * features in the licensing context instead).
+ * (startup check) no license is installed.
  *
  * # Safety
  * `verdict` is NULL or a live verdict; `name` is NULL or a NUL-terminated string;
@@ -1095,7 +1094,9 @@ lic_result lic_licensing_new(const lic_trust_store *trust_store,
  * whitespace trimmed) at `now`: it is verified first, and only a genuine token for this product
  * is stored (starting the clock guard). Writes the verdict of the token to `*out_verdict` (free
  * with `lic_verdict_free`); a token that is not genuine is a verdict, not a failed call, and is
- * not stored. `LIC_STORE_ERROR` when the store cannot be written. Thread-safe.
+ * not stored. When the token was genuine the verdict also holds the verified license, which
+ * `lic_verdict_feature` and `lic_verdict_version` ask. `LIC_STORE_ERROR` when the store cannot
+ * be written. Thread-safe.
  *
  * # Safety
  * `licensing` is NULL or a live handle; `token` is NULL or readable for `token_len` bytes;
@@ -1112,8 +1113,10 @@ lic_result lic_licensing_install(const lic_licensing *licensing,
  * `lic_unix_now`): loads the stored token, fingerprints the machine, verifies, evaluates, and
  * runs the clock-rollback guard. Writes the verdict to `*out_verdict` (free with
  * `lic_verdict_free`): `LIC_STATUS_NO_LICENSE` when none is installed,
- * `LIC_STATUS_CLOCK_TAMPERED` when the clock was set back. `LIC_STORE_ERROR` only when the
- * store cannot be read or written. Thread-safe.
+ * `LIC_STATUS_CLOCK_TAMPERED` when the clock was set back. When the stored token was genuine
+ * the verdict also holds the verified license, which `lic_verdict_feature` and
+ * `lic_verdict_version` ask (they answer what the license says; act on the verdict's status
+ * first). `LIC_STORE_ERROR` only when the store cannot be read or written. Thread-safe.
  *
  * # Safety
  * `licensing` is NULL or a live handle; `out_verdict` is NULL or writable.

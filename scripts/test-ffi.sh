@@ -7,9 +7,11 @@
 #   4. builds the library (debug cdylib for dynamic linking, release staticlib for static) and
 #      the vendor CLI, which makes keys and tokens into a temp directory;
 #   5. compiles licensing-ffi/tests/test_ffi.c and examples/c/startup_check.c with
-#      gcc -std=c11 -Wall -Wextra -Werror -pedantic, linked dynamically and statically, and
-#      licensing-ffi/tests/header_cpp.cpp with g++ -std=c++17 (same warnings);
-#   6. runs all of them under valgrind (full leak check, every leak kind an error).
+#      gcc -std=c11 -Wall -Wextra -Werror -pedantic, linked dynamically and statically,
+#      licensing-ffi/tests/scenarios_replay.c (dynamic), and licensing-ffi/tests/header_cpp.cpp
+#      with g++ -std=c++17 (same warnings);
+#   6. runs all of them under valgrind (full leak check, every leak kind an error), the replay
+#      on the shared scenarios (tests/scenarios/scenarios.txt).
 # Prints a summary and exits non-zero on any failure.
 #
 #   scripts/test-ffi.sh                  # the checks
@@ -153,6 +155,8 @@ compile "startup_check (dynamic)" gcc "${CFLAGS[@]}" -Iinclude examples/c/startu
   "${dynamic[@]}" -o "$bin/startup_check_dynamic"
 compile "startup_check (static)" gcc "${CFLAGS[@]}" -Iinclude examples/c/startup_check.c \
   "${static[@]}" -o "$bin/startup_check_static"
+compile "scenarios_replay (dynamic)" gcc "${CFLAGS[@]}" -Iinclude \
+  licensing-ffi/tests/scenarios_replay.c "${dynamic[@]}" -o "$bin/scenarios_replay"
 compile "header_cpp (g++ -std=c++17)" g++ "${CXXFLAGS[@]}" -Iinclude \
   licensing-ffi/tests/header_cpp.cpp "${dynamic[@]}" -o "$bin/header_cpp"
 if [ "$(ldd "$bin/test_ffi_static" | grep -c licensing_ffi || true)" != 0 ]; then
@@ -203,6 +207,10 @@ grind "test_ffi dynamic" 0 '^[0-9]+ passed, 0 failed$' -- \
   "$bin/test_ffi_dynamic" "$fx" "$tmp/store-dynamic"
 grind "test_ffi static" 0 '^[0-9]+ passed, 0 failed$' -- \
   "$bin/test_ffi_static" "$fx" "$tmp/store-static"
+
+step "run under valgrind: shared scenarios (tests/scenarios/scenarios.txt)"
+grind "scenarios_replay" 0 '^[0-9]+ passed, 0 failed$' -- \
+  "$bin/scenarios_replay" tests/scenarios/scenarios.txt
 
 step "run under valgrind: examples/c/startup_check.c"
 for link in dynamic static; do

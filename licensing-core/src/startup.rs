@@ -2,7 +2,7 @@
 //! fingerprint the machine, verify, evaluate, and run the clock-rollback guard.
 
 use crate::clock::{self, ClockCheck, DEFAULT_TOLERANCE_SECS};
-use crate::evaluate::{Context, Verdict, Verifier};
+use crate::evaluate::{Context, License, Verdict, Verifier};
 use crate::fingerprint::{ComponentSource, MachineFingerprint, component};
 use crate::keys::TrustStore;
 use crate::machine::{self, SystemComponents};
@@ -98,20 +98,32 @@ impl Licensing {
     /// Installs a token (from activation or a file): verified first; only a genuine token for
     /// this product is stored, and the clock mark starts at `max(now, iat)`.
     pub fn install(&self, token: &str, now: i64) -> Result<Verdict, StoreError> {
+        self.install_license(token, now).map(|(verdict, _)| verdict)
+    }
+
+    /// [`Self::install`], also returning the verified [`License`] whenever the token was
+    /// genuine (even when the verdict is not usable, e.g. a clock set back), for later
+    /// questions (`check_feature`, `check_version`). `None` when the token was refused.
+    pub fn install_license(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(Verdict, Option<License>), StoreError> {
         let _lock = self.store.lock()?;
         let license = match self.verifier.verify(token.trim()) {
             Ok(license) => license,
-            Err(error) => return Ok(Verdict::from_error(&error)),
+            Err(error) => return Ok((Verdict::from_error(&error), None)),
         };
         let fingerprint = self.fingerprint();
         let iat = license.claims().iat;
         let mark = match clock::check_clock(None, now, Some(iat), self.clock_tolerance) {
             ClockCheck::Trusted { new_mark } => new_mark,
             ClockCheck::RolledBack { behind_by } => {
-                return Ok(tampered(
+                let verdict = tampered(
                     license.evaluate(&self.context_at(now, fingerprint)),
                     behind_by,
-                ));
+                );
+                return Ok((verdict, Some(license)));
             }
         };
         self.store.write_token(token.trim())?;
@@ -120,23 +132,44 @@ impl Licensing {
             clock_key(&fingerprint),
             mark,
         ))?;
-        Ok(license.evaluate(&self.context_at(now, fingerprint)))
+        let verdict = license.evaluate(&self.context_at(now, fingerprint));
+        Ok((verdict, Some(license)))
     }
 
     /// The startup check: load, fingerprint, verify, evaluate, guard the clock. `now` is the
     /// wall clock (seconds since the epoch); errors are only I/O failures of the store.
     pub fn check_at_startup(&self, now: i64) -> Result<Verdict, StoreError> {
+        self.check_at_startup_license(now)
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// [`Self::check_at_startup`], also returning the verified [`License`] whenever the stored
+    /// token was genuine (even when the verdict is not usable: expired, clock set back, another
+    /// machine), for later questions (`check_feature`, `check_version`). `None` when no token
+    /// is installed or it was refused. Act on the verdict's status: the license answers only
+    /// what it says, not the machine or the clock guard.
+    pub fn check_at_startup_license(
+        &self,
+        now: i64,
+    ) -> Result<(Verdict, Option<License>), StoreError> {
         let _lock = self.store.lock()?;
         let Some(token) = self.store.read_token()? else {
-            return Ok(Verdict {
+            let verdict = Verdict {
                 reason: "no license is installed".into(),
                 ..Verdict::from_status(Status::NoLicense)
-            });
+            };
+            return Ok((verdict, None));
         };
         let license = match self.verifier.verify(&token) {
             Ok(license) => license,
-            Err(error) => return Ok(Verdict::from_error(&error)),
+            Err(error) => return Ok((Verdict::from_error(&error), None)),
         };
+        let verdict = self.guard_clock(&license, now)?;
+        Ok((verdict, Some(license)))
+    }
+
+    /// Evaluates a genuine stored license at `now` and runs the clock guard on it.
+    fn guard_clock(&self, license: &License, now: i64) -> Result<Verdict, StoreError> {
         let fingerprint = self.fingerprint();
         let key = clock_key(&fingerprint).to_owned();
         let verdict = license.evaluate(&self.context_at(now, fingerprint));

@@ -305,6 +305,91 @@ fn context_from_the_app_is_applied() {
     assert_eq!(v.features[0].limit, Some(3));
 }
 
+#[test]
+fn startup_and_install_return_the_verified_license_when_genuine() {
+    let dir = tempfile::tempdir().unwrap();
+    let lic = licensing(dir.path(), "ws").with_context(
+        Context::default()
+            .with_version(semver::Version::new(2, 4, 0))
+            .with_feature("export"),
+    );
+    let exp = T0 + 30 * DAY;
+    let t = token(
+        json!({"model": "subscription", "version": {"req": "^2"},
+               "features": {"export": {"limit": 3}, "render": {}}}),
+        T0,
+        Some(exp),
+    );
+
+    // Nothing installed, or a forged token: no license.
+    let (v, license) = lic.check_at_startup_license(T0).unwrap();
+    assert_eq!(v.status, Status::NoLicense);
+    assert!(license.is_none());
+    // One signature character changed (never equal to the original).
+    let last = if t.ends_with('A') { "B" } else { "A" };
+    let forged = format!("{}{last}", &t[..t.len() - 1]);
+    let (v, license) = lic.install_license(&forged, T0).unwrap();
+    assert!(!v.is_usable(), "{}", v.reason);
+    assert!(license.is_none());
+
+    // Installed: the same verdict as `install`, and the license to ask more questions.
+    let (v, license) = lic.install_license(&t, T0).unwrap();
+    assert_eq!(v.status, Status::Valid, "{}", v.reason);
+    let license = license.expect("a genuine token gives its license");
+    assert_eq!(license.id(), "lic_1");
+    assert_eq!(license.check_feature("render", T0, 0).status, Status::Valid);
+    assert_eq!(
+        license.check_feature("teleport", T0, 0).status,
+        Status::FeatureNotEntitled
+    );
+
+    // The startup check: same verdict as `check_at_startup`, plus the license.
+    let (v, license) = lic.check_at_startup_license(T0 + DAY).unwrap();
+    assert_eq!(v, lic.check_at_startup(T0 + DAY).unwrap());
+    assert_eq!(v.status, Status::Valid);
+    assert_eq!(v.features[0].limit, Some(3));
+    let license = license.unwrap();
+    assert_eq!(
+        license
+            .check_version(Some(&semver::Version::new(2, 5, 0)), None)
+            .status,
+        Status::Valid
+    );
+    assert_eq!(
+        license
+            .check_version(Some(&semver::Version::new(3, 0, 0)), None)
+            .status,
+        Status::VersionNotEntitled
+    );
+
+    // Genuine but not usable (clock set back; expired): the license is still returned.
+    let (v, license) = lic.check_at_startup_license(T0 - DAY).unwrap();
+    assert_eq!(v.status, Status::ClockTampered);
+    assert!(license.is_some());
+    let (v, license) = lic.check_at_startup_license(exp + DAY).unwrap();
+    assert_eq!(v.status, Status::Expired);
+    assert!(license.is_some());
+    // A token issued in the clock's future is not installed, but was genuine.
+    let (v, license) = lic
+        .install_license(
+            &token(
+                json!({"model": "perpetual", "features": {"export": {}}}),
+                T0 + 10 * DAY,
+                None,
+            ),
+            T0,
+        )
+        .unwrap();
+    assert_eq!(v.status, Status::ClockTampered, "{}", v.reason);
+    assert!(license.is_some());
+
+    // A stored token that is no longer genuine: no license.
+    std::fs::write(dir.path().join("license.jwt"), &forged).unwrap();
+    let (v, license) = lic.check_at_startup_license(exp + DAY).unwrap();
+    assert!(!v.is_usable());
+    assert!(license.is_none());
+}
+
 /// Spawns this test binary running one `#[ignore]`d child test with `env` set.
 fn spawn_child(test: &str, env: &[(&str, String)]) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());

@@ -32,7 +32,7 @@ pub enum lic_result {
     /// private key material, duplicate kid); the trust store is unchanged.
     LIC_KEY_REJECTED = 7,
     /// The verdict holds no verified license to ask (its status says why: the token was not
-    /// genuine, or the verdict came from the startup check).
+    /// genuine, or no license is installed).
     LIC_NOT_VERIFIED = 8,
     /// The license store could not be located, read or written (I/O error, no home directory,
     /// corrupt file); the last-error message names the file and the OS error.

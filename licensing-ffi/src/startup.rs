@@ -226,7 +226,9 @@ pub unsafe extern "C" fn lic_licensing_new(
 /// whitespace trimmed) at `now`: it is verified first, and only a genuine token for this product
 /// is stored (starting the clock guard). Writes the verdict of the token to `*out_verdict` (free
 /// with `lic_verdict_free`); a token that is not genuine is a verdict, not a failed call, and is
-/// not stored. `LIC_STORE_ERROR` when the store cannot be written. Thread-safe.
+/// not stored. When the token was genuine the verdict also holds the verified license, which
+/// `lic_verdict_feature` and `lic_verdict_version` ask. `LIC_STORE_ERROR` when the store cannot
+/// be written. Thread-safe.
 ///
 /// # Safety
 /// `licensing` is NULL or a live handle; `token` is NULL or readable for `token_len` bytes;
@@ -245,13 +247,13 @@ pub unsafe extern "C" fn lic_licensing_install(
         // SAFETY: per this function's contract.
         let token = unsafe { text(token, token_len, "token") }?;
         let out_verdict = out(out_verdict, "out_verdict")?;
-        let verdict = licensing
+        let (verdict, license) = licensing
             .licensing
-            .install(token, now)
+            .install_license(token, now)
             .map_err(store_failure)?;
         out_verdict.write(new_handle(lic_verdict::new(
             verdict,
-            None,
+            license,
             licensing.not_before_leeway,
         )));
         Ok(())
@@ -262,8 +264,10 @@ pub unsafe extern "C" fn lic_licensing_install(
 /// `lic_unix_now`): loads the stored token, fingerprints the machine, verifies, evaluates, and
 /// runs the clock-rollback guard. Writes the verdict to `*out_verdict` (free with
 /// `lic_verdict_free`): `LIC_STATUS_NO_LICENSE` when none is installed,
-/// `LIC_STATUS_CLOCK_TAMPERED` when the clock was set back. `LIC_STORE_ERROR` only when the
-/// store cannot be read or written. Thread-safe.
+/// `LIC_STATUS_CLOCK_TAMPERED` when the clock was set back. When the stored token was genuine
+/// the verdict also holds the verified license, which `lic_verdict_feature` and
+/// `lic_verdict_version` ask (they answer what the license says; act on the verdict's status
+/// first). `LIC_STORE_ERROR` only when the store cannot be read or written. Thread-safe.
 ///
 /// # Safety
 /// `licensing` is NULL or a live handle; `out_verdict` is NULL or writable.
@@ -277,13 +281,13 @@ pub unsafe extern "C" fn lic_licensing_check_at_startup(
         // SAFETY: per this function's contract.
         let licensing = unsafe { arg(licensing, "licensing") }?;
         let out_verdict = out(out_verdict, "out_verdict")?;
-        let verdict = licensing
+        let (verdict, license) = licensing
             .licensing
-            .check_at_startup(now)
+            .check_at_startup_license(now)
             .map_err(store_failure)?;
         out_verdict.write(new_handle(lic_verdict::new(
             verdict,
-            None,
+            license,
             licensing.not_before_leeway,
         )));
         Ok(())

@@ -31,9 +31,9 @@ pub struct lic_verifier {
 }
 
 /// The result of a check: a status, its reason and what the license says. Immutable:
-/// thread-safe. Owned by the caller: free with `lic_verdict_free`. When it comes from
-/// `lic_verifier_check` and the token was genuine, it also holds the verified license, which
-/// `lic_verdict_feature` and `lic_verdict_version` ask.
+/// thread-safe. Owned by the caller: free with `lic_verdict_free`. When the token was genuine
+/// (`lic_verifier_check`, `lic_licensing_install`, `lic_licensing_check_at_startup`), it also
+/// holds the verified license, which `lic_verdict_feature` and `lic_verdict_version` ask.
 pub struct lic_verdict {
     verdict: Verdict,
     license: Option<License>,
@@ -647,8 +647,7 @@ fn verified(verdict: &lic_verdict) -> Result<&License, Failure> {
 /// Asks the verified license about any feature at `now`, whether or not the context asked
 /// about it, writing a new answer to `*out_feature` (free with `lic_feature_free`).
 /// `LIC_NOT_VERIFIED` when the verdict holds no verified license: the token was not genuine, or
-/// the verdict came from `lic_licensing_check_at_startup`/`lic_licensing_install` (ask those
-/// features in the licensing context instead).
+/// (startup check) no license is installed.
 ///
 /// # Safety
 /// `verdict` is NULL or a live verdict; `name` is NULL or a NUL-terminated string;

@@ -901,6 +901,8 @@ static void test_startup(const char *fixtures, const char *store_dir) {
     lic_feature *feature = NULL;
     lic_status status = LIC_STATUS_VALID;
     size_t count = 0, len = 0;
+    bool has = false;
+    uint64_t limit = 0;
     char *text = NULL;
     char message[1024];
     char bad_dir[4096];
@@ -921,12 +923,18 @@ static void test_startup(const char *fixtures, const char *store_dir) {
     CHECK_OK(lic_licensing_check_at_startup(licensing, now, &verdict));
     CHECK(status_of(verdict) == LIC_STATUS_NO_LICENSE);
     CHECK(!lic_verdict_is_usable(verdict));
+    /* No license installed: nothing verified to ask. */
+    CHECK_RC(lic_verdict_feature(verdict, "core", now, &feature), LIC_NOT_VERIFIED);
+    CHECK(feature == NULL);
+    CHECK_RC(lic_verdict_version(verdict, "2.4.0", false, 0, &status, NULL), LIC_NOT_VERIFIED);
     lic_verdict_free(verdict);
 
     /* A tampered token is a verdict, not stored. */
     tampered.data[tampered.len - 5] = tampered.data[tampered.len - 5] == 'A' ? 'B' : 'A';
     CHECK_OK(lic_licensing_install(licensing, tampered.data, tampered.len, now, &verdict));
     CHECK(status_of(verdict) == LIC_STATUS_SIGNATURE_INVALID);
+    CHECK_RC(lic_verdict_feature(verdict, "core", now, &feature), LIC_NOT_VERIFIED);
+    CHECK(feature == NULL);
     lic_verdict_free(verdict);
     CHECK_OK(lic_licensing_check_at_startup(licensing, now, &verdict));
     CHECK(status_of(verdict) == LIC_STATUS_NO_LICENSE);
@@ -935,6 +943,14 @@ static void test_startup(const char *fixtures, const char *store_dir) {
     /* Install, then launch: valid, with the features the context asked about. */
     CHECK_OK(lic_licensing_install(licensing, token.data, token.len, now, &verdict));
     CHECK(status_of(verdict) == LIC_STATUS_VALID);
+    /* The install verdict holds the verified license: any feature may be asked. */
+    CHECK_OK(lic_verdict_feature(verdict, "export_step", now, &feature));
+    CHECK_OK(lic_feature_status(feature, &status));
+    CHECK(status == LIC_STATUS_VALID);
+    CHECK_OK(lic_feature_limit(feature, &has, &limit));
+    CHECK(has && limit == 100);
+    lic_feature_free(feature);
+    feature = NULL;
     lic_verdict_free(verdict);
     CHECK_OK(lic_licensing_check_at_startup(licensing, now + 60, &verdict));
     CHECK(status_of(verdict) == LIC_STATUS_VALID);
@@ -945,8 +961,31 @@ static void test_startup(const char *fixtures, const char *store_dir) {
     CHECK(status == LIC_STATUS_VALID);
     lic_feature_free(feature);
     feature = NULL;
-    /* Startup verdicts carry no verified license for later questions. */
-    CHECK_RC(lic_verdict_feature(verdict, "core", now, &feature), LIC_NOT_VERIFIED);
+    /* Startup verdicts hold the verified license: features and versions the licensing
+     * context did not ask about. */
+    CHECK_OK(lic_verdict_feature(verdict, "export_step", now + 60, &feature));
+    CHECK_OK(lic_feature_status(feature, &status));
+    CHECK(status == LIC_STATUS_VALID);
+    CHECK_OK(lic_feature_limit(feature, &has, &limit));
+    CHECK(has && limit == 100);
+    lic_feature_free(feature);
+    feature = NULL;
+    CHECK_OK(lic_verdict_feature(verdict, "teleport", now + 60, &feature));
+    CHECK_OK(lic_feature_status(feature, &status));
+    CHECK(status == LIC_STATUS_FEATURE_NOT_ENTITLED);
+    lic_feature_free(feature);
+    feature = NULL;
+    CHECK_OK(lic_verdict_feature(verdict, "cloud_sync", CLOUD_SYNC_EXP + 1, &feature));
+    CHECK_OK(lic_feature_status(feature, &status));
+    CHECK(status == LIC_STATUS_FEATURE_EXPIRED);
+    lic_feature_free(feature);
+    feature = NULL;
+    status = LIC_STATUS_MALFORMED;
+    CHECK_OK(lic_verdict_version(verdict, "9.0.0", false, 0, &status, &text));
+    CHECK(status == LIC_STATUS_VALID); /* subscription.json has no version rule */
+    CHECK(string_contains(text, "no version restriction"));
+    CHECK_RC(lic_verdict_version(verdict, "not semver", false, 0, &status, NULL),
+             LIC_INVALID_ARGUMENT);
     lic_verdict_free(verdict);
 
     /* The clock set back by two hours (tolerance: one). */
@@ -955,6 +994,10 @@ static void test_startup(const char *fixtures, const char *store_dir) {
     CHECK(!lic_verdict_is_usable(verdict));
     CHECK_OK(lic_verdict_reason(verdict, &text));
     CHECK(string_contains(text, "behind"));
+    /* The token is genuine, so the license can still be asked (the verdict's status rules). */
+    CHECK_OK(lic_verdict_feature(verdict, "core", now - 7200, &feature));
+    lic_feature_free(feature);
+    feature = NULL;
     lic_verdict_free(verdict);
 
     /* Grace a long time later. */

@@ -920,6 +920,20 @@ void lic_feature_free(lic_feature *feature);
 lic_result lic_fingerprint_this_machine(const char *salt, lic_fingerprint **out_fingerprint);
 
 /**
+ * Reads a fingerprint from its JSON form (`json_len` bytes of UTF-8): what
+ * `lic_fingerprint_to_json` and `licensing-server machine fingerprint --json` write, e.g. one an
+ * end user sent for offline activation, or one a host computed itself. Strict JSON (duplicate
+ * names refused); a malformed document gives `LIC_INVALID_ARGUMENT` with the reason in
+ * `lic_last_error`. Thread-safe.
+ *
+ * # Safety
+ * `json` is NULL or points to `json_len` readable bytes; `out_fingerprint` is NULL or writable.
+ */
+lic_result lic_fingerprint_from_json(const char *json,
+                                     size_t json_len,
+                                     lic_fingerprint **out_fingerprint);
+
+/**
  * Computes this machine's fingerprint salted with `salt` from a vendor-supplied identity
  * `override_value` instead of the hardware (what `LICENSING_FINGERPRINT_OVERRIDE` does, for
  * hosts that get the value elsewhere); an empty value means the hardware. Virtualization

@@ -81,6 +81,13 @@ impl MachineFingerprint {
         }
     }
 
+    /// Reads the JSON form (as `serde_json` writes this type), strictly: duplicate names and
+    /// over-deep nesting refused, errors named.
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        crate::strict_json::check_object(json.as_bytes())?;
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
     /// A fingerprint from a vendor-supplied value alone (containers, cloud nodes): one
     /// component, `override`. Virtualization signals are still reported.
     pub fn from_override(value: &str, salt: &str, virtualization: Vec<String>) -> Self {

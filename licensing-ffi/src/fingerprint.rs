@@ -7,7 +7,7 @@ use licensing_core::machine;
 
 use crate::abi::{
     Failure, LastError, arg, c_str, copy_last_error, free_handle, guard, guard_free, guard_value,
-    handle, lic_result, new_handle, out, owned_string, write_bytes,
+    handle, lic_result, new_handle, out, owned_string, text, write_bytes,
 };
 
 /// A machine's fingerprint: a combined id and salted per-component hashes (nothing of the
@@ -50,6 +50,31 @@ pub unsafe extern "C" fn lic_fingerprint_this_machine(
         let salt = unsafe { c_str(salt, "salt") }?;
         let out_fingerprint = out(out_fingerprint, "out_fingerprint")?;
         out_fingerprint.write(fingerprint_handle(machine::this_machine(salt)));
+        Ok(())
+    })
+}
+
+/// Reads a fingerprint from its JSON form (`json_len` bytes of UTF-8): what
+/// `lic_fingerprint_to_json` and `licensing-server machine fingerprint --json` write, e.g. one an
+/// end user sent for offline activation, or one a host computed itself. Strict JSON (duplicate
+/// names refused); a malformed document gives `LIC_INVALID_ARGUMENT` with the reason in
+/// `lic_last_error`. Thread-safe.
+///
+/// # Safety
+/// `json` is NULL or points to `json_len` readable bytes; `out_fingerprint` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_fingerprint_from_json(
+    json: *const c_char,
+    json_len: usize,
+    out_fingerprint: *mut *mut lic_fingerprint,
+) -> lic_result {
+    guard_free(|| {
+        // SAFETY: per this function's contract.
+        let json = unsafe { text(json, json_len, "json") }?;
+        let out_fingerprint = out(out_fingerprint, "out_fingerprint")?;
+        let fingerprint = MachineFingerprint::from_json(json)
+            .map_err(|e| Failure::new(lic_result::LIC_INVALID_ARGUMENT, e))?;
+        out_fingerprint.write(fingerprint_handle(fingerprint));
         Ok(())
     })
 }

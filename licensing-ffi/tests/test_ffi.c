@@ -850,6 +850,28 @@ static void test_fingerprint(void) {
     printf("   this machine: %zu components, %s\n", count, is_virtual ? "virtual" : "bare metal");
     CHECK_OK(lic_fingerprint_to_json(machine, &json, &len));
     CHECK(json != NULL && len > 10 && json[0] == '{' && json[len - 1] == '}');
+    {
+        /* The JSON form reads back into the same fingerprint; bad documents are refused. */
+        lic_fingerprint *parsed = NULL;
+        char *parsed_id = NULL, *machine_id = NULL;
+        static const char duplicate[] = "{\"id\":\"a\",\"id\":\"b\"}";
+        CHECK_OK(lic_fingerprint_from_json((const char *)json, len, &parsed));
+        CHECK_OK(lic_fingerprint_id(parsed, &parsed_id));
+        CHECK_OK(lic_fingerprint_id(machine, &machine_id));
+        CHECK(parsed_id != NULL && machine_id != NULL && strcmp(parsed_id, machine_id) == 0);
+        lic_string_free(parsed_id);
+        lic_string_free(machine_id);
+        lic_fingerprint_free(parsed);
+        parsed = NULL;
+        CHECK_RC(lic_fingerprint_from_json(duplicate, strlen(duplicate), &parsed),
+                 LIC_INVALID_ARGUMENT);
+        CHECK(parsed == NULL);
+        CHECK_RC(lic_fingerprint_from_json("{\"id\":5}", 8, &parsed), LIC_INVALID_ARGUMENT);
+        CHECK_RC(lic_fingerprint_from_json("[]", 2, &parsed), LIC_INVALID_ARGUMENT);
+        CHECK_RC(lic_fingerprint_from_json(NULL, 2, &parsed), LIC_NULL_ARGUMENT);
+        CHECK_RC(lic_fingerprint_from_json("{}", 2, NULL), LIC_NULL_ARGUMENT);
+        CHECK(parsed == NULL);
+    }
     lic_bytes_free(json, len);
 
     /* A vendor-supplied identity: one component, stable, salted per product. */

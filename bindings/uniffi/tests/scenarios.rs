@@ -758,6 +758,8 @@ fn render_text(file: &Value) -> String {
             for v in strings(&fp["virtualization"]) {
                 line(&mut out, "fingerprint_virtualization", v);
             }
+            // The same fingerprint in the JSON form `lic_fingerprint_from_json` reads.
+            line(&mut out, "fingerprint_json", fp.to_string());
         }
         line(
             &mut out,

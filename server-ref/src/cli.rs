@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use licensing_core::{
-    Context, LicenseClaims, PrivateKey, Status, TrustStore, Verdict, Verifier, decode_unverified,
-    issue_license, strict_json,
+    Context, LicenseClaims, MachineFingerprint, PrivateKey, Status, TrustStore, Verdict, Verifier,
+    decode_unverified, issue_license, strict_json,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -295,10 +295,8 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
     }
     if let Some(path) = &args.fingerprint_file {
         let text = read_text(path)?;
-        strict_json::check_object(text.as_bytes())
-            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
         ctx.fingerprint =
-            Some(serde_json::from_str(&text).map_err(|e| {
+            Some(MachineFingerprint::from_json(&text).map_err(|e| {
                 Failure::Usage(format!("{}: not a fingerprint: {e}", path.display()))
             })?);
     }

@@ -509,6 +509,28 @@ pub unsafe extern "C" fn lic_verdict_model(
     }
 }
 
+/// Writes an optional value of a feature answer as a has-value flag and the value; the twin of
+/// `verdict_optional`.
+///
+/// # Safety
+/// `feature` is NULL or a live feature; the out-parameters are NULL or writable.
+unsafe fn feature_optional<T: Default>(
+    feature: *const lic_feature,
+    (out_has_value, has_name): (*mut bool, &str),
+    (out_value, value_name): (*mut T, &str),
+    pick: impl FnOnce(&FeatureVerdict) -> Option<T>,
+) -> lic_result {
+    // SAFETY: per this function's contract.
+    unsafe {
+        feature_get(feature, |f| {
+            let has: Out<bool> = out(out_has_value, has_name)?;
+            let value = out(out_value, value_name)?;
+            write_optional(has, value, pick(f));
+            Ok(())
+        })
+    }
+}
+
 /// Writes an optional instant or duration of the verdict.
 ///
 /// # Safety
@@ -832,12 +854,12 @@ pub unsafe extern "C" fn lic_feature_limit(
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
-        feature_get(feature, |f| {
-            let has = out(out_has_limit, "out_has_limit")?;
-            let limit = out(out_limit, "out_limit")?;
-            write_optional(has, limit, f.limit);
-            Ok(())
-        })
+        feature_optional(
+            feature,
+            (out_has_limit, "out_has_limit"),
+            (out_limit, "out_limit"),
+            |f| f.limit,
+        )
     }
 }
 
@@ -855,12 +877,12 @@ pub unsafe extern "C" fn lic_feature_expires_at(
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
-        feature_get(feature, |f| {
-            let has = out(out_has_value, "out_has_value")?;
-            let value = out(out_value, "out_value")?;
-            write_optional(has, value, f.expires_at);
-            Ok(())
-        })
+        feature_optional(
+            feature,
+            (out_has_value, "out_has_value"),
+            (out_value, "out_value"),
+            |f| f.expires_at,
+        )
     }
 }
 
@@ -877,12 +899,12 @@ pub unsafe extern "C" fn lic_feature_time_left(
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
-        feature_get(feature, |f| {
-            let has = out(out_has_value, "out_has_value")?;
-            let value = out(out_value, "out_value")?;
-            write_optional(has, value, f.time_left);
-            Ok(())
-        })
+        feature_optional(
+            feature,
+            (out_has_value, "out_has_value"),
+            (out_value, "out_value"),
+            |f| f.time_left,
+        )
     }
 }
 

@@ -76,11 +76,87 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
     }
 }
 
-/// A caller holding a live admin API token (`Authorization: Bearer <token>`).
-#[derive(Debug)]
-pub(crate) struct Admin;
+/// A role an API token carries. What each may do is decided in one place,
+/// [`Caller::require`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Everything in its organization, API tokens included.
+    Admin,
+    /// Products, policies, licenses, machines, seats: read and write.
+    LicenseManager,
+    /// The customer's IT: read licenses, machines, seats and denials; deactivate machines,
+    /// force-release seats, set a floating license's timeout.
+    ItStaff,
+    /// Read-only, audit trail included.
+    Auditor,
+}
 
-impl FromRequestParts<AppState> for Admin {
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::LicenseManager => "license_manager",
+            Role::ItStaff => "it_staff",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Role> {
+        Some(match name {
+            "admin" => Role::Admin,
+            "license_manager" => Role::LicenseManager,
+            "it_staff" => Role::ItStaff,
+            "auditor" => Role::Auditor,
+            _ => return None,
+        })
+    }
+}
+
+/// What an admin-API call does, for the role check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Any read (GET).
+    Read,
+    /// Create or change products, policies and licenses (incl. suspend/revoke/renew).
+    ManageLicenses,
+    /// Operational actions of the customer's IT: deactivate a machine, force-release a seat,
+    /// set a floating license's timeout.
+    Operate,
+    /// API tokens, organizations, signing keys.
+    Administer,
+}
+
+/// The authenticated caller of the admin API (`Authorization: Bearer <API token>`): the
+/// token's role, and later its organization.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The token's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// 403 unless the caller's role may do `action`. The one role table of the server.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        let allowed = match self.role {
+            Role::Admin => true,
+            Role::LicenseManager => action != Action::Administer,
+            Role::ItStaff => matches!(action, Action::Read | Action::Operate),
+            Role::Auditor => action == Action::Read,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "forbidden",
+                format!("role `{}` may not do this", self.role.as_str()),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -102,13 +178,8 @@ impl FromRequestParts<AppState> for Admin {
             .api_token_role(&secrets::sha256_hex(token.as_bytes()))
             .await?
             .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
-        // Only the admin role exists so far; the role is stored so others can be enforced.
-        if role != "admin" {
-            return Err(ApiError::forbidden(
-                "forbidden",
-                format!("role `{role}` may not use this endpoint"),
-            ));
-        }
-        Ok(Admin)
+        let role = Role::parse(&role)
+            .ok_or_else(|| ApiError::internal(format!("stored role `{role}` is unknown")))?;
+        Ok(Caller { role })
     }
 }

@@ -439,7 +439,12 @@ mod tests {
     #[tokio::test]
     async fn the_role_is_enforced_and_errors_are_json() {
         let (_dir, state) = app().await;
-        let (status, body) = call(&state, "GET", "/v1/products", Some(AUDITOR), None).await;
+        // The auditor reads but never writes.
+        let (status, _) = call(&state, "GET", "/v1/products", Some(AUDITOR), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let product = json!({ "id": "com.example.x", "name": "X" });
+        let (status, body) =
+            call(&state, "POST", "/v1/products", Some(AUDITOR), Some(product)).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["error"], "forbidden");
         let (status, body) = call(&state, "GET", "/v1/products", None, None).await;

@@ -384,6 +384,22 @@ impl Db {
         Ok(())
     }
 
+    /// Starts a write transaction that serializes with every other writer of this license:
+    /// SQLite takes the database write lock up front (a deferred transaction could fail to
+    /// upgrade); PostgreSQL locks the license row (a no-op `UPDATE`), so concurrent writers
+    /// of one license (activations, seat check-outs) queue while other licenses proceed.
+    pub async fn begin_license_write(
+        &self,
+        license_id: &str,
+    ) -> DbResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE licenses SET updated_at = updated_at WHERE id = $1")
+            .bind(license_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// Activates `machine` unless its license already has `max_machines` machines, and, when
     /// `reissue` is given, stores the license token it returns for the license's machines (new
     /// one included), all in one write transaction: concurrent activations of one license are
@@ -395,9 +411,7 @@ impl Db {
         max_machines: Option<i64>,
         reissue: Option<&Reissue<'_, E>>,
     ) -> Result<Result<Activation, E>, sqlx::Error> {
-        // SQLite: take the write lock up front (a deferred transaction could fail to upgrade).
-        // PostgreSQL will use `SELECT ... FOR UPDATE` on the license row instead.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_license_write(&machine.license_id).await?;
         let existing: Option<Machine> =
             sqlx::query_as("SELECT * FROM machines WHERE license_id = $1 AND fingerprint = $2")
                 .bind(&machine.license_id)

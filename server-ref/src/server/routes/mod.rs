@@ -1,0 +1,130 @@
+//! HTTP handlers: health and keys, the admin API (bearer API token) and the client API
+//! (license key).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use licensing_core::claims::{Feature, MatchPolicy, Site, VersionRule};
+use licensing_core::{LicenseModel, MachineFingerprint};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::db::{Activation, LicenseRow, Machine, Policy, Product, Reissue, Transition};
+use super::error::{ApiError, ApiResult};
+use super::extract::{Action, Caller, StrictJson};
+use super::issue::{self, NewLicense, ValidationAnswer};
+use super::{AppState, now, secrets};
+
+mod admin;
+mod client;
+
+pub(crate) use admin::*;
+pub(crate) use client::*;
+
+// ---- health and keys -----------------------------------------------------------------------
+
+/// `GET /healthz`: the process is up and the database answers.
+pub(crate) async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    state.db().ping().await?;
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+/// `GET /.well-known/jwks.json`: the public keys tokens are signed with.
+pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.jwks().clone()),
+    )
+}
+
+/// Unknown path.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+/// Known path, wrong method.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+// ---- input rules ---------------------------------------------------------------------------
+
+pub(crate) fn text_field(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("`{field}` must be 1 to {max} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Identifiers and hashes: printable ASCII without spaces.
+pub(crate) fn token_field(field: &str, value: &str, min: usize, max: usize) -> ApiResult<()> {
+    if value.len() < min || value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("`{field}` must be {min} to {max} printable ASCII characters without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_fingerprint(fp: &MachineFingerprint) -> ApiResult<()> {
+    token_field("fingerprint.id", &fp.id, 1, 128)?;
+    if fp.components.len() > 32 || fp.virtualization.len() > 16 {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "`fingerprint` has too many components (32) or virtualization signals (16)",
+        ));
+    }
+    for (name, hash) in &fp.components {
+        token_field("fingerprint.components (name)", name, 1, 64)?;
+        token_field(&format!("fingerprint.components.{name}"), hash, 1, 128)?;
+    }
+    for signal in &fp.virtualization {
+        text_field("fingerprint.virtualization", signal, 200)?;
+    }
+    Ok(())
+}
+
+/// The license a typed key names: 422 when it cannot be a key, 404 when no license has it.
+pub(crate) async fn license_by_key(state: &AppState, typed: &str) -> ApiResult<LicenseRow> {
+    let key = secrets::canonical_license_key(typed).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_license_key",
+            "`license_key` is not of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX",
+        )
+    })?;
+    state
+        .db()
+        .license_by_key_hash(&secrets::sha256_hex(key.as_bytes()))
+        .await?
+        .ok_or_else(|| ApiError::not_found("license_not_found", "no license has this key"))
+}
+
+/// Serializes a value for a TEXT column.
+pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> ApiResult<String> {
+    serde_json::to_string(value).map_err(ApiError::internal)
+}
+
+/// The license with this id, or 404.
+pub(crate) async fn get_license_row(state: &AppState, id: &str) -> ApiResult<LicenseRow> {
+    state
+        .db()
+        .get_license(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("license_not_found", format!("no license `{id}`")))
+}
+
+pub(crate) fn internal(e: String) -> ApiError {
+    ApiError::internal(e)
+}

@@ -35,7 +35,8 @@ CREATE TABLE policies (
     version_rule TEXT,
     -- JSON: {required, min_matching} for node-locked licenses.
     match_policy TEXT,
-    allow_virtual BOOLEAN NOT NULL,
+    -- 0 or 1 (BIGINT: the Any driver decodes no SQLite BOOLEAN).
+    allow_virtual BIGINT NOT NULL CHECK (allow_virtual IN (0, 1)),
     -- JSON: {name?, restrictions} for site licenses.
     site TEXT,
     created_at BIGINT NOT NULL

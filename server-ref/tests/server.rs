@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use licensing_core::{Context, Error, Status, TokenKind, TrustStore, Verifier, verify_token};
 use serde_json::{Value, json};
 
+#[path = "../src/server/test_postgres.rs"]
+mod postgres;
+
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -272,6 +275,32 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// Where a test server keeps its data: the default SQLite file under the data dir, or a fresh
+/// PostgreSQL database.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// The `serve` arguments that select this backend.
+    fn args(&self) -> Vec<&str> {
+        match self {
+            Backend::Sqlite => vec![],
+            Backend::Postgres(url) => vec!["--database-url", url],
+        }
+    }
+}
+
+/// Runs `test` on SQLite, then on a fresh PostgreSQL database (see support/postgres.rs).
+fn on_both(name: &str, test: fn(Backend)) {
+    test(Backend::Sqlite);
+    if let Some(url) = postgres::fresh_database(name) {
+        test(Backend::Postgres(url));
+    }
+}
+
 fn temp_data() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -316,8 +345,15 @@ fn validate(
 
 #[test]
 fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
+    on_both(
+        "first_start_bootstraps_once_and_a_restart_keeps_data_and_key",
+        first_start_bootstraps_once_and_a_restart_keeps_data_and_key_on,
+    );
+}
+
+fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key_on(backend: Backend) {
     let (_dir, data) = temp_data();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &backend.args());
     let token = server.admin().to_owned();
     assert!(token.starts_with("lst_"));
 
@@ -340,7 +376,9 @@ fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(data.join("licensing.db").is_file());
+    if matches!(backend, Backend::Sqlite) {
+        assert!(data.join("licensing.db").is_file());
+    }
     let product = server.post("/v1/products", &json!({ "id": PRODUCT, "name": "CAD" }));
     assert_eq!(product.ok(201)["id"], PRODUCT);
     assert!(server.stop().success(), "graceful shutdown exits 0");
@@ -350,7 +388,7 @@ fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
     assert!(log.contains("shutting down"), "{log}");
     assert!(!log.contains(&token), "the API token was logged");
 
-    let mut again = Server::start(&data);
+    let mut again = Server::start_with(&data, &backend.args());
     assert!(
         again.admin_token.is_none(),
         "bootstrap token printed on a restart"
@@ -380,8 +418,15 @@ fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
 
 #[test]
 fn license_lifecycle_activation_validation_suspend_reinstate_revoke() {
+    on_both(
+        "license_lifecycle_activation_validation_suspend_reinstate_revoke",
+        license_lifecycle_activation_validation_suspend_reinstate_revoke_on,
+    );
+}
+
+fn license_lifecycle_activation_validation_suspend_reinstate_revoke_on(backend: Backend) {
     let (_dir, data) = temp_data();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &backend.args());
     let policy = setup_policy(
         &server,
         json!({
@@ -537,8 +582,15 @@ fn license_lifecycle_activation_validation_suspend_reinstate_revoke() {
 
 #[test]
 fn node_locked_and_expired_licenses() {
+    on_both(
+        "node_locked_and_expired_licenses",
+        node_locked_and_expired_licenses_on,
+    );
+}
+
+fn node_locked_and_expired_licenses_on(backend: Backend) {
     let (_dir, data) = temp_data();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &backend.args());
     let store = server.trust_store();
     let verifier = Verifier::new(store, PRODUCT);
 

@@ -118,7 +118,7 @@ pub(crate) fn build_claims(
         if let Some(policy_match) = &policy.match_policy {
             lock.insert("match".into(), parse_json(policy_match)?);
         }
-        lock.insert("allow_virtual".into(), policy.allow_virtual.into());
+        lock.insert("allow_virtual".into(), (policy.allow_virtual != 0).into());
         lic.insert("node_lock".into(), Value::Object(lock));
     }
     let site = match &overrides.site {

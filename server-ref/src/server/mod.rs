@@ -13,6 +13,8 @@ mod extract;
 mod issue;
 mod routes;
 mod secrets;
+#[cfg(test)]
+pub(crate) mod test_postgres;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -238,13 +240,12 @@ macro_rules! outln {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     // Refuse an unusable URL before anything is created.
-    match &args.database_url {
-        None => {}
-        Some(url) if url.starts_with("sqlite:") => {}
-        Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
-            return Err("PostgreSQL is not supported yet; use a sqlite: URL or the default".into());
-        }
-        Some(_) => return Err("--database-url must start with sqlite:".into()),
+    if let Some(url) = &args.database_url
+        && !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+    {
+        return Err("--database-url must start with sqlite: or postgres:// (postgresql://)".into());
     }
     create_data_dir(&args.data_dir)?;
     let (key_path, create_key) = match &args.signing_key {
@@ -260,7 +261,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     let db = match &args.database_url {
         None => Db::open_sqlite_file(&args.data_dir.join("licensing.db")).await?,
-        Some(url) => Db::open_sqlite_url(url).await?,
+        Some(url) => Db::open(url).await?,
     };
     bootstrap_admin_token(&db).await?;
     let state = AppState::new(db.clone(), key, args.issuer)?;
@@ -354,11 +355,21 @@ mod tests {
     const ADMIN: &str = "lst_admin_for_tests";
     const AUDITOR: &str = "lst_auditor_for_tests";
 
+    use super::test_postgres as postgres;
+
     async fn app() -> (tempfile::TempDir, AppState) {
+        app_on(None).await
+    }
+
+    /// An app on SQLite (`None`) or on the PostgreSQL database `url`.
+    async fn app_on(url: Option<&str>) -> (tempfile::TempDir, AppState) {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open_sqlite_file(&dir.path().join("test.db"))
-            .await
-            .unwrap();
+        let db = match url {
+            None => Db::open_sqlite_file(&dir.path().join("test.db")).await,
+            Some(url) => Db::open(url).await,
+        }
+        .unwrap();
         for (id, token, role) in [("tok_a", ADMIN, "admin"), ("tok_b", AUDITOR, "auditor")] {
             db.insert_api_token(id, &secrets::sha256_hex(token.as_bytes()), role, "test", 0)
                 .await
@@ -467,7 +478,15 @@ mod tests {
     /// license token binds exactly those 3.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_activations_never_exceed_max_machines() {
-        let (_dir, state) = app().await;
+        concurrent_activations_on(None).await;
+        let name = "concurrent_activations_never_exceed_max_machines";
+        if let Some(url) = postgres::fresh_database(name) {
+            concurrent_activations_on(Some(&url)).await;
+        }
+    }
+
+    async fn concurrent_activations_on(url: Option<&str>) {
+        let (_dir, state) = app_on(url).await;
         let (key, id) = license(&state, json!({ "model": "node_locked", "max_machines": 3 })).await;
         let mut tasks = Vec::new();
         for i in 0..16 {

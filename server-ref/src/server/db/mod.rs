@@ -3,20 +3,35 @@
 //! PostgreSQL pool can be added beside the SQLite one without touching the handlers.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Executor, FromRow};
 
 /// Result of a query.
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
 
-/// The database: a connection pool with the schema migrated.
+/// The database: a connection pool with the schema migrated. One set of queries serves both
+/// engines through sqlx's `Any` driver; the few engine differences (transaction start,
+/// connection pragmas) branch on [`Engine`].
 #[derive(Clone, Debug)]
 pub(crate) struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
 }
+
+/// The database engine behind a [`Db`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// Embedded SQLite (the default: one file under the data directory).
+    Sqlite,
+    /// PostgreSQL (several server replicas may share it).
+    Postgres,
+}
+
+/// The transaction type of every engine.
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// A row of `products`.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
@@ -40,7 +55,8 @@ pub(crate) struct Policy {
     pub features: String,
     pub version_rule: Option<String>,
     pub match_policy: Option<String>,
-    pub allow_virtual: bool,
+    /// 0 or 1.
+    pub allow_virtual: i64,
     pub site: Option<String>,
     pub created_at: i64,
 }
@@ -112,34 +128,66 @@ pub(crate) enum Activation {
 impl Db {
     /// Opens (creating if missing) the SQLite database file at `path` and migrates it.
     pub async fn open_sqlite_file(path: &Path) -> Result<Db, String> {
-        Self::open_sqlite(SqliteConnectOptions::new().filename(path)).await
+        let absolute = std::path::absolute(path)
+            .map_err(|e| format!("database path {}: {e}", path.display()))?;
+        let file_url = url::Url::from_file_path(&absolute)
+            .map_err(|()| format!("database path {} is not usable", absolute.display()))?;
+        // `file:///a%20b/x.db` → `sqlite:///a%20b/x.db` (sqlx percent-decodes the path).
+        let url = format!("sqlite://{}?mode=rwc", file_url.path());
+        Self::open(&url).await
     }
 
-    /// Opens (creating if missing) the SQLite database named by a `sqlite:` URL and migrates it.
-    pub async fn open_sqlite_url(url: &str) -> Result<Db, String> {
-        let options =
-            SqliteConnectOptions::from_str(url).map_err(|e| format!("database URL: {e}"))?;
-        Self::open_sqlite(options).await
-    }
-
-    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Db, String> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an acknowledged write survives power loss (WAL + NORMAL may lose the last).
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+    /// Opens the database a URL names and migrates it: `sqlite:PATH[?mode=rwc...]` or
+    /// `postgres://user:password@host:port/database`.
+    pub async fn open(url: &str) -> Result<Db, String> {
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            return Err(
+                "--database-url must start with sqlite: or postgres:// (postgresql://)".into(),
+            );
+        };
+        sqlx::any::install_default_drivers();
+        let options = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10));
+        let options = match engine {
+            Engine::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // FULL: an acknowledged write survives power loss (WAL + NORMAL may lose
+                    // the last transactions). The WAL mode itself is set once, below.
+                    conn.execute(
+                        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Engine::Postgres => options,
+        };
+        let pool = options
+            .connect(url)
             .await
             .map_err(|e| format!("opening the database: {e}"))?;
+        if engine == Engine::Sqlite {
+            // WAL (persistent in the file): readers never block the writer.
+            pool.execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(|e| format!("setting WAL mode: {e}"))?;
+        }
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(|e| format!("migrating the database: {e}"))?;
-        Ok(Db { pool })
+        Ok(Db { pool, engine })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Whether the database answers.
@@ -388,11 +436,11 @@ impl Db {
     /// SQLite takes the database write lock up front (a deferred transaction could fail to
     /// upgrade); PostgreSQL locks the license row (a no-op `UPDATE`), so concurrent writers
     /// of one license (activations, seat check-outs) queue while other licenses proceed.
-    pub async fn begin_license_write(
-        &self,
-        license_id: &str,
-    ) -> DbResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    pub async fn begin_license_write(&self, license_id: &str) -> DbResult<Tx> {
+        let mut tx = match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
         sqlx::query("UPDATE licenses SET updated_at = updated_at WHERE id = $1")
             .bind(license_id)
             .execute(&mut *tx)

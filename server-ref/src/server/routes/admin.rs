@@ -100,7 +100,7 @@ fn policy_view(p: &Policy) -> Value {
         "features": json_value(&p.features),
         "version": p.version_rule.as_deref().map(json_value),
         "match": p.match_policy.as_deref().map(json_value),
-        "allow_virtual": p.allow_virtual,
+        "allow_virtual": p.allow_virtual != 0,
         "site": p.site.as_deref().map(json_value),
         "created_at": p.created_at,
     })
@@ -144,7 +144,7 @@ pub(crate) async fn create_policy(
         features: json_text(&req.features)?,
         version_rule: req.version.as_ref().map(json_text).transpose()?,
         match_policy: req.match_policy.as_ref().map(json_text).transpose()?,
-        allow_virtual: req.allow_virtual.unwrap_or(true),
+        allow_virtual: i64::from(req.allow_virtual.unwrap_or(true)),
         site: req.site.as_ref().map(json_text).transpose()?,
         created_at: now,
     };

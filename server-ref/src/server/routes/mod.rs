@@ -12,7 +12,7 @@ use licensing_core::{LicenseModel, MachineFingerprint};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::db::{Activation, LicenseRow, Machine, Policy, Product, Reissue, Transition};
+use super::db::{Activation, Engine, LicenseRow, Machine, Policy, Product, Reissue, Transition};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
 use super::issue::{self, NewLicense, ValidationAnswer};
@@ -29,7 +29,11 @@ pub(crate) use client::*;
 /// `GET /healthz`: the process is up and the database answers.
 pub(crate) async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state.db().ping().await?;
-    Ok(Json(json!({ "status": "ok" })))
+    let database = match state.db().engine() {
+        Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
+    };
+    Ok(Json(json!({ "status": "ok", "database": database })))
 }
 
 /// `GET /.well-known/jwks.json`: the public keys tokens are signed with.

@@ -130,9 +130,15 @@ pub(crate) enum Action {
 }
 
 /// The authenticated caller of the admin API (`Authorization: Bearer <API token>`): the
-/// token's role, and later its organization.
+/// token's organization and role. Every admin read and write is scoped to `organization_id`.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
+    /// The token's id (for the audit trail; never the secret).
+    pub token_id: String,
+    /// The tenant the token belongs to.
+    pub organization_id: String,
+    /// Whether that tenant is the operator (the organization created at first start).
+    pub operator: bool,
     /// The token's role.
     pub role: Role,
 }
@@ -155,6 +161,20 @@ impl Caller {
             ))
         }
     }
+
+    /// 403 unless the caller is an admin of the operator organization (creating organizations,
+    /// managing signing keys).
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        self.require(Action::Administer)?;
+        if self.operator {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "forbidden",
+                "only an admin of the operator organization may do this",
+            ))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -174,13 +194,19 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <API token>`"))?;
-        let role = state
+        let grant = state
             .db()
-            .api_token_role(&secrets::sha256_hex(token.as_bytes()))
+            .api_token_grant(&secrets::sha256_hex(token.as_bytes()))
             .await?
             .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
-        let role = Role::parse(&role)
-            .ok_or_else(|| ApiError::internal(format!("stored role `{role}` is unknown")))?;
-        Ok(Caller { role })
+        let role = Role::parse(&grant.role).ok_or_else(|| {
+            ApiError::internal(format!("stored role `{}` is unknown", grant.role))
+        })?;
+        Ok(Caller {
+            token_id: grant.id,
+            organization_id: grant.organization_id,
+            operator: grant.operator != 0,
+            role,
+        })
     }
 }

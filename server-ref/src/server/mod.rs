@@ -121,6 +121,15 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/v1/organizations",
+            post(create_organization).get(list_organizations),
+        )
+        .route(
+            "/v1/api-tokens",
+            post(create_api_token).get(list_api_tokens),
+        )
+        .route("/v1/api-tokens/{id}/revoke", post(revoke_api_token))
         .route("/v1/products", post(create_product).get(list_products))
         .route("/v1/policies", post(create_policy).get(list_policies))
         .route("/v1/policies/{id}", get(get_policy))
@@ -297,16 +306,32 @@ fn create_data_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("data directory {}: {e}", dir.display()))
 }
 
-/// On first start (no API token at all), creates an admin token and prints it once.
+/// The organization created at first start; its admins may create organizations and manage
+/// signing keys.
+pub(crate) const OPERATOR_ORGANIZATION: &str = "org_operator";
+
+/// On first start, creates the operator organization with an admin token and prints the token
+/// once. Exactly once even when several replicas start together on one PostgreSQL: only the
+/// replica whose insert of the fixed organization id succeeds mints the token.
 async fn bootstrap_admin_token(db: &Db) -> Result<(), String> {
-    let count = db.api_token_count().await.map_err(|e| e.to_string())?;
-    if count > 0 {
+    let org = db::Organization {
+        id: OPERATOR_ORGANIZATION.into(),
+        name: "Operator".into(),
+        operator: 1,
+        created_at: now(),
+    };
+    if !db
+        .insert_organization(&org)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         return Ok(());
     }
     let token = secrets::new_api_token()?;
     let id = secrets::new_id("tok")?;
     db.insert_api_token(
         &id,
+        OPERATOR_ORGANIZATION,
         &secrets::sha256_hex(token.as_bytes()),
         "admin",
         "bootstrap",
@@ -370,8 +395,16 @@ mod tests {
             Some(url) => Db::open(url).await,
         }
         .unwrap();
+        let operator = db::Organization {
+            id: OPERATOR_ORGANIZATION.into(),
+            name: "Operator".into(),
+            operator: 1,
+            created_at: 0,
+        };
+        assert!(db.insert_organization(&operator).await.unwrap());
         for (id, token, role) in [("tok_a", ADMIN, "admin"), ("tok_b", AUDITOR, "auditor")] {
-            db.insert_api_token(id, &secrets::sha256_hex(token.as_bytes()), role, "test", 0)
+            let hash = secrets::sha256_hex(token.as_bytes());
+            db.insert_api_token(id, OPERATOR_ORGANIZATION, &hash, role, "test", 0)
                 .await
                 .unwrap();
         }
@@ -438,6 +471,224 @@ mod tests {
             license["key"].as_str().unwrap().to_owned(),
             license["id"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Tenants: a second organization and its tokens see nothing of the first, and each role
+    /// does exactly what the role table allows.
+    #[tokio::test]
+    async fn tenants_are_isolated_and_roles_enforced() {
+        tenants_on(None).await;
+        if let Some(url) = postgres::fresh_database("tenants_are_isolated_and_roles_enforced") {
+            tenants_on(Some(&url)).await;
+        }
+    }
+
+    async fn tenants_on(url: Option<&str>) {
+        let (_dir, state) = app_on(url).await;
+        let (_key, license_a) = license(&state, json!({ "model": "perpetual" })).await;
+        let (_, policies_a) = call(&state, "GET", "/v1/policies", Some(ADMIN), None).await;
+        let policy_a = policies_a["policies"][0]["id"].as_str().unwrap().to_owned();
+
+        // Only an operator admin creates organizations.
+        let body = json!({ "name": "Contoso" });
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/organizations",
+            Some(AUDITOR),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, created) =
+            call(&state, "POST", "/v1/organizations", Some(ADMIN), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let org_b = created["organization"]["id"].as_str().unwrap().to_owned();
+        let admin_b = created["admin_token"].as_str().unwrap().to_owned();
+        assert_eq!(created["organization"]["operator"], false);
+
+        // B's admin mints role tokens for B; not for A.
+        let mut tokens = std::collections::HashMap::new();
+        for role in ["license_manager", "it_staff", "auditor"] {
+            let (status, t) = call(
+                &state,
+                "POST",
+                "/v1/api-tokens",
+                Some(&admin_b),
+                Some(json!({ "role": role, "label": role })),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{t}");
+            assert_eq!(t["organization_id"], org_b.as_str());
+            tokens.insert(role, t["secret"].as_str().unwrap().to_owned());
+        }
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/api-tokens",
+            Some(&admin_b),
+            Some(
+                json!({ "role": "admin", "label": "x", "organization_id": OPERATOR_ORGANIZATION }),
+            ),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a tenant admin cannot mint for another tenant"
+        );
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/organizations",
+            Some(&admin_b),
+            Some(json!({ "name": "Evil" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // B sees none of A's data, and cannot touch it.
+        for path in ["/v1/products", "/v1/policies", "/v1/licenses"] {
+            let (status, body) = call(&state, "GET", path, Some(&admin_b), None).await;
+            assert_eq!(status, StatusCode::OK);
+            let list = body.as_object().unwrap().values().next().unwrap();
+            assert_eq!(list, &json!([]), "{path} leaks: {body}");
+        }
+        for (method, path) in [
+            ("GET", format!("/v1/licenses/{license_a}")),
+            ("GET", format!("/v1/licenses/{license_a}/machines")),
+            ("GET", format!("/v1/policies/{policy_a}")),
+            ("POST", format!("/v1/licenses/{license_a}/suspend")),
+            ("POST", format!("/v1/licenses/{license_a}/revoke")),
+        ] {
+            let (status, body) = call(&state, method, &path, Some(&admin_b), None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+        }
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/licenses",
+            Some(&admin_b),
+            Some(json!({ "policy_id": policy_a })),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "B cannot issue from A's policy"
+        );
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/policies",
+            Some(&admin_b),
+            Some(json!({ "product_id": "p", "name": "n", "model": "perpetual" })),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "B cannot attach a policy to A's product"
+        );
+        let (_, a) = call(
+            &state,
+            "GET",
+            &format!("/v1/licenses/{license_a}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert_eq!(a["status"], "active", "A's license untouched");
+
+        // Roles inside B.
+        let product = |id: &str| json!({ "id": id, "name": "B product" });
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&tokens["it_staff"]),
+            Some(product("b.it")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&tokens["auditor"]),
+            Some(product("b.au")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&tokens["license_manager"]),
+            Some(product("b.lm")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&admin_b),
+            Some(product("p")),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "product ids are unique across tenants"
+        );
+        for role in ["it_staff", "auditor", "license_manager"] {
+            let (status, body) =
+                call(&state, "GET", "/v1/products", Some(&tokens[role]), None).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body["products"][0]["id"], "b.lm", "{role}");
+            let (status, _) =
+                call(&state, "GET", "/v1/api-tokens", Some(&tokens[role]), None).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{role} cannot list API tokens"
+            );
+        }
+        let (_, orgs) = call(&state, "GET", "/v1/organizations", Some(&admin_b), None).await;
+        assert_eq!(orgs["organizations"].as_array().unwrap().len(), 1);
+        let (_, orgs) = call(&state, "GET", "/v1/organizations", Some(ADMIN), None).await;
+        assert_eq!(orgs["organizations"].as_array().unwrap().len(), 2);
+
+        // A revoked token stops at once; A's admin cannot revoke B's tokens.
+        let (_, listed) = call(&state, "GET", "/v1/api-tokens", Some(&admin_b), None).await;
+        let auditor_id = listed["api_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["role"] == "auditor")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            listed.to_string().find("lst_").is_none(),
+            "no secret in listings"
+        );
+        let revoke = format!("/v1/api-tokens/{auditor_id}/revoke");
+        let (status, _) = call(&state, "POST", &revoke, Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = call(&state, "POST", &revoke, Some(&admin_b), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(
+            &state,
+            "GET",
+            "/v1/products",
+            Some(&tokens["auditor"]),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]

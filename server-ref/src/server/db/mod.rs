@@ -33,10 +33,43 @@ pub(crate) enum Engine {
 /// The transaction type of every engine.
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// A row of `organizations` (tenants).
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct Organization {
+    pub id: String,
+    pub name: String,
+    /// 1 for the organization created at first start: it may create organizations and manage
+    /// signing keys.
+    pub operator: i64,
+    pub created_at: i64,
+}
+
+/// A live API token as the authentication layer sees it.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct TokenGrant {
+    pub id: String,
+    pub organization_id: String,
+    pub role: String,
+    /// The organization's `operator` flag.
+    pub operator: i64,
+}
+
+/// A row of `api_tokens` (the hash is never read back).
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct ApiTokenRow {
+    pub id: String,
+    pub organization_id: String,
+    pub role: String,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// A row of `products`.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub(crate) struct Product {
     pub id: String,
+    pub organization_id: String,
     pub name: String,
     pub created_at: i64,
 }
@@ -45,6 +78,7 @@ pub(crate) struct Product {
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct Policy {
     pub id: String,
+    pub organization_id: String,
     pub product_id: String,
     pub name: String,
     pub model: String,
@@ -65,6 +99,7 @@ pub(crate) struct Policy {
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct LicenseRow {
     pub id: String,
+    pub organization_id: String,
     pub key_hash: String,
     pub key_hint: String,
     pub product_id: String,
@@ -209,29 +244,57 @@ impl Db {
             .await
     }
 
-    // ---- API tokens ------------------------------------------------------------------------
+    // ---- organizations and API tokens ------------------------------------------------------
 
-    /// How many API tokens exist (revoked included): zero means first start.
+    /// How many API tokens exist (revoked included).
+    #[cfg(test)]
     pub async fn api_token_count(&self) -> DbResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
             .fetch_one(&self.pool)
             .await
     }
 
-    /// Stores a token's hash and role.
+    /// Inserts an organization; `false` when the id is taken.
+    pub async fn insert_organization(&self, org: &Organization) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO organizations (id, name, operator, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(org.operator)
+        .bind(org.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Organizations: all of them (`None`) or the one with this id.
+    pub async fn list_organizations(&self, only: Option<&str>) -> DbResult<Vec<Organization>> {
+        sqlx::query_as(
+            "SELECT * FROM organizations WHERE ($1 IS NULL OR id = $1) ORDER BY created_at, id",
+        )
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Stores a token's hash, organization and role.
     pub async fn insert_api_token(
         &self,
         id: &str,
+        organization_id: &str,
         token_hash: &str,
         role: &str,
         label: &str,
         now: i64,
     ) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (id, token_hash, role, label, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_tokens (id, organization_id, token_hash, role, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
+        .bind(organization_id)
         .bind(token_hash)
         .bind(role)
         .bind(label)
@@ -241,14 +304,46 @@ impl Db {
         Ok(())
     }
 
-    /// The role of the live (not revoked) token with this hash.
-    pub async fn api_token_role(&self, token_hash: &str) -> DbResult<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+    /// The live (not revoked) token with this hash: its organization and role.
+    pub async fn api_token_grant(&self, token_hash: &str) -> DbResult<Option<TokenGrant>> {
+        sqlx::query_as(
+            "SELECT t.id, t.organization_id, t.role, o.operator FROM api_tokens t \
+             JOIN organizations o ON o.id = t.organization_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await
+    }
+
+    /// The API tokens of an organization, oldest first.
+    pub async fn list_api_tokens(&self, organization_id: &str) -> DbResult<Vec<ApiTokenRow>> {
+        sqlx::query_as(
+            "SELECT id, organization_id, role, label, created_at, revoked_at FROM api_tokens \
+             WHERE organization_id = $1 ORDER BY created_at, id",
+        )
+        .bind(organization_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Revokes a token of this organization; `false` when there is no such live token.
+    pub async fn revoke_api_token(
+        &self,
+        organization_id: &str,
+        id: &str,
+        now: i64,
+    ) -> DbResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 \
+             WHERE id = $2 AND organization_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(organization_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ---- products --------------------------------------------------------------------------
@@ -256,10 +351,11 @@ impl Db {
     /// Inserts a product; `false` when the id is taken.
     pub async fn insert_product(&self, product: &Product) -> DbResult<bool> {
         let done = sqlx::query(
-            "INSERT INTO products (id, name, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO products (id, organization_id, name, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&product.id)
+        .bind(&product.organization_id)
         .bind(&product.name)
         .bind(product.created_at)
         .execute(&self.pool)
@@ -267,17 +363,19 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Every product, by id.
-    pub async fn list_products(&self) -> DbResult<Vec<Product>> {
-        sqlx::query_as("SELECT id, name, created_at FROM products ORDER BY id")
+    /// The organization's products, by id.
+    pub async fn list_products(&self, organization_id: &str) -> DbResult<Vec<Product>> {
+        sqlx::query_as("SELECT * FROM products WHERE organization_id = $1 ORDER BY id")
+            .bind(organization_id)
             .fetch_all(&self.pool)
             .await
     }
 
-    /// One product.
-    pub async fn get_product(&self, id: &str) -> DbResult<Option<Product>> {
-        sqlx::query_as("SELECT id, name, created_at FROM products WHERE id = $1")
+    /// One product of the organization.
+    pub async fn get_product(&self, organization_id: &str, id: &str) -> DbResult<Option<Product>> {
+        sqlx::query_as("SELECT * FROM products WHERE id = $1 AND organization_id = $2")
             .bind(id)
+            .bind(organization_id)
             .fetch_optional(&self.pool)
             .await
     }
@@ -287,11 +385,13 @@ impl Db {
     /// Inserts a policy (its product exists: checked by the caller and the foreign key).
     pub async fn insert_policy(&self, p: &Policy) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO policies (id, product_id, name, model, duration, grace_period, \
-             max_machines, seats, features, version_rule, match_policy, allow_virtual, site, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO policies (id, organization_id, product_id, name, model, duration, \
+             grace_period, max_machines, seats, features, version_rule, match_policy, \
+             allow_virtual, site, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&p.id)
+        .bind(&p.organization_id)
         .bind(&p.product_id)
         .bind(&p.name)
         .bind(&p.model)
@@ -310,17 +410,19 @@ impl Db {
         Ok(())
     }
 
-    /// One policy.
-    pub async fn get_policy(&self, id: &str) -> DbResult<Option<Policy>> {
-        sqlx::query_as("SELECT * FROM policies WHERE id = $1")
+    /// One policy of the organization.
+    pub async fn get_policy(&self, organization_id: &str, id: &str) -> DbResult<Option<Policy>> {
+        sqlx::query_as("SELECT * FROM policies WHERE id = $1 AND organization_id = $2")
             .bind(id)
+            .bind(organization_id)
             .fetch_optional(&self.pool)
             .await
     }
 
-    /// Every policy, oldest first.
-    pub async fn list_policies(&self) -> DbResult<Vec<Policy>> {
-        sqlx::query_as("SELECT * FROM policies ORDER BY created_at, id")
+    /// The organization's policies, oldest first.
+    pub async fn list_policies(&self, organization_id: &str) -> DbResult<Vec<Policy>> {
+        sqlx::query_as("SELECT * FROM policies WHERE organization_id = $1 ORDER BY created_at, id")
+            .bind(organization_id)
             .fetch_all(&self.pool)
             .await
     }
@@ -330,12 +432,13 @@ impl Db {
     /// Inserts a license; `false` if its key hash collides (practically never: 125 random bits).
     pub async fn insert_license(&self, l: &LicenseRow) -> DbResult<bool> {
         let done = sqlx::query(
-            "INSERT INTO licenses (id, key_hash, key_hint, product_id, policy_id, status, claims, \
-             token, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+            "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, policy_id, \
+             status, claims, token, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (key_hash) DO NOTHING",
         )
         .bind(&l.id)
+        .bind(&l.organization_id)
         .bind(&l.key_hash)
         .bind(&l.key_hint)
         .bind(&l.product_id)
@@ -351,7 +454,9 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// One license by id.
+    /// One license by id, whatever its organization: the client API (authenticated by the
+    /// license key) and internal paths. The admin API goes through `routes::get_license_row`,
+    /// which scopes it to the caller's organization.
     pub async fn get_license(&self, id: &str) -> DbResult<Option<LicenseRow>> {
         sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
             .bind(id)
@@ -367,12 +472,20 @@ impl Db {
             .await
     }
 
-    /// Licenses, newest first, at most `limit`.
-    pub async fn list_licenses(&self, limit: i64) -> DbResult<Vec<LicenseRow>> {
-        sqlx::query_as("SELECT * FROM licenses ORDER BY created_at DESC, id LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
+    /// The organization's licenses, newest first, at most `limit`.
+    pub async fn list_licenses(
+        &self,
+        organization_id: &str,
+        limit: i64,
+    ) -> DbResult<Vec<LicenseRow>> {
+        sqlx::query_as(
+            "SELECT * FROM licenses WHERE organization_id = $1 \
+             ORDER BY created_at DESC, id LIMIT $2",
+        )
+        .bind(organization_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// Applies `transition` if the license is in a state it starts from; `false` otherwise.

@@ -35,13 +35,15 @@ pub(crate) async fn create_product(
     text_field("name", &req.name, 200)?;
     let product = Product {
         id: req.id,
+        organization_id: caller.organization_id.clone(),
         name: req.name,
         created_at: now(),
     };
     if !state.db().insert_product(&product).await? {
         return Err(ApiError::conflict(
             "product_exists",
-            format!("a product with id `{}` exists", product.id),
+            // Product ids are unique across tenants (a token's `aud` must name one product).
+            format!("the product id `{}` is taken", product.id),
         ));
     }
     tracing::info!(product = %product.id, "product created");
@@ -55,7 +57,7 @@ pub(crate) async fn list_products(
 ) -> ApiResult<Json<Value>> {
     caller.require(Action::Read)?;
     Ok(Json(
-        json!({ "products": state.db().list_products().await? }),
+        json!({ "products": state.db().list_products(&caller.organization_id).await? }),
     ))
 }
 
@@ -115,7 +117,12 @@ pub(crate) async fn create_policy(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Action::ManageLicenses)?;
     text_field("name", &req.name, 200)?;
-    if state.db().get_product(&req.product_id).await?.is_none() {
+    if state
+        .db()
+        .get_product(&caller.organization_id, &req.product_id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found(
             "product_not_found",
             format!("no product with id `{}`", req.product_id),
@@ -134,6 +141,7 @@ pub(crate) async fn create_policy(
     let now = now();
     let policy = Policy {
         id: secrets::new_id("pol").map_err(internal)?,
+        organization_id: caller.organization_id.clone(),
         product_id: req.product_id,
         name: req.name,
         model: req.model.as_str().to_owned(),
@@ -169,7 +177,7 @@ pub(crate) async fn list_policies(
     caller.require(Action::Read)?;
     let policies: Vec<Value> = state
         .db()
-        .list_policies()
+        .list_policies(&caller.organization_id)
         .await?
         .iter()
         .map(policy_view)
@@ -186,7 +194,7 @@ pub(crate) async fn get_policy(
     caller.require(Action::Read)?;
     let policy = state
         .db()
-        .get_policy(&id)
+        .get_policy(&caller.organization_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("policy_not_found", format!("no policy `{id}`")))?;
     Ok(Json(policy_view(&policy)))
@@ -219,7 +227,7 @@ pub(crate) async fn create_license(
     caller.require(Action::ManageLicenses)?;
     let policy = state
         .db()
-        .get_policy(&req.policy_id)
+        .get_policy(&caller.organization_id, &req.policy_id)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
@@ -245,6 +253,7 @@ pub(crate) async fn create_license(
     let key = secrets::new_license_key().map_err(internal)?;
     let row = LicenseRow {
         id,
+        organization_id: policy.organization_id.clone(),
         key_hash: secrets::sha256_hex(key.as_bytes()),
         key_hint: key.rsplit('-').next().unwrap_or_default().to_owned(),
         product_id: policy.product_id.clone(),
@@ -276,7 +285,7 @@ pub(crate) async fn list_licenses(
     let now = now();
     let licenses = state
         .db()
-        .list_licenses(500)
+        .list_licenses(&caller.organization_id, 500)
         .await?
         .iter()
         .map(|row| license_view(&state, row, now))
@@ -291,14 +300,22 @@ pub(crate) async fn get_license(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Action::Read)?;
-    let row = get_license_row(&state, &id).await?;
+    let row = get_license_row(&state, &caller, &id).await?;
     Ok(Json(license_view(&state, &row, now())?))
 }
 
-async fn transition(state: &AppState, id: &str, transition: Transition) -> ApiResult<Json<Value>> {
+async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    transition: Transition,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::ManageLicenses)?;
+    // Tenant check first: a license of another organization is never touched.
+    get_license_row(state, caller, id).await?;
     let now = now();
     if !state.db().transition(id, transition, now).await? {
-        let row = get_license_row(state, id).await?;
+        let row = get_license_row(state, caller, id).await?;
         return Err(ApiError::conflict(
             "invalid_transition",
             format!(
@@ -309,7 +326,7 @@ async fn transition(state: &AppState, id: &str, transition: Transition) -> ApiRe
         ));
     }
     tracing::info!(license = %id, status = transition.target(), "license status changed");
-    let row = get_license_row(state, id).await?;
+    let row = get_license_row(state, caller, id).await?;
     Ok(Json(license_view(state, &row, now)?))
 }
 
@@ -319,8 +336,7 @@ pub(crate) async fn suspend_license(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Action::ManageLicenses)?;
-    transition(&state, &id, Transition::Suspend).await
+    transition(&state, &caller, &id, Transition::Suspend).await
 }
 
 /// `POST /v1/licenses/{id}/reinstate`: suspended → active.
@@ -329,8 +345,7 @@ pub(crate) async fn reinstate_license(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Action::ManageLicenses)?;
-    transition(&state, &id, Transition::Reinstate).await
+    transition(&state, &caller, &id, Transition::Reinstate).await
 }
 
 /// `POST /v1/licenses/{id}/revoke`: active or suspended → revoked, for good.
@@ -339,8 +354,7 @@ pub(crate) async fn revoke_license(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Action::ManageLicenses)?;
-    transition(&state, &id, Transition::Revoke).await
+    transition(&state, &caller, &id, Transition::Revoke).await
 }
 
 /// `GET /v1/licenses/{id}/machines`.
@@ -350,7 +364,7 @@ pub(crate) async fn list_machines(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Action::Read)?;
-    get_license_row(&state, &id).await?;
+    get_license_row(&state, &caller, &id).await?;
     let machines: Vec<Value> = state
         .db()
         .list_machines(&id)

@@ -86,7 +86,7 @@ pub(crate) async fn activate(
             ));
         }
     };
-    let row = get_license_row(&state, &row.id).await?;
+    let row = get_license_row_unscoped(&state, &row.id).await?;
     let token = row
         .token
         .as_deref()

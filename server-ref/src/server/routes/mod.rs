@@ -20,9 +20,11 @@ use super::{AppState, now, secrets};
 
 mod admin;
 mod client;
+mod tenants;
 
 pub(crate) use admin::*;
 pub(crate) use client::*;
+pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------
 
@@ -120,8 +122,24 @@ pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> ApiResult<String> {
     serde_json::to_string(value).map_err(ApiError::internal)
 }
 
-/// The license with this id, or 404.
-pub(crate) async fn get_license_row(state: &AppState, id: &str) -> ApiResult<LicenseRow> {
+/// The license with this id in the caller's organization, or 404 (a license of another tenant
+/// is indistinguishable from a missing one). The one tenant check of the admin license routes.
+pub(crate) async fn get_license_row(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<LicenseRow> {
+    state
+        .db()
+        .get_license(id)
+        .await?
+        .filter(|row| row.organization_id == caller.organization_id)
+        .ok_or_else(|| ApiError::not_found("license_not_found", format!("no license `{id}`")))
+}
+
+/// The license with this id, whatever its tenant: the client API, authenticated by the
+/// license key, after it found the license by that key.
+pub(crate) async fn get_license_row_unscoped(state: &AppState, id: &str) -> ApiResult<LicenseRow> {
     state
         .db()
         .get_license(id)

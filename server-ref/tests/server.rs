@@ -793,3 +793,174 @@ fn bad_input_gets_a_4xx_json_error_naming_the_problem() {
         "ok"
     );
 }
+
+fn kid_of(token: &str) -> String {
+    let (header, _) = licensing_core::decode_unverified(token).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+fn jwks_kids(server: &Server) -> Vec<String> {
+    let jwks = server.call("GET", "/.well-known/jwks.json", None, None);
+    let mut kids: Vec<String> = jwks.ok(200)["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[test]
+fn signing_keys_rotate_and_retire() {
+    on_both(
+        "signing_keys_rotate_and_retire",
+        signing_keys_rotate_and_retire_on,
+    );
+}
+
+fn signing_keys_rotate_and_retire_on(backend: Backend) {
+    let (_dir, data) = temp_data();
+    let server = Server::start_with(&data, &backend.args());
+    let policy = setup_policy(&server, json!({ "model": "perpetual" }));
+    let old = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let old = old.ok(201).clone();
+    let old_token = old["token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+    assert_eq!(jwks_kids(&server), vec![old_kid.clone()]);
+
+    // Only operator admins rotate.
+    let org = server.post("/v1/organizations", &json!({ "name": "Tenant" }));
+    let tenant_admin = org.ok(201)["admin_token"].as_str().unwrap().to_owned();
+    let denied = server.call("POST", "/v1/keys/rotate", Some(&tenant_admin), None);
+    denied.error(403, "forbidden");
+
+    // Rotate: the new key signs, the old one still verifies and stays published.
+    let rotated = server.call("POST", "/v1/keys/rotate", Some(server.admin()), None);
+    let new_kid = rotated.ok(201)["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&server), both);
+    let fresh = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    assert_eq!(kid_of(fresh.ok(201)["token"].as_str().unwrap()), new_kid);
+    let verifier = Verifier::new(server.trust_store(), PRODUCT);
+    assert_eq!(
+        verifier.check(&old_token, &Context::at(now())).status,
+        Status::Valid
+    );
+    let listed = server.get("/v1/keys");
+    let statuses: Vec<(String, String)> = listed.ok(200)["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&(new_kid.clone(), "current".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&(old_kid.clone(), "previous".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        !listed.body.to_string().contains("PRIVATE"),
+        "no private key in listings"
+    );
+
+    // The current key cannot be retired; the previous one can, and the license the server
+    // stored under it is re-signed with the current key.
+    let refused = server.call(
+        "POST",
+        &format!("/v1/keys/{new_kid}/retire"),
+        Some(server.admin()),
+        None,
+    );
+    refused.error(409, "key_is_current");
+    let retired = server.call(
+        "POST",
+        &format!("/v1/keys/{old_kid}/retire"),
+        Some(server.admin()),
+        None,
+    );
+    assert_eq!(retired.ok(200)["resigned_licenses"], 1);
+    assert_eq!(jwks_kids(&server), vec![new_kid.clone()]);
+    let reread = server.get(&format!("/v1/licenses/{}", old["id"].as_str().unwrap()));
+    let resigned = reread.ok(200)["token"].as_str().unwrap().to_owned();
+    assert_eq!(kid_of(&resigned), new_kid);
+    let verifier = Verifier::new(server.trust_store(), PRODUCT);
+    assert_eq!(
+        verifier.check(&resigned, &Context::at(now())).status,
+        Status::Valid
+    );
+    assert_eq!(
+        verifier.check(&old_token, &Context::at(now())).status,
+        Status::UnknownKey
+    );
+    server
+        .call(
+            "POST",
+            &format!("/v1/keys/{old_kid}/retire"),
+            Some(server.admin()),
+            None,
+        )
+        .error(409, "key_retired");
+    server
+        .call("POST", "/v1/keys/nope/retire", Some(server.admin()), None)
+        .error(404, "key_not_found");
+
+    // A restart keeps the rotated key (the data-dir key file does not take over again).
+    drop(server);
+    let again = Server::start_with(&data, &backend.args());
+    assert_eq!(jwks_kids(&again), vec![new_kid]);
+}
+
+/// Two replicas on one PostgreSQL: one bootstrap token, one key ring; a rotation on one
+/// reaches the other within its reload period.
+#[test]
+fn replicas_share_one_postgres() {
+    let Some(url) = postgres::fresh_database("replicas_share_one_postgres") else {
+        return;
+    };
+    let backend = Backend::Postgres(url);
+    let (_dir_a, data_a) = temp_data();
+    let (_dir_b, data_b) = temp_data();
+    let mut args = backend.args();
+    args.extend(["--key-reload-secs", "1"]);
+    let a = Server::start_with(&data_a, &args);
+    let mut b = Server::start_with(&data_b, &args);
+    assert!(a.admin_token.is_some());
+    assert!(
+        b.admin_token.is_none(),
+        "the bootstrap token is minted once"
+    );
+    b.admin_token = a.admin_token.clone();
+    assert_eq!(jwks_kids(&a), jwks_kids(&b), "replicas sign with one key");
+
+    let product = a.post("/v1/products", &json!({ "id": PRODUCT, "name": "CAD" }));
+    product.ok(201);
+    assert_eq!(b.get("/v1/products").ok(200)["products"][0]["id"], PRODUCT);
+
+    let rotated = a.call("POST", "/v1/keys/rotate", Some(a.admin()), None);
+    let new_kid = rotated.ok(201)["kid"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let policy = setup_policy(&b, json!({ "model": "perpetual" }));
+    loop {
+        let license = b.post("/v1/licenses", &json!({ "policy_id": policy }));
+        if kid_of(license.ok(201)["token"].as_str().unwrap()) == new_kid {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B never picked up the rotation"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(jwks_kids(&a), jwks_kids(&b));
+}

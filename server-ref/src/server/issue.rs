@@ -197,7 +197,7 @@ pub(crate) fn sign_license(
             .collect();
         lock.insert("fingerprints".into(), Value::Array(bound));
     }
-    let token = licensing_core::sign_token(TokenKind::License, state.key(), &claims)
+    let token = licensing_core::sign_token(TokenKind::License, &state.key(), &claims)
         .map_err(|e| claims_error("the license claims are invalid", &e))?;
     let license = state.verifier().verify(&token).map_err(|e| {
         ApiError::internal(format!(
@@ -292,7 +292,7 @@ pub(crate) fn sign_machine_token(
         "fingerprint".into(),
         json!({ "id": fp.id, "components": fp.components }),
     );
-    licensing_core::sign_token(TokenKind::Machine, state.key(), &claims)
+    licensing_core::sign_token(TokenKind::Machine, &state.key(), &claims)
         .map_err(|e| ApiError::internal(format!("signing a machine token: {e}")))
 }
 
@@ -336,6 +336,6 @@ pub(crate) fn sign_response(
     let Value::Object(claims) = claims else {
         return Err(ApiError::internal("response claims are not an object"));
     };
-    licensing_core::sign_token(TokenKind::Response, state.key(), &claims)
+    licensing_core::sign_token(TokenKind::Response, &state.key(), &claims)
         .map_err(|e| ApiError::internal(format!("signing a response: {e}")))
 }

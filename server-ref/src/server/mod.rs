@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// directory, generated on first start.
     #[arg(long, env = "LICENSING_SIGNING_KEY_FILE")]
     pub signing_key: Option<PathBuf>,
+    /// Seconds between re-reads of the signing keys from the database (a rotation made on
+    /// another replica takes effect here within this period).
+    #[arg(long, env = "LICENSING_KEY_RELOAD_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub key_reload_secs: u64,
     /// The `iss` of every token the server signs.
     #[arg(long, env = "LICENSING_ISSUER", default_value = "licensing-server")]
     pub issuer: String,
@@ -59,26 +64,100 @@ pub(crate) struct AppState(Arc<Inner>);
 
 struct Inner {
     db: Db,
-    key: PrivateKey,
-    verifier: Verifier,
-    jwks: serde_json::Value,
+    keys: std::sync::RwLock<Arc<KeyRing>>,
     issuer: String,
 }
 
+/// The signing keys in effect, as loaded from the database: the current signer, a verifier
+/// trusting every key the server ever had (to read its own stored tokens), and the published
+/// JWK Set (current and previous keys; retired ones are unpublished).
+pub(crate) struct KeyRing {
+    signer: PrivateKey,
+    verifier: Verifier,
+    jwks: serde_json::Value,
+}
+
+impl KeyRing {
+    fn from_rows(rows: &[db::SigningKeyRow]) -> Result<KeyRing, String> {
+        let mut signer = None;
+        let mut all = TrustStore::new();
+        let mut published = TrustStore::new();
+        for row in rows {
+            let key = PrivateKey::from_pkcs8_pem(&row.private_pem)
+                .map_err(|e| format!("signing key {}: {e}", row.kid))?;
+            all.add(key.public_key().clone())
+                .map_err(|e| format!("signing key {}: {e}", row.kid))?;
+            if row.status != "retired" {
+                published
+                    .add(key.public_key().clone())
+                    .map_err(|e| format!("signing key {}: {e}", row.kid))?;
+            }
+            if row.status == "current" {
+                signer = Some(key);
+            }
+        }
+        Ok(KeyRing {
+            signer: signer.ok_or("the database holds no current signing key")?,
+            verifier: Verifier::for_any_product(all),
+            jwks: published.to_jwks(),
+        })
+    }
+}
+
+/// The current signing key (keeps its key ring alive while in use).
+pub(crate) struct Signer(Arc<KeyRing>);
+
+impl std::ops::Deref for Signer {
+    type Target = PrivateKey;
+    fn deref(&self) -> &PrivateKey {
+        &self.0.signer
+    }
+}
+
+/// The verifier of the key ring in effect.
+pub(crate) struct RingVerifier(Arc<KeyRing>);
+
+impl std::ops::Deref for RingVerifier {
+    type Target = Verifier;
+    fn deref(&self) -> &Verifier {
+        &self.0.verifier
+    }
+}
+
 impl AppState {
-    fn new(db: Db, key: PrivateKey, issuer: String) -> Result<Self, String> {
-        let mut store = TrustStore::new();
-        store
-            .add(key.public_key().clone())
-            .map_err(|e| e.to_string())?;
-        let jwks = store.to_jwks();
+    async fn new(db: Db, issuer: String) -> Result<Self, String> {
+        let ring = Self::load_ring(&db).await?;
         Ok(AppState(Arc::new(Inner {
             db,
-            key,
-            verifier: Verifier::for_any_product(store),
-            jwks,
+            keys: std::sync::RwLock::new(Arc::new(ring)),
             issuer,
         })))
+    }
+
+    async fn load_ring(db: &Db) -> Result<KeyRing, String> {
+        let rows = db
+            .list_signing_keys()
+            .await
+            .map_err(|e| format!("loading signing keys: {e}"))?;
+        KeyRing::from_rows(&rows)
+    }
+
+    /// Reloads the key ring from the database (after a rotation here, and periodically, so
+    /// every replica follows a rotation made on another).
+    pub(crate) async fn reload_keys(&self) -> Result<(), String> {
+        let ring = Arc::new(Self::load_ring(self.db()).await?);
+        match self.0.keys.write() {
+            Ok(mut keys) => *keys = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+        Ok(())
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        match self.0.keys.read() {
+            Ok(keys) => Arc::clone(&keys),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// The database.
@@ -86,19 +165,19 @@ impl AppState {
         &self.0.db
     }
 
-    /// The signing key.
-    pub(crate) fn key(&self) -> &PrivateKey {
-        &self.0.key
+    /// The current signing key.
+    pub(crate) fn key(&self) -> Signer {
+        Signer(self.ring())
     }
 
-    /// A verifier trusting the server's live keys, for any product.
-    pub(crate) fn verifier(&self) -> &Verifier {
-        &self.0.verifier
+    /// A verifier trusting every key the server has had, for any product.
+    pub(crate) fn verifier(&self) -> RingVerifier {
+        RingVerifier(self.ring())
     }
 
-    /// The JWK Set of the live public keys.
-    pub(crate) fn jwks(&self) -> &serde_json::Value {
-        &self.0.jwks
+    /// The JWK Set of the published public keys.
+    pub(crate) fn jwks(&self) -> serde_json::Value {
+        self.ring().jwks.clone()
     }
 
     /// The `iss` of signed tokens.
@@ -130,6 +209,9 @@ pub(crate) fn router(state: AppState) -> Router {
             post(create_api_token).get(list_api_tokens),
         )
         .route("/v1/api-tokens/{id}/revoke", post(revoke_api_token))
+        .route("/v1/keys", get(list_keys))
+        .route("/v1/keys/rotate", post(rotate_key))
+        .route("/v1/keys/{kid}/retire", post(retire_key))
         .route("/v1/products", post(create_product).get(list_products))
         .route("/v1/policies", post(create_policy).get(list_policies))
         .route("/v1/policies/{id}", get(get_policy))
@@ -257,23 +339,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         return Err("--database-url must start with sqlite: or postgres:// (postgresql://)".into());
     }
     create_data_dir(&args.data_dir)?;
-    let (key_path, create_key) = match &args.signing_key {
-        Some(path) => (path.clone(), false),
-        None => (args.data_dir.join("signing-key.pem"), true),
-    };
-    let (key, created) = secrets::load_or_create_signing_key(&key_path, create_key)?;
-    tracing::info!(
-        kid = key.public_key().kid(),
-        path = %key_path.display(),
-        created,
-        "signing key"
-    );
     let db = match &args.database_url {
         None => Db::open_sqlite_file(&args.data_dir.join("licensing.db")).await?,
         Some(url) => Db::open(url).await?,
     };
+    ensure_signing_key(&db, &args).await?;
     bootstrap_admin_token(&db).await?;
-    let state = AppState::new(db.clone(), key, args.issuer)?;
+    let state = AppState::new(db.clone(), args.issuer).await?;
+    tracing::info!(kid = state.key().public_key().kid(), "current signing key");
+    tokio::spawn(reload_keys_periodically(
+        state.clone(),
+        std::time::Duration::from_secs(args.key_reload_secs),
+    ));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -304,6 +381,54 @@ fn create_data_dir(dir: &Path) -> Result<(), String> {
     builder
         .create(dir)
         .map_err(|e| format!("data directory {}: {e}", dir.display()))
+}
+
+/// The signing key at startup. `--signing-key FILE` (must exist): that key becomes current
+/// unless the database knows it already (a restart with the same flag changes nothing, and
+/// never undoes a rotation made since). Without it: the database's current key; on first
+/// start, `signing-key.pem` in the data directory (created if missing) becomes current.
+async fn ensure_signing_key(db: &Db, args: &ServeArgs) -> Result<(), String> {
+    let (path, explicit) = match &args.signing_key {
+        Some(path) => (path.clone(), true),
+        None => (args.data_dir.join("signing-key.pem"), false),
+    };
+    if !explicit {
+        let rows = db
+            .list_signing_keys()
+            .await
+            .map_err(|e| format!("loading signing keys: {e}"))?;
+        if rows.iter().any(|row| row.status == "current") {
+            return Ok(());
+        }
+    }
+    let (key, created) = secrets::load_or_create_signing_key(&path, !explicit)?;
+    let row = db::SigningKeyRow {
+        kid: key.public_key().kid().to_owned(),
+        private_pem: key.to_pkcs8_pem().map_err(|e| e.to_string())?.to_string(),
+        status: "current".into(),
+        created_at: now(),
+        retired_at: None,
+    };
+    let added = db
+        .add_current_signing_key(&row, !explicit)
+        .await
+        .map_err(|e| format!("storing the signing key: {e}"))?;
+    tracing::info!(kid = %row.kid, path = %path.display(), created, added, "signing key file");
+    Ok(())
+}
+
+/// Re-reads the signing keys every `period`, so a rotation made on another replica takes
+/// effect here too (tokens signed meanwhile by either key verify everywhere: the previous key
+/// stays published).
+async fn reload_keys_periodically(state: AppState, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.reload_keys().await {
+            tracing::warn!(error = %e, "reloading signing keys");
+        }
+    }
 }
 
 /// The organization created at first start; its admins may create organizations and manage
@@ -408,7 +533,16 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let state = AppState::new(db, PrivateKey::generate().unwrap(), "test".into()).unwrap();
+        let key = PrivateKey::generate().unwrap();
+        let row = db::SigningKeyRow {
+            kid: key.public_key().kid().to_owned(),
+            private_pem: key.to_pkcs8_pem().unwrap().to_string(),
+            status: "current".into(),
+            created_at: 0,
+            retired_at: None,
+        };
+        assert!(db.add_current_signing_key(&row, true).await.unwrap());
+        let state = AppState::new(db, "test".into()).await.unwrap();
         (dir, state)
     }
 

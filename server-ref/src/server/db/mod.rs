@@ -2,6 +2,10 @@
 //! PostgreSQL: `$N` placeholders, BIGINT seconds, TEXT JSON, no engine-specific functions) so a
 //! PostgreSQL pool can be added beside the SQLite one without touching the handlers.
 
+mod keys;
+
+pub(crate) use keys::{Resign, SigningKeyRow};
+
 use std::path::Path;
 use std::time::Duration;
 

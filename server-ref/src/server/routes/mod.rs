@@ -20,10 +20,12 @@ use super::{AppState, now, secrets};
 
 mod admin;
 mod client;
+mod keys;
 mod tenants;
 
 pub(crate) use admin::*;
 pub(crate) use client::*;
+pub(crate) use keys::*;
 pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------

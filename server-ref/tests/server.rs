@@ -964,3 +964,83 @@ fn replicas_share_one_postgres() {
     }
     assert_eq!(jwks_kids(&a), jwks_kids(&b));
 }
+
+#[test]
+fn licenses_renew_and_extend() {
+    on_both("licenses_renew_and_extend", licenses_renew_and_extend_on);
+}
+
+fn licenses_renew_and_extend_on(backend: Backend) {
+    let (_dir, data) = temp_data();
+    let server = Server::start_with(&data, &backend.args());
+    let year = 365 * 86400;
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "subscription", "duration": year }),
+    );
+    let t0 = now();
+    // Already expired: renewal counts from now, and makes it usable again.
+    let created = server.post(
+        "/v1/licenses",
+        &json!({ "policy_id": policy, "expires_at": t0 - 10 }),
+    );
+    let id = created.ok(201)["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["status"], "expired");
+    let renew = |body: Value| server.post(&format!("/v1/licenses/{id}/renew"), &body);
+    let renewed = renew(json!({}));
+    let exp = renewed.ok(200)["expires_at"].as_i64().unwrap();
+    assert!((t0 + year..=now() + year).contains(&exp), "{exp}");
+    assert_eq!(renewed.body["status"], "active");
+    let verifier = Verifier::new(server.trust_store(), PRODUCT);
+    let token = renewed.body["token"].as_str().unwrap().to_owned();
+    let verdict = verifier.check(&token, &Context::at(now()));
+    assert_eq!(verdict.status, Status::Valid);
+    assert_eq!(verdict.expires_at, Some(exp));
+
+    // extend_by counts from the later of the expiry and now; expires_at sets it.
+    let extended = renew(json!({ "extend_by": 86400 }));
+    assert_eq!(extended.ok(200)["expires_at"], exp + 86400);
+    let set = renew(json!({ "expires_at": t0 + 1000 }));
+    assert_eq!(set.ok(200)["expires_at"], t0 + 1000);
+    renew(json!({ "expires_at": 1, "extend_by": 1 })).error(422, "invalid_request");
+    renew(json!({ "extend_by": -1 })).error(422, "invalid_field");
+    renew(json!({ "expires_in": 1 })).error(422, "invalid_field");
+
+    // Perpetual: no expiry to extend; the maintenance window moves instead.
+    let perpetual = setup_policy(&server, json!({ "model": "perpetual" }));
+    let p = server.post("/v1/licenses", &json!({ "policy_id": perpetual }));
+    let pid = p.ok(201)["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/licenses/{pid}/renew");
+    server
+        .post(&path, &json!({ "extend_by": 10 }))
+        .error(422, "invalid_request");
+    server.post(&path, &json!({})).error(422, "invalid_request");
+    let maintained = server.post(&path, &json!({ "maintenance_until": t0 + 5000 }));
+    let token = maintained.ok(200)["token"].as_str().unwrap().to_owned();
+    let claims = verify_token(&token, TokenKind::License, &server.trust_store())
+        .unwrap()
+        .claims;
+    assert_eq!(claims["lic"]["version"]["maintenance_until"], t0 + 5000);
+
+    // Roles and final states.
+    let auditor = server.post(
+        "/v1/api-tokens",
+        &json!({ "role": "auditor", "label": "a" }),
+    );
+    let auditor = auditor.ok(201)["secret"].as_str().unwrap().to_owned();
+    server
+        .call(
+            "POST",
+            &format!("/v1/licenses/{id}/renew"),
+            Some(&auditor),
+            Some(&json!({})),
+        )
+        .error(403, "forbidden");
+    server
+        .post(&format!("/v1/licenses/{id}/revoke"), &json!({}))
+        .ok(200);
+    renew(json!({})).error(409, "license_revoked");
+    server
+        .post("/v1/licenses/lic_nope/renew", &json!({}))
+        .error(404, "license_not_found");
+}

@@ -207,6 +207,29 @@ pub(crate) fn sign_license(
     Ok((token, license))
 }
 
+/// Signs the license token a license stores, given its machines: bound to them when the
+/// license is node-locked (`None` while it has none), unbound otherwise.
+pub(crate) fn sign_license_for(
+    state: &AppState,
+    template: &Map<String, Value>,
+    machines: &[Machine],
+    now: i64,
+) -> Result<Option<String>, ApiError> {
+    if !is_node_locked(template) {
+        return Ok(Some(sign_license(state, template, &[], now)?.0));
+    }
+    if machines.is_empty() {
+        // Validate the template all the same: the token is signed when a machine is bound.
+        sign_license(state, template, &[placeholder_fingerprint(template)], now)?;
+        return Ok(None);
+    }
+    let fingerprints = machines
+        .iter()
+        .map(machine_fingerprint)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(sign_license(state, template, &fingerprints, now)?.0))
+}
+
 /// A fingerprint standing in for machines not activated yet, so a node-locked template can be
 /// validated and its time rule evaluated. It satisfies the template's match policy.
 pub(crate) fn placeholder_fingerprint(template: &Map<String, Value>) -> MachineFingerprint {

@@ -220,6 +220,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/licenses/{id}/suspend", post(suspend_license))
         .route("/v1/licenses/{id}/reinstate", post(reinstate_license))
         .route("/v1/licenses/{id}/revoke", post(revoke_license))
+        .route("/v1/licenses/{id}/renew", post(renew_license))
         .route("/v1/licenses/{id}/machines", get(list_machines))
         .route("/v1/client/activate", post(activate))
         .route("/v1/client/validate", post(validate))

@@ -85,9 +85,17 @@ impl Db {
     }
 }
 
-/// Computes a license's new stored token from its row and machines (`None`: leave it).
-pub(crate) type Resign<'a, E> =
-    dyn Fn(&LicenseRow, &[Machine]) -> Result<Option<String>, E> + Sync + 'a;
+/// A license's new claims template, stored token and expiry.
+#[derive(Debug)]
+pub(crate) struct Rewrite {
+    pub claims: String,
+    pub token: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// Computes a license's rewrite from its row and machines (`None`: leave it as it is).
+pub(crate) type Rewriter<'a, E> =
+    dyn Fn(&LicenseRow, &[Machine]) -> Result<Option<Rewrite>, E> + Sync + 'a;
 
 impl Db {
     /// Every stored license token with its license id (for re-signing after a key retires).
@@ -97,12 +105,13 @@ impl Db {
             .await
     }
 
-    /// Replaces the stored token of license `id` by what `resign` computes, under the license's
-    /// write lock (so it cannot undo a concurrent activation's reissue).
-    pub async fn resign_license<E>(
+    /// Rewrites license `id` (claims, token, expiry) as `rewrite` computes from its current row
+    /// and machines, under the license's write lock (so it cannot undo a concurrent
+    /// activation's reissue, nor be undone by one). `Ok(Ok(false))`: nothing to do.
+    pub async fn rewrite_license<E>(
         &self,
         id: &str,
-        resign: &Resign<'_, E>,
+        rewrite: &Rewriter<'_, E>,
         now: i64,
     ) -> Result<Result<bool, E>, sqlx::Error> {
         let mut tx = self.begin_license_write(id).await?;
@@ -119,8 +128,8 @@ impl Db {
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
-        let token = match resign(&row, &machines) {
-            Ok(Some(token)) => token,
+        let new = match rewrite(&row, &machines) {
+            Ok(Some(new)) => new,
             Ok(None) => {
                 tx.rollback().await?;
                 return Ok(Ok(false));
@@ -130,12 +139,17 @@ impl Db {
                 return Ok(Err(e));
             }
         };
-        sqlx::query("UPDATE licenses SET token = $1, updated_at = $2 WHERE id = $3")
-            .bind(&token)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE licenses SET claims = $1, token = $2, expires_at = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(&new.claims)
+        .bind(&new.token)
+        .bind(new.expires_at)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Ok(true))
     }

@@ -381,3 +381,108 @@ pub(crate) async fn list_machines(
         .collect();
     Ok(Json(json!({ "machines": machines })))
 }
+
+// ---- renewal -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RenewRequest {
+    /// New expiry (Unix seconds).
+    expires_at: Option<i64>,
+    /// Seconds added to the later of the current expiry and now. Default when nothing is
+    /// given: the policy's duration.
+    extend_by: Option<u64>,
+    /// New end of the maintenance window (versions released before it are entitled).
+    maintenance_until: Option<i64>,
+}
+
+/// `POST /v1/licenses/{id}/renew`: moves the expiry (and/or the maintenance window) and
+/// re-signs the license token; clients pick it up at their next validation. A revoked license
+/// is not renewed.
+pub(crate) async fn renew_license(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<RenewRequest>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::ManageLicenses)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    if req.expires_at.is_some() && req.extend_by.is_some() {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "give `expires_at` or `extend_by`, not both",
+        ));
+    }
+    let policy_duration = state
+        .db()
+        .get_policy(&caller.organization_id, &row.policy_id)
+        .await?
+        .and_then(|p| p.duration);
+    let now = now();
+    let renew = |row: &LicenseRow, machines: &[Machine]| -> ApiResult<Option<Rewrite>> {
+        if row.status == "revoked" {
+            return Err(ApiError::conflict(
+                "license_revoked",
+                "a revoked license cannot be renewed",
+            ));
+        }
+        let mut template: serde_json::Map<String, Value> =
+            serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
+        let current_exp = template.get("exp").and_then(Value::as_i64);
+        let extend_by = match (req.expires_at, req.extend_by, req.maintenance_until) {
+            (None, None, None) => Some(policy_duration.ok_or_else(|| {
+                ApiError::invalid(
+                    "invalid_request",
+                    "the policy has no duration: give `expires_at`, `extend_by` or \
+                     `maintenance_until`",
+                )
+            })?),
+            (_, Some(by), _) => Some(
+                i64::try_from(by)
+                    .map_err(|_| ApiError::invalid("invalid_field", "`extend_by` is too large"))?,
+            ),
+            _ => None,
+        };
+        let new_exp = match (req.expires_at, extend_by) {
+            (Some(at), _) => Some(at),
+            (None, Some(by)) => {
+                let from = current_exp.ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_request",
+                        "the license has no expiry to extend; use `expires_at` or \
+                         `maintenance_until`",
+                    )
+                })?;
+                Some(from.max(now).saturating_add(by))
+            }
+            (None, None) => None,
+        };
+        if let Some(exp) = new_exp {
+            template.insert("exp".into(), exp.into());
+        }
+        if let Some(until) = req.maintenance_until {
+            let lic = template
+                .get_mut("lic")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| ApiError::internal("license claims without `lic`"))?;
+            let version = lic
+                .entry("version")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .ok_or_else(|| ApiError::internal("`lic.version` is not an object"))?;
+            version.insert("maintenance_until".into(), until.into());
+        }
+        // Signing validates the new claims (the core names a bad field).
+        let token = issue::sign_license_for(&state, &template, machines, now)?;
+        Ok(Some(Rewrite {
+            claims: json_text(&template)?,
+            token,
+            expires_at: template.get("exp").and_then(Value::as_i64),
+        }))
+    };
+    let renew: &Rewriter<'_, ApiError> = &renew;
+    state.db().rewrite_license(&id, renew, now).await??;
+    tracing::info!(license = %id, by = %caller.token_id, "license renewed");
+    let row = get_license_row(&state, &caller, &id).await?;
+    Ok(Json(license_view(&state, &row, now)?))
+}

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::*;
-use crate::server::db::{Resign, SigningKeyRow};
+use crate::server::db::{Rewrite, Rewriter, SigningKeyRow};
 
 /// A signing key as the API shows it: its public half only.
 #[derive(Serialize)]
@@ -110,25 +110,24 @@ pub(crate) async fn retire_key(
         let (header, _) = licensing_core::decode_unverified(token).ok()?;
         header.get("kid")?.as_str().map(str::to_owned)
     };
-    let resign = |row: &LicenseRow, machines: &[Machine]| -> ApiResult<Option<String>> {
+    let resign = |row: &LicenseRow, machines: &[Machine]| -> ApiResult<Option<Rewrite>> {
         // Only tokens still signed by the retiring key (a concurrent reissue may have replaced it).
         if row.token.as_deref().and_then(signed_by).as_deref() != Some(kid.as_str()) {
             return Ok(None);
         }
         let template = serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
-        let fingerprints = machines
-            .iter()
-            .map(issue::machine_fingerprint)
-            .collect::<ApiResult<Vec<_>>>()?;
-        Ok(Some(
-            issue::sign_license(&state, &template, &fingerprints, now)?.0,
-        ))
+        let token = issue::sign_license_for(&state, &template, machines, now)?;
+        Ok(Some(Rewrite {
+            claims: row.claims.clone(),
+            token,
+            expires_at: row.expires_at,
+        }))
     };
-    let resign: &Resign<'_, ApiError> = &resign;
+    let resign: &Rewriter<'_, ApiError> = &resign;
     let mut resigned = 0_u64;
     for (id, token) in state.db().stored_license_tokens().await? {
         if signed_by(&token).as_deref() == Some(kid.as_str())
-            && state.db().resign_license(&id, resign, now).await??
+            && state.db().rewrite_license(&id, resign, now).await??
         {
             resigned += 1;
         }

@@ -12,7 +12,10 @@ use licensing_core::{LicenseModel, MachineFingerprint};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::db::{Activation, Engine, LicenseRow, Machine, Policy, Product, Reissue, Transition};
+use super::db::{
+    Activation, Engine, LicenseRow, Machine, Policy, Product, Reissue, Rewrite, Rewriter,
+    Transition,
+};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
 use super::issue::{self, NewLicense, ValidationAnswer};

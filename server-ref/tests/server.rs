@@ -143,6 +143,7 @@ impl Drop for Server {
 struct Reply {
     status: u16,
     content_type: String,
+    retry_after: Option<u64>,
     body: Value,
 }
 
@@ -217,11 +218,13 @@ fn http(
         .parse()
         .unwrap();
     let mut content_type = String::new();
+    let mut retry_after = None;
     let mut chunked = false;
     for line in lines {
         let (name, value) = line.split_once(':').unwrap();
         match name.to_ascii_lowercase().as_str() {
             "content-type" => content_type = value.trim().to_owned(),
+            "retry-after" => retry_after = Some(value.trim().parse::<u64>().unwrap()),
             "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
             _ => {}
         }
@@ -233,12 +236,15 @@ fn http(
     };
     let body = if body.is_empty() {
         Value::Null
+    } else if content_type.starts_with("text/plain") {
+        Value::String(body)
     } else {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
     };
     Reply {
         status,
         content_type,
+        retry_after,
         body,
     }
 }
@@ -1043,4 +1049,77 @@ fn licenses_renew_and_extend_on(backend: Backend) {
     server
         .post("/v1/licenses/lic_nope/renew", &json!({}))
         .error(404, "license_not_found");
+}
+
+/// Settings from a TOML file (flags still win), client-API rate limiting per license key,
+/// and the Prometheus endpoint.
+#[test]
+fn config_file_rate_limits_and_metrics() {
+    let (dir, data) = temp_data();
+    let config = dir.path().join("licensing.toml");
+    std::fs::write(
+        &config,
+        "issuer = \"issuer-from-file\"\nclient_rate_per_minute = 3\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let policy = setup_policy(&server, json!({ "model": "perpetual" }));
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let license = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+        let license = license.ok(201).clone();
+        let claims = licensing_core::decode_unverified(license["token"].as_str().unwrap())
+            .unwrap()
+            .1;
+        assert_eq!(claims["iss"], "issuer-from-file");
+        keys.push(license["key"].as_str().unwrap().to_owned());
+    }
+    let body =
+        |key: &str| json!({ "license_key": key, "fingerprint": "fp-1", "nonce": "nonce-123456" });
+    for _ in 0..3 {
+        server
+            .client("/v1/client/validate", &body(&keys[0]))
+            .ok(200);
+    }
+    let limited = server.client("/v1/client/validate", &body(&keys[0]));
+    limited.error(429, "rate_limited");
+    assert!(
+        limited.retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{limited:?}"
+    );
+    // Another license key has its own budget.
+    server
+        .client("/v1/client/validate", &body(&keys[1]))
+        .ok(200);
+
+    let metrics = server.call("GET", "/metrics", None, None);
+    let text = metrics.ok(200).as_str().unwrap().to_owned();
+    assert!(
+        text.contains(r#"licensing_http_requests_total{method="POST",route="/v1/client/validate",status="200"} 4"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"status="429""#), "{text}");
+    assert!(
+        text.contains("licensing_client_rate_limited_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("licensing_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(!text.contains(&keys[0]), "no license key in metrics");
+
+    // A bad config file stops startup with exit 2 and names the problem.
+    std::fs::write(&config, "listen = 5\n").unwrap();
+    let out = bin()
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listen"),
+        "{out:?}"
+    );
 }

@@ -7,6 +7,7 @@
 //! only its SHA-256 stored), then `listening on http://ADDR` on stdout. SIGINT/SIGTERM stop it
 //! gracefully.
 
+mod config;
 mod db;
 mod error;
 mod extract;
@@ -16,8 +17,7 @@ mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,34 +29,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use licensing_core::{PrivateKey, TrustStore, Verifier};
 
+pub use config::ServeArgs;
+use config::Settings;
 use db::Db;
-
-/// `licensing-server serve` options. Every flag can also come from the environment.
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port (the bound address is printed).
-    #[arg(long, env = "LICENSING_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Directory for the database and the signing key (created if missing, mode 0700).
-    #[arg(long, env = "LICENSING_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Database URL, e.g. `sqlite:///var/lib/licensing/licensing.db`. Default: the file
-    /// `licensing.db` in the data directory.
-    #[arg(long, env = "LICENSING_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// PKCS#8 PEM signing key to use (must exist). Default: `signing-key.pem` in the data
-    /// directory, generated on first start.
-    #[arg(long, env = "LICENSING_SIGNING_KEY_FILE")]
-    pub signing_key: Option<PathBuf>,
-    /// Seconds between re-reads of the signing keys from the database (a rotation made on
-    /// another replica takes effect here within this period).
-    #[arg(long, env = "LICENSING_KEY_RELOAD_SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub key_reload_secs: u64,
-    /// The `iss` of every token the server signs.
-    #[arg(long, env = "LICENSING_ISSUER", default_value = "licensing-server")]
-    pub issuer: String,
-}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -66,6 +41,8 @@ struct Inner {
     db: Db,
     keys: std::sync::RwLock<Arc<KeyRing>>,
     issuer: String,
+    /// Client API requests per license key (hash), on this replica.
+    client_limiter: governor::DefaultKeyedRateLimiter<String>,
 }
 
 /// The signing keys in effect, as loaded from the database: the current signer, a verifier
@@ -125,13 +102,29 @@ impl std::ops::Deref for RingVerifier {
 }
 
 impl AppState {
-    async fn new(db: Db, issuer: String) -> Result<Self, String> {
+    async fn new(db: Db, issuer: String, client_rate_per_minute: u32) -> Result<Self, String> {
         let ring = Self::load_ring(&db).await?;
+        let per_minute = std::num::NonZeroU32::new(client_rate_per_minute)
+            .ok_or("client_rate_per_minute must be at least 1")?;
         Ok(AppState(Arc::new(Inner {
             db,
             keys: std::sync::RwLock::new(Arc::new(ring)),
             issuer,
+            client_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
         })))
+    }
+
+    /// 429 when the license key with this hash has used its client-API rate on this replica.
+    pub(crate) fn check_client_rate(&self, key_hash: &str) -> Result<(), error::ApiError> {
+        use governor::clock::Clock as _;
+        match self.0.client_limiter.check_key(&key_hash.to_owned()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                metrics::counter!("licensing_client_rate_limited_total").increment(1);
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                Err(error::ApiError::rate_limited(wait.as_secs().max(1)))
+            }
+        }
     }
 
     async fn load_ring(db: &Db) -> Result<KeyRing, String> {
@@ -197,8 +190,10 @@ pub(crate) fn now() -> i64 {
 /// The HTTP API.
 pub(crate) fn router(state: AppState) -> Router {
     use routes::*;
+    prometheus();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .route("/.well-known/jwks.json", get(jwks))
         .route(
             "/v1/organizations",
@@ -233,13 +228,59 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The process-wide Prometheus recorder (a recorder can be installed once per process).
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            )
+            .unwrap_or_else(|_| metrics_exporter_prometheus::PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then this handle renders nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// `GET /metrics`: Prometheus text format (request counts and latencies per route, rate
+/// limiting, and the licensing events the handlers count).
+async fn metrics_text() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus().render(),
+    )
+}
+
 /// One log line per request: method, path, status, duration. Never headers or bodies (they
 /// carry API tokens and license keys).
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
+    // The route template (`/v1/licenses/{id}`), never the raw path: bounded label values.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let start = Instant::now();
     let response = next.run(req).await;
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("licensing_http_requests_total", &labels).increment(1);
+    metrics::histogram!("licensing_http_request_duration_seconds", &labels[..2])
+        .record(start.elapsed().as_secs_f64());
     tracing::info!(
         %method,
         %path,
@@ -313,7 +354,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(serve(args)) {
+    let settings = match Settings::resolve(args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -330,7 +378,7 @@ macro_rules! outln {
     }};
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+async fn serve(args: Settings) -> Result<(), String> {
     // Refuse an unusable URL before anything is created.
     if let Some(url) = &args.database_url
         && !["sqlite:", "postgres://", "postgresql://"]
@@ -346,7 +394,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     ensure_signing_key(&db, &args).await?;
     bootstrap_admin_token(&db).await?;
-    let state = AppState::new(db.clone(), args.issuer).await?;
+    let state = AppState::new(db.clone(), args.issuer, args.client_rate_per_minute).await?;
     tracing::info!(kid = state.key().public_key().kid(), "current signing key");
     tokio::spawn(reload_keys_periodically(
         state.clone(),
@@ -388,7 +436,7 @@ fn create_data_dir(dir: &Path) -> Result<(), String> {
 /// unless the database knows it already (a restart with the same flag changes nothing, and
 /// never undoes a rotation made since). Without it: the database's current key; on first
 /// start, `signing-key.pem` in the data directory (created if missing) becomes current.
-async fn ensure_signing_key(db: &Db, args: &ServeArgs) -> Result<(), String> {
+async fn ensure_signing_key(db: &Db, args: &Settings) -> Result<(), String> {
     let (path, explicit) = match &args.signing_key {
         Some(path) => (path.clone(), true),
         None => (args.data_dir.join("signing-key.pem"), false),
@@ -429,6 +477,8 @@ async fn reload_keys_periodically(state: AppState, period: std::time::Duration) 
         if let Err(e) = state.reload_keys().await {
             tracing::warn!(error = %e, "reloading signing keys");
         }
+        // Forget license keys whose rate budget is full again (bounds the limiter's memory).
+        state.0.client_limiter.retain_recent();
     }
 }
 
@@ -543,7 +593,7 @@ mod tests {
             retired_at: None,
         };
         assert!(db.add_current_signing_key(&row, true).await.unwrap());
-        let state = AppState::new(db, "test".into()).await.unwrap();
+        let state = AppState::new(db, "test".into(), 1_000_000).await.unwrap();
         (dir, state)
     }
 

@@ -115,9 +115,11 @@ pub(crate) async fn license_by_key(state: &AppState, typed: &str) -> ApiResult<L
             "`license_key` is not of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX",
         )
     })?;
+    let key_hash = secrets::sha256_hex(key.as_bytes());
+    state.check_client_rate(&key_hash)?;
     state
         .db()
-        .license_by_key_hash(&secrets::sha256_hex(key.as_bytes()))
+        .license_by_key_hash(&key_hash)
         .await?
         .ok_or_else(|| ApiError::not_found("license_not_found", "no license has this key"))
 }

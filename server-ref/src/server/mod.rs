@@ -11,6 +11,7 @@ mod db;
 mod error;
 mod extract;
 mod issue;
+mod offline;
 mod routes;
 mod secrets;
 
@@ -29,12 +30,13 @@ use licensing_core::{PrivateKey, TrustStore, Verifier};
 
 use db::Db;
 
-/// `licensing-server serve` options. Every flag can also come from the environment.
+pub use offline::{OfflineActivateArgs, run_offline_activate};
+
+/// Where the server keeps its state and how it signs: shared by `serve` and the commands that
+/// work on the server's database directly (`offline activate`). Every flag can also come from
+/// the environment.
 #[derive(clap::Args, Debug)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port (the bound address is printed).
-    #[arg(long, env = "LICENSING_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+pub struct StoreArgs {
     /// Directory for the database and the signing key (created if missing, mode 0700).
     #[arg(long, env = "LICENSING_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -49,6 +51,17 @@ pub struct ServeArgs {
     /// The `iss` of every token the server signs.
     #[arg(long, env = "LICENSING_ISSUER", default_value = "licensing-server")]
     pub issuer: String,
+}
+
+/// `licensing-server serve` options. Every flag can also come from the environment.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "LICENSING_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The data directory, database and signing key.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Shared state of the handlers.
@@ -128,8 +141,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/licenses/{id}/reinstate", post(reinstate_license))
         .route("/v1/licenses/{id}/revoke", post(revoke_license))
         .route("/v1/licenses/{id}/machines", get(list_machines))
+        .route(
+            "/v1/licenses/{id}/machines/{machine_id}",
+            axum::routing::delete(delete_machine),
+        )
         .route("/v1/client/activate", post(activate))
         .route("/v1/client/validate", post(validate))
+        .route("/v1/client/deactivate", post(deactivate))
+        .route("/v1/client/transfer", post(transfer))
+        .route("/v1/offline/activate", post(offline::activate_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -202,20 +222,11 @@ async fn json_errors(req: Request, next: Next) -> Response {
 
 /// Runs `serve` to completion: exit 0 after a graceful shutdown, 2 when startup fails.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    init_logging("info,sqlx=warn");
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -228,6 +239,24 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`).
+fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
 /// `println!` that ignores a closed stdout.
 macro_rules! outln {
     ($($arg:tt)*) => {{
@@ -236,7 +265,9 @@ macro_rules! outln {
     }};
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+/// Opens what `serve` works on: the data directory (created), the signing key (loaded, or
+/// created on first start when no key file is named) and the migrated database.
+async fn open_store(args: &StoreArgs) -> Result<(Db, PrivateKey), String> {
     // Refuse an unusable URL before anything is created.
     match &args.database_url {
         None => {}
@@ -262,8 +293,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         None => Db::open_sqlite_file(&args.data_dir.join("licensing.db")).await?,
         Some(url) => Db::open_sqlite_url(url).await?,
     };
+    Ok((db, key))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let (db, key) = open_store(&args.store).await?;
     bootstrap_admin_token(&db).await?;
-    let state = AppState::new(db.clone(), key, args.issuer)?;
+    let state = AppState::new(db.clone(), key, args.store.issuer)?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -343,6 +379,9 @@ async fn shutdown_signal() {
 }
 
 #[cfg(test)]
+mod client_tests;
+
+#[cfg(test)]
 mod tests {
     use axum::body::Body;
     use axum::http::StatusCode;
@@ -351,10 +390,10 @@ mod tests {
 
     use super::*;
 
-    const ADMIN: &str = "lst_admin_for_tests";
-    const AUDITOR: &str = "lst_auditor_for_tests";
+    pub(super) const ADMIN: &str = "lst_admin_for_tests";
+    pub(super) const AUDITOR: &str = "lst_auditor_for_tests";
 
-    async fn app() -> (tempfile::TempDir, AppState) {
+    pub(super) async fn app() -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open_sqlite_file(&dir.path().join("test.db"))
             .await
@@ -368,7 +407,7 @@ mod tests {
         (dir, state)
     }
 
-    async fn call(
+    pub(super) async fn call(
         state: &AppState,
         method: &str,
         path: &str,
@@ -398,7 +437,7 @@ mod tests {
     }
 
     /// A product, a policy with `policy` merged in, and a license; returns the license key and id.
-    async fn license(state: &AppState, policy: Value) -> (String, String) {
+    pub(super) async fn license(state: &AppState, policy: Value) -> (String, String) {
         let (status, _) = call(
             state,
             "POST",

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::db::{Activation, LicenseRow, Machine, Policy, Product, Reissue, Transition};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
-use super::issue::{self, NewLicense, ValidationAnswer};
+use super::issue::{self, NewLicense};
 use super::{AppState, now, secrets};
 
 mod admin;

@@ -766,3 +766,108 @@ fn bad_input_gets_a_4xx_json_error_naming_the_problem() {
         "ok"
     );
 }
+
+/// `licensing-server offline activate` on the data directory of a running server: request
+/// file in, response file out, verified with the JWKS the server publishes.
+#[test]
+fn offline_activation_from_the_command_line() {
+    let (dir, data) = temp_data();
+    let server = Server::start(&data);
+    let store = server.trust_store();
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "node_locked", "max_machines": 1, "check_in_interval": 86400 }),
+    );
+    let license = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let key = license.ok(201)["key"].as_str().unwrap().to_owned();
+    let request_file = |name: &str, machine: &str, nonce: &str| {
+        let path = dir.path().join(name);
+        let request = json!({
+            "kind": "licensing.offline_activation_request",
+            "version": 1,
+            "license_key": key,
+            "fingerprint": fingerprint(machine),
+            "nonce": nonce,
+            "created_at": now(),
+        });
+        std::fs::write(&path, request.to_string()).unwrap();
+        path
+    };
+    let offline = |request: &Path, out: &Path| {
+        bin()
+            .args(["offline", "activate", "--request"])
+            .arg(request)
+            .arg("--out")
+            .arg(out)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+
+    let nonce = "air-gapped-nonce-0001";
+    let out = dir.path().join("response.json");
+    let run = offline(&request_file("request.json", "box-air", nonce), &out);
+    assert!(run.status.success(), "{run:?}");
+    let file: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file["kind"], "licensing.offline_activation_response");
+    assert_eq!(file["version"], 1);
+    let token = file["response_token"].as_str().unwrap();
+    assert!(matches!(
+        verify_token(token, TokenKind::License, &store),
+        Err(Error::WrongTokenType { .. })
+    ));
+    let claims = verify_token(token, TokenKind::Response, &store)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["nonce"], nonce);
+    assert_eq!(claims["offline"], true);
+    assert_eq!(claims["status"], "active");
+    let exp = claims["exp"].as_i64().unwrap();
+    assert_eq!(exp - claims["iat"].as_i64().unwrap(), 30 * 86400);
+    verify_token(
+        claims["machine_token"].as_str().unwrap(),
+        TokenKind::Machine,
+        &store,
+    )
+    .unwrap();
+    // The license token works on that machine, offline.
+    let fp = serde_json::from_value(fingerprint("box-air")).unwrap();
+    let verdict = Verifier::new(store.clone(), PRODUCT).check(
+        claims["license_token"].as_str().unwrap(),
+        &Context::at(now()).with_fingerprint(fp),
+    );
+    assert_eq!(verdict.status, Status::Valid, "{verdict:?}");
+    // The running server sees the machine.
+    let license_id = claims["license_id"].as_str().unwrap();
+    let machines = server.get(&format!("/v1/licenses/{license_id}/machines"));
+    assert_eq!(machines.ok(200)["machines"].as_array().unwrap().len(), 1);
+
+    // Refused by a licensing rule (machine limit): exit 1, nothing written.
+    let out2 = dir.path().join("response2.json");
+    let run = offline(&request_file("request2.json", "box-two", nonce), &out2);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("machine_limit_reached"));
+    assert!(!out2.exists());
+
+    // A bad request file: exit 2.
+    let bad = dir.path().join("bad.json");
+    for content in [
+        "not json".to_owned(),
+        json!({ "kind": "licensing.offline_activation_request" }).to_string(),
+        r#"{"kind":"a","kind":"b"}"#.to_owned(),
+    ] {
+        std::fs::write(&bad, &content).unwrap();
+        let run = offline(&bad, &out2);
+        assert_eq!(run.status.code(), Some(2), "{content}: {run:?}");
+        assert!(!out2.exists());
+    }
+    let run = offline(&request_file("short.json", "box-x", "short"), &out2);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("nonce"));
+    let run = offline(&dir.path().join("missing.json"), &out2);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    let run = bin().args(["offline", "activate"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(server.stop().success());
+}

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{self, Action, Caller, StrictJson};
-use super::routes::{activate_machine, answer_claims, license_by_key, token_field};
+use super::routes::{
+    activate_machine, answer_claims, check_fingerprint, license_by_key, token_field,
+};
 use super::{AppState, StoreArgs, issue, now};
 
 /// `kind` of a request file.
@@ -77,6 +79,7 @@ pub(crate) async fn offline_activate(
         ));
     }
     token_field("nonce", &req.nonce, 16, 128)?;
+    check_fingerprint(&req.fingerprint)?;
     if !(0..=MAX_TIMESTAMP).contains(&req.created_at) {
         return Err(ApiError::invalid(
             "invalid_field",

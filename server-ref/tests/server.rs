@@ -349,6 +349,23 @@ fn validate(
     verified.claims
 }
 
+/// Both are genuine license tokens for the same license with the same claims, signed at
+/// different times (`iat`, `jti` and `lic.check_in.until` may differ).
+fn same_license(store: &TrustStore, a: &Value, b: &Value) {
+    let verifier = Verifier::for_any_product(store.clone());
+    let a = verifier.verify(a.as_str().unwrap()).unwrap();
+    let b = verifier.verify(b.as_str().unwrap()).unwrap();
+    let (a, b) = (a.claims(), b.claims());
+    assert_eq!(
+        (&a.sub, &a.aud, a.nbf, a.exp),
+        (&b.sub, &b.aud, b.nbf, b.exp)
+    );
+    let (mut lic_a, mut lic_b) = (a.lic.clone(), b.lic.clone());
+    lic_a.check_in = None;
+    lic_b.check_in = None;
+    assert_eq!(lic_a, lic_b);
+}
+
 #[test]
 fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
     on_both(
@@ -529,7 +546,11 @@ fn license_lifecycle_activation_validation_suspend_reinstate_revoke_on(backend: 
     assert_eq!(answer["machine_activated"], true);
     assert_eq!(answer["license_id"], license_id.as_str());
     assert!((answer["server_time"].as_i64().unwrap() - now()).abs() < 60);
-    assert_eq!(answer["license_token"], license["token"]);
+    same_license(
+        &server.trust_store(),
+        &answer["license_token"],
+        &license["token"],
+    );
     let unknown_machine = validate(&server, &key, "not-activated", "nonce-0002-abcdef");
     assert_eq!(unknown_machine["machine_activated"], false);
     assert_eq!(unknown_machine["nonce"], "nonce-0002-abcdef");
@@ -638,7 +659,11 @@ fn node_locked_and_expired_licenses_on(backend: Backend) {
         fp_a["id"].as_str().unwrap(),
         "nonce-node-locked",
     );
-    assert_eq!(answer["license_token"], token.as_str());
+    same_license(
+        &server.trust_store(),
+        &answer["license_token"],
+        &json!(token),
+    );
 
     // Expired (exp in the past, no grace): validation says so, activation is refused.
     let policy = setup_policy(
@@ -1122,4 +1147,109 @@ fn config_file_rate_limits_and_metrics() {
         String::from_utf8_lossy(&out.stderr).contains("listen"),
         "{out:?}"
     );
+}
+
+/// `licensing-server offline activate` on the data directory of a running server: request
+/// file in, response file out, verified with the JWKS the server publishes.
+#[test]
+fn offline_activation_from_the_command_line() {
+    let (dir, data) = temp_data();
+    let server = Server::start(&data);
+    let store = server.trust_store();
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "node_locked", "max_machines": 1, "check_in_interval": 86400 }),
+    );
+    let license = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let key = license.ok(201)["key"].as_str().unwrap().to_owned();
+    let request_file = |name: &str, machine: &str, nonce: &str| {
+        let path = dir.path().join(name);
+        let request = json!({
+            "kind": "licensing.offline_activation_request",
+            "version": 1,
+            "license_key": key,
+            "fingerprint": fingerprint(machine),
+            "nonce": nonce,
+            "created_at": now(),
+        });
+        std::fs::write(&path, request.to_string()).unwrap();
+        path
+    };
+    let offline = |request: &Path, out: &Path| {
+        bin()
+            .args(["offline", "activate", "--request"])
+            .arg(request)
+            .arg("--out")
+            .arg(out)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+
+    let nonce = "air-gapped-nonce-0001";
+    let out = dir.path().join("response.json");
+    let run = offline(&request_file("request.json", "box-air", nonce), &out);
+    assert!(run.status.success(), "{run:?}");
+    let file: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file["kind"], "licensing.offline_activation_response");
+    assert_eq!(file["version"], 1);
+    let token = file["response_token"].as_str().unwrap();
+    assert!(matches!(
+        verify_token(token, TokenKind::License, &store),
+        Err(Error::WrongTokenType { .. })
+    ));
+    let claims = verify_token(token, TokenKind::Response, &store)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["nonce"], nonce);
+    assert_eq!(claims["offline"], true);
+    assert_eq!(claims["status"], "active");
+    let exp = claims["exp"].as_i64().unwrap();
+    assert_eq!(exp - claims["iat"].as_i64().unwrap(), 30 * 86400);
+    verify_token(
+        claims["machine_token"].as_str().unwrap(),
+        TokenKind::Machine,
+        &store,
+    )
+    .unwrap();
+    // The license token works on that machine, offline.
+    let fp = serde_json::from_value(fingerprint("box-air")).unwrap();
+    let verdict = Verifier::new(store.clone(), PRODUCT).check(
+        claims["license_token"].as_str().unwrap(),
+        &Context::at(now()).with_fingerprint(fp),
+    );
+    assert_eq!(verdict.status, Status::Valid, "{verdict:?}");
+    // The running server sees the machine.
+    let license_id = claims["license_id"].as_str().unwrap();
+    let machines = server.get(&format!("/v1/licenses/{license_id}/machines"));
+    assert_eq!(machines.ok(200)["machines"].as_array().unwrap().len(), 1);
+
+    // Refused by a licensing rule (machine limit): exit 1, nothing written.
+    let out2 = dir.path().join("response2.json");
+    let run = offline(&request_file("request2.json", "box-two", nonce), &out2);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("machine_limit_reached"));
+    assert!(!out2.exists());
+
+    // A bad request file: exit 2.
+    let bad = dir.path().join("bad.json");
+    for content in [
+        "not json".to_owned(),
+        json!({ "kind": "licensing.offline_activation_request" }).to_string(),
+        r#"{"kind":"a","kind":"b"}"#.to_owned(),
+    ] {
+        std::fs::write(&bad, &content).unwrap();
+        let run = offline(&bad, &out2);
+        assert_eq!(run.status.code(), Some(2), "{content}: {run:?}");
+        assert!(!out2.exists());
+    }
+    let run = offline(&request_file("short.json", "box-x", "short"), &out2);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("nonce"));
+    let run = offline(&dir.path().join("missing.json"), &out2);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    let run = bin().args(["offline", "activate"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(server.stop().success());
 }

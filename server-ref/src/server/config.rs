@@ -6,17 +6,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// `licensing-server serve` options. Every flag can also come from the environment and from
-/// the TOML file named by `--config` (keys spelled like the flags, with `_`).
-#[derive(clap::Args, Debug, Default)]
-pub struct ServeArgs {
-    /// TOML file with any of the settings below (e.g. `listen = "0.0.0.0:8080"`).
+/// Where the server keeps its state and how it signs: shared by `serve` and the commands that
+/// work on the server's database directly (`offline activate`). Every flag can also come from
+/// the environment and from the TOML file named by `--config` (keys spelled like the flags,
+/// with `_`).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct StoreArgs {
+    /// TOML file with any of these settings (e.g. `listen = "0.0.0.0:8080"`).
     #[arg(long, env = "LICENSING_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port (the bound
-    /// address is printed).
-    #[arg(long, env = "LICENSING_LISTEN")]
-    pub listen: Option<SocketAddr>,
     /// Directory for the database and the signing key [default: ./data] (created if missing,
     /// mode 0700).
     #[arg(long, env = "LICENSING_DATA_DIR")]
@@ -29,6 +27,21 @@ pub struct ServeArgs {
     /// directory, generated on first start.
     #[arg(long, env = "LICENSING_SIGNING_KEY_FILE")]
     pub signing_key: Option<PathBuf>,
+    /// The `iss` of every token the server signs [default: licensing-server].
+    #[arg(long, env = "LICENSING_ISSUER")]
+    pub issuer: Option<String>,
+}
+
+/// `licensing-server serve` options: the store's, plus the listener's.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port (the bound
+    /// address is printed).
+    #[arg(long, env = "LICENSING_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The data directory, database, signing key and config file.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Seconds between re-reads of the signing keys from the database [default: 30] (a
     /// rotation made on another replica takes effect here within this period).
     #[arg(long, env = "LICENSING_KEY_RELOAD_SECS",
@@ -39,9 +52,6 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_CLIENT_RATE_PER_MINUTE",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub client_rate_per_minute: Option<u32>,
-    /// The `iss` of every token the server signs [default: licensing-server].
-    #[arg(long, env = "LICENSING_ISSUER")]
-    pub issuer: Option<String>,
 }
 
 /// The TOML file: the same settings, every one optional, nothing else.
@@ -75,35 +85,39 @@ const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 impl Settings {
     /// Flags and environment (already merged by clap) over the file over the defaults.
     pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
-        let file = match &args.config {
+        let ServeArgs {
+            listen,
+            store,
+            key_reload_secs,
+            client_rate_per_minute,
+        } = args;
+        let file = match &store.config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        let key_reload_secs = args.key_reload_secs.or(file.key_reload_secs).unwrap_or(30);
+        let key_reload_secs = key_reload_secs.or(file.key_reload_secs).unwrap_or(30);
         if !(1..=3600).contains(&key_reload_secs) {
             return Err("key_reload_secs must be 1 to 3600".into());
         }
-        let client_rate_per_minute = args
-            .client_rate_per_minute
+        let client_rate_per_minute = client_rate_per_minute
             .or(file.client_rate_per_minute)
             .unwrap_or(120);
         if client_rate_per_minute == 0 {
             return Err("client_rate_per_minute must be at least 1".into());
         }
         Ok(Settings {
-            listen: args
-                .listen
+            listen: listen
                 .or(file.listen)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: args
+            data_dir: store
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
-            database_url: args.database_url.or(file.database_url),
-            signing_key: args.signing_key.or(file.signing_key),
+            database_url: store.database_url.or(file.database_url),
+            signing_key: store.signing_key.or(file.signing_key),
             key_reload_secs,
             client_rate_per_minute,
-            issuer: args
+            issuer: store
                 .issuer
                 .or(file.issuer)
                 .unwrap_or_else(|| "licensing-server".into()),
@@ -140,8 +154,11 @@ mod tests {
         let (_dir, path) =
             write("listen = \"127.0.0.1:9999\"\nissuer = \"from-file\"\nkey_reload_secs = 5\n");
         let args = ServeArgs {
-            config: Some(path),
-            issuer: Some("from-flag".into()),
+            store: StoreArgs {
+                config: Some(path),
+                issuer: Some("from-flag".into()),
+                ..StoreArgs::default()
+            },
             ..ServeArgs::default()
         };
         let s = Settings::resolve(args).unwrap();
@@ -162,14 +179,20 @@ mod tests {
         ] {
             let (_dir, path) = write(text);
             let args = ServeArgs {
-                config: Some(path),
+                store: StoreArgs {
+                    config: Some(path),
+                    ..StoreArgs::default()
+                },
                 ..ServeArgs::default()
             };
             let e = Settings::resolve(args).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");
         }
         let args = ServeArgs {
-            config: Some("/nonexistent/licensing.toml".into()),
+            store: StoreArgs {
+                config: Some("/nonexistent/licensing.toml".into()),
+                ..StoreArgs::default()
+            },
             ..ServeArgs::default()
         };
         assert!(

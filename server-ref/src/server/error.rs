@@ -94,9 +94,18 @@ impl ApiError {
     }
 
     /// The HTTP status.
-    #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The error code (`"machine_limit_reached"`, ...).
+    pub fn code(&self) -> &'static str {
+        self.error
+    }
+
+    /// The detail sent to the client.
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 }
 

@@ -60,20 +60,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
                 ApiError::bad_request("unreadable_body", rejection.body_text())
             }
         })?;
-        licensing_core::strict_json::check_object(&bytes)
-            .map_err(|e| ApiError::bad_request("malformed_json", e))?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                ApiError::invalid("invalid_request", inner.to_string())
-            } else {
-                ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
-            }
-        })?;
-        Ok(StrictJson(value))
+        parse_strict(&bytes).map(StrictJson)
     }
+}
+
+/// The strict parse of [`StrictJson`], for JSON that does not come as a request body (the
+/// offline activation request file read by the CLI).
+pub(crate) fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    licensing_core::strict_json::check_object(bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", e))?;
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::invalid("invalid_request", inner.to_string())
+        } else {
+            ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
+        }
+    })
 }
 
 /// A role an API token carries. What each may do is decided in one place,

@@ -12,6 +12,7 @@ mod db;
 mod error;
 mod extract;
 mod issue;
+mod offline;
 mod routes;
 mod secrets;
 #[cfg(test)]
@@ -32,6 +33,8 @@ use licensing_core::{PrivateKey, TrustStore, Verifier};
 pub use config::ServeArgs;
 use config::Settings;
 use db::Db;
+
+pub use offline::{OfflineActivateArgs, run_offline_activate};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -217,8 +220,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/licenses/{id}/revoke", post(revoke_license))
         .route("/v1/licenses/{id}/renew", post(renew_license))
         .route("/v1/licenses/{id}/machines", get(list_machines))
+        .route(
+            "/v1/licenses/{id}/machines/{machine_id}",
+            axum::routing::delete(delete_machine),
+        )
         .route("/v1/client/activate", post(activate))
         .route("/v1/client/validate", post(validate))
+        .route("/v1/client/deactivate", post(deactivate))
+        .route("/v1/client/transfer", post(transfer))
+        .route("/v1/offline/activate", post(offline::activate_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -337,20 +347,11 @@ async fn json_errors(req: Request, next: Next) -> Response {
 
 /// Runs `serve` to completion: exit 0 after a graceful shutdown, 2 when startup fails.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    init_logging("info,sqlx=warn");
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -370,6 +371,24 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`).
+fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
 /// `println!` that ignores a closed stdout.
 macro_rules! outln {
     ($($arg:tt)*) => {{
@@ -378,7 +397,9 @@ macro_rules! outln {
     }};
 }
 
-async fn serve(args: Settings) -> Result<(), String> {
+/// Opens what `serve` works on: the data directory (created), the migrated database, and the
+/// signing key in it (from the key file on first start or when one is named).
+async fn open_store(args: &Settings) -> Result<Db, String> {
     // Refuse an unusable URL before anything is created.
     if let Some(url) = &args.database_url
         && !["sqlite:", "postgres://", "postgresql://"]
@@ -392,9 +413,14 @@ async fn serve(args: Settings) -> Result<(), String> {
         None => Db::open_sqlite_file(&args.data_dir.join("licensing.db")).await?,
         Some(url) => Db::open(url).await?,
     };
-    ensure_signing_key(&db, &args).await?;
+    ensure_signing_key(&db, args).await?;
+    Ok(db)
+}
+
+async fn serve(args: Settings) -> Result<(), String> {
+    let db = open_store(&args).await?;
     bootstrap_admin_token(&db).await?;
-    let state = AppState::new(db.clone(), args.issuer, args.client_rate_per_minute).await?;
+    let state = AppState::new(db.clone(), args.issuer.clone(), args.client_rate_per_minute).await?;
     tracing::info!(kid = state.key().public_key().kid(), "current signing key");
     tokio::spawn(reload_keys_periodically(
         state.clone(),
@@ -545,6 +571,9 @@ async fn shutdown_signal() {
 }
 
 #[cfg(test)]
+mod client_tests;
+
+#[cfg(test)]
 mod tests {
     use axum::body::Body;
     use axum::http::StatusCode;
@@ -553,17 +582,17 @@ mod tests {
 
     use super::*;
 
-    const ADMIN: &str = "lst_admin_for_tests";
-    const AUDITOR: &str = "lst_auditor_for_tests";
+    pub(super) const ADMIN: &str = "lst_admin_for_tests";
+    pub(super) const AUDITOR: &str = "lst_auditor_for_tests";
 
     use super::test_postgres as postgres;
 
-    async fn app() -> (tempfile::TempDir, AppState) {
+    pub(super) async fn app() -> (tempfile::TempDir, AppState) {
         app_on(None).await
     }
 
     /// An app on SQLite (`None`) or on the PostgreSQL database `url`.
-    async fn app_on(url: Option<&str>) -> (tempfile::TempDir, AppState) {
+    pub(super) async fn app_on(url: Option<&str>) -> (tempfile::TempDir, AppState) {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let dir = tempfile::tempdir().unwrap();
         let db = match url {
@@ -597,7 +626,7 @@ mod tests {
         (dir, state)
     }
 
-    async fn call(
+    pub(super) async fn call(
         state: &AppState,
         method: &str,
         path: &str,
@@ -627,7 +656,7 @@ mod tests {
     }
 
     /// A product, a policy with `policy` merged in, and a license; returns the license key and id.
-    async fn license(state: &AppState, policy: Value) -> (String, String) {
+    pub(super) async fn license(state: &AppState, policy: Value) -> (String, String) {
         let (status, _) = call(
             state,
             "POST",

@@ -13,6 +13,10 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Executor, FromRow};
 
+mod client;
+
+pub(crate) use client::{Deactivation, MachineRef, Transfer};
+
 /// Result of a query.
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
 
@@ -97,6 +101,12 @@ pub(crate) struct Policy {
     pub allow_virtual: i64,
     pub site: Option<String>,
     pub created_at: i64,
+    /// Seconds from each token signing to `lic.check_in.until`.
+    pub check_in_interval: Option<i64>,
+    /// `lic.check_in.grace`, seconds.
+    pub check_in_grace: Option<i64>,
+    /// Machine transfers allowed per license.
+    pub max_transfers: Option<i64>,
 }
 
 /// A row of `licenses`.
@@ -391,8 +401,9 @@ impl Db {
         sqlx::query(
             "INSERT INTO policies (id, organization_id, product_id, name, model, duration, \
              grace_period, max_machines, seats, features, version_rule, match_policy, \
-             allow_virtual, site, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             allow_virtual, site, created_at, check_in_interval, check_in_grace, max_transfers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)",
         )
         .bind(&p.id)
         .bind(&p.organization_id)
@@ -409,6 +420,9 @@ impl Db {
         .bind(p.allow_virtual)
         .bind(&p.site)
         .bind(p.created_at)
+        .bind(p.check_in_interval)
+        .bind(p.check_in_grace)
+        .bind(p.max_transfers)
         .execute(&self.pool)
         .await?;
         Ok(())

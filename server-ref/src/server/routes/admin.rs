@@ -83,6 +83,50 @@ pub(crate) struct NewPolicy {
     /// Whether node-locked licenses run in VMs and containers (default true).
     allow_virtual: Option<bool>,
     site: Option<Site>,
+    /// Seconds between server check-ins (3600 ..= 365 days): each license token signed for
+    /// the policy's licenses carries `lic.check_in.until` = signing time + this.
+    check_in_interval: Option<u64>,
+    /// Seconds a license stays usable after a missed check-in (0 ..= 365 days, default 0).
+    check_in_grace: Option<u64>,
+    /// Machine transfers allowed per license (`POST /v1/client/transfer`); absent: unlimited.
+    max_transfers: Option<u32>,
+}
+
+/// Longest check-in interval or grace: a year.
+const MAX_CHECK_IN_SECS: u64 = 365 * 86_400;
+
+/// Shortest check-in interval: an hour (every validation signs a fresh token).
+const MIN_CHECK_IN_INTERVAL_SECS: u64 = 3_600;
+
+/// `check_in_interval` and `check_in_grace` as stored.
+fn check_in_settings(req: &NewPolicy) -> ApiResult<(Option<i64>, Option<i64>)> {
+    let out_of_range = |field: &str, range: &str| {
+        ApiError::invalid(
+            "invalid_field",
+            format!("`{field}` must be {range} seconds"),
+        )
+    };
+    match (req.check_in_interval, req.check_in_grace) {
+        (None, None) => Ok((None, None)),
+        (None, Some(_)) => Err(ApiError::invalid(
+            "invalid_field",
+            "`check_in_grace` needs `check_in_interval`",
+        )),
+        (Some(interval), grace) => {
+            if !(MIN_CHECK_IN_INTERVAL_SECS..=MAX_CHECK_IN_SECS).contains(&interval) {
+                return Err(out_of_range("check_in_interval", "3600 to 31536000"));
+            }
+            let grace = grace.unwrap_or(0);
+            if grace > MAX_CHECK_IN_SECS {
+                return Err(out_of_range("check_in_grace", "0 to 31536000"));
+            }
+            // Both are at most a year: they fit.
+            Ok((
+                i64::try_from(interval).ok(),
+                Some(i64::try_from(grace).unwrap_or_default()),
+            ))
+        }
+    }
 }
 
 fn json_value(text: &str) -> Value {
@@ -104,6 +148,9 @@ fn policy_view(p: &Policy) -> Value {
         "match": p.match_policy.as_deref().map(json_value),
         "allow_virtual": p.allow_virtual != 0,
         "site": p.site.as_deref().map(json_value),
+        "check_in_interval": p.check_in_interval,
+        "check_in_grace": p.check_in_grace,
+        "max_transfers": p.max_transfers,
         "created_at": p.created_at,
     })
 }
@@ -138,6 +185,7 @@ pub(crate) async fn create_policy(
         .map(i64::try_from)
         .transpose()
         .map_err(|_| ApiError::invalid("invalid_field", "`grace_period` is out of range"))?;
+    let (check_in_interval, check_in_grace) = check_in_settings(&req)?;
     let now = now();
     let policy = Policy {
         id: secrets::new_id("pol").map_err(internal)?,
@@ -155,6 +203,9 @@ pub(crate) async fn create_policy(
         allow_virtual: i64::from(req.allow_virtual.unwrap_or(true)),
         site: req.site.as_ref().map(json_text).transpose()?,
         created_at: now,
+        check_in_interval,
+        check_in_grace,
+        max_transfers: req.max_transfers.map(i64::from),
     };
     let template = issue::build_claims(&state, &policy, &NewLicense::default(), "lic_trial", now)?;
     issue::sign_license(
@@ -485,4 +536,18 @@ pub(crate) async fn renew_license(
     tracing::info!(license = %id, by = %caller.token_id, "license renewed");
     let row = get_license_row(&state, &caller, &id).await?;
     Ok(Json(license_view(&state, &row, now)?))
+}
+
+/// `DELETE /v1/licenses/{id}/machines/{machine_id}`: deactivates a machine (frees its slot;
+/// a node-locked license's token is reissued without it).
+pub(crate) async fn delete_machine(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((id, machine_id)): Path<(String, String)>,
+) -> ApiResult<Json<DeactivateResponse>> {
+    caller.require(Action::Operate)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    let answer =
+        deactivate_machine(&state, &row, super::super::db::MachineRef::Id(&machine_id)).await?;
+    Ok(Json(answer))
 }

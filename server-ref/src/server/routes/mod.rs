@@ -18,7 +18,7 @@ use super::db::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
-use super::issue::{self, NewLicense, ValidationAnswer};
+use super::issue::{self, NewLicense};
 use super::{AppState, now, secrets};
 
 mod admin;

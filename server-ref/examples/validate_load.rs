@@ -1,0 +1,166 @@
+//! Load harness for online validation: validate requests per second and server CPU per
+//! request against a real `licensing-server serve` (SQLite default, synchronous=FULL) on
+//! 127.0.0.1, beside an axum hello-world server measured the same way in the same run, and
+//! one `verify_strict` timed in-process as the unit of CPU cost. Bounded: a temp data
+//! directory, a fixed duration per phase, loopback only.
+//!
+//! ```text
+//! cargo build --release -p licensing-server --examples
+//! target/release/examples/validate_load [--clients 8] [--seconds 5]
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Conn, Proc, arg, cpu_time, phase, start_server};
+
+/// Runs the hello-world server of the comparison: axum + tokio like `licensing-server`, one
+/// GET route answering a constant, no middleware.
+fn hello_world_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("listening on http://{}", listener.local_addr().unwrap());
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+/// Median time of one `verify_strict` over a message the size of a validation answer's
+/// signing input, in-process.
+fn verify_strict_time() -> Duration {
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let message = vec![b'x'; 900];
+    let signature = key.sign(&message);
+    let public = key.verifying_key();
+    let mut batches = Vec::new();
+    for _ in 0..21 {
+        let start = Instant::now();
+        for _ in 0..500 {
+            public
+                .verify_strict(std::hint::black_box(&message), &signature)
+                .unwrap();
+        }
+        batches.push(start.elapsed() / 500);
+    }
+    batches.sort_unstable();
+    batches[batches.len() / 2]
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--hello-world-server") {
+        hello_world_server();
+        return;
+    }
+    let clients = arg("--clients", 8) as usize;
+    let seconds = arg("--seconds", 5).clamp(1, 60);
+
+    // The hello-world server, a child process like the licensing server.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--hello-world-server")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let hello = Proc(child);
+    let hello_addr = line.strip_prefix("listening on http://").unwrap().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(
+        &dir.path().join("data"),
+        &["--client-rate-per-minute", "1000000"],
+    );
+    let mut conn = Conn::open(&server.addr);
+    let admin = Some(server.admin.as_str());
+    let (status, _) = conn.call(
+        "POST",
+        "/v1/products",
+        admin,
+        Some(&json!({ "id": "com.example.load", "name": "Load" })),
+    );
+    assert_eq!(status, 201);
+    let (status, policy) = conn.call(
+        "POST",
+        "/v1/policies",
+        admin,
+        Some(&json!({ "product_id": "com.example.load", "name": "load", "model": "subscription",
+            "duration": 86400 * 365, "max_machines": 64, "check_in_interval": 86400 })),
+    );
+    assert_eq!(status, 201, "{policy}");
+    let (status, license) = conn.call(
+        "POST",
+        "/v1/licenses",
+        admin,
+        Some(&json!({ "policy_id": policy["id"] })),
+    );
+    assert_eq!(status, 201, "{license}");
+    let key = license["key"].as_str().unwrap().to_owned();
+    for c in 0..clients {
+        let (status, body) = conn.call(
+            "POST",
+            "/v1/client/activate",
+            None,
+            Some(&json!({ "license_key": key, "fingerprint": { "id": format!("load-{c}") } })),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+
+    let unit = verify_strict_time();
+    println!(
+        "one verify_strict (in-process): {:.1} µs",
+        unit.as_secs_f64() * 1e6
+    );
+
+    let cpu_before = cpu_time(hello.pid());
+    let hello_run = phase("hello-world", &hello_addr, clients, seconds, |_, conn, _| {
+        let (status, _) = conn.call("GET", "/hello", None, None);
+        assert_eq!(status, 200);
+        None
+    });
+    let hello_cpu = (cpu_time(hello.pid()) - cpu_before).as_secs_f64() / hello_run.requests as f64;
+
+    let cpu_before = cpu_time(server.proc.pid());
+    let validate_run = phase("validate", &server.addr, clients, seconds, move |c, conn, n| {
+        let body = json!({ "license_key": key, "fingerprint": format!("load-{c}"),
+            "nonce": format!("nonce-{c}-{n:08}") });
+        let (status, answer) = conn.call("POST", "/v1/client/validate", None, Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        None
+    });
+    let validate_cpu =
+        (cpu_time(server.proc.pid()) - cpu_before).as_secs_f64() / validate_run.requests as f64;
+
+    println!();
+    println!("| | requests/s | server CPU per request | × verify_strict |");
+    println!("|---|---:|---:|---:|");
+    for (name, run, cpu) in [
+        ("axum hello-world", &hello_run, hello_cpu),
+        ("POST /v1/client/validate", &validate_run, validate_cpu),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.0} µs | {:.1} |",
+            run.per_second,
+            cpu * 1e6,
+            cpu / unit.as_secs_f64()
+        );
+    }
+    println!(
+        "\nvalidate requests/s = {:.1} % of hello-world (target ≥ 25 %); CPU per validation = \
+         {:.1} × verify_strict (target ≤ 1.5)",
+        100.0 * validate_run.per_second / hello_run.per_second,
+        validate_cpu / unit.as_secs_f64()
+    );
+}

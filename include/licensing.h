@@ -219,6 +219,15 @@ enum lic_status
      * No license is installed (the app should offer activation).
      */
     LIC_STATUS_NO_LICENSE = 19,
+    /**
+     * A floating license's seat lease has expired (at or after its `exp`) or was released:
+     * the app must check out a seat again.
+     */
+    LIC_STATUS_LEASE_EXPIRED = 23,
+    /**
+     * A floating license is used without a lease for it: the app must check out a seat.
+     */
+    LIC_STATUS_LEASE_REQUIRED = 24,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

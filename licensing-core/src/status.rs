@@ -52,11 +52,16 @@ pub enum Status {
     ClockTampered = 18,
     /// No license is installed (the app should offer activation).
     NoLicense = 19,
+    /// A floating license's seat lease has expired (at or after its `exp`) or was released:
+    /// the app must check out a seat again.
+    LeaseExpired = 23,
+    /// A floating license is used without a lease for it: the app must check out a seat.
+    LeaseRequired = 24,
 }
 
 impl Status {
-    /// Every status, in numeric order.
-    pub const ALL: [Status; 20] = [
+    /// Every status, in numeric order (20 – 22 are reserved for the online client).
+    pub const ALL: [Status; 22] = [
         Status::Valid,
         Status::ValidInGrace,
         Status::Expired,
@@ -77,6 +82,8 @@ impl Status {
         Status::VirtualMachineNotAllowed,
         Status::ClockTampered,
         Status::NoLicense,
+        Status::LeaseExpired,
+        Status::LeaseRequired,
     ];
 
     /// Whether the software may run: [`Status::Valid`] or [`Status::ValidInGrace`].
@@ -107,6 +114,8 @@ impl Status {
             Status::VirtualMachineNotAllowed => "virtual_machine_not_allowed",
             Status::ClockTampered => "clock_tampered",
             Status::NoLicense => "no_license",
+            Status::LeaseExpired => "lease_expired",
+            Status::LeaseRequired => "lease_required",
         }
     }
 }

@@ -54,6 +54,11 @@ pub enum lic_status {
     LIC_STATUS_CLOCK_TAMPERED = 18,
     /// No license is installed (the app should offer activation).
     LIC_STATUS_NO_LICENSE = 19,
+    /// A floating license's seat lease has expired (at or after its `exp`) or was released:
+    /// the app must check out a seat again.
+    LIC_STATUS_LEASE_EXPIRED = 23,
+    /// A floating license is used without a lease for it: the app must check out a seat.
+    LIC_STATUS_LEASE_REQUIRED = 24,
 }
 
 impl From<Status> for lic_status {
@@ -79,6 +84,8 @@ impl From<Status> for lic_status {
             Status::VirtualMachineNotAllowed => lic_status::LIC_STATUS_VIRTUAL_MACHINE_NOT_ALLOWED,
             Status::ClockTampered => lic_status::LIC_STATUS_CLOCK_TAMPERED,
             Status::NoLicense => lic_status::LIC_STATUS_NO_LICENSE,
+            Status::LeaseExpired => lic_status::LIC_STATUS_LEASE_EXPIRED,
+            Status::LeaseRequired => lic_status::LIC_STATUS_LEASE_REQUIRED,
         }
     }
 }
@@ -111,6 +118,8 @@ fn status_name(status: Status) -> &'static CStr {
         Status::VirtualMachineNotAllowed => c"virtual_machine_not_allowed",
         Status::ClockTampered => c"clock_tampered",
         Status::NoLicense => c"no_license",
+        Status::LeaseExpired => c"lease_expired",
+        Status::LeaseRequired => c"lease_required",
     }
 }
 
@@ -140,6 +149,8 @@ fn status_message(status: Status) -> &'static CStr {
         }
         Status::ClockTampered => c"The system clock appears to have been set back.",
         Status::NoLicense => c"No license is installed.",
+        Status::LeaseExpired => c"The seat lease has expired; check out a seat again.",
+        Status::LeaseRequired => c"A floating license needs a seat lease; check out a seat.",
     }
 }
 
@@ -259,7 +270,8 @@ mod tests {
                 "Unknown license status."
             );
         }
-        let past_end = Status::ALL.len() as u32;
+        // Numbers are not dense (reserved values), so "past the end" is after the largest.
+        let past_end = Status::ALL.iter().map(|s| *s as u32).max().unwrap_or(0) + 1;
         assert_eq!(c(lic_status_name(past_end)), "unknown");
         assert!(!lic_status_is_usable(past_end));
     }

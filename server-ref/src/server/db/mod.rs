@@ -9,6 +9,12 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
+mod floating;
+
+pub(crate) use floating::{
+    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, LeaseRow, LeaseUpdate,
+};
+
 /// Result of a query.
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
 

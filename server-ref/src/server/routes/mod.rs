@@ -20,9 +20,11 @@ use super::{AppState, now, secrets};
 
 mod admin;
 mod client;
+mod floating;
 
 pub(crate) use admin::*;
 pub(crate) use client::*;
+pub(crate) use floating::*;
 
 // ---- health and keys -----------------------------------------------------------------------
 

@@ -406,6 +406,8 @@ mod tests {
 
     use super::*;
 
+    mod floating;
+
     const ADMIN: &str = "lst_admin_for_tests";
     const AUDITOR: &str = "lst_auditor_for_tests";
 

@@ -213,7 +213,12 @@ impl Db {
     }
 
     /// Why a conditional lease update changed nothing.
-    async fn lease_miss(&self, license_id: &str, lease_id: &str, epoch: i64) -> DbResult<LeaseUpdate> {
+    async fn lease_miss(
+        &self,
+        license_id: &str,
+        lease_id: &str,
+        epoch: i64,
+    ) -> DbResult<LeaseUpdate> {
         Ok(match self.get_lease(license_id, lease_id).await? {
             None => LeaseUpdate::NotFound,
             Some(lease) if lease.epoch != epoch => LeaseUpdate::Fenced(lease),
@@ -342,7 +347,12 @@ impl Db {
     }
 
     /// Sets the lease timeout of a license (bounds checked by the caller and the schema).
-    pub async fn set_lease_timeout(&self, license_id: &str, seconds: i64, now: i64) -> DbResult<()> {
+    pub async fn set_lease_timeout(
+        &self,
+        license_id: &str,
+        seconds: i64,
+        now: i64,
+    ) -> DbResult<()> {
         sqlx::query("UPDATE licenses SET lease_timeout = $1, updated_at = $2 WHERE id = $3")
             .bind(seconds)
             .bind(now)

@@ -147,7 +147,10 @@ fn lease_released(status: StatusCode, lease: &LeaseRow) -> ApiError {
 }
 
 fn lease_not_found(id: &str) -> ApiError {
-    ApiError::not_found("lease_not_found", format!("no lease `{id}` on this license"))
+    ApiError::not_found(
+        "lease_not_found",
+        format!("no lease `{id}` on this license"),
+    )
 }
 
 // ---- client API ----------------------------------------------------------------------------
@@ -199,9 +202,8 @@ pub(crate) async fn check_out(
         }
         CheckOutOutcome::Existing(lease) => (StatusCode::OK, lease),
         CheckOutOutcome::Ended(lease) => {
-            return Err(lease_released(StatusCode::GONE, &lease).context(
-                "this request id's lease has ended; check out with a new request id",
-            ));
+            return Err(lease_released(StatusCode::GONE, &lease)
+                .context("this request id's lease has ended; check out with a new request id"));
         }
         CheckOutOutcome::RequestIdConflict => {
             return Err(ApiError::conflict(
@@ -214,10 +216,7 @@ pub(crate) async fn check_out(
             return Err(ApiError::conflict("no_seats", NO_SEATS_MESSAGE));
         }
     };
-    Ok((
-        status,
-        Json(lease_answer(&state, &row, &lease, now).await?),
-    ))
+    Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)))
 }
 
 #[derive(Deserialize)]

@@ -40,7 +40,13 @@ impl Conn {
         }
     }
 
-    fn call(&mut self, method: &str, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
         let body = body.to_string();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
@@ -162,7 +168,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let exe = std::env::current_exe().unwrap();
-            exe.parent().unwrap().parent().unwrap().join("licensing-server")
+            exe.parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("licensing-server")
         });
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(&bin)
@@ -178,7 +188,9 @@ fn main() {
     let (mut admin, mut addr) = (String::new(), String::new());
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some(t) = line.strip_prefix("admin API token (shown once, only its hash is stored): ") {
+        if let Some(t) =
+            line.strip_prefix("admin API token (shown once, only its hash is stored): ")
+        {
             admin = t.to_owned();
         } else if let Some(a) = line.strip_prefix("listening on http://") {
             addr = a.to_owned();
@@ -187,16 +199,29 @@ fn main() {
     }
     let mut conn = Conn::open(&addr);
     let admin = Some(admin.as_str());
-    let (s, _) = conn.call("POST", "/v1/products", admin, &json!({ "id": "com.example.load", "name": "Load" }));
+    let (s, _) = conn.call(
+        "POST",
+        "/v1/products",
+        admin,
+        &json!({ "id": "com.example.load", "name": "Load" }),
+    );
     assert_eq!(s, 201);
     let policy = json!({ "product_id": "com.example.load", "name": "pool", "model": "floating",
                          "seats": 1_000_000 });
     let (s, policy) = conn.call("POST", "/v1/policies", admin, &policy);
     assert_eq!(s, 201, "{policy}");
-    let (s, license) = conn.call("POST", "/v1/licenses", admin, &json!({ "policy_id": policy["id"] }));
+    let (s, license) = conn.call(
+        "POST",
+        "/v1/licenses",
+        admin,
+        &json!({ "policy_id": policy["id"] }),
+    );
     assert_eq!(s, 201, "{license}");
     let key = license["key"].as_str().unwrap().to_owned();
-    println!("server {} on {addr}, SQLite synchronous=FULL, {clients} clients, {seconds} s per phase", bin.display());
+    println!(
+        "server {} on {addr}, SQLite synchronous=FULL, {clients} clients, {seconds} s per phase",
+        bin.display()
+    );
 
     let k = key.clone();
     let leases = phase("check-outs", &addr, clients, seconds, move |c, conn, n| {
@@ -213,7 +238,12 @@ fn main() {
         let mine = &ls[c];
         let lease = &mine[n % mine.len()];
         let path = format!("/v1/client/leases/{}/heartbeat", lease[0].as_str().unwrap());
-        let (s, answer) = conn.call("POST", &path, None, &json!({ "license_key": k, "epoch": lease[1] }));
+        let (s, answer) = conn.call(
+            "POST",
+            &path,
+            None,
+            &json!({ "license_key": k, "epoch": lease[1] }),
+        );
         assert_eq!(s, 200, "{answer}");
         None
     });

@@ -93,8 +93,8 @@ pub(crate) enum LeaseUpdate {
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub(crate) struct DayCount {
     /// Days since the Unix epoch.
-    pub day: i64,
-    pub count: i64,
+    pub utc_day: i64,
+    pub denials: i64,
 }
 
 impl Db {
@@ -399,13 +399,13 @@ impl Db {
     ) -> DbResult<Vec<DayCount>> {
         let query = match license_id {
             Some(id) => sqlx::query_as(
-                "SELECT at / 86400 AS day, COUNT(*) AS count FROM denials \
-                 WHERE license_id = $1 AND at >= $2 AND at < $3 GROUP BY at / 86400 ORDER BY day",
+                "SELECT at / 86400 AS utc_day, COUNT(*) AS denials FROM denials \
+                 WHERE license_id = $1 AND at >= $2 AND at < $3 GROUP BY at / 86400 ORDER BY utc_day",
             )
             .bind(id),
             None => sqlx::query_as(
-                "SELECT at / 86400 AS day, COUNT(*) AS count FROM denials \
-                 WHERE at >= $1 AND at < $2 GROUP BY at / 86400 ORDER BY day",
+                "SELECT at / 86400 AS utc_day, COUNT(*) AS denials FROM denials \
+                 WHERE at >= $1 AND at < $2 GROUP BY at / 86400 ORDER BY utc_day",
             ),
         };
         query.bind(from).bind(to).fetch_all(&self.pool).await

@@ -237,6 +237,8 @@ pub(crate) async fn heartbeat(
 ) -> ApiResult<Json<Value>> {
     let row = license_by_key(&state, &req.license_key).await?;
     let now = now();
+    // A suspended, revoked or expired license keeps no seat alive.
+    floating_seats(&state, &row, now)?;
     match state.db().heartbeat(&row.id, &id, req.epoch, now).await? {
         LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now).await?)),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
@@ -364,11 +366,11 @@ fn per_day(counts: &[DayCount]) -> ApiResult<Vec<Value>> {
     counts
         .iter()
         .map(|c| {
-            let date = time::OffsetDateTime::from_unix_timestamp(c.day.saturating_mul(86_400))
+            let date = time::OffsetDateTime::from_unix_timestamp(c.utc_day.saturating_mul(86_400))
                 .map_err(ApiError::internal)?
                 .format(format)
                 .map_err(ApiError::internal)?;
-            Ok(json!({ "date": date, "count": c.count }))
+            Ok(json!({ "date": date, "count": c.denials }))
         })
         .collect()
 }
@@ -384,7 +386,7 @@ async fn denial_report(
         .list_denials(license_id, from, to, MAX_DENIALS_LISTED)
         .await?;
     let counts = state.db().denials_per_day(license_id, from, to).await?;
-    let total: i64 = counts.iter().map(|c| c.count).sum();
+    let total: i64 = counts.iter().map(|c| c.denials).sum();
     Ok(Json(json!({
         "from": from,
         "to": to,

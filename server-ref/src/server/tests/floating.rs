@@ -420,10 +420,10 @@ async fn denial_retention_at_the_60_day_edge() {
     // A second later the edge record goes too.
     assert_eq!(state.db().purge_denials(now + 1).await.unwrap(), 1);
     let days = state.db().denials_per_day(None, 0, i64::MAX).await.unwrap();
-    let total: i64 = days.iter().map(|d| d.count).sum();
+    let total: i64 = days.iter().map(|d| d.denials).sum();
     assert_eq!(total, 2);
     assert_eq!(days.len(), 2, "{days:?}");
-    assert_eq!(days[1].day, (now - 1) / 86_400);
+    assert_eq!(days[1].utc_day, (now - 1) / 86_400);
 }
 
 /// Heartbeat and reaper race at the exact expiry instant: the lease is over at `expires_at`,
@@ -486,4 +486,70 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
         assert_eq!(row.expires_at, expiry - 1 + 900);
         assert_eq!(reaped, 0, "round {round}");
     }
+}
+
+fn far_future() -> i64 {
+    4_000_000_000
+}
+
+/// The background task of `serve`, on an injected clock: it releases lapsed leases and purges
+/// old denials by itself.
+#[tokio::test]
+async fn the_background_reaper_runs_on_its_clock() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, lease) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = check_out(&state, &key, "c2", "bob", "r1").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let reaper = spawn_reaper(
+        state.db().clone(),
+        std::time::Duration::from_millis(10),
+        far_future,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = state
+            .db()
+            .get_lease(&id, lease["lease_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let denials = state
+            .db()
+            .list_denials(None, 0, i64::MAX, 10)
+            .await
+            .unwrap();
+        if row.release_reason.is_some() && denials.is_empty() {
+            assert_eq!(row.release_reason.as_deref(), Some("expired"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reaper did not run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    reaper.abort();
+}
+
+/// A suspended license keeps no seat alive: the heartbeat is refused.
+#[tokio::test]
+async fn a_suspended_license_refuses_heartbeats() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, lease) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(
+        &state,
+        "POST",
+        &format!("/v1/licenses/{id}/suspend"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = heartbeat(&state, &key, &lease).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "license_suspended");
 }

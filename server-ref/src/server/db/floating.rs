@@ -103,6 +103,7 @@ impl Db {
     /// fewer than `seats` leases are live, else records the denial. One transaction, so a
     /// license never has more live leases than seats and every denial is recorded.
     pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
+        let _queued = self.seat_writes.lock().await;
         let mut tx = self.begin_license_write(c.license_id).await?;
         let retry: Option<LeaseRow> = sqlx::query_as(
             "SELECT * FROM leases WHERE license_id = $1 AND client_id = $2 AND request_id = $3",
@@ -236,6 +237,7 @@ impl Db {
         epoch: i64,
         now: i64,
     ) -> DbResult<LeaseUpdate> {
+        let queued = self.seat_writes.lock().await;
         let done = sqlx::query(
             "UPDATE leases SET heartbeat_at = $1, \
              expires_at = $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) \
@@ -248,6 +250,7 @@ impl Db {
         .bind(epoch)
         .execute(&self.pool)
         .await?;
+        drop(queued);
         if done.rows_affected() == 0 {
             return self.lease_miss(license_id, lease_id, epoch).await;
         }

@@ -448,3 +448,57 @@ fn kill_9_under_load_loses_no_seat_and_grants_none_twice() {
     let beats: usize = logs.iter().map(|l| l.beats).sum();
     eprintln!("kill -9 test: {at_kill} requests before the kill, {failures} failed, {beats} beats");
 }
+
+/// Two server processes on one database (the SQLite file here; the PostgreSQL run shares a
+/// URL instead): 64 clients split between them race for N seats, rounds: exactly N granted.
+#[test]
+fn last_seat_race_across_two_server_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a = Server::start(&data, "127.0.0.1:0");
+    let b = Server::start(&data, "127.0.0.1:0");
+    assert!(
+        b.admin_token.is_none(),
+        "the second process bootstrapped again"
+    );
+    let admin = a.admin_token.clone().unwrap();
+    for (round, seats) in [1u32, 4].into_iter().enumerate() {
+        let (key, id) = floating_license(&a.addr, &admin, seats);
+        let barrier = Arc::new(Barrier::new(64));
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let addr = if i % 2 == 0 {
+                    a.addr.clone()
+                } else {
+                    b.addr.clone()
+                };
+                let (key, barrier) = (key.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    check_out(&addr, &key, &format!("c{round}-{i}"), "r1").unwrap()
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for thread in threads {
+            let reply = thread.join().unwrap();
+            match reply.status {
+                201 => granted += 1,
+                409 => assert_eq!(reply.body["detail"], NO_SEATS),
+                _ => panic!("{reply:?}"),
+            }
+        }
+        assert_eq!(granted, seats, "round {round}");
+        for server in [&a, &b] {
+            let path = format!("/v1/licenses/{id}/leases");
+            let listed = http(&server.addr, "GET", &path, Some(&admin), None).unwrap();
+            assert_eq!(
+                listed.body["leases"].as_array().unwrap().len(),
+                seats as usize
+            );
+            let path = format!("/v1/licenses/{id}/denials");
+            let denials = http(&server.addr, "GET", &path, Some(&admin), None).unwrap();
+            assert_eq!(denials.body["total"], 64 - seats);
+        }
+    }
+}

@@ -232,6 +232,15 @@ enum lic_status
      * licensing server for a fresh token.
      */
     LIC_STATUS_CHECK_IN_REQUIRED = 22,
+    /**
+     * A floating license's seat lease has expired (at or after its `exp`) or was released:
+     * the app must check out a seat again.
+     */
+    LIC_STATUS_LEASE_EXPIRED = 23,
+    /**
+     * A floating license is used without a lease for it: the app must check out a seat.
+     */
+    LIC_STATUS_LEASE_REQUIRED = 24,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

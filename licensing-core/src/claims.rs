@@ -373,7 +373,9 @@ pub struct Site {
 }
 
 /// An optional claim that, when present, must not be `null`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -404,6 +406,8 @@ macro_rules! json_object {
         }
     )*};
 }
+
+pub(crate) use json_object;
 
 json_object!(
     LicenseClaims,
@@ -587,12 +591,12 @@ impl NodeLock {
     }
 }
 
-fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+pub(crate) fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
     let path = e.path().to_string();
     Error::claim(path, e.into_inner().to_string())
 }
 
-fn non_empty(field: &str, value: &str) -> Result<(), Error> {
+pub(crate) fn non_empty(field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
         Err(Error::claim(field, "must not be empty"))
     } else {
@@ -600,7 +604,7 @@ fn non_empty(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
-fn timestamp(field: &str, value: Option<i64>) -> Result<(), Error> {
+pub(crate) fn timestamp(field: &str, value: Option<i64>) -> Result<(), Error> {
     match value {
         Some(t) if !(0..=MAX_TIMESTAMP).contains(&t) => Err(Error::claim(
             field,

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::fingerprint::MachineFingerprint;
 use crate::jws::{self, TokenKind};
 use crate::keys::TrustStore;
+use crate::lease::{Lease, LeaseClaims};
 use crate::status::Status;
 
 /// What the running app knows about itself and its environment.
@@ -584,6 +585,26 @@ impl Verifier {
             });
         }
         Ok(License {
+            claims,
+            kid: jws.kid,
+        })
+    }
+
+    /// Verifies a `lease+jwt` token with the same procedure as a license (a license presented
+    /// as a lease is [`Error::WrongTokenType`], and the reverse too), then its claims and
+    /// product. Whether it is still live is [`Lease::status_for`]'s question.
+    pub fn verify_lease(&self, token: &str) -> Result<Lease, Error> {
+        let jws = jws::verify(token, TokenKind::Lease, &self.store)?;
+        let claims = LeaseClaims::from_json(&jws.payload)?;
+        if let Some(product) = &self.product_id
+            && claims.aud != *product
+        {
+            return Err(Error::ProductMismatch {
+                expected: product.clone(),
+                found: vec![claims.aud],
+            });
+        }
+        Ok(Lease {
             claims,
             kid: jws.kid,
         })

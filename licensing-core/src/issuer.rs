@@ -9,6 +9,7 @@ use crate::claims::LicenseClaims;
 use crate::error::Error;
 use crate::jws::{self, TokenKind};
 use crate::keys::{KeyError, PublicKey};
+use crate::lease::LeaseClaims;
 
 /// An Ed25519 signing key with its validated public half. The secret is zeroized on drop.
 pub struct PrivateKey {
@@ -77,6 +78,14 @@ pub fn issue_license(claims: &LicenseClaims, key: &PrivateKey) -> Result<String,
     claims.validate()?;
     let payload = serde_json::to_vec(claims).map_err(|e| Error::claim("", e.to_string()))?;
     let header = jws::header_for(TokenKind::License.typ(), key.public_key().kid());
+    Ok(jws::sign_compact(key, header.as_bytes(), &payload))
+}
+
+/// Validates `claims` and signs them as a `lease+jwt` token.
+pub fn issue_lease(claims: &LeaseClaims, key: &PrivateKey) -> Result<String, Error> {
+    claims.validate()?;
+    let payload = serde_json::to_vec(claims).map_err(|e| Error::claim("", e.to_string()))?;
+    let header = jws::header_for(TokenKind::Lease.typ(), key.public_key().kid());
     Ok(jws::sign_compact(key, header.as_bytes(), &payload))
 }
 

@@ -21,6 +21,8 @@ pub enum TokenKind {
     Machine,
     /// A signed licensing-server response, e.g. to an online validation (`response+jwt`).
     Response,
+    /// A floating-license seat lease granted by a licensing server (`lease+jwt`).
+    Lease,
 }
 
 impl TokenKind {
@@ -30,6 +32,7 @@ impl TokenKind {
             TokenKind::License => "license+jwt",
             TokenKind::Machine => "machine+jwt",
             TokenKind::Response => "response+jwt",
+            TokenKind::Lease => "lease+jwt",
         }
     }
 }
@@ -64,7 +67,8 @@ pub fn verify_token(
 }
 
 /// Signs `claims` as a `kind` token with the profile's header. A license goes through
-/// [`crate::issue_license`] (its claims are validated first); other kinds are signed as given.
+/// [`crate::issue_license`] and a lease through [`crate::issue_lease`] (their claims are
+/// validated first); other kinds are signed as given.
 #[cfg(feature = "issuer")]
 pub fn sign_token(
     kind: TokenKind,
@@ -74,6 +78,10 @@ pub fn sign_token(
     if kind == TokenKind::License {
         let claims = crate::claims::LicenseClaims::from_object(claims.clone())?;
         return crate::issuer::issue_license(&claims, key);
+    }
+    if kind == TokenKind::Lease {
+        let claims = crate::lease::LeaseClaims::from_object(claims.clone())?;
+        return crate::issuer::issue_lease(&claims, key);
     }
     let payload = serde_json::to_vec(claims).map_err(|e| Error::Json {
         segment: "payload",

@@ -10,6 +10,7 @@ pub mod fingerprint;
 mod issuer;
 mod jws;
 mod keys;
+pub mod lease;
 #[cfg(feature = "machine")]
 pub mod machine;
 #[cfg(feature = "store")]
@@ -24,11 +25,12 @@ pub use error::Error;
 pub use evaluate::{Check, Context, FeatureVerdict, License, Verdict, Verifier};
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
-pub use issuer::{PrivateKey, issue_license, sign_raw};
+pub use issuer::{PrivateKey, issue_lease, issue_license, sign_raw};
 #[cfg(feature = "issuer")]
 pub use jws::sign_token;
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
+pub use lease::{Lease, LeaseClaims};
 #[cfg(feature = "store")]
 pub use startup::{Licensing, unix_now};
 pub use status::Status;

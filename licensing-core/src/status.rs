@@ -59,11 +59,16 @@ pub enum Status {
     /// The license's server check-in deadline and its check-in grace have passed: the app must
     /// reach the licensing server to get a fresh token.
     CheckInRequired = 22,
+    /// A floating license's seat lease has expired (at or after its `exp`) or was released:
+    /// the app must check out a seat again.
+    LeaseExpired = 23,
+    /// A floating license is used without a lease for it: the app must check out a seat.
+    LeaseRequired = 24,
 }
 
 impl Status {
     /// Every status, in numeric order.
-    pub const ALL: [Status; 23] = [
+    pub const ALL: [Status; 25] = [
         Status::Valid,
         Status::ValidInGrace,
         Status::Expired,
@@ -87,6 +92,8 @@ impl Status {
         Status::Revoked,
         Status::Suspended,
         Status::CheckInRequired,
+        Status::LeaseExpired,
+        Status::LeaseRequired,
     ];
 
     /// Whether the software may run: [`Status::Valid`] or [`Status::ValidInGrace`].
@@ -120,6 +127,8 @@ impl Status {
             Status::Revoked => "revoked",
             Status::Suspended => "suspended",
             Status::CheckInRequired => "check_in_required",
+            Status::LeaseExpired => "lease_expired",
+            Status::LeaseRequired => "lease_required",
         }
     }
 }

@@ -61,6 +61,11 @@ pub enum lic_status {
     /// The server check-in deadline and its grace have passed: the app must reach the
     /// licensing server for a fresh token.
     LIC_STATUS_CHECK_IN_REQUIRED = 22,
+    /// A floating license's seat lease has expired (at or after its `exp`) or was released:
+    /// the app must check out a seat again.
+    LIC_STATUS_LEASE_EXPIRED = 23,
+    /// A floating license is used without a lease for it: the app must check out a seat.
+    LIC_STATUS_LEASE_REQUIRED = 24,
 }
 
 impl From<Status> for lic_status {
@@ -89,6 +94,8 @@ impl From<Status> for lic_status {
             Status::Revoked => lic_status::LIC_STATUS_REVOKED,
             Status::Suspended => lic_status::LIC_STATUS_SUSPENDED,
             Status::CheckInRequired => lic_status::LIC_STATUS_CHECK_IN_REQUIRED,
+            Status::LeaseExpired => lic_status::LIC_STATUS_LEASE_EXPIRED,
+            Status::LeaseRequired => lic_status::LIC_STATUS_LEASE_REQUIRED,
         }
     }
 }
@@ -124,6 +131,8 @@ fn status_name(status: Status) -> &'static CStr {
         Status::Revoked => c"revoked",
         Status::Suspended => c"suspended",
         Status::CheckInRequired => c"check_in_required",
+        Status::LeaseExpired => c"lease_expired",
+        Status::LeaseRequired => c"lease_required",
     }
 }
 
@@ -158,6 +167,8 @@ fn status_message(status: Status) -> &'static CStr {
         Status::CheckInRequired => {
             c"The license must be confirmed by the licensing server; please connect to the internet."
         }
+        Status::LeaseExpired => c"The seat lease has expired; check out a seat again.",
+        Status::LeaseRequired => c"A floating license needs a seat lease; check out a seat.",
     }
 }
 
@@ -277,7 +288,8 @@ mod tests {
                 "Unknown license status."
             );
         }
-        let past_end = Status::ALL.len() as u32;
+        // Numbers are not dense (reserved values), so "past the end" is after the largest.
+        let past_end = Status::ALL.iter().map(|s| *s as u32).max().unwrap_or(0) + 1;
         assert_eq!(c(lic_status_name(past_end)), "unknown");
         assert!(!lic_status_is_usable(past_end));
     }

@@ -219,8 +219,14 @@ static void test_version_and_static_strings(void) {
             "virtual_machine_not_allowed", "clock_tampered", "no_license", "revoked",
             "suspended", "check_in_required"};
         const size_t count = sizeof names / sizeof names[0];
-        CHECK(count == LIC_STATUS_CHECK_IN_REQUIRED + 1);
+        CHECK(count == LIC_STATUS_LEASE_REQUIRED + 1);
         CHECK(LIC_STATUS_REVOKED == 20 && LIC_STATUS_SUSPENDED == 21);
+        /* The lease statuses. */
+        CHECK(LIC_STATUS_LEASE_EXPIRED == 23 && LIC_STATUS_LEASE_REQUIRED == 24);
+        CHECK(strcmp(lic_status_name(LIC_STATUS_LEASE_EXPIRED), "lease_expired") == 0);
+        CHECK(strcmp(lic_status_name(LIC_STATUS_LEASE_REQUIRED), "lease_required") == 0);
+        CHECK(!lic_status_is_usable(LIC_STATUS_LEASE_EXPIRED));
+        CHECK(strcmp(lic_status_name(LIC_STATUS_LEASE_REQUIRED + 1), "unknown") == 0);
         for (i = 0; i < count; i++) {
             CHECK(strcmp(lic_status_name(i), names[i]) == 0);
             CHECK(strcmp(lic_status_message(i), "Unknown license status.") != 0);

@@ -76,7 +76,10 @@ fn main() {
         .unwrap()
         .unwrap();
     let hello = Proc(child);
-    let hello_addr = line.strip_prefix("listening on http://").unwrap().to_owned();
+    let hello_addr = line
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_owned();
 
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(
@@ -96,8 +99,10 @@ fn main() {
         "POST",
         "/v1/policies",
         admin,
-        Some(&json!({ "product_id": "com.example.load", "name": "load", "model": "subscription",
-            "duration": 86400 * 365, "max_machines": 64, "check_in_interval": 86400 })),
+        Some(
+            &json!({ "product_id": "com.example.load", "name": "load", "model": "subscription",
+            "duration": 86400 * 365, "max_machines": 64, "check_in_interval": 86400 }),
+        ),
     );
     assert_eq!(status, 201, "{policy}");
     let (status, license) = conn.call(
@@ -125,21 +130,33 @@ fn main() {
     );
 
     let cpu_before = cpu_time(hello.pid());
-    let hello_run = phase("hello-world", &hello_addr, clients, seconds, |_, conn, _| {
-        let (status, _) = conn.call("GET", "/hello", None, None);
-        assert_eq!(status, 200);
-        None
-    });
+    let hello_run = phase(
+        "hello-world",
+        &hello_addr,
+        clients,
+        seconds,
+        |_, conn, _| {
+            let (status, _) = conn.call("GET", "/hello", None, None);
+            assert_eq!(status, 200);
+            None
+        },
+    );
     let hello_cpu = (cpu_time(hello.pid()) - cpu_before).as_secs_f64() / hello_run.requests as f64;
 
     let cpu_before = cpu_time(server.proc.pid());
-    let validate_run = phase("validate", &server.addr, clients, seconds, move |c, conn, n| {
-        let body = json!({ "license_key": key, "fingerprint": format!("load-{c}"),
+    let validate_run = phase(
+        "validate",
+        &server.addr,
+        clients,
+        seconds,
+        move |c, conn, n| {
+            let body = json!({ "license_key": key, "fingerprint": format!("load-{c}"),
             "nonce": format!("nonce-{c}-{n:08}") });
-        let (status, answer) = conn.call("POST", "/v1/client/validate", None, Some(&body));
-        assert_eq!(status, 200, "{answer}");
-        None
-    });
+            let (status, answer) = conn.call("POST", "/v1/client/validate", None, Some(&body));
+            assert_eq!(status, 200, "{answer}");
+            None
+        },
+    );
     let validate_cpu =
         (cpu_time(server.proc.pid()) - cpu_before).as_secs_f64() / validate_run.requests as f64;
 

@@ -250,6 +250,23 @@ fn tokens(key: &PrivateKey, other: &PrivateKey) -> BTreeMap<&'static str, String
         "wrong_token_type",
         sign_raw("machine+jwt", key, None, &payload),
     );
+    // A genuine seat lease is not a license.
+    let lease = licensing_core::LeaseClaims {
+        iss: "https://licensing.example.com".into(),
+        sub: "lse_1".into(),
+        aud: PRODUCT.into(),
+        iat: NOW,
+        exp: NOW + 900,
+        jti: "jti_lease_1".into(),
+        license_id: "lic_floating".into(),
+        client_id: "client-1".into(),
+        user: "alice".into(),
+        epoch: 1,
+    };
+    t.insert(
+        "lease_as_license",
+        licensing_core::issue_lease(&lease, key).unwrap(),
+    );
     let hs256 = json!({ "alg": "HS256", "kid": key.public_key().kid(), "typ": "license+jwt" });
     t.insert(
         "unsupported_algorithm",
@@ -459,6 +476,12 @@ fn cases() -> Vec<Case> {
         case(
             "wrong_token_type",
             "wrong_token_type",
+            at(NOW),
+            WrongTokenType,
+        ),
+        case(
+            "lease_as_license",
+            "lease_as_license",
             at(NOW),
             WrongTokenType,
         ),

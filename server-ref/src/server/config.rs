@@ -52,6 +52,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_CLIENT_RATE_PER_MINUTE",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub client_rate_per_minute: Option<u32>,
+    /// Seconds between two runs of the reaper [default: 15] (releases lapsed seat leases,
+    /// purges denials older than 60 days).
+    #[arg(long, env = "LICENSING_REAP_INTERVAL",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reap_interval: Option<u64>,
 }
 
 /// The TOML file: the same settings, every one optional, nothing else.
@@ -64,6 +69,7 @@ struct FileSettings {
     signing_key: Option<PathBuf>,
     key_reload_secs: Option<u64>,
     client_rate_per_minute: Option<u32>,
+    reap_interval: Option<u64>,
     issuer: Option<String>,
 }
 
@@ -76,6 +82,7 @@ pub(crate) struct Settings {
     pub signing_key: Option<PathBuf>,
     pub key_reload_secs: u64,
     pub client_rate_per_minute: u32,
+    pub reap_interval: u64,
     pub issuer: String,
 }
 
@@ -90,6 +97,7 @@ impl Settings {
             store,
             key_reload_secs,
             client_rate_per_minute,
+            reap_interval,
         } = args;
         let file = match &store.config {
             Some(path) => read_file(path)?,
@@ -105,7 +113,12 @@ impl Settings {
         if client_rate_per_minute == 0 {
             return Err("client_rate_per_minute must be at least 1".into());
         }
+        let reap_interval = reap_interval.or(file.reap_interval).unwrap_or(15);
+        if !(1..=3600).contains(&reap_interval) {
+            return Err("reap_interval must be 1 to 3600".into());
+        }
         Ok(Settings {
+            reap_interval,
             listen: listen
                 .or(file.listen)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),

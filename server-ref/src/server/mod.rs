@@ -27,7 +27,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use licensing_core::{PrivateKey, TrustStore, Verifier};
 
 pub use config::ServeArgs;
@@ -229,6 +229,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/client/deactivate", post(deactivate))
         .route("/v1/client/transfer", post(transfer))
         .route("/v1/offline/activate", post(offline::activate_handler))
+        .route("/v1/licenses/{id}/leases", get(list_leases))
+        .route(
+            "/v1/licenses/{id}/leases/{lease_id}/release",
+            post(force_release),
+        )
+        .route("/v1/licenses/{id}/lease-timeout", put(set_lease_timeout))
+        .route("/v1/licenses/{id}/denials", get(list_denials))
+        .route("/v1/denials/report", get(denials_report))
+        .route("/v1/client/leases", post(check_out))
+        .route("/v1/client/leases/{id}/heartbeat", post(heartbeat))
+        .route("/v1/client/leases/{id}/release", post(check_in))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -433,13 +444,52 @@ async fn serve(args: Settings) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "listening");
     outln!("listening on http://{addr}");
-    axum::serve(listener, router(state))
+    let reaper = spawn_reaper(
+        db.clone(),
+        std::time::Duration::from_secs(args.reap_interval),
+        now,
+    );
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| format!("serving: {e}"))?;
+        .map_err(|e| format!("serving: {e}"));
+    reaper.abort();
+    served?;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One reaper run at `now`: releases the seat leases lapsed by then and purges denials older
+/// than the retention. Returns (leases released, denials purged).
+pub(crate) async fn reap_once(db: &Db, now: i64) -> Result<(u64, u64), sqlx::Error> {
+    let leases = db.reap_expired_leases(now).await?;
+    let denials = db.purge_denials(now).await?;
+    Ok((leases, denials))
+}
+
+/// The background reaper: [`reap_once`] every `every`, at the time `clock` tells (the server
+/// clock; tests inject theirs). Errors are logged and retried at the next tick. Nothing is
+/// done at startup beyond what the clock says: a restart frees no seat early.
+pub(crate) fn spawn_reaper(
+    db: Db,
+    every: std::time::Duration,
+    clock: fn() -> i64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match reap_once(&db, clock()).await {
+                Ok((0, 0)) => {}
+                Ok((leases, denials)) => {
+                    tracing::info!(leases, denials, "reaped lapsed leases and old denials");
+                }
+                Err(e) => tracing::warn!(error = %e, "reaper run failed"),
+            }
+        }
+    })
 }
 
 fn create_data_dir(dir: &Path) -> Result<(), String> {
@@ -581,6 +631,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    mod floating;
 
     pub(super) const ADMIN: &str = "lst_admin_for_tests";
     pub(super) const AUDITOR: &str = "lst_auditor_for_tests";

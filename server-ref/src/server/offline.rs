@@ -16,7 +16,7 @@ use super::config::{ServeArgs, Settings, StoreArgs};
 use super::error::{ApiError, ApiResult};
 use super::extract::{self, Action, Caller, StrictJson};
 use super::routes::{
-    activate_machine, answer_claims, check_fingerprint, license_by_key, token_field,
+    RateLimit, activate_machine, answer_claims, check_fingerprint, license_by_key, token_field,
 };
 use super::{AppState, issue, now};
 
@@ -87,7 +87,7 @@ pub(crate) async fn offline_activate(
             "`created_at` is not a time in Unix seconds",
         ));
     }
-    let row = license_by_key(state, &req.license_key).await?;
+    let row = license_by_key(state, &req.license_key, RateLimit::Skip).await?;
     let now = now();
     let activated = activate_machine(state, &row, &req.fingerprint, None, now).await?;
     let mut claims = answer_claims(

@@ -212,7 +212,7 @@ pub(crate) async fn activate(
     StrictJson(req): StrictJson<ActivateRequest>,
 ) -> ApiResult<(StatusCode, Json<ActivateResponse>)> {
     check_fingerprint(&req.fingerprint)?;
-    let row = license_by_key(&state, &req.license_key).await?;
+    let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
     activation_answer(&state, activated, now).await
@@ -243,7 +243,7 @@ pub(crate) async fn transfer(
             "`fingerprint` is the machine named by `from_fingerprint`",
         ));
     }
-    let row = license_by_key(&state, &req.license_key).await?;
+    let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let activated = activate_machine(
         &state,
@@ -312,7 +312,7 @@ pub(crate) async fn deactivate(
     StrictJson(req): StrictJson<DeactivateRequest>,
 ) -> ApiResult<Json<DeactivateResponse>> {
     token_field("fingerprint", &req.fingerprint, 1, 128)?;
-    let row = license_by_key(&state, &req.license_key).await?;
+    let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let answer =
         deactivate_machine(&state, &row, MachineRef::Fingerprint(&req.fingerprint)).await?;
     Ok(Json(answer))
@@ -380,7 +380,7 @@ pub(crate) async fn validate(
 ) -> ApiResult<Json<ValidateResponse>> {
     token_field("nonce", &req.nonce, 8, 128)?;
     token_field("fingerprint", &req.fingerprint, 1, 128)?;
-    let row = license_by_key(&state, &req.license_key).await?;
+    let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let machine = state.db().get_machine(&row.id, &req.fingerprint).await?;
     if let Some(machine) = &machine {

@@ -23,11 +23,13 @@ use super::{AppState, now, secrets};
 
 mod admin;
 mod client;
+mod floating;
 mod keys;
 mod tenants;
 
 pub(crate) use admin::*;
 pub(crate) use client::*;
+pub(crate) use floating::*;
 pub(crate) use keys::*;
 pub(crate) use tenants::*;
 
@@ -107,8 +109,24 @@ pub(crate) fn check_fingerprint(fp: &MachineFingerprint) -> ApiResult<()> {
     Ok(())
 }
 
-/// The license a typed key names: 422 when it cannot be a key, 404 when no license has it.
-pub(crate) async fn license_by_key(state: &AppState, typed: &str) -> ApiResult<LicenseRow> {
+/// Whether a client-API call counts against its license key's rate (activation, validation,
+/// deactivation, transfer). Seat calls do not: one floating license key is shared by every
+/// user of a customer, whose heartbeats are bounded by the seat count and lease timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RateLimit {
+    /// Counted; 429 beyond the rate.
+    Apply,
+    /// Not counted.
+    Skip,
+}
+
+/// The license a typed key names: 422 when it cannot be a key, 429 when `limit` applies and the
+/// key is over its rate, 404 when no license has it.
+pub(crate) async fn license_by_key(
+    state: &AppState,
+    typed: &str,
+    limit: RateLimit,
+) -> ApiResult<LicenseRow> {
     let key = secrets::canonical_license_key(typed).ok_or_else(|| {
         ApiError::invalid(
             "invalid_license_key",
@@ -116,7 +134,9 @@ pub(crate) async fn license_by_key(state: &AppState, typed: &str) -> ApiResult<L
         )
     })?;
     let key_hash = secrets::sha256_hex(key.as_bytes());
-    state.check_client_rate(&key_hash)?;
+    if limit == RateLimit::Apply {
+        state.check_client_rate(&key_hash)?;
+    }
     state
         .db()
         .license_by_key_hash(&key_hash)

@@ -1,0 +1,431 @@
+//! Floating licenses: seat leases, the per-license lease timeout, denials.
+//!
+//! One rule decides whether a lease holds a seat, everywhere (check-out count, heartbeat,
+//! check-in, reaper): `released_at IS NULL AND now < expires_at`, on the server's clock. At the
+//! exact expiry instant the lease is over: a heartbeat at that second fails and the reaper
+//! releases it.
+
+use sqlx::FromRow;
+
+use super::{Db, DbResult};
+
+/// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
+pub(crate) const DENIAL_RETENTION_SECS: i64 = 60 * 86_400;
+
+/// A row of `leases`.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub(crate) struct LeaseRow {
+    pub id: String,
+    pub license_id: String,
+    pub client_id: String,
+    pub user_name: String,
+    pub request_id: String,
+    pub epoch: i64,
+    pub created_at: i64,
+    pub heartbeat_at: i64,
+    pub expires_at: i64,
+    pub released_at: Option<i64>,
+    pub release_reason: Option<String>,
+}
+
+impl LeaseRow {
+    /// Whether the lease holds its seat at `now` (the one rule, see the module doc).
+    pub fn is_live_at(&self, now: i64) -> bool {
+        self.released_at.is_none() && now < self.expires_at
+    }
+}
+
+/// A row of `denials`.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub(crate) struct DenialRow {
+    pub id: String,
+    pub license_id: String,
+    pub client_id: String,
+    pub user_name: String,
+    pub at: i64,
+}
+
+/// A check-out request, with the ids the server chose for a new lease or denial.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckOut<'a> {
+    pub license_id: &'a str,
+    pub client_id: &'a str,
+    pub user: &'a str,
+    pub request_id: &'a str,
+    /// The license's seats.
+    pub seats: i64,
+    pub now: i64,
+    /// Id of the lease if one is granted.
+    pub lease_id: &'a str,
+    /// Id of the denial record if none is free.
+    pub denial_id: &'a str,
+}
+
+/// What a check-out did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CheckOutOutcome {
+    /// A seat was granted: the new lease.
+    Granted(LeaseRow),
+    /// The same request (or the same client and user) already holds this live lease.
+    Existing(LeaseRow),
+    /// The lease of this request id has ended (checked in, force-released or lapsed).
+    Ended(LeaseRow),
+    /// This request id was used by the same client for another user.
+    RequestIdConflict,
+    /// No seat free; the denial is recorded.
+    Denied,
+}
+
+/// What a heartbeat or a check-in did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LeaseUpdate {
+    /// Done; the lease as it is now.
+    Done(LeaseRow),
+    /// No such lease on this license.
+    NotFound,
+    /// The lease is no longer live (checked in, force-released, lapsed).
+    Ended(LeaseRow),
+    /// The epoch presented is not the lease's (a fenced, older holder).
+    Fenced(LeaseRow),
+}
+
+/// Denials per UTC day.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub(crate) struct DayCount {
+    /// Days since the Unix epoch.
+    pub utc_day: i64,
+    pub denials: i64,
+}
+
+/// Whose denials a report covers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DenialScope<'a> {
+    /// One license.
+    License(&'a str),
+    /// Every license of one organization (tenant).
+    Organization(&'a str),
+}
+
+impl Db {
+    /// Check-out, serialized per license: idempotent retry by request id; reaps the license's
+    /// lapsed leases; the same client and user keep their live lease; then grants a seat if
+    /// fewer than `seats` leases are live, else records the denial. One transaction, so a
+    /// license never has more live leases than seats and every denial is recorded.
+    pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
+        let _queued = self.queue_sqlite_writer().await;
+        let mut tx = self.begin_license_write(c.license_id).await?;
+        let retry: Option<LeaseRow> = sqlx::query_as(
+            "SELECT * FROM leases WHERE license_id = $1 AND client_id = $2 AND request_id = $3",
+        )
+        .bind(c.license_id)
+        .bind(c.client_id)
+        .bind(c.request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(lease) = retry {
+            tx.commit().await?;
+            return Ok(if lease.user_name != c.user {
+                CheckOutOutcome::RequestIdConflict
+            } else if lease.is_live_at(c.now) {
+                CheckOutOutcome::Existing(lease)
+            } else {
+                CheckOutOutcome::Ended(lease)
+            });
+        }
+        sqlx::query(
+            "UPDATE leases SET released_at = expires_at, release_reason = 'expired' \
+             WHERE license_id = $1 AND released_at IS NULL AND expires_at <= $2",
+        )
+        .bind(c.license_id)
+        .bind(c.now)
+        .execute(&mut *tx)
+        .await?;
+        let held: Option<LeaseRow> = sqlx::query_as(
+            "SELECT * FROM leases WHERE license_id = $1 AND client_id = $2 AND user_name = $3 \
+             AND released_at IS NULL AND expires_at > $4 ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(c.license_id)
+        .bind(c.client_id)
+        .bind(c.user)
+        .bind(c.now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(lease) = held {
+            tx.commit().await?;
+            return Ok(CheckOutOutcome::Existing(lease));
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM leases WHERE license_id = $1 AND released_at IS NULL \
+             AND expires_at > $2",
+        )
+        .bind(c.license_id)
+        .bind(c.now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= c.seats {
+            sqlx::query(
+                "INSERT INTO denials (id, license_id, client_id, user_name, at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(c.denial_id)
+            .bind(c.license_id)
+            .bind(c.client_id)
+            .bind(c.user)
+            .bind(c.now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(CheckOutOutcome::Denied);
+        }
+        let timeout: i64 = sqlx::query_scalar("SELECT lease_timeout FROM licenses WHERE id = $1")
+            .bind(c.license_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let lease = LeaseRow {
+            id: c.lease_id.to_owned(),
+            license_id: c.license_id.to_owned(),
+            client_id: c.client_id.to_owned(),
+            user_name: c.user.to_owned(),
+            request_id: c.request_id.to_owned(),
+            epoch: 1,
+            created_at: c.now,
+            heartbeat_at: c.now,
+            expires_at: c.now.saturating_add(timeout),
+            released_at: None,
+            release_reason: None,
+        };
+        sqlx::query(
+            "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
+             created_at, heartbeat_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&lease.id)
+        .bind(&lease.license_id)
+        .bind(&lease.client_id)
+        .bind(&lease.user_name)
+        .bind(&lease.request_id)
+        .bind(lease.epoch)
+        .bind(lease.created_at)
+        .bind(lease.heartbeat_at)
+        .bind(lease.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CheckOutOutcome::Granted(lease))
+    }
+
+    /// One lease of a license.
+    pub async fn get_lease(&self, license_id: &str, lease_id: &str) -> DbResult<Option<LeaseRow>> {
+        sqlx::query_as("SELECT * FROM leases WHERE id = $1 AND license_id = $2")
+            .bind(lease_id)
+            .bind(license_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Why a conditional lease update changed nothing.
+    async fn lease_miss(
+        &self,
+        license_id: &str,
+        lease_id: &str,
+        epoch: i64,
+    ) -> DbResult<LeaseUpdate> {
+        Ok(match self.get_lease(license_id, lease_id).await? {
+            None => LeaseUpdate::NotFound,
+            Some(lease) if lease.epoch != epoch => LeaseUpdate::Fenced(lease),
+            Some(lease) => LeaseUpdate::Ended(lease),
+        })
+    }
+
+    /// Heartbeat: extends a live lease presenting its current epoch to `now` + the license's
+    /// timeout. One conditional `UPDATE`, so it and the reaper (or a force-release) cannot
+    /// both win: at `now == expires_at` the lease is over and the heartbeat fails.
+    pub async fn heartbeat(
+        &self,
+        license_id: &str,
+        lease_id: &str,
+        epoch: i64,
+        now: i64,
+    ) -> DbResult<LeaseUpdate> {
+        let queued = self.queue_sqlite_writer().await;
+        let done = sqlx::query(
+            "UPDATE leases SET heartbeat_at = $1, \
+             expires_at = $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) \
+             WHERE id = $2 AND license_id = $3 AND epoch = $4 AND released_at IS NULL \
+             AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(lease_id)
+        .bind(license_id)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await?;
+        drop(queued);
+        if done.rows_affected() == 0 {
+            return self.lease_miss(license_id, lease_id, epoch).await;
+        }
+        Ok(match self.get_lease(license_id, lease_id).await? {
+            Some(lease) => LeaseUpdate::Done(lease),
+            None => LeaseUpdate::NotFound,
+        })
+    }
+
+    /// Check-in by the holder: frees the seat at once.
+    pub async fn check_in(
+        &self,
+        license_id: &str,
+        lease_id: &str,
+        epoch: i64,
+        now: i64,
+    ) -> DbResult<LeaseUpdate> {
+        let done = sqlx::query(
+            "UPDATE leases SET released_at = $1, release_reason = 'checked_in' \
+             WHERE id = $2 AND license_id = $3 AND epoch = $4 AND released_at IS NULL \
+             AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(lease_id)
+        .bind(license_id)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return self.lease_miss(license_id, lease_id, epoch).await;
+        }
+        Ok(match self.get_lease(license_id, lease_id).await? {
+            Some(lease) => LeaseUpdate::Done(lease),
+            None => LeaseUpdate::NotFound,
+        })
+    }
+
+    /// Force-release by an administrator: the seat is free at once and the epoch moves on, so
+    /// the old holder's next heartbeat is refused (fencing). `None`: no such lease.
+    pub async fn force_release(
+        &self,
+        license_id: &str,
+        lease_id: &str,
+        now: i64,
+    ) -> DbResult<Option<LeaseRow>> {
+        sqlx::query(
+            "UPDATE leases SET released_at = $1, release_reason = 'forced', epoch = epoch + 1 \
+             WHERE id = $2 AND license_id = $3 AND released_at IS NULL",
+        )
+        .bind(now)
+        .bind(lease_id)
+        .bind(license_id)
+        .execute(&self.pool)
+        .await?;
+        self.get_lease(license_id, lease_id).await
+    }
+
+    /// The live leases of a license at `now`, oldest first.
+    pub async fn live_leases(&self, license_id: &str, now: i64) -> DbResult<Vec<LeaseRow>> {
+        sqlx::query_as(
+            "SELECT * FROM leases WHERE license_id = $1 AND released_at IS NULL \
+             AND expires_at > $2 ORDER BY created_at, id",
+        )
+        .bind(license_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Releases every lease lapsed at `now` (server clock); returns how many.
+    pub async fn reap_expired_leases(&self, now: i64) -> DbResult<u64> {
+        let done = sqlx::query(
+            "UPDATE leases SET released_at = expires_at, release_reason = 'expired' \
+             WHERE released_at IS NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes denials older than [`DENIAL_RETENTION_SECS`] at `now`; returns how many.
+    pub async fn purge_denials(&self, now: i64) -> DbResult<u64> {
+        let done = sqlx::query("DELETE FROM denials WHERE at < $1")
+            .bind(now.saturating_sub(DENIAL_RETENTION_SECS))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The lease timeout of a license, in seconds.
+    pub async fn lease_timeout(&self, license_id: &str) -> DbResult<Option<i64>> {
+        sqlx::query_scalar("SELECT lease_timeout FROM licenses WHERE id = $1")
+            .bind(license_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Sets the lease timeout of a license (bounds checked by the caller and the schema).
+    pub async fn set_lease_timeout(
+        &self,
+        license_id: &str,
+        seconds: i64,
+        now: i64,
+    ) -> DbResult<()> {
+        sqlx::query("UPDATE licenses SET lease_timeout = $1, updated_at = $2 WHERE id = $3")
+            .bind(seconds)
+            .bind(now)
+            .bind(license_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Denials in `[from, to)`, newest first, at most `limit`; of one license or of one
+    /// organization's licenses.
+    pub async fn list_denials(
+        &self,
+        scope: DenialScope<'_>,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> DbResult<Vec<DenialRow>> {
+        // Two statements rather than `$1 IS NULL OR ...`: PostgreSQL cannot always type an
+        // untyped NULL parameter.
+        let query = match scope {
+            DenialScope::License(id) => sqlx::query_as(
+                "SELECT * FROM denials WHERE license_id = $1 AND at >= $2 AND at < $3 \
+                 ORDER BY at DESC, id LIMIT $4",
+            )
+            .bind(id),
+            DenialScope::Organization(org) => sqlx::query_as(
+                "SELECT * FROM denials WHERE license_id IN \
+                 (SELECT id FROM licenses WHERE organization_id = $1) \
+                 AND at >= $2 AND at < $3 ORDER BY at DESC, id LIMIT $4",
+            )
+            .bind(org),
+        };
+        query
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Denials in `[from, to)` per UTC day; of one license or of one organization's licenses.
+    pub async fn denials_per_day(
+        &self,
+        scope: DenialScope<'_>,
+        from: i64,
+        to: i64,
+    ) -> DbResult<Vec<DayCount>> {
+        let query = match scope {
+            DenialScope::License(id) => sqlx::query_as(
+                "SELECT at / 86400 AS utc_day, COUNT(*) AS denials FROM denials \
+                 WHERE license_id = $1 AND at >= $2 AND at < $3 GROUP BY at / 86400 ORDER BY utc_day",
+            )
+            .bind(id),
+            DenialScope::Organization(org) => sqlx::query_as(
+                "SELECT at / 86400 AS utc_day, COUNT(*) AS denials FROM denials \
+                 WHERE license_id IN (SELECT id FROM licenses WHERE organization_id = $1) \
+                 AND at >= $2 AND at < $3 GROUP BY at / 86400 ORDER BY utc_day",
+            )
+            .bind(org),
+        };
+        query.bind(from).bind(to).fetch_all(&self.pool).await
+    }
+}

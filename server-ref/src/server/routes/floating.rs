@@ -1,0 +1,427 @@
+//! Floating licenses: seat check-out, heartbeat and check-in for clients (license key), leases,
+//! the lease timeout and denials for the admin API (roles). The seat rules live in one
+//! transaction in `db/floating.rs`; the token is licensing-core's `lease+jwt`.
+
+use axum::extract::Query;
+use licensing_core::LeaseClaims;
+
+use super::super::db::{
+    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope, LeaseRow,
+    LeaseUpdate,
+};
+use super::*;
+
+/// The denial message of the customer's specification, exactly.
+pub(crate) const NO_SEATS_MESSAGE: &str = "No available licenses, please contact IT";
+
+/// Bounds of a license's lease timeout, in seconds (5 to 60 minutes).
+pub(crate) const LEASE_TIMEOUT_BOUNDS: std::ops::RangeInclusive<i64> = 300..=3600;
+
+/// The client is told to heartbeat at this fraction of the timeout, so two beats may be lost
+/// before the seat lapses.
+const HEARTBEAT_FRACTION: i64 = 3;
+
+/// Most denials one listing returns.
+const MAX_DENIALS_LISTED: i64 = 1000;
+
+fn lease_view(lease: &LeaseRow) -> Value {
+    json!({
+        "lease_id": lease.id,
+        "license_id": lease.license_id,
+        "client_id": lease.client_id,
+        "user": lease.user_name,
+        "epoch": lease.epoch,
+        "created_at": lease.created_at,
+        "heartbeat_at": lease.heartbeat_at,
+        "expires_at": lease.expires_at,
+        "released_at": lease.released_at,
+        "release_reason": lease.release_reason,
+    })
+}
+
+fn denial_view(denial: &DenialRow) -> Value {
+    json!({
+        "id": denial.id,
+        "license_id": denial.license_id,
+        "client_id": denial.client_id,
+        "user": denial.user_name,
+        "at": denial.at,
+    })
+}
+
+/// A license usable for seats: floating and active; its seats.
+fn floating_seats(state: &AppState, row: &LicenseRow, now: i64) -> ApiResult<i64> {
+    match issue::effective_status(state, row, now)? {
+        "suspended" => {
+            return Err(ApiError::forbidden(
+                "license_suspended",
+                "the license is suspended; no seat can be checked out",
+            ));
+        }
+        "revoked" => {
+            return Err(ApiError::forbidden(
+                "license_revoked",
+                "the license is revoked; no seat can be checked out",
+            ));
+        }
+        "expired" => {
+            return Err(ApiError::forbidden(
+                "license_expired",
+                "the license has expired; no seat can be checked out",
+            ));
+        }
+        "not_yet_valid" => {
+            return Err(ApiError::forbidden(
+                "license_not_yet_valid",
+                "the license is not valid yet; no seat can be checked out",
+            ));
+        }
+        _ => {}
+    }
+    let template: serde_json::Map<String, Value> =
+        serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
+    let lic = template.get("lic");
+    let model = lic.and_then(|l| l.get("model")).and_then(Value::as_str);
+    if model != Some(LicenseModel::Floating.as_str()) {
+        return Err(ApiError::conflict(
+            "license_not_floating",
+            "seats are checked out only from a floating license",
+        ));
+    }
+    lic.and_then(|l| l.get("seats"))
+        .and_then(Value::as_i64)
+        .filter(|seats| *seats >= 1)
+        .ok_or_else(|| ApiError::internal(format!("floating license {} has no seats", row.id)))
+}
+
+/// Signs the `lease+jwt` for a lease as it is now.
+fn sign_lease(state: &AppState, row: &LicenseRow, lease: &LeaseRow, now: i64) -> ApiResult<String> {
+    let claims = LeaseClaims {
+        iss: state.issuer().to_owned(),
+        sub: lease.id.clone(),
+        aud: row.product_id.clone(),
+        iat: now,
+        exp: lease.expires_at,
+        jti: secrets::new_id("jti").map_err(internal)?,
+        license_id: lease.license_id.clone(),
+        client_id: lease.client_id.clone(),
+        user: lease.user_name.clone(),
+        epoch: u64::try_from(lease.epoch).map_err(ApiError::internal)?,
+    };
+    licensing_core::issue_lease(&claims, &state.key())
+        .map_err(|e| ApiError::internal(format!("signing a lease: {e}")))
+}
+
+/// The answer carrying a lease: its id, a fresh token, its expiry and the heartbeat interval.
+async fn lease_answer(
+    state: &AppState,
+    row: &LicenseRow,
+    lease: &LeaseRow,
+    now: i64,
+) -> ApiResult<Value> {
+    let timeout = state
+        .db()
+        .lease_timeout(&row.id)
+        .await?
+        .unwrap_or(*LEASE_TIMEOUT_BOUNDS.start());
+    Ok(json!({
+        "lease_id": lease.id,
+        "lease_token": sign_lease(state, row, lease, now)?,
+        "epoch": lease.epoch,
+        "expires_at": lease.expires_at,
+        "heartbeat_interval": timeout / HEARTBEAT_FRACTION,
+    }))
+}
+
+fn lease_released(status: StatusCode, lease: &LeaseRow) -> ApiError {
+    let why = match lease.release_reason.as_deref() {
+        Some("forced") => "was released by an administrator",
+        Some("checked_in") => "was checked in",
+        Some("expired") | None => "has lapsed",
+        Some(_) => "has ended",
+    };
+    ApiError::new(
+        status,
+        "lease_released",
+        format!("the lease {why}; check out a seat again"),
+    )
+}
+
+fn lease_not_found(id: &str) -> ApiError {
+    ApiError::not_found(
+        "lease_not_found",
+        format!("no lease `{id}` on this license"),
+    )
+}
+
+// ---- client API ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckOutRequest {
+    license_key: String,
+    /// The client installation.
+    client_id: String,
+    /// The user of the app.
+    user: String,
+    /// The client's id for this check-out: a retry with it returns the same lease.
+    request_id: String,
+}
+
+/// `POST /v1/client/leases`: 201 and a new lease when a seat is free; 200 and the same lease
+/// for a retry with the same request id (or when this client and user already hold one);
+/// 409 `no_seats` with the specification's message otherwise (the denial is recorded).
+pub(crate) async fn check_out(
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<CheckOutRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    token_field("client_id", &req.client_id, 1, 128)?;
+    text_field("user", &req.user, 200)?;
+    token_field("request_id", &req.request_id, 1, 128)?;
+    let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    let now = now();
+    let seats = floating_seats(&state, &row, now)?;
+    let lease_id = secrets::new_id("lse").map_err(internal)?;
+    let denial_id = secrets::new_id("dny").map_err(internal)?;
+    let outcome = state
+        .db()
+        .check_out(&CheckOut {
+            license_id: &row.id,
+            client_id: &req.client_id,
+            user: &req.user,
+            request_id: &req.request_id,
+            seats,
+            now,
+            lease_id: &lease_id,
+            denial_id: &denial_id,
+        })
+        .await?;
+    let (status, lease) = match outcome {
+        CheckOutOutcome::Granted(lease) => {
+            tracing::info!(license = %row.id, lease = %lease.id, "seat checked out");
+            (StatusCode::CREATED, lease)
+        }
+        CheckOutOutcome::Existing(lease) => (StatusCode::OK, lease),
+        CheckOutOutcome::Ended(lease) => {
+            return Err(lease_released(StatusCode::GONE, &lease)
+                .context("this request id's lease has ended; check out with a new request id"));
+        }
+        CheckOutOutcome::RequestIdConflict => {
+            return Err(ApiError::conflict(
+                "request_id_conflict",
+                "this client used this request id for another user",
+            ));
+        }
+        CheckOutOutcome::Denied => {
+            tracing::info!(license = %row.id, "seat check-out denied");
+            return Err(ApiError::conflict("no_seats", NO_SEATS_MESSAGE));
+        }
+    };
+    Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeaseRequest {
+    license_key: String,
+    /// The lease's epoch, as in its token.
+    epoch: i64,
+}
+
+/// `POST /v1/client/leases/{id}/heartbeat`: extends a live lease presenting its epoch and
+/// answers its new expiry and a fresh token. 410 `lease_released` once it is over (checked in,
+/// lapsed, force-released); 409 `lease_released` for an epoch that is not the lease's.
+pub(crate) async fn heartbeat(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<LeaseRequest>,
+) -> ApiResult<Json<Value>> {
+    let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    let now = now();
+    // A suspended, revoked or expired license keeps no seat alive.
+    floating_seats(&state, &row, now)?;
+    match state.db().heartbeat(&row.id, &id, req.epoch, now).await? {
+        LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now).await?)),
+        LeaseUpdate::NotFound => Err(lease_not_found(&id)),
+        LeaseUpdate::Ended(lease) => Err(lease_released(StatusCode::GONE, &lease)),
+        LeaseUpdate::Fenced(lease) => Err(lease_released(StatusCode::CONFLICT, &lease)),
+    }
+}
+
+/// `POST /v1/client/leases/{id}/release`: check-in, the seat is free at once. Checking in a
+/// lease that is already over answers 200 too (the seat is free either way).
+pub(crate) async fn check_in(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<LeaseRequest>,
+) -> ApiResult<Json<Value>> {
+    let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    let now = now();
+    match state.db().check_in(&row.id, &id, req.epoch, now).await? {
+        LeaseUpdate::Done(lease) | LeaseUpdate::Ended(lease) => Ok(Json(lease_view(&lease))),
+        LeaseUpdate::NotFound => Err(lease_not_found(&id)),
+        LeaseUpdate::Fenced(lease) => Err(lease_released(StatusCode::CONFLICT, &lease)),
+    }
+}
+
+// ---- admin API -----------------------------------------------------------------------------
+
+/// `GET /v1/licenses/{id}/leases`: the live leases, the seats and the timeout.
+pub(crate) async fn list_leases(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Read)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    let leases = state.db().live_leases(&row.id, now()).await?;
+    let timeout = state.db().lease_timeout(&row.id).await?;
+    Ok(Json(json!({
+        "license_id": row.id,
+        "lease_timeout": timeout,
+        "leases": leases.iter().map(lease_view).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /v1/licenses/{id}/leases/{lease_id}/release`: force-release (IT staff may). The seat
+/// is free at once; the holder's next heartbeat is refused.
+pub(crate) async fn force_release(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((id, lease_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Operate)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    let lease = state
+        .db()
+        .force_release(&row.id, &lease_id, now())
+        .await?
+        .ok_or_else(|| lease_not_found(&lease_id))?;
+    tracing::info!(license = %row.id, lease = %lease.id, "seat force-released");
+    Ok(Json(lease_view(&lease)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeaseTimeout {
+    seconds: i64,
+}
+
+/// `PUT /v1/licenses/{id}/lease-timeout`: 300 to 3600 seconds, else 422 naming the bounds.
+/// Applies from each lease's next heartbeat (and to new leases).
+pub(crate) async fn set_lease_timeout(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<LeaseTimeout>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Operate)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    if !LEASE_TIMEOUT_BOUNDS.contains(&req.seconds) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!(
+                "`seconds` must be between {} and {} (5 to 60 minutes); got {}",
+                LEASE_TIMEOUT_BOUNDS.start(),
+                LEASE_TIMEOUT_BOUNDS.end(),
+                req.seconds
+            ),
+        ));
+    }
+    state
+        .db()
+        .set_lease_timeout(&row.id, req.seconds, now())
+        .await?;
+    Ok(Json(
+        json!({ "license_id": row.id, "lease_timeout": req.seconds }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Period {
+    /// Unix seconds, inclusive; default: the start of the retention window.
+    from: Option<i64>,
+    /// Unix seconds, exclusive; default: now.
+    to: Option<i64>,
+}
+
+impl Period {
+    fn resolve(&self, now: i64) -> ApiResult<(i64, i64)> {
+        let to = self.to.unwrap_or(now.saturating_add(1));
+        let from = self
+            .from
+            .unwrap_or(now.saturating_sub(DENIAL_RETENTION_SECS));
+        if from > to {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                "`from` must not be later than `to`",
+            ));
+        }
+        Ok((from, to))
+    }
+}
+
+fn per_day(counts: &[DayCount]) -> ApiResult<Vec<Value>> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    counts
+        .iter()
+        .map(|c| {
+            let date = time::OffsetDateTime::from_unix_timestamp(c.utc_day.saturating_mul(86_400))
+                .map_err(ApiError::internal)?
+                .format(format)
+                .map_err(ApiError::internal)?;
+            Ok(json!({ "date": date, "count": c.denials }))
+        })
+        .collect()
+}
+
+async fn denial_report(
+    state: &AppState,
+    scope: DenialScope<'_>,
+    period: &Period,
+) -> ApiResult<Json<Value>> {
+    let (from, to) = period.resolve(now())?;
+    let denials = state
+        .db()
+        .list_denials(scope, from, to, MAX_DENIALS_LISTED)
+        .await?;
+    let counts = state.db().denials_per_day(scope, from, to).await?;
+    let total: i64 = counts.iter().map(|c| c.denials).sum();
+    Ok(Json(json!({
+        "from": from,
+        "to": to,
+        "total": total,
+        "per_day": per_day(&counts)?,
+        "denials": denials.iter().map(denial_view).collect::<Vec<_>>(),
+        "truncated": total > i64::try_from(denials.len()).unwrap_or(i64::MAX),
+    })))
+}
+
+/// `GET /v1/licenses/{id}/denials?from&to`: this license's denials and counts per UTC day.
+pub(crate) async fn list_denials(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(period): Query<Period>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Read)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    denial_report(&state, DenialScope::License(&row.id), &period).await
+}
+
+/// `GET /v1/denials/report?from&to`: every denial of the caller's organization in the period
+/// and counts per UTC day.
+pub(crate) async fn denials_report(
+    caller: Caller,
+    State(state): State<AppState>,
+    Query(period): Query<Period>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Read)?;
+    denial_report(
+        &state,
+        DenialScope::Organization(&caller.organization_id),
+        &period,
+    )
+    .await
+}

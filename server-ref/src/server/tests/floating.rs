@@ -1,0 +1,571 @@
+//! Floating licenses in-process: the router over a temp SQLite file, and the database layer
+//! with an injected clock where the test needs an exact instant.
+
+use super::*;
+use crate::server::db::{
+    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DenialScope, LeaseUpdate,
+};
+use crate::server::routes::NO_SEATS_MESSAGE;
+
+const IT: &str = "lst_it_staff_for_tests";
+
+async fn floating(state: &AppState, seats: u32) -> (String, String) {
+    license(state, json!({ "model": "floating", "seats": seats })).await
+}
+
+fn checkout_body(key: &str, client: &str, user: &str, request: &str) -> Value {
+    json!({ "license_key": key, "client_id": client, "user": user, "request_id": request })
+}
+
+async fn check_out(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    user: &str,
+    request: &str,
+) -> (StatusCode, Value) {
+    let body = checkout_body(key, client, user, request);
+    call(state, "POST", "/v1/client/leases", None, Some(body)).await
+}
+
+async fn heartbeat(state: &AppState, key: &str, lease: &Value) -> (StatusCode, Value) {
+    let path = format!(
+        "/v1/client/leases/{}/heartbeat",
+        lease["lease_id"].as_str().unwrap()
+    );
+    let body = json!({ "license_key": key, "epoch": lease["epoch"] });
+    call(state, "POST", &path, None, Some(body)).await
+}
+
+async fn it_staff(state: &AppState) {
+    state
+        .db()
+        .insert_api_token(
+            "tok_it",
+            OPERATOR_ORGANIZATION,
+            &secrets::sha256_hex(IT.as_bytes()),
+            "it_staff",
+            "test",
+            0,
+        )
+        .await
+        .unwrap();
+}
+
+/// A `CheckOut` at an injected instant.
+fn at<'a>(
+    license_id: &'a str,
+    client: &'a str,
+    request: &'a str,
+    seats: i64,
+    now: i64,
+    id: &'a str,
+) -> CheckOut<'a> {
+    CheckOut {
+        license_id,
+        client_id: client,
+        user: client,
+        request_id: request,
+        seats,
+        now,
+        lease_id: id,
+        denial_id: id,
+    }
+}
+
+/// 64 clients check out at once from a license with N seats, several rounds: exactly N are
+/// granted (N distinct leases, each verifying as a `lease+jwt`), the rest are denied with the
+/// exact message, and every denial is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_seat_race_grants_exactly_the_seats() {
+    let (_dir, state) = app().await;
+    let mut expected_denials = 0;
+    for (round, seats) in [1u32, 3, 7, 3].into_iter().enumerate() {
+        let (key, id) = floating(&state, seats).await;
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let state = state.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                let client = format!("client-{round}-{i}");
+                check_out(&state, &key, &client, &format!("user-{i}"), "req-1").await
+            }));
+        }
+        let mut granted = std::collections::BTreeSet::new();
+        let mut denied = 0;
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            match status {
+                StatusCode::CREATED => {
+                    let lease = state
+                        .verifier()
+                        .verify_lease(body["lease_token"].as_str().unwrap())
+                        .unwrap();
+                    assert_eq!(lease.id(), body["lease_id"]);
+                    assert_eq!(lease.claims().license_id, id);
+                    assert!(granted.insert(body["lease_id"].as_str().unwrap().to_owned()));
+                }
+                StatusCode::CONFLICT => {
+                    assert_eq!(body["error"], "no_seats");
+                    assert_eq!(body["detail"], NO_SEATS_MESSAGE);
+                    assert_eq!(body["detail"], "No available licenses, please contact IT");
+                    denied += 1;
+                }
+                other => panic!("round {round}: {other}: {body}"),
+            }
+        }
+        assert_eq!(granted.len(), seats as usize, "round {round}");
+        assert_eq!(denied, 64 - seats as usize, "round {round}");
+        let live = state.db().live_leases(&id, now()).await.unwrap();
+        assert_eq!(live.len(), seats as usize);
+        let path = format!("/v1/licenses/{id}/denials");
+        let (status, report) = call(&state, "GET", &path, Some(AUDITOR), None).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["total"], denied);
+        assert_eq!(report["denials"].as_array().unwrap().len(), denied);
+        expected_denials += denied;
+    }
+    let (status, report) = call(&state, "GET", "/v1/denials/report", Some(AUDITOR), None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["total"], expected_denials);
+    let per_day: i64 = report["per_day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(per_day, expected_denials as i64);
+}
+
+/// A retry with the same request id answers the same lease (200), never a second seat; the
+/// same client and user with a new request id keep their seat too; another user of the same
+/// request id is refused.
+#[tokio::test]
+async fn check_out_is_idempotent() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 2).await;
+    let (status, first) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["heartbeat_interval"], 300);
+    for request in ["r1", "r1", "r2"] {
+        let (status, again) = check_out(&state, &key, "c1", "alice", request).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["lease_id"], first["lease_id"]);
+        assert_eq!(again["expires_at"], first["expires_at"]);
+    }
+    let (status, body) = check_out(&state, &key, "c1", "bob", "r1").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "request_id_conflict");
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+    // Heartbeat and check-in with the epoch; a checked-in request id is over.
+    let (status, beat) = heartbeat(&state, &key, &first).await;
+    assert_eq!(status, StatusCode::OK, "{beat}");
+    let lease = state
+        .verifier()
+        .verify_lease(beat["lease_token"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(lease.claims().epoch, 1);
+    let path = format!(
+        "/v1/client/leases/{}/release",
+        first["lease_id"].as_str().unwrap()
+    );
+    let body = json!({ "license_key": key, "epoch": 1 });
+    let (status, released) = call(&state, "POST", &path, None, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    assert_eq!(released["release_reason"], "checked_in");
+    let (status, again) = call(&state, "POST", &path, None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert!(state.db().live_leases(&id, now()).await.unwrap().is_empty());
+    let (status, body) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["error"], "lease_released");
+    let (status, _) = check_out(&state, &key, "c1", "alice", "r3").await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+/// The timeout is 300 to 3600 seconds: 299 and 3601 are refused naming the bounds; IT staff
+/// may set it, an auditor may not; new leases use it.
+#[tokio::test]
+async fn lease_timeout_bounds() {
+    let (_dir, state) = app().await;
+    it_staff(&state).await;
+    let (key, id) = floating(&state, 1).await;
+    let path = format!("/v1/licenses/{id}/lease-timeout");
+    for (seconds, ok) in [
+        (299, false),
+        (300, true),
+        (3600, true),
+        (3601, false),
+        (-1, false),
+    ] {
+        let (status, body) = call(
+            &state,
+            "PUT",
+            &path,
+            Some(IT),
+            Some(json!({ "seconds": seconds })),
+        )
+        .await;
+        if ok {
+            assert_eq!(status, StatusCode::OK, "{seconds}: {body}");
+            assert_eq!(state.db().lease_timeout(&id).await.unwrap(), Some(seconds));
+        } else {
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{seconds}: {body}"
+            );
+            let detail = body["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("300") && detail.contains("3600"),
+                "{detail}"
+            );
+        }
+    }
+    let (status, _) = call(
+        &state,
+        "PUT",
+        &path,
+        Some(AUDITOR),
+        Some(json!({ "seconds": 600 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(state.db().lease_timeout(&id).await.unwrap(), Some(3600));
+    let before = now();
+    let (status, lease) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let expires = lease["expires_at"].as_i64().unwrap();
+    assert!((before + 3600..=now() + 3600).contains(&expires), "{lease}");
+    assert_eq!(lease["heartbeat_interval"], 1200);
+    // The schema refuses out-of-bounds values too.
+    assert!(state.db().set_lease_timeout(&id, 299, 0).await.is_err());
+}
+
+/// A user whose lease lapsed comes back with a check-out and gets a seat if one is free
+/// (same client and user, no login); when the seat was taken meanwhile, the denial message.
+#[tokio::test]
+async fn a_lapsed_user_reacquires_seamlessly() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, old) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The server's clock passes the expiry: the reaper releases the lease.
+    let expires = old["expires_at"].as_i64().unwrap();
+    assert_eq!(reap_once(state.db(), expires).await.unwrap(), (1, 0));
+    let (status, body) = heartbeat(&state, &key, &old).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["error"], "lease_released");
+    let (status, new) = check_out(&state, &key, "c1", "alice", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{new}");
+    assert_ne!(new["lease_id"], old["lease_id"]);
+    // Lapses again; bob takes the seat; alice is denied with the message, then gets it back
+    // once bob checks in.
+    reap_once(state.db(), new["expires_at"].as_i64().unwrap())
+        .await
+        .unwrap();
+    let (status, bob) = check_out(&state, &key, "c2", "bob", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = check_out(&state, &key, "c1", "alice", "r3").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["detail"], NO_SEATS_MESSAGE);
+    let path = format!(
+        "/v1/client/leases/{}/release",
+        bob["lease_id"].as_str().unwrap()
+    );
+    let (status, _) = call(
+        &state,
+        "POST",
+        &path,
+        None,
+        Some(json!({ "license_key": key, "epoch": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = check_out(&state, &key, "c1", "alice", "r4").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+}
+
+/// IT staff force-release a seat: it is free at once, the old holder's heartbeat is refused
+/// (with its old epoch and with any other), and an auditor may not force-release.
+#[tokio::test]
+async fn force_release_fences_the_old_holder() {
+    let (_dir, state) = app().await;
+    it_staff(&state).await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, alice) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let lease_id = alice["lease_id"].as_str().unwrap();
+    let path = format!("/v1/licenses/{id}/leases/{lease_id}/release");
+    let (status, _) = call(&state, "POST", &path, Some(AUDITOR), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, listed) = call(
+        &state,
+        "GET",
+        &format!("/v1/licenses/{id}/leases"),
+        Some(IT),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["leases"][0]["lease_id"], lease_id);
+    let (status, released) = call(&state, "POST", &path, Some(IT), None).await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    assert_eq!(released["release_reason"], "forced");
+    assert_eq!(released["epoch"], 2);
+    // Free at once.
+    let (status, bob) = check_out(&state, &key, "c2", "bob", "r1").await;
+    assert_eq!(status, StatusCode::CREATED, "{bob}");
+    // Fenced: the old epoch, and the new one too (the lease is over).
+    let (status, body) = heartbeat(&state, &key, &alice).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "lease_released");
+    let mut bumped = alice.clone();
+    bumped["epoch"] = json!(2);
+    let (status, body) = heartbeat(&state, &key, &bumped).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("administrator"));
+    // Unknown lease, and a lease of another license.
+    let (status, _) = call(
+        &state,
+        "POST",
+        &format!("/v1/licenses/{id}/leases/lse_nope/release"),
+        Some(IT),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (other_key, _) = floating(&state, 1).await;
+    let (status, body) = heartbeat(&state, &other_key, &bob).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+/// Check-out refuses non-floating, suspended and malformed requests with 4xx JSON.
+#[tokio::test]
+async fn check_out_refuses_what_is_not_a_seat() {
+    let (_dir, state) = app().await;
+    let (perpetual, _) = license(&state, json!({ "model": "perpetual" })).await;
+    let (status, body) = check_out(&state, &perpetual, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "license_not_floating");
+    let (key, id) = floating(&state, 1).await;
+    let (status, _) = call(
+        &state,
+        "POST",
+        &format!("/v1/licenses/{id}/suspend"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "license_suspended");
+    for bad in [
+        checkout_body(&key, "", "alice", "r1"),
+        checkout_body(&key, "c 1", "alice", "r1"),
+        checkout_body(&key, "c1", "", "r1"),
+        checkout_body(&key, "c1", "alice", &"r".repeat(129)),
+        json!({ "license_key": key, "client_id": "c1", "user": "a" }),
+    ] {
+        let (status, body) = call(&state, "POST", "/v1/client/leases", None, Some(bad)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    let (status, body) = call(
+        &state,
+        "GET",
+        "/v1/denials/report?from=10&to=5",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = call(
+        &state,
+        "GET",
+        "/v1/denials/report?from=x",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Denials are kept 60 days, rolling: at `now`, a denial exactly 60 days old stays, one a
+/// second older is purged; the report counts per UTC day.
+#[tokio::test]
+async fn denial_retention_at_the_60_day_edge() {
+    let (_dir, state) = app().await;
+    let (_, id) = floating(&state, 1).await;
+    let now = 1_780_000_000;
+    let edge = now - DENIAL_RETENTION_SECS;
+    for (n, t) in [edge - 1, edge, edge + 1, now - 1].into_iter().enumerate() {
+        let denial_id = format!("dny_{n}");
+        // Zero seats: every check-out is a denial, recorded at the injected instant.
+        let outcome = state
+            .db()
+            .check_out(&at(&id, "c1", &format!("r{n}"), 0, t, &denial_id))
+            .await
+            .unwrap();
+        assert_eq!(outcome, CheckOutOutcome::Denied);
+    }
+    assert_eq!(state.db().purge_denials(edge).await.unwrap(), 0);
+    assert_eq!(reap_once(state.db(), now).await.unwrap(), (0, 1));
+    let left = state
+        .db()
+        .list_denials(DenialScope::License(&id), 0, i64::MAX, 100)
+        .await
+        .unwrap();
+    let mut times: Vec<i64> = left.iter().map(|d| d.at).collect();
+    times.sort_unstable();
+    assert_eq!(times, vec![edge, edge + 1, now - 1]);
+    // A second later the edge record goes too.
+    assert_eq!(state.db().purge_denials(now + 1).await.unwrap(), 1);
+    let days = state
+        .db()
+        .denials_per_day(
+            DenialScope::Organization(OPERATOR_ORGANIZATION),
+            0,
+            i64::MAX,
+        )
+        .await
+        .unwrap();
+    let total: i64 = days.iter().map(|d| d.denials).sum();
+    assert_eq!(total, 2);
+    assert_eq!(days.len(), 2, "{days:?}");
+    assert_eq!(days[1].utc_day, (now - 1) / 86_400);
+}
+
+/// Heartbeat and reaper race at the exact expiry instant: the lease is over at `expires_at`,
+/// so the heartbeat fails and the reaper releases it, whichever runs first; one second before,
+/// the heartbeat wins and the reaper leaves the lease alone. Both orders, many times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
+    let (_dir, state) = app().await;
+    let (_, id) = floating(&state, 100).await;
+    let t0 = 1_780_000_000;
+    for round in 0..20 {
+        let client = format!("c{round}");
+        let lease_id = format!("lse_{round}");
+        let CheckOutOutcome::Granted(lease) = state
+            .db()
+            .check_out(&at(&id, &client, "r", 100, t0, &lease_id))
+            .await
+            .unwrap()
+        else {
+            panic!("no seat");
+        };
+        let expiry = lease.expires_at;
+        assert_eq!(expiry, t0 + 900);
+        // At the instant: both at once.
+        let db = state.db().clone();
+        let (lid, lsid) = (id.clone(), lease_id.clone());
+        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, expiry).await });
+        let reap = {
+            let db = state.db().clone();
+            tokio::spawn(async move { db.reap_expired_leases(expiry).await })
+        };
+        let (beat, reaped) = (beat.await.unwrap().unwrap(), reap.await.unwrap().unwrap());
+        assert!(
+            matches!(beat, LeaseUpdate::Ended(_)),
+            "round {round}: {beat:?}"
+        );
+        assert_eq!(reaped, 1, "round {round}");
+        let row = state.db().get_lease(&id, &lease_id).await.unwrap().unwrap();
+        assert_eq!(row.release_reason.as_deref(), Some("expired"));
+        assert_eq!(row.released_at, Some(expiry));
+        // One second before: the heartbeat wins, the reaper (same instant) finds nothing.
+        let client = format!("d{round}");
+        let lease_id = format!("lse_d{round}");
+        state
+            .db()
+            .check_out(&at(&id, &client, "r", 100, t0, &lease_id))
+            .await
+            .unwrap();
+        let db = state.db().clone();
+        let (lid, lsid) = (id.clone(), lease_id.clone());
+        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, expiry - 1).await });
+        let reap = {
+            let db = state.db().clone();
+            tokio::spawn(async move { db.reap_expired_leases(expiry - 1).await })
+        };
+        let (beat, reaped) = (beat.await.unwrap().unwrap(), reap.await.unwrap().unwrap());
+        let LeaseUpdate::Done(row) = beat else {
+            panic!("round {round}: {beat:?}");
+        };
+        assert_eq!(row.expires_at, expiry - 1 + 900);
+        assert_eq!(reaped, 0, "round {round}");
+    }
+}
+
+fn far_future() -> i64 {
+    4_000_000_000
+}
+
+/// The background task of `serve`, on an injected clock: it releases lapsed leases and purges
+/// old denials by itself.
+#[tokio::test]
+async fn the_background_reaper_runs_on_its_clock() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, lease) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = check_out(&state, &key, "c2", "bob", "r1").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let reaper = spawn_reaper(
+        state.db().clone(),
+        std::time::Duration::from_millis(10),
+        far_future,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = state
+            .db()
+            .get_lease(&id, lease["lease_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let denials = state
+            .db()
+            .list_denials(
+                DenialScope::Organization(OPERATOR_ORGANIZATION),
+                0,
+                i64::MAX,
+                10,
+            )
+            .await
+            .unwrap();
+        if row.release_reason.is_some() && denials.is_empty() {
+            assert_eq!(row.release_reason.as_deref(), Some("expired"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reaper did not run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    reaper.abort();
+}
+
+/// A suspended license keeps no seat alive: the heartbeat is refused.
+#[tokio::test]
+async fn a_suspended_license_refuses_heartbeats() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, lease) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(
+        &state,
+        "POST",
+        &format!("/v1/licenses/{id}/suspend"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = heartbeat(&state, &key, &lease).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "license_suspended");
+}

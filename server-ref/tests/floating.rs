@@ -1,0 +1,504 @@
+//! Floating licenses end to end: the real `licensing-server serve` binary on 127.0.0.1, driven
+//! over plain HTTP/1.1 by client threads: the last-seat race over the network, and kill -9 of
+//! the server in the middle of a load of check-outs and heartbeats. Bounded in clients, rounds
+//! and time.
+// `Server`'s Drop kills and waits for the child, which clippy cannot see.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use licensing_core::{Status, TrustStore, Verifier};
+use serde_json::{Value, json};
+
+const PRODUCT: &str = "com.example.cad";
+const TIMEOUT: Duration = Duration::from_secs(30);
+const NO_SEATS: &str = "No available licenses, please contact IT";
+
+/// A running server; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    admin_token: Option<String>,
+}
+
+impl Server {
+    /// Starts on `listen` (`127.0.0.1:0` for any free port).
+    fn start(data_dir: &Path, listen: &str) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_licensing-server"))
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut admin_token = None;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("server did not start ({e}); see its .log"));
+            if let Some(token) =
+                line.strip_prefix("admin API token (shown once, only its hash is stored): ")
+            {
+                admin_token = Some(token.to_owned());
+            } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                return Server {
+                    child,
+                    addr: addr.to_owned(),
+                    admin_token,
+                };
+            }
+        }
+    }
+
+    /// SIGKILL: no graceful anything.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+/// One HTTP/1.1 request per connection; `Err` when the connection fails (server killed).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<Reply, String> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(&body);
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or("truncated answer")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {body}"))?
+    };
+    Ok(Reply { status, body })
+}
+
+/// A floating license with `seats`; returns (license key, license id).
+fn floating_license(addr: &str, admin: &str, seats: u32) -> (String, String) {
+    let product = http(
+        addr,
+        "POST",
+        "/v1/products",
+        Some(admin),
+        Some(&json!({ "id": PRODUCT, "name": "CAD" })),
+    )
+    .unwrap();
+    assert!(
+        product.status == 201 || product.status == 409,
+        "{product:?}"
+    );
+    let policy =
+        json!({ "product_id": PRODUCT, "name": "floating", "model": "floating", "seats": seats });
+    let policy = http(addr, "POST", "/v1/policies", Some(admin), Some(&policy)).unwrap();
+    assert_eq!(policy.status, 201, "{policy:?}");
+    let license = json!({ "policy_id": policy.body["id"] });
+    let license = http(addr, "POST", "/v1/licenses", Some(admin), Some(&license)).unwrap();
+    assert_eq!(license.status, 201, "{license:?}");
+    (
+        license.body["key"].as_str().unwrap().to_owned(),
+        license.body["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn check_out(addr: &str, key: &str, client: &str, request: &str) -> Result<Reply, String> {
+    let body =
+        json!({ "license_key": key, "client_id": client, "user": client, "request_id": request });
+    http(addr, "POST", "/v1/client/leases", None, Some(&body))
+}
+
+fn verifier(addr: &str) -> Verifier {
+    let jwks = http(addr, "GET", "/.well-known/jwks.json", None, None).unwrap();
+    Verifier::new(
+        TrustStore::from_document(&jwks.body.to_string()).unwrap(),
+        PRODUCT,
+    )
+}
+
+/// Seats N, 64 clients (threads released together by a barrier) check out over HTTP, three
+/// rounds: exactly N granted, the rest 409 with the exact message, every denial recorded.
+#[test]
+fn last_seat_race_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let admin = server.admin_token.clone().unwrap();
+    let verifier = verifier(&server.addr);
+    let mut total_denied = 0;
+    for (round, seats) in [1u32, 5, 16].into_iter().enumerate() {
+        let (key, id) = floating_license(&server.addr, &admin, seats);
+        let barrier = Arc::new(Barrier::new(64));
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let (addr, key, barrier) = (server.addr.clone(), key.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    check_out(&addr, &key, &format!("c{round}-{i}"), "r1").unwrap()
+                })
+            })
+            .collect();
+        let mut granted = BTreeSet::new();
+        let mut denied = 0;
+        for thread in threads {
+            let reply = thread.join().unwrap();
+            match reply.status {
+                201 => {
+                    let lease = verifier
+                        .verify_lease(reply.body["lease_token"].as_str().unwrap())
+                        .unwrap();
+                    assert_eq!(lease.status_for(&id, lease.claims().iat), Status::Valid);
+                    assert!(granted.insert(lease.id().to_owned()));
+                }
+                409 => {
+                    assert_eq!(reply.body["error"], "no_seats");
+                    assert_eq!(reply.body["detail"], NO_SEATS);
+                    denied += 1;
+                }
+                _ => panic!("{reply:?}"),
+            }
+        }
+        assert_eq!(granted.len(), seats as usize);
+        assert_eq!(denied, 64 - seats as usize);
+        total_denied += denied;
+        let listed = http(
+            &server.addr,
+            "GET",
+            &format!("/v1/licenses/{id}/leases"),
+            Some(&admin),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            listed.body["leases"].as_array().unwrap().len(),
+            seats as usize
+        );
+        let denials = http(
+            &server.addr,
+            "GET",
+            &format!("/v1/licenses/{id}/denials"),
+            Some(&admin),
+            None,
+        )
+        .unwrap();
+        assert_eq!(denials.body["total"], denied);
+        let users: BTreeSet<&str> = denials.body["denials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["user"].as_str().unwrap())
+            .collect();
+        assert_eq!(users.len(), denied);
+    }
+    let report = http(
+        &server.addr,
+        "GET",
+        "/v1/denials/report",
+        Some(&admin),
+        None,
+    )
+    .unwrap();
+    assert_eq!(report.status, 200, "{report:?}");
+    assert_eq!(report.body["total"], total_denied);
+}
+
+/// What one client thread knows.
+#[derive(Debug, Default)]
+struct ClientLog {
+    /// The request id of the next (or retried) check-out.
+    attempt: usize,
+    /// The lease the server said this client holds (lease id, request id, epoch).
+    granted: Option<(String, String, i64)>,
+    /// Heartbeats answered for the lease held.
+    beats: usize,
+    /// A check-in was sent and not yet answered.
+    releasing: bool,
+    /// Requests that failed at the connection level (the kill).
+    failures: usize,
+}
+
+/// One step of a client: check out (retrying its request id until answered), heartbeat a few
+/// times, check in (retrying until answered), and again. Panics on any answer that breaks the
+/// rules (a refused heartbeat of a held lease, a 5xx).
+fn client_step(addr: &str, key: &str, i: usize, log: &mut ClientLog) {
+    let client = format!("client-{i}");
+    let result = match (&log.granted, log.releasing) {
+        (Some((lease, _, epoch)), true) => http(
+            addr,
+            "POST",
+            &format!("/v1/client/leases/{lease}/release"),
+            None,
+            Some(&json!({ "license_key": key, "epoch": epoch })),
+        ),
+        (Some((lease, _, epoch)), false) => http(
+            addr,
+            "POST",
+            &format!("/v1/client/leases/{lease}/heartbeat"),
+            None,
+            Some(&json!({ "license_key": key, "epoch": epoch })),
+        ),
+        (None, _) => check_out(addr, key, &client, &format!("r{}", log.attempt)),
+    };
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(_) => {
+            log.failures += 1;
+            std::thread::sleep(Duration::from_millis(5));
+            return;
+        }
+    };
+    match (&log.granted, log.releasing, reply.status) {
+        (Some(_), true, 200) => {
+            log.granted = None;
+            log.releasing = false;
+            log.attempt += 1;
+        }
+        (Some(_), false, 200) => {
+            log.beats += 1;
+            if log.beats >= 3 {
+                log.releasing = true;
+            }
+        }
+        (None, _, 200 | 201) => {
+            log.granted = Some((
+                reply.body["lease_id"].as_str().unwrap().to_owned(),
+                format!("r{}", log.attempt),
+                reply.body["epoch"].as_i64().unwrap(),
+            ));
+            log.beats = 0;
+        }
+        (None, _, 409) => {
+            assert_eq!(reply.body["detail"], NO_SEATS);
+            log.attempt += 1;
+        }
+        _ => panic!("client {i} in {log:?}: {reply:?}"),
+    }
+}
+
+/// kill -9 in the middle of check-outs, heartbeats and check-ins, then a restart on the same
+/// port: no seat lost, none double-granted; every client told "granted" still holds its lease
+/// (its heartbeat works, a retry of its request id answers the same lease), and a client whose
+/// answer the kill swallowed gets the committed lease back by retrying its request id.
+#[test]
+fn kill_9_under_load_loses_no_seat_and_grants_none_twice() {
+    const SEATS: usize = 6;
+    const CLIENTS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, "127.0.0.1:0");
+    let admin = server.admin_token.clone().unwrap();
+    let addr = server.addr.clone();
+    let (key, id) = floating_license(&addr, &admin, SEATS as u32);
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let logs: Vec<Arc<Mutex<ClientLog>>> = (0..CLIENTS).map(|_| Arc::default()).collect();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (addr, key, stop, requests, log) = (
+                addr.clone(),
+                key.clone(),
+                stop.clone(),
+                requests.clone(),
+                logs[i].clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    client_step(&addr, &key, i, &mut log.lock().unwrap());
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + TIMEOUT;
+    let wait_for = |n: usize| {
+        while requests.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "the load stalled");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    wait_for(400);
+    server.kill9();
+    let at_kill = requests.load(Ordering::Relaxed);
+    let server = Server::start(&data, &addr);
+    assert_eq!(server.addr, addr);
+    wait_for(at_kill + 400);
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let logs: Vec<ClientLog> = logs
+        .into_iter()
+        .map(|l| Arc::try_unwrap(l).unwrap().into_inner().unwrap())
+        .collect();
+    let failures: usize = logs.iter().map(|l| l.failures).sum();
+    assert!(failures > 0, "the kill hit no request");
+    // Settle: pending check-ins finish, then every client without a seat checks out
+    // (retrying its pending request id first), one pass in client order.
+    let mut logs = logs;
+    for (i, log) in logs.iter_mut().enumerate() {
+        let deadline = Instant::now() + TIMEOUT;
+        while log.releasing {
+            assert!(Instant::now() < deadline);
+            client_step(&addr, &key, i, log);
+        }
+    }
+    for (i, log) in logs.iter_mut().enumerate() {
+        if log.granted.is_none() {
+            client_step(&addr, &key, i, log);
+        }
+    }
+    // Every holder still holds: heartbeat works, the request id answers the same lease.
+    let mut known = BTreeSet::new();
+    for (i, log) in logs.iter().enumerate() {
+        if let Some((lease, request, epoch)) = &log.granted {
+            let beat = http(
+                &addr,
+                "POST",
+                &format!("/v1/client/leases/{lease}/heartbeat"),
+                None,
+                Some(&json!({ "license_key": key, "epoch": epoch })),
+            )
+            .unwrap();
+            assert_eq!(beat.status, 200, "client {i}: {beat:?}");
+            let retry = check_out(&addr, &key, &format!("client-{i}"), request).unwrap();
+            assert_eq!(retry.status, 200, "client {i}: {retry:?}");
+            assert_eq!(retry.body["lease_id"], lease.as_str());
+            assert!(known.insert(lease.clone()), "lease {lease} held twice");
+        }
+    }
+    let listed = http(
+        &addr,
+        "GET",
+        &format!("/v1/licenses/{id}/leases"),
+        Some(&admin),
+        None,
+    )
+    .unwrap();
+    let live: BTreeSet<String> = listed.body["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lease_id"].as_str().unwrap().to_owned())
+        .collect();
+    // None double-granted, none orphaned (a lease no client knows would hold a seat forever),
+    // none lost (16 clients want 6 seats: all 6 are held).
+    assert_eq!(live, known, "live leases vs leases clients hold");
+    assert_eq!(live.len(), SEATS, "{logs:?}");
+    let beats: usize = logs.iter().map(|l| l.beats).sum();
+    eprintln!("kill -9 test: {at_kill} requests before the kill, {failures} failed, {beats} beats");
+}
+
+/// Two server processes on one database (the SQLite file here; the PostgreSQL run shares a
+/// URL instead): 64 clients split between them race for N seats, rounds: exactly N granted.
+#[test]
+fn last_seat_race_across_two_server_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a = Server::start(&data, "127.0.0.1:0");
+    let b = Server::start(&data, "127.0.0.1:0");
+    assert!(
+        b.admin_token.is_none(),
+        "the second process bootstrapped again"
+    );
+    let admin = a.admin_token.clone().unwrap();
+    for (round, seats) in [1u32, 4].into_iter().enumerate() {
+        let (key, id) = floating_license(&a.addr, &admin, seats);
+        let barrier = Arc::new(Barrier::new(64));
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let addr = if i % 2 == 0 {
+                    a.addr.clone()
+                } else {
+                    b.addr.clone()
+                };
+                let (key, barrier) = (key.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    check_out(&addr, &key, &format!("c{round}-{i}"), "r1").unwrap()
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for thread in threads {
+            let reply = thread.join().unwrap();
+            match reply.status {
+                201 => granted += 1,
+                409 => assert_eq!(reply.body["detail"], NO_SEATS),
+                _ => panic!("{reply:?}"),
+            }
+        }
+        assert_eq!(granted, seats, "round {round}");
+        for server in [&a, &b] {
+            let path = format!("/v1/licenses/{id}/leases");
+            let listed = http(&server.addr, "GET", &path, Some(&admin), None).unwrap();
+            assert_eq!(
+                listed.body["leases"].as_array().unwrap().len(),
+                seats as usize
+            );
+            let path = format!("/v1/licenses/{id}/denials");
+            let denials = http(&server.addr, "GET", &path, Some(&admin), None).unwrap();
+            assert_eq!(denials.body["total"], 64 - seats);
+        }
+    }
+}

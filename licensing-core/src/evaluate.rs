@@ -193,6 +193,12 @@ pub struct License {
 }
 
 impl License {
+    /// A license its issuer knows to be genuine (it signed it, or keeps it in its own store).
+    #[cfg(feature = "issuer")]
+    pub(crate) fn issued(claims: LicenseClaims, kid: String) -> License {
+        License { claims, kid }
+    }
+
     /// The verified claims.
     pub fn claims(&self) -> &LicenseClaims {
         &self.claims

@@ -25,7 +25,9 @@ pub use error::Error;
 pub use evaluate::{Check, Context, FeatureVerdict, License, Verdict, Verifier};
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
-pub use issuer::{PrivateKey, issue_lease, issue_license, sign_raw};
+pub use issuer::{
+    PrivateKey, issue_lease, issue_license, issue_license_checked, sign_raw, trusted_license,
+};
 #[cfg(feature = "issuer")]
 pub use jws::sign_token;
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};

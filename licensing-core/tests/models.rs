@@ -555,3 +555,33 @@ fn check_in_claims_are_validated() {
     assert_eq!(f.status_at(&token, i64::MAX), Status::CheckInRequired);
     assert_eq!(f.status_at(&token, T0), Status::Valid);
 }
+
+/// What an issuer gets back without verifying its own signature is exactly what a client
+/// verifying the token gets; invalid claims are refused before any signing.
+#[test]
+fn issuer_shortcuts_agree_with_verification() {
+    let f = Fixture::new();
+    let claims: LicenseClaims = serde_json::from_value(json!({
+        "iss": "https://licensing.example.com", "sub": "lic_9", "aud": PRODUCT,
+        "iat": T0, "exp": T0 + 30 * DAY,
+        "lic": { "model": "subscription", "grace_period": 7 * DAY },
+    }))
+    .unwrap();
+    let (token, issued) = licensing_core::issue_license_checked(claims.clone(), &f.key).unwrap();
+    let verified = f.verifier.verify(&token).unwrap();
+    assert_eq!(issued, verified);
+    let trusted =
+        licensing_core::trusted_license(claims.clone(), f.key.public_key().kid()).unwrap();
+    assert_eq!(trusted, verified);
+    for now in [T0, T0 + 30 * DAY, T0 + 37 * DAY, T0 + 37 * DAY + 1] {
+        assert_eq!(
+            trusted.check_time(now, 0),
+            verified.check_time(now, 0),
+            "{now}"
+        );
+    }
+    let mut bad = claims;
+    bad.exp = None; // a subscription must expire
+    assert!(licensing_core::issue_license_checked(bad.clone(), &f.key).is_err());
+    assert!(licensing_core::trusted_license(bad, "kid").is_err());
+}

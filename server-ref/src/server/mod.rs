@@ -28,7 +28,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use licensing_core::{PrivateKey, TrustStore, Verifier};
+use licensing_core::{PrivateKey, TrustStore};
 
 pub use config::ServeArgs;
 use config::Settings;
@@ -48,24 +48,20 @@ struct Inner {
     client_limiter: governor::DefaultKeyedRateLimiter<String>,
 }
 
-/// The signing keys in effect, as loaded from the database: the current signer, a verifier
-/// trusting every key the server ever had (to read its own stored tokens), and the published
-/// JWK Set (current and previous keys; retired ones are unpublished).
+/// The signing keys in effect, as loaded from the database: the current signer and the
+/// published JWK Set (current and previous keys; retired ones are unpublished). The server
+/// never verifies its own stored tokens: it decides from the claims in its database.
 pub(crate) struct KeyRing {
     signer: PrivateKey,
-    verifier: Verifier,
     jwks: serde_json::Value,
 }
 
 impl KeyRing {
     fn from_rows(rows: &[db::SigningKeyRow]) -> Result<KeyRing, String> {
         let mut signer = None;
-        let mut all = TrustStore::new();
         let mut published = TrustStore::new();
         for row in rows {
             let key = PrivateKey::from_pkcs8_pem(&row.private_pem)
-                .map_err(|e| format!("signing key {}: {e}", row.kid))?;
-            all.add(key.public_key().clone())
                 .map_err(|e| format!("signing key {}: {e}", row.kid))?;
             if row.status != "retired" {
                 published
@@ -78,7 +74,6 @@ impl KeyRing {
         }
         Ok(KeyRing {
             signer: signer.ok_or("the database holds no current signing key")?,
-            verifier: Verifier::for_any_product(all),
             jwks: published.to_jwks(),
         })
     }
@@ -91,16 +86,6 @@ impl std::ops::Deref for Signer {
     type Target = PrivateKey;
     fn deref(&self) -> &PrivateKey {
         &self.0.signer
-    }
-}
-
-/// The verifier of the key ring in effect.
-pub(crate) struct RingVerifier(Arc<KeyRing>);
-
-impl std::ops::Deref for RingVerifier {
-    type Target = Verifier;
-    fn deref(&self) -> &Verifier {
-        &self.0.verifier
     }
 }
 
@@ -166,9 +151,13 @@ impl AppState {
         Signer(self.ring())
     }
 
-    /// A verifier trusting every key the server has had, for any product.
-    pub(crate) fn verifier(&self) -> RingVerifier {
-        RingVerifier(self.ring())
+    /// A verifier trusting the published keys, for any product (tests check what the server
+    /// signs the way a client would).
+    #[cfg(test)]
+    pub(crate) fn verifier(&self) -> licensing_core::Verifier {
+        let store = TrustStore::from_document(&self.jwks().to_string())
+            .unwrap_or_else(|_| TrustStore::new());
+        licensing_core::Verifier::for_any_product(store)
     }
 
     /// The JWK Set of the published public keys.

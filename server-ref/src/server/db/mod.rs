@@ -580,9 +580,12 @@ impl Db {
 
     /// Records that a machine was seen.
     pub async fn touch_machine(&self, id: &str, now: i64) -> DbResult<()> {
-        sqlx::query("UPDATE machines SET last_seen_at = $1 WHERE id = $2")
+        // At most one write per machine per minute: a validation is a read, and a durable
+        // write (fsync) per request would cost more than everything else it does.
+        sqlx::query("UPDATE machines SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
             .bind(now)
             .bind(id)
+            .bind(now.saturating_sub(60))
             .execute(&self.pool)
             .await?;
         Ok(())

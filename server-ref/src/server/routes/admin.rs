@@ -253,12 +253,12 @@ pub(crate) async fn get_policy(
 
 // ---- licenses ------------------------------------------------------------------------------
 
-fn license_view(state: &AppState, row: &LicenseRow, now: i64) -> ApiResult<Value> {
+fn license_view(row: &LicenseRow, now: i64) -> ApiResult<Value> {
     Ok(json!({
         "id": row.id,
         "product_id": row.product_id,
         "policy_id": row.policy_id,
-        "status": issue::effective_status(state, row, now)?,
+        "status": issue::effective_status(row, now)?,
         "key_hint": format!("…-{}", row.key_hint),
         "expires_at": row.expires_at,
         "token": row.token,
@@ -320,7 +320,7 @@ pub(crate) async fn create_license(
         return Err(ApiError::internal("license key collision"));
     }
     tracing::info!(license = %row.id, policy = %row.policy_id, "license created");
-    let mut view = license_view(&state, &row, now)?;
+    let mut view = license_view(&row, now)?;
     if let Some(object) = view.as_object_mut() {
         object.insert("key".into(), key.into());
     }
@@ -339,7 +339,7 @@ pub(crate) async fn list_licenses(
         .list_licenses(&caller.organization_id, 500)
         .await?
         .iter()
-        .map(|row| license_view(&state, row, now))
+        .map(|row| license_view(row, now))
         .collect::<ApiResult<Vec<Value>>>()?;
     Ok(Json(json!({ "licenses": licenses })))
 }
@@ -352,7 +352,7 @@ pub(crate) async fn get_license(
 ) -> ApiResult<Json<Value>> {
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
-    Ok(Json(license_view(&state, &row, now())?))
+    Ok(Json(license_view(&row, now())?))
 }
 
 async fn transition(
@@ -378,7 +378,7 @@ async fn transition(
     }
     tracing::info!(license = %id, status = transition.target(), "license status changed");
     let row = get_license_row(state, caller, id).await?;
-    Ok(Json(license_view(state, &row, now)?))
+    Ok(Json(license_view(&row, now)?))
 }
 
 /// `POST /v1/licenses/{id}/suspend`: active → suspended.
@@ -535,7 +535,7 @@ pub(crate) async fn renew_license(
     state.db().rewrite_license(&id, renew, now).await??;
     tracing::info!(license = %id, by = %caller.token_id, "license renewed");
     let row = get_license_row(&state, &caller, &id).await?;
-    Ok(Json(license_view(&state, &row, now)?))
+    Ok(Json(license_view(&row, now)?))
 }
 
 /// `DELETE /v1/licenses/{id}/machines/{machine_id}`: deactivates a machine (frees its slot;

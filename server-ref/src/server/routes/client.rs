@@ -11,8 +11,8 @@ use super::*;
 // ---- shared --------------------------------------------------------------------------------
 
 /// 403 when the license may not take a machine now: suspended, revoked or expired.
-fn refuse_unusable(state: &AppState, row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
-    let (code, what) = match issue::effective_status(state, row, now)? {
+fn refuse_unusable(row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
+    let (code, what) = match issue::effective_status(row, now)? {
         "suspended" => ("license_suspended", "suspended"),
         "revoked" => ("license_revoked", "revoked"),
         "expired" => ("license_expired", "expired"),
@@ -83,7 +83,7 @@ pub(crate) async fn activate_machine(
     } else {
         "activation"
     };
-    refuse_unusable(state, row, now, action)?;
+    refuse_unusable(row, now, action)?;
     let template = template_of(row)?;
     let machine = Machine {
         id: secrets::new_id("mch").map_err(internal)?,
@@ -348,7 +348,7 @@ pub(crate) async fn answer_claims(
     now: i64,
     ttl: i64,
 ) -> ApiResult<ResponseClaims> {
-    let status = issue::effective_status(state, row, now)?;
+    let status = issue::effective_status(row, now)?;
     let machines = if status == "active" && machine.is_some() {
         bound_machines(state, row).await?
     } else {

@@ -50,8 +50,8 @@ fn denial_view(denial: &DenialRow) -> Value {
 }
 
 /// A license usable for seats: floating and active; its seats.
-fn floating_seats(state: &AppState, row: &LicenseRow, now: i64) -> ApiResult<i64> {
-    match issue::effective_status(state, row, now)? {
+fn floating_seats(row: &LicenseRow, now: i64) -> ApiResult<i64> {
+    match issue::effective_status(row, now)? {
         "suspended" => {
             return Err(ApiError::forbidden(
                 "license_suspended",
@@ -180,7 +180,7 @@ pub(crate) async fn check_out(
     token_field("request_id", &req.request_id, 1, 128)?;
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
     let now = now();
-    let seats = floating_seats(&state, &row, now)?;
+    let seats = floating_seats(&row, now)?;
     let lease_id = secrets::new_id("lse").map_err(internal)?;
     let denial_id = secrets::new_id("dny").map_err(internal)?;
     let outcome = state
@@ -239,7 +239,7 @@ pub(crate) async fn heartbeat(
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
     let now = now();
     // A suspended, revoked or expired license keeps no seat alive.
-    floating_seats(&state, &row, now)?;
+    floating_seats(&row, now)?;
     match state.db().heartbeat(&row.id, &id, req.epoch, now).await? {
         LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now).await?)),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),

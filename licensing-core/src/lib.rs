@@ -12,6 +12,8 @@ mod jws;
 mod keys;
 #[cfg(feature = "machine")]
 pub mod machine;
+#[cfg(feature = "online")]
+pub mod online;
 #[cfg(feature = "store")]
 mod startup;
 mod status;
@@ -29,6 +31,8 @@ pub use issuer::{PrivateKey, issue_license, sign_raw};
 pub use jws::sign_token;
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
+#[cfg(feature = "online")]
+pub use online::{Client, ClientConfig, OnlineError};
 #[cfg(feature = "store")]
 pub use startup::{Licensing, unix_now};
 pub use status::Status;

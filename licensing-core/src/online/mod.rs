@@ -9,6 +9,27 @@
 //! [`Client`] is stateless (only the HTTP connection pool); the stateful flow (store the
 //! refreshed token, feed the server time into the clock guard, remember a revocation, fall back
 //! offline) is [`crate::Licensing`]'s, with feature `store` too.
+//!
+//! ```no_run
+//! # #[cfg(feature = "store")] {
+//! use std::time::Duration;
+//! use licensing_core::online::{Client, ClientConfig};
+//! use licensing_core::{Licensing, TrustStore, store::LicenseStore, unix_now};
+//!
+//! # let jwks = "";
+//! let trust = TrustStore::from_document(jwks)?; // shipped with the app
+//! let client = Client::new(
+//!     ClientConfig::new("https://licensing.example.com", "com.example.cad"),
+//!     trust.clone(),
+//! )?;
+//! let app = Licensing::new(trust, "com.example.cad", LicenseStore::at("/tmp/cad")?);
+//! app.activate(&client, "ABCDE-FGHIJ-KLMNO-PQRST-UVWXY", unix_now())?;
+//! // At each start: online when the server answers within 3 s, else the stored token.
+//! let check = app.check_online(&client, unix_now(), Duration::from_secs(3))?;
+//! if !check.verdict.is_usable() { /* explain check.verdict.reason, offer activation */ }
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod answer;
 mod http;

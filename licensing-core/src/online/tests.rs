@@ -43,7 +43,7 @@ fn fingerprint() -> MachineFingerprint {
 fn license_token(key: &PrivateKey, id: &str) -> String {
     let claims = crate::LicenseClaims::from_object(object(json!({
         "iss": "https://licensing.example.com", "aud": PRODUCT, "sub": id, "iat": NOW,
-        "exp": NOW + 86_400, "lic": { "model": "subscription", "grace_period": 0 }
+        "exp": NOW + 365 * 86_400, "lic": { "model": "subscription", "grace_period": 0 }
     })))
     .unwrap();
     issue_license(&claims, key).unwrap()
@@ -448,4 +448,195 @@ fn activation_answers_are_verified() {
     assert_eq!(activation.machine_id, "mch_1");
     let error = client.activate("AAAAA-BBBBB", &fp).unwrap_err();
     assert!(matches!(error, OnlineError::Mismatch(_)), "{error:?}");
+}
+
+#[cfg(feature = "store")]
+mod with_store {
+    use super::*;
+    use crate::Licensing;
+    use crate::Status;
+    use crate::store::LicenseStore;
+
+    const DAY: i64 = 86_400;
+
+    fn app(dir: &std::path::Path, vendor: &PrivateKey) -> Licensing {
+        Licensing::new(trust(vendor), PRODUCT, LicenseStore::at(dir).unwrap())
+            .with_fingerprint_override(Some("box-a".into()))
+    }
+
+    /// A validate endpoint answering `status` at `server_time`, echoing each nonce.
+    fn validating(status: &'static str, server_time: i64) -> Stub {
+        stub(move |body, _| {
+            let vendor = key(1);
+            let mut claims = response_claims(
+                body["nonce"].as_str().unwrap(),
+                body["fingerprint"].as_str().unwrap(),
+                &vendor,
+            );
+            claims.insert("status".into(), json!(status));
+            claims.insert("server_time".into(), json!(server_time));
+            if status != "active" {
+                claims.insert("license_token".into(), Value::Null);
+            }
+            (
+                200,
+                json!({ "response_token": response(&claims, &vendor) }).to_string(),
+            )
+        })
+    }
+
+    #[test]
+    fn the_signed_server_time_resets_a_mark_pushed_up_by_a_clock_set_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        // Installed while the clock was 10 days ahead: the mark is in the future.
+        app.install(&license_token(&vendor, "lic_1"), NOW + 10 * DAY)
+            .unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW).unwrap().status,
+            Status::ClockTampered
+        );
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+
+        let server = validating("active", NOW);
+        let client = Client::new(fast_config(&server.url), trust(&vendor)).unwrap();
+        let check = app.validate_online(&client, NOW).unwrap();
+        assert_eq!(check.verdict.status, Status::Valid, "{:?}", check.verdict);
+        assert_eq!(app.check_at_startup(NOW).unwrap().status, Status::Valid);
+        // And a clock far behind the server's is caught, online and at the next start.
+        let behind = app.validate_online(&client, NOW - 2 * DAY).unwrap();
+        assert_eq!(behind.verdict.status, Status::ClockTampered);
+        assert_eq!(
+            app.check_at_startup(NOW - 2 * DAY).unwrap().status,
+            Status::ClockTampered
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_kept_offline_until_the_server_says_active_and_only_for_its_license() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        app.install(&license_token(&vendor, "lic_1"), NOW).unwrap();
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+
+        let refused = validating("revoked", NOW);
+        let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
+        let check = app.validate_online(&client, NOW).unwrap();
+        assert!(!check.verdict.is_usable(), "{:?}", check.verdict);
+        let offline = app.check_at_startup(NOW + 60).unwrap();
+        assert_eq!(offline.status, check.verdict.status);
+        assert!(offline.reason.contains("revoked"), "{}", offline.reason);
+
+        // Server unreachable: the kept refusal still applies.
+        let gone = Client::new(fast_config("http://127.0.0.1:9"), trust(&vendor)).unwrap();
+        let start = app
+            .check_online(&gone, NOW + 120, Duration::from_secs(2))
+            .unwrap();
+        assert!(start.offline_reason.unwrap().is_unreachable());
+        assert_eq!(start.verdict.status, check.verdict.status);
+
+        let active = validating("active", NOW + 180);
+        let client = Client::new(fast_config(&active.url), trust(&vendor)).unwrap();
+        assert_eq!(
+            app.validate_online(&client, NOW + 180)
+                .unwrap()
+                .verdict
+                .status,
+            Status::Valid
+        );
+        assert_eq!(
+            app.check_at_startup(NOW + 240).unwrap().status,
+            Status::Valid
+        );
+
+        // A kept answer about another license, or not signed by a trusted key, changes nothing.
+        let mut other = response_claims("n-12345678", "fp", &vendor);
+        other.insert("license_id".into(), json!("lic_2"));
+        other.insert("status".into(), json!("revoked"));
+        app.store()
+            .write_server_response(Some(&response(&other, &vendor)))
+            .unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW + 300).unwrap().status,
+            Status::Valid
+        );
+        let mut forged = response_claims("n-12345678", "fp", &vendor);
+        forged.insert("status".into(), json!("revoked"));
+        app.store()
+            .write_server_response(Some(&response(&forged, &key(2))))
+            .unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW + 360).unwrap().status,
+            Status::Valid
+        );
+    }
+
+    #[test]
+    fn air_gapped_activation_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        let client = Client::new(fast_config("http://127.0.0.1:9"), trust(&vendor)).unwrap();
+        let answer = |request: &OfflineRequest| {
+            let mut claims = response_claims(&request.nonce, &request.fingerprint.id, &vendor);
+            claims.insert("offline".into(), json!(true));
+            claims.insert("exp".into(), json!(NOW + 30 * DAY));
+            claims.insert(
+                "machine_token".into(),
+                json!(machine_token(&vendor, &request.fingerprint.id, "lic_1")),
+            );
+            json!({ "kind": OFFLINE_RESPONSE_KIND, "version": 1,
+                "response_token": response(&claims, &vendor) })
+            .to_string()
+        };
+        let no_request = app.import_offline_response(&client, "{}", NOW);
+        assert!(
+            matches!(no_request, Err(OnlineError::NoPendingRequest)),
+            "{no_request:?}"
+        );
+
+        let first = OfflineRequest::from_json(
+            &app.offline_activation_request(&client, "AAAAA-BBBBB", NOW)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(first.fingerprint, app.fingerprint());
+        // A newer request replaces it: the answer to the first is now a replay.
+        let second = OfflineRequest::from_json(
+            &app.offline_activation_request(&client, "AAAAA-BBBBB", NOW)
+                .unwrap(),
+        )
+        .unwrap();
+        let stale = app.import_offline_response(&client, &answer(&first), NOW);
+        assert!(matches!(stale, Err(OnlineError::Replay)), "{stale:?}");
+        assert_eq!(app.check_at_startup(NOW).unwrap().status, Status::NoLicense);
+
+        let imported = app
+            .import_offline_response(&client, &answer(&second), NOW + DAY)
+            .unwrap();
+        assert_eq!(
+            imported.verdict.status,
+            Status::Valid,
+            "{:?}",
+            imported.verdict
+        );
+        assert!(imported.validation.unwrap().offline);
+        assert_eq!(
+            app.check_at_startup(NOW + DAY).unwrap().status,
+            Status::Valid
+        );
+        assert_eq!(
+            app.store().read_license_key().unwrap().as_deref(),
+            Some("AAAAA-BBBBB")
+        );
+        assert!(app.store().read_machine_token().unwrap().is_some());
+        // Imported once: not pending any more.
+        let again = app.import_offline_response(&client, &answer(&second), NOW + DAY);
+        assert!(
+            matches!(again, Err(OnlineError::NoPendingRequest)),
+            "{again:?}"
+        );
+    }
 }

@@ -241,6 +241,19 @@ enum lic_status
      * No license is installed (the app should offer activation).
      */
     LIC_STATUS_NO_LICENSE = 19,
+    /**
+     * The licensing server answered that the license is revoked (for good).
+     */
+    LIC_STATUS_REVOKED = 20,
+    /**
+     * The licensing server answered that the license is suspended (it may be reinstated).
+     */
+    LIC_STATUS_SUSPENDED = 21,
+    /**
+     * The server check-in deadline and its grace have passed: the app must reach the
+     * licensing server for a fresh token.
+     */
+    LIC_STATUS_CHECK_IN_REQUIRED = 22,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

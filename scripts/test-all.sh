@@ -14,6 +14,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v kill >/dev/null || need_apt+=(procps)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+# PostgreSQL: the server tests run on it too (scripts/with-postgres.sh starts a throwaway one).
+{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null; } || need_apt+=(postgresql postgresql-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -45,8 +47,8 @@ for target in aarch64-linux-android aarch64-apple-ios; do
   cargo check -q --locked -p licensing-uniffi --target "$target"
 done
 
-step "cargo test (unit, integration, doc, interop)"
-cargo test --workspace --locked
+step "cargo test (unit, integration, doc, interop; server tests on SQLite and PostgreSQL)"
+LICENSING_REQUIRE_POSTGRES=1 ./scripts/with-postgres.sh cargo test --workspace --locked
 
 step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 ./scripts/test-ffi.sh

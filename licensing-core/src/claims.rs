@@ -208,6 +208,33 @@ pub struct Licensing {
         skip_serializing_if = "Option::is_none"
     )]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The deadline by which the licensing server must confirm the license again.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub check_in: Option<CheckIn>,
+}
+
+/// Server check-in: the license must be confirmed by the licensing server (a fresh token) by
+/// `until`; after that it stays usable, degraded, for `grace` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+#[serde(deny_unknown_fields)]
+pub struct CheckIn {
+    /// Check-in deadline (seconds since the Unix epoch).
+    pub until: i64,
+    /// Seconds after `until` during which the license stays usable, as valid in grace.
+    pub grace: u64,
+}
+
+impl CheckIn {
+    /// The last instant the license is usable without a check-in: `until + grace`.
+    pub fn deadline(&self) -> i64 {
+        self.until
+            .saturating_add(i64::try_from(self.grace).unwrap_or(i64::MAX))
+    }
 }
 
 /// The licensee.
@@ -388,6 +415,7 @@ json_object!(
     BoundFingerprint,
     MatchPolicy,
     Site,
+    CheckIn,
 );
 
 impl LicenseClaims {
@@ -497,6 +525,13 @@ impl LicenseClaims {
         }
         if let Some(lock) = &lic.node_lock {
             lock.validate()?;
+        }
+        if let Some(check_in) = &lic.check_in {
+            timestamp("lic.check_in.until", Some(check_in.until))?;
+            // Bounded like `grace_period`, so `until + grace` stays far from overflowing.
+            if check_in.grace > (MAX_TIMESTAMP as u64) {
+                return Err(Error::claim("lic.check_in.grace", "out of range"));
+            }
         }
         if let Some(site) = &lic.site {
             if site.restrictions.is_empty() {

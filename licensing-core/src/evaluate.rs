@@ -217,8 +217,59 @@ impl License {
         Some(exp.saturating_add(i64::try_from(grace).unwrap_or(i64::MAX)))
     }
 
-    /// The time rule: not yet valid, valid, in grace, expired (or trial expired).
+    /// The time rule: not yet valid, valid, in grace, expired (or trial expired), then the
+    /// server check-in deadline (`lic.check_in`) when the license is otherwise usable.
     pub fn check_time(&self, now: i64, not_before_leeway: i64) -> Check {
+        self.lifetime(now, not_before_leeway).0
+    }
+
+    /// The last instant the license is usable without a server check-in: `until + grace`.
+    pub fn check_in_deadline(&self) -> Option<i64> {
+        self.claims.lic.check_in.as_ref().map(|c| c.deadline())
+    }
+
+    /// [`License::check_time`] and the seconds of grace left when in grace: the smaller of
+    /// the subscription's and the check-in's.
+    fn lifetime(&self, now: i64, not_before_leeway: i64) -> (Check, Option<i64>) {
+        let time = self.expiry_time(now, not_before_leeway);
+        let subscription_left = (time.status == Status::ValidInGrace)
+            .then(|| self.usable_until().map(|u| u.saturating_sub(now)))
+            .flatten();
+        let Some(check_in) = self.claims.lic.check_in.filter(|_| time.status.is_usable()) else {
+            return (time, subscription_left);
+        };
+        let deadline = check_in.deadline();
+        if now <= check_in.until {
+            return (time, subscription_left);
+        }
+        if now > deadline {
+            return (
+                Check::with_status(
+                    Status::CheckInRequired,
+                    format!(
+                        "server check-in overdue by {} s; connect to the licensing server",
+                        now.saturating_sub(deadline)
+                    ),
+                ),
+                None,
+            );
+        }
+        let left = deadline.saturating_sub(now);
+        let reason = format!("server check-in overdue; usable for {left} s without it");
+        let reason = if time.status == Status::ValidInGrace {
+            format!("{}; {reason}", time.reason)
+        } else {
+            reason
+        };
+        let grace_left = subscription_left.map_or(left, |s| s.min(left));
+        (
+            Check::with_status(Status::ValidInGrace, reason),
+            Some(grace_left),
+        )
+    }
+
+    /// `nbf`, `exp` and the grace period.
+    fn expiry_time(&self, now: i64, not_before_leeway: i64) -> Check {
         let c = &self.claims;
         if let Some(nbf) = c.nbf
             && now < nbf.saturating_sub(not_before_leeway.max(0))
@@ -388,7 +439,7 @@ impl License {
     /// Evaluates everything against `ctx`. The status is the first failing rule in this order:
     /// time, machine, site, version, requested features; otherwise valid or valid in grace.
     pub fn evaluate(&self, ctx: &Context) -> Verdict {
-        let time = self.check_time(ctx.now, ctx.not_before_leeway);
+        let (time, grace_left) = self.lifetime(ctx.now, ctx.not_before_leeway);
         let features: Vec<FeatureVerdict> = ctx
             .features
             .iter()
@@ -420,6 +471,11 @@ impl License {
             })
         };
         let until = self.usable_until();
+        // Without a check-in the license stops at the check-in deadline, if that comes first.
+        let stops = match (until, self.check_in_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Verdict {
             status: decisive.status,
             reason: decisive.reason,
@@ -433,10 +489,8 @@ impl License {
                 .and_then(|c| c.name.clone()),
             expires_at: self.claims.exp,
             grace_ends_at: until.filter(|_| self.claims.lic.model != LicenseModel::Trial),
-            time_left: until.map(|u| u.saturating_sub(ctx.now).max(0)),
-            grace_left: (time.status == Status::ValidInGrace)
-                .then(|| until.map(|u| u.saturating_sub(ctx.now)))
-                .flatten(),
+            time_left: stops.map(|u| u.saturating_sub(ctx.now).max(0)),
+            grace_left,
             features,
         }
     }

@@ -259,15 +259,14 @@ pub(crate) fn clock_key(fp: &MachineFingerprint) -> &str {
 /// The verdict when the licensing server reports the license `status` (its name in a signed
 /// answer): suspended, revoked, expired and not-yet-valid replace the local verdict; active or
 /// an unknown name leave it.
-// TEMPORARY until the clientapi branch (statuses 20 revoked, 21 suspended) is merged from main.
-const REVOKED: Status = Status::Expired;
-const SUSPENDED: Status = Status::Expired;
-
 pub(crate) fn apply_server_status(verdict: Verdict, status: &str) -> Verdict {
     let (status, reason) = match status {
-        "revoked" => (REVOKED, "the licensing server reports the license revoked"),
+        "revoked" => (
+            Status::Revoked,
+            "the licensing server reports the license revoked",
+        ),
         "suspended" => (
-            SUSPENDED,
+            Status::Suspended,
             "the licensing server reports the license suspended",
         ),
         "expired" => (

@@ -52,11 +52,18 @@ pub enum Status {
     ClockTampered = 18,
     /// No license is installed (the app should offer activation).
     NoLicense = 19,
+    /// The licensing server answered that the license is revoked (for good).
+    Revoked = 20,
+    /// The licensing server answered that the license is suspended (it may be reinstated).
+    Suspended = 21,
+    /// The license's server check-in deadline and its check-in grace have passed: the app must
+    /// reach the licensing server to get a fresh token.
+    CheckInRequired = 22,
 }
 
 impl Status {
     /// Every status, in numeric order.
-    pub const ALL: [Status; 20] = [
+    pub const ALL: [Status; 23] = [
         Status::Valid,
         Status::ValidInGrace,
         Status::Expired,
@@ -77,6 +84,9 @@ impl Status {
         Status::VirtualMachineNotAllowed,
         Status::ClockTampered,
         Status::NoLicense,
+        Status::Revoked,
+        Status::Suspended,
+        Status::CheckInRequired,
     ];
 
     /// Whether the software may run: [`Status::Valid`] or [`Status::ValidInGrace`].
@@ -107,6 +117,9 @@ impl Status {
             Status::VirtualMachineNotAllowed => "virtual_machine_not_allowed",
             Status::ClockTampered => "clock_tampered",
             Status::NoLicense => "no_license",
+            Status::Revoked => "revoked",
+            Status::Suspended => "suspended",
+            Status::CheckInRequired => "check_in_required",
         }
     }
 }
@@ -114,5 +127,35 @@ impl Status {
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_positions_and_names_are_unique() {
+        for (i, status) in Status::ALL.into_iter().enumerate() {
+            assert_eq!(status as usize, i, "{status}");
+        }
+        let mut names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Status::ALL.len());
+    }
+
+    #[test]
+    fn server_statuses_have_their_reserved_numbers_and_are_not_usable() {
+        for (status, number, name) in [
+            (Status::Revoked, 20, "revoked"),
+            (Status::Suspended, 21, "suspended"),
+            (Status::CheckInRequired, 22, "check_in_required"),
+        ] {
+            assert_eq!(status as u32, number);
+            assert_eq!(status.as_str(), name);
+            assert_eq!(serde_json::to_value(status).unwrap(), name);
+            assert!(!status.is_usable());
+        }
     }
 }

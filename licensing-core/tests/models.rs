@@ -437,3 +437,121 @@ fn key_rotation_selects_by_kid() {
     // Adding the same key twice is refused.
     assert!(store.add(old.public_key().clone()).is_err());
 }
+
+// ---- server check-in (`lic.check_in`) -------------------------------------------------------
+
+#[test]
+fn check_in_valid_until_then_grace_then_required_at_exact_edges() {
+    let f = Fixture::new();
+    let until = T0 + 7 * DAY;
+    let grace = 3 * DAY;
+    let t = f.token(
+        json!({"model": "perpetual", "check_in": {"until": until, "grace": grace}}),
+        json!({}),
+    );
+    let v = f.check(&t, &Context::at(until));
+    assert_eq!(v.status, Status::Valid, "{}", v.reason);
+    assert_eq!(v.grace_left, None);
+    assert_eq!(v.time_left, Some(grace), "counted to the check-in deadline");
+    let v = f.check(&t, &Context::at(until + 1));
+    assert_eq!(v.status, Status::ValidInGrace);
+    assert!(v.reason.contains("server check-in"), "{}", v.reason);
+    assert_eq!(v.grace_left, Some(grace - 1));
+    let v = f.check(&t, &Context::at(until + grace));
+    assert_eq!(v.status, Status::ValidInGrace);
+    assert_eq!(v.grace_left, Some(0));
+    assert!(v.is_usable());
+    let v = f.check(&t, &Context::at(until + grace + 1));
+    assert_eq!(v.status, Status::CheckInRequired);
+    assert!(!v.is_usable());
+    assert_eq!(v.grace_left, None);
+    assert_eq!(v.time_left, Some(0));
+    // Features follow the license: unusable once the check-in is required.
+    let v = f.check(&t, &Context::at(until + grace + 1).with_feature("anything"));
+    assert_eq!(v.features[0].status, Status::CheckInRequired);
+}
+
+#[test]
+fn check_in_without_grace_is_required_one_second_after_until() {
+    let f = Fixture::new();
+    let until = T0 + DAY;
+    let t = f.token(
+        json!({"model": "perpetual", "check_in": {"until": until, "grace": 0}}),
+        json!({}),
+    );
+    assert_eq!(f.status_at(&t, until), Status::Valid);
+    assert_eq!(f.status_at(&t, until + 1), Status::CheckInRequired);
+}
+
+#[test]
+fn check_in_grace_inside_subscription_grace_keeps_the_smaller_time_left() {
+    let f = Fixture::new();
+    let exp = T0 + 30 * DAY;
+    let sub_grace = 10 * DAY;
+    let lic = |until: i64, grace: i64| {
+        json!({"model": "subscription", "grace_period": sub_grace,
+               "check_in": {"until": until, "grace": grace}})
+    };
+    // Check-in grace ends first (exp + 2 days) while in subscription grace.
+    let t = f.token(lic(exp + DAY, DAY), json!({"exp": exp}));
+    let v = f.check(&t, &Context::at(exp + DAY + 1));
+    assert_eq!(v.status, Status::ValidInGrace);
+    assert_eq!(v.grace_left, Some(DAY - 1));
+    assert!(v.reason.contains("grace period ends"), "{}", v.reason);
+    assert!(v.reason.contains("server check-in"), "{}", v.reason);
+    assert_eq!(f.status_at(&t, exp + 2 * DAY + 1), Status::CheckInRequired);
+    // Subscription grace ends first: its time left is kept, then the license expires.
+    let t = f.token(lic(exp + DAY, 30 * DAY), json!({"exp": exp}));
+    let v = f.check(&t, &Context::at(exp + DAY + 1));
+    assert_eq!(v.status, Status::ValidInGrace);
+    assert_eq!(v.grace_left, Some(sub_grace - DAY - 1));
+    assert_eq!(v.time_left, Some(sub_grace - DAY - 1));
+    assert_eq!(f.status_at(&t, exp + sub_grace), Status::Expired);
+    // Expiry wins over a missed check-in: the time rule comes first.
+    let t = f.token(lic(T0, 0), json!({"exp": exp}));
+    assert_eq!(f.status_at(&t, T0 + 1), Status::CheckInRequired);
+    assert_eq!(f.status_at(&t, exp + sub_grace), Status::Expired);
+    // Not yet valid wins too.
+    assert_eq!(f.status_at(&t, T0 - 1), Status::NotYetValid);
+}
+
+#[test]
+fn check_in_claims_are_validated() {
+    let f = Fixture::new();
+    let base = |check_in: Value| {
+        json!({
+            "iss": "i", "sub": "lic_1", "aud": PRODUCT, "iat": T0,
+            "lic": {"model": "perpetual", "check_in": check_in},
+        })
+    };
+    let parse = |v: Value| LicenseClaims::from_object(v.as_object().unwrap().clone());
+    for (check_in, field) in [
+        (json!({"until": -1, "grace": 0}), "lic.check_in.until"),
+        (
+            json!({"until": 253_402_300_800_i64, "grace": 0}),
+            "lic.check_in.until",
+        ),
+        (json!({"until": T0, "grace": -1}), "lic.check_in.grace"),
+        (
+            json!({"until": T0, "grace": 253_402_300_800_i64}),
+            "lic.check_in.grace",
+        ),
+        (
+            json!({"until": T0, "grace": 0, "every": 1}),
+            "lic.check_in.every",
+        ),
+        (json!({"until": T0}), "lic.check_in"),
+        (json!(null), "lic.check_in"),
+        (json!([T0, 0]), "lic.check_in"),
+    ] {
+        let err = parse(base(check_in.clone())).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{field}`")), "{check_in}: {err}");
+    }
+    // The extremes are valid, and evaluation saturates instead of overflowing.
+    let claims = parse(base(
+        json!({"until": 253_402_300_799_i64, "grace": 253_402_300_799_i64}),
+    ));
+    let token = issue_license(&claims.unwrap(), &f.key).unwrap();
+    assert_eq!(f.status_at(&token, i64::MAX), Status::CheckInRequired);
+    assert_eq!(f.status_at(&token, T0), Status::Valid);
+}

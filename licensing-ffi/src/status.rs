@@ -54,6 +54,13 @@ pub enum lic_status {
     LIC_STATUS_CLOCK_TAMPERED = 18,
     /// No license is installed (the app should offer activation).
     LIC_STATUS_NO_LICENSE = 19,
+    /// The licensing server answered that the license is revoked (for good).
+    LIC_STATUS_REVOKED = 20,
+    /// The licensing server answered that the license is suspended (it may be reinstated).
+    LIC_STATUS_SUSPENDED = 21,
+    /// The server check-in deadline and its grace have passed: the app must reach the
+    /// licensing server for a fresh token.
+    LIC_STATUS_CHECK_IN_REQUIRED = 22,
 }
 
 impl From<Status> for lic_status {
@@ -79,6 +86,9 @@ impl From<Status> for lic_status {
             Status::VirtualMachineNotAllowed => lic_status::LIC_STATUS_VIRTUAL_MACHINE_NOT_ALLOWED,
             Status::ClockTampered => lic_status::LIC_STATUS_CLOCK_TAMPERED,
             Status::NoLicense => lic_status::LIC_STATUS_NO_LICENSE,
+            Status::Revoked => lic_status::LIC_STATUS_REVOKED,
+            Status::Suspended => lic_status::LIC_STATUS_SUSPENDED,
+            Status::CheckInRequired => lic_status::LIC_STATUS_CHECK_IN_REQUIRED,
         }
     }
 }
@@ -111,6 +121,9 @@ fn status_name(status: Status) -> &'static CStr {
         Status::VirtualMachineNotAllowed => c"virtual_machine_not_allowed",
         Status::ClockTampered => c"clock_tampered",
         Status::NoLicense => c"no_license",
+        Status::Revoked => c"revoked",
+        Status::Suspended => c"suspended",
+        Status::CheckInRequired => c"check_in_required",
     }
 }
 
@@ -140,6 +153,11 @@ fn status_message(status: Status) -> &'static CStr {
         }
         Status::ClockTampered => c"The system clock appears to have been set back.",
         Status::NoLicense => c"No license is installed.",
+        Status::Revoked => c"The license has been revoked.",
+        Status::Suspended => c"The license is suspended.",
+        Status::CheckInRequired => {
+            c"The license must be confirmed by the licensing server; please connect to the internet."
+        }
     }
 }
 

@@ -216,9 +216,11 @@ static void test_version_and_static_strings(void) {
             "signature_invalid", "unknown_key", "malformed", "unsupported_algorithm",
             "wrong_token_type", "invalid_claims", "product_mismatch", "version_not_entitled",
             "feature_not_entitled", "feature_expired", "site_restricted", "fingerprint_mismatch",
-            "virtual_machine_not_allowed", "clock_tampered", "no_license"};
+            "virtual_machine_not_allowed", "clock_tampered", "no_license", "revoked",
+            "suspended", "check_in_required"};
         const size_t count = sizeof names / sizeof names[0];
-        CHECK(count == LIC_STATUS_NO_LICENSE + 1);
+        CHECK(count == LIC_STATUS_CHECK_IN_REQUIRED + 1);
+        CHECK(LIC_STATUS_REVOKED == 20 && LIC_STATUS_SUSPENDED == 21);
         for (i = 0; i < count; i++) {
             CHECK(strcmp(lic_status_name(i), names[i]) == 0);
             CHECK(strcmp(lic_status_message(i), "Unknown license status.") != 0);

@@ -2,8 +2,18 @@
 -- Portable SQL (SQLite and PostgreSQL): TEXT ids chosen by the server, BIGINT Unix seconds,
 -- JSON kept as TEXT, no AUTOINCREMENT/SERIAL, no engine-specific functions.
 
+-- Tenants. Every admin-API read and write is scoped to the caller's organization; the one
+-- created at first start (`operator` = 1) may also create organizations and rotate keys.
+CREATE TABLE organizations (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    operator BIGINT NOT NULL CHECK (operator IN (0, 1)),
+    created_at BIGINT NOT NULL
+);
+
 CREATE TABLE api_tokens (
     id TEXT PRIMARY KEY,
+    organization_id TEXT NOT NULL REFERENCES organizations (id),
     -- SHA-256 (hex) of the bearer token; the token itself is never stored.
     token_hash TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL CHECK (role IN ('admin', 'license_manager', 'it_staff', 'auditor')),
@@ -13,14 +23,18 @@ CREATE TABLE api_tokens (
 );
 
 CREATE TABLE products (
-    -- The product id licenses name in `aud`, e.g. `com.example.cad`.
+    -- The product id licenses name in `aud`, e.g. `com.example.cad`. Unique across tenants:
+    -- tokens of every tenant are signed by the server's keys, so an `aud` must name one product.
     id TEXT PRIMARY KEY,
+    organization_id TEXT NOT NULL REFERENCES organizations (id),
     name TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
 
 CREATE TABLE policies (
     id TEXT PRIMARY KEY,
+    -- The product's organization (copied, so every tenant filter is one column).
+    organization_id TEXT NOT NULL REFERENCES organizations (id),
     product_id TEXT NOT NULL REFERENCES products (id),
     name TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -35,16 +49,20 @@ CREATE TABLE policies (
     version_rule TEXT,
     -- JSON: {required, min_matching} for node-locked licenses.
     match_policy TEXT,
-    allow_virtual BOOLEAN NOT NULL,
+    -- 0 or 1 (BIGINT: the Any driver decodes no SQLite BOOLEAN).
+    allow_virtual BIGINT NOT NULL CHECK (allow_virtual IN (0, 1)),
     -- JSON: {name?, restrictions} for site licenses.
     site TEXT,
     created_at BIGINT NOT NULL
 );
 
 CREATE INDEX policies_product ON policies (product_id);
+CREATE INDEX policies_organization ON policies (organization_id);
 
 CREATE TABLE licenses (
     id TEXT PRIMARY KEY,
+    -- The product's organization (copied, so every tenant filter is one column).
+    organization_id TEXT NOT NULL REFERENCES organizations (id),
     -- SHA-256 (hex) of the canonical license key; the key is shown once, at creation.
     key_hash TEXT NOT NULL UNIQUE,
     -- The key's last group, to tell keys apart in listings.
@@ -62,6 +80,7 @@ CREATE TABLE licenses (
 );
 
 CREATE INDEX licenses_policy ON licenses (policy_id);
+CREATE INDEX licenses_organization ON licenses (organization_id, created_at);
 
 CREATE TABLE machines (
     id TEXT PRIMARY KEY,

@@ -39,6 +39,17 @@ enum Command {
     Machine(MachineCommand),
     /// Run the licensing server (HTTP API on an embedded SQLite database).
     Serve(crate::server::ServeArgs),
+    /// Air-gapped activation, working directly on the server's database.
+    #[command(subcommand)]
+    Offline(OfflineCommand),
+}
+
+#[derive(Subcommand)]
+enum OfflineCommand {
+    /// Turn a client's offline activation request file into a signed response file (the rules
+    /// of online activation). Exit 0 done, 1 refused (license suspended, revoked, expired or
+    /// unknown; machine limit), 2 usage errors (invalid request file, unusable data directory).
+    Activate(crate::server::OfflineActivateArgs),
 }
 
 #[derive(Subcommand)]
@@ -161,6 +172,9 @@ pub fn run() -> ExitCode {
             machine_fingerprint(&product, json)
         }
         Command::Serve(args) => return crate::server::run(args),
+        Command::Offline(OfflineCommand::Activate(args)) => {
+            return crate::server::run_offline_activate(args);
+        }
     };
     match result {
         Ok(code) => code,

@@ -19,9 +19,6 @@ use serde_json::{Value, json};
 
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);
-// TEMPORARY until statuses 20/21 land from the clientapi branch (same shim as the core's).
-const SUSPENDED: Status = Status::Expired;
-const REVOKED: Status = Status::Expired;
 
 /// A running server; killed on drop if the test did not stop it.
 struct Server {
@@ -268,11 +265,15 @@ fn issue_activate_validate_suspend_reinstate_revoke_then_offline() {
         ServerStatus::Suspended
     );
     assert_eq!(
-        suspended.verdict.status, SUSPENDED,
+        suspended.verdict.status,
+        Status::Suspended,
         "{:?}",
         suspended.verdict
     );
-    assert_eq!(app.check_at_startup(unix_now()).unwrap().status, SUSPENDED);
+    assert_eq!(
+        app.check_at_startup(unix_now()).unwrap().status,
+        Status::Suspended
+    );
 
     // Reinstate: active again, online and at the next offline start.
     server.license_action(&license_id, "reinstate");
@@ -294,42 +295,55 @@ fn issue_activate_validate_suspend_reinstate_revoke_then_offline() {
         revoked.validation.as_ref().unwrap().status,
         ServerStatus::Revoked
     );
-    assert_eq!(revoked.verdict.status, REVOKED);
+    assert_eq!(revoked.verdict.status, Status::Revoked);
     server.stop();
     let start = app
         .check_online(&client, unix_now(), Duration::from_secs(2))
         .unwrap();
     assert!(start.offline_reason.as_ref().unwrap().is_unreachable());
-    assert_eq!(start.verdict.status, REVOKED);
+    assert_eq!(start.verdict.status, Status::Revoked);
 }
 
 #[test]
-fn offline_grace_when_the_server_is_gone() {
+fn check_in_grace_when_the_server_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let trust = server.shipped_trust_store();
     let client = client(&server.url, &trust);
+    // Check in every 7 days, 3 days of grace after that.
     let (_, key) = server.issue(json!({
-        "model": "subscription", "duration": 30 * 86400, "grace_period": 7 * 86400,
-        "max_machines": 1
+        "model": "subscription", "duration": 365 * 86400, "grace_period": 14 * 86400,
+        "max_machines": 1, "check_in_interval": 7 * 86400, "check_in_grace": 3 * 86400
     }));
     let app = app(dir.path(), "e2e-box-c", &trust);
     let now = unix_now();
     app.activate(&client, &key, now).unwrap();
-    let license = app
+    let checked = app
         .check_online(&client, now, Duration::from_secs(5))
-        .unwrap()
-        .license
         .unwrap();
-    let exp = license.claims().exp.unwrap();
+    assert!(checked.offline_reason.is_none());
+    let validation = checked.validation.unwrap();
+    assert!(
+        validation.license_token.is_some(),
+        "validate refreshes the token"
+    );
+    assert!(validation.machine_token.is_some(), "and the machine token");
+    let check_in = checked.license.unwrap().claims().lic.check_in.unwrap();
+    assert!(
+        (check_in.until - (now + 7 * 86400)).abs() < 60,
+        "{check_in:?}"
+    );
+    assert_eq!(check_in.grace, 3 * 86400);
     server.stop();
 
-    // Server gone: each start falls back to the stored token within the limit.
+    // Server gone: each start falls back to the stored token within the limit; the check-in
+    // deadline gives valid, then valid in grace, then check-in required.
     let limit = Duration::from_secs(2);
     for (at, status) in [
         (now, Status::Valid),
-        (exp + 86_400, Status::ValidInGrace),
-        (exp + 8 * 86_400, Status::Expired),
+        (check_in.until - 60, Status::Valid),
+        (check_in.until + 86_400, Status::ValidInGrace),
+        (check_in.until + 3 * 86_400 + 60, Status::CheckInRequired),
     ] {
         let started = Instant::now();
         let check = app.check_online(&client, at, limit).unwrap();
@@ -337,6 +351,128 @@ fn offline_grace_when_the_server_is_gone() {
         assert!(check.offline_reason.as_ref().unwrap().is_unreachable());
         assert_eq!(check.verdict.status, status, "at {at}: {:?}", check.verdict);
     }
+}
+
+#[test]
+fn deactivate_frees_the_slot_and_air_gapped_activation_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let trust = server.shipped_trust_store();
+    let client = client(&server.url, &trust);
+    let (license_id, key) = server.issue(json!({
+        "model": "subscription", "duration": 365 * 86400, "max_machines": 1
+    }));
+    let online_box = app(dir.path(), "e2e-box-e", &trust);
+    online_box.activate(&client, &key, unix_now()).unwrap();
+    let answer = online_box.deactivate(&client).unwrap();
+    assert!(answer.deactivated);
+    assert_eq!(
+        online_box.check_at_startup(unix_now()).unwrap().status,
+        Status::NoLicense
+    );
+    assert!(matches!(
+        online_box.validate_online(&client, unix_now()),
+        Err(OnlineError::NotActivated)
+    ));
+    let machines = server.admin(
+        "GET",
+        &format!("/v1/licenses/{license_id}/machines"),
+        None,
+        200,
+    );
+    assert_eq!(machines["machines"].as_array().unwrap().len(), 0);
+
+    // The freed slot goes to an air-gapped machine: request file -> vendor API -> import.
+    let air_gapped = app(dir.path(), "e2e-box-f", &trust);
+    let request = air_gapped
+        .offline_activation_request(&client, &key, unix_now())
+        .unwrap();
+    let response = server.admin(
+        "POST",
+        "/v1/offline/activate",
+        Some(serde_json::from_str(&request).unwrap()),
+        200,
+    );
+    let imported = air_gapped
+        .import_offline_response(&client, &response.to_string(), unix_now())
+        .unwrap();
+    assert_eq!(
+        imported.verdict.status,
+        Status::Valid,
+        "{:?}",
+        imported.verdict
+    );
+    let validation = imported.validation.unwrap();
+    assert!(validation.offline && validation.machine_token.is_some());
+    assert_eq!(
+        air_gapped.check_at_startup(unix_now()).unwrap().status,
+        Status::Valid
+    );
+    // Imported once; the same file again is refused (nothing pending).
+    assert!(matches!(
+        air_gapped.import_offline_response(&client, &response.to_string(), unix_now()),
+        Err(OnlineError::NoPendingRequest)
+    ));
+    // The air-gapped machine holds the only slot: the online one is refused now.
+    let refused = online_box.activate(&client, &key, unix_now()).unwrap_err();
+    assert_eq!(refused.server_code(), Some("machine_limit_reached"));
+    let (_, second_key) = server.issue(json!({ "model": "perpetual", "max_machines": 1 }));
+    server.stop();
+
+    // The vendor's CLI on the server's data dir (no server running) turns request files into
+    // response files; a license without a free slot is refused (exit 1).
+    let offline_cli = |request: &str, name: &str| {
+        let request_file = dir.path().join(format!("{name}.request.json"));
+        let response_file = dir.path().join(format!("{name}.response.json"));
+        std::fs::write(&request_file, request).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_licensing-server"))
+            .args(["offline", "activate", "--request"])
+            .arg(&request_file)
+            .arg("--out")
+            .arg(&response_file)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let response = std::fs::read_to_string(&response_file).ok();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            response,
+        )
+    };
+    let third = app(dir.path(), "e2e-box-g", &trust);
+    let request = third
+        .offline_activation_request(&client, &key, unix_now())
+        .unwrap();
+    let (code, stderr, _) = offline_cli(&request, "full");
+    assert_eq!(code, Some(1), "{stderr}");
+    let request = third
+        .offline_activation_request(&client, &second_key, unix_now())
+        .unwrap();
+    let (code, stderr, cli_response) = offline_cli(&request, "second");
+    assert_eq!(code, Some(0), "{stderr}");
+    let cli_response = cli_response.unwrap();
+    // Another machine's response is refused; this machine's own is imported.
+    let foreign = third.import_offline_response(&client, &response.to_string(), unix_now());
+    assert!(
+        matches!(foreign, Err(OnlineError::Replay | OnlineError::Mismatch(_))),
+        "{foreign:?}"
+    );
+    let imported = third
+        .import_offline_response(&client, &cli_response, unix_now())
+        .unwrap();
+    assert_eq!(
+        imported.verdict.status,
+        Status::Valid,
+        "{:?}",
+        imported.verdict
+    );
+    assert_eq!(
+        third.check_at_startup(unix_now()).unwrap().status,
+        Status::Valid
+    );
 }
 
 #[test]

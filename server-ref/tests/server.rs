@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use licensing_core::{Context, Error, Status, TokenKind, TrustStore, Verifier, verify_token};
 use serde_json::{Value, json};
 
+#[path = "../src/server/test_postgres.rs"]
+mod postgres;
+
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -140,6 +143,7 @@ impl Drop for Server {
 struct Reply {
     status: u16,
     content_type: String,
+    retry_after: Option<u64>,
     body: Value,
 }
 
@@ -214,11 +218,13 @@ fn http(
         .parse()
         .unwrap();
     let mut content_type = String::new();
+    let mut retry_after = None;
     let mut chunked = false;
     for line in lines {
         let (name, value) = line.split_once(':').unwrap();
         match name.to_ascii_lowercase().as_str() {
             "content-type" => content_type = value.trim().to_owned(),
+            "retry-after" => retry_after = Some(value.trim().parse::<u64>().unwrap()),
             "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
             _ => {}
         }
@@ -230,12 +236,15 @@ fn http(
     };
     let body = if body.is_empty() {
         Value::Null
+    } else if content_type.starts_with("text/plain") {
+        Value::String(body)
     } else {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
     };
     Reply {
         status,
         content_type,
+        retry_after,
         body,
     }
 }
@@ -270,6 +279,32 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Where a test server keeps its data: the default SQLite file under the data dir, or a fresh
+/// PostgreSQL database.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// The `serve` arguments that select this backend.
+    fn args(&self) -> Vec<&str> {
+        match self {
+            Backend::Sqlite => vec![],
+            Backend::Postgres(url) => vec!["--database-url", url],
+        }
+    }
+}
+
+/// Runs `test` on SQLite, then on a fresh PostgreSQL database (see support/postgres.rs).
+fn on_both(name: &str, test: fn(Backend)) {
+    test(Backend::Sqlite);
+    if let Some(url) = postgres::fresh_database(name) {
+        test(Backend::Postgres(url));
+    }
 }
 
 fn temp_data() -> (tempfile::TempDir, PathBuf) {
@@ -314,10 +349,34 @@ fn validate(
     verified.claims
 }
 
+/// Both are genuine license tokens for the same license with the same claims, signed at
+/// different times (`iat`, `jti` and `lic.check_in.until` may differ).
+fn same_license(store: &TrustStore, a: &Value, b: &Value) {
+    let verifier = Verifier::for_any_product(store.clone());
+    let a = verifier.verify(a.as_str().unwrap()).unwrap();
+    let b = verifier.verify(b.as_str().unwrap()).unwrap();
+    let (a, b) = (a.claims(), b.claims());
+    assert_eq!(
+        (&a.sub, &a.aud, a.nbf, a.exp),
+        (&b.sub, &b.aud, b.nbf, b.exp)
+    );
+    let (mut lic_a, mut lic_b) = (a.lic.clone(), b.lic.clone());
+    lic_a.check_in = None;
+    lic_b.check_in = None;
+    assert_eq!(lic_a, lic_b);
+}
+
 #[test]
 fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
+    on_both(
+        "first_start_bootstraps_once_and_a_restart_keeps_data_and_key",
+        first_start_bootstraps_once_and_a_restart_keeps_data_and_key_on,
+    );
+}
+
+fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key_on(backend: Backend) {
     let (_dir, data) = temp_data();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &backend.args());
     let token = server.admin().to_owned();
     assert!(token.starts_with("lst_"));
 
@@ -340,7 +399,9 @@ fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(data.join("licensing.db").is_file());
+    if matches!(backend, Backend::Sqlite) {
+        assert!(data.join("licensing.db").is_file());
+    }
     let product = server.post("/v1/products", &json!({ "id": PRODUCT, "name": "CAD" }));
     assert_eq!(product.ok(201)["id"], PRODUCT);
     assert!(server.stop().success(), "graceful shutdown exits 0");
@@ -350,7 +411,7 @@ fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
     assert!(log.contains("shutting down"), "{log}");
     assert!(!log.contains(&token), "the API token was logged");
 
-    let mut again = Server::start(&data);
+    let mut again = Server::start_with(&data, &backend.args());
     assert!(
         again.admin_token.is_none(),
         "bootstrap token printed on a restart"
@@ -380,8 +441,15 @@ fn first_start_bootstraps_once_and_a_restart_keeps_data_and_key() {
 
 #[test]
 fn license_lifecycle_activation_validation_suspend_reinstate_revoke() {
+    on_both(
+        "license_lifecycle_activation_validation_suspend_reinstate_revoke",
+        license_lifecycle_activation_validation_suspend_reinstate_revoke_on,
+    );
+}
+
+fn license_lifecycle_activation_validation_suspend_reinstate_revoke_on(backend: Backend) {
     let (_dir, data) = temp_data();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &backend.args());
     let policy = setup_policy(
         &server,
         json!({
@@ -478,7 +546,11 @@ fn license_lifecycle_activation_validation_suspend_reinstate_revoke() {
     assert_eq!(answer["machine_activated"], true);
     assert_eq!(answer["license_id"], license_id.as_str());
     assert!((answer["server_time"].as_i64().unwrap() - now()).abs() < 60);
-    assert_eq!(answer["license_token"], license["token"]);
+    same_license(
+        &server.trust_store(),
+        &answer["license_token"],
+        &license["token"],
+    );
     let unknown_machine = validate(&server, &key, "not-activated", "nonce-0002-abcdef");
     assert_eq!(unknown_machine["machine_activated"], false);
     assert_eq!(unknown_machine["nonce"], "nonce-0002-abcdef");
@@ -537,8 +609,15 @@ fn license_lifecycle_activation_validation_suspend_reinstate_revoke() {
 
 #[test]
 fn node_locked_and_expired_licenses() {
+    on_both(
+        "node_locked_and_expired_licenses",
+        node_locked_and_expired_licenses_on,
+    );
+}
+
+fn node_locked_and_expired_licenses_on(backend: Backend) {
     let (_dir, data) = temp_data();
-    let server = Server::start(&data);
+    let server = Server::start_with(&data, &backend.args());
     let store = server.trust_store();
     let verifier = Verifier::new(store, PRODUCT);
 
@@ -580,7 +659,11 @@ fn node_locked_and_expired_licenses() {
         fp_a["id"].as_str().unwrap(),
         "nonce-node-locked",
     );
-    assert_eq!(answer["license_token"], token.as_str());
+    same_license(
+        &server.trust_store(),
+        &answer["license_token"],
+        &json!(token),
+    );
 
     // Expired (exp in the past, no grace): validation says so, activation is refused.
     let policy = setup_policy(
@@ -740,4 +823,433 @@ fn bad_input_gets_a_4xx_json_error_naming_the_problem() {
         server.call("GET", "/healthz", None, None).ok(200)["status"],
         "ok"
     );
+}
+
+fn kid_of(token: &str) -> String {
+    let (header, _) = licensing_core::decode_unverified(token).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+fn jwks_kids(server: &Server) -> Vec<String> {
+    let jwks = server.call("GET", "/.well-known/jwks.json", None, None);
+    let mut kids: Vec<String> = jwks.ok(200)["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[test]
+fn signing_keys_rotate_and_retire() {
+    on_both(
+        "signing_keys_rotate_and_retire",
+        signing_keys_rotate_and_retire_on,
+    );
+}
+
+fn signing_keys_rotate_and_retire_on(backend: Backend) {
+    let (_dir, data) = temp_data();
+    let server = Server::start_with(&data, &backend.args());
+    let policy = setup_policy(&server, json!({ "model": "perpetual" }));
+    let old = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let old = old.ok(201).clone();
+    let old_token = old["token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+    assert_eq!(jwks_kids(&server), vec![old_kid.clone()]);
+
+    // Only operator admins rotate.
+    let org = server.post("/v1/organizations", &json!({ "name": "Tenant" }));
+    let tenant_admin = org.ok(201)["admin_token"].as_str().unwrap().to_owned();
+    let denied = server.call("POST", "/v1/keys/rotate", Some(&tenant_admin), None);
+    denied.error(403, "forbidden");
+
+    // Rotate: the new key signs, the old one still verifies and stays published.
+    let rotated = server.call("POST", "/v1/keys/rotate", Some(server.admin()), None);
+    let new_kid = rotated.ok(201)["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&server), both);
+    let fresh = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    assert_eq!(kid_of(fresh.ok(201)["token"].as_str().unwrap()), new_kid);
+    let verifier = Verifier::new(server.trust_store(), PRODUCT);
+    assert_eq!(
+        verifier.check(&old_token, &Context::at(now())).status,
+        Status::Valid
+    );
+    let listed = server.get("/v1/keys");
+    let statuses: Vec<(String, String)> = listed.ok(200)["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&(new_kid.clone(), "current".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&(old_kid.clone(), "previous".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        !listed.body.to_string().contains("PRIVATE"),
+        "no private key in listings"
+    );
+
+    // The current key cannot be retired; the previous one can, and the license the server
+    // stored under it is re-signed with the current key.
+    let refused = server.call(
+        "POST",
+        &format!("/v1/keys/{new_kid}/retire"),
+        Some(server.admin()),
+        None,
+    );
+    refused.error(409, "key_is_current");
+    let retired = server.call(
+        "POST",
+        &format!("/v1/keys/{old_kid}/retire"),
+        Some(server.admin()),
+        None,
+    );
+    assert_eq!(retired.ok(200)["resigned_licenses"], 1);
+    assert_eq!(jwks_kids(&server), vec![new_kid.clone()]);
+    let reread = server.get(&format!("/v1/licenses/{}", old["id"].as_str().unwrap()));
+    let resigned = reread.ok(200)["token"].as_str().unwrap().to_owned();
+    assert_eq!(kid_of(&resigned), new_kid);
+    let verifier = Verifier::new(server.trust_store(), PRODUCT);
+    assert_eq!(
+        verifier.check(&resigned, &Context::at(now())).status,
+        Status::Valid
+    );
+    assert_eq!(
+        verifier.check(&old_token, &Context::at(now())).status,
+        Status::UnknownKey
+    );
+    server
+        .call(
+            "POST",
+            &format!("/v1/keys/{old_kid}/retire"),
+            Some(server.admin()),
+            None,
+        )
+        .error(409, "key_retired");
+    server
+        .call("POST", "/v1/keys/nope/retire", Some(server.admin()), None)
+        .error(404, "key_not_found");
+
+    // A restart keeps the rotated key (the data-dir key file does not take over again).
+    drop(server);
+    let again = Server::start_with(&data, &backend.args());
+    assert_eq!(jwks_kids(&again), vec![new_kid]);
+}
+
+/// Two replicas on one PostgreSQL: one bootstrap token, one key ring; a rotation on one
+/// reaches the other within its reload period.
+#[test]
+fn replicas_share_one_postgres() {
+    let Some(url) = postgres::fresh_database("replicas_share_one_postgres") else {
+        return;
+    };
+    let backend = Backend::Postgres(url);
+    let (_dir_a, data_a) = temp_data();
+    let (_dir_b, data_b) = temp_data();
+    let mut args = backend.args();
+    args.extend(["--key-reload-secs", "1"]);
+    let a = Server::start_with(&data_a, &args);
+    let mut b = Server::start_with(&data_b, &args);
+    assert!(a.admin_token.is_some());
+    assert!(
+        b.admin_token.is_none(),
+        "the bootstrap token is minted once"
+    );
+    b.admin_token = a.admin_token.clone();
+    assert_eq!(jwks_kids(&a), jwks_kids(&b), "replicas sign with one key");
+
+    let product = a.post("/v1/products", &json!({ "id": PRODUCT, "name": "CAD" }));
+    product.ok(201);
+    assert_eq!(b.get("/v1/products").ok(200)["products"][0]["id"], PRODUCT);
+
+    let rotated = a.call("POST", "/v1/keys/rotate", Some(a.admin()), None);
+    let new_kid = rotated.ok(201)["kid"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let policy = setup_policy(&b, json!({ "model": "perpetual" }));
+    loop {
+        let license = b.post("/v1/licenses", &json!({ "policy_id": policy }));
+        if kid_of(license.ok(201)["token"].as_str().unwrap()) == new_kid {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B never picked up the rotation"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(jwks_kids(&a), jwks_kids(&b));
+}
+
+#[test]
+fn licenses_renew_and_extend() {
+    on_both("licenses_renew_and_extend", licenses_renew_and_extend_on);
+}
+
+fn licenses_renew_and_extend_on(backend: Backend) {
+    let (_dir, data) = temp_data();
+    let server = Server::start_with(&data, &backend.args());
+    let year = 365 * 86400;
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "subscription", "duration": year }),
+    );
+    let t0 = now();
+    // Already expired: renewal counts from now, and makes it usable again.
+    let created = server.post(
+        "/v1/licenses",
+        &json!({ "policy_id": policy, "expires_at": t0 - 10 }),
+    );
+    let id = created.ok(201)["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["status"], "expired");
+    let renew = |body: Value| server.post(&format!("/v1/licenses/{id}/renew"), &body);
+    let renewed = renew(json!({}));
+    let exp = renewed.ok(200)["expires_at"].as_i64().unwrap();
+    assert!((t0 + year..=now() + year).contains(&exp), "{exp}");
+    assert_eq!(renewed.body["status"], "active");
+    let verifier = Verifier::new(server.trust_store(), PRODUCT);
+    let token = renewed.body["token"].as_str().unwrap().to_owned();
+    let verdict = verifier.check(&token, &Context::at(now()));
+    assert_eq!(verdict.status, Status::Valid);
+    assert_eq!(verdict.expires_at, Some(exp));
+
+    // extend_by counts from the later of the expiry and now; expires_at sets it.
+    let extended = renew(json!({ "extend_by": 86400 }));
+    assert_eq!(extended.ok(200)["expires_at"], exp + 86400);
+    let set = renew(json!({ "expires_at": t0 + 1000 }));
+    assert_eq!(set.ok(200)["expires_at"], t0 + 1000);
+    renew(json!({ "expires_at": 1, "extend_by": 1 })).error(422, "invalid_request");
+    renew(json!({ "extend_by": -1 })).error(422, "invalid_field");
+    renew(json!({ "expires_in": 1 })).error(422, "invalid_field");
+
+    // Perpetual: no expiry to extend; the maintenance window moves instead.
+    let perpetual = setup_policy(&server, json!({ "model": "perpetual" }));
+    let p = server.post("/v1/licenses", &json!({ "policy_id": perpetual }));
+    let pid = p.ok(201)["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/licenses/{pid}/renew");
+    server
+        .post(&path, &json!({ "extend_by": 10 }))
+        .error(422, "invalid_request");
+    server.post(&path, &json!({})).error(422, "invalid_request");
+    let maintained = server.post(&path, &json!({ "maintenance_until": t0 + 5000 }));
+    let token = maintained.ok(200)["token"].as_str().unwrap().to_owned();
+    let claims = verify_token(&token, TokenKind::License, &server.trust_store())
+        .unwrap()
+        .claims;
+    assert_eq!(claims["lic"]["version"]["maintenance_until"], t0 + 5000);
+
+    // Roles and final states.
+    let auditor = server.post(
+        "/v1/api-tokens",
+        &json!({ "role": "auditor", "label": "a" }),
+    );
+    let auditor = auditor.ok(201)["secret"].as_str().unwrap().to_owned();
+    server
+        .call(
+            "POST",
+            &format!("/v1/licenses/{id}/renew"),
+            Some(&auditor),
+            Some(&json!({})),
+        )
+        .error(403, "forbidden");
+    server
+        .post(&format!("/v1/licenses/{id}/revoke"), &json!({}))
+        .ok(200);
+    renew(json!({})).error(409, "license_revoked");
+    server
+        .post("/v1/licenses/lic_nope/renew", &json!({}))
+        .error(404, "license_not_found");
+}
+
+/// Settings from a TOML file (flags still win), client-API rate limiting per license key,
+/// and the Prometheus endpoint.
+#[test]
+fn config_file_rate_limits_and_metrics() {
+    let (dir, data) = temp_data();
+    let config = dir.path().join("licensing.toml");
+    std::fs::write(
+        &config,
+        "issuer = \"issuer-from-file\"\nclient_rate_per_minute = 3\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let policy = setup_policy(&server, json!({ "model": "perpetual" }));
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let license = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+        let license = license.ok(201).clone();
+        let claims = licensing_core::decode_unverified(license["token"].as_str().unwrap())
+            .unwrap()
+            .1;
+        assert_eq!(claims["iss"], "issuer-from-file");
+        keys.push(license["key"].as_str().unwrap().to_owned());
+    }
+    let body =
+        |key: &str| json!({ "license_key": key, "fingerprint": "fp-1", "nonce": "nonce-123456" });
+    for _ in 0..3 {
+        server
+            .client("/v1/client/validate", &body(&keys[0]))
+            .ok(200);
+    }
+    let limited = server.client("/v1/client/validate", &body(&keys[0]));
+    limited.error(429, "rate_limited");
+    assert!(
+        limited.retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{limited:?}"
+    );
+    // Another license key has its own budget.
+    server
+        .client("/v1/client/validate", &body(&keys[1]))
+        .ok(200);
+
+    let metrics = server.call("GET", "/metrics", None, None);
+    let text = metrics.ok(200).as_str().unwrap().to_owned();
+    assert!(
+        text.contains(r#"licensing_http_requests_total{method="POST",route="/v1/client/validate",status="200"} 4"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"status="429""#), "{text}");
+    assert!(
+        text.contains("licensing_client_rate_limited_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("licensing_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(!text.contains(&keys[0]), "no license key in metrics");
+
+    // A bad config file stops startup with exit 2 and names the problem.
+    std::fs::write(&config, "listen = 5\n").unwrap();
+    let out = bin()
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listen"),
+        "{out:?}"
+    );
+}
+
+/// `licensing-server offline activate` on the data directory of a running server: request
+/// file in, response file out, verified with the JWKS the server publishes.
+#[test]
+fn offline_activation_from_the_command_line() {
+    let (dir, data) = temp_data();
+    let server = Server::start(&data);
+    let store = server.trust_store();
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "node_locked", "max_machines": 1, "check_in_interval": 86400 }),
+    );
+    let license = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let key = license.ok(201)["key"].as_str().unwrap().to_owned();
+    let request_file = |name: &str, machine: &str, nonce: &str| {
+        let path = dir.path().join(name);
+        let request = json!({
+            "kind": "licensing.offline_activation_request",
+            "version": 1,
+            "license_key": key,
+            "fingerprint": fingerprint(machine),
+            "nonce": nonce,
+            "created_at": now(),
+        });
+        std::fs::write(&path, request.to_string()).unwrap();
+        path
+    };
+    let offline = |request: &Path, out: &Path| {
+        bin()
+            .args(["offline", "activate", "--request"])
+            .arg(request)
+            .arg("--out")
+            .arg(out)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+
+    let nonce = "air-gapped-nonce-0001";
+    let out = dir.path().join("response.json");
+    let run = offline(&request_file("request.json", "box-air", nonce), &out);
+    assert!(run.status.success(), "{run:?}");
+    let file: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file["kind"], "licensing.offline_activation_response");
+    assert_eq!(file["version"], 1);
+    let token = file["response_token"].as_str().unwrap();
+    assert!(matches!(
+        verify_token(token, TokenKind::License, &store),
+        Err(Error::WrongTokenType { .. })
+    ));
+    let claims = verify_token(token, TokenKind::Response, &store)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["nonce"], nonce);
+    assert_eq!(claims["offline"], true);
+    assert_eq!(claims["status"], "active");
+    let exp = claims["exp"].as_i64().unwrap();
+    assert_eq!(exp - claims["iat"].as_i64().unwrap(), 30 * 86400);
+    verify_token(
+        claims["machine_token"].as_str().unwrap(),
+        TokenKind::Machine,
+        &store,
+    )
+    .unwrap();
+    // The license token works on that machine, offline.
+    let fp = serde_json::from_value(fingerprint("box-air")).unwrap();
+    let verdict = Verifier::new(store.clone(), PRODUCT).check(
+        claims["license_token"].as_str().unwrap(),
+        &Context::at(now()).with_fingerprint(fp),
+    );
+    assert_eq!(verdict.status, Status::Valid, "{verdict:?}");
+    // The running server sees the machine.
+    let license_id = claims["license_id"].as_str().unwrap();
+    let machines = server.get(&format!("/v1/licenses/{license_id}/machines"));
+    assert_eq!(machines.ok(200)["machines"].as_array().unwrap().len(), 1);
+
+    // Refused by a licensing rule (machine limit): exit 1, nothing written.
+    let out2 = dir.path().join("response2.json");
+    let run = offline(&request_file("request2.json", "box-two", nonce), &out2);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("machine_limit_reached"));
+    assert!(!out2.exists());
+
+    // A bad request file: exit 2.
+    let bad = dir.path().join("bad.json");
+    for content in [
+        "not json".to_owned(),
+        json!({ "kind": "licensing.offline_activation_request" }).to_string(),
+        r#"{"kind":"a","kind":"b"}"#.to_owned(),
+    ] {
+        std::fs::write(&bad, &content).unwrap();
+        let run = offline(&bad, &out2);
+        assert_eq!(run.status.code(), Some(2), "{content}: {run:?}");
+        assert!(!out2.exists());
+    }
+    let run = offline(&request_file("short.json", "box-x", "short"), &out2);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("nonce"));
+    let run = offline(&dir.path().join("missing.json"), &out2);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    let run = bin().args(["offline", "activate"]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(server.stop().success());
 }

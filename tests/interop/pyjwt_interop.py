@@ -925,6 +925,24 @@ INVALID = {
         base_claims(model="site", site=["HQ", {"country": ["DE"]}]),
         "lic.site",
     ),
+    # Server check-in: both members, in range, nothing else.
+    "check_in without grace": (
+        base_claims(model="perpetual", check_in={"until": 1893456000}),
+        "lic.check_in.grace",
+    ),
+    "check_in negative grace": (
+        base_claims(model="perpetual", check_in={"until": 1893456000, "grace": -1}),
+        "lic.check_in.grace",
+    ),
+    "check_in until out of range": (
+        base_claims(model="perpetual", check_in={"until": 253402300800, "grace": 0}),
+        "lic.check_in.until",
+    ),
+    "check_in unknown member": (
+        base_claims(model="perpetual", check_in={"until": 1893456000, "grace": 0, "every": 1}),
+        "lic.check_in.every",
+    ),
+    "check_in null": (base_claims(model="perpetual", check_in=None), "lic.check_in"),
     # The model is a JSON string only.
     "model in map form": (base_claims(model={"perpetual": None}), "lic.model"),
     "model as an array": (base_claims(model=["perpetual"]), "lic.model"),
@@ -972,6 +990,9 @@ VALID_VARIANTS = {
         "x-extra": {"a": [None]},
     },
     "empty customer and empty metadata": base_claims(model="perpetual", customer={}, metadata={}),
+    "check_in at the bounds": base_claims(
+        model="perpetual", check_in={"until": 0, "grace": 253402300799}
+    ),
     "k-of-n": base_claims(
         model="node_locked",
         node_lock={

@@ -220,6 +220,18 @@ fn tokens(key: &PrivateKey, other: &PrivateKey) -> BTreeMap<&'static str, String
             json!({ "exp": EXP }),
         ),
     );
+    sign(
+        "check_in",
+        &claims(
+            "lic_check_in",
+            json!({
+                "model": "perpetual",
+                "features": { "core": {} },
+                "check_in": { "until": NOW, "grace": DAY },
+            }),
+            json!({}),
+        ),
+    );
 
     // Tokens every verifier must refuse, each for one reason.
     let genuine = t["subscription"].clone();
@@ -405,6 +417,22 @@ fn cases() -> Vec<Case> {
             at(NOW).with_fingerprint(machine(vm)),
             VirtualMachineNotAllowed,
         ),
+        // Server check-in: confirmed until NOW, then one day of grace, then required.
+        case("check_in_confirmed", "check_in", at(NOW), Valid),
+        case(
+            "check_in_overdue_in_grace",
+            "check_in",
+            at(NOW + 1),
+            ValidInGrace,
+        )
+        .features(&[("core", ValidInGrace)]),
+        case(
+            "check_in_required",
+            "check_in",
+            at(NOW + DAY + 1),
+            CheckInRequired,
+        )
+        .features(&[("core", CheckInRequired)]),
         // Site: attributes of the running context.
         case(
             "site_allowed_country",

@@ -14,6 +14,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
+    /// Seconds for a `Retry-After` header (429 answers).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,7 +30,19 @@ impl ApiError {
             status,
             error,
             detail,
+            retry_after: None,
         }
+    }
+
+    /// 429: too many requests for this license key; retry after `secs`.
+    pub fn rate_limited(secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this license key; retry in {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        e
     }
 
     /// 400: the request is not well-formed.
@@ -80,9 +94,18 @@ impl ApiError {
     }
 
     /// The HTTP status.
-    #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The error code (`"machine_limit_reached"`, ...).
+    pub fn code(&self) -> &'static str {
+        self.error
+    }
+
+    /// The detail sent to the client.
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 }
 
@@ -100,6 +123,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -60,20 +60,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
                 ApiError::bad_request("unreadable_body", rejection.body_text())
             }
         })?;
-        licensing_core::strict_json::check_object(&bytes)
-            .map_err(|e| ApiError::bad_request("malformed_json", e))?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                ApiError::invalid("invalid_request", inner.to_string())
-            } else {
-                ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
-            }
-        })?;
-        Ok(StrictJson(value))
+        parse_strict(&bytes).map(StrictJson)
     }
+}
+
+/// The strict parse of [`StrictJson`], for JSON that does not come as a request body (the
+/// offline activation request file read by the CLI).
+pub(crate) fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    licensing_core::strict_json::check_object(bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", e))?;
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::invalid("invalid_request", inner.to_string())
+        } else {
+            ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
+        }
+    })
 }
 
 /// A role an API token carries. What each may do is decided in one place,
@@ -123,15 +128,22 @@ pub(crate) enum Action {
     ManageLicenses,
     /// Operational actions of the customer's IT: deactivate a machine, force-release a seat,
     /// set a floating license's timeout.
+    #[allow(dead_code)] // used by the machine and seat endpoints landing next
     Operate,
     /// API tokens, organizations, signing keys.
     Administer,
 }
 
 /// The authenticated caller of the admin API (`Authorization: Bearer <API token>`): the
-/// token's role, and later its organization.
+/// token's organization and role. Every admin read and write is scoped to `organization_id`.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
+    /// The token's id (for the audit trail; never the secret).
+    pub token_id: String,
+    /// The tenant the token belongs to.
+    pub organization_id: String,
+    /// Whether that tenant is the operator (the organization created at first start).
+    pub operator: bool,
     /// The token's role.
     pub role: Role,
 }
@@ -154,6 +166,20 @@ impl Caller {
             ))
         }
     }
+
+    /// 403 unless the caller is an admin of the operator organization (creating organizations,
+    /// managing signing keys).
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        self.require(Action::Administer)?;
+        if self.operator {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "forbidden",
+                "only an admin of the operator organization may do this",
+            ))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -173,13 +199,19 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <API token>`"))?;
-        let role = state
+        let grant = state
             .db()
-            .api_token_role(&secrets::sha256_hex(token.as_bytes()))
+            .api_token_grant(&secrets::sha256_hex(token.as_bytes()))
             .await?
             .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
-        let role = Role::parse(&role)
-            .ok_or_else(|| ApiError::internal(format!("stored role `{role}` is unknown")))?;
-        Ok(Caller { role })
+        let role = Role::parse(&grant.role).ok_or_else(|| {
+            ApiError::internal(format!("stored role `{}` is unknown", grant.role))
+        })?;
+        Ok(Caller {
+            token_id: grant.id,
+            organization_id: grant.organization_id,
+            operator: grant.operator != 0,
+            role,
+        })
     }
 }

@@ -17,6 +17,13 @@ use super::secrets;
 /// Lifetime of a signed validation response.
 pub(crate) const RESPONSE_TTL_SECS: i64 = 300;
 
+/// Lifetime of an offline activation response: it is carried to the machine by hand.
+pub(crate) const OFFLINE_RESPONSE_TTL_SECS: i64 = 30 * 86_400;
+
+/// Server-private top-level member of a claims template: the policy's check-in interval.
+/// Removed at each signing, where it sets `lic.check_in.until` = signing time + interval.
+const CHECK_IN_INTERVAL: &str = "check_in_interval";
+
 /// A new license (`POST /v1/licenses`): its policy and the overrides it carries over it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,7 +125,7 @@ pub(crate) fn build_claims(
         if let Some(policy_match) = &policy.match_policy {
             lock.insert("match".into(), parse_json(policy_match)?);
         }
-        lock.insert("allow_virtual".into(), policy.allow_virtual.into());
+        lock.insert("allow_virtual".into(), (policy.allow_virtual != 0).into());
         lic.insert("node_lock".into(), Value::Object(lock));
     }
     let site = match &overrides.site {
@@ -130,6 +137,14 @@ pub(crate) fn build_claims(
     }
     if let Some(metadata) = &overrides.metadata {
         lic.insert("metadata".into(), Value::Object(metadata.clone()));
+    }
+    if let Some(interval) = policy.check_in_interval {
+        // `until` is recomputed at every signing (see `sign_license`).
+        let check_in = json!({
+            "until": now.saturating_add(interval),
+            "grace": policy.check_in_grace.unwrap_or(0),
+        });
+        lic.insert("check_in".into(), check_in);
     }
 
     let mut claims = Map::new();
@@ -150,6 +165,9 @@ pub(crate) fn build_claims(
         claims.insert("exp".into(), exp.into());
     }
     claims.insert("lic".into(), Value::Object(lic));
+    if let Some(interval) = policy.check_in_interval {
+        claims.insert(CHECK_IN_INTERVAL.into(), interval.into());
+    }
     Ok(claims)
 }
 
@@ -181,6 +199,14 @@ pub(crate) fn sign_license(
 ) -> Result<(String, License), ApiError> {
     let mut claims = template.clone();
     claims.insert("iat".into(), now.into());
+    if let Some(interval) = claims.remove(CHECK_IN_INTERVAL).and_then(|v| v.as_i64())
+        && let Some(check_in) = claims
+            .get_mut("lic")
+            .and_then(|lic| lic.get_mut("check_in"))
+            .and_then(Value::as_object_mut)
+    {
+        check_in.insert("until".into(), now.saturating_add(interval).into());
+    }
     claims.insert(
         "jti".into(),
         secrets::new_id("jti").map_err(ApiError::internal)?.into(),
@@ -197,7 +223,7 @@ pub(crate) fn sign_license(
             .collect();
         lock.insert("fingerprints".into(), Value::Array(bound));
     }
-    let token = licensing_core::sign_token(TokenKind::License, state.key(), &claims)
+    let token = licensing_core::sign_token(TokenKind::License, &state.key(), &claims)
         .map_err(|e| claims_error("the license claims are invalid", &e))?;
     let license = state.verifier().verify(&token).map_err(|e| {
         ApiError::internal(format!(
@@ -205,6 +231,29 @@ pub(crate) fn sign_license(
         ))
     })?;
     Ok((token, license))
+}
+
+/// Signs the license token a license stores, given its machines: bound to them when the
+/// license is node-locked (`None` while it has none), unbound otherwise.
+pub(crate) fn sign_license_for(
+    state: &AppState,
+    template: &Map<String, Value>,
+    machines: &[Machine],
+    now: i64,
+) -> Result<Option<String>, ApiError> {
+    if !is_node_locked(template) {
+        return Ok(Some(sign_license(state, template, &[], now)?.0));
+    }
+    if machines.is_empty() {
+        // Validate the template all the same: the token is signed when a machine is bound.
+        sign_license(state, template, &[placeholder_fingerprint(template)], now)?;
+        return Ok(None);
+    }
+    let fingerprints = machines
+        .iter()
+        .map(machine_fingerprint)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(sign_license(state, template, &fingerprints, now)?.0))
 }
 
 /// A fingerprint standing in for machines not activated yet, so a node-locked template can be
@@ -292,12 +341,51 @@ pub(crate) fn sign_machine_token(
         "fingerprint".into(),
         json!({ "id": fp.id, "components": fp.components }),
     );
-    licensing_core::sign_token(TokenKind::Machine, state.key(), &claims)
+    licensing_core::sign_token(TokenKind::Machine, &state.key(), &claims)
         .map_err(|e| ApiError::internal(format!("signing a machine token: {e}")))
 }
 
-/// What a validation answers, signed as a `response+jwt`.
-pub(crate) struct ValidationAnswer<'a> {
+/// The claims of a `response+jwt`: the server's signed answer about a license and a machine.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ResponseClaims {
+    /// The server's issuer name.
+    pub iss: String,
+    /// The license id.
+    pub sub: String,
+    /// The license's product id.
+    pub aud: String,
+    /// Signing time.
+    pub iat: i64,
+    /// `iat` + 300 s (validation) or + 30 days (offline activation).
+    pub exp: i64,
+    /// Unique response id.
+    pub jti: String,
+    /// The client's nonce, echoed.
+    pub nonce: String,
+    /// The server's clock, for the client's clock guard.
+    pub server_time: i64,
+    /// The license id.
+    pub license_id: String,
+    /// `active`, `suspended`, `revoked`, `expired` or `not_yet_valid`.
+    pub status: String,
+    /// The fingerprint id asked about.
+    pub fingerprint: String,
+    /// Whether that fingerprint is activated on the license.
+    pub machine_activated: bool,
+    /// The machine, when activated.
+    pub machine_id: Option<String>,
+    /// A freshly signed license token (refreshed `lic.check_in.until`) when the license is
+    /// active and, for a node-locked license, this machine is activated; otherwise null.
+    pub license_token: Option<String>,
+    /// A freshly signed `machine+jwt` when this machine is activated and the license active.
+    pub machine_token: Option<String>,
+    /// `true` in an offline activation response; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<bool>,
+}
+
+/// What the server knows about a license and one machine at `now`, before signing.
+pub(crate) struct Answer<'a> {
     /// The license.
     pub row: &'a LicenseRow,
     /// Its status as clients see it.
@@ -305,37 +393,74 @@ pub(crate) struct ValidationAnswer<'a> {
     /// The fingerprint id asked about.
     pub fingerprint: &'a str,
     /// The machine, when that fingerprint is activated on the license.
-    pub machine_id: Option<&'a str>,
+    pub machine: Option<&'a Machine>,
     /// The client's nonce, echoed.
     pub nonce: &'a str,
     /// Server time.
     pub now: i64,
 }
 
-/// Signs a validation answer.
-pub(crate) fn sign_response(
+/// A license token signed now from the license's template (binding its machines when
+/// node-locked), with the verified license.
+pub(crate) fn fresh_license_token(
     state: &AppState,
-    a: &ValidationAnswer<'_>,
-) -> Result<String, ApiError> {
-    let claims = json!({
-        "iss": state.issuer(),
-        "sub": a.row.id,
-        "aud": a.row.product_id,
-        "iat": a.now,
-        "exp": a.now.saturating_add(RESPONSE_TTL_SECS),
-        "jti": secrets::new_id("jti").map_err(ApiError::internal)?,
-        "nonce": a.nonce,
-        "server_time": a.now,
-        "license_id": a.row.id,
-        "status": a.status,
-        "fingerprint": a.fingerprint,
-        "machine_activated": a.machine_id.is_some(),
-        "machine_id": a.machine_id,
-        "license_token": a.row.token,
-    });
-    let Value::Object(claims) = claims else {
+    row: &LicenseRow,
+    machines: &[Machine],
+    now: i64,
+) -> Result<(String, License), ApiError> {
+    let template: Map<String, Value> = parse_json(&row.claims)?;
+    let fingerprints = machines
+        .iter()
+        .map(machine_fingerprint)
+        .collect::<Result<Vec<_>, _>>()?;
+    sign_license(state, &template, &fingerprints, now)
+}
+
+/// Builds the response claims for `a`: fresh license and machine tokens when the license is
+/// active (and, node-locked, the machine activated). `machines` are the license's machines.
+pub(crate) fn response_claims(
+    state: &AppState,
+    a: &Answer<'_>,
+    machines: &[Machine],
+    ttl: i64,
+) -> Result<ResponseClaims, ApiError> {
+    let template: Map<String, Value> = parse_json(&a.row.claims)?;
+    let refresh = a.status == "active" && (a.machine.is_some() || !is_node_locked(&template));
+    let (license_token, machine_token) = if refresh {
+        let (token, license) = fresh_license_token(state, a.row, machines, a.now)?;
+        let machine_token = a
+            .machine
+            .map(|m| sign_machine_token(state, m, &license, a.now))
+            .transpose()?;
+        (Some(token), machine_token)
+    } else {
+        (None, None)
+    };
+    Ok(ResponseClaims {
+        iss: state.issuer().to_owned(),
+        sub: a.row.id.clone(),
+        aud: a.row.product_id.clone(),
+        iat: a.now,
+        exp: a.now.saturating_add(ttl),
+        jti: secrets::new_id("jti").map_err(ApiError::internal)?,
+        nonce: a.nonce.to_owned(),
+        server_time: a.now,
+        license_id: a.row.id.clone(),
+        status: a.status.to_owned(),
+        fingerprint: a.fingerprint.to_owned(),
+        machine_activated: a.machine.is_some(),
+        machine_id: a.machine.map(|m| m.id.clone()),
+        license_token,
+        machine_token,
+        offline: None,
+    })
+}
+
+/// Signs response claims as a `response+jwt`.
+pub(crate) fn sign_response(state: &AppState, claims: &ResponseClaims) -> Result<String, ApiError> {
+    let Value::Object(claims) = to_value(claims)? else {
         return Err(ApiError::internal("response claims are not an object"));
     };
-    licensing_core::sign_token(TokenKind::Response, state.key(), &claims)
+    licensing_core::sign_token(TokenKind::Response, &state.key(), &claims)
         .map_err(|e| ApiError::internal(format!("signing a response: {e}")))
 }

@@ -7,15 +7,18 @@
 //! only its SHA-256 stored), then `listening on http://ADDR` on stdout. SIGINT/SIGTERM stop it
 //! gracefully.
 
+mod config;
 mod db;
 mod error;
 mod extract;
 mod issue;
+mod offline;
 mod routes;
 mod secrets;
+#[cfg(test)]
+pub(crate) mod test_postgres;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,29 +30,11 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use licensing_core::{PrivateKey, TrustStore, Verifier};
 
+pub use config::ServeArgs;
+use config::Settings;
 use db::Db;
 
-/// `licensing-server serve` options. Every flag can also come from the environment.
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port (the bound address is printed).
-    #[arg(long, env = "LICENSING_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Directory for the database and the signing key (created if missing, mode 0700).
-    #[arg(long, env = "LICENSING_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Database URL, e.g. `sqlite:///var/lib/licensing/licensing.db`. Default: the file
-    /// `licensing.db` in the data directory.
-    #[arg(long, env = "LICENSING_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// PKCS#8 PEM signing key to use (must exist). Default: `signing-key.pem` in the data
-    /// directory, generated on first start.
-    #[arg(long, env = "LICENSING_SIGNING_KEY_FILE")]
-    pub signing_key: Option<PathBuf>,
-    /// The `iss` of every token the server signs.
-    #[arg(long, env = "LICENSING_ISSUER", default_value = "licensing-server")]
-    pub issuer: String,
-}
+pub use offline::{OfflineActivateArgs, run_offline_activate};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -57,26 +42,118 @@ pub(crate) struct AppState(Arc<Inner>);
 
 struct Inner {
     db: Db,
-    key: PrivateKey,
+    keys: std::sync::RwLock<Arc<KeyRing>>,
+    issuer: String,
+    /// Client API requests per license key (hash), on this replica.
+    client_limiter: governor::DefaultKeyedRateLimiter<String>,
+}
+
+/// The signing keys in effect, as loaded from the database: the current signer, a verifier
+/// trusting every key the server ever had (to read its own stored tokens), and the published
+/// JWK Set (current and previous keys; retired ones are unpublished).
+pub(crate) struct KeyRing {
+    signer: PrivateKey,
     verifier: Verifier,
     jwks: serde_json::Value,
-    issuer: String,
+}
+
+impl KeyRing {
+    fn from_rows(rows: &[db::SigningKeyRow]) -> Result<KeyRing, String> {
+        let mut signer = None;
+        let mut all = TrustStore::new();
+        let mut published = TrustStore::new();
+        for row in rows {
+            let key = PrivateKey::from_pkcs8_pem(&row.private_pem)
+                .map_err(|e| format!("signing key {}: {e}", row.kid))?;
+            all.add(key.public_key().clone())
+                .map_err(|e| format!("signing key {}: {e}", row.kid))?;
+            if row.status != "retired" {
+                published
+                    .add(key.public_key().clone())
+                    .map_err(|e| format!("signing key {}: {e}", row.kid))?;
+            }
+            if row.status == "current" {
+                signer = Some(key);
+            }
+        }
+        Ok(KeyRing {
+            signer: signer.ok_or("the database holds no current signing key")?,
+            verifier: Verifier::for_any_product(all),
+            jwks: published.to_jwks(),
+        })
+    }
+}
+
+/// The current signing key (keeps its key ring alive while in use).
+pub(crate) struct Signer(Arc<KeyRing>);
+
+impl std::ops::Deref for Signer {
+    type Target = PrivateKey;
+    fn deref(&self) -> &PrivateKey {
+        &self.0.signer
+    }
+}
+
+/// The verifier of the key ring in effect.
+pub(crate) struct RingVerifier(Arc<KeyRing>);
+
+impl std::ops::Deref for RingVerifier {
+    type Target = Verifier;
+    fn deref(&self) -> &Verifier {
+        &self.0.verifier
+    }
 }
 
 impl AppState {
-    fn new(db: Db, key: PrivateKey, issuer: String) -> Result<Self, String> {
-        let mut store = TrustStore::new();
-        store
-            .add(key.public_key().clone())
-            .map_err(|e| e.to_string())?;
-        let jwks = store.to_jwks();
+    async fn new(db: Db, issuer: String, client_rate_per_minute: u32) -> Result<Self, String> {
+        let ring = Self::load_ring(&db).await?;
+        let per_minute = std::num::NonZeroU32::new(client_rate_per_minute)
+            .ok_or("client_rate_per_minute must be at least 1")?;
         Ok(AppState(Arc::new(Inner {
             db,
-            key,
-            verifier: Verifier::for_any_product(store),
-            jwks,
+            keys: std::sync::RwLock::new(Arc::new(ring)),
             issuer,
+            client_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
         })))
+    }
+
+    /// 429 when the license key with this hash has used its client-API rate on this replica.
+    pub(crate) fn check_client_rate(&self, key_hash: &str) -> Result<(), error::ApiError> {
+        use governor::clock::Clock as _;
+        match self.0.client_limiter.check_key(&key_hash.to_owned()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                metrics::counter!("licensing_client_rate_limited_total").increment(1);
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                Err(error::ApiError::rate_limited(wait.as_secs().max(1)))
+            }
+        }
+    }
+
+    async fn load_ring(db: &Db) -> Result<KeyRing, String> {
+        let rows = db
+            .list_signing_keys()
+            .await
+            .map_err(|e| format!("loading signing keys: {e}"))?;
+        KeyRing::from_rows(&rows)
+    }
+
+    /// Reloads the key ring from the database (after a rotation here, and periodically, so
+    /// every replica follows a rotation made on another).
+    pub(crate) async fn reload_keys(&self) -> Result<(), String> {
+        let ring = Arc::new(Self::load_ring(self.db()).await?);
+        match self.0.keys.write() {
+            Ok(mut keys) => *keys = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+        Ok(())
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        match self.0.keys.read() {
+            Ok(keys) => Arc::clone(&keys),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// The database.
@@ -84,19 +161,19 @@ impl AppState {
         &self.0.db
     }
 
-    /// The signing key.
-    pub(crate) fn key(&self) -> &PrivateKey {
-        &self.0.key
+    /// The current signing key.
+    pub(crate) fn key(&self) -> Signer {
+        Signer(self.ring())
     }
 
-    /// A verifier trusting the server's live keys, for any product.
-    pub(crate) fn verifier(&self) -> &Verifier {
-        &self.0.verifier
+    /// A verifier trusting every key the server has had, for any product.
+    pub(crate) fn verifier(&self) -> RingVerifier {
+        RingVerifier(self.ring())
     }
 
-    /// The JWK Set of the live public keys.
-    pub(crate) fn jwks(&self) -> &serde_json::Value {
-        &self.0.jwks
+    /// The JWK Set of the published public keys.
+    pub(crate) fn jwks(&self) -> serde_json::Value {
+        self.ring().jwks.clone()
     }
 
     /// The `iss` of signed tokens.
@@ -116,9 +193,23 @@ pub(crate) fn now() -> i64 {
 /// The HTTP API.
 pub(crate) fn router(state: AppState) -> Router {
     use routes::*;
+    prometheus();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/v1/organizations",
+            post(create_organization).get(list_organizations),
+        )
+        .route(
+            "/v1/api-tokens",
+            post(create_api_token).get(list_api_tokens),
+        )
+        .route("/v1/api-tokens/{id}/revoke", post(revoke_api_token))
+        .route("/v1/keys", get(list_keys))
+        .route("/v1/keys/rotate", post(rotate_key))
+        .route("/v1/keys/{kid}/retire", post(retire_key))
         .route("/v1/products", post(create_product).get(list_products))
         .route("/v1/policies", post(create_policy).get(list_policies))
         .route("/v1/policies/{id}", get(get_policy))
@@ -127,9 +218,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/licenses/{id}/suspend", post(suspend_license))
         .route("/v1/licenses/{id}/reinstate", post(reinstate_license))
         .route("/v1/licenses/{id}/revoke", post(revoke_license))
+        .route("/v1/licenses/{id}/renew", post(renew_license))
         .route("/v1/licenses/{id}/machines", get(list_machines))
+        .route(
+            "/v1/licenses/{id}/machines/{machine_id}",
+            axum::routing::delete(delete_machine),
+        )
         .route("/v1/client/activate", post(activate))
         .route("/v1/client/validate", post(validate))
+        .route("/v1/client/deactivate", post(deactivate))
+        .route("/v1/client/transfer", post(transfer))
+        .route("/v1/offline/activate", post(offline::activate_handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -139,13 +238,59 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The process-wide Prometheus recorder (a recorder can be installed once per process).
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("duration_seconds".into()),
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            )
+            .unwrap_or_else(|_| metrics_exporter_prometheus::PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then this handle renders nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// `GET /metrics`: Prometheus text format (request counts and latencies per route, rate
+/// limiting, and the licensing events the handlers count).
+async fn metrics_text() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus().render(),
+    )
+}
+
 /// One log line per request: method, path, status, duration. Never headers or bodies (they
 /// carry API tokens and license keys).
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(200).collect();
+    // The route template (`/v1/licenses/{id}`), never the raw path: bounded label values.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let start = Instant::now();
     let response = next.run(req).await;
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("licensing_http_requests_total", &labels).increment(1);
+    metrics::histogram!("licensing_http_request_duration_seconds", &labels[..2])
+        .record(start.elapsed().as_secs_f64());
     tracing::info!(
         %method,
         %path,
@@ -202,30 +347,46 @@ async fn json_errors(req: Request, next: Next) -> Response {
 
 /// Runs `serve` to completion: exit 0 after a graceful shutdown, 2 when startup fails.
 pub fn run(args: ServeArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    init_logging("info,sqlx=warn");
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(serve(args)) {
+    let settings = match Settings::resolve(args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`).
+fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
 }
 
 /// `println!` that ignores a closed stdout.
@@ -236,34 +397,35 @@ macro_rules! outln {
     }};
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+/// Opens what `serve` works on: the data directory (created), the migrated database, and the
+/// signing key in it (from the key file on first start or when one is named).
+async fn open_store(args: &Settings) -> Result<Db, String> {
     // Refuse an unusable URL before anything is created.
-    match &args.database_url {
-        None => {}
-        Some(url) if url.starts_with("sqlite:") => {}
-        Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
-            return Err("PostgreSQL is not supported yet; use a sqlite: URL or the default".into());
-        }
-        Some(_) => return Err("--database-url must start with sqlite:".into()),
+    if let Some(url) = &args.database_url
+        && !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+    {
+        return Err("--database-url must start with sqlite: or postgres:// (postgresql://)".into());
     }
     create_data_dir(&args.data_dir)?;
-    let (key_path, create_key) = match &args.signing_key {
-        Some(path) => (path.clone(), false),
-        None => (args.data_dir.join("signing-key.pem"), true),
-    };
-    let (key, created) = secrets::load_or_create_signing_key(&key_path, create_key)?;
-    tracing::info!(
-        kid = key.public_key().kid(),
-        path = %key_path.display(),
-        created,
-        "signing key"
-    );
     let db = match &args.database_url {
         None => Db::open_sqlite_file(&args.data_dir.join("licensing.db")).await?,
-        Some(url) => Db::open_sqlite_url(url).await?,
+        Some(url) => Db::open(url).await?,
     };
+    ensure_signing_key(&db, args).await?;
+    Ok(db)
+}
+
+async fn serve(args: Settings) -> Result<(), String> {
+    let db = open_store(&args).await?;
     bootstrap_admin_token(&db).await?;
-    let state = AppState::new(db.clone(), key, args.issuer)?;
+    let state = AppState::new(db.clone(), args.issuer.clone(), args.client_rate_per_minute).await?;
+    tracing::info!(kid = state.key().public_key().kid(), "current signing key");
+    tokio::spawn(reload_keys_periodically(
+        state.clone(),
+        std::time::Duration::from_secs(args.key_reload_secs),
+    ));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -296,16 +458,82 @@ fn create_data_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("data directory {}: {e}", dir.display()))
 }
 
-/// On first start (no API token at all), creates an admin token and prints it once.
+/// The signing key at startup. `--signing-key FILE` (must exist): that key becomes current
+/// unless the database knows it already (a restart with the same flag changes nothing, and
+/// never undoes a rotation made since). Without it: the database's current key; on first
+/// start, `signing-key.pem` in the data directory (created if missing) becomes current.
+async fn ensure_signing_key(db: &Db, args: &Settings) -> Result<(), String> {
+    let (path, explicit) = match &args.signing_key {
+        Some(path) => (path.clone(), true),
+        None => (args.data_dir.join("signing-key.pem"), false),
+    };
+    if !explicit {
+        let rows = db
+            .list_signing_keys()
+            .await
+            .map_err(|e| format!("loading signing keys: {e}"))?;
+        if rows.iter().any(|row| row.status == "current") {
+            return Ok(());
+        }
+    }
+    let (key, created) = secrets::load_or_create_signing_key(&path, !explicit)?;
+    let row = db::SigningKeyRow {
+        kid: key.public_key().kid().to_owned(),
+        private_pem: key.to_pkcs8_pem().map_err(|e| e.to_string())?.to_string(),
+        status: "current".into(),
+        created_at: now(),
+        retired_at: None,
+    };
+    let added = db
+        .add_current_signing_key(&row, !explicit)
+        .await
+        .map_err(|e| format!("storing the signing key: {e}"))?;
+    tracing::info!(kid = %row.kid, path = %path.display(), created, added, "signing key file");
+    Ok(())
+}
+
+/// Re-reads the signing keys every `period`, so a rotation made on another replica takes
+/// effect here too (tokens signed meanwhile by either key verify everywhere: the previous key
+/// stays published).
+async fn reload_keys_periodically(state: AppState, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.reload_keys().await {
+            tracing::warn!(error = %e, "reloading signing keys");
+        }
+        // Forget license keys whose rate budget is full again (bounds the limiter's memory).
+        state.0.client_limiter.retain_recent();
+    }
+}
+
+/// The organization created at first start; its admins may create organizations and manage
+/// signing keys.
+pub(crate) const OPERATOR_ORGANIZATION: &str = "org_operator";
+
+/// On first start, creates the operator organization with an admin token and prints the token
+/// once. Exactly once even when several replicas start together on one PostgreSQL: only the
+/// replica whose insert of the fixed organization id succeeds mints the token.
 async fn bootstrap_admin_token(db: &Db) -> Result<(), String> {
-    let count = db.api_token_count().await.map_err(|e| e.to_string())?;
-    if count > 0 {
+    let org = db::Organization {
+        id: OPERATOR_ORGANIZATION.into(),
+        name: "Operator".into(),
+        operator: 1,
+        created_at: now(),
+    };
+    if !db
+        .insert_organization(&org)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         return Ok(());
     }
     let token = secrets::new_api_token()?;
     let id = secrets::new_id("tok")?;
     db.insert_api_token(
         &id,
+        OPERATOR_ORGANIZATION,
         &secrets::sha256_hex(token.as_bytes()),
         "admin",
         "bootstrap",
@@ -343,6 +571,9 @@ async fn shutdown_signal() {
 }
 
 #[cfg(test)]
+mod client_tests;
+
+#[cfg(test)]
 mod tests {
     use axum::body::Body;
     use axum::http::StatusCode;
@@ -351,24 +582,51 @@ mod tests {
 
     use super::*;
 
-    const ADMIN: &str = "lst_admin_for_tests";
-    const AUDITOR: &str = "lst_auditor_for_tests";
+    pub(super) const ADMIN: &str = "lst_admin_for_tests";
+    pub(super) const AUDITOR: &str = "lst_auditor_for_tests";
 
-    async fn app() -> (tempfile::TempDir, AppState) {
+    use super::test_postgres as postgres;
+
+    pub(super) async fn app() -> (tempfile::TempDir, AppState) {
+        app_on(None).await
+    }
+
+    /// An app on SQLite (`None`) or on the PostgreSQL database `url`.
+    pub(super) async fn app_on(url: Option<&str>) -> (tempfile::TempDir, AppState) {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open_sqlite_file(&dir.path().join("test.db"))
-            .await
-            .unwrap();
+        let db = match url {
+            None => Db::open_sqlite_file(&dir.path().join("test.db")).await,
+            Some(url) => Db::open(url).await,
+        }
+        .unwrap();
+        let operator = db::Organization {
+            id: OPERATOR_ORGANIZATION.into(),
+            name: "Operator".into(),
+            operator: 1,
+            created_at: 0,
+        };
+        assert!(db.insert_organization(&operator).await.unwrap());
         for (id, token, role) in [("tok_a", ADMIN, "admin"), ("tok_b", AUDITOR, "auditor")] {
-            db.insert_api_token(id, &secrets::sha256_hex(token.as_bytes()), role, "test", 0)
+            let hash = secrets::sha256_hex(token.as_bytes());
+            db.insert_api_token(id, OPERATOR_ORGANIZATION, &hash, role, "test", 0)
                 .await
                 .unwrap();
         }
-        let state = AppState::new(db, PrivateKey::generate().unwrap(), "test".into()).unwrap();
+        let key = PrivateKey::generate().unwrap();
+        let row = db::SigningKeyRow {
+            kid: key.public_key().kid().to_owned(),
+            private_pem: key.to_pkcs8_pem().unwrap().to_string(),
+            status: "current".into(),
+            created_at: 0,
+            retired_at: None,
+        };
+        assert!(db.add_current_signing_key(&row, true).await.unwrap());
+        let state = AppState::new(db, "test".into(), 1_000_000).await.unwrap();
         (dir, state)
     }
 
-    async fn call(
+    pub(super) async fn call(
         state: &AppState,
         method: &str,
         path: &str,
@@ -398,7 +656,7 @@ mod tests {
     }
 
     /// A product, a policy with `policy` merged in, and a license; returns the license key and id.
-    async fn license(state: &AppState, policy: Value) -> (String, String) {
+    pub(super) async fn license(state: &AppState, policy: Value) -> (String, String) {
         let (status, _) = call(
             state,
             "POST",
@@ -427,6 +685,224 @@ mod tests {
             license["key"].as_str().unwrap().to_owned(),
             license["id"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Tenants: a second organization and its tokens see nothing of the first, and each role
+    /// does exactly what the role table allows.
+    #[tokio::test]
+    async fn tenants_are_isolated_and_roles_enforced() {
+        tenants_on(None).await;
+        if let Some(url) = postgres::fresh_database("tenants_are_isolated_and_roles_enforced") {
+            tenants_on(Some(&url)).await;
+        }
+    }
+
+    async fn tenants_on(url: Option<&str>) {
+        let (_dir, state) = app_on(url).await;
+        let (_key, license_a) = license(&state, json!({ "model": "perpetual" })).await;
+        let (_, policies_a) = call(&state, "GET", "/v1/policies", Some(ADMIN), None).await;
+        let policy_a = policies_a["policies"][0]["id"].as_str().unwrap().to_owned();
+
+        // Only an operator admin creates organizations.
+        let body = json!({ "name": "Contoso" });
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/organizations",
+            Some(AUDITOR),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, created) =
+            call(&state, "POST", "/v1/organizations", Some(ADMIN), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let org_b = created["organization"]["id"].as_str().unwrap().to_owned();
+        let admin_b = created["admin_token"].as_str().unwrap().to_owned();
+        assert_eq!(created["organization"]["operator"], false);
+
+        // B's admin mints role tokens for B; not for A.
+        let mut tokens = std::collections::HashMap::new();
+        for role in ["license_manager", "it_staff", "auditor"] {
+            let (status, t) = call(
+                &state,
+                "POST",
+                "/v1/api-tokens",
+                Some(&admin_b),
+                Some(json!({ "role": role, "label": role })),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{t}");
+            assert_eq!(t["organization_id"], org_b.as_str());
+            tokens.insert(role, t["secret"].as_str().unwrap().to_owned());
+        }
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/api-tokens",
+            Some(&admin_b),
+            Some(
+                json!({ "role": "admin", "label": "x", "organization_id": OPERATOR_ORGANIZATION }),
+            ),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a tenant admin cannot mint for another tenant"
+        );
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/organizations",
+            Some(&admin_b),
+            Some(json!({ "name": "Evil" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // B sees none of A's data, and cannot touch it.
+        for path in ["/v1/products", "/v1/policies", "/v1/licenses"] {
+            let (status, body) = call(&state, "GET", path, Some(&admin_b), None).await;
+            assert_eq!(status, StatusCode::OK);
+            let list = body.as_object().unwrap().values().next().unwrap();
+            assert_eq!(list, &json!([]), "{path} leaks: {body}");
+        }
+        for (method, path) in [
+            ("GET", format!("/v1/licenses/{license_a}")),
+            ("GET", format!("/v1/licenses/{license_a}/machines")),
+            ("GET", format!("/v1/policies/{policy_a}")),
+            ("POST", format!("/v1/licenses/{license_a}/suspend")),
+            ("POST", format!("/v1/licenses/{license_a}/revoke")),
+        ] {
+            let (status, body) = call(&state, method, &path, Some(&admin_b), None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+        }
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/licenses",
+            Some(&admin_b),
+            Some(json!({ "policy_id": policy_a })),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "B cannot issue from A's policy"
+        );
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/policies",
+            Some(&admin_b),
+            Some(json!({ "product_id": "p", "name": "n", "model": "perpetual" })),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "B cannot attach a policy to A's product"
+        );
+        let (_, a) = call(
+            &state,
+            "GET",
+            &format!("/v1/licenses/{license_a}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert_eq!(a["status"], "active", "A's license untouched");
+
+        // Roles inside B.
+        let product = |id: &str| json!({ "id": id, "name": "B product" });
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&tokens["it_staff"]),
+            Some(product("b.it")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&tokens["auditor"]),
+            Some(product("b.au")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&tokens["license_manager"]),
+            Some(product("b.lm")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = call(
+            &state,
+            "POST",
+            "/v1/products",
+            Some(&admin_b),
+            Some(product("p")),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "product ids are unique across tenants"
+        );
+        for role in ["it_staff", "auditor", "license_manager"] {
+            let (status, body) =
+                call(&state, "GET", "/v1/products", Some(&tokens[role]), None).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body["products"][0]["id"], "b.lm", "{role}");
+            let (status, _) =
+                call(&state, "GET", "/v1/api-tokens", Some(&tokens[role]), None).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{role} cannot list API tokens"
+            );
+        }
+        let (_, orgs) = call(&state, "GET", "/v1/organizations", Some(&admin_b), None).await;
+        assert_eq!(orgs["organizations"].as_array().unwrap().len(), 1);
+        let (_, orgs) = call(&state, "GET", "/v1/organizations", Some(ADMIN), None).await;
+        assert_eq!(orgs["organizations"].as_array().unwrap().len(), 2);
+
+        // A revoked token stops at once; A's admin cannot revoke B's tokens.
+        let (_, listed) = call(&state, "GET", "/v1/api-tokens", Some(&admin_b), None).await;
+        let auditor_id = listed["api_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["role"] == "auditor")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            listed.to_string().find("lst_").is_none(),
+            "no secret in listings"
+        );
+        let revoke = format!("/v1/api-tokens/{auditor_id}/revoke");
+        let (status, _) = call(&state, "POST", &revoke, Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = call(&state, "POST", &revoke, Some(&admin_b), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(
+            &state,
+            "GET",
+            "/v1/products",
+            Some(&tokens["auditor"]),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]
@@ -467,7 +943,15 @@ mod tests {
     /// license token binds exactly those 3.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_activations_never_exceed_max_machines() {
-        let (_dir, state) = app().await;
+        concurrent_activations_on(None).await;
+        let name = "concurrent_activations_never_exceed_max_machines";
+        if let Some(url) = postgres::fresh_database(name) {
+            concurrent_activations_on(Some(&url)).await;
+        }
+    }
+
+    async fn concurrent_activations_on(url: Option<&str>) {
+        let (_dir, state) = app_on(url).await;
         let (key, id) = license(&state, json!({ "model": "node_locked", "max_machines": 3 })).await;
         let mut tasks = Vec::new();
         for i in 0..16 {

@@ -2,26 +2,82 @@
 //! PostgreSQL: `$N` placeholders, BIGINT seconds, TEXT JSON, no engine-specific functions) so a
 //! PostgreSQL pool can be added beside the SQLite one without touching the handlers.
 
+mod keys;
+
+pub(crate) use keys::{Rewrite, Rewriter, SigningKeyRow};
+
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Executor, FromRow};
+
+mod client;
+
+pub(crate) use client::{Deactivation, MachineRef, Transfer};
 
 /// Result of a query.
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
 
-/// The database: a connection pool with the schema migrated.
+/// The database: a connection pool with the schema migrated. One set of queries serves both
+/// engines through sqlx's `Any` driver; the few engine differences (transaction start,
+/// connection pragmas) branch on [`Engine`].
 #[derive(Clone, Debug)]
 pub(crate) struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
+}
+
+/// The database engine behind a [`Db`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// Embedded SQLite (the default: one file under the data directory).
+    Sqlite,
+    /// PostgreSQL (several server replicas may share it).
+    Postgres,
+}
+
+/// The transaction type of every engine.
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A row of `organizations` (tenants).
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct Organization {
+    pub id: String,
+    pub name: String,
+    /// 1 for the organization created at first start: it may create organizations and manage
+    /// signing keys.
+    pub operator: i64,
+    pub created_at: i64,
+}
+
+/// A live API token as the authentication layer sees it.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct TokenGrant {
+    pub id: String,
+    pub organization_id: String,
+    pub role: String,
+    /// The organization's `operator` flag.
+    pub operator: i64,
+}
+
+/// A row of `api_tokens` (the hash is never read back).
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct ApiTokenRow {
+    pub id: String,
+    pub organization_id: String,
+    pub role: String,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
 }
 
 /// A row of `products`.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub(crate) struct Product {
     pub id: String,
+    pub organization_id: String,
     pub name: String,
     pub created_at: i64,
 }
@@ -30,6 +86,7 @@ pub(crate) struct Product {
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct Policy {
     pub id: String,
+    pub organization_id: String,
     pub product_id: String,
     pub name: String,
     pub model: String,
@@ -40,15 +97,23 @@ pub(crate) struct Policy {
     pub features: String,
     pub version_rule: Option<String>,
     pub match_policy: Option<String>,
-    pub allow_virtual: bool,
+    /// 0 or 1.
+    pub allow_virtual: i64,
     pub site: Option<String>,
     pub created_at: i64,
+    /// Seconds from each token signing to `lic.check_in.until`.
+    pub check_in_interval: Option<i64>,
+    /// `lic.check_in.grace`, seconds.
+    pub check_in_grace: Option<i64>,
+    /// Machine transfers allowed per license.
+    pub max_transfers: Option<i64>,
 }
 
 /// A row of `licenses`.
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct LicenseRow {
     pub id: String,
+    pub organization_id: String,
     pub key_hash: String,
     pub key_hint: String,
     pub product_id: String,
@@ -112,34 +177,66 @@ pub(crate) enum Activation {
 impl Db {
     /// Opens (creating if missing) the SQLite database file at `path` and migrates it.
     pub async fn open_sqlite_file(path: &Path) -> Result<Db, String> {
-        Self::open_sqlite(SqliteConnectOptions::new().filename(path)).await
+        let absolute = std::path::absolute(path)
+            .map_err(|e| format!("database path {}: {e}", path.display()))?;
+        let file_url = url::Url::from_file_path(&absolute)
+            .map_err(|()| format!("database path {} is not usable", absolute.display()))?;
+        // `file:///a%20b/x.db` → `sqlite:///a%20b/x.db` (sqlx percent-decodes the path).
+        let url = format!("sqlite://{}?mode=rwc", file_url.path());
+        Self::open(&url).await
     }
 
-    /// Opens (creating if missing) the SQLite database named by a `sqlite:` URL and migrates it.
-    pub async fn open_sqlite_url(url: &str) -> Result<Db, String> {
-        let options =
-            SqliteConnectOptions::from_str(url).map_err(|e| format!("database URL: {e}"))?;
-        Self::open_sqlite(options).await
-    }
-
-    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Db, String> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an acknowledged write survives power loss (WAL + NORMAL may lose the last).
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+    /// Opens the database a URL names and migrates it: `sqlite:PATH[?mode=rwc...]` or
+    /// `postgres://user:password@host:port/database`.
+    pub async fn open(url: &str) -> Result<Db, String> {
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else {
+            return Err(
+                "--database-url must start with sqlite: or postgres:// (postgresql://)".into(),
+            );
+        };
+        sqlx::any::install_default_drivers();
+        let options = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10));
+        let options = match engine {
+            Engine::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // FULL: an acknowledged write survives power loss (WAL + NORMAL may lose
+                    // the last transactions). The WAL mode itself is set once, below.
+                    conn.execute(
+                        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Engine::Postgres => options,
+        };
+        let pool = options
+            .connect(url)
             .await
             .map_err(|e| format!("opening the database: {e}"))?;
+        if engine == Engine::Sqlite {
+            // WAL (persistent in the file): readers never block the writer.
+            pool.execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(|e| format!("setting WAL mode: {e}"))?;
+        }
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
             .map_err(|e| format!("migrating the database: {e}"))?;
-        Ok(Db { pool })
+        Ok(Db { pool, engine })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Whether the database answers.
@@ -161,29 +258,57 @@ impl Db {
             .await
     }
 
-    // ---- API tokens ------------------------------------------------------------------------
+    // ---- organizations and API tokens ------------------------------------------------------
 
-    /// How many API tokens exist (revoked included): zero means first start.
+    /// How many API tokens exist (revoked included).
+    #[cfg(test)]
     pub async fn api_token_count(&self) -> DbResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
             .fetch_one(&self.pool)
             .await
     }
 
-    /// Stores a token's hash and role.
+    /// Inserts an organization; `false` when the id is taken.
+    pub async fn insert_organization(&self, org: &Organization) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO organizations (id, name, operator, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(org.operator)
+        .bind(org.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Organizations: all of them (`None`) or the one with this id.
+    pub async fn list_organizations(&self, only: Option<&str>) -> DbResult<Vec<Organization>> {
+        sqlx::query_as(
+            "SELECT * FROM organizations WHERE ($1 IS NULL OR id = $1) ORDER BY created_at, id",
+        )
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Stores a token's hash, organization and role.
     pub async fn insert_api_token(
         &self,
         id: &str,
+        organization_id: &str,
         token_hash: &str,
         role: &str,
         label: &str,
         now: i64,
     ) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (id, token_hash, role, label, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_tokens (id, organization_id, token_hash, role, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
+        .bind(organization_id)
         .bind(token_hash)
         .bind(role)
         .bind(label)
@@ -193,14 +318,46 @@ impl Db {
         Ok(())
     }
 
-    /// The role of the live (not revoked) token with this hash.
-    pub async fn api_token_role(&self, token_hash: &str) -> DbResult<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+    /// The live (not revoked) token with this hash: its organization and role.
+    pub async fn api_token_grant(&self, token_hash: &str) -> DbResult<Option<TokenGrant>> {
+        sqlx::query_as(
+            "SELECT t.id, t.organization_id, t.role, o.operator FROM api_tokens t \
+             JOIN organizations o ON o.id = t.organization_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await
+    }
+
+    /// The API tokens of an organization, oldest first.
+    pub async fn list_api_tokens(&self, organization_id: &str) -> DbResult<Vec<ApiTokenRow>> {
+        sqlx::query_as(
+            "SELECT id, organization_id, role, label, created_at, revoked_at FROM api_tokens \
+             WHERE organization_id = $1 ORDER BY created_at, id",
+        )
+        .bind(organization_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Revokes a token of this organization; `false` when there is no such live token.
+    pub async fn revoke_api_token(
+        &self,
+        organization_id: &str,
+        id: &str,
+        now: i64,
+    ) -> DbResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 \
+             WHERE id = $2 AND organization_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(organization_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ---- products --------------------------------------------------------------------------
@@ -208,10 +365,11 @@ impl Db {
     /// Inserts a product; `false` when the id is taken.
     pub async fn insert_product(&self, product: &Product) -> DbResult<bool> {
         let done = sqlx::query(
-            "INSERT INTO products (id, name, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO products (id, organization_id, name, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&product.id)
+        .bind(&product.organization_id)
         .bind(&product.name)
         .bind(product.created_at)
         .execute(&self.pool)
@@ -219,17 +377,19 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Every product, by id.
-    pub async fn list_products(&self) -> DbResult<Vec<Product>> {
-        sqlx::query_as("SELECT id, name, created_at FROM products ORDER BY id")
+    /// The organization's products, by id.
+    pub async fn list_products(&self, organization_id: &str) -> DbResult<Vec<Product>> {
+        sqlx::query_as("SELECT * FROM products WHERE organization_id = $1 ORDER BY id")
+            .bind(organization_id)
             .fetch_all(&self.pool)
             .await
     }
 
-    /// One product.
-    pub async fn get_product(&self, id: &str) -> DbResult<Option<Product>> {
-        sqlx::query_as("SELECT id, name, created_at FROM products WHERE id = $1")
+    /// One product of the organization.
+    pub async fn get_product(&self, organization_id: &str, id: &str) -> DbResult<Option<Product>> {
+        sqlx::query_as("SELECT * FROM products WHERE id = $1 AND organization_id = $2")
             .bind(id)
+            .bind(organization_id)
             .fetch_optional(&self.pool)
             .await
     }
@@ -239,11 +399,14 @@ impl Db {
     /// Inserts a policy (its product exists: checked by the caller and the foreign key).
     pub async fn insert_policy(&self, p: &Policy) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO policies (id, product_id, name, model, duration, grace_period, \
-             max_machines, seats, features, version_rule, match_policy, allow_virtual, site, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO policies (id, organization_id, product_id, name, model, duration, \
+             grace_period, max_machines, seats, features, version_rule, match_policy, \
+             allow_virtual, site, created_at, check_in_interval, check_in_grace, max_transfers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)",
         )
         .bind(&p.id)
+        .bind(&p.organization_id)
         .bind(&p.product_id)
         .bind(&p.name)
         .bind(&p.model)
@@ -257,22 +420,27 @@ impl Db {
         .bind(p.allow_virtual)
         .bind(&p.site)
         .bind(p.created_at)
+        .bind(p.check_in_interval)
+        .bind(p.check_in_grace)
+        .bind(p.max_transfers)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// One policy.
-    pub async fn get_policy(&self, id: &str) -> DbResult<Option<Policy>> {
-        sqlx::query_as("SELECT * FROM policies WHERE id = $1")
+    /// One policy of the organization.
+    pub async fn get_policy(&self, organization_id: &str, id: &str) -> DbResult<Option<Policy>> {
+        sqlx::query_as("SELECT * FROM policies WHERE id = $1 AND organization_id = $2")
             .bind(id)
+            .bind(organization_id)
             .fetch_optional(&self.pool)
             .await
     }
 
-    /// Every policy, oldest first.
-    pub async fn list_policies(&self) -> DbResult<Vec<Policy>> {
-        sqlx::query_as("SELECT * FROM policies ORDER BY created_at, id")
+    /// The organization's policies, oldest first.
+    pub async fn list_policies(&self, organization_id: &str) -> DbResult<Vec<Policy>> {
+        sqlx::query_as("SELECT * FROM policies WHERE organization_id = $1 ORDER BY created_at, id")
+            .bind(organization_id)
             .fetch_all(&self.pool)
             .await
     }
@@ -282,12 +450,13 @@ impl Db {
     /// Inserts a license; `false` if its key hash collides (practically never: 125 random bits).
     pub async fn insert_license(&self, l: &LicenseRow) -> DbResult<bool> {
         let done = sqlx::query(
-            "INSERT INTO licenses (id, key_hash, key_hint, product_id, policy_id, status, claims, \
-             token, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+            "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, policy_id, \
+             status, claims, token, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (key_hash) DO NOTHING",
         )
         .bind(&l.id)
+        .bind(&l.organization_id)
         .bind(&l.key_hash)
         .bind(&l.key_hint)
         .bind(&l.product_id)
@@ -303,7 +472,9 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// One license by id.
+    /// One license by id, whatever its organization: the client API (authenticated by the
+    /// license key) and internal paths. The admin API goes through `routes::get_license_row`,
+    /// which scopes it to the caller's organization.
     pub async fn get_license(&self, id: &str) -> DbResult<Option<LicenseRow>> {
         sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
             .bind(id)
@@ -319,12 +490,20 @@ impl Db {
             .await
     }
 
-    /// Licenses, newest first, at most `limit`.
-    pub async fn list_licenses(&self, limit: i64) -> DbResult<Vec<LicenseRow>> {
-        sqlx::query_as("SELECT * FROM licenses ORDER BY created_at DESC, id LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
+    /// The organization's licenses, newest first, at most `limit`.
+    pub async fn list_licenses(
+        &self,
+        organization_id: &str,
+        limit: i64,
+    ) -> DbResult<Vec<LicenseRow>> {
+        sqlx::query_as(
+            "SELECT * FROM licenses WHERE organization_id = $1 \
+             ORDER BY created_at DESC, id LIMIT $2",
+        )
+        .bind(organization_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// Applies `transition` if the license is in a state it starts from; `false` otherwise.
@@ -388,11 +567,11 @@ impl Db {
     /// SQLite takes the database write lock up front (a deferred transaction could fail to
     /// upgrade); PostgreSQL locks the license row (a no-op `UPDATE`), so concurrent writers
     /// of one license (activations, seat check-outs) queue while other licenses proceed.
-    pub async fn begin_license_write(
-        &self,
-        license_id: &str,
-    ) -> DbResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    pub async fn begin_license_write(&self, license_id: &str) -> DbResult<Tx> {
+        let mut tx = match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
         sqlx::query("UPDATE licenses SET updated_at = updated_at WHERE id = $1")
             .bind(license_id)
             .execute(&mut *tx)

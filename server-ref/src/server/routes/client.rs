@@ -1,8 +1,166 @@
-//! The client API, authenticated by license key: activation and validation.
+//! The client API, authenticated by license key: activation, validation, deactivation and
+//! transfer; and the one activation path the offline (air-gapped) activation shares.
 
+use licensing_core::License;
+use serde::Serialize;
+
+use super::super::db::{Deactivation, MachineRef, Transfer};
+use super::super::issue::{Answer, ResponseClaims};
 use super::*;
 
-// ---- client API ----------------------------------------------------------------------------
+// ---- shared --------------------------------------------------------------------------------
+
+/// 403 when the license may not take a machine now: suspended, revoked or expired.
+fn refuse_unusable(state: &AppState, row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
+    let (code, what) = match issue::effective_status(state, row, now)? {
+        "suspended" => ("license_suspended", "suspended"),
+        "revoked" => ("license_revoked", "revoked"),
+        "expired" => ("license_expired", "expired"),
+        _ => return Ok(()),
+    };
+    Err(ApiError::forbidden(
+        code,
+        format!("the license is {what}; {action} refused"),
+    ))
+}
+
+/// The function that signs a node-locked license's token for its machines, inside the write
+/// transaction of an activation, deactivation or transfer.
+fn reissuer<'a>(
+    state: &'a AppState,
+    template: &'a serde_json::Map<String, Value>,
+    now: i64,
+) -> impl Fn(&[Machine]) -> ApiResult<String> + Sync + 'a {
+    move |machines: &[Machine]| {
+        let fingerprints = machines
+            .iter()
+            .map(issue::machine_fingerprint)
+            .collect::<ApiResult<Vec<_>>>()?;
+        issue::sign_license(state, template, &fingerprints, now)
+            .map(|(token, _)| token)
+            .map_err(|e| e.context("this machine cannot be bound to the license"))
+    }
+}
+
+fn template_of(row: &LicenseRow) -> ApiResult<serde_json::Map<String, Value>> {
+    serde_json::from_str(&row.claims).map_err(ApiError::internal)
+}
+
+/// The machines a license token binds: all of them for a node-locked license, none otherwise
+/// (saves the query).
+async fn bound_machines(state: &AppState, row: &LicenseRow) -> ApiResult<Vec<Machine>> {
+    if issue::is_node_locked(&template_of(row)?) {
+        Ok(state.db().list_machines(&row.id).await?)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// An activated machine: whether it is new (201) or was already activated (200), and the
+/// license as stored after the activation.
+pub(crate) struct Activated {
+    /// 201 for a new machine, 200 for one already activated.
+    pub status: StatusCode,
+    /// The machine.
+    pub machine: Machine,
+    /// The license after the activation.
+    pub row: LicenseRow,
+}
+
+/// Activates `fingerprint` on the license (replacing the machine `transfer_from` when given):
+/// the one activation path of `/v1/client/activate`, `/v1/client/transfer` and offline
+/// activation (API and CLI).
+pub(crate) async fn activate_machine(
+    state: &AppState,
+    row: &LicenseRow,
+    fingerprint: &MachineFingerprint,
+    transfer_from: Option<&str>,
+    now: i64,
+) -> ApiResult<Activated> {
+    check_fingerprint(fingerprint)?;
+    let action = if transfer_from.is_some() {
+        "transfer"
+    } else {
+        "activation"
+    };
+    refuse_unusable(state, row, now, action)?;
+    let template = template_of(row)?;
+    let machine = Machine {
+        id: secrets::new_id("mch").map_err(internal)?,
+        license_id: row.id.clone(),
+        fingerprint: fingerprint.id.clone(),
+        fingerprint_json: json_text(fingerprint)?,
+        created_at: now,
+        last_seen_at: now,
+    };
+    let reissue = reissuer(state, &template, now);
+    let reissue: &Reissue<'_, ApiError> = &reissue;
+    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let (status, machine) = match transfer_from {
+        None => {
+            let max = issue::max_machines(&template);
+            match state.db().activate(&machine, max, reissue).await?? {
+                Activation::Created => (StatusCode::CREATED, machine),
+                Activation::Existing(existing) => (StatusCode::OK, existing),
+                Activation::LimitReached => {
+                    return Err(ApiError::conflict(
+                        "machine_limit_reached",
+                        format!(
+                            "the license allows {} machine(s) and all are activated",
+                            max.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+        Some(from) => {
+            let max_transfers = state
+                .db()
+                .get_policy(&row.organization_id, &row.policy_id)
+                .await?
+                .and_then(|p| p.max_transfers);
+            match state
+                .db()
+                .transfer(from, &machine, max_transfers, reissue)
+                .await??
+            {
+                Transfer::Done => (StatusCode::CREATED, machine),
+                Transfer::FromNotFound => {
+                    return Err(ApiError::not_found(
+                        "machine_not_found",
+                        "`from_fingerprint` is not activated on this license",
+                    ));
+                }
+                Transfer::AlreadyActivated => {
+                    return Err(ApiError::conflict(
+                        "machine_already_activated",
+                        "the new machine is already activated on this license",
+                    ));
+                }
+                Transfer::LimitReached => {
+                    return Err(ApiError::conflict(
+                        "transfer_limit_reached",
+                        format!(
+                            "the license allows {} transfer(s) and all are used",
+                            max_transfers.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    if status == StatusCode::CREATED {
+        tracing::info!(license = %row.id, machine = %machine.id, action, "machine activated");
+    }
+    let row = get_license_row_unscoped(state, &row.id).await?;
+    Ok(Activated {
+        status,
+        machine,
+        row,
+    })
+}
+
+// ---- activate and transfer -------------------------------------------------------------------
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,103 +170,155 @@ pub(crate) struct ActivateRequest {
     fingerprint: MachineFingerprint,
 }
 
+/// The answer of an activation or a transfer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ActivateResponse {
+    /// The activated machine.
+    pub machine_id: String,
+    /// The license.
+    pub license_id: String,
+    /// A `machine+jwt` binding this machine to the license.
+    pub machine_token: String,
+    /// A license token signed now (node-locked: binding the license's machines).
+    pub license_token: String,
+}
+
+async fn activation_answer(
+    state: &AppState,
+    activated: Activated,
+    now: i64,
+) -> ApiResult<(StatusCode, Json<ActivateResponse>)> {
+    let machines = bound_machines(state, &activated.row).await?;
+    let (license_token, license): (String, License) =
+        issue::fresh_license_token(state, &activated.row, &machines, now)?;
+    let machine_token = issue::sign_machine_token(state, &activated.machine, &license, now)?;
+    Ok((
+        activated.status,
+        Json(ActivateResponse {
+            machine_id: activated.machine.id,
+            license_id: activated.row.id,
+            machine_token,
+            license_token,
+        }),
+    ))
+}
+
 /// `POST /v1/client/activate`: binds a machine to the license (refused when the license is
 /// suspended, revoked or expired, or its machine limit is reached) and answers a signed
-/// `machine+jwt` plus the current license token. Activating the same fingerprint again answers
-/// the existing machine (200) instead of a new one (201).
+/// `machine+jwt` plus a freshly signed license token. Activating the same fingerprint again
+/// answers the existing machine (200) instead of a new one (201).
 pub(crate) async fn activate(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<ActivateRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ActivateResponse>)> {
     check_fingerprint(&req.fingerprint)?;
     let row = license_by_key(&state, &req.license_key).await?;
     let now = now();
-    match issue::effective_status(&state, &row, now)? {
-        "suspended" => {
-            return Err(ApiError::forbidden(
-                "license_suspended",
-                "the license is suspended; activation refused",
-            ));
-        }
-        "revoked" => {
-            return Err(ApiError::forbidden(
-                "license_revoked",
-                "the license is revoked; activation refused",
-            ));
-        }
-        "expired" => {
-            return Err(ApiError::forbidden(
-                "license_expired",
-                "the license has expired; activation refused",
-            ));
-        }
-        _ => {}
-    }
-    let template: serde_json::Map<String, Value> =
-        serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
-    let machine = Machine {
-        id: secrets::new_id("mch").map_err(internal)?,
-        license_id: row.id.clone(),
-        fingerprint: req.fingerprint.id.clone(),
-        fingerprint_json: json_text(&req.fingerprint)?,
-        created_at: now,
-        last_seen_at: now,
-    };
-    let reissue = |machines: &[Machine]| -> ApiResult<String> {
-        let fingerprints = machines
-            .iter()
-            .map(issue::machine_fingerprint)
-            .collect::<ApiResult<Vec<_>>>()?;
-        issue::sign_license(&state, &template, &fingerprints, now)
-            .map(|(token, _)| token)
-            .map_err(|e| e.context("this machine cannot be bound to the license"))
-    };
-    let reissue: &Reissue<'_, ApiError> = &reissue;
-    let max = issue::max_machines(&template);
-    let outcome = state
-        .db()
-        .activate(
-            &machine,
-            max,
-            issue::is_node_locked(&template).then_some(reissue),
-        )
-        .await??;
-    let (status, machine) = match outcome {
-        Activation::Created => (StatusCode::CREATED, machine),
-        Activation::Existing(existing) => (StatusCode::OK, existing),
-        Activation::LimitReached => {
-            return Err(ApiError::conflict(
-                "machine_limit_reached",
-                format!(
-                    "the license allows {} machine(s) and all are activated",
-                    max.unwrap_or_default()
-                ),
-            ));
-        }
-    };
-    let row = get_license_row(&state, &row.id).await?;
-    let token = row
-        .token
-        .as_deref()
-        .ok_or_else(|| ApiError::internal(format!("license {} has no token", row.id)))?;
-    let license = state
-        .verifier()
-        .verify(token)
-        .map_err(|e| ApiError::internal(format!("stored token does not verify: {e}")))?;
-    let machine_token = issue::sign_machine_token(&state, &machine, &license, now)?;
-    if status == StatusCode::CREATED {
-        tracing::info!(license = %row.id, machine = %machine.id, "machine activated");
-    }
-    Ok((
-        status,
-        Json(json!({
-            "machine_id": machine.id,
-            "license_id": row.id,
-            "machine_token": machine_token,
-            "license_token": token,
-        })),
-    ))
+    let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
+    activation_answer(&state, activated, now).await
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TransferRequest {
+    license_key: String,
+    /// The fingerprint id of the activated machine to give up.
+    from_fingerprint: String,
+    /// The new machine, as for activation.
+    fingerprint: MachineFingerprint,
+}
+
+/// `POST /v1/client/transfer`: deactivates `from_fingerprint` and activates `fingerprint` in
+/// one transaction (both or neither), counting one transfer against the policy's
+/// `max_transfers`. Answers like an activation (201).
+pub(crate) async fn transfer(
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<TransferRequest>,
+) -> ApiResult<(StatusCode, Json<ActivateResponse>)> {
+    token_field("from_fingerprint", &req.from_fingerprint, 1, 128)?;
+    check_fingerprint(&req.fingerprint)?;
+    if req.from_fingerprint == req.fingerprint.id {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "`fingerprint` is the machine named by `from_fingerprint`",
+        ));
+    }
+    let row = license_by_key(&state, &req.license_key).await?;
+    let now = now();
+    let activated = activate_machine(
+        &state,
+        &row,
+        &req.fingerprint,
+        Some(&req.from_fingerprint),
+        now,
+    )
+    .await?;
+    activation_answer(&state, activated, now).await
+}
+
+// ---- deactivate ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeactivateRequest {
+    license_key: String,
+    /// The machine's fingerprint id.
+    fingerprint: String,
+}
+
+/// The answer of a deactivation.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct DeactivateResponse {
+    /// Always `true`.
+    pub deactivated: bool,
+    /// The machine removed.
+    pub machine_id: String,
+}
+
+/// Removes a machine from a license (client or admin API): frees its slot and, for a
+/// node-locked license, reissues the stored token without it. 404 `machine_not_found`.
+pub(crate) async fn deactivate_machine(
+    state: &AppState,
+    row: &LicenseRow,
+    which: MachineRef<'_>,
+) -> ApiResult<DeactivateResponse> {
+    let now = now();
+    let template = template_of(row)?;
+    let reissue = reissuer(state, &template, now);
+    let reissue: &Reissue<'_, ApiError> = &reissue;
+    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    match state
+        .db()
+        .deactivate(&row.id, which, reissue, now)
+        .await??
+    {
+        Deactivation::Done(machine) => {
+            tracing::info!(license = %row.id, machine = %machine.id, "machine deactivated");
+            Ok(DeactivateResponse {
+                deactivated: true,
+                machine_id: machine.id,
+            })
+        }
+        Deactivation::NotFound => Err(ApiError::not_found(
+            "machine_not_found",
+            "no such machine is activated on this license",
+        )),
+    }
+}
+
+/// `POST /v1/client/deactivate`.
+pub(crate) async fn deactivate(
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<DeactivateRequest>,
+) -> ApiResult<Json<DeactivateResponse>> {
+    token_field("fingerprint", &req.fingerprint, 1, 128)?;
+    let row = license_by_key(&state, &req.license_key).await?;
+    let answer =
+        deactivate_machine(&state, &row, MachineRef::Fingerprint(&req.fingerprint)).await?;
+    Ok(Json(answer))
+}
+
+// ---- validate --------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,13 +330,54 @@ pub(crate) struct ValidateRequest {
     nonce: String,
 }
 
+/// The answer of a validation.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ValidateResponse {
+    /// A `response+jwt` whose claims are [`ResponseClaims`].
+    pub response_token: String,
+}
+
+/// The signed claims about a license and one machine at `now` (validation and offline
+/// activation).
+pub(crate) async fn answer_claims(
+    state: &AppState,
+    row: &LicenseRow,
+    fingerprint: &str,
+    machine: Option<&Machine>,
+    nonce: &str,
+    now: i64,
+    ttl: i64,
+) -> ApiResult<ResponseClaims> {
+    let status = issue::effective_status(state, row, now)?;
+    let machines = if status == "active" && machine.is_some() {
+        bound_machines(state, row).await?
+    } else {
+        Vec::new()
+    };
+    issue::response_claims(
+        state,
+        &Answer {
+            row,
+            status,
+            fingerprint,
+            machine,
+            nonce,
+            now,
+        },
+        &machines,
+        ttl,
+    )
+}
+
 /// `POST /v1/client/validate`: a signed `response+jwt` echoing the nonce, with the server
 /// time, the license's status (`active`, `suspended`, `revoked`, `expired`, `not_yet_valid`),
-/// whether this fingerprint is activated, and the current license token.
+/// whether this fingerprint is activated, and — when the license is active (node-locked: and
+/// this machine activated) — a freshly signed license token (its `lic.check_in.until` moved
+/// forward) and machine token.
 pub(crate) async fn validate(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<ValidateRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ValidateResponse>> {
     token_field("nonce", &req.nonce, 8, 128)?;
     token_field("fingerprint", &req.fingerprint, 1, 128)?;
     let row = license_by_key(&state, &req.license_key).await?;
@@ -135,17 +386,17 @@ pub(crate) async fn validate(
     if let Some(machine) = &machine {
         state.db().touch_machine(&machine.id, now).await?;
     }
-    let status = issue::effective_status(&state, &row, now)?;
-    let response_token = issue::sign_response(
+    let claims = answer_claims(
         &state,
-        &ValidationAnswer {
-            row: &row,
-            status,
-            fingerprint: &req.fingerprint,
-            machine_id: machine.as_ref().map(|m| m.id.as_str()),
-            nonce: &req.nonce,
-            now,
-        },
-    )?;
-    Ok(Json(json!({ "response_token": response_token })))
+        &row,
+        &req.fingerprint,
+        machine.as_ref(),
+        &req.nonce,
+        now,
+        issue::RESPONSE_TTL_SECS,
+    )
+    .await?;
+    Ok(Json(ValidateResponse {
+        response_token: issue::sign_response(&state, &claims)?,
+    }))
 }

@@ -12,24 +12,35 @@ use licensing_core::{LicenseModel, MachineFingerprint};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::db::{Activation, LicenseRow, Machine, Policy, Product, Reissue, Transition};
+use super::db::{
+    Activation, Engine, LicenseRow, Machine, Policy, Product, Reissue, Rewrite, Rewriter,
+    Transition,
+};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
-use super::issue::{self, NewLicense, ValidationAnswer};
+use super::issue::{self, NewLicense};
 use super::{AppState, now, secrets};
 
 mod admin;
 mod client;
+mod keys;
+mod tenants;
 
 pub(crate) use admin::*;
 pub(crate) use client::*;
+pub(crate) use keys::*;
+pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------
 
 /// `GET /healthz`: the process is up and the database answers.
 pub(crate) async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state.db().ping().await?;
-    Ok(Json(json!({ "status": "ok" })))
+    let database = match state.db().engine() {
+        Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
+    };
+    Ok(Json(json!({ "status": "ok", "database": database })))
 }
 
 /// `GET /.well-known/jwks.json`: the public keys tokens are signed with.
@@ -104,9 +115,11 @@ pub(crate) async fn license_by_key(state: &AppState, typed: &str) -> ApiResult<L
             "`license_key` is not of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX",
         )
     })?;
+    let key_hash = secrets::sha256_hex(key.as_bytes());
+    state.check_client_rate(&key_hash)?;
     state
         .db()
-        .license_by_key_hash(&secrets::sha256_hex(key.as_bytes()))
+        .license_by_key_hash(&key_hash)
         .await?
         .ok_or_else(|| ApiError::not_found("license_not_found", "no license has this key"))
 }
@@ -116,8 +129,24 @@ pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> ApiResult<String> {
     serde_json::to_string(value).map_err(ApiError::internal)
 }
 
-/// The license with this id, or 404.
-pub(crate) async fn get_license_row(state: &AppState, id: &str) -> ApiResult<LicenseRow> {
+/// The license with this id in the caller's organization, or 404 (a license of another tenant
+/// is indistinguishable from a missing one). The one tenant check of the admin license routes.
+pub(crate) async fn get_license_row(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<LicenseRow> {
+    state
+        .db()
+        .get_license(id)
+        .await?
+        .filter(|row| row.organization_id == caller.organization_id)
+        .ok_or_else(|| ApiError::not_found("license_not_found", format!("no license `{id}`")))
+}
+
+/// The license with this id, whatever its tenant: the client API, authenticated by the
+/// license key, after it found the license by that key.
+pub(crate) async fn get_license_row_unscoped(state: &AppState, id: &str) -> ApiResult<LicenseRow> {
     state
         .db()
         .get_license(id)

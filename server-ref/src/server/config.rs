@@ -1,0 +1,204 @@
+//! `serve` settings: command-line flags, then environment variables, then an optional TOML
+//! file (`--config`), then built-in defaults — the first that sets a value wins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the server keeps its state and how it signs: shared by `serve` and the commands that
+/// work on the server's database directly (`offline activate`). Every flag can also come from
+/// the environment and from the TOML file named by `--config` (keys spelled like the flags,
+/// with `_`).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct StoreArgs {
+    /// TOML file with any of these settings (e.g. `listen = "0.0.0.0:8080"`).
+    #[arg(long, env = "LICENSING_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database and the signing key [default: ./data] (created if missing,
+    /// mode 0700).
+    #[arg(long, env = "LICENSING_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite:PATH` or `postgres://user:password@host:port/database`. Default:
+    /// the file `licensing.db` in the data directory.
+    #[arg(long, env = "LICENSING_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// PKCS#8 PEM signing key to use (must exist). Default: `signing-key.pem` in the data
+    /// directory, generated on first start.
+    #[arg(long, env = "LICENSING_SIGNING_KEY_FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// The `iss` of every token the server signs [default: licensing-server].
+    #[arg(long, env = "LICENSING_ISSUER")]
+    pub issuer: Option<String>,
+}
+
+/// `licensing-server serve` options: the store's, plus the listener's.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port (the bound
+    /// address is printed).
+    #[arg(long, env = "LICENSING_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The data directory, database, signing key and config file.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Seconds between re-reads of the signing keys from the database [default: 30] (a
+    /// rotation made on another replica takes effect here within this period).
+    #[arg(long, env = "LICENSING_KEY_RELOAD_SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub key_reload_secs: Option<u64>,
+    /// Client API requests (activate, validate, ...) allowed per license key per minute on
+    /// this replica [default: 120]; beyond it the answer is 429 with `Retry-After`.
+    #[arg(long, env = "LICENSING_CLIENT_RATE_PER_MINUTE",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub client_rate_per_minute: Option<u32>,
+}
+
+/// The TOML file: the same settings, every one optional, nothing else.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    signing_key: Option<PathBuf>,
+    key_reload_secs: Option<u64>,
+    client_rate_per_minute: Option<u32>,
+    issuer: Option<String>,
+}
+
+/// The resolved settings of a `serve` run.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub signing_key: Option<PathBuf>,
+    pub key_reload_secs: u64,
+    pub client_rate_per_minute: u32,
+    pub issuer: String,
+}
+
+/// Largest config file read (it is a handful of lines).
+const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+impl Settings {
+    /// Flags and environment (already merged by clap) over the file over the defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
+        let ServeArgs {
+            listen,
+            store,
+            key_reload_secs,
+            client_rate_per_minute,
+        } = args;
+        let file = match &store.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let key_reload_secs = key_reload_secs.or(file.key_reload_secs).unwrap_or(30);
+        if !(1..=3600).contains(&key_reload_secs) {
+            return Err("key_reload_secs must be 1 to 3600".into());
+        }
+        let client_rate_per_minute = client_rate_per_minute
+            .or(file.client_rate_per_minute)
+            .unwrap_or(120);
+        if client_rate_per_minute == 0 {
+            return Err("client_rate_per_minute must be at least 1".into());
+        }
+        Ok(Settings {
+            listen: listen
+                .or(file.listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: store
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            database_url: store.database_url.or(file.database_url),
+            signing_key: store.signing_key.or(file.signing_key),
+            key_reload_secs,
+            client_rate_per_minute,
+            issuer: store
+                .issuer
+                .or(file.issuer)
+                .unwrap_or_else(|| "licensing-server".into()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("config {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!("config {}: larger than 64 KiB", path.display()));
+    }
+    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("licensing.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let (_dir, path) =
+            write("listen = \"127.0.0.1:9999\"\nissuer = \"from-file\"\nkey_reload_secs = 5\n");
+        let args = ServeArgs {
+            store: StoreArgs {
+                config: Some(path),
+                issuer: Some("from-flag".into()),
+                ..StoreArgs::default()
+            },
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.issuer, "from-flag");
+        assert_eq!(s.key_reload_secs, 5);
+        assert_eq!(s.client_rate_per_minute, 120);
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn a_bad_file_is_a_clear_error() {
+        for (text, needle) in [
+            ("listen = 5\n", "listen"),
+            ("lisen = \"127.0.0.1:1\"\n", "lisen"),
+            ("key_reload_secs = 0\n", "key_reload_secs"),
+            ("[[[", "config"),
+        ] {
+            let (_dir, path) = write(text);
+            let args = ServeArgs {
+                store: StoreArgs {
+                    config: Some(path),
+                    ..StoreArgs::default()
+                },
+                ..ServeArgs::default()
+            };
+            let e = Settings::resolve(args).unwrap_err();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+        let args = ServeArgs {
+            store: StoreArgs {
+                config: Some("/nonexistent/licensing.toml".into()),
+                ..StoreArgs::default()
+            },
+            ..ServeArgs::default()
+        };
+        assert!(
+            Settings::resolve(args)
+                .unwrap_err()
+                .contains("/nonexistent")
+        );
+    }
+}

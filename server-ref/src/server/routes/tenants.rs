@@ -1,0 +1,244 @@
+//! Organizations (tenants) and their API tokens.
+
+use serde::Serialize;
+
+use super::*;
+use crate::server::db::{ApiTokenRow, Organization};
+use crate::server::extract::Role;
+
+/// An organization as the API shows it.
+#[derive(Serialize)]
+pub(crate) struct OrganizationView {
+    id: String,
+    name: String,
+    /// The organization created at first start (may create organizations, manage keys).
+    operator: bool,
+    created_at: i64,
+}
+
+impl From<Organization> for OrganizationView {
+    fn from(o: Organization) -> Self {
+        OrganizationView {
+            id: o.id,
+            name: o.name,
+            operator: o.operator != 0,
+            created_at: o.created_at,
+        }
+    }
+}
+
+/// An API token as the API shows it (never the secret, which is shown once at creation).
+#[derive(Serialize)]
+pub(crate) struct ApiTokenView {
+    id: String,
+    organization_id: String,
+    role: String,
+    label: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<ApiTokenRow> for ApiTokenView {
+    fn from(t: ApiTokenRow) -> Self {
+        ApiTokenView {
+            id: t.id,
+            organization_id: t.organization_id,
+            role: t.role,
+            label: t.label,
+            created_at: t.created_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewOrganization {
+    /// Display name.
+    name: String,
+}
+
+/// A new organization and the admin token of its first administrator (shown once).
+#[derive(Serialize)]
+pub(crate) struct CreatedOrganization {
+    organization: OrganizationView,
+    admin_token: String,
+    admin_token_id: String,
+}
+
+/// `POST /v1/organizations` (operator admins): a tenant plus an admin API token for it.
+pub(crate) async fn create_organization(
+    caller: Caller,
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<NewOrganization>,
+) -> ApiResult<(StatusCode, Json<CreatedOrganization>)> {
+    caller.require_operator()?;
+    text_field("name", &req.name, 200)?;
+    let org = Organization {
+        id: secrets::new_id("org").map_err(internal)?,
+        name: req.name,
+        operator: 0,
+        created_at: now(),
+    };
+    if !state.db().insert_organization(&org).await? {
+        return Err(ApiError::internal("organization id collision"));
+    }
+    let (admin_token_id, admin_token) =
+        mint_token(&state, &org.id, Role::Admin, "first admin").await?;
+    tracing::info!(organization = %org.id, by = %caller.token_id, "organization created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedOrganization {
+            organization: org.into(),
+            admin_token,
+            admin_token_id,
+        }),
+    ))
+}
+
+/// `GET /v1/organizations`: every organization for operator admins, one's own otherwise.
+pub(crate) async fn list_organizations(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Read)?;
+    let only = (!(caller.operator && caller.role == Role::Admin))
+        .then_some(caller.organization_id.as_str());
+    let orgs: Vec<OrganizationView> = state
+        .db()
+        .list_organizations(only)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(json!({ "organizations": orgs })))
+}
+
+async fn mint_token(
+    state: &AppState,
+    organization_id: &str,
+    role: Role,
+    label: &str,
+) -> ApiResult<(String, String)> {
+    let token = secrets::new_api_token().map_err(internal)?;
+    let id = secrets::new_id("tok").map_err(internal)?;
+    state
+        .db()
+        .insert_api_token(
+            &id,
+            organization_id,
+            &secrets::sha256_hex(token.as_bytes()),
+            role.as_str(),
+            label,
+            now(),
+        )
+        .await?;
+    Ok((id, token))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewApiToken {
+    /// `admin`, `license_manager`, `it_staff` or `auditor`.
+    role: String,
+    /// What the token is for.
+    label: String,
+    /// Another organization (operator admins only); default: the caller's.
+    organization_id: Option<String>,
+}
+
+/// A new API token (the secret is shown only here).
+#[derive(Serialize)]
+pub(crate) struct CreatedApiToken {
+    #[serde(flatten)]
+    token: ApiTokenView,
+    secret: String,
+}
+
+/// `POST /v1/api-tokens` (admins): a token for one organization and one role.
+pub(crate) async fn create_api_token(
+    caller: Caller,
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<NewApiToken>,
+) -> ApiResult<(StatusCode, Json<CreatedApiToken>)> {
+    caller.require(Action::Administer)?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid_field",
+            "`role` must be admin, license_manager, it_staff or auditor",
+        )
+    })?;
+    text_field("label", &req.label, 200)?;
+    let organization_id = match req.organization_id {
+        Some(other) if other != caller.organization_id => {
+            caller.require_operator()?;
+            let exists = !state
+                .db()
+                .list_organizations(Some(&other))
+                .await?
+                .is_empty();
+            if !exists {
+                return Err(ApiError::not_found(
+                    "organization_not_found",
+                    format!("no organization `{other}`"),
+                ));
+            }
+            other
+        }
+        _ => caller.organization_id.clone(),
+    };
+    let (id, secret) = mint_token(&state, &organization_id, role, &req.label).await?;
+    tracing::info!(token_id = %id, organization = %organization_id, role = role.as_str(),
+        by = %caller.token_id, "API token created");
+    let created = state
+        .db()
+        .list_api_tokens(&organization_id)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| ApiError::internal("the new API token is not stored"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiToken {
+            token: created.into(),
+            secret,
+        }),
+    ))
+}
+
+/// `GET /v1/api-tokens` (admins): the organization's tokens, revoked ones included.
+pub(crate) async fn list_api_tokens(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Administer)?;
+    let tokens: Vec<ApiTokenView> = state
+        .db()
+        .list_api_tokens(&caller.organization_id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(json!({ "api_tokens": tokens })))
+}
+
+/// `POST /v1/api-tokens/{id}/revoke` (admins): the token stops working at once.
+pub(crate) async fn revoke_api_token(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Action::Administer)?;
+    if !state
+        .db()
+        .revoke_api_token(&caller.organization_id, &id, now())
+        .await?
+    {
+        return Err(ApiError::not_found(
+            "api_token_not_found",
+            format!("no live API token `{id}` in this organization"),
+        ));
+    }
+    tracing::info!(token_id = %id, by = %caller.token_id, "API token revoked");
+    Ok(Json(json!({ "id": id, "revoked": true })))
+}

@@ -290,6 +290,19 @@ else
   fi
   oe "deactivate" 0 '^status: no_license$' deactivate
   oe "activate again" 0 '^status: valid$' activate "$lic_key"
+  # Air-gapped activation of another machine on a second license: request file -> the vendor's
+  # API -> response file -> import.
+  lic2_key=$(api POST /v1/licenses "{\"policy_id\":\"$policy\"}" | jq -r .key)
+  og() { # NAME PATTERN STEP ARGS...: online_e2e for the air-gapped machine
+    local name=$1 pattern=$2
+    shift 2
+    grind "online: $name" 0 "$pattern" -- \
+      "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-c" c-box-c "$@"
+  }
+  og "air-gapped request" '^[0-9]+ passed, 0 failed$' request "$lic2_key" "$tmp/request.json"
+  api POST /v1/offline/activate "$(cat "$tmp/request.json")" >"$tmp/response.json"
+  og "air-gapped import" '^status: valid$' import "$tmp/response.json" valid
+  og "air-gapped next start" '^status: valid$' startup valid
   api POST "/v1/licenses/$lic_id/revoke" '{}' >/dev/null
   oe "validate after revoke" 0 '^status: revoked$' validate revoked
   stop_server

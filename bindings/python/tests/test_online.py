@@ -157,6 +157,24 @@ def run(server, tmp):
     result = client.check_online(a, unix_now(), 5_000)
     check("reinstated: valid online", result.online and result.verdict.status == Status.VALID, result)
 
+    # Air-gapped activation on a second license: request file -> vendor API -> import; then
+    # deactivation frees the slot and clears the store.
+    license2 = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})
+    c = app("py-box-c")
+    request = client.offline_request(c, license2["key"], unix_now())
+    check("air-gapped request kind", json.loads(request)["kind"] == "licensing.offline_activation_request")
+    response = server.api("POST", "/v1/offline/activate", json.loads(request))
+    result = client.import_offline_response(c, json.dumps(response), unix_now())
+    check("air-gapped import: valid", result.verdict.status == Status.VALID, result)
+    check("air-gapped next start: valid", c.check_at_startup(unix_now()).status == Status.VALID)
+    try:
+        client.import_offline_response(c, json.dumps(response), unix_now())
+        check("air-gapped import twice raises", False)
+    except LicensingError.NotActivated:
+        check("air-gapped import twice raises NotActivated", True)
+    check("deactivate", client.deactivate(c) is True)
+    check("deactivated: no license", c.check_at_startup(unix_now()).status == Status.NO_LICENSE)
+
     # A listener that never answers: the start is back within the limit, offline.
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -254,6 +254,16 @@ fn issue_activate_validate_suspend_reinstate_revoke_then_offline() {
     assert!((validation.server_time - unix_now()).abs() < 60);
     assert_eq!(checked.verdict.status, Status::Valid);
 
+    // Round trips on loopback (debug build): bounded count, well under the rate limit.
+    let started = Instant::now();
+    for _ in 0..10 {
+        let check = app.validate_online(&client, unix_now()).unwrap();
+        assert_eq!(check.verdict.status, Status::Valid);
+    }
+    let each = started.elapsed() / 10;
+    eprintln!("validate_online round trip (nonce, verify, store): {each:?}");
+    assert!(each < Duration::from_secs(1), "{each:?}");
+
     // Suspend: the server says so, the app reports it, and keeps reporting it offline.
     assert_eq!(
         server.license_action(&license_id, "suspend")["status"],

@@ -18,8 +18,9 @@ pub(super) struct Http {
 /// What one attempt ended with.
 enum Attempt {
     Done(u16, Value),
-    /// Worth another attempt: the error to report if none is left.
-    Retry(OnlineError),
+    /// Worth another attempt: the error to report if none is left, and how long the server
+    /// asked to wait first (`Retry-After` of a 429 or 503).
+    Retry(OnlineError, Option<Duration>),
     /// Final: another attempt would get the same answer.
     Fail(OnlineError),
 }
@@ -65,15 +66,17 @@ impl Http {
             if left.is_zero() {
                 return Err(OnlineError::Timeout(limit));
             }
-            let error = match self.attempt(&url, &body, left.min(config.request_timeout), limit) {
+            let timeout = left.min(config.request_timeout);
+            let (error, retry_after) = match self.attempt(&url, &body, timeout, limit) {
                 Attempt::Done(status, value) => return Ok((status, value)),
-                Attempt::Retry(error) => error,
+                Attempt::Retry(error, retry_after) => (error, retry_after),
                 Attempt::Fail(error) => return Err(error),
             };
             if attempt >= config.retries {
                 return Err(error);
             }
-            let pause = backoff(config, attempt);
+            // The server's own `Retry-After` wins over the backoff (it knows its rate limit).
+            let pause = retry_after.unwrap_or_else(|| backoff(config, attempt));
             let left = limit.saturating_sub(started.elapsed());
             if pause >= left {
                 // No time for another attempt: say why the last one failed.
@@ -95,17 +98,26 @@ impl Http {
             .send();
         let response = match sent {
             Ok(response) => response,
-            Err(e) if e.is_timeout() => return Attempt::Retry(OnlineError::Timeout(limit)),
-            Err(e) => return Attempt::Retry(OnlineError::Network(describe(&e))),
+            Err(e) if e.is_timeout() => return Attempt::Retry(OnlineError::Timeout(limit), None),
+            Err(e) => return Attempt::Retry(OnlineError::Network(describe(&e)), None),
         };
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let mut bytes = Vec::new();
         let read = std::io::Read::read_to_end(
             &mut std::io::Read::take(response, MAX_BODY_BYTES + 1),
             &mut bytes,
         );
         if let Err(e) = read {
-            return Attempt::Retry(OnlineError::Network(format!("reading the answer: {e}")));
+            return Attempt::Retry(
+                OnlineError::Network(format!("reading the answer: {e}")),
+                None,
+            );
         }
         if bytes.len() as u64 > MAX_BODY_BYTES {
             return Attempt::Fail(OnlineError::BadResponse(format!(
@@ -123,7 +135,7 @@ impl Http {
         }
         let error = server_error(status, json.as_ref());
         if status >= 500 || status == 429 {
-            Attempt::Retry(error)
+            Attempt::Retry(error, retry_after)
         } else {
             // 4xx other than 429 (and 1xx/3xx): the server decided; asking again would not
             // change it.

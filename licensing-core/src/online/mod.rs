@@ -65,7 +65,8 @@ pub struct ClientConfig {
     /// Limit for one request, connection included.
     pub request_timeout: Duration,
     /// Further attempts after a connection error, a timeout, a 5xx or a 429 (never after
-    /// another 4xx: the server's answer would not change).
+    /// another 4xx: the server's answer would not change). A `Retry-After` in seconds replaces
+    /// the backoff; one longer than the time left ends the call with the server's answer.
     pub retries: u32,
     /// First pause between attempts; doubled each time, with random jitter.
     pub backoff: Duration,

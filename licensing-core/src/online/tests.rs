@@ -224,6 +224,16 @@ struct Stub {
 }
 
 fn stub(answer: impl Fn(&Value, usize) -> (u16, String) + Send + 'static) -> Stub {
+    stub_with_headers(move |body, n| {
+        let (status, text) = answer(body, n);
+        (status, text, String::new())
+    })
+}
+
+/// [`stub`] whose answers carry extra header lines (`"Name: value\r\n"`).
+fn stub_with_headers(
+    answer: impl Fn(&Value, usize) -> (u16, String, String) + Send + 'static,
+) -> Stub {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
@@ -240,7 +250,7 @@ fn stub(answer: impl Fn(&Value, usize) -> (u16, String) + Send + 'static) -> Stu
 
 fn serve_one(
     stream: TcpStream,
-    answer: impl FnOnce(&Value) -> (u16, String),
+    answer: impl FnOnce(&Value) -> (u16, String, String),
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -261,11 +271,11 @@ fn serve_one(
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, text) = answer(&body);
+    let (status, text, headers) = answer(&body);
     let mut stream = stream;
     write!(
         stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{text}",
         text.len()
     )
 }
@@ -361,6 +371,36 @@ fn a_4xx_is_final_and_5xx_or_429_are_retried_with_backoff() {
     assert!(answer.deactivated);
     assert_eq!(answer.machine_id.as_deref(), Some("mch_1"));
     assert_eq!(flaky.hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn retry_after_is_honoured_within_the_deadline_and_not_beyond() {
+    let limited = || json!({ "error": "rate_limited", "detail": "too many requests" }).to_string();
+    let server = stub_with_headers(move |_, n| match n {
+        0 => (429, limited(), "Retry-After: 1\r\n".into()),
+        _ => (
+            200,
+            json!({ "deactivated": true, "machine_id": "mch_1" }).to_string(),
+            String::new(),
+        ),
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let started = Instant::now();
+    assert!(client.deactivate("AAAAA-BBBBB", "fp").unwrap().deactivated);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as asked"
+    );
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+
+    // Asked to wait longer than the call may take: give up at once with the server's answer.
+    let server = stub_with_headers(move |_, _| (429, limited(), "Retry-After: 60\r\n".into()));
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let started = Instant::now();
+    let error = client.deactivate("AAAAA-BBBBB", "fp").unwrap_err();
+    assert_eq!(error.server_code(), Some("rate_limited"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
 }
 
 #[test]

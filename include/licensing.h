@@ -119,6 +119,28 @@ enum lic_result
      * the caller, and out-parameters were not written. Please report it.
      */
     LIC_PANIC = 10,
+    /**
+     * The licensing server could not be reached or did not answer within the limit
+     * (connection refused, DNS, TLS, proxy, timeout).
+     */
+    LIC_NETWORK_ERROR = 11,
+    /**
+     * The licensing server answered with an error (a 4xx such as `machine_limit_reached`,
+     * `license_not_found`, `license_revoked`, or a 5xx); `lic_client_last_server_code` has its
+     * code.
+     */
+    LIC_SERVER_ERROR = 12,
+    /**
+     * The server's answer was refused: not signed by a trusted key, another token type or
+     * product, a replayed or stale response (nonce), another machine, an expired offline
+     * response, or not the protocol's format. Nothing was stored.
+     */
+    LIC_BAD_RESPONSE = 13,
+    /**
+     * The online operation needs an earlier step: no license key is stored (activate first),
+     * or no air-gapped activation request is pending (import).
+     */
+    LIC_NOT_ACTIVATED = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -317,6 +339,18 @@ typedef enum lic_scope lic_scope;
 typedef uint32_t lic_scope;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * A client of one licensing server for one product: timeouts, retries with backoff, and a
+ * deadline per call; every answer is verified against the app's trust store (never against
+ * keys the server publishes). Proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`).
+ * Thread-safe: share it freely. Owned by the caller: free with `lic_client_free`.
+ *
+ * Calls block the calling thread (at most the deadline given to `lic_client_new`, or the
+ * limit of `lic_client_check_online`); a failed call's message is in `lic_client_last_error`
+ * and, when the server refused, its error code in `lic_client_last_server_code`.
+ */
+typedef struct lic_client lic_client;
 
 /**
  * What the running app knows about itself: now, its version and release date, the features it
@@ -1198,6 +1232,159 @@ void lic_licensing_free(lic_licensing *licensing);
  * `now` arguments. Thread-safe.
  */
 int64_t lic_unix_now(void);
+
+/**
+ * Creates a client in `*out_client` for the server at `base_url` (e.g.
+ * `"https://licensing.example.com"`; `http://` for loopback and private networks) and the
+ * product `product_id`, verifying answers with a copy of `trust_store`. `deadline_ms` bounds
+ * every call, retries included (0: the default, 20 s); connecting is limited to 5 s and one
+ * request to 10 s (less when the deadline is shorter), with 2 retries 250 ms–2 s apart after
+ * a connection error, a timeout, a 5xx or a 429 (never after another 4xx).
+ * `LIC_INVALID_ARGUMENT` for a URL that is not http(s) or an empty product id.
+ *
+ * # Safety
+ * `trust_store` is NULL or a live handle; `base_url`, `product_id` are NULL or NUL-terminated
+ * strings; `out_client` is NULL or writable.
+ */
+lic_result lic_client_new(const lic_trust_store *trust_store,
+                          const char *base_url,
+                          const char *product_id,
+                          uint32_t deadline_ms,
+                          lic_client **out_client);
+
+/**
+ * Activates this machine with `license_key` at `now` and installs the license token the
+ * server answers in `licensing`'s store (with the key and the machine token, for later
+ * validations). Writes the installed license's verdict to `*out_verdict` (free with
+ * `lic_verdict_free`). `LIC_SERVER_ERROR` when the server refuses (e.g.
+ * `machine_limit_reached`, `license_not_found`, `license_suspended`: see
+ * `lic_client_last_server_code`), `LIC_NETWORK_ERROR`, `LIC_BAD_RESPONSE`, `LIC_STORE_ERROR`.
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `license_key` is NULL or a NUL-terminated
+ * string; `out_verdict` is NULL or writable.
+ */
+lic_result lic_client_activate(const lic_client *client,
+                               const lic_licensing *licensing,
+                               const char *license_key,
+                               int64_t now,
+                               lic_verdict **out_verdict);
+
+/**
+ * Validates online with the stored license key at `now`: a fresh nonce, a signed answer
+ * verified against the trust store, the refreshed token stored, the server time fed to the
+ * clock guard, a suspension or revocation kept for later offline starts
+ * (`LIC_STATUS_SUSPENDED`, `LIC_STATUS_REVOKED`). Writes the verdict to `*out_verdict`.
+ * `LIC_NOT_ACTIVATED` when no key is stored; `LIC_NETWORK_ERROR`, `LIC_SERVER_ERROR`,
+ * `LIC_BAD_RESPONSE` (e.g. a replayed response), `LIC_STORE_ERROR`.
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `out_verdict` is NULL or writable.
+ */
+lic_result lic_client_validate(const lic_client *client,
+                               const lic_licensing *licensing,
+                               int64_t now,
+                               lic_verdict **out_verdict);
+
+/**
+ * The startup check with the server, never longer than `limit_ms`: validates online as
+ * `lic_client_validate`; when the server cannot be reached in time (or its answer is
+ * refused, or nothing is activated) the stored token is checked offline as
+ * `lic_licensing_check_at_startup` (its check-in deadline gives `LIC_STATUS_VALID`, then
+ * `LIC_STATUS_VALID_IN_GRACE`, then `LIC_STATUS_CHECK_IN_REQUIRED`). Writes the verdict to
+ * `*out_verdict` and, when `out_online` is not NULL, whether the server answered to
+ * `*out_online` (when false, `lic_client_last_error` says why). Fails only with
+ * `LIC_STORE_ERROR` (and argument errors).
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `out_verdict` is NULL or writable;
+ * `out_online` is NULL or writable.
+ */
+lic_result lic_client_check_online(const lic_client *client,
+                                   const lic_licensing *licensing,
+                                   int64_t now,
+                                   uint32_t limit_ms,
+                                   lic_verdict **out_verdict,
+                                   bool *out_online);
+
+/**
+ * Releases this machine's activation on the server (with the stored key), then clears
+ * `licensing`'s store. Writes whether an activation was removed to `*out_deactivated` when
+ * not NULL. `LIC_NOT_ACTIVATED` when no key is stored; network, server and store errors as
+ * `lic_client_validate`.
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `out_deactivated` is NULL or writable.
+ */
+lic_result lic_client_deactivate(const lic_client *client,
+                                 const lic_licensing *licensing,
+                                 bool *out_deactivated);
+
+/**
+ * Makes an air-gapped activation request for this machine and `license_key` at `now`: writes
+ * its JSON (the file to hand to the vendor) to `*out_json` (free with `lic_string_free`) and
+ * keeps it pending in `licensing`'s store, so only the response to it is accepted.
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `license_key` is NULL or a NUL-terminated
+ * string; `out_json` is NULL or writable.
+ */
+lic_result lic_client_offline_request(const lic_client *client,
+                                      const lic_licensing *licensing,
+                                      const char *license_key,
+                                      int64_t now,
+                                      char **out_json);
+
+/**
+ * Imports the vendor's air-gapped activation response (`response_len` bytes of UTF-8, the
+ * file's text) at `now`: verified against the pending request (signature, product, nonce,
+ * this machine, not expired) and applied like `lic_client_validate`. Writes the verdict to
+ * `*out_verdict`. `LIC_NOT_ACTIVATED` when no request is pending; `LIC_BAD_RESPONSE` when the
+ * response is refused (nothing is stored then).
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `response` is NULL or readable for
+ * `response_len` bytes; `out_verdict` is NULL or writable.
+ */
+lic_result lic_client_import_offline_response(const lic_client *client,
+                                              const lic_licensing *licensing,
+                                              const char *response,
+                                              size_t response_len,
+                                              int64_t now,
+                                              lic_verdict **out_verdict);
+
+/**
+ * Copies the message of the most recent failed call on `client` (or the reason the last
+ * `lic_client_check_online` was offline) into `buf` (see `lic_last_error` for the buffer
+ * protocol).
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+ * NULL or writable.
+ */
+lic_result lic_client_last_error(const lic_client *client, char *buf, size_t len, size_t *out_len);
+
+/**
+ * Copies the server's error code from the most recent online call on `client` (e.g.
+ * `"machine_limit_reached"`, `"license_not_found"`) into `buf` (buffer protocol of
+ * `lic_last_error`); `""` when that call was not refused by the server.
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+ * NULL or writable.
+ */
+lic_result lic_client_last_server_code(const lic_client *client,
+                                       char *buf,
+                                       size_t len,
+                                       size_t *out_len);
+
+/**
+ * Frees a client. NULL is a no-op; freeing twice is undefined behaviour.
+ *
+ * # Safety
+ * `client` is NULL or a handle not freed before and not in use by another thread.
+ */
+void lic_client_free(lic_client *client);
 
 #ifdef __cplusplus
 }  // extern "C"

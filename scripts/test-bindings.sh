@@ -174,6 +174,10 @@ if want python; then
   "$out/venv-test/bin/pip" install -q --disable-pip-version-check --no-index "$out"/wheels/licensing_sdk-*.whl
   # Run from outside the repository so that only the installed package can be imported.
   run python env -C "$out" "$out/venv-test/bin/python" "$root/bindings/python/tests/test_licensing.py" "$scenarios"
+  # The online client against the real server (started by the test on 127.0.0.1).
+  cargo build -q -p licensing-server --locked
+  run python-online env -C "$out" "$out/venv-test/bin/python" \
+    "$root/bindings/python/tests/test_online.py" "$root/target/debug/licensing-server"
   run python-example example_checks python-example \
     env -C "$out" "$out/venv-test/bin/python" "$root/examples/python/startup_check.py"
 fi

@@ -157,6 +157,8 @@ compile "startup_check (static)" gcc "${CFLAGS[@]}" -Iinclude examples/c/startup
   "${static[@]}" -o "$bin/startup_check_static"
 compile "scenarios_replay (dynamic)" gcc "${CFLAGS[@]}" -Iinclude \
   licensing-ffi/tests/scenarios_replay.c "${dynamic[@]}" -o "$bin/scenarios_replay"
+compile "online_e2e (dynamic)" gcc "${CFLAGS[@]}" -Iinclude licensing-ffi/tests/online_e2e.c \
+  "${dynamic[@]}" -o "$bin/online_e2e"
 compile "header_cpp (g++ -std=c++17)" g++ "${CXXFLAGS[@]}" -Iinclude \
   licensing-ffi/tests/header_cpp.cpp "${dynamic[@]}" -o "$bin/header_cpp"
 if [ "$(ldd "$bin/test_ffi_static" | grep -c licensing_ffi || true)" != 0 ]; then
@@ -232,6 +234,80 @@ for link in dynamic static; do
 done
 grind "startup_check: platform user directory" 1 'no_license' -- \
   "$bin/startup_check_dynamic" --public-key "$fx/keys/jwks.json"
+
+step "online end to end through the C ABI: licensing-server serve on 127.0.0.1"
+# The real server on a free loopback port and a temp data dir; the vendor's admin calls with
+# curl; each step of the app is one run of online_e2e (under valgrind) on a persistent store.
+srv_data="$tmp/server-data"
+srv_out="$tmp/server.out"
+"$server" serve --listen 127.0.0.1:0 --data-dir "$srv_data" >"$srv_out" 2>"$tmp/server.log" &
+srv_pid=$!
+stop_server() { if [ -n "${srv_pid:-}" ]; then kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; srv_pid=; fi; }
+trap 'stop_server; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 300); do grep -q '^listening on http://' "$srv_out" && break; sleep 0.1; done
+srv_url=$(sed -nE 's#^listening on (http://.*)$#\1#p' "$srv_out")
+admin=$(sed -nE 's/^admin API token \(shown once, only its hash is stored\): (.*)$/\1/p' "$srv_out")
+if [ -z "$srv_url" ] || [ -z "$admin" ]; then
+  fail "online: licensing-server did not start"
+  cat "$srv_out" "$tmp/server.log"
+else
+  api() { # METHOD PATH [JSON]
+    curl -sS --max-time 10 -X "$1" -H "Authorization: Bearer $admin" \
+      -H 'Content-Type: application/json' ${3:+--data "$3"} "$srv_url$2"
+  }
+  api POST /v1/products '{"id":"com.example.cad","name":"CAD"}' >/dev/null
+  policy=$(api POST /v1/policies '{"product_id":"com.example.cad","name":"c","model":"subscription","duration":31536000,"grace_period":604800,"max_machines":1}' | jq -r .id)
+  license=$(api POST /v1/licenses "{\"policy_id\":\"$policy\"}")
+  lic_id=$(jq -r .id <<<"$license")
+  lic_key=$(jq -r .key <<<"$license")
+  curl -sS --max-time 10 "$srv_url/.well-known/jwks.json" >"$tmp/server-jwks.json"
+  ostore="$tmp/online-store"
+  oe() { # NAME EXPECTED_EXIT PATTERN STEP ARGS...
+    local name=$1 expected=$2 pattern=$3
+    shift 3
+    grind "online: $name" "$expected" "$pattern" -- \
+      "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$ostore" c-box-a "$@"
+  }
+  oe "activate" 0 '^status: valid$' activate "$lic_key"
+  grind "online: second machine refused" 0 '^[0-9]+ passed, 0 failed$' -- \
+    "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-b" c-box-b \
+    refused "$lic_key" machine_limit_reached
+  oe "validate" 0 '^status: valid$' validate valid
+  api POST "/v1/licenses/$lic_id/suspend" '{}' >/dev/null
+  oe "validate after suspend" 0 '^status: suspended$' validate suspended
+  oe "offline start after suspend" 0 '^status: suspended$' startup suspended
+  api POST "/v1/licenses/$lic_id/reinstate" '{}' >/dev/null
+  oe "validate after reinstate" 0 '^status: valid$' validate valid
+  # Timing under valgrind means little (it slows every thread): generous slack there, and the
+  # real bound checked by a native run.
+  ONLINE_E2E_SLACK_MS=10000 oe "silent server (valgrind)" 0 '^status: valid$' silent valid
+  if "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$ostore" c-box-a silent valid \
+    >"$tmp/silent-native.txt" 2>&1; then
+    pass "online: silent server, native: $(grep -o 'took .*' "$tmp/silent-native.txt")"
+  else
+    fail "online: silent server, native"
+    cat "$tmp/silent-native.txt"
+  fi
+  oe "deactivate" 0 '^status: no_license$' deactivate
+  oe "activate again" 0 '^status: valid$' activate "$lic_key"
+  # Air-gapped activation of another machine on a second license: request file -> the vendor's
+  # API -> response file -> import.
+  lic2_key=$(api POST /v1/licenses "{\"policy_id\":\"$policy\"}" | jq -r .key)
+  og() { # NAME PATTERN STEP ARGS...: online_e2e for the air-gapped machine
+    local name=$1 pattern=$2
+    shift 2
+    grind "online: $name" 0 "$pattern" -- \
+      "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-c" c-box-c "$@"
+  }
+  og "air-gapped request" '^[0-9]+ passed, 0 failed$' request "$lic2_key" "$tmp/request.json"
+  api POST /v1/offline/activate "$(cat "$tmp/request.json")" >"$tmp/response.json"
+  og "air-gapped import" '^status: valid$' import "$tmp/response.json" valid
+  og "air-gapped next start" '^status: valid$' startup valid
+  api POST "/v1/licenses/$lic_id/revoke" '{}' >/dev/null
+  oe "validate after revoke" 0 '^status: revoked$' validate revoked
+  stop_server
+  ONLINE_E2E_SLACK_MS=10000 oe "server gone: offline start" 0 '^status: revoked$' offline revoked
+fi
 
 step "run under valgrind: C++ translation unit"
 grind "header_cpp" 0 '^4 passed, 0 failed$' -- "$bin/header_cpp"

@@ -578,6 +578,11 @@ impl Verifier {
         &self.store
     }
 
+    /// The product tokens must name; `None` for a verifier of any product.
+    pub fn product_id(&self) -> Option<&str> {
+        self.product_id.as_deref()
+    }
+
     /// Verifies the signature, type, claims and product of `token`.
     pub fn verify(&self, token: &str) -> Result<License, Error> {
         let jws = jws::verify(token, TokenKind::License, &self.store)?;

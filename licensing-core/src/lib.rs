@@ -13,6 +13,8 @@ mod keys;
 pub mod lease;
 #[cfg(feature = "machine")]
 pub mod machine;
+#[cfg(feature = "online")]
+pub mod online;
 #[cfg(feature = "store")]
 mod startup;
 mod status;
@@ -33,6 +35,8 @@ pub use jws::sign_token;
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
 pub use lease::{Lease, LeaseClaims};
+#[cfg(feature = "online")]
+pub use online::{Client, ClientConfig, OnlineError};
 #[cfg(feature = "store")]
 pub use startup::{Licensing, unix_now};
 pub use status::Status;

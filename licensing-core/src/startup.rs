@@ -4,6 +4,7 @@
 use crate::clock::{self, ClockCheck, DEFAULT_TOLERANCE_SECS};
 use crate::evaluate::{Context, License, Verdict, Verifier};
 use crate::fingerprint::{ComponentSource, MachineFingerprint, component};
+use crate::jws::{self, TokenKind};
 use crate::keys::TrustStore;
 use crate::machine::{self, SystemComponents};
 use crate::status::Status;
@@ -15,12 +16,12 @@ const MARK_GRANULARITY_SECS: i64 = 300;
 
 /// An app's licensing: trust store, product, store, machine and what the app asks about.
 pub struct Licensing {
-    verifier: Verifier,
-    product_id: String,
-    store: LicenseStore,
+    pub(crate) verifier: Verifier,
+    pub(crate) product_id: String,
+    pub(crate) store: LicenseStore,
     source: Box<dyn ComponentSource + Send + Sync>,
     fingerprint_override: Option<String>,
-    clock_tolerance: i64,
+    pub(crate) clock_tolerance: i64,
     context: Context,
 }
 
@@ -110,6 +111,15 @@ impl Licensing {
         now: i64,
     ) -> Result<(Verdict, Option<License>), StoreError> {
         let _lock = self.store.lock()?;
+        self.install_unlocked(token, now)
+    }
+
+    /// [`Self::install_license`] for a caller that holds the store's lock.
+    pub(crate) fn install_unlocked(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(Verdict, Option<License>), StoreError> {
         let license = match self.verifier.verify(token.trim()) {
             Ok(license) => license,
             Err(error) => return Ok((Verdict::from_error(&error), None)),
@@ -165,7 +175,28 @@ impl Licensing {
             Err(error) => return Ok((Verdict::from_error(&error), None)),
         };
         let verdict = self.guard_clock(&license, now)?;
+        let verdict = self.server_override(&license, verdict)?;
         Ok((verdict, Some(license)))
+    }
+
+    /// Applies the last signed server answer kept in the store (written by an online
+    /// validation that said suspended, revoked, ...) to a genuine license's verdict, so an
+    /// offline start reports it until the server says active again. An answer that does not
+    /// verify or is about another license is ignored: it can only take rights away.
+    fn server_override(&self, license: &License, verdict: Verdict) -> Result<Verdict, StoreError> {
+        let Some(token) = self.store.read_server_response()? else {
+            return Ok(verdict);
+        };
+        let Ok(answer) =
+            jws::verify_token(&token, TokenKind::Response, self.verifier.trust_store())
+        else {
+            return Ok(verdict);
+        };
+        if answer.claims.get("license_id").and_then(|v| v.as_str()) != Some(license.id()) {
+            return Ok(verdict);
+        }
+        let status = answer.claims.get("status").and_then(|v| v.as_str());
+        Ok(apply_server_status(verdict, status.unwrap_or_default()))
     }
 
     /// Evaluates a genuine stored license at `now` and runs the clock guard on it.
@@ -207,7 +238,7 @@ impl Licensing {
         self.check_at_startup(unix_now())
     }
 
-    fn context_at(&self, now: i64, fingerprint: MachineFingerprint) -> Context {
+    pub(crate) fn context_at(&self, now: i64, fingerprint: MachineFingerprint) -> Context {
         Context {
             now,
             fingerprint: Some(fingerprint),
@@ -218,14 +249,45 @@ impl Licensing {
 
 /// The clock seal is keyed to the machine id component (stable when other hardware changes
 /// within the match policy), or to the whole id when there is none (override).
-fn clock_key(fp: &MachineFingerprint) -> &str {
+pub(crate) fn clock_key(fp: &MachineFingerprint) -> &str {
     fp.components
         .get(component::MACHINE_ID)
         .or_else(|| fp.components.get(component::OVERRIDE))
         .unwrap_or(&fp.id)
 }
 
-fn tampered(verdict: Verdict, behind_by: i64) -> Verdict {
+/// The verdict when the licensing server reports the license `status` (its name in a signed
+/// answer): suspended, revoked, expired and not-yet-valid replace the local verdict; active or
+/// an unknown name leave it.
+pub(crate) fn apply_server_status(verdict: Verdict, status: &str) -> Verdict {
+    let (status, reason) = match status {
+        "revoked" => (
+            Status::Revoked,
+            "the licensing server reports the license revoked",
+        ),
+        "suspended" => (
+            Status::Suspended,
+            "the licensing server reports the license suspended",
+        ),
+        "expired" => (
+            Status::Expired,
+            "the licensing server reports the license expired",
+        ),
+        "not_yet_valid" => (
+            Status::NotYetValid,
+            "the licensing server reports the license not valid yet",
+        ),
+        _ => return verdict,
+    };
+    Verdict {
+        status,
+        reason: reason.into(),
+        grace_left: None,
+        ..verdict
+    }
+}
+
+pub(crate) fn tampered(verdict: Verdict, behind_by: i64) -> Verdict {
     tampered_with(
         verdict,
         format!("the clock is {behind_by} s behind time already seen; was it set back?"),

@@ -11,6 +11,17 @@ use crate::jws::MAX_TOKEN_BYTES;
 const TOKEN_FILE: &str = "license.jwt";
 const CLOCK_FILE: &str = "clock.json";
 const LOCK_FILE: &str = ".lock";
+/// The license key, kept after an online activation for later validations.
+const KEY_FILE: &str = "license.key";
+/// The machine token of the activation.
+const MACHINE_FILE: &str = "machine.jwt";
+/// The last signed server answer that said the license is not active (suspended, revoked...),
+/// kept so an offline start reports it too; removed when the server says active again.
+const RESPONSE_FILE: &str = "response.jwt";
+/// A pending air-gapped activation request (its nonce is what the response must echo).
+const PENDING_FILE: &str = "offline-request.json";
+/// Largest license key or pending request read.
+const MAX_SMALL_BYTES: u64 = 16 * 1024;
 /// Largest clock-state file read; the real one is under 200 bytes.
 const MAX_CLOCK_BYTES: u64 = 4 * 1024;
 
@@ -126,9 +137,77 @@ impl LicenseStore {
         self.write_atomic(TOKEN_FILE, token.as_bytes())
     }
 
-    /// Removes the token and clock state (deactivation).
+    /// The license key stored by an online activation, if any.
+    pub fn read_license_key(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(KEY_FILE, MAX_SMALL_BYTES)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Stores the license key (online activation).
+    pub fn write_license_key(&self, key: &str) -> Result<(), StoreError> {
+        self.write_atomic(KEY_FILE, key.as_bytes())
+    }
+
+    /// The machine token of the activation, if any.
+    pub fn read_machine_token(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(MACHINE_FILE, MAX_TOKEN_BYTES as u64)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Stores the machine token of the activation.
+    pub fn write_machine_token(&self, token: &str) -> Result<(), StoreError> {
+        self.write_atomic(MACHINE_FILE, token.as_bytes())
+    }
+
+    /// The last signed server answer saying the license is not active, if any.
+    pub fn read_server_response(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(RESPONSE_FILE, MAX_TOKEN_BYTES as u64)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Stores a signed server answer saying the license is not active; `None` removes it (the
+    /// server said active).
+    pub fn write_server_response(&self, token: Option<&str>) -> Result<(), StoreError> {
+        match token {
+            Some(token) => self.write_atomic(RESPONSE_FILE, token.as_bytes()),
+            None => self.remove(RESPONSE_FILE),
+        }
+    }
+
+    /// The pending air-gapped activation request (JSON), if any.
+    pub fn read_pending_request(&self) -> Result<Option<String>, StoreError> {
+        self.read_capped(PENDING_FILE, MAX_SMALL_BYTES)
+    }
+
+    /// Stores the pending air-gapped activation request; `None` removes it (imported).
+    pub fn write_pending_request(&self, json: Option<&str>) -> Result<(), StoreError> {
+        match json {
+            Some(json) => self.write_atomic(PENDING_FILE, json.as_bytes()),
+            None => self.remove(PENDING_FILE),
+        }
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the token, the clock state, and what online activation stored (deactivation).
     pub fn clear(&self) -> Result<(), StoreError> {
-        for name in [TOKEN_FILE, CLOCK_FILE] {
+        for name in [
+            TOKEN_FILE,
+            CLOCK_FILE,
+            KEY_FILE,
+            MACHINE_FILE,
+            RESPONSE_FILE,
+            PENDING_FILE,
+        ] {
             let path = self.dir.join(name);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),

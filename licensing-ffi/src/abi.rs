@@ -40,6 +40,20 @@ pub enum lic_result {
     /// A bug: the library panicked. The panic was caught at the boundary, nothing unwound into
     /// the caller, and out-parameters were not written. Please report it.
     LIC_PANIC = 10,
+    /// The licensing server could not be reached or did not answer within the limit
+    /// (connection refused, DNS, TLS, proxy, timeout).
+    LIC_NETWORK_ERROR = 11,
+    /// The licensing server answered with an error (a 4xx such as `machine_limit_reached`,
+    /// `license_not_found`, `license_revoked`, or a 5xx); `lic_client_last_server_code` has its
+    /// code.
+    LIC_SERVER_ERROR = 12,
+    /// The server's answer was refused: not signed by a trusted key, another token type or
+    /// product, a replayed or stale response (nonce), another machine, an expired offline
+    /// response, or not the protocol's format. Nothing was stored.
+    LIC_BAD_RESPONSE = 13,
+    /// The online operation needs an earlier step: no license key is stored (activate first),
+    /// or no air-gapped activation request is pending (import).
+    LIC_NOT_ACTIVATED = 14,
 }
 
 impl lic_result {
@@ -56,12 +70,16 @@ impl lic_result {
             lic_result::LIC_NOT_VERIFIED => c"the verdict holds no verified license",
             lic_result::LIC_STORE_ERROR => c"the license store could not be read or written",
             lic_result::LIC_PANIC => c"internal error (panic caught at the C boundary)",
+            lic_result::LIC_NETWORK_ERROR => c"the licensing server could not be reached in time",
+            lic_result::LIC_SERVER_ERROR => c"the licensing server answered with an error",
+            lic_result::LIC_BAD_RESPONSE => c"the licensing server's answer was refused",
+            lic_result::LIC_NOT_ACTIVATED => c"no activation (license key or pending request)",
         }
     }
 }
 
 /// Every result code, in numeric order.
-const ALL_RESULTS: [lic_result; 11] = [
+const ALL_RESULTS: [lic_result; 15] = [
     lic_result::LIC_OK,
     lic_result::LIC_NULL_ARGUMENT,
     lic_result::LIC_INVALID_UTF8,
@@ -73,6 +91,10 @@ const ALL_RESULTS: [lic_result; 11] = [
     lic_result::LIC_NOT_VERIFIED,
     lic_result::LIC_STORE_ERROR,
     lic_result::LIC_PANIC,
+    lic_result::LIC_NETWORK_ERROR,
+    lic_result::LIC_SERVER_ERROR,
+    lic_result::LIC_BAD_RESPONSE,
+    lic_result::LIC_NOT_ACTIVATED,
 ];
 
 /// A failed call: its code and a message for the last-error slots.
@@ -111,13 +133,13 @@ impl Failure {
 pub(crate) struct LastError(Mutex<String>);
 
 impl LastError {
-    fn set(&self, message: &str) {
+    pub(crate) fn set(&self, message: &str) {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         slot.clear();
         slot.push_str(message);
     }
 
-    fn get(&self) -> String {
+    pub(crate) fn get(&self) -> String {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -347,7 +369,7 @@ pub(crate) unsafe fn free_handle<T>(pointer: *mut T) {
 ///
 /// # Safety
 /// `buf` is NULL or writable for `len` bytes; `out_len` is NULL or writable.
-unsafe fn copy_message(
+pub(crate) unsafe fn copy_message(
     message: &str,
     buf: *mut c_char,
     len: usize,

@@ -28,9 +28,13 @@ mod fingerprint;
 // lic_license_store, lic_licensing: the startup check.
 mod startup;
 
+// lic_client: the online client (activation, validation, air-gapped activation).
+mod online;
+
 pub use abi::*;
 pub use fingerprint::*;
 pub use keys::*;
+pub use online::*;
 pub use startup::*;
 pub use status::*;
 pub use verify::*;

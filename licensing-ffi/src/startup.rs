@@ -38,8 +38,8 @@ pub struct lic_license_store {
 /// and this machine. Thread-safe: share it freely (calls on one store are serialized by its
 /// lock file). Owned by the caller: free with `lic_licensing_free`.
 pub struct lic_licensing {
-    licensing: Licensing,
-    not_before_leeway: i64,
+    pub(crate) licensing: Licensing,
+    pub(crate) not_before_leeway: i64,
     last_error: LastError,
 }
 

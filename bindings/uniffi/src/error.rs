@@ -6,6 +6,7 @@
 //! be read or written — and [`LicensingError::Rejected`] from the explicit `verify` call, which
 //! carries the same status a verdict would.
 
+use licensing_core::online::OnlineError;
 use licensing_core::store::StoreError;
 use licensing_core::{KeyError, Status};
 
@@ -39,6 +40,37 @@ pub enum LicensingError {
     #[error("license store: {reason}")]
     Storage {
         /// The failing path and OS error.
+        reason: String,
+    },
+    /// The licensing server could not be reached or did not answer in time.
+    #[error("network: {reason}")]
+    Network {
+        /// What failed (connection, DNS, TLS, proxy, timeout).
+        reason: String,
+    },
+    /// The licensing server answered with an error (`machine_limit_reached`,
+    /// `license_not_found`, `license_suspended`, ...).
+    #[error("server refused ({code}): {reason}")]
+    Server {
+        /// The HTTP status.
+        http_status: u16,
+        /// The server's error code.
+        code: String,
+        /// Its explanation.
+        reason: String,
+    },
+    /// The server's answer was refused: not signed by a trusted key, replayed (nonce), another
+    /// machine or product, an expired offline response, or not the protocol's format.
+    #[error("bad response: {reason}")]
+    BadResponse {
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An earlier step is missing: no license key stored (activate first) or no air-gapped
+    /// request pending.
+    #[error("not activated: {reason}")]
+    NotActivated {
+        /// Which step.
         reason: String,
     },
     /// Something that should not happen (a bug); report it.
@@ -89,6 +121,26 @@ impl From<serde_json::Error> for LicensingError {
     fn from(e: serde_json::Error) -> Self {
         LicensingError::Internal {
             reason: format!("JSON encoding: {e}"),
+        }
+    }
+}
+
+impl From<OnlineError> for LicensingError {
+    fn from(e: OnlineError) -> Self {
+        let reason = e.to_string();
+        match e {
+            OnlineError::Network(_) | OnlineError::Timeout(_) => LicensingError::Network { reason },
+            OnlineError::Server { status, code, .. } => LicensingError::Server {
+                http_status: status,
+                code,
+                reason,
+            },
+            OnlineError::Config(_) => LicensingError::InvalidArgument { reason },
+            OnlineError::NotActivated | OnlineError::NoPendingRequest => {
+                LicensingError::NotActivated { reason }
+            }
+            OnlineError::Store(_) => LicensingError::Storage { reason },
+            _ => LicensingError::BadResponse { reason },
         }
     }
 }

@@ -24,9 +24,11 @@ use licensing_core::machine::{self, SystemComponents};
 use licensing_core::{Check, FeatureVerdict, LicenseModel, Status, Verdict, store};
 
 pub mod error;
+pub mod online;
 pub mod records;
 
 pub use error::LicensingError;
+pub use online::{OnlineClient, OnlineResult};
 pub use records::{Context, LicensingOptions, MachineFingerprint, RawComponents};
 
 uniffi::setup_scaffolding!();

@@ -1,0 +1,207 @@
+"""The online client of the Python binding (`licensing.OnlineClient`) against the real server.
+
+    python tests/test_online.py PATH/TO/licensing-server
+
+Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes a product, a
+policy and a license with the admin API (urllib), then drives the app side through the binding:
+activate -> validate -> suspend -> validate reports suspended (also offline) -> reinstate ->
+revoke -> server stopped: the start falls back offline within its limit -> a server that never
+answers costs at most the limit. A plain runner: prints `python-online: N passed, N failed`.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+
+from licensing import (
+    LicenseStore,
+    Licensing,
+    LicensingError,
+    LicensingOptions,
+    OnlineClient,
+    Status,
+    TrustStore,
+    unix_now,
+)
+
+PRODUCT = "com.example.cad"
+SERVER = sys.argv[1]
+
+passed = 0
+failed = 0
+
+
+def check(name, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+class Server:
+    def __init__(self, data_dir):
+        self.proc = subprocess.Popen(
+            [SERVER, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.url = None
+        self.token = None
+        lines = []
+
+        def read():
+            for line in self.proc.stdout:
+                lines.append(line.strip())
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.url is None:
+            for line in list(lines):
+                prefix = "admin API token (shown once, only its hash is stored): "
+                if line.startswith(prefix):
+                    self.token = line[len(prefix):]
+                if line.startswith("listening on "):
+                    self.url = line[len("listening on "):]
+            time.sleep(0.05)
+        if self.url is None or self.token is None:
+            raise RuntimeError(f"server did not start: {lines}")
+
+    def api(self, method, path, body=None):
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(os.path.join(tmp, "data"))
+        try:
+            run(server, tmp)
+        except Exception:  # noqa: BLE001 - the runner reports every failure
+            global failed
+            failed += 1
+            print(f"FAIL (exception):\n{traceback.format_exc()}")
+        finally:
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait()
+
+
+def run(server, tmp):
+    server.api("POST", "/v1/products", {"id": PRODUCT, "name": "CAD"})
+    policy = server.api("POST", "/v1/policies", {
+        "product_id": PRODUCT, "name": "py", "model": "subscription",
+        "duration": 365 * 86400, "grace_period": 7 * 86400, "max_machines": 1,
+    })
+    license = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})
+    key, license_id = license["key"], license["id"]
+    # The app ships the vendor's public keys; fetched once here for the test.
+    with urllib.request.urlopen(server.url + "/.well-known/jwks.json", timeout=10) as r:
+        trust = TrustStore.from_document(r.read().decode())
+
+    def app(machine):
+        options = LicensingOptions(fingerprint_override=machine)
+        store = LicenseStore.at(os.path.join(tmp, machine))
+        return Licensing(trust, PRODUCT, store, options)
+
+    client = OnlineClient(trust, server.url, PRODUCT, 10_000)
+    a = app("py-box-a")
+
+    try:
+        client.validate(a, unix_now())
+        check("validate before activation raises", False)
+    except LicensingError.NotActivated:
+        check("validate before activation raises NotActivated", True)
+
+    verdict = client.activate(a, key, unix_now())
+    check("activate: valid", verdict.status == Status.VALID, verdict)
+    try:
+        client.activate(app("py-box-b"), key, unix_now())
+        check("second machine refused", False)
+    except LicensingError.Server as e:
+        check("second machine refused with its code", e.code == "machine_limit_reached", e)
+        check("  and its HTTP status", e.http_status == 409, e)
+
+    result = client.validate(a, unix_now())
+    check("validate: online", result.online and result.server_status == "active", result)
+    check("validate: valid", result.verdict.status == Status.VALID, result)
+    check("validate: server time", abs(result.server_time - unix_now()) < 60, result)
+
+    server.api("POST", f"/v1/licenses/{license_id}/suspend", {})
+    result = client.validate(a, unix_now())
+    check("suspended: server says so", result.server_status == "suspended", result)
+    check("suspended: verdict", result.verdict.status == Status.SUSPENDED, result)
+    check("suspended: offline start too", a.check_at_startup(unix_now()).status == Status.SUSPENDED)
+
+    server.api("POST", f"/v1/licenses/{license_id}/reinstate", {})
+    result = client.check_online(a, unix_now(), 5_000)
+    check("reinstated: valid online", result.online and result.verdict.status == Status.VALID, result)
+
+    # Air-gapped activation on a second license: request file -> vendor API -> import; then
+    # deactivation frees the slot and clears the store.
+    license2 = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})
+    c = app("py-box-c")
+    request = client.offline_request(c, license2["key"], unix_now())
+    check("air-gapped request kind", json.loads(request)["kind"] == "licensing.offline_activation_request")
+    response = server.api("POST", "/v1/offline/activate", json.loads(request))
+    result = client.import_offline_response(c, json.dumps(response), unix_now())
+    check("air-gapped import: valid", result.verdict.status == Status.VALID, result)
+    check("air-gapped next start: valid", c.check_at_startup(unix_now()).status == Status.VALID)
+    try:
+        client.import_offline_response(c, json.dumps(response), unix_now())
+        check("air-gapped import twice raises", False)
+    except LicensingError.NotActivated:
+        check("air-gapped import twice raises NotActivated", True)
+    check("deactivate", client.deactivate(c) is True)
+    check("deactivated: no license", c.check_at_startup(unix_now()).status == Status.NO_LICENSE)
+
+    # A listener that never answers: the start is back within the limit, offline.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    silent_client = OnlineClient(trust, f"http://127.0.0.1:{silent.getsockname()[1]}", PRODUCT, None)
+    started = time.monotonic()
+    result = silent_client.check_online(a, unix_now(), 600)
+    took = time.monotonic() - started
+    check("silent server: offline", not result.online and result.offline_reason, result)
+    check("silent server: within the limit", took < 0.9, f"took {took:.3f} s")
+    check("silent server: stored token valid", result.verdict.status == Status.VALID, result)
+    silent.close()
+
+    server.api("POST", f"/v1/licenses/{license_id}/revoke", {})
+    result = client.validate(a, unix_now())
+    check("revoked: verdict", result.verdict.status == Status.REVOKED, result)
+    server.stop()
+    result = client.check_online(a, unix_now(), 2_000)
+    check("server gone: offline", not result.online, result)
+    check("server gone: still revoked", result.verdict.status == Status.REVOKED, result)
+    try:
+        client.validate(a, unix_now())
+        check("server gone: validate raises", False)
+    except LicensingError.Network:
+        check("server gone: validate raises Network", True)
+
+
+main()
+print(f"python-online: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

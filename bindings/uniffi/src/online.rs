@@ -1,0 +1,132 @@
+//! `OnlineClient`: the core's online client and the online operations of [`Licensing`], one
+//! delegation each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use licensing_core::Verdict;
+use licensing_core::online::{Client, ClientConfig, OnlineCheck};
+
+use crate::{Licensing, LicensingError, TrustStore};
+
+/// The outcome of an online check or validation.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct OnlineResult {
+    /// The verdict to act on.
+    pub verdict: Verdict,
+    /// Whether the server answered (false: the verdict is the stored token's, offline).
+    pub online: bool,
+    /// Why the check was offline, when it was.
+    pub offline_reason: Option<String>,
+    /// The license's status on the server (`active`, `suspended`, `revoked`, ...), when it
+    /// answered.
+    pub server_status: Option<String>,
+    /// The server's signed clock (seconds since the epoch), when it answered.
+    pub server_time: Option<i64>,
+}
+
+impl From<OnlineCheck> for OnlineResult {
+    fn from(check: OnlineCheck) -> Self {
+        OnlineResult {
+            verdict: check.verdict,
+            online: check.offline_reason.is_none(),
+            offline_reason: check.offline_reason.map(|e| e.to_string()),
+            server_status: check
+                .validation
+                .as_ref()
+                .map(|v| v.status.as_str().to_owned()),
+            server_time: check.validation.as_ref().map(|v| v.server_time),
+        }
+    }
+}
+
+/// A client of one licensing server for one product: timeouts, retries with backoff, a
+/// deadline per call; every answer verified against the app's trust store (never against keys
+/// the server publishes). Proxies come from the environment. Calls block: run them off the UI
+/// thread.
+#[derive(Debug, uniffi::Object)]
+pub struct OnlineClient(Client);
+
+#[uniffi::export]
+impl OnlineClient {
+    /// A client for the server at `base_url` and the product `product_id`; `deadline_ms`
+    /// bounds each call, retries included (absent: 20 s).
+    #[uniffi::constructor]
+    pub fn new(
+        trust_store: Arc<TrustStore>,
+        base_url: String,
+        product_id: String,
+        deadline_ms: Option<u32>,
+    ) -> Result<Self, LicensingError> {
+        let mut config = ClientConfig::new(base_url, product_id);
+        if let Some(ms) = deadline_ms.filter(|ms| *ms > 0) {
+            config.deadline = Duration::from_millis(u64::from(ms));
+            config.request_timeout = config.request_timeout.min(config.deadline);
+            config.connect_timeout = config.connect_timeout.min(config.deadline);
+        }
+        Ok(OnlineClient(Client::new(config, trust_store.0.clone())?))
+    }
+
+    /// Activates this machine with `license_key` and installs the license token the server
+    /// answers (with the key, for later validations).
+    pub fn activate(
+        &self,
+        licensing: Arc<Licensing>,
+        license_key: String,
+        now: i64,
+    ) -> Result<Verdict, LicensingError> {
+        Ok(licensing.0.activate(&self.0, &license_key, now)?.verdict)
+    }
+
+    /// Validates online with the stored key: fresh nonce, signed answer, refreshed token,
+    /// server time into the clock guard, suspension/revocation kept for offline starts.
+    pub fn validate(
+        &self,
+        licensing: Arc<Licensing>,
+        now: i64,
+    ) -> Result<OnlineResult, LicensingError> {
+        Ok(licensing.0.validate_online(&self.0, now)?.into())
+    }
+
+    /// The startup check with the server, never longer than `limit_ms`: online when it
+    /// answers, otherwise the stored token offline (`online` false, with the reason).
+    pub fn check_online(
+        &self,
+        licensing: Arc<Licensing>,
+        now: i64,
+        limit_ms: u32,
+    ) -> Result<OnlineResult, LicensingError> {
+        let limit = Duration::from_millis(u64::from(limit_ms));
+        Ok(licensing.0.check_online(&self.0, now, limit)?.into())
+    }
+
+    /// Releases this machine's activation, then clears the store; whether one was removed.
+    pub fn deactivate(&self, licensing: Arc<Licensing>) -> Result<bool, LicensingError> {
+        Ok(licensing.0.deactivate(&self.0)?.deactivated)
+    }
+
+    /// An air-gapped activation request (JSON for the vendor), kept pending in the store.
+    pub fn offline_request(
+        &self,
+        licensing: Arc<Licensing>,
+        license_key: String,
+        now: i64,
+    ) -> Result<String, LicensingError> {
+        Ok(licensing
+            .0
+            .offline_activation_request(&self.0, &license_key, now)?)
+    }
+
+    /// Imports the vendor's air-gapped activation response (the file's text).
+    pub fn import_offline_response(
+        &self,
+        licensing: Arc<Licensing>,
+        response: String,
+        now: i64,
+    ) -> Result<OnlineResult, LicensingError> {
+        Ok(licensing
+            .0
+            .import_offline_response(&self.0, &response, now)?
+            .into())
+    }
+}

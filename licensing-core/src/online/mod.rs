@@ -1,0 +1,331 @@
+//! The online client (feature `online`): activation, validation and deactivation against a
+//! licensing server over HTTPS, and the air-gapped activation files.
+//!
+//! Every answer that matters is a token signed by the vendor and verified here against the
+//! app's own trust store (never against keys the server publishes): a server, proxy or network
+//! that lies can refuse service, but cannot make a license valid. Validation sends a fresh
+//! random nonce and only accepts a response echoing it, so an old response cannot be replayed.
+//!
+//! [`Client`] is stateless (only the HTTP connection pool); the stateful flow (store the
+//! refreshed token, feed the server time into the clock guard, remember a revocation, fall back
+//! offline) is [`crate::Licensing`]'s, with feature `store` too.
+//!
+//! ```no_run
+//! # #[cfg(feature = "store")] {
+//! use std::time::Duration;
+//! use licensing_core::online::{Client, ClientConfig};
+//! use licensing_core::{Licensing, TrustStore, store::LicenseStore, unix_now};
+//!
+//! # let jwks = "";
+//! let trust = TrustStore::from_document(jwks)?; // shipped with the app
+//! let client = Client::new(
+//!     ClientConfig::new("https://licensing.example.com", "com.example.cad"),
+//!     trust.clone(),
+//! )?;
+//! let app = Licensing::new(trust, "com.example.cad", LicenseStore::at("/tmp/cad")?);
+//! app.activate(&client, "ABCDE-FGHIJ-KLMNO-PQRST-UVWXY", unix_now())?;
+//! // At each start: online when the server answers within 3 s, else the stored token.
+//! let check = app.check_online(&client, unix_now(), Duration::from_secs(3))?;
+//! if !check.verdict.is_usable() { /* explain check.verdict.reason, offer activation */ }
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod answer;
+mod http;
+#[cfg(feature = "store")]
+mod sync;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::evaluate::Verifier;
+use crate::fingerprint::MachineFingerprint;
+use crate::keys::TrustStore;
+
+pub use answer::{
+    Activation, Deactivation, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND, OfflineRequest,
+    ServerStatus, Validation,
+};
+#[cfg(feature = "store")]
+pub use sync::{Activated, OnlineCheck};
+
+/// How to reach the licensing server and how long to try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The server's base URL, e.g. `https://licensing.example.com` (paths `/v1/client/...` are
+    /// appended). `http://` is accepted for loopback tests and private networks; the answers
+    /// are signed either way.
+    pub base_url: String,
+    /// The product id this app is (the `aud` every answer must name).
+    pub product: String,
+    /// Limit for establishing one connection.
+    pub connect_timeout: Duration,
+    /// Limit for one request, connection included.
+    pub request_timeout: Duration,
+    /// Further attempts after a connection error, a timeout, a 5xx or a 429 (never after
+    /// another 4xx: the server's answer would not change). A `Retry-After` in seconds replaces
+    /// the backoff; one longer than the time left ends the call with the server's answer.
+    pub retries: u32,
+    /// First pause between attempts; doubled each time, with random jitter.
+    pub backoff: Duration,
+    /// Longest pause between attempts.
+    pub max_backoff: Duration,
+    /// Limit for one whole call, retries and pauses included.
+    pub deadline: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults for `base_url` and `product`: 5 s to connect, 10 s per request, 2 retries
+    /// from 250 ms up to 2 s apart, and 20 s for a whole call.
+    pub fn new(base_url: impl Into<String>, product: impl Into<String>) -> Self {
+        ClientConfig {
+            base_url: base_url.into(),
+            product: product.into(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            retries: 2,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(2),
+            deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Why an online operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OnlineError {
+    /// The configuration cannot work (bad URL, no product, TLS backend unavailable).
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    /// The server could not be reached (DNS, refused or reset connection, TLS, proxy).
+    #[error("cannot reach the licensing server: {0}")]
+    Network(String),
+    /// No answer within the limit (the call's deadline or the caller's limit).
+    #[error("no answer from the licensing server within {0:?}")]
+    Timeout(Duration),
+    /// The server answered with an error (`{"error": code, "detail": ...}`).
+    #[error("the licensing server refused (HTTP {status} {code}): {detail}")]
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// The server's error code (`license_not_found`, `machine_limit_reached`, ...), or
+        /// `http_<status>` when the body was not the server's error format.
+        code: String,
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The answer is not what the protocol says (not JSON, a field missing or mistyped).
+    #[error("unexpected answer from the licensing server: {0}")]
+    BadResponse(String),
+    /// A token in the answer does not verify against the app's trust store (wrong key,
+    /// tampered, wrong `typ`) or is for another product.
+    #[error("a token from the licensing server does not verify: {0}")]
+    Token(#[source] crate::Error),
+    /// The signed response does not echo this request's nonce: a replayed or stale answer.
+    #[error("the signed response does not answer this request (nonce mismatch): replayed or stale")]
+    Replay,
+    /// The signed response is about another license or machine than the one asked about.
+    #[error("the signed response does not match the request: {0}")]
+    Mismatch(String),
+    /// An offline activation response has expired (`exp` passed).
+    #[error("the offline activation response expired {0} s ago; ask the vendor for a new one")]
+    Expired(i64),
+    /// An offline activation response was imported with no matching pending request.
+    #[error("no offline activation request is pending on this machine")]
+    NoPendingRequest,
+    /// No license key is stored: activate first.
+    #[error("no license key is stored: activate this machine first")]
+    NotActivated,
+    /// The license store could not be read or written.
+    #[cfg(feature = "store")]
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl OnlineError {
+    /// Whether the server was not reached or did not answer in time (so an offline check of
+    /// the stored token is the right fallback), as opposed to an answer that was refused.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            OnlineError::Network(_) | OnlineError::Timeout(_) => true,
+            OnlineError::Server { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
+    /// The server's error code, when the server refused.
+    pub fn server_code(&self) -> Option<&str> {
+        match self {
+            OnlineError::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one licensing server for one product. Cheap to share across threads.
+///
+/// Blocking: call it from a plain thread, not from inside an async runtime.
+#[derive(Debug, Clone)]
+pub struct Client {
+    config: ClientConfig,
+    verifier: Verifier,
+    http: http::Http,
+}
+
+impl Client {
+    /// A client for `config`, verifying every answer against `trust_store` (the keys shipped
+    /// with the app).
+    pub fn new(config: ClientConfig, trust_store: TrustStore) -> Result<Self, OnlineError> {
+        if config.product.is_empty() {
+            return Err(OnlineError::Config("the product id is empty".into()));
+        }
+        let verifier = Verifier::new(trust_store, config.product.clone());
+        let http = http::Http::new(&config)?;
+        Ok(Client {
+            config,
+            verifier,
+            http,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The license verifier (the app's trust store, this product).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Activates this machine: `POST /v1/client/activate`. The machine token and the license
+    /// token in the answer are verified (signature, `typ`, product, this fingerprint).
+    pub fn activate(
+        &self,
+        license_key: &str,
+        fingerprint: &MachineFingerprint,
+    ) -> Result<Activation, OnlineError> {
+        self.activate_within(license_key, fingerprint, self.config.deadline)
+    }
+
+    pub(crate) fn activate_within(
+        &self,
+        license_key: &str,
+        fingerprint: &MachineFingerprint,
+        limit: Duration,
+    ) -> Result<Activation, OnlineError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            license_key: &'a str,
+            fingerprint: &'a MachineFingerprint,
+        }
+        let (status, body) = self.http.post(
+            &self.config,
+            "/v1/client/activate",
+            &Body {
+                license_key,
+                fingerprint,
+            },
+            limit,
+        )?;
+        answer::activation(&self.verifier, status, &body, &fingerprint.id)
+    }
+
+    /// Releases this machine's activation: `POST /v1/client/deactivate`.
+    pub fn deactivate(
+        &self,
+        license_key: &str,
+        fingerprint_id: &str,
+    ) -> Result<Deactivation, OnlineError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            license_key: &'a str,
+            fingerprint: &'a str,
+        }
+        let (_, body) = self.http.post(
+            &self.config,
+            "/v1/client/deactivate",
+            &Body {
+                license_key,
+                fingerprint: fingerprint_id,
+            },
+            self.config.deadline,
+        )?;
+        answer::deactivation(&body)
+    }
+
+    /// Validates online: `POST /v1/client/validate` with a fresh random nonce; the answer must
+    /// be a `response+jwt` for this product signed by a trusted key and echoing that nonce.
+    /// Any license or machine token it carries is verified too.
+    pub fn validate(
+        &self,
+        license_key: &str,
+        fingerprint_id: &str,
+    ) -> Result<Validation, OnlineError> {
+        self.validate_within(license_key, fingerprint_id, self.config.deadline)
+    }
+
+    pub(crate) fn validate_within(
+        &self,
+        license_key: &str,
+        fingerprint_id: &str,
+        limit: Duration,
+    ) -> Result<Validation, OnlineError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            license_key: &'a str,
+            fingerprint: &'a str,
+            nonce: &'a str,
+        }
+        let nonce = new_nonce()?;
+        let (_, body) = self.http.post(
+            &self.config,
+            "/v1/client/validate",
+            &Body {
+                license_key,
+                fingerprint: fingerprint_id,
+                nonce: &nonce,
+            },
+            limit,
+        )?;
+        let token = answer::string_field(&body, "response_token")?;
+        answer::verify_response(&self.verifier, &token, &nonce, fingerprint_id)
+    }
+
+    /// An air-gapped activation request for `fingerprint` at `now`, with a fresh nonce: the
+    /// JSON to hand to the vendor (a file), and the nonce its response must echo.
+    pub fn offline_activation_request(
+        &self,
+        license_key: &str,
+        fingerprint: &MachineFingerprint,
+        now: i64,
+    ) -> Result<OfflineRequest, OnlineError> {
+        OfflineRequest::new(license_key, fingerprint, new_nonce()?, now)
+    }
+
+    /// Verifies the vendor's air-gapped activation response (the file's text) against the
+    /// request it answers: signed `response+jwt` for this product, `offline: true`, the
+    /// request's nonce and fingerprint, not expired at `now`.
+    pub fn verify_offline_response(
+        &self,
+        response: &str,
+        request: &OfflineRequest,
+        now: i64,
+    ) -> Result<Validation, OnlineError> {
+        answer::verify_offline_response(&self.verifier, response, request, now)
+    }
+}
+
+/// 32 random bytes, base64url: 43 printable ASCII characters, as the server's 8–128 rule asks.
+fn new_nonce() -> Result<String, OnlineError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| OnlineError::Config(format!("no random numbers for a nonce: {e}")))?;
+    Ok(crate::b64::encode(&bytes))
+}
+
+#[cfg(all(test, feature = "issuer"))]
+mod tests;

@@ -1,0 +1,682 @@
+//! The client against signed canned answers and a loopback stub server (std only): every
+//! verification rule, retries, and the time limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use super::*;
+use crate::fingerprint::MachineFingerprint;
+use crate::issuer::PrivateKey;
+use crate::jws::{TokenKind, sign_token};
+use crate::{Error, issue_license};
+
+const PRODUCT: &str = "com.example.cad";
+const NOW: i64 = 1_790_000_000;
+
+fn key(seed: u8) -> PrivateKey {
+    PrivateKey::from_seed(&[seed; 32]).unwrap()
+}
+
+fn trust(key: &PrivateKey) -> TrustStore {
+    let mut store = TrustStore::new();
+    store.add(key.public_key().clone()).unwrap();
+    store
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+fn fingerprint() -> MachineFingerprint {
+    MachineFingerprint::from_override("box-a", PRODUCT, Vec::new())
+}
+
+fn license_token(key: &PrivateKey, id: &str) -> String {
+    let claims = crate::LicenseClaims::from_object(object(json!({
+        "iss": "https://licensing.example.com", "aud": PRODUCT, "sub": id, "iat": NOW,
+        "exp": NOW + 365 * 86_400, "lic": { "model": "subscription", "grace_period": 0 }
+    })))
+    .unwrap();
+    issue_license(&claims, key).unwrap()
+}
+
+fn machine_token(key: &PrivateKey, fp: &str, license: &str) -> String {
+    let claims = json!({ "sub": "mch_1", "aud": PRODUCT, "iat": NOW, "license_id": license,
+        "fingerprint": { "id": fp, "components": {} } });
+    sign_token(TokenKind::Machine, key, &object(claims)).unwrap()
+}
+
+fn response_claims(nonce: &str, fp: &str, key: &PrivateKey) -> Map<String, Value> {
+    object(json!({
+        "iss": "https://licensing.example.com", "sub": "lic_1", "aud": PRODUCT, "iat": NOW,
+        "exp": NOW + 300, "jti": "jti_1", "nonce": nonce, "server_time": NOW,
+        "license_id": "lic_1", "status": "active", "fingerprint": fp,
+        "machine_activated": true, "machine_id": "mch_1",
+        "license_token": license_token(key, "lic_1"),
+    }))
+}
+
+fn response(claims: &Map<String, Value>, key: &PrivateKey) -> String {
+    sign_token(TokenKind::Response, key, claims).unwrap()
+}
+
+fn verifier(key: &PrivateKey) -> Verifier {
+    Verifier::new(trust(key), PRODUCT)
+}
+
+#[test]
+fn a_genuine_response_verifies_and_every_forgery_is_refused() {
+    let vendor = key(1);
+    let v = verifier(&vendor);
+    let fp = fingerprint().id;
+    let claims = response_claims("nonce-0001", &fp, &vendor);
+    let ok = answer::verify_response(&v, &response(&claims, &vendor), "nonce-0001", &fp).unwrap();
+    assert_eq!(ok.status, ServerStatus::Active);
+    assert_eq!(ok.server_time, NOW);
+    assert_eq!(ok.license_id, "lic_1");
+    assert!(ok.machine_activated && !ok.offline);
+    assert!(ok.license_token.is_some());
+
+    // A replayed answer (another request's nonce).
+    let replay = answer::verify_response(&v, &response(&claims, &vendor), "nonce-0002", &fp);
+    assert!(matches!(replay, Err(OnlineError::Replay)), "{replay:?}");
+    // Signed by a key the app does not trust (e.g. one the server's JWKS would offer).
+    let rogue = key(2);
+    let forged = answer::verify_response(&v, &response(&claims, &rogue), "nonce-0001", &fp);
+    assert!(
+        matches!(forged, Err(OnlineError::Token(Error::UnknownKey(_)))),
+        "{forged:?}"
+    );
+    // A genuine token of another kind.
+    let machine = sign_token(TokenKind::Machine, &vendor, &claims).unwrap();
+    let wrong_typ = answer::verify_response(&v, &machine, "nonce-0001", &fp);
+    assert!(matches!(
+        wrong_typ,
+        Err(OnlineError::Token(Error::WrongTokenType { .. }))
+    ));
+    // Another product.
+    let mut other = claims.clone();
+    other.insert("aud".into(), json!("com.example.other"));
+    let product = answer::verify_response(&v, &response(&other, &vendor), "nonce-0001", &fp);
+    assert!(matches!(
+        product,
+        Err(OnlineError::Token(Error::ProductMismatch { .. }))
+    ));
+    // About another machine.
+    let machine = answer::verify_response(&v, &response(&claims, &vendor), "nonce-0001", "fp-b");
+    assert!(
+        matches!(machine, Err(OnlineError::Mismatch(_))),
+        "{machine:?}"
+    );
+    // A license token for another license inside a genuine response.
+    let mut swapped = claims.clone();
+    swapped.insert(
+        "license_token".into(),
+        json!(license_token(&vendor, "lic_2")),
+    );
+    let swapped = answer::verify_response(&v, &response(&swapped, &vendor), "nonce-0001", &fp);
+    assert!(
+        matches!(swapped, Err(OnlineError::Mismatch(_))),
+        "{swapped:?}"
+    );
+    // A license token signed by the rogue key inside a genuine response.
+    let mut rogue_license = claims.clone();
+    rogue_license.insert(
+        "license_token".into(),
+        json!(license_token(&rogue, "lic_1")),
+    );
+    let rogue_license =
+        answer::verify_response(&v, &response(&rogue_license, &vendor), "nonce-0001", &fp);
+    assert!(matches!(
+        rogue_license,
+        Err(OnlineError::Token(Error::UnknownKey(_)))
+    ));
+    // A missing claim.
+    let mut missing = claims.clone();
+    missing.remove("server_time");
+    let missing = answer::verify_response(&v, &response(&missing, &vendor), "nonce-0001", &fp);
+    assert!(
+        matches!(missing, Err(OnlineError::BadResponse(_))),
+        "{missing:?}"
+    );
+    // Status names the client does not know are kept, not guessed.
+    let mut newer = claims.clone();
+    newer.insert("status".into(), json!("frozen"));
+    let newer = answer::verify_response(&v, &response(&newer, &vendor), "nonce-0001", &fp).unwrap();
+    assert_eq!(newer.status, ServerStatus::Other("frozen".into()));
+}
+
+#[test]
+fn offline_responses_must_answer_the_pending_request_and_not_be_expired() {
+    let vendor = key(1);
+    let client = Client::new(
+        ClientConfig::new("http://127.0.0.1:9", PRODUCT),
+        trust(&vendor),
+    )
+    .unwrap();
+    let fp = fingerprint();
+    let request = client
+        .offline_activation_request("AAAAA-BBBBB", &fp, NOW)
+        .unwrap();
+    let parsed = OfflineRequest::from_json(&request.to_json()).unwrap();
+    assert_eq!(parsed, request);
+    assert_eq!(parsed.kind, OFFLINE_REQUEST_KIND);
+    assert!(request.nonce.len() >= 32);
+    let mut claims = response_claims(&request.nonce, &fp.id, &vendor);
+    claims.insert("offline".into(), json!(true));
+    claims.insert("exp".into(), json!(NOW + 30 * 86_400));
+    claims.insert(
+        "machine_token".into(),
+        json!(machine_token(&vendor, &fp.id, "lic_1")),
+    );
+    let file = |claims: &Map<String, Value>| {
+        json!({ "kind": OFFLINE_RESPONSE_KIND, "version": 1,
+            "response_token": response(claims, &vendor) })
+        .to_string()
+    };
+    let ok = client
+        .verify_offline_response(&file(&claims), &request, NOW + 86_400)
+        .unwrap();
+    assert!(ok.offline && ok.machine_token.is_some());
+
+    let late = client.verify_offline_response(&file(&claims), &request, NOW + 31 * 86_400);
+    assert!(matches!(late, Err(OnlineError::Expired(_))), "{late:?}");
+    let other_request = client
+        .offline_activation_request("AAAAA-BBBBB", &fp, NOW)
+        .unwrap();
+    let replay = client.verify_offline_response(&file(&claims), &other_request, NOW);
+    assert!(matches!(replay, Err(OnlineError::Replay)), "{replay:?}");
+    let mut online = claims.clone();
+    online.remove("offline");
+    let online = client.verify_offline_response(&file(&online), &request, NOW);
+    assert!(
+        matches!(online, Err(OnlineError::BadResponse(_))),
+        "{online:?}"
+    );
+    let mut bad_machine = claims.clone();
+    bad_machine.insert(
+        "machine_token".into(),
+        json!(machine_token(&vendor, "fp-b", "lic_1")),
+    );
+    let bad_machine = client.verify_offline_response(&file(&bad_machine), &request, NOW);
+    assert!(
+        matches!(bad_machine, Err(OnlineError::Mismatch(_))),
+        "{bad_machine:?}"
+    );
+    let not_a_file = client.verify_offline_response("{\"kind\":\"x\"}", &request, NOW);
+    assert!(matches!(not_a_file, Err(OnlineError::BadResponse(_))));
+}
+
+/// A loopback HTTP/1.1 stub: answers each connection with `answer(request body)`, counting
+/// requests. Stops when the test ends (the thread is detached; the listener lives with it).
+struct Stub {
+    url: String,
+    hits: Arc<AtomicUsize>,
+}
+
+fn stub(answer: impl Fn(&Value, usize) -> (u16, String) + Send + 'static) -> Stub {
+    stub_with_headers(move |body, n| {
+        let (status, text) = answer(body, n);
+        (status, text, String::new())
+    })
+}
+
+/// [`stub`] whose answers carry extra header lines (`"Name: value\r\n"`).
+fn stub_with_headers(
+    answer: impl Fn(&Value, usize) -> (u16, String, String) + Send + 'static,
+) -> Stub {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let _ = serve_one(stream, |body| answer(body, n));
+        }
+    });
+    Stub { url, hits }
+}
+
+fn serve_one(
+    stream: TcpStream,
+    answer: impl FnOnce(&Value) -> (u16, String, String),
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, text, headers) = answer(&body);
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{text}",
+        text.len()
+    )
+}
+
+fn fast_config(url: &str) -> ClientConfig {
+    ClientConfig {
+        retries: 2,
+        backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(20),
+        ..ClientConfig::new(url, PRODUCT)
+    }
+}
+
+#[test]
+fn validate_sends_a_fresh_nonce_and_checks_the_echo() {
+    let vendor = key(1);
+    let signer = key(1);
+    let fp = fingerprint().id;
+    let fp_stub = fp.clone();
+    // Echoes the nonce the first time; the second time answers with the first nonce (replay).
+    let first_nonce = Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = first_nonce.clone();
+    let server = stub(move |body, n| {
+        let nonce = body["nonce"].as_str().unwrap().to_owned();
+        assert!((8..=128).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_graphic()));
+        assert_eq!(body["license_key"], "AAAAA-BBBBB");
+        let mut slot = seen.lock().unwrap();
+        let echoed = if n == 0 {
+            *slot = Some(nonce.clone());
+            nonce
+        } else {
+            assert_ne!(slot.as_deref(), Some(nonce.as_str()), "nonce reused");
+            slot.clone().unwrap()
+        };
+        let token = response(&response_claims(&echoed, &fp_stub, &signer), &signer);
+        (200, json!({ "response_token": token }).to_string())
+    });
+    let client = Client::new(fast_config(&server.url), trust(&vendor)).unwrap();
+    let ok = client.validate("AAAAA-BBBBB", &fp).unwrap();
+    assert_eq!(ok.status, ServerStatus::Active);
+    let replay = client.validate("AAAAA-BBBBB", &fp);
+    assert!(matches!(replay, Err(OnlineError::Replay)), "{replay:?}");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_4xx_is_final_and_5xx_or_429_are_retried_with_backoff() {
+    let vendor = key(1);
+    let refused = stub(|_, _| {
+        (
+            409,
+            json!({ "error": "machine_limit_reached", "detail": "2 of 2" }).to_string(),
+        )
+    });
+    let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
+    let error = client.activate("AAAAA-BBBBB", &fingerprint()).unwrap_err();
+    assert_eq!(error.server_code(), Some("machine_limit_reached"));
+    assert!(!error.is_unreachable());
+    assert!(matches!(error, OnlineError::Server { status: 409, .. }));
+    assert_eq!(
+        refused.hits.load(Ordering::SeqCst),
+        1,
+        "a 4xx is not retried"
+    );
+
+    let failing = stub(|_, n| match n {
+        0 => (503, "not json".into()),
+        _ => (
+            429,
+            json!({ "error": "rate_limited", "detail": "slow down" }).to_string(),
+        ),
+    });
+    let client = Client::new(fast_config(&failing.url), trust(&vendor)).unwrap();
+    let error = client.deactivate("AAAAA-BBBBB", "fp").unwrap_err();
+    assert_eq!(
+        failing.hits.load(Ordering::SeqCst),
+        3,
+        "1 attempt + 2 retries"
+    );
+    assert_eq!(error.server_code(), Some("rate_limited"));
+    assert!(error.is_unreachable());
+
+    // Retried, then answered.
+    let flaky = stub(|_, n| match n {
+        0 => (502, String::new()),
+        _ => (
+            200,
+            json!({ "deactivated": true, "machine_id": "mch_1" }).to_string(),
+        ),
+    });
+    let client = Client::new(fast_config(&flaky.url), trust(&vendor)).unwrap();
+    let answer = client.deactivate("AAAAA-BBBBB", "fp").unwrap();
+    assert!(answer.deactivated);
+    assert_eq!(answer.machine_id.as_deref(), Some("mch_1"));
+    assert_eq!(flaky.hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn retry_after_is_honoured_within_the_deadline_and_not_beyond() {
+    let limited = || json!({ "error": "rate_limited", "detail": "too many requests" }).to_string();
+    let server = stub_with_headers(move |_, n| match n {
+        0 => (429, limited(), "Retry-After: 1\r\n".into()),
+        _ => (
+            200,
+            json!({ "deactivated": true, "machine_id": "mch_1" }).to_string(),
+            String::new(),
+        ),
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let started = Instant::now();
+    assert!(client.deactivate("AAAAA-BBBBB", "fp").unwrap().deactivated);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as asked"
+    );
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+
+    // Asked to wait longer than the call may take: give up at once with the server's answer.
+    let server = stub_with_headers(move |_, _| (429, limited(), "Retry-After: 60\r\n".into()));
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let started = Instant::now();
+    let error = client.deactivate("AAAAA-BBBBB", "fp").unwrap_err();
+    assert_eq!(error.server_code(), Some("rate_limited"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_server_that_never_answers_costs_at_most_the_deadline() {
+    // Accepts connections (the kernel's backlog) but never reads or answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = ClientConfig {
+        request_timeout: Duration::from_millis(400),
+        deadline: Duration::from_millis(900),
+        ..fast_config(&url)
+    };
+    let client = Client::new(config, trust(&key(1))).unwrap();
+    let started = Instant::now();
+    let error = client.validate("AAAAA-BBBBB", "fp").unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, OnlineError::Timeout(_)), "{error:?}");
+    assert!(error.is_unreachable());
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(took < Duration::from_millis(1_500), "took {took:?}");
+    // A shorter limit from the caller wins.
+    let started = Instant::now();
+    let error = client
+        .validate_within("AAAAA-BBBBB", "fp", Duration::from_millis(150))
+        .unwrap_err();
+    assert!(matches!(error, OnlineError::Timeout(_)), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(listener);
+}
+
+#[test]
+fn nobody_listening_is_a_network_error_after_the_retries() {
+    // Bind then drop: the port is (almost certainly) closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = Client::new(
+        fast_config(&format!("http://127.0.0.1:{port}")),
+        trust(&key(1)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let error = client.validate("AAAAA-BBBBB", "fp").unwrap_err();
+    assert!(matches!(error, OnlineError::Network(_)), "{error:?}");
+    assert!(error.is_unreachable());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    for url in ["not a url", "ftp://example.com"] {
+        let error = Client::new(ClientConfig::new(url, PRODUCT), trust(&key(1))).unwrap_err();
+        assert!(matches!(error, OnlineError::Config(_)), "{url}: {error:?}");
+    }
+    let error = Client::new(ClientConfig::new("http://127.0.0.1:1", ""), trust(&key(1)));
+    assert!(matches!(error, Err(OnlineError::Config(_))));
+}
+
+#[test]
+fn activation_answers_are_verified() {
+    let vendor = key(1);
+    let fp = fingerprint();
+    let fp_id = fp.id.clone();
+    let server = stub(move |body, n| {
+        assert_eq!(body["fingerprint"]["id"], fp_id.as_str());
+        let machine = if n == 0 {
+            machine_token(&key(1), &fp_id, "lic_1")
+        } else {
+            // Bound to another machine.
+            machine_token(&key(1), "fp-other", "lic_1")
+        };
+        let answer = json!({ "machine_id": "mch_1", "license_id": "lic_1",
+            "machine_token": machine, "license_token": license_token(&key(1), "lic_1") });
+        (if n == 0 { 201 } else { 200 }, answer.to_string())
+    });
+    let client = Client::new(fast_config(&server.url), trust(&vendor)).unwrap();
+    let activation = client.activate("AAAAA-BBBBB", &fp).unwrap();
+    assert!(activation.created);
+    assert_eq!(activation.machine_id, "mch_1");
+    let error = client.activate("AAAAA-BBBBB", &fp).unwrap_err();
+    assert!(matches!(error, OnlineError::Mismatch(_)), "{error:?}");
+}
+
+#[cfg(feature = "store")]
+mod with_store {
+    use super::*;
+    use crate::Licensing;
+    use crate::Status;
+    use crate::store::LicenseStore;
+
+    const DAY: i64 = 86_400;
+
+    fn app(dir: &std::path::Path, vendor: &PrivateKey) -> Licensing {
+        Licensing::new(trust(vendor), PRODUCT, LicenseStore::at(dir).unwrap())
+            .with_fingerprint_override(Some("box-a".into()))
+    }
+
+    /// A validate endpoint answering `status` at `server_time`, echoing each nonce.
+    fn validating(status: &'static str, server_time: i64) -> Stub {
+        stub(move |body, _| {
+            let vendor = key(1);
+            let mut claims = response_claims(
+                body["nonce"].as_str().unwrap(),
+                body["fingerprint"].as_str().unwrap(),
+                &vendor,
+            );
+            claims.insert("status".into(), json!(status));
+            claims.insert("server_time".into(), json!(server_time));
+            if status != "active" {
+                claims.insert("license_token".into(), Value::Null);
+            }
+            (
+                200,
+                json!({ "response_token": response(&claims, &vendor) }).to_string(),
+            )
+        })
+    }
+
+    #[test]
+    fn the_signed_server_time_resets_a_mark_pushed_up_by_a_clock_set_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        // Installed while the clock was 10 days ahead: the mark is in the future.
+        app.install(&license_token(&vendor, "lic_1"), NOW + 10 * DAY)
+            .unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW).unwrap().status,
+            Status::ClockTampered
+        );
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+
+        let server = validating("active", NOW);
+        let client = Client::new(fast_config(&server.url), trust(&vendor)).unwrap();
+        let check = app.validate_online(&client, NOW).unwrap();
+        assert_eq!(check.verdict.status, Status::Valid, "{:?}", check.verdict);
+        assert_eq!(app.check_at_startup(NOW).unwrap().status, Status::Valid);
+        // And a clock far behind the server's is caught, online and at the next start.
+        let behind = app.validate_online(&client, NOW - 2 * DAY).unwrap();
+        assert_eq!(behind.verdict.status, Status::ClockTampered);
+        assert_eq!(
+            app.check_at_startup(NOW - 2 * DAY).unwrap().status,
+            Status::ClockTampered
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_kept_offline_until_the_server_says_active_and_only_for_its_license() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        app.install(&license_token(&vendor, "lic_1"), NOW).unwrap();
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+
+        let refused = validating("revoked", NOW);
+        let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
+        let check = app.validate_online(&client, NOW).unwrap();
+        assert!(!check.verdict.is_usable(), "{:?}", check.verdict);
+        let offline = app.check_at_startup(NOW + 60).unwrap();
+        assert_eq!(offline.status, check.verdict.status);
+        assert!(offline.reason.contains("revoked"), "{}", offline.reason);
+
+        // Server unreachable: the kept refusal still applies.
+        let gone = Client::new(fast_config("http://127.0.0.1:9"), trust(&vendor)).unwrap();
+        let start = app
+            .check_online(&gone, NOW + 120, Duration::from_secs(2))
+            .unwrap();
+        assert!(start.offline_reason.unwrap().is_unreachable());
+        assert_eq!(start.verdict.status, check.verdict.status);
+
+        let active = validating("active", NOW + 180);
+        let client = Client::new(fast_config(&active.url), trust(&vendor)).unwrap();
+        assert_eq!(
+            app.validate_online(&client, NOW + 180)
+                .unwrap()
+                .verdict
+                .status,
+            Status::Valid
+        );
+        assert_eq!(
+            app.check_at_startup(NOW + 240).unwrap().status,
+            Status::Valid
+        );
+
+        // A kept answer about another license, or not signed by a trusted key, changes nothing.
+        let mut other = response_claims("n-12345678", "fp", &vendor);
+        other.insert("license_id".into(), json!("lic_2"));
+        other.insert("status".into(), json!("revoked"));
+        app.store()
+            .write_server_response(Some(&response(&other, &vendor)))
+            .unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW + 300).unwrap().status,
+            Status::Valid
+        );
+        let mut forged = response_claims("n-12345678", "fp", &vendor);
+        forged.insert("status".into(), json!("revoked"));
+        app.store()
+            .write_server_response(Some(&response(&forged, &key(2))))
+            .unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW + 360).unwrap().status,
+            Status::Valid
+        );
+    }
+
+    #[test]
+    fn air_gapped_activation_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        let client = Client::new(fast_config("http://127.0.0.1:9"), trust(&vendor)).unwrap();
+        let answer = |request: &OfflineRequest| {
+            let mut claims = response_claims(&request.nonce, &request.fingerprint.id, &vendor);
+            claims.insert("offline".into(), json!(true));
+            claims.insert("exp".into(), json!(NOW + 30 * DAY));
+            claims.insert(
+                "machine_token".into(),
+                json!(machine_token(&vendor, &request.fingerprint.id, "lic_1")),
+            );
+            json!({ "kind": OFFLINE_RESPONSE_KIND, "version": 1,
+                "response_token": response(&claims, &vendor) })
+            .to_string()
+        };
+        let no_request = app.import_offline_response(&client, "{}", NOW);
+        assert!(
+            matches!(no_request, Err(OnlineError::NoPendingRequest)),
+            "{no_request:?}"
+        );
+
+        let first = OfflineRequest::from_json(
+            &app.offline_activation_request(&client, "AAAAA-BBBBB", NOW)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(first.fingerprint, app.fingerprint());
+        // A newer request replaces it: the answer to the first is now a replay.
+        let second = OfflineRequest::from_json(
+            &app.offline_activation_request(&client, "AAAAA-BBBBB", NOW)
+                .unwrap(),
+        )
+        .unwrap();
+        let stale = app.import_offline_response(&client, &answer(&first), NOW);
+        assert!(matches!(stale, Err(OnlineError::Replay)), "{stale:?}");
+        assert_eq!(app.check_at_startup(NOW).unwrap().status, Status::NoLicense);
+
+        let imported = app
+            .import_offline_response(&client, &answer(&second), NOW + DAY)
+            .unwrap();
+        assert_eq!(
+            imported.verdict.status,
+            Status::Valid,
+            "{:?}",
+            imported.verdict
+        );
+        assert!(imported.validation.unwrap().offline);
+        assert_eq!(
+            app.check_at_startup(NOW + DAY).unwrap().status,
+            Status::Valid
+        );
+        assert_eq!(
+            app.store().read_license_key().unwrap().as_deref(),
+            Some("AAAAA-BBBBB")
+        );
+        assert!(app.store().read_machine_token().unwrap().is_some());
+        // Imported once: not pending any more.
+        let again = app.import_offline_response(&client, &answer(&second), NOW + DAY);
+        assert!(
+            matches!(again, Err(OnlineError::NoPendingRequest)),
+            "{again:?}"
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! `lic_client`: the online client (core `online::Client`) and the online operations of an
+//! app's licensing (core `Licensing::activate`, `validate_online`, `check_online`, ...).
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use licensing_core::online::{Client, ClientConfig, OnlineError};
+
+use crate::abi::{
+    Failure, LastError, arg, c_str, copy_last_error, copy_message, free_handle, guard, guard_free,
+    guard_value, handle, lic_result, new_handle, optional_out, out, owned_string, text,
+};
+use crate::keys::lic_trust_store;
+use crate::startup::lic_licensing;
+use crate::verify::lic_verdict;
+
+/// A client of one licensing server for one product: timeouts, retries with backoff, and a
+/// deadline per call; every answer is verified against the app's trust store (never against
+/// keys the server publishes). Proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`).
+/// Thread-safe: share it freely. Owned by the caller: free with `lic_client_free`.
+///
+/// Calls block the calling thread (at most the deadline given to `lic_client_new`, or the
+/// limit of `lic_client_check_online`); a failed call's message is in `lic_client_last_error`
+/// and, when the server refused, its error code in `lic_client_last_server_code`.
+pub struct lic_client {
+    client: Client,
+    last_error: LastError,
+    last_server_code: LastError,
+}
+
+handle!(lic_client);
+
+/// The one mapping from an online failure to a result code.
+fn online_failure(error: &OnlineError) -> Failure {
+    let code = match error {
+        OnlineError::Network(_) | OnlineError::Timeout(_) => lic_result::LIC_NETWORK_ERROR,
+        OnlineError::Server { .. } => lic_result::LIC_SERVER_ERROR,
+        OnlineError::Config(_) => lic_result::LIC_INVALID_ARGUMENT,
+        OnlineError::NotActivated | OnlineError::NoPendingRequest => lic_result::LIC_NOT_ACTIVATED,
+        OnlineError::Store(_) => lic_result::LIC_STORE_ERROR,
+        _ => lic_result::LIC_BAD_RESPONSE,
+    };
+    Failure::new(code, error.to_string())
+}
+
+impl lic_client {
+    /// Runs an online operation: records the server's error code (or clears it).
+    fn run<T>(&self, call: impl FnOnce(&Client) -> Result<T, OnlineError>) -> Result<T, Failure> {
+        let result = call(&self.client);
+        self.last_server_code.set(
+            result
+                .as_ref()
+                .err()
+                .and_then(OnlineError::server_code)
+                .unwrap_or_default(),
+        );
+        result.map_err(|e| online_failure(&e))
+    }
+}
+
+/// Creates a client in `*out_client` for the server at `base_url` (e.g.
+/// `"https://licensing.example.com"`; `http://` for loopback and private networks) and the
+/// product `product_id`, verifying answers with a copy of `trust_store`. `deadline_ms` bounds
+/// every call, retries included (0: the default, 20 s); connecting is limited to 5 s and one
+/// request to 10 s (less when the deadline is shorter), with 2 retries 250 ms–2 s apart after
+/// a connection error, a timeout, a 5xx or a 429 (never after another 4xx).
+/// `LIC_INVALID_ARGUMENT` for a URL that is not http(s) or an empty product id.
+///
+/// # Safety
+/// `trust_store` is NULL or a live handle; `base_url`, `product_id` are NULL or NUL-terminated
+/// strings; `out_client` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_new(
+    trust_store: *const lic_trust_store,
+    base_url: *const c_char,
+    product_id: *const c_char,
+    deadline_ms: u32,
+    out_client: *mut *mut lic_client,
+) -> lic_result {
+    guard_free(|| {
+        // SAFETY: per this function's contract.
+        let trust_store = unsafe { arg(trust_store, "trust_store") }?;
+        // SAFETY: per this function's contract.
+        let base_url = unsafe { c_str(base_url, "base_url") }?;
+        // SAFETY: per this function's contract.
+        let product_id = unsafe { c_str(product_id, "product_id") }?;
+        let out_client = out(out_client, "out_client")?;
+        let mut config = ClientConfig::new(base_url, product_id);
+        if deadline_ms > 0 {
+            config.deadline = Duration::from_millis(u64::from(deadline_ms));
+            config.request_timeout = config.request_timeout.min(config.deadline);
+            config.connect_timeout = config.connect_timeout.min(config.deadline);
+        }
+        let client =
+            Client::new(config, trust_store.store().clone()).map_err(|e| online_failure(&e))?;
+        out_client.write(new_handle(lic_client {
+            client,
+            last_error: LastError::default(),
+            last_server_code: LastError::default(),
+        }));
+        Ok(())
+    })
+}
+
+/// Activates this machine with `license_key` at `now` and installs the license token the
+/// server answers in `licensing`'s store (with the key and the machine token, for later
+/// validations). Writes the installed license's verdict to `*out_verdict` (free with
+/// `lic_verdict_free`). `LIC_SERVER_ERROR` when the server refuses (e.g.
+/// `machine_limit_reached`, `license_not_found`, `license_suspended`: see
+/// `lic_client_last_server_code`), `LIC_NETWORK_ERROR`, `LIC_BAD_RESPONSE`, `LIC_STORE_ERROR`.
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `license_key` is NULL or a NUL-terminated
+/// string; `out_verdict` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_activate(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    license_key: *const c_char,
+    now: i64,
+    out_verdict: *mut *mut lic_verdict,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        let out_verdict = out(out_verdict, "out_verdict")?;
+        let activated = client.run(|c| licensing.licensing.activate(c, license_key, now))?;
+        out_verdict.write(new_handle(lic_verdict::new(
+            activated.verdict,
+            activated.license,
+            licensing.not_before_leeway,
+        )));
+        Ok(())
+    })
+}
+
+/// Validates online with the stored license key at `now`: a fresh nonce, a signed answer
+/// verified against the trust store, the refreshed token stored, the server time fed to the
+/// clock guard, a suspension or revocation kept for later offline starts
+/// (`LIC_STATUS_SUSPENDED`, `LIC_STATUS_REVOKED`). Writes the verdict to `*out_verdict`.
+/// `LIC_NOT_ACTIVATED` when no key is stored; `LIC_NETWORK_ERROR`, `LIC_SERVER_ERROR`,
+/// `LIC_BAD_RESPONSE` (e.g. a replayed response), `LIC_STORE_ERROR`.
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `out_verdict` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_validate(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    now: i64,
+    out_verdict: *mut *mut lic_verdict,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        let out_verdict = out(out_verdict, "out_verdict")?;
+        let check = client.run(|c| licensing.licensing.validate_online(c, now))?;
+        out_verdict.write(new_handle(lic_verdict::new(
+            check.verdict,
+            check.license,
+            licensing.not_before_leeway,
+        )));
+        Ok(())
+    })
+}
+
+/// The startup check with the server, never longer than `limit_ms`: validates online as
+/// `lic_client_validate`; when the server cannot be reached in time (or its answer is
+/// refused, or nothing is activated) the stored token is checked offline as
+/// `lic_licensing_check_at_startup` (its check-in deadline gives `LIC_STATUS_VALID`, then
+/// `LIC_STATUS_VALID_IN_GRACE`, then `LIC_STATUS_CHECK_IN_REQUIRED`). Writes the verdict to
+/// `*out_verdict` and, when `out_online` is not NULL, whether the server answered to
+/// `*out_online` (when false, `lic_client_last_error` says why). Fails only with
+/// `LIC_STORE_ERROR` (and argument errors).
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `out_verdict` is NULL or writable;
+/// `out_online` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_check_online(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    now: i64,
+    limit_ms: u32,
+    out_verdict: *mut *mut lic_verdict,
+    out_online: *mut bool,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        let out_verdict = out(out_verdict, "out_verdict")?;
+        let out_online = optional_out(out_online);
+        let limit = Duration::from_millis(u64::from(limit_ms));
+        let check = licensing
+            .licensing
+            .check_online(&client.client, now, limit)
+            .map_err(|e| Failure::new(lic_result::LIC_STORE_ERROR, e.to_string()))?;
+        // Why the check was offline, readable although the call succeeded.
+        match &check.offline_reason {
+            Some(reason) => {
+                client.last_error.set(&reason.to_string());
+                client
+                    .last_server_code
+                    .set(reason.server_code().unwrap_or_default());
+            }
+            None => client.last_server_code.set(""),
+        }
+        if let Some(out_online) = out_online {
+            out_online.write(check.offline_reason.is_none());
+        }
+        out_verdict.write(new_handle(lic_verdict::new(
+            check.verdict,
+            check.license,
+            licensing.not_before_leeway,
+        )));
+        Ok(())
+    })
+}
+
+/// Releases this machine's activation on the server (with the stored key), then clears
+/// `licensing`'s store. Writes whether an activation was removed to `*out_deactivated` when
+/// not NULL. `LIC_NOT_ACTIVATED` when no key is stored; network, server and store errors as
+/// `lic_client_validate`.
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `out_deactivated` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_deactivate(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    out_deactivated: *mut bool,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        let out_deactivated = optional_out(out_deactivated);
+        let answer = client.run(|c| licensing.licensing.deactivate(c))?;
+        if let Some(out_deactivated) = out_deactivated {
+            out_deactivated.write(answer.deactivated);
+        }
+        Ok(())
+    })
+}
+
+/// Makes an air-gapped activation request for this machine and `license_key` at `now`: writes
+/// its JSON (the file to hand to the vendor) to `*out_json` (free with `lic_string_free`) and
+/// keeps it pending in `licensing`'s store, so only the response to it is accepted.
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `license_key` is NULL or a NUL-terminated
+/// string; `out_json` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_offline_request(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    license_key: *const c_char,
+    now: i64,
+    out_json: *mut *mut c_char,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        let out_json = out(out_json, "out_json")?;
+        let json = client.run(|c| {
+            licensing
+                .licensing
+                .offline_activation_request(c, license_key, now)
+        })?;
+        out_json.write(owned_string(&json)?.into_raw());
+        Ok(())
+    })
+}
+
+/// Imports the vendor's air-gapped activation response (`response_len` bytes of UTF-8, the
+/// file's text) at `now`: verified against the pending request (signature, product, nonce,
+/// this machine, not expired) and applied like `lic_client_validate`. Writes the verdict to
+/// `*out_verdict`. `LIC_NOT_ACTIVATED` when no request is pending; `LIC_BAD_RESPONSE` when the
+/// response is refused (nothing is stored then).
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `response` is NULL or readable for
+/// `response_len` bytes; `out_verdict` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_import_offline_response(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    response: *const c_char,
+    response_len: usize,
+    now: i64,
+    out_verdict: *mut *mut lic_verdict,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        // SAFETY: per this function's contract.
+        let response = unsafe { text(response, response_len, "response") }?;
+        let out_verdict = out(out_verdict, "out_verdict")?;
+        let check = client.run(|c| {
+            licensing
+                .licensing
+                .import_offline_response(c, response, now)
+        })?;
+        out_verdict.write(new_handle(lic_verdict::new(
+            check.verdict,
+            check.license,
+            licensing.not_before_leeway,
+        )));
+        Ok(())
+    })
+}
+
+/// Copies the message of the most recent failed call on `client` (or the reason the last
+/// `lic_client_check_online` was offline) into `buf` (see `lic_last_error` for the buffer
+/// protocol).
+///
+/// # Safety
+/// `client` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_last_error(
+    client: *const lic_client,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> lic_result {
+    // SAFETY: per this function's contract.
+    unsafe { copy_last_error(client, buf, len, out_len) }
+}
+
+/// Copies the server's error code from the most recent online call on `client` (e.g.
+/// `"machine_limit_reached"`, `"license_not_found"`) into `buf` (buffer protocol of
+/// `lic_last_error`); `""` when that call was not refused by the server.
+///
+/// # Safety
+/// `client` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_last_server_code(
+    client: *const lic_client,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> lic_result {
+    // SAFETY: per this function's contract.
+    let Some(client) = (unsafe { client.as_ref() }) else {
+        return lic_result::LIC_NULL_ARGUMENT;
+    };
+    let code = guard_value(None, || Some(client.last_server_code.get()));
+    match code {
+        // SAFETY: per this function's contract.
+        Some(code) => unsafe { copy_message(&code, buf, len, out_len) },
+        None => lic_result::LIC_PANIC,
+    }
+}
+
+/// Frees a client. NULL is a no-op; freeing twice is undefined behaviour.
+///
+/// # Safety
+/// `client` is NULL or a handle not freed before and not in use by another thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_free(client: *mut lic_client) {
+    guard_value((), || {
+        // SAFETY: per this function's contract.
+        unsafe { free_handle(client) }
+    })
+}

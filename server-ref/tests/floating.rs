@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use licensing_core::{Status, TrustStore, Verifier};
 use serde_json::{Value, json};
 
+#[path = "../src/server/test_postgres.rs"]
+mod postgres;
+
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);
 const NO_SEATS: &str = "No available licenses, please contact IT";
@@ -31,6 +34,11 @@ struct Server {
 impl Server {
     /// Starts on `listen` (`127.0.0.1:0` for any free port).
     fn start(data_dir: &Path, listen: &str) -> Server {
+        Self::start_with(data_dir, listen, &[])
+    }
+
+    /// Starts with extra `serve` flags (e.g. `--database-url`).
+    fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -39,6 +47,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_licensing-server"))
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -182,8 +191,19 @@ fn verifier(addr: &str) -> Verifier {
 /// rounds: exactly N granted, the rest 409 with the exact message, every denial recorded.
 #[test]
 fn last_seat_race_over_http() {
+    last_seat_race_over_http_with(&[]);
+}
+
+#[test]
+fn last_seat_race_over_http_on_postgres() {
+    if let Some(url) = postgres::fresh_database("last_seat_race_over_http_on_postgres") {
+        last_seat_race_over_http_with(&["--database-url", &url]);
+    }
+}
+
+fn last_seat_race_over_http_with(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0");
+    let server = Server::start_with(&dir.path().join("data"), "127.0.0.1:0", extra);
     let admin = server.admin_token.clone().unwrap();
     let verifier = verifier(&server.addr);
     let mut total_denied = 0;
@@ -457,6 +477,24 @@ fn last_seat_race_across_two_server_processes() {
     let data = dir.path().join("data");
     let a = Server::start(&data, "127.0.0.1:0");
     let b = Server::start(&data, "127.0.0.1:0");
+    race_across(&a, &b);
+}
+
+/// Two replicas, each with its own data directory, sharing one PostgreSQL database.
+#[test]
+fn last_seat_race_across_two_replicas_on_one_postgres() {
+    let name = "last_seat_race_across_two_replicas_on_one_postgres";
+    let Some(url) = postgres::fresh_database(name) else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let extra = ["--database-url", url.as_str()];
+    let a = Server::start_with(&dir_a.path().join("data"), "127.0.0.1:0", &extra);
+    let b = Server::start_with(&dir_b.path().join("data"), "127.0.0.1:0", &extra);
+    race_across(&a, &b);
+}
+
+fn race_across(a: &Server, b: &Server) {
     assert!(
         b.admin_token.is_none(),
         "the second process bootstrapped again"

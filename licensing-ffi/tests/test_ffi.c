@@ -217,7 +217,7 @@ static void test_version_and_static_strings(void) {
             "wrong_token_type", "invalid_claims", "product_mismatch", "version_not_entitled",
             "feature_not_entitled", "feature_expired", "site_restricted", "fingerprint_mismatch",
             "virtual_machine_not_allowed", "clock_tampered", "no_license", "revoked",
-            "suspended", "check_in_required"};
+            "suspended", "check_in_required", "lease_expired", "lease_required"};
         const size_t count = sizeof names / sizeof names[0];
         CHECK(count == LIC_STATUS_LEASE_REQUIRED + 1);
         CHECK(LIC_STATUS_REVOKED == 20 && LIC_STATUS_SUSPENDED == 21);

@@ -1253,3 +1253,68 @@ fn offline_activation_from_the_command_line() {
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(server.stop().success());
 }
+
+/// Every kind of token the server signs (license, machine, response, lease) verifies with an
+/// independent JOSE library (PyJWT) using the JWKS the server publishes.
+#[test]
+fn server_tokens_verify_with_pyjwt() {
+    let (dir, data) = temp_data();
+    let server = Server::start(&data);
+    let policy = setup_policy(
+        &server,
+        json!({ "model": "subscription", "duration": 86400 * 30, "check_in_interval": 86400 }),
+    );
+    let license = server.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let license = license.ok(201).clone();
+    let key = license["key"].as_str().unwrap().to_owned();
+    let activated = server.client(
+        "/v1/client/activate",
+        &json!({ "license_key": key, "fingerprint": { "id": "py-box" } }),
+    );
+    let activated = activated.ok(201).clone();
+    let validated = server.client(
+        "/v1/client/validate",
+        &json!({ "license_key": key, "fingerprint": "py-box", "nonce": "nonce-py-0001" }),
+    );
+    let response = validated.ok(200)["response_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let floating = setup_policy(&server, json!({ "model": "floating", "seats": 2 }));
+    let pool = server.post("/v1/licenses", &json!({ "policy_id": floating }));
+    let pool_key = pool.ok(201)["key"].as_str().unwrap().to_owned();
+    let lease = server.client(
+        "/v1/client/leases",
+        &json!({ "license_key": pool_key, "client_id": "py", "user": "ada", "request_id": "r1" }),
+    );
+    let lease = lease.ok(201)["lease_token"].as_str().unwrap().to_owned();
+    let tokens = json!([
+        { "token": license["token"], "typ": "license+jwt", "aud": PRODUCT },
+        { "token": activated["machine_token"], "typ": "machine+jwt", "aud": PRODUCT },
+        { "token": activated["license_token"], "typ": "license+jwt", "aud": PRODUCT },
+        { "token": response, "typ": "response+jwt", "aud": PRODUCT },
+        { "token": lease, "typ": "lease+jwt", "aud": PRODUCT },
+    ]);
+    let jwks = server.call("GET", "/.well-known/jwks.json", None, None);
+    std::fs::write(dir.path().join("jwks.json"), jwks.ok(200).to_string()).unwrap();
+    std::fs::write(dir.path().join("tokens.json"), tokens.to_string()).unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/pyjwt_server_tokens.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 (with PyJWT: pip install -r tests/interop/requirements.txt): {e}")
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 server tokens verified by PyJWT"),
+        "{stdout}"
+    );
+}

@@ -229,7 +229,7 @@ fn last_seat_race_over_http_with(extra: &[&str]) {
                         .verify_lease(reply.body["lease_token"].as_str().unwrap())
                         .unwrap();
                     assert_eq!(lease.status_for(&id, lease.claims().iat), Status::Valid);
-                    assert!(granted.insert(lease.id().to_owned()));
+                    assert!(granted.insert((lease.id().to_owned(), lease.claims().epoch)));
                 }
                 409 => {
                     assert_eq!(reply.body["error"], "no_seats");
@@ -242,6 +242,28 @@ fn last_seat_race_over_http_with(extra: &[&str]) {
         assert_eq!(granted.len(), seats as usize);
         assert_eq!(denied, 64 - seats as usize);
         total_denied += denied;
+        // Every holder heartbeats (durably enough: see `Db::heartbeat`); a stale epoch is fenced.
+        for (lease_id, epoch) in &granted {
+            let path = format!("/v1/client/leases/{lease_id}/heartbeat");
+            let beat = http(
+                &server.addr,
+                "POST",
+                &path,
+                None,
+                Some(&json!({ "license_key": key, "epoch": epoch })),
+            )
+            .unwrap();
+            assert_eq!(beat.status, 200, "{beat:?}");
+            let stale = http(
+                &server.addr,
+                "POST",
+                &path,
+                None,
+                Some(&json!({ "license_key": key, "epoch": epoch + 1 })),
+            )
+            .unwrap();
+            assert_ne!(stale.status, 200, "{stale:?}");
+        }
         let listed = http(
             &server.addr,
             "GET",

@@ -34,6 +34,10 @@ pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
 pub(crate) struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// SQLite only: connections with `synchronous=NORMAL`, for writes whose loss at a power cut
+    /// is harmless (a seat heartbeat: losing it only ends a lease earlier, and the client
+    /// re-acquires). They commit without an fsync; the next FULL commit makes them durable.
+    relaxed: Option<AnyPool>,
     /// SQLite only: queues this process's seat writers (check-out, heartbeat) in FIFO order before they
     /// reach SQLite, whose busy handler otherwise retries a locked database with sleeps of up
     /// to 100 ms (measured: p99 of check-outs 430 ms → see docs/BENCHMARKS.md).
@@ -232,6 +236,27 @@ impl Db {
             .connect(url)
             .await
             .map_err(|e| format!("opening the database: {e}"))?;
+        let relaxed = match engine {
+            Engine::Sqlite => Some(
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await
+                    .map_err(|e| format!("opening the database: {e}"))?,
+            ),
+            Engine::Postgres => None,
+        };
         if engine == Engine::Sqlite {
             // WAL (persistent in the file): readers never block the writer.
             pool.execute("PRAGMA journal_mode = WAL")
@@ -245,6 +270,7 @@ impl Db {
         Ok(Db {
             pool,
             engine,
+            relaxed,
             seat_writes: Default::default(),
         })
     }
@@ -272,6 +298,9 @@ impl Db {
 
     /// Closes every connection (at shutdown).
     pub async fn close(&self) {
+        if let Some(relaxed) = &self.relaxed {
+            relaxed.close().await;
+        }
         self.pool.close().await;
     }
 

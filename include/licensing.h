@@ -314,6 +314,41 @@ typedef uint32_t lic_model;
 #endif // __cplusplus
 
 /**
+ * Why a `lic_lease` lost its seat (the callback's `reason`).
+ */
+enum lic_lease_loss
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The server refused a heartbeat: force-released by an administrator, or lapsed and
+     * possibly given to someone else (`server_code` `"lease_released"` / `"lease_not_found"`).
+     */
+    LIC_LEASE_RELEASED = 1,
+    /**
+     * The server refused for another reason: the license was suspended, revoked, expired
+     * (`server_code` says which).
+     */
+    LIC_LEASE_REFUSED = 2,
+    /**
+     * The server could not be reached before the lease ran out.
+     */
+    LIC_LEASE_UNREACHABLE = 3,
+    /**
+     * The server's answer did not verify.
+     */
+    LIC_LEASE_INVALID = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum lic_lease_loss lic_lease_loss;
+#else
+typedef uint32_t lic_lease_loss;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Whose data directory holds a license store (`lic_license_store_for_app`).
  */
 enum lic_scope
@@ -374,6 +409,13 @@ typedef struct lic_feature lic_feature;
 typedef struct lic_fingerprint lic_fingerprint;
 
 /**
+ * A seat of a floating license, held while the handle lives: heartbeated on a background
+ * thread, checked in by `lic_lease_check_in` or `lic_lease_free` (a process that exits without
+ * either frees its seat only when the lease lapses). Thread-safe. Free with `lic_lease_free`.
+ */
+typedef struct lic_lease lic_lease;
+
+/**
  * A directory holding one app's license token and clock-guard state. Owned by the caller: free
  * with `lic_license_store_free`. Thread-safe; several processes may use the same directory
  * (the files are written atomically under a lock file).
@@ -408,6 +450,17 @@ typedef struct lic_verdict lic_verdict;
  * share it freely. Free with `lic_verifier_free` once no thread uses it.
  */
 typedef struct lic_verifier lic_verifier;
+
+/**
+ * Called once, on the library's heartbeat thread, when the seat is lost. `server_code` and
+ * `detail` are NUL-terminated and valid only during the call (`server_code` is `""` when the
+ * server did not refuse). Must not unwind; it may call `lic_lease_status` on the lease, and
+ * even free it.
+ */
+typedef void (*lic_lease_lost_fn)(void *user_data,
+                                  lic_lease_loss reason,
+                                  const char *server_code,
+                                  const char *detail);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1385,6 +1438,86 @@ lic_result lic_client_last_server_code(const lic_client *client,
  * `client` is NULL or a handle not freed before and not in use by another thread.
  */
 void lic_client_free(lic_client *client);
+
+/**
+ * Checks out a seat of the floating license `license_key` for this installation (`client_id`,
+ * stable across restarts so a lapsed user gets the seat back seamlessly) and `user`, and
+ * starts heartbeating it every `heartbeat_ms` (0, or more than the server's interval: the
+ * server's, a third of the license's lease timeout). Writes the lease to `*out_lease`.
+ * When every seat is taken: `LIC_SERVER_ERROR`, `lic_client_last_server_code` is `"no_seats"`
+ * and `lic_client_last_error` ends with the message to show ("No available licenses, please
+ * contact IT"). `on_lost` (may be NULL) is called once if the seat is lost later.
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `license_key`, `client_id`, `user` are NULL or
+ * NUL-terminated strings; `out_lease` is NULL or writable; `user_data` stays usable from
+ * another thread until the lease is freed.
+ */
+lic_result lic_lease_check_out(const lic_client *client,
+                               const char *license_key,
+                               const char *client_id,
+                               const char *user,
+                               uint32_t heartbeat_ms,
+                               lic_lease_lost_fn on_lost,
+                               void *user_data,
+                               lic_lease **out_lease);
+
+/**
+ * `LIC_STATUS_VALID` while the seat is held and its lease has not run out on this machine's
+ * clock; `LIC_STATUS_LEASE_EXPIRED` once it was lost, ran out or was checked in.
+ * `LIC_STATUS_LEASE_REQUIRED` for a NULL lease.
+ *
+ * # Safety
+ * `lease` is NULL or a live handle.
+ */
+lic_status lic_lease_status(const lic_lease *lease);
+
+/**
+ * Writes the current `lease+jwt` (refreshed by each heartbeat) to `*out_token` (free with
+ * `lic_string_free`). `LIC_NOT_ACTIVATED` after `lic_lease_check_in`.
+ *
+ * # Safety
+ * `lease` is NULL or a live handle; `out_token` is NULL or writable.
+ */
+lic_result lic_lease_token(const lic_lease *lease, char **out_token);
+
+/**
+ * Writes how many heartbeats the server accepted so far to `*out_count`.
+ *
+ * # Safety
+ * `lease` is NULL or a live handle; `out_count` is NULL or writable.
+ */
+lic_result lic_lease_heartbeats(const lic_lease *lease, uint64_t *out_count);
+
+/**
+ * Stops heartbeating and checks the lease in: the seat is free at once (a seat already lost
+ * is not checked in again). The handle stays valid (status `LIC_STATUS_LEASE_EXPIRED`) until
+ * `lic_lease_free`. Network and server errors as `lic_client_validate` (the seat then lapses
+ * by itself); `LIC_NOT_ACTIVATED` when already checked in.
+ *
+ * # Safety
+ * `lease` is NULL or a live handle.
+ */
+lic_result lic_lease_check_in(const lic_lease *lease);
+
+/**
+ * Copies the message of the most recent failed call on `lease` into `buf` (buffer protocol
+ * of `lic_last_error`).
+ *
+ * # Safety
+ * `lease` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+ * NULL or writable.
+ */
+lic_result lic_lease_last_error(const lic_lease *lease, char *buf, size_t len, size_t *out_len);
+
+/**
+ * Frees a lease, checking it in first if it is still held (best effort, within the client's
+ * deadline). NULL is a no-op; freeing twice is undefined behaviour.
+ *
+ * # Safety
+ * `lease` is NULL or a handle not freed before and not in use by another thread.
+ */
+void lic_lease_free(lic_lease *lease);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -303,6 +303,16 @@ else
   api POST /v1/offline/activate "$(cat "$tmp/request.json")" >"$tmp/response.json"
   og "air-gapped import" '^status: valid$' import "$tmp/response.json" valid
   og "air-gapped next start" '^status: valid$' startup valid
+  # Floating seats through lic_lease: one seat, heartbeats, the exact denial, check-in; then
+  # a force-release through the admin API reported by the loss callback.
+  fpolicy=$(api POST /v1/policies '{"product_id":"com.example.cad","name":"f","model":"floating","seats":1}' | jq -r .id)
+  flic=$(api POST /v1/licenses "{\"policy_id\":\"$fpolicy\"}")
+  flic_id=$(jq -r .id <<<"$flic")
+  flic_key=$(jq -r .key <<<"$flic")
+  oe "floating seat: heartbeats, denial, check-in" 0 '^lease: done$' lease "$flic_key"
+  release_cmd="set -e; for l in \$(curl -sS --max-time 10 -H 'Authorization: Bearer $admin' $srv_url/v1/licenses/$flic_id/leases | jq -r '.leases[].lease_id'); do curl -sS --fail --max-time 10 -X POST -H 'Authorization: Bearer $admin' -H 'Content-Type: application/json' --data '{}' $srv_url/v1/licenses/$flic_id/leases/\$l/release >/dev/null; done"
+  ONLINE_E2E_RELEASE_CMD=$release_cmd oe "floating seat: force-release reported" 0 \
+    "^lost: reason 1 code 'lease_released'" lease-lost "$flic_key"
   api POST "/v1/licenses/$lic_id/revoke" '{}' >/dev/null
   oe "validate after revoke" 0 '^status: revoked$' validate revoked
   stop_server

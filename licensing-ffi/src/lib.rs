@@ -31,9 +31,13 @@ mod startup;
 // lic_client: the online client (activation, validation, air-gapped activation).
 mod online;
 
+// lic_lease: a seat of a floating license (heartbeats, check-in, loss callback).
+mod lease;
+
 pub use abi::*;
 pub use fingerprint::*;
 pub use keys::*;
+pub use lease::*;
 pub use online::*;
 pub use startup::*;
 pub use status::*;

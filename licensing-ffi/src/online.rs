@@ -31,7 +31,7 @@ pub struct lic_client {
 handle!(lic_client);
 
 /// The one mapping from an online failure to a result code.
-fn online_failure(error: &OnlineError) -> Failure {
+pub(crate) fn online_failure(error: &OnlineError) -> Failure {
     let code = match error {
         OnlineError::Network(_) | OnlineError::Timeout(_) => lic_result::LIC_NETWORK_ERROR,
         OnlineError::Server { .. } => lic_result::LIC_SERVER_ERROR,
@@ -45,7 +45,10 @@ fn online_failure(error: &OnlineError) -> Failure {
 
 impl lic_client {
     /// Runs an online operation: records the server's error code (or clears it).
-    fn run<T>(&self, call: impl FnOnce(&Client) -> Result<T, OnlineError>) -> Result<T, Failure> {
+    pub(crate) fn run<T>(
+        &self,
+        call: impl FnOnce(&Client) -> Result<T, OnlineError>,
+    ) -> Result<T, Failure> {
         let result = call(&self.client);
         self.last_server_code.set(
             result

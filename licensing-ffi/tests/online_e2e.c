@@ -17,12 +17,17 @@
  *   request KEY FILE      write an air-gapped activation request to FILE
  *   import FILE STATUS    import the response in FILE, expect STATUS
  *   deactivate            deactivate, expect the activation removed and the store empty
+ *   lease KEY             floating seat (1 seat): check out, heartbeats on the background thread,
+ *                         a second check-out denied with the exact message, check-in frees it
+ *   lease-lost KEY        check out, run $ONLINE_E2E_RELEASE_CMD (force-releases the seat through
+ *                         the admin API), expect the loss callback (released, lease_released)
  *
  * MACHINE is the fingerprint override value. Prints "N passed, N failed"; exit 1 on failure.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +127,131 @@ static void check_offline(lic_client *client, lic_licensing *licensing, uint32_t
     if (verdict != NULL) {
         expect_status(verdict, want);
     }
+}
+
+/* What the loss callback saw; written on the library's heartbeat thread. */
+struct lost {
+    pthread_mutex_t lock;
+    int calls;
+    lic_lease_loss reason;
+    char code[128];
+    char detail[512];
+};
+
+static void on_lost(void *user_data, lic_lease_loss reason, const char *code, const char *detail) {
+    struct lost *lost = user_data;
+    pthread_mutex_lock(&lost->lock);
+    lost->calls++;
+    lost->reason = reason;
+    snprintf(lost->code, sizeof lost->code, "%s", code);
+    snprintf(lost->detail, sizeof lost->detail, "%s", detail);
+    pthread_mutex_unlock(&lost->lock);
+}
+
+static int lost_calls(struct lost *lost) {
+    int calls;
+    pthread_mutex_lock(&lost->lock);
+    calls = lost->calls;
+    pthread_mutex_unlock(&lost->lock);
+    return calls;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+/* Waits (at most 30 s) until the lease has `want` accepted heartbeats. */
+static void wait_heartbeats(const lic_lease *lease, uint64_t want) {
+    uint64_t beats = 0;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (lic_lease_heartbeats(lease, &beats) == LIC_OK && beats < want &&
+           seconds_since(&start) < 30.0) {
+        sleep_ms(20);
+    }
+    printf("heartbeats: %llu\n", (unsigned long long)beats);
+    CHECK(beats >= want);
+}
+
+static void lease_steps(lic_client *client, const char *key) {
+    lic_lease *lease = NULL, *denied = NULL, *again = NULL;
+    char text[1024], code[128], *token = NULL;
+    size_t len = 0;
+    lic_result rc;
+    rc = lic_lease_check_out(client, key, "c-seat-a", "ada", 100, NULL, NULL, &lease);
+    if (rc != LIC_OK) {
+        client_error(client, "lic_lease_check_out", rc);
+    }
+    CHECK(rc == LIC_OK);
+    if (rc != LIC_OK) {
+        return;
+    }
+    CHECK(lic_lease_status(lease) == LIC_STATUS_VALID);
+    CHECK(lic_lease_token(lease, &token) == LIC_OK);
+    CHECK(token != NULL && strncmp(token, "eyJ", 3) == 0);
+    lic_string_free(token);
+    wait_heartbeats(lease, 2);
+    /* The one seat is taken: the specification's message, exactly, with code no_seats. */
+    rc = lic_lease_check_out(client, key, "c-seat-b", "bob", 100, NULL, NULL, &denied);
+    CHECK(rc == LIC_SERVER_ERROR);
+    CHECK(denied == NULL);
+    CHECK(lic_client_last_server_code(client, code, sizeof code, &len) == LIC_OK);
+    CHECK(strcmp(code, "no_seats") == 0);
+    CHECK(lic_client_last_error(client, text, sizeof text, &len) == LIC_OK);
+    printf("denied: %s\n", text);
+    CHECK(strstr(text, ": No available licenses, please contact IT") != NULL);
+    /* Check-in frees it at once; the handle stays readable until freed. */
+    CHECK(lic_lease_check_in(lease) == LIC_OK);
+    CHECK(lic_lease_status(lease) == LIC_STATUS_LEASE_EXPIRED);
+    CHECK(lic_lease_check_in(lease) == LIC_NOT_ACTIVATED);
+    CHECK(lic_lease_token(lease, &token) == LIC_NOT_ACTIVATED);
+    lic_lease_free(lease);
+    rc = lic_lease_check_out(client, key, "c-seat-b", "bob", 0, NULL, NULL, &again);
+    CHECK(rc == LIC_OK);
+    CHECK(lic_lease_status(again) == LIC_STATUS_VALID);
+    /* Freeing checks in. */
+    lic_lease_free(again);
+    rc = lic_lease_check_out(client, key, "c-seat-a", "ada", 0, NULL, NULL, &again);
+    CHECK(rc == LIC_OK);
+    lic_lease_free(again);
+    CHECK(lic_lease_status(NULL) == LIC_STATUS_LEASE_REQUIRED);
+    printf("lease: done\n");
+}
+
+static void lease_lost_steps(lic_client *client, const char *key) {
+    struct lost lost;
+    lic_lease *lease = NULL;
+    const char *release = getenv("ONLINE_E2E_RELEASE_CMD");
+    struct timespec start;
+    lic_result rc;
+    memset(&lost, 0, sizeof lost);
+    pthread_mutex_init(&lost.lock, NULL);
+    CHECK(release != NULL);
+    rc = lic_lease_check_out(client, key, "c-seat-c", "cy", 100, on_lost, &lost, &lease);
+    if (rc != LIC_OK) {
+        client_error(client, "lic_lease_check_out", rc);
+    }
+    CHECK(rc == LIC_OK);
+    if (rc == LIC_OK && release != NULL) {
+        wait_heartbeats(lease, 1);
+        CHECK(system(release) == 0);
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        while (lost_calls(&lost) == 0 && seconds_since(&start) < 30.0) {
+            sleep_ms(20);
+        }
+        pthread_mutex_lock(&lost.lock);
+        printf("lost: reason %u code '%s': %s\n", (unsigned)lost.reason, lost.code, lost.detail);
+        CHECK(lost.calls == 1);
+        CHECK(lost.reason == LIC_LEASE_RELEASED);
+        CHECK(strcmp(lost.code, "lease_released") == 0);
+        pthread_mutex_unlock(&lost.lock);
+        CHECK(lic_lease_status(lease) == LIC_STATUS_LEASE_EXPIRED);
+        sleep_ms(300);
+        CHECK(lost_calls(&lost) == 1);
+    }
+    lic_lease_free(lease);
+    pthread_mutex_destroy(&lost.lock);
 }
 
 int main(int argc, char **argv) {
@@ -269,6 +399,10 @@ int main(int argc, char **argv) {
         }
         rc = lic_client_validate(client, licensing, lic_unix_now(), &verdict);
         CHECK(rc == LIC_NOT_ACTIVATED);
+    } else if (strcmp(step, "lease") == 0 && argc == 7) {
+        lease_steps(client, argv[6]);
+    } else if (strcmp(step, "lease-lost") == 0 && argc == 7) {
+        lease_lost_steps(client, argv[6]);
     } else {
         fprintf(stderr, "unknown step or wrong arguments: %s\n", step);
         failed++;

@@ -5,6 +5,7 @@
 Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes a product, a
 policy and a license with the admin API (urllib), then drives the app side through the binding:
 activate -> validate -> suspend -> validate reports suspended (also offline) -> reinstate ->
+floating seats (FloatingLease: heartbeats, denial, check-in, force-release to the listener) ->
 revoke -> server stopped: the start falls back offline within its limit -> a server that never
 answers costs at most the limit. A plain runner: prints `python-online: N passed, N failed`.
 """
@@ -22,6 +23,9 @@ import traceback
 import urllib.request
 
 from licensing import (
+    FloatingLease,
+    LeaseListener,
+    LeaseLossKind,
     LicenseStore,
     Licensing,
     LicensingError,
@@ -107,6 +111,60 @@ def main():
                 server.proc.wait()
 
 
+class Listener(LeaseListener):
+    """Collects the losses the heartbeat thread reports."""
+
+    def __init__(self):
+        self.losses = []
+        self.lost = threading.Event()
+
+    def on_lost(self, loss):
+        self.losses.append(loss)
+        self.lost.set()
+
+
+def wait_for(condition, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def floating_seats(server, client):
+    """One seat: heartbeats in the background, the exact denial, check-in frees it, a
+    force-release reaches the listener."""
+    policy = server.api("POST", "/v1/policies", {
+        "product_id": PRODUCT, "name": "py-floating", "model": "floating", "seats": 1,
+    })
+    license = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})
+    key, license_id = license["key"], license["id"]
+    ada = FloatingLease.check_out(client, key, "py-seat-a", "ada", 100, None)
+    check("lease: valid", ada.status() == Status.VALID, ada.status())
+    check("lease: a lease token", (ada.token() or "").startswith("eyJ"))
+    check("lease: heartbeats in the background", wait_for(lambda: ada.heartbeats() >= 2), ada.heartbeats())
+    try:
+        FloatingLease.check_out(client, key, "py-seat-b", "bob", 100, None)
+        check("lease: second seat denied", False)
+    except LicensingError.Server as e:
+        check("lease: denied with no_seats", e.code == "no_seats" and e.http_status == 409, e)
+        check("lease: the exact message", e.reason.endswith(": No available licenses, please contact IT"), e)
+    ada.check_in()
+    check("lease: checked in", ada.status() == Status.LEASE_EXPIRED and ada.token() is None)
+    listener = Listener()
+    bob = FloatingLease.check_out(client, key, "py-seat-b", "bob", 100, listener)
+    check("lease: the seat is free after check-in", bob.status() == Status.VALID)
+    server.api("POST", f"/v1/licenses/{license_id}/leases/{bob.lease_id()}/release", {})
+    check("lease: force-release reported", listener.lost.wait(30), listener.losses)
+    loss = listener.losses[0] if listener.losses else None
+    check("lease: released, lease_released",
+          loss is not None and loss.kind == LeaseLossKind.RELEASED and loss.code == "lease_released", loss)
+    check("lease: lost -> lease_expired", bob.status() == Status.LEASE_EXPIRED)
+    time.sleep(0.3)
+    check("lease: reported once", len(listener.losses) == 1, listener.losses)
+    bob.check_in()
+    check("lease: none live", server.api("GET", f"/v1/licenses/{license_id}/leases")["leases"] == [])
+
+
 def run(server, tmp):
     server.api("POST", "/v1/products", {"id": PRODUCT, "name": "CAD"})
     policy = server.api("POST", "/v1/policies", {
@@ -187,6 +245,8 @@ def run(server, tmp):
     check("silent server: within the limit", took < 0.9, f"took {took:.3f} s")
     check("silent server: stored token valid", result.verdict.status == Status.VALID, result)
     silent.close()
+
+    floating_seats(server, client)
 
     server.api("POST", f"/v1/licenses/{license_id}/revoke", {})
     result = client.validate(a, unix_now())

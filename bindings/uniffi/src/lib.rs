@@ -24,10 +24,12 @@ use licensing_core::machine::{self, SystemComponents};
 use licensing_core::{Check, FeatureVerdict, LicenseModel, Status, Verdict, store};
 
 pub mod error;
+pub mod lease;
 pub mod online;
 pub mod records;
 
 pub use error::LicensingError;
+pub use lease::{FloatingLease, LeaseListener, LeaseLossInfo, LeaseLossKind};
 pub use online::{OnlineClient, OnlineResult};
 pub use records::{Context, LicensingOptions, MachineFingerprint, RawComponents};
 

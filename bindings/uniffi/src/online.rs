@@ -47,6 +47,12 @@ impl From<OnlineCheck> for OnlineResult {
 #[derive(Debug, uniffi::Object)]
 pub struct OnlineClient(Client);
 
+impl OnlineClient {
+    pub(crate) fn client(&self) -> &Client {
+        &self.0
+    }
+}
+
 #[uniffi::export]
 impl OnlineClient {
     /// A client for the server at `base_url` and the product `product_id`; `deadline_ms`

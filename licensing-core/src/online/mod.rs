@@ -33,6 +33,7 @@
 
 mod answer;
 mod http;
+mod leases;
 #[cfg(feature = "store")]
 mod sync;
 
@@ -48,6 +49,7 @@ pub use answer::{
     Activation, Deactivation, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND, OfflineRequest,
     ServerStatus, Validation,
 };
+pub use leases::{LeaseCallback, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager, NO_SEATS};
 #[cfg(feature = "store")]
 pub use sync::{Activated, OnlineCheck};
 

@@ -680,3 +680,123 @@ mod with_store {
         );
     }
 }
+
+/// A lease answer signed by `key`, living `life` seconds from the real now.
+fn lease_answer(key: &PrivateKey, lease_id: &str, epoch: u64, life: i64) -> String {
+    let now = crate::unix_now();
+    let claims = object(json!({
+        "iss": "https://licensing.example.com", "sub": lease_id, "aud": PRODUCT, "iat": now,
+        "exp": now + life, "jti": format!("jti_{now}_{epoch}"), "license_id": "lic_1",
+        "client_id": "client-1", "user": "ada", "epoch": epoch,
+    }));
+    let token = sign_token(TokenKind::Lease, key, &claims).unwrap();
+    json!({ "lease_id": lease_id, "lease_token": token, "epoch": epoch,
+        "expires_at": now + life, "heartbeat_interval": 1 })
+    .to_string()
+}
+
+#[test]
+fn lease_answers_are_verified() {
+    let vendor = key(1);
+    let stranger = key(2);
+    let answers = stub(move |body, n| match n {
+        0 => (201, lease_answer(&stranger, "lse_1", 1, 60)),
+        1 => {
+            let mut answer: Value =
+                serde_json::from_str(&lease_answer(&vendor, "lse_1", 2, 60)).unwrap();
+            answer["epoch"] = json!(1);
+            (201, answer.to_string())
+        }
+        _ => {
+            assert_eq!(body["request_id"], "req-1");
+            (201, lease_answer(&vendor, "lse_1", 1, 60))
+        }
+    });
+    let client = Client::new(fast_config(&answers.url), trust(&key(1))).unwrap();
+    let check_out = || client.check_out_lease("AAAAA-BBBBB", "client-1", "ada", "req-1");
+    // Signed by a key the app does not trust.
+    let untrusted = check_out();
+    assert!(
+        matches!(untrusted, Err(OnlineError::Token(Error::UnknownKey(_)))),
+        "{untrusted:?}"
+    );
+    // The token's epoch is not the answer's.
+    assert!(matches!(check_out(), Err(OnlineError::Mismatch(_))));
+    let grant = check_out().unwrap();
+    assert_eq!(
+        (grant.lease_id.as_str(), grant.epoch, grant.created),
+        ("lse_1", 1, true)
+    );
+    // Asked for another user: the lease is not ours.
+    let other = client.check_out_lease("AAAAA-BBBBB", "client-1", "bob", "req-1");
+    assert!(matches!(other, Err(OnlineError::Mismatch(_))), "{other:?}");
+}
+
+#[test]
+fn a_denied_check_out_names_no_seats_with_the_server_message() {
+    let denied = stub(|_, _| {
+        let detail = "No available licenses, please contact IT";
+        (
+            409,
+            json!({ "error": "no_seats", "detail": detail }).to_string(),
+        )
+    });
+    let client = Client::new(fast_config(&denied.url), trust(&key(1))).unwrap();
+    let config = LeaseConfig::new("AAAAA-BBBBB", "client-1", "ada");
+    let error = LeaseManager::check_out(&client, config, Box::new(|_| {})).unwrap_err();
+    assert!(error.is_no_seats(), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("No available licenses, please contact IT")
+    );
+    // A 409 is final: asked once.
+    assert_eq!(denied.hits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_unreachable_server_past_the_lease_is_reported_once() {
+    let vendor = key(1);
+    // Grants a 2-second lease, then answers every heartbeat with 503.
+    let server = stub(move |_, n| match n {
+        0 => (201, lease_answer(&vendor, "lse_1", 1, 2)),
+        _ => (
+            503,
+            json!({ "error": "unavailable", "detail": "down" }).to_string(),
+        ),
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = LeaseConfig {
+        heartbeat_interval: Some(Duration::from_millis(200)),
+        ..LeaseConfig::new("AAAAA-BBBBB", "client-1", "ada")
+    };
+    let started = Instant::now();
+    let manager = LeaseManager::check_out(
+        &client,
+        config,
+        Box::new(move |loss| tx.send(loss.clone()).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(manager.status(), crate::Status::Valid);
+    let loss = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let took = started.elapsed();
+    assert!(matches!(loss, LeaseLoss::Unreachable { .. }), "{loss:?}");
+    // Not before the lease ran out (2 s, whole server seconds), not long after.
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(manager.status(), crate::Status::LeaseExpired);
+    assert_eq!(manager.lost(), Some(loss));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "reported twice"
+    );
+    drop(manager);
+    let hits = server.hits.load(Ordering::SeqCst);
+    // Kept trying (several heartbeats), and no check-in of a seat already lost.
+    assert!(hits >= 4, "{hits}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.hits.load(Ordering::SeqCst), hits);
+}

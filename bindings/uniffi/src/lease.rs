@@ -1,0 +1,135 @@
+//! `FloatingLease`: one seat of a floating license held by the core's `LeaseManager`
+//! (heartbeats on a background thread, check-in on `check_in` or when released), its loss
+//! reported to a `LeaseListener` the app implements.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use licensing_core::Status;
+use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager};
+
+use crate::{LicensingError, OnlineClient};
+
+/// Why the seat was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum LeaseLossKind {
+    /// The server refused a heartbeat: force-released by an administrator, or lapsed and
+    /// possibly given to someone else.
+    Released,
+    /// The server refused for another reason: the license was suspended, revoked, expired.
+    Refused,
+    /// The server could not be reached before the lease ran out.
+    Unreachable,
+    /// The server's answer did not verify.
+    Invalid,
+}
+
+/// The loss of a seat, as the listener receives it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct LeaseLossInfo {
+    /// Why.
+    pub kind: LeaseLossKind,
+    /// The server's error code (`lease_released`, `license_suspended`, ...) when it refused.
+    pub code: Option<String>,
+    /// A one-line explanation.
+    pub detail: String,
+}
+
+impl From<&LeaseLoss> for LeaseLossInfo {
+    fn from(loss: &LeaseLoss) -> Self {
+        let (kind, code) = match loss {
+            LeaseLoss::Released { code, .. } => (LeaseLossKind::Released, Some(code.clone())),
+            LeaseLoss::Refused { code, .. } => (LeaseLossKind::Refused, Some(code.clone())),
+            LeaseLoss::Unreachable { .. } => (LeaseLossKind::Unreachable, None),
+            _ => (LeaseLossKind::Invalid, None),
+        };
+        LeaseLossInfo {
+            kind,
+            code,
+            detail: loss.detail().to_owned(),
+        }
+    }
+}
+
+/// Implemented by the app: told once, on the library's heartbeat thread, that the seat is lost.
+#[uniffi::export(with_foreign)]
+pub trait LeaseListener: Send + Sync {
+    /// The seat is lost; the app should stop (or ask the user to check out again).
+    fn on_lost(&self, loss: LeaseLossInfo);
+}
+
+/// A seat of a floating license, held while the object lives: heartbeated in the background,
+/// checked in by `check_in` or when the object is released.
+#[derive(Debug, uniffi::Object)]
+pub struct FloatingLease(Mutex<Option<LeaseManager>>);
+
+impl FloatingLease {
+    fn with<T>(&self, body: impl FnOnce(Option<&LeaseManager>) -> T) -> T {
+        body(self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref())
+    }
+}
+
+#[uniffi::export]
+impl FloatingLease {
+    /// Checks out a seat of the floating license `license_key` for this installation
+    /// (`client_id`, stable across restarts) and `user`; heartbeats every `heartbeat_ms` (absent,
+    /// or longer than the server's: the server's interval). When every seat is taken:
+    /// `LicensingError.Server` with code `no_seats` and the message to show.
+    #[uniffi::constructor]
+    pub fn check_out(
+        client: Arc<OnlineClient>,
+        license_key: String,
+        client_id: String,
+        user: String,
+        heartbeat_ms: Option<u32>,
+        listener: Option<Arc<dyn LeaseListener>>,
+    ) -> Result<Self, LicensingError> {
+        let config = LeaseConfig {
+            heartbeat_interval: heartbeat_ms
+                .filter(|ms| *ms > 0)
+                .map(|ms| Duration::from_millis(u64::from(ms))),
+            ..LeaseConfig::new(license_key, client_id, user)
+        };
+        let manager = LeaseManager::check_out(
+            client.client(),
+            config,
+            Box::new(move |loss| {
+                if let Some(listener) = &listener {
+                    listener.on_lost(loss.into());
+                }
+            }),
+        )?;
+        Ok(FloatingLease(Mutex::new(Some(manager))))
+    }
+
+    /// `VALID` while the seat is held and its lease has not run out on this machine's clock;
+    /// `LEASE_EXPIRED` once it was lost, ran out or was checked in.
+    pub fn status(&self) -> Status {
+        self.with(|m| m.map_or(Status::LeaseExpired, LeaseManager::status))
+    }
+
+    /// The current `lease+jwt` (fresh after each heartbeat); absent after `check_in`.
+    pub fn token(&self) -> Option<String> {
+        self.with(|m| m.map(LeaseManager::lease_token))
+    }
+
+    /// The lease id; absent after `check_in`.
+    pub fn lease_id(&self) -> Option<String> {
+        self.with(|m| m.map(|m| m.grant().lease_id))
+    }
+
+    /// How many heartbeats the server accepted.
+    pub fn heartbeats(&self) -> u64 {
+        self.with(|m| m.map_or(0, LeaseManager::heartbeats))
+    }
+
+    /// Stops heartbeating and checks in: the seat is free at once. Again: no-op.
+    pub fn check_in(&self) -> Result<(), LicensingError> {
+        // Taken out of the lock first: the listener may be reading `status` meanwhile.
+        let manager = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match manager {
+            Some(manager) => Ok(manager.check_in()?),
+            None => Ok(()),
+        }
+    }
+}

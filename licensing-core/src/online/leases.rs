@@ -1,0 +1,537 @@
+//! Floating-license seats from the client side: check-out, heartbeat and check-in calls
+//! ([`Client::check_out_lease`] ...), and [`LeaseManager`], which holds one seat: it heartbeats
+//! on a background thread, checks in when dropped, and reports the loss of the seat through a
+//! callback.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Client, OnlineError, answer, new_nonce};
+use crate::lease::Lease;
+use crate::status::Status;
+
+/// The server's error code for a check-out denied because every seat is taken.
+pub const NO_SEATS: &str = "no_seats";
+
+/// A seat granted or extended by the server, its token verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// The lease id.
+    pub lease_id: String,
+    /// The signed `lease+jwt`, verified against the app's trust store for this product.
+    pub lease_token: String,
+    /// The lease's fencing epoch (heartbeats and check-in present it).
+    pub epoch: u64,
+    /// When the lease lapses without a heartbeat (server clock, seconds since the epoch).
+    pub expires_at: i64,
+    /// How often the server asks to be told the app is in use, in seconds.
+    pub heartbeat_interval: u64,
+    /// Whether the server granted a new seat (`false`: the same lease again, for a retry).
+    pub created: bool,
+    /// The verified token.
+    pub lease: Lease,
+}
+
+impl Client {
+    /// Checks out a seat of the floating license `license_key`: `POST /v1/client/leases`.
+    /// Retrying with the same `request_id` answers the same lease, never a second seat. When
+    /// every seat is taken: [`OnlineError::Server`] with code [`NO_SEATS`] and the server's
+    /// message (see [`OnlineError::is_no_seats`]).
+    pub fn check_out_lease(
+        &self,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        request_id: &str,
+    ) -> Result<LeaseGrant, OnlineError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            license_key: &'a str,
+            client_id: &'a str,
+            user: &'a str,
+            request_id: &'a str,
+        }
+        let (status, body) = self.http.post(
+            &self.config,
+            "/v1/client/leases",
+            &Body {
+                license_key,
+                client_id,
+                user,
+                request_id,
+            },
+            self.config.deadline,
+        )?;
+        let grant = self.lease_grant(&body, status == 201)?;
+        let claims = grant.lease.claims();
+        if claims.client_id != client_id || claims.user != user {
+            return Err(OnlineError::Mismatch(format!(
+                "lease for client `{}` and user `{}`, not this one",
+                claims.client_id, claims.user
+            )));
+        }
+        Ok(grant)
+    }
+
+    /// Extends the lease `held`: `POST /v1/client/leases/{id}/heartbeat`. Refused with HTTP
+    /// 409/410 and code `lease_released` once the seat is gone (force-released, lapsed).
+    pub fn heartbeat_lease(
+        &self,
+        license_key: &str,
+        held: &LeaseGrant,
+    ) -> Result<LeaseGrant, OnlineError> {
+        self.heartbeat_lease_within(license_key, held, self.config.deadline)
+    }
+
+    fn heartbeat_lease_within(
+        &self,
+        license_key: &str,
+        held: &LeaseGrant,
+        limit: Duration,
+    ) -> Result<LeaseGrant, OnlineError> {
+        let (_, body) = self.http.post(
+            &self.config,
+            &format!("/v1/client/leases/{}/heartbeat", held.lease_id),
+            &LeaseBody {
+                license_key,
+                epoch: held.epoch,
+            },
+            limit,
+        )?;
+        let grant = self.lease_grant(&body, false)?;
+        let (old, new) = (held.lease.claims(), grant.lease.claims());
+        if new.sub != old.sub
+            || new.license_id != old.license_id
+            || new.client_id != old.client_id
+            || new.user != old.user
+        {
+            return Err(OnlineError::Mismatch(
+                "the heartbeat answered another lease".into(),
+            ));
+        }
+        Ok(grant)
+    }
+
+    /// Checks the lease in: `POST /v1/client/leases/{id}/release`; the seat is free at once.
+    pub fn check_in_lease(&self, license_key: &str, held: &LeaseGrant) -> Result<(), OnlineError> {
+        self.http.post(
+            &self.config,
+            &format!("/v1/client/leases/{}/release", held.lease_id),
+            &LeaseBody {
+                license_key,
+                epoch: held.epoch,
+            },
+            self.config.deadline,
+        )?;
+        Ok(())
+    }
+
+    /// Reads a lease answer and verifies its token: `lease+jwt`, trusted key, this product,
+    /// and the same lease id, epoch and expiry as the answer's plain fields.
+    fn lease_grant(&self, body: &Value, created: bool) -> Result<LeaseGrant, OnlineError> {
+        let lease_id = answer::string_field(body, "lease_id")?;
+        let lease_token = answer::string_field(body, "lease_token")?;
+        let number = |name: &str| {
+            body.get(name).and_then(Value::as_u64).ok_or_else(|| {
+                OnlineError::BadResponse(format!("`{name}` is missing or not a number"))
+            })
+        };
+        let (epoch, heartbeat_interval) = (number("epoch")?, number("heartbeat_interval")?);
+        let lease = self
+            .verifier
+            .verify_lease(&lease_token)
+            .map_err(OnlineError::Token)?;
+        let claims = lease.claims();
+        if claims.sub != lease_id || claims.epoch != epoch {
+            return Err(OnlineError::Mismatch(
+                "the lease token names another lease or epoch than the answer".into(),
+            ));
+        }
+        Ok(LeaseGrant {
+            lease_id,
+            epoch,
+            expires_at: claims.exp,
+            heartbeat_interval,
+            created,
+            lease_token,
+            lease,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct LeaseBody<'a> {
+    license_key: &'a str,
+    epoch: u64,
+}
+
+impl OnlineError {
+    /// Whether a check-out was denied because every seat is taken; the detail is then the
+    /// message to show ("No available licenses, please contact IT").
+    pub fn is_no_seats(&self) -> bool {
+        self.server_code() == Some(NO_SEATS)
+    }
+}
+
+/// What a [`LeaseManager`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// The floating license's key.
+    pub license_key: String,
+    /// This installation's stable id (the same after a restart, so a lapsed user gets the
+    /// seat back seamlessly).
+    pub client_id: String,
+    /// The user of the app.
+    pub user: String,
+    /// Heartbeat at most this far apart; the server's interval (a third of the timeout) is
+    /// used when it is shorter or when this is `None`.
+    pub heartbeat_interval: Option<Duration>,
+}
+
+impl LeaseConfig {
+    /// A configuration with the server's heartbeat interval.
+    pub fn new(
+        license_key: impl Into<String>,
+        client_id: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
+        LeaseConfig {
+            license_key: license_key.into(),
+            client_id: client_id.into(),
+            user: user.into(),
+            heartbeat_interval: None,
+        }
+    }
+}
+
+/// Why a [`LeaseManager`] no longer holds its seat (reported once, through the callback).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseLoss {
+    /// The server refused a heartbeat: the seat was force-released by an administrator, or
+    /// lapsed and may have gone to someone else (code `lease_released`, or `lease_not_found`).
+    Released {
+        /// The server's error code.
+        code: String,
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The server refused for another reason: the license was suspended, revoked, expired...
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The server's error code (`license_suspended`, ...).
+        code: String,
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The server could not be reached before the lease ran out.
+    Unreachable {
+        /// The last error.
+        detail: String,
+    },
+    /// The server's answer did not verify (wrong key, another lease, malformed).
+    Invalid {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl LeaseLoss {
+    fn from_error(error: OnlineError) -> Self {
+        match error {
+            OnlineError::Server {
+                code,
+                detail,
+                status,
+            } => {
+                if code == "lease_released" || code == "lease_not_found" {
+                    LeaseLoss::Released { code, detail }
+                } else {
+                    LeaseLoss::Refused {
+                        status,
+                        code,
+                        detail,
+                    }
+                }
+            }
+            other => LeaseLoss::Invalid {
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    /// A one-line explanation.
+    pub fn detail(&self) -> &str {
+        match self {
+            LeaseLoss::Released { detail, .. }
+            | LeaseLoss::Refused { detail, .. }
+            | LeaseLoss::Unreachable { detail }
+            | LeaseLoss::Invalid { detail } => detail,
+        }
+    }
+}
+
+impl std::fmt::Display for LeaseLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            LeaseLoss::Released { .. } => "seat released",
+            LeaseLoss::Refused { .. } => "seat refused",
+            LeaseLoss::Unreachable { .. } => "server unreachable past the lease",
+            LeaseLoss::Invalid { .. } => "invalid answer",
+        };
+        write!(f, "{what}: {}", self.detail())
+    }
+}
+
+/// Called once, from the heartbeat thread, when the seat is lost.
+pub type LeaseCallback = Box<dyn Fn(&LeaseLoss) + Send + Sync>;
+
+/// The state shared with the heartbeat thread.
+struct State {
+    grant: LeaseGrant,
+    /// When the lease runs out on this machine's monotonic clock: the time the request was
+    /// sent plus the lease's remaining life (`exp - iat`, both server seconds), so neither a
+    /// wrong wall clock nor a slow answer makes it last longer.
+    deadline: Instant,
+    lost: Option<LeaseLoss>,
+    stop: bool,
+    heartbeats: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in a callback must not take the seat's bookkeeping down with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Holds one seat of a floating license: checked out on creation, heartbeated on a background
+/// thread, checked in by [`LeaseManager::check_in`] or on drop. The loss of the seat (a refused
+/// heartbeat, a force-release, the server unreachable until the lease ran out) is reported
+/// once through the callback, and [`LeaseManager::status`] turns to [`Status::LeaseExpired`].
+pub struct LeaseManager {
+    shared: Arc<Shared>,
+    client: Client,
+    license_key: String,
+    thread: Option<JoinHandle<()>>,
+    thread_id: Option<ThreadId>,
+}
+
+impl std::fmt::Debug for LeaseManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("LeaseManager")
+            .field("lease_id", &state.grant.lease_id)
+            .field("epoch", &state.grant.epoch)
+            .field("lost", &state.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseManager {
+    /// Checks out a seat (with a fresh request id, retried safely by the client) and starts
+    /// heartbeating. A denial is [`OnlineError::is_no_seats`].
+    pub fn check_out(
+        client: &Client,
+        config: LeaseConfig,
+        on_lost: LeaseCallback,
+    ) -> Result<LeaseManager, OnlineError> {
+        let request_id = new_nonce()?;
+        let sent = Instant::now();
+        let grant = client.check_out_lease(
+            &config.license_key,
+            &config.client_id,
+            &config.user,
+            &request_id,
+        )?;
+        let deadline = local_deadline(sent, &grant);
+        let interval = heartbeat_interval(&config, &grant);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                grant,
+                deadline,
+                lost: None,
+                stop: false,
+                heartbeats: 0,
+            }),
+            wake: Condvar::new(),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let client = client.clone();
+            let key = config.license_key.clone();
+            std::thread::Builder::new()
+                .name("licensing-lease".into())
+                .spawn(move || heartbeat_loop(&shared, &client, &key, interval, &*on_lost))
+                .map_err(|e| OnlineError::Config(format!("heartbeat thread: {e}")))?
+        };
+        let thread_id = Some(thread.thread().id());
+        Ok(LeaseManager {
+            shared,
+            client: client.clone(),
+            license_key: config.license_key,
+            thread: Some(thread),
+            thread_id,
+        })
+    }
+
+    /// The lease as last granted or extended.
+    pub fn grant(&self) -> LeaseGrant {
+        self.shared.lock().grant.clone()
+    }
+
+    /// The current `lease+jwt` (fresh after each heartbeat).
+    pub fn lease_token(&self) -> String {
+        self.shared.lock().grant.lease_token.clone()
+    }
+
+    /// Why the seat was lost, once it was.
+    pub fn lost(&self) -> Option<LeaseLoss> {
+        self.shared.lock().lost.clone()
+    }
+
+    /// How many heartbeats the server accepted.
+    pub fn heartbeats(&self) -> u64 {
+        self.shared.lock().heartbeats
+    }
+
+    /// [`Status::Valid`] while the seat is held and the lease has not run out on this
+    /// machine's clock; [`Status::LeaseExpired`] once it is lost or ran out.
+    pub fn status(&self) -> Status {
+        let state = self.shared.lock();
+        if state.lost.is_none() && Instant::now() < state.deadline {
+            Status::Valid
+        } else {
+            Status::LeaseExpired
+        }
+    }
+
+    /// Stops heartbeating and checks the lease in (the seat is free at once). A seat already
+    /// lost is not checked in again.
+    pub fn check_in(mut self) -> Result<(), OnlineError> {
+        self.stop_and_check_in()
+    }
+
+    fn stop_and_check_in(&mut self) -> Result<(), OnlineError> {
+        {
+            self.shared.lock().stop = true;
+            self.shared.wake.notify_all();
+        }
+        if let Some(thread) = self.thread.take() {
+            // Freed from its own callback: the thread ends by itself right after.
+            if Some(std::thread::current().id()) != self.thread_id {
+                let _ = thread.join();
+            }
+        }
+        let (grant, lost) = {
+            let mut state = self.shared.lock();
+            let lost = state.lost.is_some();
+            state.lost.get_or_insert(LeaseLoss::Released {
+                code: "checked_in".into(),
+                detail: "checked in by the app".into(),
+            });
+            (state.grant.clone(), lost)
+        };
+        if lost {
+            return Ok(());
+        }
+        self.client.check_in_lease(&self.license_key, &grant)
+    }
+}
+
+impl Drop for LeaseManager {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            // Best effort: an unreachable server frees the seat when the lease lapses.
+            let _ = self.stop_and_check_in();
+        }
+    }
+}
+
+fn local_deadline(sent: Instant, grant: &LeaseGrant) -> Instant {
+    let claims = grant.lease.claims();
+    let life = u64::try_from(claims.exp.saturating_sub(claims.iat)).unwrap_or(0);
+    sent + Duration::from_secs(life)
+}
+
+fn heartbeat_interval(config: &LeaseConfig, grant: &LeaseGrant) -> Duration {
+    let server = Duration::from_secs(grant.heartbeat_interval.max(1));
+    match config.heartbeat_interval {
+        Some(mine) if mine < server => mine.max(Duration::from_millis(10)),
+        _ => server,
+    }
+}
+
+/// Sleeps `interval` (or until stopped), heartbeats; on an unreachable server keeps trying
+/// more often until the lease runs out; any refusal ends the loop with the callback.
+fn heartbeat_loop(
+    shared: &Shared,
+    client: &Client,
+    license_key: &str,
+    interval: Duration,
+    on_lost: &(dyn Fn(&LeaseLoss) + Send + Sync),
+) {
+    let mut wait = interval;
+    loop {
+        let grant = {
+            let state = shared.lock();
+            let (state, _) = shared
+                .wake
+                .wait_timeout_while(state, wait, |s| !s.stop)
+                .unwrap_or_else(PoisonError::into_inner);
+            if state.stop {
+                return;
+            }
+            state.grant.clone()
+        };
+        let deadline = shared.lock().deadline;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let sent = Instant::now();
+        let result = if left.is_zero() {
+            Err(OnlineError::Timeout(Duration::ZERO))
+        } else {
+            client.heartbeat_lease_within(license_key, &grant, left)
+        };
+        let loss = match result {
+            Ok(new) => {
+                let mut state = shared.lock();
+                state.deadline = local_deadline(sent, &new);
+                state.grant = new;
+                state.heartbeats += 1;
+                wait = interval;
+                continue;
+            }
+            Err(error) if error.is_unreachable() => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    // Try again soon, but not in a tight loop.
+                    wait = (interval / 4).max(Duration::from_millis(10)).min(left);
+                    continue;
+                }
+                LeaseLoss::Unreachable {
+                    detail: error.to_string(),
+                }
+            }
+            Err(error) => LeaseLoss::from_error(error),
+        };
+        {
+            let mut state = shared.lock();
+            if state.stop {
+                return;
+            }
+            state.lost = Some(loss.clone());
+        }
+        on_lost(&loss);
+        return;
+    }
+}

@@ -1,0 +1,270 @@
+//! `lic_lease`: one seat of a floating license held by the core's `LeaseManager` — checked out,
+//! heartbeated on a background thread, checked in on `lic_lease_check_in` / `lic_lease_free`,
+//! its loss reported through a C callback.
+
+use std::ffi::{CString, c_char, c_void};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use licensing_core::Status;
+use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager};
+
+use crate::abi::{
+    Failure, LastError, arg, c_str, copy_last_error, free_handle, guard, guard_value, handle,
+    lic_result, new_handle, out, owned_string,
+};
+use crate::online::{lic_client, online_failure};
+use crate::status::lic_status;
+
+/// Why a `lic_lease` lost its seat (the callback's `reason`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lic_lease_loss {
+    /// The server refused a heartbeat: force-released by an administrator, or lapsed and
+    /// possibly given to someone else (`server_code` `"lease_released"` / `"lease_not_found"`).
+    LIC_LEASE_RELEASED = 1,
+    /// The server refused for another reason: the license was suspended, revoked, expired
+    /// (`server_code` says which).
+    LIC_LEASE_REFUSED = 2,
+    /// The server could not be reached before the lease ran out.
+    LIC_LEASE_UNREACHABLE = 3,
+    /// The server's answer did not verify.
+    LIC_LEASE_INVALID = 4,
+}
+
+/// Called once, on the library's heartbeat thread, when the seat is lost. `server_code` and
+/// `detail` are NUL-terminated and valid only during the call (`server_code` is `""` when the
+/// server did not refuse). Must not unwind; it may call `lic_lease_status` on the lease, and
+/// even free it.
+pub type lic_lease_lost_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        reason: lic_lease_loss,
+        server_code: *const c_char,
+        detail: *const c_char,
+    ),
+>;
+
+/// A seat of a floating license, held while the handle lives: heartbeated on a background
+/// thread, checked in by `lic_lease_check_in` or `lic_lease_free` (a process that exits without
+/// either frees its seat only when the lease lapses). Thread-safe. Free with `lic_lease_free`.
+pub struct lic_lease {
+    manager: Mutex<Option<LeaseManager>>,
+    last_error: LastError,
+}
+
+handle!(lic_lease);
+
+/// The caller's callback and its pointer, moved to the heartbeat thread.
+struct Callback {
+    function: unsafe extern "C" fn(*mut c_void, lic_lease_loss, *const c_char, *const c_char),
+    user_data: *mut c_void,
+}
+
+// SAFETY: `lic_lease_check_out`'s contract makes `user_data` usable from the heartbeat thread.
+unsafe impl Send for Callback {}
+// SAFETY: as above; the library calls it from one thread, once.
+unsafe impl Sync for Callback {}
+
+impl Callback {
+    fn call(&self, loss: &LeaseLoss) {
+        let (reason, code) = match loss {
+            LeaseLoss::Released { code, .. } => (lic_lease_loss::LIC_LEASE_RELEASED, code.as_str()),
+            LeaseLoss::Refused { code, .. } => (lic_lease_loss::LIC_LEASE_REFUSED, code.as_str()),
+            LeaseLoss::Unreachable { .. } => (lic_lease_loss::LIC_LEASE_UNREACHABLE, ""),
+            _ => (lic_lease_loss::LIC_LEASE_INVALID, ""),
+        };
+        // A NUL inside would cut the C string short; the texts never need one.
+        let text = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
+        let (code, detail) = (text(code), text(loss.detail()));
+        // SAFETY: per `lic_lease_check_out`'s contract; the strings outlive the call.
+        unsafe { (self.function)(self.user_data, reason, code.as_ptr(), detail.as_ptr()) }
+    }
+}
+
+/// Checks out a seat of the floating license `license_key` for this installation (`client_id`,
+/// stable across restarts so a lapsed user gets the seat back seamlessly) and `user`, and
+/// starts heartbeating it every `heartbeat_ms` (0, or more than the server's interval: the
+/// server's, a third of the license's lease timeout). Writes the lease to `*out_lease`.
+/// When every seat is taken: `LIC_SERVER_ERROR`, `lic_client_last_server_code` is `"no_seats"`
+/// and `lic_client_last_error` ends with the message to show ("No available licenses, please
+/// contact IT"). `on_lost` (may be NULL) is called once if the seat is lost later.
+///
+/// # Safety
+/// `client` is NULL or a live handle; `license_key`, `client_id`, `user` are NULL or
+/// NUL-terminated strings; `out_lease` is NULL or writable; `user_data` stays usable from
+/// another thread until the lease is freed.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lic_lease_check_out(
+    client: *const lic_client,
+    license_key: *const c_char,
+    client_id: *const c_char,
+    user: *const c_char,
+    heartbeat_ms: u32,
+    on_lost: lic_lease_lost_fn,
+    user_data: *mut c_void,
+    out_lease: *mut *mut lic_lease,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        // SAFETY: per this function's contract.
+        let client_id = unsafe { c_str(client_id, "client_id") }?;
+        // SAFETY: per this function's contract.
+        let user = unsafe { c_str(user, "user") }?;
+        let out_lease = out(out_lease, "out_lease")?;
+        let config = LeaseConfig {
+            heartbeat_interval: (heartbeat_ms > 0)
+                .then(|| Duration::from_millis(u64::from(heartbeat_ms))),
+            ..LeaseConfig::new(license_key, client_id, user)
+        };
+        let callback = on_lost.map(|function| Callback {
+            function,
+            user_data,
+        });
+        let manager = client.run(|c| {
+            LeaseManager::check_out(
+                c,
+                config,
+                Box::new(move |loss| {
+                    if let Some(callback) = &callback {
+                        callback.call(loss);
+                    }
+                }),
+            )
+        })?;
+        out_lease.write(new_handle(lic_lease {
+            manager: Mutex::new(Some(manager)),
+            last_error: LastError::default(),
+        }));
+        Ok(())
+    })
+}
+
+impl lic_lease {
+    fn with<T>(&self, body: impl FnOnce(Option<&LeaseManager>) -> T) -> T {
+        let manager = self.manager.lock().unwrap_or_else(|e| e.into_inner());
+        body(manager.as_ref())
+    }
+}
+
+/// `LIC_STATUS_VALID` while the seat is held and its lease has not run out on this machine's
+/// clock; `LIC_STATUS_LEASE_EXPIRED` once it was lost, ran out or was checked in.
+/// `LIC_STATUS_LEASE_REQUIRED` for a NULL lease.
+///
+/// # Safety
+/// `lease` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_status(lease: *const lic_lease) -> lic_status {
+    guard_value(lic_status::LIC_STATUS_LEASE_REQUIRED, || {
+        // SAFETY: per this function's contract.
+        match unsafe { lease.as_ref() } {
+            None => lic_status::LIC_STATUS_LEASE_REQUIRED,
+            Some(lease) => lease
+                .with(|m| m.map_or(Status::LeaseExpired, LeaseManager::status))
+                .into(),
+        }
+    })
+}
+
+/// Writes the current `lease+jwt` (refreshed by each heartbeat) to `*out_token` (free with
+/// `lic_string_free`). `LIC_NOT_ACTIVATED` after `lic_lease_check_in`.
+///
+/// # Safety
+/// `lease` is NULL or a live handle; `out_token` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_token(
+    lease: *const lic_lease,
+    out_token: *mut *mut c_char,
+) -> lic_result {
+    guard(lease, || {
+        // SAFETY: per this function's contract.
+        let lease = unsafe { arg(lease, "lease") }?;
+        let out_token = out(out_token, "out_token")?;
+        let token = lease
+            .with(|m| m.map(LeaseManager::lease_token))
+            .ok_or_else(checked_in)?;
+        out_token.write(owned_string(&token)?.into_raw());
+        Ok(())
+    })
+}
+
+/// Writes how many heartbeats the server accepted so far to `*out_count`.
+///
+/// # Safety
+/// `lease` is NULL or a live handle; `out_count` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_heartbeats(
+    lease: *const lic_lease,
+    out_count: *mut u64,
+) -> lic_result {
+    guard(lease, || {
+        // SAFETY: per this function's contract.
+        let lease = unsafe { arg(lease, "lease") }?;
+        let out_count = out(out_count, "out_count")?;
+        out_count.write(lease.with(|m| m.map_or(0, LeaseManager::heartbeats)));
+        Ok(())
+    })
+}
+
+/// Stops heartbeating and checks the lease in: the seat is free at once (a seat already lost
+/// is not checked in again). The handle stays valid (status `LIC_STATUS_LEASE_EXPIRED`) until
+/// `lic_lease_free`. Network and server errors as `lic_client_validate` (the seat then lapses
+/// by itself); `LIC_NOT_ACTIVATED` when already checked in.
+///
+/// # Safety
+/// `lease` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_check_in(lease: *const lic_lease) -> lic_result {
+    guard(lease, || {
+        // SAFETY: per this function's contract.
+        let lease = unsafe { arg(lease, "lease") }?;
+        let manager = lease
+            .manager
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(checked_in)?;
+        manager.check_in().map_err(|e| online_failure(&e))
+    })
+}
+
+fn checked_in() -> Failure {
+    Failure::new(
+        lic_result::LIC_NOT_ACTIVATED,
+        "the lease was checked in already",
+    )
+}
+
+/// Copies the message of the most recent failed call on `lease` into `buf` (buffer protocol
+/// of `lic_last_error`).
+///
+/// # Safety
+/// `lease` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_last_error(
+    lease: *const lic_lease,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> lic_result {
+    // SAFETY: per this function's contract.
+    unsafe { copy_last_error(lease, buf, len, out_len) }
+}
+
+/// Frees a lease, checking it in first if it is still held (best effort, within the client's
+/// deadline). NULL is a no-op; freeing twice is undefined behaviour.
+///
+/// # Safety
+/// `lease` is NULL or a handle not freed before and not in use by another thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_free(lease: *mut lic_lease) {
+    guard_value((), || {
+        // SAFETY: per this function's contract.
+        unsafe { free_handle(lease) }
+    })
+}

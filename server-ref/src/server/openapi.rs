@@ -158,12 +158,13 @@ pub(crate) struct FingerprintSchema {
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     id: String,
     /// Component name → salted hash (at most 32).
-    #[schema(value_type = Option<BTreeMap<ComponentName, ComponentHash>>)]
+    #[schema(nullable = false, value_type = Option<BTreeMap<ComponentName, ComponentHash>>)]
     components: Option<BTreeMap<String, String>>,
     /// Whether the machine looks like a VM or container.
+    #[schema(nullable = false)]
     is_virtual: Option<bool>,
     /// The signals behind `is_virtual` (at most 16).
-    #[schema(max_items = 16, value_type = Option<Vec<Text200>>)]
+    #[schema(nullable = false, max_items = 16, value_type = Option<Vec<Text200>>)]
     virtualization: Option<Vec<String>>,
 }
 
@@ -243,10 +244,10 @@ pub(crate) enum LicenseModelSchema {
 #[allow(dead_code)] // a schema mirror of licensing_core::claims::Feature
 pub(crate) struct FeatureSchema {
     /// The feature's own expiry (Unix seconds).
-    #[schema(minimum = 0, maximum = 253402300799_i64)]
+    #[schema(nullable = false, minimum = 0, maximum = 253402300799_i64)]
     exp: Option<i64>,
     /// A numeric limit the app enforces.
-    #[schema(minimum = 0)]
+    #[schema(nullable = false, minimum = 0)]
     limit: Option<u64>,
 }
 
@@ -257,10 +258,10 @@ pub(crate) struct FeatureSchema {
 #[allow(dead_code)] // a schema mirror of licensing_core::claims::VersionRule
 pub(crate) struct VersionRuleSchema {
     /// Semver requirement, e.g. `>=2.0.0, <3.0.0`.
-    #[schema(example = ">=2.0.0, <3.0.0")]
+    #[schema(nullable = false, example = ">=2.0.0, <3.0.0")]
     req: Option<String>,
     /// Versions released at or before this instant are entitled (Unix seconds).
-    #[schema(minimum = 0, maximum = 253402300799_i64)]
+    #[schema(nullable = false, minimum = 0, maximum = 253402300799_i64)]
     maintenance_until: Option<i64>,
 }
 
@@ -271,6 +272,7 @@ pub(crate) struct VersionRuleSchema {
 #[allow(dead_code)] // a schema mirror of licensing_core::claims::MatchPolicy
 pub(crate) struct MatchPolicySchema {
     /// Components that must all match.
+    #[schema(nullable = false)]
     required: Option<Vec<String>>,
     /// Minimum number of matching components (required ones included).
     #[schema(minimum = 0)]
@@ -284,8 +286,10 @@ pub(crate) struct MatchPolicySchema {
 #[allow(dead_code)] // a schema mirror of licensing_core::claims::Site
 pub(crate) struct SiteSchema {
     /// Display name of the site.
+    #[schema(nullable = false)]
     name: Option<String>,
     /// Attribute name → allowed values.
+    #[schema(nullable = false)]
     restrictions: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -296,10 +300,13 @@ pub(crate) struct SiteSchema {
 #[allow(dead_code)] // a schema mirror of licensing_core::claims::Customer
 pub(crate) struct CustomerSchema {
     /// Customer id in the vendor's systems.
+    #[schema(nullable = false)]
     id: Option<String>,
     /// Display name.
+    #[schema(nullable = false)]
     name: Option<String>,
     /// Contact e-mail.
+    #[schema(nullable = false)]
     email: Option<String>,
 }
 

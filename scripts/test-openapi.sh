@@ -70,8 +70,17 @@ cat >"$work/schemathesis.toml" <<EOF
 [dictionaries.license_keys]
 values = ["$floating_key", "$machines_key"]
 
+# Admin-API bodies mostly name a real product or policy, so creations succeed too.
+[dictionaries.policy_ids]
+values = ["$policy_id", "$machines_policy"]
+
+[dictionaries.product_ids]
+values = ["com.example.fuzz"]
+
 [parameters]
 "body.license_key" = { dictionary = "license_keys", probability = 0.8 }
+"body.policy_id" = { dictionary = "policy_ids", probability = 0.8 }
+"body.product_id" = { dictionary = "product_ids", probability = 0.8 }
 
 [[operations]]
 include-path = "/v1/licenses/{id}/revoke"
@@ -96,7 +105,7 @@ status=0
 # SystemError inside Hypothesis (a schemathesis "Runtime Error", not a server finding).
 "$venv/bin/schemathesis" --no-color --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
   --header "Authorization: Bearer $token" \
-  --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
+  --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance \
   --phases examples,coverage,fuzzing \
   --max-examples "$MAX_EXAMPLES" \
   --seed "$SEED" \

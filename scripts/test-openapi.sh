@@ -14,7 +14,7 @@ SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-40}
 SEED=${SCHEMATHESIS_SEED:-20261125}
 
-venv=target/schemathesis-venv
+venv=$(pwd)/target/schemathesis-venv
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     # Debian splits venv support out of python3.
@@ -103,14 +103,16 @@ echo "schemathesis $SCHEMATHESIS_VERSION against $url/openapi.json (max examples
 status=0
 # One worker: with several, generation threads hit a CPython 3.11 AST recursion-depth
 # SystemError inside Hypothesis (a schemathesis "Runtime Error", not a server finding).
-"$venv/bin/schemathesis" --no-color --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
+# Run inside the temporary directory: schemathesis keeps its example database in the working
+# directory, and a fresh one keeps runs reproducible.
+(cd "$work" && "$venv/bin/schemathesis" --no-color --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance \
   --phases examples,coverage,fuzzing \
   --max-examples "$MAX_EXAMPLES" \
   --seed "$SEED" \
   --workers 1 \
-  --request-timeout 10 || status=$?
+  --request-timeout 10) || status=$?
 
 if grep -q '"level":"ERROR"\|ERROR' "$work/server.log"; then
   echo "server errors logged during the run:"

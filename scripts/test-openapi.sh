@@ -28,7 +28,7 @@ fi
 
 command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
 cargo build -q --locked -p licensing-server
-bin=target/debug/licensing-server
+bin=${CARGO_TARGET_DIR:-target}/debug/licensing-server
 work=$(mktemp -d)
 server=
 cleanup() {

@@ -50,6 +50,9 @@ done
 step "cargo test (unit, integration, doc, interop; server tests on SQLite and PostgreSQL)"
 LICENSING_REQUIRE_POSTGRES=1 ./scripts/with-postgres.sh cargo test --workspace --locked
 
+step "schemathesis against /openapi.json"
+./scripts/test-openapi.sh
+
 step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 ./scripts/test-ffi.sh
 

@@ -25,30 +25,36 @@ pub(crate) const OFFLINE_RESPONSE_TTL_SECS: i64 = 30 * 86_400;
 const CHECK_IN_INTERVAL: &str = "check_in_interval";
 
 /// A new license (`POST /v1/licenses`): its policy and the overrides it carries over it.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewLicense {
     /// The policy the license is created from.
     pub policy_id: String,
     /// Who the license is for.
+    #[schema(value_type = Option<super::openapi::CustomerSchema>)]
     pub customer: Option<Customer>,
     /// `nbf`: not usable before (Unix seconds).
     pub starts_at: Option<i64>,
     /// `exp` (Unix seconds), instead of issue time + the policy's duration.
     pub expires_at: Option<i64>,
     /// Grace after `exp`, seconds.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub grace_period: Option<u64>,
     /// Machines that may be activated.
     pub max_machines: Option<u32>,
     /// Floating seats.
     pub seats: Option<u32>,
     /// Features added to (or replacing) the policy's.
+    #[schema(value_type = Option<BTreeMap<String, super::openapi::FeatureSchema>>)]
     pub features: Option<BTreeMap<String, Feature>>,
     /// Version rule instead of the policy's.
+    #[schema(value_type = Option<super::openapi::VersionRuleSchema>)]
     pub version: Option<VersionRule>,
     /// Site restrictions instead of the policy's.
+    #[schema(value_type = Option<super::openapi::SiteSchema>)]
     pub site: Option<Site>,
     /// Free-form vendor data carried in the token.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
 }
 

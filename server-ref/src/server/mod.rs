@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod issue;
 mod offline;
+mod openapi;
 mod routes;
 mod secrets;
 #[cfg(test)]
@@ -27,7 +28,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use licensing_core::{PrivateKey, TrustStore};
 
 pub use config::ServeArgs;
@@ -181,61 +181,60 @@ pub(crate) fn now() -> i64 {
 
 /// The HTTP API.
 pub(crate) fn router(state: AppState) -> Router {
-    use routes::*;
     prometheus();
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route(
-            "/v1/organizations",
-            post(create_organization).get(list_organizations),
-        )
-        .route(
-            "/v1/api-tokens",
-            post(create_api_token).get(list_api_tokens),
-        )
-        .route("/v1/api-tokens/{id}/revoke", post(revoke_api_token))
-        .route("/v1/keys", get(list_keys))
-        .route("/v1/keys/rotate", post(rotate_key))
-        .route("/v1/keys/{kid}/retire", post(retire_key))
-        .route("/v1/products", post(create_product).get(list_products))
-        .route("/v1/policies", post(create_policy).get(list_policies))
-        .route("/v1/policies/{id}", get(get_policy))
-        .route("/v1/licenses", post(create_license).get(list_licenses))
-        .route("/v1/licenses/{id}", get(get_license))
-        .route("/v1/licenses/{id}/suspend", post(suspend_license))
-        .route("/v1/licenses/{id}/reinstate", post(reinstate_license))
-        .route("/v1/licenses/{id}/revoke", post(revoke_license))
-        .route("/v1/licenses/{id}/renew", post(renew_license))
-        .route("/v1/licenses/{id}/machines", get(list_machines))
-        .route(
-            "/v1/licenses/{id}/machines/{machine_id}",
-            axum::routing::delete(delete_machine),
-        )
-        .route("/v1/client/activate", post(activate))
-        .route("/v1/client/validate", post(validate))
-        .route("/v1/client/deactivate", post(deactivate))
-        .route("/v1/client/transfer", post(transfer))
-        .route("/v1/offline/activate", post(offline::activate_handler))
-        .route("/v1/licenses/{id}/leases", get(list_leases))
-        .route(
-            "/v1/licenses/{id}/leases/{lease_id}/release",
-            post(force_release),
-        )
-        .route("/v1/licenses/{id}/lease-timeout", put(set_lease_timeout))
-        .route("/v1/licenses/{id}/denials", get(list_denials))
-        .route("/v1/denials/report", get(denials_report))
-        .route("/v1/client/leases", post(check_out))
-        .route("/v1/client/leases/{id}/heartbeat", post(heartbeat))
-        .route("/v1/client/leases/{id}/release", post(check_in))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+    let (api, _) = api_router();
+    api.fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(deadline))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Every route and its OpenAPI document, from one list: `routes!` registers each handler at the
+/// method and path of its `#[utoipa::path]` attribute and adds that operation to the document.
+pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use routes::*;
+    use utoipa_axum::routes;
+    let mut doc = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    utoipa_axum::router::OpenApiRouter::with_openapi(doc)
+        .routes(routes!(healthz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(jwks))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(create_organization, list_organizations))
+        .routes(routes!(create_api_token, list_api_tokens))
+        .routes(routes!(revoke_api_token))
+        .routes(routes!(list_keys))
+        .routes(routes!(rotate_key))
+        .routes(routes!(retire_key))
+        .routes(routes!(create_product, list_products))
+        .routes(routes!(create_policy, list_policies))
+        .routes(routes!(get_policy))
+        .routes(routes!(create_license, list_licenses))
+        .routes(routes!(get_license))
+        .routes(routes!(suspend_license))
+        .routes(routes!(reinstate_license))
+        .routes(routes!(revoke_license))
+        .routes(routes!(renew_license))
+        .routes(routes!(list_machines))
+        .routes(routes!(delete_machine))
+        .routes(routes!(activate))
+        .routes(routes!(validate))
+        .routes(routes!(deactivate))
+        .routes(routes!(transfer))
+        .routes(routes!(offline::activate_handler))
+        .routes(routes!(list_leases))
+        .routes(routes!(force_release))
+        .routes(routes!(set_lease_timeout))
+        .routes(routes!(list_denials))
+        .routes(routes!(denials_report))
+        .routes(routes!(check_out))
+        .routes(routes!(heartbeat))
+        .routes(routes!(check_in))
+        .split_for_parts()
 }
 
 /// The process-wide Prometheus recorder (a recorder can be installed once per process).
@@ -261,7 +260,13 @@ fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 
 /// `GET /metrics`: Prometheus text format (request counts and latencies per route, rate
 /// limiting, and the licensing events the handlers count).
-async fn metrics_text() -> impl axum::response::IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = openapi::TAG_PUBLIC,
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+)]
+pub(crate) async fn metrics_text() -> impl axum::response::IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,

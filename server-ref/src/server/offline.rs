@@ -28,25 +28,31 @@ pub(crate) const RESPONSE_KIND: &str = "licensing.offline_activation_response";
 pub(crate) const FILE_VERSION: u32 = 1;
 
 /// The request file, written by the client on the air-gapped machine.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OfflineActivationRequest {
     /// Always `licensing.offline_activation_request`.
+    #[schema(pattern = "^licensing\\.offline_activation_request$")]
     pub kind: String,
     /// Always 1.
+    #[schema(minimum = 1, maximum = 1)]
     pub version: u32,
     /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
     pub license_key: String,
     /// This machine's fingerprint.
+    #[schema(value_type = super::openapi::FingerprintSchema)]
     pub fingerprint: MachineFingerprint,
     /// 16 to 128 printable ASCII characters, echoed in the signed response.
+    #[schema(min_length = 16, max_length = 128, pattern = "^[!-~]+$")]
     pub nonce: String,
     /// When the client wrote the request (Unix seconds).
+    #[schema(minimum = 0, maximum = 253402300799_i64)]
     pub created_at: i64,
 }
 
 /// The response file, carried back to the machine and imported by the client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OfflineActivationResponse {
     /// Always `licensing.offline_activation_response`.
@@ -110,6 +116,14 @@ pub(crate) async fn offline_activate(
 }
 
 /// `POST /v1/offline/activate` (admin API, IT staff and up): request file in, response file out.
+#[utoipa::path(post, path = "/v1/offline/activate", tag = super::openapi::TAG_ADMIN,
+    security(("api_token" = [])),
+    request_body = OfflineActivationRequest,
+    responses((status = 200, description = "The response file", body = OfflineActivationResponse),
+        (status = 403, description = "The role may not, or the license is suspended, revoked or expired", body = super::openapi::ErrorBody),
+        (status = 404, description = "No license has this key", body = super::openapi::ErrorBody),
+        (status = 409, description = "The machine limit is reached", body = super::openapi::ErrorBody),
+        super::openapi::AdminErrors, super::openapi::BodyErrors))]
 pub(crate) async fn activate_handler(
     caller: Caller,
     State(state): State<AppState>,

@@ -88,8 +88,8 @@ pub(crate) struct ApiTokenRow {
     pub revoked_at: Option<i64>,
 }
 
-/// A row of `products`.
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+/// A row of `products` (also the API's view of a product).
+#[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct Product {
     pub id: String,
     pub organization_id: String,

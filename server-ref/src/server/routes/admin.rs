@@ -4,16 +4,33 @@ use super::*;
 
 // ---- products ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewProduct {
     /// The product id licenses name in `aud`.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@+-]+$")]
     id: String,
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
 }
 
+/// The caller's organization's products.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProductList {
+    products: Vec<Product>,
+}
+
 /// `POST /v1/products`.
+#[utoipa::path(post, path = "/v1/products", tag = TAG_ADMIN, security(("api_token" = [])),
+    request_body = NewProduct,
+    responses((status = 201, description = "Created", body = Product),
+        (status = 409, description = "The product id is taken", body = ErrorBody),
+        AdminErrors, BodyErrors))]
 pub(crate) async fn create_product(
     caller: Caller,
     State(state): State<AppState>,
@@ -51,42 +68,66 @@ pub(crate) async fn create_product(
 }
 
 /// `GET /v1/products`.
+#[utoipa::path(get, path = "/v1/products", tag = TAG_ADMIN, security(("api_token" = [])),
+    responses((status = 200, description = "The products", body = ProductList), AdminErrors))]
 pub(crate) async fn list_products(
     caller: Caller,
     State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProductList>> {
     caller.require(Action::Read)?;
-    Ok(Json(
-        json!({ "products": state.db().list_products(&caller.organization_id).await? }),
-    ))
+    Ok(Json(ProductList {
+        products: state.db().list_products(&caller.organization_id).await?,
+    }))
 }
 
 // ---- policies ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewPolicy {
+    /// The product the policy's licenses are for.
     product_id: String,
+    /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
+    #[schema(value_type = super::super::openapi::LicenseModelSchema)]
     model: LicenseModel,
     /// Seconds from issue to expiry.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     duration: Option<u64>,
+    /// Seconds a license stays usable after its expiry.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     grace_period: Option<u64>,
+    /// Machines a license may activate.
     max_machines: Option<u32>,
+    /// Floating seats.
     seats: Option<u32>,
+    /// Entitled features by name.
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, super::super::openapi::FeatureSchema>>)]
     features: BTreeMap<String, Feature>,
+    /// Version entitlement.
+    #[schema(value_type = Option<super::super::openapi::VersionRuleSchema>)]
     version: Option<VersionRule>,
     /// Fingerprint match policy of node-locked licenses (k of n components).
     #[serde(rename = "match")]
+    #[schema(value_type = Option<super::super::openapi::MatchPolicySchema>)]
     match_policy: Option<MatchPolicy>,
     /// Whether node-locked licenses run in VMs and containers (default true).
     allow_virtual: Option<bool>,
+    /// Site restrictions.
+    #[schema(value_type = Option<super::super::openapi::SiteSchema>)]
     site: Option<Site>,
     /// Seconds between server check-ins (3600 ..= 365 days): each license token signed for
     /// the policy's licenses carries `lic.check_in.until` = signing time + this.
+    #[schema(minimum = 3600, maximum = 31_536_000)]
     check_in_interval: Option<u64>,
     /// Seconds a license stays usable after a missed check-in (0 ..= 365 days, default 0).
+    #[schema(minimum = 0, maximum = 31_536_000)]
     check_in_grace: Option<u64>,
     /// Machine transfers allowed per license (`POST /v1/client/transfer`); absent: unlimited.
     max_transfers: Option<u32>,
@@ -133,35 +174,74 @@ fn json_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-fn policy_view(p: &Policy) -> Value {
-    json!({
-        "id": p.id,
-        "product_id": p.product_id,
-        "name": p.name,
-        "model": p.model,
-        "duration": p.duration,
-        "grace_period": p.grace_period,
-        "max_machines": p.max_machines,
-        "seats": p.seats,
-        "features": json_value(&p.features),
-        "version": p.version_rule.as_deref().map(json_value),
-        "match": p.match_policy.as_deref().map(json_value),
-        "allow_virtual": p.allow_virtual != 0,
-        "site": p.site.as_deref().map(json_value),
-        "check_in_interval": p.check_in_interval,
-        "check_in_grace": p.check_in_grace,
-        "max_transfers": p.max_transfers,
-        "created_at": p.created_at,
-    })
+/// A policy as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PolicyView {
+    id: String,
+    product_id: String,
+    name: String,
+    #[schema(value_type = super::super::openapi::LicenseModelSchema)]
+    model: String,
+    duration: Option<i64>,
+    grace_period: Option<i64>,
+    max_machines: Option<i64>,
+    seats: Option<i64>,
+    #[schema(value_type = BTreeMap<String, super::super::openapi::FeatureSchema>)]
+    features: Value,
+    #[schema(value_type = Option<super::super::openapi::VersionRuleSchema>)]
+    version: Option<Value>,
+    #[serde(rename = "match")]
+    #[schema(value_type = Option<super::super::openapi::MatchPolicySchema>)]
+    match_policy: Option<Value>,
+    allow_virtual: bool,
+    #[schema(value_type = Option<super::super::openapi::SiteSchema>)]
+    site: Option<Value>,
+    check_in_interval: Option<i64>,
+    check_in_grace: Option<i64>,
+    max_transfers: Option<i64>,
+    created_at: i64,
+}
+
+/// The caller's organization's policies.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PolicyList {
+    policies: Vec<PolicyView>,
+}
+
+fn policy_view(p: &Policy) -> PolicyView {
+    PolicyView {
+        id: p.id.clone(),
+        product_id: p.product_id.clone(),
+        name: p.name.clone(),
+        model: p.model.clone(),
+        duration: p.duration,
+        grace_period: p.grace_period,
+        max_machines: p.max_machines,
+        seats: p.seats,
+        features: json_value(&p.features),
+        version: p.version_rule.as_deref().map(json_value),
+        match_policy: p.match_policy.as_deref().map(json_value),
+        allow_virtual: p.allow_virtual != 0,
+        site: p.site.as_deref().map(json_value),
+        check_in_interval: p.check_in_interval,
+        check_in_grace: p.check_in_grace,
+        max_transfers: p.max_transfers,
+        created_at: p.created_at,
+    }
 }
 
 /// `POST /v1/policies`. The policy is checked by signing a trial license from it: the core's
 /// claim rules decide, and their error names the field.
+#[utoipa::path(post, path = "/v1/policies", tag = TAG_ADMIN, security(("api_token" = [])),
+    request_body = NewPolicy,
+    responses((status = 201, description = "Created", body = PolicyView),
+        (status = 404, description = "No such product", body = ErrorBody),
+        AdminErrors, BodyErrors))]
 pub(crate) async fn create_policy(
     caller: Caller,
     State(state): State<AppState>,
     StrictJson(req): StrictJson<NewPolicy>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<PolicyView>)> {
     caller.require(Action::ManageLicenses)?;
     text_field("name", &req.name, 200)?;
     if state
@@ -221,27 +301,34 @@ pub(crate) async fn create_policy(
 }
 
 /// `GET /v1/policies`.
+#[utoipa::path(get, path = "/v1/policies", tag = TAG_ADMIN, security(("api_token" = [])),
+    responses((status = 200, description = "The policies", body = PolicyList), AdminErrors))]
 pub(crate) async fn list_policies(
     caller: Caller,
     State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PolicyList>> {
     caller.require(Action::Read)?;
-    let policies: Vec<Value> = state
+    let policies: Vec<PolicyView> = state
         .db()
         .list_policies(&caller.organization_id)
         .await?
         .iter()
         .map(policy_view)
         .collect();
-    Ok(Json(json!({ "policies": policies })))
+    Ok(Json(PolicyList { policies }))
 }
 
 /// `GET /v1/policies/{id}`.
+#[utoipa::path(get, path = "/v1/policies/{id}", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "Policy id")),
+    responses((status = 200, description = "The policy", body = PolicyView),
+        (status = 404, description = "No such policy", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn get_policy(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PolicyView>> {
     caller.require(Action::Read)?;
     let policy = state
         .db()
@@ -253,28 +340,65 @@ pub(crate) async fn get_policy(
 
 // ---- licenses ------------------------------------------------------------------------------
 
-fn license_view(row: &LicenseRow, now: i64) -> ApiResult<Value> {
-    Ok(json!({
-        "id": row.id,
-        "product_id": row.product_id,
-        "policy_id": row.policy_id,
-        "status": issue::effective_status(row, now)?,
-        "key_hint": format!("…-{}", row.key_hint),
-        "expires_at": row.expires_at,
-        "token": row.token,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }))
+/// A license as the API shows it (never its key, which is shown once at creation).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LicenseView {
+    id: String,
+    product_id: String,
+    policy_id: String,
+    /// `active`, `suspended`, `revoked`, `expired`, `not_yet_valid`.
+    status: &'static str,
+    /// The key's last group, `…-XXXXX`.
+    key_hint: String,
+    expires_at: Option<i64>,
+    /// The signed license token (none for a node-locked license without machines).
+    token: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A new license: the view plus its key (shown only here: the server keeps its hash).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedLicense {
+    #[serde(flatten)]
+    license: LicenseView,
+    /// The human-typeable license key.
+    key: String,
+}
+
+/// The caller's organization's newest licenses.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LicenseList {
+    licenses: Vec<LicenseView>,
+}
+
+fn license_view(row: &LicenseRow, now: i64) -> ApiResult<LicenseView> {
+    Ok(LicenseView {
+        id: row.id.clone(),
+        product_id: row.product_id.clone(),
+        policy_id: row.policy_id.clone(),
+        status: issue::effective_status(row, now)?,
+        key_hint: format!("…-{}", row.key_hint),
+        expires_at: row.expires_at,
+        token: row.token.clone(),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
 }
 
 /// `POST /v1/licenses`: a license from a policy plus overrides. Answers the license key (shown
 /// only here: the server keeps its hash) and the signed license token (none for a node-locked
 /// license until its first machine is activated).
+#[utoipa::path(post, path = "/v1/licenses", tag = TAG_ADMIN, security(("api_token" = [])),
+    request_body = NewLicense,
+    responses((status = 201, description = "Created", body = CreatedLicense),
+        (status = 404, description = "No such policy", body = ErrorBody),
+        AdminErrors, BodyErrors))]
 pub(crate) async fn create_license(
     caller: Caller,
     State(state): State<AppState>,
     StrictJson(req): StrictJson<NewLicense>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedLicense>)> {
     caller.require(Action::ManageLicenses)?;
     let policy = state
         .db()
@@ -320,18 +444,18 @@ pub(crate) async fn create_license(
         return Err(ApiError::internal("license key collision"));
     }
     tracing::info!(license = %row.id, policy = %row.policy_id, "license created");
-    let mut view = license_view(&row, now)?;
-    if let Some(object) = view.as_object_mut() {
-        object.insert("key".into(), key.into());
-    }
-    Ok((StatusCode::CREATED, Json(view)))
+    let license = license_view(&row, now)?;
+    Ok((StatusCode::CREATED, Json(CreatedLicense { license, key })))
 }
 
 /// `GET /v1/licenses`: the newest 500.
+#[utoipa::path(get, path = "/v1/licenses", tag = TAG_ADMIN, security(("api_token" = [])),
+    responses((status = 200, description = "The newest 500 licenses", body = LicenseList),
+        AdminErrors))]
 pub(crate) async fn list_licenses(
     caller: Caller,
     State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LicenseList>> {
     caller.require(Action::Read)?;
     let now = now();
     let licenses = state
@@ -340,16 +464,21 @@ pub(crate) async fn list_licenses(
         .await?
         .iter()
         .map(|row| license_view(row, now))
-        .collect::<ApiResult<Vec<Value>>>()?;
-    Ok(Json(json!({ "licenses": licenses })))
+        .collect::<ApiResult<Vec<LicenseView>>>()?;
+    Ok(Json(LicenseList { licenses }))
 }
 
 /// `GET /v1/licenses/{id}`.
+#[utoipa::path(get, path = "/v1/licenses/{id}", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    responses((status = 200, description = "The license", body = LicenseView),
+        (status = 404, description = "No such license", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn get_license(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LicenseView>> {
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
     Ok(Json(license_view(&row, now())?))
@@ -360,7 +489,7 @@ async fn transition(
     caller: &Caller,
     id: &str,
     transition: Transition,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LicenseView>> {
     caller.require(Action::ManageLicenses)?;
     // Tenant check first: a license of another organization is never touched.
     get_license_row(state, caller, id).await?;
@@ -382,66 +511,105 @@ async fn transition(
 }
 
 /// `POST /v1/licenses/{id}/suspend`: active → suspended.
+#[utoipa::path(post, path = "/v1/licenses/{id}/suspend", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    responses((status = 200, description = "The license after the change", body = LicenseView),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "The license cannot make this transition", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn suspend_license(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LicenseView>> {
     transition(&state, &caller, &id, Transition::Suspend).await
 }
 
 /// `POST /v1/licenses/{id}/reinstate`: suspended → active.
+#[utoipa::path(post, path = "/v1/licenses/{id}/reinstate", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    responses((status = 200, description = "The license after the change", body = LicenseView),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "The license cannot make this transition", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn reinstate_license(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LicenseView>> {
     transition(&state, &caller, &id, Transition::Reinstate).await
 }
 
 /// `POST /v1/licenses/{id}/revoke`: active or suspended → revoked, for good.
+#[utoipa::path(post, path = "/v1/licenses/{id}/revoke", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    responses((status = 200, description = "The license after the change", body = LicenseView),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "The license cannot make this transition", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn revoke_license(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LicenseView>> {
     transition(&state, &caller, &id, Transition::Revoke).await
 }
 
+/// A machine as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MachineView {
+    id: String,
+    /// The fingerprint id.
+    fingerprint: String,
+    created_at: i64,
+    last_seen_at: i64,
+}
+
+/// A license's machines.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MachineList {
+    machines: Vec<MachineView>,
+}
+
 /// `GET /v1/licenses/{id}/machines`.
+#[utoipa::path(get, path = "/v1/licenses/{id}/machines", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    responses((status = 200, description = "The license's machines", body = MachineList),
+        (status = 404, description = "No such license", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn list_machines(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MachineList>> {
     caller.require(Action::Read)?;
     get_license_row(&state, &caller, &id).await?;
-    let machines: Vec<Value> = state
+    let machines: Vec<MachineView> = state
         .db()
         .list_machines(&id)
         .await?
         .iter()
-        .map(|m| {
-            json!({
-                "id": m.id,
-                "fingerprint": m.fingerprint,
-                "created_at": m.created_at,
-                "last_seen_at": m.last_seen_at,
-            })
+        .map(|m| MachineView {
+            id: m.id.clone(),
+            fingerprint: m.fingerprint.clone(),
+            created_at: m.created_at,
+            last_seen_at: m.last_seen_at,
         })
         .collect();
-    Ok(Json(json!({ "machines": machines })))
+    Ok(Json(MachineList { machines }))
 }
 
 // ---- renewal -------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RenewRequest {
     /// New expiry (Unix seconds).
     expires_at: Option<i64>,
     /// Seconds added to the later of the current expiry and now. Default when nothing is
     /// given: the policy's duration.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     extend_by: Option<u64>,
     /// New end of the maintenance window (versions released before it are entitled).
     maintenance_until: Option<i64>,
@@ -450,12 +618,19 @@ pub(crate) struct RenewRequest {
 /// `POST /v1/licenses/{id}/renew`: moves the expiry (and/or the maintenance window) and
 /// re-signs the license token; clients pick it up at their next validation. A revoked license
 /// is not renewed.
+#[utoipa::path(post, path = "/v1/licenses/{id}/renew", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    request_body = RenewRequest,
+    responses((status = 200, description = "The renewed license", body = LicenseView),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "The license is revoked", body = ErrorBody),
+        AdminErrors, BodyErrors))]
 pub(crate) async fn renew_license(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<RenewRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LicenseView>> {
     caller.require(Action::ManageLicenses)?;
     let row = get_license_row(&state, &caller, &id).await?;
     if req.expires_at.is_some() && req.extend_by.is_some() {
@@ -540,6 +715,13 @@ pub(crate) async fn renew_license(
 
 /// `DELETE /v1/licenses/{id}/machines/{machine_id}`: deactivates a machine (frees its slot;
 /// a node-locked license's token is reissued without it).
+#[utoipa::path(delete, path = "/v1/licenses/{id}/machines/{machine_id}", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id"),
+        ("machine_id" = String, Path, description = "Machine id")),
+    responses((status = 200, description = "Deactivated", body = DeactivateResponse),
+        (status = 404, description = "No such license or machine", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn delete_machine(
     caller: Caller,
     State(state): State<AppState>,

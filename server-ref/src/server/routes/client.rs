@@ -162,16 +162,19 @@ pub(crate) async fn activate_machine(
 
 // ---- activate and transfer -------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActivateRequest {
+    /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
     license_key: String,
     /// As printed by `licensing-server machine fingerprint --json --product <product id>`.
+    #[schema(value_type = super::super::openapi::FingerprintSchema)]
     fingerprint: MachineFingerprint,
 }
 
 /// The answer of an activation or a transfer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ActivateResponse {
     /// The activated machine.
     pub machine_id: String,
@@ -207,6 +210,13 @@ async fn activation_answer(
 /// suspended, revoked or expired, or its machine limit is reached) and answers a signed
 /// `machine+jwt` plus a freshly signed license token. Activating the same fingerprint again
 /// answers the existing machine (200) instead of a new one (201).
+#[utoipa::path(post, path = "/v1/client/activate", tag = TAG_CLIENT, request_body = ActivateRequest,
+    responses((status = 201, description = "A new machine", body = ActivateResponse),
+        (status = 200, description = "The machine was activated already", body = ActivateResponse),
+        (status = 403, description = "The license is suspended, revoked or expired", body = ErrorBody),
+        (status = 404, description = "No license has this key", body = ErrorBody),
+        (status = 409, description = "The machine limit is reached", body = ErrorBody),
+        BodyErrors, RateLimited))]
 pub(crate) async fn activate(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<ActivateRequest>,
@@ -218,19 +228,29 @@ pub(crate) async fn activate(
     activation_answer(&state, activated, now).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TransferRequest {
+    /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
     license_key: String,
     /// The fingerprint id of the activated machine to give up.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     from_fingerprint: String,
     /// The new machine, as for activation.
+    #[schema(value_type = super::super::openapi::FingerprintSchema)]
     fingerprint: MachineFingerprint,
 }
 
 /// `POST /v1/client/transfer`: deactivates `from_fingerprint` and activates `fingerprint` in
 /// one transaction (both or neither), counting one transfer against the policy's
 /// `max_transfers`. Answers like an activation (201).
+#[utoipa::path(post, path = "/v1/client/transfer", tag = TAG_CLIENT, request_body = TransferRequest,
+    responses((status = 201, description = "Transferred", body = ActivateResponse),
+        (status = 403, description = "The license is suspended, revoked or expired", body = ErrorBody),
+        (status = 404, description = "No license has this key, or `from_fingerprint` is not activated", body = ErrorBody),
+        (status = 409, description = "The new machine is activated already, or the transfer limit is reached", body = ErrorBody),
+        BodyErrors, RateLimited))]
 pub(crate) async fn transfer(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<TransferRequest>,
@@ -258,16 +278,19 @@ pub(crate) async fn transfer(
 
 // ---- deactivate ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeactivateRequest {
+    /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
     license_key: String,
     /// The machine's fingerprint id.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     fingerprint: String,
 }
 
 /// The answer of a deactivation.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct DeactivateResponse {
     /// Always `true`.
     pub deactivated: bool,
@@ -307,6 +330,11 @@ pub(crate) async fn deactivate_machine(
 }
 
 /// `POST /v1/client/deactivate`.
+#[utoipa::path(post, path = "/v1/client/deactivate", tag = TAG_CLIENT,
+    request_body = DeactivateRequest,
+    responses((status = 200, description = "Deactivated", body = DeactivateResponse),
+        (status = 404, description = "No license has this key, or no such machine", body = ErrorBody),
+        BodyErrors, RateLimited))]
 pub(crate) async fn deactivate(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<DeactivateRequest>,
@@ -320,18 +348,22 @@ pub(crate) async fn deactivate(
 
 // ---- validate --------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ValidateRequest {
+    /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
     license_key: String,
     /// The machine's fingerprint id.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     fingerprint: String,
     /// A fresh random value from the client, echoed in the signed response.
+    #[schema(min_length = 8, max_length = 128, pattern = "^[!-~]+$")]
     nonce: String,
 }
 
 /// The answer of a validation.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ValidateResponse {
     /// A `response+jwt` whose claims are [`ResponseClaims`].
     pub response_token: String,
@@ -374,6 +406,10 @@ pub(crate) async fn answer_claims(
 /// whether this fingerprint is activated, and — when the license is active (node-locked: and
 /// this machine activated) — a freshly signed license token (its `lic.check_in.until` moved
 /// forward) and machine token.
+#[utoipa::path(post, path = "/v1/client/validate", tag = TAG_CLIENT, request_body = ValidateRequest,
+    responses((status = 200, description = "A signed `response+jwt`", body = ValidateResponse),
+        (status = 404, description = "No license has this key", body = ErrorBody),
+        BodyErrors, RateLimited))]
 pub(crate) async fn validate(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<ValidateRequest>,

@@ -24,29 +24,104 @@ const HEARTBEAT_FRACTION: i64 = 3;
 /// Most denials one listing returns.
 const MAX_DENIALS_LISTED: i64 = 1000;
 
-fn lease_view(lease: &LeaseRow) -> Value {
-    json!({
-        "lease_id": lease.id,
-        "license_id": lease.license_id,
-        "client_id": lease.client_id,
-        "user": lease.user_name,
-        "epoch": lease.epoch,
-        "created_at": lease.created_at,
-        "heartbeat_at": lease.heartbeat_at,
-        "expires_at": lease.expires_at,
-        "released_at": lease.released_at,
-        "release_reason": lease.release_reason,
-    })
+/// A seat lease as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LeaseView {
+    lease_id: String,
+    license_id: String,
+    client_id: String,
+    user: String,
+    epoch: i64,
+    created_at: i64,
+    heartbeat_at: i64,
+    expires_at: i64,
+    released_at: Option<i64>,
+    /// `checked_in`, `expired` or `forced`.
+    release_reason: Option<String>,
 }
 
-fn denial_view(denial: &DenialRow) -> Value {
-    json!({
-        "id": denial.id,
-        "license_id": denial.license_id,
-        "client_id": denial.client_id,
-        "user": denial.user_name,
-        "at": denial.at,
-    })
+/// A refused seat check-out.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DenialView {
+    id: String,
+    license_id: String,
+    client_id: String,
+    user: String,
+    at: i64,
+}
+
+/// The answer carrying a lease.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LeaseAnswer {
+    lease_id: String,
+    /// A signed `lease+jwt`.
+    lease_token: String,
+    epoch: i64,
+    expires_at: i64,
+    /// Seconds between heartbeats.
+    heartbeat_interval: i64,
+}
+
+/// A license's live leases.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LeaseList {
+    license_id: String,
+    /// Seconds; absent (null) means the default.
+    lease_timeout: Option<i64>,
+    leases: Vec<LeaseView>,
+}
+
+/// A license's lease timeout.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LeaseTimeoutView {
+    license_id: String,
+    lease_timeout: i64,
+}
+
+/// Denials on one UTC day.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DayCountView {
+    /// `YYYY-MM-DD`.
+    date: String,
+    count: i64,
+}
+
+/// Denials in a period.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DenialReport {
+    from: i64,
+    to: i64,
+    total: i64,
+    per_day: Vec<DayCountView>,
+    /// At most 1000, newest first.
+    denials: Vec<DenialView>,
+    /// Whether `denials` holds fewer than `total`.
+    truncated: bool,
+}
+
+fn lease_view(lease: &LeaseRow) -> LeaseView {
+    LeaseView {
+        lease_id: lease.id.clone(),
+        license_id: lease.license_id.clone(),
+        client_id: lease.client_id.clone(),
+        user: lease.user_name.clone(),
+        epoch: lease.epoch,
+        created_at: lease.created_at,
+        heartbeat_at: lease.heartbeat_at,
+        expires_at: lease.expires_at,
+        released_at: lease.released_at,
+        release_reason: lease.release_reason.clone(),
+    }
+}
+
+fn denial_view(denial: &DenialRow) -> DenialView {
+    DenialView {
+        id: denial.id.clone(),
+        license_id: denial.license_id.clone(),
+        client_id: denial.client_id.clone(),
+        user: denial.user_name.clone(),
+        at: denial.at,
+    }
 }
 
 /// A license usable for seats: floating and active; its seats.
@@ -118,19 +193,19 @@ async fn lease_answer(
     row: &LicenseRow,
     lease: &LeaseRow,
     now: i64,
-) -> ApiResult<Value> {
+) -> ApiResult<LeaseAnswer> {
     let timeout = state
         .db()
         .lease_timeout(&row.id)
         .await?
         .unwrap_or(*LEASE_TIMEOUT_BOUNDS.start());
-    Ok(json!({
-        "lease_id": lease.id,
-        "lease_token": sign_lease(state, row, lease, now)?,
-        "epoch": lease.epoch,
-        "expires_at": lease.expires_at,
-        "heartbeat_interval": timeout / HEARTBEAT_FRACTION,
-    }))
+    Ok(LeaseAnswer {
+        lease_id: lease.id.clone(),
+        lease_token: sign_lease(state, row, lease, now)?,
+        epoch: lease.epoch,
+        expires_at: lease.expires_at,
+        heartbeat_interval: timeout / HEARTBEAT_FRACTION,
+    })
 }
 
 fn lease_released(status: StatusCode, lease: &LeaseRow) -> ApiError {
@@ -156,25 +231,42 @@ fn lease_not_found(id: &str) -> ApiError {
 
 // ---- client API ----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CheckOutRequest {
+    /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
     license_key: String,
     /// The client installation.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     client_id: String,
     /// The user of the app.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     user: String,
     /// The client's id for this check-out: a retry with it returns the same lease.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     request_id: String,
 }
 
 /// `POST /v1/client/leases`: 201 and a new lease when a seat is free; 200 and the same lease
 /// for a retry with the same request id (or when this client and user already hold one);
 /// 409 `no_seats` with the specification's message otherwise (the denial is recorded).
+#[utoipa::path(post, path = "/v1/client/leases", tag = TAG_CLIENT, request_body = CheckOutRequest,
+    responses((status = 201, description = "A new lease", body = LeaseAnswer),
+        (status = 200, description = "The lease this request id (or client and user) holds", body = LeaseAnswer),
+        (status = 403, description = "The license is suspended, revoked, expired or not yet valid", body = ErrorBody),
+        (status = 404, description = "No license has this key", body = ErrorBody),
+        (status = 409, description = "No seat is free, the license is not floating, or the request id was used for another user", body = ErrorBody),
+        (status = 410, description = "This request id's lease has ended", body = ErrorBody),
+        BodyErrors))]
 pub(crate) async fn check_out(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<CheckOutRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<LeaseAnswer>)> {
     token_field("client_id", &req.client_id, 1, 128)?;
     text_field("user", &req.user, 200)?;
     token_field("request_id", &req.request_id, 1, 128)?;
@@ -220,9 +312,11 @@ pub(crate) async fn check_out(
     Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LeaseRequest {
+    /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
     license_key: String,
     /// The lease's epoch, as in its token.
     epoch: i64,
@@ -231,11 +325,20 @@ pub(crate) struct LeaseRequest {
 /// `POST /v1/client/leases/{id}/heartbeat`: extends a live lease presenting its epoch and
 /// answers its new expiry and a fresh token. 410 `lease_released` once it is over (checked in,
 /// lapsed, force-released); 409 `lease_released` for an epoch that is not the lease's.
+#[utoipa::path(post, path = "/v1/client/leases/{id}/heartbeat", tag = TAG_CLIENT,
+    params(("id" = String, Path, description = "Lease id")),
+    request_body = LeaseRequest,
+    responses((status = 200, description = "Extended", body = LeaseAnswer),
+        (status = 403, description = "The license is suspended, revoked, expired or not yet valid", body = ErrorBody),
+        (status = 404, description = "No license has this key, or no such lease", body = ErrorBody),
+        (status = 409, description = "Not the lease's epoch, or the license is not floating", body = ErrorBody),
+        (status = 410, description = "The lease is over", body = ErrorBody),
+        BodyErrors))]
 pub(crate) async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<LeaseRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LeaseAnswer>> {
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
     let now = now();
     // A suspended, revoked or expired license keeps no seat alive.
@@ -250,11 +353,18 @@ pub(crate) async fn heartbeat(
 
 /// `POST /v1/client/leases/{id}/release`: check-in, the seat is free at once. Checking in a
 /// lease that is already over answers 200 too (the seat is free either way).
+#[utoipa::path(post, path = "/v1/client/leases/{id}/release", tag = TAG_CLIENT,
+    params(("id" = String, Path, description = "Lease id")),
+    request_body = LeaseRequest,
+    responses((status = 200, description = "Checked in (or over already)", body = LeaseView),
+        (status = 404, description = "No license has this key, or no such lease", body = ErrorBody),
+        (status = 409, description = "Not the lease's epoch", body = ErrorBody),
+        BodyErrors))]
 pub(crate) async fn check_in(
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<LeaseRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LeaseView>> {
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
     let now = now();
     match state.db().check_in(&row.id, &id, req.epoch, now).await? {
@@ -267,29 +377,41 @@ pub(crate) async fn check_in(
 // ---- admin API -----------------------------------------------------------------------------
 
 /// `GET /v1/licenses/{id}/leases`: the live leases, the seats and the timeout.
+#[utoipa::path(get, path = "/v1/licenses/{id}/leases", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    responses((status = 200, description = "The live leases", body = LeaseList),
+        (status = 404, description = "No such license", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn list_leases(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LeaseList>> {
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
     let leases = state.db().live_leases(&row.id, now()).await?;
     let timeout = state.db().lease_timeout(&row.id).await?;
-    Ok(Json(json!({
-        "license_id": row.id,
-        "lease_timeout": timeout,
-        "leases": leases.iter().map(lease_view).collect::<Vec<_>>(),
-    })))
+    Ok(Json(LeaseList {
+        license_id: row.id,
+        lease_timeout: timeout,
+        leases: leases.iter().map(lease_view).collect(),
+    }))
 }
 
 /// `POST /v1/licenses/{id}/leases/{lease_id}/release`: force-release (IT staff may). The seat
 /// is free at once; the holder's next heartbeat is refused.
+#[utoipa::path(post, path = "/v1/licenses/{id}/leases/{lease_id}/release", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id"),
+        ("lease_id" = String, Path, description = "Lease id")),
+    responses((status = 200, description = "Released", body = LeaseView),
+        (status = 404, description = "No such license or lease", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn force_release(
     caller: Caller,
     State(state): State<AppState>,
     Path((id, lease_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LeaseView>> {
     caller.require(Action::Operate)?;
     let row = get_license_row(&state, &caller, &id).await?;
     let lease = state
@@ -301,20 +423,29 @@ pub(crate) async fn force_release(
     Ok(Json(lease_view(&lease)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LeaseTimeout {
+    /// 300 to 3600.
+    #[schema(minimum = 300, maximum = 3600)]
     seconds: i64,
 }
 
 /// `PUT /v1/licenses/{id}/lease-timeout`: 300 to 3600 seconds, else 422 naming the bounds.
 /// Applies from each lease's next heartbeat (and to new leases).
+#[utoipa::path(put, path = "/v1/licenses/{id}/lease-timeout", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    request_body = LeaseTimeout,
+    responses((status = 200, description = "Set", body = LeaseTimeoutView),
+        (status = 404, description = "No such license", body = ErrorBody),
+        AdminErrors, BodyErrors))]
 pub(crate) async fn set_lease_timeout(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<LeaseTimeout>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LeaseTimeoutView>> {
     caller.require(Action::Operate)?;
     let row = get_license_row(&state, &caller, &id).await?;
     if !LEASE_TIMEOUT_BOUNDS.contains(&req.seconds) {
@@ -332,13 +463,15 @@ pub(crate) async fn set_lease_timeout(
         .db()
         .set_lease_timeout(&row.id, req.seconds, now())
         .await?;
-    Ok(Json(
-        json!({ "license_id": row.id, "lease_timeout": req.seconds }),
-    ))
+    Ok(Json(LeaseTimeoutView {
+        license_id: row.id,
+        lease_timeout: req.seconds,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Period {
     /// Unix seconds, inclusive; default: the start of the retention window.
     from: Option<i64>,
@@ -362,7 +495,7 @@ impl Period {
     }
 }
 
-fn per_day(counts: &[DayCount]) -> ApiResult<Vec<Value>> {
+fn per_day(counts: &[DayCount]) -> ApiResult<Vec<DayCountView>> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     counts
         .iter()
@@ -371,7 +504,10 @@ fn per_day(counts: &[DayCount]) -> ApiResult<Vec<Value>> {
                 .map_err(ApiError::internal)?
                 .format(format)
                 .map_err(ApiError::internal)?;
-            Ok(json!({ "date": date, "count": c.denials }))
+            Ok(DayCountView {
+                date,
+                count: c.denials,
+            })
         })
         .collect()
 }
@@ -380,7 +516,7 @@ async fn denial_report(
     state: &AppState,
     scope: DenialScope<'_>,
     period: &Period,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DenialReport>> {
     let (from, to) = period.resolve(now())?;
     let denials = state
         .db()
@@ -388,23 +524,29 @@ async fn denial_report(
         .await?;
     let counts = state.db().denials_per_day(scope, from, to).await?;
     let total: i64 = counts.iter().map(|c| c.denials).sum();
-    Ok(Json(json!({
-        "from": from,
-        "to": to,
-        "total": total,
-        "per_day": per_day(&counts)?,
-        "denials": denials.iter().map(denial_view).collect::<Vec<_>>(),
-        "truncated": total > i64::try_from(denials.len()).unwrap_or(i64::MAX),
-    })))
+    Ok(Json(DenialReport {
+        from,
+        to,
+        total,
+        per_day: per_day(&counts)?,
+        denials: denials.iter().map(denial_view).collect(),
+        truncated: total > i64::try_from(denials.len()).unwrap_or(i64::MAX),
+    }))
 }
 
 /// `GET /v1/licenses/{id}/denials?from&to`: this license's denials and counts per UTC day.
+#[utoipa::path(get, path = "/v1/licenses/{id}/denials", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id"), Period),
+    responses((status = 200, description = "The license's denials", body = DenialReport),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 422, description = "`from` is later than `to`", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn list_denials(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(period): Query<Period>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DenialReport>> {
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
     denial_report(&state, DenialScope::License(&row.id), &period).await
@@ -412,11 +554,16 @@ pub(crate) async fn list_denials(
 
 /// `GET /v1/denials/report?from&to`: every denial of the caller's organization in the period
 /// and counts per UTC day.
+#[utoipa::path(get, path = "/v1/denials/report", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(Period),
+    responses((status = 200, description = "The organization's denials", body = DenialReport),
+        (status = 422, description = "`from` is later than `to`", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn denials_report(
     caller: Caller,
     State(state): State<AppState>,
     Query(period): Query<Period>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DenialReport>> {
     caller.require(Action::Read)?;
     denial_report(
         &state,

@@ -6,7 +6,7 @@ use super::*;
 use crate::server::db::{Rewrite, Rewriter, SigningKeyRow};
 
 /// A signing key as the API shows it: its public half only.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct KeyView {
     kid: String,
     /// `current` (signs), `previous` (verifies, published), `retired` (unpublished).
@@ -14,7 +14,24 @@ pub(crate) struct KeyView {
     created_at: i64,
     retired_at: Option<i64>,
     /// The public key as a JWK.
+    #[schema(value_type = super::super::openapi::Jwk)]
     public_jwk: Value,
+}
+
+/// Every signing key.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyList {
+    keys: Vec<KeyView>,
+}
+
+/// A key just retired.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RetiredKey {
+    kid: String,
+    /// Always `retired`.
+    status: &'static str,
+    /// Stored license tokens re-signed with the current key.
+    resigned_licenses: u64,
 }
 
 fn key_view(row: &SigningKeyRow) -> ApiResult<KeyView> {
@@ -30,10 +47,12 @@ fn key_view(row: &SigningKeyRow) -> ApiResult<KeyView> {
 }
 
 /// `GET /v1/keys`: every signing key, newest first (public halves only).
+#[utoipa::path(get, path = "/v1/keys", tag = TAG_ADMIN, security(("api_token" = [])),
+    responses((status = 200, description = "The signing keys", body = KeyList), AdminErrors))]
 pub(crate) async fn list_keys(
     caller: Caller,
     State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyList>> {
     caller.require(Action::Read)?;
     let keys = state
         .db()
@@ -42,11 +61,13 @@ pub(crate) async fn list_keys(
         .iter()
         .map(key_view)
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList { keys }))
 }
 
 /// `POST /v1/keys/rotate` (operator admins): a new key signs from now on; the former current key
 /// becomes `previous` and keeps verifying (and stays in the JWKS) until it is retired.
+#[utoipa::path(post, path = "/v1/keys/rotate", tag = TAG_ADMIN, security(("api_token" = [])),
+    responses((status = 201, description = "The new current key", body = KeyView), AdminErrors))]
 pub(crate) async fn rotate_key(
     caller: Caller,
     State(state): State<AppState>,
@@ -73,11 +94,17 @@ pub(crate) async fn rotate_key(
 /// `POST /v1/keys/{kid}/retire` (operator admins): a `previous` key leaves the JWKS. License
 /// tokens the server stores that it signed are re-signed with the current key first, so the
 /// server never hands out a token clients can no longer verify.
+#[utoipa::path(post, path = "/v1/keys/{kid}/retire", tag = TAG_ADMIN, security(("api_token" = [])),
+    params(("kid" = String, Path, description = "Key id")),
+    responses((status = 200, description = "Retired", body = RetiredKey),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "The key is current or retired already", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn retire_key(
     caller: Caller,
     State(state): State<AppState>,
     Path(kid): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RetiredKey>> {
     caller.require_operator()?;
     let rows = state.db().list_signing_keys().await?;
     match rows
@@ -140,7 +167,9 @@ pub(crate) async fn retire_key(
     }
     state.reload_keys().await.map_err(ApiError::internal)?;
     tracing::info!(%kid, resigned, by = %caller.token_id, "signing key retired");
-    Ok(Json(
-        json!({ "kid": kid, "status": "retired", "resigned_licenses": resigned }),
-    ))
+    Ok(Json(RetiredKey {
+        kid,
+        status: "retired",
+        resigned_licenses: resigned,
+    }))
 }

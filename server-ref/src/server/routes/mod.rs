@@ -9,8 +9,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use licensing_core::claims::{Feature, MatchPolicy, Site, VersionRule};
 use licensing_core::{LicenseModel, MachineFingerprint};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::db::{
     Activation, Engine, LicenseRow, Machine, Policy, Product, Reissue, Rewrite, Rewriter,
@@ -19,6 +20,9 @@ use super::db::{
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
 use super::issue::{self, NewLicense};
+use super::openapi::{
+    AdminErrors, BodyErrors, ErrorBody, RateLimited, ReadErrors, TAG_ADMIN, TAG_CLIENT, TAG_PUBLIC,
+};
 use super::{AppState, now, secrets};
 
 mod admin;
@@ -35,17 +39,34 @@ pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------
 
+/// The answer of `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    database: &'static str,
+}
+
 /// `GET /healthz`: the process is up and the database answers.
-pub(crate) async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/healthz", tag = TAG_PUBLIC,
+    responses((status = 200, description = "Up, and the database answers", body = Health)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state.db().ping().await?;
     let database = match state.db().engine() {
         Engine::Sqlite => "sqlite",
         Engine::Postgres => "postgres",
     };
-    Ok(Json(json!({ "status": "ok", "database": database })))
+    Ok(Json(Health {
+        status: "ok",
+        database,
+    }))
 }
 
 /// `GET /.well-known/jwks.json`: the public keys tokens are signed with.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = TAG_PUBLIC,
+    responses((status = 200, description = "The published public keys (JWK Set)",
+        body = super::openapi::Jwks)))]
 pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],

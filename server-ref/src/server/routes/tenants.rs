@@ -7,7 +7,7 @@ use crate::server::db::{ApiTokenRow, Organization};
 use crate::server::extract::Role;
 
 /// An organization as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct OrganizationView {
     id: String,
     name: String,
@@ -28,10 +28,11 @@ impl From<Organization> for OrganizationView {
 }
 
 /// An API token as the API shows it (never the secret, which is shown once at creation).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ApiTokenView {
     id: String,
     organization_id: String,
+    /// `admin`, `license_manager`, `it_staff` or `auditor`.
     role: String,
     label: String,
     created_at: i64,
@@ -51,15 +52,40 @@ impl From<ApiTokenRow> for ApiTokenView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewOrganization {
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
 }
 
+/// Organizations.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrganizationList {
+    organizations: Vec<OrganizationView>,
+}
+
+/// API tokens.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiTokenList {
+    api_tokens: Vec<ApiTokenView>,
+}
+
+/// A revoked API token.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RevokedApiToken {
+    id: String,
+    /// Always `true`.
+    revoked: bool,
+}
+
 /// A new organization and the admin token of its first administrator (shown once).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct CreatedOrganization {
     organization: OrganizationView,
     admin_token: String,
@@ -67,6 +93,10 @@ pub(crate) struct CreatedOrganization {
 }
 
 /// `POST /v1/organizations` (operator admins): a tenant plus an admin API token for it.
+#[utoipa::path(post, path = "/v1/organizations", tag = TAG_ADMIN, security(("api_token" = [])),
+    request_body = NewOrganization,
+    responses((status = 201, description = "Created", body = CreatedOrganization),
+        AdminErrors, BodyErrors))]
 pub(crate) async fn create_organization(
     caller: Caller,
     State(state): State<AppState>,
@@ -97,10 +127,13 @@ pub(crate) async fn create_organization(
 }
 
 /// `GET /v1/organizations`: every organization for operator admins, one's own otherwise.
+#[utoipa::path(get, path = "/v1/organizations", tag = TAG_ADMIN, security(("api_token" = [])),
+    responses((status = 200, description = "The organizations", body = OrganizationList),
+        AdminErrors))]
 pub(crate) async fn list_organizations(
     caller: Caller,
     State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<OrganizationList>> {
     caller.require(Action::Read)?;
     let only = (!(caller.operator && caller.role == Role::Admin))
         .then_some(caller.organization_id.as_str());
@@ -111,7 +144,9 @@ pub(crate) async fn list_organizations(
         .into_iter()
         .map(Into::into)
         .collect();
-    Ok(Json(json!({ "organizations": orgs })))
+    Ok(Json(OrganizationList {
+        organizations: orgs,
+    }))
 }
 
 async fn mint_token(
@@ -136,19 +171,25 @@ async fn mint_token(
     Ok((id, token))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewApiToken {
     /// `admin`, `license_manager`, `it_staff` or `auditor`.
+    #[schema(value_type = super::super::openapi::RoleSchema)]
     role: String,
     /// What the token is for.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     label: String,
     /// Another organization (operator admins only); default: the caller's.
     organization_id: Option<String>,
 }
 
 /// A new API token (the secret is shown only here).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct CreatedApiToken {
     #[serde(flatten)]
     token: ApiTokenView,
@@ -156,6 +197,11 @@ pub(crate) struct CreatedApiToken {
 }
 
 /// `POST /v1/api-tokens` (admins): a token for one organization and one role.
+#[utoipa::path(post, path = "/v1/api-tokens", tag = TAG_ADMIN, security(("api_token" = [])),
+    request_body = NewApiToken,
+    responses((status = 201, description = "Created", body = CreatedApiToken),
+        (status = 404, description = "No such organization", body = ErrorBody),
+        AdminErrors, BodyErrors))]
 pub(crate) async fn create_api_token(
     caller: Caller,
     State(state): State<AppState>,
@@ -207,10 +253,12 @@ pub(crate) async fn create_api_token(
 }
 
 /// `GET /v1/api-tokens` (admins): the organization's tokens, revoked ones included.
+#[utoipa::path(get, path = "/v1/api-tokens", tag = TAG_ADMIN, security(("api_token" = [])),
+    responses((status = 200, description = "The tokens", body = ApiTokenList), AdminErrors))]
 pub(crate) async fn list_api_tokens(
     caller: Caller,
     State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ApiTokenList>> {
     caller.require(Action::Administer)?;
     let tokens: Vec<ApiTokenView> = state
         .db()
@@ -219,15 +267,21 @@ pub(crate) async fn list_api_tokens(
         .into_iter()
         .map(Into::into)
         .collect();
-    Ok(Json(json!({ "api_tokens": tokens })))
+    Ok(Json(ApiTokenList { api_tokens: tokens }))
 }
 
 /// `POST /v1/api-tokens/{id}/revoke` (admins): the token stops working at once.
+#[utoipa::path(post, path = "/v1/api-tokens/{id}/revoke", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "API token id")),
+    responses((status = 200, description = "Revoked", body = RevokedApiToken),
+        (status = 404, description = "No live API token with this id", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn revoke_api_token(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RevokedApiToken>> {
     caller.require(Action::Administer)?;
     if !state
         .db()
@@ -240,5 +294,5 @@ pub(crate) async fn revoke_api_token(
         ));
     }
     tracing::info!(token_id = %id, by = %caller.token_id, "API token revoked");
-    Ok(Json(json!({ "id": id, "revoked": true })))
+    Ok(Json(RevokedApiToken { id, revoked: true }))
 }

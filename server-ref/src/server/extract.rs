@@ -128,7 +128,6 @@ pub(crate) enum Action {
     ManageLicenses,
     /// Operational actions of the customer's IT: deactivate a machine, force-release a seat,
     /// set a floating license's timeout.
-    #[allow(dead_code)] // used by the machine and seat endpoints landing next
     Operate,
     /// API tokens, organizations, signing keys.
     Administer,

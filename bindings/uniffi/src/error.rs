@@ -6,6 +6,7 @@
 //! be read or written — and [`LicensingError::Rejected`] from the explicit `verify` call, which
 //! carries the same status a verdict would.
 
+#[cfg(feature = "online")]
 use licensing_core::online::OnlineError;
 use licensing_core::store::StoreError;
 use licensing_core::{KeyError, Status};
@@ -125,6 +126,7 @@ impl From<serde_json::Error> for LicensingError {
     }
 }
 
+#[cfg(feature = "online")]
 impl From<OnlineError> for LicensingError {
     fn from(e: OnlineError) -> Self {
         let reason = e.to_string();

@@ -24,12 +24,16 @@ use licensing_core::machine::{self, SystemComponents};
 use licensing_core::{Check, FeatureVerdict, LicenseModel, Status, Verdict, store};
 
 pub mod error;
+#[cfg(feature = "online")]
 pub mod lease;
+#[cfg(feature = "online")]
 pub mod online;
 pub mod records;
 
 pub use error::LicensingError;
+#[cfg(feature = "online")]
 pub use lease::{FloatingLease, LeaseListener, LeaseLossInfo, LeaseLossKind};
+#[cfg(feature = "online")]
 pub use online::{OnlineClient, OnlineResult};
 pub use records::{Context, LicensingOptions, MachineFingerprint, RawComponents};
 

@@ -5,165 +5,20 @@
 // `Server`'s Drop kills and waits for the child, which clippy cannot see.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use licensing_core::online::{Client, ClientConfig, OnlineError, ServerStatus};
+use licensing_core::online::{OnlineError, ServerStatus};
 use licensing_core::store::LicenseStore;
 use licensing_core::{Licensing, Status, TrustStore, unix_now};
-use serde_json::{Value, json};
+use serde_json::json;
 
-const PRODUCT: &str = "com.example.cad";
-const TIMEOUT: Duration = Duration::from_secs(30);
+#[path = "support/online_server.rs"]
+mod online_server;
 
-/// A running server; killed on drop if the test did not stop it.
-struct Server {
-    child: Child,
-    url: String,
-    admin_token: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_licensing-server"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut admin_token = None;
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("server did not start ({e}); see its .log"));
-            if let Some(token) =
-                line.strip_prefix("admin API token (shown once, only its hash is stored): ")
-            {
-                admin_token = Some(token.to_owned());
-            } else if let Some(addr) = line.strip_prefix("listening on http://") {
-                return Server {
-                    child,
-                    url: format!("http://{addr}"),
-                    admin_token: admin_token.expect("bootstrap token on first start"),
-                    http: reqwest::blocking::Client::builder()
-                        .timeout(TIMEOUT)
-                        .build()
-                        .unwrap(),
-                };
-            }
-        }
-    }
-
-    /// An admin call; asserts the status and answers the JSON body.
-    fn admin(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
-        let url = format!("{}{path}", self.url);
-        let request = match method {
-            "GET" => self.http.get(url),
-            _ => self.http.post(url),
-        }
-        .bearer_auth(&self.admin_token);
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(body.to_string()),
-            None => request,
-        };
-        let response = request.send().unwrap();
-        let got = response.status().as_u16();
-        let text = response.text().unwrap();
-        assert_eq!(got, status, "{method} {path}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    /// The vendor's public keys, as the app ships them (fetched once here for the test; the
-    /// client itself never reads the JWKS).
-    fn shipped_trust_store(&self) -> TrustStore {
-        let jwks = self.admin("GET", "/.well-known/jwks.json", None, 200);
-        TrustStore::from_document(&jwks.to_string()).unwrap()
-    }
-
-    /// A license from a new policy; answers (license id, license key).
-    fn issue(&self, policy: Value) -> (String, String) {
-        let product = self.admin("GET", "/v1/products", None, 200);
-        if !product["products"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == PRODUCT)
-        {
-            self.admin(
-                "POST",
-                "/v1/products",
-                Some(json!({ "id": PRODUCT, "name": "CAD" })),
-                201,
-            );
-        }
-        let mut body = json!({ "product_id": PRODUCT, "name": "e2e" });
-        body.as_object_mut()
-            .unwrap()
-            .extend(policy.as_object().unwrap().clone());
-        let policy = self.admin("POST", "/v1/policies", Some(body), 201);
-        let license = self.admin(
-            "POST",
-            "/v1/licenses",
-            Some(json!({ "policy_id": policy["id"], "customer": { "name": "Northwind" } })),
-            201,
-        );
-        (
-            license["id"].as_str().unwrap().to_owned(),
-            license["key"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    fn license_action(&self, id: &str, action: &str) -> Value {
-        self.admin(
-            "POST",
-            &format!("/v1/licenses/{id}/{action}"),
-            Some(json!({})),
-            200,
-        )
-    }
-
-    /// SIGTERM, then wait for the graceful exit.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + TIMEOUT;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use online_server::{PRODUCT, Server, client};
 
 /// The app on one machine: its own store directory and a fixed machine identity.
 fn app(dir: &Path, machine: &str, trust: &TrustStore) -> Licensing {
@@ -174,17 +29,6 @@ fn app(dir: &Path, machine: &str, trust: &TrustStore) -> Licensing {
     )
     .with_fingerprint_override(Some(machine.to_owned()))
 }
-
-fn client(url: &str, trust: &TrustStore) -> Client {
-    let config = ClientConfig {
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(5),
-        deadline: Duration::from_secs(10),
-        ..ClientConfig::new(url, PRODUCT)
-    };
-    Client::new(config, trust.clone()).unwrap()
-}
-
 #[test]
 fn issue_activate_validate_suspend_reinstate_revoke_then_offline() {
     let dir = tempfile::tempdir().unwrap();

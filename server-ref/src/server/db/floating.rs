@@ -7,6 +7,7 @@
 
 use sqlx::FromRow;
 
+use super::seats::{LeaseWrite, OwnedCheckOut};
 use super::{Db, DbResult};
 
 /// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
@@ -61,6 +62,21 @@ pub(crate) struct CheckOut<'a> {
     pub denial_id: &'a str,
 }
 
+impl From<&CheckOut<'_>> for OwnedCheckOut {
+    fn from(c: &CheckOut<'_>) -> Self {
+        OwnedCheckOut {
+            license_id: c.license_id.to_owned(),
+            client_id: c.client_id.to_owned(),
+            user: c.user.to_owned(),
+            request_id: c.request_id.to_owned(),
+            seats: c.seats,
+            now: c.now,
+            lease_id: c.lease_id.to_owned(),
+            denial_id: c.denial_id.to_owned(),
+        }
+    }
+}
+
 /// What a check-out did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CheckOutOutcome {
@@ -107,110 +123,13 @@ pub(crate) enum DenialScope<'a> {
 }
 
 impl Db {
-    /// Check-out, serialized per license: idempotent retry by request id; reaps the license's
-    /// lapsed leases; the same client and user keep their live lease; then grants a seat if
-    /// fewer than `seats` leases are live, else records the denial. One transaction, so a
-    /// license never has more live leases than seats and every denial is recorded.
+    /// Check-out, serialized per license: idempotent retry by request id; the same client and
+    /// user keep their live lease; then grants a seat if fewer than `seats` leases are live,
+    /// else records the denial. Committed before it
+    /// answers (grouped with other seat writes, see `seats`), so a license never has more live
+    /// leases than seats and every denial is recorded.
     pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
-        let _queued = self.queue_sqlite_writer().await;
-        let mut tx = self.begin_license_write(c.license_id).await?;
-        let retry: Option<LeaseRow> = sqlx::query_as(
-            "SELECT * FROM leases WHERE license_id = $1 AND client_id = $2 AND request_id = $3",
-        )
-        .bind(c.license_id)
-        .bind(c.client_id)
-        .bind(c.request_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(lease) = retry {
-            tx.commit().await?;
-            return Ok(if lease.user_name != c.user {
-                CheckOutOutcome::RequestIdConflict
-            } else if lease.is_live_at(c.now) {
-                CheckOutOutcome::Existing(lease)
-            } else {
-                CheckOutOutcome::Ended(lease)
-            });
-        }
-        sqlx::query(
-            "UPDATE leases SET released_at = expires_at, release_reason = 'expired' \
-             WHERE license_id = $1 AND released_at IS NULL AND expires_at <= $2",
-        )
-        .bind(c.license_id)
-        .bind(c.now)
-        .execute(&mut *tx)
-        .await?;
-        let held: Option<LeaseRow> = sqlx::query_as(
-            "SELECT * FROM leases WHERE license_id = $1 AND client_id = $2 AND user_name = $3 \
-             AND released_at IS NULL AND expires_at > $4 ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(c.license_id)
-        .bind(c.client_id)
-        .bind(c.user)
-        .bind(c.now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(lease) = held {
-            tx.commit().await?;
-            return Ok(CheckOutOutcome::Existing(lease));
-        }
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM leases WHERE license_id = $1 AND released_at IS NULL \
-             AND expires_at > $2",
-        )
-        .bind(c.license_id)
-        .bind(c.now)
-        .fetch_one(&mut *tx)
-        .await?;
-        if live >= c.seats {
-            sqlx::query(
-                "INSERT INTO denials (id, license_id, client_id, user_name, at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(c.denial_id)
-            .bind(c.license_id)
-            .bind(c.client_id)
-            .bind(c.user)
-            .bind(c.now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return Ok(CheckOutOutcome::Denied);
-        }
-        let timeout: i64 = sqlx::query_scalar("SELECT lease_timeout FROM licenses WHERE id = $1")
-            .bind(c.license_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let lease = LeaseRow {
-            id: c.lease_id.to_owned(),
-            license_id: c.license_id.to_owned(),
-            client_id: c.client_id.to_owned(),
-            user_name: c.user.to_owned(),
-            request_id: c.request_id.to_owned(),
-            epoch: 1,
-            created_at: c.now,
-            heartbeat_at: c.now,
-            expires_at: c.now.saturating_add(timeout),
-            released_at: None,
-            release_reason: None,
-        };
-        sqlx::query(
-            "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
-             created_at, heartbeat_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&lease.id)
-        .bind(&lease.license_id)
-        .bind(&lease.client_id)
-        .bind(&lease.user_name)
-        .bind(&lease.request_id)
-        .bind(lease.epoch)
-        .bind(lease.created_at)
-        .bind(lease.heartbeat_at)
-        .bind(lease.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(CheckOutOutcome::Granted(lease))
+        self.seats.check_out(OwnedCheckOut::from(c)).await
     }
 
     /// One lease of a license.
@@ -222,23 +141,14 @@ impl Db {
             .await
     }
 
-    /// Why a conditional lease update changed nothing.
-    async fn lease_miss(
-        &self,
-        license_id: &str,
-        lease_id: &str,
-        epoch: i64,
-    ) -> DbResult<LeaseUpdate> {
-        Ok(match self.get_lease(license_id, lease_id).await? {
-            None => LeaseUpdate::NotFound,
-            Some(lease) if lease.epoch != epoch => LeaseUpdate::Fenced(lease),
-            Some(lease) => LeaseUpdate::Ended(lease),
-        })
-    }
-
     /// Heartbeat: extends a live lease presenting its current epoch to `now` + the license's
     /// timeout. One conditional `UPDATE`, so it and the reaper (or a force-release) cannot
     /// both win: at `now == expires_at` the lease is over and the heartbeat fails.
+    ///
+    /// A heartbeat's loss at a power cut only ends its lease earlier (the client re-acquires
+    /// with its request id), so a batch of heartbeats commits without waiting for the disk:
+    /// SQLite through the `synchronous=NORMAL` connections, PostgreSQL with
+    /// `synchronous_commit` off. Check-outs and check-ins stay fully durable.
     pub async fn heartbeat(
         &self,
         license_id: &str,
@@ -246,41 +156,9 @@ impl Db {
         epoch: i64,
         now: i64,
     ) -> DbResult<LeaseUpdate> {
-        let queued = self.queue_sqlite_writer().await;
-        let update = sqlx::query(
-            "UPDATE leases SET heartbeat_at = $1, \
-             expires_at = $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) \
-             WHERE id = $2 AND license_id = $3 AND epoch = $4 AND released_at IS NULL \
-             AND expires_at > $1",
-        )
-        .bind(now)
-        .bind(lease_id)
-        .bind(license_id)
-        .bind(epoch);
-        // A heartbeat's loss at a power cut only ends its lease earlier (the client re-acquires
-        // with its request id), so it commits without waiting for the disk: SQLite through the
-        // `synchronous=NORMAL` connections, PostgreSQL with `synchronous_commit` off for this
-        // transaction. Check-outs and check-ins stay fully durable.
-        let done = match &self.relaxed {
-            Some(relaxed) => update.execute(relaxed).await?,
-            None => {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                    .execute(&mut *tx)
-                    .await?;
-                let done = update.execute(&mut *tx).await?;
-                tx.commit().await?;
-                done
-            }
-        };
-        drop(queued);
-        if done.rows_affected() == 0 {
-            return self.lease_miss(license_id, lease_id, epoch).await;
-        }
-        Ok(match self.get_lease(license_id, lease_id).await? {
-            Some(lease) => LeaseUpdate::Done(lease),
-            None => LeaseUpdate::NotFound,
-        })
+        self.seats
+            .lease(LeaseWrite::Heartbeat, license_id, lease_id, epoch, now)
+            .await
     }
 
     /// Check-in by the holder: frees the seat at once.
@@ -291,24 +169,9 @@ impl Db {
         epoch: i64,
         now: i64,
     ) -> DbResult<LeaseUpdate> {
-        let done = sqlx::query(
-            "UPDATE leases SET released_at = $1, release_reason = 'checked_in' \
-             WHERE id = $2 AND license_id = $3 AND epoch = $4 AND released_at IS NULL \
-             AND expires_at > $1",
-        )
-        .bind(now)
-        .bind(lease_id)
-        .bind(license_id)
-        .bind(epoch)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return self.lease_miss(license_id, lease_id, epoch).await;
-        }
-        Ok(match self.get_lease(license_id, lease_id).await? {
-            Some(lease) => LeaseUpdate::Done(lease),
-            None => LeaseUpdate::NotFound,
-        })
+        self.seats
+            .lease(LeaseWrite::CheckIn, license_id, lease_id, epoch, now)
+            .await
     }
 
     /// Force-release by an administrator: the seat is free at once and the epoch moves on, so
@@ -362,14 +225,6 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
-    }
-
-    /// The lease timeout of a license, in seconds.
-    pub async fn lease_timeout(&self, license_id: &str) -> DbResult<Option<i64>> {
-        sqlx::query_scalar("SELECT lease_timeout FROM licenses WHERE id = $1")
-            .bind(license_id)
-            .fetch_optional(&self.pool)
-            .await
     }
 
     /// Sets the lease timeout of a license (bounds checked by the caller and the schema).

@@ -18,6 +18,7 @@ mod client;
 pub(crate) use client::{Deactivation, MachineRef, Transfer};
 
 mod floating;
+mod seats;
 
 pub(crate) use floating::{
     CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope, LeaseRow,
@@ -38,10 +39,8 @@ pub(crate) struct Db {
     /// is harmless (a seat heartbeat: losing it only ends a lease earlier, and the client
     /// re-acquires). They commit without an fsync; the next FULL commit makes them durable.
     relaxed: Option<AnyPool>,
-    /// SQLite only: queues this process's seat writers (check-out, heartbeat) in FIFO order before they
-    /// reach SQLite, whose busy handler otherwise retries a locked database with sleeps of up
-    /// to 100 ms (measured: p99 of check-outs 430 ms → see docs/BENCHMARKS.md).
-    seat_writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The group-commit writer of check-outs, heartbeats and check-ins (see `seats`).
+    seats: seats::SeatWriter,
 }
 
 /// The database engine behind a [`Db`].
@@ -139,6 +138,8 @@ pub(crate) struct LicenseRow {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Floating licenses: seconds of inactivity after which a lease lapses (300 to 3600).
+    pub lease_timeout: i64,
 }
 
 /// A row of `machines`.
@@ -268,21 +269,11 @@ impl Db {
             .await
             .map_err(|e| format!("migrating the database: {e}"))?;
         Ok(Db {
+            seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone()),
             pool,
             engine,
             relaxed,
-            seat_writes: Default::default(),
         })
-    }
-
-    /// SQLite: waits for this process's turn to write seats (FIFO, see `seat_writes`).
-    /// PostgreSQL: `None` at once (row locks queue writers of one license, and nothing
-    /// serializes writers of different licenses).
-    pub async fn queue_sqlite_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.engine {
-            Engine::Sqlite => Some(self.seat_writes.lock().await),
-            Engine::Postgres => None,
-        }
     }
 
     /// The engine.
@@ -505,8 +496,8 @@ impl Db {
     pub async fn insert_license(&self, l: &LicenseRow) -> DbResult<bool> {
         let done = sqlx::query(
             "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, policy_id, \
-             status, claims, token, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             status, claims, token, expires_at, created_at, updated_at, lease_timeout) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (key_hash) DO NOTHING",
         )
         .bind(&l.id)
@@ -521,6 +512,7 @@ impl Db {
         .bind(l.expires_at)
         .bind(l.created_at)
         .bind(l.updated_at)
+        .bind(l.lease_timeout)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

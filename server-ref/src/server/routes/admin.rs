@@ -439,6 +439,7 @@ pub(crate) async fn create_license(
         expires_at: template.get("exp").and_then(Value::as_i64),
         created_at: now,
         updated_at: now,
+        lease_timeout: super::floating::DEFAULT_LEASE_TIMEOUT,
     };
     if !state.db().insert_license(&row).await? {
         return Err(ApiError::internal("license key collision"));

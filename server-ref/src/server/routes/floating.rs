@@ -14,6 +14,9 @@ use super::*;
 /// The denial message of the customer's specification, exactly.
 pub(crate) const NO_SEATS_MESSAGE: &str = "No available licenses, please contact IT";
 
+/// A new license's lease timeout (15 minutes), as in the schema's default.
+pub(crate) const DEFAULT_LEASE_TIMEOUT: i64 = 900;
+
 /// Bounds of a license's lease timeout, in seconds (5 to 60 minutes).
 pub(crate) const LEASE_TIMEOUT_BOUNDS: std::ops::RangeInclusive<i64> = 300..=3600;
 
@@ -66,8 +69,8 @@ pub(crate) struct LeaseAnswer {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct LeaseList {
     license_id: String,
-    /// Seconds; absent (null) means the default.
-    lease_timeout: Option<i64>,
+    /// Seconds of inactivity after which a lease lapses (300 to 3600).
+    lease_timeout: i64,
     leases: Vec<LeaseView>,
 }
 
@@ -194,11 +197,7 @@ async fn lease_answer(
     lease: &LeaseRow,
     now: i64,
 ) -> ApiResult<LeaseAnswer> {
-    let timeout = state
-        .db()
-        .lease_timeout(&row.id)
-        .await?
-        .unwrap_or(*LEASE_TIMEOUT_BOUNDS.start());
+    let timeout = row.lease_timeout;
     Ok(LeaseAnswer {
         lease_id: lease.id.clone(),
         lease_token: sign_lease(state, row, lease, now)?,
@@ -390,10 +389,9 @@ pub(crate) async fn list_leases(
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
     let leases = state.db().live_leases(&row.id, now()).await?;
-    let timeout = state.db().lease_timeout(&row.id).await?;
     Ok(Json(LeaseList {
+        lease_timeout: row.lease_timeout,
         license_id: row.id,
-        lease_timeout: timeout,
         leases: leases.iter().map(lease_view).collect(),
     }))
 }

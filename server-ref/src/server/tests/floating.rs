@@ -208,7 +208,15 @@ async fn lease_timeout_bounds() {
         .await;
         if ok {
             assert_eq!(status, StatusCode::OK, "{seconds}: {body}");
-            assert_eq!(state.db().lease_timeout(&id).await.unwrap(), Some(seconds));
+            assert_eq!(
+                state
+                    .db()
+                    .get_license(&id)
+                    .await
+                    .unwrap()
+                    .map(|l| l.lease_timeout),
+                Some(seconds)
+            );
         } else {
             assert_eq!(
                 status,
@@ -231,7 +239,15 @@ async fn lease_timeout_bounds() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(state.db().lease_timeout(&id).await.unwrap(), Some(3600));
+    assert_eq!(
+        state
+            .db()
+            .get_license(&id)
+            .await
+            .unwrap()
+            .map(|l| l.lease_timeout),
+        Some(3600)
+    );
     let before = now();
     let (status, lease) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::CREATED);
@@ -390,6 +406,55 @@ async fn check_out_refuses_what_is_not_a_seat() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Seat writes committed together: inside one batch each check-out sees the ones before it (the
+/// second of two for the last seat is denied), and a write that fails rolls the batch back and
+/// every write runs again alone, so the others still succeed.
+#[tokio::test]
+async fn a_batch_of_check_outs_is_one_transaction_per_write() {
+    let (_dir, state) = app().await;
+    let (_, one_seat) = floating(&state, 1).await;
+    let now = 1_780_000_000;
+    let outcomes = state
+        .db()
+        .check_out_as_one_batch(&[
+            at(&one_seat, "c1", "r1", 1, now, "lse_first"),
+            at(&one_seat, "c2", "r1", 1, now, "lse_second"),
+        ])
+        .await;
+    assert!(
+        matches!(&outcomes[0], Ok(CheckOutOutcome::Granted(lease)) if lease.id == "lse_first"),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], Ok(CheckOutOutcome::Denied)),
+        "{outcomes:?}"
+    );
+
+    let (_, many) = floating(&state, 10).await;
+    // The second reuses the first's lease id: its INSERT fails (primary key).
+    let outcomes = state
+        .db()
+        .check_out_as_one_batch(&[
+            at(&many, "c1", "r1", 10, now, "lse_a"),
+            at(&many, "c2", "r1", 10, now, "lse_a"),
+            at(&many, "c3", "r1", 10, now, "lse_c"),
+        ])
+        .await;
+    assert!(
+        matches!(&outcomes[0], Ok(CheckOutOutcome::Granted(_))),
+        "{outcomes:?}"
+    );
+    assert!(outcomes[1].is_err(), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[2], Ok(CheckOutOutcome::Granted(_))),
+        "{outcomes:?}"
+    );
+    let live = state.db().live_leases(&many, now).await.unwrap();
+    let mut ids: Vec<&str> = live.iter().map(|l| l.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["lse_a", "lse_c"]);
 }
 
 /// Denials are kept 60 days, rolling: at `now`, a denial exactly 60 days old stays, one a

@@ -7,7 +7,16 @@
 //! cargo build --release -p licensing-server --example floating_load
 //! target/release/examples/floating_load [--clients 8] [--seconds 5]
 //! LICENSING_LOAD_DATABASE_URL=postgres://... target/release/examples/floating_load
+//! target/release/examples/floating_load --live 100000 [--licenses 100] [--rate 1700] \
+//!     [--seconds 60] [--connections 64]
 //! ```
+//!
+//! With `--live N`, it instead fills the server with N live leases spread over `--licenses`
+//! floating licenses (8 clients checking out as fast as they can), then heartbeats them
+//! open-loop: `--rate` heartbeats per second (default N/60: each lease once a minute) for
+//! `--seconds`, sent on schedule from `--connections` keep-alive connections whatever the
+//! answers' latency, each latency measured from the scheduled send time (so a stalled server
+//! cannot hide its queue: no coordinated omission).
 //!
 //! The server binary is the `licensing-server` next to the `examples/` directory of this
 //! executable (the same Cargo profile), or `LICENSING_SERVER_BIN`.
@@ -16,9 +25,11 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Conn, arg, phase, start_server};
+use support::{Conn, arg, percentile, phase, start_server};
 
 fn main() {
     let clients = arg("--clients", 8) as usize;
@@ -49,26 +60,40 @@ fn main() {
                          "seats": 1_000_000 });
     let (s, policy) = conn.call("POST", "/v1/policies", admin, Some(&policy));
     assert_eq!(s, 201, "{policy}");
-    let (s, license) = conn.call(
-        "POST",
-        "/v1/licenses",
-        admin,
-        Some(&json!({ "policy_id": policy["id"] })),
+    let live = arg("--live", 0) as usize;
+    let licenses = arg("--licenses", if live > 0 { 100 } else { 1 }).max(1) as usize;
+    let keys: Vec<String> = (0..licenses)
+        .map(|_| {
+            let (s, license) = conn.call(
+                "POST",
+                "/v1/licenses",
+                admin,
+                Some(&json!({ "policy_id": policy["id"] })),
+            );
+            assert_eq!(s, 201, "{license}");
+            license["key"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    if live > 0 {
+        live_leases(&addr, engine, clients, &keys, live);
+        return;
+    }
+    let keys = Arc::new(keys);
+    println!(
+        "server on {addr}, {engine}, {clients} clients over {} license(s), {seconds} s per phase",
+        keys.len()
     );
-    assert_eq!(s, 201, "{license}");
-    let key = license["key"].as_str().unwrap().to_owned();
-    println!("server on {addr}, {engine}, {clients} clients, {seconds} s per phase");
 
-    let k = key.clone();
+    let k = keys.clone();
     let leases = phase("check-outs", &addr, clients, seconds, move |c, conn, n| {
-        let body = json!({ "license_key": k, "client_id": format!("c{c}-{n}"), "user": "u",
+        let body = json!({ "license_key": k[c % k.len()], "client_id": format!("c{c}-{n}"), "user": "u",
                            "request_id": "r" });
         let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
         assert_eq!(s, 201, "{lease}");
         Some(json!([lease["lease_id"], lease["epoch"]]))
     });
     let leases = Arc::new(leases.outputs);
-    let k = key.clone();
+    let k = keys.clone();
     let ls = leases.clone();
     phase("heartbeats", &addr, clients, seconds, move |c, conn, n| {
         let mine = &ls[c];
@@ -78,11 +103,109 @@ fn main() {
             "POST",
             &path,
             None,
-            Some(&json!({ "license_key": k, "epoch": lease[1] })),
+            Some(&json!({ "license_key": k[c % k.len()], "epoch": lease[1] })),
         );
         assert_eq!(s, 200, "{answer}");
         None
     });
     let live: usize = leases.iter().map(Vec::len).sum();
     println!("{live} live leases at the end");
+}
+
+/// Fills the server with `live` leases over `keys`, then heartbeats them open-loop.
+fn live_leases(addr: &str, engine: &str, clients: usize, keys: &[String], live: usize) {
+    let rate = arg("--rate", (live as u64).div_ceil(60)).max(1) as f64;
+    let seconds = arg("--seconds", 60).clamp(1, 600);
+    let connections = arg("--connections", 64).max(1) as usize;
+    println!(
+        "server on {addr}, {engine}: {live} leases over {} licenses, then heartbeats at \
+         {rate}/s for {seconds} s from {connections} connections",
+        keys.len()
+    );
+
+    let keys = Arc::new(keys.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let fillers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (keys, next, addr) = (keys.clone(), next.clone(), addr.to_owned());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr);
+                let mut mine = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= live {
+                        return mine;
+                    }
+                    let key = n % keys.len();
+                    let body = json!({ "license_key": keys[key], "client_id": format!("c{c}-{n}"),
+                                       "user": "u", "request_id": "r" });
+                    let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
+                    assert_eq!(s, 201, "{lease}");
+                    mine.push((
+                        key,
+                        lease["lease_id"].as_str().unwrap().to_owned(),
+                        lease["epoch"].as_i64().unwrap(),
+                    ));
+                }
+            })
+        })
+        .collect();
+    let leases: Vec<(usize, String, i64)> = fillers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let filled = started.elapsed().as_secs_f64();
+    println!(
+        "filled: {} live leases in {filled:.1} s = {:.0} check-outs/s with {clients} clients",
+        leases.len(),
+        leases.len() as f64 / filled
+    );
+
+    let leases = Arc::new(leases);
+    let total = (rate * seconds as f64) as usize;
+    let start = Instant::now() + Duration::from_millis(200);
+    let senders: Vec<_> = (0..connections)
+        .map(|t| {
+            let (keys, leases, addr) = (keys.clone(), leases.clone(), addr.to_owned());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr);
+                let (mut latencies, mut failures) = (Vec::new(), 0usize);
+                for k in (t..total).step_by(connections) {
+                    let due = start + Duration::from_secs_f64(k as f64 / rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let (key, id, epoch) = &leases[k % leases.len()];
+                    let path = format!("/v1/client/leases/{id}/heartbeat");
+                    let body = json!({ "license_key": keys[*key], "epoch": epoch });
+                    let (s, _) = conn.call("POST", &path, None, Some(&body));
+                    if s != 200 {
+                        failures += 1;
+                    }
+                    latencies.push(due.elapsed());
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let (mut all, mut failures) = (Vec::new(), 0);
+    for t in senders {
+        let (latencies, failed) = t.join().unwrap();
+        all.extend(latencies);
+        failures += failed;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "heartbeats: {} in {elapsed:.1} s = {:.0}/s (scheduled {rate}/s), {failures} not 200; \
+         latency from the scheduled time p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        all.len(),
+        all.len() as f64 / elapsed,
+        ms(percentile(&all, 0.50)),
+        ms(percentile(&all, 0.99)),
+        ms(percentile(&all, 0.999)),
+        ms(all.last().copied().unwrap_or_default()),
+    );
 }

@@ -95,10 +95,15 @@ struct Job {
     reply: oneshot::Sender<DbResult<Outcome>>,
 }
 
-/// The handle to the writer task; cloned with the [`super::Db`].
+/// PostgreSQL: writer tasks, each with its own connection, licenses spread over them by id
+/// (one license always goes to one writer, since its check-outs serialize on its row lock
+/// anyway). SQLite has one writer: it has one write lock.
+const POSTGRES_WRITERS: usize = 4;
+
+/// The handle to the writer tasks; cloned with the [`super::Db`].
 #[derive(Debug, Clone)]
 pub(crate) struct SeatWriter {
-    jobs: mpsc::Sender<Job>,
+    writers: Vec<mpsc::Sender<Job>>,
 }
 
 /// What the writer task writes through.
@@ -110,24 +115,42 @@ struct Pools {
 }
 
 impl SeatWriter {
-    /// Starts the writer task on the current tokio runtime. It ends when the last handle is
+    /// Starts the writer tasks on the current tokio runtime. They end when the last handle is
     /// dropped.
     pub fn start(engine: Engine, durable: AnyPool, relaxed: Option<AnyPool>) -> SeatWriter {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(
-            Pools {
-                engine,
-                durable,
-                relaxed,
-            },
-            queue,
-        ));
-        SeatWriter { jobs }
+        let count = match engine {
+            Engine::Sqlite => 1,
+            Engine::Postgres => POSTGRES_WRITERS,
+        };
+        let pools = std::sync::Arc::new(Pools {
+            engine,
+            durable,
+            relaxed,
+        });
+        let writers = (0..count)
+            .map(|_| {
+                let (jobs, queue) = mpsc::channel(QUEUE);
+                tokio::spawn(run(pools.clone(), queue));
+                jobs
+            })
+            .collect();
+        SeatWriter { writers }
     }
 
     async fn submit(&self, write: Write) -> DbResult<Outcome> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
+        // FNV-1a of the license id: stable, cheap, and spreads ids well enough.
+        let shard = write
+            .order()
+            .0
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            }) as usize
+            % self.writers.len().max(1);
+        self.writers
+            .get(shard)
+            .ok_or(sqlx::Error::WorkerCrashed)?
             .send(Job { write, reply })
             .await
             .map_err(|_| sqlx::Error::WorkerCrashed)?;
@@ -171,7 +194,7 @@ fn mismatch(asked: &str, got: &dyn std::fmt::Debug) -> sqlx::Error {
     sqlx::Error::Protocol(format!("seat writer answered a {asked} with {got:?}"))
 }
 
-async fn run(pools: Pools, mut queue: mpsc::Receiver<Job>) {
+async fn run(pools: std::sync::Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // Stable: writes of one license keep their queue order.
@@ -220,9 +243,12 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     }
     let started = std::time::Instant::now();
     let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut seen = Seen::default();
     for job in jobs {
         outcomes.push(match &job.write {
-            Write::CheckOut(c) => Outcome::CheckOut(check_out(&mut tx, pools.engine, c).await?),
+            Write::CheckOut(c) => {
+                Outcome::CheckOut(check_out(&mut tx, pools.engine, &mut seen, c).await?)
+            }
             Write::Lease {
                 kind,
                 license_id,
@@ -245,21 +271,35 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     Ok(outcomes)
 }
 
+/// What a batch transaction already knows about the license of its current check-outs. The
+/// batch is sorted by license, check-outs first, so it only remembers the last license.
+#[derive(Default)]
+struct Seen {
+    /// The license whose row this transaction has locked last (PostgreSQL).
+    locked: Option<String>,
+    /// (license, `now`, live leases at `now`): counted once, then kept up to date by this
+    /// batch's own grants (nothing else changes the license's leases while the transaction
+    /// holds its lock). Reused only at the same `now`, since leases lapse as time passes.
+    live: Option<(String, i64, i64)>,
+}
+
 /// Check-out inside the batch transaction: idempotent retry by request id; the same client and
 /// user keep their live lease; then grants a seat if fewer than `seats` leases are live, else
 /// records the denial.
 async fn check_out(
     conn: &mut AnyConnection,
     engine: Engine,
+    seen: &mut Seen,
     c: &OwnedCheckOut,
 ) -> DbResult<CheckOutOutcome> {
-    if engine == Engine::Postgres {
+    if engine == Engine::Postgres && seen.locked.as_deref() != Some(c.license_id.as_str()) {
         // Serializes check-outs of this license across replicas until the commit (SQLite's
         // `BEGIN IMMEDIATE` already holds the one write lock).
         sqlx::query("UPDATE licenses SET updated_at = updated_at WHERE id = $1")
             .bind(&c.license_id)
             .execute(&mut *conn)
             .await?;
+        seen.locked = Some(c.license_id.clone());
     }
     // This request's lease (a retry) and the client's live leases for this user, in one
     // statement. Leases lapsed but not reaped yet are not counted anywhere below, so the
@@ -287,14 +327,20 @@ async fn check_out(
     if let Some(lease) = mine.into_iter().next() {
         return Ok(CheckOutOutcome::Existing(lease));
     }
-    let live: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM leases WHERE license_id = $1 AND released_at IS NULL \
-         AND expires_at > $2",
-    )
-    .bind(&c.license_id)
-    .bind(c.now)
-    .fetch_one(&mut *conn)
-    .await?;
+    let live = match &seen.live {
+        Some((license, now, live)) if *license == c.license_id && *now == c.now => *live,
+        _ => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM leases WHERE license_id = $1 AND released_at IS NULL \
+                 AND expires_at > $2",
+            )
+            .bind(&c.license_id)
+            .bind(c.now)
+            .fetch_one(&mut *conn)
+            .await?
+        }
+    };
+    seen.live = Some((c.license_id.clone(), c.now, live));
     if live >= c.seats {
         sqlx::query(
             "INSERT INTO denials (id, license_id, client_id, user_name, at) \
@@ -324,6 +370,7 @@ async fn check_out(
     .bind(&c.license_id)
     .fetch_one(&mut *conn)
     .await?;
+    seen.live = Some((c.license_id.clone(), c.now, live.saturating_add(1)));
     Ok(CheckOutOutcome::Granted(lease))
 }
 
@@ -391,11 +438,11 @@ impl super::Db {
             answers.push(answer);
         }
         drop(jobs);
-        let pools = Pools {
+        let pools = std::sync::Arc::new(Pools {
             engine: self.engine,
             durable: self.pool.clone(),
             relaxed: self.relaxed.clone(),
-        };
+        });
         run(pools, queue).await;
         let mut outcomes = Vec::new();
         for answer in answers {

@@ -7,8 +7,8 @@
 
 use sqlx::FromRow;
 
-use super::seats::{LeaseWrite, OwnedCheckOut};
-use super::{Db, DbResult};
+use super::seats::{LeaseWrite, OwnedCheckOut, update_lease};
+use super::{Db, DbResult, Engine};
 
 /// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
 pub(crate) const DENIAL_RETENTION_SECS: i64 = 60 * 86_400;
@@ -146,9 +146,9 @@ impl Db {
     /// both win: at `now == expires_at` the lease is over and the heartbeat fails.
     ///
     /// A heartbeat's loss at a power cut only ends its lease earlier (the client re-acquires
-    /// with its request id), so a batch of heartbeats commits without waiting for the disk:
-    /// SQLite through the `synchronous=NORMAL` connections, PostgreSQL with
-    /// `synchronous_commit` off. Check-outs and check-ins stay fully durable.
+    /// with its request id), so it commits without waiting for the disk (see `Db::relaxed`):
+    /// on SQLite in a batch of heartbeats (see `seats`), on PostgreSQL alone, concurrently.
+    /// Check-outs and check-ins stay fully durable.
     pub async fn heartbeat(
         &self,
         license_id: &str,
@@ -156,9 +156,25 @@ impl Db {
         epoch: i64,
         now: i64,
     ) -> DbResult<LeaseUpdate> {
-        self.seats
-            .lease(LeaseWrite::Heartbeat, license_id, lease_id, epoch, now)
-            .await
+        match self.engine {
+            Engine::Sqlite => {
+                self.seats
+                    .lease(LeaseWrite::Heartbeat, license_id, lease_id, epoch, now)
+                    .await
+            }
+            Engine::Postgres => {
+                let mut conn = self.relaxed.acquire().await?;
+                update_lease(
+                    &mut conn,
+                    LeaseWrite::Heartbeat,
+                    license_id,
+                    lease_id,
+                    epoch,
+                    now,
+                )
+                .await
+            }
+        }
     }
 
     /// Check-in by the holder: frees the seat at once.

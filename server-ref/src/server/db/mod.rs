@@ -35,10 +35,11 @@ pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
 pub(crate) struct Db {
     pool: AnyPool,
     engine: Engine,
-    /// SQLite only: connections with `synchronous=NORMAL`, for writes whose loss at a power cut
-    /// is harmless (a seat heartbeat: losing it only ends a lease earlier, and the client
-    /// re-acquires). They commit without an fsync; the next FULL commit makes them durable.
-    relaxed: Option<AnyPool>,
+    /// Connections for writes whose loss at a power cut is harmless (a seat heartbeat: losing it
+    /// only ends a lease earlier, and the client re-acquires with its request id). They commit
+    /// without waiting for the disk: SQLite `synchronous=NORMAL` (the next FULL commit makes
+    /// them durable), PostgreSQL `synchronous_commit = off`.
+    relaxed: AnyPool,
     /// The group-commit writer of check-outs, heartbeats and check-ins (see `seats`).
     seats: seats::SeatWriter,
 }
@@ -237,27 +238,25 @@ impl Db {
             .connect(url)
             .await
             .map_err(|e| format!("opening the database: {e}"))?;
-        let relaxed = match engine {
-            Engine::Sqlite => Some(
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
+        let relaxed = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(match engine {
+                        Engine::Sqlite => {
+                            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON;"
+                        }
+                        Engine::Postgres => "SET synchronous_commit TO OFF",
                     })
-                    .connect(url)
-                    .await
-                    .map_err(|e| format!("opening the database: {e}"))?,
-            ),
-            Engine::Postgres => None,
-        };
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|e| format!("opening the database: {e}"))?;
         if engine == Engine::Sqlite {
             // WAL (persistent in the file): readers never block the writer.
             pool.execute("PRAGMA journal_mode = WAL")
@@ -289,9 +288,7 @@ impl Db {
 
     /// Closes every connection (at shutdown).
     pub async fn close(&self) {
-        if let Some(relaxed) = &self.relaxed {
-            relaxed.close().await;
-        }
+        self.relaxed.close().await;
         self.pool.close().await;
     }
 

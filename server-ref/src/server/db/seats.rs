@@ -12,8 +12,11 @@
 //!
 //! SQLite: the writer is the only seat writer of the process (what the FIFO mutex did before),
 //! so writes never meet SQLite's busy handler and its sleeps. A batch of heartbeats only
-//! commits on the `synchronous=NORMAL` connections (see `Db::relaxed`). PostgreSQL: writes are
-//! sorted by license, check-outs first, so two replicas' batches lock rows in one order.
+//! commits on the `synchronous=NORMAL` connections (see `Db::relaxed`). PostgreSQL: several
+//! writers, licenses spread over them; writes are sorted by license, check-outs first, so two
+//! replicas' batches lock rows in one order. PostgreSQL heartbeats do not come here: each is
+//! one autocommit `UPDATE` on a `synchronous_commit = off` connection, concurrent with the
+//! others, which beats a serial batch of them.
 
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
@@ -110,14 +113,15 @@ pub(crate) struct SeatWriter {
 struct Pools {
     engine: Engine,
     durable: AnyPool,
-    /// SQLite's `synchronous=NORMAL` connections, for batches of heartbeats only.
-    relaxed: Option<AnyPool>,
+    /// The connections that commit without waiting for the disk (`Db::relaxed`), for batches
+    /// of heartbeats only.
+    relaxed: AnyPool,
 }
 
 impl SeatWriter {
     /// Starts the writer tasks on the current tokio runtime. They end when the last handle is
     /// dropped.
-    pub fn start(engine: Engine, durable: AnyPool, relaxed: Option<AnyPool>) -> SeatWriter {
+    pub fn start(engine: Engine, durable: AnyPool, relaxed: AnyPool) -> SeatWriter {
         let count = match engine {
             Engine::Sqlite => 1,
             Engine::Postgres => POSTGRES_WRITERS,
@@ -227,20 +231,15 @@ async fn run(pools: std::sync::Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
 /// Runs `jobs` in one transaction and commits; their outcomes in order.
 async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     let durable = jobs.iter().any(|job| job.write.durable());
-    let pool = match (&pools.relaxed, durable) {
-        (Some(relaxed), false) => relaxed,
-        _ => &pools.durable,
+    let pool = if durable {
+        &pools.durable
+    } else {
+        &pools.relaxed
     };
     let mut tx = match pools.engine {
         Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
         Engine::Postgres => pool.begin().await?,
     };
-    if pools.engine == Engine::Postgres && !durable {
-        // See `relaxed` above: a lost heartbeat only ends a lease earlier.
-        sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(&mut *tx)
-            .await?;
-    }
     let started = std::time::Instant::now();
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut seen = Seen::default();
@@ -377,7 +376,7 @@ async fn check_out(
 /// Heartbeat or check-in inside the batch transaction. One conditional `UPDATE` on a live lease
 /// presenting its epoch, so it and the reaper (or a force-release) cannot both win: at
 /// `now == expires_at` the lease is over and the write fails.
-async fn update_lease(
+pub(super) async fn update_lease(
     conn: &mut AnyConnection,
     kind: LeaseWrite,
     license_id: &str,

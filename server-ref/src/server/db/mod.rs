@@ -25,6 +25,11 @@ pub(crate) use floating::{
     LeaseUpdate,
 };
 
+/// PostgreSQL: locks a license's row until the commit, serializing the writers of one license
+/// across replicas. `FOR UPDATE` rather than a no-op `UPDATE`, which would write a new row
+/// version on every check-out.
+const LOCK_LICENSE_FOR_WRITE: &str = "SELECT id FROM licenses WHERE id = $1 FOR UPDATE";
+
 /// Result of a query.
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
 
@@ -611,17 +616,22 @@ impl Db {
 
     /// Starts a write transaction that serializes with every other writer of this license:
     /// SQLite takes the database write lock up front (a deferred transaction could fail to
-    /// upgrade); PostgreSQL locks the license row (a no-op `UPDATE`), so concurrent writers
-    /// of one license (activations, seat check-outs) queue while other licenses proceed.
+    /// upgrade); PostgreSQL locks the license row (`SELECT ... FOR UPDATE`), so concurrent
+    /// writers of one license (activations, seat check-outs) queue while other licenses
+    /// proceed.
     pub async fn begin_license_write(&self, license_id: &str) -> DbResult<Tx> {
-        let mut tx = match self.engine {
+        let tx = match self.engine {
+            // The one write lock of the database, until the commit.
             Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
+            Engine::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(LOCK_LICENSE_FOR_WRITE)
+                    .bind(license_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
         };
-        sqlx::query("UPDATE licenses SET updated_at = updated_at WHERE id = $1")
-            .bind(license_id)
-            .execute(&mut *tx)
-            .await?;
         Ok(tx)
     }
 

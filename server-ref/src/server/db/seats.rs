@@ -22,7 +22,7 @@ use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::floating::{CheckOutOutcome, LeaseRow, LeaseUpdate};
-use super::{DbResult, Engine};
+use super::{DbResult, Engine, LOCK_LICENSE_FOR_WRITE};
 
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 256;
@@ -294,7 +294,7 @@ async fn check_out(
     if engine == Engine::Postgres && seen.locked.as_deref() != Some(c.license_id.as_str()) {
         // Serializes check-outs of this license across replicas until the commit (SQLite's
         // `BEGIN IMMEDIATE` already holds the one write lock).
-        sqlx::query("UPDATE licenses SET updated_at = updated_at WHERE id = $1")
+        sqlx::query(LOCK_LICENSE_FOR_WRITE)
             .bind(&c.license_id)
             .execute(&mut *conn)
             .await?;

@@ -37,6 +37,12 @@ async fn heartbeat(state: &AppState, key: &str, lease: &Value) -> (StatusCode, V
     call(state, "POST", &path, None, Some(body)).await
 }
 
+/// The stored lease timeout of a license.
+async fn lease_timeout(state: &AppState, id: &str) -> Option<i64> {
+    let license = state.db().get_license(id).await.unwrap();
+    license.map(|l| l.lease_timeout)
+}
+
 async fn it_staff(state: &AppState) {
     state
         .db()
@@ -208,15 +214,7 @@ async fn lease_timeout_bounds() {
         .await;
         if ok {
             assert_eq!(status, StatusCode::OK, "{seconds}: {body}");
-            assert_eq!(
-                state
-                    .db()
-                    .get_license(&id)
-                    .await
-                    .unwrap()
-                    .map(|l| l.lease_timeout),
-                Some(seconds)
-            );
+            assert_eq!(lease_timeout(&state, &id).await, Some(seconds));
         } else {
             assert_eq!(
                 status,
@@ -239,15 +237,7 @@ async fn lease_timeout_bounds() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        state
-            .db()
-            .get_license(&id)
-            .await
-            .unwrap()
-            .map(|l| l.lease_timeout),
-        Some(3600)
-    );
+    assert_eq!(lease_timeout(&state, &id).await, Some(3600));
     let before = now();
     let (status, lease) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::CREATED);

@@ -223,7 +223,10 @@ impl Db {
         sqlx::any::install_default_drivers();
         let options = AnyPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // A SQLite connection is in-process and cannot drop; testing it is a round trip to
+            // its worker thread on every acquire (measured: +8 % check-outs/s without it).
+            .test_before_acquire(engine == Engine::Postgres);
         let options = match engine {
             Engine::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -246,6 +249,7 @@ impl Db {
         let relaxed = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(engine == Engine::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     conn.execute(match engine {

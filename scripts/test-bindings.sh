@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests the uniffi bindings in every language this machine can run:
-#   kotlin  kotlinc (npm kotlin-compiler) + the JVM + JNA (Debian libjna-java): the tests and the example
+#   kotlin  kotlinc (npm kotlin-compiler) + the JVM + JNA (Debian libjna-java): the tests (offline, and
+#           online against licensing-server on 127.0.0.1) and the example
 #   python  a wheel built with maturin (bindings = "uniffi"), pip-installed into a fresh venv: the
 #           tests and the example run against the installed package
 #   swift   no Swift compiler here: the generated Swift, the package's tests and the example are
@@ -157,6 +158,9 @@ if want kotlin; then
   if "$kotlin_home/bin/kotlinc-jvm" -nowarn -cp "$jna" "${sources[@]}" -d "$jar"; then
     cp="$jar:$jna:$kotlin_home/lib/kotlin-stdlib.jar"
     run kotlin java -Djna.library.path="$lib_dir" -cp "$cp" rs.licensing.test.LicensingTestKt "$scenarios"
+    # The online client and floating seats against the real server (started by the test on 127.0.0.1).
+    cargo build -q -p licensing-server --locked
+    run kotlin-online java -Djna.library.path="$lib_dir" -cp "$cp" rs.licensing.test.online.OnlineTestKt "$root/target/debug/licensing-server"
     run kotlin-example example_checks kotlin-example \
       java -Djna.library.path="$lib_dir" -cp "$cp" rs.licensing.example.StartupCheckKt
   else

@@ -1,0 +1,313 @@
+// The online client of the Kotlin binding (`rs.licensing.OnlineClient`) against the real server,
+// the counterpart of bindings/python/tests/test_online.py (same steps, same admin JSON):
+//   java -Djna.library.path=<dir of liblicensing_uniffi.so> -cp test.jar:jna.jar:kotlin-stdlib.jar \
+//        rs.licensing.test.online.OnlineTestKt PATH/TO/licensing-server
+// Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes a product, a
+// policy and a license with the admin API (java.net.http), then drives the app side through the
+// binding: activate -> validate -> suspend -> validate reports suspended (also offline) ->
+// reinstate -> air-gapped activation -> a silent server -> floating seats (FloatingLease:
+// heartbeats, denial, check-in, force-release to the listener) -> revoke -> server stopped.
+// A plain main (no JUnit here): prints `kotlin-online: N passed, N failed`; exit 1 on failure.
+package rs.licensing.test.online
+
+import java.io.File
+import java.net.InetAddress
+import java.net.ServerSocket
+import java.net.URI
+import java.net.http.HttpClient
+import java.net.http.HttpRequest
+import java.net.http.HttpResponse
+import java.nio.file.Files
+import java.time.Duration
+import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.CountDownLatch
+import java.util.concurrent.TimeUnit
+import kotlin.system.exitProcess
+import rs.licensing.*
+import rs.licensing.core.*
+import rs.licensing.test.Json
+import rs.licensing.test.list
+import rs.licensing.test.obj
+import rs.licensing.test.str
+
+private const val PRODUCT = "com.example.cad"
+
+private var passed = 0
+private var failed = 0
+
+private fun check(name: String, condition: Boolean, detail: Any? = "") {
+    if (condition) {
+        passed++
+    } else {
+        failed++
+        println("FAIL $name $detail")
+    }
+}
+
+/** Request bodies: maps of strings and integers, as JSON. */
+private fun toJson(v: Any?): String = when (v) {
+    null -> "null"
+    is String -> "\"" + v.replace("\\", "\\\\").replace("\"", "\\\"") + "\""
+    is Number, is Boolean -> v.toString()
+    is Map<*, *> -> v.entries.joinToString(",", "{", "}") { toJson(it.key.toString()) + ":" + toJson(it.value) }
+    is List<*> -> v.joinToString(",", "[", "]") { toJson(it) }
+    else -> error("not JSON: $v")
+}
+
+private class Server(binary: String, dataDir: File) {
+    val proc: Process = ProcessBuilder(binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir.path)
+        .redirectError(ProcessBuilder.Redirect.DISCARD)
+        .start()
+    val url: String
+    private val token: String
+    private val http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build()
+
+    init {
+        val lines = CopyOnWriteArrayList<String>()
+        // Keeps draining stdout for the server's whole life so that it never blocks on a full pipe.
+        Thread {
+            try {
+                proc.inputStream.bufferedReader().forEachLine { lines.add(it.trim()) }
+            } catch (_: Exception) {
+                // The pipe closes when the server is killed.
+            }
+        }.apply { isDaemon = true }.start()
+        val tokenPrefix = "admin API token (shown once, only its hash is stored): "
+        val urlPrefix = "listening on "
+        var url: String? = null
+        var token: String? = null
+        val deadline = System.nanoTime() + 30_000_000_000L
+        while (System.nanoTime() < deadline && url == null) {
+            for (line in lines) {
+                if (line.startsWith(tokenPrefix)) token = line.removePrefix(tokenPrefix)
+                if (line.startsWith(urlPrefix)) url = line.removePrefix(urlPrefix)
+            }
+            Thread.sleep(50)
+        }
+        if (url == null || token == null) {
+            proc.destroyForcibly()
+            throw IllegalStateException("server did not start: $lines")
+        }
+        this.url = url
+        this.token = token
+    }
+
+    /** The admin API: the answer's text; a non-2xx answer throws (as urllib does). */
+    fun apiText(method: String, path: String, body: String? = null): String {
+        val request = HttpRequest.newBuilder(URI.create(url + path))
+            .timeout(Duration.ofSeconds(10))
+            .header("Authorization", "Bearer $token")
+            .header("Content-Type", "application/json")
+            .method(method, if (body == null) HttpRequest.BodyPublishers.noBody() else HttpRequest.BodyPublishers.ofString(body))
+            .build()
+        val response = http.send(request, HttpResponse.BodyHandlers.ofString())
+        if (response.statusCode() !in 200..299) {
+            throw IllegalStateException("$method $path: HTTP ${response.statusCode()} ${response.body()}")
+        }
+        return response.body()
+    }
+
+    fun api(method: String, path: String, body: Map<String, Any?>? = null): Map<String, Any?> =
+        Json.parse(apiText(method, path, body?.let { toJson(it) }).ifEmpty { "null" }).obj()
+
+    fun get(path: String): String {
+        val request = HttpRequest.newBuilder(URI.create(url + path)).timeout(Duration.ofSeconds(10)).build()
+        return http.send(request, HttpResponse.BodyHandlers.ofString()).body()
+    }
+
+    fun stop() {
+        proc.destroy() // SIGTERM: a graceful shutdown, as the Python test does
+        proc.waitFor(30, TimeUnit.SECONDS)
+    }
+}
+
+/** Collects the losses the heartbeat thread reports. */
+private class Listener : LeaseListener {
+    val losses = CopyOnWriteArrayList<LeaseLossInfo>()
+    val lost = CountDownLatch(1)
+
+    override fun onLost(loss: LeaseLossInfo) {
+        losses.add(loss)
+        lost.countDown()
+    }
+}
+
+private fun waitFor(seconds: Long = 30, condition: () -> Boolean): Boolean {
+    val deadline = System.nanoTime() + seconds * 1_000_000_000L
+    while (!condition() && System.nanoTime() < deadline) Thread.sleep(20)
+    return condition()
+}
+
+/** One seat: heartbeats in the background, the exact denial, check-in frees it, a
+ *  force-release reaches the listener. */
+private fun floatingSeats(server: Server, client: OnlineClient) {
+    val policy = server.api("POST", "/v1/policies", mapOf(
+        "product_id" to PRODUCT, "name" to "kt-floating", "model" to "floating", "seats" to 1,
+    ))
+    val license = server.api("POST", "/v1/licenses", mapOf("policy_id" to policy["id"]))
+    val key = license["key"].str()
+    val licenseId = license["id"].str()
+    val ada = FloatingLease.checkOut(client, key, "kt-seat-a", "ada", 100u, null)
+    check("lease: valid", ada.status() == Status.VALID, ada.status())
+    check("lease: a lease token", (ada.token() ?: "").startsWith("eyJ"), ada.token())
+    check("lease: heartbeats in the background", waitFor { ada.heartbeats() >= 2uL }, ada.heartbeats())
+    try {
+        FloatingLease.checkOut(client, key, "kt-seat-b", "bob", 100u, null)
+        check("lease: second seat denied", false)
+    } catch (e: LicensingException.Server) {
+        check("lease: denied with no_seats", e.code == "no_seats" && e.httpStatus.toInt() == 409, e)
+        check("lease: the exact message", e.reason.endsWith(": No available licenses, please contact IT"), e)
+    }
+    ada.checkIn()
+    check("lease: checked in", ada.status() == Status.LEASE_EXPIRED && ada.token() == null, ada.status())
+    val listener = Listener()
+    val bob = FloatingLease.checkOut(client, key, "kt-seat-b", "bob", 100u, listener)
+    check("lease: the seat is free after check-in", bob.status() == Status.VALID, bob.status())
+    server.api("POST", "/v1/licenses/$licenseId/leases/${bob.leaseId()}/release", mapOf())
+    check("lease: force-release reported", listener.lost.await(30, TimeUnit.SECONDS), listener.losses)
+    val loss = listener.losses.firstOrNull()
+    check("lease: released, lease_released",
+        loss != null && loss.kind == LeaseLossKind.RELEASED && loss.code == "lease_released", loss)
+    check("lease: lost -> lease_expired", bob.status() == Status.LEASE_EXPIRED, bob.status())
+    Thread.sleep(300)
+    check("lease: reported once", listener.losses.size == 1, listener.losses)
+    bob.checkIn()
+    val live = server.api("GET", "/v1/licenses/$licenseId/leases")["leases"].list()
+    check("lease: none live", live.isEmpty(), live)
+    ada.close()
+    bob.close()
+}
+
+private fun run(server: Server, tmp: File) {
+    server.api("POST", "/v1/products", mapOf("id" to PRODUCT, "name" to "CAD"))
+    val policy = server.api("POST", "/v1/policies", mapOf(
+        "product_id" to PRODUCT, "name" to "kt", "model" to "subscription",
+        "duration" to 365 * 86400, "grace_period" to 7 * 86400, "max_machines" to 1,
+    ))
+    val license = server.api("POST", "/v1/licenses", mapOf("policy_id" to policy["id"]))
+    val key = license["key"].str()
+    val licenseId = license["id"].str()
+    // The app ships the vendor's public keys; fetched once here for the test.
+    val trust = TrustStore.fromDocument(server.get("/.well-known/jwks.json"))
+
+    fun app(machine: String): Licensing {
+        val options = LicensingOptions(fingerprintOverride = machine)
+        val store = LicenseStore.at(File(tmp, machine).path)
+        return Licensing(trust, PRODUCT, store, options)
+    }
+
+    val client = OnlineClient(trust, server.url, PRODUCT, 10_000u)
+    val a = app("kt-box-a")
+
+    try {
+        client.validate(a, unixNow())
+        check("validate before activation raises", false)
+    } catch (e: LicensingException.NotActivated) {
+        check("validate before activation raises NotActivated", true)
+    }
+
+    val verdict = client.activate(a, key, unixNow())
+    check("activate: valid", verdict.status == Status.VALID, verdict)
+    try {
+        client.activate(app("kt-box-b"), key, unixNow())
+        check("second machine refused", false)
+    } catch (e: LicensingException.Server) {
+        check("second machine refused with its code", e.code == "machine_limit_reached", e)
+        check("  and its HTTP status", e.httpStatus.toInt() == 409, e)
+    }
+
+    var result = client.validate(a, unixNow())
+    check("validate: online", result.online && result.serverStatus == "active", result)
+    check("validate: valid", result.verdict.status == Status.VALID, result)
+    val serverTime = result.serverTime
+    check("validate: server time", serverTime != null && Math.abs(serverTime - unixNow()) < 60, result)
+
+    server.api("POST", "/v1/licenses/$licenseId/suspend", mapOf())
+    result = client.validate(a, unixNow())
+    check("suspended: server says so", result.serverStatus == "suspended", result)
+    check("suspended: verdict", result.verdict.status == Status.SUSPENDED, result)
+    val offline = a.checkAtStartup(unixNow())
+    check("suspended: offline start too", offline.status == Status.SUSPENDED, offline)
+
+    server.api("POST", "/v1/licenses/$licenseId/reinstate", mapOf())
+    result = client.checkOnline(a, unixNow(), 5_000u)
+    check("reinstated: valid online", result.online && result.verdict.status == Status.VALID, result)
+
+    // Air-gapped activation on a second license: request file -> vendor API -> import; then
+    // deactivation frees the slot and clears the store.
+    val license2 = server.api("POST", "/v1/licenses", mapOf("policy_id" to policy["id"]))
+    val c = app("kt-box-c")
+    val request = client.offlineRequest(c, license2["key"].str(), unixNow())
+    val kind = Json.parse(request).obj()["kind"]
+    check("air-gapped request kind", kind == "licensing.offline_activation_request", kind)
+    val response = server.apiText("POST", "/v1/offline/activate", request)
+    result = client.importOfflineResponse(c, response, unixNow())
+    check("air-gapped import: valid", result.verdict.status == Status.VALID, result)
+    val next = c.checkAtStartup(unixNow())
+    check("air-gapped next start: valid", next.status == Status.VALID, next)
+    try {
+        client.importOfflineResponse(c, response, unixNow())
+        check("air-gapped import twice raises", false)
+    } catch (e: LicensingException.NotActivated) {
+        check("air-gapped import twice raises NotActivated", true)
+    }
+    check("deactivate", client.deactivate(c))
+    val after = c.checkAtStartup(unixNow())
+    check("deactivated: no license", after.status == Status.NO_LICENSE, after)
+
+    // A listener that never answers: the start is back within the limit, offline.
+    ServerSocket(0, 8, InetAddress.getByName("127.0.0.1")).use { silent ->
+        val silentClient = OnlineClient(trust, "http://127.0.0.1:${silent.localPort}", PRODUCT, null)
+        val started = System.nanoTime()
+        val r = silentClient.checkOnline(a, unixNow(), 600u)
+        val took = (System.nanoTime() - started) / 1e9
+        check("silent server: offline", !r.online && !r.offlineReason.isNullOrEmpty(), r)
+        check("silent server: within the limit", took < 0.9, "took %.3f s".format(took))
+        check("silent server: stored token valid", r.verdict.status == Status.VALID, r)
+        silentClient.close()
+    }
+
+    floatingSeats(server, client)
+
+    server.api("POST", "/v1/licenses/$licenseId/revoke", mapOf())
+    result = client.validate(a, unixNow())
+    check("revoked: verdict", result.verdict.status == Status.REVOKED, result)
+    server.stop()
+    result = client.checkOnline(a, unixNow(), 2_000u)
+    check("server gone: offline", !result.online, result)
+    check("server gone: still revoked", result.verdict.status == Status.REVOKED, result)
+    try {
+        client.validate(a, unixNow())
+        check("server gone: validate raises", false)
+    } catch (e: LicensingException.Network) {
+        check("server gone: validate raises Network", true)
+    }
+}
+
+fun main(args: Array<String>) {
+    require(args.size == 1) { "usage: OnlineTestKt PATH/TO/licensing-server" }
+    val tmp = Files.createTempDirectory("kotlin-online").toFile()
+    try {
+        var server: Server? = null
+        try {
+            server = Server(args[0], File(tmp, "data"))
+            run(server, tmp)
+        } catch (e: Throwable) {
+            // The runner reports every failure, the unexpected ones too.
+            failed++
+            println("FAIL (exception):")
+            e.printStackTrace(System.out)
+        } finally {
+            server?.proc?.let {
+                if (it.isAlive) {
+                    it.destroyForcibly()
+                    it.waitFor(30, TimeUnit.SECONDS)
+                }
+            }
+        }
+    } finally {
+        tmp.deleteRecursively()
+    }
+    println("kotlin-online: $passed passed, $failed failed")
+    exitProcess(if (failed > 0) 1 else 0)
+}

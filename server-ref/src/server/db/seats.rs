@@ -199,30 +199,42 @@ fn mismatch(asked: &str, got: &dyn std::fmt::Debug) -> sqlx::Error {
 }
 
 async fn run(pools: std::sync::Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // Stable: writes of one license keep their queue order.
-        batch.sort_by(|a: &Job, b: &Job| a.write.order().cmp(&b.write.order()));
-        match commit(&pools, &batch).await {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    // The caller may have gone (its request was cancelled); the write stands.
-                    let _ = job.reply.send(Ok(outcome));
-                }
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        // In a task of its own: a panic while writing fails this batch's requests (their
+        // answers are dropped: `WorkerCrashed`), not every later seat write of the process.
+        if let Err(error) = tokio::spawn(write_batch(pools.clone(), batch)).await {
+            tracing::error!(%error, "a seat batch panicked");
+        }
+    }
+}
+
+/// Writes one batch and answers each of its writes.
+async fn write_batch(pools: std::sync::Arc<Pools>, mut batch: Vec<Job>) {
+    // Stable: writes of one license keep their queue order.
+    batch.sort_by(|a: &Job, b: &Job| a.write.order().cmp(&b.write.order()));
+    match commit(&pools, &batch).await {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                // The caller may have gone (its request was cancelled); the write stands.
+                let _ = job.reply.send(Ok(outcome));
             }
-            Err(error) if batch.len() == 1 => {
-                if let Some(job) = batch.pop() {
-                    let _ = job.reply.send(Err(error));
-                }
+        }
+        Err(error) if batch.len() == 1 => {
+            if let Some(job) = batch.pop() {
+                let _ = job.reply.send(Err(error));
             }
-            Err(error) => {
-                tracing::warn!(%error, writes = batch.len(), "seat batch rolled back; writing one by one");
-                for job in batch.drain(..) {
-                    let result = commit(&pools, std::slice::from_ref(&job))
-                        .await
-                        .and_then(|mut outcomes| outcomes.pop().ok_or(sqlx::Error::RowNotFound));
-                    let _ = job.reply.send(result);
-                }
+        }
+        Err(error) => {
+            tracing::warn!(%error, writes = batch.len(), "seat batch rolled back; writing one by one");
+            for job in batch {
+                let result = commit(&pools, std::slice::from_ref(&job))
+                    .await
+                    .and_then(|mut outcomes| outcomes.pop().ok_or(sqlx::Error::RowNotFound));
+                let _ = job.reply.send(result);
             }
         }
     }

@@ -1,6 +1,7 @@
-//! Group commit for seat writes. Check-outs, heartbeats and check-ins of this process go to one
-//! writer task; it takes every write waiting at that moment (up to [`MAX_BATCH`]), runs them in
-//! one transaction, commits once and only then answers each. A durable check-out still waits
+//! Group commit for seat writes. Check-outs, check-ins and (SQLite) heartbeats of this process
+//! go to a writer task (one on SQLite, [`POSTGRES_WRITERS`] on PostgreSQL); it takes every write
+//! waiting at that moment (up to [`MAX_BATCH`]), runs them in one transaction, commits once and
+//! only then answers each. A durable check-out still waits
 //! for its fsync, but eight waiting check-outs share one: on a disk doing ~325 fsync/s,
 //! one-commit-per-check-out capped SQLite at ~400 check-outs/s (docs/BENCHMARKS.md).
 //!

@@ -994,6 +994,36 @@ fn replicas_share_one_postgres() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(jwks_kids(&a), jwks_kids(&b));
+
+    // A suspension made on A reaches B's client calls within the license cache's lifetime
+    // (1 s), and A's own at once.
+    let license = b.post("/v1/licenses", &json!({ "policy_id": policy }));
+    let license = license.ok(201).clone();
+    let (id, key) = (
+        license["id"].as_str().unwrap(),
+        license["key"].as_str().unwrap(),
+    );
+    let fingerprint = "fp-replicas-0001";
+    assert_eq!(
+        validate(&b, key, fingerprint, "nonce-rep-0001")["status"],
+        "active"
+    );
+    let path = format!("/v1/licenses/{id}/suspend");
+    assert_eq!(a.post(&path, &json!({})).ok(200)["status"], "suspended");
+    assert_eq!(
+        validate(&a, key, fingerprint, "nonce-rep-0002")["status"],
+        "suspended"
+    );
+    let suspended_at = Instant::now();
+    let mut n = 3;
+    while validate(&b, key, fingerprint, &format!("nonce-rep-{n:04}"))["status"] != "suspended" {
+        assert!(
+            suspended_at.elapsed() < Duration::from_secs(3),
+            "replica B still answers from a license older than its cache's lifetime"
+        );
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

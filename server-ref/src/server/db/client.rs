@@ -46,6 +46,7 @@ impl Db {
         reissue: Option<&Reissue<'_, E>>,
         now: i64,
     ) -> Result<Result<Deactivation, E>, sqlx::Error> {
+        let _forget = self.licenses.clear_on_drop();
         let mut tx = self.begin_license_write(license_id).await?;
         let (sql, key) = match which {
             MachineRef::Fingerprint(fp) => (
@@ -108,6 +109,7 @@ impl Db {
         max_transfers: Option<i64>,
         reissue: Option<&Reissue<'_, E>>,
     ) -> Result<Result<Transfer, E>, sqlx::Error> {
+        let _forget = self.licenses.clear_on_drop();
         let license_id = &machine.license_id;
         let mut tx = self.begin_license_write(license_id).await?;
         let old: Option<Machine> =

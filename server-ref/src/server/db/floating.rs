@@ -250,6 +250,7 @@ impl Db {
         seconds: i64,
         now: i64,
     ) -> DbResult<()> {
+        let _forget = self.licenses.clear_on_drop();
         sqlx::query("UPDATE licenses SET lease_timeout = $1, updated_at = $2 WHERE id = $3")
             .bind(seconds)
             .bind(now)

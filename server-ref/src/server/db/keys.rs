@@ -114,6 +114,7 @@ impl Db {
         rewrite: &Rewriter<'_, E>,
         now: i64,
     ) -> Result<Result<bool, E>, sqlx::Error> {
+        let _forget = self.licenses.clear_on_drop();
         let mut tx = self.begin_license_write(id).await?;
         let row: Option<LicenseRow> = sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
             .bind(id)

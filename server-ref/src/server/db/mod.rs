@@ -18,6 +18,7 @@ mod client;
 pub(crate) use client::{Deactivation, MachineRef, Transfer};
 
 mod floating;
+mod license_cache;
 mod seats;
 
 pub(crate) use floating::{
@@ -47,6 +48,8 @@ pub(crate) struct Db {
     relaxed: AnyPool,
     /// The group-commit writer of check-outs, heartbeats and check-ins (see `seats`).
     seats: seats::SeatWriter,
+    /// Licenses by key hash, for client calls (see `license_cache`).
+    licenses: license_cache::LicenseCache,
 }
 
 /// The database engine behind a [`Db`].
@@ -278,6 +281,7 @@ impl Db {
             .map_err(|e| format!("migrating the database: {e}"))?;
         Ok(Db {
             seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone()),
+            licenses: Default::default(),
             pool,
             engine,
             relaxed,
@@ -534,12 +538,21 @@ impl Db {
             .await
     }
 
-    /// One license by the hash of its key.
+    /// One license by the hash of its key, as of at most `license_cache::TTL` ago (this
+    /// process's own writes are always seen).
     pub async fn license_by_key_hash(&self, key_hash: &str) -> DbResult<Option<LicenseRow>> {
-        sqlx::query_as("SELECT * FROM licenses WHERE key_hash = $1")
+        if let Some(row) = self.licenses.get(key_hash) {
+            return Ok(Some(row));
+        }
+        let read_at = std::time::Instant::now();
+        let row: Option<LicenseRow> = sqlx::query_as("SELECT * FROM licenses WHERE key_hash = $1")
             .bind(key_hash)
             .fetch_optional(&self.pool)
-            .await
+            .await?;
+        if let Some(row) = &row {
+            self.licenses.put(key_hash, read_at, row);
+        }
+        Ok(row)
     }
 
     /// The organization's licenses, newest first, at most `limit`.
@@ -560,6 +573,7 @@ impl Db {
 
     /// Applies `transition` if the license is in a state it starts from; `false` otherwise.
     pub async fn transition(&self, id: &str, transition: Transition, now: i64) -> DbResult<bool> {
+        let _forget = self.licenses.clear_on_drop();
         let sql = match transition {
             Transition::Suspend => {
                 "UPDATE licenses SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'active'"
@@ -650,6 +664,7 @@ impl Db {
         max_machines: Option<i64>,
         reissue: Option<&Reissue<'_, E>>,
     ) -> Result<Result<Activation, E>, sqlx::Error> {
+        let _forget = self.licenses.clear_on_drop();
         let mut tx = self.begin_license_write(&machine.license_id).await?;
         let existing: Option<Machine> =
             sqlx::query_as("SELECT * FROM machines WHERE license_id = $1 AND fingerprint = $2")

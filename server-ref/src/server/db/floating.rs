@@ -125,9 +125,9 @@ pub(crate) enum DenialScope<'a> {
 impl Db {
     /// Check-out, serialized per license: idempotent retry by request id; the same client and
     /// user keep their live lease; then grants a seat if fewer than `seats` leases are live,
-    /// else records the denial. Committed before it
-    /// answers (grouped with other seat writes, see `seats`), so a license never has more live
-    /// leases than seats and every denial is recorded.
+    /// else records the denial. Committed before it answers (grouped with other seat writes,
+    /// see `seats`), so a license never has more live leases than seats and every denial is
+    /// recorded.
     pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
         self.seats.check_out(OwnedCheckOut::from(c)).await
     }

@@ -6,6 +6,7 @@
 //! is seen within [`TTL`]. Hand-written: a map, a clock and a size cap are all it needs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,14 @@ const MAX_ENTRIES: usize = 100_000;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LicenseCache {
     entries: Arc<Mutex<HashMap<String, (Instant, LicenseRow)>>>,
+    /// Bumped by every clear: a read that started before a write must not cache what it read.
+    generation: Arc<AtomicU64>,
+}
+
+/// When a read started: see [`LicenseCache::before_read`].
+pub(crate) struct ReadStart {
+    at: Instant,
+    generation: u64,
 }
 
 impl LicenseCache {
@@ -34,22 +43,33 @@ impl LicenseCache {
         }
     }
 
-    /// Remembers a license read at `read_at` (taken before the query, so a write that
-    /// commits during the query cannot be outlived by the row it made stale).
-    pub fn put(&self, key_hash: &str, read_at: Instant, row: &LicenseRow) {
+    /// Taken before reading a license from the database.
+    pub fn before_read(&self) -> ReadStart {
+        ReadStart {
+            at: Instant::now(),
+            generation: self.generation.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Remembers a license read since `start`, unless this process wrote a license meanwhile
+    /// (the row may predate that write). Its age counts from `start`.
+    pub fn put(&self, key_hash: &str, start: &ReadStart, row: &LicenseRow) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked under the lock `clear` takes, so a clear cannot slip in between.
+        if self.generation.load(Ordering::SeqCst) != start.generation {
+            return;
+        }
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key_hash.to_owned(), (read_at, row.clone()));
+        entries.insert(key_hash.to_owned(), (start.at, row.clone()));
     }
 
     /// Forgets every license (after any write to one).
     pub fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 
     /// A guard that forgets every license when dropped: declared first in a method that writes
@@ -65,5 +85,48 @@ pub(crate) struct ClearOnDrop<'a>(&'a LicenseCache);
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str) -> LicenseRow {
+        LicenseRow {
+            id: "lic_1".into(),
+            organization_id: "org".into(),
+            key_hash: "hash".into(),
+            key_hint: "ABCDE".into(),
+            product_id: "p".into(),
+            policy_id: "pol".into(),
+            status: status.into(),
+            claims: "{}".into(),
+            token: None,
+            expires_at: None,
+            created_at: 0,
+            updated_at: 0,
+            lease_timeout: 900,
+        }
+    }
+
+    /// A row read before a write of this process is not cached: the next read goes to the
+    /// database and sees the write. A read after it is cached, and a clear forgets it.
+    #[test]
+    fn a_read_racing_a_write_is_not_cached() {
+        let cache = LicenseCache::default();
+        let start = cache.before_read();
+        cache.clear(); // a write commits while the read is in flight
+        cache.put("hash", &start, &row("active"));
+        assert!(cache.get("hash").is_none());
+
+        let start = cache.before_read();
+        cache.put("hash", &start, &row("suspended"));
+        assert_eq!(
+            cache.get("hash").map(|r| r.status),
+            Some("suspended".into())
+        );
+        cache.clear();
+        assert!(cache.get("hash").is_none());
     }
 }

@@ -544,13 +544,13 @@ impl Db {
         if let Some(row) = self.licenses.get(key_hash) {
             return Ok(Some(row));
         }
-        let read_at = std::time::Instant::now();
+        let start = self.licenses.before_read();
         let row: Option<LicenseRow> = sqlx::query_as("SELECT * FROM licenses WHERE key_hash = $1")
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = &row {
-            self.licenses.put(key_hash, read_at, row);
+            self.licenses.put(key_hash, &start, row);
         }
         Ok(row)
     }

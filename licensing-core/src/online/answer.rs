@@ -73,9 +73,10 @@ pub struct Validation {
     /// The activation's id, when activated.
     pub machine_id: Option<String>,
     /// The current license token, verified for this product; absent when the license is not
-    /// active.
+    /// active, or when the license token the app named as held is still current.
     pub license_token: Option<String>,
-    /// A machine token for this fingerprint, verified, when the server sent one.
+    /// A machine token for this fingerprint, verified, when the server sent one (not when
+    /// the machine token the app named as held is still current).
     pub machine_token: Option<String>,
     /// Whether this answers an air-gapped request.
     pub offline: bool,
@@ -225,7 +226,7 @@ fn verify_machine_token(
     token: &str,
     fingerprint_id: &str,
     license_id: &str,
-) -> Result<(), OnlineError> {
+) -> Result<crate::jws::VerifiedToken, OnlineError> {
     let machine = verify_token(token, TokenKind::Machine, verifier.trust_store())
         .map_err(OnlineError::Token)?;
     check_audience(&machine.claims, product(verifier))?;
@@ -244,7 +245,66 @@ fn verify_machine_token(
             "the machine token is for another license".into(),
         ));
     }
-    Ok(())
+    Ok(machine)
+}
+
+/// A token the app holds, named to the server by its signed `sub`, `kid` and `iat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldToken {
+    /// The license id (license token) or the machine id (machine token).
+    pub sub: String,
+    /// The key that signed it.
+    pub kid: String,
+    /// When it was signed.
+    pub iat: i64,
+}
+
+/// The license and machine tokens an app holds, sent with a validation so the server signs
+/// again only those that are due ([`super::Client::validate_holding`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeldTokens {
+    /// The stored license token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<HeldToken>,
+    /// The stored machine token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<HeldToken>,
+}
+
+impl HeldTokens {
+    /// Names the stored tokens that verify: the license token for this product, and the
+    /// machine token for this fingerprint and that license. A token that does not verify (or
+    /// a machine token without a license token) is left out, so the server sends a new one:
+    /// a damaged store heals at the next validation.
+    pub fn from_verified(
+        verifier: &Verifier,
+        license_token: Option<&str>,
+        machine_token: Option<&str>,
+        fingerprint_id: &str,
+    ) -> Self {
+        let Some(license) = license_token.and_then(|token| verifier.verify(token).ok()) else {
+            return Self::default();
+        };
+        let machine = machine_token
+            .and_then(|token| {
+                verify_machine_token(verifier, token, fingerprint_id, license.id()).ok()
+            })
+            .and_then(|machine| {
+                Some(HeldToken {
+                    sub: machine.claims.get("sub")?.as_str()?.to_owned(),
+                    iat: machine.claims.get("iat")?.as_i64()?,
+                    kid: machine.kid,
+                })
+            });
+        Self {
+            license: Some(HeldToken {
+                sub: license.id().to_owned(),
+                kid: license.kid().to_owned(),
+                iat: license.claims().iat,
+            }),
+            machine,
+        }
+    }
 }
 
 /// A license token for this product and this license.

@@ -46,8 +46,8 @@ use crate::fingerprint::MachineFingerprint;
 use crate::keys::TrustStore;
 
 pub use answer::{
-    Activation, Deactivation, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND, OfflineRequest,
-    ServerStatus, Validation,
+    Activation, Deactivation, HeldToken, HeldTokens, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND,
+    OfflineRequest, ServerStatus, Validation,
 };
 pub use leases::{LeaseCallback, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager, NO_SEATS};
 #[cfg(feature = "store")]
@@ -267,13 +267,32 @@ impl Client {
         license_key: &str,
         fingerprint_id: &str,
     ) -> Result<Validation, OnlineError> {
-        self.validate_within(license_key, fingerprint_id, self.config.deadline)
+        self.validate_within(license_key, fingerprint_id, None, self.config.deadline)
+    }
+
+    /// [`Self::validate`], naming the tokens the app already holds: the server signs a new
+    /// license or machine token only when the held one is due (the license changed, the key
+    /// rotated, or half the check-in interval passed), and otherwise answers `None` for it.
+    /// Only name tokens whose signatures were checked ([`HeldTokens::from_verified`]).
+    pub fn validate_holding(
+        &self,
+        license_key: &str,
+        fingerprint_id: &str,
+        held: &HeldTokens,
+    ) -> Result<Validation, OnlineError> {
+        self.validate_within(
+            license_key,
+            fingerprint_id,
+            Some(held),
+            self.config.deadline,
+        )
     }
 
     pub(crate) fn validate_within(
         &self,
         license_key: &str,
         fingerprint_id: &str,
+        held: Option<&HeldTokens>,
         limit: Duration,
     ) -> Result<Validation, OnlineError> {
         #[derive(Serialize)]
@@ -281,6 +300,8 @@ impl Client {
             license_key: &'a str,
             fingerprint: &'a str,
             nonce: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            held: Option<&'a HeldTokens>,
         }
         let nonce = new_nonce()?;
         let (_, body) = self.http.post(
@@ -290,6 +311,7 @@ impl Client {
                 license_key,
                 fingerprint: fingerprint_id,
                 nonce: &nonce,
+                held,
             },
             limit,
         )?;

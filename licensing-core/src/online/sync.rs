@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Activation, Client, Deactivation, OfflineRequest, OnlineError, ServerStatus, Validation,
+    Activation, Client, Deactivation, HeldTokens, OfflineRequest, OnlineError, ServerStatus,
+    Validation,
 };
 use crate::clock::{self, ClockCheck};
 use crate::evaluate::{License, Verdict};
@@ -111,7 +112,13 @@ impl Licensing {
             .read_license_key()?
             .ok_or(OnlineError::NotActivated)?;
         let fingerprint = self.fingerprint();
-        let validation = client.validate_within(&key, &fingerprint.id, limit)?;
+        let held = HeldTokens::from_verified(
+            &self.verifier,
+            self.store.read_token()?.as_deref(),
+            self.store.read_machine_token()?.as_deref(),
+            &fingerprint.id,
+        );
+        let validation = client.validate_within(&key, &fingerprint.id, Some(&held), limit)?;
         let _lock = self.store.lock()?;
         let (verdict, license) = self.apply_validation(&validation, &fingerprint, now)?;
         Ok(OnlineCheck {

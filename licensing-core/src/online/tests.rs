@@ -424,7 +424,7 @@ fn a_server_that_never_answers_costs_at_most_the_deadline() {
     // A shorter limit from the caller wins.
     let started = Instant::now();
     let error = client
-        .validate_within("AAAAA-BBBBB", "fp", Duration::from_millis(150))
+        .validate_within("AAAAA-BBBBB", "fp", None, Duration::from_millis(150))
         .unwrap_err();
     assert!(matches!(error, OnlineError::Timeout(_)), "{error:?}");
     assert!(
@@ -523,6 +523,60 @@ mod with_store {
                 json!({ "response_token": response(&claims, &vendor) }).to_string(),
             )
         })
+    }
+
+    /// A validation names the stored tokens that verify, and an answer without new tokens
+    /// (the held ones are current) keeps them: the verdict is the stored token's.
+    #[test]
+    fn validation_names_the_held_tokens_and_keeps_them_when_the_server_sends_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        let license = license_token(&vendor, "lic_1");
+        app.install(&license, NOW).unwrap();
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+        let fp = app.fingerprint().id;
+        let kid = vendor.public_key().kid().to_owned();
+
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = {
+            let seen = seen.clone();
+            stub(move |body, _| {
+                seen.lock().unwrap().push(body["held"].clone());
+                let vendor = key(1);
+                let mut claims = response_claims(
+                    body["nonce"].as_str().unwrap(),
+                    body["fingerprint"].as_str().unwrap(),
+                    &vendor,
+                );
+                claims.insert("license_token".into(), Value::Null);
+                (
+                    200,
+                    json!({ "response_token": response(&claims, &vendor) }).to_string(),
+                )
+            })
+        };
+        let client = Client::new(fast_config(&server.url), trust(&vendor)).unwrap();
+        let check = app.validate_online(&client, NOW + 60).unwrap();
+        assert_eq!(check.verdict.status, Status::Valid, "{:?}", check.verdict);
+        assert!(check.validation.unwrap().license_token.is_none());
+        assert_eq!(
+            app.store().read_token().unwrap().as_deref(),
+            Some(&*license)
+        );
+
+        // With a machine token stored, both are named.
+        app.store()
+            .write_machine_token(&machine_token(&vendor, &fp, "lic_1"))
+            .unwrap();
+        app.validate_online(&client, NOW + 60).unwrap();
+        let held = |sub: &str| json!({ "sub": sub, "kid": kid, "iat": NOW });
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0], json!({ "license": held("lic_1") }));
+        assert_eq!(
+            seen[1],
+            json!({ "license": held("lic_1"), "machine": held("mch_1") })
+        );
     }
 
     #[test]
@@ -799,4 +853,60 @@ fn an_unreachable_server_past_the_lease_is_reported_once() {
     assert!(hits >= 4, "{hits}");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(server.hits.load(Ordering::SeqCst), hits);
+}
+
+/// The held tokens named to the server are exactly the stored ones that verify: a forged or
+/// foreign token is left out (so the server signs a new one), and a machine token counts only
+/// for this machine and the held license.
+#[test]
+fn held_tokens_name_only_tokens_that_verify() {
+    let vendor = key(1);
+    let v = verifier(&vendor);
+    let fp = fingerprint().id;
+    let kid = vendor.public_key().kid().to_owned();
+    let license = license_token(&vendor, "lic_1");
+    let machine = machine_token(&vendor, &fp, "lic_1");
+
+    let held = HeldTokens::from_verified(&v, Some(&license), Some(&machine), &fp);
+    let expect = |sub: &str| HeldToken {
+        sub: sub.into(),
+        kid: kid.clone(),
+        iat: NOW,
+    };
+    assert_eq!(held.license, Some(expect("lic_1")));
+    assert_eq!(held.machine, Some(expect("mch_1")));
+    assert_eq!(
+        serde_json::to_value(&held).unwrap(),
+        json!({ "license": { "sub": "lic_1", "kid": kid, "iat": NOW },
+                "machine": { "sub": "mch_1", "kid": kid, "iat": NOW } })
+    );
+
+    // Another machine's token, or one for another license: not held.
+    let other_box = machine_token(&vendor, "box-b", "lic_1");
+    let held = HeldTokens::from_verified(&v, Some(&license), Some(&other_box), &fp);
+    assert!(held.license.is_some() && held.machine.is_none());
+    let other_license = machine_token(&vendor, &fp, "lic_2");
+    let held = HeldTokens::from_verified(&v, Some(&license), Some(&other_license), &fp);
+    assert!(held.machine.is_none());
+
+    // A license token signed by an untrusted key, or damaged: nothing is held.
+    let rogue = license_token(&key(2), "lic_1");
+    assert_eq!(
+        HeldTokens::from_verified(&v, Some(&rogue), Some(&machine), &fp),
+        HeldTokens::default()
+    );
+    let mut damaged = license.clone();
+    damaged.pop();
+    assert_eq!(
+        HeldTokens::from_verified(&v, Some(&damaged), Some(&machine), &fp),
+        HeldTokens::default()
+    );
+    assert_eq!(
+        HeldTokens::from_verified(&v, None, Some(&machine), &fp),
+        HeldTokens::default()
+    );
+    assert_eq!(
+        serde_json::to_value(HeldTokens::default()).unwrap(),
+        json!({})
+    );
 }

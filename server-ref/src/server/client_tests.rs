@@ -23,8 +23,16 @@ async fn activate(state: &AppState, key: &str, id: &str) -> (StatusCode, Value) 
 
 /// Validates and returns the verified response claims.
 async fn validate(state: &AppState, key: &str, fingerprint: &str) -> Value {
+    validate_holding(state, key, fingerprint, Value::Null).await
+}
+
+/// Validates naming the tokens `held` (null: none) and returns the verified response claims.
+async fn validate_holding(state: &AppState, key: &str, fingerprint: &str, held: Value) -> Value {
     let nonce = format!("nonce-{fingerprint}-0123456789");
-    let body = json!({ "license_key": key, "fingerprint": fingerprint, "nonce": nonce });
+    let mut body = json!({ "license_key": key, "fingerprint": fingerprint, "nonce": nonce });
+    if !held.is_null() {
+        body["held"] = held;
+    }
     let (status, answer) = call(state, "POST", "/v1/client/validate", None, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let token = answer["response_token"].as_str().unwrap();
@@ -170,6 +178,162 @@ async fn validation_refreshes_the_license_token_and_moves_check_in_forward() {
     let machine = answer["machine_token"].as_str().unwrap();
     let machine = verify_token(machine, TokenKind::Machine, &store(&state)).unwrap();
     assert_eq!(machine.claims["fingerprint"]["id"], "box-a");
+}
+
+/// A validation naming the tokens the client holds signs again only those that are due: the
+/// license token past half its check-in interval, a token issued before the license's last
+/// change (within the margin), by another key, for another license or machine, or dated in
+/// the future. Tokens not due come back null, and the status is answered all the same.
+#[tokio::test]
+async fn validation_signs_again_only_the_tokens_that_are_due() {
+    let (_dir, state) = app().await;
+    let policy = json!({ "model": "perpetual", "check_in_interval": HOUR });
+    let (key, id) = license(&state, policy).await;
+    let (status, activated) = activate(&state, &key, "box-a").await;
+    assert_eq!(status, StatusCode::CREATED, "{activated}");
+    let machine_id = activated["machine_id"].as_str().unwrap().to_owned();
+    let now = unix_now();
+    // The license last changed an hour ago.
+    state.db().backdate_license(&id, now - HOUR).await.unwrap();
+    let kid = state.key().public_key().kid().to_owned();
+    let held = |license: (&str, &str, i64), machine: (&str, &str, i64)| {
+        json!({ "license": { "sub": license.0, "kid": license.1, "iat": license.2 },
+                "machine": { "sub": machine.0, "kid": machine.1, "iat": machine.2 } })
+    };
+    let signed = |answer: &Value| {
+        (
+            answer["license_token"].is_string(),
+            answer["machine_token"].is_string(),
+        )
+    };
+    let recent = now - 60;
+    let cases = [
+        // Both current: nothing is signed but the response.
+        (
+            (id.as_str(), kid.as_str(), recent),
+            (machine_id.as_str(), kid.as_str(), recent),
+            (false, false),
+        ),
+        // Less than half the check-in interval old: still current.
+        (
+            (&id, &kid, now - HOUR / 2 + 60),
+            (&machine_id, &kid, recent),
+            (false, false),
+        ),
+        // Past half the interval: a new license token (`check_in.until` moves forward).
+        (
+            (&id, &kid, now - HOUR / 2 - 5),
+            (&machine_id, &kid, recent),
+            (true, false),
+        ),
+        // Within the margin after the last change: signed again.
+        (
+            (&id, &kid, recent),
+            (&machine_id, &kid, now - HOUR + 10),
+            (false, true),
+        ),
+        // Another key, another license or machine, a future `iat`.
+        (
+            (&id, "another-kid", recent),
+            (&machine_id, "another-kid", recent),
+            (true, true),
+        ),
+        (
+            ("lic_other", &kid, recent),
+            ("mch_other", &kid, recent),
+            (true, true),
+        ),
+        (
+            (&id, &kid, now + 120),
+            (&machine_id, &kid, now + 120),
+            (true, true),
+        ),
+    ];
+    for (license, machine, expect) in cases {
+        let answer = validate_holding(&state, &key, "box-a", held(license, machine)).await;
+        assert_eq!(answer["status"], "active");
+        assert_eq!(answer["machine_activated"], true);
+        assert_eq!(signed(&answer), expect, "{license:?} {machine:?}");
+    }
+    // Holding nothing, or only a license token: what is not held is signed.
+    assert_eq!(signed(&validate(&state, &key, "box-a").await), (true, true));
+    let only_license = json!({ "license": { "sub": id, "kid": kid, "iat": recent } });
+    let answer = validate_holding(&state, &key, "box-a", only_license).await;
+    assert_eq!(signed(&answer), (false, true));
+    // The machine token signed without a new license token still verifies and carries the
+    // license's end.
+    let machine = verify_token(
+        answer["machine_token"].as_str().unwrap(),
+        TokenKind::Machine,
+        &store(&state),
+    )
+    .unwrap();
+    assert_eq!(machine.claims["sub"], machine_id.as_str());
+    assert_eq!(machine.claims["license_id"], id.as_str());
+
+    // A change to the license (suspend, then reinstate) makes both due again; while
+    // suspended, nothing is signed whatever is held.
+    let current = held((&id, &kid, recent), (&machine_id, &kid, recent));
+    for action in ["suspend", "reinstate"] {
+        let path = format!("/v1/licenses/{id}/{action}");
+        let (code, _) = call(&state, "POST", &path, Some(ADMIN), Some(json!({}))).await;
+        assert_eq!(code, StatusCode::OK);
+        let answer = validate_holding(&state, &key, "box-a", current.clone()).await;
+        let expect = if action == "suspend" {
+            (false, false)
+        } else {
+            (true, true)
+        };
+        assert_eq!(signed(&answer), expect, "{action}");
+    }
+
+    // Held tokens are checked like every field.
+    for bad in [
+        json!({ "license": { "sub": "", "kid": kid, "iat": recent } }),
+        json!({ "machine": { "sub": machine_id, "kid": "a kid", "iat": recent } }),
+        json!({ "license": { "sub": id, "kid": kid } }),
+        json!({ "license": { "sub": id, "kid": kid, "iat": recent, "extra": 1 } }),
+    ] {
+        let body = json!({ "license_key": key, "fingerprint": "box-a",
+                           "nonce": "nonce-0123456789", "held": bad });
+        let (status, answer) = call(&state, "POST", "/v1/client/validate", None, Some(body)).await;
+        assert!(status.is_client_error(), "{bad}: {status} {answer}");
+    }
+}
+
+/// Machines are cached for validations, but this process's activations, deactivations and
+/// transfers are seen by the next validation at once (the cache also remembers a fingerprint
+/// that is not activated, and that too is forgotten).
+#[tokio::test]
+async fn validation_sees_this_process_machine_changes_at_once() {
+    let (_dir, state) = app().await;
+    let policy = json!({ "model": "node_locked", "max_machines": 2, "max_transfers": 1 });
+    let (key, _) = license(&state, policy).await;
+    let activated = |fingerprint: &'static str| {
+        let (state, key) = (&state, &key);
+        async move { validate(state, key, fingerprint).await["machine_activated"] == true }
+    };
+    assert!(!activated("box-a").await);
+    assert!(!activated("box-a").await);
+    activate(&state, &key, "box-a").await;
+    assert!(activated("box-a").await);
+    let body =
+        json!({ "license_key": key, "from_fingerprint": "box-a", "fingerprint": fp("box-b") });
+    let (status, answer) = call(&state, "POST", "/v1/client/transfer", None, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(!activated("box-a").await);
+    assert!(activated("box-b").await);
+    let body = json!({ "license_key": key, "fingerprint": "box-b" });
+    let (status, _) = call(&state, "POST", "/v1/client/deactivate", None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!activated("box-b").await);
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[tokio::test]

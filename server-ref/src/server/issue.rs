@@ -293,8 +293,19 @@ pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<&'static st
         "suspended" => return Ok("suspended"),
         _ => {}
     }
-    // The claims template in our own database decides (no signature work per request); a
-    // node-locked template gets a placeholder machine so it is a complete license.
+    Ok(
+        match template_license(row, now)?.check_time(now, 0).status {
+            Status::Expired | Status::TrialExpired => "expired",
+            Status::NotYetValid => "not_yet_valid",
+            _ => "active",
+        },
+    )
+}
+
+/// The license a token signed at `now` would carry, built from the claims template in our own
+/// database without any signature work (a node-locked template gets a placeholder machine so
+/// it is a complete license). Its time rule, `aud` and `usable_until` are the signed token's.
+fn template_license(row: &LicenseRow, now: i64) -> Result<License, ApiError> {
     let mut template: Map<String, Value> = parse_json(&row.claims)?;
     template.remove(CHECK_IN_INTERVAL);
     template.entry("iat").or_insert(now.into());
@@ -311,14 +322,9 @@ pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<&'static st
             );
         }
     }
-    let license = licensing_core::LicenseClaims::from_object(template)
+    licensing_core::LicenseClaims::from_object(template)
         .and_then(|claims| licensing_core::trusted_license(claims, ""))
-        .map_err(|e| ApiError::internal(format!("stored claims of {}: {e}", row.id)))?;
-    Ok(match license.check_time(now, 0).status {
-        Status::Expired | Status::TrialExpired => "expired",
-        Status::NotYetValid => "not_yet_valid",
-        _ => "active",
-    })
+        .map_err(|e| ApiError::internal(format!("stored claims of {}: {e}", row.id)))
 }
 
 /// The fingerprint stored with a machine.
@@ -409,6 +415,8 @@ pub(crate) struct Answer<'a> {
     pub nonce: &'a str,
     /// Server time.
     pub now: i64,
+    /// The tokens the client says it holds: those still current are not signed again.
+    pub held: Option<&'a HeldTokens>,
 }
 
 /// A license token signed now from the license's template (binding its machines when
@@ -427,26 +435,59 @@ pub(crate) fn fresh_license_token(
     sign_license(state, &template, &fingerprints, now)
 }
 
-/// Builds the response claims for `a`: fresh license and machine tokens when the license is
-/// active (and, node-locked, the machine activated). `machines` are the license's machines.
-pub(crate) fn response_claims(
+/// Builds the response claims for `a`: when the license is active (and, node-locked, the
+/// machine activated), a fresh license token and machine token, each unless the client holds
+/// one that is still current ([`held_is_current`]). `machines` loads the license's machines
+/// (node-locked tokens bind them), only when a license token is signed.
+pub(crate) async fn response_claims<F, Fut>(
     state: &AppState,
     a: &Answer<'_>,
-    machines: &[Machine],
+    machines: F,
     ttl: i64,
-) -> Result<ResponseClaims, ApiError> {
+) -> Result<ResponseClaims, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Machine>, ApiError>>,
+{
     let template: Map<String, Value> = parse_json(&a.row.claims)?;
     let refresh = a.status == "active" && (a.machine.is_some() || !is_node_locked(&template));
-    let (license_token, machine_token) = if refresh {
-        let (token, license) = fresh_license_token(state, a.row, machines, a.now)?;
-        let machine_token = a
-            .machine
-            .map(|m| sign_machine_token(state, m, &license, a.now))
-            .transpose()?;
-        (Some(token), machine_token)
-    } else {
-        (None, None)
-    };
+    let kid = state.key().public_key().kid().to_owned();
+    let held = |which: fn(&HeldTokens) -> Option<&HeldToken>| a.held.and_then(which);
+    let license_current = held_is_current(
+        held(|h| h.license.as_ref()),
+        &a.row.id,
+        &kid,
+        a.row,
+        a.now,
+        template.get(CHECK_IN_INTERVAL).and_then(Value::as_i64),
+    );
+    let machine_current = a.machine.is_some_and(|m| {
+        held_is_current(
+            held(|h| h.machine.as_ref()),
+            &m.id,
+            &kid,
+            a.row,
+            a.now,
+            None,
+        )
+    });
+    let (mut license_token, mut machine_token) = (None, None);
+    if refresh {
+        let license = if license_current {
+            None
+        } else {
+            let (token, license) = fresh_license_token(state, a.row, &machines().await?, a.now)?;
+            license_token = Some(token);
+            Some(license)
+        };
+        if let Some(machine) = a.machine.filter(|_| !machine_current) {
+            let license = match license {
+                Some(license) => license,
+                None => template_license(a.row, a.now)?,
+            };
+            machine_token = Some(sign_machine_token(state, machine, &license, a.now)?);
+        }
+    }
     Ok(ResponseClaims {
         iss: state.issuer().to_owned(),
         sub: a.row.id.clone(),
@@ -465,6 +506,59 @@ pub(crate) fn response_claims(
         machine_token,
         offline: None,
     })
+}
+
+/// Tokens issued within this many seconds after the license's last change are signed again
+/// when presented: another replica may have signed them from a license row up to the license
+/// cache's lifetime old, or with a clock a little ahead.
+pub(crate) const REFRESH_MARGIN_SECS: i64 = 30;
+
+/// Whether a token the client holds (signature already checked by the client) is what the
+/// server would sign now, so signing it again would change nothing but `iat` and `jti`: it
+/// names the same license or machine (`sub`), is signed by the current key, was issued after
+/// the license's last change (by [`REFRESH_MARGIN_SECS`]) and not in the future, and, with a
+/// check-in interval, less than half of it ago (so `lic.check_in.until` always stays at
+/// least half an interval ahead of a client that validates).
+pub(crate) fn held_is_current(
+    held: Option<&HeldToken>,
+    sub: &str,
+    kid: &str,
+    row: &LicenseRow,
+    now: i64,
+    check_in_interval: Option<i64>,
+) -> bool {
+    let Some(held) = held else {
+        return false;
+    };
+    held.sub == sub
+        && held.kid == kid
+        && held.iat > row.updated_at.saturating_add(REFRESH_MARGIN_SECS)
+        && held.iat <= now
+        && check_in_interval.is_none_or(|interval| now.saturating_sub(held.iat) < interval / 2)
+}
+
+/// A token the client holds, described by its signed `sub`, `kid` and `iat`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeldToken {
+    /// The token's `sub`: the license id (license token) or the machine id (machine token).
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub sub: String,
+    /// The `kid` of the key that signed it.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub kid: String,
+    /// Its `iat`.
+    pub iat: i64,
+}
+
+/// The tokens a client holds, so a validation signs only those due.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeldTokens {
+    /// The license token the client stores.
+    pub license: Option<HeldToken>,
+    /// The machine token the client stores.
+    pub machine: Option<HeldToken>,
 }
 
 /// Signs response claims as a `response+jwt`.

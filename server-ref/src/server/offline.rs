@@ -104,6 +104,7 @@ pub(crate) async fn offline_activate(
         &req.nonce,
         now,
         issue::OFFLINE_RESPONSE_TTL_SECS,
+        None,
     )
     .await?;
     claims.offline = Some(true);

@@ -316,6 +316,18 @@ impl Db {
     // ---- organizations and API tokens ------------------------------------------------------
 
     /// How many API tokens exist (revoked included).
+    /// Sets a license's last change to `updated_at` (tests of what is older than it).
+    #[cfg(test)]
+    pub async fn backdate_license(&self, id: &str, updated_at: i64) -> DbResult<()> {
+        let _forget = self.licenses.clear_on_drop();
+        sqlx::query("UPDATE licenses SET updated_at = $1 WHERE id = $2")
+            .bind(updated_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     #[cfg(test)]
     pub async fn api_token_count(&self) -> DbResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
@@ -598,17 +610,26 @@ impl Db {
 
     // ---- machines --------------------------------------------------------------------------
 
-    /// The machine with this fingerprint on this license.
+    /// The machine with this fingerprint on the license, as of at most `license_cache::TTL`
+    /// ago (this process's own writes are always seen).
     pub async fn get_machine(
         &self,
         license_id: &str,
         fingerprint: &str,
     ) -> DbResult<Option<Machine>> {
-        sqlx::query_as("SELECT * FROM machines WHERE license_id = $1 AND fingerprint = $2")
-            .bind(license_id)
-            .bind(fingerprint)
-            .fetch_optional(&self.pool)
-            .await
+        if let Some(machine) = self.licenses.get_machine(license_id, fingerprint) {
+            return Ok(machine);
+        }
+        let start = self.licenses.before_read();
+        let machine: Option<Machine> =
+            sqlx::query_as("SELECT * FROM machines WHERE license_id = $1 AND fingerprint = $2")
+                .bind(license_id)
+                .bind(fingerprint)
+                .fetch_optional(&self.pool)
+                .await?;
+        self.licenses
+            .put_machine(license_id, fingerprint, &start, &machine);
+        Ok(machine)
     }
 
     /// The machines of a license, oldest first.
@@ -619,16 +640,21 @@ impl Db {
             .await
     }
 
-    /// Records that a machine was seen.
-    pub async fn touch_machine(&self, id: &str, now: i64) -> DbResult<()> {
-        // At most one write per machine per minute: a validation is a read, and a durable
-        // write (fsync) per request would cost more than everything else it does.
+    /// Records that a machine was seen at `now`: at most one write per machine per minute (a
+    /// validation is a read, and a durable write per request would cost more than everything
+    /// else it does), and no statement at all when `machine` was seen in the last minute.
+    pub async fn touch_machine(&self, machine: &Machine, now: i64) -> DbResult<()> {
+        let a_minute_ago = now.saturating_sub(60);
+        if machine.last_seen_at >= a_minute_ago {
+            return Ok(());
+        }
         sqlx::query("UPDATE machines SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
             .bind(now)
-            .bind(id)
-            .bind(now.saturating_sub(60))
+            .bind(&machine.id)
+            .bind(a_minute_ago)
             .execute(&self.pool)
             .await?;
+        self.licenses.machine_seen(machine, now);
         Ok(())
     }
 

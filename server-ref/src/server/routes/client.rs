@@ -5,7 +5,7 @@ use licensing_core::License;
 use serde::Serialize;
 
 use super::super::db::{Deactivation, MachineRef, Transfer};
-use super::super::issue::{Answer, ResponseClaims};
+use super::super::issue::{Answer, HeldTokens, ResponseClaims};
 use super::*;
 
 // ---- shared --------------------------------------------------------------------------------
@@ -360,6 +360,11 @@ pub(crate) struct ValidateRequest {
     /// A fresh random value from the client, echoed in the signed response.
     #[schema(min_length = 8, max_length = 128, pattern = "^[!-~]+$")]
     nonce: String,
+    /// The license and machine tokens the client stores (after checking their signatures).
+    /// A token still current is not signed again: the response's `license_token` or
+    /// `machine_token` is then null and the client keeps its own. Absent: both are signed.
+    #[serde(default)]
+    held: Option<HeldTokens>,
 }
 
 /// The answer of a validation.
@@ -370,7 +375,8 @@ pub(crate) struct ValidateResponse {
 }
 
 /// The signed claims about a license and one machine at `now` (validation and offline
-/// activation).
+/// activation). Tokens named in `held` that are still current are not signed again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn answer_claims(
     state: &AppState,
     row: &LicenseRow,
@@ -379,13 +385,9 @@ pub(crate) async fn answer_claims(
     nonce: &str,
     now: i64,
     ttl: i64,
+    held: Option<&HeldTokens>,
 ) -> ApiResult<ResponseClaims> {
     let status = issue::effective_status(row, now)?;
-    let machines = if status == "active" && machine.is_some() {
-        bound_machines(state, row).await?
-    } else {
-        Vec::new()
-    };
     issue::response_claims(
         state,
         &Answer {
@@ -395,17 +397,21 @@ pub(crate) async fn answer_claims(
             machine,
             nonce,
             now,
+            held,
         },
-        &machines,
+        || bound_machines(state, row),
         ttl,
     )
+    .await
 }
 
 /// `POST /v1/client/validate`: a signed `response+jwt` echoing the nonce, with the server
 /// time, the license's status (`active`, `suspended`, `revoked`, `expired`, `not_yet_valid`),
 /// whether this fingerprint is activated, and — when the license is active (node-locked: and
 /// this machine activated) — a freshly signed license token (its `lic.check_in.until` moved
-/// forward) and machine token.
+/// forward) and machine token, each unless the client's `held` one is still current (issued
+/// after the license's last change by the current key, and less than half a check-in
+/// interval ago).
 #[utoipa::path(post, path = "/v1/client/validate", tag = TAG_CLIENT, request_body = ValidateRequest,
     responses((status = 200, description = "A signed `response+jwt`", body = ValidateResponse),
         (status = 404, description = "No license has this key", body = ErrorBody),
@@ -416,11 +422,22 @@ pub(crate) async fn validate(
 ) -> ApiResult<Json<ValidateResponse>> {
     token_field("nonce", &req.nonce, 8, 128)?;
     token_field("fingerprint", &req.fingerprint, 1, 128)?;
+    if let Some(held) = &req.held {
+        for (name, token) in [
+            ("held.license", &held.license),
+            ("held.machine", &held.machine),
+        ] {
+            if let Some(token) = token {
+                token_field(&format!("{name}.sub"), &token.sub, 1, 128)?;
+                token_field(&format!("{name}.kid"), &token.kid, 1, 128)?;
+            }
+        }
+    }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let machine = state.db().get_machine(&row.id, &req.fingerprint).await?;
     if let Some(machine) = &machine {
-        state.db().touch_machine(&machine.id, now).await?;
+        state.db().touch_machine(machine, now).await?;
     }
     let claims = answer_claims(
         &state,
@@ -430,6 +447,7 @@ pub(crate) async fn validate(
         &req.nonce,
         now,
         issue::RESPONSE_TTL_SECS,
+        req.held.as_ref(),
     )
     .await?;
     Ok(Json(ValidateResponse {

@@ -30,9 +30,9 @@ pub use fingerprint::MachineFingerprint;
 pub use issuer::{
     PrivateKey, issue_lease, issue_license, issue_license_checked, sign_raw, trusted_license,
 };
-#[cfg(feature = "issuer")]
-pub use jws::sign_token;
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
+#[cfg(feature = "issuer")]
+pub use jws::{sign_claims, sign_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
 pub use lease::{Lease, LeaseClaims};
 #[cfg(feature = "online")]

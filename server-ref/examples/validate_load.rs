@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{Conn, Proc, arg, cpu_time, phase, start_server};
 
+// The allocator `licensing-server` uses, so the hello-world baseline (this binary, in a child
+// process) is measured on equal terms.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The server's `issue::REFRESH_MARGIN_SECS` (the example cannot see the binary's modules).
 const REFRESH_MARGIN_SECS: u64 = 30;
 

@@ -294,7 +294,7 @@ pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<&'static st
         _ => {}
     }
     Ok(
-        match template_license(row, now)?.check_time(now, 0).status {
+        match parsed_template(row)?.license.check_time(now, 0).status {
             Status::Expired | Status::TrialExpired => "expired",
             Status::NotYetValid => "not_yet_valid",
             _ => "active",
@@ -302,14 +302,39 @@ pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<&'static st
     )
 }
 
-/// The license a token signed at `now` would carry, built from the claims template in our own
-/// database without any signature work (a node-locked template gets a placeholder machine so
-/// it is a complete license). Its time rule, `aud` and `usable_until` are the signed token's.
-fn template_license(row: &LicenseRow, now: i64) -> Result<License, ApiError> {
-    let mut template: Map<String, Value> = parse_json(&row.claims)?;
-    template.remove(CHECK_IN_INTERVAL);
-    template.entry("iat").or_insert(now.into());
-    if is_node_locked(&template) {
+/// What client calls read from a license's claims template, parsed once per read of the row.
+#[derive(Debug)]
+pub(crate) struct Template {
+    /// The license a token signed from the template would carry, built without any
+    /// signature work (a node-locked template gets a placeholder machine so it is a complete
+    /// license). Its time rule, `aud` and `usable_until` are the signed token's.
+    pub license: License,
+    /// Whether the license is node-locked.
+    pub node_locked: bool,
+    /// The policy's check-in interval, seconds.
+    pub check_in_interval: Option<i64>,
+}
+
+/// The slot of a [`LicenseRow`] holding its parsed [`Template`] (empty until first asked;
+/// cloned rows share it).
+pub(crate) type ParsedTemplate = std::sync::Arc<std::sync::OnceLock<Result<Template, String>>>;
+
+/// The row's claims template, parsed on first use (a validation or heartbeat answered from the
+/// license cache parses nothing).
+pub(crate) fn parsed_template(row: &LicenseRow) -> Result<&Template, ApiError> {
+    row.parsed
+        .get_or_init(|| parse_template(row))
+        .as_ref()
+        .map_err(|e| ApiError::internal(format!("stored claims of {}: {e}", row.id)))
+}
+
+fn parse_template(row: &LicenseRow) -> Result<Template, String> {
+    let mut template: Map<String, Value> =
+        serde_json::from_str(&row.claims).map_err(|e| e.to_string())?;
+    let check_in_interval = template.remove(CHECK_IN_INTERVAL).and_then(|v| v.as_i64());
+    let node_locked = is_node_locked(&template);
+    template.entry("iat").or_insert(row.created_at.into());
+    if node_locked {
         let placeholder = placeholder_fingerprint(&template);
         if let Some(lock) = template
             .get_mut("lic")
@@ -322,9 +347,14 @@ fn template_license(row: &LicenseRow, now: i64) -> Result<License, ApiError> {
             );
         }
     }
-    licensing_core::LicenseClaims::from_object(template)
+    let license = licensing_core::LicenseClaims::from_object(template)
         .and_then(|claims| licensing_core::trusted_license(claims, ""))
-        .map_err(|e| ApiError::internal(format!("stored claims of {}: {e}", row.id)))
+        .map_err(|e| e.to_string())?;
+    Ok(Template {
+        license,
+        node_locked,
+        check_in_interval,
+    })
 }
 
 /// The fingerprint stored with a machine.
@@ -449,8 +479,8 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<Machine>, ApiError>>,
 {
-    let template: Map<String, Value> = parse_json(&a.row.claims)?;
-    let refresh = a.status == "active" && (a.machine.is_some() || !is_node_locked(&template));
+    let template = parsed_template(a.row)?;
+    let refresh = a.status == "active" && (a.machine.is_some() || !template.node_locked);
     let kid = state.key().public_key().kid().to_owned();
     let held = |which: fn(&HeldTokens) -> Option<&HeldToken>| a.held.and_then(which);
     let license_current = held_is_current(
@@ -459,7 +489,7 @@ where
         &kid,
         a.row,
         a.now,
-        template.get(CHECK_IN_INTERVAL).and_then(Value::as_i64),
+        template.check_in_interval,
     );
     let machine_current = a.machine.is_some_and(|m| {
         held_is_current(
@@ -481,11 +511,8 @@ where
             Some(license)
         };
         if let Some(machine) = a.machine.filter(|_| !machine_current) {
-            let license = match license {
-                Some(license) => license,
-                None => template_license(a.row, a.now)?,
-            };
-            machine_token = Some(sign_machine_token(state, machine, &license, a.now)?);
+            let license = license.as_ref().unwrap_or(&template.license);
+            machine_token = Some(sign_machine_token(state, machine, license, a.now)?);
         }
     }
     Ok(ResponseClaims {
@@ -563,9 +590,6 @@ pub(crate) struct HeldTokens {
 
 /// Signs response claims as a `response+jwt`.
 pub(crate) fn sign_response(state: &AppState, claims: &ResponseClaims) -> Result<String, ApiError> {
-    let Value::Object(claims) = to_value(claims)? else {
-        return Err(ApiError::internal("response claims are not an object"));
-    };
-    licensing_core::sign_token(TokenKind::Response, &state.key(), &claims)
+    licensing_core::sign_claims(TokenKind::Response, &state.key(), claims)
         .map_err(|e| ApiError::internal(format!("signing a response: {e}")))
 }

@@ -280,7 +280,9 @@ pub(crate) async fn metrics_text() -> impl axum::response::IntoResponse {
 /// carry API tokens and license keys).
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path: String = req.uri().path().chars().take(200).collect();
+    // Copied only when the line is written (the log level may leave it out).
+    let path: Option<String> = tracing::enabled!(tracing::Level::INFO)
+        .then(|| req.uri().path().chars().take(200).collect());
     // The route template (`/v1/licenses/{id}`), never the raw path: bounded label values.
     let route = req
         .extensions()
@@ -298,7 +300,7 @@ async fn log_request(req: Request, next: Next) -> Response {
         .record(start.elapsed().as_secs_f64());
     tracing::info!(
         %method,
-        %path,
+        path = path.as_deref().unwrap_or_default(),
         status = response.status().as_u16(),
         micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"

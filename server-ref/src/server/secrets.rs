@@ -69,10 +69,14 @@ pub(crate) fn new_api_token() -> Result<String, String> {
 
 /// SHA-256, lowercase hex: how tokens and license keys are stored.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // Every client call hashes its license key: one buffer, not a string per byte.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 /// Loads the signing key from `path`, or, when `create` and the file is missing, generates one
@@ -131,6 +135,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stored hashes (license keys, API tokens) are lowercase hex of SHA-256 (FIPS 180-2 "abc").
+    #[test]
+    fn sha256_hex_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn license_keys_are_grouped_typeable_and_canonicalized() {

@@ -49,7 +49,7 @@ impl<V: Clone> TtlMap<V> {
 
 #[derive(Debug, Default)]
 struct Maps {
-    licenses: TtlMap<LicenseRow>,
+    licenses: TtlMap<Arc<LicenseRow>>,
     /// `None`: the fingerprint is not activated on the license.
     machines: TtlMap<Option<Machine>>,
 }
@@ -80,7 +80,7 @@ impl LicenseCache {
     }
 
     /// The license with this key hash, if cached less than [`TTL`] ago.
-    pub fn get(&self, key_hash: &str) -> Option<LicenseRow> {
+    pub fn get(&self, key_hash: &str) -> Option<Arc<LicenseRow>> {
         self.lock().licenses.get(key_hash)
     }
 
@@ -110,7 +110,7 @@ impl LicenseCache {
     }
 
     /// Remembers a license read since `start`. Its age counts from `start`.
-    pub fn put(&self, key_hash: &str, start: &ReadStart, row: &LicenseRow) {
+    pub fn put(&self, key_hash: &str, start: &ReadStart, row: &Arc<LicenseRow>) {
         self.put_if_unchanged(start, |maps| {
             maps.licenses.put(key_hash, start.at, row.clone());
         });
@@ -181,6 +181,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             lease_timeout: 900,
+            parsed: Default::default(),
         }
     }
 
@@ -191,13 +192,13 @@ mod tests {
         let cache = LicenseCache::default();
         let start = cache.before_read();
         cache.clear(); // a write commits while the read is in flight
-        cache.put("hash", &start, &row("active"));
+        cache.put("hash", &start, &Arc::new(row("active")));
         assert!(cache.get("hash").is_none());
 
         let start = cache.before_read();
-        cache.put("hash", &start, &row("suspended"));
+        cache.put("hash", &start, &Arc::new(row("suspended")));
         assert_eq!(
-            cache.get("hash").map(|r| r.status),
+            cache.get("hash").map(|r| r.status.clone()),
             Some("suspended".into())
         );
         cache.clear();

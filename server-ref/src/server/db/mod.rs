@@ -149,6 +149,10 @@ pub(crate) struct LicenseRow {
     pub updated_at: i64,
     /// Floating licenses: seconds of inactivity after which a lease lapses (300 to 3600).
     pub lease_timeout: i64,
+    /// `claims` parsed, once per read of the row (its cached copies share it): see
+    /// `issue::parsed_template`.
+    #[sqlx(skip)]
+    pub parsed: crate::server::issue::ParsedTemplate,
 }
 
 /// A row of `machines`.
@@ -552,7 +556,10 @@ impl Db {
 
     /// One license by the hash of its key, as of at most `license_cache::TTL` ago (this
     /// process's own writes are always seen).
-    pub async fn license_by_key_hash(&self, key_hash: &str) -> DbResult<Option<LicenseRow>> {
+    pub async fn license_by_key_hash(
+        &self,
+        key_hash: &str,
+    ) -> DbResult<Option<std::sync::Arc<LicenseRow>>> {
         if let Some(row) = self.licenses.get(key_hash) {
             return Ok(Some(row));
         }
@@ -561,6 +568,7 @@ impl Db {
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await?;
+        let row = row.map(std::sync::Arc::new);
         if let Some(row) = &row {
             self.licenses.put(key_hash, &start, row);
         }

@@ -440,6 +440,7 @@ pub(crate) async fn create_license(
         created_at: now,
         updated_at: now,
         lease_timeout: super::floating::DEFAULT_LEASE_TIMEOUT,
+        parsed: Default::default(),
     };
     if !state.db().insert_license(&row).await? {
         return Err(ApiError::internal("license key collision"));

@@ -49,7 +49,7 @@ fn template_of(row: &LicenseRow) -> ApiResult<serde_json::Map<String, Value>> {
 /// The machines a license token binds: all of them for a node-locked license, none otherwise
 /// (saves the query).
 async fn bound_machines(state: &AppState, row: &LicenseRow) -> ApiResult<Vec<Machine>> {
-    if issue::is_node_locked(&template_of(row)?) {
+    if issue::parsed_template(row)?.node_locked {
         Ok(state.db().list_machines(&row.id).await?)
     } else {
         Ok(Vec::new())

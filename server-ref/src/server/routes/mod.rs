@@ -147,7 +147,7 @@ pub(crate) async fn license_by_key(
     state: &AppState,
     typed: &str,
     limit: RateLimit,
-) -> ApiResult<LicenseRow> {
+) -> ApiResult<std::sync::Arc<LicenseRow>> {
     let key = secrets::canonical_license_key(typed).ok_or_else(|| {
         ApiError::invalid(
             "invalid_license_key",

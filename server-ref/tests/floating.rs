@@ -6,12 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use licensing_core::{Status, TrustStore, Verifier};
@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 #[path = "../src/server/test_postgres.rs"]
 mod postgres;
+#[path = "support/spawn.rs"]
+mod spawn;
 
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,43 +46,18 @@ impl Server {
             .append(true)
             .open(data_dir.with_extension("log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_licensing-server"))
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_licensing-server"));
+        serve
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut admin_token = None;
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("server did not start ({e}); see its .log"));
-            if let Some(token) =
-                line.strip_prefix("admin API token (shown once, only its hash is stored): ")
-            {
-                admin_token = Some(token.to_owned());
-            } else if let Some(addr) = line.strip_prefix("listening on http://") {
-                return Server {
-                    child,
-                    addr: addr.to_owned(),
-                    admin_token,
-                };
-            }
+            .stderr(Stdio::from(log));
+        let started = spawn::spawn_serve(serve, TIMEOUT);
+        Server {
+            child: started.child,
+            addr: started.addr,
+            admin_token: started.admin_token,
         }
     }
 

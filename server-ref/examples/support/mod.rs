@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../../tests/support/spawn.rs"]
+mod spawn;
+
 /// A keep-alive HTTP/1.1 connection.
 pub struct Conn {
     reader: BufReader<TcpStream>,
@@ -130,34 +133,21 @@ pub struct Server {
 
 /// Starts `licensing-server serve` on a free loopback port with `data_dir` and `extra` flags.
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
-    let bin = server_bin();
-    let mut child = Command::new(&bin)
+    let mut serve = Command::new(server_bin());
+    serve
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let proc = Proc(child);
-    let (mut admin, mut addr) = (String::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(t) =
-            line.strip_prefix("admin API token (shown once, only its hash is stored): ")
-        {
-            admin = t.to_owned();
-        } else if let Some(a) = line.strip_prefix("listening on http://") {
-            addr = a.to_owned();
-            break;
-        }
+        .stderr(Stdio::inherit());
+    let started = spawn::spawn_serve(serve, Duration::from_secs(60));
+    Server {
+        proc: Proc(started.child),
+        addr: started.addr,
+        admin: started
+            .admin_token
+            .expect("a first start prints the admin token"),
     }
-    assert!(!addr.is_empty(), "the server did not start");
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { proc, addr, admin }
 }
 
 /// User + system CPU time a process has used so far (Linux /proc).

@@ -8,11 +8,12 @@
     dead_code
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+#[path = "spawn.rs"]
+mod spawn;
 
 use licensing_core::TrustStore;
 use licensing_core::online::{Client, ClientConfig};
@@ -32,45 +33,20 @@ pub struct Server {
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
         let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_licensing-server"))
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_licensing-server"));
+        serve
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut admin_token = None;
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("server did not start ({e}); see its .log"));
-            if let Some(token) =
-                line.strip_prefix("admin API token (shown once, only its hash is stored): ")
-            {
-                admin_token = Some(token.to_owned());
-            } else if let Some(addr) = line.strip_prefix("listening on http://") {
-                return Server {
-                    child,
-                    url: format!("http://{addr}"),
-                    admin_token: admin_token.expect("bootstrap token on first start"),
-                    http: reqwest::blocking::Client::builder()
-                        .timeout(TIMEOUT)
-                        .build()
-                        .unwrap(),
-                };
-            }
+            .stderr(Stdio::from(log));
+        let started = spawn::spawn_serve(serve, TIMEOUT);
+        Server {
+            child: started.child,
+            url: format!("http://{}", started.addr),
+            admin_token: started.admin_token.expect("bootstrap token on first start"),
+            http: reqwest::blocking::Client::builder()
+                .timeout(TIMEOUT)
+                .build()
+                .unwrap(),
         }
     }
 

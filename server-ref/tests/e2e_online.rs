@@ -355,3 +355,76 @@ fn a_server_that_never_answers_does_not_hold_up_the_start() {
     assert!(took < limit + Duration::from_millis(300), "took {took:?}");
     drop(silent);
 }
+
+/// Moves a license's last change `by` seconds into the past, in the server's SQLite file (as if
+/// the license had been issued that long ago).
+fn backdate_license(db: &Path, license_id: &str, by: i64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        let done = sqlx::query("UPDATE licenses SET updated_at = updated_at - $1 WHERE id = $2")
+            .bind(by)
+            .bind(license_id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    });
+}
+
+/// The steady state of a fleet, through the real client and server: the app names the tokens
+/// it holds; while they are current the answer carries none and the app keeps its own (still
+/// valid); after a change to the license it gets and stores new ones.
+#[test]
+fn an_app_holding_current_tokens_keeps_them_until_the_license_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let trust = server.shipped_trust_store();
+    let client = client(&server.url, &trust);
+    let (license_id, key) = server.issue(json!({
+        "model": "subscription", "duration": 365 * 86400, "check_in_interval": 86400
+    }));
+    let app = app(dir.path(), "e2e-held", &trust);
+    app.activate(&client, &key, unix_now()).unwrap();
+    let license_token = app.store().read_token().unwrap().unwrap();
+    let machine_token = app.store().read_machine_token().unwrap().unwrap();
+
+    // Issued an hour ago: the tokens the app got at activation are current. (The server's
+    // license cache may hold the row for up to a second.)
+    backdate_license(&data.join("licensing.db"), &license_id, 3600);
+    std::thread::sleep(Duration::from_millis(1100));
+    let check = app.validate_online(&client, unix_now()).unwrap();
+    assert_eq!(check.verdict.status, Status::Valid, "{:?}", check.verdict);
+    let validation = check.validation.unwrap();
+    assert_eq!(validation.status, ServerStatus::Active);
+    assert!(validation.machine_activated);
+    assert!(validation.license_token.is_none() && validation.machine_token.is_none());
+    assert_eq!(
+        app.store().read_token().unwrap(),
+        Some(license_token.clone())
+    );
+    assert_eq!(
+        app.store().read_machine_token().unwrap(),
+        Some(machine_token.clone())
+    );
+
+    // Suspended and reinstated: the license changed, so both tokens come back new.
+    server.license_action(&license_id, "suspend");
+    server.license_action(&license_id, "reinstate");
+    let check = app.validate_online(&client, unix_now()).unwrap();
+    assert_eq!(check.verdict.status, Status::Valid, "{:?}", check.verdict);
+    let validation = check.validation.unwrap();
+    assert!(validation.license_token.is_some() && validation.machine_token.is_some());
+    assert_ne!(app.store().read_token().unwrap(), Some(license_token));
+    assert_ne!(
+        app.store().read_machine_token().unwrap(),
+        Some(machine_token)
+    );
+}

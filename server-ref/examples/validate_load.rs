@@ -152,23 +152,14 @@ fn main() {
     );
     let hello_cpu = (cpu_time(hello.pid()) - cpu_before).as_secs_f64() / hello_run.requests as f64;
 
-    let validate_key = key.clone();
-    let cpu_before = cpu_time(server.proc.pid());
-    let validate_run = phase(
+    let (validate_run, validate_cpu) = validate_phase(
         "validate (no tokens held: 3 signatures)",
-        &server.addr,
+        &server,
         clients,
         seconds,
-        move |c, conn, n| {
-            let body = json!({ "license_key": validate_key, "fingerprint": format!("load-{c}"),
-            "nonce": format!("nonce-{c}-{n:08}") });
-            let (status, answer) = conn.call("POST", "/v1/client/validate", None, Some(&body));
-            assert_eq!(status, 200, "{answer}");
-            None
-        },
+        &key,
+        None,
     );
-    let validate_cpu =
-        (cpu_time(server.proc.pid()) - cpu_before).as_secs_f64() / validate_run.requests as f64;
 
     // The steady state of a fleet: each client names the tokens it holds, and they are
     // current, so only the response is signed. Tokens issued within the server's refresh
@@ -195,27 +186,14 @@ fn main() {
             })
         })
         .collect();
-    let cpu_before = cpu_time(server.proc.pid());
-    let held_run = phase(
+    let (held_run, held_cpu) = validate_phase(
         "validate (current tokens held: 1 signature)",
-        &server.addr,
+        &server,
         clients,
         seconds,
-        move |c, conn, n| {
-            let body = json!({ "license_key": key, "fingerprint": format!("load-{c}"),
-            "nonce": format!("nonce-{c}-{n:08}"), "held": held[c] });
-            let (status, answer) = conn.call("POST", "/v1/client/validate", None, Some(&body));
-            assert_eq!(status, 200, "{answer}");
-            if n == 0 {
-                let response = claims_of(answer["response_token"].as_str().unwrap());
-                assert!(response["license_token"].is_null(), "{response}");
-                assert!(response["machine_token"].is_null(), "{response}");
-            }
-            None
-        },
+        &key,
+        Some(held),
     );
-    let held_cpu =
-        (cpu_time(server.proc.pid()) - cpu_before).as_secs_f64() / held_run.requests as f64;
 
     println!();
     println!("| | requests/s | server CPU per request | × verify_strict |");
@@ -243,6 +221,38 @@ fn main() {
             cpu / unit.as_secs_f64()
         );
     }
+}
+
+/// One validation phase: each client validates its machine, naming the tokens in `held` (one
+/// per client) when given, and then checks once that none came back. Answers the phase and
+/// the server's CPU per request, seconds.
+fn validate_phase(
+    name: &str,
+    server: &support::Server,
+    clients: usize,
+    seconds: u64,
+    key: &str,
+    held: Option<Vec<serde_json::Value>>,
+) -> (support::PhaseResult, f64) {
+    let cpu_before = cpu_time(server.proc.pid());
+    let key = key.to_owned();
+    let run = phase(name, &server.addr, clients, seconds, move |c, conn, n| {
+        let mut body = json!({ "license_key": key, "fingerprint": format!("load-{c}"),
+            "nonce": format!("nonce-{c}-{n:08}") });
+        if let Some(held) = &held {
+            body["held"] = held[c].clone();
+        }
+        let (status, answer) = conn.call("POST", "/v1/client/validate", None, Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        if held.is_some() && n == 0 {
+            let response = claims_of(answer["response_token"].as_str().unwrap());
+            assert!(response["license_token"].is_null(), "{response}");
+            assert!(response["machine_token"].is_null(), "{response}");
+        }
+        None
+    });
+    let cpu = (cpu_time(server.proc.pid()) - cpu_before).as_secs_f64() / run.requests as f64;
+    (run, cpu)
 }
 
 /// The claims of a token, unverified (the harness trusts its own server).

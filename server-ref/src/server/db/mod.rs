@@ -320,18 +320,6 @@ impl Db {
     // ---- organizations and API tokens ------------------------------------------------------
 
     /// How many API tokens exist (revoked included).
-    /// Sets a license's last change to `updated_at` (tests of what is older than it).
-    #[cfg(test)]
-    pub async fn backdate_license(&self, id: &str, updated_at: i64) -> DbResult<()> {
-        let _forget = self.licenses.clear_on_drop();
-        sqlx::query("UPDATE licenses SET updated_at = $1 WHERE id = $2")
-            .bind(updated_at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     #[cfg(test)]
     pub async fn api_token_count(&self) -> DbResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
@@ -573,6 +561,18 @@ impl Db {
             self.licenses.put(key_hash, &start, row);
         }
         Ok(row)
+    }
+
+    /// Sets a license's last change to `updated_at` (tests of what is older than it).
+    #[cfg(test)]
+    pub async fn backdate_license(&self, id: &str, updated_at: i64) -> DbResult<()> {
+        let _forget = self.licenses.clear_on_drop();
+        sqlx::query("UPDATE licenses SET updated_at = $1 WHERE id = $2")
+            .bind(updated_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The organization's licenses, newest first, at most `limit`.

@@ -20,6 +20,8 @@ pub(crate) use client::{Deactivation, MachineRef, Transfer};
 mod floating;
 mod license_cache;
 mod seats;
+#[cfg(test)]
+pub(crate) use seats::PANIC_FOR_TESTS;
 
 pub(crate) use floating::{
     CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope, LeaseRow,

@@ -304,6 +304,10 @@ async fn check_out(
     seen: &mut Seen,
     c: &OwnedCheckOut,
 ) -> DbResult<CheckOutOutcome> {
+    #[cfg(test)]
+    if c.client_id == PANIC_FOR_TESTS {
+        panic!("a seat write panicked (test of the batch's isolation)");
+    }
     if engine == Engine::Postgres && seen.locked.as_deref() != Some(c.license_id.as_str()) {
         // Serializes check-outs of this license across replicas until the commit (SQLite's
         // `BEGIN IMMEDIATE` already holds the one write lock).
@@ -432,6 +436,10 @@ pub(super) async fn update_lease(
         Some(lease) => LeaseUpdate::Ended(lease),
     })
 }
+
+/// A check-out from this client panics inside the writer (tests of the panic isolation).
+#[cfg(test)]
+pub(crate) const PANIC_FOR_TESTS: &str = "panic-inside-the-seat-writer";
 
 #[cfg(test)]
 impl super::Db {

@@ -447,6 +447,46 @@ async fn a_batch_of_check_outs_is_one_transaction_per_write() {
     assert_eq!(ids, ["lse_a", "lse_c"]);
 }
 
+/// A panic while writing a batch fails that batch's requests (an error, not a hang) and
+/// nothing else: the writer goes on, later seat writes succeed, and nothing of the failed
+/// write is left behind.
+#[tokio::test]
+async fn a_panicking_seat_write_fails_only_its_batch() {
+    let (_dir, state) = app().await;
+    let (_, id) = floating(&state, 2).await;
+    let now = 1_780_000_000;
+    let panicking = at(
+        &id,
+        crate::server::db::PANIC_FOR_TESTS,
+        "r1",
+        2,
+        now,
+        "lse_never",
+    );
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        state.db().check_out(&panicking),
+    )
+    .await
+    .expect("the request is answered");
+    assert!(
+        matches!(outcome, Err(sqlx::Error::WorkerCrashed)),
+        "{outcome:?}"
+    );
+    for (client, lease) in [("c1", "lse_1"), ("c2", "lse_2")] {
+        let outcome = state
+            .db()
+            .check_out(&at(&id, client, "r1", 2, now, lease))
+            .await;
+        assert!(
+            matches!(&outcome, Ok(CheckOutOutcome::Granted(l)) if l.id == lease),
+            "{outcome:?}"
+        );
+    }
+    let live = state.db().live_leases(&id, now).await.unwrap();
+    assert_eq!(live.len(), 2);
+}
+
 /// Denials are kept 60 days, rolling: at `now`, a denial exactly 60 days old stays, one a
 /// second older is purged; the report counts per UTC day.
 #[tokio::test]

@@ -111,7 +111,25 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(format_args!("database: {e}"))
+        match e {
+            // The database is out of reach for a moment (no free connection, a connection or
+            // the seat writer lost): 503 with Retry-After, so clients retry (check-outs are
+            // idempotent by request id) instead of reporting a server bug.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Io(_) => {
+                tracing::error!(cause = %e, "database unavailable");
+                let mut unavailable = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable for a moment; retry",
+                );
+                unavailable.retry_after = Some(1);
+                unavailable
+            }
+            e => ApiError::internal(format_args!("database: {e}")),
+        }
     }
 }
 
@@ -138,3 +156,21 @@ impl IntoResponse for ApiError {
 
 /// Result of a handler.
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database out of reach is 503 with Retry-After (clients retry); any other database
+    /// failure stays a 500.
+    #[test]
+    fn transient_database_failures_are_503_with_retry_after() {
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::WorkerCrashed] {
+            let response = ApiError::from(e).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+        let other = ApiError::from(sqlx::Error::RowNotFound);
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

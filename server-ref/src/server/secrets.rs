@@ -69,14 +69,7 @@ pub(crate) fn new_api_token() -> Result<String, String> {
 
 /// SHA-256, lowercase hex: how tokens and license keys are stored.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    // Every client call hashes its license key: one buffer, not a string per byte.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(64);
-    for b in Sha256::digest(bytes) {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    hex
+    base16ct::lower::encode_string(&Sha256::digest(bytes))
 }
 
 /// Loads the signing key from `path`, or, when `create` and the file is missing, generates one

@@ -481,25 +481,19 @@ where
 {
     let template = parsed_template(a.row)?;
     let refresh = a.status == "active" && (a.machine.is_some() || !template.node_locked);
-    let kid = state.key().public_key().kid().to_owned();
+    let key = state.key();
+    let kid = key.public_key().kid();
     let held = |which: fn(&HeldTokens) -> Option<&HeldToken>| a.held.and_then(which);
     let license_current = held_is_current(
         held(|h| h.license.as_ref()),
         &a.row.id,
-        &kid,
+        kid,
         a.row,
         a.now,
         template.check_in_interval,
     );
     let machine_current = a.machine.is_some_and(|m| {
-        held_is_current(
-            held(|h| h.machine.as_ref()),
-            &m.id,
-            &kid,
-            a.row,
-            a.now,
-            None,
-        )
+        held_is_current(held(|h| h.machine.as_ref()), &m.id, kid, a.row, a.now, None)
     });
     let (mut license_token, mut machine_token) = (None, None);
     if refresh {

@@ -8,7 +8,8 @@ use crate::claims::{json_object, non_empty, path_error, timestamp};
 use crate::error::Error;
 use crate::status::Status;
 
-/// The claims of a `lease+jwt` token. Every member is required and no other is allowed.
+/// The claims of a `lease+jwt` token. Every member is required but `borrowed`, and no other is
+/// allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
@@ -33,6 +34,14 @@ pub struct LeaseClaims {
     pub user: String,
     /// Fencing counter of the lease: a heartbeat must present the current one.
     pub epoch: u64,
+    /// A borrowed seat: taken offline until `exp`, with no heartbeat needed. Absent (and
+    /// never written) when false, so leases that do not borrow read as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub borrowed: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 json_object!(LeaseClaims);

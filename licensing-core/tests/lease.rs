@@ -252,3 +252,41 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// `borrowed` is optional: absent reads as false and is never written when false (leases that
+/// do not borrow are byte for byte what they were), present must be a boolean, and a borrowed
+/// lease round-trips with it.
+#[test]
+fn a_borrowed_lease_says_so_and_other_leases_read_as_before() {
+    let plain = issue_lease(&claims(), &trusted()).unwrap();
+    let (_, payload_json) = licensing_core::decode_unverified(&plain).unwrap();
+    assert!(payload_json.get("borrowed").is_none(), "{payload_json}");
+    assert!(!verifier().verify_lease(&plain).unwrap().claims().borrowed);
+
+    let borrowed_claims = LeaseClaims {
+        borrowed: true,
+        exp: NOW + 7 * 86_400,
+        ..claims()
+    };
+    let borrowed = issue_lease(&borrowed_claims, &trusted()).unwrap();
+    let (_, payload_json) = licensing_core::decode_unverified(&borrowed).unwrap();
+    assert_eq!(payload_json["borrowed"], json!(true));
+    let lease = verifier().verify_lease(&borrowed).unwrap();
+    assert_eq!(lease.claims(), &borrowed_claims);
+    assert_eq!(
+        lease.status_for("lic_1", NOW + 7 * 86_400 - 1),
+        Status::Valid
+    );
+    assert_eq!(
+        lease.status_for("lic_1", NOW + 7 * 86_400),
+        Status::LeaseExpired
+    );
+
+    for bad in [json!("yes"), json!(1), Value::Null] {
+        let token = with(|p| {
+            p.insert("borrowed".into(), bad.clone());
+        });
+        let error = verifier().verify_lease(&token).unwrap_err();
+        assert_eq!(error.status(), Status::InvalidClaims, "{bad}: {error}");
+    }
+}

@@ -262,6 +262,7 @@ fn tokens(key: &PrivateKey, other: &PrivateKey) -> BTreeMap<&'static str, String
         client_id: "client-1".into(),
         user: "alice".into(),
         epoch: 1,
+        borrowed: false,
     };
     t.insert(
         "lease_as_license",

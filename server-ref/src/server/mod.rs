@@ -229,6 +229,7 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_leases))
         .routes(routes!(force_release))
         .routes(routes!(set_lease_timeout))
+        .routes(routes!(set_borrowing))
         .routes(routes!(list_denials))
         .routes(routes!(denials_report))
         .routes(routes!(check_out))

@@ -27,9 +27,17 @@ pub(crate) struct LeaseRow {
     pub expires_at: i64,
     pub released_at: Option<i64>,
     pub release_reason: Option<String>,
+    /// 1: borrowed (see [`LeaseRow::is_borrowed`]).
+    pub borrowed: i64,
 }
 
 impl LeaseRow {
+    /// Whether the seat is borrowed: taken offline until `expires_at` (heartbeats leave the
+    /// expiry alone, and an administrator cannot release it early).
+    pub fn is_borrowed(&self) -> bool {
+        self.borrowed != 0
+    }
+
     /// Whether the lease holds its seat at `now` (the one rule, see the module doc).
     pub fn is_live_at(&self, now: i64) -> bool {
         self.released_at.is_none() && now < self.expires_at
@@ -60,6 +68,17 @@ pub(crate) struct CheckOut<'a> {
     pub lease_id: &'a str,
     /// Id of the denial record if none is free.
     pub denial_id: &'a str,
+    /// A borrowing: the seat is taken offline until then.
+    pub borrow: Option<Borrow>,
+}
+
+/// A check-out that borrows its seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Borrow {
+    /// The lease's expiry (server clock); no heartbeat moves it.
+    pub until: i64,
+    /// The license's cap on leases borrowed at once.
+    pub max_leases: i64,
 }
 
 impl From<&CheckOut<'_>> for OwnedCheckOut {
@@ -73,6 +92,7 @@ impl From<&CheckOut<'_>> for OwnedCheckOut {
             now: c.now,
             lease_id: c.lease_id.to_owned(),
             denial_id: c.denial_id.to_owned(),
+            borrow: c.borrow,
         }
     }
 }
@@ -90,6 +110,9 @@ pub(crate) enum CheckOutOutcome {
     RequestIdConflict,
     /// No seat free; the denial is recorded.
     Denied,
+    /// A borrowing refused: the license's cap of borrowed leases is reached (a seat may still be
+    /// free for a check-out that does not borrow). Not a denial: nothing is recorded.
+    BorrowLimit,
 }
 
 /// What a heartbeat or a check-in did.
@@ -191,7 +214,10 @@ impl Db {
     }
 
     /// Force-release by an administrator: the seat is free at once and the epoch moves on, so
-    /// the old holder's next heartbeat is refused (fencing). `None`: no such lease.
+    /// the old holder's next heartbeat is refused (fencing). `None`: no such lease. A borrowed
+    /// lease is left as it is (its holder may be offline with a token valid until its
+    /// expiry, so freeing the seat would let one more user in than the license has seats): the
+    /// caller sees it still live and borrowed.
     pub async fn force_release(
         &self,
         license_id: &str,
@@ -200,7 +226,7 @@ impl Db {
     ) -> DbResult<Option<LeaseRow>> {
         sqlx::query(
             "UPDATE leases SET released_at = $1, release_reason = 'forced', epoch = epoch + 1 \
-             WHERE id = $2 AND license_id = $3 AND released_at IS NULL",
+             WHERE id = $2 AND license_id = $3 AND released_at IS NULL AND borrowed = 0",
         )
         .bind(now)
         .bind(lease_id)
@@ -257,6 +283,30 @@ impl Db {
             .bind(license_id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Sets how a floating license may be borrowed (bounds checked by the caller and the
+    /// schema): the longest borrowing in seconds (0: none) and the most leases borrowed at once.
+    /// Leases borrowed already keep their expiry.
+    pub async fn set_borrowing(
+        &self,
+        license_id: &str,
+        max_seconds: i64,
+        max_leases: i64,
+        now: i64,
+    ) -> DbResult<()> {
+        let _forget = self.licenses.clear_on_drop();
+        sqlx::query(
+            "UPDATE licenses SET borrow_max_seconds = $1, borrow_max_leases = $2, \
+             updated_at = $3 WHERE id = $4",
+        )
+        .bind(max_seconds)
+        .bind(max_leases)
+        .bind(now)
+        .bind(license_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

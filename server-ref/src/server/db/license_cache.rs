@@ -181,6 +181,8 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             lease_timeout: 900,
+            borrow_max_seconds: 0,
+            borrow_max_leases: 0,
             parsed: Default::default(),
         }
     }

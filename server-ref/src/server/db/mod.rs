@@ -24,8 +24,8 @@ mod seats;
 pub(crate) use seats::PANIC_FOR_TESTS;
 
 pub(crate) use floating::{
-    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope, LeaseRow,
-    LeaseUpdate,
+    Borrow, CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope,
+    LeaseRow, LeaseUpdate,
 };
 
 /// PostgreSQL: locks a license's row until the commit, serializing the writers of one license
@@ -151,6 +151,10 @@ pub(crate) struct LicenseRow {
     pub updated_at: i64,
     /// Floating licenses: seconds of inactivity after which a lease lapses (300 to 3600).
     pub lease_timeout: i64,
+    /// Floating licenses: longest borrowing a check-out may ask for, in seconds (0: none).
+    pub borrow_max_seconds: i64,
+    /// Floating licenses: most leases borrowed at once.
+    pub borrow_max_leases: i64,
     /// `claims` parsed, once per read of the row (its cached copies share it): see
     /// `issue::parsed_template`.
     #[sqlx(skip)]

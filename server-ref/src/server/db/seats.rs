@@ -22,7 +22,7 @@
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::floating::{CheckOutOutcome, LeaseRow, LeaseUpdate};
+use super::floating::{Borrow, CheckOutOutcome, LeaseRow, LeaseUpdate};
 use super::{DbResult, Engine, LOCK_LICENSE_FOR_WRITE};
 
 /// At most this many writes share one transaction.
@@ -43,6 +43,7 @@ pub(crate) struct OwnedCheckOut {
     pub now: i64,
     pub lease_id: String,
     pub denial_id: String,
+    pub borrow: Option<Borrow>,
 }
 
 /// A write to one lease.
@@ -296,8 +297,9 @@ struct Seen {
 }
 
 /// Check-out inside the batch transaction: idempotent retry by request id; the same client and
-/// user keep their live lease; then grants a seat if fewer than `seats` leases are live, else
-/// records the denial.
+/// user keep their live lease (borrowing it, if asked); then grants a seat if fewer than `seats`
+/// leases are live, else records the denial. A borrowing also needs fewer than the license's
+/// cap of leases borrowed at once.
 async fn check_out(
     conn: &mut AnyConnection,
     engine: Engine,
@@ -341,7 +343,15 @@ async fn check_out(
         });
     }
     if let Some(lease) = mine.into_iter().next() {
-        return Ok(CheckOutOutcome::Existing(lease));
+        match c.borrow {
+            Some(borrow) if !lease.is_borrowed() => {
+                if let Some(outcome) = borrow_held(conn, c, borrow, &lease).await? {
+                    return Ok(outcome);
+                }
+                // It ended meanwhile (a force-release on another connection): a new lease.
+            }
+            _ => return Ok(CheckOutOutcome::Existing(lease)),
+        }
     }
     let live = match &seen.live {
         Some((license, now, live)) if *license == c.license_id && *now == c.now => *live,
@@ -371,11 +381,18 @@ async fn check_out(
         .await?;
         return Ok(CheckOutOutcome::Denied);
     }
-    // The timeout read in the same statement as the insert: one round trip.
+    if let Some(borrow) = c.borrow
+        && borrowed_leases(conn, &c.license_id, c.now).await? >= borrow.max_leases
+    {
+        return Ok(CheckOutOutcome::BorrowLimit);
+    }
+    // The timeout read in the same statement as the insert: one round trip. No NULL
+    // parameters (PostgreSQL cannot always type them): a lease that does not borrow binds 0.
     let lease: LeaseRow = sqlx::query_as(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
-         created_at, heartbeat_at, expires_at) \
-         SELECT $1, id, $2, $3, $4, 1, $5, $5, $5 + lease_timeout FROM licenses WHERE id = $6 \
+         created_at, heartbeat_at, expires_at, borrowed) \
+         SELECT $1, id, $2, $3, $4, 1, $5, $5, \
+         CASE WHEN $7 = 1 THEN $8 ELSE $5 + lease_timeout END, $7 FROM licenses WHERE id = $6 \
          RETURNING *",
     )
     .bind(&c.lease_id)
@@ -384,10 +401,47 @@ async fn check_out(
     .bind(&c.request_id)
     .bind(c.now)
     .bind(&c.license_id)
+    .bind(i64::from(c.borrow.is_some()))
+    .bind(c.borrow.map_or(0, |b| b.until))
     .fetch_one(&mut *conn)
     .await?;
     seen.live = Some((c.license_id.clone(), c.now, live.saturating_add(1)));
     Ok(CheckOutOutcome::Granted(lease))
+}
+
+/// The leases of a license borrowed and live at `now`.
+async fn borrowed_leases(conn: &mut AnyConnection, license_id: &str, now: i64) -> DbResult<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM leases WHERE license_id = $1 AND released_at IS NULL \
+         AND expires_at > $2 AND borrowed = 1",
+    )
+    .bind(license_id)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Borrows the live lease the same client and user hold: it keeps its seat and id, and now
+/// runs until `borrow.until` (or later, if it already did). `None` if it ended meanwhile.
+async fn borrow_held(
+    conn: &mut AnyConnection,
+    c: &OwnedCheckOut,
+    borrow: Borrow,
+    lease: &LeaseRow,
+) -> DbResult<Option<CheckOutOutcome>> {
+    if borrowed_leases(conn, &c.license_id, c.now).await? >= borrow.max_leases {
+        return Ok(Some(CheckOutOutcome::BorrowLimit));
+    }
+    let borrowed: Option<LeaseRow> = sqlx::query_as(
+        "UPDATE leases SET borrowed = 1, heartbeat_at = $1, expires_at = $2 \
+         WHERE id = $3 AND released_at IS NULL AND expires_at > $1 RETURNING *",
+    )
+    .bind(c.now)
+    .bind(lease.expires_at.max(borrow.until))
+    .bind(&lease.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(borrowed.map(CheckOutOutcome::Existing))
 }
 
 /// Heartbeat or check-in inside the batch transaction. One conditional `UPDATE` on a live lease
@@ -403,8 +457,8 @@ pub(super) async fn update_lease(
 ) -> DbResult<LeaseUpdate> {
     let sql = match kind {
         LeaseWrite::Heartbeat => {
-            "UPDATE leases SET heartbeat_at = $1, \
-             expires_at = $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) \
+            "UPDATE leases SET heartbeat_at = $1, expires_at = CASE WHEN borrowed = 1 \
+             THEN expires_at ELSE $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) END \
              WHERE id = $2 AND license_id = $3 AND epoch = $4 AND released_at IS NULL \
              AND expires_at > $1 RETURNING *"
         }

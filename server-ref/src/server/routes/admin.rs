@@ -440,6 +440,9 @@ pub(crate) async fn create_license(
         created_at: now,
         updated_at: now,
         lease_timeout: super::floating::DEFAULT_LEASE_TIMEOUT,
+        // Not lent until a license manager allows it (`PUT /v1/licenses/{id}/borrowing`).
+        borrow_max_seconds: 0,
+        borrow_max_leases: 0,
         parsed: Default::default(),
     };
     if !state.db().insert_license(&row).await? {

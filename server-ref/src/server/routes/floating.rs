@@ -6,8 +6,8 @@ use axum::extract::Query;
 use licensing_core::LeaseClaims;
 
 use super::super::db::{
-    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope, LeaseRow,
-    LeaseUpdate,
+    Borrow, CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope,
+    LeaseRow, LeaseUpdate,
 };
 use super::*;
 
@@ -19,6 +19,9 @@ pub(crate) const DEFAULT_LEASE_TIMEOUT: i64 = 900;
 
 /// Bounds of a license's lease timeout, in seconds (5 to 60 minutes).
 pub(crate) const LEASE_TIMEOUT_BOUNDS: std::ops::RangeInclusive<i64> = 300..=3600;
+
+/// Longest borrowing a license may allow, in seconds (30 days), as in the schema.
+pub(crate) const MAX_BORROW_SECONDS: i64 = 30 * 86_400;
 
 /// The client is told to heartbeat at this fraction of the timeout, so two beats may be lost
 /// before the seat lapses.
@@ -41,6 +44,9 @@ pub(crate) struct LeaseView {
     released_at: Option<i64>,
     /// `checked_in`, `expired` or `forced`.
     release_reason: Option<String>,
+    /// Borrowed: taken offline until `expires_at`; heartbeats do not move it, and it cannot be
+    /// force-released (only returned by its holder, or lapsed).
+    borrowed: bool,
 }
 
 /// A refused seat check-out.
@@ -61,8 +67,10 @@ pub(crate) struct LeaseAnswer {
     lease_token: String,
     epoch: i64,
     expires_at: i64,
-    /// Seconds between heartbeats.
+    /// Seconds between heartbeats (a borrowed lease needs none: they leave its expiry alone).
     heartbeat_interval: i64,
+    /// Borrowed: usable offline until `expires_at` (as its token says).
+    borrowed: bool,
 }
 
 /// A license's live leases.
@@ -71,7 +79,22 @@ pub(crate) struct LeaseList {
     license_id: String,
     /// Seconds of inactivity after which a lease lapses (300 to 3600).
     lease_timeout: i64,
+    /// How the license may be borrowed.
+    borrowing: BorrowingView,
     leases: Vec<LeaseView>,
+}
+
+/// How a floating license may be borrowed: a check-out with `borrow_seconds` takes its seat
+/// offline for that long, with no heartbeat.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BorrowingView {
+    /// Longest borrowing, in seconds: 0 (borrowing not allowed) to 2 592 000 (30 days).
+    #[schema(minimum = 0, maximum = 2_592_000)]
+    max_seconds: i64,
+    /// Most leases borrowed at once: 0 to the license's seats.
+    #[schema(minimum = 0)]
+    max_leases: i64,
 }
 
 /// A license's lease timeout.
@@ -114,6 +137,7 @@ fn lease_view(lease: &LeaseRow) -> LeaseView {
         expires_at: lease.expires_at,
         released_at: lease.released_at,
         release_reason: lease.release_reason.clone(),
+        borrowed: lease.is_borrowed(),
     }
 }
 
@@ -156,6 +180,11 @@ fn floating_seats(row: &LicenseRow, now: i64) -> ApiResult<i64> {
         }
         _ => {}
     }
+    template_seats(row)
+}
+
+/// The seats of a floating license, from its claims template; 409 if it is not floating.
+fn template_seats(row: &LicenseRow) -> ApiResult<i64> {
     let template: serde_json::Map<String, Value> =
         serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
     let lic = template.get("lic");
@@ -185,6 +214,7 @@ fn sign_lease(state: &AppState, row: &LicenseRow, lease: &LeaseRow, now: i64) ->
         client_id: lease.client_id.clone(),
         user: lease.user_name.clone(),
         epoch: u64::try_from(lease.epoch).map_err(ApiError::internal)?,
+        borrowed: lease.is_borrowed(),
     };
     licensing_core::issue_lease(&claims, &state.key())
         .map_err(|e| ApiError::internal(format!("signing a lease: {e}")))
@@ -204,6 +234,7 @@ async fn lease_answer(
         epoch: lease.epoch,
         expires_at: lease.expires_at,
         heartbeat_interval: timeout / HEARTBEAT_FRACTION,
+        borrowed: lease.is_borrowed(),
     })
 }
 
@@ -249,17 +280,26 @@ pub(crate) struct CheckOutRequest {
     /// The client's id for this check-out: a retry with it returns the same lease.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     request_id: String,
+    /// Borrow the seat: take it offline for this many seconds (1 to the license's
+    /// `borrowing.max_seconds`, never past the license's expiry), with no heartbeat. The same
+    /// client and user holding a lease already borrow that one.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    borrow_seconds: Option<i64>,
 }
 
 /// `POST /v1/client/leases`: 201 and a new lease when a seat is free; 200 and the same lease
 /// for a retry with the same request id (or when this client and user already hold one);
-/// 409 `no_seats` with the specification's message otherwise (the denial is recorded).
+/// 409 `no_seats` with the specification's message otherwise (the denial is recorded). With
+/// `borrow_seconds`, the lease is borrowed: 409 `borrowing_not_allowed` when the license
+/// allows none (or has passed its expiry), 422 past its longest borrowing, 409 `borrow_limit`
+/// when its cap of borrowed leases is reached (not a denial: nothing is recorded).
 #[utoipa::path(post, path = "/v1/client/leases", tag = TAG_CLIENT, request_body = CheckOutRequest,
     responses((status = 201, description = "A new lease", body = LeaseAnswer),
         (status = 200, description = "The lease this request id (or client and user) holds", body = LeaseAnswer),
         (status = 403, description = "The license is suspended, revoked, expired or not yet valid", body = ErrorBody),
         (status = 404, description = "No license has this key", body = ErrorBody),
-        (status = 409, description = "No seat is free, the license is not floating, or the request id was used for another user", body = ErrorBody),
+        (status = 409, description = "No seat is free, the license is not floating, the request id was used for another user, or the borrowing is not allowed or at its cap", body = ErrorBody),
         (status = 410, description = "This request id's lease has ended", body = ErrorBody),
         BodyErrors))]
 pub(crate) async fn check_out(
@@ -272,6 +312,10 @@ pub(crate) async fn check_out(
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
     let now = now();
     let seats = floating_seats(&row, now)?;
+    let borrow = req
+        .borrow_seconds
+        .map(|seconds| borrowing(&row, seconds, now))
+        .transpose()?;
     let lease_id = secrets::new_id("lse").map_err(internal)?;
     let denial_id = secrets::new_id("dny").map_err(internal)?;
     let outcome = state
@@ -285,6 +329,7 @@ pub(crate) async fn check_out(
             now,
             lease_id: &lease_id,
             denial_id: &denial_id,
+            borrow,
         })
         .await?;
     let (status, lease) = match outcome {
@@ -307,8 +352,54 @@ pub(crate) async fn check_out(
             tracing::info!(license = %row.id, "seat check-out denied");
             return Err(ApiError::conflict("no_seats", NO_SEATS_MESSAGE));
         }
+        CheckOutOutcome::BorrowLimit => {
+            return Err(ApiError::conflict(
+                "borrow_limit",
+                format!(
+                    "the license's {} borrowable seat(s) are all borrowed; check out without \
+                     borrowing, or return a borrowed seat",
+                    row.borrow_max_leases
+                ),
+            ));
+        }
     };
     Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)))
+}
+
+/// A borrowing of `seconds` from the license `row` at `now`: allowed by the license, within its
+/// longest borrowing, and ending no later than the license itself.
+fn borrowing(row: &LicenseRow, seconds: i64, now: i64) -> ApiResult<Borrow> {
+    if row.borrow_max_seconds == 0 || row.borrow_max_leases == 0 {
+        return Err(ApiError::conflict(
+            "borrowing_not_allowed",
+            "this license does not allow borrowing seats",
+        ));
+    }
+    if !(1..=row.borrow_max_seconds).contains(&seconds) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!(
+                "`borrow_seconds` must be between 1 and {} for this license; got {seconds}",
+                row.borrow_max_seconds
+            ),
+        ));
+    }
+    let until = now.saturating_add(seconds);
+    let until = match row.expires_at {
+        // In its grace period a license still runs, but nothing is lent beyond its expiry.
+        Some(expiry) if expiry <= now => {
+            return Err(ApiError::conflict(
+                "borrowing_not_allowed",
+                "the license has passed its expiry; seats cannot be borrowed",
+            ));
+        }
+        Some(expiry) => until.min(expiry),
+        None => until,
+    };
+    Ok(Borrow {
+        until,
+        max_leases: row.borrow_max_leases,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -322,7 +413,7 @@ pub(crate) struct LeaseRequest {
 }
 
 /// `POST /v1/client/leases/{id}/heartbeat`: extends a live lease presenting its epoch and
-/// answers its new expiry and a fresh token. 410 `lease_released` once it is over (checked in,
+/// answers its new expiry and a fresh token (a borrowed lease keeps its expiry). 410 `lease_released` once it is over (checked in,
 /// lapsed, force-released); 409 `lease_released` for an epoch that is not the lease's.
 #[utoipa::path(post, path = "/v1/client/leases/{id}/heartbeat", tag = TAG_CLIENT,
     params(("id" = String, Path, description = "Lease id")),
@@ -350,8 +441,9 @@ pub(crate) async fn heartbeat(
     }
 }
 
-/// `POST /v1/client/leases/{id}/release`: check-in, the seat is free at once. Checking in a
-/// lease that is already over answers 200 too (the seat is free either way).
+/// `POST /v1/client/leases/{id}/release`: check-in, the seat is free at once (for a borrowed
+/// lease: returned early). Checking in a lease that is already over answers 200 too (the seat
+/// is free either way).
 #[utoipa::path(post, path = "/v1/client/leases/{id}/release", tag = TAG_CLIENT,
     params(("id" = String, Path, description = "Lease id")),
     request_body = LeaseRequest,
@@ -391,19 +483,26 @@ pub(crate) async fn list_leases(
     let leases = state.db().live_leases(&row.id, now()).await?;
     Ok(Json(LeaseList {
         lease_timeout: row.lease_timeout,
+        borrowing: BorrowingView {
+            max_seconds: row.borrow_max_seconds,
+            max_leases: row.borrow_max_leases,
+        },
         license_id: row.id,
         leases: leases.iter().map(lease_view).collect(),
     }))
 }
 
 /// `POST /v1/licenses/{id}/leases/{lease_id}/release`: force-release (IT staff may). The seat
-/// is free at once; the holder's next heartbeat is refused.
+/// is free at once; the holder's next heartbeat is refused. A borrowed lease cannot be
+/// released (409 `lease_borrowed`): its holder may be offline with a token valid until its
+/// expiry, so freeing its seat would let more users in than the license has seats.
 #[utoipa::path(post, path = "/v1/licenses/{id}/leases/{lease_id}/release", tag = TAG_ADMIN,
     security(("api_token" = [])),
     params(("id" = String, Path, description = "License id"),
         ("lease_id" = String, Path, description = "Lease id")),
     responses((status = 200, description = "Released", body = LeaseView),
         (status = 404, description = "No such license or lease", body = ErrorBody),
+        (status = 409, description = "The lease is borrowed", body = ErrorBody),
         AdminErrors, ReadErrors))]
 pub(crate) async fn force_release(
     caller: Caller,
@@ -417,6 +516,17 @@ pub(crate) async fn force_release(
         .force_release(&row.id, &lease_id, now())
         .await?
         .ok_or_else(|| lease_not_found(&lease_id))?;
+    let now = now();
+    if lease.is_borrowed() && lease.is_live_at(now) {
+        return Err(ApiError::conflict(
+            "lease_borrowed",
+            format!(
+                "the lease is borrowed until {} (Unix seconds) and may be offline; only its \
+                 holder can return it earlier",
+                lease.expires_at
+            ),
+        ));
+    }
     tracing::info!(license = %row.id, lease = %lease.id, "seat force-released");
     Ok(Json(lease_view(&lease)))
 }
@@ -465,6 +575,52 @@ pub(crate) async fn set_lease_timeout(
         license_id: row.id,
         lease_timeout: req.seconds,
     }))
+}
+
+/// `PUT /v1/licenses/{id}/borrowing`: how a floating license may be borrowed (license
+/// managers: it is a term of the license, not an operational setting). `max_seconds` 0 to
+/// 2 592 000 (30 days; 0: no borrowing), `max_leases` 0 to the license's seats, else 422.
+/// Applies to later check-outs; seats borrowed already keep their expiry.
+#[utoipa::path(put, path = "/v1/licenses/{id}/borrowing", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    request_body = BorrowingView,
+    responses((status = 200, description = "Set", body = BorrowingView),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "The license is not floating", body = ErrorBody),
+        AdminErrors, BodyErrors))]
+pub(crate) async fn set_borrowing(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<BorrowingView>,
+) -> ApiResult<Json<BorrowingView>> {
+    caller.require(Action::ManageLicenses)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    let seats = template_seats(&row)?;
+    if !(0..=MAX_BORROW_SECONDS).contains(&req.max_seconds) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!(
+                "`max_seconds` must be between 0 and {MAX_BORROW_SECONDS} (30 days); got {}",
+                req.max_seconds
+            ),
+        ));
+    }
+    if !(0..=seats).contains(&req.max_leases) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!(
+                "`max_leases` must be between 0 and the license's {seats} seats; got {}",
+                req.max_leases
+            ),
+        ));
+    }
+    state
+        .db()
+        .set_borrowing(&row.id, req.max_seconds, req.max_leases, now())
+        .await?;
+    Ok(Json(req))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -76,6 +76,7 @@ fn at<'a>(
         now,
         lease_id: id,
         denial_id: id,
+        borrow: None,
     }
 }
 
@@ -663,4 +664,224 @@ async fn a_suspended_license_refuses_heartbeats() {
     let (status, body) = heartbeat(&state, &key, &lease).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "license_suspended");
+}
+
+async fn borrow(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    user: &str,
+    request: &str,
+    seconds: i64,
+) -> (StatusCode, Value) {
+    let mut body = checkout_body(key, client, user, request);
+    body["borrow_seconds"] = json!(seconds);
+    call(state, "POST", "/v1/client/leases", None, Some(body)).await
+}
+
+async fn denials(state: &AppState, id: &str) -> usize {
+    let to = now() + 1;
+    state
+        .db()
+        .list_denials(DenialScope::License(id), 0, to, 100)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Borrowing: a seat taken offline for a fixed time, within the license's terms (set by a
+/// license manager, not IT staff): the longest borrowing, a cap of borrowed leases that is
+/// not a denial, heartbeats that leave the expiry alone, no force-release, early return, the
+/// same client and user borrowing the lease they hold, the reaper at the expiry, and never
+/// past the license's own expiry.
+#[tokio::test]
+async fn borrowing_takes_a_seat_offline_within_the_license_terms() {
+    borrowing_on(None).await;
+    let name = "borrowing_takes_a_seat_offline_within_the_license_terms";
+    if let Some(url) = postgres::fresh_database(name) {
+        borrowing_on(Some(&url)).await;
+    }
+}
+
+async fn borrowing_on(url: Option<&str>) {
+    const DAY: i64 = 86_400;
+    let (_dir, state) = app_on(url).await;
+    it_staff(&state).await;
+    let (key, id) = floating(&state, 2).await;
+    let (status, body) = borrow(&state, &key, "c1", "alice", "r1", DAY).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "borrowing_not_allowed");
+
+    // The terms: license managers and admins set them, IT staff and auditors may not.
+    let path = format!("/v1/licenses/{id}/borrowing");
+    let terms = json!({ "max_seconds": 7 * DAY, "max_leases": 1 });
+    for token in [IT, AUDITOR] {
+        let (status, _) = call(&state, "PUT", &path, Some(token), Some(terms.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    for (bad, named) in [
+        (json!({ "max_seconds": -1, "max_leases": 1 }), "max_seconds"),
+        (
+            json!({ "max_seconds": 30 * DAY + 1, "max_leases": 1 }),
+            "max_seconds",
+        ),
+        (json!({ "max_seconds": DAY, "max_leases": 3 }), "max_leases"),
+        (json!({ "max_seconds": DAY }), "max_leases"),
+    ] {
+        let (status, body) = call(&state, "PUT", &path, Some(ADMIN), Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains(named), "{body}");
+    }
+    assert!(state.db().set_borrowing(&id, -1, 0, 0).await.is_err());
+    assert!(
+        state
+            .db()
+            .set_borrowing(&id, 30 * DAY + 1, 0, 0)
+            .await
+            .is_err()
+    );
+    let (status, body) = call(&state, "PUT", &path, Some(ADMIN), Some(terms.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, terms);
+    let (_, listed) = call(
+        &state,
+        "GET",
+        &format!("/v1/licenses/{id}/leases"),
+        Some(IT),
+        None,
+    )
+    .await;
+    assert_eq!(listed["borrowing"], terms);
+
+    // Longer than allowed, or not a positive number of seconds.
+    for seconds in [7 * DAY + 1, 0, -5] {
+        let (status, body) = borrow(&state, &key, "c1", "alice", "r1", seconds).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{seconds}: {body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains("604800"),
+            "{body}"
+        );
+    }
+
+    // Alice borrows for 3 days: the token says so and runs to the lease's expiry.
+    let before = now();
+    let (status, alice) = borrow(&state, &key, "c1", "alice", "r1", 3 * DAY).await;
+    assert_eq!(status, StatusCode::CREATED, "{alice}");
+    assert_eq!(alice["borrowed"], true);
+    let expires = alice["expires_at"].as_i64().unwrap();
+    assert!(
+        (before + 3 * DAY..=now() + 3 * DAY).contains(&expires),
+        "{alice}"
+    );
+    let token = state
+        .verifier()
+        .verify_lease(alice["lease_token"].as_str().unwrap())
+        .unwrap();
+    assert!(token.claims().borrowed);
+    assert_eq!(token.claims().exp, expires);
+    // A retry answers the same lease; a heartbeat leaves its expiry alone.
+    let (status, again) = borrow(&state, &key, "c1", "alice", "r1", 3 * DAY).await;
+    assert_eq!(
+        (status, &again["lease_id"]),
+        (StatusCode::OK, &alice["lease_id"])
+    );
+    let (status, beat) = heartbeat(&state, &key, &alice).await;
+    assert_eq!(status, StatusCode::OK, "{beat}");
+    assert_eq!(
+        (beat["expires_at"].as_i64(), &beat["borrowed"]),
+        (Some(expires), &json!(true))
+    );
+
+    // The cap of one borrowed lease: bob may not borrow (not a denial), but may check out.
+    let (status, body) = borrow(&state, &key, "c2", "bob", "r1", DAY).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "borrow_limit");
+    assert_eq!(denials(&state, &id).await, 0);
+    let (status, bob) = check_out(&state, &key, "c2", "bob", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{bob}");
+    assert_eq!(bob["borrowed"], false);
+    // Both seats are held: carol is denied with the message, and that is recorded.
+    let (status, body) = check_out(&state, &key, "c3", "carol", "r1").await;
+    assert_eq!(
+        (status, &body["detail"]),
+        (StatusCode::CONFLICT, &json!(NO_SEATS_MESSAGE))
+    );
+    assert_eq!(denials(&state, &id).await, 1);
+
+    // IT staff cannot free a borrowed seat (its holder may be offline with a valid token).
+    let lease_id = alice["lease_id"].as_str().unwrap();
+    let release = format!("/v1/licenses/{id}/leases/{lease_id}/release");
+    let (status, body) = call(&state, "POST", &release, Some(IT), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "lease_borrowed");
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 2);
+
+    // Alice returns it early: the seat is free at once, and carol gets it.
+    let (status, returned) = call(
+        &state,
+        "POST",
+        &format!("/v1/client/leases/{lease_id}/release"),
+        None,
+        Some(json!({ "license_key": key, "epoch": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{returned}");
+    assert_eq!(returned["release_reason"], "checked_in");
+    let (status, carol) = check_out(&state, &key, "c3", "carol", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{carol}");
+
+    // Bob borrows the lease he holds (a new request id): the same lease, now borrowed.
+    let (status, bob_borrowed) = borrow(&state, &key, "c2", "bob", "r3", 2 * DAY).await;
+    assert_eq!(status, StatusCode::OK, "{bob_borrowed}");
+    assert_eq!(bob_borrowed["lease_id"], bob["lease_id"]);
+    assert_eq!(bob_borrowed["borrowed"], true);
+    let bob_expires = bob_borrowed["expires_at"].as_i64().unwrap();
+    assert!(bob_expires >= before + 2 * DAY, "{bob_borrowed}");
+    // The reaper ends it at its expiry, on the server's clock, and not a second earlier.
+    assert_eq!(reap_once(state.db(), bob_expires - 1).await.unwrap().0, 1); // carol's lapsed
+    assert_eq!(
+        state
+            .db()
+            .live_leases(&id, bob_expires - 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(reap_once(state.db(), bob_expires).await.unwrap().0, 1);
+    assert!(
+        state
+            .db()
+            .live_leases(&id, bob_expires)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A license that expires lends no further than its expiry, and nothing once past it.
+    let (key, id) = license(
+        &state,
+        json!({ "model": "floating", "seats": 1, "duration": 2 * DAY }),
+    )
+    .await;
+    let expiry = state
+        .db()
+        .get_license(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .expires_at
+        .unwrap();
+    state
+        .db()
+        .set_borrowing(&id, 7 * DAY, 1, now())
+        .await
+        .unwrap();
+    let (status, lease) = borrow(&state, &key, "c1", "alice", "r1", 7 * DAY).await;
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    assert_eq!(lease["expires_at"].as_i64(), Some(expiry));
 }

@@ -1249,6 +1249,24 @@ lic_result lic_licensing_check_at_startup(const lic_licensing *licensing,
                                           lic_verdict **out_verdict);
 
 /**
+ * The seat borrowed from a floating license (`lic_client_borrow_seat`), checked at `now` with
+ * no network: writes `LIC_STATUS_VALID` while it is borrowed, `LIC_STATUS_LEASE_EXPIRED` from
+ * its end on, `LIC_STATUS_LEASE_REQUIRED` when none is stored (or its token does not verify,
+ * or is for another license than the one installed), `LIC_STATUS_CLOCK_TAMPERED` when the
+ * clock is behind time already seen, to `*out_status`; and the lease's end (seconds since the
+ * epoch; 0 when none) to `*out_expires_at` when not NULL. `LIC_STORE_ERROR` only when the
+ * store cannot be read. Thread-safe.
+ *
+ * # Safety
+ * `licensing` is NULL or a live handle; `out_status` is NULL or writable; `out_expires_at` is
+ * NULL or writable.
+ */
+lic_result lic_licensing_check_borrowed_seat(const lic_licensing *licensing,
+                                             int64_t now,
+                                             lic_status *out_status,
+                                             int64_t *out_expires_at);
+
+/**
  * Writes this machine's fingerprint for this product (what offline activation sends) to
  * `*out_fingerprint`; free it with `lic_fingerprint_free`. Thread-safe.
  *
@@ -1372,6 +1390,42 @@ lic_result lic_client_check_online(const lic_client *client,
 lic_result lic_client_deactivate(const lic_client *client,
                                  const lic_licensing *licensing,
                                  bool *out_deactivated);
+
+/**
+ * Borrows a seat of the floating license `license_key` for `seconds` (at least 1) for `user`
+ * of this installation (`client_id`): the seat is taken offline, with no heartbeat, and its
+ * lease token is kept in `licensing`'s store, where `lic_licensing_check_borrowed_seat` finds
+ * it with no network until it ends. Writes the lease's end (server clock, seconds since the
+ * epoch; the server may set it earlier than asked, never past the license's expiry) to
+ * `*out_expires_at` when not NULL. `LIC_SERVER_ERROR` when the server refuses (see
+ * `lic_client_last_server_code`: `borrowing_not_allowed`, `borrow_limit`, `no_seats`);
+ * network, response and store errors as `lic_client_validate`.
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `license_key`, `client_id`, `user` are NULL
+ * or NUL-terminated strings; `out_expires_at` is NULL or writable.
+ */
+lic_result lic_client_borrow_seat(const lic_client *client,
+                                  const lic_licensing *licensing,
+                                  const char *license_key,
+                                  const char *client_id,
+                                  const char *user,
+                                  uint64_t seconds,
+                                  int64_t *out_expires_at);
+
+/**
+ * Returns the seat borrowed with `lic_client_borrow_seat` early (the seat is free on the
+ * server at once) and removes its token from `licensing`'s store. Writes whether one was
+ * returned to `*out_returned` when not NULL (false: none was stored).
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `license_key` is NULL or a NUL-terminated
+ * string; `out_returned` is NULL or writable.
+ */
+lic_result lic_client_return_seat(const lic_client *client,
+                                  const lic_licensing *licensing,
+                                  const char *license_key,
+                                  bool *out_returned);
 
 /**
  * Makes an air-gapped activation request for this machine and `license_key` at `now`: writes

@@ -313,10 +313,24 @@ else
   release_cmd="set -e; for l in \$(curl -sS --max-time 10 -H 'Authorization: Bearer $admin' $srv_url/v1/licenses/$flic_id/leases | jq -r '.leases[].lease_id'); do curl -sS --fail --max-time 10 -X POST -H 'Authorization: Bearer $admin' -H 'Content-Type: application/json' --data '{}' $srv_url/v1/licenses/$flic_id/leases/\$l/release >/dev/null; done"
   ONLINE_E2E_RELEASE_CMD=$release_cmd oe "floating seat: force-release reported" 0 \
     "^lost: reason 1 code 'lease_released'" lease-lost "$flic_key"
+  # Borrowing the floating license's one seat on another machine: terms set by the vendor,
+  # borrowed (the seat is taken), returned early (free at once; the "return" step's own
+  # check-out is checked in when freed), borrowed again, and checked once the server is gone.
+  api PUT "/v1/licenses/$flic_id/borrowing" '{"max_seconds":604800,"max_leases":1}' >/dev/null
+  ob() { # NAME PATTERN STEP ARGS...: online_e2e for the machine that borrows
+    local name=$1 pattern=$2
+    shift 2
+    grind "online: $name" 0 "$pattern" -- \
+      "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-d" c-box-d "$@"
+  }
+  ob "borrow a floating seat" '^borrowed: done$' borrow "$flic_key"
+  ob "return it early" '^returned: done$' return "$flic_key"
+  ob "borrow it again" '^borrowed: done$' borrow "$flic_key"
   api POST "/v1/licenses/$lic_id/revoke" '{}' >/dev/null
   oe "validate after revoke" 0 '^status: revoked$' validate revoked
   stop_server
   ONLINE_E2E_SLACK_MS=10000 oe "server gone: offline start" 0 '^status: revoked$' offline revoked
+  ob "server gone: the borrowed seat runs offline" '^borrowed status: valid$' borrowed valid
 fi
 
 step "run under valgrind: C++ translation unit"

@@ -38,7 +38,7 @@ pub use lease::{Lease, LeaseClaims};
 #[cfg(feature = "online")]
 pub use online::{Client, ClientConfig, OnlineError};
 #[cfg(feature = "store")]
-pub use startup::{Licensing, unix_now};
+pub use startup::{BorrowedSeat, Licensing, unix_now};
 pub use status::Status;
 
 // The uniffi scaffolding for the records and enums above that derive uniffi (feature `uniffi`,

@@ -6,6 +6,7 @@ use crate::evaluate::{Context, License, Verdict, Verifier};
 use crate::fingerprint::{ComponentSource, MachineFingerprint, component};
 use crate::jws::{self, TokenKind};
 use crate::keys::TrustStore;
+use crate::lease::Lease;
 use crate::machine::{self, SystemComponents};
 use crate::status::Status;
 use crate::store::{LicenseStore, StoreError};
@@ -13,6 +14,21 @@ use crate::store::{LicenseStore, StoreError};
 /// The clock mark is persisted only when it advances by at least this much, so most launches
 /// only read the store. Far below the rollback tolerance, so detection is unaffected.
 const MARK_GRANULARITY_SECS: i64 = 300;
+
+/// A seat borrowed from a floating license, as the store holds it, checked offline
+/// ([`Licensing::check_borrowed_seat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BorrowedSeat {
+    /// [`Status::Valid`] while the seat is borrowed; [`Status::LeaseExpired`] from its `exp`
+    /// on; [`Status::LeaseRequired`] when none is stored (or its token does not verify, or is
+    /// for another license than the one installed); [`Status::ClockTampered`] when the clock
+    /// is behind time already seen.
+    pub status: Status,
+    /// Why, in one line.
+    pub reason: String,
+    /// The verified lease, when a genuine one is stored.
+    pub lease: Option<Lease>,
+}
 
 /// An app's licensing: trust store, product, store, machine and what the app asks about.
 pub struct Licensing {
@@ -231,6 +247,78 @@ impl Licensing {
                 Ok(verdict)
             }
         }
+    }
+
+    /// The seat borrowed from a floating license (`Licensing::borrow_seat`), checked offline at
+    /// `now`: the stored `lease+jwt` verified (trusted key, this product), for the installed
+    /// license if one is, live strictly before its `exp`, with the clock guard: a clock behind
+    /// the sealed mark or the lease's own `iat` (beyond the tolerance) is
+    /// [`Status::ClockTampered`]. Errors are only I/O failures of the store.
+    pub fn check_borrowed_seat(&self, now: i64) -> Result<BorrowedSeat, StoreError> {
+        let none = |reason: String| BorrowedSeat {
+            status: Status::LeaseRequired,
+            reason,
+            lease: None,
+        };
+        let _lock = self.store.lock()?;
+        let Some(token) = self.store.read_borrowed_lease()? else {
+            return Ok(none("no seat is borrowed".into()));
+        };
+        let lease = match self.verifier.verify_lease(&token) {
+            Ok(lease) => lease,
+            Err(error) => {
+                return Ok(none(format!(
+                    "the borrowed seat's token is refused: {error}"
+                )));
+            }
+        };
+        let license_id = match self.store.read_token()? {
+            Some(token) => match self.verifier.verify(&token) {
+                Ok(license) => license.id().to_owned(),
+                Err(_) => lease.claims().license_id.clone(),
+            },
+            None => lease.claims().license_id.clone(),
+        };
+        let exp = lease.claims().exp;
+        let (status, reason) = match lease.status_for(&license_id, now) {
+            Status::Valid => (Status::Valid, format!("a seat is borrowed until {exp}")),
+            Status::LeaseExpired => (
+                Status::LeaseExpired,
+                format!("the borrowed seat ended at {exp}"),
+            ),
+            other => (other, "the borrowed seat is for another license".into()),
+        };
+        let mark = match self.store.read_clock()? {
+            None => None,
+            Some(text) => {
+                let key = clock_key(&self.fingerprint()).to_owned();
+                match clock::unseal(&self.product_id, &key, &text) {
+                    Ok(mark) => Some(mark),
+                    Err(e) => {
+                        return Ok(BorrowedSeat {
+                            status: Status::ClockTampered,
+                            reason: e.to_string(),
+                            lease: Some(lease),
+                        });
+                    }
+                }
+            }
+        };
+        let (status, reason) =
+            match clock::check_clock(mark, now, Some(lease.claims().iat), self.clock_tolerance) {
+                ClockCheck::RolledBack { behind_by } if status.is_usable() => (
+                    Status::ClockTampered,
+                    format!(
+                        "the clock is {behind_by} s behind time already seen; was it set back?"
+                    ),
+                ),
+                _ => (status, reason),
+            };
+        Ok(BorrowedSeat {
+            status,
+            reason,
+            lease: Some(lease),
+        })
     }
 
     /// [`Self::check_at_startup`] with the system clock.

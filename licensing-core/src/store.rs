@@ -20,6 +20,8 @@ const MACHINE_FILE: &str = "machine.jwt";
 const RESPONSE_FILE: &str = "response.jwt";
 /// A pending air-gapped activation request (its nonce is what the response must echo).
 const PENDING_FILE: &str = "offline-request.json";
+/// The lease token of a seat borrowed from a floating license (usable offline until its `exp`).
+const BORROWED_FILE: &str = "borrowed-lease.jwt";
 /// Largest license key or pending request read.
 const MAX_SMALL_BYTES: u64 = 16 * 1024;
 /// Largest clock-state file read; the real one is under 200 bytes.
@@ -190,6 +192,21 @@ impl LicenseStore {
         }
     }
 
+    /// The lease token of the borrowed seat, if any.
+    pub fn read_borrowed_lease(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(BORROWED_FILE, MAX_TOKEN_BYTES as u64)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Stores the lease token of a borrowed seat; `None` removes it (returned).
+    pub fn write_borrowed_lease(&self, token: Option<&str>) -> Result<(), StoreError> {
+        match token {
+            Some(token) => self.write_atomic(BORROWED_FILE, token.as_bytes()),
+            None => self.remove(BORROWED_FILE),
+        }
+    }
+
     fn remove(&self, name: &str) -> Result<(), StoreError> {
         let path = self.dir.join(name);
         match fs::remove_file(&path) {
@@ -198,7 +215,9 @@ impl LicenseStore {
         }
     }
 
-    /// Removes the token, the clock state, and what online activation stored (deactivation).
+    /// Removes the token, the clock state, what online activation stored (deactivation), and a
+    /// borrowed seat's token (the seat then stays taken on the server until its expiry: return
+    /// it first, `Licensing::return_seat`).
     pub fn clear(&self) -> Result<(), StoreError> {
         for name in [
             TOKEN_FILE,
@@ -207,6 +226,7 @@ impl LicenseStore {
             MACHINE_FILE,
             RESPONSE_FILE,
             PENDING_FILE,
+            BORROWED_FILE,
         ] {
             let path = self.dir.join(name);
             match fs::remove_file(&path) {

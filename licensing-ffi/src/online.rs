@@ -255,6 +255,83 @@ pub unsafe extern "C" fn lic_client_deactivate(
     })
 }
 
+/// Borrows a seat of the floating license `license_key` for `seconds` (at least 1) for `user`
+/// of this installation (`client_id`): the seat is taken offline, with no heartbeat, and its
+/// lease token is kept in `licensing`'s store, where `lic_licensing_check_borrowed_seat` finds
+/// it with no network until it ends. Writes the lease's end (server clock, seconds since the
+/// epoch; the server may set it earlier than asked, never past the license's expiry) to
+/// `*out_expires_at` when not NULL. `LIC_SERVER_ERROR` when the server refuses (see
+/// `lic_client_last_server_code`: `borrowing_not_allowed`, `borrow_limit`, `no_seats`);
+/// network, response and store errors as `lic_client_validate`.
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `license_key`, `client_id`, `user` are NULL
+/// or NUL-terminated strings; `out_expires_at` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_borrow_seat(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    license_key: *const c_char,
+    client_id: *const c_char,
+    user: *const c_char,
+    seconds: u64,
+    out_expires_at: *mut i64,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        // SAFETY: per this function's contract.
+        let client_id = unsafe { c_str(client_id, "client_id") }?;
+        // SAFETY: per this function's contract.
+        let user = unsafe { c_str(user, "user") }?;
+        let out_expires_at = optional_out(out_expires_at);
+        let duration = Duration::from_secs(seconds);
+        let grant = client.run(|c| {
+            licensing
+                .licensing
+                .borrow_seat(c, license_key, client_id, user, duration)
+        })?;
+        if let Some(out_expires_at) = out_expires_at {
+            out_expires_at.write(grant.expires_at);
+        }
+        Ok(())
+    })
+}
+
+/// Returns the seat borrowed with `lic_client_borrow_seat` early (the seat is free on the
+/// server at once) and removes its token from `licensing`'s store. Writes whether one was
+/// returned to `*out_returned` when not NULL (false: none was stored).
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `license_key` is NULL or a NUL-terminated
+/// string; `out_returned` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_return_seat(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    license_key: *const c_char,
+    out_returned: *mut bool,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        let out_returned = optional_out(out_returned);
+        let returned = client.run(|c| licensing.licensing.return_seat(c, license_key))?;
+        if let Some(out_returned) = out_returned {
+            out_returned.write(returned);
+        }
+        Ok(())
+    })
+}
+
 /// Makes an air-gapped activation request for this machine and `license_key` at `now`: writes
 /// its JSON (the file to hand to the vendor) to `*out_json` (free with `lic_string_free`) and
 /// keeps it pending in `licensing`'s store, so only the response to it is accepted.

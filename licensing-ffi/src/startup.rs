@@ -8,10 +8,11 @@ use licensing_core::{Context, Licensing, unix_now};
 
 use crate::abi::{
     Failure, LastError, arg, c_str, copy_last_error, free_handle, guard, guard_free, guard_value,
-    handle, lic_result, new_handle, out, owned_string, text,
+    handle, lic_result, new_handle, optional_out, out, owned_string, text,
 };
 use crate::fingerprint::{fingerprint_handle, lic_fingerprint};
 use crate::keys::lic_trust_store;
+use crate::status::lic_status;
 use crate::verify::{lic_context, lic_verdict};
 
 /// Whose data directory holds a license store (`lic_license_store_for_app`).
@@ -290,6 +291,41 @@ pub unsafe extern "C" fn lic_licensing_check_at_startup(
             license,
             licensing.not_before_leeway,
         )));
+        Ok(())
+    })
+}
+
+/// The seat borrowed from a floating license (`lic_client_borrow_seat`), checked at `now` with
+/// no network: writes `LIC_STATUS_VALID` while it is borrowed, `LIC_STATUS_LEASE_EXPIRED` from
+/// its end on, `LIC_STATUS_LEASE_REQUIRED` when none is stored (or its token does not verify,
+/// or is for another license than the one installed), `LIC_STATUS_CLOCK_TAMPERED` when the
+/// clock is behind time already seen, to `*out_status`; and the lease's end (seconds since the
+/// epoch; 0 when none) to `*out_expires_at` when not NULL. `LIC_STORE_ERROR` only when the
+/// store cannot be read. Thread-safe.
+///
+/// # Safety
+/// `licensing` is NULL or a live handle; `out_status` is NULL or writable; `out_expires_at` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_licensing_check_borrowed_seat(
+    licensing: *const lic_licensing,
+    now: i64,
+    out_status: *mut lic_status,
+    out_expires_at: *mut i64,
+) -> lic_result {
+    guard(licensing, || {
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        let out_status = out(out_status, "out_status")?;
+        let out_expires_at = optional_out(out_expires_at);
+        let seat = licensing
+            .licensing
+            .check_borrowed_seat(now)
+            .map_err(store_failure)?;
+        out_status.write(seat.status.into());
+        if let Some(out_expires_at) = out_expires_at {
+            out_expires_at.write(seat.lease.map_or(0, |lease| lease.claims().exp));
+        }
         Ok(())
     })
 }

@@ -21,6 +21,11 @@
  *                         a second check-out denied with the exact message, check-in frees it
  *   lease-lost KEY        check out, run $ONLINE_E2E_RELEASE_CMD (force-releases the seat through
  *                         the admin API), expect the loss callback (released, lease_released)
+ *   borrow KEY            borrow the floating license's one seat for a day (none borrowed
+ *                         before): kept in the store, valid offline until its end, and another
+ *                         check-out is denied with no_seats
+ *   borrowed STATUS       the stored borrowed seat checked with no network, expect STATUS
+ *   return KEY            return the borrowed seat early: gone from the store, the seat free
  *
  * MACHINE is the fingerprint override value. Prints "N passed, N failed"; exit 1 on failure.
  */
@@ -254,6 +259,58 @@ static void lease_lost_steps(lic_client *client, const char *key) {
     pthread_mutex_destroy(&lost.lock);
 }
 
+static lic_status borrowed_status(const lic_licensing *licensing, int64_t now, int64_t *end) {
+    lic_status status = LIC_STATUS_MALFORMED;
+    CHECK(lic_licensing_check_borrowed_seat(licensing, now, &status, end) == LIC_OK);
+    return status;
+}
+
+static void borrow_steps(lic_client *client, lic_licensing *licensing, const char *key) {
+    int64_t now = lic_unix_now(), expires_at = 0, end = -1;
+    lic_lease *other = NULL;
+    char code[128];
+    size_t len = 0;
+    lic_result rc;
+    CHECK(borrowed_status(licensing, now, &end) == LIC_STATUS_LEASE_REQUIRED);
+    CHECK(end == 0);
+    rc = lic_client_borrow_seat(client, licensing, key, "c-laptop", "ada", 0, &expires_at);
+    CHECK(rc == LIC_INVALID_ARGUMENT);
+    rc = lic_client_borrow_seat(client, licensing, key, "c-laptop", "ada", 86400, &expires_at);
+    if (rc != LIC_OK) {
+        client_error(client, "lic_client_borrow_seat", rc);
+    }
+    CHECK(rc == LIC_OK);
+    CHECK(expires_at >= now + 86400 && expires_at <= lic_unix_now() + 86400);
+    CHECK(borrowed_status(licensing, now, &end) == LIC_STATUS_VALID);
+    CHECK(end == expires_at);
+    CHECK(borrowed_status(licensing, expires_at, NULL) == LIC_STATUS_LEASE_EXPIRED);
+    CHECK(borrowed_status(licensing, now - 2 * 86400, NULL) == LIC_STATUS_CLOCK_TAMPERED);
+    /* The one seat is borrowed: nobody else checks one out. */
+    rc = lic_lease_check_out(client, key, "c-seat-z", "zoe", 0, NULL, NULL, &other);
+    CHECK(rc == LIC_SERVER_ERROR && other == NULL);
+    CHECK(lic_client_last_server_code(client, code, sizeof code, &len) == LIC_OK);
+    CHECK(strcmp(code, "no_seats") == 0);
+    lic_lease_free(other);
+    printf("borrowed: done\n");
+}
+
+static void return_steps(lic_client *client, lic_licensing *licensing, const char *key) {
+    lic_lease *other = NULL;
+    bool returned = false;
+    lic_result rc = lic_client_return_seat(client, licensing, key, &returned);
+    if (rc != LIC_OK) {
+        client_error(client, "lic_client_return_seat", rc);
+    }
+    CHECK(rc == LIC_OK && returned);
+    CHECK(borrowed_status(licensing, lic_unix_now(), NULL) == LIC_STATUS_LEASE_REQUIRED);
+    CHECK(lic_client_return_seat(client, licensing, key, &returned) == LIC_OK);
+    CHECK(!returned);
+    /* Free at once. */
+    CHECK(lic_lease_check_out(client, key, "c-seat-z", "zoe", 0, NULL, NULL, &other) == LIC_OK);
+    lic_lease_free(other);
+    printf("returned: done\n");
+}
+
 int main(int argc, char **argv) {
     const char *jwks_path, *url, *store_dir, *machine, *step;
     char *jwks;
@@ -403,6 +460,14 @@ int main(int argc, char **argv) {
         lease_steps(client, argv[6]);
     } else if (strcmp(step, "lease-lost") == 0 && argc == 7) {
         lease_lost_steps(client, argv[6]);
+    } else if (strcmp(step, "borrow") == 0 && argc == 7) {
+        borrow_steps(client, licensing, argv[6]);
+    } else if (strcmp(step, "return") == 0 && argc == 7) {
+        return_steps(client, licensing, argv[6]);
+    } else if (strcmp(step, "borrowed") == 0 && argc == 7) {
+        lic_status status = borrowed_status(licensing, lic_unix_now(), NULL);
+        printf("borrowed status: %s\n", lic_status_name(status));
+        CHECK(strcmp(lic_status_name(status), argv[6]) == 0);
     } else {
         fprintf(stderr, "unknown step or wrong arguments: %s\n", step);
         failed++;

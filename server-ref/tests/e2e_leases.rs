@@ -197,3 +197,113 @@ fn a_suspended_license_ends_the_seat_at_the_next_heartbeat() {
     assert_eq!(a.status(), Status::LeaseExpired);
     server.stop();
 }
+
+/// Borrowing through `Licensing` against the real server: the seat is taken offline (kept in
+/// the store, checked with no network, the clock guard included), holds one of the seats while
+/// borrowed, is returned early (free at once), and ends by itself at its expiry.
+#[test]
+fn a_borrowed_seat_runs_offline_until_returned_or_expired() {
+    use licensing_core::{Licensing, store::LicenseStore};
+    const DAY: u64 = 86_400;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let trust = server.shipped_trust_store();
+    let client = client(&server.url, &trust);
+    let (license_id, key) = server.issue(json!({ "model": "floating", "seats": 1 }));
+    let licensing = Licensing::new(
+        trust.clone(),
+        PRODUCT,
+        LicenseStore::at(dir.path().join("laptop")).unwrap(),
+    );
+    let now = licensing_core::unix_now();
+
+    // Not allowed until a license manager says so.
+    let refused = licensing
+        .borrow_seat(&client, &key, "laptop", "alice", Duration::from_secs(DAY))
+        .unwrap_err();
+    assert_eq!(
+        refused.server_code(),
+        Some("borrowing_not_allowed"),
+        "{refused}"
+    );
+    assert_eq!(
+        licensing.check_borrowed_seat(now).unwrap().status,
+        Status::LeaseRequired
+    );
+    server.admin(
+        "PUT",
+        &format!("/v1/licenses/{license_id}/borrowing"),
+        Some(json!({ "max_seconds": 7 * DAY, "max_leases": 1 })),
+        200,
+    );
+
+    let grant = licensing
+        .borrow_seat(
+            &client,
+            &key,
+            "laptop",
+            "alice",
+            Duration::from_secs(3 * DAY),
+        )
+        .unwrap();
+    assert!(grant.lease.claims().borrowed);
+    let exp = grant.expires_at;
+    assert!(exp >= now + 3 * DAY as i64, "{exp}");
+    // Offline checks of the stored seat: live before its expiry, over at it, and a clock set
+    // back before the lease was signed is caught.
+    let seat = licensing.check_borrowed_seat(now).unwrap();
+    assert_eq!(
+        (seat.status, seat.lease.unwrap().id()),
+        (Status::Valid, grant.lease_id.as_str())
+    );
+    assert_eq!(
+        licensing.check_borrowed_seat(exp - 1).unwrap().status,
+        Status::Valid
+    );
+    assert_eq!(
+        licensing.check_borrowed_seat(exp).unwrap().status,
+        Status::LeaseExpired
+    );
+    assert_eq!(
+        licensing
+            .check_borrowed_seat(now - 2 * DAY as i64)
+            .unwrap()
+            .status,
+        Status::ClockTampered
+    );
+    // The borrowed seat is one of the license's seats: nobody else gets one.
+    let denied = client
+        .check_out_lease(&key, "desktop", "bob", "r1")
+        .unwrap_err();
+    assert!(denied.is_no_seats(), "{denied}");
+    assert_eq!(live_leases(&server, &license_id).len(), 1);
+    assert_eq!(live_leases(&server, &license_id)[0]["borrowed"], true);
+    // A retry (new request id, same client and user) answers the same lease.
+    let again = licensing
+        .borrow_seat(&client, &key, "laptop", "alice", Duration::from_secs(DAY))
+        .unwrap();
+    assert_eq!(again.lease_id, grant.lease_id);
+
+    // Returned early: free at once, gone from the store; returning again returns nothing.
+    assert!(licensing.return_seat(&client, &key).unwrap());
+    assert_eq!(
+        licensing.check_borrowed_seat(now).unwrap().status,
+        Status::LeaseRequired
+    );
+    assert!(!licensing.return_seat(&client, &key).unwrap());
+    let bob = client
+        .check_out_lease(&key, "desktop", "bob", "r1")
+        .unwrap();
+    assert!(!bob.lease.claims().borrowed);
+    client.check_in_lease(&key, &bob).unwrap();
+
+    // Borrowed again, then the server goes away: the seat still runs offline.
+    licensing
+        .borrow_seat(&client, &key, "laptop", "alice", Duration::from_secs(DAY))
+        .unwrap();
+    server.stop();
+    let seat = licensing
+        .check_borrowed_seat(licensing_core::unix_now())
+        .unwrap();
+    assert_eq!(seat.status, Status::Valid, "{}", seat.reason);
+}

@@ -36,6 +36,22 @@ pub struct LeaseGrant {
     pub lease: Lease,
 }
 
+impl LeaseGrant {
+    /// A lease the app already holds, from its verified token (to heartbeat or check it in).
+    pub(crate) fn held(lease_token: String, lease: Lease) -> Self {
+        let claims = lease.claims();
+        LeaseGrant {
+            lease_id: claims.sub.clone(),
+            epoch: claims.epoch,
+            expires_at: claims.exp,
+            heartbeat_interval: 0,
+            created: false,
+            lease_token,
+            lease,
+        }
+    }
+}
+
 impl Client {
     /// Checks out a seat of the floating license `license_key`: `POST /v1/client/leases`.
     /// Retrying with the same `request_id` answers the same lease, never a second seat. When
@@ -48,12 +64,55 @@ impl Client {
         user: &str,
         request_id: &str,
     ) -> Result<LeaseGrant, OnlineError> {
+        self.check_out_with(license_key, client_id, user, request_id, None)
+    }
+
+    /// Borrows a seat of the floating license `license_key` for `duration` (whole seconds, at
+    /// least 1): `POST /v1/client/leases` with `borrow_seconds`. The lease needs no heartbeat
+    /// and its token (`borrowed`: true) lets the app run offline until its `exp`, which the
+    /// server may set earlier than asked (never past the license's own expiry). When this
+    /// client and user hold a lease already, that lease is the one borrowed. Refused with
+    /// code `borrowing_not_allowed`, `borrow_limit` (the license's cap of borrowed seats) or
+    /// [`NO_SEATS`]. Return it early with [`Client::check_in_lease`].
+    pub fn borrow_lease(
+        &self,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        request_id: &str,
+        duration: Duration,
+    ) -> Result<LeaseGrant, OnlineError> {
+        let seconds = duration.as_secs();
+        if seconds == 0 {
+            return Err(OnlineError::Config(
+                "a seat is borrowed for at least one second".into(),
+            ));
+        }
+        let grant = self.check_out_with(license_key, client_id, user, request_id, Some(seconds))?;
+        if !grant.lease.claims().borrowed {
+            return Err(OnlineError::Mismatch(
+                "asked to borrow a seat, the server answered a lease that is not borrowed".into(),
+            ));
+        }
+        Ok(grant)
+    }
+
+    fn check_out_with(
+        &self,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        request_id: &str,
+        borrow_seconds: Option<u64>,
+    ) -> Result<LeaseGrant, OnlineError> {
         #[derive(Serialize)]
         struct Body<'a> {
             license_key: &'a str,
             client_id: &'a str,
             user: &'a str,
             request_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            borrow_seconds: Option<u64>,
         }
         let (status, body) = self.http.post(
             &self.config,
@@ -63,6 +122,7 @@ impl Client {
                 client_id,
                 user,
                 request_id,
+                borrow_seconds,
             },
             self.config.deadline,
         )?;

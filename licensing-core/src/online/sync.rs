@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Activation, Client, Deactivation, HeldTokens, OfflineRequest, OnlineError, ServerStatus,
-    Validation,
+    Activation, Client, Deactivation, HeldTokens, LeaseGrant, OfflineRequest, OnlineError,
+    ServerStatus, Validation, new_nonce,
 };
 use crate::clock::{self, ClockCheck};
 use crate::evaluate::{License, Verdict};
@@ -139,6 +139,44 @@ impl Licensing {
         let _lock = self.store.lock()?;
         self.store.clear()?;
         Ok(answer)
+    }
+
+    /// Borrows a seat of the floating license `license_key` for `duration` for `user` of this
+    /// installation (`client_id`), see [`Client::borrow_lease`], and keeps its token in the
+    /// store, where [`Self::check_borrowed_seat`] finds it offline until its `exp`. A new
+    /// request id each call: the server answers the lease this client and user hold, so a
+    /// retry never takes a second seat. Replaces a seat borrowed before.
+    pub fn borrow_seat(
+        &self,
+        client: &Client,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        duration: Duration,
+    ) -> Result<LeaseGrant, OnlineError> {
+        let request_id = new_nonce()?;
+        let grant = client.borrow_lease(license_key, client_id, user, &request_id, duration)?;
+        let _lock = self.store.lock()?;
+        self.store.write_borrowed_lease(Some(&grant.lease_token))?;
+        Ok(grant)
+    }
+
+    /// Returns the borrowed seat early (a check-in: the seat is free on the server at once) and
+    /// removes its token from the store. `false` when none is stored; a stored token that no
+    /// longer verifies is removed too (there is nothing it could return).
+    pub fn return_seat(&self, client: &Client, license_key: &str) -> Result<bool, OnlineError> {
+        let Some(token) = self.store.read_borrowed_lease()? else {
+            return Ok(false);
+        };
+        let Ok(lease) = self.verifier.verify_lease(&token) else {
+            let _lock = self.store.lock()?;
+            self.store.write_borrowed_lease(None)?;
+            return Ok(false);
+        };
+        client.check_in_lease(license_key, &LeaseGrant::held(token, lease))?;
+        let _lock = self.store.lock()?;
+        self.store.write_borrowed_lease(None)?;
+        Ok(true)
     }
 
     /// Writes an air-gapped activation request for this machine (the JSON to hand to the

@@ -53,11 +53,11 @@ impl Server {
     /// An admin call; asserts the status and answers the JSON body.
     pub fn admin(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
         let url = format!("{}{path}", self.url);
-        let request = match method {
-            "GET" => self.http.get(url),
-            _ => self.http.post(url),
-        }
-        .bearer_auth(&self.admin_token);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let request = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(&self.admin_token);
         let request = match body {
             Some(body) => request
                 .header("content-type", "application/json")

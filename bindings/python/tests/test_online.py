@@ -6,6 +6,8 @@ Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes 
 policy and a license with the admin API (urllib), then drives the app side through the binding:
 activate -> validate -> suspend -> validate reports suspended (also offline) -> reinstate ->
 floating seats (FloatingLease: heartbeats, denial, check-in, force-release to the listener) ->
+a borrowed seat (kept in the store, checked offline, returned early, still valid offline with the
+server gone) ->
 revoke -> server stopped: the start falls back offline within its limit -> a server that never
 answers costs at most the limit. A plain runner: prints `python-online: N passed, N failed`.
 """
@@ -165,6 +167,43 @@ def floating_seats(server, client):
     check("lease: none live", server.api("GET", f"/v1/licenses/{license_id}/leases")["leases"] == [])
 
 
+def borrow_seats(server, client, laptop):
+    """The one seat of a floating license borrowed for a day by `laptop` (a Licensing): kept in
+    its store and valid offline, the seat taken for others, returned early, borrowed again."""
+    policy = server.api("POST", "/v1/policies", {
+        "product_id": PRODUCT, "name": "py-borrow", "model": "floating", "seats": 1,
+    })
+    license = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})
+    key, license_id = license["key"], license["id"]
+    now = unix_now()
+    try:
+        client.borrow_seat(laptop, key, "py-laptop", "ada", 86400)
+        check("borrow: refused before the vendor allows it", False)
+    except LicensingError.Server as e:
+        check("borrow: borrowing_not_allowed", e.code == "borrowing_not_allowed", e)
+    terms = {"max_seconds": 7 * 86400, "max_leases": 1}
+    check("borrow: terms set", server.api("PUT", f"/v1/licenses/{license_id}/borrowing", terms) == terms)
+    check("borrow: none yet", laptop.check_borrowed_seat(now).status == Status.LEASE_REQUIRED)
+    ends = client.borrow_seat(laptop, key, "py-laptop", "ada", 86400)
+    check("borrow: ends in a day", now + 86400 <= ends <= unix_now() + 86400, ends)
+    seat = laptop.check_borrowed_seat(now)
+    check("borrow: valid offline", seat.status == Status.VALID and seat.expires_at == ends, seat)
+    check("borrow: over at its end", laptop.check_borrowed_seat(ends).status == Status.LEASE_EXPIRED)
+    check("borrow: clock set back", laptop.check_borrowed_seat(now - 2 * 86400).status == Status.CLOCK_TAMPERED)
+    try:
+        FloatingLease.check_out(client, key, "py-seat-z", "zoe", 0, None)
+        check("borrow: the seat is taken", False)
+    except LicensingError.Server as e:
+        check("borrow: the seat is taken (no_seats)", e.code == "no_seats", e)
+    check("borrow: returned", client.return_seat(laptop, key) is True)
+    check("borrow: gone from the store", laptop.check_borrowed_seat(now).status == Status.LEASE_REQUIRED)
+    check("borrow: nothing more to return", client.return_seat(laptop, key) is False)
+    zoe = FloatingLease.check_out(client, key, "py-seat-z", "zoe", 0, None)
+    check("borrow: the seat is free after the return", zoe.status() == Status.VALID)
+    zoe.check_in()
+    client.borrow_seat(laptop, key, "py-laptop", "ada", 3600)
+
+
 def run(server, tmp):
     server.api("POST", "/v1/products", {"id": PRODUCT, "name": "CAD"})
     policy = server.api("POST", "/v1/policies", {
@@ -247,6 +286,8 @@ def run(server, tmp):
     silent.close()
 
     floating_seats(server, client)
+    laptop = app("py-laptop")
+    borrow_seats(server, client, laptop)
 
     server.api("POST", f"/v1/licenses/{license_id}/revoke", {})
     result = client.validate(a, unix_now())
@@ -260,6 +301,8 @@ def run(server, tmp):
         check("server gone: validate raises", False)
     except LicensingError.Network:
         check("server gone: validate raises Network", True)
+    seat = laptop.check_borrowed_seat(unix_now())
+    check("server gone: the borrowed seat runs offline", seat.status == Status.VALID, seat)
 
 
 main()

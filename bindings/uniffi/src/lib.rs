@@ -279,6 +279,37 @@ impl Licensing {
     pub fn store_dir(&self) -> String {
         self.0.store().dir().to_string_lossy().into_owned()
     }
+
+    /// The seat borrowed from a floating license (`OnlineClient.borrow_seat`), checked at `now`
+    /// with no network: `valid` while borrowed, `lease_expired` from its end on,
+    /// `lease_required` when none is stored, `clock_tampered` when the clock was set back.
+    pub fn check_borrowed_seat(&self, now: i64) -> Result<BorrowedSeat, LicensingError> {
+        Ok(self.0.check_borrowed_seat(now)?.into())
+    }
+}
+
+/// A seat borrowed from a floating license, as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct BorrowedSeat {
+    /// `valid`, `lease_expired`, `lease_required` or `clock_tampered`.
+    pub status: Status,
+    /// Why, in one line.
+    pub reason: String,
+    /// The lease id, when a genuine lease is stored.
+    pub lease_id: Option<String>,
+    /// When the borrowed seat ends (server clock, seconds since the epoch), when one is stored.
+    pub expires_at: Option<i64>,
+}
+
+impl From<licensing_core::BorrowedSeat> for BorrowedSeat {
+    fn from(seat: licensing_core::BorrowedSeat) -> Self {
+        BorrowedSeat {
+            status: seat.status,
+            reason: seat.reason,
+            lease_id: seat.lease.as_ref().map(|lease| lease.id().to_owned()),
+            expires_at: seat.lease.as_ref().map(|lease| lease.claims().exp),
+        }
+    }
 }
 
 /// This machine's fingerprint salted with `salt` (the product id), read from the OS once per

@@ -111,6 +111,36 @@ impl OnlineClient {
         Ok(licensing.0.deactivate(&self.0)?.deactivated)
     }
 
+    /// Borrows a seat of the floating license `license_key` for `seconds` for `user` of this
+    /// installation (`client_id`): taken offline with no heartbeat, its token kept in the store
+    /// (see `Licensing.check_borrowed_seat`). Answers when it ends (the server may end it
+    /// earlier than asked, never past the license's expiry). Server refusals:
+    /// `borrowing_not_allowed`, `borrow_limit`, `no_seats`.
+    pub fn borrow_seat(
+        &self,
+        licensing: Arc<Licensing>,
+        license_key: String,
+        client_id: String,
+        user: String,
+        seconds: u64,
+    ) -> Result<i64, LicensingError> {
+        let duration = Duration::from_secs(seconds);
+        let grant = licensing
+            .0
+            .borrow_seat(&self.0, &license_key, &client_id, &user, duration)?;
+        Ok(grant.expires_at)
+    }
+
+    /// Returns the borrowed seat early (free on the server at once) and removes it from the
+    /// store; whether one was stored.
+    pub fn return_seat(
+        &self,
+        licensing: Arc<Licensing>,
+        license_key: String,
+    ) -> Result<bool, LicensingError> {
+        Ok(licensing.0.return_seat(&self.0, &license_key)?)
+    }
+
     /// An air-gapped activation request (JSON for the vendor), kept pending in the store.
     pub fn offline_request(
         &self,

@@ -6,7 +6,9 @@
 // policy and a license with the admin API (java.net.http), then drives the app side through the
 // binding: activate -> validate -> suspend -> validate reports suspended (also offline) ->
 // reinstate -> air-gapped activation -> a silent server -> floating seats (FloatingLease:
-// heartbeats, denial, check-in, force-release to the listener) -> revoke -> server stopped.
+// heartbeats, denial, check-in, force-release to the listener) -> a borrowed seat (kept in the
+// store, checked offline, returned early) -> revoke -> server stopped (the borrowed seat still
+// valid offline).
 // A plain main (no JUnit here): prints `kotlin-online: N passed, N failed`; exit 1 on failure.
 package rs.licensing.test.online
 
@@ -27,6 +29,7 @@ import rs.licensing.*
 import rs.licensing.core.*
 import rs.licensing.test.Json
 import rs.licensing.test.list
+import rs.licensing.test.long
 import rs.licensing.test.obj
 import rs.licensing.test.str
 
@@ -178,6 +181,48 @@ private fun floatingSeats(server: Server, client: OnlineClient) {
     bob.close()
 }
 
+/** The one seat of a floating license borrowed for a day by `laptop`: kept in its store and
+ *  valid offline, the seat taken for others, returned early, borrowed again. */
+private fun borrowSeats(server: Server, client: OnlineClient, laptop: Licensing) {
+    val policy = server.api("POST", "/v1/policies", mapOf(
+        "product_id" to PRODUCT, "name" to "kt-borrow", "model" to "floating", "seats" to 1,
+    ))
+    val license = server.api("POST", "/v1/licenses", mapOf("policy_id" to policy["id"]))
+    val key = license["key"].str()
+    val licenseId = license["id"].str()
+    val now = unixNow()
+    try {
+        client.borrowSeat(laptop, key, "kt-laptop", "ada", 86400uL)
+        check("borrow: refused before the vendor allows it", false)
+    } catch (e: LicensingException.Server) {
+        check("borrow: borrowing_not_allowed", e.code == "borrowing_not_allowed", e)
+    }
+    val terms = server.api("PUT", "/v1/licenses/$licenseId/borrowing",
+        mapOf("max_seconds" to 7 * 86400, "max_leases" to 1))
+    check("borrow: terms set", terms["max_seconds"].long() == 7L * 86400 && terms["max_leases"].long() == 1L, terms)
+    check("borrow: none yet", laptop.checkBorrowedSeat(now).status == Status.LEASE_REQUIRED)
+    val ends = client.borrowSeat(laptop, key, "kt-laptop", "ada", 86400uL)
+    check("borrow: ends in a day", ends >= now + 86400 && ends <= unixNow() + 86400, ends)
+    val seat = laptop.checkBorrowedSeat(now)
+    check("borrow: valid offline", seat.status == Status.VALID && seat.expiresAt == ends, seat)
+    check("borrow: over at its end", laptop.checkBorrowedSeat(ends).status == Status.LEASE_EXPIRED)
+    check("borrow: clock set back", laptop.checkBorrowedSeat(now - 2 * 86400).status == Status.CLOCK_TAMPERED)
+    try {
+        FloatingLease.checkOut(client, key, "kt-seat-z", "zoe", 0u, null).close()
+        check("borrow: the seat is taken", false)
+    } catch (e: LicensingException.Server) {
+        check("borrow: the seat is taken (no_seats)", e.code == "no_seats", e)
+    }
+    check("borrow: returned", client.returnSeat(laptop, key))
+    check("borrow: gone from the store", laptop.checkBorrowedSeat(now).status == Status.LEASE_REQUIRED)
+    check("borrow: nothing more to return", !client.returnSeat(laptop, key))
+    val zoe = FloatingLease.checkOut(client, key, "kt-seat-z", "zoe", 0u, null)
+    check("borrow: the seat is free after the return", zoe.status() == Status.VALID, zoe.status())
+    zoe.checkIn()
+    zoe.close()
+    client.borrowSeat(laptop, key, "kt-laptop", "ada", 3600uL)
+}
+
 private fun run(server: Server, tmp: File) {
     server.api("POST", "/v1/products", mapOf("id" to PRODUCT, "name" to "CAD"))
     val policy = server.api("POST", "/v1/policies", mapOf(
@@ -268,6 +313,8 @@ private fun run(server: Server, tmp: File) {
     }
 
     floatingSeats(server, client)
+    val laptop = app("kt-laptop")
+    borrowSeats(server, client, laptop)
 
     server.api("POST", "/v1/licenses/$licenseId/revoke", mapOf())
     result = client.validate(a, unixNow())
@@ -282,6 +329,8 @@ private fun run(server: Server, tmp: File) {
     } catch (e: LicensingException.Network) {
         check("server gone: validate raises Network", true)
     }
+    val seat = laptop.checkBorrowedSeat(unixNow())
+    check("server gone: the borrowed seat runs offline", seat.status == Status.VALID, seat)
 }
 
 fun main(args: Array<String>) {

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-# Per operation (38 are tested: all but /openapi.json itself); examples + coverage + fuzzing
+# Per operation (39 are tested: all but /openapi.json itself); examples + coverage + fuzzing
 # phases take about a minute on 2 cores at 40.
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-40}
 SEED=${SCHEMATHESIS_SEED:-20261125}

@@ -4,9 +4,14 @@
 //! one `verify_strict` timed in-process as the unit of CPU cost. Bounded: a temp data
 //! directory, a fixed duration per phase, loopback only.
 //!
+//! Several rounds (`--rounds`, default 3), each timing the unit again and then running its
+//! three phases (hello-world, validation without held tokens, validation holding current
+//! ones): on a shared machine the unit and the server's CPU drift with the load, so each
+//! round's ratios compare numbers taken close together, and the medians are the result.
+//!
 //! ```text
 //! cargo build --release -p licensing-server --examples
-//! target/release/examples/validate_load [--clients 8] [--seconds 5]
+//! target/release/examples/validate_load [--clients 8] [--seconds 5] [--rounds 3]
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -71,6 +76,7 @@ fn main() {
     }
     let clients = arg("--clients", 8) as usize;
     let seconds = arg("--seconds", 5).clamp(1, 60);
+    let rounds = arg("--rounds", 3).clamp(1, 20) as usize;
 
     // The hello-world server, a child process like the licensing server.
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -132,35 +138,6 @@ fn main() {
         assert_eq!(status, 201, "{body}");
     }
 
-    let unit = verify_strict_time();
-    println!(
-        "one verify_strict (in-process): {:.1} µs",
-        unit.as_secs_f64() * 1e6
-    );
-
-    let cpu_before = cpu_time(hello.pid());
-    let hello_run = phase(
-        "hello-world",
-        &hello_addr,
-        clients,
-        seconds,
-        |_, conn, _| {
-            let (status, _) = conn.call("GET", "/hello", None, None);
-            assert_eq!(status, 200);
-            None
-        },
-    );
-    let hello_cpu = (cpu_time(hello.pid()) - cpu_before).as_secs_f64() / hello_run.requests as f64;
-
-    let (validate_run, validate_cpu) = validate_phase(
-        "validate (no tokens held: 3 signatures)",
-        &server,
-        clients,
-        seconds,
-        &key,
-        None,
-    );
-
     // The steady state of a fleet: each client names the tokens it holds, and they are
     // current, so only the response is signed. Tokens issued within the server's refresh
     // margin after the license's last change are always signed again: wait it out.
@@ -186,41 +163,122 @@ fn main() {
             })
         })
         .collect();
-    let (held_run, held_cpu) = validate_phase(
-        "validate (current tokens held: 1 signature)",
-        &server,
-        clients,
-        seconds,
-        &key,
-        Some(held),
-    );
+
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        println!("\nround {round} of {rounds}");
+        let unit = verify_strict_time().as_secs_f64();
+        println!("one verify_strict (in-process): {:.1} µs", unit * 1e6);
+        let cpu_before = cpu_time(hello.pid());
+        let hello_run = phase(
+            "hello-world",
+            &hello_addr,
+            clients,
+            seconds,
+            |_, conn, _| {
+                let (status, _) = conn.call("GET", "/hello", None, None);
+                assert_eq!(status, 200);
+                None
+            },
+        );
+        let hello_cpu =
+            (cpu_time(hello.pid()) - cpu_before).as_secs_f64() / hello_run.requests as f64;
+        let (first_run, first_cpu) = validate_phase(
+            "validate (no tokens held: 3 signatures)",
+            &server,
+            clients,
+            seconds,
+            &key,
+            None,
+        );
+        let (held_run, held_cpu) = validate_phase(
+            "validate (current tokens held: 1 signature)",
+            &server,
+            clients,
+            seconds,
+            &key,
+            Some(held.clone()),
+        );
+        let measure = |run: &support::PhaseResult, cpu: f64| Measure {
+            per_second: run.per_second,
+            of_hello: run.per_second / hello_run.per_second,
+            cpu,
+            of_unit: cpu / unit,
+        };
+        results.push(Round {
+            unit,
+            hello: measure(&hello_run, hello_cpu),
+            first: measure(&first_run, first_cpu),
+            held: measure(&held_run, held_cpu),
+        });
+    }
 
     println!();
-    println!("| | requests/s | server CPU per request | × verify_strict |");
-    println!("|---|---:|---:|---:|");
-    for (name, run, cpu) in [
-        ("axum hello-world", &hello_run, hello_cpu),
-        ("validate, no tokens held", &validate_run, validate_cpu),
-        ("validate, current tokens held", &held_run, held_cpu),
-    ] {
+    println!(
+        "| round | verify_strict | hello-world req/s (CPU) | no tokens held: req/s, % of hello, \
+         CPU, × verify | current tokens held: req/s, % of hello, CPU, × verify |"
+    );
+    println!("|---:|---:|---:|---|---|");
+    let row = |m: &Measure| {
+        format!(
+            "{:.0}, {:.1} %, {:.0} µs, {:.2}",
+            m.per_second,
+            100.0 * m.of_hello,
+            m.cpu * 1e6,
+            m.of_unit
+        )
+    };
+    for (i, r) in results.iter().enumerate() {
         println!(
-            "| {name} | {:.0} | {:.0} µs | {:.1} |",
-            run.per_second,
-            cpu * 1e6,
-            cpu / unit.as_secs_f64()
+            "| {} | {:.1} µs | {:.0} ({:.0} µs) | {} | {} |",
+            i + 1,
+            r.unit * 1e6,
+            r.hello.per_second,
+            r.hello.cpu * 1e6,
+            row(&r.first),
+            row(&r.held)
         );
     }
-    for (name, run, cpu) in [
-        ("no tokens held", &validate_run, validate_cpu),
-        ("current tokens held", &held_run, held_cpu),
+    for (name, pick) in [
+        (
+            "no tokens held",
+            (|r: &Round| r.first) as fn(&Round) -> Measure,
+        ),
+        ("current tokens held", |r: &Round| r.held),
     ] {
+        let of_hello = median(results.iter().map(|r| pick(r).of_hello).collect());
+        let of_unit = median(results.iter().map(|r| pick(r).of_unit).collect());
         println!(
-            "\nvalidate, {name}: requests/s = {:.1} % of hello-world (target ≥ 25 %); CPU per \
-             validation = {:.2} × verify_strict (target ≤ 1.5)",
-            100.0 * run.per_second / hello_run.per_second,
-            cpu / unit.as_secs_f64()
+            "\nvalidate, {name}, median of {rounds} round(s): requests/s = {:.1} % of \
+             hello-world (target ≥ 25 %); CPU per validation = {:.2} × verify_strict \
+             (target ≤ 1.5)",
+            100.0 * of_hello,
+            of_unit
         );
     }
+}
+
+/// One phase's numbers, and its ratios to the same round's hello-world rate and unit.
+#[derive(Clone, Copy)]
+struct Measure {
+    per_second: f64,
+    of_hello: f64,
+    /// Server CPU per request, seconds.
+    cpu: f64,
+    of_unit: f64,
+}
+
+/// One round: the unit (one `verify_strict`, seconds) and the three phases.
+struct Round {
+    unit: f64,
+    hello: Measure,
+    first: Measure,
+    held: Measure,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// One validation phase: each client validates its machine, naming the tokens in `held` (one

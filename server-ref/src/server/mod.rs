@@ -186,9 +186,7 @@ pub(crate) fn router(state: AppState) -> Router {
     api.fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(deadline))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(around_request))
         .with_state(state)
 }
 
@@ -277,9 +275,11 @@ pub(crate) async fn metrics_text() -> impl axum::response::IntoResponse {
     )
 }
 
-/// One log line per request: method, path, status, duration. Never headers or bodies (they
-/// carry API tokens and license keys).
-async fn log_request(req: Request, next: Next) -> Response {
+/// What every request goes through, in one layer (each layer costs a boxed service clone and
+/// future per request): the [`REQUEST_TIMEOUT`] deadline, error answers made JSON
+/// ([`json_errors`]), then metrics and one log line: method, path, status, duration. Never
+/// headers or bodies (they carry API tokens and license keys).
+async fn around_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     // Copied only when the line is written (the log level may leave it out).
     let path: Option<String> = tracing::enabled!(tracing::Level::INFO)
@@ -288,13 +288,25 @@ async fn log_request(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+        .map_or_else(|| "unmatched".into(), |m| static_label(m.as_str()));
     let start = Instant::now();
-    let response = next.run(req).await;
+    let response = json_errors(deadline(next.run(req)).await).await;
+    let status = response.status();
+    // Never interned: a client may send any method token.
+    let method_label = match method {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let labels = [
-        ("method", method.as_str().to_owned()),
+        ("method", metrics::SharedString::const_str(method_label)),
         ("route", route),
-        ("status", response.status().as_u16().to_string()),
+        ("status", static_label(status.as_str())),
     ];
     metrics::counter!("licensing_http_requests_total", &labels).increment(1);
     metrics::histogram!("licensing_http_request_duration_seconds", &labels[..2])
@@ -312,10 +324,37 @@ async fn log_request(req: Request, next: Next) -> Response {
 /// Longest a request may take, body upload included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A label value from a bounded set (the router's route templates, status codes; never a value a
+/// client chooses) as a `&'static str`, so the metrics of a request allocate nothing: each
+/// distinct value is leaked once, on first use.
+fn static_label(value: &str) -> metrics::SharedString {
+    static SEEN: std::sync::RwLock<std::collections::BTreeSet<&'static str>> =
+        std::sync::RwLock::new(std::collections::BTreeSet::new());
+    let known = SEEN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(value)
+        .copied();
+    let value = known.unwrap_or_else(|| {
+        let mut seen = SEEN
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seen.get(value) {
+            Some(known) => *known,
+            None => {
+                let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+                seen.insert(leaked);
+                leaked
+            }
+        }
+    });
+    metrics::SharedString::const_str(value)
+}
+
 /// Answers 408 to a request not done within [`REQUEST_TIMEOUT`] (a client that announces a
 /// body and never sends it holds nothing longer than that).
-async fn deadline(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+async fn deadline(handler: impl std::future::Future<Output = Response>) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, handler).await {
         Ok(response) => response,
         Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -330,8 +369,7 @@ async fn deadline(req: Request, next: Next) -> Response {
 
 /// Any error answer that is not JSON yet (a rejection from an extractor this crate does not
 /// wrap, e.g. a path segment that is not UTF-8) becomes `{"error", "detail"}` too.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+async fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

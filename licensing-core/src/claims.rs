@@ -441,9 +441,12 @@ impl LicenseClaims {
     /// Builds and validates claims from a JSON object (e.g. a vendor's claims file parsed with
     /// [`crate::strict_json::parse_object`]). Errors name the offending field.
     pub fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, Error> {
-        let claims: LicenseClaims =
-            serde_path_to_error::deserialize(serde_json::Value::Object(object))
-                .map_err(path_error)?;
+        let object = serde_json::Value::Object(object);
+        // Valid claims are read once; refused ones again, tracking the path to name the field.
+        let claims = match LicenseClaims::deserialize(&object) {
+            Ok(claims) => claims,
+            Err(_) => serde_path_to_error::deserialize(object).map_err(path_error)?,
+        };
         claims.validate()?;
         Ok(claims)
     }

@@ -732,6 +732,17 @@ async fn borrowing_on(url: Option<&str>) {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
         assert!(body["detail"].as_str().unwrap().contains(named), "{body}");
     }
+    let (_, perpetual) = license(&state, json!({ "model": "perpetual" })).await;
+    let (status, body) = call(
+        &state,
+        "PUT",
+        &format!("/v1/licenses/{perpetual}/borrowing"),
+        Some(ADMIN),
+        Some(terms.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "license_not_floating");
     assert!(state.db().set_borrowing(&id, -1, 0, 0).await.is_err());
     assert!(
         state

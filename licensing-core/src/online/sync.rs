@@ -173,9 +173,12 @@ impl Licensing {
             self.store.write_borrowed_lease(None)?;
             return Ok(false);
         };
-        client.check_in_lease(license_key, &LeaseGrant::held(token, lease))?;
+        client.check_in_lease(license_key, &LeaseGrant::held(token.clone(), lease))?;
         let _lock = self.store.lock()?;
-        self.store.write_borrowed_lease(None)?;
+        // Another process of the app may have borrowed again meanwhile: keep that one.
+        if self.store.read_borrowed_lease()?.as_deref() == Some(token.as_str()) {
+            self.store.write_borrowed_lease(None)?;
+        }
         Ok(true)
     }
 

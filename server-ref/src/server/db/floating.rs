@@ -165,7 +165,7 @@ impl Db {
     }
 
     /// Heartbeat: extends a live lease presenting its current epoch to `now` + the license's
-    /// timeout. One conditional `UPDATE`, so it and the reaper (or a force-release) cannot
+    /// timeout (a borrowed lease keeps its expiry). One conditional `UPDATE`, so it and the reaper (or a force-release) cannot
     /// both win: at `now == expires_at` the lease is over and the heartbeat fails.
     ///
     /// A heartbeat's loss at a power cut only ends its lease earlier (the client re-acquires

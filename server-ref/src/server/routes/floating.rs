@@ -413,8 +413,9 @@ pub(crate) struct LeaseRequest {
 }
 
 /// `POST /v1/client/leases/{id}/heartbeat`: extends a live lease presenting its epoch and
-/// answers its new expiry and a fresh token (a borrowed lease keeps its expiry). 410 `lease_released` once it is over (checked in,
-/// lapsed, force-released); 409 `lease_released` for an epoch that is not the lease's.
+/// answers its new expiry and a fresh token (a borrowed lease keeps its expiry). 410
+/// `lease_released` once it is over (checked in, lapsed, force-released); 409
+/// `lease_released` for an epoch that is not the lease's.
 #[utoipa::path(post, path = "/v1/client/leases/{id}/heartbeat", tag = TAG_CLIENT,
     params(("id" = String, Path, description = "Lease id")),
     request_body = LeaseRequest,

@@ -306,4 +306,14 @@ fn a_borrowed_seat_runs_offline_until_returned_or_expired() {
         .check_borrowed_seat(licensing_core::unix_now())
         .unwrap();
     assert_eq!(seat.status, Status::Valid, "{}", seat.reason);
+    // A clock state that does not unseal is tampering while the seat is live, and changes
+    // nothing once it has ended.
+    std::fs::write(dir.path().join("laptop").join("clock.json"), "{}").unwrap();
+    let exp = seat.lease.unwrap().claims().exp;
+    let seat = licensing.check_borrowed_seat(exp - 1).unwrap();
+    assert_eq!(seat.status, Status::ClockTampered, "{}", seat.reason);
+    assert_eq!(
+        licensing.check_borrowed_seat(exp).unwrap().status,
+        Status::LeaseExpired
+    );
 }

@@ -183,20 +183,18 @@ fn floating_seats(row: &LicenseRow, now: i64) -> ApiResult<i64> {
     template_seats(row)
 }
 
-/// The seats of a floating license, from its claims template; 409 if it is not floating.
+/// The seats of a floating license, from its claims template (parsed once per read of the
+/// row, as `effective_status` uses it); 409 if it is not floating.
 fn template_seats(row: &LicenseRow) -> ApiResult<i64> {
-    let template: serde_json::Map<String, Value> =
-        serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
-    let lic = template.get("lic");
-    let model = lic.and_then(|l| l.get("model")).and_then(Value::as_str);
-    if model != Some(LicenseModel::Floating.as_str()) {
+    let lic = &issue::parsed_template(row)?.license.claims().lic;
+    if lic.model != LicenseModel::Floating {
         return Err(ApiError::conflict(
             "license_not_floating",
             "seats are checked out only from a floating license",
         ));
     }
-    lic.and_then(|l| l.get("seats"))
-        .and_then(Value::as_i64)
+    lic.seats
+        .map(i64::from)
         .filter(|seats| *seats >= 1)
         .ok_or_else(|| ApiError::internal(format!("floating license {} has no seats", row.id)))
 }

@@ -173,10 +173,7 @@ impl LicenseStore {
     /// Stores a signed server answer saying the license is not active; `None` removes it (the
     /// server said active).
     pub fn write_server_response(&self, token: Option<&str>) -> Result<(), StoreError> {
-        match token {
-            Some(token) => self.write_atomic(RESPONSE_FILE, token.as_bytes()),
-            None => self.remove(RESPONSE_FILE),
-        }
+        self.write_or_remove(RESPONSE_FILE, token)
     }
 
     /// The pending air-gapped activation request (JSON), if any.
@@ -186,10 +183,7 @@ impl LicenseStore {
 
     /// Stores the pending air-gapped activation request; `None` removes it (imported).
     pub fn write_pending_request(&self, json: Option<&str>) -> Result<(), StoreError> {
-        match json {
-            Some(json) => self.write_atomic(PENDING_FILE, json.as_bytes()),
-            None => self.remove(PENDING_FILE),
-        }
+        self.write_or_remove(PENDING_FILE, json)
     }
 
     /// The lease token of the borrowed seat, if any.
@@ -201,9 +195,14 @@ impl LicenseStore {
 
     /// Stores the lease token of a borrowed seat; `None` removes it (returned).
     pub fn write_borrowed_lease(&self, token: Option<&str>) -> Result<(), StoreError> {
-        match token {
-            Some(token) => self.write_atomic(BORROWED_FILE, token.as_bytes()),
-            None => self.remove(BORROWED_FILE),
+        self.write_or_remove(BORROWED_FILE, token)
+    }
+
+    /// Replaces `name` atomically with `text`; `None` removes it.
+    fn write_or_remove(&self, name: &str, text: Option<&str>) -> Result<(), StoreError> {
+        match text {
+            Some(text) => self.write_atomic(name, text.as_bytes()),
+            None => self.remove(name),
         }
     }
 
@@ -228,11 +227,7 @@ impl LicenseStore {
             PENDING_FILE,
             BORROWED_FILE,
         ] {
-            let path = self.dir.join(name);
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
-                _ => {}
-            }
+            self.remove(name)?;
         }
         Ok(())
     }

@@ -220,17 +220,15 @@ impl Licensing {
         let fingerprint = self.fingerprint();
         let key = clock_key(&fingerprint).to_owned();
         let verdict = license.evaluate(&self.context_at(now, fingerprint));
-        let mark = match self.store.read_clock()? {
-            None => {
+        let mark = match self.sealed_mark(&key)? {
+            Ok(Some(mark)) => mark,
+            Ok(None) => {
                 return Ok(tampered_with(
                     verdict,
                     "clock state is missing although a license is installed".into(),
                 ));
             }
-            Some(text) => match clock::unseal(&self.product_id, &key, &text) {
-                Ok(mark) => mark,
-                Err(e) => return Ok(tampered_with(verdict, e.to_string())),
-            },
+            Err(reason) => return Ok(tampered_with(verdict, reason)),
         };
         match clock::check_clock(
             Some(mark),
@@ -247,6 +245,17 @@ impl Licensing {
                 Ok(verdict)
             }
         }
+    }
+
+    /// The clock mark sealed in the store for this product and machine (`key`, see
+    /// [`clock_key`]): `Ok(None)` when none is stored, `Err(why)` when it does not unseal.
+    fn sealed_mark(&self, key: &str) -> Result<Result<Option<i64>, String>, StoreError> {
+        Ok(match self.store.read_clock()? {
+            None => Ok(None),
+            Some(text) => clock::unseal(&self.product_id, key, &text)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        })
     }
 
     /// The seat borrowed from a floating license (`Licensing::borrow_seat`), checked offline at
@@ -288,32 +297,23 @@ impl Licensing {
             ),
             other => (other, "the borrowed seat is for another license".into()),
         };
-        let mark = match self.store.read_clock()? {
-            None => None,
-            Some(text) => {
-                let key = clock_key(&self.fingerprint()).to_owned();
-                match clock::unseal(&self.product_id, &key, &text) {
-                    Ok(mark) => Some(mark),
-                    // Judged on time only while usable, as below and as `tampered` does.
-                    Err(e) if status.is_usable() => {
-                        return Ok(BorrowedSeat {
-                            status: Status::ClockTampered,
-                            reason: e.to_string(),
-                            lease: Some(lease),
-                        });
-                    }
-                    Err(_) => None,
-                }
+        let mark = match self.sealed_mark(clock_key(&self.fingerprint()))? {
+            Ok(mark) => mark,
+            // Judged on time only while usable, as below and as `tampered` does.
+            Err(reason) if status.is_usable() => {
+                return Ok(BorrowedSeat {
+                    status: Status::ClockTampered,
+                    reason,
+                    lease: Some(lease),
+                });
             }
+            Err(_) => None,
         };
         let (status, reason) =
             match clock::check_clock(mark, now, Some(lease.claims().iat), self.clock_tolerance) {
-                ClockCheck::RolledBack { behind_by } if status.is_usable() => (
-                    Status::ClockTampered,
-                    format!(
-                        "the clock is {behind_by} s behind time already seen; was it set back?"
-                    ),
-                ),
+                ClockCheck::RolledBack { behind_by } if status.is_usable() => {
+                    (Status::ClockTampered, rolled_back(behind_by))
+                }
                 _ => (status, reason),
             };
         Ok(BorrowedSeat {
@@ -378,10 +378,12 @@ pub(crate) fn apply_server_status(verdict: Verdict, status: &str) -> Verdict {
 }
 
 pub(crate) fn tampered(verdict: Verdict, behind_by: i64) -> Verdict {
-    tampered_with(
-        verdict,
-        format!("the clock is {behind_by} s behind time already seen; was it set back?"),
-    )
+    tampered_with(verdict, rolled_back(behind_by))
+}
+
+/// Why a clock `behind_by` seconds behind time already seen is not trusted.
+fn rolled_back(behind_by: i64) -> String {
+    format!("the clock is {behind_by} s behind time already seen; was it set back?")
 }
 
 fn tampered_with(verdict: Verdict, reason: String) -> Verdict {

@@ -264,23 +264,14 @@ pub fn decode_unverified(token: &str) -> Result<(serde_json::Value, serde_json::
 /// The protected header of every token this profile signs, members in RFC 7638 order.
 #[cfg(feature = "issuer")]
 pub(crate) fn header_for(kind_typ: &str, kid: &str) -> String {
-    // A struct rather than a `json!` map: the same bytes (members in this order), without
-    // building a map for every token signed.
-    #[derive(serde::Serialize)]
-    struct Header<'a> {
-        alg: &'static str,
-        kid: &'a str,
-        typ: &'a str,
-    }
-    let header = Header {
-        alg: "EdDSA",
-        kid,
-        typ: kind_typ,
-    };
-    serde_json::to_string(&header).unwrap_or_else(|_| {
-        // Serializing three strings cannot fail; the map form is the same bytes anyway.
-        serde_json::json!({ "alg": "EdDSA", "kid": kid, "typ": kind_typ }).to_string()
-    })
+    // Written out rather than a `json!` map: the same bytes (members in this order, strings
+    // escaped by serde_json's `Display`, which cannot fail), without building a map for every
+    // token signed.
+    let (kid, typ) = (
+        serde_json::Value::from(kid),
+        serde_json::Value::from(kind_typ),
+    );
+    format!(r#"{{"alg":"EdDSA","kid":{kid},"typ":{typ}}}"#)
 }
 
 /// Signs `header` and `payload` (JSON bytes) as a compact JWS.

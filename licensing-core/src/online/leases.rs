@@ -36,22 +36,6 @@ pub struct LeaseGrant {
     pub lease: Lease,
 }
 
-impl LeaseGrant {
-    /// A lease the app already holds, from its verified token (to heartbeat or check it in).
-    pub(crate) fn held(lease_token: String, lease: Lease) -> Self {
-        let claims = lease.claims();
-        LeaseGrant {
-            lease_id: claims.sub.clone(),
-            epoch: claims.epoch,
-            expires_at: claims.exp,
-            heartbeat_interval: 0,
-            created: false,
-            lease_token,
-            lease,
-        }
-    }
-}
-
 impl Client {
     /// Checks out a seat of the floating license `license_key`: `POST /v1/client/leases`.
     /// Retrying with the same `request_id` answers the same lease, never a second seat. When
@@ -178,12 +162,21 @@ impl Client {
 
     /// Checks the lease in: `POST /v1/client/leases/{id}/release`; the seat is free at once.
     pub fn check_in_lease(&self, license_key: &str, held: &LeaseGrant) -> Result<(), OnlineError> {
+        self.check_in(license_key, held.lease.claims())
+    }
+
+    /// Checks in the lease these verified claims name (its id and epoch).
+    pub(crate) fn check_in(
+        &self,
+        license_key: &str,
+        lease: &crate::lease::LeaseClaims,
+    ) -> Result<(), OnlineError> {
         self.http.post(
             &self.config,
-            &format!("/v1/client/leases/{}/release", held.lease_id),
+            &format!("/v1/client/leases/{}/release", lease.sub),
             &LeaseBody {
                 license_key,
-                epoch: held.epoch,
+                epoch: lease.epoch,
             },
             self.config.deadline,
         )?;

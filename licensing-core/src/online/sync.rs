@@ -173,7 +173,7 @@ impl Licensing {
             self.store.write_borrowed_lease(None)?;
             return Ok(false);
         };
-        client.check_in_lease(license_key, &LeaseGrant::held(token.clone(), lease))?;
+        client.check_in(license_key, lease.claims())?;
         let _lock = self.store.lock()?;
         // Another process of the app may have borrowed again meanwhile: keep that one.
         if self.store.read_borrowed_lease()?.as_deref() == Some(token.as_str()) {

@@ -141,6 +141,11 @@ enum lic_result
      * or no air-gapped activation request is pending (import).
      */
     LIC_NOT_ACTIVATED = 14,
+    /**
+     * The caller stopped the operation through its callback (a wait in line for a seat):
+     * nothing is held, out-parameters were not written.
+     */
+    LIC_STOPPED = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -461,6 +466,18 @@ typedef void (*lic_lease_lost_fn)(void *user_data,
                                   lic_lease_loss reason,
                                   const char *server_code,
                                   const char *detail);
+
+/**
+ * Called on the calling thread with each place in a floating license's wait line while
+ * `lic_lease_check_out_waiting` waits: `position` (1 for the head of the line) of `waiting`,
+ * and `message`, the server's text to show meanwhile (NUL-terminated, valid only during the
+ * call). Returns `true` to go on waiting, `false` to stop (the place is given up). Must not
+ * unwind.
+ */
+typedef bool (*lic_queue_place_fn)(void *user_data,
+                                   uint64_t position,
+                                   uint64_t waiting,
+                                   const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1515,6 +1532,31 @@ lic_result lic_lease_check_out(const lic_client *client,
                                lic_lease_lost_fn on_lost,
                                void *user_data,
                                lic_lease **out_lease);
+
+/**
+ * Like `lic_lease_check_out`, but when no seat is free and the license has a wait line,
+ * waits in line for up to `wait_seconds` (at least 1): the calling thread asks the server
+ * again every few seconds and calls `on_place` (may be NULL) with each place in line; the
+ * seat goes to whoever waits first. Writes the lease to `*out_lease` once a seat is free for
+ * this client. When the wait is over, or the license has no line: `LIC_SERVER_ERROR` with
+ * `lic_client_last_server_code` `"no_seats"`, as `lic_lease_check_out`. `LIC_STOPPED` when
+ * `on_place` returned false (the place is given up). Blocks for up to the wait: not for a UI
+ * thread. `user_data` goes to both callbacks.
+ *
+ * # Safety
+ * As `lic_lease_check_out`; `on_place` is NULL or callable on the calling thread with
+ * `user_data` during the call.
+ */
+lic_result lic_lease_check_out_waiting(const lic_client *client,
+                                       const char *license_key,
+                                       const char *client_id,
+                                       const char *user,
+                                       uint32_t heartbeat_ms,
+                                       uint32_t wait_seconds,
+                                       lic_queue_place_fn on_place,
+                                       lic_lease_lost_fn on_lost,
+                                       void *user_data,
+                                       lic_lease **out_lease);
 
 /**
  * `LIC_STATUS_VALID` while the seat is held and its lease has not run out on this machine's

@@ -313,6 +313,11 @@ else
   release_cmd="set -e; for l in \$(curl -sS --max-time 10 -H 'Authorization: Bearer $admin' $srv_url/v1/licenses/$flic_id/leases | jq -r '.leases[].lease_id'); do curl -sS --fail --max-time 10 -X POST -H 'Authorization: Bearer $admin' -H 'Content-Type: application/json' --data '{}' $srv_url/v1/licenses/$flic_id/leases/\$l/release >/dev/null; done"
   ONLINE_E2E_RELEASE_CMD=$release_cmd oe "floating seat: force-release reported" 0 \
     "^lost: reason 1 code 'lease_released'" lease-lost "$flic_key"
+  # The wait line of a second floating license (one seat): a client served from the line
+  # once the seat is checked in, another one stopping its wait.
+  qlic=$(api POST /v1/licenses "{\"policy_id\":\"$fpolicy\"}")
+  api PUT "/v1/licenses/$(jq -r .id <<<"$qlic")/queue" '{"max_seconds":600}' >/dev/null
+  oe "floating seat: the wait line" 0 '^queue: done$' queue "$(jq -r .key <<<"$qlic")"
   # Borrowing the floating license's one seat on another machine: terms set by the vendor,
   # borrowed (the seat is taken), returned early (free at once; the "return" step's own
   # check-out is checked in when freed), borrowed again, and checked once the server is gone.

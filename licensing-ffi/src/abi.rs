@@ -54,6 +54,9 @@ pub enum lic_result {
     /// The online operation needs an earlier step: no license key is stored (activate first),
     /// or no air-gapped activation request is pending (import).
     LIC_NOT_ACTIVATED = 14,
+    /// The caller stopped the operation through its callback (a wait in line for a seat):
+    /// nothing is held, out-parameters were not written.
+    LIC_STOPPED = 15,
 }
 
 impl lic_result {
@@ -74,12 +77,13 @@ impl lic_result {
             lic_result::LIC_SERVER_ERROR => c"the licensing server answered with an error",
             lic_result::LIC_BAD_RESPONSE => c"the licensing server's answer was refused",
             lic_result::LIC_NOT_ACTIVATED => c"no activation (license key or pending request)",
+            lic_result::LIC_STOPPED => c"stopped by the caller's callback",
         }
     }
 }
 
 /// Every result code, in numeric order.
-const ALL_RESULTS: [lic_result; 15] = [
+const ALL_RESULTS: [lic_result; 16] = [
     lic_result::LIC_OK,
     lic_result::LIC_NULL_ARGUMENT,
     lic_result::LIC_INVALID_UTF8,
@@ -95,6 +99,7 @@ const ALL_RESULTS: [lic_result; 15] = [
     lic_result::LIC_SERVER_ERROR,
     lic_result::LIC_BAD_RESPONSE,
     lic_result::LIC_NOT_ACTIVATED,
+    lic_result::LIC_STOPPED,
 ];
 
 /// A failed call: its code and a message for the last-error slots.

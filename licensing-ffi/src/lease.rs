@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use licensing_core::Status;
-use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager};
+use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager, QueuePlace};
 
 use crate::abi::{
     Failure, LastError, arg, c_str, copy_last_error, free_handle, guard, guard_value, handle,
@@ -116,11 +116,7 @@ pub unsafe extern "C" fn lic_lease_check_out(
         // SAFETY: per this function's contract.
         let user = unsafe { c_str(user, "user") }?;
         let out_lease = out(out_lease, "out_lease")?;
-        let config = LeaseConfig {
-            heartbeat_interval: (heartbeat_ms > 0)
-                .then(|| Duration::from_millis(u64::from(heartbeat_ms))),
-            ..LeaseConfig::new(license_key, client_id, user)
-        };
+        let config = lease_config(license_key, client_id, user, heartbeat_ms);
         let callback = on_lost.map(|function| Callback {
             function,
             user_data,
@@ -142,6 +138,111 @@ pub unsafe extern "C" fn lic_lease_check_out(
         }));
         Ok(())
     })
+}
+
+/// Called on the calling thread with each place in a floating license's wait line while
+/// `lic_lease_check_out_waiting` waits: `position` (1 for the head of the line) of `waiting`,
+/// and `message`, the server's text to show meanwhile (NUL-terminated, valid only during the
+/// call). Returns `true` to go on waiting, `false` to stop (the place is given up). Must not
+/// unwind.
+pub type lic_queue_place_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        position: u64,
+        waiting: u64,
+        message: *const c_char,
+    ) -> bool,
+>;
+
+/// Like `lic_lease_check_out`, but when no seat is free and the license has a wait line,
+/// waits in line for up to `wait_seconds` (at least 1): the calling thread asks the server
+/// again every few seconds and calls `on_place` (may be NULL) with each place in line; the
+/// seat goes to whoever waits first. Writes the lease to `*out_lease` once a seat is free for
+/// this client. When the wait is over, or the license has no line: `LIC_SERVER_ERROR` with
+/// `lic_client_last_server_code` `"no_seats"`, as `lic_lease_check_out`. `LIC_STOPPED` when
+/// `on_place` returned false (the place is given up). Blocks for up to the wait: not for a UI
+/// thread. `user_data` goes to both callbacks.
+///
+/// # Safety
+/// As `lic_lease_check_out`; `on_place` is NULL or callable on the calling thread with
+/// `user_data` during the call.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lic_lease_check_out_waiting(
+    client: *const lic_client,
+    license_key: *const c_char,
+    client_id: *const c_char,
+    user: *const c_char,
+    heartbeat_ms: u32,
+    wait_seconds: u32,
+    on_place: lic_queue_place_fn,
+    on_lost: lic_lease_lost_fn,
+    user_data: *mut c_void,
+    out_lease: *mut *mut lic_lease,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        // SAFETY: per this function's contract.
+        let client_id = unsafe { c_str(client_id, "client_id") }?;
+        // SAFETY: per this function's contract.
+        let user = unsafe { c_str(user, "user") }?;
+        let out_lease = out(out_lease, "out_lease")?;
+        if wait_seconds == 0 {
+            return Err(Failure::new(
+                lic_result::LIC_INVALID_ARGUMENT,
+                "`wait_seconds` must be at least 1",
+            ));
+        }
+        let config = lease_config(license_key, client_id, user, heartbeat_ms);
+        let callback = on_lost.map(|function| Callback {
+            function,
+            user_data,
+        });
+        let mut on_place = |place: &QueuePlace| match on_place {
+            None => true,
+            Some(function) => {
+                let message = CString::new(place.message.replace('\0', "")).unwrap_or_default();
+                // SAFETY: per this function's contract; the message outlives the call.
+                unsafe { function(user_data, place.position, place.waiting, message.as_ptr()) }
+            }
+        };
+        let manager = client.run(|c| {
+            LeaseManager::check_out_waiting(
+                c,
+                config,
+                Duration::from_secs(u64::from(wait_seconds)),
+                &mut on_place,
+                Box::new(move |loss| {
+                    if let Some(callback) = &callback {
+                        callback.call(loss);
+                    }
+                }),
+            )
+        })?;
+        let manager = manager.ok_or_else(|| {
+            Failure::new(
+                lic_result::LIC_STOPPED,
+                "stopped waiting in line for a seat",
+            )
+        })?;
+        out_lease.write(new_handle(lic_lease {
+            manager: Mutex::new(Some(manager)),
+            last_error: LastError::default(),
+        }));
+        Ok(())
+    })
+}
+
+/// The lease configuration of the C calls: `heartbeat_ms` 0 for the server's interval.
+fn lease_config(license_key: &str, client_id: &str, user: &str, heartbeat_ms: u32) -> LeaseConfig {
+    LeaseConfig {
+        heartbeat_interval: (heartbeat_ms > 0)
+            .then(|| Duration::from_millis(u64::from(heartbeat_ms))),
+        ..LeaseConfig::new(license_key, client_id, user)
+    }
 }
 
 impl lic_lease {

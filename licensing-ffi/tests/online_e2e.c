@@ -21,6 +21,8 @@
  *                         a second check-out denied with the exact message, check-in frees it
  *   lease-lost KEY        check out, run $ONLINE_E2E_RELEASE_CMD (force-releases the seat through
  *                         the admin API), expect the loss callback (released, lease_released)
+ *   queue KEY             the floating license's one seat taken, a second client served from
+ *                         the wait line once it is checked in, a third one stopping its wait
  *   borrow KEY            borrow the floating license's one seat for a day (none borrowed
  *                         before): kept in the store, valid offline until its end, and another
  *                         check-out is denied with no_seats
@@ -259,6 +261,69 @@ static void lease_lost_steps(lic_client *client, const char *key) {
     pthread_mutex_destroy(&lost.lock);
 }
 
+/* What the wait-line callback saw and does. */
+struct line {
+    int calls;
+    uint64_t position, waiting;
+    char message[256];
+    lic_lease *holder; /* checked in at the first place, so the seat comes back */
+    bool keep_waiting;
+};
+
+static bool on_place(void *user_data, uint64_t position, uint64_t waiting, const char *message) {
+    struct line *line = user_data;
+    line->calls++;
+    line->position = position;
+    line->waiting = waiting;
+    snprintf(line->message, sizeof line->message, "%s", message);
+    if (line->holder != NULL) {
+        CHECK(lic_lease_check_in(line->holder) == LIC_OK);
+        line->holder = NULL;
+    }
+    return line->keep_waiting;
+}
+
+/* The floating license's wait line (one seat, a line set by the vendor): a client waiting in
+ * line is served once the seat is checked in; one that stops waiting gets LIC_STOPPED. */
+static void queue_steps(lic_client *client, const char *key) {
+    lic_lease *holder = NULL, *served = NULL, *stopped = NULL;
+    struct line line;
+    lic_result rc;
+    memset(&line, 0, sizeof line);
+    rc = lic_lease_check_out(client, key, "c-line-a", "ada", 0, NULL, NULL, &holder);
+    CHECK(rc == LIC_OK);
+    if (rc != LIC_OK) {
+        client_error(client, "lic_lease_check_out", rc);
+        return;
+    }
+    CHECK(lic_lease_check_out_waiting(client, key, "c-line-b", "bob", 0, 0, on_place, NULL, &line,
+                                      &served) == LIC_INVALID_ARGUMENT);
+    CHECK(served == NULL);
+    line.holder = holder;
+    line.keep_waiting = true;
+    rc = lic_lease_check_out_waiting(client, key, "c-line-b", "bob", 0, 120, on_place, NULL, &line,
+                                     &served);
+    if (rc != LIC_OK) {
+        client_error(client, "lic_lease_check_out_waiting", rc);
+    }
+    CHECK(rc == LIC_OK);
+    printf("waited: %d place(s), last %llu of %llu: %s\n", line.calls,
+           (unsigned long long)line.position, (unsigned long long)line.waiting, line.message);
+    CHECK(line.calls == 1 && line.position == 1 && line.waiting == 1);
+    CHECK(strcmp(line.message, "No available licenses, please contact IT") == 0);
+    CHECK(lic_lease_status(served) == LIC_STATUS_VALID);
+    /* The seat is bob's now: a third client waits, then stops at its first place. */
+    memset(&line, 0, sizeof line);
+    rc = lic_lease_check_out_waiting(client, key, "c-line-c", "cy", 0, 120, on_place, NULL, &line,
+                                     &stopped);
+    CHECK(rc == LIC_STOPPED);
+    CHECK(stopped == NULL);
+    CHECK(line.calls == 1 && line.position == 1);
+    lic_lease_free(served);
+    lic_lease_free(holder);
+    printf("queue: done\n");
+}
+
 static lic_status borrowed_status(const lic_licensing *licensing, int64_t now, int64_t *end) {
     lic_status status = LIC_STATUS_MALFORMED;
     CHECK(lic_licensing_check_borrowed_seat(licensing, now, &status, end) == LIC_OK);
@@ -460,6 +525,8 @@ int main(int argc, char **argv) {
         lease_steps(client, argv[6]);
     } else if (strcmp(step, "lease-lost") == 0 && argc == 7) {
         lease_lost_steps(client, argv[6]);
+    } else if (strcmp(step, "queue") == 0 && argc == 7) {
+        queue_steps(client, argv[6]);
     } else if (strcmp(step, "borrow") == 0 && argc == 7) {
         borrow_steps(client, licensing, argv[6]);
     } else if (strcmp(step, "return") == 0 && argc == 7) {

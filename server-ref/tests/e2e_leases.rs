@@ -317,3 +317,98 @@ fn a_borrowed_seat_runs_offline_until_returned_or_expired() {
         Status::LeaseExpired
     );
 }
+
+/// The wait line end to end: a client waiting in line (with a progress callback) is served
+/// when the seat is checked in; one that stops waiting gives its place up; without a line the
+/// same wait is a denial at once.
+#[test]
+fn a_waiting_client_gets_the_seat_when_it_is_checked_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let trust = server.shipped_trust_store();
+    let client = client(&server.url, &trust);
+    let (license_id, key) = server.issue(json!({ "model": "floating", "seats": 1 }));
+    let beat = Duration::from_secs(30);
+    let a =
+        LeaseManager::check_out(&client, seat(&key, "client-a", beat), Box::new(|_| {})).unwrap();
+
+    // No line yet: denied at once, although the client would wait.
+    let wait = Duration::from_secs(120);
+    let denied = LeaseManager::check_out_waiting(
+        &client,
+        seat(&key, "client-b", beat),
+        wait,
+        &mut |place| panic!("queued without a line: {place:?}"),
+        Box::new(|_| {}),
+    )
+    .unwrap_err();
+    assert!(denied.is_no_seats(), "{denied}");
+    server.admin(
+        "PUT",
+        &format!("/v1/licenses/{license_id}/queue"),
+        Some(json!({ "max_seconds": 600 })),
+        200,
+    );
+
+    let (places, positions) = mpsc::channel();
+    let waiter = {
+        let client = client.clone();
+        let config = seat(&key, "client-b", beat);
+        std::thread::spawn(move || {
+            LeaseManager::check_out_waiting(
+                &client,
+                config,
+                wait,
+                &mut |place| places.send(place.position).is_ok(),
+                Box::new(|_| {}),
+            )
+        })
+    };
+    assert_eq!(positions.recv_timeout(TIMEOUT).unwrap(), 1);
+    let listed = server.admin(
+        "GET",
+        &format!("/v1/licenses/{license_id}/leases"),
+        None,
+        200,
+    );
+    assert_eq!(listed["queue"]["waiting"][0]["client_id"], "client-b");
+    assert_eq!(listed["queue"]["max_seconds"], 600);
+    // A third client stops waiting at its first place (second in line): it leaves the line.
+    let mut seen = Vec::new();
+    let stopped = LeaseManager::check_out_waiting(
+        &client,
+        seat(&key, "client-c", beat),
+        wait,
+        &mut |place| {
+            seen.push((place.position, place.waiting));
+            false
+        },
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    assert!(stopped.is_none());
+    assert_eq!(seen, [(2, 2)]);
+    let listed = server.admin(
+        "GET",
+        &format!("/v1/licenses/{license_id}/leases"),
+        None,
+        200,
+    );
+    assert_eq!(listed["queue"]["waiting"].as_array().unwrap().len(), 1);
+
+    // The seat comes back: the waiting client is served at its next ask (within 5 s).
+    a.check_in().unwrap();
+    let b = waiter.join().unwrap().unwrap().unwrap();
+    assert_eq!(b.status(), Status::Valid);
+    let leases = live_leases(&server, &license_id);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0]["client_id"], "client-b");
+    let listed = server.admin(
+        "GET",
+        &format!("/v1/licenses/{license_id}/leases"),
+        None,
+        200,
+    );
+    assert!(listed["queue"]["waiting"].as_array().unwrap().is_empty());
+    b.check_in().unwrap();
+}

@@ -6,8 +6,9 @@ Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes 
 policy and a license with the admin API (urllib), then drives the app side through the binding:
 activate -> validate -> suspend -> validate reports suspended (also offline) -> reinstate ->
 floating seats (FloatingLease: heartbeats, denial, check-in, force-release to the listener) ->
-a borrowed seat (kept in the store, checked offline, returned early, still valid offline with the
-server gone) ->
+the wait line (a client served from the line once the seat is checked in, one stopping its
+wait) -> a borrowed seat (kept in the store, checked offline, returned early, still valid offline
+with the server gone) ->
 revoke -> server stopped: the start falls back offline within its limit -> a server that never
 answers costs at most the limit. A plain runner: prints `python-online: N passed, N failed`.
 """
@@ -33,6 +34,7 @@ from licensing import (
     LicensingError,
     LicensingOptions,
     OnlineClient,
+    QueueListener,
     Status,
     TrustStore,
     unix_now,
@@ -167,6 +169,58 @@ def floating_seats(server, client):
     check("lease: none live", server.api("GET", f"/v1/licenses/{license_id}/leases")["leases"] == [])
 
 
+class Places(QueueListener):
+    """Follows a wait in line: records each place; checks `holder` in at the first one (so the
+    seat comes back), and goes on waiting or not."""
+
+    def __init__(self, keep_waiting, holder=None):
+        self.places = []
+        self.keep_waiting = keep_waiting
+        self.holder = holder
+
+    def on_place(self, position, waiting, message):
+        self.places.append((position, waiting, message))
+        if self.holder is not None:
+            self.holder.check_in()
+            self.holder = None
+        return self.keep_waiting
+
+
+def wait_line(server, client):
+    """One seat and a wait line: denied at once before the vendor sets a line; then served from
+    the line once the seat is checked in; a third client stops waiting and gets None."""
+    policy = server.api("POST", "/v1/policies", {
+        "product_id": PRODUCT, "name": "py-line", "model": "floating", "seats": 1,
+    })
+    license = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})
+    key, license_id = license["key"], license["id"]
+    ada = FloatingLease.check_out(client, key, "py-line-a", "ada", 0, None)
+    try:
+        client.wait_for_seat(key, "py-line-b", "bob", 0, 60, Places(True), None)
+        check("line: no line yet, denied", False)
+    except LicensingError.Server as e:
+        check("line: no line yet, denied with no_seats", e.code == "no_seats", e)
+    try:
+        client.wait_for_seat(key, "py-line-b", "bob", 0, 0, None, None)
+        check("line: a zero wait is refused", False)
+    except LicensingError.InvalidArgument:
+        check("line: a zero wait is refused", True)
+    server.api("PUT", f"/v1/licenses/{license_id}/queue", {"max_seconds": 600})
+    places = Places(True, holder=ada)
+    bob = client.wait_for_seat(key, "py-line-b", "bob", 0, 120, places, None)
+    check("line: served once the seat came back", bob is not None and bob.status() == Status.VALID, bob)
+    check("line: one place, first of one", [p[:2] for p in places.places] == [(1, 1)], places.places)
+    check("line: the message meanwhile",
+          places.places and places.places[0][2] == "No available licenses, please contact IT", places.places)
+    stopper = Places(False)
+    cy = client.wait_for_seat(key, "py-line-c", "cy", 0, 120, stopper, None)
+    check("line: stopped waiting -> None", cy is None and len(stopper.places) == 1, stopper.places)
+    leases = server.api("GET", f"/v1/licenses/{license_id}/leases")
+    check("line: nobody left in line", leases["queue"]["waiting"] == [], leases["queue"])
+    check("line: bob holds the seat", [l["client_id"] for l in leases["leases"]] == ["py-line-b"], leases)
+    bob.check_in()
+
+
 def borrow_seats(server, client, laptop):
     """The one seat of a floating license borrowed for a day by `laptop` (a Licensing): kept in
     its store and valid offline, the seat taken for others, returned early, borrowed again."""
@@ -286,6 +340,7 @@ def run(server, tmp):
     silent.close()
 
     floating_seats(server, client)
+    wait_line(server, client)
     laptop = app("py-laptop")
     borrow_seats(server, client, laptop)
 

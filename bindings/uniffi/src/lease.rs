@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use licensing_core::Status;
-use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager};
+use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager, QueuePlace};
 
 use crate::{LicensingError, OnlineClient};
 
@@ -58,6 +58,16 @@ pub trait LeaseListener: Send + Sync {
     fn on_lost(&self, loss: LeaseLossInfo);
 }
 
+/// Implemented by the app to follow a wait in line for a seat: told each place, on the
+/// calling thread.
+#[uniffi::export(with_foreign)]
+pub trait QueueListener: Send + Sync {
+    /// The client is `position` (1 for the head of the line) of `waiting`; `message` is the
+    /// server's text to show meanwhile. Returns `true` to go on waiting, `false` to stop (the
+    /// place is given up).
+    fn on_place(&self, position: u64, waiting: u64, message: String) -> bool;
+}
+
 /// A seat of a floating license, held while the object lives: heartbeated in the background,
 /// checked in by `check_in` or when the object is released.
 #[derive(Debug, uniffi::Object)]
@@ -67,6 +77,70 @@ impl FloatingLease {
     fn with<T>(&self, body: impl FnOnce(Option<&LeaseManager>) -> T) -> T {
         body(self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref())
     }
+}
+
+#[uniffi::export]
+impl OnlineClient {
+    /// Like `FloatingLease.check_out`, but when no seat is free and the license has a wait
+    /// line, waits in line for up to `wait_seconds` (at least 1), asking the server again
+    /// every few seconds on the calling thread (not for a UI thread) and telling `places` each
+    /// place. Absent when `places` stopped the wait (the place is given up). When the wait is
+    /// over, or the license has no line: `LicensingError.Server` with code `no_seats`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn wait_for_seat(
+        self: Arc<Self>,
+        license_key: String,
+        client_id: String,
+        user: String,
+        heartbeat_ms: Option<u32>,
+        wait_seconds: u32,
+        places: Option<Arc<dyn QueueListener>>,
+        listener: Option<Arc<dyn LeaseListener>>,
+    ) -> Result<Option<Arc<FloatingLease>>, LicensingError> {
+        if wait_seconds == 0 {
+            return Err(LicensingError::InvalidArgument {
+                reason: "`wait_seconds` must be at least 1".into(),
+            });
+        }
+        let manager = LeaseManager::check_out_waiting(
+            self.client(),
+            lease_config(license_key, client_id, user, heartbeat_ms),
+            Duration::from_secs(u64::from(wait_seconds)),
+            &mut |place: &QueuePlace| {
+                places.as_ref().is_none_or(|places| {
+                    places.on_place(place.position, place.waiting, place.message.clone())
+                })
+            },
+            lost_callback(listener),
+        )?;
+        Ok(manager.map(|m| Arc::new(FloatingLease(Mutex::new(Some(m))))))
+    }
+}
+
+/// The lease configuration of the bindings: `heartbeat_ms` absent or 0 for the server's.
+fn lease_config(
+    license_key: String,
+    client_id: String,
+    user: String,
+    heartbeat_ms: Option<u32>,
+) -> LeaseConfig {
+    LeaseConfig {
+        heartbeat_interval: heartbeat_ms
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(u64::from(ms))),
+        ..LeaseConfig::new(license_key, client_id, user)
+    }
+}
+
+/// The core's loss callback calling the app's listener, if any.
+fn lost_callback(
+    listener: Option<Arc<dyn LeaseListener>>,
+) -> licensing_core::online::LeaseCallback {
+    Box::new(move |loss| {
+        if let Some(listener) = &listener {
+            listener.on_lost(loss.into());
+        }
+    })
 }
 
 #[uniffi::export]
@@ -84,20 +158,10 @@ impl FloatingLease {
         heartbeat_ms: Option<u32>,
         listener: Option<Arc<dyn LeaseListener>>,
     ) -> Result<Self, LicensingError> {
-        let config = LeaseConfig {
-            heartbeat_interval: heartbeat_ms
-                .filter(|ms| *ms > 0)
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-            ..LeaseConfig::new(license_key, client_id, user)
-        };
         let manager = LeaseManager::check_out(
             client.client(),
-            config,
-            Box::new(move |loss| {
-                if let Some(listener) = &listener {
-                    listener.on_lost(loss.into());
-                }
-            }),
+            lease_config(license_key, client_id, user, heartbeat_ms),
+            lost_callback(listener),
         )?;
         Ok(FloatingLease(Mutex::new(Some(manager))))
     }

@@ -48,7 +48,124 @@ impl Client {
         user: &str,
         request_id: &str,
     ) -> Result<LeaseGrant, OnlineError> {
-        self.check_out_with(license_key, client_id, user, request_id, None)
+        match self.check_out_with(license_key, client_id, user, request_id, None, None)? {
+            SeatAnswer::Granted(grant) => Ok(grant),
+            SeatAnswer::Queued(_) => Err(OnlineError::Mismatch(
+                "the server answered a place in line to a check-out that does not wait".into(),
+            )),
+        }
+    }
+
+    /// One check-out that may wait in line: `POST /v1/client/leases` with `queue_seconds`.
+    /// When no seat is free and the license has a wait line, the answer is
+    /// [`SeatAnswer::Queued`]: ask again with the same `request_id` within
+    /// [`QueuePlace::retry_after`] to keep the place (a place not asked for within 30 s is
+    /// given up), until the answer is the lease. A license with no line, or a wait that is
+    /// over, is denied ([`OnlineError::is_no_seats`]). [`Client::wait_for_lease`] does the
+    /// asking.
+    pub fn check_out_or_wait(
+        &self,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        request_id: &str,
+        wait: Duration,
+    ) -> Result<SeatAnswer, OnlineError> {
+        let seconds = wait.as_secs();
+        if seconds == 0 {
+            return Err(OnlineError::Config(
+                "a wait in line is at least one second".into(),
+            ));
+        }
+        self.check_out_with(
+            license_key,
+            client_id,
+            user,
+            request_id,
+            None,
+            Some(seconds),
+        )
+    }
+
+    /// Checks out a seat, waiting in line for up to `wait` when none is free: asks again every
+    /// few seconds (the server's `retry_after`) with the same `request_id`, and calls
+    /// `on_place` with each place in line (a progress display; it returns `false` to stop
+    /// waiting). `Ok(Some(grant))` once a seat is free for this client; `Ok(None)` when
+    /// `on_place` stopped the wait (the place is given up first, best effort); denied
+    /// ([`OnlineError::is_no_seats`]) once the wait is over or when the license has no line.
+    /// While the server cannot be reached the wait goes on (the place may lapse meanwhile:
+    /// the next answer then starts again at the end of the line); other errors end it.
+    pub fn wait_for_lease(
+        &self,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        request_id: &str,
+        wait: Duration,
+        on_place: &mut dyn FnMut(&QueuePlace) -> bool,
+    ) -> Result<Option<LeaseGrant>, OnlineError> {
+        let waited = self.wait_in_line(license_key, client_id, user, request_id, wait, on_place)?;
+        Ok(waited.map(|(grant, _)| grant))
+    }
+
+    /// [`Client::wait_for_lease`], with the instant the granting request was sent (the
+    /// lease's local deadline counts from it).
+    fn wait_in_line(
+        &self,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        request_id: &str,
+        wait: Duration,
+        on_place: &mut dyn FnMut(&QueuePlace) -> bool,
+    ) -> Result<Option<(LeaseGrant, Instant)>, OnlineError> {
+        let started = Instant::now();
+        // The server ends the wait (it answers `no_seats`); this bound only stops a client
+        // whose server keeps answering places past it.
+        let give_up = wait.saturating_add(QUEUE_SLACK);
+        // Until the server says how often (`retry_after`).
+        let mut pause = Duration::from_secs(5);
+        loop {
+            let sent = Instant::now();
+            match self.check_out_or_wait(license_key, client_id, user, request_id, wait) {
+                Ok(SeatAnswer::Granted(grant)) => return Ok(Some((grant, sent))),
+                Ok(SeatAnswer::Queued(place)) => {
+                    if !on_place(&place) {
+                        let _ = self.leave_queue(license_key, &place.queue_id);
+                        return Ok(None);
+                    }
+                    pause = place.retry_after;
+                    if started.elapsed() >= give_up {
+                        let _ = self.leave_queue(license_key, &place.queue_id);
+                        return Err(OnlineError::Mismatch(format!(
+                            "the server still answers a place in line after the {} s wait",
+                            wait.as_secs()
+                        )));
+                    }
+                }
+                Err(error) if error.is_unreachable() && started.elapsed() < wait => {}
+                Err(error) => return Err(error),
+            }
+            std::thread::sleep(pause);
+        }
+    }
+
+    /// Gives up the place `queue_id` in the license's wait line: `POST
+    /// /v1/client/queue/{id}/leave`. Whether the place was still held.
+    pub fn leave_queue(&self, license_key: &str, queue_id: &str) -> Result<bool, OnlineError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            license_key: &'a str,
+        }
+        let (_, body) = self.http.post(
+            &self.config,
+            &format!("/v1/client/queue/{queue_id}/leave"),
+            &Body { license_key },
+            self.config.deadline,
+        )?;
+        body.get("left")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| OnlineError::BadResponse("`left` is missing or not a boolean".into()))
     }
 
     /// Borrows a seat of the floating license `license_key` for `duration` (whole seconds, at
@@ -72,7 +189,21 @@ impl Client {
                 "a seat is borrowed for at least one second".into(),
             ));
         }
-        let grant = self.check_out_with(license_key, client_id, user, request_id, Some(seconds))?;
+        let grant = match self.check_out_with(
+            license_key,
+            client_id,
+            user,
+            request_id,
+            Some(seconds),
+            None,
+        )? {
+            SeatAnswer::Granted(grant) => grant,
+            SeatAnswer::Queued(_) => {
+                return Err(OnlineError::Mismatch(
+                    "the server answered a place in line to a borrowing that does not wait".into(),
+                ));
+            }
+        };
         if !grant.lease.claims().borrowed {
             return Err(OnlineError::Mismatch(
                 "asked to borrow a seat, the server answered a lease that is not borrowed".into(),
@@ -88,7 +219,8 @@ impl Client {
         user: &str,
         request_id: &str,
         borrow_seconds: Option<u64>,
-    ) -> Result<LeaseGrant, OnlineError> {
+        queue_seconds: Option<u64>,
+    ) -> Result<SeatAnswer, OnlineError> {
         #[derive(Serialize)]
         struct Body<'a> {
             license_key: &'a str,
@@ -97,6 +229,8 @@ impl Client {
             request_id: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             borrow_seconds: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            queue_seconds: Option<u64>,
         }
         let (status, body) = self.http.post(
             &self.config,
@@ -107,9 +241,13 @@ impl Client {
                 user,
                 request_id,
                 borrow_seconds,
+                queue_seconds,
             },
             self.config.deadline,
         )?;
+        if status == 202 {
+            return Ok(SeatAnswer::Queued(queue_place(&body)?));
+        }
         let grant = self.lease_grant(&body, status == 201)?;
         let claims = grant.lease.claims();
         if claims.client_id != client_id || claims.user != user {
@@ -118,7 +256,7 @@ impl Client {
                 claims.client_id, claims.user
             )));
         }
-        Ok(grant)
+        Ok(SeatAnswer::Granted(grant))
     }
 
     /// Extends the lease `held`: `POST /v1/client/leases/{id}/heartbeat`. Refused with HTTP
@@ -216,6 +354,72 @@ impl Client {
     }
 }
 
+/// How much longer than the wait asked for [`Client::wait_for_lease`] goes on asking, for a
+/// server that keeps answering places (it should answer `no_seats` at the end of the wait).
+const QUEUE_SLACK: Duration = Duration::from_secs(60);
+
+/// A place in a floating license's wait line (see [`Client::check_out_or_wait`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePlace {
+    /// The place's id (to give it up: [`Client::leave_queue`]).
+    pub queue_id: String,
+    /// 1 for the head of the line.
+    pub position: u64,
+    /// Places in line, this one included.
+    pub waiting: u64,
+    /// When the place was taken (server clock, seconds since the epoch).
+    pub queued_at: i64,
+    /// When the wait ends (server clock): a check-out after it without a seat is denied.
+    pub wait_until: i64,
+    /// Ask again after this long to keep the place.
+    pub retry_after: Duration,
+    /// The server's message to show meanwhile ("No available licenses, please contact IT").
+    pub message: String,
+}
+
+/// What a check-out that may wait answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // Answered once per check-out; boxing buys nothing.
+pub enum SeatAnswer {
+    /// A seat: the lease.
+    Granted(LeaseGrant),
+    /// No seat yet: the place in line.
+    Queued(QueuePlace),
+}
+
+/// Reads a 202 answer: the place in line.
+fn queue_place(body: &Value) -> Result<QueuePlace, OnlineError> {
+    let integer = |name: &str| {
+        body.get(name).and_then(Value::as_i64).ok_or_else(|| {
+            OnlineError::BadResponse(format!("`{name}` is missing or not an integer"))
+        })
+    };
+    let count = |name: &str| {
+        u64::try_from(integer(name)?)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| OnlineError::BadResponse(format!("`{name}` is not a count")))
+    };
+    let (position, waiting) = (count("position")?, count("waiting")?);
+    if position > waiting {
+        return Err(OnlineError::BadResponse(format!(
+            "place {position} of a line of {waiting}"
+        )));
+    }
+    // Bounded both ways: a server cannot make the client ask in a tight loop, nor stall it
+    // for longer than the poll window the server keeps places for.
+    let retry_after = Duration::from_secs(count("retry_after")?.min(30));
+    Ok(QueuePlace {
+        queue_id: answer::string_field(body, "queue_id")?,
+        position,
+        waiting,
+        queued_at: integer("queued_at")?,
+        wait_until: integer("wait_until")?,
+        retry_after,
+        message: answer::string_field(body, "message")?,
+    })
+}
+
 #[derive(Serialize)]
 struct LeaseBody<'a> {
     license_key: &'a str,
@@ -243,6 +447,9 @@ pub struct LeaseConfig {
     /// Heartbeat at most this far apart; the server's interval (a third of the timeout) is
     /// used when it is shorter or when this is `None`.
     pub heartbeat_interval: Option<Duration>,
+    /// Wait in line for up to this long when no seat is free (on a license with a wait line;
+    /// see [`Client::wait_for_lease`]); `None`: denied at once.
+    pub queue_wait: Option<Duration>,
 }
 
 impl LeaseConfig {
@@ -257,6 +464,7 @@ impl LeaseConfig {
             client_id: client_id.into(),
             user: user.into(),
             heartbeat_interval: None,
+            queue_wait: None,
         }
     }
 }
@@ -393,20 +601,72 @@ impl std::fmt::Debug for LeaseManager {
 
 impl LeaseManager {
     /// Checks out a seat (with a fresh request id, retried safely by the client) and starts
-    /// heartbeating. A denial is [`OnlineError::is_no_seats`].
+    /// heartbeating. With [`LeaseConfig::queue_wait`], waits in line first when no seat is
+    /// free. A denial is [`OnlineError::is_no_seats`].
     pub fn check_out(
         client: &Client,
         config: LeaseConfig,
         on_lost: LeaseCallback,
     ) -> Result<LeaseManager, OnlineError> {
         let request_id = new_nonce()?;
-        let sent = Instant::now();
-        let grant = client.check_out_lease(
+        let (grant, sent) = match config.queue_wait {
+            Some(wait) => client
+                .wait_in_line(
+                    &config.license_key,
+                    &config.client_id,
+                    &config.user,
+                    &request_id,
+                    wait,
+                    &mut |_| true,
+                )?
+                // Never: the wait above is never stopped by its callback.
+                .ok_or_else(|| OnlineError::Config("stopped waiting for a seat".into()))?,
+            None => {
+                let sent = Instant::now();
+                let grant = client.check_out_lease(
+                    &config.license_key,
+                    &config.client_id,
+                    &config.user,
+                    &request_id,
+                )?;
+                (grant, sent)
+            }
+        };
+        Self::start(client, config, sent, grant, on_lost)
+    }
+
+    /// Like [`LeaseManager::check_out`] waiting in line for up to `wait` when no seat is free,
+    /// with `on_place` told each place in line (it returns `false` to stop waiting: then
+    /// `Ok(None)`). See [`Client::wait_for_lease`].
+    pub fn check_out_waiting(
+        client: &Client,
+        config: LeaseConfig,
+        wait: Duration,
+        on_place: &mut dyn FnMut(&QueuePlace) -> bool,
+        on_lost: LeaseCallback,
+    ) -> Result<Option<LeaseManager>, OnlineError> {
+        let request_id = new_nonce()?;
+        let waited = client.wait_in_line(
             &config.license_key,
             &config.client_id,
             &config.user,
             &request_id,
+            wait,
+            on_place,
         )?;
+        waited
+            .map(|(grant, sent)| Self::start(client, config, sent, grant, on_lost))
+            .transpose()
+    }
+
+    /// Holds the seat `grant` (asked for at `sent`): starts the heartbeat thread.
+    fn start(
+        client: &Client,
+        config: LeaseConfig,
+        sent: Instant,
+        grant: LeaseGrant,
+        on_lost: LeaseCallback,
+    ) -> Result<LeaseManager, OnlineError> {
         let deadline = local_deadline(sent, &grant);
         let interval = heartbeat_interval(&config, &grant);
         let shared = Arc::new(Shared {

@@ -49,7 +49,10 @@ pub use answer::{
     Activation, Deactivation, HeldToken, HeldTokens, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND,
     OfflineRequest, ServerStatus, Validation,
 };
-pub use leases::{LeaseCallback, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager, NO_SEATS};
+pub use leases::{
+    LeaseCallback, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager, NO_SEATS, QueuePlace,
+    SeatAnswer,
+};
 #[cfg(feature = "store")]
 pub use sync::{Activated, OnlineCheck};
 

@@ -910,3 +910,118 @@ fn held_tokens_name_only_tokens_that_verify() {
         json!({})
     );
 }
+
+fn place_answer(position: u64, waiting: u64) -> String {
+    json!({ "queue_id": "que_1", "position": position, "waiting": waiting,
+        "queued_at": NOW, "wait_until": NOW + 30, "retry_after": 1,
+        "message": "No available licenses, please contact IT" })
+    .to_string()
+}
+
+/// Waiting in line: the same request id asked again at the server's pace, each place shown to
+/// the caller, the lease once served; a caller that stops waiting gives its place up; an
+/// answer that is not a place is refused.
+#[test]
+fn waiting_in_line_asks_again_until_served() {
+    let vendor = key(1);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let server = stub(move |body, n| {
+        log.lock().unwrap().push(body.clone());
+        match n {
+            0 => (202, place_answer(2, 2)),
+            1 => (202, place_answer(1, 2)),
+            _ => (201, lease_answer(&vendor, "lse_1", 1, 60)),
+        }
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let mut places = Vec::new();
+    let started = Instant::now();
+    let grant = client
+        .wait_for_lease(
+            "AAAAA-BBBBB",
+            "client-1",
+            "ada",
+            "req-1",
+            Duration::from_secs(30),
+            &mut |place| {
+                places.push((place.position, place.waiting));
+                assert_eq!(place.message, "No available licenses, please contact IT");
+                true
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.lease_id, "lse_1");
+    assert_eq!(places, [(2, 2), (1, 2)]);
+    // At the server's pace (1 s), not in a tight loop.
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    for body in asked.lock().unwrap().iter() {
+        assert_eq!(body["request_id"], "req-1", "{body}");
+        assert_eq!(body["queue_seconds"], 30, "{body}");
+    }
+
+    // Stopped by the caller: the place is given up (one more request: the leave).
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let server = stub(move |body, n| {
+        log.lock().unwrap().push(body.clone());
+        match n {
+            0 => (202, place_answer(3, 3)),
+            _ => (
+                200,
+                json!({ "queue_id": "que_1", "left": true }).to_string(),
+            ),
+        }
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let stopped = client
+        .wait_for_lease(
+            "AAAAA-BBBBB",
+            "client-1",
+            "ada",
+            "req-1",
+            Duration::from_secs(30),
+            &mut |_| false,
+        )
+        .unwrap();
+    assert!(stopped.is_none());
+    let asked = asked.lock().unwrap();
+    assert_eq!(asked.len(), 2);
+    assert_eq!(asked[1], json!({ "license_key": "AAAAA-BBBBB" }));
+
+    // A place behind the end of its line, or no wait asked: refused.
+    let server = stub(|_, _| (202, place_answer(3, 2)));
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let bad = client.check_out_or_wait("K", "client-1", "ada", "r", Duration::from_secs(5));
+    assert!(matches!(bad, Err(OnlineError::BadResponse(_))), "{bad:?}");
+    let zero = client.check_out_or_wait("K", "client-1", "ada", "r", Duration::ZERO);
+    assert!(matches!(zero, Err(OnlineError::Config(_))), "{zero:?}");
+    // A check-out that does not wait is never answered with a place.
+    let server = stub(|_, _| (202, place_answer(1, 1)));
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let plain = client.check_out_lease("K", "client-1", "ada", "r");
+    assert!(matches!(plain, Err(OnlineError::Mismatch(_))), "{plain:?}");
+}
+
+/// A lease manager configured to wait holds the seat it is served, its local deadline counted
+/// from the request that was served (not from the start of the wait).
+#[test]
+fn a_lease_manager_can_wait_in_line() {
+    let vendor = key(1);
+    let server = stub(move |_, n| match n {
+        0 => (202, place_answer(1, 1)),
+        _ => (201, lease_answer(&vendor, "lse_1", 1, 2)),
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let config = LeaseConfig {
+        queue_wait: Some(Duration::from_secs(30)),
+        heartbeat_interval: Some(Duration::from_secs(30)),
+        ..LeaseConfig::new("AAAAA-BBBBB", "client-1", "ada")
+    };
+    let manager = LeaseManager::check_out(&client, config, Box::new(|_| {})).unwrap();
+    assert_eq!(manager.grant().lease_id, "lse_1");
+    // The 2-second lease was granted after a 1-second wait: still valid for about 2 s.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(manager.status(), crate::Status::Valid);
+}

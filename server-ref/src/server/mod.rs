@@ -228,11 +228,13 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(force_release))
         .routes(routes!(set_lease_timeout))
         .routes(routes!(set_borrowing))
+        .routes(routes!(set_queue))
         .routes(routes!(list_denials))
         .routes(routes!(denials_report))
         .routes(routes!(check_out))
         .routes(routes!(heartbeat))
         .routes(routes!(check_in))
+        .routes(routes!(leave_queue))
         .split_for_parts()
 }
 
@@ -495,12 +497,25 @@ async fn serve(args: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// One reaper run at `now`: releases the seat leases lapsed by then and purges denials older
-/// than the retention. Returns (leases released, denials purged).
-pub(crate) async fn reap_once(db: &Db, now: i64) -> Result<(u64, u64), sqlx::Error> {
-    let leases = db.reap_expired_leases(now).await?;
-    let denials = db.purge_denials(now).await?;
-    Ok((leases, denials))
+/// What one reaper run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Reaped {
+    /// Seat leases released (lapsed).
+    pub leases: u64,
+    /// Denials purged (older than the retention).
+    pub denials: u64,
+    /// Places in wait lines given up (their clients stopped asking, or their wait is over).
+    pub places: u64,
+}
+
+/// One reaper run at `now`: releases the seat leases lapsed by then, purges denials older
+/// than the retention and gives up lapsed places in wait lines.
+pub(crate) async fn reap_once(db: &Db, now: i64) -> Result<Reaped, sqlx::Error> {
+    Ok(Reaped {
+        leases: db.reap_expired_leases(now).await?,
+        denials: db.purge_denials(now).await?,
+        places: db.reap_queue(now).await?,
+    })
 }
 
 /// The background reaper: [`reap_once`] every `every`, at the time `clock` tells (the server
@@ -517,9 +532,18 @@ pub(crate) fn spawn_reaper(
         loop {
             ticks.tick().await;
             match reap_once(&db, clock()).await {
-                Ok((0, 0)) => {}
-                Ok((leases, denials)) => {
-                    tracing::info!(leases, denials, "reaped lapsed leases and old denials");
+                Ok(reaped) if reaped == Reaped::default() => {}
+                Ok(Reaped {
+                    leases,
+                    denials,
+                    places,
+                }) => {
+                    tracing::info!(
+                        leases,
+                        denials,
+                        places,
+                        "reaped lapsed leases and places in line, and old denials"
+                    );
                 }
                 Err(e) => tracing::warn!(error = %e, "reaper run failed"),
             }

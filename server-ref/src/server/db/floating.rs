@@ -44,6 +44,30 @@ impl LeaseRow {
     }
 }
 
+/// A row of `seat_queue`: a place in a floating license's wait line.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub(crate) struct QueueRow {
+    pub id: String,
+    pub license_id: String,
+    pub client_id: String,
+    pub user_name: String,
+    /// The order of the line (lower first).
+    pub seq: i64,
+    pub queued_at: i64,
+    pub polled_at: i64,
+    pub wait_until: i64,
+    /// The place is held while `now < expires_at` (see the migration `0006_seat_queue.sql`).
+    pub expires_at: i64,
+}
+
+/// A waiting client keeps its place by asking again within this many seconds; the answer tells
+/// it to ask every [`QUEUE_RETRY_AFTER`]. Short, so a client that quit holds up the line (and a
+/// freed seat) for half a minute at most.
+pub(crate) const QUEUE_POLL_WINDOW: i64 = 30;
+
+/// Seconds a waiting client is told to wait before asking again (`Retry-After`).
+pub(crate) const QUEUE_RETRY_AFTER: i64 = 5;
+
 /// A row of `denials`.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub(crate) struct DenialRow {
@@ -70,6 +94,30 @@ pub(crate) struct CheckOut<'a> {
     pub denial_id: &'a str,
     /// A borrowing: the seat is taken offline until then.
     pub borrow: Option<Borrow>,
+    /// The license's wait line; `None` when it has none (`queue_max_seconds` 0).
+    pub queue: Option<Line>,
+}
+
+/// A check-out of a license that has a wait line: it never takes a seat that someone waiting
+/// before it is due, and it may wait in line itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// Seconds this check-out may wait in line when no seat is free for it (already capped by
+    /// the license's `queue_max_seconds`); 0: it does not wait, it is denied.
+    pub wait: i64,
+    /// Id of its place in line, if a new one is taken.
+    pub place_id: String,
+}
+
+/// A check-out waiting in line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Waiting {
+    /// Its place.
+    pub place: QueueRow,
+    /// 1 for the head of the line.
+    pub position: i64,
+    /// Places in line, this one included.
+    pub waiting: i64,
 }
 
 /// A check-out that borrows its seat.
@@ -93,6 +141,7 @@ impl From<&CheckOut<'_>> for OwnedCheckOut {
             lease_id: c.lease_id.to_owned(),
             denial_id: c.denial_id.to_owned(),
             borrow: c.borrow,
+            queue: c.queue.clone(),
         }
     }
 }
@@ -110,6 +159,12 @@ pub(crate) enum CheckOutOutcome {
     RequestIdConflict,
     /// No seat free; the denial is recorded.
     Denied,
+    /// No seat free for it yet: it waits in line (the denial is recorded when it takes its
+    /// place, not at each later ask).
+    Queued(Waiting),
+    /// Its wait in line is over and no seat came free; its place is given up (its denial was
+    /// recorded when it took the place).
+    WaitOver,
     /// A borrowing refused: the license's cap of borrowed leases is reached (a seat may still be
     /// free for a check-out that does not borrow). Not a denial: nothing is recorded.
     BorrowLimit,
@@ -258,6 +313,51 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Gives up the places in line lapsed at `now` (their clients stopped asking, or their
+    /// wait is over); returns how many.
+    pub async fn reap_queue(&self, now: i64) -> DbResult<u64> {
+        let done = sqlx::query("DELETE FROM seat_queue WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The places in line of a license held at `now`, head first.
+    pub async fn waiting(&self, license_id: &str, now: i64) -> DbResult<Vec<QueueRow>> {
+        sqlx::query_as(
+            "SELECT * FROM seat_queue WHERE license_id = $1 AND expires_at > $2 ORDER BY seq",
+        )
+        .bind(license_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Gives up the place `place_id` in the line of a license (its client stopped waiting);
+    /// whether there was one.
+    pub async fn leave_queue(&self, license_id: &str, place_id: &str) -> DbResult<bool> {
+        let done = sqlx::query("DELETE FROM seat_queue WHERE id = $1 AND license_id = $2")
+            .bind(place_id)
+            .bind(license_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets the longest wait in line of a floating license (0: no line; bounds checked by the
+    /// caller and the schema). Places taken already keep their end.
+    pub async fn set_queue(&self, license_id: &str, max_seconds: i64, now: i64) -> DbResult<()> {
+        let _forget = self.licenses.clear_on_drop();
+        sqlx::query("UPDATE licenses SET queue_max_seconds = $1, updated_at = $2 WHERE id = $3")
+            .bind(max_seconds)
+            .bind(now)
+            .bind(license_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Deletes denials older than [`DENIAL_RETENTION_SECS`] at `now`; returns how many.

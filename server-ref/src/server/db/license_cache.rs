@@ -183,6 +183,7 @@ mod tests {
             lease_timeout: 900,
             borrow_max_seconds: 0,
             borrow_max_leases: 0,
+            queue_max_seconds: 0,
             parsed: Default::default(),
         }
     }

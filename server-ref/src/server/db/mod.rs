@@ -23,9 +23,11 @@ mod seats;
 #[cfg(test)]
 pub(crate) use seats::PANIC_FOR_TESTS;
 
+#[cfg(test)]
+pub(crate) use floating::QUEUE_POLL_WINDOW;
 pub(crate) use floating::{
     Borrow, CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope,
-    LeaseRow, LeaseUpdate,
+    LeaseRow, LeaseUpdate, Line, QUEUE_RETRY_AFTER, QueueRow, Waiting,
 };
 
 /// PostgreSQL: locks a license's row until the commit, serializing the writers of one license
@@ -155,6 +157,8 @@ pub(crate) struct LicenseRow {
     pub borrow_max_seconds: i64,
     /// Floating licenses: most leases borrowed at once.
     pub borrow_max_leases: i64,
+    /// Floating licenses: longest wait in line a check-out may ask for, in seconds (0: none).
+    pub queue_max_seconds: i64,
     /// `claims` parsed, once per read of the row (its cached copies share it): see
     /// `issue::parsed_template`.
     #[sqlx(skip)]

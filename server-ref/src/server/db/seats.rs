@@ -22,7 +22,9 @@
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::floating::{Borrow, CheckOutOutcome, LeaseRow, LeaseUpdate};
+use super::floating::{
+    Borrow, CheckOutOutcome, LeaseRow, LeaseUpdate, Line, QUEUE_POLL_WINDOW, QueueRow, Waiting,
+};
 use super::{DbResult, Engine, LOCK_LICENSE_FOR_WRITE};
 
 /// At most this many writes share one transaction.
@@ -44,6 +46,7 @@ pub(crate) struct OwnedCheckOut {
     pub lease_id: String,
     pub denial_id: String,
     pub borrow: Option<Borrow>,
+    pub queue: Option<Line>,
 }
 
 /// A write to one lease.
@@ -367,24 +370,53 @@ async fn check_out(
         }
     };
     seen.live = Some((c.license_id.clone(), c.now, live));
-    if live >= c.seats {
-        sqlx::query(
-            "INSERT INTO denials (id, license_id, client_id, user_name, at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&c.denial_id)
-        .bind(&c.license_id)
-        .bind(&c.client_id)
-        .bind(&c.user)
-        .bind(c.now)
-        .execute(&mut *conn)
-        .await?;
+    let free = c.seats.saturating_sub(live);
+    // With a wait line, a free seat goes to whoever waits first: this check-out takes one only
+    // if more seats are free than places ahead of it.
+    let (seat_for_me, line) = match &c.queue {
+        None => (free > 0, None),
+        Some(line) => {
+            let waiting: Vec<QueueRow> = sqlx::query_as(
+                "SELECT * FROM seat_queue WHERE license_id = $1 AND expires_at > $2 ORDER BY seq",
+            )
+            .bind(&c.license_id)
+            .bind(c.now)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mine = waiting
+                .iter()
+                .position(|place| place.client_id == c.client_id && place.user_name == c.user);
+            let ahead = mine.unwrap_or(waiting.len());
+            (
+                free > i64::try_from(ahead).unwrap_or(i64::MAX),
+                Some((line, waiting, mine)),
+            )
+        }
+    };
+    if !seat_for_me {
+        if let Some((line, waiting, mine)) = line
+            && line.wait > 0
+        {
+            return wait_in_line(conn, c, line, &waiting, mine).await;
+        }
+        record_denial(conn, c).await?;
         return Ok(CheckOutOutcome::Denied);
     }
     if let Some(borrow) = c.borrow
         && borrowed_leases(conn, &c.license_id, c.now).await? >= borrow.max_leases
     {
         return Ok(CheckOutOutcome::BorrowLimit);
+    }
+    if line.is_some() {
+        // Served: its place in line (held or lapsed) is given up with the grant.
+        sqlx::query(
+            "DELETE FROM seat_queue WHERE license_id = $1 AND client_id = $2 AND user_name = $3",
+        )
+        .bind(&c.license_id)
+        .bind(&c.client_id)
+        .bind(&c.user)
+        .execute(&mut *conn)
+        .await?;
     }
     // The timeout read in the same statement as the insert: one round trip. No NULL
     // parameters (PostgreSQL cannot always type them): a lease that does not borrow binds 0.
@@ -407,6 +439,95 @@ async fn check_out(
     .await?;
     seen.live = Some((c.license_id.clone(), c.now, live.saturating_add(1)));
     Ok(CheckOutOutcome::Granted(lease))
+}
+
+/// Records the denial of the check-out `c`.
+async fn record_denial(conn: &mut AnyConnection, c: &OwnedCheckOut) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO denials (id, license_id, client_id, user_name, at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&c.denial_id)
+    .bind(&c.license_id)
+    .bind(&c.client_id)
+    .bind(&c.user)
+    .bind(c.now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// No seat is free for the check-out `c`, which may wait: it keeps its place in line (`mine`,
+/// an index in `waiting`, the places held at `c.now` head first), or takes one at the end
+/// (recording its denial once, then), or, when the wait it asked for is over, gives its place
+/// up.
+async fn wait_in_line(
+    conn: &mut AnyConnection,
+    c: &OwnedCheckOut,
+    line: &Line,
+    waiting: &[QueueRow],
+    mine: Option<usize>,
+) -> DbResult<CheckOutOutcome> {
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    if let Some(index) = mine
+        && let Some(place) = waiting.get(index)
+    {
+        let place: QueueRow = sqlx::query_as(
+            "UPDATE seat_queue SET polled_at = $1, expires_at = CASE WHEN wait_until < $2 \
+             THEN wait_until ELSE $2 END WHERE id = $3 RETURNING *",
+        )
+        .bind(c.now)
+        .bind(c.now.saturating_add(QUEUE_POLL_WINDOW))
+        .bind(&place.id)
+        .fetch_one(&mut *conn)
+        .await?;
+        return Ok(CheckOutOutcome::Queued(Waiting {
+            place,
+            position: count(index).saturating_add(1),
+            waiting: count(waiting.len()),
+        }));
+    }
+    // Not in line at `c.now`: its place (if any) lapsed. If the client kept asking until the
+    // wait it asked for ran out, the wait is over; otherwise (it stopped asking for longer
+    // than the poll window) it starts again at the end of the line.
+    let lapsed: Option<QueueRow> = sqlx::query_as(
+        "DELETE FROM seat_queue WHERE license_id = $1 AND client_id = $2 AND user_name = $3 \
+         RETURNING *",
+    )
+    .bind(&c.license_id)
+    .bind(&c.client_id)
+    .bind(&c.user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(place) = lapsed
+        && place.wait_until <= c.now
+        && c.now < place.polled_at.saturating_add(QUEUE_POLL_WINDOW)
+    {
+        return Ok(CheckOutOutcome::WaitOver);
+    }
+    record_denial(conn, c).await?;
+    let wait_until = c.now.saturating_add(line.wait);
+    let place: QueueRow = sqlx::query_as(
+        "INSERT INTO seat_queue (id, license_id, client_id, user_name, seq, queued_at, \
+         polled_at, wait_until, expires_at) \
+         SELECT $1, $2, $3, $4, COALESCE(MAX(seq), 0) + 1, $5, $5, $6, $7 \
+         FROM seat_queue WHERE license_id = $2 RETURNING *",
+    )
+    .bind(&line.place_id)
+    .bind(&c.license_id)
+    .bind(&c.client_id)
+    .bind(&c.user)
+    .bind(c.now)
+    .bind(wait_until)
+    .bind(wait_until.min(c.now.saturating_add(QUEUE_POLL_WINDOW)))
+    .fetch_one(&mut *conn)
+    .await?;
+    let waiting = count(waiting.len()).saturating_add(1);
+    Ok(CheckOutOutcome::Queued(Waiting {
+        place,
+        position: waiting,
+        waiting,
+    }))
 }
 
 /// The leases of a license borrowed and live at `now`.

@@ -443,6 +443,7 @@ pub(crate) async fn create_license(
         // Not lent until a license manager allows it (`PUT /v1/licenses/{id}/borrowing`).
         borrow_max_seconds: 0,
         borrow_max_leases: 0,
+        queue_max_seconds: 0,
         parsed: Default::default(),
     };
     if !state.db().insert_license(&row).await? {

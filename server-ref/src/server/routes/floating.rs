@@ -5,9 +5,11 @@
 use axum::extract::Query;
 use licensing_core::LeaseClaims;
 
+use axum::response::{IntoResponse, Response};
+
 use super::super::db::{
     Borrow, CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope,
-    LeaseRow, LeaseUpdate,
+    LeaseRow, LeaseUpdate, Line, QUEUE_RETRY_AFTER, QueueRow, Waiting,
 };
 use super::*;
 
@@ -22,6 +24,9 @@ pub(crate) const LEASE_TIMEOUT_BOUNDS: std::ops::RangeInclusive<i64> = 300..=360
 
 /// Longest borrowing a license may allow, in seconds (30 days), as in the schema.
 pub(crate) const MAX_BORROW_SECONDS: i64 = 30 * 86_400;
+
+/// Longest wait in line a license may allow, in seconds (one day), as in the schema.
+pub(crate) const MAX_QUEUE_SECONDS: i64 = 86_400;
 
 /// The client is told to heartbeat at this fraction of the timeout, so two beats may be lost
 /// before the seat lapses.
@@ -73,6 +78,26 @@ pub(crate) struct LeaseAnswer {
     borrowed: bool,
 }
 
+/// A check-out waiting in line for a seat (202): ask again with the same request id every
+/// `retry_after` seconds to keep the place; the answer is the lease once a seat is free for it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct QueuedAnswer {
+    /// The place in line (to give it up: `POST /v1/client/queue/{id}/leave`).
+    queue_id: String,
+    /// 1 for the head of the line.
+    position: i64,
+    /// Places in line, this one included.
+    waiting: i64,
+    queued_at: i64,
+    /// The end of the wait (server clock): a check-out after it without a seat is denied.
+    wait_until: i64,
+    /// Seconds to wait before asking again (also in `Retry-After`). A place not asked for
+    /// within 30 seconds is given up.
+    retry_after: i64,
+    /// The message to show meanwhile: "No available licenses, please contact IT".
+    message: String,
+}
+
 /// A license's live leases.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct LeaseList {
@@ -81,7 +106,45 @@ pub(crate) struct LeaseList {
     lease_timeout: i64,
     /// How the license may be borrowed.
     borrowing: BorrowingView,
+    /// Its wait line.
+    queue: QueueView,
     leases: Vec<LeaseView>,
+}
+
+/// A floating license's wait line: when no seat is free, a check-out with `queue_seconds` waits
+/// in line, first come first served.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct QueueView {
+    /// Longest wait a check-out may ask for, in seconds (0: no line).
+    max_seconds: i64,
+    /// The places held now, head first.
+    waiting: Vec<QueuePlaceView>,
+}
+
+/// A place in a license's wait line.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct QueuePlaceView {
+    queue_id: String,
+    client_id: String,
+    user: String,
+    /// 1 for the head of the line.
+    position: i64,
+    queued_at: i64,
+    /// The last time its client asked.
+    polled_at: i64,
+    wait_until: i64,
+    /// The place is given up then, unless its client asks again.
+    expires_at: i64,
+}
+
+/// How long a floating license's check-outs may wait in line.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueSettings {
+    /// Longest wait in line, in seconds: 0 (no line: a check-out finding no free seat is
+    /// denied at once) to 86 400 (one day).
+    #[schema(minimum = 0, maximum = 86_400)]
+    max_seconds: i64,
 }
 
 /// How a floating license may be borrowed: a check-out with `borrow_seconds` takes its seat
@@ -138,6 +201,19 @@ fn lease_view(lease: &LeaseRow) -> LeaseView {
         released_at: lease.released_at,
         release_reason: lease.release_reason.clone(),
         borrowed: lease.is_borrowed(),
+    }
+}
+
+fn place_view((place, position): (&QueueRow, i64)) -> QueuePlaceView {
+    QueuePlaceView {
+        queue_id: place.id.clone(),
+        client_id: place.client_id.clone(),
+        user: place.user_name.clone(),
+        position,
+        queued_at: place.queued_at,
+        polled_at: place.polled_at,
+        wait_until: place.wait_until,
+        expires_at: place.expires_at,
     }
 }
 
@@ -284,6 +360,13 @@ pub(crate) struct CheckOutRequest {
     #[serde(default)]
     #[schema(minimum = 1)]
     borrow_seconds: Option<i64>,
+    /// Wait in line for up to this many seconds (1 to 86 400; capped by the license's
+    /// `queue.max_seconds`) when no seat is free: the answer is then 202 with the place in
+    /// line, and asking again with the same request id keeps it. A license with no line
+    /// denies at once.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400)]
+    queue_seconds: Option<i64>,
 }
 
 /// `POST /v1/client/leases`: 201 and a new lease when a seat is free; 200 and the same lease
@@ -291,19 +374,24 @@ pub(crate) struct CheckOutRequest {
 /// 409 `no_seats` with the specification's message otherwise (the denial is recorded). With
 /// `borrow_seconds`, the lease is borrowed: 409 `borrowing_not_allowed` when the license
 /// allows none (or has passed its expiry), 422 past its longest borrowing, 409 `borrow_limit`
-/// when its cap of borrowed leases is reached (not a denial: nothing is recorded).
+/// when its cap of borrowed leases is reached (not a denial: nothing is recorded). With
+/// `queue_seconds` on a license with a wait line: 202 and the place in line instead of the
+/// denial (recorded once, when the place is taken); 409 `no_seats` once the wait is over.
+/// While anyone waits, a freed seat goes to the head of the line.
 #[utoipa::path(post, path = "/v1/client/leases", tag = TAG_CLIENT, request_body = CheckOutRequest,
     responses((status = 201, description = "A new lease", body = LeaseAnswer),
         (status = 200, description = "The lease this request id (or client and user) holds", body = LeaseAnswer),
+        (status = 202, description = "No seat yet: waiting in line", body = QueuedAnswer,
+            headers(("Retry-After" = i64, description = "Seconds before asking again"))),
         (status = 403, description = "The license is suspended, revoked, expired or not yet valid", body = ErrorBody),
         (status = 404, description = "No license has this key", body = ErrorBody),
-        (status = 409, description = "No seat is free, the license is not floating, the request id was used for another user, or the borrowing is not allowed or at its cap", body = ErrorBody),
+        (status = 409, description = "No seat is free (or the wait in line is over), the license is not floating, the request id was used for another user, or the borrowing is not allowed or at its cap", body = ErrorBody),
         (status = 410, description = "This request id's lease has ended", body = ErrorBody),
         BodyErrors))]
 pub(crate) async fn check_out(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<CheckOutRequest>,
-) -> ApiResult<(StatusCode, Json<LeaseAnswer>)> {
+) -> ApiResult<Response> {
     token_field("client_id", &req.client_id, 1, 128)?;
     text_field("user", &req.user, 200)?;
     token_field("request_id", &req.request_id, 1, 128)?;
@@ -314,6 +402,7 @@ pub(crate) async fn check_out(
         .borrow_seconds
         .map(|seconds| borrowing(&row, seconds, now))
         .transpose()?;
+    let queue = line(&row, req.queue_seconds)?;
     let lease_id = secrets::new_id("lse").map_err(internal)?;
     let denial_id = secrets::new_id("dny").map_err(internal)?;
     let outcome = state
@@ -328,6 +417,7 @@ pub(crate) async fn check_out(
             lease_id: &lease_id,
             denial_id: &denial_id,
             borrow,
+            queue,
         })
         .await?;
     let (status, lease) = match outcome {
@@ -350,6 +440,11 @@ pub(crate) async fn check_out(
             tracing::info!(license = %row.id, "seat check-out denied");
             return Err(ApiError::conflict("no_seats", NO_SEATS_MESSAGE));
         }
+        CheckOutOutcome::WaitOver => {
+            tracing::info!(license = %row.id, "seat check-out denied after waiting in line");
+            return Err(ApiError::conflict("no_seats", NO_SEATS_MESSAGE));
+        }
+        CheckOutOutcome::Queued(waiting) => return Ok(queued_answer(&waiting)),
         CheckOutOutcome::BorrowLimit => {
             return Err(ApiError::conflict(
                 "borrow_limit",
@@ -361,7 +456,86 @@ pub(crate) async fn check_out(
             ));
         }
     };
-    Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)))
+    Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)).into_response())
+}
+
+/// The wait line of a check-out asking to wait `queue_seconds` on the license `row`: `None`
+/// when the license has none; a wait of 0 when the check-out does not ask to wait; the wait
+/// capped by the license's longest.
+fn line(row: &LicenseRow, queue_seconds: Option<i64>) -> ApiResult<Option<Line>> {
+    let wait = match queue_seconds {
+        None => 0,
+        Some(seconds) if (1..=MAX_QUEUE_SECONDS).contains(&seconds) => seconds,
+        Some(seconds) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!("`queue_seconds` must be between 1 and {MAX_QUEUE_SECONDS}; got {seconds}"),
+            ));
+        }
+    };
+    if row.queue_max_seconds == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Line {
+        wait: wait.min(row.queue_max_seconds),
+        place_id: secrets::new_id("que").map_err(internal)?,
+    }))
+}
+
+/// 202 with the place in line and `Retry-After`.
+fn queued_answer(waiting: &Waiting) -> Response {
+    let answer = QueuedAnswer {
+        queue_id: waiting.place.id.clone(),
+        position: waiting.position,
+        waiting: waiting.waiting,
+        queued_at: waiting.place.queued_at,
+        wait_until: waiting.place.wait_until,
+        retry_after: QUEUE_RETRY_AFTER,
+        message: NO_SEATS_MESSAGE.to_owned(),
+    };
+    (
+        StatusCode::ACCEPTED,
+        [(
+            axum::http::header::RETRY_AFTER,
+            QUEUE_RETRY_AFTER.to_string(),
+        )],
+        Json(answer),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeaveQueueRequest {
+    /// The license key.
+    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
+    license_key: String,
+}
+
+/// The answer to leaving a wait line.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LeftQueue {
+    queue_id: String,
+    /// Whether the place was still held (`false`: it had lapsed or been served already).
+    left: bool,
+}
+
+/// `POST /v1/client/queue/{id}/leave`: gives up a place in a license's wait line (the client
+/// stopped waiting), so the places behind it move up at once. 200 either way.
+#[utoipa::path(post, path = "/v1/client/queue/{id}/leave", tag = TAG_CLIENT,
+    params(("id" = String, Path, description = "Place in line (`queue_id`)")),
+    request_body = LeaveQueueRequest,
+    responses((status = 200, description = "Left (or not in line any more)", body = LeftQueue),
+        (status = 404, description = "No license has this key", body = ErrorBody),
+        BodyErrors))]
+pub(crate) async fn leave_queue(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<LeaveQueueRequest>,
+) -> ApiResult<Json<LeftQueue>> {
+    let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    let left = state.db().leave_queue(&row.id, &id).await?;
+    Ok(Json(LeftQueue { queue_id: id, left }))
 }
 
 /// A borrowing of `seconds` from the license `row` at `now`: allowed by the license, within its
@@ -466,7 +640,8 @@ pub(crate) async fn check_in(
 
 // ---- admin API -----------------------------------------------------------------------------
 
-/// `GET /v1/licenses/{id}/leases`: the live leases, the seats and the timeout.
+/// `GET /v1/licenses/{id}/leases`: the live leases, the timeout, the borrowing terms and the
+/// wait line.
 #[utoipa::path(get, path = "/v1/licenses/{id}/leases", tag = TAG_ADMIN, security(("api_token" = [])),
     params(("id" = String, Path, description = "License id")),
     responses((status = 200, description = "The live leases", body = LeaseList),
@@ -479,12 +654,18 @@ pub(crate) async fn list_leases(
 ) -> ApiResult<Json<LeaseList>> {
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
-    let leases = state.db().live_leases(&row.id, now()).await?;
+    let now = now();
+    let leases = state.db().live_leases(&row.id, now).await?;
+    let waiting = state.db().waiting(&row.id, now).await?;
     Ok(Json(LeaseList {
         lease_timeout: row.lease_timeout,
         borrowing: BorrowingView {
             max_seconds: row.borrow_max_seconds,
             max_leases: row.borrow_max_leases,
+        },
+        queue: QueueView {
+            max_seconds: row.queue_max_seconds,
+            waiting: waiting.iter().zip(1..).map(place_view).collect(),
         },
         license_id: row.id,
         leases: leases.iter().map(lease_view).collect(),
@@ -618,6 +799,43 @@ pub(crate) async fn set_borrowing(
     state
         .db()
         .set_borrowing(&row.id, req.max_seconds, req.max_leases, now())
+        .await?;
+    Ok(Json(req))
+}
+
+/// `PUT /v1/licenses/{id}/queue`: how long a floating license's check-outs may wait in line
+/// (IT staff may: it is an operational setting, like the lease timeout). `max_seconds` 0 to
+/// 86 400 (0: no line), else 422. Places taken already keep their end; with 0, the places
+/// left are ignored and lapse.
+#[utoipa::path(put, path = "/v1/licenses/{id}/queue", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id")),
+    request_body = QueueSettings,
+    responses((status = 200, description = "Set", body = QueueSettings),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "The license is not floating", body = ErrorBody),
+        AdminErrors, BodyErrors))]
+pub(crate) async fn set_queue(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<QueueSettings>,
+) -> ApiResult<Json<QueueSettings>> {
+    caller.require(Action::Operate)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    template_seats(&row)?;
+    if !(0..=MAX_QUEUE_SECONDS).contains(&req.max_seconds) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!(
+                "`max_seconds` must be between 0 and {MAX_QUEUE_SECONDS} (one day); got {}",
+                req.max_seconds
+            ),
+        ));
+    }
+    state
+        .db()
+        .set_queue(&row.id, req.max_seconds, now())
         .await?;
     Ok(Json(req))
 }

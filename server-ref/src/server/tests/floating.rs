@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::server::db::{
-    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DenialScope, LeaseUpdate,
+    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DenialScope, LeaseUpdate, Line,
+    QUEUE_POLL_WINDOW,
 };
 use crate::server::routes::NO_SEATS_MESSAGE;
 
@@ -77,6 +78,7 @@ fn at<'a>(
         lease_id: id,
         denial_id: id,
         borrow: None,
+        queue: None,
     }
 }
 
@@ -259,7 +261,13 @@ async fn a_lapsed_user_reacquires_seamlessly() {
     assert_eq!(status, StatusCode::CREATED);
     // The server's clock passes the expiry: the reaper releases the lease.
     let expires = old["expires_at"].as_i64().unwrap();
-    assert_eq!(reap_once(state.db(), expires).await.unwrap(), (1, 0));
+    assert_eq!(
+        reap_once(state.db(), expires).await.unwrap(),
+        Reaped {
+            leases: 1,
+            ..Reaped::default()
+        }
+    );
     let (status, body) = heartbeat(&state, &key, &old).await;
     assert_eq!(status, StatusCode::GONE, "{body}");
     assert_eq!(body["error"], "lease_released");
@@ -507,7 +515,13 @@ async fn denial_retention_at_the_60_day_edge() {
         assert_eq!(outcome, CheckOutOutcome::Denied);
     }
     assert_eq!(state.db().purge_denials(edge).await.unwrap(), 0);
-    assert_eq!(reap_once(state.db(), now).await.unwrap(), (0, 1));
+    assert_eq!(
+        reap_once(state.db(), now).await.unwrap(),
+        Reaped {
+            denials: 1,
+            ..Reaped::default()
+        }
+    );
     let left = state
         .db()
         .list_denials(DenialScope::License(&id), 0, i64::MAX, 100)
@@ -853,7 +867,10 @@ async fn borrowing_on(url: Option<&str>) {
     let bob_expires = bob_borrowed["expires_at"].as_i64().unwrap();
     assert!(bob_expires >= before + 2 * DAY, "{bob_borrowed}");
     // The reaper ends it at its expiry, on the server's clock, and not a second earlier.
-    assert_eq!(reap_once(state.db(), bob_expires - 1).await.unwrap().0, 1); // carol's lapsed
+    assert_eq!(
+        reap_once(state.db(), bob_expires - 1).await.unwrap().leases,
+        1
+    ); // carol's lapsed
     assert_eq!(
         state
             .db()
@@ -863,7 +880,7 @@ async fn borrowing_on(url: Option<&str>) {
             .len(),
         1
     );
-    assert_eq!(reap_once(state.db(), bob_expires).await.unwrap().0, 1);
+    assert_eq!(reap_once(state.db(), bob_expires).await.unwrap().leases, 1);
     assert!(
         state
             .db()
@@ -895,4 +912,401 @@ async fn borrowing_on(url: Option<&str>) {
     let (status, lease) = borrow(&state, &key, "c1", "alice", "r1", 7 * DAY).await;
     assert_eq!(status, StatusCode::CREATED, "{lease}");
     assert_eq!(lease["expires_at"].as_i64(), Some(expiry));
+}
+
+async fn wait_in_line(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    request: &str,
+    seconds: i64,
+) -> (StatusCode, Value) {
+    let mut body = checkout_body(key, client, client, request);
+    body["queue_seconds"] = json!(seconds);
+    call(state, "POST", "/v1/client/leases", None, Some(body)).await
+}
+
+/// The places in line of a license as the admin API lists them: (client, position).
+async fn line_of(state: &AppState, id: &str) -> Vec<(String, i64)> {
+    let path = format!("/v1/licenses/{id}/leases");
+    let (status, list) = call(state, "GET", &path, Some(AUDITOR), None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["queue"]["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["client_id"].as_str().unwrap().to_owned(),
+                p["position"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The FIFO wait line over HTTP: the setting (IT staff may, bounds, floating only), a place
+/// in line instead of the denial (202, `Retry-After`, the message, the denial recorded once),
+/// positions that move up, a freed seat kept for the head of the line (a newcomer, even one
+/// that does not wait, is denied while the line is longer than the free seats), the head
+/// served on its next ask, leaving the line.
+#[tokio::test]
+async fn a_wait_line_serves_first_come_first() {
+    wait_line_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_wait_line_serves_first_come_first") {
+        wait_line_on(Some(&url)).await;
+    }
+}
+
+async fn wait_line_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    it_staff(&state).await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, alice) = check_out(&state, &key, "alice", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED, "{alice}");
+    // No line yet: waiting is not offered, the check-out is denied at once.
+    let (status, body) = wait_in_line(&state, &key, "bob", "r1", 600).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["detail"], NO_SEATS_MESSAGE);
+    assert_eq!(denials(&state, &id).await, 1);
+
+    let path = format!("/v1/licenses/{id}/queue");
+    let (status, _) = call(
+        &state,
+        "PUT",
+        &path,
+        Some(AUDITOR),
+        Some(json!({ "max_seconds": 600 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for bad in [
+        json!({ "max_seconds": -1 }),
+        json!({ "max_seconds": 86_401 }),
+    ] {
+        let (status, body) = call(&state, "PUT", &path, Some(IT), Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("max_seconds"));
+    }
+    assert!(state.db().set_queue(&id, 86_401, 0).await.is_err());
+    let (_, perpetual) = license(&state, json!({ "model": "perpetual" })).await;
+    let (status, body) = call(
+        &state,
+        "PUT",
+        &format!("/v1/licenses/{perpetual}/queue"),
+        Some(IT),
+        Some(json!({ "max_seconds": 600 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "license_not_floating");
+    let (status, body) = call(
+        &state,
+        "PUT",
+        &path,
+        Some(IT),
+        Some(json!({ "max_seconds": 600 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for bad in [0, -5, 86_401] {
+        let (status, body) = wait_in_line(&state, &key, "bob", "r1", bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("queue_seconds"));
+    }
+
+    // bob, then carol, wait (bob asks for more than the license allows: capped).
+    let mut request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/client/leases")
+        .header("content-type", "application/json");
+    request = request.header("accept", "application/json");
+    let mut body = checkout_body(&key, "bob", "bob", "r1");
+    body["queue_seconds"] = json!(3600);
+    let response = router(state.clone())
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let bob: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(bob["position"], 1, "{bob}");
+    assert_eq!(bob["waiting"], 1);
+    assert_eq!(bob["message"], NO_SEATS_MESSAGE);
+    assert_eq!(bob["retry_after"], 5);
+    let waited = bob["wait_until"].as_i64().unwrap() - bob["queued_at"].as_i64().unwrap();
+    assert_eq!(waited, 600, "capped by the license: {bob}");
+    assert_eq!(denials(&state, &id).await, 2);
+    let (status, carol) = wait_in_line(&state, &key, "carol", "r1", 600).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{carol}");
+    assert_eq!(
+        (carol["position"].clone(), carol["waiting"].clone()),
+        (json!(2), json!(2))
+    );
+    // Asking again keeps the place and records nothing more.
+    let (status, again) = wait_in_line(&state, &key, "bob", "r1", 600).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["queue_id"], bob["queue_id"]);
+    assert_eq!(again["position"], 1);
+    assert_eq!(denials(&state, &id).await, 3);
+    assert_eq!(
+        line_of(&state, &id).await,
+        [("bob".to_owned(), 1), ("carol".to_owned(), 2)]
+    );
+
+    // alice checks in: the seat is bob's. dave (not waiting) is denied although it is free,
+    // and carol, second in line, keeps waiting.
+    let release = format!(
+        "/v1/client/leases/{}/release",
+        alice["lease_id"].as_str().unwrap()
+    );
+    let (status, _) = call(
+        &state,
+        "POST",
+        &release,
+        None,
+        Some(json!({ "license_key": key, "epoch": alice["epoch"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = check_out(&state, &key, "dave", "dave", "r1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["detail"], NO_SEATS_MESSAGE);
+    assert_eq!(denials(&state, &id).await, 4);
+    let (status, body) = wait_in_line(&state, &key, "carol", "r2", 600).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["position"], 2);
+    let (status, lease) = wait_in_line(&state, &key, "bob", "r1", 600).await;
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    let served = state
+        .verifier()
+        .verify_lease(lease["lease_token"].as_str().unwrap());
+    assert_eq!(served.unwrap().claims().client_id, "bob");
+    // Its retry answers the same lease; the line moved up.
+    let (status, same) = wait_in_line(&state, &key, "bob", "r1", 600).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["lease_id"], lease["lease_id"]);
+    assert_eq!(line_of(&state, &id).await, [("carol".to_owned(), 1)]);
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+
+    // carol gives up: the line is empty; leaving again says it was not in line.
+    let leave = format!(
+        "/v1/client/queue/{}/leave",
+        carol["queue_id"].as_str().unwrap()
+    );
+    let body = json!({ "license_key": key });
+    let (status, left) = call(&state, "POST", &leave, None, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    assert_eq!(left["left"], true);
+    let (status, left) = call(&state, "POST", &leave, None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    assert_eq!(left["left"], false);
+    assert!(line_of(&state, &id).await.is_empty());
+    let (status, body) = call(
+        &state,
+        "POST",
+        &leave,
+        None,
+        Some(json!({ "license_key": "AAAAA-AAAAA-AAAAA-AAAAA-AAAAA" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+/// A check-out of a license with a wait line, at an injected instant.
+fn in_line<'a>(
+    license_id: &'a str,
+    client: &'a str,
+    now: i64,
+    id: &'a str,
+    wait: i64,
+) -> CheckOut<'a> {
+    CheckOut {
+        queue: Some(Line {
+            wait,
+            place_id: format!("que_{id}"),
+        }),
+        ..at(license_id, client, id, 1, now, id)
+    }
+}
+
+fn position(outcome: &CheckOutOutcome) -> Option<(i64, i64)> {
+    match outcome {
+        CheckOutOutcome::Queued(w) => Some((w.position, w.waiting)),
+        _ => None,
+    }
+}
+
+/// Places in line on the server's clock: a client that stops asking for the poll window loses
+/// its place (and starts again at the end); a wait asked for ends exactly at its end; the
+/// reaper gives up lapsed places.
+#[tokio::test]
+async fn places_in_line_lapse_on_the_server_clock() {
+    let (_dir, state) = app().await;
+    let db = state.db();
+    let (_, id) = floating(&state, 1).await;
+    // In the past, so the denials listed up to now include them.
+    let t = now() - 10_000;
+    let granted = db.check_out(&in_line(&id, "c1", t, "a1", 0)).await.unwrap();
+    assert!(
+        matches!(granted, CheckOutOutcome::Granted(_)),
+        "{granted:?}"
+    );
+    let c2 = db
+        .check_out(&in_line(&id, "c2", t, "b1", 60))
+        .await
+        .unwrap();
+    assert_eq!(position(&c2), Some((1, 1)));
+    let c3 = db
+        .check_out(&in_line(&id, "c3", t + 1, "c1", 600))
+        .await
+        .unwrap();
+    assert_eq!(position(&c3), Some((2, 2)));
+    // c2 stops asking: one second before the window ends it still holds its place, at the end
+    // it has lost it.
+    let edge = t + QUEUE_POLL_WINDOW;
+    assert_eq!(db.waiting(&id, edge - 1).await.unwrap().len(), 2);
+    assert_eq!(db.waiting(&id, edge).await.unwrap().len(), 1);
+    let c3 = db
+        .check_out(&in_line(&id, "c3", edge, "c2", 600))
+        .await
+        .unwrap();
+    assert_eq!(position(&c3), Some((1, 1)));
+    let before = denials(&state, &id).await;
+    let c2 = db
+        .check_out(&in_line(&id, "c2", edge, "b2", 60))
+        .await
+        .unwrap();
+    assert_eq!(position(&c2), Some((2, 2)), "back at the end");
+    assert_eq!(
+        denials(&state, &id).await,
+        before + 1,
+        "a new place, a new denial"
+    );
+
+    // c4 asks to wait 10 s and keeps asking: at its end the wait is over, once.
+    let u = edge + 1;
+    let c4 = db
+        .check_out(&in_line(&id, "c4", u, "d1", 10))
+        .await
+        .unwrap();
+    assert_eq!(position(&c4), Some((3, 3)));
+    let c4 = db
+        .check_out(&in_line(&id, "c4", u + 9, "d2", 10))
+        .await
+        .unwrap();
+    assert_eq!(position(&c4), Some((3, 3)));
+    let recorded = denials(&state, &id).await;
+    let over = db
+        .check_out(&in_line(&id, "c4", u + 10, "d3", 10))
+        .await
+        .unwrap();
+    assert_eq!(over, CheckOutOutcome::WaitOver);
+    assert_eq!(denials(&state, &id).await, recorded, "no second denial");
+    assert_eq!(db.waiting(&id, u + 10).await.unwrap().len(), 2);
+
+    // Not waiting, on a license with a line: denied while someone waits.
+    let d = db
+        .check_out(&in_line(&id, "c5", u + 10, "e1", 0))
+        .await
+        .unwrap();
+    assert_eq!(d, CheckOutOutcome::Denied);
+
+    // The reaper: nothing before the places lapse, both after.
+    let last = u + 10 + QUEUE_POLL_WINDOW;
+    db.check_out(&in_line(&id, "c3", u + 10, "c3", 600))
+        .await
+        .unwrap();
+    db.check_out(&in_line(&id, "c2", u + 10, "b3", 600))
+        .await
+        .unwrap();
+    assert_eq!(reap_once(db, last - 1).await.unwrap().places, 0);
+    assert_eq!(
+        reap_once(db, last).await.unwrap(),
+        Reaped {
+            places: 2,
+            ..Reaped::default()
+        }
+    );
+    assert!(db.waiting(&id, u + 10).await.unwrap().is_empty());
+}
+
+/// The last-seat race with a wait line: 64 clients ask at once for N seats, all willing to
+/// wait. Exactly N are granted; the others get distinct places 1 ..= 64 − N; the line then
+/// serves them in that order as seats come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crowd_waits_in_one_line() {
+    crowd_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_crowd_waits_in_one_line") {
+        crowd_on(Some(&url)).await;
+    }
+}
+
+async fn crowd_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let seats = 3;
+    let (key, id) = floating(&state, seats).await;
+    state.db().set_queue(&id, 600, 0).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let state = state.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = format!("client-{i}");
+            (
+                client.clone(),
+                wait_in_line(&state, &key, &client, "r1", 600).await,
+            )
+        }));
+    }
+    let mut leases = Vec::new();
+    let mut places = std::collections::BTreeMap::new();
+    for task in tasks {
+        let (client, (status, body)) = task.await.unwrap();
+        match status {
+            StatusCode::CREATED => leases.push(body),
+            StatusCode::ACCEPTED => {
+                assert_eq!(
+                    body["waiting"].as_i64().unwrap(),
+                    body["position"].as_i64().unwrap()
+                );
+                assert!(
+                    places
+                        .insert(body["position"].as_i64().unwrap(), client)
+                        .is_none()
+                );
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(leases.len(), seats as usize);
+    let expected: Vec<i64> = (1..=64 - i64::from(seats)).collect();
+    assert_eq!(places.keys().copied().collect::<Vec<_>>(), expected);
+    assert_eq!(denials(&state, &id).await, 64 - seats as usize);
+    // One seat comes back: only the head of the line gets it, whoever asks first.
+    let release = format!(
+        "/v1/client/leases/{}/release",
+        leases[0]["lease_id"].as_str().unwrap()
+    );
+    let body = json!({ "license_key": key, "epoch": leases[0]["epoch"] });
+    assert_eq!(
+        call(&state, "POST", &release, None, Some(body)).await.0,
+        StatusCode::OK
+    );
+    for position in [3, 2] {
+        let (status, body) = wait_in_line(&state, &key, &places[&position], "r1", 600).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["position"], position);
+    }
+    let (status, body) = wait_in_line(&state, &key, &places[&1], "r1", 600).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = wait_in_line(&state, &key, &places[&2], "r1", 600).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["position"], 1);
+    assert_eq!(
+        state.db().live_leases(&id, now()).await.unwrap().len(),
+        seats as usize
+    );
 }

@@ -6,7 +6,8 @@
 // policy and a license with the admin API (java.net.http), then drives the app side through the
 // binding: activate -> validate -> suspend -> validate reports suspended (also offline) ->
 // reinstate -> air-gapped activation -> a silent server -> floating seats (FloatingLease:
-// heartbeats, denial, check-in, force-release to the listener) -> a borrowed seat (kept in the
+// heartbeats, denial, check-in, force-release to the listener) -> the wait line (a client
+// served from the line once the seat is checked in, one stopping its wait) -> a borrowed seat (kept in the
 // store, checked offline, returned early) -> revoke -> server stopped (the borrowed seat still
 // valid offline).
 // A plain main (no JUnit here): prints `kotlin-online: N passed, N failed`; exit 1 on failure.
@@ -181,6 +182,61 @@ private fun floatingSeats(server: Server, client: OnlineClient) {
     bob.close()
 }
 
+/** Follows a wait in line: records each place; checks `holder` in at the first one (so the
+ *  seat comes back), and goes on waiting or not. */
+private class Places(val keepWaiting: Boolean, var holder: FloatingLease? = null) : QueueListener {
+    val places = CopyOnWriteArrayList<Triple<ULong, ULong, String>>()
+
+    override fun onPlace(position: ULong, waiting: ULong, message: String): Boolean {
+        places.add(Triple(position, waiting, message))
+        holder?.checkIn()
+        holder = null
+        return keepWaiting
+    }
+}
+
+/** One seat and a wait line: denied at once before the vendor sets a line; then served from
+ *  the line once the seat is checked in; a third client stops waiting and gets null. */
+private fun waitLine(server: Server, client: OnlineClient) {
+    val policy = server.api("POST", "/v1/policies", mapOf(
+        "product_id" to PRODUCT, "name" to "kt-line", "model" to "floating", "seats" to 1,
+    ))
+    val license = server.api("POST", "/v1/licenses", mapOf("policy_id" to policy["id"]))
+    val key = license["key"].str()
+    val licenseId = license["id"].str()
+    val ada = FloatingLease.checkOut(client, key, "kt-line-a", "ada", 0u, null)
+    try {
+        client.waitForSeat(key, "kt-line-b", "bob", 0u, 60u, Places(true), null)
+        check("line: no line yet, denied", false)
+    } catch (e: LicensingException.Server) {
+        check("line: no line yet, denied with no_seats", e.code == "no_seats", e)
+    }
+    try {
+        client.waitForSeat(key, "kt-line-b", "bob", 0u, 0u, null, null)
+        check("line: a zero wait is refused", false)
+    } catch (e: LicensingException.InvalidArgument) {
+        check("line: a zero wait is refused", true)
+    }
+    server.api("PUT", "/v1/licenses/$licenseId/queue", mapOf("max_seconds" to 600))
+    val places = Places(true, holder = ada)
+    val bob = client.waitForSeat(key, "kt-line-b", "bob", 0u, 120u, places, null)
+    check("line: served once the seat came back", bob != null && bob.status() == Status.VALID, bob)
+    check("line: one place, first of one",
+        places.places.map { it.first to it.second } == listOf(1uL to 1uL), places.places)
+    check("line: the message meanwhile",
+        places.places.firstOrNull()?.third == "No available licenses, please contact IT", places.places)
+    val stopper = Places(false)
+    val cy = client.waitForSeat(key, "kt-line-c", "cy", 0u, 120u, stopper, null)
+    check("line: stopped waiting -> null", cy == null && stopper.places.size == 1, stopper.places)
+    val leases = server.api("GET", "/v1/licenses/$licenseId/leases")
+    check("line: nobody left in line", leases["queue"].obj()["waiting"].list().isEmpty(), leases)
+    val holders = leases["leases"].list().map { it.obj()["client_id"] }
+    check("line: bob holds the seat", holders == listOf("kt-line-b"), holders)
+    bob?.checkIn()
+    bob?.close()
+    ada.close()
+}
+
 /** The one seat of a floating license borrowed for a day by `laptop`: kept in its store and
  *  valid offline, the seat taken for others, returned early, borrowed again. */
 private fun borrowSeats(server: Server, client: OnlineClient, laptop: Licensing) {
@@ -313,6 +369,7 @@ private fun run(server: Server, tmp: File) {
     }
 
     floatingSeats(server, client)
+    waitLine(server, client)
     val laptop = app("kt-laptop")
     borrowSeats(server, client, laptop)
 

@@ -4,6 +4,10 @@
 //! header parameters and encodings this profile must refuse, and none offers `verify_strict`
 //! with weak-key refusal; the code here is only the strict subset.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
 use crate::b64;
 use crate::error::Error;
 use crate::keys::TrustStore;
@@ -166,33 +170,11 @@ pub(crate) fn verify(
     };
 
     let header_bytes = b64::decode(header_b64).ok_or(Error::Base64 { segment: "header" })?;
-    strict_json::check_object(&header_bytes).map_err(|detail| Error::Json {
-        segment: "header",
-        detail,
-    })?;
-    let header_map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header_bytes).map_err(|e| Error::Json {
-            segment: "header",
-            detail: e.to_string(),
-        })?;
-    if let Some(name) = header_map
-        .keys()
-        .find(|k| FORBIDDEN_HEADERS.contains(&k.as_str()) || !ALLOWED_HEADERS.contains(&k.as_str()))
-    {
-        return Err(Error::ForbiddenHeader(untrusted(name)));
-    }
-    let alg = header_map.get("alg").ok_or(Error::MissingHeader("alg"))?;
-    match alg.as_str() {
-        Some("EdDSA" | "Ed25519") => {}
-        Some(other) => return Err(Error::UnsupportedAlgorithm(untrusted(other))),
-        None => return Err(Error::UnsupportedAlgorithm(untrusted(&alg.to_string()))),
-    }
-    let Some(serde_json::Value::String(kid)) = header_map.get("kid") else {
-        return Err(Error::MissingHeader("kid"));
+    let header = match typical_header(&header_bytes) {
+        Some(header) => header,
+        None => checked_header(&header_bytes)?,
     };
-    let Some(serde_json::Value::String(typ)) = header_map.get("typ") else {
-        return Err(Error::MissingHeader("typ"));
-    };
+    let (kid, typ) = (header.kid.as_ref(), header.typ.as_ref());
     let key = store
         .get(kid)
         .ok_or_else(|| Error::UnknownKey(untrusted(kid)))?;
@@ -215,8 +197,79 @@ pub(crate) fn verify(
         detail,
     })?;
     Ok(VerifiedJws {
-        kid: kid.clone(),
+        kid: kid.to_owned(),
         payload,
+    })
+}
+
+/// A protected header that passed every check: `alg` is EdDSA or Ed25519, and nothing but
+/// `alg`, `kid` and `typ` is present.
+struct Header<'a> {
+    kid: Cow<'a, str>,
+    typ: Cow<'a, str>,
+}
+
+/// The fast path for the header every genuine token has: one JSON object of exactly the three
+/// string members `alg`, `kid`, `typ`, read in one typed pass that refuses any other member
+/// and a repeated one (serde's derive does both), so it accepts exactly what
+/// [`checked_header`] accepts. Anything else (`None`) goes through [`checked_header`], which
+/// names the problem.
+fn typical_header(bytes: &[u8]) -> Option<Header<'_>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Typical<'a> {
+        #[serde(borrow)]
+        alg: Cow<'a, str>,
+        #[serde(borrow)]
+        kid: Cow<'a, str>,
+        #[serde(borrow)]
+        typ: Cow<'a, str>,
+    }
+    // serde's derive also reads a struct from a JSON array: only an object takes this path.
+    if bytes.first() != Some(&b'{') {
+        return None;
+    }
+    let typical: Typical<'_> = serde_json::from_slice(bytes).ok()?;
+    matches!(typical.alg.as_ref(), "EdDSA" | "Ed25519").then_some(Header {
+        kid: typical.kid,
+        typ: typical.typ,
+    })
+}
+
+/// Every check of the protected header, each refusal with its own error: one strict JSON
+/// object (no duplicate names), no member outside `alg`, `kid`, `typ` (named, the forbidden
+/// ones first), `alg` EdDSA or Ed25519, `kid` and `typ` strings.
+fn checked_header(bytes: &[u8]) -> Result<Header<'static>, Error> {
+    strict_json::check_object(bytes).map_err(|detail| Error::Json {
+        segment: "header",
+        detail,
+    })?;
+    let mut header_map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)
+        .map_err(|e| Error::Json {
+            segment: "header",
+            detail: e.to_string(),
+        })?;
+    if let Some(name) = header_map
+        .keys()
+        .find(|k| FORBIDDEN_HEADERS.contains(&k.as_str()) || !ALLOWED_HEADERS.contains(&k.as_str()))
+    {
+        return Err(Error::ForbiddenHeader(untrusted(name)));
+    }
+    let alg = header_map.get("alg").ok_or(Error::MissingHeader("alg"))?;
+    match alg.as_str() {
+        Some("EdDSA" | "Ed25519") => {}
+        Some(other) => return Err(Error::UnsupportedAlgorithm(untrusted(other))),
+        None => return Err(Error::UnsupportedAlgorithm(untrusted(&alg.to_string()))),
+    }
+    let Some(serde_json::Value::String(kid)) = header_map.remove("kid") else {
+        return Err(Error::MissingHeader("kid"));
+    };
+    let Some(serde_json::Value::String(typ)) = header_map.remove("typ") else {
+        return Err(Error::MissingHeader("typ"));
+    };
+    Ok(Header {
+        kid: Cow::Owned(kid),
+        typ: Cow::Owned(typ),
     })
 }
 
@@ -288,6 +341,60 @@ pub(crate) fn sign_compact(
     token.push('.');
     token.push_str(&b64::encode(&signature));
     token
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    /// The fast path accepts only headers the full checks accept, with the same `kid` and
+    /// `typ`; it takes the genuine shapes, and leaves every other one to the full checks.
+    #[test]
+    fn the_fast_header_path_accepts_exactly_what_the_checks_accept() {
+        let cases: &[(&str, bool)] = &[
+            (r#"{"alg":"EdDSA","kid":"k1","typ":"license+jwt"}"#, true),
+            (
+                r#"{"typ":"lease+jwt","kid":"k\u0031","alg":"Ed25519"}"#,
+                true,
+            ),
+            (
+                r#"{"alg":"Ed\u0044SA","kid":"k1","typ":"license+jwt"}"#,
+                true,
+            ),
+            (r#"{ "alg" : "EdDSA" , "kid":"k1","typ":"x"}"#, true),
+            (r#" {"alg":"EdDSA","kid":"k1","typ":"x"}"#, false),
+            (r#"["EdDSA","k1","license+jwt"]"#, false),
+            (
+                r#"{"alg":"EdDSA","alg":"EdDSA","kid":"k1","typ":"x"}"#,
+                false,
+            ),
+            (
+                r#"{"alg":"EdDSA","kid":"k1","typ":"x","crit":["b64"]}"#,
+                false,
+            ),
+            (r#"{"alg":"EdDSA","kid":"k1","typ":"x","cty":"JWT"}"#, false),
+            (r#"{"alg":"none","kid":"k1","typ":"x"}"#, false),
+            (r#"{"alg":"HS256","kid":"k1","typ":"x"}"#, false),
+            (r#"{"alg":"EdDSA","kid":1,"typ":"x"}"#, false),
+            (r#"{"alg":"EdDSA","typ":"x"}"#, false),
+            (r#"{"alg":"EdDSA","kid":"k1","typ":"x"} x"#, false),
+            (r#"{"alg":"EdDSA","kid":"\ud800","typ":"x"}"#, false),
+        ];
+        for (json, typical) in cases {
+            let bytes = json.as_bytes();
+            let fast = typical_header(bytes);
+            let checked = checked_header(bytes);
+            assert_eq!(fast.is_some(), *typical, "{json}");
+            if let Some(fast) = fast {
+                let checked = checked.unwrap_or_else(|e| panic!("{json}: fast path only: {e}"));
+                assert_eq!((fast.kid, fast.typ), (checked.kid, checked.typ), "{json}");
+            } else if json.starts_with(' ') {
+                assert!(checked.is_ok(), "{json}: leading space is valid JSON");
+            } else {
+                assert!(checked.is_err(), "{json}: accepted by the full checks");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -411,4 +411,25 @@ fn a_waiting_client_gets_the_seat_when_it_is_checked_in() {
     );
     assert!(listed["queue"]["waiting"].as_array().unwrap().is_empty());
     b.check_in().unwrap();
+
+    // Operators see the outcomes in Prometheus: 2 granted (a, then b from the line), 1 denied
+    // at once (b before the line was set), and the answers with a place in line (b's first
+    // ask, c's).
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let count = |outcome: &str| -> u64 {
+        let name = format!("licensing_seat_check_outs_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    assert_eq!(count("granted"), 2, "{metrics}");
+    assert_eq!(count("denied"), 1, "{metrics}");
+    assert!(count("queued") >= 2, "{metrics}");
 }

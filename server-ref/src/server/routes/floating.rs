@@ -420,6 +420,8 @@ pub(crate) async fn check_out(
             queue,
         })
         .await?;
+    metrics::counter!("licensing_seat_check_outs_total", "outcome" => outcome_label(&outcome))
+        .increment(1);
     let (status, lease) = match outcome {
         CheckOutOutcome::Granted(lease) => {
             tracing::info!(license = %row.id, lease = %lease.id, "seat checked out");
@@ -457,6 +459,21 @@ pub(crate) async fn check_out(
         }
     };
     Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)).into_response())
+}
+
+/// The `outcome` label of `licensing_seat_check_outs_total` (a fixed set: no value a client
+/// chooses becomes a label).
+fn outcome_label(outcome: &CheckOutOutcome) -> &'static str {
+    match outcome {
+        CheckOutOutcome::Granted(_) => "granted",
+        CheckOutOutcome::Existing(_) => "existing",
+        CheckOutOutcome::Ended(_) => "ended",
+        CheckOutOutcome::RequestIdConflict => "request_id_conflict",
+        CheckOutOutcome::Denied => "denied",
+        CheckOutOutcome::Queued(_) => "queued",
+        CheckOutOutcome::WaitOver => "wait_over",
+        CheckOutOutcome::BorrowLimit => "borrow_limit",
+    }
 }
 
 /// The wait line of a check-out asking to wait `queue_seconds` on the license `row`: `None`

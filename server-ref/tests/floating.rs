@@ -538,4 +538,60 @@ fn race_across(a: &Server, b: &Server) {
             assert_eq!(denials.body["total"], 64 - seats);
         }
     }
+    line_across(a, b, &admin);
+}
+
+/// The wait line across two replicas: 64 clients, half on each, all willing to wait for one
+/// of 3 seats. Exactly 3 are granted; the others hold distinct places 1 ..= 61, and both
+/// replicas list the same line (it lives in the shared database, ordered under the license
+/// lock).
+fn line_across(a: &Server, b: &Server, admin: &str) {
+    let seats = 3;
+    let (key, id) = floating_license(&a.addr, admin, seats);
+    let path = format!("/v1/licenses/{id}/queue");
+    let set = http(
+        &a.addr,
+        "PUT",
+        &path,
+        Some(admin),
+        Some(&json!({ "max_seconds": 600 })),
+    );
+    assert_eq!(set.unwrap().status, 200);
+    // The other replica reads licenses through a cache of at most 1 s.
+    std::thread::sleep(Duration::from_millis(1100));
+    let barrier = Arc::new(Barrier::new(64));
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            let addr = [&a.addr, &b.addr][i % 2].clone();
+            let (key, barrier) = (key.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let client = format!("line-{i}");
+                let body = json!({ "license_key": key, "client_id": client, "user": client,
+                    "request_id": "r1", "queue_seconds": 600 });
+                barrier.wait();
+                http(&addr, "POST", "/v1/client/leases", None, Some(&body)).unwrap()
+            })
+        })
+        .collect();
+    let (mut granted, mut positions) = (0, Vec::new());
+    for thread in threads {
+        let reply = thread.join().unwrap();
+        match reply.status {
+            201 => granted += 1,
+            202 => positions.push(reply.body["position"].as_u64().unwrap()),
+            _ => panic!("{reply:?}"),
+        }
+    }
+    assert_eq!(granted, seats);
+    positions.sort_unstable();
+    let expected: Vec<u64> = (1..=u64::from(64 - seats)).collect();
+    assert_eq!(positions, expected);
+    let line = |server: &Server| {
+        let path = format!("/v1/licenses/{id}/leases");
+        let listed = http(&server.addr, "GET", &path, Some(admin), None).unwrap();
+        listed.body["queue"]["waiting"].clone()
+    };
+    let (seen_by_a, seen_by_b) = (line(a), line(b));
+    assert_eq!(seen_by_a.as_array().unwrap().len(), 61);
+    assert_eq!(seen_by_a, seen_by_b);
 }

@@ -2,8 +2,9 @@
 # The main job, walked through: the reference server on its embedded SQLite default, then the
 # SDK's offline check. Starts `licensing-server serve` on 127.0.0.1 with ./data/demo as its data
 # directory, creates a product, a policy and a license over the admin API, activates this machine,
-# validates online (signed response), suspends and revokes, then verifies the issued token offline
-# with the CLI (valid, in grace, missing feature, wrong version, tampered). Stops the server at the end.
+# validates online (signed response), suspends and revokes, checks out the seat of a floating
+# license (the denial, the wait line), then verifies the issued token offline with the CLI
+# (valid, in grace, missing feature, wrong version, tampered). Stops the server at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -70,13 +71,42 @@ validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payloa
 show "POST /v1/licenses/$license_id/reinstate"; post "/v1/licenses/$license_id/reinstate" >/dev/null
 validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payload"]["status"]'
 
-say "5. Offline: the app verifies the token with the published JWKS, no network"
+say "5. Floating license, one seat: check-out, the denial, the wait line"
+fpolicy_id=$(post /v1/policies '{"product_id":"com.example.cad","name":"Floating","model":"floating","seats":1}' | json 'd["id"]')
+flicense=$(post /v1/licenses "{\"policy_id\":\"$fpolicy_id\"}")
+flicense_id=$(echo "$flicense" | json 'd["id"]')
+fkey=$(echo "$flicense" | json 'd["key"]')
+seat() { # CLIENT REQUEST [EXTRA JSON]: POST /v1/client/leases, prints the HTTP status and the body
+  curl -sS -w ' (HTTP %{http_code})' -H 'content-type: application/json' "$url/v1/client/leases" \
+    -d "{\"license_key\":\"$fkey\",\"client_id\":\"$1\",\"user\":\"$1\",\"request_id\":\"$2\"${3:+,$3}}"
+}
+show "POST /v1/client/leases   (alice)"
+alice=$(seat alice r1)
+echo "${alice:0:60}... ${alice##* (}" | sed 's/)$//'
+show "POST /v1/client/leases   (bob: the one seat is taken)"
+seat bob r1; echo
+show "PUT /v1/licenses/$flicense_id/queue   (IT staff: check-outs may wait in line up to 10 min)"
+curl -sS -X PUT "${auth[@]}" "$url/v1/licenses/$flicense_id/queue" -d '{"max_seconds":600}'; echo
+show "POST /v1/client/leases   (bob, willing to wait 2 min: a place in line)"
+seat bob r2 '"queue_seconds":120'; echo
+show "POST /v1/client/leases/{id}/release   (alice checks in)"
+alice_json=${alice% (HTTP*}
+curl -sS -H 'content-type: application/json' \
+  "$url/v1/client/leases/$(echo "$alice_json" | json 'd["lease_id"]')/release" \
+  -d "{\"license_key\":\"$fkey\",\"epoch\":$(echo "$alice_json" | json 'd["epoch"]')}" | json 'd["release_reason"]'
+show "POST /v1/client/leases   (bob asks again: served from the line)"
+bob=$(seat bob r2 '"queue_seconds":120')
+echo "${bob:0:60}... ${bob##* (}" | sed 's/)$//'
+show "GET /v1/licenses/$flicense_id/denials"
+curl -sS "${auth[@]}" "$url/v1/licenses/$flicense_id/denials" | json '{"total": d["total"], "per_day": d["per_day"]}'
+
+say "6. Offline: the app verifies the token with the published JWKS, no network"
 curl -sS "$url/.well-known/jwks.json" > "$dir/jwks.json"
 verify() { show "$bin license verify $*"; set +e; "$bin" license verify "$@"; echo "(exit $?)"; set -e; }
 verify --public-key "$dir/jwks.json" --product com.example.cad --token "$dir/license.jwt" --feature export_step
 verify --public-key "$dir/jwks.json" --token "$dir/license.jwt" --feature render
 
-say "6. Offline with the vendor toolbox: keys, a perpetual license, version gating, grace, tampering"
+say "7. Offline with the vendor toolbox: keys, a perpetual license, version gating, grace, tampering"
 "$bin" keys generate --out "$dir/keys" >/dev/null
 "$bin" license issue --private-key "$dir/keys/private.pem" --claims examples/licenses/perpetual.json > "$dir/perpetual.jwt"
 verify --public-key "$dir/keys/public.pem" --token "$dir/perpetual.jwt" --version 2.4.0 --release-date 2026-06-01
@@ -92,7 +122,7 @@ open(sys.argv[2], "w").write(".".join([h, p, s]))
 PY
 verify --public-key "$dir/keys/public.pem" --token "$dir/tampered.jwt"
 
-say "7. Revoke, then stop the server"
+say "8. Revoke, then stop the server"
 post "/v1/licenses/$license_id/revoke" >/dev/null
 validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payload"]["status"]'
 kill "$server"; wait "$server" 2>/dev/null || true

@@ -61,4 +61,15 @@ step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 step "uniffi bindings: Kotlin (JVM), Python (wheel), Swift (syntax)"
 ./scripts/test-bindings.sh
 
+step "the README's main job: ./scripts/demo.sh (the server on SQLite, the walk-through)"
+demo_out=$(mktemp)
+./scripts/demo.sh >"$demo_out" 2>&1 || { cat "$demo_out"; echo "demo.sh failed"; exit 1; }
+# Each part of the walk-through answered as it should (a broken step prints something else).
+for want in "'status': 'active'" '"detail":"No available licenses, please contact IT"} (HTTP 409)' \
+  '"position":1,"waiting":1' 'checked_in' 'status:     valid_in_grace' \
+  'status:     signature_invalid' 'Done. Server data'; do
+  grep -qF -- "$want" "$demo_out" || { cat "$demo_out"; echo "demo.sh: no \`$want\` in its output"; exit 1; }
+done
+rm -f "$demo_out"
+
 step "all tests passed"

@@ -229,6 +229,7 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(set_lease_timeout))
         .routes(routes!(set_borrowing))
         .routes(routes!(set_queue))
+        .routes(routes!(remove_from_queue))
         .routes(routes!(list_denials))
         .routes(routes!(denials_report))
         .routes(routes!(check_out))

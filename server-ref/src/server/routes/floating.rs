@@ -857,6 +857,31 @@ pub(crate) async fn set_queue(
     Ok(Json(req))
 }
 
+/// `POST /v1/licenses/{id}/queue/{queue_id}/remove`: takes a place out of the license's wait
+/// line (IT staff may, as they may force-release a seat): the places behind it move up at once,
+/// and its client's next ask starts again at the end of the line. 200 with `left` false when
+/// the place was not in line any more.
+#[utoipa::path(post, path = "/v1/licenses/{id}/queue/{queue_id}/remove", tag = TAG_ADMIN,
+    security(("api_token" = [])),
+    params(("id" = String, Path, description = "License id"),
+        ("queue_id" = String, Path, description = "Place in line")),
+    responses((status = 200, description = "Removed (or not in line any more)", body = LeftQueue),
+        (status = 404, description = "No such license", body = ErrorBody),
+        AdminErrors, ReadErrors))]
+pub(crate) async fn remove_from_queue(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((id, queue_id)): Path<(String, String)>,
+) -> ApiResult<Json<LeftQueue>> {
+    caller.require(Action::Operate)?;
+    let row = get_license_row(&state, &caller, &id).await?;
+    let left = state.db().leave_queue(&row.id, &queue_id).await?;
+    if left {
+        tracing::info!(license = %row.id, place = %queue_id, "place in line removed");
+    }
+    Ok(Json(LeftQueue { queue_id, left }))
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

@@ -1091,6 +1091,30 @@ async fn wait_line_on(url: Option<&str>) {
     assert_eq!(line_of(&state, &id).await, [("carol".to_owned(), 1)]);
     assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
 
+    // IT staff take erin out of the line (auditors may not): carol stays first.
+    let (status, erin) = wait_in_line(&state, &key, "erin", "r1", 600).await;
+    assert_eq!(
+        (status, erin["position"].clone()),
+        (StatusCode::ACCEPTED, json!(2))
+    );
+    let remove = format!(
+        "/v1/licenses/{id}/queue/{}/remove",
+        erin["queue_id"].as_str().unwrap()
+    );
+    let (status, _) = call(&state, "POST", &remove, Some(AUDITOR), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, removed) = call(&state, "POST", &remove, Some(IT), None).await;
+    assert_eq!(
+        (status, removed["left"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    assert_eq!(line_of(&state, &id).await, [("carol".to_owned(), 1)]);
+    let (status, removed) = call(&state, "POST", &remove, Some(IT), None).await;
+    assert_eq!(
+        (status, removed["left"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+
     // carol gives up: the line is empty; leaving again says it was not in line.
     let leave = format!(
         "/v1/client/queue/{}/leave",

@@ -117,25 +117,9 @@ pub unsafe extern "C" fn lic_lease_check_out(
         let user = unsafe { c_str(user, "user") }?;
         let out_lease = out(out_lease, "out_lease")?;
         let config = lease_config(license_key, client_id, user, heartbeat_ms);
-        let callback = on_lost.map(|function| Callback {
-            function,
-            user_data,
-        });
-        let manager = client.run(|c| {
-            LeaseManager::check_out(
-                c,
-                config,
-                Box::new(move |loss| {
-                    if let Some(callback) = &callback {
-                        callback.call(loss);
-                    }
-                }),
-            )
-        })?;
-        out_lease.write(new_handle(lic_lease {
-            manager: Mutex::new(Some(manager)),
-            last_error: LastError::default(),
-        }));
+        let manager =
+            client.run(|c| LeaseManager::check_out(c, config, lost(on_lost, user_data)))?;
+        out_lease.write(held(manager));
         Ok(())
     })
 }
@@ -197,10 +181,6 @@ pub unsafe extern "C" fn lic_lease_check_out_waiting(
             ));
         }
         let config = lease_config(license_key, client_id, user, heartbeat_ms);
-        let callback = on_lost.map(|function| Callback {
-            function,
-            user_data,
-        });
         let mut on_place = |place: &QueuePlace| match on_place {
             None => true,
             Some(function) => {
@@ -215,11 +195,7 @@ pub unsafe extern "C" fn lic_lease_check_out_waiting(
                 config,
                 Duration::from_secs(u64::from(wait_seconds)),
                 &mut on_place,
-                Box::new(move |loss| {
-                    if let Some(callback) = &callback {
-                        callback.call(loss);
-                    }
-                }),
+                lost(on_lost, user_data),
             )
         })?;
         let manager = manager.ok_or_else(|| {
@@ -228,11 +204,32 @@ pub unsafe extern "C" fn lic_lease_check_out_waiting(
                 "stopped waiting in line for a seat",
             )
         })?;
-        out_lease.write(new_handle(lic_lease {
-            manager: Mutex::new(Some(manager)),
-            last_error: LastError::default(),
-        }));
+        out_lease.write(held(manager));
         Ok(())
+    })
+}
+
+/// The core's loss callback calling the C one, if any, with `user_data`.
+fn lost(
+    on_lost: lic_lease_lost_fn,
+    user_data: *mut c_void,
+) -> licensing_core::online::LeaseCallback {
+    let callback = on_lost.map(|function| Callback {
+        function,
+        user_data,
+    });
+    Box::new(move |loss| {
+        if let Some(callback) = &callback {
+            callback.call(loss);
+        }
+    })
+}
+
+/// A new handle holding the seat of `manager`.
+fn held(manager: LeaseManager) -> *mut lic_lease {
+    new_handle(lic_lease {
+        manager: Mutex::new(Some(manager)),
+        last_error: LastError::default(),
     })
 }
 

@@ -71,12 +71,7 @@ impl Client {
         request_id: &str,
         wait: Duration,
     ) -> Result<SeatAnswer, OnlineError> {
-        let seconds = wait.as_secs();
-        if seconds == 0 {
-            return Err(OnlineError::Config(
-                "a wait in line is at least one second".into(),
-            ));
-        }
+        let seconds = whole_seconds(wait, "a wait in line")?;
         self.check_out_with(
             license_key,
             client_id,
@@ -183,12 +178,7 @@ impl Client {
         request_id: &str,
         duration: Duration,
     ) -> Result<LeaseGrant, OnlineError> {
-        let seconds = duration.as_secs();
-        if seconds == 0 {
-            return Err(OnlineError::Config(
-                "a seat is borrowed for at least one second".into(),
-            ));
-        }
+        let seconds = whole_seconds(duration, "a borrowing")?;
         let grant = match self.check_out_with(
             license_key,
             client_id,
@@ -351,6 +341,17 @@ impl Client {
             lease_token,
             lease,
         })
+    }
+}
+
+/// `duration` in whole seconds, at least one (the server counts in seconds); `what` names it in
+/// the error.
+fn whole_seconds(duration: Duration, what: &str) -> Result<u64, OnlineError> {
+    match duration.as_secs() {
+        0 => Err(OnlineError::Config(format!(
+            "{what} lasts at least one second"
+        ))),
+        seconds => Ok(seconds),
     }
 }
 

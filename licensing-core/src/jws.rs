@@ -365,6 +365,16 @@ mod header_tests {
             (r#" {"alg":"EdDSA","kid":"k1","typ":"x"}"#, false),
             (r#"["EdDSA","k1","license+jwt"]"#, false),
             (
+                r#"{"alg":"EdDSA","\u0061lg":"EdDSA","kid":"k1","typ":"x"}"#,
+                false,
+            ),
+            (r#"{"alg":"EdDSA","kid":"k1","typ":null}"#, false),
+            (
+                "\u{feff}{\"alg\":\"EdDSA\",\"kid\":\"k1\",\"typ\":\"x\"}",
+                false,
+            ),
+            ("{\"alg\":\"EdDSA\",\"kid\":\"k1\",\"typ\":\"x\"} \n", true),
+            (
                 r#"{"alg":"EdDSA","alg":"EdDSA","kid":"k1","typ":"x"}"#,
                 false,
             ),

@@ -29,5 +29,5 @@ CREATE TABLE seat_queue (
     UNIQUE (license_id, seq)
 );
 
--- Lapsed places (the reaper).
-CREATE INDEX seat_queue_expiry ON seat_queue (expires_at);
+-- Places whose clients stopped asking (the reaper).
+CREATE INDEX seat_queue_polled ON seat_queue (polled_at);

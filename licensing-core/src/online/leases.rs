@@ -71,7 +71,8 @@ impl Client {
         request_id: &str,
         wait: Duration,
     ) -> Result<SeatAnswer, OnlineError> {
-        let seconds = whole_seconds(wait, "a wait in line")?;
+        // The server takes at most a day (and caps it by the license's longest wait).
+        let seconds = whole_seconds(wait, "a wait in line")?.min(MAX_QUEUE_SECONDS);
         self.check_out_with(
             license_key,
             client_id,
@@ -88,8 +89,11 @@ impl Client {
     /// waiting). `Ok(Some(grant))` once a seat is free for this client; `Ok(None)` when
     /// `on_place` stopped the wait (the place is given up first, best effort); denied
     /// ([`OnlineError::is_no_seats`]) once the wait is over or when the license has no line.
-    /// While the server cannot be reached the wait goes on (the place may lapse meanwhile:
-    /// the next answer then starts again at the end of the line); other errors end it.
+    /// Once in line, the wait goes on while the server cannot be reached (`on_place` is shown
+    /// the last place again at each try, and may stop; the place may lapse meanwhile: the next
+    /// answer then starts again at the end of the line, for what is left of the wait); an
+    /// unreachable server before any answer, and other errors, end it. A wait longer than a
+    /// day is a day.
     pub fn wait_for_lease(
         &self,
         license_key: &str,
@@ -118,18 +122,23 @@ impl Client {
         // The server ends the wait (it answers `no_seats`); this bound only stops a client
         // whose server keeps answering places past it.
         let give_up = wait.saturating_add(QUEUE_SLACK);
-        // Until the server says how often (`retry_after`).
-        let mut pause = Duration::from_secs(5);
+        // The place last answered: while the server cannot be reached, the caller is shown it
+        // again (and may stop); before any answer, an unreachable server ends the call.
+        let mut last: Option<QueuePlace> = None;
         loop {
+            // What is left of the wait, so a place taken again (after an outage) does not
+            // start a whole new wait on the server.
+            let waited = Duration::from_secs(started.elapsed().as_secs());
+            let left = wait.saturating_sub(waited).max(Duration::from_secs(1));
             let sent = Instant::now();
-            match self.check_out_or_wait(license_key, client_id, user, request_id, wait) {
+            let pause = match self.check_out_or_wait(license_key, client_id, user, request_id, left)
+            {
                 Ok(SeatAnswer::Granted(grant)) => return Ok(Some((grant, sent))),
                 Ok(SeatAnswer::Queued(place)) => {
                     if !on_place(&place) {
                         let _ = self.leave_queue(license_key, &place.queue_id);
                         return Ok(None);
                     }
-                    pause = place.retry_after;
                     if started.elapsed() >= give_up {
                         let _ = self.leave_queue(license_key, &place.queue_id);
                         return Err(OnlineError::Mismatch(format!(
@@ -137,10 +146,22 @@ impl Client {
                             wait.as_secs()
                         )));
                     }
+                    let pause = place.retry_after;
+                    last = Some(place);
+                    pause
                 }
-                Err(error) if error.is_unreachable() && started.elapsed() < wait => {}
+                Err(error) if error.is_unreachable() && started.elapsed() < wait => {
+                    let Some(place) = &last else {
+                        return Err(error);
+                    };
+                    if !on_place(place) {
+                        let _ = self.leave_queue(license_key, &place.queue_id);
+                        return Ok(None);
+                    }
+                    place.retry_after
+                }
                 Err(error) => return Err(error),
-            }
+            };
             std::thread::sleep(pause);
         }
     }
@@ -355,6 +376,9 @@ fn whole_seconds(duration: Duration, what: &str) -> Result<u64, OnlineError> {
     }
 }
 
+/// The longest wait in line the server accepts, in seconds (one day).
+const MAX_QUEUE_SECONDS: u64 = 86_400;
+
 /// How much longer than the wait asked for [`Client::wait_for_lease`] goes on asking, for a
 /// server that keeps answering places (it should answer `no_seats` at the end of the wait).
 const QUEUE_SLACK: Duration = Duration::from_secs(60);
@@ -407,9 +431,9 @@ fn queue_place(body: &Value) -> Result<QueuePlace, OnlineError> {
             "place {position} of a line of {waiting}"
         )));
     }
-    // Bounded both ways: a server cannot make the client ask in a tight loop, nor stall it
-    // for longer than the poll window the server keeps places for.
-    let retry_after = Duration::from_secs(count("retry_after")?.min(30));
+    // Bounded both ways: a server cannot make the client ask in a tight loop, nor wait so long
+    // that its place lapses (the server keeps a place 30 s after the last ask).
+    let retry_after = Duration::from_secs(count("retry_after")?.min(15));
     Ok(QueuePlace {
         queue_id: answer::string_field(body, "queue_id")?,
         position,

@@ -956,10 +956,19 @@ fn waiting_in_line_asks_again_until_served() {
     assert_eq!(places, [(2, 2), (1, 2)]);
     // At the server's pace (1 s), not in a tight loop.
     assert!(started.elapsed() >= Duration::from_millis(1900));
-    for body in asked.lock().unwrap().iter() {
-        assert_eq!(body["request_id"], "req-1", "{body}");
-        assert_eq!(body["queue_seconds"], 30, "{body}");
-    }
+    // The same request each time, for what is left of the wait.
+    let asked = asked.lock().unwrap();
+    let waits: Vec<u64> = asked
+        .iter()
+        .map(|body| {
+            assert_eq!(body["request_id"], "req-1", "{body}");
+            body["queue_seconds"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(waits.len(), 3);
+    assert_eq!(waits[0], 30);
+    assert!(waits[1] < 30 && waits[2] < waits[1], "{waits:?}");
+    drop(asked);
 
     // Stopped by the caller: the place is given up (one more request: the leave).
     let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -989,6 +998,67 @@ fn waiting_in_line_asks_again_until_served() {
     let asked = asked.lock().unwrap();
     assert_eq!(asked.len(), 2);
     assert_eq!(asked[1], json!({ "license_key": "AAAAA-BBBBB" }));
+
+    // In line, then the server goes away: the caller is shown its last place at each try and
+    // may stop. Before any answer, an unreachable server ends the wait at once.
+    let server = stub(|_, n| match n {
+        0 => (202, place_answer(2, 2)),
+        _ => (
+            503,
+            json!({ "error": "unavailable", "detail": "down" }).to_string(),
+        ),
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let mut shown = Vec::new();
+    let stopped = client
+        .wait_for_lease(
+            "AAAAA-BBBBB",
+            "client-1",
+            "ada",
+            "req-1",
+            Duration::from_secs(30),
+            &mut |place| {
+                shown.push(place.position);
+                shown.len() < 2
+            },
+        )
+        .unwrap();
+    assert!(stopped.is_none());
+    assert_eq!(shown, [2, 2]);
+    let down = stub(|_, _| {
+        (
+            503,
+            json!({ "error": "unavailable", "detail": "down" }).to_string(),
+        )
+    });
+    let client = Client::new(fast_config(&down.url), trust(&key(1))).unwrap();
+    let started = Instant::now();
+    let error = client
+        .wait_for_lease(
+            "K",
+            "client-1",
+            "ada",
+            "r",
+            Duration::from_secs(30),
+            &mut |_| true,
+        )
+        .unwrap_err();
+    assert!(error.is_unreachable(), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A wait longer than the server takes is asked as a day.
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let server = stub(move |body, _| {
+        log.lock().unwrap().push(body["queue_seconds"].clone());
+        (202, place_answer(1, 1))
+    });
+    let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    client
+        .check_out_or_wait("K", "client-1", "ada", "r", week)
+        .unwrap();
+    assert_eq!(*asked.lock().unwrap(), [json!(86_400)]);
 
     // A place behind the end of its line, or no wait asked: refused.
     let server = stub(|_, _| (202, place_answer(3, 2)));

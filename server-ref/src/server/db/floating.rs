@@ -315,11 +315,13 @@ impl Db {
         Ok(done.rows_affected())
     }
 
-    /// Gives up the places in line lapsed at `now` (their clients stopped asking, or their
-    /// wait is over); returns how many.
+    /// Gives up the places in line whose clients stopped asking (for the poll window) by
+    /// `now`; returns how many. A place whose wait ran out while its client still asks is left
+    /// to that client's next ask, which answers that the wait is over (a place deleted before
+    /// would make that ask start a new wait instead).
     pub async fn reap_queue(&self, now: i64) -> DbResult<u64> {
-        let done = sqlx::query("DELETE FROM seat_queue WHERE expires_at <= $1")
-            .bind(now)
+        let done = sqlx::query("DELETE FROM seat_queue WHERE polled_at <= $1")
+            .bind(now.saturating_sub(QUEUE_POLL_WINDOW))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
@@ -347,17 +349,27 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Sets the longest wait in line of a floating license (0: no line; bounds checked by the
-    /// caller and the schema). Places taken already keep their end.
+    /// Sets the longest wait in line of a floating license (0: no line, and its places are
+    /// given up; bounds checked by the caller and the schema). Places taken already keep their
+    /// end.
     pub async fn set_queue(&self, license_id: &str, max_seconds: i64, now: i64) -> DbResult<()> {
         let _forget = self.licenses.clear_on_drop();
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE licenses SET queue_max_seconds = $1, updated_at = $2 WHERE id = $3")
             .bind(max_seconds)
             .bind(now)
             .bind(license_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        if max_seconds == 0 {
+            // No line any more: its places go, so a line set again later starts empty (a
+            // place kept from before would stand ahead of everyone).
+            sqlx::query("DELETE FROM seat_queue WHERE license_id = $1")
+                .bind(license_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
     }
 
     /// Deletes denials older than [`DENIAL_RETENTION_SECS`] at `now`; returns how many.

@@ -402,13 +402,9 @@ async fn check_out(
         record_denial(conn, c).await?;
         return Ok(CheckOutOutcome::Denied);
     }
-    if let Some(borrow) = c.borrow
-        && borrowed_leases(conn, &c.license_id, c.now).await? >= borrow.max_leases
-    {
-        return Ok(CheckOutOutcome::BorrowLimit);
-    }
     if line.is_some() {
-        // Served: its place in line (held or lapsed) is given up with the grant.
+        // Its turn: its place in line (held or lapsed) is given up, with the grant, or with a
+        // refused borrowing (which must not keep the line waiting behind it).
         sqlx::query(
             "DELETE FROM seat_queue WHERE license_id = $1 AND client_id = $2 AND user_name = $3",
         )
@@ -417,6 +413,11 @@ async fn check_out(
         .bind(&c.user)
         .execute(&mut *conn)
         .await?;
+    }
+    if let Some(borrow) = c.borrow
+        && borrowed_leases(conn, &c.license_id, c.now).await? >= borrow.max_leases
+    {
+        return Ok(CheckOutOutcome::BorrowLimit);
     }
     // The timeout read in the same statement as the insert: one round trip. No NULL
     // parameters (PostgreSQL cannot always type them): a lease that does not borrow binds 0.
@@ -472,20 +473,25 @@ async fn wait_in_line(
     if let Some(index) = mine
         && let Some(place) = waiting.get(index)
     {
-        let place: QueueRow = sqlx::query_as(
+        // The place may be gone meanwhile: its client left, an administrator removed it, or
+        // another replica's reaper (on a clock a little ahead) gave it up. Such a check-out
+        // then takes a new place below, as it would a moment later.
+        let kept: Option<QueueRow> = sqlx::query_as(
             "UPDATE seat_queue SET polled_at = $1, expires_at = CASE WHEN wait_until < $2 \
              THEN wait_until ELSE $2 END WHERE id = $3 RETURNING *",
         )
         .bind(c.now)
         .bind(c.now.saturating_add(QUEUE_POLL_WINDOW))
         .bind(&place.id)
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-        return Ok(CheckOutOutcome::Queued(Waiting {
-            place,
-            position: count(index).saturating_add(1),
-            waiting: count(waiting.len()),
-        }));
+        if let Some(place) = kept {
+            return Ok(CheckOutOutcome::Queued(Waiting {
+                place,
+                position: count(index).saturating_add(1),
+                waiting: count(waiting.len()),
+            }));
+        }
     }
     // Not in line at `c.now`: its place (if any) lapsed. If the client kept asking until the
     // wait it asked for ran out, the wait is over; otherwise (it stopped asking for longer
@@ -522,7 +528,9 @@ async fn wait_in_line(
     .bind(wait_until.min(c.now.saturating_add(QUEUE_POLL_WINDOW)))
     .fetch_one(&mut *conn)
     .await?;
-    let waiting = count(waiting.len()).saturating_add(1);
+    // Behind every other place held (its own, if it vanished above, is not one of them).
+    let others = waiting.len().saturating_sub(usize::from(mine.is_some()));
+    let waiting = count(others).saturating_add(1);
     Ok(CheckOutOutcome::Queued(Waiting {
         place,
         position: waiting,

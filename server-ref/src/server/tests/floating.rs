@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::server::db::{
-    CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DenialScope, LeaseUpdate, Line,
+    Borrow, CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DenialScope, LeaseUpdate, Line,
     QUEUE_POLL_WINDOW,
 };
 use crate::server::routes::NO_SEATS_MESSAGE;
@@ -1223,6 +1223,9 @@ async fn places_in_line_lapse_on_the_server_clock() {
         .unwrap();
     assert_eq!(position(&c4), Some((3, 3)));
     let recorded = denials(&state, &id).await;
+    // The reaper runs between the end of its wait and its next ask: the place stays (its
+    // client still asks), so that ask answers that the wait is over, not a new wait.
+    assert_eq!(reap_once(db, u + 10).await.unwrap().places, 0);
     let over = db
         .check_out(&in_line(&id, "c4", u + 10, "d3", 10))
         .await
@@ -1231,30 +1234,87 @@ async fn places_in_line_lapse_on_the_server_clock() {
     assert_eq!(denials(&state, &id).await, recorded, "no second denial");
     assert_eq!(db.waiting(&id, u + 10).await.unwrap().len(), 2);
 
-    // Not waiting, on a license with a line: denied while someone waits.
+    // The seat comes back with c3 and c2 waiting: one that does not wait is denied although
+    // it is free; the head of the line (c3) gets it; c2 is first now.
+    let lease = match granted {
+        CheckOutOutcome::Granted(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    let done = db
+        .check_in(&id, &lease.id, lease.epoch, u + 10)
+        .await
+        .unwrap();
+    assert!(matches!(done, LeaseUpdate::Done(_)), "{done:?}");
     let d = db
         .check_out(&in_line(&id, "c5", u + 10, "e1", 0))
         .await
         .unwrap();
     assert_eq!(d, CheckOutOutcome::Denied);
+    let c2 = db
+        .check_out(&in_line(&id, "c2", u + 10, "b3", 600))
+        .await
+        .unwrap();
+    assert_eq!(position(&c2), Some((2, 2)));
+    let c3 = db
+        .check_out(&in_line(&id, "c3", u + 10, "c3", 600))
+        .await
+        .unwrap();
+    assert!(matches!(c3, CheckOutOutcome::Granted(_)), "{c3:?}");
+    assert_eq!(db.waiting(&id, u + 10).await.unwrap().len(), 1);
 
-    // The reaper: nothing before the places lapse, both after.
+    // The reaper gives up a place once its client has not asked for the poll window.
     let last = u + 10 + QUEUE_POLL_WINDOW;
-    db.check_out(&in_line(&id, "c3", u + 10, "c3", 600))
-        .await
-        .unwrap();
-    db.check_out(&in_line(&id, "c2", u + 10, "b3", 600))
-        .await
-        .unwrap();
     assert_eq!(reap_once(db, last - 1).await.unwrap().places, 0);
     assert_eq!(
         reap_once(db, last).await.unwrap(),
         Reaped {
-            places: 2,
+            places: 1,
             ..Reaped::default()
         }
     );
     assert!(db.waiting(&id, u + 10).await.unwrap().is_empty());
+
+    // A borrowing whose turn comes while the license's borrowed seats are all out is refused,
+    // and gives up its place (it must not hold up the line behind it).
+    let v = last + 1;
+    let c6 = db
+        .check_out(&in_line(&id, "c6", v, "f1", 600))
+        .await
+        .unwrap();
+    assert_eq!(position(&c6), Some((1, 1)));
+    let c3 = match c3 {
+        CheckOutOutcome::Granted(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    let done = db.check_in(&id, &c3.id, c3.epoch, v).await.unwrap();
+    assert!(matches!(done, LeaseUpdate::Done(_)), "{done:?}");
+    let borrowing = CheckOut {
+        borrow: Some(Borrow {
+            until: v + 3600,
+            max_leases: 0,
+        }),
+        ..in_line(&id, "c6", v, "f2", 600)
+    };
+    assert_eq!(
+        db.check_out(&borrowing).await.unwrap(),
+        CheckOutOutcome::BorrowLimit
+    );
+    assert!(db.waiting(&id, v).await.unwrap().is_empty());
+
+    // A line switched off gives up its places: switched on again, it starts empty.
+    let c7 = db
+        .check_out(&in_line(&id, "c7", v, "g1", 600))
+        .await
+        .unwrap();
+    assert!(matches!(c7, CheckOutOutcome::Granted(_)), "{c7:?}");
+    let c8 = db
+        .check_out(&in_line(&id, "c8", v, "h1", 600))
+        .await
+        .unwrap();
+    assert_eq!(position(&c8), Some((1, 1)));
+    db.set_queue(&id, 0, v).await.unwrap();
+    db.set_queue(&id, 600, v).await.unwrap();
+    assert!(db.waiting(&id, v).await.unwrap().is_empty());
 }
 
 /// The last-seat race with a wait line: 64 clients ask at once for N seats, all willing to

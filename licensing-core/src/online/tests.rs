@@ -1079,19 +1079,22 @@ fn waiting_in_line_asks_again_until_served() {
 #[test]
 fn a_lease_manager_can_wait_in_line() {
     let vendor = key(1);
+    // A 2-second lease with no heartbeat due within the test (so nothing moves its deadline).
+    let mut grant: Value = serde_json::from_str(&lease_answer(&vendor, "lse_1", 1, 2)).unwrap();
+    grant["heartbeat_interval"] = json!(60);
     let server = stub(move |_, n| match n {
         0 => (202, place_answer(1, 1)),
-        _ => (201, lease_answer(&vendor, "lse_1", 1, 2)),
+        _ => (201, grant.to_string()),
     });
     let client = Client::new(fast_config(&server.url), trust(&key(1))).unwrap();
     let config = LeaseConfig {
         queue_wait: Some(Duration::from_secs(30)),
-        heartbeat_interval: Some(Duration::from_secs(30)),
         ..LeaseConfig::new("AAAAA-BBBBB", "client-1", "ada")
     };
     let manager = LeaseManager::check_out(&client, config, Box::new(|_| {})).unwrap();
     assert_eq!(manager.grant().lease_id, "lse_1");
-    // The 2-second lease was granted after a 1-second wait: still valid for about 2 s.
+    // Granted after a 1-second wait: valid for 2 s from the served request, so still valid
+    // 1.2 s later (counted from the start of the wait, it would have run out).
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(manager.status(), crate::Status::Valid);
 }

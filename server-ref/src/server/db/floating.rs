@@ -7,7 +7,7 @@
 
 use sqlx::FromRow;
 
-use super::seats::{LeaseWrite, OwnedCheckOut, update_lease};
+use super::seats::{LeaseWrite, OwnedCheckOut, places_held, update_lease};
 use super::{Db, DbResult, Engine};
 
 /// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
@@ -329,13 +329,7 @@ impl Db {
 
     /// The places in line of a license held at `now`, head first.
     pub async fn waiting(&self, license_id: &str, now: i64) -> DbResult<Vec<QueueRow>> {
-        sqlx::query_as(
-            "SELECT * FROM seat_queue WHERE license_id = $1 AND expires_at > $2 ORDER BY seq",
-        )
-        .bind(license_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
+        places_held(&mut *self.pool.acquire().await?, license_id, now).await
     }
 
     /// Gives up the place `place_id` in the line of a license (its client stopped waiting);

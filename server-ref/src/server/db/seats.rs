@@ -376,13 +376,7 @@ async fn check_out(
     let (seat_for_me, line) = match &c.queue {
         None => (free > 0, None),
         Some(line) => {
-            let waiting: Vec<QueueRow> = sqlx::query_as(
-                "SELECT * FROM seat_queue WHERE license_id = $1 AND expires_at > $2 ORDER BY seq",
-            )
-            .bind(&c.license_id)
-            .bind(c.now)
-            .fetch_all(&mut *conn)
-            .await?;
+            let waiting = places_held(conn, &c.license_id, c.now).await?;
             let mine = waiting
                 .iter()
                 .position(|place| place.client_id == c.client_id && place.user_name == c.user);
@@ -440,6 +434,22 @@ async fn check_out(
     .await?;
     seen.live = Some((c.license_id.clone(), c.now, live.saturating_add(1)));
     Ok(CheckOutOutcome::Granted(lease))
+}
+
+/// The places in a license's line held at `now`, head first (the one rule: `now <
+/// expires_at`).
+pub(super) async fn places_held(
+    conn: &mut AnyConnection,
+    license_id: &str,
+    now: i64,
+) -> DbResult<Vec<QueueRow>> {
+    sqlx::query_as(
+        "SELECT * FROM seat_queue WHERE license_id = $1 AND expires_at > $2 ORDER BY seq",
+    )
+    .bind(license_id)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// Records the denial of the check-out `c`.

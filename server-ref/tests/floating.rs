@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use licensing_core::{Status, TrustStore, Verifier};
 use serde_json::{Value, json};
 
+#[path = "../src/server/db/held_check.rs"]
+mod held_check;
 #[path = "../src/server/test_postgres.rs"]
 mod postgres;
 #[path = "support/spawn.rs"]
@@ -464,8 +466,36 @@ fn kill_9_under_load_loses_no_seat_and_grants_none_twice() {
     // none lost (16 clients want 6 seats: all 6 are held).
     assert_eq!(live, known, "live leases vs leases clients hold");
     assert_eq!(live.len(), SEATS, "{logs:?}");
+    // The count of held leases (taken and released in the same transactions) survived too.
+    let disagree = held_counts_that_disagree(&format!(
+        "sqlite:{}?mode=ro",
+        data.join("licensing.db").display()
+    ));
+    assert!(
+        disagree.is_empty(),
+        "(license, count, leases): {disagree:?}"
+    );
     let beats: usize = logs.iter().map(|l| l.beats).sum();
     eprintln!("kill -9 test: {at_kill} requests before the kill, {failures} failed, {beats} beats");
+}
+
+/// The licenses of the database at `url` whose count of held leases disagrees with their
+/// leases (see `held_check`).
+fn held_counts_that_disagree(url: &str) -> Vec<(String, i64, i64)> {
+    sqlx::any::install_default_drivers();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let rows = sqlx::query_as(held_check::HELD_COUNTS_THAT_DISAGREE)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    })
 }
 
 /// Two server processes on one database (the SQLite file here; the PostgreSQL run shares a
@@ -476,7 +506,8 @@ fn last_seat_race_across_two_server_processes() {
     let data = dir.path().join("data");
     let a = Server::start(&data, "127.0.0.1:0");
     let b = Server::start(&data, "127.0.0.1:0");
-    race_across(&a, &b);
+    let url = format!("sqlite:{}?mode=ro", data.join("licensing.db").display());
+    race_across(&a, &b, &url);
 }
 
 /// Two replicas, each with its own data directory, sharing one PostgreSQL database.
@@ -490,10 +521,11 @@ fn last_seat_race_across_two_replicas_on_one_postgres() {
     let extra = ["--database-url", url.as_str()];
     let a = Server::start_with(&dir_a.path().join("data"), "127.0.0.1:0", &extra);
     let b = Server::start_with(&dir_b.path().join("data"), "127.0.0.1:0", &extra);
-    race_across(&a, &b);
+    race_across(&a, &b, &url);
 }
 
-fn race_across(a: &Server, b: &Server) {
+/// `url`: the database both servers share (for the check of its held-lease counts).
+fn race_across(a: &Server, b: &Server, url: &str) {
     assert!(
         b.admin_token.is_none(),
         "the second process bootstrapped again"
@@ -539,6 +571,11 @@ fn race_across(a: &Server, b: &Server) {
         }
     }
     line_across(a, b, &admin);
+    let disagree = held_counts_that_disagree(url);
+    assert!(
+        disagree.is_empty(),
+        "(license, count, leases): {disagree:?}"
+    );
 }
 
 /// The wait line across two replicas: 64 clients, half on each, all willing to wait for one

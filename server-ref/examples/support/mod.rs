@@ -138,7 +138,12 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        // `LICENSING_LOAD_SERVER_LOG` (a `RUST_LOG` value) shows more of the server's log,
+        // e.g. `licensing_server::server::db::seats=debug` for each seat batch's timings.
+        .env(
+            "RUST_LOG",
+            std::env::var("LICENSING_LOAD_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stderr(Stdio::inherit());
     let started = spawn::spawn_serve(serve, Duration::from_secs(60));
     Server {

@@ -7,7 +7,7 @@
 
 use sqlx::FromRow;
 
-use super::seats::{LeaseWrite, OwnedCheckOut, places_held, update_lease};
+use super::seats::{LeaseWrite, OwnedCheckOut, less_held, places_held, update_lease};
 use super::{Db, DbResult, Engine};
 
 /// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
@@ -279,15 +279,18 @@ impl Db {
         lease_id: &str,
         now: i64,
     ) -> DbResult<Option<LeaseRow>> {
-        sqlx::query(
+        let mut tx = self.begin_license_write(license_id).await?;
+        let released = sqlx::query(
             "UPDATE leases SET released_at = $1, release_reason = 'forced', epoch = epoch + 1 \
              WHERE id = $2 AND license_id = $3 AND released_at IS NULL AND borrowed = 0",
         )
         .bind(now)
         .bind(lease_id)
         .bind(license_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        less_held(&mut tx, license_id, released.rows_affected()).await?;
+        tx.commit().await?;
         self.get_lease(license_id, lease_id).await
     }
 
@@ -304,15 +307,33 @@ impl Db {
     }
 
     /// Releases every lease lapsed at `now` (server clock); returns how many.
+    ///
+    /// One transaction per license, under its write lock (like a check-out), since each
+    /// lowers the license's count of held leases.
     pub async fn reap_expired_leases(&self, now: i64) -> DbResult<u64> {
-        let done = sqlx::query(
-            "UPDATE leases SET released_at = expires_at, release_reason = 'expired' \
-             WHERE released_at IS NULL AND expires_at <= $1",
+        let licenses: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT license_id FROM leases WHERE released_at IS NULL \
+             AND expires_at <= $1 ORDER BY license_id",
         )
         .bind(now)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        let mut reaped = 0_u64;
+        for license_id in licenses {
+            let mut tx = self.begin_license_write(&license_id).await?;
+            let done = sqlx::query(
+                "UPDATE leases SET released_at = expires_at, release_reason = 'expired' \
+                 WHERE license_id = $1 AND released_at IS NULL AND expires_at <= $2",
+            )
+            .bind(&license_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            less_held(&mut tx, &license_id, done.rows_affected()).await?;
+            tx.commit().await?;
+            reaped = reaped.saturating_add(done.rows_affected());
+        }
+        Ok(reaped)
     }
 
     /// Gives up the places in line whose clients stopped asking (for the poll window) by
@@ -469,5 +490,19 @@ impl Db {
             .bind(org),
         };
         query.bind(from).bind(to).fetch_all(&self.pool).await
+    }
+
+    /// Panics unless every license's count of held leases agrees with its leases (tests).
+    #[cfg(test)]
+    pub(crate) async fn assert_held_counts_agree(&self) {
+        let disagree: Vec<(String, i64, i64)> =
+            sqlx::query_as(super::held_check::HELD_COUNTS_THAT_DISAGREE)
+                .fetch_all(&self.pool)
+                .await
+                .expect("reading the held counts");
+        assert!(
+            disagree.is_empty(),
+            "(license, leases_held, leases not released): {disagree:?}"
+        );
     }
 }

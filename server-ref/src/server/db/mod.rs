@@ -18,6 +18,8 @@ mod client;
 pub(crate) use client::{Deactivation, MachineRef, Transfer};
 
 mod floating;
+#[cfg(test)]
+mod held_check;
 mod license_cache;
 mod seats;
 #[cfg(test)]

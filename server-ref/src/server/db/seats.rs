@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::floating::{
     Borrow, CheckOutOutcome, LeaseRow, LeaseUpdate, Line, QUEUE_POLL_WINDOW, QueueRow, Waiting,
 };
-use super::{DbResult, Engine, LOCK_LICENSE_FOR_WRITE};
+use super::{DbResult, Engine};
 
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 256;
@@ -271,11 +271,20 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
                 lease_id,
                 epoch,
                 now,
-            } => Outcome::Lease(
-                update_lease(&mut tx, *kind, license_id, lease_id, *epoch, *now).await?,
-            ),
+            } => {
+                if *kind == LeaseWrite::CheckIn {
+                    seen.hold(&mut tx, pools.engine, license_id).await?;
+                }
+                let update =
+                    update_lease(&mut tx, *kind, license_id, lease_id, *epoch, *now).await?;
+                if *kind == LeaseWrite::CheckIn && matches!(update, LeaseUpdate::Done(_)) {
+                    seen.held_changed(-1);
+                }
+                Outcome::Lease(update)
+            }
         });
     }
+    seen.write_held(&mut tx).await?;
     let worked = std::time::Instant::now();
     tx.commit().await?;
     tracing::debug!(
@@ -287,16 +296,148 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     Ok(outcomes)
 }
 
-/// What a batch transaction already knows about the license of its current check-outs. The
-/// batch is sorted by license, check-outs first, so it only remembers the last license.
+/// What a batch transaction already knows about the license of its current writes. The batch
+/// is sorted by license, check-outs first, so it only remembers the last license.
 #[derive(Default)]
 struct Seen {
-    /// The license whose row this transaction has locked last (PostgreSQL).
-    locked: Option<String>,
+    /// The license this transaction holds the write lock of (PostgreSQL: its row, locked last),
+    /// with its count of held leases.
+    license: Option<HeldLeases>,
     /// (license, `now`, live leases at `now`): counted once, then kept up to date by this
     /// batch's own grants (nothing else changes the license's leases while the transaction
     /// holds its lock). Reused only at the same `now`, since leases lapse as time passes.
     live: Option<(String, i64, i64)>,
+}
+
+/// A license's `leases_held` (migration 0007) as this transaction sees it.
+struct HeldLeases {
+    license_id: String,
+    /// Its own changes included.
+    held: i64,
+    /// Its own changes not written to the row yet (written once per license and batch).
+    unwritten: i64,
+}
+
+impl Seen {
+    /// Makes `license_id` the license of the writes that follow: writes the previous one's
+    /// count, then locks this one's row until the commit (PostgreSQL; SQLite's `BEGIN
+    /// IMMEDIATE` already holds the one write lock) and reads its count of held leases. Every
+    /// change of that count happens under this lock, and the lock comes before any lease row's
+    /// (the batch's order; force-release and the reaper lock the license first too), so two
+    /// replicas never wait on each other in a cycle.
+    async fn hold(
+        &mut self,
+        conn: &mut AnyConnection,
+        engine: Engine,
+        license_id: &str,
+    ) -> DbResult<()> {
+        if self
+            .license
+            .as_ref()
+            .is_some_and(|license| license.license_id == license_id)
+        {
+            return Ok(());
+        }
+        self.write_held(conn).await?;
+        let held: Option<i64> = sqlx::query_scalar(match engine {
+            Engine::Sqlite => "SELECT leases_held FROM licenses WHERE id = $1",
+            Engine::Postgres => "SELECT leases_held FROM licenses WHERE id = $1 FOR UPDATE",
+        })
+        .bind(license_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        self.license = Some(HeldLeases {
+            license_id: license_id.to_owned(),
+            // No such license: nothing is written for it (the lease insert finds no row).
+            held: held.unwrap_or(0),
+            unwritten: 0,
+        });
+        Ok(())
+    }
+
+    /// The held leases of the license last passed to [`Seen::hold`].
+    fn held(&self) -> i64 {
+        self.license.as_ref().map_or(0, |license| license.held)
+    }
+
+    /// This transaction took (`+1`) or released (`-1`) a lease of the license last passed to
+    /// [`Seen::hold`].
+    fn held_changed(&mut self, by: i64) {
+        if let Some(license) = &mut self.license {
+            license.held = license.held.saturating_add(by);
+            license.unwritten = license.unwritten.saturating_add(by);
+        }
+    }
+
+    /// Writes this transaction's change of the current license's count.
+    async fn write_held(&mut self, conn: &mut AnyConnection) -> DbResult<()> {
+        if let Some(license) = &mut self.license
+            && license.unwritten != 0
+        {
+            change_held(conn, &license.license_id, license.unwritten).await?;
+            license.unwritten = 0;
+        }
+        Ok(())
+    }
+
+    /// The live leases of `c`'s license at `c.now` (counted once per license and `now`).
+    async fn live(&mut self, conn: &mut AnyConnection, c: &OwnedCheckOut) -> DbResult<i64> {
+        if let Some((license, now, live)) = &self.live
+            && *license == c.license_id
+            && *now == c.now
+        {
+            return Ok(*live);
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM leases WHERE license_id = $1 AND released_at IS NULL \
+             AND expires_at > $2",
+        )
+        .bind(&c.license_id)
+        .bind(c.now)
+        .fetch_one(&mut *conn)
+        .await?;
+        self.live = Some((c.license_id.clone(), c.now, live));
+        Ok(live)
+    }
+
+    /// This transaction granted a seat of `c`'s license.
+    fn granted(&mut self, c: &OwnedCheckOut) {
+        self.held_changed(1);
+        if let Some((license, now, live)) = &mut self.live
+            && *license == c.license_id
+            && *now == c.now
+        {
+            *live = live.saturating_add(1);
+        }
+    }
+}
+
+/// Adds `by` to the count of held leases of `license_id`; the caller holds its write lock.
+async fn change_held(conn: &mut AnyConnection, license_id: &str, by: i64) -> DbResult<()> {
+    sqlx::query("UPDATE licenses SET leases_held = leases_held + $1 WHERE id = $2")
+        .bind(by)
+        .bind(license_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// `released` leases of `license_id` were released (force-release, the reaper) in a
+/// transaction holding the license's write lock.
+pub(super) async fn less_held(
+    conn: &mut AnyConnection,
+    license_id: &str,
+    released: u64,
+) -> DbResult<()> {
+    if released == 0 {
+        return Ok(());
+    }
+    change_held(
+        conn,
+        license_id,
+        -i64::try_from(released).unwrap_or(i64::MAX),
+    )
+    .await
 }
 
 /// Check-out inside the batch transaction: idempotent retry by request id; the same client and
@@ -313,15 +454,8 @@ async fn check_out(
     if c.client_id == PANIC_FOR_TESTS {
         panic!("a seat write panicked (test of the batch's isolation)");
     }
-    if engine == Engine::Postgres && seen.locked.as_deref() != Some(c.license_id.as_str()) {
-        // Serializes check-outs of this license across replicas until the commit (SQLite's
-        // `BEGIN IMMEDIATE` already holds the one write lock).
-        sqlx::query(LOCK_LICENSE_FOR_WRITE)
-            .bind(&c.license_id)
-            .execute(&mut *conn)
-            .await?;
-        seen.locked = Some(c.license_id.clone());
-    }
+    // Serializes check-outs of this license across replicas until the commit.
+    seen.hold(conn, engine, &c.license_id).await?;
     // This request's lease (a retry) and the client's live leases for this user, in one
     // statement. Leases lapsed but not reaped yet are not counted anywhere below, so the
     // reaper (on the server's clock) releases them without a check-out having to.
@@ -356,37 +490,23 @@ async fn check_out(
             _ => return Ok(CheckOutOutcome::Existing(lease)),
         }
     }
-    let live = match &seen.live {
-        Some((license, now, live)) if *license == c.license_id && *now == c.now => *live,
-        _ => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM leases WHERE license_id = $1 AND released_at IS NULL \
-                 AND expires_at > $2",
-            )
-            .bind(&c.license_id)
-            .bind(c.now)
-            .fetch_one(&mut *conn)
-            .await?
-        }
-    };
-    seen.live = Some((c.license_id.clone(), c.now, live));
-    let free = c.seats.saturating_sub(live);
     // With a wait line, a free seat goes to whoever waits first: this check-out takes one only
     // if more seats are free than places ahead of it.
-    let (seat_for_me, line) = match &c.queue {
-        None => (free > 0, None),
+    let (ahead, line) = match &c.queue {
+        None => (0, None),
         Some(line) => {
             let waiting = places_held(conn, &c.license_id, c.now).await?;
             let mine = waiting
                 .iter()
                 .position(|place| place.client_id == c.client_id && place.user_name == c.user);
-            let ahead = mine.unwrap_or(waiting.len());
-            (
-                free > i64::try_from(ahead).unwrap_or(i64::MAX),
-                Some((line, waiting, mine)),
-            )
+            let ahead = i64::try_from(mine.unwrap_or(waiting.len())).unwrap_or(i64::MAX);
+            (ahead, Some((line, waiting, mine)))
         }
     };
+    // Every live lease is held, so fewer held leases than seats proves the seats free without
+    // counting; only when they are all held (some may have lapsed) are the live ones counted.
+    let seat_for_me = c.seats.saturating_sub(seen.held()) > ahead
+        || c.seats.saturating_sub(seen.live(conn, c).await?) > ahead;
     if !seat_for_me {
         if let Some((line, waiting, mine)) = line
             && line.wait > 0
@@ -432,7 +552,7 @@ async fn check_out(
     .bind(c.borrow.map_or(0, |b| b.until))
     .fetch_one(&mut *conn)
     .await?;
-    seen.live = Some((c.license_id.clone(), c.now, live.saturating_add(1)));
+    seen.granted(c);
     Ok(CheckOutOutcome::Granted(lease))
 }
 

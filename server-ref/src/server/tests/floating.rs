@@ -144,6 +144,7 @@ async fn last_seat_race_grants_exactly_the_seats() {
         .map(|d| d["count"].as_i64().unwrap())
         .sum();
     assert_eq!(per_day, expected_denials as i64);
+    state.db().assert_held_counts_agree().await;
 }
 
 /// A retry with the same request id answers the same lease (200), never a second seat; the
@@ -300,6 +301,48 @@ async fn a_lapsed_user_reacquires_seamlessly() {
     let (status, _) = check_out(&state, &key, "c1", "alice", "r4").await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Every seat held, one of them lapsed but not reaped yet: a check-out counts the live leases
+/// and takes the lapsed lease's seat (the count of held leases alone would refuse it); with
+/// every held lease live, it is refused. The count of held leases stays true throughout,
+/// the reaper included.
+#[tokio::test]
+async fn a_lapsed_lease_frees_its_seat_before_the_reaper_runs() {
+    let (_dir, state) = app().await;
+    let (_, id) = floating(&state, 2).await;
+    let db = state.db();
+    let t0 = 1_780_000_000;
+    let lapse = t0 + 900;
+    for (client, now) in [("c1", t0), ("c2", t0 + 100)] {
+        let outcome = db.check_out(&at(&id, client, "r1", 2, now, client)).await;
+        assert!(
+            matches!(outcome, Ok(CheckOutOutcome::Granted(_))),
+            "{outcome:?}"
+        );
+    }
+    db.assert_held_counts_agree().await;
+    // c1 lapsed at `lapse`; the reaper has not run.
+    let outcome = db.check_out(&at(&id, "c3", "r1", 2, lapse, "c3")).await;
+    assert!(
+        matches!(outcome, Ok(CheckOutOutcome::Granted(_))),
+        "{outcome:?}"
+    );
+    db.assert_held_counts_agree().await;
+    let outcome = db.check_out(&at(&id, "c4", "r1", 2, lapse, "c4")).await;
+    assert!(
+        matches!(outcome, Ok(CheckOutOutcome::Denied)),
+        "{outcome:?}"
+    );
+    assert_eq!(db.reap_expired_leases(lapse).await.unwrap(), 1);
+    db.assert_held_counts_agree().await;
+    let outcome = db.check_out(&at(&id, "c4", "r2", 2, lapse, "c4b")).await;
+    assert!(
+        matches!(outcome, Ok(CheckOutOutcome::Denied)),
+        "{outcome:?}"
+    );
+    assert_eq!(db.live_leases(&id, lapse).await.unwrap().len(), 2);
 }
 
 /// IT staff force-release a seat: it is free at once, the old holder's heartbeat is refused
@@ -354,6 +397,7 @@ async fn force_release_fences_the_old_holder() {
     let (other_key, _) = floating(&state, 1).await;
     let (status, body) = heartbeat(&state, &other_key, &bob).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    state.db().assert_held_counts_agree().await;
 }
 
 /// Check-out refuses non-floating, suspended and malformed requests with 4xx JSON.
@@ -454,6 +498,7 @@ async fn a_batch_of_check_outs_is_one_transaction_per_write() {
     let mut ids: Vec<&str> = live.iter().map(|l| l.id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["lse_a", "lse_c"]);
+    state.db().assert_held_counts_agree().await;
 }
 
 /// A panic while writing a batch fails that batch's requests (an error, not a hang) and
@@ -494,6 +539,7 @@ async fn a_panicking_seat_write_fails_only_its_batch() {
     }
     let live = state.db().live_leases(&id, now).await.unwrap();
     assert_eq!(live.len(), 2);
+    state.db().assert_held_counts_agree().await;
 }
 
 /// Denials are kept 60 days, rolling: at `now`, a denial exactly 60 days old stays, one a
@@ -607,6 +653,7 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
         assert_eq!(row.expires_at, expiry - 1 + 900);
         assert_eq!(reaped, 0, "round {round}");
     }
+    state.db().assert_held_counts_agree().await;
 }
 
 fn far_future() -> i64 {
@@ -912,6 +959,7 @@ async fn borrowing_on(url: Option<&str>) {
     let (status, lease) = borrow(&state, &key, "c1", "alice", "r1", 7 * DAY).await;
     assert_eq!(status, StatusCode::CREATED, "{lease}");
     assert_eq!(lease["expires_at"].as_i64(), Some(expiry));
+    state.db().assert_held_counts_agree().await;
 }
 
 async fn wait_in_line(
@@ -1137,6 +1185,7 @@ async fn wait_line_on(url: Option<&str>) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    state.db().assert_held_counts_agree().await;
 }
 
 /// A check-out of a license with a wait line, at an injected instant.
@@ -1315,6 +1364,7 @@ async fn places_in_line_lapse_on_the_server_clock() {
     db.set_queue(&id, 0, v).await.unwrap();
     db.set_queue(&id, 600, v).await.unwrap();
     assert!(db.waiting(&id, v).await.unwrap().is_empty());
+    db.assert_held_counts_agree().await;
 }
 
 /// The last-seat race with a wait line: 64 clients ask at once for N seats, all willing to
@@ -1393,4 +1443,5 @@ async fn crowd_on(url: Option<&str>) {
         state.db().live_leases(&id, now()).await.unwrap().len(),
         seats as usize
     );
+    state.db().assert_held_counts_agree().await;
 }

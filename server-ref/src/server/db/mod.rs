@@ -24,6 +24,8 @@ mod license_cache;
 mod seats;
 #[cfg(test)]
 pub(crate) use seats::PANIC_FOR_TESTS;
+#[cfg(test)]
+pub(crate) use seats::granted_together;
 
 #[cfg(test)]
 pub(crate) use floating::QUEUE_POLL_WINDOW;

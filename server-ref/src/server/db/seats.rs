@@ -260,29 +260,26 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     let started = std::time::Instant::now();
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut seen = Seen::default();
-    for job in jobs {
-        outcomes.push(match &job.write {
-            Write::CheckOut(c) => {
-                Outcome::CheckOut(check_out(&mut tx, pools.engine, &mut seen, c).await?)
-            }
-            Write::Lease {
-                kind,
-                license_id,
-                lease_id,
-                epoch,
-                now,
-            } => {
-                if *kind == LeaseWrite::CheckIn {
-                    seen.hold(&mut tx, pools.engine, license_id).await?;
-                }
-                let update =
-                    update_lease(&mut tx, *kind, license_id, lease_id, *epoch, *now).await?;
-                if *kind == LeaseWrite::CheckIn && matches!(update, LeaseUpdate::Done(_)) {
-                    seen.held_changed(-1);
-                }
-                Outcome::Lease(update)
-            }
-        });
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let run = plain_check_outs(rest);
+        let mut one_by_one = 1;
+        if run.len() >= 2 {
+            let granted = grant_together(&mut tx, pools.engine, &mut seen, &run).await?;
+            let done = granted.len();
+            outcomes.extend(
+                granted
+                    .into_iter()
+                    .map(|lease| Outcome::CheckOut(CheckOutOutcome::Granted(lease))),
+            );
+            rest = rest.get(done..).unwrap_or_default();
+            // The rest of the run (a retry, a repeat, or no seat free for certain) one by one.
+            one_by_one = run.len() - done;
+        }
+        for job in rest.iter().take(one_by_one) {
+            outcomes.push(write_one(&mut tx, pools.engine, &mut seen, &job.write).await?);
+        }
+        rest = rest.get(one_by_one..).unwrap_or_default();
     }
     seen.write_held(&mut tx).await?;
     let worked = std::time::Instant::now();
@@ -294,6 +291,203 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
         "seat batch committed"
     );
     Ok(outcomes)
+}
+
+/// One write inside the batch transaction.
+async fn write_one(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    seen: &mut Seen,
+    write: &Write,
+) -> DbResult<Outcome> {
+    Ok(match write {
+        Write::CheckOut(c) => Outcome::CheckOut(check_out(conn, engine, seen, c).await?),
+        Write::Lease {
+            kind,
+            license_id,
+            lease_id,
+            epoch,
+            now,
+        } => {
+            if *kind == LeaseWrite::CheckIn {
+                seen.hold(conn, engine, license_id).await?;
+            }
+            let update = update_lease(conn, *kind, license_id, lease_id, *epoch, *now).await?;
+            if *kind == LeaseWrite::CheckIn && matches!(update, LeaseUpdate::Done(_)) {
+                seen.held_changed(-1);
+            }
+            Outcome::Lease(update)
+        }
+    })
+}
+
+/// At most this many check-outs are granted by one statement, so that a connection prepares
+/// at most this many shapes of the two statements of [`grant_together`].
+const MAX_TOGETHER: usize = 16;
+
+/// The plain check-outs (no borrowing, no wait line) of one license at the head of `jobs`, at
+/// most [`MAX_TOGETHER`].
+fn plain_check_outs(jobs: &[Job]) -> Vec<&OwnedCheckOut> {
+    let mut run: Vec<&OwnedCheckOut> = Vec::new();
+    for job in jobs.iter().take(MAX_TOGETHER) {
+        match &job.write {
+            Write::CheckOut(c)
+                if c.borrow.is_none()
+                    && c.queue.is_none()
+                    && run
+                        .first()
+                        .is_none_or(|first| first.license_id == c.license_id) =>
+            {
+                run.push(c);
+            }
+            _ => break,
+        }
+    }
+    run
+}
+
+/// Grants the leading check-outs of `run` (plain check-outs of one license, in queue order)
+/// with two statements, a lookup and one insert of every lease, instead of two statements
+/// each: every one of them that is not a retry, holds no live lease for its client and user
+/// yet, repeats none before it and finds a seat free for certain (from the count of held
+/// leases). Each is exactly what one by one would do, since each would find no lease of its own
+/// and a free seat. Returns the leases granted, in order; the caller writes the rest of the run
+/// one by one.
+async fn grant_together(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    seen: &mut Seen,
+    run: &[&OwnedCheckOut],
+) -> DbResult<Vec<LeaseRow>> {
+    let Some(first) = run.first() else {
+        return Ok(Vec::new());
+    };
+    seen.hold(conn, engine, &first.license_id).await?;
+    // Each check-out's own lookup (the one in `check_out`), joined by UNION ALL into one
+    // statement. Each part keeps equalities on the license and client, so the planner takes
+    // the unique index for each, whatever its statistics say (one `client_id IN (...)` lookup
+    // was planned as a scan of every live lease of the license on a table that grew fast).
+    // Only placeholders are formatted into the SQL; every value is bound.
+    let lookup = (0..run.len())
+        .map(|index| {
+            let p = 2 + index * 4;
+            format!(
+                "SELECT * FROM leases WHERE license_id = $1 AND client_id = ${} AND \
+                 (request_id = ${} OR (user_name = ${} AND released_at IS NULL \
+                 AND expires_at > ${}))",
+                p,
+                p + 1,
+                p + 2,
+                p + 3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut query =
+        sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(lookup)).bind(&first.license_id);
+    for c in run {
+        query = query
+            .bind(&c.client_id)
+            .bind(&c.request_id)
+            .bind(&c.user)
+            .bind(c.now);
+    }
+    let found = query.fetch_all(&mut *conn).await?;
+    let mut together = 0;
+    for (index, c) in run.iter().enumerate() {
+        let own = found.iter().any(|lease| {
+            lease.client_id == c.client_id
+                && (lease.request_id == c.request_id
+                    || (lease.user_name == c.user && lease.is_live_at(c.now)))
+        });
+        let repeat = run.iter().take(index).any(|before| {
+            before.client_id == c.client_id
+                && (before.request_id == c.request_id || before.user == c.user)
+        });
+        let held = seen
+            .held()
+            .saturating_add(i64::try_from(index).unwrap_or(i64::MAX));
+        if own || repeat || c.seats.saturating_sub(held) <= 0 {
+            break;
+        }
+        together = index + 1;
+    }
+    let Some(granting) = run.get(..together).filter(|granting| !granting.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let timeout = seen.lease_timeout();
+    let rows = (0..granting.len())
+        .map(|index| {
+            let p = 2 + index * 6;
+            format!(
+                "(${}, $1, ${}, ${}, ${}, 1, ${}, ${}, ${}, 0)",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 4,
+                p + 5
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let insert = format!(
+        "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
+         created_at, heartbeat_at, expires_at, borrowed) VALUES {rows} RETURNING *"
+    );
+    let mut query =
+        sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(insert)).bind(&first.license_id);
+    for c in granting {
+        query = query
+            .bind(&c.lease_id)
+            .bind(&c.client_id)
+            .bind(&c.user)
+            .bind(&c.request_id)
+            .bind(c.now)
+            .bind(c.now.saturating_add(timeout));
+    }
+    let mut inserted = query.fetch_all(&mut *conn).await?;
+    let mut leases = Vec::with_capacity(granting.len());
+    for c in granting {
+        // RETURNING's row order is not promised: matched by id.
+        let at = inserted
+            .iter()
+            .position(|lease| lease.id == c.lease_id)
+            .ok_or(sqlx::Error::RowNotFound)?;
+        leases.push(inserted.swap_remove(at));
+        seen.granted(c);
+    }
+    #[cfg(test)]
+    granted_together_for_tests(&first.license_id, leases.len());
+    Ok(leases)
+}
+
+/// Leases granted by [`grant_together`] per license (tests: that the path ran, and for which
+/// check-outs).
+#[cfg(test)]
+static GRANTED_TOGETHER: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(test)]
+fn granted_together_for_tests(license_id: &str, leases: usize) {
+    if let Ok(mut granted) = GRANTED_TOGETHER.lock() {
+        granted.push((license_id.to_owned(), leases));
+    }
+}
+
+/// The sizes of the groups of leases [`grant_together`] granted for `license_id`, in order.
+#[cfg(test)]
+pub(crate) fn granted_together(license_id: &str) -> Vec<usize> {
+    GRANTED_TOGETHER.lock().map_or_else(
+        |_| Vec::new(),
+        |granted| {
+            granted
+                .iter()
+                .filter(|(license, _)| license == license_id)
+                .map(|(_, leases)| *leases)
+                .collect()
+        },
+    )
 }
 
 /// What a batch transaction already knows about the license of its current writes. The batch
@@ -316,6 +510,8 @@ struct HeldLeases {
     held: i64,
     /// Its own changes not written to the row yet (written once per license and batch).
     unwritten: i64,
+    /// The license's lease timeout, in seconds.
+    lease_timeout: i64,
 }
 
 impl Seen {
@@ -339,18 +535,22 @@ impl Seen {
             return Ok(());
         }
         self.write_held(conn).await?;
-        let held: Option<i64> = sqlx::query_scalar(match engine {
-            Engine::Sqlite => "SELECT leases_held FROM licenses WHERE id = $1",
-            Engine::Postgres => "SELECT leases_held FROM licenses WHERE id = $1 FOR UPDATE",
+        let row: Option<(i64, i64)> = sqlx::query_as(match engine {
+            Engine::Sqlite => "SELECT leases_held, lease_timeout FROM licenses WHERE id = $1",
+            Engine::Postgres => {
+                "SELECT leases_held, lease_timeout FROM licenses WHERE id = $1 FOR UPDATE"
+            }
         })
         .bind(license_id)
         .fetch_optional(&mut *conn)
         .await?;
+        // No such license: no lease is written for it (a lease's license must exist).
+        let (held, lease_timeout) = row.unwrap_or((0, 0));
         self.license = Some(HeldLeases {
             license_id: license_id.to_owned(),
-            // No such license: nothing is written for it (the lease insert finds no row).
-            held: held.unwrap_or(0),
+            held,
             unwritten: 0,
+            lease_timeout,
         });
         Ok(())
     }
@@ -358,6 +558,13 @@ impl Seen {
     /// The held leases of the license last passed to [`Seen::hold`].
     fn held(&self) -> i64 {
         self.license.as_ref().map_or(0, |license| license.held)
+    }
+
+    /// The lease timeout of the license last passed to [`Seen::hold`].
+    fn lease_timeout(&self) -> i64 {
+        self.license
+            .as_ref()
+            .map_or(0, |license| license.lease_timeout)
     }
 
     /// This transaction took (`+1`) or released (`-1`) a lease of the license last passed to

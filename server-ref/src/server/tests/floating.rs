@@ -501,6 +501,98 @@ async fn a_batch_of_check_outs_is_one_transaction_per_write() {
     state.db().assert_held_counts_agree().await;
 }
 
+/// What an outcome says, without ids the server chose: (kind, client and request of the lease).
+fn outcome_shape(outcome: &sqlx::Result<CheckOutOutcome>) -> (String, Option<(String, String)>) {
+    match outcome {
+        Ok(CheckOutOutcome::Granted(l)) => (
+            "granted".into(),
+            Some((l.client_id.clone(), l.request_id.clone())),
+        ),
+        Ok(CheckOutOutcome::Existing(l)) => (
+            "existing".into(),
+            Some((l.client_id.clone(), l.request_id.clone())),
+        ),
+        other => (format!("{other:?}"), None),
+    }
+}
+
+/// Plain check-outs of one license in one batch are granted together (one lookup, one insert)
+/// up to the first retry, repeat or check-out without a certain seat; the outcomes are exactly
+/// those of the same check-outs one by one: compared on two licenses, with a lease held before,
+/// retries and repeats inside the batch, the last seats, and more check-outs than one
+/// statement takes.
+#[tokio::test]
+async fn check_outs_granted_together_answer_as_one_by_one() {
+    together_on(None).await;
+    if let Some(url) = postgres::fresh_database("check_outs_granted_together_answer_as_one_by_one")
+    {
+        together_on(Some(&url)).await;
+    }
+}
+
+async fn together_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let now = 1_780_000_000;
+    let pairs = |clients: &[&str], requests: &[&str]| -> Vec<(String, String)> {
+        clients
+            .iter()
+            .zip(requests)
+            .map(|(c, r)| ((*c).to_owned(), (*r).to_owned()))
+            .collect()
+    };
+    let d = |range: std::ops::Range<usize>| range.map(|i| (format!("d{i}"), "r1".to_owned()));
+    // Runs of 16: the first stops at a repeat of the same client and user (c8 again), the
+    // second at a client and user holding a lease from before the batch (c0), the third at
+    // the last seat.
+    let mut requests = pairs(
+        &["c8", "c8", "c1", "c2", "c1"],
+        &["r1", "r2", "r1", "r1", "r1"],
+    );
+    requests.extend(d(0..11));
+    requests.extend(pairs(&["e0", "c0"], &["r1", "r9"]));
+    requests.extend(d(11..40));
+    let mut shapes = Vec::new();
+    for together in [true, false] {
+        let (_, id) = floating(&state, 40).await;
+        let held = db
+            .check_out(&at(&id, "c0", "r0", 40, now, &format!("{id}-c0")))
+            .await;
+        assert!(matches!(held, Ok(CheckOutOutcome::Granted(_))), "{held:?}");
+        let ids: Vec<String> = (0..requests.len()).map(|i| format!("{id}-{i}")).collect();
+        let checkouts: Vec<CheckOut<'_>> = requests
+            .iter()
+            .zip(&ids)
+            .map(|((client, request), lease)| at(&id, client, request, 40, now, lease))
+            .collect();
+        let outcomes = if together {
+            db.check_out_as_one_batch(&checkouts).await
+        } else {
+            let mut outcomes = Vec::new();
+            for c in &checkouts {
+                outcomes.push(db.check_out(c).await);
+            }
+            outcomes
+        };
+        shapes.push(outcomes.iter().map(outcome_shape).collect::<Vec<_>>());
+        // c8 | e0 | d25 … d34 (the last 10 seats); the rest of each run one by one.
+        let expected: &[usize] = if together { &[1, 1, 10] } else { &[] };
+        assert_eq!(crate::server::db::granted_together(&id), expected);
+        assert_eq!(db.live_leases(&id, now).await.unwrap().len(), 40);
+    }
+    assert_eq!(shapes[0], shapes[1]);
+    let kinds: Vec<&str> = shapes[0].iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds[..5],
+        ["granted", "existing", "granted", "granted", "existing"]
+    );
+    assert_eq!(kinds[16..18], ["granted", "existing"]);
+    assert_eq!(kinds.iter().filter(|k| **k == "granted").count(), 39);
+    assert_eq!(kinds.iter().filter(|k| **k == "existing").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| **k == "Ok(Denied)").count(), 5);
+    db.assert_held_counts_agree().await;
+}
+
 /// A panic while writing a batch fails that batch's requests (an error, not a hang) and
 /// nothing else: the writer goes on, later seat writes succeed, and nothing of the failed
 /// write is left behind.

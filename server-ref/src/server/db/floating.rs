@@ -5,9 +5,9 @@
 //! exact expiry instant the lease is over: a heartbeat at that second fails and the reaper
 //! releases it.
 
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 
-use super::seats::{LeaseWrite, OwnedCheckOut, less_held, places_held, update_lease};
+use super::seats::{LeaseWrite, OwnedCheckOut, less_held, places_held, recount_held, update_lease};
 use super::{Db, DbResult, Engine};
 
 /// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
@@ -308,8 +308,14 @@ impl Db {
 
     /// Releases every lease lapsed at `now` (server clock); returns how many.
     ///
-    /// One transaction per license, under its write lock (like a check-out), since each
-    /// lowers the license's count of held leases.
+    ///
+    /// Each license's leases are released under its write lock (like a check-out), and its
+    /// count of held leases is then counted afresh rather than lowered, so a count that
+    /// drifted (a database edited by hand, or an older replica still running, which never
+    /// keeps the count: stop every replica before starting this version) heals at the
+    /// license's next lapse. PostgreSQL: one transaction per license, so a check-out waits for
+    /// one license's reaping at most, and a license that fails is logged and skipped.
+    /// SQLite: one transaction for all, since any write there takes the one write lock.
     pub async fn reap_expired_leases(&self, now: i64) -> DbResult<u64> {
         let licenses: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT license_id FROM leases WHERE released_at IS NULL \
@@ -319,19 +325,33 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         let mut reaped = 0_u64;
-        for license_id in licenses {
-            let mut tx = self.begin_license_write(&license_id).await?;
-            let done = sqlx::query(
-                "UPDATE leases SET released_at = expires_at, release_reason = 'expired' \
-                 WHERE license_id = $1 AND released_at IS NULL AND expires_at <= $2",
-            )
-            .bind(&license_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            less_held(&mut tx, &license_id, done.rows_affected()).await?;
-            tx.commit().await?;
-            reaped = reaped.saturating_add(done.rows_affected());
+        match self.engine {
+            Engine::Sqlite => {
+                if licenses.is_empty() {
+                    return Ok(0);
+                }
+                let mut tx = self.begin_license_write("").await?;
+                for license_id in &licenses {
+                    reaped = reaped.saturating_add(reap_license(&mut tx, license_id, now).await?);
+                }
+                tx.commit().await?;
+            }
+            Engine::Postgres => {
+                for license_id in &licenses {
+                    let reaping = async {
+                        let mut tx = self.begin_license_write(license_id).await?;
+                        let done = reap_license(&mut tx, license_id, now).await?;
+                        tx.commit().await?;
+                        DbResult::Ok(done)
+                    };
+                    match reaping.await {
+                        Ok(done) => reaped = reaped.saturating_add(done),
+                        Err(error) => {
+                            tracing::warn!(%error, license_id, "reaping a license's leases failed; the next run tries again");
+                        }
+                    }
+                }
+            }
         }
         Ok(reaped)
     }
@@ -492,6 +512,17 @@ impl Db {
         query.bind(from).bind(to).fetch_all(&self.pool).await
     }
 
+    /// Overwrites the count of held leases of `license_id` (tests of its healing).
+    #[cfg(test)]
+    pub(crate) async fn set_held_for_tests(&self, license_id: &str, held: i64) {
+        sqlx::query("UPDATE licenses SET leases_held = $1 WHERE id = $2")
+            .bind(held)
+            .bind(license_id)
+            .execute(&self.pool)
+            .await
+            .expect("setting the held count");
+    }
+
     /// Panics unless every license's count of held leases agrees with its leases (tests).
     #[cfg(test)]
     pub(crate) async fn assert_held_counts_agree(&self) {
@@ -505,4 +536,19 @@ impl Db {
             "(license, leases_held, leases not released): {disagree:?}"
         );
     }
+}
+
+/// Releases the leases of `license_id` lapsed at `now` and counts its held leases afresh, in a
+/// transaction holding the license's write lock; returns how many were released.
+async fn reap_license(tx: &mut AnyConnection, license_id: &str, now: i64) -> DbResult<u64> {
+    let done = sqlx::query(
+        "UPDATE leases SET released_at = expires_at, release_reason = 'expired' \
+         WHERE license_id = $1 AND released_at IS NULL AND expires_at <= $2",
+    )
+    .bind(license_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    recount_held(tx, license_id).await?;
+    Ok(done.rows_affected())
 }

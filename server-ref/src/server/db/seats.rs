@@ -629,6 +629,20 @@ async fn change_held(conn: &mut AnyConnection, license_id: &str, by: i64) -> DbR
     Ok(())
 }
 
+/// Sets the count of held leases of `license_id` to its leases not released, counted now; the
+/// caller holds the license's write lock (so on PostgreSQL the count, a statement after the
+/// lock, sees every committed change of the license's leases).
+pub(super) async fn recount_held(conn: &mut AnyConnection, license_id: &str) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE licenses SET leases_held = (SELECT COUNT(*) FROM leases \
+         WHERE license_id = $1 AND released_at IS NULL) WHERE id = $1",
+    )
+    .bind(license_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// `released` leases of `license_id` were released (force-release, the reaper) in a
 /// transaction holding the license's write lock.
 pub(super) async fn less_held(

@@ -345,6 +345,34 @@ async fn a_lapsed_lease_frees_its_seat_before_the_reaper_runs() {
     assert_eq!(db.live_leases(&id, lapse).await.unwrap().len(), 2);
 }
 
+/// A count of held leases that drifted below the truth (edited by hand here; an older
+/// replica would do the same) is counted afresh when the reaper releases one of the license's
+/// leases, on both engines.
+#[tokio::test]
+async fn a_drifted_held_count_heals_when_the_reaper_runs() {
+    drift_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_drifted_held_count_heals_when_the_reaper_runs") {
+        drift_on(Some(&url)).await;
+    }
+}
+
+async fn drift_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let (_, id) = floating(&state, 3).await;
+    let t0 = 1_780_000_000;
+    for (client, now) in [("c1", t0), ("c2", t0), ("c3", t0 + 100)] {
+        let outcome = db.check_out(&at(&id, client, "r1", 3, now, client)).await;
+        assert!(
+            matches!(outcome, Ok(CheckOutOutcome::Granted(_))),
+            "{outcome:?}"
+        );
+    }
+    db.set_held_for_tests(&id, 0).await;
+    assert_eq!(db.reap_expired_leases(t0 + 900).await.unwrap(), 2);
+    db.assert_held_counts_agree().await;
+}
+
 /// IT staff force-release a seat: it is free at once, the old holder's heartbeat is refused
 /// (with its old epoch and with any other), and an auditor may not force-release.
 #[tokio::test]
@@ -591,6 +619,146 @@ async fn together_on(url: Option<&str>) {
     assert_eq!(kinds.iter().filter(|k| **k == "existing").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "Ok(Denied)").count(), 5);
     db.assert_held_counts_agree().await;
+}
+
+/// The cases of a batch that one statement must not decide alone, granted together or one by
+/// one with the same answers: check-outs at different instants, one client with two users, a
+/// retry of a lease that lapsed (ended), a request id another user took (conflict), check-outs
+/// that see different seat counts, a lapsed lease not reaped yet (from an independent review).
+#[tokio::test]
+async fn batch_edge_cases_answer_as_one_by_one() {
+    batch_edges_on(None).await;
+    if let Some(url) = postgres::fresh_database("batch_edge_cases_answer_as_one_by_one") {
+        batch_edges_on(Some(&url)).await;
+    }
+}
+
+async fn batch_edges_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let t0 = 1_780_000_000;
+    let t1 = t0 + 1000;
+    // (client, user, request, seats, now)
+    let spec: [(&str, &str, &str, i64, i64); 10] = [
+        ("cA", "alice", "rA", 8, t1),
+        ("cA", "bob", "rB", 8, t1 + 5),
+        ("cB", "x", "rX", 8, t1 - 1),
+        ("cC", "y", "rY", 7, t1),
+        ("cD", "z", "rZ", 8, t1),
+        ("cE", "w", "rW", 8, t1 + 2),
+        ("c0", "c0", "r0", 5, t1),
+        ("c9", "other", "r5", 5, t1),
+        ("cF", "v", "rV", 9, t1),
+        ("cG", "v", "rV", 9, t1),
+    ];
+    let mut answers = Vec::new();
+    for together in [true, false] {
+        let (_, id) = floating(&state, 4).await;
+        // Held before the batch: c0's lease lapsed at t0 + 900 (not reaped), c9's and c8's
+        // live.
+        for (client, request, now) in [
+            ("c0", "r0", t0),
+            ("c9", "r5", t0 + 500),
+            ("c8", "r8", t0 + 100),
+        ] {
+            let outcome = db
+                .check_out(&at(&id, client, request, 4, now, &format!("{id}-{client}")))
+                .await;
+            assert!(
+                matches!(outcome, Ok(CheckOutOutcome::Granted(_))),
+                "{outcome:?}"
+            );
+        }
+        let ids: Vec<String> = (0..spec.len()).map(|i| format!("{id}-{i}")).collect();
+        let checkouts: Vec<CheckOut<'_>> = spec
+            .iter()
+            .zip(&ids)
+            .map(|((client, user, request, seats, now), lease)| CheckOut {
+                user,
+                seats: *seats,
+                ..at(&id, client, request, 0, *now, lease)
+            })
+            .collect();
+        let outcomes = if together {
+            db.check_out_as_one_batch(&checkouts).await
+        } else {
+            let mut outcomes = Vec::new();
+            for c in &checkouts {
+                outcomes.push(db.check_out(c).await);
+            }
+            outcomes
+        };
+        let shown: Vec<String> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(CheckOutOutcome::Granted(l)) => {
+                    format!("granted {} {} {}", l.client_id, l.user_name, l.expires_at)
+                }
+                Ok(CheckOutOutcome::Existing(l)) => {
+                    format!("existing {} {}", l.client_id, l.request_id)
+                }
+                Ok(CheckOutOutcome::Ended(l)) => format!("ended {}", l.request_id),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        answers.push(shown);
+        db.assert_held_counts_agree().await;
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][0], format!("granted cA alice {}", t1 + 900));
+    assert_eq!(answers[0][1], format!("granted cA bob {}", t1 + 5 + 900));
+    assert_eq!(answers[0][6], "ended r0");
+    assert_eq!(answers[0][7], "Ok(RequestIdConflict)");
+}
+
+/// One batch with the check-outs of two licenses interleaved: sorted by license, each
+/// license's run granted together up to its seats, the rest denied, both counts true.
+#[tokio::test]
+async fn a_batch_over_two_licenses_keeps_both_counts() {
+    two_licenses_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_batch_over_two_licenses_keeps_both_counts") {
+        two_licenses_on(Some(&url)).await;
+    }
+}
+
+async fn two_licenses_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let now = 1_780_000_000;
+    let (_, a) = floating(&state, 3).await;
+    let (_, b) = floating(&state, 3).await;
+    let order = [
+        (&b, "b1"),
+        (&a, "a1"),
+        (&b, "b2"),
+        (&a, "a2"),
+        (&a, "a3"),
+        (&a, "a4"),
+        (&b, "b3"),
+        (&b, "b4"),
+    ];
+    let ids: Vec<String> = order
+        .iter()
+        .map(|(_, client)| format!("lse_{client}"))
+        .collect();
+    let checkouts: Vec<CheckOut<'_>> = order
+        .iter()
+        .zip(&ids)
+        .map(|((license, client), lease)| at(license, client, "r1", 3, now, lease))
+        .collect();
+    let outcomes = db.check_out_as_one_batch(&checkouts).await;
+    let denied: Vec<&str> = order
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Ok(CheckOutOutcome::Denied)))
+        .map(|((_, client), _)| *client)
+        .collect();
+    assert_eq!(denied, ["a4", "b4"]);
+    db.assert_held_counts_agree().await;
+    for license in [&a, &b] {
+        assert_eq!(db.live_leases(license, now).await.unwrap().len(), 3);
+        assert_eq!(crate::server::db::granted_together(license), [3]);
+    }
 }
 
 /// A panic while writing a batch fails that batch's requests (an error, not a hang) and

@@ -529,19 +529,35 @@ async fn a_batch_of_check_outs_is_one_transaction_per_write() {
     state.db().assert_held_counts_agree().await;
 }
 
-/// What an outcome says, without ids the server chose: (kind, client and request of the lease).
-fn outcome_shape(outcome: &sqlx::Result<CheckOutOutcome>) -> (String, Option<(String, String)>) {
+/// What an outcome says, without the ids the server chose: `kind client user request expiry`
+/// for a lease, the outcome itself otherwise.
+fn described(outcome: &sqlx::Result<CheckOutOutcome>) -> String {
+    let lease = |kind: &str, l: &crate::server::db::LeaseRow| {
+        format!(
+            "{kind} {} {} {} {}",
+            l.client_id, l.user_name, l.request_id, l.expires_at
+        )
+    };
     match outcome {
-        Ok(CheckOutOutcome::Granted(l)) => (
-            "granted".into(),
-            Some((l.client_id.clone(), l.request_id.clone())),
-        ),
-        Ok(CheckOutOutcome::Existing(l)) => (
-            "existing".into(),
-            Some((l.client_id.clone(), l.request_id.clone())),
-        ),
-        other => (format!("{other:?}"), None),
+        Ok(CheckOutOutcome::Granted(l)) => lease("granted", l),
+        Ok(CheckOutOutcome::Existing(l)) => lease("existing", l),
+        Ok(CheckOutOutcome::Ended(l)) => lease("ended", l),
+        other => format!("{other:?}"),
     }
+}
+
+/// The check-outs as one batch (`together`), or one by one; their outcomes described.
+async fn batch_or_one_by_one(db: &Db, checkouts: &[CheckOut<'_>], together: bool) -> Vec<String> {
+    let outcomes = if together {
+        db.check_out_as_one_batch(checkouts).await
+    } else {
+        let mut outcomes = Vec::new();
+        for c in checkouts {
+            outcomes.push(db.check_out(c).await);
+        }
+        outcomes
+    };
+    outcomes.iter().map(described).collect()
 }
 
 /// Plain check-outs of one license in one batch are granted together (one lookup, one insert)
@@ -593,23 +609,17 @@ async fn together_on(url: Option<&str>) {
             .zip(&ids)
             .map(|((client, request), lease)| at(&id, client, request, 40, now, lease))
             .collect();
-        let outcomes = if together {
-            db.check_out_as_one_batch(&checkouts).await
-        } else {
-            let mut outcomes = Vec::new();
-            for c in &checkouts {
-                outcomes.push(db.check_out(c).await);
-            }
-            outcomes
-        };
-        shapes.push(outcomes.iter().map(outcome_shape).collect::<Vec<_>>());
+        shapes.push(batch_or_one_by_one(db, &checkouts, together).await);
         // c8 | e0 | d25 … d34 (the last 10 seats); the rest of each run one by one.
         let expected: &[usize] = if together { &[1, 1, 10] } else { &[] };
         assert_eq!(crate::server::db::granted_together(&id), expected);
         assert_eq!(db.live_leases(&id, now).await.unwrap().len(), 40);
     }
     assert_eq!(shapes[0], shapes[1]);
-    let kinds: Vec<&str> = shapes[0].iter().map(|(kind, _)| kind.as_str()).collect();
+    let kinds: Vec<&str> = shapes[0]
+        .iter()
+        .map(|described| described.split(' ').next().unwrap_or_default())
+        .collect();
     assert_eq!(
         kinds[..5],
         ["granted", "existing", "granted", "granted", "existing"]
@@ -679,35 +689,13 @@ async fn batch_edges_on(url: Option<&str>) {
                 ..at(&id, client, request, 0, *now, lease)
             })
             .collect();
-        let outcomes = if together {
-            db.check_out_as_one_batch(&checkouts).await
-        } else {
-            let mut outcomes = Vec::new();
-            for c in &checkouts {
-                outcomes.push(db.check_out(c).await);
-            }
-            outcomes
-        };
-        let shown: Vec<String> = outcomes
-            .iter()
-            .map(|outcome| match outcome {
-                Ok(CheckOutOutcome::Granted(l)) => {
-                    format!("granted {} {} {}", l.client_id, l.user_name, l.expires_at)
-                }
-                Ok(CheckOutOutcome::Existing(l)) => {
-                    format!("existing {} {}", l.client_id, l.request_id)
-                }
-                Ok(CheckOutOutcome::Ended(l)) => format!("ended {}", l.request_id),
-                other => format!("{other:?}"),
-            })
-            .collect();
-        answers.push(shown);
+        answers.push(batch_or_one_by_one(db, &checkouts, together).await);
         db.assert_held_counts_agree().await;
     }
     assert_eq!(answers[0], answers[1]);
-    assert_eq!(answers[0][0], format!("granted cA alice {}", t1 + 900));
-    assert_eq!(answers[0][1], format!("granted cA bob {}", t1 + 5 + 900));
-    assert_eq!(answers[0][6], "ended r0");
+    assert_eq!(answers[0][0], format!("granted cA alice rA {}", t1 + 900));
+    assert_eq!(answers[0][1], format!("granted cA bob rB {}", t1 + 5 + 900));
+    assert_eq!(answers[0][6], format!("ended c0 c0 r0 {}", t0 + 900));
     assert_eq!(answers[0][7], "Ok(RequestIdConflict)");
 }
 

@@ -263,23 +263,28 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     let mut rest = jobs;
     while !rest.is_empty() {
         let run = plain_check_outs(rest);
-        let mut one_by_one = 1;
-        if run.len() >= 2 {
-            let granted = grant_together(&mut tx, pools.engine, &mut seen, &run).await?;
-            let done = granted.len();
-            outcomes.extend(
-                granted
-                    .into_iter()
-                    .map(|lease| Outcome::CheckOut(CheckOutOutcome::Granted(lease))),
-            );
-            rest = rest.get(done..).unwrap_or_default();
-            // The rest of the run (a retry, a repeat, or no seat free for certain) one by one.
-            one_by_one = run.len() - done;
+        if run.len() < 2 {
+            if let Some(job) = rest.first() {
+                outcomes.push(write_one(&mut tx, pools.engine, &mut seen, &job.write).await?);
+            }
+            rest = rest.get(1..).unwrap_or_default();
+            continue;
         }
-        for job in rest.iter().take(one_by_one) {
-            outcomes.push(write_one(&mut tx, pools.engine, &mut seen, &job.write).await?);
+        let granted = grant_together(&mut tx, pools.engine, &mut seen, &run).await?;
+        // The others (a retry, a repeat, or no seat free for certain) one by one, after the
+        // leases granted together: only check-outs of another license, which do not see
+        // one another, go before them.
+        let mut answered: Vec<Option<Outcome>> = granted
+            .into_iter()
+            .map(|lease| lease.map(|lease| Outcome::CheckOut(CheckOutOutcome::Granted(lease))))
+            .collect();
+        for (answer, job) in answered.iter_mut().zip(rest) {
+            if answer.is_none() {
+                *answer = Some(write_one(&mut tx, pools.engine, &mut seen, &job.write).await?);
+            }
         }
-        rest = rest.get(one_by_one..).unwrap_or_default();
+        outcomes.extend(answered.into_iter().flatten());
+        rest = rest.get(run.len()..).unwrap_or_default();
     }
     seen.write_held(&mut tx).await?;
     let worked = std::time::Instant::now();
@@ -314,7 +319,7 @@ async fn write_one(
             }
             let update = update_lease(conn, *kind, license_id, lease_id, *epoch, *now).await?;
             if *kind == LeaseWrite::CheckIn && matches!(update, LeaseUpdate::Done(_)) {
-                seen.held_changed(-1);
+                seen.held_changed(license_id, -1);
             }
             Outcome::Lease(update)
         }
@@ -325,44 +330,36 @@ async fn write_one(
 /// at most this many shapes of the two statements of [`grant_together`].
 const MAX_TOGETHER: usize = 16;
 
-/// The plain check-outs (no borrowing, no wait line) of one license at the head of `jobs`, at
-/// most [`MAX_TOGETHER`].
+/// The plain check-outs (no borrowing, no wait line) at the head of `jobs`, at most
+/// [`MAX_TOGETHER`]; sorted by license, like the batch.
 fn plain_check_outs(jobs: &[Job]) -> Vec<&OwnedCheckOut> {
-    let mut run: Vec<&OwnedCheckOut> = Vec::new();
-    for job in jobs.iter().take(MAX_TOGETHER) {
-        match &job.write {
-            Write::CheckOut(c)
-                if c.borrow.is_none()
-                    && c.queue.is_none()
-                    && run
-                        .first()
-                        .is_none_or(|first| first.license_id == c.license_id) =>
-            {
-                run.push(c);
-            }
-            _ => break,
-        }
-    }
-    run
+    jobs.iter()
+        .take(MAX_TOGETHER)
+        .map_while(|job| match &job.write {
+            Write::CheckOut(c) if c.borrow.is_none() && c.queue.is_none() => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
-/// Grants the leading check-outs of `run` (plain check-outs of one license, in queue order)
-/// with two statements, a lookup and one insert of every lease, instead of two statements
-/// each: every one of them that is not a retry, holds no live lease for its client and user
-/// yet, repeats none before it and finds a seat free for certain (from the count of held
-/// leases). Each is exactly what one by one would do, since each would find no lease of its own
-/// and a free seat. Returns the leases granted, in order; the caller writes the rest of the run
-/// one by one.
+/// Grants check-outs of `run` (plain check-outs, sorted by license, in queue order within a
+/// license) with four statements whatever their number: the licenses locked, one lookup, one
+/// insert of every lease, the counts written (one per license, at the commit). Of each
+/// license's check-outs, the leading ones are granted that are not retries, hold no live lease
+/// for their client and user yet, repeat none before them and find a seat free for certain
+/// (from the count of held leases): each is what one by one would do, since each would find no
+/// lease of its own and a free seat, and check-outs of different licenses never see one
+/// another. Returns, for each check-out of `run`, its lease if granted; the caller writes the
+/// others one by one.
 async fn grant_together(
     conn: &mut AnyConnection,
     engine: Engine,
     seen: &mut Seen,
     run: &[&OwnedCheckOut],
-) -> DbResult<Vec<LeaseRow>> {
-    let Some(first) = run.first() else {
-        return Ok(Vec::new());
-    };
-    seen.hold(conn, engine, &first.license_id).await?;
+) -> DbResult<Vec<Option<LeaseRow>>> {
+    let mut licenses: Vec<&str> = run.iter().map(|c| c.license_id.as_str()).collect();
+    licenses.dedup();
+    seen.hold_all(conn, engine, &licenses).await?;
     // Each check-out's own lookup (the one in `check_out`), joined by UNION ALL into one
     // statement. Each part keeps equalities on the license and client, so the planner takes
     // the unique index for each, whatever its statistics say (one `client_id IN (...)` lookup
@@ -370,64 +367,77 @@ async fn grant_together(
     // Only placeholders are formatted into the SQL; every value is bound.
     let lookup = (0..run.len())
         .map(|index| {
-            let p = 2 + index * 4;
+            let p = 1 + index * 5;
             format!(
-                "SELECT * FROM leases WHERE license_id = $1 AND client_id = ${} AND \
+                "SELECT * FROM leases WHERE license_id = ${} AND client_id = ${} AND \
                  (request_id = ${} OR (user_name = ${} AND released_at IS NULL \
                  AND expires_at > ${}))",
                 p,
                 p + 1,
                 p + 2,
-                p + 3
+                p + 3,
+                p + 4
             )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    let mut query =
-        sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(lookup)).bind(&first.license_id);
+    let mut query = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(lookup));
     for c in run {
         query = query
+            .bind(&c.license_id)
             .bind(&c.client_id)
             .bind(&c.request_id)
             .bind(&c.user)
             .bind(c.now);
     }
     let found = query.fetch_all(&mut *conn).await?;
-    let mut together = 0;
+    let mut granting: Vec<&OwnedCheckOut> = Vec::new();
+    // The license whose leading check-outs met one that goes one by one.
+    let mut stopped: Option<&str> = None;
     for (index, c) in run.iter().enumerate() {
+        if stopped == Some(c.license_id.as_str()) {
+            continue;
+        }
         let own = found.iter().any(|lease| {
-            lease.client_id == c.client_id
+            lease.license_id == c.license_id
+                && lease.client_id == c.client_id
                 && (lease.request_id == c.request_id
                     || (lease.user_name == c.user && lease.is_live_at(c.now)))
         });
         let repeat = run.iter().take(index).any(|before| {
-            before.client_id == c.client_id
+            before.license_id == c.license_id
+                && before.client_id == c.client_id
                 && (before.request_id == c.request_id || before.user == c.user)
         });
+        let before = granting
+            .iter()
+            .filter(|g| g.license_id == c.license_id)
+            .count();
         let held = seen
-            .held()
-            .saturating_add(i64::try_from(index).unwrap_or(i64::MAX));
+            .held(&c.license_id)
+            .saturating_add(i64::try_from(before).unwrap_or(i64::MAX));
         if own || repeat || c.seats.saturating_sub(held) <= 0 {
-            break;
+            stopped = Some(c.license_id.as_str());
+        } else {
+            granting.push(c);
         }
-        together = index + 1;
     }
-    let Some(granting) = run.get(..together).filter(|granting| !granting.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    let timeout = seen.lease_timeout();
+    if granting.is_empty() {
+        return Ok(vec![None; run.len()]);
+    }
     let rows = (0..granting.len())
         .map(|index| {
-            let p = 2 + index * 6;
+            let p = 1 + index * 7;
             format!(
-                "(${}, $1, ${}, ${}, ${}, 1, ${}, ${}, ${}, 0)",
+                "(${}, ${}, ${}, ${}, ${}, 1, ${}, ${}, ${}, 0)",
                 p,
                 p + 1,
                 p + 2,
                 p + 3,
                 p + 4,
-                p + 4,
-                p + 5
+                p + 5,
+                p + 5,
+                p + 6
             )
         })
         .collect::<Vec<_>>()
@@ -436,30 +446,39 @@ async fn grant_together(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
          created_at, heartbeat_at, expires_at, borrowed) VALUES {rows} RETURNING *"
     );
-    let mut query =
-        sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(insert)).bind(&first.license_id);
-    for c in granting {
+    let mut query = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(insert));
+    for c in &granting {
         query = query
             .bind(&c.lease_id)
+            .bind(&c.license_id)
             .bind(&c.client_id)
             .bind(&c.user)
             .bind(&c.request_id)
             .bind(c.now)
-            .bind(c.now.saturating_add(timeout));
+            .bind(c.now.saturating_add(seen.lease_timeout(&c.license_id)));
     }
     let mut inserted = query.fetch_all(&mut *conn).await?;
-    let mut leases = Vec::with_capacity(granting.len());
-    for c in granting {
+    let mut leases = Vec::with_capacity(run.len());
+    for c in run {
+        if !granting.iter().any(|g| std::ptr::eq(*g, *c)) {
+            leases.push(None);
+            continue;
+        }
         // RETURNING's row order is not promised: matched by id.
         let at = inserted
             .iter()
             .position(|lease| lease.id == c.lease_id)
             .ok_or(sqlx::Error::RowNotFound)?;
-        leases.push(inserted.swap_remove(at));
+        leases.push(Some(inserted.swap_remove(at)));
         seen.granted(c);
     }
     #[cfg(test)]
-    granted_together_for_tests(&first.license_id, leases.len());
+    for license in licenses {
+        let together = granting.iter().filter(|g| g.license_id == license).count();
+        if together > 0 {
+            granted_together_for_tests(license, together);
+        }
+    }
     Ok(leases)
 }
 
@@ -490,13 +509,12 @@ pub(crate) fn granted_together(license_id: &str) -> Vec<usize> {
     )
 }
 
-/// What a batch transaction already knows about the license of its current writes. The batch
-/// is sorted by license, check-outs first, so it only remembers the last license.
+/// What a batch transaction already knows about the licenses of its writes.
 #[derive(Default)]
 struct Seen {
-    /// The license this transaction holds the write lock of (PostgreSQL: its row, locked last),
-    /// with its count of held leases.
-    license: Option<HeldLeases>,
+    /// The licenses this transaction holds the write lock of (PostgreSQL: their rows), in the
+    /// order they were locked, with their counts of held leases.
+    licenses: Vec<HeldLeases>,
     /// (license, `now`, live leases at `now`): counted once, then kept up to date by this
     /// batch's own grants (nothing else changes the license's leases while the transaction
     /// holds its lock). Reused only at the same `now`, since leases lapse as time passes.
@@ -508,81 +526,113 @@ struct HeldLeases {
     license_id: String,
     /// Its own changes included.
     held: i64,
-    /// Its own changes not written to the row yet (written once per license and batch).
+    /// Its own changes not written to the row yet (written once, before the commit).
     unwritten: i64,
     /// The license's lease timeout, in seconds.
     lease_timeout: i64,
 }
 
 impl Seen {
-    /// Makes `license_id` the license of the writes that follow: writes the previous one's
-    /// count, then locks this one's row until the commit (PostgreSQL; SQLite's `BEGIN
-    /// IMMEDIATE` already holds the one write lock) and reads its count of held leases. Every
-    /// change of that count happens under this lock, and the lock comes before any lease row's
-    /// (the batch's order; force-release and the reaper lock the license first too), so two
-    /// replicas never wait on each other in a cycle.
+    fn license(&self, license_id: &str) -> Option<&HeldLeases> {
+        self.licenses.iter().find(|l| l.license_id == license_id)
+    }
+
+    /// Locks `license_id`'s row until the commit (PostgreSQL; SQLite's `BEGIN IMMEDIATE`
+    /// already holds the one write lock) and reads its count of held leases, unless this
+    /// transaction holds it already. Every change of that count happens under this lock.
+    /// Licenses are locked in the batch's order (by id, bytewise), and before any lease row of
+    /// theirs (force-release and the reaper lock one license first too), so two replicas
+    /// never wait on each other in a cycle.
     async fn hold(
         &mut self,
         conn: &mut AnyConnection,
         engine: Engine,
         license_id: &str,
     ) -> DbResult<()> {
-        if self
-            .license
-            .as_ref()
-            .is_some_and(|license| license.license_id == license_id)
-        {
+        self.hold_all(conn, engine, &[license_id]).await
+    }
+
+    /// [`Seen::hold`] for each of `license_ids` (sorted like the batch), in one statement.
+    async fn hold_all(
+        &mut self,
+        conn: &mut AnyConnection,
+        engine: Engine,
+        license_ids: &[&str],
+    ) -> DbResult<()> {
+        let new: Vec<&str> = license_ids
+            .iter()
+            .copied()
+            .filter(|id| self.license(id).is_none())
+            .collect();
+        if new.is_empty() {
             return Ok(());
         }
-        self.write_held(conn).await?;
-        let row: Option<(i64, i64)> = sqlx::query_as(match engine {
-            Engine::Sqlite => "SELECT leases_held, lease_timeout FROM licenses WHERE id = $1",
-            Engine::Postgres => {
-                "SELECT leases_held, lease_timeout FROM licenses WHERE id = $1 FOR UPDATE"
+        let ids = (1..=new.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // PostgreSQL locks the rows in the ORDER BY's order, bytewise like the batch's sort.
+        let sql = match engine {
+            Engine::Sqlite => {
+                format!("SELECT id, leases_held, lease_timeout FROM licenses WHERE id IN ({ids})")
             }
-        })
-        .bind(license_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        // No such license: no lease is written for it (a lease's license must exist).
-        let (held, lease_timeout) = row.unwrap_or((0, 0));
-        self.license = Some(HeldLeases {
-            license_id: license_id.to_owned(),
-            held,
-            unwritten: 0,
-            lease_timeout,
-        });
+            Engine::Postgres => format!(
+                "SELECT id, leases_held, lease_timeout FROM licenses WHERE id IN ({ids}) \
+                 ORDER BY id COLLATE \"C\" FOR UPDATE"
+            ),
+        };
+        let mut query = sqlx::query_as::<_, (String, i64, i64)>(sqlx::AssertSqlSafe(sql));
+        for id in &new {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        for id in new {
+            // No such license: no lease is written for it (a lease's license must exist).
+            let (held, lease_timeout) = rows
+                .iter()
+                .find(|(row, _, _)| row == id)
+                .map_or((0, 0), |(_, held, timeout)| (*held, *timeout));
+            self.licenses.push(HeldLeases {
+                license_id: id.to_owned(),
+                held,
+                unwritten: 0,
+                lease_timeout,
+            });
+        }
         Ok(())
     }
 
-    /// The held leases of the license last passed to [`Seen::hold`].
-    fn held(&self) -> i64 {
-        self.license.as_ref().map_or(0, |license| license.held)
+    /// The held leases of `license_id` (passed to [`Seen::hold`] before).
+    fn held(&self, license_id: &str) -> i64 {
+        self.license(license_id).map_or(0, |license| license.held)
     }
 
-    /// The lease timeout of the license last passed to [`Seen::hold`].
-    fn lease_timeout(&self) -> i64 {
-        self.license
-            .as_ref()
+    /// The lease timeout of `license_id` (passed to [`Seen::hold`] before).
+    fn lease_timeout(&self, license_id: &str) -> i64 {
+        self.license(license_id)
             .map_or(0, |license| license.lease_timeout)
     }
 
-    /// This transaction took (`+1`) or released (`-1`) a lease of the license last passed to
-    /// [`Seen::hold`].
-    fn held_changed(&mut self, by: i64) {
-        if let Some(license) = &mut self.license {
+    /// This transaction took (`+1`) or released (`-1`) a lease of `license_id` (passed to
+    /// [`Seen::hold`] before).
+    fn held_changed(&mut self, license_id: &str, by: i64) {
+        if let Some(license) = self
+            .licenses
+            .iter_mut()
+            .find(|l| l.license_id == license_id)
+        {
             license.held = license.held.saturating_add(by);
             license.unwritten = license.unwritten.saturating_add(by);
         }
     }
 
-    /// Writes this transaction's change of the current license's count.
+    /// Writes this transaction's changes of the counts, before the commit.
     async fn write_held(&mut self, conn: &mut AnyConnection) -> DbResult<()> {
-        if let Some(license) = &mut self.license
-            && license.unwritten != 0
-        {
-            change_held(conn, &license.license_id, license.unwritten).await?;
-            license.unwritten = 0;
+        for license in &mut self.licenses {
+            if license.unwritten != 0 {
+                change_held(conn, &license.license_id, license.unwritten).await?;
+                license.unwritten = 0;
+            }
         }
         Ok(())
     }
@@ -609,7 +659,7 @@ impl Seen {
 
     /// This transaction granted a seat of `c`'s license.
     fn granted(&mut self, c: &OwnedCheckOut) {
-        self.held_changed(1);
+        self.held_changed(&c.license_id, 1);
         if let Some((license, now, live)) = &mut self.live
             && *license == c.license_id
             && *now == c.now
@@ -726,7 +776,7 @@ async fn check_out(
     };
     // Every live lease is held, so fewer held leases than seats proves the seats free without
     // counting; only when they are all held (some may have lapsed) are the live ones counted.
-    let seat_for_me = c.seats.saturating_sub(seen.held()) > ahead
+    let seat_for_me = c.seats.saturating_sub(seen.held(&c.license_id)) > ahead
         || c.seats.saturating_sub(seen.live(conn, c).await?) > ahead;
     if !seat_for_me {
         if let Some((line, waiting, mine)) = line

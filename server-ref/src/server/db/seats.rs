@@ -626,13 +626,35 @@ impl Seen {
         }
     }
 
-    /// Writes this transaction's changes of the counts, before the commit.
+    /// Writes this transaction's changes of the counts, before the commit: one statement for
+    /// up to [`MAX_TOGETHER`] licenses.
     async fn write_held(&mut self, conn: &mut AnyConnection) -> DbResult<()> {
-        for license in &mut self.licenses {
-            if license.unwritten != 0 {
-                change_held(conn, &license.license_id, license.unwritten).await?;
-                license.unwritten = 0;
+        let changed: Vec<&HeldLeases> = self
+            .licenses
+            .iter()
+            .filter(|license| license.unwritten != 0)
+            .collect();
+        for chunk in changed.chunks(MAX_TOGETHER) {
+            let cases = (0..chunk.len())
+                .map(|index| format!("WHEN ${} THEN ${}", 1 + index * 2, 2 + index * 2))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let ids = (0..chunk.len())
+                .map(|index| format!("${}", 1 + index * 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE licenses SET leases_held = leases_held + CASE id {cases} END \
+                 WHERE id IN ({ids})"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for license in chunk {
+                query = query.bind(&license.license_id).bind(license.unwritten);
             }
+            query.execute(&mut *conn).await?;
+        }
+        for license in &mut self.licenses {
+            license.unwritten = 0;
         }
         Ok(())
     }

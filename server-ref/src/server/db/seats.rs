@@ -1,23 +1,27 @@
 //! Group commit for seat writes. Check-outs, check-ins and (SQLite) heartbeats of this process
-//! go to a writer task (one on SQLite, [`POSTGRES_WRITERS`] on PostgreSQL); it takes every write
-//! waiting at that moment (up to [`MAX_BATCH`]), runs them in one transaction, commits once and
-//! only then answers each. A durable check-out still waits
-//! for its fsync, but eight waiting check-outs share one: on a disk doing ~325 fsync/s,
-//! one-commit-per-check-out capped SQLite at ~400 check-outs/s (docs/BENCHMARKS.md).
+//! go to one writer task; it takes every write waiting at that moment (up to [`MAX_BATCH`]),
+//! runs them in one transaction, commits once and only then answers each. A durable check-out
+//! still waits for its fsync, but the check-outs waiting together share one: on a disk doing
+//! ~325 fsync/s, one-commit-per-check-out capped SQLite at ~400 check-outs/s
+//! (docs/BENCHMARKS.md).
 //!
 //! Semantics are those of one transaction per write, in queue order: each write sees the
 //! effects of the writes before it in the batch (a second check-out for the last seat is
 //! denied; a retry with the same request id finds the lease). If anything in a batch fails, the
 //! batch is rolled back and every write is run again alone, so one failing write never fails
-//! another.
+//! another. Plain check-outs of a batch, of any licenses, are granted by a few statements
+//! together ([`grant_together`]); a license's count of held leases (migration 0007) proves
+//! their seats free without counting live leases.
 //!
-//! SQLite: the writer is the only seat writer of the process (what the FIFO mutex did before),
-//! so writes never meet SQLite's busy handler and its sleeps. A batch of heartbeats only
-//! commits on the `synchronous=NORMAL` connections (see `Db::relaxed`). PostgreSQL: several
-//! writers, licenses spread over them; writes are sorted by license, check-outs first, so two
-//! replicas' batches lock rows in one order. PostgreSQL heartbeats do not come here: each is
-//! one autocommit `UPDATE` on a `synchronous_commit = off` connection, concurrent with the
-//! others, which beats a serial batch of them.
+//! One writer on both engines. SQLite: it is the only seat writer of the process (what the
+//! FIFO mutex did before), so writes never meet SQLite's busy handler and its sleeps; a batch
+//! of heartbeats only commits on the `synchronous=NORMAL` connections (see `Db::relaxed`).
+//! PostgreSQL: one writer batching every license did more check-outs per second than four
+//! writers with licenses spread over them, on one license and on eight (docs/BENCHMARKS.md);
+//! writes are sorted by license, check-outs first, and licenses locked in that (bytewise)
+//! order, so two replicas' batches lock rows in one order. PostgreSQL heartbeats do not come
+//! here: each is one autocommit `UPDATE` on a `synchronous_commit = off` connection, concurrent
+//! with the others, which beats a serial batch of them.
 
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
@@ -103,15 +107,10 @@ struct Job {
     reply: oneshot::Sender<DbResult<Outcome>>,
 }
 
-/// PostgreSQL: writer tasks, each with its own connection, licenses spread over them by id
-/// (one license always goes to one writer, since its check-outs serialize on its row lock
-/// anyway). SQLite has one writer: it has one write lock.
-const POSTGRES_WRITERS: usize = 4;
-
-/// The handle to the writer tasks; cloned with the [`super::Db`].
+/// The handle to the writer task; cloned with the [`super::Db`].
 #[derive(Debug, Clone)]
 pub(crate) struct SeatWriter {
-    writers: Vec<mpsc::Sender<Job>>,
+    writer: mpsc::Sender<Job>,
 }
 
 /// What the writer task writes through.
@@ -124,42 +123,22 @@ struct Pools {
 }
 
 impl SeatWriter {
-    /// Starts the writer tasks on the current tokio runtime. They end when the last handle is
+    /// Starts the writer task on the current tokio runtime. It ends when the last handle is
     /// dropped.
     pub fn start(engine: Engine, durable: AnyPool, relaxed: AnyPool) -> SeatWriter {
-        let count = match engine {
-            Engine::Sqlite => 1,
-            Engine::Postgres => POSTGRES_WRITERS,
-        };
         let pools = std::sync::Arc::new(Pools {
             engine,
             durable,
             relaxed,
         });
-        let writers = (0..count)
-            .map(|_| {
-                let (jobs, queue) = mpsc::channel(QUEUE);
-                tokio::spawn(run(pools.clone(), queue));
-                jobs
-            })
-            .collect();
-        SeatWriter { writers }
+        let (writer, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pools, queue));
+        SeatWriter { writer }
     }
 
     async fn submit(&self, write: Write) -> DbResult<Outcome> {
         let (reply, answer) = oneshot::channel();
-        // FNV-1a of the license id: stable, cheap, and spreads ids well enough.
-        let shard = write
-            .order()
-            .0
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            }) as usize
-            % self.writers.len().max(1);
-        self.writers
-            .get(shard)
-            .ok_or(sqlx::Error::WorkerCrashed)?
+        self.writer
             .send(Job { write, reply })
             .await
             .map_err(|_| sqlx::Error::WorkerCrashed)?;

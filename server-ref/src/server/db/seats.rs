@@ -19,7 +19,10 @@
 //! PostgreSQL: one writer batching every license did more check-outs per second than four
 //! writers with licenses spread over them, on one license and on eight (docs/BENCHMARKS.md);
 //! writes are sorted by license, check-outs first, and licenses locked in that (bytewise)
-//! order, so two replicas' batches lock rows in one order. PostgreSQL heartbeats do not come
+//! order, so two replicas' batches lock rows in one order. The price: a license row that
+//! another transaction holds for long stalls every seat write of this process, not a quarter
+//! of them. Every license write of the server is one short transaction (a batch, an
+//! activation, a force-release, one license's reaping), so that wait is bounded by theirs. PostgreSQL heartbeats do not come
 //! here: each is one autocommit `UPDATE` on a `synchronous_commit = off` connection, concurrent
 //! with the others, which beats a serial batch of them.
 
@@ -305,8 +308,9 @@ async fn write_one(
     })
 }
 
-/// At most this many check-outs are granted by one statement, so that a connection prepares
-/// at most this many shapes of the two statements of [`grant_together`].
+/// At most this many check-outs (or licenses) go into one statement, so that a connection
+/// prepares at most this many shapes of each statement built by [`grant_together`] and
+/// [`Seen::write_held`] (about 60 in all; sqlx keeps 100 per connection).
 const MAX_TOGETHER: usize = 16;
 
 /// The plain check-outs (no borrowing, no wait line) at the head of `jobs`, at most
@@ -630,7 +634,17 @@ impl Seen {
             for license in chunk {
                 query = query.bind(&license.license_id).bind(license.unwritten);
             }
-            query.execute(&mut *conn).await?;
+            let done = query.execute(&mut *conn).await?;
+            // Every license of the batch exists (its lease was inserted or released); a row
+            // missing would leave a count wrong, so the batch fails instead (and runs again
+            // one by one).
+            if done.rows_affected() != chunk.len() as u64 {
+                return Err(sqlx::Error::Protocol(format!(
+                    "held-lease counts: {} of {} licenses updated",
+                    done.rows_affected(),
+                    chunk.len()
+                )));
+            }
         }
         for license in &mut self.licenses {
             license.unwritten = 0;

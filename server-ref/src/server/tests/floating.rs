@@ -699,8 +699,11 @@ async fn batch_edges_on(url: Option<&str>) {
     assert_eq!(answers[0][7], "Ok(RequestIdConflict)");
 }
 
-/// One batch with the check-outs of two licenses interleaved: sorted by license, each
-/// license's run granted together up to its seats, the rest denied, both counts true.
+/// One batch with the check-outs of two licenses interleaved, against the same check-outs one
+/// by one: sorted by license, each license's leading check-outs granted together up to its
+/// seats, the rest denied, both counts true. The licenses differ in seats, in leases held
+/// before the batch and in lease timeout, so a count, a seat check or a timeout taken from
+/// the wrong license shows (the second license from an independent review).
 #[tokio::test]
 async fn a_batch_over_two_licenses_keeps_both_counts() {
     two_licenses_on(None).await;
@@ -713,41 +716,59 @@ async fn two_licenses_on(url: Option<&str>) {
     let (_dir, state) = app_on(url).await;
     let db = state.db();
     let now = 1_780_000_000;
-    // Different seats, so that counts written to the wrong license would show.
-    let (_, a) = floating(&state, 3).await;
-    let (_, b) = floating(&state, 2).await;
-    let order = [
-        (&b, 2, "b1"),
-        (&a, 3, "a1"),
-        (&b, 2, "b2"),
-        (&a, 3, "a2"),
-        (&a, 3, "a3"),
-        (&a, 3, "a4"),
-        (&b, 2, "b3"),
-        (&b, 2, "b4"),
-    ];
-    let ids: Vec<String> = order
-        .iter()
-        .map(|(_, _, client)| format!("lse_{client}"))
-        .collect();
-    let checkouts: Vec<CheckOut<'_>> = order
-        .iter()
-        .zip(&ids)
-        .map(|((license, seats, client), lease)| at(license, client, "r1", *seats, now, lease))
-        .collect();
-    let outcomes = db.check_out_as_one_batch(&checkouts).await;
-    let denied: Vec<&str> = order
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| matches!(outcome, Ok(CheckOutOutcome::Denied)))
-        .map(|((_, _, client), _)| *client)
-        .collect();
-    assert_eq!(denied, ["a4", "b3", "b4"]);
-    db.assert_held_counts_agree().await;
-    for (license, seats) in [(&a, 3), (&b, 2)] {
-        assert_eq!(db.live_leases(license, now).await.unwrap().len(), seats);
-        assert_eq!(crate::server::db::granted_together(license), [seats]);
+    let mut answers = Vec::new();
+    for together in [true, false] {
+        let (_, a) = floating(&state, 3).await;
+        let (_, b) = floating(&state, 3).await;
+        db.set_lease_timeout(&b, 600, now).await.unwrap();
+        let held = db
+            .check_out(&at(&b, "b0", "r1", 3, now, &format!("{b}-b0")))
+            .await;
+        assert!(matches!(held, Ok(CheckOutOutcome::Granted(_))), "{held:?}");
+        let order = [
+            (&b, "b1"),
+            (&a, "a1"),
+            (&b, "b2"),
+            (&a, "a2"),
+            (&a, "a3"),
+            (&a, "a4"),
+            (&b, "b3"),
+            (&b, "b4"),
+        ];
+        let ids: Vec<String> = order
+            .iter()
+            .map(|(license, client)| format!("{license}-{client}"))
+            .collect();
+        let checkouts: Vec<CheckOut<'_>> = order
+            .iter()
+            .zip(&ids)
+            .map(|((license, client), lease)| at(license, client, "r1", 3, now, lease))
+            .collect();
+        answers.push(batch_or_one_by_one(db, &checkouts, together).await);
+        db.assert_held_counts_agree().await;
+        for license in [&a, &b] {
+            assert_eq!(db.live_leases(license, now).await.unwrap().len(), 3);
+        }
+        let expected: [&[usize]; 2] = if together { [&[3], &[2]] } else { [&[], &[]] };
+        assert_eq!(crate::server::db::granted_together(&a), expected[0]);
+        assert_eq!(crate::server::db::granted_together(&b), expected[1]);
     }
+    assert_eq!(answers[0], answers[1]);
+    let a = |client: &str| format!("granted {client} {client} r1 {}", now + 900);
+    let b = |client: &str| format!("granted {client} {client} r1 {}", now + 600);
+    assert_eq!(
+        answers[0],
+        [
+            b("b1"),
+            a("a1"),
+            b("b2"),
+            a("a2"),
+            a("a3"),
+            "Ok(Denied)".to_owned(),
+            "Ok(Denied)".to_owned(),
+            "Ok(Denied)".to_owned(),
+        ]
+    );
 }
 
 /// A panic while writing a batch fails that batch's requests (an error, not a hang) and

@@ -327,7 +327,8 @@ fn plain_check_outs(jobs: &[Job]) -> Vec<&OwnedCheckOut> {
 
 /// Grants check-outs of `run` (plain check-outs, sorted by license, in queue order within a
 /// license) with four statements whatever their number: the licenses locked, one lookup, one
-/// insert of every lease, the counts written (one per license, at the commit). Of each
+/// insert of every lease, and (with the batch's other changes, before the commit) the counts
+/// written by [`Seen::write_held`]. Of each
 /// license's check-outs, the leading ones are granted that are not retries, hold no live lease
 /// for their client and user yet, repeat none before them and find a seat free for certain
 /// (from the count of held leases): each is what one by one would do, since each would find no

@@ -468,6 +468,7 @@ async fn open_store(args: &Settings) -> Result<Db, String> {
 
 async fn serve(args: Settings) -> Result<(), String> {
     let db = open_store(&args).await?;
+    db.set_seat_batch_wait(args.seat_batch_wait);
     bootstrap_admin_token(&db).await?;
     let state = AppState::new(db.clone(), args.issuer.clone(), args.client_rate_per_minute).await?;
     tracing::info!(kid = state.key().public_key().kid(), "current signing key");

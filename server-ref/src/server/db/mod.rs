@@ -306,6 +306,12 @@ impl Db {
         })
     }
 
+    /// How long the seat writer may wait for a batch of seat writes to fill (`serve
+    /// --seat-batch-wait-us`; see `seats::gather`).
+    pub fn set_seat_batch_wait(&self, wait: Duration) {
+        self.seats.set_batch_wait(wait);
+    }
+
     /// The engine.
     pub fn engine(&self) -> Engine {
         self.engine

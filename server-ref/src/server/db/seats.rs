@@ -26,6 +26,10 @@
 //! here: each is one autocommit `UPDATE` on a `synchronous_commit = off` connection, concurrent
 //! with the others, which beats a serial batch of them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
@@ -114,6 +118,8 @@ struct Job {
 #[derive(Debug, Clone)]
 pub(crate) struct SeatWriter {
     writer: mpsc::Sender<Job>,
+    /// [`Pools::batch_wait_us`], shared with the writer task.
+    batch_wait_us: Arc<AtomicU64>,
 }
 
 /// What the writer task writes through.
@@ -123,20 +129,32 @@ struct Pools {
     /// The connections that commit without waiting for the disk (`Db::relaxed`), for batches
     /// of heartbeats only.
     relaxed: AnyPool,
+    /// The longest [`gather`] waits, in microseconds.
+    batch_wait_us: Arc<AtomicU64>,
 }
 
 impl SeatWriter {
     /// Starts the writer task on the current tokio runtime. It ends when the last handle is
     /// dropped.
     pub fn start(engine: Engine, durable: AnyPool, relaxed: AnyPool) -> SeatWriter {
-        let pools = std::sync::Arc::new(Pools {
+        let batch_wait_us = Arc::new(AtomicU64::new(micros(DEFAULT_BATCH_WAIT)));
+        let pools = Arc::new(Pools {
             engine,
             durable,
             relaxed,
+            batch_wait_us: batch_wait_us.clone(),
         });
         let (writer, queue) = mpsc::channel(QUEUE);
         tokio::spawn(run(pools, queue));
-        SeatWriter { writer }
+        SeatWriter {
+            writer,
+            batch_wait_us,
+        }
+    }
+
+    /// Sets how long the writer may wait for a batch to fill ([`gather`]); zero: never.
+    pub fn set_batch_wait(&self, wait: Duration) {
+        self.batch_wait_us.store(micros(wait), Ordering::Relaxed);
     }
 
     async fn submit(&self, write: Write) -> DbResult<Outcome> {
@@ -179,18 +197,26 @@ impl SeatWriter {
     }
 }
 
+fn micros(wait: Duration) -> u64 {
+    u64::try_from(wait.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The writer answered a write with another write's outcome: a bug, reported as an error
 /// rather than a panic.
 fn mismatch(asked: &str, got: &dyn std::fmt::Debug) -> sqlx::Error {
     sqlx::Error::Protocol(format!("seat writer answered a {asked} with {got:?}"))
 }
 
-async fn run(pools: std::sync::Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
+async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
+    let mut last_batch = 0;
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
+        let wait = Duration::from_micros(pools.batch_wait_us.load(Ordering::Relaxed));
+        gather(&mut queue, &mut batch, last_batch, wait).await;
+        last_batch = batch.len();
         // In a task of its own: a panic while writing fails this batch's requests (their
         // answers are dropped: `WorkerCrashed`), not every later seat write of the process.
         if let Err(error) = tokio::spawn(write_batch(pools.clone(), batch)).await {
@@ -199,8 +225,39 @@ async fn run(pools: std::sync::Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+/// How long the writer may wait for a batch to fill unless told otherwise
+/// ([`SeatWriter::set_batch_wait`]).
+pub(crate) const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(1);
+
+/// Group commit's wait: at most `wait`, until `batch` holds as many writes as the last batch
+/// carried (`expected`). Under load the writers just answered come back within a fraction of
+/// a batch's time; without this wait the writer committed the one write already queued alone,
+/// then the others, in batches alternating 1 and 7 on 8 clients — two commits for 8
+/// check-outs instead of one (docs/BENCHMARKS.md). At low load a batch is as large as the
+/// last one at once and nothing waits; after a drop in load, one batch waits out `wait`.
+/// The same idea as PostgreSQL's `commit_delay` with `commit_siblings`.
+async fn gather(
+    queue: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Job>,
+    expected: usize,
+    wait: Duration,
+) {
+    let expected = expected.min(MAX_BATCH);
+    if batch.len() >= expected || wait.is_zero() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < expected {
+        let limit = MAX_BATCH - batch.len();
+        match tokio::time::timeout_at(deadline, queue.recv_many(batch, limit)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Writes one batch and answers each of its writes.
-async fn write_batch(pools: std::sync::Arc<Pools>, mut batch: Vec<Job>) {
+async fn write_batch(pools: Arc<Pools>, mut batch: Vec<Job>) {
     // Stable: writes of one license keep their queue order.
     batch.sort_by(|a: &Job, b: &Job| a.write.order().cmp(&b.write.order()));
     match commit(&pools, &batch).await {
@@ -1058,10 +1115,11 @@ impl super::Db {
             answers.push(answer);
         }
         drop(jobs);
-        let pools = std::sync::Arc::new(Pools {
+        let pools = Arc::new(Pools {
             engine: self.engine,
             durable: self.pool.clone(),
             relaxed: self.relaxed.clone(),
+            batch_wait_us: Arc::new(AtomicU64::new(0)),
         });
         run(pools, queue).await;
         let mut outcomes = Vec::new();
@@ -1074,5 +1132,91 @@ impl super::Db {
             });
         }
         outcomes
+    }
+}
+
+#[cfg(test)]
+mod gather_tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            write: Write::Lease {
+                kind: LeaseWrite::Heartbeat,
+                license_id: "lic".into(),
+                lease_id: "lease".into(),
+                epoch: 1,
+                now: 0,
+            },
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// A queue holding one write, and a task sending `later` more after 50 ms.
+    fn queue_with_one_then(later: usize) -> (mpsc::Receiver<Job>, Vec<Job>) {
+        let (sender, mut queue) = mpsc::channel(QUEUE);
+        assert!(sender.try_send(job()).is_ok());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for _ in 0..later {
+                assert!(sender.send(job()).await.is_ok());
+            }
+            // Kept open: the channel closing would end the wait too.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let mut batch = Vec::new();
+        assert_eq!(queue.try_recv().ok().map(|job| batch.push(job)), Some(()));
+        (queue, batch)
+    }
+
+    #[tokio::test]
+    async fn waits_until_the_batch_is_as_large_as_the_last_one() {
+        let (mut queue, mut batch) = queue_with_one_then(2);
+        let started = Instant::now();
+        gather(&mut queue, &mut batch, 3, Duration::from_secs(20)).await;
+        assert_eq!(batch.len(), 3);
+        // It stopped when the batch was full, not at the end of the wait.
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[tokio::test]
+    async fn gives_up_at_the_end_of_the_wait() {
+        let (mut queue, mut batch) = queue_with_one_then(0);
+        let started = Instant::now();
+        gather(&mut queue, &mut batch, 8, Duration::from_millis(200)).await;
+        assert_eq!(batch.len(), 1);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn does_not_wait_when_the_batch_is_full_or_waiting_is_off() {
+        for (expected, wait) in [(1, Duration::from_secs(20)), (8, Duration::ZERO)] {
+            let (mut queue, mut batch) = queue_with_one_then(2);
+            gather(&mut queue, &mut batch, expected, wait).await;
+            assert_eq!(batch.len(), 1, "expected {expected}, wait {wait:?}");
+            // The writes sent later are still queued for the next batch.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut next = Vec::new();
+            assert_eq!(queue.recv_many(&mut next, MAX_BATCH).await, 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn takes_every_write_queued_and_stops_when_the_queue_closes() {
+        let (sender, mut queue) = mpsc::channel(QUEUE);
+        for _ in 0..5 {
+            assert!(sender.try_send(job()).is_ok());
+        }
+        let mut batch = Vec::new();
+        gather(&mut queue, &mut batch, 2, Duration::from_secs(20)).await;
+        // All five at once: a batch takes what is queued, not just `expected`.
+        assert_eq!(batch.len(), 5);
+        drop(sender);
+        let started = Instant::now();
+        gather(&mut queue, &mut batch, 8, Duration::from_secs(20)).await;
+        assert_eq!(batch.len(), 5);
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
 }

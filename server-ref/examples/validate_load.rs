@@ -4,10 +4,11 @@
 //! one `verify_strict` timed in-process as the unit of CPU cost. Bounded: a temp data
 //! directory, a fixed duration per phase, loopback only.
 //!
-//! Several rounds (`--rounds`, default 3), each timing the unit again and then running its
-//! three phases (hello-world, validation without held tokens, validation holding current
-//! ones): on a shared machine the unit and the server's CPU drift with the load, so each
-//! round's ratios compare numbers taken close together, and the medians are the result.
+//! Several rounds (`--rounds`, default 3), each running three phases (hello-world,
+//! validation without held tokens, validation holding current ones) with the unit timed
+//! between them: each phase is divided by the mean of the units timed right before and right
+//! after it. On a shared machine the unit and the server's CPU drift with the load, so each
+//! ratio compares numbers taken close together, and the medians are the result.
 //!
 //! ```text
 //! cargo build --release -p licensing-server --examples
@@ -67,6 +68,13 @@ fn verify_strict_time() -> Duration {
     }
     batches.sort_unstable();
     batches[batches.len() / 2]
+}
+
+/// [`verify_strict_time`] in seconds, printed.
+fn unit_now() -> f64 {
+    let unit = verify_strict_time().as_secs_f64();
+    println!("one verify_strict (in-process): {:.1} µs", unit * 1e6);
+    unit
 }
 
 fn main() {
@@ -167,8 +175,10 @@ fn main() {
     let mut results = Vec::new();
     for round in 1..=rounds {
         println!("\nround {round} of {rounds}");
-        let unit = verify_strict_time().as_secs_f64();
-        println!("one verify_strict (in-process): {:.1} µs", unit * 1e6);
+        // The unit is timed right before and right after the phase it divides, and
+        // averaged: on this shared machine one `verify_strict` moved by a third between
+        // minutes, so a unit timed a phase or two earlier added its own noise to the ratio.
+        let unit_before_hello = unit_now();
         let cpu_before = cpu_time(hello.pid());
         let hello_run = phase(
             "hello-world",
@@ -183,6 +193,7 @@ fn main() {
         );
         let hello_cpu =
             (cpu_time(hello.pid()) - cpu_before).as_secs_f64() / hello_run.requests as f64;
+        let unit_before_first = unit_now();
         let (first_run, first_cpu) = validate_phase(
             "validate (no tokens held: 3 signatures)",
             &server,
@@ -191,6 +202,7 @@ fn main() {
             &key,
             None,
         );
+        let unit_before_held = unit_now();
         let (held_run, held_cpu) = validate_phase(
             "validate (current tokens held: 1 signature)",
             &server,
@@ -199,40 +211,53 @@ fn main() {
             &key,
             Some(held.clone()),
         );
-        let measure = |run: &support::PhaseResult, cpu: f64| Measure {
+        let unit_after_held = unit_now();
+        let measure = |run: &support::PhaseResult, cpu: f64, unit: f64| Measure {
             per_second: run.per_second,
             of_hello: run.per_second / hello_run.per_second,
             cpu,
+            unit,
             of_unit: cpu / unit,
         };
         results.push(Round {
-            unit,
-            hello: measure(&hello_run, hello_cpu),
-            first: measure(&first_run, first_cpu),
-            held: measure(&held_run, held_cpu),
+            hello: measure(
+                &hello_run,
+                hello_cpu,
+                (unit_before_hello + unit_before_first) / 2.0,
+            ),
+            first: measure(
+                &first_run,
+                first_cpu,
+                (unit_before_first + unit_before_held) / 2.0,
+            ),
+            held: measure(
+                &held_run,
+                held_cpu,
+                (unit_before_held + unit_after_held) / 2.0,
+            ),
         });
     }
 
     println!();
     println!(
-        "| round | verify_strict | hello-world req/s (CPU) | no tokens held: req/s, % of hello, \
-         CPU, × verify | current tokens held: req/s, % of hello, CPU, × verify |"
+        "| round | hello-world req/s (CPU) | no tokens held: req/s, % of hello, CPU, verify_strict, \
+         × verify | current tokens held: req/s, % of hello, CPU, verify_strict, × verify |"
     );
     println!("|---:|---:|---:|---|---|");
     let row = |m: &Measure| {
         format!(
-            "{:.0}, {:.1} %, {:.0} µs, {:.2}",
+            "{:.0}, {:.1} %, {:.0} µs, {:.1} µs, {:.2}",
             m.per_second,
             100.0 * m.of_hello,
             m.cpu * 1e6,
+            m.unit * 1e6,
             m.of_unit
         )
     };
     for (i, r) in results.iter().enumerate() {
         println!(
-            "| {} | {:.1} µs | {:.0} ({:.0} µs) | {} | {} |",
+            "| {} | {:.0} ({:.0} µs) | {} | {} |",
             i + 1,
-            r.unit * 1e6,
             r.hello.per_second,
             r.hello.cpu * 1e6,
             row(&r.first),
@@ -265,12 +290,13 @@ struct Measure {
     of_hello: f64,
     /// Server CPU per request, seconds.
     cpu: f64,
+    /// One `verify_strict`, seconds: the mean of its timings right before and after the phase.
+    unit: f64,
     of_unit: f64,
 }
 
-/// One round: the unit (one `verify_strict`, seconds) and the three phases.
+/// One round: its three phases.
 struct Round {
-    unit: f64,
     hello: Measure,
     first: Measure,
     held: Measure,

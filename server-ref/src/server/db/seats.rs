@@ -215,7 +215,17 @@ async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
             return;
         }
         let wait = Duration::from_micros(pools.batch_wait_us.load(Ordering::Relaxed));
+        let gathering = std::time::Instant::now();
+        let queued = batch.len();
         gather(&mut queue, &mut batch, last_batch, wait).await;
+        if batch.len() > queued {
+            tracing::debug!(
+                queued,
+                writes = batch.len(),
+                waited_us = gathering.elapsed().as_micros() as u64,
+                "seat batch gathered"
+            );
+        }
         last_batch = batch.len();
         // In a task of its own: a panic while writing fails this batch's requests (their
         // answers are dropped: `WorkerCrashed`), not every later seat write of the process.
@@ -292,6 +302,7 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     } else {
         &pools.relaxed
     };
+    let begun = std::time::Instant::now();
     let mut tx = match pools.engine {
         Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
         Engine::Postgres => pool.begin().await?,
@@ -330,6 +341,7 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     tx.commit().await?;
     tracing::debug!(
         writes = jobs.len(),
+        begin_us = (started - begun).as_micros() as u64,
         work_us = (worked - started).as_micros() as u64,
         commit_us = worked.elapsed().as_micros() as u64,
         "seat batch committed"
@@ -383,9 +395,10 @@ fn plain_check_outs(jobs: &[Job]) -> Vec<&OwnedCheckOut> {
 }
 
 /// Grants check-outs of `run` (plain check-outs, sorted by license, in queue order within a
-/// license) with four statements whatever their number: the licenses locked, one lookup, one
-/// insert of every lease, and (with the batch's other changes, before the commit) the counts
-/// written by [`Seen::write_held`]. Of each
+/// license) with three statements whatever their number: the licenses locked, one lookup, one
+/// insert of every lease. On PostgreSQL the insert's statement also adds the leases to their
+/// licenses' counts; on SQLite [`Seen::write_held`] writes them with the batch's other
+/// changes, before the commit. Of each
 /// license's check-outs, the leading ones are granted that are not retries, hold no live lease
 /// for their client and user yet, repeat none before them and find a seat free for certain
 /// (from the count of held leases): each is what one by one would do, since each would find no
@@ -487,7 +500,45 @@ async fn grant_together(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
          created_at, heartbeat_at, expires_at, borrowed) VALUES {rows} RETURNING *"
     );
-    let mut query = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(insert));
+    // PostgreSQL: the licenses' counts change in the insert's own statement (a data-modifying
+    // `WITH`), one round trip fewer per batch; `counted` says how many license rows it
+    // changed. SQLite has no such `WITH`; its counts go with `Seen::write_held`.
+    let mut counts: Vec<(&str, i64)> = Vec::new();
+    for c in &granting {
+        match counts
+            .iter_mut()
+            .find(|(license, _)| *license == c.license_id)
+        {
+            Some((_, leases)) => *leases += 1,
+            None => counts.push((&c.license_id, 1)),
+        }
+    }
+    let counted_here = engine == Engine::Postgres;
+    let sql = if counted_here {
+        let first = granting.len() * 7 + 1;
+        let cases = (0..counts.len())
+            .map(|index| {
+                format!(
+                    "WHEN ${} THEN ${}",
+                    first + index * 2,
+                    first + 1 + index * 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let ids = (0..counts.len())
+            .map(|index| format!("${}", first + index * 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "WITH granted AS ({insert}), counted AS (UPDATE licenses SET leases_held = \
+             leases_held + CASE id {cases} END WHERE id IN ({ids}) RETURNING id) \
+             SELECT granted.*, (SELECT COUNT(*) FROM counted) AS counted FROM granted"
+        )
+    } else {
+        insert
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for c in &granting {
         query = query
             .bind(&c.lease_id)
@@ -498,7 +549,30 @@ async fn grant_together(
             .bind(c.now)
             .bind(c.now.saturating_add(seen.lease_timeout(&c.license_id)));
     }
-    let mut inserted = query.fetch_all(&mut *conn).await?;
+    if counted_here {
+        for (license, leases) in &counts {
+            query = query.bind(*license).bind(*leases);
+        }
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    if counted_here {
+        use sqlx::Row as _;
+        for row in &rows {
+            let counted: i64 = row.try_get("counted")?;
+            // Every license of the run exists (it was locked); a row missing would leave a
+            // count wrong, so the batch fails instead (and runs again one by one).
+            if counted != counts.len() as i64 {
+                return Err(sqlx::Error::Protocol(format!(
+                    "held-lease counts: {counted} of {} licenses updated",
+                    counts.len()
+                )));
+            }
+        }
+    }
+    let mut inserted = rows
+        .iter()
+        .map(<LeaseRow as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut leases = Vec::with_capacity(run.len());
     for c in run {
         if !granting.iter().any(|g| std::ptr::eq(*g, *c)) {
@@ -511,7 +585,7 @@ async fn grant_together(
             .position(|lease| lease.id == c.lease_id)
             .ok_or(sqlx::Error::RowNotFound)?;
         leases.push(Some(inserted.swap_remove(at)));
-        seen.granted(c);
+        seen.granted(c, counted_here);
     }
     #[cfg(test)]
     for license in licenses {
@@ -667,6 +741,17 @@ impl Seen {
         }
     }
 
+    /// `by` of this transaction's changes of `license_id`'s count were written to its row.
+    fn held_written(&mut self, license_id: &str, by: i64) {
+        if let Some(license) = self
+            .licenses
+            .iter_mut()
+            .find(|l| l.license_id == license_id)
+        {
+            license.unwritten = license.unwritten.saturating_sub(by);
+        }
+    }
+
     /// Writes this transaction's changes of the counts, before the commit: one statement for
     /// up to [`MAX_TOGETHER`] licenses.
     async fn write_held(&mut self, conn: &mut AnyConnection) -> DbResult<()> {
@@ -730,9 +815,13 @@ impl Seen {
         Ok(live)
     }
 
-    /// This transaction granted a seat of `c`'s license.
-    fn granted(&mut self, c: &OwnedCheckOut) {
+    /// This transaction granted a seat of `c`'s license; `counted`: the license row's count
+    /// already says so (written by the grant's own statement).
+    fn granted(&mut self, c: &OwnedCheckOut, counted: bool) {
         self.held_changed(&c.license_id, 1);
+        if counted {
+            self.held_written(&c.license_id, 1);
+        }
         if let Some((license, now, live)) = &mut self.live
             && *license == c.license_id
             && *now == c.now
@@ -896,7 +985,7 @@ async fn check_out(
     .bind(c.borrow.map_or(0, |b| b.until))
     .fetch_one(&mut *conn)
     .await?;
-    seen.granted(c);
+    seen.granted(c, false);
     Ok(CheckOutOutcome::Granted(lease))
 }
 

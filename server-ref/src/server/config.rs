@@ -57,10 +57,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_REAP_INTERVAL",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reap_interval: Option<u64>,
-    /// Microseconds the seat writer may wait for a batch of check-outs to fill before it
-    /// commits [default: 1000; 0: never wait] (group commit, like PostgreSQL's
-    /// `commit_delay`). It waits only while fewer writes are queued than its last batch
-    /// carried: under load, for the clients it just answered.
+    /// Microseconds the seat writer may wait for a batch of seat writes (check-outs,
+    /// check-ins, SQLite heartbeats) to fill before it commits [default: 1000; 0: never wait]
+    /// (group commit, like PostgreSQL's `commit_delay`). It waits only while fewer writes are
+    /// queued than its last batch carried: under load, for the clients it just answered.
     #[arg(long, env = "LICENSING_SEAT_BATCH_WAIT_US",
           value_parser = clap::value_parser!(u64).range(0..=MAX_SEAT_BATCH_WAIT_US))]
     pub seat_batch_wait_us: Option<u64>,

@@ -217,13 +217,14 @@ async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
         let wait = Duration::from_micros(pools.batch_wait_us.load(Ordering::Relaxed));
         let gathering = std::time::Instant::now();
         let queued = batch.len();
-        gather(&mut queue, &mut batch, last_batch, wait).await;
-        if batch.len() > queued {
+        let gathered = gather(&mut queue, &mut batch, last_batch, wait).await;
+        if gathered != Gathered::NoWait {
             tracing::debug!(
+                ?gathered,
                 queued,
                 writes = batch.len(),
                 waited_us = gathering.elapsed().as_micros() as u64,
-                "seat batch gathered"
+                "seat batch waited"
             );
         }
         last_batch = batch.len();
@@ -243,27 +244,44 @@ pub(crate) const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(1);
 /// carried (`expected`). Under load the writers just answered come back within a fraction of
 /// a batch's time; without this wait the writer committed the one write already queued alone,
 /// then the others, in batches alternating 1 and 7 on 8 clients — two commits for 8
-/// check-outs instead of one (docs/BENCHMARKS.md). At low load a batch is as large as the
-/// last one at once and nothing waits; after a drop in load, one batch waits out `wait`.
-/// The same idea as PostgreSQL's `commit_delay` with `commit_siblings`.
+/// check-outs instead of one (docs/BENCHMARKS.md). It waits only when fewer writes are queued
+/// than the last batch carried: not while the load holds or grows, and not at all when writes
+/// come one at a time; when batches shrink (the load dropped, or arrivals are uneven) a batch
+/// may wait out `wait`, which is why it is short and can be turned off. The same idea as
+/// PostgreSQL's `commit_delay` with `commit_siblings`.
 async fn gather(
     queue: &mut mpsc::Receiver<Job>,
     batch: &mut Vec<Job>,
     expected: usize,
     wait: Duration,
-) {
+) -> Gathered {
     let expected = expected.min(MAX_BATCH);
     if batch.len() >= expected || wait.is_zero() {
-        return;
+        return Gathered::NoWait;
     }
     let deadline = tokio::time::Instant::now() + wait;
     while batch.len() < expected {
         let limit = MAX_BATCH - batch.len();
         match tokio::time::timeout_at(deadline, queue.recv_many(batch, limit)).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return Gathered::Closed,
+            Err(_) => return Gathered::TimedOut,
             Ok(_) => {}
         }
     }
+    Gathered::Full
+}
+
+/// How [`gather`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gathered {
+    /// It did not wait: the batch was as large as the last one, or waiting is off.
+    NoWait,
+    /// The batch became as large as the last one.
+    Full,
+    /// The wait ran out first.
+    TimedOut,
+    /// Every sender is gone.
+    Closed,
 }
 
 /// Writes one batch and answers each of its writes.
@@ -501,38 +519,17 @@ async fn grant_together(
          created_at, heartbeat_at, expires_at, borrowed) VALUES {rows} RETURNING *"
     );
     // PostgreSQL: the licenses' counts change in the insert's own statement (a data-modifying
-    // `WITH`), one round trip fewer per batch; `counted` says how many license rows it
-    // changed. SQLite has no such `WITH`; its counts go with `Seen::write_held`.
-    let mut counts: Vec<(&str, i64)> = Vec::new();
-    for c in &granting {
-        match counts
-            .iter_mut()
-            .find(|(license, _)| *license == c.license_id)
-        {
-            Some((_, leases)) => *leases += 1,
-            None => counts.push((&c.license_id, 1)),
-        }
-    }
+    // `WITH`), one round trip fewer per batch. The increments are counted from the rows
+    // inserted, so the statement's text depends on the number of leases only (at most
+    // [`MAX_TOGETHER`] forms in the statement cache) and cannot disagree with them; `counted`
+    // is how many license rows it changed. SQLite has no such `WITH`; its counts go with
+    // `Seen::write_held`.
     let counted_here = engine == Engine::Postgres;
     let sql = if counted_here {
-        let first = granting.len() * 7 + 1;
-        let cases = (0..counts.len())
-            .map(|index| {
-                format!(
-                    "WHEN ${} THEN ${}",
-                    first + index * 2,
-                    first + 1 + index * 2
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-        let ids = (0..counts.len())
-            .map(|index| format!("${}", first + index * 2))
-            .collect::<Vec<_>>()
-            .join(", ");
         format!(
             "WITH granted AS ({insert}), counted AS (UPDATE licenses SET leases_held = \
-             leases_held + CASE id {cases} END WHERE id IN ({ids}) RETURNING id) \
+             leases_held + g.leases FROM (SELECT license_id, COUNT(*) AS leases FROM granted \
+             GROUP BY license_id) g WHERE licenses.id = g.license_id RETURNING licenses.id) \
              SELECT granted.*, (SELECT COUNT(*) FROM counted) AS counted FROM granted"
         )
     } else {
@@ -549,24 +546,20 @@ async fn grant_together(
             .bind(c.now)
             .bind(c.now.saturating_add(seen.lease_timeout(&c.license_id)));
     }
-    if counted_here {
-        for (license, leases) in &counts {
-            query = query.bind(*license).bind(*leases);
-        }
-    }
     let rows = query.fetch_all(&mut *conn).await?;
-    if counted_here {
+    if counted_here && let Some(row) = rows.first() {
         use sqlx::Row as _;
-        for row in &rows {
-            let counted: i64 = row.try_get("counted")?;
-            // Every license of the run exists (it was locked); a row missing would leave a
-            // count wrong, so the batch fails instead (and runs again one by one).
-            if counted != counts.len() as i64 {
-                return Err(sqlx::Error::Protocol(format!(
-                    "held-lease counts: {counted} of {} licenses updated",
-                    counts.len()
-                )));
-            }
+        let counted: i64 = row.try_get("counted")?;
+        let mut licenses_granted: Vec<&str> =
+            granting.iter().map(|c| c.license_id.as_str()).collect();
+        licenses_granted.dedup();
+        // Every license of the run exists (it was locked); a row missing would leave a count
+        // wrong, so the batch fails instead (and runs again one by one).
+        if counted != licenses_granted.len() as i64 {
+            return Err(sqlx::Error::Protocol(format!(
+                "held-lease counts: {counted} of {} licenses updated",
+                licenses_granted.len()
+            )));
         }
     }
     let mut inserted = rows
@@ -641,7 +634,9 @@ struct HeldLeases {
     license_id: String,
     /// Its own changes included.
     held: i64,
-    /// Its own changes not written to the row yet (written once, before the commit).
+    /// Its own changes not written to the row yet (written once, before the commit, by
+    /// [`Seen::write_held`]; on PostgreSQL leases granted together are counted by their
+    /// insert's statement and never show here).
     unwritten: i64,
     /// The license's lease timeout, in seconds.
     lease_timeout: i64,
@@ -1195,11 +1190,34 @@ impl super::Db {
         &self,
         checkouts: &[super::CheckOut<'_>],
     ) -> Vec<DbResult<CheckOutOutcome>> {
+        self.seat_writes_as_one_batch(checkouts, &[]).await.0
+    }
+
+    /// [`Self::check_out_as_one_batch`] with check-ins in the same batch: (license, lease,
+    /// epoch, now) each.
+    pub(crate) async fn seat_writes_as_one_batch(
+        &self,
+        checkouts: &[super::CheckOut<'_>],
+        check_ins: &[(&str, &str, i64, i64)],
+    ) -> (Vec<DbResult<CheckOutOutcome>>, Vec<DbResult<LeaseUpdate>>) {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let mut answers = Vec::new();
-        for c in checkouts {
+        let writes = checkouts
+            .iter()
+            .map(|c| Write::CheckOut(OwnedCheckOut::from(c)))
+            .chain(
+                check_ins
+                    .iter()
+                    .map(|(license, lease, epoch, now)| Write::Lease {
+                        kind: LeaseWrite::CheckIn,
+                        license_id: (*license).to_owned(),
+                        lease_id: (*lease).to_owned(),
+                        epoch: *epoch,
+                        now: *now,
+                    }),
+            );
+        for write in writes {
             let (reply, answer) = oneshot::channel();
-            let write = Write::CheckOut(OwnedCheckOut::from(c));
             assert!(jobs.send(Job { write, reply }).await.is_ok());
             answers.push(answer);
         }
@@ -1212,15 +1230,22 @@ impl super::Db {
         });
         run(pools, queue).await;
         let mut outcomes = Vec::new();
-        for answer in answers {
-            outcomes.push(match answer.await {
-                Ok(Ok(Outcome::CheckOut(outcome))) => Ok(outcome),
-                Ok(Ok(other)) => Err(mismatch("check-out", &other)),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(sqlx::Error::WorkerCrashed),
-            });
+        let mut updates = Vec::new();
+        for (index, answer) in answers.into_iter().enumerate() {
+            let answer = answer.await.unwrap_or(Err(sqlx::Error::WorkerCrashed));
+            if index < checkouts.len() {
+                outcomes.push(answer.and_then(|outcome| match outcome {
+                    Outcome::CheckOut(outcome) => Ok(outcome),
+                    other => Err(mismatch("check-out", &other)),
+                }));
+            } else {
+                updates.push(answer.and_then(|outcome| match outcome {
+                    Outcome::Lease(update) => Ok(update),
+                    other => Err(mismatch("check-in", &other)),
+                }));
+            }
         }
-        outcomes
+        (outcomes, updates)
     }
 }
 
@@ -1264,8 +1289,8 @@ mod gather_tests {
     async fn waits_until_the_batch_is_as_large_as_the_last_one() {
         let (mut queue, mut batch) = queue_with_one_then(2);
         let started = Instant::now();
-        gather(&mut queue, &mut batch, 3, Duration::from_secs(20)).await;
-        assert_eq!(batch.len(), 3);
+        let gathered = gather(&mut queue, &mut batch, 3, Duration::from_secs(20)).await;
+        assert_eq!((batch.len(), gathered), (3, Gathered::Full));
         // It stopped when the batch was full, not at the end of the wait.
         assert!(started.elapsed() < Duration::from_secs(20));
     }
@@ -1274,8 +1299,8 @@ mod gather_tests {
     async fn gives_up_at_the_end_of_the_wait() {
         let (mut queue, mut batch) = queue_with_one_then(0);
         let started = Instant::now();
-        gather(&mut queue, &mut batch, 8, Duration::from_millis(200)).await;
-        assert_eq!(batch.len(), 1);
+        let gathered = gather(&mut queue, &mut batch, 8, Duration::from_millis(200)).await;
+        assert_eq!((batch.len(), gathered), (1, Gathered::TimedOut));
         assert!(started.elapsed() >= Duration::from_millis(200));
     }
 
@@ -1283,8 +1308,12 @@ mod gather_tests {
     async fn does_not_wait_when_the_batch_is_full_or_waiting_is_off() {
         for (expected, wait) in [(1, Duration::from_secs(20)), (8, Duration::ZERO)] {
             let (mut queue, mut batch) = queue_with_one_then(2);
-            gather(&mut queue, &mut batch, expected, wait).await;
-            assert_eq!(batch.len(), 1, "expected {expected}, wait {wait:?}");
+            let gathered = gather(&mut queue, &mut batch, expected, wait).await;
+            assert_eq!(
+                (batch.len(), gathered),
+                (1, Gathered::NoWait),
+                "{expected}, {wait:?}"
+            );
             // The writes sent later are still queued for the next batch.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let mut next = Vec::new();
@@ -1299,13 +1328,13 @@ mod gather_tests {
             assert!(sender.try_send(job()).is_ok());
         }
         let mut batch = Vec::new();
-        gather(&mut queue, &mut batch, 2, Duration::from_secs(20)).await;
+        let gathered = gather(&mut queue, &mut batch, 2, Duration::from_secs(20)).await;
         // All five at once: a batch takes what is queued, not just `expected`.
-        assert_eq!(batch.len(), 5);
+        assert_eq!((batch.len(), gathered), (5, Gathered::Full));
         drop(sender);
         let started = Instant::now();
-        gather(&mut queue, &mut batch, 8, Duration::from_secs(20)).await;
-        assert_eq!(batch.len(), 5);
+        let gathered = gather(&mut queue, &mut batch, 8, Duration::from_secs(20)).await;
+        assert_eq!((batch.len(), gathered), (5, Gathered::Closed));
         assert!(started.elapsed() < Duration::from_secs(20));
     }
 }

@@ -484,7 +484,16 @@ async fn check_out_refuses_what_is_not_a_seat() {
 /// every write runs again alone, so the others still succeed.
 #[tokio::test]
 async fn a_batch_of_check_outs_is_one_transaction_per_write() {
-    let (_dir, state) = app().await;
+    one_transaction_per_write_on(None).await;
+    if let Some(url) =
+        postgres::fresh_database("a_batch_of_check_outs_is_one_transaction_per_write")
+    {
+        one_transaction_per_write_on(Some(&url)).await;
+    }
+}
+
+async fn one_transaction_per_write_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
     let (_, one_seat) = floating(&state, 1).await;
     let now = 1_780_000_000;
     let outcomes = state
@@ -527,6 +536,100 @@ async fn a_batch_of_check_outs_is_one_transaction_per_write() {
     ids.sort_unstable();
     assert_eq!(ids, ["lse_a", "lse_c"]);
     state.db().assert_held_counts_agree().await;
+
+    // Two granted together (on PostgreSQL their count changes in the insert's statement),
+    // then a repeat that goes one by one, then a check-out whose insert fails after all
+    // that: the batch is rolled back, count included, and each write runs again alone.
+    let (_, third) = floating(&state, 10).await;
+    let outcomes = state
+        .db()
+        .check_out_as_one_batch(&[
+            at(&third, "c1", "r1", 10, now, "lse_t1"),
+            at(&third, "c2", "r1", 10, now, "lse_t2"),
+            at(&third, "c1", "r2", 10, now, "lse_t3"),
+            at(&third, "c3", "r1", 10, now, "lse_t1"),
+        ])
+        .await;
+    let described: Vec<String> = outcomes.iter().map(described).collect();
+    let expiry = now + 900;
+    assert_eq!(
+        described[..3],
+        [
+            format!("granted c1 c1 r1 {expiry}"),
+            format!("granted c2 c2 r1 {expiry}"),
+            format!("existing c1 c1 r1 {expiry}"),
+        ]
+    );
+    assert!(outcomes[3].is_err(), "{outcomes:?}");
+    assert_eq!(state.db().live_leases(&third, now).await.unwrap().len(), 2);
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Check-ins in the same batch as check-outs of their license granted together: the leases
+/// granted (counted by the insert's statement on PostgreSQL) and the ones released (counted
+/// before the commit) both reach the license's count, and a check-in of a lease that is not
+/// live changes nothing.
+#[tokio::test]
+async fn check_ins_beside_check_outs_granted_together_keep_the_count() {
+    check_ins_beside_on(None).await;
+    if let Some(url) =
+        postgres::fresh_database("check_ins_beside_check_outs_granted_together_keep_the_count")
+    {
+        check_ins_beside_on(Some(&url)).await;
+    }
+}
+
+async fn check_ins_beside_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let now = 1_780_000_000;
+    let (_, id) = floating(&state, 5).await;
+    for (client, lease) in [("h1", "lse_h1"), ("h2", "lse_h2"), ("h3", "lse_h3")] {
+        let held = db.check_out(&at(&id, client, "r1", 5, now, lease)).await;
+        assert!(matches!(held, Ok(CheckOutOutcome::Granted(_))), "{held:?}");
+    }
+    let (outcomes, updates) = db
+        .seat_writes_as_one_batch(
+            &[
+                at(&id, "n1", "r1", 5, now + 1, "lse_n1"),
+                at(&id, "n2", "r1", 5, now + 1, "lse_n2"),
+            ],
+            &[
+                (&id, "lse_h1", 1, now + 1),
+                (&id, "lse_h2", 1, now + 1),
+                (&id, "lse_none", 1, now + 1),
+            ],
+        )
+        .await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(CheckOutOutcome::Granted(_)))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(updates[0], Ok(LeaseUpdate::Done(_))),
+        "{updates:?}"
+    );
+    assert!(
+        matches!(updates[1], Ok(LeaseUpdate::Done(_))),
+        "{updates:?}"
+    );
+    assert!(
+        matches!(updates[2], Ok(LeaseUpdate::NotFound)),
+        "{updates:?}"
+    );
+    assert_eq!(crate::server::db::granted_together(&id), [2]);
+    let mut live: Vec<String> = db
+        .live_leases(&id, now + 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    live.sort_unstable();
+    assert_eq!(live, ["lse_h3", "lse_n1", "lse_n2"]);
+    db.assert_held_counts_agree().await;
 }
 
 /// What an outcome says, without the ids the server chose: `kind client user request expiry`

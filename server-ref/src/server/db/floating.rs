@@ -523,6 +523,18 @@ impl Db {
             .expect("setting the held count");
     }
 
+    /// This database's sessions that are idle inside a transaction (PostgreSQL; tests).
+    #[cfg(test)]
+    pub(crate) async fn sessions_idle_in_transaction(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'idle in transaction'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("reading pg_stat_activity")
+    }
+
     /// Panics unless every license's count of held leases agrees with its leases (tests).
     #[cfg(test)]
     pub(crate) async fn assert_held_counts_agree(&self) {

@@ -25,7 +25,7 @@ mod seats;
 #[cfg(test)]
 pub(crate) use seats::PANIC_FOR_TESTS;
 #[cfg(test)]
-pub(crate) use seats::granted_together;
+pub(crate) use seats::{begun_ahead_for, granted_together};
 
 #[cfg(test)]
 pub(crate) use floating::QUEUE_POLL_WINDOW;

@@ -209,9 +209,27 @@ fn mismatch(asked: &str, got: &dyn std::fmt::Debug) -> sqlx::Error {
 
 async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
     let mut last_batch = 0;
+    // PostgreSQL under load: the next batch's transaction, begun while the last batch's
+    // writers are answered and come back, so its `BEGIN` round trip is off the batch's path.
+    let mut begun_ahead: Option<SeatTransaction> = None;
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        let received = if begun_ahead.is_some() {
+            match tokio::time::timeout(BEGUN_AHEAD_IDLE, queue.recv_many(&mut batch, MAX_BATCH))
+                .await
+            {
+                Ok(received) => received,
+                Err(_) => {
+                    // No write came: give the connection back (rolled back) rather than hold
+                    // a transaction open while idle.
+                    begun_ahead = None;
+                    queue.recv_many(&mut batch, MAX_BATCH).await
+                }
+            }
+        } else {
+            queue.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
             return;
         }
         let wait = Duration::from_micros(pools.batch_wait_us.load(Ordering::Relaxed));
@@ -230,11 +248,35 @@ async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
         last_batch = batch.len();
         // In a task of its own: a panic while writing fails this batch's requests (their
         // answers are dropped: `WorkerCrashed`), not every later seat write of the process.
-        if let Err(error) = tokio::spawn(write_batch(pools.clone(), batch)).await {
+        let written = tokio::spawn(write_batch(pools.clone(), batch, begun_ahead.take()));
+        if let Err(error) = written.await {
             tracing::error!(%error, "a seat batch panicked");
+        }
+        if pools.engine == Engine::Postgres && last_batch > 1 {
+            // A failed `BEGIN` is left to the next batch, which begins as usual.
+            begun_ahead = pools.durable.begin().await.ok();
         }
     }
 }
+
+/// A seat batch's transaction.
+type SeatTransaction = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The license of the first check-out of each batch that ran in a transaction begun ahead
+/// (tests: that the path ran).
+#[cfg(test)]
+static BEGUN_AHEAD_USED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether a batch led by a check-out of `license_id` ran in a transaction begun ahead.
+#[cfg(test)]
+pub(crate) fn begun_ahead_for(license_id: &str) -> bool {
+    BEGUN_AHEAD_USED
+        .lock()
+        .is_ok_and(|used| used.iter().any(|license| license == license_id))
+}
+
+/// How long a transaction begun ahead waits for a write before it is rolled back.
+const BEGUN_AHEAD_IDLE: Duration = Duration::from_millis(100);
 
 /// How long the writer may wait for a batch to fill unless told otherwise
 /// ([`SeatWriter::set_batch_wait`]).
@@ -285,10 +327,10 @@ enum Gathered {
 }
 
 /// Writes one batch and answers each of its writes.
-async fn write_batch(pools: Arc<Pools>, mut batch: Vec<Job>) {
+async fn write_batch(pools: Arc<Pools>, mut batch: Vec<Job>, begun: Option<SeatTransaction>) {
     // Stable: writes of one license keep their queue order.
     batch.sort_by(|a: &Job, b: &Job| a.write.order().cmp(&b.write.order()));
-    match commit(&pools, &batch).await {
+    match commit(&pools, &batch, begun).await {
         Ok(outcomes) => {
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 // The caller may have gone (its request was cancelled); the write stands.
@@ -303,7 +345,7 @@ async fn write_batch(pools: Arc<Pools>, mut batch: Vec<Job>) {
         Err(error) => {
             tracing::warn!(%error, writes = batch.len(), "seat batch rolled back; writing one by one");
             for job in batch {
-                let result = commit(&pools, std::slice::from_ref(&job))
+                let result = commit(&pools, std::slice::from_ref(&job), None)
                     .await
                     .and_then(|mut outcomes| outcomes.pop().ok_or(sqlx::Error::RowNotFound));
                 let _ = job.reply.send(result);
@@ -312,18 +354,32 @@ async fn write_batch(pools: Arc<Pools>, mut batch: Vec<Job>) {
     }
 }
 
-/// Runs `jobs` in one transaction and commits; their outcomes in order.
-async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
+/// Runs `jobs` in one transaction and commits; their outcomes in order. `begun`: a
+/// transaction begun ahead on the durable connections, used if the writes need those.
+async fn commit(
+    pools: &Pools,
+    jobs: &[Job],
+    begun: Option<SeatTransaction>,
+) -> DbResult<Vec<Outcome>> {
     let durable = jobs.iter().any(|job| job.write.durable());
     let pool = if durable {
         &pools.durable
     } else {
         &pools.relaxed
     };
-    let begun = std::time::Instant::now();
-    let mut tx = match pools.engine {
-        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Engine::Postgres => pool.begin().await?,
+    let begun_at = std::time::Instant::now();
+    let mut tx = match (begun.filter(|_| durable), pools.engine) {
+        (Some(tx), _) => {
+            #[cfg(test)]
+            if let Some(Write::CheckOut(c)) = jobs.first().map(|job| &job.write)
+                && let Ok(mut used) = BEGUN_AHEAD_USED.lock()
+            {
+                used.push(c.license_id.clone());
+            }
+            tx
+        }
+        (None, Engine::Sqlite) => pool.begin_with("BEGIN IMMEDIATE").await?,
+        (None, Engine::Postgres) => pool.begin().await?,
     };
     let started = std::time::Instant::now();
     let mut outcomes = Vec::with_capacity(jobs.len());
@@ -359,7 +415,7 @@ async fn commit(pools: &Pools, jobs: &[Job]) -> DbResult<Vec<Outcome>> {
     tx.commit().await?;
     tracing::debug!(
         writes = jobs.len(),
-        begin_us = (started - begun).as_micros() as u64,
+        begin_us = (started - begun_at).as_micros() as u64,
         work_us = (worked - started).as_micros() as u64,
         commit_us = worked.elapsed().as_micros() as u64,
         "seat batch committed"

@@ -82,6 +82,39 @@ fn at<'a>(
     }
 }
 
+/// PostgreSQL under load: the seat writer begins the next batch's transaction while the last
+/// batch's clients are answered, the batches that follow run in it (every check-out granted
+/// once, counts true), and the one begun when no more writes come is rolled back within
+/// `BEGUN_AHEAD_IDLE` rather than left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_begun_ahead_is_used_or_rolled_back() {
+    let Some(url) = postgres::fresh_database("a_transaction_begun_ahead_is_used_or_rolled_back")
+    else {
+        return;
+    };
+    let (_dir, state) = app_on(Some(&url)).await;
+    let (key, id) = floating(&state, 1000).await;
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let state = state.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                check_out(&state, &key, &format!("c{round}-{i}"), "u", "r1").await
+            }));
+        }
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+    assert!(crate::server::db::begun_ahead_for(&id));
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 192);
+    state.db().assert_held_counts_agree().await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(state.db().sessions_idle_in_transaction().await, 0);
+}
+
 /// 64 clients check out at once from a license with N seats, several rounds: exactly N are
 /// granted (N distinct leases, each verifying as a `lease+jwt`), the rest are denied with the
 /// exact message, and every denial is recorded.

@@ -785,14 +785,16 @@ impl Seen {
             .map_or(0, |license| license.lease_timeout)
     }
 
+    fn license_mut(&mut self, license_id: &str) -> Option<&mut HeldLeases> {
+        self.licenses
+            .iter_mut()
+            .find(|l| l.license_id == license_id)
+    }
+
     /// This transaction took (`+1`) or released (`-1`) a lease of `license_id` (passed to
     /// [`Seen::hold`] before).
     fn held_changed(&mut self, license_id: &str, by: i64) {
-        if let Some(license) = self
-            .licenses
-            .iter_mut()
-            .find(|l| l.license_id == license_id)
-        {
+        if let Some(license) = self.license_mut(license_id) {
             license.held = license.held.saturating_add(by);
             license.unwritten = license.unwritten.saturating_add(by);
         }
@@ -800,11 +802,7 @@ impl Seen {
 
     /// `by` of this transaction's changes of `license_id`'s count were written to its row.
     fn held_written(&mut self, license_id: &str, by: i64) {
-        if let Some(license) = self
-            .licenses
-            .iter_mut()
-            .find(|l| l.license_id == license_id)
-        {
+        if let Some(license) = self.license_mut(license_id) {
             license.unwritten = license.unwritten.saturating_sub(by);
         }
     }

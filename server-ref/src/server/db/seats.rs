@@ -615,14 +615,7 @@ async fn grant_together(
         let mut licenses_granted: Vec<&str> =
             granting.iter().map(|c| c.license_id.as_str()).collect();
         licenses_granted.dedup();
-        // Every license of the run exists (it was locked); a row missing would leave a count
-        // wrong, so the batch fails instead (and runs again one by one).
-        if counted != licenses_granted.len() as i64 {
-            return Err(sqlx::Error::Protocol(format!(
-                "held-lease counts: {counted} of {} licenses updated",
-                licenses_granted.len()
-            )));
-        }
+        counts_written(u64::try_from(counted).unwrap_or(0), licenses_granted.len())?;
     }
     let mut inserted = rows
         .iter()
@@ -833,16 +826,7 @@ impl Seen {
                 query = query.bind(&license.license_id).bind(license.unwritten);
             }
             let done = query.execute(&mut *conn).await?;
-            // Every license of the batch exists (its lease was inserted or released); a row
-            // missing would leave a count wrong, so the batch fails instead (and runs again
-            // one by one).
-            if done.rows_affected() != chunk.len() as u64 {
-                return Err(sqlx::Error::Protocol(format!(
-                    "held-lease counts: {} of {} licenses updated",
-                    done.rows_affected(),
-                    chunk.len()
-                )));
-            }
+            counts_written(done.rows_affected(), chunk.len())?;
         }
         for license in &mut self.licenses {
             license.unwritten = 0;
@@ -884,6 +868,19 @@ impl Seen {
             *live = live.saturating_add(1);
         }
     }
+}
+
+/// Checks that a statement changing the counts of held leases of `licenses` licenses changed
+/// that many rows. Every license of a batch exists (it was locked, and its lease inserted or
+/// released); a row missing would leave a count wrong, so the batch fails instead (and runs
+/// again one by one).
+fn counts_written(updated: u64, licenses: usize) -> DbResult<()> {
+    if updated == licenses as u64 {
+        return Ok(());
+    }
+    Err(sqlx::Error::Protocol(format!(
+        "held-lease counts: {updated} of {licenses} licenses updated"
+    )))
 }
 
 /// Adds `by` to the count of held leases of `license_id`; the caller holds its write lock.
@@ -1396,5 +1393,21 @@ mod gather_tests {
         let gathered = gather(&mut queue, &mut batch, 8, Duration::from_secs(20)).await;
         assert_eq!((batch.len(), gathered), (5, Gathered::Closed));
         assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}
+
+#[cfg(test)]
+mod counts_written_tests {
+    use super::counts_written;
+
+    #[test]
+    fn a_count_statement_that_missed_a_license_fails_the_batch() {
+        assert!(counts_written(3, 3).is_ok());
+        let error = counts_written(2, 3).map_err(|e| e.to_string());
+        assert!(
+            matches!(&error, Err(message) if message.contains("held-lease counts: 2 of 3 licenses updated")),
+            "{error:?}"
+        );
+        assert!(counts_written(4, 3).is_err());
     }
 }

@@ -583,10 +583,10 @@ async fn one_transaction_per_write_on(url: Option<&str>) {
             at(&third, "c3", "r1", 10, now, "lse_t1"),
         ])
         .await;
-    let described: Vec<String> = outcomes.iter().map(described).collect();
+    let answers: Vec<String> = outcomes.iter().map(described).collect();
     let expiry = now + 900;
     assert_eq!(
-        described[..3],
+        answers[..3],
         [
             format!("granted c1 c1 r1 {expiry}"),
             format!("granted c2 c2 r1 {expiry}"),

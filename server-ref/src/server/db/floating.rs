@@ -7,8 +7,20 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use super::seats::{LeaseWrite, OwnedCheckOut, less_held, places_held, recount_held, update_lease};
+use super::seats::{
+    LEASE_OF_LICENSE, LeaseWrite, OwnedCheckOut, less_held, places_held, recount_held, update_lease,
+};
 use super::{Db, DbResult, Engine};
+
+/// A force-release: releases the live, not borrowed lease `$2` of license `$3` at `$1` and moves
+/// its epoch on (fencing).
+pub(super) const FORCE_RELEASE_LEASE: &str = concat!(
+    "UPDATE leases SET released_at = $1, release_reason = 'forced', epoch = epoch + 1 WHERE ",
+    by_lease_id!(
+        "$2",
+        "license_id = $3 AND released_at IS NULL AND borrowed = 0"
+    )
+);
 
 /// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
 pub(crate) const DENIAL_RETENTION_SECS: i64 = 60 * 86_400;
@@ -212,7 +224,7 @@ impl Db {
 
     /// One lease of a license.
     pub async fn get_lease(&self, license_id: &str, lease_id: &str) -> DbResult<Option<LeaseRow>> {
-        sqlx::query_as("SELECT * FROM leases WHERE id = $1 AND license_id = $2")
+        sqlx::query_as(LEASE_OF_LICENSE)
             .bind(lease_id)
             .bind(license_id)
             .fetch_optional(&self.pool)
@@ -280,15 +292,12 @@ impl Db {
         now: i64,
     ) -> DbResult<Option<LeaseRow>> {
         let mut tx = self.begin_license_write(license_id).await?;
-        let released = sqlx::query(
-            "UPDATE leases SET released_at = $1, release_reason = 'forced', epoch = epoch + 1 \
-             WHERE id = $2 AND license_id = $3 AND released_at IS NULL AND borrowed = 0",
-        )
-        .bind(now)
-        .bind(lease_id)
-        .bind(license_id)
-        .execute(&mut *tx)
-        .await?;
+        let released = sqlx::query(FORCE_RELEASE_LEASE)
+            .bind(now)
+            .bind(lease_id)
+            .bind(license_id)
+            .execute(&mut *tx)
+            .await?;
         less_held(&mut tx, license_id, released.rows_affected()).await?;
         tx.commit().await?;
         self.get_lease(license_id, lease_id).await
@@ -510,6 +519,173 @@ impl Db {
             .bind(org),
         };
         query.bind(from).bind(to).fetch_all(&self.pool).await
+    }
+
+    /// Inserts `n` live leases of `license_id` in one statement, as a fast fill leaves them:
+    /// with no `ANALYZE` since (PostgreSQL's autovacuum is switched off for the table first, so
+    /// none can run meanwhile). Tests of the statements' plans.
+    #[cfg(test)]
+    pub(crate) async fn fill_leases_unanalyzed(&self, license_id: &str, n: i64, now: i64) {
+        if self.engine == Engine::Postgres {
+            sqlx::query("ALTER TABLE leases SET (autovacuum_enabled = false)")
+                .execute(&self.pool)
+                .await
+                .expect("switching autovacuum off");
+        }
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+             INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
+             created_at, heartbeat_at, expires_at) \
+             SELECT 'lse_fill_' || i, $1, 'fill-' || i, 'u', 'r', 1, $3, $3, $3 + 900 FROM n",
+        )
+        .bind(license_id)
+        .bind(n)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .expect("filling leases");
+        sqlx::query("UPDATE licenses SET leases_held = leases_held + $1 WHERE id = $2")
+            .bind(n)
+            .bind(license_id)
+            .execute(&self.pool)
+            .await
+            .expect("counting the filled leases");
+    }
+
+    /// `ANALYZE` of the leases (tests of the statements' plans).
+    #[cfg(test)]
+    pub(crate) async fn analyze_leases(&self) {
+        sqlx::query("ANALYZE leases")
+            .execute(&self.pool)
+            .await
+            .expect("ANALYZE leases");
+    }
+
+    /// The indexes of `leases`, its primary key's first (tests of the statements' plans).
+    #[cfg(test)]
+    pub(crate) async fn lease_indexes(&self) -> (String, Vec<String>) {
+        let (primary, all_sql) = match self.engine {
+            Engine::Postgres => (
+                "leases_pkey",
+                "SELECT indexname::text FROM pg_indexes WHERE tablename = 'leases'",
+            ),
+            Engine::Sqlite => (
+                "sqlite_autoindex_leases_1",
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leases'",
+            ),
+        };
+        let all: Vec<String> = sqlx::query_scalar(all_sql)
+            .fetch_all(&self.pool)
+            .await
+            .expect("listing the indexes of leases");
+        assert!(all.iter().any(|i| i == primary), "{all:?}");
+        let others = all.into_iter().filter(|i| i != primary).collect();
+        (primary.to_owned(), others)
+    }
+
+    /// The plans of the statements that address one lease by its id, for the lease `lease_id`
+    /// of `license_id` at `now`: (statement, plan). PostgreSQL: the plan of a prepared
+    /// statement (sqlx prepares every statement), generic or custom as `generic` says; SQLite:
+    /// `EXPLAIN QUERY PLAN`. Tests of the statements' plans.
+    #[cfg(test)]
+    pub(crate) async fn lease_statement_plans(
+        &self,
+        license_id: &str,
+        lease_id: &str,
+        now: i64,
+        generic: bool,
+    ) -> Vec<(&'static str, String)> {
+        use super::seats::{BORROW_LEASE, CHECK_IN_LEASE, HEARTBEAT_LEASE};
+        enum Arg<'a> {
+            Int(i64),
+            Text(&'a str),
+        }
+        let (now_arg, until, lease, license) = (
+            Arg::Int(now),
+            Arg::Int(now + 3600),
+            Arg::Text(lease_id),
+            Arg::Text(license_id),
+        );
+        let statements: [(&'static str, &'static str, Vec<&Arg<'_>>); 5] = [
+            (
+                "heartbeat",
+                HEARTBEAT_LEASE,
+                vec![&now_arg, &lease, &license, &Arg::Int(1)],
+            ),
+            (
+                "check-in",
+                CHECK_IN_LEASE,
+                vec![&now_arg, &lease, &license, &Arg::Int(1)],
+            ),
+            ("lease of license", LEASE_OF_LICENSE, vec![&lease, &license]),
+            ("borrow", BORROW_LEASE, vec![&now_arg, &until, &lease]),
+            (
+                "force-release",
+                FORCE_RELEASE_LEASE,
+                vec![&now_arg, &lease, &license],
+            ),
+        ];
+        let mut conn = self.pool.acquire().await.expect("a connection");
+        let mut plans = Vec::new();
+        for (name, sql, args) in statements {
+            let plan: Vec<String> = match self.engine {
+                Engine::Postgres => {
+                    let mode = if generic {
+                        "force_generic_plan"
+                    } else {
+                        "force_custom_plan"
+                    };
+                    sqlx::query(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+                        .execute(&mut *conn)
+                        .await
+                        .expect("plan_cache_mode");
+                    sqlx::query(sqlx::AssertSqlSafe(format!("PREPARE planned AS {sql}")))
+                        .execute(&mut *conn)
+                        .await
+                        .expect("PREPARE");
+                    // Test values only (no quote in them), written as literals because
+                    // `EXECUTE` takes no bind parameters.
+                    let literals: Vec<String> = args
+                        .iter()
+                        .map(|a| match a {
+                            Arg::Int(i) => i.to_string(),
+                            Arg::Text(t) => format!("'{t}'"),
+                        })
+                        .collect();
+                    let explain = format!(
+                        "EXPLAIN (COSTS OFF) EXECUTE planned({})",
+                        literals.join(", ")
+                    );
+                    let plan = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+                        .fetch_all(&mut *conn)
+                        .await
+                        .expect("EXPLAIN");
+                    sqlx::query("DEALLOCATE planned")
+                        .execute(&mut *conn)
+                        .await
+                        .expect("DEALLOCATE");
+                    plan
+                }
+                Engine::Sqlite => {
+                    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+                    let mut query =
+                        sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(explain));
+                    for arg in args {
+                        query = match arg {
+                            Arg::Int(i) => query.bind(*i),
+                            Arg::Text(t) => query.bind(*t),
+                        };
+                    }
+                    let rows = query
+                        .fetch_all(&mut *conn)
+                        .await
+                        .expect("EXPLAIN QUERY PLAN");
+                    rows.into_iter().map(|(_, _, _, detail)| detail).collect()
+                }
+            };
+            plans.push((name, plan.join("\n")));
+        }
+        plans
     }
 
     /// Overwrites the count of held leases of `license_id` (tests of its healing).

@@ -1176,17 +1176,49 @@ async fn borrow_held(
     if borrowed_leases(conn, &c.license_id, c.now).await? >= borrow.max_leases {
         return Ok(Some(CheckOutOutcome::BorrowLimit));
     }
-    let borrowed: Option<LeaseRow> = sqlx::query_as(
-        "UPDATE leases SET borrowed = 1, heartbeat_at = $1, expires_at = $2 \
-         WHERE id = $3 AND released_at IS NULL AND expires_at > $1 RETURNING *",
-    )
-    .bind(c.now)
-    .bind(lease.expires_at.max(borrow.until))
-    .bind(&lease.id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let borrowed: Option<LeaseRow> = sqlx::query_as(BORROW_LEASE)
+        .bind(c.now)
+        .bind(lease.expires_at.max(borrow.until))
+        .bind(&lease.id)
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(borrowed.map(CheckOutOutcome::Existing))
 }
+
+/// A heartbeat: extends the live lease `$2` of license `$3` presenting epoch `$4` to `$1` + the
+/// license's timeout (a borrowed lease keeps its expiry).
+pub(super) const HEARTBEAT_LEASE: &str = concat!(
+    "UPDATE leases SET heartbeat_at = $1, expires_at = CASE WHEN borrowed = 1 \
+     THEN expires_at ELSE $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) END WHERE ",
+    by_lease_id!(
+        "$2",
+        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1"
+    ),
+    " RETURNING *"
+);
+
+/// A check-in: releases the live lease `$2` of license `$3` presenting epoch `$4` at `$1`.
+pub(super) const CHECK_IN_LEASE: &str = concat!(
+    "UPDATE leases SET released_at = $1, release_reason = 'checked_in' WHERE ",
+    by_lease_id!(
+        "$2",
+        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1"
+    ),
+    " RETURNING *"
+);
+
+/// The lease `$1` if it belongs to license `$2`.
+pub(super) const LEASE_OF_LICENSE: &str = concat!(
+    "SELECT * FROM leases WHERE ",
+    by_lease_id!("$1", "license_id = $2")
+);
+
+/// Borrows the live lease `$3` at `$1`: it now runs until `$2`.
+pub(super) const BORROW_LEASE: &str = concat!(
+    "UPDATE leases SET borrowed = 1, heartbeat_at = $1, expires_at = $2 WHERE ",
+    by_lease_id!("$3", "released_at IS NULL AND expires_at > $1"),
+    " RETURNING *"
+);
 
 /// Heartbeat or check-in inside the batch transaction. One conditional `UPDATE` on a live lease
 /// presenting its epoch, so it and the reaper (or a force-release) cannot both win: at
@@ -1200,17 +1232,8 @@ pub(super) async fn update_lease(
     now: i64,
 ) -> DbResult<LeaseUpdate> {
     let sql = match kind {
-        LeaseWrite::Heartbeat => {
-            "UPDATE leases SET heartbeat_at = $1, expires_at = CASE WHEN borrowed = 1 \
-             THEN expires_at ELSE $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) END \
-             WHERE id = $2 AND license_id = $3 AND epoch = $4 AND released_at IS NULL \
-             AND expires_at > $1 RETURNING *"
-        }
-        LeaseWrite::CheckIn => {
-            "UPDATE leases SET released_at = $1, release_reason = 'checked_in' \
-             WHERE id = $2 AND license_id = $3 AND epoch = $4 AND released_at IS NULL \
-             AND expires_at > $1 RETURNING *"
-        }
+        LeaseWrite::Heartbeat => HEARTBEAT_LEASE,
+        LeaseWrite::CheckIn => CHECK_IN_LEASE,
     };
     let updated: Option<LeaseRow> = sqlx::query_as(sql)
         .bind(now)
@@ -1222,12 +1245,11 @@ pub(super) async fn update_lease(
     if let Some(lease) = updated {
         return Ok(LeaseUpdate::Done(lease));
     }
-    let lease: Option<LeaseRow> =
-        sqlx::query_as("SELECT * FROM leases WHERE id = $1 AND license_id = $2")
-            .bind(lease_id)
-            .bind(license_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let lease: Option<LeaseRow> = sqlx::query_as(LEASE_OF_LICENSE)
+        .bind(lease_id)
+        .bind(license_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(match lease {
         None => LeaseUpdate::NotFound,
         Some(lease) if lease.epoch != epoch => LeaseUpdate::Fenced(lease),

@@ -1851,3 +1851,59 @@ async fn crowd_on(url: Option<&str>) {
     );
     state.db().assert_held_counts_agree().await;
 }
+
+/// Heartbeats, check-ins, force-releases, borrows and lease lookups find their lease by its
+/// primary key, on both engines, before any `ANALYZE` of a table just filled (PostgreSQL:
+/// generic and custom plans) and after one. Written plainly, PostgreSQL planned the heartbeat
+/// on the index of the license's live leases while the table had no statistics, and read all
+/// of them per heartbeat: at 100 000 leases, heartbeats fell seconds behind.
+#[tokio::test]
+async fn lease_statements_find_the_lease_by_its_primary_key() {
+    lease_statements_plans_on(None).await;
+    if let Some(url) =
+        postgres::fresh_database("lease_statements_find_the_lease_by_its_primary_key")
+    {
+        lease_statements_plans_on(Some(&url)).await;
+    }
+}
+
+async fn lease_statements_plans_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let now = 1_780_000_000;
+    let (_, id) = floating(&state, 100_000).await;
+    db.fill_leases_unanalyzed(&id, 60_000, now).await;
+    let (primary, others) = db.lease_indexes().await;
+    assert!(!others.is_empty(), "the test needs other indexes to avoid");
+    let engine = if url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    for analyzed in [false, true] {
+        if analyzed {
+            db.analyze_leases().await;
+        }
+        for generic in [false, true] {
+            for (statement, plan) in db
+                .lease_statement_plans(&id, "lse_fill_1000", now + 1, generic)
+                .await
+            {
+                let context = format!(
+                    "{engine}, {statement}, analyzed {analyzed}, generic {generic}:\n{plan}"
+                );
+                assert!(plan.contains(&primary), "{context}");
+                for other in &others {
+                    assert!(!plan.contains(other.as_str()), "uses {other}: {context}");
+                }
+            }
+        }
+    }
+    // The filled leases are real leases: one heartbeats through the statement checked above.
+    let beat = db
+        .heartbeat(&id, "lse_fill_1000", 1, now + 1)
+        .await
+        .unwrap();
+    assert!(matches!(beat, LeaseUpdate::Done(_)), "{beat:?}");
+    db.assert_held_counts_agree().await;
+}

@@ -1856,7 +1856,8 @@ async fn crowd_on(url: Option<&str>) {
 /// primary key, on both engines, before any `ANALYZE` of a table just filled (PostgreSQL:
 /// generic and custom plans) and after one. Written plainly, PostgreSQL planned the heartbeat
 /// on the index of the license's live leases while the table had no statistics, and read all
-/// of them per heartbeat: at 100 000 leases, heartbeats fell seconds behind.
+/// of them per heartbeat: at 100 000 leases, heartbeats fell seconds behind. A control, the
+/// heartbeat's conditions written plainly, shows the fill reproduces that plan on PostgreSQL.
 #[tokio::test]
 async fn lease_statements_find_the_lease_by_its_primary_key() {
     lease_statements_plans_on(None).await;
@@ -1868,11 +1869,12 @@ async fn lease_statements_find_the_lease_by_its_primary_key() {
 }
 
 async fn lease_statements_plans_on(url: Option<&str>) {
+    use crate::server::db::PLAIN_HEARTBEAT_CONTROL;
     let (_dir, state) = app_on(url).await;
     let db = state.db();
     let now = 1_780_000_000;
-    let (_, id) = floating(&state, 100_000).await;
-    db.fill_leases_unanalyzed(&id, 60_000, now).await;
+    let (_, id) = floating(&state, 200_000).await;
+    db.fill_leases_unanalyzed(&id, 100_000, now).await;
     let (primary, others) = db.lease_indexes().await;
     assert!(!others.is_empty(), "the test needs other indexes to avoid");
     let engine = if url.is_some() {
@@ -1892,6 +1894,16 @@ async fn lease_statements_plans_on(url: Option<&str>) {
                 let context = format!(
                     "{engine}, {statement}, analyzed {analyzed}, generic {generic}:\n{plan}"
                 );
+                if statement == PLAIN_HEARTBEAT_CONTROL {
+                    if url.is_some() && !analyzed && !generic {
+                        assert!(
+                            plan.contains("leases_license_live"),
+                            "the fill no longer reproduces the plan the fix avoids (another \
+                             PostgreSQL version?): {context}"
+                        );
+                    }
+                    continue;
+                }
                 assert!(plan.contains(&primary), "{context}");
                 for other in &others {
                     assert!(!plan.contains(other.as_str()), "uses {other}: {context}");

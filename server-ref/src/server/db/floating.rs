@@ -589,11 +589,11 @@ impl Db {
         (primary.to_owned(), others)
     }
 
-    /// The plans of the statements that address one lease by its id, and of a control: the
-    /// heartbeat's conditions written plainly ([`PLAIN_HEARTBEAT_CONTROL`]), for the lease `lease_id`
-    /// of `license_id` at `now`: (statement, plan). PostgreSQL: the plan of a prepared
-    /// statement (sqlx prepares every statement), generic or custom as `generic` says; SQLite:
-    /// `EXPLAIN QUERY PLAN`. Tests of the statements' plans.
+    /// The plans of the statements that address one lease by its id, and of a control (the
+    /// heartbeat's conditions written plainly, [`PLAIN_HEARTBEAT_CONTROL`]), for the lease
+    /// `lease_id` of `license_id` at `now`: (statement, plan). PostgreSQL: the plan of a
+    /// prepared statement (sqlx prepares every statement), generic or custom as `generic`
+    /// says; SQLite: `EXPLAIN QUERY PLAN`. Tests of the statements' plans.
     #[cfg(test)]
     pub(crate) async fn lease_statement_plans(
         &self,

@@ -18,6 +18,9 @@
 //! answers' latency, each latency measured from the scheduled send time (so a stalled server
 //! cannot hide its queue: no coordinated omission).
 //!
+//! Under each timed phase it prints the CPU per request: the server's, and the whole
+//! machine's (database and load generator included), with how busy the CPUs were.
+//!
 //! The server binary is the `licensing-server` next to the `examples/` directory of this
 //! executable (the same Cargo profile), or `LICENSING_SERVER_BIN`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -84,7 +87,9 @@ fn main() {
         keys.len()
     );
 
+    let server_pid = server.proc.pid();
     let k = keys.clone();
+    let before = CpuMark::now(server_pid);
     let leases = phase("check-outs", &addr, clients, seconds, move |c, conn, n| {
         let body = json!({ "license_key": k[c % k.len()], "client_id": format!("c{c}-{n}"), "user": "u",
                            "request_id": "r" });
@@ -92,10 +97,12 @@ fn main() {
         assert_eq!(s, 201, "{lease}");
         Some(json!([lease["lease_id"], lease["epoch"]]))
     });
+    before.report("check-out", leases.requests);
     let leases = Arc::new(leases.outputs);
     let k = keys.clone();
     let ls = leases.clone();
-    phase("heartbeats", &addr, clients, seconds, move |c, conn, n| {
+    let before = CpuMark::now(server_pid);
+    let beats = phase("heartbeats", &addr, clients, seconds, move |c, conn, n| {
         let mine = &ls[c];
         let lease = &mine[n % mine.len()];
         let path = format!("/v1/client/leases/{}/heartbeat", lease[0].as_str().unwrap());
@@ -108,8 +115,45 @@ fn main() {
         assert_eq!(s, 200, "{answer}");
         None
     });
+    before.report("heartbeat", beats.requests);
     let live: usize = leases.iter().map(Vec::len).sum();
     println!("{live} live leases at the end");
+}
+
+/// CPU used so far by the server and by the whole machine, to divide a phase's share by its
+/// requests. The machine's share includes the database (PostgreSQL runs beside the server
+/// here), the load generator and anything else running: it says what one request costs on
+/// this machine, not what the server alone needs.
+struct CpuMark {
+    server_pid: u32,
+    server: Duration,
+    machine: Duration,
+    at: Instant,
+}
+
+impl CpuMark {
+    fn now(server_pid: u32) -> CpuMark {
+        CpuMark {
+            server_pid,
+            server: support::cpu_time(server_pid),
+            machine: support::machine_busy().0,
+            at: Instant::now(),
+        }
+    }
+
+    /// Prints the CPU per request since this mark.
+    fn report(&self, what: &str, requests: usize) {
+        let server = support::cpu_time(self.server_pid).saturating_sub(self.server);
+        let (machine, cpus) = support::machine_busy();
+        let machine = machine.saturating_sub(self.machine);
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / requests.max(1) as f64;
+        println!(
+            "  CPU per {what}: server {:.0} µs, whole machine {:.0} µs ({cpus} CPUs {:.0} % busy)",
+            per(server),
+            per(machine),
+            100.0 * machine.as_secs_f64() / (self.at.elapsed().as_secs_f64() * cpus as f64),
+        );
+    }
 }
 
 /// Fills the server with `live` leases over `keys`, then heartbeats them open-loop.

@@ -166,6 +166,31 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
 }
 
+/// CPU time the whole machine has spent busy so far, over all CPUs, and the number of CPUs
+/// (Linux /proc/stat: every field of the `cpu` line but idle and iowait).
+#[allow(dead_code)] // Used by floating_load only.
+pub fn machine_busy() -> (Duration, usize) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpus = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    let all: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let busy: u64 = all.iter().take(8).sum::<u64>() - all[3] - all[4];
+    (
+        Duration::from_secs_f64(busy as f64 / clock_ticks_per_second()),
+        cpus.max(1),
+    )
+}
+
 fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

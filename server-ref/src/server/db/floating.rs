@@ -550,10 +550,8 @@ impl Db {
         .execute(&self.pool)
         .await
         .expect("filling leases");
-        sqlx::query("UPDATE licenses SET leases_held = leases_held + $1 WHERE id = $2")
-            .bind(n)
-            .bind(license_id)
-            .execute(&self.pool)
+        let mut conn = self.pool.acquire().await.expect("a connection");
+        super::seats::change_held(&mut conn, license_id, n)
             .await
             .expect("counting the filled leases");
     }

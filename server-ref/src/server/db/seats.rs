@@ -884,7 +884,11 @@ fn counts_written(updated: u64, licenses: usize) -> DbResult<()> {
 }
 
 /// Adds `by` to the count of held leases of `license_id`; the caller holds its write lock.
-async fn change_held(conn: &mut AnyConnection, license_id: &str, by: i64) -> DbResult<()> {
+pub(super) async fn change_held(
+    conn: &mut AnyConnection,
+    license_id: &str,
+    by: i64,
+) -> DbResult<()> {
     sqlx::query("UPDATE licenses SET leases_held = leases_held + $1 WHERE id = $2")
         .bind(by)
         .bind(license_id)

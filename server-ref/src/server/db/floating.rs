@@ -717,6 +717,66 @@ impl Db {
             .expect("setting the held count");
     }
 
+    /// PostgreSQL: a transaction of its own that does what a check-out on another replica does
+    /// (locks the license, inserts a live lease for `client` and `user`, adds it to the
+    /// count) and stays open until the caller commits it (tests of a check-out racing it).
+    #[cfg(test)]
+    pub(crate) async fn check_out_elsewhere_open(
+        &self,
+        license_id: &str,
+        client: &str,
+        user: &str,
+        lease_id: &str,
+        now: i64,
+    ) -> sqlx::Transaction<'static, sqlx::Any> {
+        let mut tx = self.pool.begin().await.expect("a transaction");
+        sqlx::query("SELECT id FROM licenses WHERE id = $1 FOR UPDATE")
+            .bind(license_id)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("locking the license");
+        sqlx::query(
+            "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
+             created_at, heartbeat_at, expires_at, borrowed) \
+             VALUES ($1, $2, $3, $4, 'elsewhere', 1, $5, $5, $5 + 900, 0)",
+        )
+        .bind(lease_id)
+        .bind(license_id)
+        .bind(client)
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .expect("inserting the lease");
+        super::seats::change_held(&mut tx, license_id, 1)
+            .await
+            .expect("counting the lease");
+        tx
+    }
+
+    /// This database's sessions waiting for a lock (PostgreSQL; tests).
+    #[cfg(test)]
+    pub(crate) async fn sessions_waiting_for_a_lock(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("reading pg_stat_activity")
+    }
+
+    /// The physical place of a license's row version (PostgreSQL; tests): a new version of the
+    /// row gets another.
+    #[cfg(test)]
+    pub(crate) async fn license_row_version(&self, license_id: &str) -> String {
+        sqlx::query_scalar("SELECT ctid::TEXT FROM licenses WHERE id = $1")
+            .bind(license_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("reading the row's ctid")
+    }
+
     /// This database's sessions that are idle inside a transaction (PostgreSQL; tests).
     #[cfg(test)]
     pub(crate) async fn sessions_idle_in_transaction(&self) -> i64 {

@@ -48,9 +48,9 @@ mod seats;
 #[cfg(test)]
 pub(crate) use floating::PLAIN_HEARTBEAT_CONTROL;
 #[cfg(test)]
-pub(crate) use seats::PANIC_FOR_TESTS;
+pub(crate) use seats::{PANIC_FOR_TESTS, TRANSACTION_ONLY_FOR_TESTS};
 #[cfg(test)]
-pub(crate) use seats::{begun_ahead_for, granted_together};
+pub(crate) use seats::{begun_ahead_for, granted_in_one_statement, granted_together};
 
 #[cfg(test)]
 pub(crate) use floating::QUEUE_POLL_WINDOW;

@@ -85,7 +85,8 @@ fn at<'a>(
 /// PostgreSQL under load: the seat writer begins the next batch's transaction while the last
 /// batch's clients are answered, the batches that follow run in it (every check-out granted
 /// once, counts true), and the one begun when no more writes come is rolled back within
-/// `BEGUN_AHEAD_IDLE` rather than left open.
+/// `BEGUN_AHEAD_IDLE` rather than left open. The clients' ids keep their check-outs on the
+/// transaction path (plain check-outs are otherwise granted in one statement, without one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transaction_begun_ahead_is_used_or_rolled_back() {
     let Some(url) = postgres::fresh_database("a_transaction_begun_ahead_is_used_or_rolled_back")
@@ -100,7 +101,11 @@ async fn a_transaction_begun_ahead_is_used_or_rolled_back() {
             let state = state.clone();
             let key = key.clone();
             tasks.push(tokio::spawn(async move {
-                check_out(&state, &key, &format!("c{round}-{i}"), "u", "r1").await
+                let client = format!(
+                    "{}c{round}-{i}",
+                    crate::server::db::TRANSACTION_ONLY_FOR_TESTS
+                );
+                check_out(&state, &key, &client, "u", "r1").await
             }));
         }
         for task in tasks {
@@ -662,6 +667,197 @@ async fn check_ins_beside_on(url: Option<&str>) {
         .collect();
     live.sort_unstable();
     assert_eq!(live, ["lse_h3", "lse_n1", "lse_n2"]);
+    db.assert_held_counts_agree().await;
+}
+
+/// PostgreSQL: a batch of plain check-outs that all find a seat is granted by one statement
+/// (no transaction), with the leases, expiries and counts the transaction path gives; a batch
+/// with a check-out that one statement must not decide (a client and user holding a lease, a
+/// retry, no seat free) is decided on the transaction path instead, all of it, with the same
+/// answers as one by one.
+#[tokio::test]
+async fn plain_check_outs_are_granted_in_one_statement() {
+    let Some(url) = postgres::fresh_database("plain_check_outs_are_granted_in_one_statement")
+    else {
+        return;
+    };
+    let (_dir, state) = app_on(Some(&url)).await;
+    let db = state.db();
+    let now = 1_780_000_000;
+    let (_, a) = floating(&state, 3).await;
+    let (_, b) = floating(&state, 5).await;
+    let (first, second) = if a < b { (&a, &b) } else { (&b, &a) };
+    let batch = [
+        at(first, "a1", "r1", 3, now, "lse_a1"),
+        at(first, "a2", "r1", 3, now, "lse_a2"),
+        at(second, "b1", "r1", 5, now, "lse_b1"),
+    ];
+    let outcomes = db.check_out_as_one_batch(&batch).await;
+    let answers: Vec<String> = outcomes.iter().map(described).collect();
+    let expiry = now + 900;
+    assert_eq!(
+        answers,
+        [
+            format!("granted a1 a1 r1 {expiry}"),
+            format!("granted a2 a2 r1 {expiry}"),
+            format!("granted b1 b1 r1 {expiry}"),
+        ]
+    );
+    assert_eq!(crate::server::db::granted_in_one_statement(first), [2]);
+    assert_eq!(crate::server::db::granted_in_one_statement(second), [1]);
+    db.assert_held_counts_agree().await;
+
+    // One by one through the writer, alone in their batches: granted in one statement too.
+    for (client, lease) in [("a3", "lse_a3"), ("b2", "lse_b2")] {
+        let license = if client.starts_with('a') {
+            first
+        } else {
+            second
+        };
+        let seats = if client.starts_with('a') { 3 } else { 5 };
+        let granted = db
+            .check_out(&at(license, client, "r1", seats, now, lease))
+            .await;
+        assert!(
+            matches!(granted, Ok(CheckOutOutcome::Granted(_))),
+            "{granted:?}"
+        );
+    }
+    assert_eq!(crate::server::db::granted_in_one_statement(first), [2, 1]);
+    assert_eq!(crate::server::db::granted_in_one_statement(second), [1, 1]);
+
+    // Each of these batches holds one check-out one statement must not decide: the whole batch
+    // goes the transaction path, and answers as one by one would.
+    let refused: [(&str, Vec<CheckOut<'_>>, Vec<&str>); 3] = [
+        (
+            "a client and user holding a lease",
+            vec![
+                at(second, "b1", "r2", 5, now + 1, "lse_b1_again"),
+                at(second, "b3", "r1", 5, now + 1, "lse_b3"),
+            ],
+            vec!["existing", "granted"],
+        ),
+        (
+            "a retry",
+            vec![
+                at(second, "b4", "r1", 5, now + 1, "lse_b4"),
+                at(second, "b2", "r1", 5, now + 1, "lse_b2_retry"),
+            ],
+            vec!["granted", "existing"],
+        ),
+        (
+            "no seat free",
+            vec![at(first, "a4", "r1", 3, now + 1, "lse_a4")],
+            vec!["Ok(Denied)"],
+        ),
+    ];
+    for (case, batch, expected) in refused {
+        let outcomes = db.check_out_as_one_batch(&batch).await;
+        let kinds: Vec<String> = outcomes
+            .iter()
+            .map(|o| {
+                described(o)
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(kinds, expected, "{case}");
+    }
+    assert_eq!(crate::server::db::granted_in_one_statement(first), [2, 1]);
+    assert_eq!(crate::server::db::granted_in_one_statement(second), [1, 1]);
+    assert_eq!(db.live_leases(first, now + 1).await.unwrap().len(), 3);
+    assert_eq!(db.live_leases(second, now + 1).await.unwrap().len(), 4);
+    db.assert_held_counts_agree().await;
+}
+
+/// PostgreSQL: a check-out whose one statement waited for the license's lock while another
+/// replica gave its client and user a lease sees that lease, although the statement's
+/// snapshot is older than it: the license row changed after the snapshot, so the statement
+/// grants nothing and the transaction path, looking up after the lock, answers with that
+/// lease. One seat is held, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_out_racing_another_replica_sees_its_lease() {
+    let Some(url) = postgres::fresh_database("a_check_out_racing_another_replica_sees_its_lease")
+    else {
+        return;
+    };
+    let (_dir, state) = app_on(Some(&url)).await;
+    let db = state.db().clone();
+    let now = 1_780_000_000;
+    let (_, id) = floating(&state, 5).await;
+    let elsewhere = db
+        .check_out_elsewhere_open(&id, "c", "c", "lse_elsewhere", now)
+        .await;
+    let racing = tokio::spawn({
+        let db = db.clone();
+        let id = id.clone();
+        async move {
+            db.check_out(&at(&id, "c", "r-here", 5, now, "lse_here"))
+                .await
+        }
+    });
+    // The check-out's statement is waiting for the license's lock (bounded: 10 s).
+    let mut waited = 0;
+    while db.sessions_waiting_for_a_lock().await == 0 {
+        waited += 1;
+        assert!(waited < 1000, "the check-out never waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    elsewhere.commit().await.unwrap();
+    let outcome = racing.await.unwrap();
+    match &outcome {
+        Ok(CheckOutOutcome::Existing(lease)) => assert_eq!(lease.id, "lse_elsewhere"),
+        other => panic!("expected the lease taken elsewhere, got {other:?}"),
+    }
+    assert!(crate::server::db::granted_in_one_statement(&id).is_empty());
+    assert_eq!(db.live_leases(&id, now).await.unwrap().len(), 1);
+    db.assert_held_counts_agree().await;
+}
+
+/// A transaction that takes a lease and releases another of the same license still writes the
+/// license's row, although the count of held leases does not change: a newer row version is
+/// how a statement granting in one go tells that a license's leases changed after its
+/// snapshot (PostgreSQL; the count is checked on both engines).
+#[tokio::test]
+async fn a_lease_taken_and_one_released_write_the_license_row() {
+    taken_and_released_on(None).await;
+    if let Some(url) =
+        postgres::fresh_database("a_lease_taken_and_one_released_write_the_license_row")
+    {
+        taken_and_released_on(Some(&url)).await;
+    }
+}
+
+async fn taken_and_released_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let now = 1_780_000_000;
+    let (_, id) = floating(&state, 5).await;
+    let held = db.check_out(&at(&id, "h1", "r1", 5, now, "lse_h1")).await;
+    assert!(matches!(held, Ok(CheckOutOutcome::Granted(_))), "{held:?}");
+    let before = match url {
+        Some(_) => Some(db.license_row_version(&id).await),
+        None => None,
+    };
+    let (outcomes, updates) = db
+        .seat_writes_as_one_batch(
+            &[at(&id, "n1", "r1", 5, now + 1, "lse_n1")],
+            &[(&id, "lse_h1", 1, now + 1)],
+        )
+        .await;
+    assert!(
+        matches!(outcomes[..], [Ok(CheckOutOutcome::Granted(_))]),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(updates[..], [Ok(LeaseUpdate::Done(_))]),
+        "{updates:?}"
+    );
+    if let Some(before) = before {
+        assert_ne!(db.license_row_version(&id).await, before);
+    }
     db.assert_held_counts_agree().await;
 }
 

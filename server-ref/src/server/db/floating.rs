@@ -754,6 +754,20 @@ impl Db {
         tx
     }
 
+    /// Ends every other session of this database, as a database restart would (PostgreSQL;
+    /// tests of the connections kept open); how many.
+    #[cfg(test)]
+    pub(crate) async fn terminate_other_sessions(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("terminating the other sessions")
+    }
+
     /// This database's sessions waiting for a lock (PostgreSQL; tests).
     #[cfg(test)]
     pub(crate) async fn sessions_waiting_for_a_lock(&self) -> i64 {

@@ -50,7 +50,9 @@ pub(crate) use floating::PLAIN_HEARTBEAT_CONTROL;
 #[cfg(test)]
 pub(crate) use seats::{PANIC_FOR_TESTS, TRANSACTION_ONLY_FOR_TESTS};
 #[cfg(test)]
-pub(crate) use seats::{begun_ahead_for, granted_in_one_statement, granted_together};
+pub(crate) use seats::{
+    begun_ahead_for, granted_in_one_statement, granted_together, refused_in_one_statement,
+};
 
 #[cfg(test)]
 pub(crate) use floating::QUEUE_POLL_WINDOW;

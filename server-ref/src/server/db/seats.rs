@@ -142,8 +142,12 @@ struct Pools {
     batch_wait_us: Arc<AtomicU64>,
     /// The durable connection [`grant_in_one_statement`] keeps between batches: taking one
     /// from the pool each time costs a round trip (the pool's liveness test), as much as the
-    /// statement's own. Dropped when a statement on it fails.
+    /// statement's own. Dropped when a statement on it fails, and when no write came for
+    /// [`BEGUN_AHEAD_IDLE`].
     granting: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>,
+    /// Batches that skip [`grant_in_one_statement`] before it is tried again, and how many
+    /// times in a row it granted nothing: see [`OneStatementBackoff`].
+    one_statement: std::sync::Mutex<OneStatementBackoff>,
 }
 
 impl SeatWriter {
@@ -157,6 +161,7 @@ impl SeatWriter {
             relaxed,
             batch_wait_us: batch_wait_us.clone(),
             granting: tokio::sync::Mutex::new(None),
+            one_statement: std::sync::Mutex::new(OneStatementBackoff::default()),
         });
         let (writer, queue) = mpsc::channel(QUEUE);
         tokio::spawn(run(pools, queue));
@@ -228,15 +233,18 @@ async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
     let mut begun_ahead: Option<SeatTransaction> = None;
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let received = if begun_ahead.is_some() {
+        let holding = begun_ahead.is_some() || pools.granting.lock().await.is_some();
+        let received = if holding {
             match tokio::time::timeout(BEGUN_AHEAD_IDLE, queue.recv_many(&mut batch, MAX_BATCH))
                 .await
             {
                 Ok(received) => received,
                 Err(_) => {
-                    // No write came: give the connection back (rolled back) rather than hold
-                    // a transaction open while idle.
+                    // No write came: give the connections back (the transaction rolled back)
+                    // rather than hold them while idle; a pool closing at shutdown waits for
+                    // every connection.
                     begun_ahead = None;
+                    *pools.granting.lock().await = None;
                     queue.recv_many(&mut batch, MAX_BATCH).await
                 }
             }
@@ -279,6 +287,47 @@ async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
+impl Pools {
+    /// Runs `f` on the writer's [`OneStatementBackoff`].
+    fn backoff<T>(&self, f: impl FnOnce(&mut OneStatementBackoff) -> T) -> T {
+        match self.one_statement.lock() {
+            Ok(mut backoff) => f(&mut backoff),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+/// How the writer backs off [`grant_in_one_statement`] while it keeps granting nothing (every
+/// seat taken and check-outs denied, clients coming back for their leases, another replica
+/// writing the same licenses): a statement that grants nothing costs a round trip on top of
+/// the transaction path. After `n` such batches in a row, the next 2^n − 1 plain batches (at
+/// most 63) go straight to the transaction path; a batch granted in one statement resets it.
+#[derive(Debug, Default)]
+struct OneStatementBackoff {
+    skip: u32,
+    refusals: u32,
+}
+
+impl OneStatementBackoff {
+    /// Whether this batch tries the statement (a batch that does not counts as skipped).
+    fn try_now(&mut self) -> bool {
+        if self.skip == 0 {
+            return true;
+        }
+        self.skip -= 1;
+        false
+    }
+
+    fn granted(&mut self) {
+        self.refusals = 0;
+    }
+
+    fn refused(&mut self) {
+        self.refusals = (self.refusals + 1).min(6);
+        self.skip = (1 << self.refusals) - 1;
+    }
+}
+
 /// A seat batch's transaction.
 type SeatTransaction = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -295,7 +344,8 @@ pub(crate) fn begun_ahead_for(license_id: &str) -> bool {
         .is_ok_and(|used| used.iter().any(|license| license == license_id))
 }
 
-/// How long a transaction begun ahead waits for a write before it is rolled back.
+/// How long a transaction begun ahead, or the connection kept for [`grant_in_one_statement`],
+/// waits for a write before it is given back.
 const BEGUN_AHEAD_IDLE: Duration = Duration::from_millis(100);
 
 /// How long the writer may wait for a batch to fill unless told otherwise
@@ -392,10 +442,12 @@ async fn commit(
     if pools.engine == Engine::Postgres {
         let run = plain_check_outs(jobs);
         let started = std::time::Instant::now();
-        if !run.is_empty()
-            && run.len() == jobs.len()
-            && let Some(leases) = grant_in_one_statement(pools, &run).await?
-        {
+        if !run.is_empty() && run.len() == jobs.len() && pools.backoff(|b| b.try_now()) {
+            let Some(leases) = grant_in_one_statement(pools, &run).await? else {
+                pools.backoff(OneStatementBackoff::refused);
+                return commit_in_transaction(pools, jobs, begun).await;
+            };
+            pools.backoff(OneStatementBackoff::granted);
             tracing::debug!(
                 writes = jobs.len(),
                 us = started.elapsed().as_micros() as u64,
@@ -408,6 +460,15 @@ async fn commit(
             return Ok((outcomes, true));
         }
     }
+    commit_in_transaction(pools, jobs, begun).await
+}
+
+/// [`commit`]'s transaction path.
+async fn commit_in_transaction(
+    pools: &Pools,
+    jobs: &[Job],
+    begun: Option<SeatTransaction>,
+) -> DbResult<(Vec<Outcome>, bool)> {
     let durable = jobs.iter().any(|job| job.write.durable());
     let pool = if durable {
         &pools.durable
@@ -703,8 +764,12 @@ async fn grant_together(
 /// locked license row to be the very version (`ctid`) its snapshot sees. Every transaction
 /// that takes or releases a lease writes its license's row (the count of held leases, even
 /// when its changes add up to zero: [`Seen::write_held`]), under the row's lock; so when no
-/// newer version exists, no lease change of the license committed after the snapshot, and
-/// the lookup saw all of them.
+/// newer version exists, no lease was taken or released after the snapshot, and the lookup
+/// saw every lease there is. The only other lease writes, heartbeats and borrowing, move the
+/// expiry of a lease that is live at their own `now` and leave the license row alone: a
+/// statement that does not see one answers as if it ran just before it, a serial order the
+/// transaction path allows as well (heartbeats never wait for the license's lock, and each
+/// request brings its own `now`).
 async fn grant_in_one_statement(
     pools: &Pools,
     run: &[&OwnedCheckOut],
@@ -796,6 +861,10 @@ async fn grant_in_one_statement(
     };
     drop(granting);
     let Some(first) = rows.first() else {
+        #[cfg(test)]
+        if let Ok(mut refused) = REFUSED_IN_ONE_STATEMENT.lock() {
+            refused.extend(run.iter().map(|c| c.license_id.clone()));
+        }
         return Ok(None);
     };
     use sqlx::Row as _;
@@ -842,6 +911,19 @@ fn granted_in_one_statement_for_tests(license_id: &str, leases: usize) {
     if let Ok(mut granted) = GRANTED_IN_ONE_STATEMENT.lock() {
         granted.push((license_id.to_owned(), leases));
     }
+}
+
+/// The licenses of the check-outs whose [`grant_in_one_statement`] granted nothing (tests).
+#[cfg(test)]
+static REFUSED_IN_ONE_STATEMENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether a statement of [`grant_in_one_statement`] with a check-out of `license_id` granted
+/// nothing (tests: that the statement ran and refused, rather than was never tried).
+#[cfg(test)]
+pub(crate) fn refused_in_one_statement(license_id: &str) -> bool {
+    REFUSED_IN_ONE_STATEMENT
+        .lock()
+        .is_ok_and(|refused| refused.iter().any(|license| license == license_id))
 }
 
 /// The sizes of the groups of leases [`grant_in_one_statement`] granted for `license_id`.
@@ -1540,6 +1622,7 @@ impl super::Db {
             relaxed: self.relaxed.clone(),
             batch_wait_us: Arc::new(AtomicU64::new(0)),
             granting: tokio::sync::Mutex::new(None),
+            one_statement: std::sync::Mutex::new(OneStatementBackoff::default()),
         });
         run(pools, queue).await;
         let mut outcomes = Vec::new();

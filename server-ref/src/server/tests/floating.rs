@@ -767,9 +767,43 @@ async fn plain_check_outs_are_granted_in_one_statement() {
     }
     assert_eq!(crate::server::db::granted_in_one_statement(first), [2, 1]);
     assert_eq!(crate::server::db::granted_in_one_statement(second), [1, 1]);
+    assert!(crate::server::db::refused_in_one_statement(first));
+    assert!(crate::server::db::refused_in_one_statement(second));
     assert_eq!(db.live_leases(first, now + 1).await.unwrap().len(), 3);
     assert_eq!(db.live_leases(second, now + 1).await.unwrap().len(), 4);
     db.assert_held_counts_agree().await;
+
+    // The connection the writer keeps is ended (as by a database restart): the next check-out
+    // is still granted (on the transaction path), and a later one in one statement again.
+    let (_, third) = floating(&state, 10).await;
+    let granted = db
+        .check_out(&at(&third, "t0", "r1", 10, now, "lse_t0"))
+        .await;
+    assert!(
+        matches!(granted, Ok(CheckOutOutcome::Granted(_))),
+        "{granted:?}"
+    );
+    assert_eq!(crate::server::db::granted_in_one_statement(&third), [1]);
+    assert!(db.terminate_other_sessions().await >= 1);
+    for n in 1..=3 {
+        let (client, lease) = (format!("t{n}"), format!("lse_t{n}"));
+        let granted = db
+            .check_out(&at(&third, &client, "r1", 10, now, &lease))
+            .await;
+        assert!(
+            matches!(granted, Ok(CheckOutOutcome::Granted(_))),
+            "{granted:?}"
+        );
+    }
+    // The first after the end refused (its connection gone), the second skipped (backoff).
+    assert_eq!(crate::server::db::granted_in_one_statement(&third), [1, 1]);
+    db.assert_held_counts_agree().await;
+
+    // Closing the database (shutdown) does not wait for the connection kept between batches
+    // longer than its idle limit.
+    tokio::time::timeout(std::time::Duration::from_secs(5), db.close())
+        .await
+        .expect("the database closed");
 }
 
 /// PostgreSQL: a check-out whose one statement waited for the license's lock while another
@@ -812,6 +846,7 @@ async fn a_check_out_racing_another_replica_sees_its_lease() {
         other => panic!("expected the lease taken elsewhere, got {other:?}"),
     }
     assert!(crate::server::db::granted_in_one_statement(&id).is_empty());
+    assert!(crate::server::db::refused_in_one_statement(&id));
     assert_eq!(db.live_leases(&id, now).await.unwrap().len(), 1);
     db.assert_held_counts_agree().await;
 }

@@ -30,7 +30,7 @@
 //! Under load a batch's fixed costs are kept off its path: the writer waits briefly for a
 //! batch as large as its last ([`gather`]). On PostgreSQL a batch of plain check-outs that all
 //! find a seat is granted by one autocommit statement on a connection the writer keeps
-//! ([`grant_in_one_statement`]): one round trip instead of four, +28 – 35 % check-outs/s
+//! ([`grant_in_one_statement`]): one round trip instead of four, about +34 % check-outs/s
 //! (docs/BENCHMARKS.md). Other batches run in a transaction begun while the last batch's
 //! clients were answered ([`BEGUN_AHEAD_IDLE`]), and count granted leases inside their insert
 //! ([`grant_together`]).

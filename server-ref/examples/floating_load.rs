@@ -18,6 +18,9 @@
 //! answers' latency, each latency measured from the scheduled send time (so a stalled server
 //! cannot hide its queue: no coordinated omission).
 //!
+//! A third phase checks out from a license whose one seat is taken: every check-out is denied
+//! (and recorded).
+//!
 //! Under each timed phase it prints the CPU per request: the server's, and the whole
 //! machine's (database and load generator included), with how busy the CPUs were.
 //!
@@ -118,6 +121,34 @@ fn main() {
     before.report("heartbeat", beats.requests);
     let live: usize = leases.iter().map(Vec::len).sum();
     println!("{live} live leases at the end");
+
+    // Denials: check-outs of a license whose one seat is taken, each refused with the
+    // message and recorded (a durable write, like a grant).
+    let full = json!({ "product_id": "com.example.load", "name": "full", "model": "floating",
+                       "seats": 1 });
+    let (s, full) = conn.call("POST", "/v1/policies", admin, Some(&full));
+    assert_eq!(s, 201, "{full}");
+    let (s, license) = conn.call(
+        "POST",
+        "/v1/licenses",
+        admin,
+        Some(&json!({ "policy_id": full["id"] })),
+    );
+    assert_eq!(s, 201, "{license}");
+    let full_key = license["key"].as_str().unwrap().to_owned();
+    let body = json!({ "license_key": full_key, "client_id": "holder", "user": "u",
+                       "request_id": "r" });
+    let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
+    assert_eq!(s, 201, "{lease}");
+    let before = CpuMark::now(server_pid);
+    let denials = phase("denials", &addr, clients, seconds, move |c, conn, n| {
+        let body = json!({ "license_key": full_key, "client_id": format!("d{c}-{n}"), "user": "u",
+                           "request_id": "r" });
+        let (s, answer) = conn.call("POST", "/v1/client/leases", None, Some(&body));
+        assert_eq!(s, 409, "{answer}");
+        None
+    });
+    before.report("denial", denials.requests);
 }
 
 /// CPU used so far by the server and by the whole machine, to divide a phase's share by its

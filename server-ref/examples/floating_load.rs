@@ -9,6 +9,7 @@
 //! LICENSING_LOAD_DATABASE_URL=postgres://... target/release/examples/floating_load
 //! target/release/examples/floating_load --live 100000 [--licenses 100] [--rate 1700] \
 //!     [--seconds 60] [--connections 64]
+//! LICENSING_LOAD_DATABASE_URL=postgres://... target/release/examples/floating_load --replicas 2
 //! ```
 //!
 //! With `--live N`, it instead fills the server with N live leases spread over `--licenses`
@@ -17,6 +18,9 @@
 //! `--seconds`, sent on schedule from `--connections` keep-alive connections whatever the
 //! answers' latency, each latency measured from the scheduled send time (so a stalled server
 //! cannot hide its queue: no coordinated omission).
+//!
+//! With `--replicas N` (PostgreSQL only), N servers share the database and the clients are
+//! spread over them (client `c` on server `c % N`); the CPU reported is all servers'.
 //!
 //! A third phase checks out from a license whose one seat is taken: every check-out is denied
 //! (and recorded).
@@ -35,7 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Conn, arg, percentile, phase, start_server};
+use support::{Conn, arg, percentile, phase_on, start_replica, start_server};
 
 fn main() {
     let clients = arg("--clients", 8) as usize;
@@ -48,6 +52,19 @@ fn main() {
     }
     let server = start_server(&dir.path().join("data"), &extra);
     let addr = server.addr.clone();
+    // `--replicas N` (PostgreSQL): N servers on the one database, clients spread over them.
+    let replicas = arg("--replicas", 1).max(1) as usize;
+    assert!(
+        replicas == 1 || database.is_some(),
+        "--replicas needs LICENSING_LOAD_DATABASE_URL (PostgreSQL)"
+    );
+    let others: Vec<_> = (1..replicas)
+        .map(|r| start_replica(&dir.path().join(format!("data-{r}")), &extra))
+        .collect();
+    let mut addrs = vec![addr.clone()];
+    addrs.extend(others.iter().map(|(_, addr)| addr.clone()));
+    let mut server_pids = vec![server.proc.pid()];
+    server_pids.extend(others.iter().map(|(proc, _)| proc.pid()));
     let engine = if database.is_some() {
         "PostgreSQL"
     } else {
@@ -86,14 +103,14 @@ fn main() {
     }
     let keys = Arc::new(keys);
     println!(
-        "server on {addr}, {engine}, {clients} clients over {} license(s), {seconds} s per phase",
+        "server on {}, {engine}, {clients} clients over {} license(s), {seconds} s per phase",
+        addrs.join(" and "),
         keys.len()
     );
 
-    let server_pid = server.proc.pid();
     let k = keys.clone();
-    let before = CpuMark::now(server_pid);
-    let leases = phase("check-outs", &addr, clients, seconds, move |c, conn, n| {
+    let before = CpuMark::now(&server_pids);
+    let leases = phase_on("check-outs", &addrs, clients, seconds, move |c, conn, n| {
         let body = json!({ "license_key": k[c % k.len()], "client_id": format!("c{c}-{n}"), "user": "u",
                            "request_id": "r" });
         let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
@@ -104,8 +121,8 @@ fn main() {
     let leases = Arc::new(leases.outputs);
     let k = keys.clone();
     let ls = leases.clone();
-    let before = CpuMark::now(server_pid);
-    let beats = phase("heartbeats", &addr, clients, seconds, move |c, conn, n| {
+    let before = CpuMark::now(&server_pids);
+    let beats = phase_on("heartbeats", &addrs, clients, seconds, move |c, conn, n| {
         let mine = &ls[c];
         let lease = &mine[n % mine.len()];
         let path = format!("/v1/client/leases/{}/heartbeat", lease[0].as_str().unwrap());
@@ -140,8 +157,8 @@ fn main() {
                        "request_id": "r" });
     let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
     assert_eq!(s, 201, "{lease}");
-    let before = CpuMark::now(server_pid);
-    let denials = phase("denials", &addr, clients, seconds, move |c, conn, n| {
+    let before = CpuMark::now(&server_pids);
+    let denials = phase_on("denials", &addrs, clients, seconds, move |c, conn, n| {
         let body = json!({ "license_key": full_key, "client_id": format!("d{c}-{n}"), "user": "u",
                            "request_id": "r" });
         let (s, answer) = conn.call("POST", "/v1/client/leases", None, Some(&body));
@@ -156,25 +173,30 @@ fn main() {
 /// here), the load generator and anything else running: it says what one request costs on
 /// this machine, not what the server alone needs.
 struct CpuMark {
-    server_pid: u32,
+    server_pids: Vec<u32>,
     server: Duration,
     machine: Duration,
     at: Instant,
 }
 
 impl CpuMark {
-    fn now(server_pid: u32) -> CpuMark {
+    fn now(server_pids: &[u32]) -> CpuMark {
         CpuMark {
-            server_pid,
-            server: support::cpu_time(server_pid),
+            server_pids: server_pids.to_vec(),
+            server: Self::servers(server_pids),
             machine: support::machine_busy().0,
             at: Instant::now(),
         }
     }
 
+    /// The CPU the servers (every replica) have used so far.
+    fn servers(pids: &[u32]) -> Duration {
+        pids.iter().map(|pid| support::cpu_time(*pid)).sum()
+    }
+
     /// Prints the CPU per request since this mark.
     fn report(&self, what: &str, requests: usize) {
-        let server = support::cpu_time(self.server_pid).saturating_sub(self.server);
+        let server = Self::servers(&self.server_pids).saturating_sub(self.server);
         let (machine, cpus) = support::machine_busy();
         let machine = machine.saturating_sub(self.machine);
         let per = |d: Duration| d.as_secs_f64() * 1e6 / requests.max(1) as f64;

@@ -133,6 +133,23 @@ pub struct Server {
 
 /// Starts `licensing-server serve` on a free loopback port with `data_dir` and `extra` flags.
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
+    let (proc, addr, admin) = serve(data_dir, extra);
+    Server {
+        proc,
+        addr,
+        admin: admin.expect("a first start prints the admin token"),
+    }
+}
+
+/// Starts one more `licensing-server serve` on the database that `extra` names, which a first
+/// server set up already (a replica: it prints no admin token); its process and address.
+#[allow(dead_code)] // Used by floating_load only.
+pub fn start_replica(data_dir: &Path, extra: &[&str]) -> (Proc, String) {
+    let (proc, addr, _) = serve(data_dir, extra);
+    (proc, addr)
+}
+
+fn serve(data_dir: &Path, extra: &[&str]) -> (Proc, String, Option<String>) {
     let mut serve = Command::new(server_bin());
     serve
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -146,13 +163,7 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
         )
         .stderr(Stdio::inherit());
     let started = spawn::spawn_serve(serve, Duration::from_secs(60));
-    Server {
-        proc: Proc(started.child),
-        addr: started.addr,
-        admin: started
-            .admin_token
-            .expect("a first start prints the admin token"),
-    }
+    (Proc(started.child), started.addr, started.admin_token)
 }
 
 /// User + system CPU time a process has used so far (Linux /proc).
@@ -227,11 +238,26 @@ pub fn phase<S>(name: &str, addr: &str, clients: usize, seconds: u64, step: S) -
 where
     S: Fn(usize, &mut Conn, usize) -> Option<Value> + Send + Sync + 'static,
 {
+    phase_on(name, &[addr.to_owned()], clients, seconds, step)
+}
+
+/// [`phase`] over several servers: client `c` connects to `addrs[c % addrs.len()]`.
+pub fn phase_on<S>(
+    name: &str,
+    addrs: &[String],
+    clients: usize,
+    seconds: u64,
+    step: S,
+) -> PhaseResult
+where
+    S: Fn(usize, &mut Conn, usize) -> Option<Value> + Send + Sync + 'static,
+{
     let step = Arc::new(step);
     let barrier = Arc::new(Barrier::new(clients + 1));
     let threads: Vec<_> = (0..clients)
         .map(|c| {
-            let (step, barrier, addr) = (step.clone(), barrier.clone(), addr.to_owned());
+            let addr = addrs[c % addrs.len()].clone();
+            let (step, barrier) = (step.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut conn = Conn::open(&addr);
                 let mut latencies = Vec::new();

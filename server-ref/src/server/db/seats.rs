@@ -742,7 +742,7 @@ async fn grant_together(
     for license in licenses {
         let together = granting.iter().filter(|g| g.license_id == license).count();
         if together > 0 {
-            granted_together_for_tests(license, together);
+            GRANTED_TOGETHER.record(license, together);
         }
     }
     Ok(leases)
@@ -896,21 +896,59 @@ async fn grant_in_one_statement(
     #[cfg(test)]
     for license in licenses {
         let together = run.iter().filter(|c| c.license_id == license).count();
-        granted_in_one_statement_for_tests(license, together);
+        GRANTED_IN_ONE_STATEMENT.record(license, together);
     }
     Ok(Some(leases))
 }
 
-/// Leases granted by [`grant_in_one_statement`] per license (tests: that the path ran).
+/// Groups of leases one path granted, by license (tests: that the path ran, and for which
+/// check-outs).
 #[cfg(test)]
-static GRANTED_IN_ONE_STATEMENT: std::sync::Mutex<Vec<(String, usize)>> =
-    std::sync::Mutex::new(Vec::new());
+struct GrantLog(std::sync::Mutex<Vec<(String, usize)>>);
 
 #[cfg(test)]
-fn granted_in_one_statement_for_tests(license_id: &str, leases: usize) {
-    if let Ok(mut granted) = GRANTED_IN_ONE_STATEMENT.lock() {
-        granted.push((license_id.to_owned(), leases));
+impl GrantLog {
+    const fn new() -> Self {
+        GrantLog(std::sync::Mutex::new(Vec::new()))
     }
+
+    fn record(&self, license_id: &str, leases: usize) {
+        if let Ok(mut granted) = self.0.lock() {
+            granted.push((license_id.to_owned(), leases));
+        }
+    }
+
+    /// The sizes of the groups granted for `license_id`, in order.
+    fn sizes(&self, license_id: &str) -> Vec<usize> {
+        self.0.lock().map_or_else(
+            |_| Vec::new(),
+            |granted| {
+                granted
+                    .iter()
+                    .filter(|(license, _)| license == license_id)
+                    .map(|(_, leases)| *leases)
+                    .collect()
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+static GRANTED_IN_ONE_STATEMENT: GrantLog = GrantLog::new();
+
+#[cfg(test)]
+static GRANTED_TOGETHER: GrantLog = GrantLog::new();
+
+/// The sizes of the groups of leases [`grant_in_one_statement`] granted for `license_id`.
+#[cfg(test)]
+pub(crate) fn granted_in_one_statement(license_id: &str) -> Vec<usize> {
+    GRANTED_IN_ONE_STATEMENT.sizes(license_id)
+}
+
+/// The sizes of the groups of leases [`grant_together`] granted for `license_id`, in order.
+#[cfg(test)]
+pub(crate) fn granted_together(license_id: &str) -> Vec<usize> {
+    GRANTED_TOGETHER.sizes(license_id)
 }
 
 /// The licenses of the check-outs whose [`grant_in_one_statement`] granted nothing (tests).
@@ -924,48 +962,6 @@ pub(crate) fn refused_in_one_statement(license_id: &str) -> bool {
     REFUSED_IN_ONE_STATEMENT
         .lock()
         .is_ok_and(|refused| refused.iter().any(|license| license == license_id))
-}
-
-/// The sizes of the groups of leases [`grant_in_one_statement`] granted for `license_id`.
-#[cfg(test)]
-pub(crate) fn granted_in_one_statement(license_id: &str) -> Vec<usize> {
-    GRANTED_IN_ONE_STATEMENT.lock().map_or_else(
-        |_| Vec::new(),
-        |granted| {
-            granted
-                .iter()
-                .filter(|(license, _)| license == license_id)
-                .map(|(_, leases)| *leases)
-                .collect()
-        },
-    )
-}
-
-/// Leases granted by [`grant_together`] per license (tests: that the path ran, and for which
-/// check-outs).
-#[cfg(test)]
-static GRANTED_TOGETHER: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
-
-#[cfg(test)]
-fn granted_together_for_tests(license_id: &str, leases: usize) {
-    if let Ok(mut granted) = GRANTED_TOGETHER.lock() {
-        granted.push((license_id.to_owned(), leases));
-    }
-}
-
-/// The sizes of the groups of leases [`grant_together`] granted for `license_id`, in order.
-#[cfg(test)]
-pub(crate) fn granted_together(license_id: &str) -> Vec<usize> {
-    GRANTED_TOGETHER.lock().map_or_else(
-        |_| Vec::new(),
-        |granted| {
-            granted
-                .iter()
-                .filter(|(license, _)| license == license_id)
-                .map(|(_, leases)| *leases)
-                .collect()
-        },
-    )
 }
 
 /// What a batch transaction already knows about the licenses of its writes.

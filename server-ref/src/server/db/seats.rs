@@ -334,14 +334,12 @@ type SeatTransaction = sqlx::Transaction<'static, sqlx::Any>;
 /// The license of the first check-out of each batch that ran in a transaction begun ahead
 /// (tests: that the path ran).
 #[cfg(test)]
-static BEGUN_AHEAD_USED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static BEGUN_AHEAD_USED: LicenseLog = LicenseLog::new();
 
 /// Whether a batch led by a check-out of `license_id` ran in a transaction begun ahead.
 #[cfg(test)]
 pub(crate) fn begun_ahead_for(license_id: &str) -> bool {
-    BEGUN_AHEAD_USED
-        .lock()
-        .is_ok_and(|used| used.iter().any(|license| license == license_id))
+    !BEGUN_AHEAD_USED.counts(license_id).is_empty()
 }
 
 /// How long a transaction begun ahead, or the connection kept for [`grant_in_one_statement`],
@@ -479,10 +477,8 @@ async fn commit_in_transaction(
     let mut tx = match (begun.filter(|_| durable), pools.engine) {
         (Some(tx), _) => {
             #[cfg(test)]
-            if let Some(Write::CheckOut(c)) = jobs.first().map(|job| &job.write)
-                && let Ok(mut used) = BEGUN_AHEAD_USED.lock()
-            {
-                used.push(c.license_id.clone());
+            if let Some(Write::CheckOut(c)) = jobs.first().map(|job| &job.write) {
+                BEGUN_AHEAD_USED.record(&c.license_id, 1);
             }
             tx
         }
@@ -577,6 +573,76 @@ fn plain_check_outs(jobs: &[Job]) -> Vec<&OwnedCheckOut> {
         .collect()
 }
 
+/// Whether the check-out at `index` of `run` repeats one before it (the same license and
+/// client, and the same request id or user): it must see that one's lease, so no statement
+/// granting them together may decide it.
+fn repeats_one_before(run: &[&OwnedCheckOut], index: usize) -> bool {
+    let Some(c) = run.get(index) else {
+        return false;
+    };
+    run.iter().take(index).any(|before| {
+        before.license_id == c.license_id
+            && before.client_id == c.client_id
+            && (before.request_id == c.request_id || before.user == c.user)
+    })
+}
+
+/// The end of a PostgreSQL statement whose data-modifying `granted` CTE inserts leases: adds
+/// them to their licenses' counts, and returns every lease with `counted`, how many license
+/// rows changed. The increments are counted from the rows inserted, so the text depends on
+/// nothing else and cannot disagree with them.
+const COUNT_GRANTED: &str = "counted AS (UPDATE licenses SET leases_held = leases_held + \
+     g.leases FROM (SELECT license_id, COUNT(*) AS leases FROM granted GROUP BY license_id) g \
+     WHERE licenses.id = g.license_id RETURNING licenses.id) \
+     SELECT granted.*, (SELECT COUNT(*) FROM counted) AS counted FROM granted";
+
+/// The licenses of `check_outs` (sorted by license), each once.
+fn licenses_of<'a>(check_outs: &[&'a OwnedCheckOut]) -> Vec<&'a str> {
+    let mut licenses: Vec<&str> = check_outs.iter().map(|c| c.license_id.as_str()).collect();
+    licenses.dedup();
+    licenses
+}
+
+/// The leases a statement inserted for `granted` (one row each), in the order of `granted`.
+/// `counted`: the statement ends with [`COUNT_GRANTED`], whose count of license rows changed
+/// is checked against the licenses of `granted`.
+fn leases_returned(
+    rows: &[sqlx::any::AnyRow],
+    granted: &[&OwnedCheckOut],
+    counted: bool,
+) -> DbResult<Vec<LeaseRow>> {
+    if rows.len() != granted.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "a grant inserted {} leases for {} check-outs",
+            rows.len(),
+            granted.len()
+        )));
+    }
+    if counted && let Some(row) = rows.first() {
+        use sqlx::Row as _;
+        let changed: i64 = row.try_get("counted")?;
+        counts_written(
+            u64::try_from(changed).unwrap_or(0),
+            licenses_of(granted).len(),
+        )?;
+    }
+    let mut inserted = rows
+        .iter()
+        .map(<LeaseRow as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    granted
+        .iter()
+        .map(|c| {
+            // RETURNING's row order is not promised: matched by id.
+            let at = inserted
+                .iter()
+                .position(|lease| lease.id == c.lease_id)
+                .ok_or(sqlx::Error::RowNotFound)?;
+            Ok(inserted.swap_remove(at))
+        })
+        .collect()
+}
+
 /// Grants check-outs of `run` (plain check-outs, sorted by license, in queue order within a
 /// license) with three statements whatever their number: the licenses locked, one lookup, one
 /// insert of every lease. On PostgreSQL the insert's statement also adds the leases to their
@@ -594,9 +660,7 @@ async fn grant_together(
     seen: &mut Seen,
     run: &[&OwnedCheckOut],
 ) -> DbResult<Vec<Option<LeaseRow>>> {
-    let mut licenses: Vec<&str> = run.iter().map(|c| c.license_id.as_str()).collect();
-    licenses.dedup();
-    seen.hold_all(conn, engine, &licenses).await?;
+    seen.hold_all(conn, engine, &licenses_of(run)).await?;
     // Each check-out's own lookup (the one in `check_out`), joined by UNION ALL into one
     // statement. Each part keeps equalities on the license and client, so the planner takes
     // the unique index for each, whatever its statistics say (one `client_id IN (...)` lookup
@@ -641,11 +705,7 @@ async fn grant_together(
                 && (lease.request_id == c.request_id
                     || (lease.user_name == c.user && lease.is_live_at(c.now)))
         });
-        let repeat = run.iter().take(index).any(|before| {
-            before.license_id == c.license_id
-                && before.client_id == c.client_id
-                && (before.request_id == c.request_id || before.user == c.user)
-        });
+        let repeat = repeats_one_before(run, index);
         let before = granting
             .iter()
             .filter(|g| g.license_id == c.license_id)
@@ -683,20 +743,13 @@ async fn grant_together(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
          created_at, heartbeat_at, expires_at, borrowed) VALUES {rows} RETURNING *"
     );
-    // PostgreSQL: the licenses' counts change in the insert's own statement (a data-modifying
-    // `WITH`), one round trip fewer per batch. The increments are counted from the rows
-    // inserted, so the statement's text depends on the number of leases only (at most
-    // [`MAX_TOGETHER`] forms in the statement cache) and cannot disagree with them; `counted`
-    // is how many license rows it changed. SQLite has no such `WITH`; its counts go with
-    // `Seen::write_held`.
+    // PostgreSQL: the licenses' counts change in the insert's own statement
+    // ([`COUNT_GRANTED`]), one round trip fewer per batch; its text depends on the number of
+    // leases only (at most [`MAX_TOGETHER`] forms in the statement cache). SQLite has no
+    // data-modifying `WITH`; its counts go with `Seen::write_held`.
     let counted_here = engine == Engine::Postgres;
     let sql = if counted_here {
-        format!(
-            "WITH granted AS ({insert}), counted AS (UPDATE licenses SET leases_held = \
-             leases_held + g.leases FROM (SELECT license_id, COUNT(*) AS leases FROM granted \
-             GROUP BY license_id) g WHERE licenses.id = g.license_id RETURNING licenses.id) \
-             SELECT granted.*, (SELECT COUNT(*) FROM counted) AS counted FROM granted"
-        )
+        format!("WITH granted AS ({insert}), {COUNT_GRANTED}")
     } else {
         insert
     };
@@ -712,39 +765,19 @@ async fn grant_together(
             .bind(c.now.saturating_add(seen.lease_timeout(&c.license_id)));
     }
     let rows = query.fetch_all(&mut *conn).await?;
-    if counted_here && let Some(row) = rows.first() {
-        use sqlx::Row as _;
-        let counted: i64 = row.try_get("counted")?;
-        let mut licenses_granted: Vec<&str> =
-            granting.iter().map(|c| c.license_id.as_str()).collect();
-        licenses_granted.dedup();
-        counts_written(u64::try_from(counted).unwrap_or(0), licenses_granted.len())?;
-    }
-    let mut inserted = rows
-        .iter()
-        .map(<LeaseRow as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    // `granting` keeps the order of `run`.
+    let mut inserted = leases_returned(&rows, &granting, counted_here)?.into_iter();
     let mut leases = Vec::with_capacity(run.len());
     for c in run {
         if !granting.iter().any(|g| std::ptr::eq(*g, *c)) {
             leases.push(None);
             continue;
         }
-        // RETURNING's row order is not promised: matched by id.
-        let at = inserted
-            .iter()
-            .position(|lease| lease.id == c.lease_id)
-            .ok_or(sqlx::Error::RowNotFound)?;
-        leases.push(Some(inserted.swap_remove(at)));
+        leases.push(Some(inserted.next().ok_or(sqlx::Error::RowNotFound)?));
         seen.granted(c, counted_here);
     }
     #[cfg(test)]
-    for license in licenses {
-        let together = granting.iter().filter(|g| g.license_id == license).count();
-        if together > 0 {
-            GRANTED_TOGETHER.record(license, together);
-        }
-    }
+    GRANTED_TOGETHER.record_each(&granting);
     Ok(leases)
 }
 
@@ -774,13 +807,7 @@ async fn grant_in_one_statement(
     pools: &Pools,
     run: &[&OwnedCheckOut],
 ) -> DbResult<Option<Vec<LeaseRow>>> {
-    let repeats = run.iter().enumerate().any(|(index, c)| {
-        run.iter().take(index).any(|before| {
-            before.license_id == c.license_id
-                && before.client_id == c.client_id
-                && (before.request_id == c.request_id || before.user == c.user)
-        })
-    });
+    let repeats = (0..run.len()).any(|index| repeats_one_before(run, index));
     #[cfg(test)]
     let repeats = repeats
         || run
@@ -825,11 +852,7 @@ async fn grant_in_one_statement(
          epoch, created_at, heartbeat_at, expires_at, borrowed) \
          SELECT r.id, r.license_id, r.client_id, r.user_name, r.request_id, 1, r.now, r.now, \
          r.now + l.lease_timeout, 0 FROM ranked r JOIN locked l ON l.id = r.license_id \
-         WHERE NOT EXISTS (SELECT 1 FROM refused) RETURNING *), \
-         counted AS (UPDATE licenses SET leases_held = leases_held + g.leases FROM \
-         (SELECT license_id, COUNT(*) AS leases FROM granted GROUP BY license_id) g \
-         WHERE licenses.id = g.license_id RETURNING licenses.id) \
-         SELECT granted.*, (SELECT COUNT(*) FROM counted) AS counted FROM granted"
+         WHERE NOT EXISTS (SELECT 1 FROM refused) RETURNING *), {COUNT_GRANTED}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (place, c) in run.iter().enumerate() {
@@ -860,73 +883,55 @@ async fn grant_in_one_statement(
         }
     };
     drop(granting);
-    let Some(first) = rows.first() else {
+    if rows.is_empty() {
         #[cfg(test)]
-        if let Ok(mut refused) = REFUSED_IN_ONE_STATEMENT.lock() {
-            refused.extend(run.iter().map(|c| c.license_id.clone()));
-        }
+        REFUSED_IN_ONE_STATEMENT.record_each(run);
         return Ok(None);
-    };
-    use sqlx::Row as _;
-    let counted: i64 = first.try_get("counted")?;
-    let mut licenses: Vec<&str> = run.iter().map(|c| c.license_id.as_str()).collect();
-    licenses.dedup();
-    counts_written(u64::try_from(counted).unwrap_or(0), licenses.len())?;
-    let mut inserted = rows
-        .iter()
-        .map(<LeaseRow as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    if inserted.len() != run.len() {
-        // Committed already, all or nothing by the statement's construction: a bug if seen.
-        return Err(sqlx::Error::Protocol(format!(
-            "one-statement grant inserted {} leases for {} check-outs",
-            inserted.len(),
-            run.len()
-        )));
     }
-    let mut leases = Vec::with_capacity(run.len());
-    for c in run {
-        // RETURNING's row order is not promised: matched by id.
-        let at = inserted
-            .iter()
-            .position(|lease| lease.id == c.lease_id)
-            .ok_or(sqlx::Error::RowNotFound)?;
-        leases.push(inserted.swap_remove(at));
-    }
+    // Committed already, all or nothing by the statement's construction: an error here is a
+    // bug, and the one-by-one rerun finds the leases by their request ids.
+    let leases = leases_returned(&rows, run, true)?;
     #[cfg(test)]
-    for license in licenses {
-        let together = run.iter().filter(|c| c.license_id == license).count();
-        GRANTED_IN_ONE_STATEMENT.record(license, together);
-    }
+    GRANTED_IN_ONE_STATEMENT.record_each(run);
     Ok(Some(leases))
 }
 
-/// Groups of leases one path granted, by license (tests: that the path ran, and for which
-/// check-outs).
+/// What one path of the writer did, by license: each time, how many check-outs (tests: that
+/// the path ran, and for which check-outs).
 #[cfg(test)]
-struct GrantLog(std::sync::Mutex<Vec<(String, usize)>>);
+struct LicenseLog(std::sync::Mutex<Vec<(String, usize)>>);
 
 #[cfg(test)]
-impl GrantLog {
+impl LicenseLog {
     const fn new() -> Self {
-        GrantLog(std::sync::Mutex::new(Vec::new()))
+        LicenseLog(std::sync::Mutex::new(Vec::new()))
     }
 
-    fn record(&self, license_id: &str, leases: usize) {
-        if let Ok(mut granted) = self.0.lock() {
-            granted.push((license_id.to_owned(), leases));
+    fn record(&self, license_id: &str, check_outs: usize) {
+        if let Ok(mut log) = self.0.lock() {
+            log.push((license_id.to_owned(), check_outs));
         }
     }
 
-    /// The sizes of the groups granted for `license_id`, in order.
-    fn sizes(&self, license_id: &str) -> Vec<usize> {
+    /// One entry for each license of `check_outs` (sorted by license): how many they are.
+    fn record_each(&self, check_outs: &[&OwnedCheckOut]) {
+        for license in licenses_of(check_outs) {
+            let n = check_outs
+                .iter()
+                .filter(|c| c.license_id == license)
+                .count();
+            self.record(license, n);
+        }
+    }
+
+    /// The counts recorded for `license_id`, in order.
+    fn counts(&self, license_id: &str) -> Vec<usize> {
         self.0.lock().map_or_else(
             |_| Vec::new(),
-            |granted| {
-                granted
-                    .iter()
+            |log| {
+                log.iter()
                     .filter(|(license, _)| license == license_id)
-                    .map(|(_, leases)| *leases)
+                    .map(|(_, n)| *n)
                     .collect()
             },
         )
@@ -934,34 +939,32 @@ impl GrantLog {
 }
 
 #[cfg(test)]
-static GRANTED_IN_ONE_STATEMENT: GrantLog = GrantLog::new();
+static GRANTED_IN_ONE_STATEMENT: LicenseLog = LicenseLog::new();
 
 #[cfg(test)]
-static GRANTED_TOGETHER: GrantLog = GrantLog::new();
+static GRANTED_TOGETHER: LicenseLog = LicenseLog::new();
 
 /// The sizes of the groups of leases [`grant_in_one_statement`] granted for `license_id`.
 #[cfg(test)]
 pub(crate) fn granted_in_one_statement(license_id: &str) -> Vec<usize> {
-    GRANTED_IN_ONE_STATEMENT.sizes(license_id)
+    GRANTED_IN_ONE_STATEMENT.counts(license_id)
 }
 
 /// The sizes of the groups of leases [`grant_together`] granted for `license_id`, in order.
 #[cfg(test)]
 pub(crate) fn granted_together(license_id: &str) -> Vec<usize> {
-    GRANTED_TOGETHER.sizes(license_id)
+    GRANTED_TOGETHER.counts(license_id)
 }
 
 /// The licenses of the check-outs whose [`grant_in_one_statement`] granted nothing (tests).
 #[cfg(test)]
-static REFUSED_IN_ONE_STATEMENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static REFUSED_IN_ONE_STATEMENT: LicenseLog = LicenseLog::new();
 
 /// Whether a statement of [`grant_in_one_statement`] with a check-out of `license_id` granted
 /// nothing (tests: that the statement ran and refused, rather than was never tried).
 #[cfg(test)]
 pub(crate) fn refused_in_one_statement(license_id: &str) -> bool {
-    REFUSED_IN_ONE_STATEMENT
-        .lock()
-        .is_ok_and(|refused| refused.iter().any(|license| license == license_id))
+    !REFUSED_IN_ONE_STATEMENT.counts(license_id).is_empty()
 }
 
 /// What a batch transaction already knows about the licenses of its writes.

@@ -14,6 +14,9 @@
 //!   evaluate each iteration.
 //! - `ours_keyparse_bytes`: `PublicKey::from_bytes` + `TrustStore::add` + `Verifier::new` +
 //!   verify + evaluate each iteration.
+//! - `bound_decode_only_warm` / `_keyparse`: lower bounds, not implementations: split, strict
+//!   base64, typed header, `verify_strict` and one JSON pass over the payload that builds
+//!   nothing (with key decompression and the weak-key check for `_keyparse`).
 //! - `jsonwebtoken_warm`: `jsonwebtoken::decode::<LicenseClaims>` of the same token with a
 //!   prepared `DecodingKey` (from the SPKI PEM) and an EdDSA `Validation` checking `aud`,
 //!   `exp` and `nbf` (wall clock).
@@ -313,6 +316,25 @@ fn cases<'a>(f: &'a Fixture, floor_key: &'a VerifyingKey) -> Vec<Case<'a>> {
                         .unwrap()
                         .evaluate(black_box(&f.ctx)),
                 );
+            }),
+        ),
+        // Lower bounds, not implementations: the least any strict verifier of this token must
+        // do (split, strict base64 of all three segments, the typed header, `verify_strict`, one
+        // JSON pass over the payload that builds nothing), with no claims, no validation and no
+        // evaluation. What is left between these and the targets is the whole budget for
+        // typed claims and evaluation.
+        (
+            "bound_decode_only_warm",
+            Box::new(|| decode_only(black_box(&f.token), floor_key)),
+        ),
+        // The same after loading the key as the trust store must: decompression and the
+        // weak-key refusal (no kid thumbprint, no canonical-encoding check).
+        (
+            "bound_decode_only_keyparse",
+            Box::new(|| {
+                let key = VerifyingKey::from_bytes(black_box(&f.key_bytes)).unwrap();
+                assert!(!key.is_weak());
+                decode_only(black_box(&f.token), &key);
             }),
         ),
         (
@@ -637,6 +659,31 @@ fn parts_group(c: &mut Criterion) {
         b.iter_batched(|| p.claims.clone(), drop, BatchSize::SmallInput);
     });
     g.finish();
+}
+
+/// The lower-bound pipeline of `bound_decode_only_*`: everything a strict verifier of the
+/// format must do before it can build a single claim, and nothing else.
+fn decode_only(token: &str, key: &VerifyingKey) {
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        panic!("three segments");
+    };
+    let header_bytes = STRICT_B64.decode(header_b64).unwrap();
+    let header: HeaderPrototype<'_> = serde_json::from_slice(&header_bytes).unwrap();
+    assert!(matches!(&*header.alg, "EdDSA" | "Ed25519"));
+    let mut signature = [0u8; 64];
+    STRICT_B64
+        .decode_slice(signature_b64, &mut signature)
+        .unwrap();
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    key.verify_strict(signing_input.as_bytes(), &Signature::from_bytes(&signature))
+        .unwrap();
+    assert_eq!(header.typ, "license+jwt");
+    let payload = STRICT_B64.decode(payload_b64).unwrap();
+    serde_json::from_slice::<serde::de::IgnoredAny>(&payload).unwrap();
+    black_box(&header.kid);
 }
 
 #[derive(serde::Deserialize)]

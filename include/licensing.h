@@ -146,6 +146,16 @@ enum lic_result
      * nothing is held, out-parameters were not written.
      */
     LIC_STOPPED = 15,
+    /**
+     * The system refused something the call needs (random numbers for a nonce, a thread for
+     * heartbeats): neither an argument nor the server is at fault; retrying later may work.
+     */
+    LIC_SYSTEM_ERROR = 16,
+    /**
+     * The lease was checked in already (`lic_lease_check_in`): it holds no seat and no
+     * token. Check out a new one.
+     */
+    LIC_CHECKED_IN = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -459,8 +469,9 @@ typedef struct lic_verifier lic_verifier;
 /**
  * Called once, on the library's heartbeat thread, when the seat is lost. `server_code` and
  * `detail` are NUL-terminated and valid only during the call (`server_code` is `""` when the
- * server did not refuse). Must not unwind; it may call `lic_lease_status` on the lease, and
- * even free it.
+ * server did not refuse). Must not unwind. It may call `lic_lease_status` and the other
+ * getters on the lease, also while another thread is in `lic_lease_free`. It may free the lease
+ * itself only if no other thread ever frees it: a lease is freed exactly once.
  */
 typedef void (*lic_lease_lost_fn)(void *user_data,
                                   lic_lease_loss reason,
@@ -746,7 +757,8 @@ lic_result lic_verifier_new(const lic_trust_store *trust_store,
  *
  * A token that is not genuine, not a license, or for another product is not a failed call:
  * the call returns `LIC_OK` and the verdict's status says why. The call fails only on its
- * arguments (`LIC_NULL_ARGUMENT`, `LIC_INVALID_UTF8`). Thread-safe: any number of threads may
+ * arguments (`LIC_NULL_ARGUMENT`, `LIC_INVALID_UTF8`, `LIC_INVALID_ARGUMENT` for a
+ * `token_len` over `PTRDIFF_MAX`). Thread-safe: any number of threads may
  * check with the same verifier (and the same context, if no thread changes it).
  *
  * # Safety
@@ -1570,7 +1582,7 @@ lic_status lic_lease_status(const lic_lease *lease);
 
 /**
  * Writes the current `lease+jwt` (refreshed by each heartbeat) to `*out_token` (free with
- * `lic_string_free`). `LIC_NOT_ACTIVATED` after `lic_lease_check_in`.
+ * `lic_string_free`). `LIC_CHECKED_IN` after `lic_lease_check_in`.
  *
  * # Safety
  * `lease` is NULL or a live handle; `out_token` is NULL or writable.
@@ -1589,7 +1601,7 @@ lic_result lic_lease_heartbeats(const lic_lease *lease, uint64_t *out_count);
  * Stops heartbeating and checks the lease in: the seat is free at once (a seat already lost
  * is not checked in again). The handle stays valid (status `LIC_STATUS_LEASE_EXPIRED`) until
  * `lic_lease_free`. Network and server errors as `lic_client_validate` (the seat then lapses
- * by itself); `LIC_NOT_ACTIVATED` when already checked in.
+ * by itself); `LIC_CHECKED_IN` when already checked in.
  *
  * # Safety
  * `lease` is NULL or a live handle.

@@ -216,8 +216,11 @@ impl LicenseStore {
 
     /// Removes the token, the clock state, what online activation stored (deactivation), and a
     /// borrowed seat's token (the seat then stays taken on the server until its expiry: return
-    /// it first, `Licensing::return_seat`).
+    /// it first, `Licensing::return_seat`). Takes the store's lock, so it waits for a startup
+    /// check or an install in another thread or process to finish (do not hold [`Self::lock`]
+    /// while calling it).
     pub fn clear(&self) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         for name in [
             TOKEN_FILE,
             CLOCK_FILE,

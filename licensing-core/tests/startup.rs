@@ -567,3 +567,32 @@ fn child_user_store() {
     .unwrap();
     store.write_token("t").unwrap();
 }
+
+/// Clearing (deactivation) takes the store's lock: it waits while another thread or process
+/// holds it (a startup check, an install), then clears.
+#[test]
+fn clear_waits_for_the_store_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LicenseStore::at(dir.path().to_owned()).unwrap();
+    store.write_token("a.b.c").unwrap();
+    let held = store.lock().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let clearing = {
+        let store = store.clone();
+        std::thread::spawn(move || done.send(store.clear()).unwrap())
+    };
+    assert!(
+        finished
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "clear did not wait for the lock"
+    );
+    assert_eq!(store.read_token().unwrap().as_deref(), Some("a.b.c"));
+    drop(held);
+    finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    clearing.join().unwrap();
+    assert_eq!(store.read_token().unwrap(), None);
+}

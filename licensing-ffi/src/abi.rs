@@ -57,6 +57,12 @@ pub enum lic_result {
     /// The caller stopped the operation through its callback (a wait in line for a seat):
     /// nothing is held, out-parameters were not written.
     LIC_STOPPED = 15,
+    /// The system refused something the call needs (random numbers for a nonce, a thread for
+    /// heartbeats): neither an argument nor the server is at fault; retrying later may work.
+    LIC_SYSTEM_ERROR = 16,
+    /// The lease was checked in already (`lic_lease_check_in`): it holds no seat and no
+    /// token. Check out a new one.
+    LIC_CHECKED_IN = 17,
 }
 
 impl lic_result {
@@ -78,12 +84,14 @@ impl lic_result {
             lic_result::LIC_BAD_RESPONSE => c"the licensing server's answer was refused",
             lic_result::LIC_NOT_ACTIVATED => c"no activation (license key or pending request)",
             lic_result::LIC_STOPPED => c"stopped by the caller's callback",
+            lic_result::LIC_SYSTEM_ERROR => c"the system refused a resource the call needs",
+            lic_result::LIC_CHECKED_IN => c"the lease was checked in already",
         }
     }
 }
 
 /// Every result code, in numeric order.
-const ALL_RESULTS: [lic_result; 16] = [
+const ALL_RESULTS: [lic_result; 18] = [
     lic_result::LIC_OK,
     lic_result::LIC_NULL_ARGUMENT,
     lic_result::LIC_INVALID_UTF8,
@@ -100,6 +108,8 @@ const ALL_RESULTS: [lic_result; 16] = [
     lic_result::LIC_BAD_RESPONSE,
     lic_result::LIC_NOT_ACTIVATED,
     lic_result::LIC_STOPPED,
+    lic_result::LIC_SYSTEM_ERROR,
+    lic_result::LIC_CHECKED_IN,
 ];
 
 /// A failed call: its code and a message for the last-error slots.

@@ -34,8 +34,9 @@ pub enum lic_lease_loss {
 
 /// Called once, on the library's heartbeat thread, when the seat is lost. `server_code` and
 /// `detail` are NUL-terminated and valid only during the call (`server_code` is `""` when the
-/// server did not refuse). Must not unwind; it may call `lic_lease_status` on the lease, and
-/// even free it.
+/// server did not refuse). Must not unwind. It may call `lic_lease_status` and the other
+/// getters on the lease, also while another thread is in `lic_lease_free`. It may free the lease
+/// itself only if no other thread ever frees it: a lease is freed exactly once.
 pub type lic_lease_lost_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -269,7 +270,7 @@ pub unsafe extern "C" fn lic_lease_status(lease: *const lic_lease) -> lic_status
 }
 
 /// Writes the current `lease+jwt` (refreshed by each heartbeat) to `*out_token` (free with
-/// `lic_string_free`). `LIC_NOT_ACTIVATED` after `lic_lease_check_in`.
+/// `lic_string_free`). `LIC_CHECKED_IN` after `lic_lease_check_in`.
 ///
 /// # Safety
 /// `lease` is NULL or a live handle; `out_token` is NULL or writable.
@@ -311,7 +312,7 @@ pub unsafe extern "C" fn lic_lease_heartbeats(
 /// Stops heartbeating and checks the lease in: the seat is free at once (a seat already lost
 /// is not checked in again). The handle stays valid (status `LIC_STATUS_LEASE_EXPIRED`) until
 /// `lic_lease_free`. Network and server errors as `lic_client_validate` (the seat then lapses
-/// by itself); `LIC_NOT_ACTIVATED` when already checked in.
+/// by itself); `LIC_CHECKED_IN` when already checked in.
 ///
 /// # Safety
 /// `lease` is NULL or a live handle.
@@ -332,7 +333,7 @@ pub unsafe extern "C" fn lic_lease_check_in(lease: *const lic_lease) -> lic_resu
 
 fn checked_in() -> Failure {
     Failure::new(
-        lic_result::LIC_NOT_ACTIVATED,
+        lic_result::LIC_CHECKED_IN,
         "the lease was checked in already",
     )
 }
@@ -362,7 +363,19 @@ pub unsafe extern "C" fn lic_lease_last_error(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lic_lease_free(lease: *mut lic_lease) {
     guard_value((), || {
+        // The manager is taken out and dropped (which checks in and waits for the heartbeat
+        // thread) while the handle is only shared: a loss callback running meanwhile may still
+        // read the lease (`lic_lease_status` sees it checked in). Only then is the box freed.
         // SAFETY: per this function's contract.
+        if let Some(shared) = unsafe { lease.as_ref() } {
+            let manager = shared
+                .manager
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            drop(manager);
+        }
+        // SAFETY: per this function's contract; nothing borrows the handle any more.
         unsafe { free_handle(lease) }
     })
 }

@@ -36,6 +36,7 @@ pub(crate) fn online_failure(error: &OnlineError) -> Failure {
         OnlineError::Network(_) | OnlineError::Timeout(_) => lic_result::LIC_NETWORK_ERROR,
         OnlineError::Server { .. } => lic_result::LIC_SERVER_ERROR,
         OnlineError::Config(_) => lic_result::LIC_INVALID_ARGUMENT,
+        OnlineError::System(_) => lic_result::LIC_SYSTEM_ERROR,
         OnlineError::NotActivated | OnlineError::NoPendingRequest => lic_result::LIC_NOT_ACTIVATED,
         OnlineError::Store(_) => lic_result::LIC_STORE_ERROR,
         _ => lic_result::LIC_BAD_RESPONSE,

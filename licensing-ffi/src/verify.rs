@@ -310,7 +310,8 @@ pub unsafe extern "C" fn lic_verifier_new(
 ///
 /// A token that is not genuine, not a license, or for another product is not a failed call:
 /// the call returns `LIC_OK` and the verdict's status says why. The call fails only on its
-/// arguments (`LIC_NULL_ARGUMENT`, `LIC_INVALID_UTF8`). Thread-safe: any number of threads may
+/// arguments (`LIC_NULL_ARGUMENT`, `LIC_INVALID_UTF8`, `LIC_INVALID_ARGUMENT` for a
+/// `token_len` over `PTRDIFF_MAX`). Thread-safe: any number of threads may
 /// check with the same verifier (and the same context, if no thread changes it).
 ///
 /// # Safety

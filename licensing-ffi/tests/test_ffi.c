@@ -203,11 +203,11 @@ static void test_version_and_static_strings(void) {
         CHECK(strcmp(built, LIC_VERSION_STRING) == 0);
     }
 
-    for (i = LIC_OK; i <= LIC_STOPPED; i++) {
+    for (i = LIC_OK; i <= LIC_CHECKED_IN; i++) {
         CHECK(strcmp(lic_result_message(i), "unknown result code") != 0);
     }
     CHECK(strcmp(lic_result_message(LIC_OK), "ok") == 0);
-    CHECK(strcmp(lic_result_message(LIC_STOPPED + 1), "unknown result code") == 0);
+    CHECK(strcmp(lic_result_message(LIC_CHECKED_IN + 1), "unknown result code") == 0);
     CHECK(strcmp(lic_result_message(UINT32_MAX), "unknown result code") == 0);
 
     {

@@ -74,6 +74,13 @@ pub enum LicensingError {
         /// Which step.
         reason: String,
     },
+    /// The system refused something the call needs (random numbers, a thread): neither an
+    /// argument nor the server is at fault; retrying later may work.
+    #[error("system: {reason}")]
+    System {
+        /// What was refused.
+        reason: String,
+    },
     /// Something that should not happen (a bug); report it.
     #[error("internal error: {reason}")]
     Internal {
@@ -138,6 +145,7 @@ impl From<OnlineError> for LicensingError {
                 reason,
             },
             OnlineError::Config(_) => LicensingError::InvalidArgument { reason },
+            OnlineError::System(_) => LicensingError::System { reason },
             OnlineError::NotActivated | OnlineError::NoPendingRequest => {
                 LicensingError::NotActivated { reason }
             }

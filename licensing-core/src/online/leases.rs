@@ -711,7 +711,7 @@ impl LeaseManager {
             std::thread::Builder::new()
                 .name("licensing-lease".into())
                 .spawn(move || heartbeat_loop(&shared, &client, &key, interval, &*on_lost))
-                .map_err(|e| OnlineError::Config(format!("heartbeat thread: {e}")))?
+                .map_err(|e| OnlineError::System(format!("heartbeat thread: {e}")))?
         };
         let thread_id = Some(thread.thread().id());
         Ok(LeaseManager {

@@ -105,6 +105,10 @@ pub enum OnlineError {
     /// The configuration cannot work (bad URL, no product, TLS backend unavailable).
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// The system refused something the call needs (random numbers for a nonce, a thread):
+    /// neither the caller's arguments nor the server are at fault.
+    #[error("the system refused a resource: {0}")]
+    System(String),
     /// The server could not be reached (DNS, refused or reset connection, TLS, proxy).
     #[error("cannot reach the licensing server: {0}")]
     Network(String),
@@ -350,7 +354,7 @@ impl Client {
 fn new_nonce() -> Result<String, OnlineError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
-        .map_err(|e| OnlineError::Config(format!("no random numbers for a nonce: {e}")))?;
+        .map_err(|e| OnlineError::System(format!("no random numbers for a nonce: {e}")))?;
     Ok(crate::b64::encode(&bytes))
 }
 

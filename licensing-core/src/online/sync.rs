@@ -136,7 +136,6 @@ impl Licensing {
             .read_license_key()?
             .ok_or(OnlineError::NotActivated)?;
         let answer = client.deactivate(&key, &self.fingerprint().id)?;
-        let _lock = self.store.lock()?;
         self.store.clear()?;
         Ok(answer)
     }

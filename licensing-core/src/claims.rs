@@ -562,6 +562,25 @@ impl LicenseClaims {
 
 impl NodeLock {
     fn validate(&self) -> Result<(), Error> {
+        use crate::fingerprint::MAX_COMPONENTS;
+        if let Some(policy) = &self.match_policy {
+            if policy.min_matching as usize > MAX_COMPONENTS {
+                return Err(Error::claim(
+                    "lic.node_lock.match.min_matching",
+                    format!(
+                        "must be at most {MAX_COMPONENTS}, the most components a fingerprint has"
+                    ),
+                ));
+            }
+            if policy.required.len() > MAX_COMPONENTS {
+                return Err(Error::claim(
+                    "lic.node_lock.match.required",
+                    format!(
+                        "names more than {MAX_COMPONENTS} components, the most a fingerprint has"
+                    ),
+                ));
+            }
+        }
         if self.fingerprints.is_empty() {
             return Err(Error::claim(
                 "lic.node_lock.fingerprints",

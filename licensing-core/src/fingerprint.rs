@@ -30,6 +30,10 @@ pub mod component {
     pub const OVERRIDE: &str = "override";
 }
 
+/// Most components a fingerprint may have, and so the most a match policy may name or require:
+/// a licensing server refuses larger fingerprints, and a policy beyond it could never match.
+pub const MAX_COMPONENTS: usize = 32;
+
 /// Domain separation for every hash in a fingerprint; bump to re-key all fingerprints.
 const DOMAIN: &[u8] = b"licensing fingerprint v1";
 

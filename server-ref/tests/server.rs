@@ -751,6 +751,35 @@ fn bad_input_gets_a_4xx_json_error_naming_the_problem() {
         &json!({ "product_id": PRODUCT, "name": "m", "model": "forever" }),
     );
     assert!(model.error(422, "invalid_field").contains("model"));
+    // A match policy no fingerprint can meet is refused at once, naming the field: the largest
+    // u32 once kept a worker building a placeholder fingerprint until memory ran out.
+    for (min_matching, required) in [
+        (u32::MAX, json!([])),
+        (33, json!([])),
+        (
+            1,
+            json!((0..33).map(|i| format!("c{i}")).collect::<Vec<_>>()),
+        ),
+    ] {
+        let policy = server.post(
+            "/v1/policies",
+            &json!({ "product_id": PRODUCT, "name": "n", "model": "node_locked",
+                     "match": { "min_matching": min_matching, "required": required } }),
+        );
+        assert!(
+            policy
+                .error(422, "invalid_license")
+                .contains("lic.node_lock.match."),
+            "{min_matching}"
+        );
+    }
+    server
+        .post(
+            "/v1/policies",
+            &json!({ "product_id": PRODUCT, "name": "n", "model": "node_locked",
+                     "match": { "min_matching": 32 } }),
+        )
+        .ok(201);
 
     // Client endpoints.
     let fp = fingerprint("box-a");

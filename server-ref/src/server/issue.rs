@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use licensing_core::claims::{Customer, Feature, MatchPolicy, Site, VersionRule};
+use licensing_core::fingerprint::MAX_COMPONENTS;
 use licensing_core::{
     Error as CoreError, License, LicenseModel, MachineFingerprint, Status, TokenKind,
 };
@@ -272,8 +273,11 @@ pub(crate) fn placeholder_fingerprint(template: &Map<String, Value>) -> MachineF
         for name in &policy.required {
             components.insert(name.clone(), "placeholder".into());
         }
+        // Capped: a policy asking for more than a fingerprint can have is refused by the claims'
+        // validation right after, not built (an unchecked u32 here looped for minutes).
+        let wanted = (policy.min_matching as usize).min(MAX_COMPONENTS);
         let mut i = 0;
-        while components.len() < policy.min_matching as usize {
+        while components.len() < wanted {
             components.insert(format!("placeholder_{i}"), "placeholder".into());
             i += 1;
         }

@@ -812,7 +812,7 @@ mod tests {
 
     async fn tenants_on(url: Option<&str>) {
         let (_dir, state) = app_on(url).await;
-        let (_key, license_a) = license(&state, json!({ "model": "perpetual" })).await;
+        let (key_a, license_a) = license(&state, json!({ "model": "perpetual" })).await;
         let (_, policies_a) = call(&state, "GET", "/v1/policies", Some(ADMIN), None).await;
         let policy_a = policies_a["policies"][0]["id"].as_str().unwrap().to_owned();
 
@@ -891,6 +891,40 @@ mod tests {
             let (status, body) = call(&state, method, &path, Some(&admin_b), None).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
         }
+        // Nor activate a machine on A's license through the offline route, even with its key
+        // (the review found it did: 200, and A's machine slot taken).
+        let request = json!({
+            "kind": "licensing.offline_activation_request",
+            "version": 1,
+            "license_key": key_a,
+            "fingerprint": { "id": "tenant-b-box", "components": { "machine_id": "h" } },
+            "nonce": "offline-nonce-0123456789",
+            "created_at": now(),
+        });
+        for token in [&admin_b, &tokens["it_staff"]] {
+            let (status, body) = call(
+                &state,
+                "POST",
+                "/v1/offline/activate",
+                Some(token),
+                Some(request.clone()),
+            )
+            .await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::NOT_FOUND, Some("license_not_found")),
+                "{body}"
+            );
+        }
+        let (_, machines) = call(
+            &state,
+            "GET",
+            &format!("/v1/licenses/{license_a}/machines"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert_eq!(machines["machines"], json!([]), "{machines}");
         let (status, _) = call(
             &state,
             "POST",

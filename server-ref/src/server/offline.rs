@@ -65,10 +65,13 @@ pub(crate) struct OfflineActivationResponse {
 }
 
 /// Checks the request, activates the machine (the rules of `/v1/client/activate`) and signs
-/// the response.
+/// the response. `organization` is the admin API caller's: a license of another organization
+/// is answered as unknown. The command line (the operator, on the server's own machine) passes
+/// `None`.
 pub(crate) async fn offline_activate(
     state: &AppState,
     req: &OfflineActivationRequest,
+    organization: Option<&str>,
 ) -> ApiResult<OfflineActivationResponse> {
     if req.kind != REQUEST_KIND {
         return Err(ApiError::invalid(
@@ -94,6 +97,12 @@ pub(crate) async fn offline_activate(
         ));
     }
     let row = license_by_key(state, &req.license_key, RateLimit::Skip).await?;
+    if organization.is_some_and(|org| org != row.organization_id) {
+        return Err(ApiError::not_found(
+            "license_not_found",
+            "no license has this key",
+        ));
+    }
     let now = now();
     let activated = activate_machine(state, &row, &req.fingerprint, None, now).await?;
     let mut claims = answer_claims(
@@ -131,7 +140,9 @@ pub(crate) async fn activate_handler(
     StrictJson(req): StrictJson<OfflineActivationRequest>,
 ) -> ApiResult<Json<OfflineActivationResponse>> {
     caller.require(Action::Operate)?;
-    Ok(Json(offline_activate(&state, &req).await?))
+    Ok(Json(
+        offline_activate(&state, &req, Some(&caller.organization_id)).await?,
+    ))
 }
 
 /// `licensing-server offline activate` options.
@@ -191,7 +202,7 @@ async fn offline_cli(args: &OfflineActivateArgs) -> Result<(), CliError> {
     let state = AppState::new(db.clone(), settings.issuer, u32::MAX)
         .await
         .map_err(usage)?;
-    let outcome = offline_activate(&state, &req).await;
+    let outcome = offline_activate(&state, &req, None).await;
     db.close().await;
     let response = outcome.map_err(|e| {
         let status = e.status();

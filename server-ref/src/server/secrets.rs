@@ -67,6 +67,19 @@ pub(crate) fn new_api_token() -> Result<String, String> {
     Ok(format!("lst_{}", random_symbols(40)?.to_ascii_lowercase()))
 }
 
+/// The id of the denial of one check-out request: the same for every retry of it (same license,
+/// client and request id), so a retried request is recorded as denied once, not once per try.
+pub(crate) fn denial_id(license_id: &str, client_id: &str, request_id: &str) -> String {
+    // Each part is length-prefixed so that no two triples hash the same bytes.
+    let mut hash = Sha256::new();
+    for part in [license_id, client_id, request_id] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let hex = base16ct::lower::encode_string(&hash.finalize());
+    format!("dny_{}", &hex[..32])
+}
+
 /// SHA-256, lowercase hex: how tokens and license keys are stored.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     base16ct::lower::encode_string(&Sha256::digest(bytes))

@@ -1366,11 +1366,12 @@ pub(super) async fn places_held(
     .await
 }
 
-/// Records the denial of the check-out `c`.
+/// Records the denial of the check-out `c`, once per request: a retry of a denied request
+/// (the same denial id, see `secrets::denial_id`) adds nothing.
 async fn record_denial(conn: &mut AnyConnection, c: &OwnedCheckOut) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO denials (id, license_id, client_id, user_name, at) \
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&c.denial_id)
     .bind(&c.license_id)

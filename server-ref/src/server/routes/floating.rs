@@ -404,7 +404,7 @@ pub(crate) async fn check_out(
         .transpose()?;
     let queue = line(&row, req.queue_seconds)?;
     let lease_id = secrets::new_id("lse").map_err(internal)?;
-    let denial_id = secrets::new_id("dny").map_err(internal)?;
+    let denial_id = secrets::denial_id(&row.id, &req.client_id, &req.request_id);
     let outcome = state
         .db()
         .check_out(&CheckOut {

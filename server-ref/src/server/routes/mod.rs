@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use licensing_core::claims::{Feature, MatchPolicy, Site, VersionRule};
+use licensing_core::fingerprint::MAX_COMPONENTS;
 use licensing_core::{LicenseModel, MachineFingerprint};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -114,10 +115,12 @@ pub(crate) fn token_field(field: &str, value: &str, min: usize, max: usize) -> A
 
 pub(crate) fn check_fingerprint(fp: &MachineFingerprint) -> ApiResult<()> {
     token_field("fingerprint.id", &fp.id, 1, 128)?;
-    if fp.components.len() > 32 || fp.virtualization.len() > 16 {
+    if fp.components.len() > MAX_COMPONENTS || fp.virtualization.len() > 16 {
         return Err(ApiError::invalid(
             "invalid_field",
-            "`fingerprint` has too many components (32) or virtualization signals (16)",
+            format!(
+                "`fingerprint` has too many components ({MAX_COMPONENTS}) or virtualization signals (16)"
+            ),
         ));
     }
     for (name, hash) in &fp.components {

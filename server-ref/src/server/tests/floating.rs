@@ -122,7 +122,8 @@ async fn a_transaction_begun_ahead_is_used_or_rolled_back() {
 
 /// 64 clients check out at once from a license with N seats, several rounds: exactly N are
 /// granted (N distinct leases, each verifying as a `lease+jwt`), the rest are denied with the
-/// exact message, and every denial is recorded.
+/// exact message, and every denial is recorded, once per request (a retry of a denied request
+/// adds no second record; a new request does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn last_seat_race_grants_exactly_the_seats() {
     let (_dir, state) = app().await;
@@ -140,7 +141,8 @@ async fn last_seat_race_grants_exactly_the_seats() {
         }
         let mut granted = std::collections::BTreeSet::new();
         let mut denied = 0;
-        for task in tasks {
+        let mut a_denied_client = None;
+        for (i, task) in tasks.into_iter().enumerate() {
             let (status, body) = task.await.unwrap();
             match status {
                 StatusCode::CREATED => {
@@ -157,6 +159,7 @@ async fn last_seat_race_grants_exactly_the_seats() {
                     assert_eq!(body["detail"], NO_SEATS_MESSAGE);
                     assert_eq!(body["detail"], "No available licenses, please contact IT");
                     denied += 1;
+                    a_denied_client = Some(i);
                 }
                 other => panic!("round {round}: {other}: {body}"),
             }
@@ -165,6 +168,14 @@ async fn last_seat_race_grants_exactly_the_seats() {
         assert_eq!(denied, 64 - seats as usize, "round {round}");
         let live = state.db().live_leases(&id, now()).await.unwrap();
         assert_eq!(live.len(), seats as usize);
+        // A denied request retried twice, then asked again as a new request.
+        let i = a_denied_client.unwrap();
+        let (client, user) = (format!("client-{round}-{i}"), format!("user-{i}"));
+        for request in ["req-1", "req-1", "req-2"] {
+            let (status, body) = check_out(&state, &key, &client, &user, request).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        }
+        let denied = denied + 1;
         let path = format!("/v1/licenses/{id}/denials");
         let (status, report) = call(&state, "GET", &path, Some(AUDITOR), None).await;
         assert_eq!(status, StatusCode::OK, "{report}");
@@ -1648,8 +1659,9 @@ async fn wait_line_on(url: Option<&str>) {
     let (key, id) = floating(&state, 1).await;
     let (status, alice) = check_out(&state, &key, "alice", "alice", "r1").await;
     assert_eq!(status, StatusCode::CREATED, "{alice}");
-    // No line yet: waiting is not offered, the check-out is denied at once.
-    let (status, body) = wait_in_line(&state, &key, "bob", "r1", 600).await;
+    // No line yet: waiting is not offered, the check-out is denied at once. (Its own request
+    // id: a retry of the same request would not be recorded twice.)
+    let (status, body) = wait_in_line(&state, &key, "bob", "r0", 600).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["detail"], NO_SEATS_MESSAGE);
     assert_eq!(denials(&state, &id).await, 1);

@@ -36,6 +36,12 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "dependency policy: licences, bans, sources (cargo-deny, deny.toml)"
+# Pinned; built from crates.io on a machine that lacks it (a few minutes, once).
+cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.2$' ||
+  cargo install -q --locked cargo-deny --version 0.20.2
+cargo deny check --hide-inclusion-graph licenses bans sources
+
 step "macOS, Windows, Android and iOS code paths compile (cargo check, cross targets)"
 if command -v rustup >/dev/null; then
   rustup target add x86_64-apple-darwin x86_64-pc-windows-gnu aarch64-linux-android aarch64-apple-ios >/dev/null

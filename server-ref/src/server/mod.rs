@@ -232,6 +232,7 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(remove_from_queue))
         .routes(routes!(list_denials))
         .routes(routes!(denials_report))
+        .routes(routes!(list_alerts))
         .routes(routes!(check_out))
         .routes(routes!(heartbeat))
         .routes(routes!(check_in))
@@ -693,6 +694,7 @@ mod tests {
 
     use super::*;
 
+    mod compliance;
     mod floating;
 
     pub(super) const ADMIN: &str = "lst_admin_for_tests";

@@ -37,8 +37,10 @@ macro_rules! by_lease_id {
 }
 
 mod client;
+mod compliance;
 
 pub(crate) use client::{Deactivation, MachineRef, Transfer};
+pub(crate) use compliance::LicenseUsage;
 
 mod floating;
 #[cfg(test)]

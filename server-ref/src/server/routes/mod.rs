@@ -28,12 +28,14 @@ use super::{AppState, now, secrets};
 
 mod admin;
 mod client;
+mod compliance;
 mod floating;
 mod keys;
 mod tenants;
 
 pub(crate) use admin::*;
 pub(crate) use client::*;
+pub(crate) use compliance::*;
 pub(crate) use floating::*;
 pub(crate) use keys::*;
 pub(crate) use tenants::*;

@@ -36,8 +36,10 @@ macro_rules! by_lease_id {
     };
 }
 
+mod audit;
 mod client;
 
+pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{Deactivation, MachineRef, Transfer};
 
 mod floating;

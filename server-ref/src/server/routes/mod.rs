@@ -26,12 +26,14 @@ use super::openapi::{
 use super::{AppState, now, secrets};
 
 mod admin;
+mod audit;
 mod client;
 mod floating;
 mod keys;
 mod tenants;
 
 pub(crate) use admin::*;
+pub(crate) use audit::*;
 pub(crate) use client::*;
 pub(crate) use floating::*;
 pub(crate) use keys::*;

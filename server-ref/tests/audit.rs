@@ -157,6 +157,29 @@ fn temp_data() -> (tempfile::TempDir, PathBuf) {
     (dir, data)
 }
 
+/// The hash of an entry as the README documents it, written again here: SHA-256 over a tag,
+/// then each column (integers 8 bytes big-endian, texts length-prefixed, the organization after
+/// a 0/1 byte), `prev_hash` last; `actor` and `prev_hash` as given (to forge an edit).
+fn hash_of(entry: &Value, actor: &str, prev_hash: &str) -> String {
+    use sha2::Digest;
+    fn text(hasher: &mut sha2::Sha256, value: &str) {
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value.as_bytes());
+    }
+    let mut h = sha2::Sha256::new();
+    text(&mut h, "licensing-server audit_log v1");
+    h.update(entry["seq"].as_i64().unwrap().to_be_bytes());
+    h.update(entry["at"].as_i64().unwrap().to_be_bytes());
+    h.update([1u8]);
+    text(&mut h, entry["organization_id"].as_str().unwrap());
+    text(&mut h, actor);
+    text(&mut h, entry["action"].as_str().unwrap());
+    text(&mut h, entry["target"].as_str().unwrap());
+    h.update(entry["status"].as_i64().unwrap().to_be_bytes());
+    text(&mut h, prev_hash);
+    base16ct::lower::encode_string(&h.finalize())
+}
+
 fn seqs(entries: &[Value]) -> Vec<i64> {
     entries.iter().map(|e| e["seq"].as_i64().unwrap()).collect()
 }
@@ -345,6 +368,48 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
         sql(&data, &backend, &[&restore]);
         assert_eq!(server.verify()["ok"], true);
 
+        // The hash is the documented one.
+        for entry in &entries {
+            let actor = entry["actor"].as_str().unwrap();
+            let prev = entry["prev_hash"].as_str().unwrap();
+            assert_eq!(entry["hash"], hash_of(entry, actor, prev), "{entry}");
+        }
+
+        // An edit with the entry's hash recomputed: the next entry's prev_hash gives it away.
+        let forged = hash_of(&entries[2], "x", entries[2]["prev_hash"].as_str().unwrap());
+        sql(
+            &data,
+            &backend,
+            &[&format!("UPDATE audit_log SET actor = 'x', hash = '{forged}' WHERE seq = 3")],
+        );
+        let broken = server.verify();
+        assert_eq!(broken["broken_at"], 4, "{broken}");
+        assert!(broken["reason"].as_str().unwrap().contains("prev_hash"), "{broken}");
+        // A prev_hash replaced and the hash recomputed over it: caught at that entry.
+        let forged = hash_of(&entries[2], entries[2]["actor"].as_str().unwrap(), ZEROS);
+        sql(
+            &data,
+            &backend,
+            &[&format!(
+                "UPDATE audit_log SET actor = '{}', prev_hash = '{ZEROS}', hash = '{forged}' \
+                 WHERE seq = 3",
+                entries[2]["actor"].as_str().unwrap()
+            )],
+        );
+        let broken = server.verify();
+        assert_eq!(broken["broken_at"], 3, "{broken}");
+        assert!(broken["reason"].as_str().unwrap().contains("prev_hash"), "{broken}");
+        sql(
+            &data,
+            &backend,
+            &[&format!(
+                "UPDATE audit_log SET prev_hash = '{}', hash = '{}' WHERE seq = 3",
+                entries[2]["prev_hash"].as_str().unwrap(),
+                entries[2]["hash"].as_str().unwrap()
+            )],
+        );
+        assert_eq!(server.verify()["ok"], true);
+
         // Two entries swapped: broken where the first moved.
         let swap = [
             "UPDATE audit_log SET seq = -3 WHERE seq = 3",
@@ -362,9 +427,12 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
         let broken = server.verify();
         assert_eq!(broken["ok"], false, "{broken}");
         assert_eq!(broken["broken_at"], 3, "{broken}");
+        assert!(broken["reason"].as_str().unwrap().contains("missing"), "{broken}");
         // The first entry deleted: the chain does not start at 1.
         sql(&data, &backend, &["DELETE FROM audit_log WHERE seq = 1"]);
-        assert_eq!(server.verify()["broken_at"], 3);
+        let broken = server.verify();
+        assert_eq!(broken["broken_at"], 3, "{broken}");
+        assert!(broken["reason"].as_str().unwrap().contains("not 1"), "{broken}");
     });
 }
 

@@ -189,251 +189,280 @@ fn seqs(entries: &[Value]) -> Vec<i64> {
 /// none; the chain verifies, and an edit, a deletion or a swap of entries is reported.
 #[test]
 fn admin_writes_are_recorded_and_tampering_is_found() {
-    on_both("admin_writes_are_recorded_and_tampering_is_found", |backend| {
-        let (_dir, data) = temp_data();
-        let server = Server::start(&data, &backend);
-        let actor = server.admin_token_id();
-        let empty = server.verify();
-        assert_eq!(empty, json!({ "ok": true, "entries": 0, "head": ZEROS }));
+    on_both(
+        "admin_writes_are_recorded_and_tampering_is_found",
+        |backend| {
+            let (_dir, data) = temp_data();
+            let server = Server::start(&data, &backend);
+            let actor = server.admin_token_id();
+            let empty = server.verify();
+            assert_eq!(empty, json!({ "ok": true, "entries": 0, "head": ZEROS }));
 
-        // An admin write: one entry.
-        server.admin(
-            "POST",
-            "/v1/products",
-            Some(json!({ "id": "com.example.cad", "name": "CAD" })),
-            201,
-        );
-        let entries = server.audit(&server.admin, "");
-        assert_eq!(entries.len(), 1, "{entries:?}");
-        let first = &entries[0];
-        assert_eq!(first["seq"], 1);
-        assert_eq!(first["actor"], actor.as_str());
-        assert_eq!(first["organization_id"], OPERATOR);
-        assert_eq!(first["action"], "POST /v1/products");
-        assert_eq!(first["target"], "/v1/products");
-        assert_eq!(first["status"], 201);
-        assert_eq!(first["prev_hash"], ZEROS);
-        let hash = first["hash"].as_str().unwrap();
-        assert!(hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+            // An admin write: one entry.
+            server.admin(
+                "POST",
+                "/v1/products",
+                Some(json!({ "id": "com.example.cad", "name": "CAD" })),
+                201,
+            );
+            let entries = server.audit(&server.admin, "");
+            assert_eq!(entries.len(), 1, "{entries:?}");
+            let first = &entries[0];
+            assert_eq!(first["seq"], 1);
+            assert_eq!(first["actor"], actor.as_str());
+            assert_eq!(first["organization_id"], OPERATOR);
+            assert_eq!(first["action"], "POST /v1/products");
+            assert_eq!(first["target"], "/v1/products");
+            assert_eq!(first["status"], 201);
+            assert_eq!(first["prev_hash"], ZEROS);
+            let hash = first["hash"].as_str().unwrap();
+            assert!(
+                hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            );
 
-        // Reads add none.
-        for path in [
-            "/v1/products",
-            "/v1/licenses",
-            "/v1/audit",
-            "/v1/audit/verify",
-        ] {
-            server.admin("GET", path, None, 200);
-        }
-        // Refused and failed requests add none: 403 (role), 404, 409, 422.
-        let auditor = server.admin(
-            "POST",
-            "/v1/api-tokens",
-            Some(json!({ "role": "auditor", "label": "auditor" })),
-            201,
-        );
-        let auditor = auditor["secret"].as_str().unwrap().to_owned();
-        let (status, _) = server.call(
-            "POST",
-            "/v1/products",
-            &auditor,
-            Some(json!({ "id": "x", "name": "X" })),
-        );
-        assert_eq!(status, 403);
-        server.admin("POST", "/v1/licenses/lic_nope/suspend", None, 404);
-        server.admin(
-            "POST",
-            "/v1/products",
-            Some(json!({ "id": "com.example.cad", "name": "again" })),
-            409,
-        );
-        server.admin(
-            "POST",
-            "/v1/products",
-            Some(json!({ "id": "", "name": "X" })),
-            422,
-        );
-        let entries = server.audit(&server.admin, "");
-        assert_eq!(seqs(&entries), [1, 2], "only the token creation: {entries:?}");
-        assert_eq!(entries[1]["action"], "POST /v1/api-tokens");
+            // Reads add none.
+            for path in [
+                "/v1/products",
+                "/v1/licenses",
+                "/v1/audit",
+                "/v1/audit/verify",
+            ] {
+                server.admin("GET", path, None, 200);
+            }
+            // Refused and failed requests add none: 403 (role), 404, 409, 422.
+            let auditor = server.admin(
+                "POST",
+                "/v1/api-tokens",
+                Some(json!({ "role": "auditor", "label": "auditor" })),
+                201,
+            );
+            let auditor = auditor["secret"].as_str().unwrap().to_owned();
+            let (status, _) = server.call(
+                "POST",
+                "/v1/products",
+                &auditor,
+                Some(json!({ "id": "x", "name": "X" })),
+            );
+            assert_eq!(status, 403);
+            server.admin("POST", "/v1/licenses/lic_nope/suspend", None, 404);
+            server.admin(
+                "POST",
+                "/v1/products",
+                Some(json!({ "id": "com.example.cad", "name": "again" })),
+                409,
+            );
+            server.admin(
+                "POST",
+                "/v1/products",
+                Some(json!({ "id": "", "name": "X" })),
+                422,
+            );
+            let entries = server.audit(&server.admin, "");
+            assert_eq!(
+                seqs(&entries),
+                [1, 2],
+                "only the token creation: {entries:?}"
+            );
+            assert_eq!(entries[1]["action"], "POST /v1/api-tokens");
 
-        // A license, a client activation (not recorded: client API), a suspension.
-        let policy = server.admin(
-            "POST",
-            "/v1/policies",
-            Some(json!({ "product_id": "com.example.cad", "name": "n", "model": "perpetual" })),
-            201,
-        );
-        let license = server.admin(
-            "POST",
-            "/v1/licenses",
-            Some(json!({ "policy_id": policy["id"] })),
-            201,
-        );
-        let license_id = license["id"].as_str().unwrap().to_owned();
-        let key = license["key"].as_str().unwrap().to_owned();
-        let (status, body) = server.call(
-            "POST",
-            "/v1/client/activate",
-            "",
-            Some(json!({ "license_key": key, "fingerprint": { "id": "fp-1" } })),
-        );
-        assert_eq!(status, 201, "{body}");
-        server.admin(
-            "POST",
-            &format!("/v1/licenses/{license_id}/suspend"),
-            None,
-            200,
-        );
-        let entries = server.audit(&server.admin, "");
-        assert_eq!(seqs(&entries), [1, 2, 3, 4, 5], "{entries:?}");
-        let suspend = &entries[4];
-        assert_eq!(suspend["action"], "POST /v1/licenses/{id}/suspend");
-        assert_eq!(
-            suspend["target"],
-            format!("/v1/licenses/{license_id}/suspend")
-        );
-        assert_eq!(suspend["actor"], actor.as_str());
-        assert_eq!(suspend["status"], 200);
-        assert_eq!(suspend["prev_hash"], entries[3]["hash"]);
-        let verified = server.verify();
-        assert_eq!(
-            verified,
-            json!({ "ok": true, "entries": 5, "head": entries[4]["hash"] })
-        );
+            // A license, a client activation (not recorded: client API), a suspension.
+            let policy = server.admin(
+                "POST",
+                "/v1/policies",
+                Some(json!({ "product_id": "com.example.cad", "name": "n", "model": "perpetual" })),
+                201,
+            );
+            let license = server.admin(
+                "POST",
+                "/v1/licenses",
+                Some(json!({ "policy_id": policy["id"] })),
+                201,
+            );
+            let license_id = license["id"].as_str().unwrap().to_owned();
+            let key = license["key"].as_str().unwrap().to_owned();
+            let (status, body) = server.call(
+                "POST",
+                "/v1/client/activate",
+                "",
+                Some(json!({ "license_key": key, "fingerprint": { "id": "fp-1" } })),
+            );
+            assert_eq!(status, 201, "{body}");
+            server.admin(
+                "POST",
+                &format!("/v1/licenses/{license_id}/suspend"),
+                None,
+                200,
+            );
+            let entries = server.audit(&server.admin, "");
+            assert_eq!(seqs(&entries), [1, 2, 3, 4, 5], "{entries:?}");
+            let suspend = &entries[4];
+            assert_eq!(suspend["action"], "POST /v1/licenses/{id}/suspend");
+            assert_eq!(
+                suspend["target"],
+                format!("/v1/licenses/{license_id}/suspend")
+            );
+            assert_eq!(suspend["actor"], actor.as_str());
+            assert_eq!(suspend["status"], 200);
+            assert_eq!(suspend["prev_hash"], entries[3]["hash"]);
+            let verified = server.verify();
+            assert_eq!(
+                verified,
+                json!({ "ok": true, "entries": 5, "head": entries[4]["hash"] })
+            );
 
-        // Paging: after and limit.
-        assert_eq!(seqs(&server.audit(&server.admin, "?after=2&limit=2")), [3, 4]);
-        assert_eq!(seqs(&server.audit(&server.admin, "?after=5")), [] as [i64; 0]);
-        assert_eq!(seqs(&server.audit(&server.admin, "?limit=100000")).len(), 5);
-        let (status, _) = server.call("GET", "/v1/audit?limit=0", &server.admin, None);
-        assert_eq!(status, 422);
+            // Paging: after and limit.
+            assert_eq!(
+                seqs(&server.audit(&server.admin, "?after=2&limit=2")),
+                [3, 4]
+            );
+            assert_eq!(
+                seqs(&server.audit(&server.admin, "?after=5")),
+                [] as [i64; 0]
+            );
+            assert_eq!(seqs(&server.audit(&server.admin, "?limit=100000")).len(), 5);
+            let (status, _) = server.call("GET", "/v1/audit?limit=0", &server.admin, None);
+            assert_eq!(status, 422);
 
-        // Who reads: IT staff and auditors of the organization; not a license key.
-        let it = server.admin(
-            "POST",
-            "/v1/api-tokens",
-            Some(json!({ "role": "it_staff", "label": "it" })),
-            201,
-        );
-        let it = it["secret"].as_str().unwrap().to_owned();
-        assert_eq!(server.audit(&it, "").len(), 6);
-        assert_eq!(server.audit(&auditor, "").len(), 6);
-        let (status, _) = server.call("GET", "/v1/audit/verify", &it, None);
-        assert_eq!(status, 200);
-        for path in ["/v1/audit", "/v1/audit/verify"] {
-            let (status, _) = server.call("GET", path, &key, None);
-            assert_eq!(status, 401, "a license key reads no audit trail");
-            let (status, _) = server.call("GET", path, "", None);
-            assert_eq!(status, 401);
-        }
+            // Who reads: IT staff and auditors of the organization; not a license key.
+            let it = server.admin(
+                "POST",
+                "/v1/api-tokens",
+                Some(json!({ "role": "it_staff", "label": "it" })),
+                201,
+            );
+            let it = it["secret"].as_str().unwrap().to_owned();
+            assert_eq!(server.audit(&it, "").len(), 6);
+            assert_eq!(server.audit(&auditor, "").len(), 6);
+            let (status, _) = server.call("GET", "/v1/audit/verify", &it, None);
+            assert_eq!(status, 200);
+            for path in ["/v1/audit", "/v1/audit/verify"] {
+                let (status, _) = server.call("GET", path, &key, None);
+                assert_eq!(status, 401, "a license key reads no audit trail");
+                let (status, _) = server.call("GET", path, "", None);
+                assert_eq!(status, 401);
+            }
 
-        // Another organization sees only its own entries.
-        let created = server.admin(
-            "POST",
-            "/v1/organizations",
-            Some(json!({ "name": "Contoso" })),
-            201,
-        );
-        let org_b = created["organization"]["id"].as_str().unwrap().to_owned();
-        let admin_b = created["admin_token"].as_str().unwrap().to_owned();
-        assert_eq!(server.audit(&admin_b, ""), [] as [Value; 0]);
-        let (status, _) = server.call(
-            "POST",
-            "/v1/api-tokens",
-            &admin_b,
-            Some(json!({ "role": "auditor", "label": "b" })),
-        );
-        assert_eq!(status, 201);
-        let seen_by_b = server.audit(&admin_b, "");
-        assert_eq!(seqs(&seen_by_b), [8], "{seen_by_b:?}");
-        assert_eq!(seen_by_b[0]["organization_id"], org_b.as_str());
-        let seen_by_a = server.audit(&server.admin, "");
-        assert_eq!(seqs(&seen_by_a), [1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(seen_by_a[6]["action"], "POST /v1/organizations");
-        assert_eq!(server.verify()["entries"], 8);
+            // Another organization sees only its own entries.
+            let created = server.admin(
+                "POST",
+                "/v1/organizations",
+                Some(json!({ "name": "Contoso" })),
+                201,
+            );
+            let org_b = created["organization"]["id"].as_str().unwrap().to_owned();
+            let admin_b = created["admin_token"].as_str().unwrap().to_owned();
+            assert_eq!(server.audit(&admin_b, ""), [] as [Value; 0]);
+            let (status, _) = server.call(
+                "POST",
+                "/v1/api-tokens",
+                &admin_b,
+                Some(json!({ "role": "auditor", "label": "b" })),
+            );
+            assert_eq!(status, 201);
+            let seen_by_b = server.audit(&admin_b, "");
+            assert_eq!(seqs(&seen_by_b), [8], "{seen_by_b:?}");
+            assert_eq!(seen_by_b[0]["organization_id"], org_b.as_str());
+            let seen_by_a = server.audit(&server.admin, "");
+            assert_eq!(seqs(&seen_by_a), [1, 2, 3, 4, 5, 6, 7]);
+            assert_eq!(seen_by_a[6]["action"], "POST /v1/organizations");
+            assert_eq!(server.verify()["entries"], 8);
 
-        // An edited entry breaks at itself; put back, the chain is whole again.
-        let actor_2 = entries[1]["actor"].as_str().unwrap();
-        sql(
-            &data,
-            &backend,
-            &["UPDATE audit_log SET actor = 'x' WHERE seq = 2"],
-        );
-        let broken = server.verify();
-        assert_eq!(broken["ok"], false, "{broken}");
-        assert_eq!(broken["broken_at"], 2, "{broken}");
-        assert!(broken["reason"].as_str().is_some_and(|r| !r.is_empty()));
-        let restore = format!("UPDATE audit_log SET actor = '{actor_2}' WHERE seq = 2");
-        sql(&data, &backend, &[&restore]);
-        assert_eq!(server.verify()["ok"], true);
+            // An edited entry breaks at itself; put back, the chain is whole again.
+            let actor_2 = entries[1]["actor"].as_str().unwrap();
+            sql(
+                &data,
+                &backend,
+                &["UPDATE audit_log SET actor = 'x' WHERE seq = 2"],
+            );
+            let broken = server.verify();
+            assert_eq!(broken["ok"], false, "{broken}");
+            assert_eq!(broken["broken_at"], 2, "{broken}");
+            assert!(broken["reason"].as_str().is_some_and(|r| !r.is_empty()));
+            let restore = format!("UPDATE audit_log SET actor = '{actor_2}' WHERE seq = 2");
+            sql(&data, &backend, &[&restore]);
+            assert_eq!(server.verify()["ok"], true);
 
-        // The hash is the documented one.
-        for entry in &entries {
-            let actor = entry["actor"].as_str().unwrap();
-            let prev = entry["prev_hash"].as_str().unwrap();
-            assert_eq!(entry["hash"], hash_of(entry, actor, prev), "{entry}");
-        }
+            // The hash is the documented one.
+            for entry in &entries {
+                let actor = entry["actor"].as_str().unwrap();
+                let prev = entry["prev_hash"].as_str().unwrap();
+                assert_eq!(entry["hash"], hash_of(entry, actor, prev), "{entry}");
+            }
 
-        // An edit with the entry's hash recomputed: the next entry's prev_hash gives it away.
-        let forged = hash_of(&entries[2], "x", entries[2]["prev_hash"].as_str().unwrap());
-        sql(
-            &data,
-            &backend,
-            &[&format!("UPDATE audit_log SET actor = 'x', hash = '{forged}' WHERE seq = 3")],
-        );
-        let broken = server.verify();
-        assert_eq!(broken["broken_at"], 4, "{broken}");
-        assert!(broken["reason"].as_str().unwrap().contains("prev_hash"), "{broken}");
-        // A prev_hash replaced and the hash recomputed over it: caught at that entry.
-        let forged = hash_of(&entries[2], entries[2]["actor"].as_str().unwrap(), ZEROS);
-        sql(
-            &data,
-            &backend,
-            &[&format!(
-                "UPDATE audit_log SET actor = '{}', prev_hash = '{ZEROS}', hash = '{forged}' \
+            // An edit with the entry's hash recomputed: the next entry's prev_hash gives it away.
+            let forged = hash_of(&entries[2], "x", entries[2]["prev_hash"].as_str().unwrap());
+            sql(
+                &data,
+                &backend,
+                &[&format!(
+                    "UPDATE audit_log SET actor = 'x', hash = '{forged}' WHERE seq = 3"
+                )],
+            );
+            let broken = server.verify();
+            assert_eq!(broken["broken_at"], 4, "{broken}");
+            assert!(
+                broken["reason"].as_str().unwrap().contains("prev_hash"),
+                "{broken}"
+            );
+            // A prev_hash replaced and the hash recomputed over it: caught at that entry.
+            let forged = hash_of(&entries[2], entries[2]["actor"].as_str().unwrap(), ZEROS);
+            sql(
+                &data,
+                &backend,
+                &[&format!(
+                    "UPDATE audit_log SET actor = '{}', prev_hash = '{ZEROS}', hash = '{forged}' \
                  WHERE seq = 3",
-                entries[2]["actor"].as_str().unwrap()
-            )],
-        );
-        let broken = server.verify();
-        assert_eq!(broken["broken_at"], 3, "{broken}");
-        assert!(broken["reason"].as_str().unwrap().contains("prev_hash"), "{broken}");
-        sql(
-            &data,
-            &backend,
-            &[&format!(
-                "UPDATE audit_log SET prev_hash = '{}', hash = '{}' WHERE seq = 3",
-                entries[2]["prev_hash"].as_str().unwrap(),
-                entries[2]["hash"].as_str().unwrap()
-            )],
-        );
-        assert_eq!(server.verify()["ok"], true);
+                    entries[2]["actor"].as_str().unwrap()
+                )],
+            );
+            let broken = server.verify();
+            assert_eq!(broken["broken_at"], 3, "{broken}");
+            assert!(
+                broken["reason"].as_str().unwrap().contains("prev_hash"),
+                "{broken}"
+            );
+            sql(
+                &data,
+                &backend,
+                &[&format!(
+                    "UPDATE audit_log SET prev_hash = '{}', hash = '{}' WHERE seq = 3",
+                    entries[2]["prev_hash"].as_str().unwrap(),
+                    entries[2]["hash"].as_str().unwrap()
+                )],
+            );
+            assert_eq!(server.verify()["ok"], true);
 
-        // Two entries swapped: broken where the first moved.
-        let swap = [
-            "UPDATE audit_log SET seq = -3 WHERE seq = 3",
-            "UPDATE audit_log SET seq = 3 WHERE seq = 4",
-            "UPDATE audit_log SET seq = 4 WHERE seq = -3",
-        ];
-        sql(&data, &backend, &swap);
-        let broken = server.verify();
-        assert_eq!(broken["broken_at"], 3, "{broken}");
-        sql(&data, &backend, &swap);
-        assert_eq!(server.verify()["ok"], true);
+            // Two entries swapped: broken where the first moved.
+            let swap = [
+                "UPDATE audit_log SET seq = -3 WHERE seq = 3",
+                "UPDATE audit_log SET seq = 3 WHERE seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE seq = -3",
+            ];
+            sql(&data, &backend, &swap);
+            let broken = server.verify();
+            assert_eq!(broken["broken_at"], 3, "{broken}");
+            sql(&data, &backend, &swap);
+            assert_eq!(server.verify()["ok"], true);
 
-        // A deleted entry: the gap is reported at the entry after it.
-        sql(&data, &backend, &["DELETE FROM audit_log WHERE seq = 2"]);
-        let broken = server.verify();
-        assert_eq!(broken["ok"], false, "{broken}");
-        assert_eq!(broken["broken_at"], 3, "{broken}");
-        assert!(broken["reason"].as_str().unwrap().contains("missing"), "{broken}");
-        // The first entry deleted: the chain does not start at 1.
-        sql(&data, &backend, &["DELETE FROM audit_log WHERE seq = 1"]);
-        let broken = server.verify();
-        assert_eq!(broken["broken_at"], 3, "{broken}");
-        assert!(broken["reason"].as_str().unwrap().contains("not 1"), "{broken}");
-    });
+            // A deleted entry: the gap is reported at the entry after it.
+            sql(&data, &backend, &["DELETE FROM audit_log WHERE seq = 2"]);
+            let broken = server.verify();
+            assert_eq!(broken["ok"], false, "{broken}");
+            assert_eq!(broken["broken_at"], 3, "{broken}");
+            assert!(
+                broken["reason"].as_str().unwrap().contains("missing"),
+                "{broken}"
+            );
+            // The first entry deleted: the chain does not start at 1.
+            sql(&data, &backend, &["DELETE FROM audit_log WHERE seq = 1"]);
+            let broken = server.verify();
+            assert_eq!(broken["broken_at"], 3, "{broken}");
+            assert!(
+                broken["reason"].as_str().unwrap().contains("not 1"),
+                "{broken}"
+            );
+        },
+    );
 }
 
 /// 8 admin writes at once (on PostgreSQL, spread over two replicas of one database) leave one

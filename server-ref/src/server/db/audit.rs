@@ -290,7 +290,10 @@ mod tests {
     fn every_column_is_in_the_hash() {
         let base = entry_hash(1, 2, Some("org"), "tok", "POST /x", "/x", 201, GENESIS_HASH);
         assert_eq!(base.len(), 64);
-        assert!(base.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            base.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         let variants = [
             entry_hash(2, 2, Some("org"), "tok", "POST /x", "/x", 201, GENESIS_HASH),
             entry_hash(1, 3, Some("org"), "tok", "POST /x", "/x", 201, GENESIS_HASH),
@@ -300,7 +303,16 @@ mod tests {
             entry_hash(1, 2, Some("org"), "tok", "POST /y", "/x", 201, GENESIS_HASH),
             entry_hash(1, 2, Some("org"), "tok", "POST /x", "/y", 201, GENESIS_HASH),
             entry_hash(1, 2, Some("org"), "tok", "POST /x", "/x", 200, GENESIS_HASH),
-            entry_hash(1, 2, Some("org"), "tok", "POST /x", "/x", 201, &"1".repeat(64)),
+            entry_hash(
+                1,
+                2,
+                Some("org"),
+                "tok",
+                "POST /x",
+                "/x",
+                201,
+                &"1".repeat(64),
+            ),
         ];
         for (i, variant) in variants.iter().enumerate() {
             assert_ne!(&base, variant, "variant {i}");

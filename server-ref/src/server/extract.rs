@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::audit::AuditSlot;
 use super::error::ApiError;
 use super::secrets;
 
@@ -211,11 +212,16 @@ impl FromRequestParts<AppState> for Caller {
         let role = Role::parse(&grant.role).ok_or_else(|| {
             ApiError::internal(format!("stored role `{}` is unknown", grant.role))
         })?;
-        Ok(Caller {
+        let caller = Caller {
             token_id: grant.id,
             organization_id: grant.organization_id,
             operator: grant.operator != 0,
             role,
-        })
+        };
+        // A state-changing request: the audit trail records this caller if it succeeds.
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            slot.set(&caller);
+        }
+        Ok(caller)
     }
 }

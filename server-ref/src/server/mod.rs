@@ -7,6 +7,7 @@
 //! only its SHA-256 stored), then `listening on http://ADDR` on stdout. SIGINT/SIGTERM stop it
 //! gracefully.
 
+mod audit;
 mod config;
 mod db;
 mod error;
@@ -186,7 +187,10 @@ pub(crate) fn router(state: AppState) -> Router {
     api.fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(middleware::from_fn(around_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            around_request,
+        ))
         .with_state(state)
 }
 
@@ -237,6 +241,8 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(heartbeat))
         .routes(routes!(check_in))
         .routes(routes!(leave_queue))
+        .routes(routes!(list_audit))
+        .routes(routes!(verify_audit))
         .split_for_parts()
 }
 
@@ -282,8 +288,13 @@ pub(crate) async fn metrics_text() -> impl axum::response::IntoResponse {
 /// What every request goes through, in one layer (each layer costs a boxed service clone and
 /// future per request): the [`REQUEST_TIMEOUT`] deadline, error answers made JSON
 /// ([`json_errors`]), then metrics and one log line: method, path, status, duration. Never
-/// headers or bodies (they carry API tokens and license keys).
-async fn around_request(req: Request, next: Next) -> Response {
+/// headers or bodies (they carry API tokens and license keys). A successful state-changing
+/// admin request is appended to the audit trail here, after its handler ([`audit::Pending`]).
+async fn around_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     // Copied only when the line is written (the log level may leave it out).
     let path: Option<String> = tracing::enabled!(tracing::Level::INFO)
@@ -294,7 +305,11 @@ async fn around_request(req: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".into(), |m| static_label(m.as_str()));
     let start = Instant::now();
+    let audit = audit::Pending::for_request(&mut req);
     let response = json_errors(deadline(next.run(req)).await).await;
+    if let Some(audit) = audit {
+        audit.record(&state, response.status(), now()).await;
+    }
     let status = response.status();
     // Never interned: a client may send any method token.
     let method_label = match method {

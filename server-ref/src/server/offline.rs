@@ -12,7 +12,9 @@ use licensing_core::MachineFingerprint;
 use licensing_core::claims::MAX_TIMESTAMP;
 use serde::{Deserialize, Serialize};
 
+use super::audit;
 use super::config::{ServeArgs, Settings, StoreArgs};
+use super::db::NewAuditEntry;
 use super::error::{ApiError, ApiResult};
 use super::extract::{self, Action, Caller, StrictJson};
 use super::routes::{
@@ -203,6 +205,9 @@ async fn offline_cli(args: &OfflineActivateArgs) -> Result<(), CliError> {
         .await
         .map_err(usage)?;
     let outcome = offline_activate(&state, &req, None).await;
+    if outcome.is_ok() {
+        record_cli_activation(&state, &req).await;
+    }
     db.close().await;
     let response = outcome.map_err(|e| {
         let status = e.status();
@@ -232,6 +237,29 @@ async fn offline_cli(args: &OfflineActivateArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Appends the CLI's activation to the audit trail (actor `cli`, the license's organization,
+/// action `cli offline activate`, target the license id, status 200 as the HTTP route would
+/// answer), after the activation committed: a crash between the two loses the entry, and a
+/// failed append is logged while the response file is still written.
+async fn record_cli_activation(state: &AppState, req: &OfflineActivationRequest) {
+    let row = match license_by_key(state, &req.license_key, RateLimit::Skip).await {
+        Ok(row) => row,
+        Err(e) => {
+            tracing::error!(error = %e.detail(), "audit entry not written: license not read");
+            return;
+        }
+    };
+    let entry = NewAuditEntry {
+        at: now(),
+        organization_id: Some(row.organization_id.clone()),
+        actor: audit::CLI_ACTOR.to_owned(),
+        action: "cli offline activate".to_owned(),
+        target: row.id.clone(),
+        status: 200,
+    };
+    audit::append_or_log(state, &entry).await;
 }
 
 /// Reads the request file, refusing one larger than an API request body may be.

@@ -36,9 +36,11 @@ macro_rules! by_lease_id {
     };
 }
 
+mod audit;
 mod client;
 mod compliance;
 
+pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{Deactivation, MachineRef, Transfer};
 pub(crate) use compliance::LicenseUsage;
 

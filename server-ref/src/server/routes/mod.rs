@@ -27,6 +27,7 @@ use super::openapi::{
 use super::{AppState, now, secrets};
 
 mod admin;
+mod audit;
 mod client;
 mod compliance;
 mod floating;
@@ -34,6 +35,7 @@ mod keys;
 mod tenants;
 
 pub(crate) use admin::*;
+pub(crate) use audit::*;
 pub(crate) use client::*;
 pub(crate) use compliance::*;
 pub(crate) use floating::*;

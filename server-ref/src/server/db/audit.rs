@@ -1,0 +1,321 @@
+//! The audit trail (`audit_log`): a SHA-256 hash chain of the successful state-changing admin
+//! requests. One writer ([`Db::append_audit`]) serialized across replicas assigns `seq` 1, 2,
+//! 3, ... and chains each entry to the one before; [`Db::verify_audit`] recomputes the chain.
+
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+
+use super::{Db, DbResult, Engine};
+
+/// `prev_hash` of the first entry.
+pub(crate) const GENESIS_HASH: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// PostgreSQL: the advisory lock key of the audit writer (any fixed number; "audit" in ASCII).
+const AUDIT_LOCK_KEY: i64 = 0x61_75_64_69_74;
+
+/// Rows read per statement while verifying the chain.
+const VERIFY_PAGE: i64 = 1000;
+
+/// What is recorded about one request; the writer adds `seq`, `prev_hash` and `hash`.
+#[derive(Debug, Clone)]
+pub(crate) struct NewAuditEntry {
+    /// Unix seconds.
+    pub at: i64,
+    /// The acting API token's organization (`None`: no organization, e.g. a CLI action that
+    /// names none).
+    pub organization_id: Option<String>,
+    /// The API token's id (never the token), or `cli`.
+    pub actor: String,
+    /// Method and route template: `POST /v1/licenses/{id}/suspend`.
+    pub action: String,
+    /// The concrete path: `/v1/licenses/lic_123/suspend`.
+    pub target: String,
+    /// The HTTP status answered.
+    pub status: i64,
+}
+
+/// A row of `audit_log`.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AuditEntry {
+    /// 1, 2, 3, ... across all organizations.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The acting token's organization.
+    pub organization_id: Option<String>,
+    /// The acting API token's id, or `cli`.
+    pub actor: String,
+    /// Method and route template, e.g. `POST /v1/licenses/{id}/suspend`.
+    pub action: String,
+    /// The concrete path.
+    pub target: String,
+    /// The HTTP status answered.
+    pub status: i64,
+    /// `hash` of the entry before (64 zeros for seq 1).
+    pub prev_hash: String,
+    /// SHA-256 (lowercase hex) over a length-prefixed encoding of every other column.
+    pub hash: String,
+}
+
+/// The outcome of a verification of the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChainCheck {
+    /// Every entry is intact and in place: how many, and the last one's hash (64 zeros when
+    /// the chain is empty).
+    Intact { entries: i64, head: String },
+    /// The first entry found wrong, and why.
+    Broken { at: i64, reason: String },
+}
+
+/// The hash of an entry: SHA-256 over a domain tag, then each column in table order, integers
+/// as 8 big-endian bytes, texts as an 8-byte big-endian length and their UTF-8 bytes, the
+/// nullable organization as one byte (0 none, 1 some) before its text; `prev_hash` last. Every
+/// column has one encoding and no two columns can be confused, so no other entry has the same
+/// input.
+#[allow(clippy::too_many_arguments)] // one per column: the encoding reads as the table
+pub(crate) fn entry_hash(
+    seq: i64,
+    at: i64,
+    organization_id: Option<&str>,
+    actor: &str,
+    action: &str,
+    target: &str,
+    status: i64,
+    prev_hash: &str,
+) -> String {
+    fn text(hasher: &mut Sha256, value: &str) {
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value.as_bytes());
+    }
+    let mut hasher = Sha256::new();
+    text(&mut hasher, "licensing-server audit_log v1");
+    hasher.update(seq.to_be_bytes());
+    hasher.update(at.to_be_bytes());
+    match organization_id {
+        None => hasher.update([0u8]),
+        Some(org) => {
+            hasher.update([1u8]);
+            text(&mut hasher, org);
+        }
+    }
+    text(&mut hasher, actor);
+    text(&mut hasher, action);
+    text(&mut hasher, target);
+    hasher.update(status.to_be_bytes());
+    text(&mut hasher, prev_hash);
+    base16ct::lower::encode_string(&hasher.finalize())
+}
+
+impl AuditEntry {
+    /// The hash its columns (other than `hash`) call for.
+    fn expected_hash(&self) -> String {
+        entry_hash(
+            self.seq,
+            self.at,
+            self.organization_id.as_deref(),
+            &self.actor,
+            &self.action,
+            &self.target,
+            self.status,
+            &self.prev_hash,
+        )
+    }
+}
+
+impl Db {
+    /// Appends `entry` to the audit chain in its own transaction: writers are serialized
+    /// across replicas (SQLite: `BEGIN IMMEDIATE`, the database's one write lock; PostgreSQL:
+    /// a transaction-scoped advisory lock), the last entry is read and the new one inserted as
+    /// its `seq + 1`, chained to its hash. Returns the stored entry.
+    pub async fn append_audit(&self, entry: &NewAuditEntry) -> DbResult<AuditEntry> {
+        let mut tx = match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // Released at the commit or rollback. READ COMMITTED: the statements after it
+                // see every append committed before the lock was granted.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (seq, prev_hash) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        let hash = entry_hash(
+            seq,
+            entry.at,
+            entry.organization_id.as_deref(),
+            &entry.actor,
+            &entry.action,
+            &entry.target,
+            entry.status,
+            &prev_hash,
+        );
+        sqlx::query(
+            "INSERT INTO audit_log \
+             (seq, at, organization_id, actor, action, target, status, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(seq)
+        .bind(entry.at)
+        .bind(entry.organization_id.as_deref())
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.status)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditEntry {
+            seq,
+            at: entry.at,
+            organization_id: entry.organization_id.clone(),
+            actor: entry.actor.clone(),
+            action: entry.action.clone(),
+            target: entry.target.clone(),
+            status: entry.status,
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// One organization's entries with `seq > after`, oldest first, at most `limit`.
+    pub async fn list_audit(
+        &self,
+        organization_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> DbResult<Vec<AuditEntry>> {
+        sqlx::query_as(
+            "SELECT * FROM audit_log WHERE organization_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(organization_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Recomputes the whole chain, oldest first: seqs 1, 2, 3, ... without a gap, each
+    /// `prev_hash` the hash of the entry before (64 zeros for the first), each `hash` the one
+    /// its columns call for. Reports the first entry where one of these fails: an edited entry
+    /// breaks at itself, a deleted one at the entry after it, a moved one at its new place.
+    pub async fn verify_audit(&self) -> DbResult<ChainCheck> {
+        let mut expected_seq = 1;
+        let mut prev_hash = GENESIS_HASH.to_owned();
+        loop {
+            let page: Vec<AuditEntry> =
+                sqlx::query_as("SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2")
+                    .bind(expected_seq)
+                    .bind(VERIFY_PAGE)
+                    .fetch_all(&self.pool)
+                    .await?;
+            if expected_seq == 1 && page.is_empty() {
+                // An entry below 1 would be found by the next statement only.
+                let below: Option<i64> =
+                    sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE seq < 1")
+                        .fetch_one(&self.pool)
+                        .await?;
+                if let Some(seq) = below {
+                    return Ok(broken(seq, "seq must start at 1"));
+                }
+            }
+            let done = i64::try_from(page.len()).unwrap_or(i64::MAX) < VERIFY_PAGE;
+            for entry in page {
+                if entry.seq != expected_seq {
+                    let reason = if expected_seq == 1 {
+                        format!("the chain starts at seq {}, not 1", entry.seq)
+                    } else {
+                        format!(
+                            "seq {} follows {}: an entry is missing",
+                            entry.seq,
+                            expected_seq - 1
+                        )
+                    };
+                    return Ok(broken(entry.seq, &reason));
+                }
+                if entry.prev_hash != prev_hash {
+                    let reason = if expected_seq == 1 {
+                        "the first entry's prev_hash is not 64 zeros".to_owned()
+                    } else {
+                        format!("prev_hash is not the hash of entry {}", expected_seq - 1)
+                    };
+                    return Ok(broken(entry.seq, &reason));
+                }
+                if entry.hash != entry.expected_hash() {
+                    return Ok(broken(
+                        entry.seq,
+                        "hash does not match the entry's columns (edited)",
+                    ));
+                }
+                prev_hash = entry.hash;
+                expected_seq += 1;
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(ChainCheck::Intact {
+            entries: expected_seq - 1,
+            head: prev_hash,
+        })
+    }
+}
+
+fn broken(at: i64, reason: &str) -> ChainCheck {
+    ChainCheck::Broken {
+        at,
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every column moves the hash, and the length prefixes keep adjacent texts apart.
+    #[test]
+    fn every_column_is_in_the_hash() {
+        let base = entry_hash(1, 2, Some("org"), "tok", "POST /x", "/x", 201, GENESIS_HASH);
+        assert_eq!(base.len(), 64);
+        assert!(
+            base.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        let variants = [
+            entry_hash(2, 2, Some("org"), "tok", "POST /x", "/x", 201, GENESIS_HASH),
+            entry_hash(1, 3, Some("org"), "tok", "POST /x", "/x", 201, GENESIS_HASH),
+            entry_hash(1, 2, None, "tok", "POST /x", "/x", 201, GENESIS_HASH),
+            entry_hash(1, 2, Some(""), "tok", "POST /x", "/x", 201, GENESIS_HASH),
+            entry_hash(1, 2, Some("or"), "gtok", "POST /x", "/x", 201, GENESIS_HASH),
+            entry_hash(1, 2, Some("org"), "tok", "POST /y", "/x", 201, GENESIS_HASH),
+            entry_hash(1, 2, Some("org"), "tok", "POST /x", "/y", 201, GENESIS_HASH),
+            entry_hash(1, 2, Some("org"), "tok", "POST /x", "/x", 200, GENESIS_HASH),
+            entry_hash(
+                1,
+                2,
+                Some("org"),
+                "tok",
+                "POST /x",
+                "/x",
+                201,
+                &"1".repeat(64),
+            ),
+        ];
+        for (i, variant) in variants.iter().enumerate() {
+            assert_ne!(&base, variant, "variant {i}");
+        }
+    }
+}

@@ -4,7 +4,8 @@
 # directory, creates a product, a policy and a license over the admin API, activates this machine,
 # validates online (signed response), suspends and revokes, checks out the seat of a floating
 # license (the denial, the wait line), then verifies the issued token offline with the CLI
-# (valid, in grace, missing feature, wrong version, tampered). Stops the server at the end.
+# (valid, in grace, missing feature, wrong version, tampered), and shows the compliance alerts
+# and the verified audit trail. Stops the server at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -122,8 +123,16 @@ open(sys.argv[2], "w").write(".".join([h, p, s]))
 PY
 verify --public-key "$dir/keys/public.pem" --token "$dir/tampered.jwt"
 
-say "8. Revoke, then stop the server"
+say "8. Revoke; compliance alerts and the audit trail"
 post "/v1/licenses/$license_id/revoke" >/dev/null
 validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payload"]["status"]'
+show "GET /v1/alerts"
+curl -sS "${auth[@]}" "$url/v1/alerts" | json '[(a["kind"], a["severity"], a["message"]) for a in d["alerts"]]'
+show "GET /v1/audit   (the admin actions above, hash-chained)"
+curl -sS "${auth[@]}" "$url/v1/audit" | json '[(e["seq"], e["action"]) for e in d["entries"]]'
+show "GET /v1/audit/verify"
+curl -sS "${auth[@]}" "$url/v1/audit/verify" | json '{"ok": d["ok"], "entries": d["entries"]}'
+
+say "9. Stop the server"
 kill "$server"; wait "$server" 2>/dev/null || true
 printf '\nDone. Server data (SQLite, signing key) and files are in %s.\n' "$dir"

@@ -73,7 +73,8 @@ demo_out=$(mktemp)
 # Each part of the walk-through answered as it should (a broken step prints something else).
 for want in "'status': 'active'" '"detail":"No available licenses, please contact IT"} (HTTP 409)' \
   '"position":1,"waiting":1' 'checked_in' 'status:     valid_in_grace' \
-  'status:     signature_invalid' 'Done. Server data'; do
+  'status:     signature_invalid' "('seats_denied', 'warning'" "'POST /v1/licenses/{id}/revoke')" \
+  "{'ok': True, 'entries': " 'Done. Server data'; do
   grep -qF -- "$want" "$demo_out" || { cat "$demo_out"; echo "demo.sh: no \`$want\` in its output"; exit 1; }
 done
 rm -f "$demo_out"

@@ -1258,6 +1258,21 @@ fn offline_activation_from_the_command_line() {
     let license_id = claims["license_id"].as_str().unwrap();
     let machines = server.get(&format!("/v1/licenses/{license_id}/machines"));
     assert_eq!(machines.ok(200)["machines"].as_array().unwrap().len(), 1);
+    // The audit trail has it, by the command line, in the license's organization.
+    let audit = server.get("/v1/audit");
+    let entries = audit.ok(200)["entries"].as_array().unwrap().clone();
+    let last = entries.last().unwrap();
+    assert_eq!(
+        (&last["actor"], &last["action"], &last["target"]),
+        (
+            &json!("cli"),
+            &json!("cli offline activate"),
+            &json!(license_id)
+        ),
+        "{entries:?}"
+    );
+    let verified = server.get("/v1/audit/verify");
+    assert_eq!(verified.ok(200)["ok"], true);
 
     // Refused by a licensing rule (machine limit): exit 1, nothing written.
     let out2 = dir.path().join("response2.json");

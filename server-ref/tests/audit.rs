@@ -464,6 +464,14 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
                 broken["reason"].as_str().unwrap().contains("not 1"),
                 "{broken}"
             );
+            // An entry moved below 1 beside an intact start is found as well.
+            sql(
+                &data,
+                &backend,
+                &["UPDATE audit_log SET seq = 0 WHERE seq = 3"],
+            );
+            let broken = server.verify();
+            assert_eq!(broken["broken_at"], 0, "{broken}");
         },
     );
 }

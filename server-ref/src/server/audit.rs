@@ -6,12 +6,15 @@
 //! take no part in it.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 
 use super::AppState;
-use super::db::NewAuditEntry;
+use tokio::sync::{mpsc, oneshot};
+
+use super::db::{Db, NewAuditEntry};
 use super::extract::Caller;
 
 /// The actor of entries written by the command line (`licensing-server offline activate`).
@@ -68,7 +71,7 @@ impl Pending {
     }
 
     /// After the handler: appends the entry when the answer is 2xx and an API token was
-    /// authenticated.
+    /// authenticated, through this replica's [`Writer`].
     ///
     /// The entry is written after the handler's change has committed, in its own transaction:
     /// a crash (or a database failure) between the two loses that entry while the change
@@ -89,13 +92,56 @@ impl Pending {
             target: self.target,
             status: i64::from(status.as_u16()),
         };
-        append_or_log(state, &entry).await;
+        state.audit().append(entry).await;
+    }
+}
+
+/// How long a request waits for its entry to be written before it answers anyway (the entry
+/// stays queued and is written when the database lets it).
+const WRITTEN_WAIT: Duration = Duration::from_secs(5);
+
+/// The replica's one audit writer: a task that appends queued entries one at a time. Requests
+/// hand their entry over and wait for it (at most [`WRITTEN_WAIT`]); the hand-over cannot be
+/// cancelled, so a client that disconnects, or a request past its deadline, still has its entry
+/// written. One writer per replica also means at most one pooled connection waits for the
+/// chain's lock, however many admin writes come at once.
+pub(crate) struct Writer {
+    queue: mpsc::UnboundedSender<(NewAuditEntry, oneshot::Sender<()>)>,
+}
+
+impl Writer {
+    /// Starts the writer task on the current runtime.
+    pub(crate) fn start(db: Db) -> Writer {
+        let (queue, mut entries) =
+            mpsc::unbounded_channel::<(NewAuditEntry, oneshot::Sender<()>)>();
+        tokio::spawn(async move {
+            while let Some((entry, written)) = entries.recv().await {
+                append_or_log(&db, &entry).await;
+                let _ = written.send(());
+            }
+        });
+        Writer { queue }
+    }
+
+    /// Queues `entry` (at once: this part is not cancelled with the request) and waits, at most
+    /// [`WRITTEN_WAIT`], until it is written or its failure logged.
+    pub(crate) async fn append(&self, entry: NewAuditEntry) {
+        let (written, done) = oneshot::channel();
+        if let Err(unsent) = self.queue.send((entry, written)) {
+            let entry = unsent.0.0;
+            tracing::error!(action = %entry.action, target = %entry.target, actor = %entry.actor,
+                "audit entry not written: the audit writer has stopped");
+            return;
+        }
+        if tokio::time::timeout(WRITTEN_WAIT, done).await.is_err() {
+            tracing::warn!("audit entry still queued after {WRITTEN_WAIT:?}; answering");
+        }
     }
 }
 
 /// Appends `entry`, logging a failure instead of answering it.
-pub(crate) async fn append_or_log(state: &AppState, entry: &NewAuditEntry) {
-    if let Err(e) = state.db().append_audit(entry).await {
+pub(crate) async fn append_or_log(db: &Db, entry: &NewAuditEntry) {
+    if let Err(e) = db.append_audit(entry).await {
         tracing::error!(
             action = %entry.action,
             target = %entry.target,

@@ -47,6 +47,8 @@ struct Inner {
     issuer: String,
     /// Client API requests per license key (hash), on this replica.
     client_limiter: governor::DefaultKeyedRateLimiter<String>,
+    /// This replica's one audit writer.
+    audit: audit::Writer,
 }
 
 /// The signing keys in effect, as loaded from the database: the current signer and the
@@ -96,11 +98,17 @@ impl AppState {
         let per_minute = std::num::NonZeroU32::new(client_rate_per_minute)
             .ok_or("client_rate_per_minute must be at least 1")?;
         Ok(AppState(Arc::new(Inner {
+            audit: audit::Writer::start(db.clone()),
             db,
             keys: std::sync::RwLock::new(Arc::new(ring)),
             issuer,
             client_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
         })))
+    }
+
+    /// This replica's audit writer.
+    pub(crate) fn audit(&self) -> &audit::Writer {
+        &self.0.audit
     }
 
     /// 429 when the license key with this hash has used its client-API rate on this replica.
@@ -709,6 +717,7 @@ mod tests {
 
     use super::*;
 
+    mod audit_writer;
     mod compliance;
     mod floating;
 

@@ -259,7 +259,7 @@ async fn record_cli_activation(state: &AppState, req: &OfflineActivationRequest)
         target: row.id.clone(),
         status: 200,
     };
-    audit::append_or_log(state, &entry).await;
+    audit::append_or_log(state.db(), &entry).await;
 }
 
 /// Reads the request file, refusing one larger than an API request body may be.

@@ -213,6 +213,13 @@ impl Db {
     /// its columns call for. Reports the first entry where one of these fails: an edited entry
     /// breaks at itself, a deleted one at the entry after it, a moved one at its new place.
     pub async fn verify_audit(&self) -> DbResult<ChainCheck> {
+        // Entries below 1 are never read by the walk below (it starts at 1): looked for first.
+        let below: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE seq < 1")
+            .fetch_one(&self.pool)
+            .await?;
+        if let Some(seq) = below {
+            return Ok(broken(seq, "seq must start at 1"));
+        }
         let mut expected_seq = 1;
         let mut prev_hash = GENESIS_HASH.to_owned();
         loop {
@@ -222,16 +229,6 @@ impl Db {
                     .bind(VERIFY_PAGE)
                     .fetch_all(&self.pool)
                     .await?;
-            if expected_seq == 1 && page.is_empty() {
-                // An entry below 1 would be found by the next statement only.
-                let below: Option<i64> =
-                    sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE seq < 1")
-                        .fetch_one(&self.pool)
-                        .await?;
-                if let Some(seq) = below {
-                    return Ok(broken(seq, "seq must start at 1"));
-                }
-            }
             let done = i64::try_from(page.len()).unwrap_or(i64::MAX) < VERIFY_PAGE;
             for entry in page {
                 if entry.seq != expected_seq {

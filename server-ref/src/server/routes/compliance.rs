@@ -4,7 +4,6 @@
 //! reached, a license expiring soon or already in its grace period.
 
 use axum::extract::Query;
-use licensing_core::Status;
 
 use super::super::db::{DENIAL_RETENTION_SECS, LicenseUsage};
 use super::*;
@@ -140,7 +139,12 @@ fn alerts_of(
         limit: None,
         at: None,
     };
-    if let Some(seats) = lic.seats.map(i64::from) {
+    // Seats are a pool only on floating licenses (another model may carry a `seats` claim).
+    if let Some(seats) = lic
+        .seats
+        .map(i64::from)
+        .filter(|seats| *seats > 0 && lic.model == LicenseModel::Floating)
+    {
         if let Some((denied, last_at)) = usage.denials {
             alerts.push(ComplianceAlert {
                 count: Some(denied),
@@ -188,24 +192,13 @@ fn alerts_of(
             )
         });
     }
-    let end = license.usable_until();
-    match license.check_time(now, 0).status {
-        Status::ValidInGrace => alerts.push(ComplianceAlert {
-            at: end,
-            count: end.map(|end| end.saturating_sub(now) / DAY),
-            ..alert(
-                "in_grace",
-                "warning",
-                format!(
-                    "expired; usable in its grace period until {} (Unix seconds): renew it",
-                    end.unwrap_or(now)
-                ),
-            )
-        }),
-        status if status.is_usable() => {
-            if let Some(exp) = license.claims().exp
-                && exp.saturating_sub(now) <= expiring_within
-            {
+    // The license's own term only: `exp` and its grace. (Not `check_time`: the stored template
+    // keeps the check-in deadline of the day it was made, while each signed token gets a fresh
+    // one, so the template's check-in would report every older license as lapsing.)
+    if let Some(exp) = license.claims().exp {
+        let end = license.usable_until().unwrap_or(exp);
+        if now < exp {
+            if exp.saturating_sub(now) <= expiring_within {
                 let days_left = exp.saturating_sub(now) / DAY;
                 alerts.push(ComplianceAlert {
                     at: Some(exp),
@@ -217,8 +210,20 @@ fn alerts_of(
                     )
                 });
             }
+        } else if now < end {
+            alerts.push(ComplianceAlert {
+                at: Some(end),
+                count: Some(end.saturating_sub(now) / DAY),
+                ..alert(
+                    "in_grace",
+                    "warning",
+                    format!(
+                        "expired at {exp}; usable in its grace period until {end} (Unix \
+                         seconds): renew it"
+                    ),
+                )
+            });
         }
-        _ => {}
     }
     Ok(())
 }

@@ -122,6 +122,28 @@ async fn alerts_on(url: Option<&str>) {
     let (_, wide) = call(&state, "GET", path, Some(AUDITOR), None).await;
     assert_eq!(of(&wide, &later).len(), 1, "{wide}");
 
+    // A license with a server check-in made two hours ago (its template keeps that day's
+    // check-in deadline, each signed token gets a fresh one) raises nothing: it is neither in
+    // grace nor lapsing. Nor does a `seats` claim on a license that is not floating.
+    let (_, checked_in) = license(
+        &state,
+        json!({ "model": "perpetual", "check_in_interval": 3600, "check_in_grace": 600 }),
+    )
+    .await;
+    let row = state.db().get_license(&checked_in).await.unwrap().unwrap();
+    let mut claims: Value = serde_json::from_str(&row.claims).unwrap();
+    let until = claims["lic"]["check_in"]["until"].as_i64().unwrap();
+    claims["lic"]["check_in"]["until"] = json!(until - 7200);
+    claims["iat"] = json!(claims["iat"].as_i64().unwrap() - 7200);
+    state
+        .db()
+        .set_claims_for_tests(&checked_in, &claims.to_string())
+        .await;
+    let (_, seatless) = license(&state, json!({ "model": "perpetual", "seats": 0 })).await;
+    let (_, report) = alerts(AUDITOR).await;
+    assert!(of(&report, &checked_in).is_empty(), "{report}");
+    assert!(of(&report, &seatless).is_empty(), "{report}");
+
     // A suspended license raises nothing.
     let path = format!("/v1/licenses/{floating}/suspend");
     let (status, _) = call(&state, "POST", &path, Some(ADMIN), Some(json!({}))).await;

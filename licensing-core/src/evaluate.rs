@@ -497,7 +497,9 @@ impl License {
             expires_at: self.claims.exp,
             grace_ends_at: until.filter(|_| self.claims.lic.model != LicenseModel::Trial),
             time_left: stops.map(|u| u.saturating_sub(ctx.now).max(0)),
-            grace_left,
+            // Only when the verdict is in grace (FORMAT 6.7), not when the time rule is but
+            // another rule decided (a machine, a site, a version).
+            grace_left: grace_left.filter(|_| decisive.status == Status::ValidInGrace),
             features,
         }
     }

@@ -78,8 +78,7 @@ impl PrivateKey {
 pub fn issue_license(claims: &LicenseClaims, key: &PrivateKey) -> Result<String, Error> {
     claims.validate()?;
     let payload = serde_json::to_vec(claims).map_err(|e| Error::claim("", e.to_string()))?;
-    let header = jws::header_for(TokenKind::License.typ(), key.public_key().kid());
-    Ok(jws::sign_compact(key, header.as_bytes(), &payload))
+    jws::sign_checked(key, TokenKind::License.typ(), &payload)
 }
 
 /// Validates `claims`, signs them as a `license+jwt` token, and returns the token with its
@@ -106,8 +105,7 @@ pub fn trusted_license(claims: LicenseClaims, kid: &str) -> Result<License, Erro
 pub fn issue_lease(claims: &LeaseClaims, key: &PrivateKey) -> Result<String, Error> {
     claims.validate()?;
     let payload = serde_json::to_vec(claims).map_err(|e| Error::claim("", e.to_string()))?;
-    let header = jws::header_for(TokenKind::Lease.typ(), key.public_key().kid());
-    Ok(jws::sign_compact(key, header.as_bytes(), &payload))
+    jws::sign_checked(key, TokenKind::Lease.typ(), &payload)
 }
 
 /// Signs arbitrary header and payload bytes, without any validation: for tests and tools

@@ -91,8 +91,7 @@ pub fn sign_token(
         segment: "payload",
         detail: e.to_string(),
     })?;
-    let header = header_for(kind.typ(), key.public_key().kid());
-    Ok(sign_compact(key, header.as_bytes(), &payload))
+    sign_checked(key, kind.typ(), &payload)
 }
 
 /// [`sign_token`] for claims in any serializable form (e.g. a struct), without building a
@@ -124,8 +123,7 @@ pub fn sign_claims<T: serde::Serialize>(
             detail: "the claims are not a JSON object".into(),
         });
     }
-    let header = header_for(kind.typ(), key.public_key().kid());
-    Ok(sign_compact(key, header.as_bytes(), &payload))
+    sign_checked(key, kind.typ(), &payload)
 }
 
 /// Header parameters refused outright: they ask the verifier to trust or fetch key material
@@ -325,6 +323,31 @@ pub(crate) fn header_for(kind_typ: &str, kid: &str) -> String {
         serde_json::Value::from(kind_typ),
     );
     format!(r#"{{"alg":"EdDSA","kid":{kid},"typ":{typ}}}"#)
+}
+
+/// Signs `payload` (JSON bytes) as a `typ` token with the profile's header, refusing what a
+/// verifier of this profile refuses as malformed, so an issuer never hands out a token its own
+/// verifiers cannot read: a payload that is not one strict JSON object (duplicate names,
+/// nesting deeper than [`strict_json::MAX_DEPTH`]) or a token over [`MAX_TOKEN_BYTES`].
+#[cfg(feature = "issuer")]
+pub(crate) fn sign_checked(
+    key: &crate::issuer::PrivateKey,
+    typ: &str,
+    payload: &[u8],
+) -> Result<String, Error> {
+    strict_json::check_object(payload).map_err(|detail| Error::Json {
+        segment: "payload",
+        detail,
+    })?;
+    let header = header_for(typ, key.public_key().kid());
+    let token = sign_compact(key, header.as_bytes(), payload);
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Error::TooLarge {
+            len: token.len(),
+            max: MAX_TOKEN_BYTES,
+        });
+    }
+    Ok(token)
 }
 
 /// Signs `header` and `payload` (JSON bytes) as a compact JWS.

@@ -239,6 +239,7 @@ impl TrustStore {
     }
 
     /// Adds the keys of one document: an SPKI PEM, a single JWK or a JWK Set (`{"keys":[...]}`).
+    /// A refused document adds nothing: the store is unchanged.
     pub fn add_document(&mut self, text: &str) -> Result<&mut Self, KeyError> {
         let trimmed = text.trim_start();
         if !trimmed.starts_with('{') {
@@ -251,20 +252,23 @@ impl TrustStore {
             let set: JwkSet =
                 serde_json::from_value(value).map_err(|e| KeyError::Jwk(e.to_string()))?;
             // RFC 7517 §5: keys of types this verifier does not use are skipped, not fatal.
-            // Private material is refused whatever its type.
+            // Private material is refused whatever its type. The whole set or nothing: the
+            // keys go into a copy that replaces the store only when every member passed.
+            let mut updated = self.clone();
             let mut added = 0;
             for jwk in &set.keys {
                 if jwk.d.is_some() {
                     return Err(KeyError::PrivateKeyMaterial);
                 }
                 if jwk.kty == "OKP" && jwk.crv == "Ed25519" {
-                    self.add(PublicKey::from_jwk(jwk)?)?;
+                    updated.add(PublicKey::from_jwk(jwk)?)?;
                     added += 1;
                 }
             }
             if added == 0 {
                 return Err(KeyError::Empty);
             }
+            *self = updated;
             Ok(self)
         } else {
             let jwk: Jwk =
@@ -312,6 +316,40 @@ mod tests {
             thumbprint(&x),
             "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
         );
+    }
+
+    /// A JWK Set with one member refused adds none of its keys (the good one before it stays
+    /// out too): the whole document or nothing.
+    #[test]
+    fn a_refused_key_set_adds_nothing() {
+        let key = |byte: u8| {
+            let mut bytes = [0u8; 32];
+            bytes[0] = byte;
+            // A valid point: the public key of a fixed seed.
+            let signing = ed25519_dalek::SigningKey::from_bytes(&[byte; 32]);
+            bytes.copy_from_slice(signing.verifying_key().as_bytes());
+            PublicKey::from_bytes(&bytes).expect("a valid key")
+        };
+        let good = key(1).to_jwk();
+        let mut private = key(2).to_jwk();
+        private["d"] = serde_json::json!("AAAA");
+        let duplicate = serde_json::json!({ "keys": [good.clone(), good.clone()] });
+        for document in [
+            serde_json::json!({ "keys": [good.clone(), private] }),
+            duplicate,
+        ] {
+            let mut store = TrustStore::new();
+            assert!(
+                store.add_document(&document.to_string()).is_err(),
+                "{document}"
+            );
+            assert_eq!(store.len(), 0, "{document}");
+        }
+        let mut store = TrustStore::new();
+        store
+            .add_document(&serde_json::json!({ "keys": [good] }).to_string())
+            .expect("a good set");
+        assert_eq!(store.len(), 1);
     }
 
     #[test]

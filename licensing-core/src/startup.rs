@@ -152,12 +152,15 @@ impl Licensing {
                 return Ok((verdict, Some(license)));
             }
         };
-        self.store.write_token(token.trim())?;
+        // The clock state first: if the token's write then fails, the store keeps the token it
+        // had (or none), whose start is not judged tampered; the other order would leave the
+        // new token without clock state, which the next start reports as `clock_tampered`.
         self.store.write_clock(&clock::seal(
             &self.product_id,
             clock_key(&fingerprint),
             mark,
         ))?;
+        self.store.write_token(token.trim())?;
         let verdict = license.evaluate(&self.context_at(now, fingerprint));
         Ok((verdict, Some(license)))
     }
@@ -281,8 +284,9 @@ impl Licensing {
                 )));
             }
         };
-        let license_id = match self.store.read_token()? {
-            Some(token) => match self.verifier.verify(&token) {
+        let installed = self.store.read_token()?;
+        let license_id = match &installed {
+            Some(token) => match self.verifier.verify(token) {
                 Ok(license) => license.id().to_owned(),
                 Err(_) => lease.claims().license_id.clone(),
             },
@@ -297,22 +301,41 @@ impl Licensing {
             ),
             other => (other, "the borrowed seat is for another license".into()),
         };
-        let mark = match self.sealed_mark(clock_key(&self.fingerprint()))? {
-            Ok(mark) => mark,
-            // Judged on time only while usable, as below and as `tampered` does.
-            Err(reason) if status.is_usable() => {
-                return Ok(BorrowedSeat {
-                    status: Status::ClockTampered,
-                    reason,
-                    lease: Some(lease),
-                });
+        let fingerprint = self.fingerprint();
+        let key = clock_key(&fingerprint);
+        let tampered = |reason: String| BorrowedSeat {
+            status: Status::ClockTampered,
+            reason,
+            lease: Some(lease.clone()),
+        };
+        // Judged on time only while usable, as below and as `tampered` does.
+        let mark = match self.sealed_mark(key)? {
+            Ok(mark @ Some(_)) => mark,
+            // As at startup: with a license installed the clock state exists, so its absence
+            // is a deletion (which would otherwise leave only the lease's `iat` to guard).
+            Ok(None) if installed.is_some() && status.is_usable() => {
+                return Ok(tampered(
+                    "clock state is missing although a license is installed".into(),
+                ));
             }
+            Ok(None) => None,
+            Err(reason) if status.is_usable() => return Ok(tampered(reason)),
             Err(_) => None,
         };
         let (status, reason) =
             match clock::check_clock(mark, now, Some(lease.claims().iat), self.clock_tolerance) {
                 ClockCheck::RolledBack { behind_by } if status.is_usable() => {
                     (Status::ClockTampered, rolled_back(behind_by))
+                }
+                ClockCheck::Trusted { new_mark } => {
+                    // A trusted check moves the mark on, as the startup check does.
+                    if let Some(mark) = mark
+                        && new_mark >= mark.saturating_add(MARK_GRANULARITY_SECS)
+                    {
+                        self.store
+                            .write_clock(&clock::seal(&self.product_id, key, new_mark))?;
+                    }
+                    (status, reason)
                 }
                 _ => (status, reason),
             };
@@ -393,6 +416,7 @@ fn tampered_with(verdict: Verdict, reason: String) -> Verdict {
         Verdict {
             status: Status::ClockTampered,
             reason,
+            grace_left: None,
             ..verdict
         }
     } else {

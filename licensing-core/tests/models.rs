@@ -585,3 +585,55 @@ fn issuer_shortcuts_agree_with_verification() {
     assert!(licensing_core::issue_license_checked(bad.clone(), &f.key).is_err());
     assert!(licensing_core::trusted_license(bad, "kid").is_err());
 }
+
+/// The issuer refuses what its verifiers would refuse as malformed: metadata nested past the
+/// depth cap, or a token past the size cap. Just inside both, the token is issued and verifies.
+#[test]
+fn the_issuer_refuses_tokens_its_verifier_cannot_read() {
+    let f = Fixture::new();
+    let claims = |metadata: Value| -> LicenseClaims {
+        serde_json::from_value(json!({
+            "iss": "i", "sub": "lic_1", "aud": PRODUCT, "iat": T0,
+            "lic": { "model": "perpetual", "metadata": metadata },
+        }))
+        .unwrap()
+    };
+    // The payload is depth 1, `lic` 2, `metadata` 3: 13 more levels reach the cap of 16.
+    let nested = |levels: usize| (0..levels).fold(json!("leaf"), |inner, _| json!({ "x": inner }));
+    let deepest = issue_license(&claims(json!({ "x": nested(13) })), &f.key).unwrap();
+    assert_eq!(f.status_at(&deepest, T0), Status::Valid);
+    let too_deep = issue_license(&claims(json!({ "x": nested(14) })), &f.key);
+    let error = too_deep.expect_err("nesting past the cap is refused when issuing");
+    assert!(error.to_string().contains("nesting"), "{error}");
+
+    let big = |bytes: usize| json!({ "notes": "n".repeat(bytes) });
+    let fits = issue_license(&claims(big(40_000)), &f.key).unwrap();
+    assert_eq!(f.status_at(&fits, T0), Status::Valid);
+    let too_big = issue_license(&claims(big(60_000)), &f.key);
+    assert!(
+        matches!(too_big, Err(licensing_core::Error::TooLarge { .. })),
+        "{too_big:?}"
+    );
+}
+
+/// `grace_left` is reported only when the verdict is `valid_in_grace`: in grace, a license
+/// refused by another rule (here its site) reports no grace left.
+#[test]
+fn grace_left_only_with_valid_in_grace() {
+    let f = Fixture::new();
+    let exp = T0 + 30 * DAY;
+    let t = f.token(
+        json!({"model": "site", "grace_period": 7 * DAY,
+               "site": {"restrictions": {"country": ["DE"]}}}),
+        json!({"exp": exp}),
+    );
+    let at_site = Context::at(exp + DAY).with_attribute("country", "DE");
+    let v = f.check(&t, &at_site);
+    assert_eq!(
+        (v.status, v.grace_left),
+        (Status::ValidInGrace, Some(6 * DAY))
+    );
+    let elsewhere = Context::at(exp + DAY).with_attribute("country", "FR");
+    let v = f.check(&t, &elsewhere);
+    assert_eq!((v.status, v.grace_left), (Status::SiteRestricted, None));
+}

@@ -596,3 +596,67 @@ fn clear_waits_for_the_store_lock() {
     clearing.join().unwrap();
     assert_eq!(store.read_token().unwrap(), None);
 }
+
+/// A borrowed seat keeps the clock guard of the installed license: deleting the clock state
+/// and setting the clock back into the lease's term is tampering, not a seat again.
+#[test]
+fn a_borrowed_seat_is_guarded_when_the_clock_state_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let lic = licensing(dir.path(), "box");
+    let license = token(json!({"model": "floating", "seats": 1}), T0, None);
+    assert_eq!(lic.install(&license, T0).unwrap().status, Status::Valid);
+    let lease = licensing_core::LeaseClaims {
+        iss: "i".into(),
+        sub: "lse_1".into(),
+        aud: PRODUCT.into(),
+        iat: T0,
+        exp: T0 + 30 * DAY,
+        jti: "j".into(),
+        license_id: "lic_1".into(),
+        client_id: "c".into(),
+        user: "u".into(),
+        epoch: 1,
+        borrowed: true,
+    };
+    let lease = licensing_core::issue_lease(&lease, &key()).unwrap();
+    let store = LicenseStore::at(dir.path()).unwrap();
+    store.write_borrowed_lease(Some(&lease)).unwrap();
+
+    assert_eq!(
+        lic.check_borrowed_seat(T0 + DAY).unwrap().status,
+        Status::Valid
+    );
+    // The seat's check moves the mark on, as the startup check does.
+    assert_eq!(
+        lic.check_borrowed_seat(T0 + 40 * DAY).unwrap().status,
+        Status::LeaseExpired
+    );
+    assert_eq!(
+        lic.check_borrowed_seat(T0 + 20 * DAY).unwrap().status,
+        Status::ClockTampered
+    );
+    std::fs::remove_file(dir.path().join("clock.json")).unwrap();
+    let seat = lic.check_borrowed_seat(T0 + 20 * DAY).unwrap();
+    assert_eq!(seat.status, Status::ClockTampered, "{}", seat.reason);
+    assert!(seat.reason.contains("missing"), "{}", seat.reason);
+}
+
+/// An install that fails to write leaves the store as it was: never a new token without its
+/// clock state (which the next start would report as tampering).
+#[test]
+fn a_failed_install_keeps_the_store_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let lic = licensing(dir.path(), "box");
+    let store = LicenseStore::at(dir.path()).unwrap();
+    let license = token(json!({"model": "perpetual"}), T0, None);
+    // The clock state cannot be written: a directory stands where its file goes.
+    std::fs::create_dir_all(dir.path().join("clock.json")).unwrap();
+    assert!(lic.install(&license, T0).is_err());
+    assert_eq!(store.read_token().unwrap(), None);
+    std::fs::remove_dir(dir.path().join("clock.json")).unwrap();
+    assert_eq!(lic.install(&license, T0).unwrap().status, Status::Valid);
+    assert_eq!(
+        lic.check_at_startup(T0 + HOUR).unwrap().status,
+        Status::Valid
+    );
+}

@@ -6,26 +6,23 @@
 // `Server`'s Drop kills and waits for the child, which clippy cannot see.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+#[path = "support/backend.rs"]
+mod backend;
 #[path = "../src/server/test_postgres.rs"]
 mod postgres;
 #[path = "support/spawn.rs"]
 mod spawn;
+use backend::{Backend, on_both, temp_data};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const OPERATOR: &str = "org_operator";
 const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-#[derive(Clone)]
-enum Backend {
-    Sqlite,
-    Postgres(String),
-}
 
 /// A running server; killed on drop.
 struct Server {
@@ -43,9 +40,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stderr(Stdio::from(log));
-        if let Backend::Postgres(url) = backend {
-            serve.args(["--database-url", url]);
-        }
+        serve.args(backend.args());
         let started = spawn::spawn_serve(serve, TIMEOUT);
         Server {
             child: started.child,
@@ -141,20 +136,6 @@ fn sql(data_dir: &Path, backend: &Backend, statements: &[&str]) {
         }
         pool.close().await;
     });
-}
-
-/// Runs `test` on SQLite, then on a fresh PostgreSQL database.
-fn on_both(name: &str, test: fn(Backend)) {
-    test(Backend::Sqlite);
-    if let Some(url) = postgres::fresh_database(name) {
-        test(Backend::Postgres(url));
-    }
-}
-
-fn temp_data() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    (dir, data)
 }
 
 /// The hash of an entry as the README documents it, written again here: SHA-256 over a tag,

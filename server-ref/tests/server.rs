@@ -6,17 +6,20 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use licensing_core::{Context, Error, Status, TokenKind, TrustStore, Verifier, verify_token};
 use serde_json::{Value, json};
 
+#[path = "support/backend.rs"]
+mod backend;
 #[path = "../src/server/test_postgres.rs"]
 mod postgres;
 #[path = "support/spawn.rs"]
 mod spawn;
+use backend::{Backend, on_both, temp_data};
 
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -254,38 +257,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// Where a test server keeps its data: the default SQLite file under the data dir, or a fresh
-/// PostgreSQL database.
-#[derive(Clone, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres(String),
-}
-
-impl Backend {
-    /// The `serve` arguments that select this backend.
-    fn args(&self) -> Vec<&str> {
-        match self {
-            Backend::Sqlite => vec![],
-            Backend::Postgres(url) => vec!["--database-url", url],
-        }
-    }
-}
-
-/// Runs `test` on SQLite, then on a fresh PostgreSQL database (see support/postgres.rs).
-fn on_both(name: &str, test: fn(Backend)) {
-    test(Backend::Sqlite);
-    if let Some(url) = postgres::fresh_database(name) {
-        test(Backend::Postgres(url));
-    }
-}
-
-fn temp_data() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    (dir, data)
 }
 
 /// A product and a policy; returns the policy id.

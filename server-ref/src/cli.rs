@@ -42,6 +42,16 @@ enum Command {
     /// Air-gapped activation, working directly on the server's database.
     #[command(subcommand)]
     Offline(OfflineCommand),
+    /// The audit trail, read directly from the server's database.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit trail's hash chain and check anchors kept elsewhere. Prints JSON;
+    /// exit 0 intact (and every anchor matches), 1 broken or an anchor differs, 2 usage errors.
+    Verify(crate::server::AuditVerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -175,6 +185,7 @@ pub fn run() -> ExitCode {
         Command::Offline(OfflineCommand::Activate(args)) => {
             return crate::server::run_offline_activate(args);
         }
+        Command::Audit(AuditCommand::Verify(args)) => return crate::server::run_audit_verify(args),
     };
     match result {
         Ok(code) => code,

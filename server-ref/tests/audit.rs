@@ -506,3 +506,102 @@ fn concurrent_admin_writes_leave_a_valid_chain() {
         );
     });
 }
+
+/// `licensing-server audit verify` on the database: the chain and anchors kept elsewhere. A
+/// chain rewritten from an entry on (every later hash recomputed) still verifies by itself; the
+/// anchor taken before the rewrite is what finds it.
+#[test]
+fn the_cli_verifies_the_chain_and_finds_a_rewrite_by_its_anchor() {
+    on_both(
+        "the_cli_verifies_the_chain_and_finds_a_rewrite_by_its_anchor",
+        |backend| {
+            let (_dir, data) = temp_data();
+            let server = Server::start(&data, &backend);
+            for id in ["p.one", "p.two", "p.three"] {
+                server.admin(
+                    "POST",
+                    "/v1/products",
+                    Some(json!({ "id": id, "name": id })),
+                    201,
+                );
+            }
+            let verified = server.verify();
+            let anchor = format!(
+                "{}:{}",
+                verified["entries"],
+                verified["head"].as_str().unwrap()
+            );
+            let cli = |anchors: &[&str]| {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_licensing-server"));
+                command.args(["audit", "verify", "--data-dir"]).arg(&data);
+                if let Backend::Postgres(url) = &backend {
+                    command.args(["--database-url", url]);
+                }
+                for anchor in anchors {
+                    command.args(["--anchor", anchor]);
+                }
+                let run = command.output().unwrap();
+                let answer: Value = serde_json::from_slice(&run.stdout).unwrap_or(Value::Null);
+                (
+                    run.status.code(),
+                    answer,
+                    String::from_utf8_lossy(&run.stderr).into_owned(),
+                )
+            };
+            let (code, answer, _) = cli(&[&anchor]);
+            assert_eq!(code, Some(0), "{answer}");
+            assert_eq!(answer["ok"], true);
+            assert_eq!(answer["entries"], 3);
+            assert_eq!(answer["head"], verified["head"]);
+            assert_eq!(answer["anchors"][0]["matches"], true, "{answer}");
+
+            // Entry 2 rewritten, and entry 3 re-chained to it: the chain is whole again.
+            let entries = server.audit(&server.admin, "");
+            let forged_2 = hash_of(
+                &entries[1],
+                "someone-else",
+                entries[1]["prev_hash"].as_str().unwrap(),
+            );
+            let forged_3 = hash_of(
+                &entries[2],
+                entries[2]["actor"].as_str().unwrap(),
+                &forged_2,
+            );
+            sql(
+                &data,
+                &backend,
+                &[
+                    &format!(
+                        "UPDATE audit_log SET actor = 'someone-else', hash = '{forged_2}' WHERE seq = 2"
+                    ),
+                    &format!(
+                        "UPDATE audit_log SET prev_hash = '{forged_2}', hash = '{forged_3}' WHERE seq = 3"
+                    ),
+                ],
+            );
+            assert_eq!(server.verify()["ok"], true, "the rewrite is consistent");
+            let (code, answer, _) = cli(&[]);
+            assert_eq!((code, &answer["ok"]), (Some(0), &json!(true)), "{answer}");
+            let (code, answer, _) = cli(&[&anchor]);
+            assert_eq!(code, Some(1), "{answer}");
+            assert_eq!(answer["ok"], false);
+            assert_eq!(answer["anchors"][0]["matches"], false, "{answer}");
+
+            // Usage errors: a malformed anchor, no database.
+            let (code, _, stderr) = cli(&["3:nothex"]);
+            assert_eq!(code, Some(2));
+            assert!(stderr.contains("SEQ:HASH"), "{stderr}");
+            drop(server);
+            if matches!(backend, Backend::Sqlite) {
+                let missing = tempfile::tempdir().unwrap();
+                let run = Command::new(env!("CARGO_BIN_EXE_licensing-server"))
+                    .args(["audit", "verify", "--data-dir"])
+                    .arg(missing.path().join("none"))
+                    .output()
+                    .unwrap();
+                assert_eq!(run.status.code(), Some(2));
+                assert!(!missing.path().join("none").exists(), "nothing is created");
+            }
+        },
+    );
+}

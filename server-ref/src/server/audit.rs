@@ -151,3 +151,101 @@ pub(crate) async fn append_or_log(db: &Db, entry: &NewAuditEntry) {
         );
     }
 }
+
+/// `licensing-server audit verify` options.
+#[derive(clap::Args, Debug)]
+pub struct AuditVerifyArgs {
+    /// An entry's hash kept outside the database earlier, as `SEQ:HASH` (e.g. the `entries`
+    /// and `head` a verify printed then). The chain must still hold that hash at that seq: with
+    /// the chain intact, this proves no entry up to it was rewritten since, which the chain
+    /// alone cannot (a database writer can recompute every hash). Repeatable.
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub anchor: Vec<String>,
+    /// The server's data directory or database (read only: nothing is created).
+    #[command(flatten)]
+    pub store: super::config::StoreArgs,
+}
+
+/// Runs `audit verify` on the server's database: prints the outcome as JSON; exit 0 when the
+/// chain is intact and every anchor matches, 1 when not, 2 for usage errors (a malformed
+/// anchor, no database).
+pub fn run_audit_verify(args: AuditVerifyArgs) -> std::process::ExitCode {
+    super::init_logging("warn");
+    let result = super::runtime().and_then(|rt| rt.block_on(audit_verify(&args)));
+    match result {
+        Ok((answer, intact)) => {
+            println!("{answer:#}");
+            std::process::ExitCode::from(if intact { 0 } else { 1 })
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// `SEQ:HASH`, the hash 64 lowercase hex digits.
+fn parse_anchor(text: &str) -> Result<(i64, String), String> {
+    let bad = || format!("--anchor `{text}`: expected SEQ:HASH (a seq from 1, 64 hex digits)");
+    let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
+    let seq: i64 = seq.parse().ok().filter(|s| *s >= 1).ok_or_else(bad)?;
+    let hash = hash.to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok((seq, hash))
+}
+
+async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool), String> {
+    use super::db::ChainCheck;
+    let anchors = args
+        .anchor
+        .iter()
+        .map(|a| parse_anchor(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let settings = super::config::Settings::resolve(super::config::ServeArgs {
+        store: args.store.clone(),
+        ..super::config::ServeArgs::default()
+    })?;
+    let db = match &settings.database_url {
+        Some(url) => Db::open(url).await?,
+        None => {
+            let file = settings.data_dir.join("licensing.db");
+            if !file.is_file() {
+                return Err(format!("no database at {}", file.display()));
+            }
+            Db::open_sqlite_file(&file).await?
+        }
+    };
+    let outcome = async {
+        let chain = db.verify_audit().await.map_err(|e| e.to_string())?;
+        let mut checked = Vec::new();
+        for (seq, hash) in &anchors {
+            let found = db.audit_hash_at(*seq).await.map_err(|e| e.to_string())?;
+            checked.push(serde_json::json!({
+                "seq": seq,
+                "hash": hash,
+                "matches": found.as_deref() == Some(hash.as_str()),
+            }));
+        }
+        Ok::<_, String>((chain, checked))
+    }
+    .await;
+    db.close().await;
+    let (chain, anchors) = outcome?;
+    let anchors_match = anchors.iter().all(|a| a["matches"] == true);
+    Ok(match chain {
+        ChainCheck::Intact { entries, head } => (
+            serde_json::json!({
+                "ok": anchors_match, "entries": entries, "head": head, "anchors": anchors,
+            }),
+            anchors_match,
+        ),
+        ChainCheck::Broken { at, reason } => (
+            serde_json::json!({
+                "ok": false, "broken_at": at, "reason": reason, "anchors": anchors,
+            }),
+            false,
+        ),
+    })
+}

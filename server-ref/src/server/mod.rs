@@ -35,6 +35,7 @@ pub use config::ServeArgs;
 use config::Settings;
 use db::Db;
 
+pub use audit::{AuditVerifyArgs, run_audit_verify};
 pub use offline::{OfflineActivateArgs, run_offline_activate};
 
 /// Shared state of the handlers.

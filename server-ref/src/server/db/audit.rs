@@ -190,6 +190,14 @@ impl Db {
         })
     }
 
+    /// The hash stored for entry `seq`, if there is one.
+    pub async fn audit_hash_at(&self, seq: i64) -> DbResult<Option<String>> {
+        sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
     /// One organization's entries with `seq > after`, oldest first, at most `limit`.
     pub async fn list_audit(
         &self,

@@ -7,78 +7,33 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 #[path = "support/backend.rs"]
 mod backend;
+#[path = "support/online_server.rs"]
+mod online_server;
 #[path = "../src/server/test_postgres.rs"]
 mod postgres;
-#[path = "support/spawn.rs"]
-mod spawn;
 use backend::{Backend, on_both, temp_data};
+use online_server::Server;
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 const OPERATOR: &str = "org_operator";
 const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// A running server; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    admin: String,
-    http: reqwest::blocking::Client,
+/// What these tests ask a running server about its audit trail.
+trait AuditCalls {
+    /// `GET /v1/audit` (with `query`) as `token`: the entries.
+    fn audit(&self, token: &str, query: &str) -> Vec<Value>;
+    /// `GET /v1/audit/verify` as the bootstrap admin.
+    fn verify(&self) -> Value;
+    /// The id of the bootstrap admin token (what the trail names as the actor).
+    fn admin_token_id(&self) -> String;
 }
 
-impl Server {
-    fn start(data_dir: &Path, backend: &Backend) -> Server {
-        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-        let mut serve = Command::new(env!("CARGO_BIN_EXE_licensing-server"));
-        serve
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .stderr(Stdio::from(log));
-        serve.args(backend.args());
-        let started = spawn::spawn_serve(serve, TIMEOUT);
-        Server {
-            child: started.child,
-            url: format!("http://{}", started.addr),
-            admin: started.admin_token.unwrap_or_default(),
-            http: reqwest::blocking::Client::builder()
-                .timeout(TIMEOUT)
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// A call with `token` as bearer; answers the status and the JSON body.
-    fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// A call as the bootstrap admin that must answer `status`.
-    fn admin(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
-        let (got, answer) = self.call(method, path, &self.admin, body);
-        assert_eq!(got, status, "{method} {path}: {answer}");
-        answer
-    }
-
-    /// `GET /v1/audit` (with `query`) as `token`: the entries.
+impl AuditCalls for Server {
     fn audit(&self, token: &str, query: &str) -> Vec<Value> {
         let (status, body) = self.call("GET", &format!("/v1/audit{query}"), token, None);
         assert_eq!(status, 200, "{body}");
@@ -89,7 +44,6 @@ impl Server {
         self.admin("GET", "/v1/audit/verify", None, 200)
     }
 
-    /// The id of the bootstrap admin token (what the trail names as the actor).
     fn admin_token_id(&self) -> String {
         let tokens = self.admin("GET", "/v1/api-tokens", None, 200);
         let bootstrap = tokens["api_tokens"]
@@ -102,11 +56,9 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A server on `backend`'s database.
+fn start(data_dir: &Path, backend: &Backend) -> Server {
+    Server::start_with(data_dir, &backend.args())
 }
 
 /// Runs SQL straight on the server's database (the tampering an attacker with database access
@@ -174,7 +126,7 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
         "admin_writes_are_recorded_and_tampering_is_found",
         |backend| {
             let (_dir, data) = temp_data();
-            let server = Server::start(&data, &backend);
+            let server = start(&data, &backend);
             let actor = server.admin_token_id();
             let empty = server.verify();
             assert_eq!(empty, json!({ "ok": true, "entries": 0, "head": ZEROS }));
@@ -186,7 +138,7 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
                 Some(json!({ "id": "com.example.cad", "name": "CAD" })),
                 201,
             );
-            let entries = server.audit(&server.admin, "");
+            let entries = server.audit(&server.admin_token, "");
             assert_eq!(entries.len(), 1, "{entries:?}");
             let first = &entries[0];
             assert_eq!(first["seq"], 1);
@@ -238,7 +190,7 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
                 Some(json!({ "id": "", "name": "X" })),
                 422,
             );
-            let entries = server.audit(&server.admin, "");
+            let entries = server.audit(&server.admin_token, "");
             assert_eq!(
                 seqs(&entries),
                 [1, 2],
@@ -274,7 +226,7 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
                 None,
                 200,
             );
-            let entries = server.audit(&server.admin, "");
+            let entries = server.audit(&server.admin_token, "");
             assert_eq!(seqs(&entries), [1, 2, 3, 4, 5], "{entries:?}");
             let suspend = &entries[4];
             assert_eq!(suspend["action"], "POST /v1/licenses/{id}/suspend");
@@ -293,15 +245,18 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
 
             // Paging: after and limit.
             assert_eq!(
-                seqs(&server.audit(&server.admin, "?after=2&limit=2")),
+                seqs(&server.audit(&server.admin_token, "?after=2&limit=2")),
                 [3, 4]
             );
             assert_eq!(
-                seqs(&server.audit(&server.admin, "?after=5")),
+                seqs(&server.audit(&server.admin_token, "?after=5")),
                 [] as [i64; 0]
             );
-            assert_eq!(seqs(&server.audit(&server.admin, "?limit=100000")).len(), 5);
-            let (status, _) = server.call("GET", "/v1/audit?limit=0", &server.admin, None);
+            assert_eq!(
+                seqs(&server.audit(&server.admin_token, "?limit=100000")).len(),
+                5
+            );
+            let (status, _) = server.call("GET", "/v1/audit?limit=0", &server.admin_token, None);
             assert_eq!(status, 422);
 
             // Who reads: IT staff and auditors of the organization; not a license key.
@@ -343,7 +298,7 @@ fn admin_writes_are_recorded_and_tampering_is_found() {
             let seen_by_b = server.audit(&admin_b, "");
             assert_eq!(seqs(&seen_by_b), [8], "{seen_by_b:?}");
             assert_eq!(seen_by_b[0]["organization_id"], org_b.as_str());
-            let seen_by_a = server.audit(&server.admin, "");
+            let seen_by_a = server.audit(&server.admin_token, "");
             assert_eq!(seqs(&seen_by_a), [1, 2, 3, 4, 5, 6, 7]);
             assert_eq!(seen_by_a[6]["action"], "POST /v1/organizations");
             assert_eq!(server.verify()["entries"], 8);
@@ -464,11 +419,11 @@ fn concurrent_admin_writes_leave_a_valid_chain() {
     on_both("concurrent_admin_writes_leave_a_valid_chain", |backend| {
         let (_dir_a, data_a) = temp_data();
         let (_dir_b, data_b) = temp_data();
-        let a = Server::start(&data_a, &backend);
+        let a = start(&data_a, &backend);
         let mut servers = vec![a];
         if matches!(backend, Backend::Postgres(_)) {
-            let mut b = Server::start(&data_b, &backend);
-            b.admin = servers[0].admin.clone();
+            let mut b = start(&data_b, &backend);
+            b.admin_token = servers[0].admin_token.clone();
             servers.push(b);
         }
         std::thread::scope(|scope| {
@@ -490,7 +445,7 @@ fn concurrent_admin_writes_leave_a_valid_chain() {
             }
         });
         let server = &servers[0];
-        let entries = server.audit(&server.admin, "");
+        let entries = server.audit(&server.admin_token, "");
         assert_eq!(seqs(&entries), (1..=8).collect::<Vec<_>>(), "{entries:?}");
         let mut prev = ZEROS.to_owned();
         for entry in &entries {
@@ -516,7 +471,7 @@ fn the_cli_verifies_the_chain_and_finds_a_rewrite_by_its_anchor() {
         "the_cli_verifies_the_chain_and_finds_a_rewrite_by_its_anchor",
         |backend| {
             let (_dir, data) = temp_data();
-            let server = Server::start(&data, &backend);
+            let server = start(&data, &backend);
             for id in ["p.one", "p.two", "p.three"] {
                 server.admin(
                     "POST",
@@ -556,7 +511,7 @@ fn the_cli_verifies_the_chain_and_finds_a_rewrite_by_its_anchor() {
             assert_eq!(answer["anchors"][0]["matches"], true, "{answer}");
 
             // Entry 2 rewritten, and entry 3 re-chained to it: the chain is whole again.
-            let entries = server.audit(&server.admin, "");
+            let entries = server.audit(&server.admin_token, "");
             let forged_2 = hash_of(
                 &entries[1],
                 "someone-else",

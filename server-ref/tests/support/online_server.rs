@@ -31,18 +31,31 @@ pub struct Server {
 }
 
 impl Server {
+    /// A first start on an empty data directory: the bootstrap admin token must be printed.
     pub fn start(data_dir: &Path) -> Server {
+        let server = Self::start_with(data_dir, &[]);
+        assert!(
+            !server.admin_token.is_empty(),
+            "bootstrap token on first start"
+        );
+        server
+    }
+
+    /// `serve` with more arguments (e.g. `--database-url`). `admin_token` is empty when the
+    /// server printed none (a replica on a database another server already bootstrapped).
+    pub fn start_with(data_dir: &Path, args: &[&str]) -> Server {
         let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
         let mut serve = Command::new(env!("CARGO_BIN_EXE_licensing-server"));
         serve
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .stderr(Stdio::from(log));
         let started = spawn::spawn_serve(serve, TIMEOUT);
         Server {
             child: started.child,
             url: format!("http://{}", started.addr),
-            admin_token: started.admin_token.expect("bootstrap token on first start"),
+            admin_token: started.admin_token.unwrap_or_default(),
             http: reqwest::blocking::Client::builder()
                 .timeout(TIMEOUT)
                 .build()
@@ -50,25 +63,30 @@ impl Server {
         }
     }
 
+    /// A call with `token` as bearer; answers the status and the JSON body (`null` when the
+    /// body is not JSON).
+    pub fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     /// An admin call; asserts the status and answers the JSON body.
     pub fn admin(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
-        let url = format!("{}{path}", self.url);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let request = self
-            .http
-            .request(method.clone(), url)
-            .bearer_auth(&self.admin_token);
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(body.to_string()),
-            None => request,
-        };
-        let response = request.send().unwrap();
-        let got = response.status().as_u16();
-        let text = response.text().unwrap();
-        assert_eq!(got, status, "{method} {path}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        let (got, answer) = self.call(method, path, &self.admin_token, body);
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        answer
     }
 
     /// The vendor's public keys, as the app ships them (fetched once here for the test; the

@@ -1,10 +1,15 @@
 //! The license store (feature `store`): the token and the sealed clock mark in the platform's
 //! data directory, written atomically (temp file, fsync, rename, fsync of the directory) under
 //! a lock file so several processes of one app never corrupt it.
+//!
+//! On Unix the directory is private to its owner (mode 0700, tightened when an existing one is
+//! wider) and every file the store creates is 0600, whatever the process umask: the license
+//! key and tokens are not for other local users, and no other user can open the lock file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::jws::MAX_TOKEN_BYTES;
 
@@ -17,7 +22,7 @@ const KEY_FILE: &str = "license.key";
 const MACHINE_FILE: &str = "machine.jwt";
 /// The last signed server answer that said the license is not active (suspended, revoked...),
 /// kept so an offline start reports it too; removed when the server says active again.
-const RESPONSE_FILE: &str = "response.jwt";
+pub(crate) const RESPONSE_FILE: &str = "response.jwt";
 /// A pending air-gapped activation request (its nonce is what the response must echo).
 const PENDING_FILE: &str = "offline-request.json";
 /// The lease token of a seat borrowed from a floating license (usable offline until its `exp`).
@@ -26,6 +31,15 @@ const BORROWED_FILE: &str = "borrowed-lease.jwt";
 const MAX_SMALL_BYTES: u64 = 16 * 1024;
 /// Largest clock-state file read; the real one is under 200 bytes.
 const MAX_CLOCK_BYTES: u64 = 4 * 1024;
+/// How long taking the store's lock waits by default before giving up
+/// ([`StoreError::Locked`]); a startup check or an installation holds it for milliseconds.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The mode of the store's directory on Unix: the owner only.
+#[cfg(unix)]
+const DIR_MODE: u32 = 0o700;
+/// The mode of every file the store creates on Unix: the owner only.
+#[cfg(unix)]
+const FILE_MODE: u32 = 0o600;
 
 /// Whose data directory holds the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +69,15 @@ pub enum StoreError {
     /// No data directory could be determined (no home directory).
     #[error("no data directory for this user")]
     NoDataDir,
+    /// The store's lock was held by someone else (another process of the app, or a process
+    /// that should not hold it) for longer than the lock timeout; nothing was read or written.
+    #[error("{path}: the license store is locked by another process (waited {waited:?})")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// How long the lock was waited for.
+        waited: Duration,
+    },
     /// A stored file is not what the store writes (too large, not UTF-8).
     #[error("{path}: corrupt: {detail}")]
     Corrupt {
@@ -76,6 +99,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 #[derive(Debug, Clone)]
 pub struct LicenseStore {
     dir: PathBuf,
+    lock_timeout: Duration,
 }
 
 /// An exclusive lock on the store, released on drop.
@@ -85,11 +109,24 @@ pub struct StoreLock {
 }
 
 impl LicenseStore {
-    /// A store in `dir`, created if missing.
+    /// A store in `dir`, created if missing. On Unix the directory is created with mode 0700
+    /// (the missing parents too), and an existing one that the process owns is tightened to
+    /// 0700 when group or others have any access.
     pub fn at(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(LicenseStore { dir })
+        create_private_dir(&dir)?;
+        Ok(LicenseStore {
+            dir,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        })
+    }
+
+    /// How long [`Self::lock`] (and so every installation, startup check and clear) waits for
+    /// a lock held elsewhere before it fails with [`StoreError::Locked`]; default
+    /// [`DEFAULT_LOCK_TIMEOUT`].
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The platform's data directory for this app.
@@ -114,17 +151,33 @@ impl LicenseStore {
         &self.dir
     }
 
-    /// Takes the store's exclusive lock (blocking) for a read-modify-write.
+    /// Takes the store's exclusive lock for a read-modify-write, waiting at most the lock
+    /// timeout ([`Self::with_lock_timeout`]) for a holder elsewhere to release it:
+    /// [`StoreError::Locked`] past it, never an endless wait.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         let path = self.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        file.lock().map_err(io(&path))?;
-        Ok(StoreLock { _file: file })
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        private_file(&mut options);
+        let file = options.open(&path).map_err(io(&path))?;
+        // A lock file an earlier release created under a lax umask: tightened when ours
+        // (best effort: the lock works either way, and the directory is private).
+        let _ = set_private(&file);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StoreLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+            }
+            let waited = started.elapsed();
+            if waited >= self.lock_timeout {
+                return Err(StoreError::Locked { path, waited });
+            }
+            std::thread::sleep(pause.min(self.lock_timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// The stored token, if any.
@@ -283,11 +336,11 @@ impl LicenseStore {
             u64::from_le_bytes(suffix)
         ));
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            private_file(&mut options);
+            let mut file = options.open(&tmp).map_err(io(&tmp))?;
+            set_private(&file).map_err(io(&tmp))?;
             file.write_all(bytes).map_err(io(&tmp))?;
             file.sync_all().map_err(io(&tmp))?;
             fs::rename(&tmp, &target).map_err(io(&target))?;
@@ -298,6 +351,57 @@ impl LicenseStore {
         }
         result
     }
+}
+
+/// Creates `dir` (and its missing parents) private to the owner, or tightens an existing one.
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(io(dir))?;
+    let mode = fs::metadata(dir).map_err(io(dir))?.permissions().mode();
+    if mode & 0o777 != DIR_MODE {
+        // Exactly 0700 whatever the umask; a directory of another owner (shared on purpose by
+        // an administrator) cannot be changed and is left as it is.
+        match fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
+                return Err(io(dir)(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    // The per-user data directory's ACL already keeps other users out on Windows.
+    fs::create_dir_all(dir).map_err(io(dir))
+}
+
+/// Files the store creates are 0600 on Unix.
+#[cfg(unix)]
+fn private_file(options: &mut OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.mode(FILE_MODE);
+}
+
+#[cfg(not(unix))]
+fn private_file(_options: &mut OpenOptions) {}
+
+/// Exactly 0600 on Unix, whatever the umask made of the mode given at creation.
+#[cfg(unix)]
+fn set_private(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+}
+
+#[cfg(not(unix))]
+fn set_private(_file: &File) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(unix)]

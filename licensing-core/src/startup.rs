@@ -1,7 +1,7 @@
 //! The one call a desktop app makes at launch (feature `store`): load the stored token,
 //! fingerprint the machine, verify, evaluate, and run the clock-rollback guard.
 
-use crate::clock::{self, ClockCheck, DEFAULT_TOLERANCE_SECS};
+use crate::clock::{self, ClockCheck, ClockState, DEFAULT_TOLERANCE_SECS};
 use crate::evaluate::{Context, License, Verdict, Verifier};
 use crate::fingerprint::{ComponentSource, MachineFingerprint, component};
 use crate::jws::{self, TokenKind};
@@ -155,10 +155,16 @@ impl Licensing {
         // The clock state first: if the token's write then fails, the store keeps the token it
         // had (or none), whose start is not judged tampered; the other order would leave the
         // new token without clock state, which the next start reports as `clock_tampered`.
-        self.store.write_clock(&clock::seal(
+        // A kept server refusal stays sealed: installing the token again does not forget it.
+        let key = clock_key(&fingerprint);
+        let answer = match self.sealed_state(key)? {
+            Ok(Some(state)) => state.answer,
+            _ => None,
+        };
+        self.store.write_clock(&clock::seal_state(
             &self.product_id,
-            clock_key(&fingerprint),
-            mark,
+            key,
+            &ClockState { mark, answer },
         ))?;
         self.store.write_token(token.trim())?;
         let verdict = license.evaluate(&self.context_at(now, fingerprint));
@@ -193,8 +199,8 @@ impl Licensing {
             Ok(license) => license,
             Err(error) => return Ok((Verdict::from_error(&error), None)),
         };
-        let verdict = self.guard_clock(&license, now)?;
-        let verdict = self.server_override(&license, verdict)?;
+        let (verdict, state) = self.guard_clock(&license, now)?;
+        let verdict = self.server_override(&license, verdict, state)?;
         Ok((verdict, Some(license)))
     }
 
@@ -202,60 +208,154 @@ impl Licensing {
     /// validation that said suspended, revoked, ...) to a genuine license's verdict, so an
     /// offline start reports it until the server says active again. An answer that does not
     /// verify or is about another license is ignored: it can only take rights away.
-    fn server_override(&self, license: &License, verdict: Verdict) -> Result<Verdict, StoreError> {
-        let Some(token) = self.store.read_server_response()? else {
-            return Ok(verdict);
-        };
-        let Ok(answer) =
-            jws::verify_token(&token, TokenKind::Response, self.verifier.trust_store())
-        else {
-            return Ok(verdict);
-        };
-        if answer.claims.get("license_id").and_then(|v| v.as_str()) != Some(license.id()) {
-            return Ok(verdict);
+    ///
+    /// The clock state (`state`, when it opened) seals the digest of the answer kept: when one
+    /// is sealed and the file is missing or holds something else than a refusal of this
+    /// license, the answer was deleted or replaced, which is [`Status::ClockTampered`] like a
+    /// deleted clock state. A refusal of this license kept but not sealed yet (a crash between
+    /// the two writes, a store of an earlier release) is applied and sealed.
+    fn server_override(
+        &self,
+        license: &License,
+        verdict: Verdict,
+        state: Option<ClockState>,
+    ) -> Result<Verdict, StoreError> {
+        let kept = state.and_then(|state| state.answer);
+        let token = self.store.read_server_response()?;
+        let refusal = token
+            .as_deref()
+            .and_then(|token| self.refusal_of(license, token));
+        let digest = token.as_deref().map(clock::answer_digest);
+        if let Some(status) = refusal {
+            if let Some(state) = state
+                && digest.is_some()
+                && kept != digest
+            {
+                let key = clock_key(&self.fingerprint()).to_owned();
+                let sealed = ClockState {
+                    answer: digest,
+                    ..state
+                };
+                self.store
+                    .write_clock(&clock::seal_state(&self.product_id, &key, &sealed))?;
+            }
+            return Ok(apply_server_status(verdict, status));
         }
-        let status = answer.claims.get("status").and_then(|v| v.as_str());
-        Ok(apply_server_status(verdict, status.unwrap_or_default()))
+        match kept {
+            // The sealed answer is the file's: about another license (one installed since).
+            Some(kept) if digest == Some(kept) => Ok(verdict),
+            Some(_) => Ok(tampered_with(
+                verdict,
+                format!(
+                    "the licensing server's last answer ({}) was deleted or replaced",
+                    crate::store::RESPONSE_FILE
+                ),
+            )),
+            None => Ok(verdict),
+        }
     }
 
-    /// Evaluates a genuine stored license at `now` and runs the clock guard on it.
-    fn guard_clock(&self, license: &License, now: i64) -> Result<Verdict, StoreError> {
+    /// The status a kept server answer reports for `license` when it is a genuine refusal of
+    /// it (`revoked`, `suspended`, `expired`, `not_yet_valid`); `None` otherwise.
+    fn refusal_of(&self, license: &License, token: &str) -> Option<&'static str> {
+        let answer =
+            jws::verify_token(token, TokenKind::Response, self.verifier.trust_store()).ok()?;
+        if answer.claims.get("license_id").and_then(|v| v.as_str()) != Some(license.id()) {
+            return None;
+        }
+        let status = answer.claims.get("status").and_then(|v| v.as_str())?;
+        REFUSALS.into_iter().find(|refusal| *refusal == status)
+    }
+
+    /// Keeps `answer`, the server's signed answer refusing the license, or forgets the kept
+    /// one (`None`: the server said active), sealing its digest with `mark` in the clock state
+    /// (`key`, see [`clock_key`]). Written in the order that never makes a crash look like
+    /// tampering: a refusal before its seal, the seal before the refusal is removed.
+    pub(crate) fn keep_server_answer(
+        &self,
+        key: &str,
+        answer: Option<&str>,
+        mark: i64,
+    ) -> Result<(), StoreError> {
+        let state = ClockState {
+            mark,
+            answer: answer.map(clock::answer_digest),
+        };
+        if answer.is_some() {
+            self.store.write_server_response(answer)?;
+        }
+        self.store
+            .write_clock(&clock::seal_state(&self.product_id, key, &state))?;
+        if answer.is_none() {
+            self.store.write_server_response(None)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a kept server refusal (a fresh activation is the server saying active): the
+    /// clock state, when it opens, is sealed again without it, then the answer is removed.
+    pub(crate) fn forget_server_answer(&self, key: &str) -> Result<(), StoreError> {
+        if let Ok(Some(state)) = self.sealed_state(key)?
+            && state.answer.is_some()
+        {
+            self.store.write_clock(&clock::seal_state(
+                &self.product_id,
+                key,
+                &ClockState::mark(state.mark),
+            ))?;
+        }
+        self.store.write_server_response(None)
+    }
+
+    /// Evaluates a genuine stored license at `now` and runs the clock guard on it; also the
+    /// clock state when it opened.
+    fn guard_clock(
+        &self,
+        license: &License,
+        now: i64,
+    ) -> Result<(Verdict, Option<ClockState>), StoreError> {
         let fingerprint = self.fingerprint();
         let key = clock_key(&fingerprint).to_owned();
         let verdict = license.evaluate(&self.context_at(now, fingerprint));
-        let mark = match self.sealed_mark(&key)? {
-            Ok(Some(mark)) => mark,
+        let state = match self.sealed_state(&key)? {
+            Ok(Some(state)) => state,
             Ok(None) => {
-                return Ok(tampered_with(
+                let verdict = tampered_with(
                     verdict,
                     "clock state is missing although a license is installed".into(),
-                ));
+                );
+                return Ok((verdict, None));
             }
-            Err(reason) => return Ok(tampered_with(verdict, reason)),
+            Err(reason) => return Ok((tampered_with(verdict, reason), None)),
         };
         match clock::check_clock(
-            Some(mark),
+            Some(state.mark),
             now,
             Some(license.claims().iat),
             self.clock_tolerance,
         ) {
-            ClockCheck::RolledBack { behind_by } => Ok(tampered(verdict, behind_by)),
+            ClockCheck::RolledBack { behind_by } => Ok((tampered(verdict, behind_by), Some(state))),
             ClockCheck::Trusted { new_mark } => {
-                if new_mark >= mark.saturating_add(MARK_GRANULARITY_SECS) {
+                if new_mark >= state.mark.saturating_add(MARK_GRANULARITY_SECS) {
+                    let state = ClockState {
+                        mark: new_mark,
+                        ..state
+                    };
                     self.store
-                        .write_clock(&clock::seal(&self.product_id, &key, new_mark))?;
+                        .write_clock(&clock::seal_state(&self.product_id, &key, &state))?;
+                    return Ok((verdict, Some(state)));
                 }
-                Ok(verdict)
+                Ok((verdict, Some(state)))
             }
         }
     }
 
-    /// The clock mark sealed in the store for this product and machine (`key`, see
+    /// The clock state sealed in the store for this product and machine (`key`, see
     /// [`clock_key`]): `Ok(None)` when none is stored, `Err(why)` when it does not unseal.
-    fn sealed_mark(&self, key: &str) -> Result<Result<Option<i64>, String>, StoreError> {
+    fn sealed_state(&self, key: &str) -> Result<Result<Option<ClockState>, String>, StoreError> {
         Ok(match self.store.read_clock()? {
             None => Ok(None),
-            Some(text) => clock::unseal(&self.product_id, key, &text)
+            Some(text) => clock::unseal_state(&self.product_id, key, &text)
                 .map(Some)
                 .map_err(|e| e.to_string()),
         })
@@ -309,8 +409,8 @@ impl Licensing {
             lease: Some(lease.clone()),
         };
         // Judged on time only while usable, as below and as `tampered` does.
-        let mark = match self.sealed_mark(key)? {
-            Ok(mark @ Some(_)) => mark,
+        let state = match self.sealed_state(key)? {
+            Ok(state @ Some(_)) => state,
             // As at startup: with a license installed the clock state exists, so its absence
             // is a deletion (which would otherwise leave only the lease's `iat` to guard).
             Ok(None) if installed.is_some() && status.is_usable() => {
@@ -322,6 +422,7 @@ impl Licensing {
             Err(reason) if status.is_usable() => return Ok(tampered(reason)),
             Err(_) => None,
         };
+        let mark = state.map(|state| state.mark);
         let (status, reason) =
             match clock::check_clock(mark, now, Some(lease.claims().iat), self.clock_tolerance) {
                 ClockCheck::RolledBack { behind_by } if status.is_usable() => {
@@ -329,11 +430,18 @@ impl Licensing {
                 }
                 ClockCheck::Trusted { new_mark } => {
                     // A trusted check moves the mark on, as the startup check does.
-                    if let Some(mark) = mark
-                        && new_mark >= mark.saturating_add(MARK_GRANULARITY_SECS)
+                    if let Some(state) = state
+                        && new_mark >= state.mark.saturating_add(MARK_GRANULARITY_SECS)
                     {
-                        self.store
-                            .write_clock(&clock::seal(&self.product_id, key, new_mark))?;
+                        let state = ClockState {
+                            mark: new_mark,
+                            ..state
+                        };
+                        self.store.write_clock(&clock::seal_state(
+                            &self.product_id,
+                            key,
+                            &state,
+                        ))?;
                     }
                     (status, reason)
                 }
@@ -368,6 +476,10 @@ pub(crate) fn clock_key(fp: &MachineFingerprint) -> &str {
         .or_else(|| fp.components.get(component::OVERRIDE))
         .unwrap_or(&fp.id)
 }
+
+/// The server statuses that refuse the license: an answer saying one of them is kept in the
+/// store ([`Licensing::keep_server_answer`]).
+pub(crate) const REFUSALS: [&str; 4] = ["revoked", "suspended", "expired", "not_yet_valid"];
 
 /// The verdict when the licensing server reports the license `status` (its name in a signed
 /// answer): suspended, revoked, expired and not-yet-valid replace the local verdict; active or

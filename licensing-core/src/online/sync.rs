@@ -59,7 +59,7 @@ impl Licensing {
         self.store.write_license_key(license_key.trim())?;
         self.store.write_machine_token(&activation.machine_token)?;
         // A fresh activation is the server saying active: forget an older refusal.
-        self.store.write_server_response(None)?;
+        self.forget_server_answer(clock_key(&self.fingerprint()))?;
         Ok(Activated {
             verdict,
             license,
@@ -251,8 +251,7 @@ impl Licensing {
                 | ServerStatus::Expired
                 | ServerStatus::NotYetValid
         );
-        self.store
-            .write_server_response(refusal.then_some(validation.response_token.as_str()))?;
+        let kept = refusal.then_some(validation.response_token.as_str());
         let verdict = apply_server_status(verdict, validation.status.as_str());
         // The signed, fresh server time is authoritative: it becomes the clock mark (even
         // below a mark a clock set ahead had pushed up), and a clock behind it is rolled back.
@@ -265,12 +264,11 @@ impl Licensing {
             ClockCheck::RolledBack { behind_by } => Some(behind_by),
             ClockCheck::Trusted { .. } => None,
         };
+        // The answer kept is sealed with the mark, so deleting or replacing it is evident.
         if license.is_some() {
-            self.store.write_clock(&clock::seal(
-                &self.product_id,
-                clock_key(fingerprint),
-                validation.server_time,
-            ))?;
+            self.keep_server_answer(clock_key(fingerprint), kept, validation.server_time)?;
+        } else {
+            self.store.write_server_response(kept)?;
         }
         let verdict = match behind {
             Some(behind_by) => tampered(verdict, behind_by),

@@ -667,6 +667,102 @@ mod with_store {
         );
     }
 
+    /// Security review: after the server said revoked, deleting `response.jwt` brought the
+    /// license back offline (`valid`). The answer's digest is sealed in the clock state, so a
+    /// deleted answer, or one replaced by an older `active` answer or by anything else, is
+    /// `clock_tampered` like a deleted clock state; only the server saying active forgets it.
+    #[test]
+    fn a_deleted_or_replaced_refusal_does_not_bring_the_license_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        let license = license_token(&vendor, "lic_1");
+        app.install(&license, NOW).unwrap();
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+        let kept = dir.path().join("response.jwt");
+
+        // An older genuine `active` answer of this license, saved by the user for a replay.
+        let mut active = response_claims("n-12345678", "fp", &vendor);
+        active.insert("status".into(), json!("active"));
+        let active = response(&active, &vendor);
+
+        let refused = validating("revoked", NOW);
+        let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
+        assert_eq!(
+            app.validate_online(&client, NOW).unwrap().verdict.status,
+            Status::Revoked
+        );
+        let answer = std::fs::read_to_string(&kept).unwrap();
+        for (attack, content) in [
+            ("deleted", None),
+            ("an older active answer", Some(active.as_str())),
+            ("garbage", Some("not a token")),
+            ("empty", Some("")),
+        ] {
+            match content {
+                None => std::fs::remove_file(&kept).unwrap(),
+                Some(content) => std::fs::write(&kept, content).unwrap(),
+            }
+            let start = app.check_at_startup(NOW + 60).unwrap();
+            assert_eq!(start.status, Status::ClockTampered, "{attack}: {start:?}");
+            assert!(start.reason.contains("response.jwt"), "{}", start.reason);
+            // Installing the license file again does not forget the refusal either.
+            app.install(&license, NOW + 90).unwrap();
+            assert_eq!(
+                app.check_at_startup(NOW + 120).unwrap().status,
+                Status::ClockTampered,
+                "{attack} after a reinstall"
+            );
+            std::fs::write(&kept, &answer).unwrap();
+            assert_eq!(
+                app.check_at_startup(NOW + 180).unwrap().status,
+                Status::Revoked,
+                "{attack} restored"
+            );
+        }
+
+        // The server says active again: the refusal is forgotten, and removing a file that is
+        // no longer there changes nothing.
+        let active_server = validating("active", NOW + 240);
+        let client = Client::new(fast_config(&active_server.url), trust(&vendor)).unwrap();
+        assert_eq!(
+            app.validate_online(&client, NOW + 240)
+                .unwrap()
+                .verdict
+                .status,
+            Status::Valid
+        );
+        assert!(!kept.exists());
+        assert_eq!(
+            app.check_at_startup(NOW + 300).unwrap().status,
+            Status::Valid
+        );
+    }
+
+    /// A refusal kept by an earlier release (no digest in the clock state) still applies, and
+    /// is sealed at the next start, so deleting it afterwards is caught too.
+    #[test]
+    fn a_refusal_kept_before_sealing_is_sealed_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        app.install(&license_token(&vendor, "lic_1"), NOW).unwrap();
+        let mut revoked = response_claims("n-12345678", "fp", &vendor);
+        revoked.insert("status".into(), json!("suspended"));
+        app.store()
+            .write_server_response(Some(&response(&revoked, &vendor)))
+            .unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW + 60).unwrap().status,
+            Status::Suspended
+        );
+        app.store().write_server_response(None).unwrap();
+        assert_eq!(
+            app.check_at_startup(NOW + 120).unwrap().status,
+            Status::ClockTampered
+        );
+    }
+
     #[test]
     fn air_gapped_activation_through_the_store() {
         let dir = tempfile::tempdir().unwrap();

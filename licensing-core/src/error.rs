@@ -15,6 +15,12 @@ pub enum Error {
         /// The cap.
         max: usize,
     },
+    /// The token text starts with a byte-order mark (U+FEFF), as some editors write at the
+    /// start of a text file; a token never has one.
+    #[error(
+        "the token starts with a byte-order mark (U+FEFF, bytes EF BB BF); save the file without one"
+    )]
+    ByteOrderMark,
     /// The token is not three dot-separated segments.
     #[error("token must have exactly 3 segments, found {0}")]
     SegmentCount(usize),
@@ -87,6 +93,7 @@ impl Error {
     pub fn status(&self) -> Status {
         match self {
             Error::TooLarge { .. }
+            | Error::ByteOrderMark
             | Error::SegmentCount(_)
             | Error::Base64 { .. }
             | Error::Json { .. }

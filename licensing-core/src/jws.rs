@@ -16,6 +16,10 @@ use crate::strict_json;
 /// Largest token accepted, checked before anything is decoded.
 pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 
+/// U+FEFF, which editors (Notepad, PowerShell's `Out-File`) may write at the start of a text
+/// file: named in the error rather than reported as bad base64url.
+const BYTE_ORDER_MARK: char = '\u{feff}';
+
 /// The `typ` of each token kind. A genuine token of one kind is refused as another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -160,6 +164,9 @@ pub(crate) fn verify(
             max: MAX_TOKEN_BYTES,
         });
     }
+    if token.starts_with(BYTE_ORDER_MARK) {
+        return Err(Error::ByteOrderMark);
+    }
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -296,6 +303,9 @@ pub fn decode_unverified(token: &str) -> Result<(serde_json::Value, serde_json::
             len: token.len(),
             max: MAX_TOKEN_BYTES,
         });
+    }
+    if token.starts_with(BYTE_ORDER_MARK) {
+        return Err(Error::ByteOrderMark);
     }
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
@@ -540,5 +550,32 @@ mod tests {
             verify_token(&parts.join("."), TokenKind::Machine, &store),
             Err(Error::SignatureInvalid)
         );
+    }
+
+    /// Security review: a token file saved with a UTF-8 BOM was reported as "header is not
+    /// canonical unpadded base64url". The error now names the byte-order mark; the token is
+    /// still refused (malformed), never stripped silently.
+    #[test]
+    fn a_byte_order_mark_is_named_and_refused() {
+        let (key, store) = setup();
+        let token = sign_token(TokenKind::Response, &key, &claims()).expect("sign");
+        assert!(verify_token(&token, TokenKind::Response, &store).is_ok());
+        let with_bom = format!("\u{feff}{token}");
+        let error = verify_token(&with_bom, TokenKind::Response, &store).unwrap_err();
+        assert_eq!(error, Error::ByteOrderMark);
+        assert_eq!(error.status(), crate::Status::Malformed);
+        let message = error.to_string();
+        assert!(message.contains("byte-order mark"), "{message}");
+        assert!(!message.contains("base64url"), "{message}");
+        assert_eq!(
+            decode_unverified(&with_bom).unwrap_err(),
+            Error::ByteOrderMark
+        );
+        // Anywhere else it is simply not base64url.
+        let inside = format!("{token}\u{feff}");
+        assert!(matches!(
+            verify_token(&inside, TokenKind::Response, &store),
+            Err(Error::Base64 { .. })
+        ));
     }
 }

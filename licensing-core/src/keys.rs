@@ -46,6 +46,9 @@ pub enum KeyError {
     /// The same kid was added twice.
     #[error("key `{0}` is already in the trust store")]
     Duplicate(String),
+    /// The document is neither PEM nor a JSON object (a JWK or a JWK Set): what it looks like.
+    #[error("not a PEM public key, JWK or JWK Set: {0}")]
+    Unrecognized(String),
     /// The document holds no Ed25519 public key.
     #[error("no Ed25519 public key found")]
     Empty,
@@ -81,7 +84,11 @@ impl PublicKey {
     }
 
     /// Reads an SPKI PEM (`-----BEGIN PUBLIC KEY-----`), as written by `openssl pkey -pubout`.
+    /// Text that is not PEM at all is [`KeyError::Unrecognized`], saying what it looks like.
     pub fn from_spki_pem(pem: &str) -> Result<Self, KeyError> {
+        if let Some(what) = not_pem(pem) {
+            return Err(KeyError::Unrecognized(what));
+        }
         // The raw bytes only: from_bytes then decompresses once, with all the checks.
         let key =
             ed25519_dalek::pkcs8::PublicKeyBytes::from_public_key_pem(pem.trim()).map_err(|e| {
@@ -171,6 +178,33 @@ impl PublicKey {
             .verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
             .map_err(|_| crate::Error::SignatureInvalid)
     }
+}
+
+/// What a document that is not PEM looks like (`None` when it is PEM or may be): named in the
+/// error instead of the PEM parser's complaint about its first bytes.
+fn not_pem(text: &str) -> Option<String> {
+    if text.starts_with('\u{feff}') {
+        return Some("the file starts with a byte-order mark (U+FEFF); save it without one".into());
+    }
+    let trimmed = text.trim();
+    if trimmed.starts_with("-----BEGIN ") {
+        return None;
+    }
+    let what = if trimmed.is_empty() {
+        "the document is empty"
+    } else if trimmed.starts_with("ssh-") {
+        "an OpenSSH public key; convert it with `ssh-keygen -e -m PKCS8 -f <key>.pub`"
+    } else if trimmed.starts_with('{') {
+        "a JSON object, not PEM (a JWK or a JWK Set goes to `TrustStore::add_document`)"
+    } else if trimmed.starts_with('[')
+        || trimmed.starts_with('"')
+        || serde_json::from_str::<serde_json::Value>(trimmed).is_ok()
+    {
+        "JSON that is not an object; a JWK Set is `{\"keys\":[...]}`"
+    } else {
+        "text without a `-----BEGIN PUBLIC KEY-----` line"
+    };
+    Some(what.into())
 }
 
 /// Whether the little-endian y coordinate (sign bit masked) is below p = 2^255 - 19.
@@ -374,5 +408,49 @@ mod tests {
         let mut negative_zero = identity;
         negative_zero[31] |= 0x80;
         assert_eq!(PublicKey::from_bytes(&negative_zero), Err(KeyError::Weak));
+    }
+
+    /// Security review: a text or JSON trust file that is not PEM got "PEM preamble contains
+    /// invalid data (NUL byte)". Each now says what the document is.
+    #[test]
+    fn a_document_that_is_no_key_says_what_it_is() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
+        assert!(TrustStore::from_document(pem).is_ok());
+        let bom_pem = format!("\u{feff}{pem}");
+        for (document, says) in [
+            (
+                "hello world\n",
+                "without a `-----BEGIN PUBLIC KEY-----` line",
+            ),
+            ("", "empty"),
+            ("  \n", "empty"),
+            (r#"[{"kty":"OKP"}]"#, "JSON that is not an object"),
+            (r#""abc""#, "JSON that is not an object"),
+            ("42", "JSON that is not an object"),
+            (
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG user@host",
+                "OpenSSH",
+            ),
+            (bom_pem.as_str(), "byte-order mark"),
+            ("\u{feff}{\"keys\":[]}", "byte-order mark"),
+        ] {
+            let error = TrustStore::from_document(document).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                matches!(error, KeyError::Unrecognized(_)),
+                "{document:?}: {message}"
+            );
+            assert!(
+                message.starts_with("not a PEM public key, JWK or JWK Set: "),
+                "{message}"
+            );
+            assert!(message.contains(says), "{document:?}: {message}");
+            assert!(!message.contains("NUL"), "{message}");
+            let error = PublicKey::from_spki_pem(document).unwrap_err();
+            assert!(error.to_string().contains(says), "{document:?}: {error}");
+        }
+        // JSON objects still get the JWK parser's own message.
+        let error = TrustStore::from_document(r#"{"foo":1}"#).unwrap_err();
+        assert!(matches!(error, KeyError::Jwk(_)), "{error}");
     }
 }

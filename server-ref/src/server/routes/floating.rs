@@ -326,6 +326,23 @@ fn lease_released(status: StatusCode, lease: &LeaseRow) -> ApiError {
     )
 }
 
+/// 409 `lease_released` for an epoch that is not the lease's: a live lease says so (the
+/// request comes from a holder the lease has moved on from), an ended one says how it ended.
+fn lease_fenced(lease: &LeaseRow, presented: i64) -> ApiError {
+    if lease.released_at.is_some() {
+        return lease_released(StatusCode::CONFLICT, lease);
+    }
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "lease_released",
+        format!(
+            "epoch {presented} is stale: the lease's current epoch is {}, so this holder was \
+             superseded; check out a seat again",
+            lease.epoch
+        ),
+    )
+}
+
 fn lease_not_found(id: &str) -> ApiError {
     ApiError::not_found(
         "lease_not_found",
@@ -627,7 +644,7 @@ pub(crate) async fn heartbeat(
         LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now).await?)),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
         LeaseUpdate::Ended(lease) => Err(lease_released(StatusCode::GONE, &lease)),
-        LeaseUpdate::Fenced(lease) => Err(lease_released(StatusCode::CONFLICT, &lease)),
+        LeaseUpdate::Fenced(lease) => Err(lease_fenced(&lease, req.epoch)),
     }
 }
 
@@ -651,7 +668,7 @@ pub(crate) async fn check_in(
     match state.db().check_in(&row.id, &id, req.epoch, now).await? {
         LeaseUpdate::Done(lease) | LeaseUpdate::Ended(lease) => Ok(Json(lease_view(&lease))),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
-        LeaseUpdate::Fenced(lease) => Err(lease_released(StatusCode::CONFLICT, &lease)),
+        LeaseUpdate::Fenced(lease) => Err(lease_fenced(&lease, req.epoch)),
     }
 }
 

@@ -431,6 +431,16 @@ async fn force_release_fences_the_old_holder() {
     let (key, id) = floating(&state, 1).await;
     let (status, alice) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::CREATED);
+    // A wrong epoch on a live lease says the epoch is stale (it said "the lease has lapsed").
+    let mut stale = alice.clone();
+    stale["epoch"] = json!(7);
+    let (status, body) = heartbeat(&state, &key, &stale).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "lease_released");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("epoch 7 is stale"), "{detail}");
+    assert!(detail.contains("current epoch is 1"), "{detail}");
+    assert!(!detail.contains("lapsed"), "{detail}");
     let lease_id = alice["lease_id"].as_str().unwrap();
     let path = format!("/v1/licenses/{id}/leases/{lease_id}/release");
     let (status, _) = call(&state, "POST", &path, Some(AUDITOR), None).await;

@@ -422,6 +422,46 @@ async fn drift_on(url: Option<&str>) {
     db.assert_held_counts_agree().await;
 }
 
+/// A heartbeat or a check-in with a wrong epoch on a live lease says the epoch is stale and
+/// which is current (it said "the lease has lapsed"), and leaves the lease live; on both
+/// engines.
+#[tokio::test]
+async fn a_wrong_epoch_on_a_live_lease_is_named_stale() {
+    stale_epoch_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_wrong_epoch_on_a_live_lease_is_named_stale") {
+        stale_epoch_on(Some(&url)).await;
+    }
+}
+
+async fn stale_epoch_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, _) = floating(&state, 1).await;
+    let (status, alice) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED, "{alice}");
+    let mut stale = alice.clone();
+    stale["epoch"] = json!(7);
+    let release = format!(
+        "/v1/client/leases/{}/release",
+        alice["lease_id"].as_str().unwrap()
+    );
+    let (heartbeat_status, heartbeat_body) = heartbeat(&state, &key, &stale).await;
+    let body = json!({ "license_key": key, "epoch": 7 });
+    let (release_status, release_body) = call(&state, "POST", &release, None, Some(body)).await;
+    for (status, body) in [
+        (heartbeat_status, heartbeat_body),
+        (release_status, release_body),
+    ] {
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "lease_released");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("epoch 7 is stale"), "{detail}");
+        assert!(detail.contains("current epoch is 1"), "{detail}");
+        assert!(!detail.contains("lapsed"), "{detail}");
+    }
+    let (status, body) = heartbeat(&state, &key, &alice).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// IT staff force-release a seat: it is free at once, the old holder's heartbeat is refused
 /// (with its old epoch and with any other), and an auditor may not force-release.
 #[tokio::test]
@@ -431,16 +471,6 @@ async fn force_release_fences_the_old_holder() {
     let (key, id) = floating(&state, 1).await;
     let (status, alice) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::CREATED);
-    // A wrong epoch on a live lease says the epoch is stale (it said "the lease has lapsed").
-    let mut stale = alice.clone();
-    stale["epoch"] = json!(7);
-    let (status, body) = heartbeat(&state, &key, &stale).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(body["error"], "lease_released");
-    let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("epoch 7 is stale"), "{detail}");
-    assert!(detail.contains("current epoch is 1"), "{detail}");
-    assert!(!detail.contains("lapsed"), "{detail}");
     let lease_id = alice["lease_id"].as_str().unwrap();
     let path = format!("/v1/licenses/{id}/leases/{lease_id}/release");
     let (status, _) = call(&state, "POST", &path, Some(AUDITOR), None).await;

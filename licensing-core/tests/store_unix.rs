@@ -1,6 +1,7 @@
 //! The license store on Unix (security review): private modes whatever the process umask, and
 //! a lock held elsewhere ends in an error after the lock timeout instead of an endless wait.
 #![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -215,7 +215,12 @@ impl Licensing {
             return Ok(verdict);
         }
         let status = answer.claims.get("status").and_then(|v| v.as_str());
-        Ok(apply_server_status(verdict, status.unwrap_or_default()))
+        let verdict = apply_server_status(verdict, status.unwrap_or_default());
+        let flag = |name: &str| answer.claims.get(name).and_then(|v| v.as_bool());
+        if flag("activation_required") == Some(true) && flag("machine_activated") == Some(false) {
+            return Ok(machine_refused(verdict));
+        }
+        Ok(verdict)
     }
 
     /// Evaluates a genuine stored license at `now` and runs the clock guard on it.
@@ -395,6 +400,23 @@ pub(crate) fn apply_server_status(verdict: Verdict, status: &str) -> Verdict {
     Verdict {
         status,
         reason: reason.into(),
+        grace_left: None,
+        ..verdict
+    }
+}
+
+/// The verdict when the licensing server answered that this machine is not activated on a
+/// license that runs only on activated machines: [`Status::MachineNotActivated`], unless the
+/// verdict already refuses for another reason.
+pub(crate) fn machine_refused(verdict: Verdict) -> Verdict {
+    if !verdict.status.is_usable() && verdict.status != Status::NoLicense {
+        return verdict;
+    }
+    Verdict {
+        status: Status::MachineNotActivated,
+        reason: "the licensing server reports this machine not activated on the license; \
+                 activate it (or transfer the activation to it)"
+            .into(),
         grace_left: None,
         ..verdict
     }

@@ -130,6 +130,12 @@ async fn find_machine(
         return Ok(None);
     };
     let same: &SameMachine<'_> = &same;
+    // A read first: a fingerprint that is no machine of the license (a copied store asking
+    // again and again) costs no write transaction.
+    let machines = state.db().list_machines(&row.id).await?;
+    if !machines.iter().any(|m| same(m).is_some()) {
+        return Ok(None);
+    }
     let template = template_of(row)?;
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;

@@ -278,6 +278,12 @@ enum lic_status
      * A floating license is used without a lease for it: the app must check out a seat.
      */
     LIC_STATUS_LEASE_REQUIRED = 24,
+    /**
+     * The licensing server answered that this machine is not activated on the license (never
+     * activated, deactivated, or removed by an administrator), and the license allows only
+     * activated machines: activate this machine (a free slot or a transfer).
+     */
+    LIC_STATUS_MACHINE_NOT_ACTIVATED = 25,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -273,6 +273,16 @@ else
     "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-b" c-box-b \
     refused "$lic_key" machine_limit_reached
   oe "validate" 0 '^status: valid$' validate valid
+  # The store copied to a second machine (another fingerprint): refused online, and at the
+  # offline start after it (issue 20: the machine limit holds for licenses that are not
+  # node-locked too).
+  cp -r "$ostore" "$tmp/online-store-copy"
+  for step in validate startup; do
+    grind "online: copied store refused ($step)" 0 '^status: machine_not_activated$' -- \
+      "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-copy" c-box-b \
+      "$step" machine_not_activated
+  done
+  oe "validate (the activated machine)" 0 '^status: valid$' validate valid
   api POST "/v1/licenses/$lic_id/suspend" '{}' >/dev/null
   oe "validate after suspend" 0 '^status: suspended$' validate suspended
   oe "offline start after suspend" 0 '^status: suspended$' startup suspended

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::claims::{LicenseClaims, LicenseModel, NodeLock};
 use crate::error::Error;
-use crate::fingerprint::MachineFingerprint;
+use crate::fingerprint::{self, MachineFingerprint, MatchOutcome};
 use crate::jws::{self, TokenKind};
 use crate::keys::TrustStore;
 use crate::lease::{Lease, LeaseClaims};
@@ -506,7 +506,7 @@ impl License {
 }
 
 fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
-    let Some(policy) = &lock.match_policy else {
+    if lock.match_policy.is_none() {
         return if lock.fingerprints.iter().any(|bound| bound.id == fp.id) {
             Check::pass("machine fingerprint matches")
         } else {
@@ -515,33 +515,23 @@ fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
                 "this machine's fingerprint is not bound to the license",
             )
         };
-    };
+    }
     // The bound machine closest to this one explains the mismatch best.
-    let mut best: Option<(usize, Vec<&str>)> = None;
+    let mut best: Option<(usize, Vec<String>)> = None;
     for bound in &lock.fingerprints {
-        let changed: Vec<&str> = bound
-            .components
-            .iter()
-            .filter(|(name, hash)| fp.components.get(*name) != Some(*hash))
-            .map(|(name, _)| name.as_str())
-            .collect();
-        let matching = bound.components.len() - changed.len();
-        let required_ok = policy
-            .required
-            .iter()
-            .all(|r| !changed.contains(&r.as_str()));
-        if required_ok && matching >= policy.min_matching as usize {
-            return if changed.is_empty() {
-                Check::pass("machine fingerprint matches")
-            } else {
-                Check::pass(format!(
+        match fingerprint::matches(lock.match_policy.as_ref(), bound, fp) {
+            MatchOutcome::Exact => return Check::pass("machine fingerprint matches"),
+            MatchOutcome::Tolerated { changed } => {
+                return Check::pass(format!(
                     "machine matches within tolerance; changed: {}",
                     changed.join(", ")
-                ))
-            };
-        }
-        if best.as_ref().is_none_or(|(m, _)| matching > *m) {
-            best = Some((matching, changed));
+                ));
+            }
+            MatchOutcome::Different { changed, matching } => {
+                if best.as_ref().is_none_or(|(m, _)| matching > *m) {
+                    best = Some((matching, changed));
+                }
+            }
         }
     }
     let changed = best.map(|(_, c)| c.join(", ")).unwrap_or_default();

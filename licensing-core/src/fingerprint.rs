@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::b64;
+use crate::claims::{BoundFingerprint, MatchPolicy};
 
 /// Component names, as they appear in fingerprints and in a token's `node_lock`.
 pub mod component {
@@ -126,6 +127,104 @@ fn combined_id(salt: &str, components: &BTreeMap<String, String>) -> String {
     b64::encode(&h.finalize())
 }
 
+/// A fingerprint as [`matches`] compares it: the combined id and the component hashes, borrowed
+/// from a [`MachineFingerprint`] (presented or stored) or a token's [`BoundFingerprint`].
+#[derive(Debug, Clone, Copy)]
+pub struct FingerprintRef<'a> {
+    /// The combined id.
+    pub id: &'a str,
+    /// Component name → salted hash.
+    pub components: &'a BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a MachineFingerprint> for FingerprintRef<'a> {
+    fn from(fp: &'a MachineFingerprint) -> Self {
+        FingerprintRef {
+            id: &fp.id,
+            components: &fp.components,
+        }
+    }
+}
+
+impl<'a> From<&'a BoundFingerprint> for FingerprintRef<'a> {
+    fn from(fp: &'a BoundFingerprint) -> Self {
+        FingerprintRef {
+            id: &fp.id,
+            components: &fp.components,
+        }
+    }
+}
+
+/// How a presented fingerprint compares with a stored one: see [`matches`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchOutcome {
+    /// The same machine, nothing changed: the combined ids are equal, or (under a match
+    /// policy) every stored component has the same hash.
+    Exact,
+    /// The same machine within the policy's tolerance: these stored components changed (or
+    /// are missing), by name.
+    Tolerated {
+        /// The changed components, in name order.
+        changed: Vec<String>,
+    },
+    /// Another machine.
+    Different {
+        /// The stored components that changed or are missing, in name order (empty without a
+        /// match policy, where only the combined id is compared).
+        changed: Vec<String>,
+        /// How many stored components have the same hash.
+        matching: usize,
+    },
+}
+
+impl MatchOutcome {
+    /// Whether the presented fingerprint is the stored machine ([`MatchOutcome::Exact`] or
+    /// [`MatchOutcome::Tolerated`]).
+    pub fn is_match(&self) -> bool {
+        !matches!(self, MatchOutcome::Different { .. })
+    }
+}
+
+/// The one machine-match rule (k of n), used by license evaluation and by a licensing server
+/// to find a license's machine. Without a policy the combined ids must be equal. With one,
+/// every component in `policy.required` must have the stored hash, and at least
+/// `policy.min_matching` of the stored components (required ones included) must have it; the
+/// combined id is not compared (it changes with any one component).
+pub fn matches<'a, 'b>(
+    policy: Option<&MatchPolicy>,
+    stored: impl Into<FingerprintRef<'a>>,
+    presented: impl Into<FingerprintRef<'b>>,
+) -> MatchOutcome {
+    let (stored, presented) = (stored.into(), presented.into());
+    let Some(policy) = policy else {
+        return if stored.id == presented.id {
+            MatchOutcome::Exact
+        } else {
+            MatchOutcome::Different {
+                changed: Vec::new(),
+                matching: 0,
+            }
+        };
+    };
+    let changed: Vec<String> = stored
+        .components
+        .iter()
+        .filter(|(name, hash)| presented.components.get(*name) != Some(*hash))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let matching = stored.components.len() - changed.len();
+    let required_ok = policy.required.iter().all(|r| !changed.contains(r));
+    if required_ok && matching >= policy.min_matching as usize {
+        if changed.is_empty() {
+            MatchOutcome::Exact
+        } else {
+            MatchOutcome::Tolerated { changed }
+        }
+    } else {
+        MatchOutcome::Different { changed, matching }
+    }
+}
+
 /// Fixed component values: for tests, and for hosts that collect components themselves.
 #[derive(Debug, Clone, Default)]
 pub struct FixedComponents(pub RawComponents);
@@ -168,6 +267,54 @@ mod tests {
         assert_ne!(fp1.components["hostname"], fp2.components["hostname"]);
         // Nothing of the raw value shows.
         assert!(!fp1.components["hostname"].contains("h1"));
+    }
+
+    fn policy(required: &[&str], min_matching: u32) -> MatchPolicy {
+        MatchPolicy {
+            required: required.iter().map(|r| r.to_string()).collect(),
+            min_matching,
+        }
+    }
+
+    #[test]
+    fn matches_within_and_beyond_tolerance() {
+        let salt = "com.example.cad";
+        let a = MachineFingerprint::derive(
+            &raw(&[("machine_id", "m"), ("hostname", "h"), ("cpu", "c")]),
+            salt,
+        );
+        let new_host = MachineFingerprint::derive(
+            &raw(&[("machine_id", "m"), ("hostname", "h2"), ("cpu", "c")]),
+            salt,
+        );
+        let new_id = MachineFingerprint::derive(
+            &raw(&[("machine_id", "m2"), ("hostname", "h"), ("cpu", "c")]),
+            salt,
+        );
+        let two_changed = MachineFingerprint::derive(
+            &raw(&[("machine_id", "m"), ("hostname", "h2"), ("cpu", "c2")]),
+            salt,
+        );
+        let p = policy(&["machine_id"], 2);
+        assert_eq!(matches(Some(&p), &a, &a), MatchOutcome::Exact);
+        assert_eq!(
+            matches(Some(&p), &a, &new_host),
+            MatchOutcome::Tolerated {
+                changed: vec!["hostname".into()]
+            }
+        );
+        // A required component changed: another machine, whatever else matches.
+        assert!(!matches(Some(&p), &a, &new_id).is_match());
+        assert_eq!(
+            matches(Some(&p), &a, &two_changed),
+            MatchOutcome::Different {
+                changed: vec!["cpu".into(), "hostname".into()],
+                matching: 1
+            }
+        );
+        // Without a policy only the combined id counts.
+        assert_eq!(matches(None, &a, &a.clone()), MatchOutcome::Exact);
+        assert!(!matches(None, &a, &new_host).is_match());
     }
 
     #[test]

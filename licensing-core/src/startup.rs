@@ -226,7 +226,7 @@ impl Licensing {
             .as_deref()
             .and_then(|token| self.refusal_of(license, token));
         let digest = token.as_deref().map(clock::answer_digest);
-        if let Some(status) = refusal {
+        if let Some(refusal) = refusal {
             if let Some(state) = state
                 && digest.is_some()
                 && kept != digest
@@ -239,7 +239,7 @@ impl Licensing {
                 self.store
                     .write_clock(&clock::seal_state(&self.product_id, &key, &sealed))?;
             }
-            return Ok(apply_server_status(verdict, status));
+            return Ok(refusal.apply(verdict));
         }
         match kept {
             // The sealed answer is the file's: about another license (one installed since).
@@ -255,16 +255,23 @@ impl Licensing {
         }
     }
 
-    /// The status a kept server answer reports for `license` when it is a genuine refusal of
-    /// it (`revoked`, `suspended`, `expired`, `not_yet_valid`); `None` otherwise.
-    fn refusal_of(&self, license: &License, token: &str) -> Option<&'static str> {
+    /// What a kept server answer refuses of `license` when it is a genuine refusal of it (a
+    /// status `revoked`, `suspended`, `expired`, `not_yet_valid`, or this machine not activated
+    /// on a license that needs it); `None` otherwise.
+    fn refusal_of(&self, license: &License, token: &str) -> Option<KeptRefusal> {
         let answer =
             jws::verify_token(token, TokenKind::Response, self.verifier.trust_store()).ok()?;
         if answer.claims.get("license_id").and_then(|v| v.as_str()) != Some(license.id()) {
             return None;
         }
-        let status = answer.claims.get("status").and_then(|v| v.as_str())?;
-        REFUSALS.into_iter().find(|refusal| *refusal == status)
+        let status = answer.claims.get("status").and_then(|v| v.as_str());
+        let status = REFUSALS
+            .into_iter()
+            .find(|refusal| Some(*refusal) == status);
+        let flag = |name: &str| answer.claims.get(name).and_then(|v| v.as_bool());
+        let machine =
+            flag("activation_required") == Some(true) && flag("machine_activated") == Some(false);
+        (status.is_some() || machine).then_some(KeptRefusal { status, machine })
     }
 
     /// Keeps `answer`, the server's signed answer refusing the license, or forgets the kept
@@ -483,6 +490,30 @@ pub(crate) fn clock_key(fp: &MachineFingerprint) -> &str {
 /// store ([`Licensing::keep_server_answer`]).
 pub(crate) const REFUSALS: [&str; 4] = ["revoked", "suspended", "expired", "not_yet_valid"];
 
+/// A genuine refusal of the installed license in a kept server answer.
+#[derive(Debug, Clone, Copy)]
+struct KeptRefusal {
+    /// The refusing status (one of [`REFUSALS`]), if the answer has one.
+    status: Option<&'static str>,
+    /// The answer says this machine is not activated on a license that needs it.
+    machine: bool,
+}
+
+impl KeptRefusal {
+    /// The verdict with this refusal applied.
+    fn apply(self, verdict: Verdict) -> Verdict {
+        let verdict = match self.status {
+            Some(status) => apply_server_status(verdict, status),
+            None => verdict,
+        };
+        if self.machine {
+            machine_refused(verdict)
+        } else {
+            verdict
+        }
+    }
+}
+
 /// The verdict when the licensing server reports the license `status` (its name in a signed
 /// answer): suspended, revoked, expired and not-yet-valid replace the local verdict; active or
 /// an unknown name leave it.
@@ -509,6 +540,23 @@ pub(crate) fn apply_server_status(verdict: Verdict, status: &str) -> Verdict {
     Verdict {
         status,
         reason: reason.into(),
+        grace_left: None,
+        ..verdict
+    }
+}
+
+/// The verdict when the licensing server answered that this machine is not activated on a
+/// license that runs only on activated machines: [`Status::MachineNotActivated`], unless the
+/// verdict already refuses for another reason.
+pub(crate) fn machine_refused(verdict: Verdict) -> Verdict {
+    if !verdict.status.is_usable() && verdict.status != Status::NoLicense {
+        return verdict;
+    }
+    Verdict {
+        status: Status::MachineNotActivated,
+        reason: "the licensing server reports this machine not activated on the license; \
+                 activate it (or transfer the activation to it)"
+            .into(),
         grace_left: None,
         ..verdict
     }

@@ -64,11 +64,16 @@ pub enum Status {
     LeaseExpired = 23,
     /// A floating license is used without a lease for it: the app must check out a seat.
     LeaseRequired = 24,
+    /// The licensing server answered that this machine is not activated on the license (never
+    /// activated, deactivated, or removed by an administrator), and the license allows only
+    /// activated machines: the app must activate this machine (a free machine slot or a
+    /// transfer).
+    MachineNotActivated = 25,
 }
 
 impl Status {
     /// Every status, in numeric order.
-    pub const ALL: [Status; 25] = [
+    pub const ALL: [Status; 26] = [
         Status::Valid,
         Status::ValidInGrace,
         Status::Expired,
@@ -94,6 +99,7 @@ impl Status {
         Status::CheckInRequired,
         Status::LeaseExpired,
         Status::LeaseRequired,
+        Status::MachineNotActivated,
     ];
 
     /// Whether the software may run: [`Status::Valid`] or [`Status::ValidInGrace`].
@@ -129,6 +135,7 @@ impl Status {
             Status::CheckInRequired => "check_in_required",
             Status::LeaseExpired => "lease_expired",
             Status::LeaseRequired => "lease_required",
+            Status::MachineNotActivated => "machine_not_activated",
         }
     }
 }
@@ -160,6 +167,7 @@ mod tests {
             (Status::Revoked, 20, "revoked"),
             (Status::Suspended, 21, "suspended"),
             (Status::CheckInRequired, 22, "check_in_required"),
+            (Status::MachineNotActivated, 25, "machine_not_activated"),
         ] {
             assert_eq!(status as u32, number);
             assert_eq!(status.as_str(), name);

@@ -66,6 +66,10 @@ pub enum lic_status {
     LIC_STATUS_LEASE_EXPIRED = 23,
     /// A floating license is used without a lease for it: the app must check out a seat.
     LIC_STATUS_LEASE_REQUIRED = 24,
+    /// The licensing server answered that this machine is not activated on the license (never
+    /// activated, deactivated, or removed by an administrator), and the license allows only
+    /// activated machines: activate this machine (a free slot or a transfer).
+    LIC_STATUS_MACHINE_NOT_ACTIVATED = 25,
 }
 
 impl From<Status> for lic_status {
@@ -96,6 +100,7 @@ impl From<Status> for lic_status {
             Status::CheckInRequired => lic_status::LIC_STATUS_CHECK_IN_REQUIRED,
             Status::LeaseExpired => lic_status::LIC_STATUS_LEASE_EXPIRED,
             Status::LeaseRequired => lic_status::LIC_STATUS_LEASE_REQUIRED,
+            Status::MachineNotActivated => lic_status::LIC_STATUS_MACHINE_NOT_ACTIVATED,
         }
     }
 }
@@ -133,6 +138,7 @@ fn status_name(status: Status) -> &'static CStr {
         Status::CheckInRequired => c"check_in_required",
         Status::LeaseExpired => c"lease_expired",
         Status::LeaseRequired => c"lease_required",
+        Status::MachineNotActivated => c"machine_not_activated",
     }
 }
 
@@ -169,6 +175,9 @@ fn status_message(status: Status) -> &'static CStr {
         }
         Status::LeaseExpired => c"The seat lease has expired; check out a seat again.",
         Status::LeaseRequired => c"A floating license needs a seat lease; check out a seat.",
+        Status::MachineNotActivated => {
+            c"This machine is not activated on the license; activate it or transfer the license to it."
+        }
     }
 }
 

@@ -217,16 +217,19 @@ static void test_version_and_static_strings(void) {
             "wrong_token_type", "invalid_claims", "product_mismatch", "version_not_entitled",
             "feature_not_entitled", "feature_expired", "site_restricted", "fingerprint_mismatch",
             "virtual_machine_not_allowed", "clock_tampered", "no_license", "revoked",
-            "suspended", "check_in_required", "lease_expired", "lease_required"};
+            "suspended", "check_in_required", "lease_expired", "lease_required",
+            "machine_not_activated"};
         const size_t count = sizeof names / sizeof names[0];
-        CHECK(count == LIC_STATUS_LEASE_REQUIRED + 1);
+        CHECK(count == LIC_STATUS_MACHINE_NOT_ACTIVATED + 1);
+        CHECK(LIC_STATUS_MACHINE_NOT_ACTIVATED == 25);
+        CHECK(!lic_status_is_usable(LIC_STATUS_MACHINE_NOT_ACTIVATED));
         CHECK(LIC_STATUS_REVOKED == 20 && LIC_STATUS_SUSPENDED == 21);
         /* The lease statuses. */
         CHECK(LIC_STATUS_LEASE_EXPIRED == 23 && LIC_STATUS_LEASE_REQUIRED == 24);
         CHECK(strcmp(lic_status_name(LIC_STATUS_LEASE_EXPIRED), "lease_expired") == 0);
         CHECK(strcmp(lic_status_name(LIC_STATUS_LEASE_REQUIRED), "lease_required") == 0);
         CHECK(!lic_status_is_usable(LIC_STATUS_LEASE_EXPIRED));
-        CHECK(strcmp(lic_status_name(LIC_STATUS_LEASE_REQUIRED + 1), "unknown") == 0);
+        CHECK(strcmp(lic_status_name(LIC_STATUS_MACHINE_NOT_ACTIVATED + 1), "unknown") == 0);
         for (i = 0; i < count; i++) {
             CHECK(strcmp(lic_status_name(i), names[i]) == 0);
             CHECK(strcmp(lic_status_message(i), "Unknown license status.") != 0);

@@ -70,6 +70,11 @@ pub struct Validation {
     pub license_id: String,
     /// Whether this machine's fingerprint is activated on the license.
     pub machine_activated: bool,
+    /// Whether the license runs only on activated machines (it has a machine limit or is
+    /// node-locked, and its policy does not allow unmetered use). With `machine_activated`
+    /// false this answer refuses the machine: [`Validation::refuses_machine`]. `false` from a
+    /// server that does not say.
+    pub activation_required: bool,
     /// The activation's id, when activated.
     pub machine_id: Option<String>,
     /// The current license token, verified for this product; absent when the license is not
@@ -82,6 +87,15 @@ pub struct Validation {
     pub offline: bool,
     /// The signed response itself (kept by the store as evidence of the last server answer).
     pub response_token: String,
+}
+
+impl Validation {
+    /// Whether the server refuses this machine: the license runs only on activated machines
+    /// and this one is not activated (never was, was deactivated, or an administrator removed
+    /// it). The app's verdict is then [`crate::Status::MachineNotActivated`].
+    pub fn refuses_machine(&self) -> bool {
+        self.activation_required && !self.machine_activated
+    }
 }
 
 /// A verified activation.
@@ -406,6 +420,15 @@ pub(super) fn verify_response(
         .get("machine_activated")
         .and_then(Value::as_bool)
         .ok_or_else(|| OnlineError::BadResponse("claim `machine_activated` is missing".into()))?;
+    let activation_required = match claims.get("activation_required") {
+        None => false,
+        Some(Value::Bool(required)) => *required,
+        Some(_) => {
+            return Err(OnlineError::BadResponse(
+                "claim `activation_required` is not a boolean".into(),
+            ));
+        }
+    };
     let license_token = optional_string(claims, "license_token")?;
     if let Some(license_token) = &license_token {
         verify_license_token(verifier, license_token, &license_id)?;
@@ -420,6 +443,7 @@ pub(super) fn verify_response(
         expires_at: claim_i64(claims, "exp")?,
         license_id,
         machine_activated,
+        activation_required,
         machine_id: optional_string(claims, "machine_id")?,
         license_token,
         machine_token,

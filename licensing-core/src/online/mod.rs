@@ -249,10 +249,31 @@ impl Client {
         license_key: &str,
         fingerprint_id: &str,
     ) -> Result<Deactivation, OnlineError> {
+        self.deactivate_with(license_key, fingerprint_id, None)
+    }
+
+    /// [`Self::deactivate`] with this machine's whole fingerprint, so the server finds the
+    /// activation by the license's match rule after a tolerated hardware change.
+    pub fn deactivate_machine(
+        &self,
+        license_key: &str,
+        fingerprint: &MachineFingerprint,
+    ) -> Result<Deactivation, OnlineError> {
+        self.deactivate_with(license_key, &fingerprint.id, Some(fingerprint))
+    }
+
+    fn deactivate_with(
+        &self,
+        license_key: &str,
+        fingerprint_id: &str,
+        machine: Option<&MachineFingerprint>,
+    ) -> Result<Deactivation, OnlineError> {
         #[derive(Serialize)]
         struct Body<'a> {
             license_key: &'a str,
             fingerprint: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            machine: Option<&'a MachineFingerprint>,
         }
         let (_, body) = self.http.post(
             &self.config,
@@ -260,6 +281,7 @@ impl Client {
             &Body {
                 license_key,
                 fingerprint: fingerprint_id,
+                machine,
             },
             self.config.deadline,
         )?;
@@ -274,7 +296,13 @@ impl Client {
         license_key: &str,
         fingerprint_id: &str,
     ) -> Result<Validation, OnlineError> {
-        self.validate_within(license_key, fingerprint_id, None, self.config.deadline)
+        self.validate_within(
+            license_key,
+            fingerprint_id,
+            None,
+            None,
+            self.config.deadline,
+        )
     }
 
     /// [`Self::validate`], naming the tokens the app already holds: the server signs a new
@@ -290,15 +318,19 @@ impl Client {
         self.validate_within(
             license_key,
             fingerprint_id,
+            None,
             Some(held),
             self.config.deadline,
         )
     }
 
+    /// `machine`: this machine's whole fingerprint (its id is `fingerprint_id`), so the server
+    /// recognizes it by the license's match rule after a tolerated hardware change.
     pub(crate) fn validate_within(
         &self,
         license_key: &str,
         fingerprint_id: &str,
+        machine: Option<&MachineFingerprint>,
         held: Option<&HeldTokens>,
         limit: Duration,
     ) -> Result<Validation, OnlineError> {
@@ -307,6 +339,8 @@ impl Client {
             license_key: &'a str,
             fingerprint: &'a str,
             nonce: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            machine: Option<&'a MachineFingerprint>,
             #[serde(skip_serializing_if = "Option::is_none")]
             held: Option<&'a HeldTokens>,
         }
@@ -318,6 +352,7 @@ impl Client {
                 license_key,
                 fingerprint: fingerprint_id,
                 nonce: &nonce,
+                machine,
                 held,
             },
             limit,

@@ -10,7 +10,7 @@ use super::{
 use crate::clock::{self, ClockCheck};
 use crate::evaluate::{License, Verdict};
 use crate::fingerprint::MachineFingerprint;
-use crate::startup::{Licensing, apply_server_status, clock_key, tampered};
+use crate::startup::{Licensing, apply_server_status, clock_key, machine_refused, tampered};
 use crate::status::Status;
 use crate::store::StoreError;
 
@@ -118,7 +118,13 @@ impl Licensing {
             self.store.read_machine_token()?.as_deref(),
             &fingerprint.id,
         );
-        let validation = client.validate_within(&key, &fingerprint.id, Some(&held), limit)?;
+        let validation = client.validate_within(
+            &key,
+            &fingerprint.id,
+            Some(&fingerprint),
+            Some(&held),
+            limit,
+        )?;
         let _lock = self.store.lock()?;
         let (verdict, license) = self.apply_validation(&validation, &fingerprint, now)?;
         Ok(OnlineCheck {
@@ -135,7 +141,7 @@ impl Licensing {
             .store
             .read_license_key()?
             .ok_or(OnlineError::NotActivated)?;
-        let answer = client.deactivate(&key, &self.fingerprint().id)?;
+        let answer = client.deactivate_machine(&key, &self.fingerprint())?;
         self.store.clear()?;
         Ok(answer)
     }
@@ -236,23 +242,34 @@ impl Licensing {
         fingerprint: &MachineFingerprint,
         now: i64,
     ) -> Result<(Verdict, Option<License>), StoreError> {
+        let refuses_machine = validation.refuses_machine();
         let (verdict, license) = match (&validation.status, &validation.license_token) {
-            (ServerStatus::Active, Some(token)) => self.install_unlocked(token, now)?,
+            // A token answered beside a refusal of this machine is not installed.
+            (ServerStatus::Active, Some(token)) if !refuses_machine => {
+                self.install_unlocked(token, now)?
+            }
             _ => self.evaluate_stored(now, fingerprint)?,
         };
         if let Some(machine_token) = &validation.machine_token {
             self.store.write_machine_token(machine_token)?;
         }
-        // Kept only while the server says the license is not in force.
-        let refusal = matches!(
-            validation.status,
-            ServerStatus::Suspended
-                | ServerStatus::Revoked
-                | ServerStatus::Expired
-                | ServerStatus::NotYetValid
-        );
+        // Kept only while the server says the license is not in force, or this machine not
+        // activated on it (a copied store stays refused at offline starts).
+        let refusal = refuses_machine
+            || matches!(
+                validation.status,
+                ServerStatus::Suspended
+                    | ServerStatus::Revoked
+                    | ServerStatus::Expired
+                    | ServerStatus::NotYetValid
+            );
         let kept = refusal.then_some(validation.response_token.as_str());
         let verdict = apply_server_status(verdict, validation.status.as_str());
+        let verdict = if refuses_machine {
+            machine_refused(verdict)
+        } else {
+            verdict
+        };
         // The signed, fresh server time is authoritative: it becomes the clock mark (even
         // below a mark a clock set ahead had pushed up), and a clock behind it is rolled back.
         let behind = match clock::check_clock(

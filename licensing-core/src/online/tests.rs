@@ -424,7 +424,7 @@ fn a_server_that_never_answers_costs_at_most_the_deadline() {
     // A shorter limit from the caller wins.
     let started = Instant::now();
     let error = client
-        .validate_within("AAAAA-BBBBB", "fp", None, Duration::from_millis(150))
+        .validate_within("AAAAA-BBBBB", "fp", None, None, Duration::from_millis(150))
         .unwrap_err();
     assert!(matches!(error, OnlineError::Timeout(_)), "{error:?}");
     assert!(
@@ -605,6 +605,97 @@ mod with_store {
             app.check_at_startup(NOW - 2 * DAY).unwrap().status,
             Status::ClockTampered
         );
+    }
+
+    /// A server answering `machine_activated` and `activation_required`, with a license token
+    /// (a server that forgets to withhold it must not be trusted with it either).
+    fn activation_answer(activated: bool, required: Option<bool>) -> Stub {
+        stub(move |body, _| {
+            // The request carries the whole fingerprint, for the server's match rule.
+            assert_eq!(body["machine"]["id"], body["fingerprint"], "{body}");
+            let vendor = key(1);
+            let mut claims = response_claims(
+                body["nonce"].as_str().unwrap(),
+                body["fingerprint"].as_str().unwrap(),
+                &vendor,
+            );
+            claims.insert("machine_activated".into(), json!(activated));
+            if let Some(required) = required {
+                claims.insert("activation_required".into(), json!(required));
+            }
+            if !activated {
+                claims.insert("machine_id".into(), Value::Null);
+                claims.insert("machine_token".into(), Value::Null);
+            }
+            (
+                200,
+                json!({ "response_token": response(&claims, &vendor) }).to_string(),
+            )
+        })
+    }
+
+    /// The server says this machine is not activated on a license that needs it: the verdict
+    /// is `machine_not_activated`, no token is installed, and the refusal is kept for the
+    /// offline starts (a copied store stays refused) until the server says activated. An
+    /// unmetered answer, or one from a server that does not say, changes nothing.
+    #[test]
+    fn a_machine_the_server_says_is_not_activated_is_refused_online_and_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        let installed = license_token(&vendor, "lic_1");
+        app.install(&installed, NOW).unwrap();
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+
+        let refused = activation_answer(false, Some(true));
+        let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
+        let check = app.validate_online(&client, NOW).unwrap();
+        assert!(check.validation.as_ref().unwrap().refuses_machine());
+        assert_eq!(check.verdict.status, Status::MachineNotActivated);
+        assert!(!check.verdict.is_usable());
+        assert_eq!(
+            app.store().read_token().unwrap().as_deref(),
+            Some(&*installed)
+        );
+        for later in [NOW + 60, NOW + 90] {
+            assert_eq!(
+                app.check_at_startup(later).unwrap().status,
+                Status::MachineNotActivated
+            );
+        }
+        // Unreachable server: still refused.
+        let gone = Client::new(fast_config("http://127.0.0.1:9"), trust(&vendor)).unwrap();
+        let start = app
+            .check_online(&gone, NOW + 120, Duration::from_secs(2))
+            .unwrap();
+        assert_eq!(start.verdict.status, Status::MachineNotActivated);
+
+        // Activated again: usable, online and offline.
+        let activated = activation_answer(true, Some(true));
+        let client = Client::new(fast_config(&activated.url), trust(&vendor)).unwrap();
+        assert_eq!(
+            app.validate_online(&client, NOW + 180)
+                .unwrap()
+                .verdict
+                .status,
+            Status::Valid
+        );
+        assert_eq!(
+            app.check_at_startup(NOW + 240).unwrap().status,
+            Status::Valid
+        );
+
+        // Unmetered, or an older server that does not say: not a refusal.
+        for required in [Some(false), None] {
+            let server = activation_answer(false, required);
+            let client = Client::new(fast_config(&server.url), trust(&vendor)).unwrap();
+            let check = app.validate_online(&client, NOW + 300).unwrap();
+            assert_eq!(check.verdict.status, Status::Valid, "{required:?}");
+            assert_eq!(
+                app.check_at_startup(NOW + 360).unwrap().status,
+                Status::Valid
+            );
+        }
     }
 
     #[test]

@@ -319,6 +319,30 @@ pub(crate) struct Template {
     pub check_in_interval: Option<i64>,
 }
 
+impl Template {
+    /// The license's machine-match rule (`lic.node_lock.match`); `None`: machines are
+    /// identified by their exact fingerprint id.
+    pub fn match_policy(&self) -> Option<&MatchPolicy> {
+        self.license
+            .claims()
+            .lic
+            .node_lock
+            .as_ref()
+            .and_then(|lock| lock.match_policy.as_ref())
+    }
+}
+
+/// Whether the license runs only on activated machines: node-locked, or with a machine limit
+/// (`lic.max_machines`) unless its policy allows unmetered use. A validation of a machine that
+/// is not activated then answers no license token, and says `activation_required` (the SDK's
+/// verdict is `machine_not_activated`). Without a machine limit (a floating license metered by
+/// its seats, a site license) any machine validates.
+pub(crate) fn activation_required(row: &LicenseRow) -> Result<bool, ApiError> {
+    let template = parsed_template(row)?;
+    Ok(template.node_locked
+        || (template.license.claims().lic.max_machines.is_some() && row.allow_unmetered == 0))
+}
+
 /// The slot of a [`LicenseRow`] holding its parsed [`Template`] (empty until first asked;
 /// cloned rows share it).
 pub(crate) type ParsedTemplate = std::sync::Arc<std::sync::OnceLock<Result<Template, String>>>;
@@ -423,10 +447,14 @@ pub(crate) struct ResponseClaims {
     pub fingerprint: String,
     /// Whether that fingerprint is activated on the license.
     pub machine_activated: bool,
+    /// Whether the license runs only on activated machines ([`activation_required`]): with
+    /// `machine_activated` false, no license token is answered and the client refuses.
+    pub activation_required: bool,
     /// The machine, when activated.
     pub machine_id: Option<String>,
     /// A freshly signed license token (refreshed `lic.check_in.until`) when the license is
-    /// active and, for a node-locked license, this machine is activated; otherwise null.
+    /// active and this machine is activated or need not be (`activation_required` false);
+    /// otherwise null.
     pub license_token: Option<String>,
     /// A freshly signed `machine+jwt` when this machine is activated and the license active.
     pub machine_token: Option<String>,
@@ -484,7 +512,8 @@ where
     Fut: std::future::Future<Output = Result<Vec<Machine>, ApiError>>,
 {
     let template = parsed_template(a.row)?;
-    let refresh = a.status == "active" && (a.machine.is_some() || !template.node_locked);
+    let required = activation_required(a.row)?;
+    let refresh = a.status == "active" && (a.machine.is_some() || !required);
     let key = state.key();
     let kid = key.public_key().kid();
     let held = |which: fn(&HeldTokens) -> Option<&HeldToken>| a.held.and_then(which);
@@ -526,6 +555,7 @@ where
         status: a.status.to_owned(),
         fingerprint: a.fingerprint.to_owned(),
         machine_activated: a.machine.is_some(),
+        activation_required: required,
         machine_id: a.machine.map(|m| m.id.clone()),
         license_token,
         machine_token,

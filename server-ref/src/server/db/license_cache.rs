@@ -184,6 +184,7 @@ mod tests {
             borrow_max_seconds: 0,
             borrow_max_leases: 0,
             queue_max_seconds: 0,
+            allow_unmetered: 0,
             parsed: Default::default(),
         }
     }

@@ -41,7 +41,7 @@ mod client;
 mod compliance;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
-pub(crate) use client::{Deactivation, MachineRef, Transfer};
+pub(crate) use client::{Deactivation, MachineRef, Presented, RemovedBy, SameMachine, Transfer};
 pub(crate) use compliance::LicenseUsage;
 
 mod floating;
@@ -169,6 +169,8 @@ pub(crate) struct Policy {
     pub check_in_grace: Option<i64>,
     /// Machine transfers allowed per license.
     pub max_transfers: Option<i64>,
+    /// 1: machines never activated may validate a license with a machine limit (0 or 1).
+    pub allow_unmetered: i64,
 }
 
 /// A row of `licenses`.
@@ -194,6 +196,8 @@ pub(crate) struct LicenseRow {
     pub borrow_max_leases: i64,
     /// Floating licenses: longest wait in line a check-out may ask for, in seconds (0: none).
     pub queue_max_seconds: i64,
+    /// The policy's `allow_unmetered` at creation (0 or 1).
+    pub allow_unmetered: i64,
     /// `claims` parsed, once per read of the row (its cached copies share it): see
     /// `issue::parsed_template`.
     #[sqlx(skip)]
@@ -246,6 +250,9 @@ pub(crate) enum Activation {
     Existing(Machine),
     /// The license's machine limit is reached.
     LimitReached,
+    /// The new machine would take a slot another machine's client deactivation freed (a
+    /// move), and the license has used all the transfers its policy allows.
+    TransferLimitReached,
 }
 
 impl Db {
@@ -511,9 +518,10 @@ impl Db {
         sqlx::query(
             "INSERT INTO policies (id, organization_id, product_id, name, model, duration, \
              grace_period, max_machines, seats, features, version_rule, match_policy, \
-             allow_virtual, site, created_at, check_in_interval, check_in_grace, max_transfers) \
+             allow_virtual, site, created_at, check_in_interval, check_in_grace, max_transfers, \
+             allow_unmetered) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18)",
+             $18, $19)",
         )
         .bind(&p.id)
         .bind(&p.organization_id)
@@ -533,6 +541,7 @@ impl Db {
         .bind(p.check_in_interval)
         .bind(p.check_in_grace)
         .bind(p.max_transfers)
+        .bind(p.allow_unmetered)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -561,8 +570,9 @@ impl Db {
     pub async fn insert_license(&self, l: &LicenseRow) -> DbResult<bool> {
         let done = sqlx::query(
             "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, policy_id, \
-             status, claims, token, expires_at, created_at, updated_at, lease_timeout) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             status, claims, token, expires_at, created_at, updated_at, lease_timeout, \
+             allow_unmetered) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (key_hash) DO NOTHING",
         )
         .bind(&l.id)
@@ -578,6 +588,7 @@ impl Db {
         .bind(l.created_at)
         .bind(l.updated_at)
         .bind(l.lease_timeout)
+        .bind(l.allow_unmetered)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -738,33 +749,58 @@ impl Db {
         Ok(tx)
     }
 
-    /// Activates `machine` unless its license already has `max_machines` machines, and, when
-    /// `reissue` is given, stores the license token it returns for the license's machines (new
-    /// one included), all in one write transaction: concurrent activations of one license are
-    /// serialized, so the limit holds and a node-locked token binds every machine.
+    /// Activates the presented machine unless its license already has `max_machines`
+    /// machines, and, when `reissue` is given, stores the license token it returns for the
+    /// license's machines (new one included), all in one write transaction: concurrent
+    /// activations of one license are serialized, so the limit holds and a node-locked token
+    /// binds every machine. A stored machine the presented one is by the match rule is
+    /// answered as existing, its fingerprint updated (and recorded) when it changed. A new
+    /// machine taking a slot a client deactivation freed counts one transfer against
+    /// `max_transfers` unless it is that same machine (see `client::take_pending_slot`).
     /// `reissue` returning `Err` rolls everything back.
     pub async fn activate<E>(
         &self,
-        machine: &Machine,
+        presented: &Presented<'_>,
         max_machines: Option<i64>,
+        max_transfers: Option<i64>,
         reissue: Option<&Reissue<'_, E>>,
     ) -> Result<Result<Activation, E>, sqlx::Error> {
         let _forget = self.licenses.clear_on_drop();
+        let machine = presented.machine;
         let mut tx = self.begin_license_write(&machine.license_id).await?;
-        let existing: Option<Machine> =
-            sqlx::query_as("SELECT * FROM machines WHERE license_id = $1 AND fingerprint = $2")
-                .bind(&machine.license_id)
-                .bind(&machine.fingerprint)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(existing) = existing {
-            sqlx::query("UPDATE machines SET last_seen_at = $1 WHERE id = $2")
-                .bind(machine.last_seen_at)
-                .bind(&existing.id)
-                .execute(&mut *tx)
-                .await?;
+        let existing = client::find_machine(
+            &mut tx,
+            &machine.license_id,
+            &machine.fingerprint,
+            presented.same,
+        )
+        .await?;
+        if let Some((existing, changed)) = existing {
+            if existing.fingerprint == machine.fingerprint {
+                sqlx::query("UPDATE machines SET last_seen_at = $1 WHERE id = $2")
+                    .bind(machine.last_seen_at)
+                    .bind(&existing.id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(Ok(Activation::Existing(existing)));
+            }
+            let updated =
+                client::update_fingerprint(&mut tx, &existing, presented, &changed).await?;
+            if let Some(reissue) = reissue
+                && let Err(e) = client::store_reissued(
+                    &mut tx,
+                    &machine.license_id,
+                    reissue,
+                    machine.last_seen_at,
+                )
+                .await?
+            {
+                tx.rollback().await?;
+                return Ok(Err(e));
+            }
             tx.commit().await?;
-            return Ok(Ok(Activation::Existing(existing)));
+            return Ok(Ok(Activation::Existing(updated)));
         }
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM machines WHERE license_id = $1")
             .bind(&machine.license_id)
@@ -773,6 +809,19 @@ impl Db {
         if max_machines.is_some_and(|max| count >= max) {
             tx.rollback().await?;
             return Ok(Ok(Activation::LimitReached));
+        }
+        if client::take_pending_slot(
+            &mut tx,
+            &machine.license_id,
+            &machine.fingerprint,
+            presented.same,
+            max_transfers,
+        )
+        .await?
+        .is_err()
+        {
+            tx.rollback().await?;
+            return Ok(Ok(Activation::TransferLimitReached));
         }
         sqlx::query(
             "INSERT INTO machines (id, license_id, fingerprint, fingerprint_json, created_at, \
@@ -786,26 +835,13 @@ impl Db {
         .bind(machine.last_seen_at)
         .execute(&mut *tx)
         .await?;
-        if let Some(reissue) = reissue {
-            let machines: Vec<Machine> = sqlx::query_as(
-                "SELECT * FROM machines WHERE license_id = $1 ORDER BY created_at, id",
-            )
-            .bind(&machine.license_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let token = match reissue(&machines) {
-                Ok(token) => token,
-                Err(e) => {
-                    tx.rollback().await?;
-                    return Ok(Err(e));
-                }
-            };
-            sqlx::query("UPDATE licenses SET token = $1, updated_at = $2 WHERE id = $3")
-                .bind(&token)
-                .bind(machine.created_at)
-                .bind(&machine.license_id)
-                .execute(&mut *tx)
-                .await?;
+        if let Some(reissue) = reissue
+            && let Err(e) =
+                client::store_reissued(&mut tx, &machine.license_id, reissue, machine.created_at)
+                    .await?
+        {
+            tx.rollback().await?;
+            return Ok(Err(e));
         }
         tx.commit().await?;
         Ok(Ok(Activation::Created))

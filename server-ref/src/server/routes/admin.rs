@@ -129,8 +129,14 @@ pub(crate) struct NewPolicy {
     /// Seconds a license stays usable after a missed check-in (0 ..= 365 days, default 0).
     #[schema(minimum = 0, maximum = 31_536_000)]
     check_in_grace: Option<u64>,
-    /// Machine transfers allowed per license (`POST /v1/client/transfer`); absent: unlimited.
+    /// Machine transfers allowed per license (`POST /v1/client/transfer`, and activating
+    /// another machine in a slot a client deactivation freed); absent: unlimited.
     max_transfers: Option<u32>,
+    /// Whether machines that were never activated may validate a license with a machine limit
+    /// and receive its token (`max_machines` then only caps activations). Default false: such
+    /// a machine gets no token and the SDK refuses it (`machine_not_activated`). Not for
+    /// node-locked policies, whose tokens bind their machines.
+    allow_unmetered: Option<bool>,
 }
 
 /// Longest check-in interval or grace: a year.
@@ -199,6 +205,7 @@ pub(crate) struct PolicyView {
     check_in_interval: Option<i64>,
     check_in_grace: Option<i64>,
     max_transfers: Option<i64>,
+    allow_unmetered: bool,
     created_at: i64,
 }
 
@@ -226,6 +233,7 @@ fn policy_view(p: &Policy) -> PolicyView {
         check_in_interval: p.check_in_interval,
         check_in_grace: p.check_in_grace,
         max_transfers: p.max_transfers,
+        allow_unmetered: p.allow_unmetered != 0,
         created_at: p.created_at,
     }
 }
@@ -266,6 +274,13 @@ pub(crate) async fn create_policy(
         .transpose()
         .map_err(|_| ApiError::invalid("invalid_field", "`grace_period` is out of range"))?;
     let (check_in_interval, check_in_grace) = check_in_settings(&req)?;
+    let allow_unmetered = req.allow_unmetered.unwrap_or(false);
+    if allow_unmetered && req.model == LicenseModel::NodeLocked {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "`allow_unmetered` is not for node-locked policies: their tokens bind their machines",
+        ));
+    }
     let now = now();
     let policy = Policy {
         id: secrets::new_id("pol").map_err(internal)?,
@@ -286,6 +301,7 @@ pub(crate) async fn create_policy(
         check_in_interval,
         check_in_grace,
         max_transfers: req.max_transfers.map(i64::from),
+        allow_unmetered: i64::from(allow_unmetered),
     };
     let template = issue::build_claims(&state, &policy, &NewLicense::default(), "lic_trial", now)?;
     issue::sign_license(
@@ -444,6 +460,7 @@ pub(crate) async fn create_license(
         borrow_max_seconds: 0,
         borrow_max_leases: 0,
         queue_max_seconds: 0,
+        allow_unmetered: policy.allow_unmetered,
         parsed: Default::default(),
     };
     if !state.db().insert_license(&row).await? {
@@ -571,10 +588,30 @@ pub(crate) struct MachineView {
     last_seen_at: i64,
 }
 
+/// An event of a license's machines.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MachineEventView {
+    id: String,
+    machine_id: String,
+    /// `fingerprint_updated` (a hardware change within the license's match rule: the stored
+    /// fingerprint replaced), `deactivated` (by the client; activating another machine in its
+    /// slot counts as a transfer) or `deleted` (by an administrator).
+    kind: String,
+    /// The fingerprint id after the update, or of the machine removed.
+    fingerprint: String,
+    /// `fingerprint_updated`: the fingerprint id it replaced.
+    previous_fingerprint: Option<String>,
+    /// `fingerprint_updated`: the components that changed.
+    changed: Vec<String>,
+    created_at: i64,
+}
+
 /// A license's machines.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct MachineList {
     machines: Vec<MachineView>,
+    /// The newest 100 events of the license's machines, newest first.
+    events: Vec<MachineEventView>,
 }
 
 /// `GET /v1/licenses/{id}/machines`.
@@ -603,7 +640,26 @@ pub(crate) async fn list_machines(
             last_seen_at: m.last_seen_at,
         })
         .collect();
-    Ok(Json(MachineList { machines }))
+    let events = state
+        .db()
+        .list_machine_events(&id, 100)
+        .await?
+        .into_iter()
+        .map(|e| MachineEventView {
+            changed: e
+                .changed
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok())
+                .unwrap_or_default(),
+            id: e.id,
+            machine_id: e.machine_id,
+            kind: e.kind,
+            fingerprint: e.fingerprint,
+            previous_fingerprint: e.previous_fingerprint,
+            created_at: e.created_at,
+        })
+        .collect();
+    Ok(Json(MachineList { machines, events }))
 }
 
 // ---- renewal -------------------------------------------------------------------------------
@@ -735,7 +791,13 @@ pub(crate) async fn delete_machine(
 ) -> ApiResult<Json<DeactivateResponse>> {
     caller.require(Action::Operate)?;
     let row = get_license_row(&state, &caller, &id).await?;
-    let answer =
-        deactivate_machine(&state, &row, super::super::db::MachineRef::Id(&machine_id)).await?;
+    let answer = deactivate_machine(
+        &state,
+        &row,
+        super::super::db::MachineRef::Id(&machine_id),
+        None,
+        super::super::db::RemovedBy::Admin,
+    )
+    .await?;
     Ok(Json(answer))
 }

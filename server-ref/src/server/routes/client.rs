@@ -2,9 +2,10 @@
 //! transfer; and the one activation path the offline (air-gapped) activation shares.
 
 use licensing_core::License;
+use licensing_core::fingerprint::{self, MatchOutcome};
 use serde::Serialize;
 
-use super::super::db::{Deactivation, MachineRef, Transfer};
+use super::super::db::{Deactivation, MachineRef, Presented, RemovedBy, SameMachine, Transfer};
 use super::super::issue::{Answer, HeldTokens, ResponseClaims};
 use super::*;
 
@@ -46,6 +47,122 @@ fn template_of(row: &LicenseRow) -> ApiResult<serde_json::Map<String, Value>> {
     serde_json::from_str(&row.claims).map_err(ApiError::internal)
 }
 
+/// The license's match rule applied to `presented`: whether a stored machine is it, with the
+/// components that changed (the core's `fingerprint::matches`, the rule license evaluation
+/// uses). `None` when the license has no match rule (exact fingerprint id only).
+fn same_machine<'a>(
+    row: &'a LicenseRow,
+    presented: &'a MachineFingerprint,
+) -> ApiResult<Option<impl Fn(&Machine) -> Option<Vec<String>> + Sync + 'a>> {
+    let Some(policy) = issue::parsed_template(row)?.match_policy() else {
+        return Ok(None);
+    };
+    Ok(Some(move |stored: &Machine| {
+        let stored = issue::machine_fingerprint(stored).ok()?;
+        match fingerprint::matches(Some(policy), &stored, presented) {
+            MatchOutcome::Exact => Some(Vec::new()),
+            MatchOutcome::Tolerated { changed } => Some(changed),
+            MatchOutcome::Different { .. } => None,
+        }
+    }))
+}
+
+/// The row a presented fingerprint would be inserted as.
+fn new_machine_row(
+    row: &LicenseRow,
+    fingerprint: &MachineFingerprint,
+    now: i64,
+) -> ApiResult<Machine> {
+    Ok(Machine {
+        id: secrets::new_id("mch").map_err(internal)?,
+        license_id: row.id.clone(),
+        fingerprint: fingerprint.id.clone(),
+        fingerprint_json: json_text(fingerprint)?,
+        created_at: now,
+        last_seen_at: now,
+    })
+}
+
+/// The transfers the license's policy allows (`None`: unlimited).
+async fn max_transfers_of(state: &AppState, row: &LicenseRow) -> ApiResult<Option<i64>> {
+    Ok(state
+        .db()
+        .get_policy(&row.organization_id, &row.policy_id)
+        .await?
+        .and_then(|p| p.max_transfers))
+}
+
+/// The optional whole fingerprint of a validation or deactivation: its id must be the
+/// request's `fingerprint`.
+fn check_presented(presented: Option<&MachineFingerprint>, fingerprint: &str) -> ApiResult<()> {
+    if let Some(presented) = presented {
+        check_fingerprint(presented)
+            .map_err(|e| e.context("`machine` is not a valid fingerprint"))?;
+        if presented.id != fingerprint {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                "`machine.id` is not the request's `fingerprint`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The license's machine that `fingerprint` names exactly or, when the client sent its whole
+/// fingerprint (`presented`) and the license has a match rule, the one the rule recognizes:
+/// its stored fingerprint is then replaced by the presented one (and the change recorded, and
+/// a node-locked token reissued), so the next validation finds it by id again. The flag says
+/// whether the machine was updated so (the license row read before is then stale).
+async fn find_machine(
+    state: &AppState,
+    row: &LicenseRow,
+    fingerprint: &str,
+    presented: Option<&MachineFingerprint>,
+    now: i64,
+) -> ApiResult<Option<(Machine, bool)>> {
+    if let Some(machine) = state.db().get_machine(&row.id, fingerprint).await? {
+        return Ok(Some((machine, false)));
+    }
+    let Some(presented) = presented else {
+        return Ok(None);
+    };
+    let Some(same) = same_machine(row, presented)? else {
+        return Ok(None);
+    };
+    let same: &SameMachine<'_> = &same;
+    // A read first: a fingerprint that is no machine of the license (a copied store asking
+    // again and again) costs no write transaction.
+    let machines = state.db().list_machines(&row.id).await?;
+    if !machines.iter().any(|m| same(m).is_some()) {
+        return Ok(None);
+    }
+    let template = template_of(row)?;
+    let reissue = reissuer(state, &template, now);
+    let reissue: &Reissue<'_, ApiError> = &reissue;
+    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let machine = new_machine_row(row, presented, now)?;
+    let event_id = secrets::new_id("mev").map_err(internal)?;
+    let found = state
+        .db()
+        .recognize_machine(
+            &Presented {
+                machine: &machine,
+                same: Some(same),
+                event_id: &event_id,
+            },
+            reissue,
+        )
+        .await??;
+    if let Some(found) = &found {
+        tracing::info!(
+            license = %row.id,
+            machine = %found.id,
+            "machine fingerprint updated within tolerance"
+        );
+    }
+    Ok(found.map(|m| (m, true)))
+}
+
 /// The machines a license token binds: all of them for a node-locked license, none otherwise
 /// (saves the query).
 async fn bound_machines(state: &AppState, row: &LicenseRow) -> ApiResult<Vec<Machine>> {
@@ -85,21 +202,36 @@ pub(crate) async fn activate_machine(
     };
     refuse_unusable(row, now, action)?;
     let template = template_of(row)?;
-    let machine = Machine {
-        id: secrets::new_id("mch").map_err(internal)?,
-        license_id: row.id.clone(),
-        fingerprint: fingerprint.id.clone(),
-        fingerprint_json: json_text(fingerprint)?,
-        created_at: now,
-        last_seen_at: now,
+    let machine = new_machine_row(row, fingerprint, now)?;
+    let event_id = secrets::new_id("mev").map_err(internal)?;
+    let same = same_machine(row, fingerprint)?;
+    let same = same.as_ref().map(|f| f as &SameMachine<'_>);
+    let presented = Presented {
+        machine: &machine,
+        same,
+        event_id: &event_id,
     };
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
     let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let max_transfers = max_transfers_of(state, row).await?;
+    let transfer_limit = || {
+        ApiError::conflict(
+            "transfer_limit_reached",
+            format!(
+                "the license allows {} transfer(s) and all are used",
+                max_transfers.unwrap_or_default()
+            ),
+        )
+    };
     let (status, machine) = match transfer_from {
         None => {
             let max = issue::max_machines(&template);
-            match state.db().activate(&machine, max, reissue).await?? {
+            match state
+                .db()
+                .activate(&presented, max, max_transfers, reissue)
+                .await??
+            {
                 Activation::Created => (StatusCode::CREATED, machine),
                 Activation::Existing(existing) => (StatusCode::OK, existing),
                 Activation::LimitReached => {
@@ -111,17 +243,16 @@ pub(crate) async fn activate_machine(
                         ),
                     ));
                 }
+                Activation::TransferLimitReached => {
+                    return Err(transfer_limit()
+                        .context("activating another machine after a deactivation is a transfer"));
+                }
             }
         }
         Some(from) => {
-            let max_transfers = state
-                .db()
-                .get_policy(&row.organization_id, &row.policy_id)
-                .await?
-                .and_then(|p| p.max_transfers);
             match state
                 .db()
-                .transfer(from, &machine, max_transfers, reissue)
+                .transfer(from, &presented, max_transfers, reissue)
                 .await??
             {
                 Transfer::Done => (StatusCode::CREATED, machine),
@@ -137,15 +268,7 @@ pub(crate) async fn activate_machine(
                         "the new machine is already activated on this license",
                     ));
                 }
-                Transfer::LimitReached => {
-                    return Err(ApiError::conflict(
-                        "transfer_limit_reached",
-                        format!(
-                            "the license allows {} transfer(s) and all are used",
-                            max_transfers.unwrap_or_default()
-                        ),
-                    ));
-                }
+                Transfer::LimitReached => return Err(transfer_limit()),
             }
         }
     };
@@ -287,6 +410,11 @@ pub(crate) struct DeactivateRequest {
     /// The machine's fingerprint id.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     fingerprint: String,
+    /// The machine's whole fingerprint (its `id` is `fingerprint`), so the machine is found by
+    /// the license's match rule after a tolerated hardware change. Optional.
+    #[serde(default)]
+    #[schema(value_type = Option<super::super::openapi::FingerprintSchema>)]
+    machine: Option<MachineFingerprint>,
 }
 
 /// The answer of a deactivation.
@@ -299,20 +427,30 @@ pub(crate) struct DeactivateResponse {
 }
 
 /// Removes a machine from a license (client or admin API): frees its slot and, for a
-/// node-locked license, reissues the stored token without it. 404 `machine_not_found`.
+/// node-locked license, reissues the stored token without it. `presented`: the client's whole
+/// fingerprint, to find the machine by the match rule. A client's deactivation leaves its slot
+/// pending: activating another machine in it counts as a transfer. 404 `machine_not_found`.
 pub(crate) async fn deactivate_machine(
     state: &AppState,
     row: &LicenseRow,
     which: MachineRef<'_>,
+    presented: Option<&MachineFingerprint>,
+    by: RemovedBy,
 ) -> ApiResult<DeactivateResponse> {
     let now = now();
     let template = template_of(row)?;
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
     let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let same = match presented {
+        Some(presented) => same_machine(row, presented)?,
+        None => None,
+    };
+    let same = same.as_ref().map(|f| f as &SameMachine<'_>);
+    let event_id = secrets::new_id("mev").map_err(internal)?;
     match state
         .db()
-        .deactivate(&row.id, which, reissue, now)
+        .deactivate(&row.id, which, same, by, &event_id, reissue, now)
         .await??
     {
         Deactivation::Done(machine) => {
@@ -340,9 +478,16 @@ pub(crate) async fn deactivate(
     StrictJson(req): StrictJson<DeactivateRequest>,
 ) -> ApiResult<Json<DeactivateResponse>> {
     token_field("fingerprint", &req.fingerprint, 1, 128)?;
+    check_presented(req.machine.as_ref(), &req.fingerprint)?;
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
-    let answer =
-        deactivate_machine(&state, &row, MachineRef::Fingerprint(&req.fingerprint)).await?;
+    let answer = deactivate_machine(
+        &state,
+        &row,
+        MachineRef::Fingerprint(&req.fingerprint),
+        req.machine.as_ref(),
+        RemovedBy::Client,
+    )
+    .await?;
     Ok(Json(answer))
 }
 
@@ -360,6 +505,12 @@ pub(crate) struct ValidateRequest {
     /// A fresh random value from the client, echoed in the signed response.
     #[schema(min_length = 8, max_length = 128, pattern = "^[!-~]+$")]
     nonce: String,
+    /// The machine's whole fingerprint (its `id` is `fingerprint`), so that after a hardware
+    /// change within the license's match rule the machine is still recognized (and its stored
+    /// fingerprint updated). Optional: without it only the exact fingerprint id is looked up.
+    #[serde(default)]
+    #[schema(value_type = Option<super::super::openapi::FingerprintSchema>)]
+    machine: Option<MachineFingerprint>,
     /// The license and machine tokens the client stores (after checking their signatures).
     /// A token still current is not signed again: the response's `license_token` or
     /// `machine_token` is then null and the client keeps its own. Absent: both are signed.
@@ -434,12 +585,21 @@ pub(crate) async fn validate(
             }
         }
     }
-    let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
+    check_presented(req.machine.as_ref(), &req.fingerprint)?;
+    let mut row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
-    let machine = state.db().get_machine(&row.id, &req.fingerprint).await?;
-    if let Some(machine) = &machine {
-        state.db().touch_machine(machine, now).await?;
-    }
+    let found = find_machine(&state, &row, &req.fingerprint, req.machine.as_ref(), now).await?;
+    let machine = match found {
+        Some((machine, updated)) => {
+            if updated {
+                // Its node-locked token was reissued: answer from the row as it is now.
+                row = std::sync::Arc::new(get_license_row_unscoped(&state, &row.id).await?);
+            }
+            state.db().touch_machine(&machine, now).await?;
+            Some(machine)
+        }
+        None => None,
+    };
     let claims = answer_claims(
         &state,
         &row,

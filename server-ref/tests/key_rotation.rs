@@ -469,3 +469,31 @@ fn promote_at_on(backend: Backend) {
         "{actors:?}"
     );
 }
+
+/// The immediate `POST /v1/keys/rotate` (kept as a contract) no longer breaks an app built
+/// before it either: the app names the key it trusts, and is answered with it until the
+/// vendor retires that key. (On the server before staged rotation, the app failed online at
+/// once with unknown_key.)
+#[test]
+fn an_app_built_before_an_immediate_rotation_validates_until_retire() {
+    on_both("key_rotation_immediate", immediate_rotation_on);
+}
+
+fn immediate_rotation_on(backend: Backend) {
+    let (dir, data) = temp_data();
+    let server = Server::start_with(&data, &backend.args());
+    let (_, key) = server.issue(json!({ "model": "subscription", "duration": 86400 * 30 }));
+    let trust = server.shipped_trust_store();
+    let client = client(&server.url, &trust);
+    let app = app(dir.path(), "built-before", &trust);
+    app.activate(&client, &key, unix_now()).unwrap();
+    let old_kid = jwks_kids(&server).remove(0);
+    let rotated = server.admin("POST", "/v1/keys/rotate", None, 201);
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert_eq!(validate(&app, &client), (Status::Valid, old_kid.clone()));
+    server.admin("POST", &format!("/v1/keys/{old_kid}/retire"), None, 200);
+    match app.validate_online(&client, unix_now()) {
+        Err(OnlineError::Token(Error::UnknownKey(kid))) => assert_eq!(kid, new_kid),
+        other => panic!("expected unknown_key, got {other:?}"),
+    }
+}

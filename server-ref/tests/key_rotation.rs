@@ -436,6 +436,17 @@ fn promote_at_on(backend: Backend) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // On PostgreSQL, a second replica publishes it too.
+    let replica = match &backend {
+        Backend::Postgres(_) => {
+            let (dir, data) = temp_data();
+            let mut replica = start(&data, &backend, "1");
+            replica.admin_token = server.admin_token.clone();
+            assert!(jwks_kids(&replica).contains(&new_kid));
+            Some((dir, replica))
+        }
+        Backend::Sqlite => None,
+    };
     // Promoted at its date with no request: the server's reload does it.
     while status_of(&server, &new_kid) != "current" {
         assert!(
@@ -443,6 +454,22 @@ fn promote_at_on(backend: Backend) {
             "the staged key was never promoted"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every replica signs with it within its reload period.
+    for server in std::iter::once(&server).chain(replica.as_ref().map(|(_, r)| r)) {
+        let (_, key) = server.issue(json!({ "model": "subscription", "duration": 86400 }));
+        let trust = server.shipped_trust_store();
+        let client = client(&server.url, &trust);
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path(), "after-promotion", &trust);
+        app.activate(&client, &key, unix_now()).unwrap();
+        while validate(&app, &client).1 != new_kid {
+            assert!(
+                Instant::now() < deadline,
+                "a replica never signed with the promoted key"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     assert!(
         unix_now() >= at.parse::<i64>().unwrap(),

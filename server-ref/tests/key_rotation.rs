@@ -518,6 +518,29 @@ fn immediate_rotation_on(backend: Backend) {
     let rotated = server.admin("POST", "/v1/keys/rotate", None, 201);
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
     assert_eq!(validate(&app, &client), (Status::Valid, old_kid.clone()));
+    // Seat leases too: every token of a client answer is signed with the key the app trusts.
+    let (_, floating) = server.issue(json!({ "model": "floating", "seats": 2 }));
+    let check_out = |client_id: &str, headers: &[(&str, &str)]| {
+        let body = json!({ "license_key": floating, "client_id": client_id, "user": "ann",
+                           "request_id": format!("req-{client_id}") });
+        let mut request = server
+            .http
+            .post(format!("{}/v1/client/leases", server.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+        kid_of(body["lease_token"].as_str().unwrap())
+    };
+    assert_eq!(
+        check_out("built-before", &[(TRUSTED_KIDS_HEADER, &old_kid)]),
+        old_kid
+    );
+    assert_eq!(check_out("no-header", &[]), new_kid);
     server.admin("POST", &format!("/v1/keys/{old_kid}/retire"), None, 200);
     match app.validate_online(&client, unix_now()) {
         Err(OnlineError::Token(Error::UnknownKey(kid))) => assert_eq!(kid, new_kid),

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The main job, walked through: the reference server on its embedded SQLite default, then the
-# SDK's offline check. Starts `licensing-server serve` on 127.0.0.1 with ./data/demo as its data
+# The main job, walked through: the vendor's signing key, the reference server signing with it on
+# its embedded SQLite default, then the SDK's offline check. Generates the vendor's key, starts
+# `licensing-server serve --signing-key` with it on 127.0.0.1 with ./data/demo as its data
 # directory, creates a product, a policy and a license over the admin API, activates this machine,
 # validates online (signed response), suspends and revokes, checks out the seat of a floating
 # license (the denial, the wait line), then verifies the issued token offline with the CLI
-# (valid, in grace, missing feature, wrong version, tampered), and shows the compliance alerts
-# and the verified audit trail. Stops the server at the end.
+# (valid, in grace, missing feature, wrong version, tampered), stages the next signing key, and
+# shows the compliance alerts and the verified audit trail. Stops the server at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -23,9 +24,14 @@ say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 show() { printf '\033[2m$ %s\033[0m\n' "$*"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
-say "1. Start the reference server (embedded SQLite under $dir/server)"
-show "$bin serve --listen 127.0.0.1:0 --data-dir $dir/server"
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/server" > "$dir/server.out" 2> "$dir/server.log" &
+say "1. The vendor's signing key, and the reference server signing with it (embedded SQLite under $dir/server)"
+# One key for the whole walk-through: the server signs with the vendor's own key, so the
+# keys/jwks.json the app ships verifies what the server answers and what the CLI issues.
+show "$bin keys generate --out $dir/keys"
+"$bin" keys generate --out "$dir/keys"
+show "$bin serve --listen 127.0.0.1:0 --data-dir $dir/server --signing-key $dir/keys/private.pem"
+"$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/server" --signing-key "$dir/keys/private.pem" \
+  > "$dir/server.out" 2> "$dir/server.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q '^listening on' "$dir/server.out" 2>/dev/null && break; sleep 0.1; done
@@ -101,14 +107,14 @@ echo "${bob:0:60}... ${bob##* (}" | sed 's/)$//'
 show "GET /v1/licenses/$flicense_id/denials"
 curl -sS "${auth[@]}" "$url/v1/licenses/$flicense_id/denials" | json '{"total": d["total"], "per_day": d["per_day"]}'
 
-say "6. Offline: the app verifies the token with the published JWKS, no network"
-curl -sS "$url/.well-known/jwks.json" > "$dir/jwks.json"
+say "6. Offline: the app verifies the token with the keys it ships (keys/jwks.json), no network"
+show "GET /.well-known/jwks.json   (the server publishes the same key)"
+curl -sS "$url/.well-known/jwks.json" | json '[k["kid"] for k in d["keys"]]'
 verify() { show "$bin license verify $*"; set +e; "$bin" license verify "$@"; echo "(exit $?)"; set -e; }
-verify --public-key "$dir/jwks.json" --product com.example.cad --token "$dir/license.jwt" --feature export_step
-verify --public-key "$dir/jwks.json" --token "$dir/license.jwt" --feature render
+verify --public-key "$dir/keys/jwks.json" --product com.example.cad --token "$dir/license.jwt" --feature export_step
+verify --public-key "$dir/keys/jwks.json" --token "$dir/license.jwt" --feature render
 
-say "7. Offline with the vendor toolbox: keys, a perpetual license, version gating, grace, tampering"
-"$bin" keys generate --out "$dir/keys" >/dev/null
+say "7. Offline with the vendor toolbox: a perpetual license, version gating, grace, tampering"
 "$bin" license issue --private-key "$dir/keys/private.pem" --claims examples/licenses/perpetual.json > "$dir/perpetual.jwt"
 verify --public-key "$dir/keys/public.pem" --token "$dir/perpetual.jwt" --version 2.4.0 --release-date 2026-06-01
 verify --public-key "$dir/keys/public.pem" --token "$dir/perpetual.jwt" --version 3.0.0 --release-date 2031-01-01
@@ -123,7 +129,16 @@ open(sys.argv[2], "w").write(".".join([h, p, s]))
 PY
 verify --public-key "$dir/keys/public.pem" --token "$dir/tampered.jwt"
 
-say "8. Revoke; compliance alerts and the audit trail"
+say "8. Rotating keys without breaking shipped apps: stage the next key (published, not signing)"
+show "POST /v1/keys/stage"
+staged=$(post /v1/keys/stage)
+echo "$staged" | json '{"kid": d["kid"], "status": d["status"], "promotable_at": d["promotable_at"]}'
+show "GET /.well-known/jwks.json   (ship both keys in the next app release)"
+curl -sS "$url/.well-known/jwks.json" | json '[k["kid"] for k in d["keys"]]'
+show "POST /v1/keys/{kid}/promote   (refused until published for --key-min-publish-secs)"
+post "/v1/keys/$(echo "$staged" | json 'd["kid"]')/promote" | json 'd["error"]'
+
+say "9. Revoke; compliance alerts and the audit trail"
 post "/v1/licenses/$license_id/revoke" >/dev/null
 validate | json 'd["response_token"]' | "$bin" license inspect | json 'd["payload"]["status"]'
 show "GET /v1/alerts"
@@ -133,6 +148,6 @@ curl -sS "${auth[@]}" "$url/v1/audit" | json '[(e["seq"], e["action"]) for e in 
 show "GET /v1/audit/verify"
 curl -sS "${auth[@]}" "$url/v1/audit/verify" | json '{"ok": d["ok"], "entries": d["entries"]}'
 
-say "9. Stop the server"
+say "10. Stop the server"
 kill "$server"; wait "$server" 2>/dev/null || true
 printf '\nDone. Server data (SQLite, signing key) and files are in %s.\n' "$dir"

@@ -88,6 +88,16 @@ enum KeysCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Stage the server's next signing key in its database: published in the JWKS at once,
+    /// signing only once promoted (`keys promote`, or by itself at `--promote-at`). Prints it
+    /// as JSON. Exit 0 staged, 1 refused (a key is staged already), 2 usage errors.
+    Stage(crate::server::KeysStageArgs),
+    /// Promote the staged key KID: it signs from now on (never before it has been published
+    /// for the minimum time: the refusal says from when). Exit 0 promoted, 1 refused, 2 usage
+    /// errors.
+    Promote(crate::server::KeysPromoteArgs),
+    /// List the server's signing keys (public halves, statuses) as JSON.
+    List(crate::server::KeysListArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +182,9 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keys(KeysCommand::Generate { out, force }) => keys_generate(&out, force),
+        Command::Keys(KeysCommand::Stage(args)) => return crate::server::run_keys_stage(args),
+        Command::Keys(KeysCommand::Promote(args)) => return crate::server::run_keys_promote(args),
+        Command::Keys(KeysCommand::List(args)) => return crate::server::run_keys_list(args),
         Command::License(LicenseCommand::Issue {
             private_key,
             claims,

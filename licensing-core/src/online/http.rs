@@ -6,13 +6,24 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{ClientConfig, OnlineError};
+use crate::keys::TrustStore;
 
 /// Largest answer body read; real answers are a few KiB of tokens.
 const MAX_BODY_BYTES: u64 = 256 * 1024;
 
+/// The request header naming the kids of the app's trust store, so a server that rotated its
+/// key answers an app built before the rotation with a key the app trusts (while that key is
+/// not retired). Public key ids only: nothing secret.
+pub const TRUSTED_KIDS_HEADER: &str = "Licensing-Trusted-Kids";
+
+/// Most kids named in [`TRUSTED_KIDS_HEADER`] (the server refuses more).
+const MAX_TRUSTED_KIDS: usize = 32;
+
 #[derive(Debug, Clone)]
 pub(super) struct Http {
     client: reqwest::blocking::Client,
+    /// The value of [`TRUSTED_KIDS_HEADER`]; `None` for an empty trust store.
+    trusted_kids: Option<String>,
 }
 
 /// What one attempt ended with.
@@ -26,7 +37,7 @@ enum Attempt {
 }
 
 impl Http {
-    pub(super) fn new(config: &ClientConfig) -> Result<Self, OnlineError> {
+    pub(super) fn new(config: &ClientConfig, trust: &TrustStore) -> Result<Self, OnlineError> {
         let base = reqwest::Url::parse(&config.base_url)
             .map_err(|e| OnlineError::Config(format!("base URL `{}`: {e}", config.base_url)))?;
         if !matches!(base.scheme(), "https" | "http") {
@@ -43,7 +54,16 @@ impl Http {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| OnlineError::Config(format!("HTTP client: {e}")))?;
-        Ok(Http { client })
+        let kids: Vec<&str> = trust
+            .keys()
+            .map(|key| key.kid())
+            .take(MAX_TRUSTED_KIDS)
+            .collect();
+        let trusted_kids = (!kids.is_empty()).then(|| kids.join(","));
+        Ok(Http {
+            client,
+            trusted_kids,
+        })
     }
 
     /// POSTs `body` as JSON to `path`; answers the status and the JSON body of a 2xx. A 4xx is
@@ -88,14 +108,16 @@ impl Http {
     }
 
     fn attempt(&self, url: &str, body: &[u8], timeout: Duration, limit: Duration) -> Attempt {
-        let sent = self
+        let mut request = self
             .client
             .post(url)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body.to_vec())
-            .send();
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(kids) = &self.trusted_kids {
+            request = request.header(TRUSTED_KIDS_HEADER, kids);
+        }
+        let sent = request.body(body.to_vec()).send();
         let response = match sent {
             Ok(response) => response,
             Err(e) if e.is_timeout() => return Attempt::Retry(OnlineError::Timeout(limit), None),

@@ -45,6 +45,8 @@ use crate::evaluate::Verifier;
 use crate::fingerprint::MachineFingerprint;
 use crate::keys::TrustStore;
 
+pub use http::TRUSTED_KIDS_HEADER;
+
 pub use answer::{
     Activation, Deactivation, HeldToken, HeldTokens, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND,
     OfflineRequest, ServerStatus, Validation,
@@ -186,13 +188,15 @@ pub struct Client {
 
 impl Client {
     /// A client for `config`, verifying every answer against `trust_store` (the keys shipped
-    /// with the app).
+    /// with the app). Each request names the trust store's kids ([`TRUSTED_KIDS_HEADER`]), so
+    /// a server that promoted a new key keeps answering this app with a key it trusts until
+    /// the vendor retires that key.
     pub fn new(config: ClientConfig, trust_store: TrustStore) -> Result<Self, OnlineError> {
         if config.product.is_empty() {
             return Err(OnlineError::Config("the product id is empty".into()));
         }
+        let http = http::Http::new(&config, &trust_store)?;
         let verifier = Verifier::new(trust_store, config.product.clone());
-        let http = http::Http::new(&config)?;
         Ok(Client {
             config,
             verifier,

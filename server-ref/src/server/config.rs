@@ -47,6 +47,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_KEY_RELOAD_SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub key_reload_secs: Option<u64>,
+    /// Seconds a staged signing key must have been published (in the JWKS) before it may be
+    /// promoted to sign [default: 604800, 7 days], so the vendor can ship it in an app release
+    /// first. Also read by `keys promote`.
+    #[arg(long, env = "LICENSING_KEY_MIN_PUBLISH_SECS",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_KEY_MIN_PUBLISH_SECS))]
+    pub key_min_publish_secs: Option<u64>,
     /// Client API requests (activate, validate, ...) allowed per license key per minute on
     /// this replica [default: 120]; beyond it the answer is 429 with `Retry-After`.
     #[arg(long, env = "LICENSING_CLIENT_RATE_PER_MINUTE",
@@ -66,6 +72,12 @@ pub struct ServeArgs {
     pub seat_batch_wait_us: Option<u64>,
 }
 
+/// Default minimum publication time of a staged key (7 days).
+pub(crate) const DEFAULT_KEY_MIN_PUBLISH_SECS: i64 = 7 * 86_400;
+
+/// Longest `key_min_publish_secs` accepted (10 years).
+const MAX_KEY_MIN_PUBLISH_SECS: u64 = 10 * 365 * 86_400;
+
 /// Longest `seat_batch_wait_us` accepted (10 ms).
 const MAX_SEAT_BATCH_WAIT_US: u64 = 10_000;
 
@@ -78,6 +90,7 @@ struct FileSettings {
     database_url: Option<String>,
     signing_key: Option<PathBuf>,
     key_reload_secs: Option<u64>,
+    key_min_publish_secs: Option<u64>,
     client_rate_per_minute: Option<u32>,
     reap_interval: Option<u64>,
     seat_batch_wait_us: Option<u64>,
@@ -92,6 +105,7 @@ pub(crate) struct Settings {
     pub database_url: Option<String>,
     pub signing_key: Option<PathBuf>,
     pub key_reload_secs: u64,
+    pub key_min_publish_secs: u64,
     pub client_rate_per_minute: u32,
     pub reap_interval: u64,
     pub seat_batch_wait: std::time::Duration,
@@ -108,6 +122,7 @@ impl Settings {
             listen,
             store,
             key_reload_secs,
+            key_min_publish_secs,
             client_rate_per_minute,
             reap_interval,
             seat_batch_wait_us,
@@ -119,6 +134,12 @@ impl Settings {
         let key_reload_secs = key_reload_secs.or(file.key_reload_secs).unwrap_or(30);
         if !(1..=3600).contains(&key_reload_secs) {
             return Err("key_reload_secs must be 1 to 3600".into());
+        }
+        let key_min_publish_secs = key_min_publish_secs
+            .or(file.key_min_publish_secs)
+            .unwrap_or(DEFAULT_KEY_MIN_PUBLISH_SECS.unsigned_abs());
+        if key_min_publish_secs > MAX_KEY_MIN_PUBLISH_SECS {
+            return Err("key_min_publish_secs must be 0 to 315360000 (10 years)".into());
         }
         let client_rate_per_minute = client_rate_per_minute
             .or(file.client_rate_per_minute)
@@ -149,6 +170,7 @@ impl Settings {
             database_url: store.database_url.or(file.database_url),
             signing_key: store.signing_key.or(file.signing_key),
             key_reload_secs,
+            key_min_publish_secs,
             client_rate_per_minute,
             issuer: store
                 .issuer
@@ -199,6 +221,7 @@ mod tests {
         assert_eq!(s.issuer, "from-flag");
         assert_eq!(s.key_reload_secs, 5);
         assert_eq!(s.client_rate_per_minute, 120);
+        assert_eq!(s.key_min_publish_secs, 7 * 86_400);
         assert_eq!(s.seat_batch_wait, std::time::Duration::from_millis(1));
         assert_eq!(s.data_dir, PathBuf::from("./data"));
     }
@@ -209,6 +232,10 @@ mod tests {
             ("listen = 5\n", "listen"),
             ("lisen = \"127.0.0.1:1\"\n", "lisen"),
             ("key_reload_secs = 0\n", "key_reload_secs"),
+            (
+                "key_min_publish_secs = 999999999999\n",
+                "key_min_publish_secs",
+            ),
             ("seat_batch_wait_us = 10001\n", "seat_batch_wait_us"),
             ("[[[", "config"),
         ] {

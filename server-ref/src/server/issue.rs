@@ -238,8 +238,18 @@ pub(crate) fn sign_license(
 }
 
 /// Signs the license token a license stores, given its machines: bound to them when the
-/// license is node-locked (`None` while it has none), unbound otherwise.
+/// license is node-locked (`None` while it has none), unbound otherwise. Always with the
+/// current key, whatever the client of the request trusts.
 pub(crate) fn sign_license_for(
+    state: &AppState,
+    template: &Map<String, Value>,
+    machines: &[Machine],
+    now: i64,
+) -> Result<Option<String>, ApiError> {
+    super::with_current_key(|| sign_stored_license(state, template, machines, now))
+}
+
+fn sign_stored_license(
     state: &AppState,
     template: &Map<String, Value>,
     machines: &[Machine],
@@ -514,6 +524,11 @@ where
     let template = parsed_template(a.row)?;
     let required = activation_required(a.row)?;
     let refresh = a.status == "active" && (a.machine.is_some() || !required);
+    // An app that names no trusted kids is answered with the key its license token is signed
+    // by, while that key still signs (an app built before a key promotion keeps working).
+    if let Some(held) = a.held.and_then(|h| h.license.as_ref()) {
+        super::note_held_kid(&held.kid);
+    }
     let key = state.key();
     let kid = key.public_key().kid();
     let held = |which: fn(&HeldTokens) -> Option<&HeldToken>| a.held.and_then(which);

@@ -13,6 +13,7 @@ mod db;
 mod error;
 mod extract;
 mod issue;
+mod keys_cli;
 mod offline;
 mod openapi;
 mod routes;
@@ -36,6 +37,9 @@ use config::Settings;
 use db::Db;
 
 pub use audit::{AuditVerifyArgs, run_audit_verify};
+pub use keys_cli::{
+    KeysListArgs, KeysPromoteArgs, KeysStageArgs, run_keys_list, run_keys_promote, run_keys_stage,
+};
 pub use offline::{OfflineActivateArgs, run_offline_activate};
 
 /// Shared state of the handlers.
@@ -50,20 +54,26 @@ struct Inner {
     client_limiter: governor::DefaultKeyedRateLimiter<String>,
     /// This replica's one audit writer.
     audit: audit::Writer,
+    /// Seconds a staged key must have been published before it may sign
+    /// (`--key-min-publish-secs`).
+    key_min_publish_secs: std::sync::atomic::AtomicI64,
 }
 
-/// The signing keys in effect, as loaded from the database: the current signer and the
-/// published JWK Set (current and previous keys; retired ones are unpublished). The server
-/// never verifies its own stored tokens: it decides from the claims in its database.
+/// The signing keys in effect, as loaded from the database: the keys that may sign (the
+/// current key first, then the previous ones, newest first) and the published JWK Set
+/// (staged, current and previous keys; retired ones are unpublished). The server never
+/// verifies its own stored tokens: it decides from the claims in its database.
 pub(crate) struct KeyRing {
-    signer: PrivateKey,
+    signers: Vec<PrivateKey>,
     jwks: serde_json::Value,
 }
 
 impl KeyRing {
     fn from_rows(rows: &[db::SigningKeyRow]) -> Result<KeyRing, String> {
-        let mut signer = None;
+        let mut current = None;
+        let mut previous = Vec::new();
         let mut published = TrustStore::new();
+        // `rows` come newest first.
         for row in rows {
             let key = PrivateKey::from_pkcs8_pem(&row.private_pem)
                 .map_err(|e| format!("signing key {}: {e}", row.kid))?;
@@ -72,24 +82,110 @@ impl KeyRing {
                     .add(key.public_key().clone())
                     .map_err(|e| format!("signing key {}: {e}", row.kid))?;
             }
-            if row.status == "current" {
-                signer = Some(key);
+            match row.status.as_str() {
+                "current" => current = Some(key),
+                "previous" => previous.push(key),
+                _ => {}
             }
         }
+        let mut signers = vec![current.ok_or("the database holds no current signing key")?];
+        signers.extend(previous);
         Ok(KeyRing {
-            signer: signer.ok_or("the database holds no current signing key")?,
+            signers,
             jwks: published.to_jwks(),
         })
     }
+
+    /// Which key signs for a client that trusts `trust`: the current key when the client
+    /// trusts it (or says nothing), else the newest previous key it trusts (an app built
+    /// before a promotion keeps working until that key is retired), else the current key
+    /// (the client will report the key it does not trust). Staged keys never sign.
+    fn signer_for(&self, trust: &ClientTrust) -> usize {
+        let trusted = |kid: &str| match (&trust.kids, trust.held.get()) {
+            (Some(kids), _) => kids.iter().any(|k| k == kid),
+            (None, Some(held)) => held == kid,
+            (None, None) => false,
+        };
+        if trust.kids.is_none() && trust.held.get().is_none() {
+            return 0;
+        }
+        if trusted(self.signers[0].public_key().kid()) {
+            return 0;
+        }
+        self.signers
+            .iter()
+            .position(|key| trusted(key.public_key().kid()))
+            .unwrap_or(0)
+    }
 }
 
-/// The current signing key (keeps its key ring alive while in use).
-pub(crate) struct Signer(Arc<KeyRing>);
+/// The keys a client request says its app trusts: the `Licensing-Trusted-Kids` header (sent
+/// by the SDK: the kids of the app's trust store), or else the `kid` of the license token the
+/// app holds (older SDKs send no header). Set for each request by the request layer.
+#[derive(Debug, Default)]
+pub(crate) struct ClientTrust {
+    kids: Option<Vec<String>>,
+    held: std::sync::OnceLock<String>,
+}
+
+tokio::task_local! {
+    static CLIENT_TRUST: Arc<ClientTrust>;
+}
+
+/// The request header in which the SDK names the kids of the app's trust store.
+pub(crate) const TRUSTED_KIDS_HEADER: &str = "licensing-trusted-kids";
+
+/// Most kids a request may name.
+const MAX_TRUSTED_KIDS: usize = 32;
+
+/// Parses the `Licensing-Trusted-Kids` header: comma-separated kids (visible ASCII, 1 to 128
+/// characters each, at most [`MAX_TRUSTED_KIDS`]). `Ok(None)` without the header.
+fn trusted_kids(req: &Request) -> Result<Option<Vec<String>>, error::ApiError> {
+    let mut values = req.headers().get_all(TRUSTED_KIDS_HEADER).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    let invalid = |why: &str| {
+        error::ApiError::invalid(
+            "invalid_trusted_kids",
+            format!("header Licensing-Trusted-Kids: {why}"),
+        )
+    };
+    let mut kids = Vec::new();
+    for value in values {
+        let text = value.to_str().map_err(|_| invalid("not visible ASCII"))?;
+        for kid in text.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            if kid.len() > 128 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid("each kid is 1 to 128 visible ASCII characters"));
+            }
+            kids.push(kid.to_owned());
+        }
+    }
+    if kids.len() > MAX_TRUSTED_KIDS {
+        return Err(invalid(&format!("at most {MAX_TRUSTED_KIDS} kids")));
+    }
+    Ok(Some(kids))
+}
+
+/// Notes the kid of the license token a client holds (signature checked by the client): when
+/// the request named no trusted kids, the answer is signed with that key if it still signs.
+pub(crate) fn note_held_kid(kid: &str) {
+    let _ = CLIENT_TRUST.try_with(|trust| trust.held.set(kid.to_owned()));
+}
+
+/// Runs `f` signing with the current key whatever the client trusts (tokens the server stores
+/// are always signed by the current key).
+pub(crate) fn with_current_key<T>(f: impl FnOnce() -> T) -> T {
+    CLIENT_TRUST.sync_scope(Arc::new(ClientTrust::default()), f)
+}
+
+/// The key that signs (keeps its key ring alive while in use).
+pub(crate) struct Signer(Arc<KeyRing>, usize);
 
 impl std::ops::Deref for Signer {
     type Target = PrivateKey;
     fn deref(&self) -> &PrivateKey {
-        &self.0.signer
+        &self.0.signers[self.1]
     }
 }
 
@@ -104,7 +200,25 @@ impl AppState {
             keys: std::sync::RwLock::new(Arc::new(ring)),
             issuer,
             client_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+            key_min_publish_secs: std::sync::atomic::AtomicI64::new(
+                config::DEFAULT_KEY_MIN_PUBLISH_SECS,
+            ),
         })))
+    }
+
+    /// Sets how long a staged key must have been published before it may sign.
+    pub(crate) fn set_key_min_publish_secs(&self, secs: u64) {
+        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        self.0
+            .key_min_publish_secs
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long a staged key must have been published before it may sign, seconds.
+    pub(crate) fn key_min_publish_secs(&self) -> i64 {
+        self.0
+            .key_min_publish_secs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This replica's audit writer.
@@ -156,9 +270,14 @@ impl AppState {
         &self.0.db
     }
 
-    /// The current signing key.
+    /// The key that signs now: the current key, or, in a client request whose app does not
+    /// trust the current key yet, the newest previous key it trusts ([`KeyRing::signer_for`]).
     pub(crate) fn key(&self) -> Signer {
-        Signer(self.ring())
+        let ring = self.ring();
+        let index = CLIENT_TRUST
+            .try_with(|trust| ring.signer_for(trust))
+            .unwrap_or(0);
+        Signer(ring, index)
     }
 
     /// A verifier trusting the published keys, for any product (tests check what the server
@@ -220,6 +339,8 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(revoke_api_token))
         .routes(routes!(list_keys))
         .routes(routes!(rotate_key))
+        .routes(routes!(stage_key))
+        .routes(routes!(promote_key))
         .routes(routes!(retire_key))
         .routes(routes!(create_product, list_products))
         .routes(routes!(create_policy, list_policies))
@@ -315,7 +436,16 @@ async fn around_request(
         .map_or_else(|| "unmatched".into(), |m| static_label(m.as_str()));
     let start = Instant::now();
     let audit = audit::Pending::for_request(&mut req);
-    let response = json_errors(deadline(next.run(req)).await).await;
+    let response = match trusted_kids(&req) {
+        Ok(kids) => {
+            let trust = Arc::new(ClientTrust {
+                kids,
+                ..ClientTrust::default()
+            });
+            json_errors(CLIENT_TRUST.scope(trust, deadline(next.run(req))).await).await
+        }
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    };
     if let Some(audit) = audit {
         audit.record(&state, response.status(), now()).await;
     }
@@ -496,6 +626,7 @@ async fn serve(args: Settings) -> Result<(), String> {
     db.set_seat_batch_wait(args.seat_batch_wait);
     bootstrap_admin_token(&db).await?;
     let state = AppState::new(db.clone(), args.issuer.clone(), args.client_rate_per_minute).await?;
+    state.set_key_min_publish_secs(args.key_min_publish_secs);
     tracing::info!(kid = state.key().public_key().kid(), "current signing key");
     tokio::spawn(reload_keys_periodically(
         state.clone(),
@@ -619,6 +750,7 @@ async fn ensure_signing_key(db: &Db, args: &Settings) -> Result<(), String> {
         status: "current".into(),
         created_at: now(),
         retired_at: None,
+        promote_at: None,
     };
     let added = db
         .add_current_signing_key(&row, !explicit)
@@ -630,12 +762,14 @@ async fn ensure_signing_key(db: &Db, args: &Settings) -> Result<(), String> {
 
 /// Re-reads the signing keys every `period`, so a rotation made on another replica takes
 /// effect here too (tokens signed meanwhile by either key verify everywhere: the previous key
-/// stays published).
+/// stays published), after promoting the staged keys whose `promote_at` has come (any replica
+/// may; the database lets one do it).
 async fn reload_keys_periodically(state: AppState, period: std::time::Duration) {
     let mut tick = tokio::time::interval(period);
     tick.tick().await;
     loop {
         tick.tick().await;
+        routes::promote_due_keys(&state, now()).await;
         if let Err(e) = state.reload_keys().await {
             tracing::warn!(error = %e, "reloading signing keys");
         }
@@ -761,6 +895,7 @@ mod tests {
             status: "current".into(),
             created_at: 0,
             retired_at: None,
+            promote_at: None,
         };
         assert!(db.add_current_signing_key(&row, true).await.unwrap());
         let state = AppState::new(db, "test".into(), 1_000_000).await.unwrap();

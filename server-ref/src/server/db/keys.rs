@@ -12,6 +12,19 @@ pub(crate) struct SigningKeyRow {
     pub status: String,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+    /// A staged key's planned promotion (Unix seconds).
+    pub promote_at: Option<i64>,
+}
+
+/// Why a staged key was not promoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PromoteRefusal {
+    /// No key with that kid.
+    NotFound,
+    /// The key is not staged: its status.
+    NotStaged(String),
+    /// Published too recently: it was published at this instant.
+    TooEarly { published_at: i64 },
 }
 
 impl Db {
@@ -31,17 +44,7 @@ impl Db {
         key: &SigningKeyRow,
         only_if_none: bool,
     ) -> DbResult<bool> {
-        let mut tx = match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                // One key change at a time across replicas; released at commit.
-                sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
-        };
+        let mut tx = self.begin_key_change().await?;
         let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE kid = $1")
             .bind(&key.kid)
             .fetch_one(&mut *tx)
@@ -70,12 +73,106 @@ impl Db {
         Ok(true)
     }
 
-    /// Retires a `previous` key; `false` when there is no such key (the current key is never
-    /// retired: rotate first).
+    /// A transaction that changes the key ring, serialized across replicas (released at
+    /// commit or rollback).
+    async fn begin_key_change(&self) -> DbResult<super::Tx> {
+        Ok(match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        })
+    }
+
+    /// Adds `key` as a `staged` key (published, not signing), to be promoted at `promote_at`
+    /// or by an operator. Refused (returns the staged key's kid) while another key is staged.
+    pub async fn stage_signing_key(&self, key: &SigningKeyRow) -> DbResult<Result<(), String>> {
+        let mut tx = self.begin_key_change().await?;
+        let staged: Option<String> =
+            sqlx::query_scalar("SELECT kid FROM signing_keys WHERE status = 'staged'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(staged) = staged {
+            tx.rollback().await?;
+            return Ok(Err(staged));
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_pem, status, created_at, promote_at) \
+             VALUES ($1, $2, 'staged', $3, $4)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_pem)
+        .bind(key.created_at)
+        .bind(key.promote_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Promotes the staged key `kid` to `current` (the current key becomes `previous`), in
+    /// one transaction serialized across replicas, when it was published (`created_at`) at or
+    /// before `published_by`. Otherwise says why not.
+    pub async fn promote_signing_key(
+        &self,
+        kid: &str,
+        published_by: i64,
+    ) -> DbResult<Result<(), PromoteRefusal>> {
+        let mut tx = self.begin_key_change().await?;
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, created_at FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let refusal = match row {
+            None => Some(PromoteRefusal::NotFound),
+            Some((status, _)) if status != "staged" => Some(PromoteRefusal::NotStaged(status)),
+            Some((_, published_at)) if published_at > published_by => {
+                Some(PromoteRefusal::TooEarly { published_at })
+            }
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            tx.rollback().await?;
+            return Ok(Err(refusal));
+        }
+        sqlx::query("UPDATE signing_keys SET status = 'previous' WHERE status = 'current'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE signing_keys SET status = 'current', promote_at = NULL \
+             WHERE kid = $1 AND status = 'staged'",
+        )
+        .bind(kid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Staged keys whose `promote_at` has come by `now` and that were published at or before
+    /// `published_by`.
+    pub async fn due_staged_keys(&self, now: i64, published_by: i64) -> DbResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT kid FROM signing_keys WHERE status = 'staged' AND promote_at IS NOT NULL \
+             AND promote_at <= $1 AND created_at <= $2 ORDER BY created_at, kid",
+        )
+        .bind(now)
+        .bind(published_by)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Retires a `previous` key, or withdraws a `staged` one; `false` when there is no such
+    /// key (the current key is never retired: rotate or promote first).
     pub async fn retire_signing_key(&self, kid: &str, now: i64) -> DbResult<bool> {
         let done = sqlx::query(
-            "UPDATE signing_keys SET status = 'retired', retired_at = $1 \
-             WHERE kid = $2 AND status = 'previous'",
+            "UPDATE signing_keys SET status = 'retired', retired_at = $1, promote_at = NULL \
+             WHERE kid = $2 AND status IN ('previous', 'staged')",
         )
         .bind(now)
         .bind(kid)

@@ -4,7 +4,7 @@
 
 mod keys;
 
-pub(crate) use keys::{Rewrite, Rewriter, SigningKeyRow};
+pub(crate) use keys::{PromoteRefusal, Rewrite, Rewriter, SigningKeyRow};
 
 use std::path::Path;
 use std::time::Duration;

@@ -159,16 +159,9 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("config {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!("config {}: larger than 64 KiB", path.display()));
-    }
-    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    use crate::cli_input::{Source, read_capped_text};
+    let text = read_capped_text("--config", Source::File(path), MAX_CONFIG_BYTES)?;
+    toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -264,18 +264,11 @@ async fn record_cli_activation(state: &AppState, req: &OfflineActivationRequest)
 
 /// Reads the request file, refusing one larger than an API request body may be.
 fn read_request(path: &Path) -> Result<Vec<u8>, CliError> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    let limit = extract::MAX_BODY_BYTES as u64;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    if bytes.len() as u64 > limit {
-        return Err(usage(format!(
-            "{}: larger than {limit} bytes",
-            path.display()
-        )));
-    }
-    Ok(bytes)
+    use crate::cli_input::{Source, read_capped};
+    read_capped(
+        "--request",
+        Source::File(path),
+        extract::MAX_BODY_BYTES as u64,
+    )
+    .map_err(usage)
 }

@@ -47,6 +47,10 @@ enum Command {
     /// The audit trail, read directly from the server's database.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Mint an admin API token directly in the server's existing database (the operator's
+    /// way back in when no admin token is left). Prints the token once; recorded in the audit
+    /// trail as actor `cli`. Exit 0 done, 2 usage errors (no such database or organization).
+    AdminToken(crate::server::AdminTokenArgs),
 }
 
 #[derive(Subcommand)]
@@ -193,6 +197,7 @@ pub fn run() -> ExitCode {
             return crate::server::run_offline_activate(args);
         }
         Command::Audit(AuditCommand::Verify(args)) => return crate::server::run_audit_verify(args),
+        Command::AdminToken(args) => return crate::server::run_admin_token(args),
     };
     match result {
         Ok(code) => code,

@@ -105,9 +105,9 @@ pub(crate) fn into_text(flag: &str, name: &str, bytes: Vec<u8>) -> Result<String
 
 /// `cap` in MiB or KiB (for messages).
 fn size(cap: u64) -> String {
-    if cap % (1024 * 1024) == 0 {
+    if cap.is_multiple_of(1024 * 1024) {
         format!("{} MiB", cap / (1024 * 1024))
-    } else if cap % 1024 == 0 {
+    } else if cap.is_multiple_of(1024) {
         format!("{} KiB", cap / 1024)
     } else if cap > 1024 {
         format!("{} KiB + {} bytes", cap / 1024, cap % 1024)

@@ -200,7 +200,15 @@ async fn offline_cli(args: &OfflineActivateArgs) -> Result<(), CliError> {
         ..ServeArgs::default()
     })
     .map_err(usage)?;
-    let db = super::open_store(&settings).await.map_err(usage)?;
+    // The server's existing store: a mistyped --data-dir is refused, never created.
+    let db = super::open_existing_store(&settings, super::db::Schema::MigrateExisting)
+        .await
+        .map_err(usage)?;
+    if settings.signing_key.is_some() {
+        super::ensure_signing_key(&db, &settings)
+            .await
+            .map_err(usage)?;
+    }
     let state = AppState::new(db.clone(), settings.issuer, u32::MAX)
         .await
         .map_err(usage)?;

@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::db::{Db, NewAuditEntry};
 use super::extract::Caller;
 
-/// The actor of entries written by the command line (`licensing-server offline activate`).
+/// The actor of entries written by the command line (`licensing-server offline activate`,
+/// `licensing-server admin-token`).
 pub(crate) const CLI_ACTOR: &str = "cli";
 
 /// Who the request acted as: filled by the [`Caller`] extractor, read by the request layer

@@ -112,14 +112,14 @@ show "GET /.well-known/jwks.json   (the server publishes the same key)"
 curl -sS "$url/.well-known/jwks.json" | json '[k["kid"] for k in d["keys"]]'
 verify() { show "$bin license verify $*"; set +e; "$bin" license verify "$@"; echo "(exit $?)"; set -e; }
 verify --public-key "$dir/keys/jwks.json" --product com.example.cad --token "$dir/license.jwt" --feature export_step
-verify --public-key "$dir/keys/jwks.json" --token "$dir/license.jwt" --feature render
+verify --public-key "$dir/keys/jwks.json" --product com.example.cad --token "$dir/license.jwt" --feature render
 
 say "7. Offline with the vendor toolbox: a perpetual license, version gating, grace, tampering"
 "$bin" license issue --private-key "$dir/keys/private.pem" --claims examples/licenses/perpetual.json > "$dir/perpetual.jwt"
-verify --public-key "$dir/keys/public.pem" --token "$dir/perpetual.jwt" --version 2.4.0 --release-date 2026-06-01
-verify --public-key "$dir/keys/public.pem" --token "$dir/perpetual.jwt" --version 3.0.0 --release-date 2031-01-01
+verify --public-key "$dir/keys/public.pem" --product com.example.cad --token "$dir/perpetual.jwt" --version 2.4.0 --release-date 2026-06-01
+verify --public-key "$dir/keys/public.pem" --product com.example.cad --token "$dir/perpetual.jwt" --version 3.0.0 --release-date 2031-01-01
 "$bin" license issue --private-key "$dir/keys/private.pem" --claims examples/licenses/subscription.json > "$dir/subscription.jwt"
-verify --public-key "$dir/keys/jwks.json" --token "$dir/subscription.jwt" --at 2099-01-05T00:00:00Z
+verify --public-key "$dir/keys/jwks.json" --product com.example.cad --token "$dir/subscription.jwt" --at 2099-01-05T00:00:00Z
 python3 - "$dir/subscription.jwt" "$dir/tampered.jwt" <<'PY'
 import sys
 h, p, s = open(sys.argv[1]).read().strip().split(".")
@@ -127,7 +127,7 @@ i = len(p) // 2
 p = p[:i] + ("A" if p[i] != "A" else "B") + p[i + 1:]
 open(sys.argv[2], "w").write(".".join([h, p, s]))
 PY
-verify --public-key "$dir/keys/public.pem" --token "$dir/tampered.jwt"
+verify --public-key "$dir/keys/public.pem" --product com.example.cad --token "$dir/tampered.jwt"
 
 say "8. Rotating keys without breaking shipped apps: stage the next key (published, not signing)"
 show "POST /v1/keys/stage"

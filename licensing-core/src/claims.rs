@@ -558,6 +558,22 @@ impl LicenseClaims {
         }
         Ok(())
     }
+
+    /// [`validate`](Self::validate), plus the rules of a license a vendor authors and issues
+    /// now: it is issued before it expires (`iat` earlier than `exp`). Not part of `validate`:
+    /// a server re-signs a license in its grace period, with `iat` after `exp`.
+    pub fn validate_new(&self) -> Result<(), Error> {
+        self.validate()?;
+        if let Some(exp) = self.exp
+            && self.iat >= exp
+        {
+            return Err(Error::claim(
+                "iat",
+                "must be earlier than exp (the license would be expired when issued)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl NodeLock {

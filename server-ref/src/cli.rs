@@ -3,11 +3,13 @@
 //! (bad arguments, unreadable files, unusable keys).
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::cli_input::{self, Source};
 use licensing_core::{
     Context, LicenseClaims, MachineFingerprint, PrivateKey, Status, TrustStore, Verdict, Verifier,
     decode_unverified, issue_license, strict_json,
@@ -45,6 +47,10 @@ enum Command {
     /// The audit trail, read directly from the server's database.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Mint an admin API token directly in the server's existing database (the operator's
+    /// way back in when no admin token is left). Prints the token once; recorded in the audit
+    /// trail as actor `cli`. Exit 0 done, 2 usage errors (no such database or organization).
+    AdminToken(crate::server::AdminTokenArgs),
 }
 
 #[derive(Subcommand)]
@@ -129,9 +135,14 @@ struct VerifyArgs {
     /// Token file, or `-` for stdin.
     #[arg(long, default_value = "-")]
     token: String,
-    /// Product id the license must be for (`aud`). Without it any product is accepted.
+    /// Product id the license must be for (`aud`). Required unless `--any-product`: without
+    /// it, a token the same key signed for another product (another tenant's) would verify.
     #[arg(long)]
     product: Option<String>,
+    /// Accept a license for any product, with a warning on stderr and in `--json`
+    /// (`product_checked: false`): for inspecting tokens, never for deciding access.
+    #[arg(long, conflicts_with = "product")]
+    any_product: bool,
     /// Evaluate at this instant (RFC 3339) instead of now.
     #[arg(long)]
     at: Option<String>,
@@ -199,6 +210,7 @@ pub fn run() -> ExitCode {
             return crate::server::run_offline_activate(args);
         }
         Command::Audit(AuditCommand::Verify(args)) => return crate::server::run_audit_verify(args),
+        Command::AdminToken(args) => return crate::server::run_admin_token(args),
     };
     match result {
         Ok(code) => code,
@@ -213,77 +225,124 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn read_text(path: &Path) -> Result<String, Failure> {
-    fs::read_to_string(path).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
+/// The text of the file `flag` named, at most `cap` bytes ([`cli_input::read_capped`]).
+fn read_text(flag: &str, path: &Path, cap: u64) -> Result<String, Failure> {
+    cli_input::read_capped_text(flag, Source::File(path), cap).map_err(Failure::Usage)
 }
 
+/// The token in the file `--token` named (`-`: stdin), at most the format's 64 KiB.
 fn read_token(source: &str) -> Result<String, Failure> {
-    let mut text = String::new();
-    if source == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Failure::Usage(format!("stdin: {e}")))?;
-    } else {
-        text = read_text(Path::new(source))?;
-    }
+    let text =
+        cli_input::read_capped_text("--token", Source::from_arg(source), cli_input::TOKEN_CAP)
+            .map_err(Failure::Usage)?;
     // Files usually end with a newline; the token itself never contains whitespace.
     Ok(text.trim().to_owned())
 }
 
+/// The files `keys generate` writes, and whether each is secret (mode 0600).
+const KEY_FILES: [(&str, bool); 3] = [
+    ("private.pem", true),
+    ("public.pem", false),
+    ("jwks.json", false),
+];
+
 fn keys_generate(out: &Path, force: bool) -> CliResult {
     let usage = |e: std::io::Error| Failure::Usage(format!("{}: {e}", out.display()));
     fs::create_dir_all(out).map_err(usage)?;
-    let private_path = out.join("private.pem");
-    if private_path.exists() && !force {
-        return Err(Failure::Usage(format!(
-            "{} exists; pass --force to replace it",
-            private_path.display()
-        )));
+    if !force {
+        // A link counts as there (symlink_metadata: a dangling link too); each file is then
+        // created with create_new, which never follows a link, so a link made meanwhile fails.
+        let existing: Vec<String> = KEY_FILES
+            .iter()
+            .map(|(name, _)| out.join(name))
+            .filter(|path| path.symlink_metadata().is_ok())
+            .map(|path| path.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            return Err(Failure::Usage(format!(
+                "{} exists; pass --force to replace it",
+                existing.join(", ")
+            )));
+        }
     }
     let key = PrivateKey::generate().map_err(|e| Failure::Usage(e.to_string()))?;
     let pem = key
         .to_pkcs8_pem()
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    write_private(&private_path, pem.as_bytes()).map_err(usage)?;
     let public = key.public_key();
     let public_pem = public
         .to_spki_pem()
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    fs::write(out.join("public.pem"), public_pem).map_err(usage)?;
     let mut store = TrustStore::new();
     store
         .add(public.clone())
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let jwks = serde_json::to_string_pretty(&store.to_jwks()).unwrap_or_default();
-    fs::write(out.join("jwks.json"), jwks + "\n").map_err(usage)?;
+    let jwks = serde_json::to_string_pretty(&store.to_jwks()).unwrap_or_default() + "\n";
+    let contents: [&[u8]; 3] = [pem.as_bytes(), public_pem.as_bytes(), jwks.as_bytes()];
+    for ((name, secret), bytes) in KEY_FILES.iter().zip(contents) {
+        let path = out.join(name);
+        write_key_file(&path, bytes, *secret, force)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    }
     outln!("{}", public.kid());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the private key readable by its owner only, created with that mode.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// Writes a file of `keys generate` without ever writing through a link: a new file is
+/// created with `create_new` (`O_CREAT | O_EXCL`: fails on any existing name, a link
+/// included); with `replace`, the bytes go to a new temporary file in the same directory that
+/// is then renamed over the name (a link there is replaced, never followed). Secret files are
+/// created 0600, public ones 0644, whatever the umask.
+fn write_key_file(path: &Path, bytes: &[u8], secret: bool, replace: bool) -> std::io::Result<()> {
+    let mode = if secret { 0o600 } else { 0o644 };
+    if !replace {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        let mut file = options.open(path)?;
+        set_mode(&file, mode)?;
+        file.write_all(bytes)?;
+        return file.sync_all();
     }
-    let mut file = options.open(path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // tempfile creates the file with create_new and mode 0600.
+    let mut file = tempfile::Builder::new()
+        .prefix(".keys-generate-")
+        .tempfile_in(dir)?;
+    set_mode(file.as_file(), mode)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Sets the file's mode (umask ignored) on Unix.
+fn set_mode(file: &fs::File, mode: u32) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        // An existing file keeps its old mode on open; force it.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
     }
-    file.write_all(bytes)?;
-    file.sync_all()
+    #[cfg(not(unix))]
+    let _ = (file, mode);
+    Ok(())
 }
 
 fn license_issue(private_key: &Path, claims_path: &Path) -> CliResult {
-    let key = PrivateKey::from_pkcs8_pem(&read_text(private_key)?)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", private_key.display())))?;
-    let text = read_text(claims_path)?;
+    let key = PrivateKey::from_pkcs8_pem(&read_text(
+        "--private-key",
+        private_key,
+        cli_input::KEY_CAP,
+    )?)
+    .map_err(|e| Failure::Usage(format!("{}: {e}", private_key.display())))?;
+    let text = read_text("--claims", claims_path, cli_input::CLAIMS_CAP)?;
     let mut object = strict_json::parse_object(text.as_bytes())
         .map_err(|e| Failure::Negative(format!("{}: {e}", claims_path.display())))?;
     if !object.contains_key("iat") {
@@ -293,17 +352,30 @@ fn license_issue(private_key: &Path, claims_path: &Path) -> CliResult {
         object.insert("jti".into(), random_id().map_err(Failure::Usage)?.into());
     }
     let claims = LicenseClaims::from_object(object)
+        .and_then(|claims| claims.validate_new().map(|()| claims))
         .map_err(|e| Failure::Negative(format!("{}: {e}", claims_path.display())))?;
     let token = issue_license(&claims, &key).map_err(|e| Failure::Negative(e.to_string()))?;
     outln!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Printed on stderr, and in `--json` as `warning`, when `--any-product` skips the check.
+const ANY_PRODUCT_WARNING: &str = "WARNING: --any-product: the license's product (aud) was NOT \
+     checked; a token the same key signed for any other product verifies too";
+
 fn license_verify(args: &VerifyArgs) -> CliResult {
+    if args.product.is_none() && !args.any_product {
+        return Err(Failure::Usage(
+            "pass --product ID, the product the license must be for (its `aud`): without it a \
+             token signed by the same key for another product would verify. --any-product \
+             skips that check, with a warning"
+                .into(),
+        ));
+    }
     let mut store = TrustStore::new();
     for path in &args.public_keys {
         store
-            .add_document(&read_text(path)?)
+            .add_document(&read_text("--public-key", path, cli_input::KEY_CAP)?)
             .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
     }
     let verifier = match &args.product {
@@ -326,13 +398,19 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
     }
     ctx.features = args.features.clone();
     for attribute in &args.attributes {
-        let (name, value) = attribute.split_once('=').ok_or_else(|| {
-            Failure::Usage(format!("--attribute {attribute}: expected NAME=VALUE"))
-        })?;
+        let (name, value) = attribute
+            .split_once('=')
+            .filter(|(name, _)| !name.is_empty())
+            .ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--attribute {}: expected NAME=VALUE with a non-empty NAME",
+                    cli_input::printable(attribute)
+                ))
+            })?;
         ctx.attributes.insert(name.to_owned(), value.to_owned());
     }
     if let Some(path) = &args.fingerprint_file {
-        let text = read_text(path)?;
+        let text = read_text("--fingerprint-file", path, cli_input::FINGERPRINT_CAP)?;
         ctx.fingerprint =
             Some(MachineFingerprint::from_json(&text).map_err(|e| {
                 Failure::Usage(format!("{}: not a fingerprint: {e}", path.display()))
@@ -340,18 +418,26 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
     }
     let token = read_token(&args.token)?;
     let verdict = verifier.check(&token, &ctx);
+    if args.any_product {
+        eprintln!("{ANY_PRODUCT_WARNING}");
+    }
     if args.json {
         let mut value = serde_json::to_value(&verdict).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             object.insert("usable".into(), verdict.is_usable().into());
             object.insert("evaluated_at".into(), ctx.now.into());
+            object.insert("product_checked".into(), (!args.any_product).into());
+            if args.any_product {
+                object.insert("warning".into(), ANY_PRODUCT_WARNING.into());
+            }
         }
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        outln!("{}", cli_input::printable_json(&text));
     } else {
         print_verdict(&verdict);
+        if args.any_product {
+            outln!("product:    NOT checked (--any-product)");
+        }
     }
     Ok(if verdict.is_usable() {
         ExitCode::SUCCESS
@@ -360,17 +446,21 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
     })
 }
 
+/// The verdict for a person. Every text that comes from the token (ids, customer, feature
+/// names, reasons quoting claims) is printed through [`cli_input::printable`]: a token issued
+/// elsewhere may carry escape sequences or bidirectional overrides.
 fn print_verdict(verdict: &Verdict) {
+    use cli_input::printable as safe;
     outln!("status:     {}", verdict.status);
-    outln!("reason:     {}", verdict.reason);
+    outln!("reason:     {}", safe(&verdict.reason));
     if let Some(id) = &verdict.license_id {
-        outln!("license id: {id}");
+        outln!("license id: {}", safe(id));
     }
     if let Some(model) = verdict.model {
         outln!("model:      {}", model.as_str());
     }
     if let Some(customer) = &verdict.customer {
-        outln!("customer:   {customer}");
+        outln!("customer:   {}", safe(customer));
     }
     match verdict.expires_at {
         Some(exp) => outln!("expires:    {}", format_instant(exp)),
@@ -395,9 +485,9 @@ fn print_verdict(verdict: &Verdict) {
             .unwrap_or_default();
         outln!(
             "feature {}: {}{limit} ({})",
-            feature.name,
+            safe(&feature.name),
             feature.status,
-            feature.reason
+            safe(&feature.reason)
         );
     }
     if verdict.status == Status::Valid || verdict.status == Status::ValidInGrace {
@@ -417,7 +507,8 @@ fn license_inspect(source: &str) -> CliResult {
         "header": header,
         "payload": payload,
     });
-    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    let text = serde_json::to_string_pretty(&out).unwrap_or_default();
+    outln!("{}", cli_input::printable_json(&text));
     Ok(ExitCode::SUCCESS)
 }
 

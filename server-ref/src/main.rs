@@ -2,6 +2,7 @@
 //! server (`serve`). The command-line surface is a contract other tools drive; see README.
 
 mod cli;
+mod cli_input;
 mod server;
 
 use std::process::ExitCode;

@@ -165,12 +165,12 @@ fn verify_reports_grace_expiry_and_not_yet_valid_with_exit_codes() {
     )
     .unwrap();
     let token = keys.issue(&claims);
-    let (code, v) = keys.verify(&token, &["--at", "2027-01-02T00:00:00Z"]);
+    let (code, v) = keys.verify(&token, &["--product", "p", "--at", "2027-01-02T00:00:00Z"]);
     assert_eq!((code, v["status"].as_str().unwrap()), (0, "valid_in_grace"));
     assert_eq!(v["grace_left"], 9 * 86_400);
-    let (code, v) = keys.verify(&token, &["--at", "2027-01-11T00:00:00Z"]);
+    let (code, v) = keys.verify(&token, &["--product", "p", "--at", "2027-01-11T00:00:00Z"]);
     assert_eq!((code, v["status"].as_str().unwrap()), (1, "expired"));
-    let (code, v) = keys.verify(&token, &["--at", "2025-12-31T23:59:59Z"]);
+    let (code, v) = keys.verify(&token, &["--product", "p", "--at", "2025-12-31T23:59:59Z"]);
     assert_eq!((code, v["status"].as_str().unwrap()), (1, "not_yet_valid"));
     let (code, v) = keys.verify(&token, &["--product", "other"]);
     assert_eq!(
@@ -195,6 +195,8 @@ fn verify_accepts_jwks_several_keys_and_stdin() {
             &a.path("jwks.json"),
             "--token",
             "-",
+            "--product",
+            "com.example.cad",
             "--at",
             "2026-11-25T00:00:00Z",
         ])
@@ -219,6 +221,8 @@ fn verify_accepts_jwks_several_keys_and_stdin() {
         &b.path("public.pem"),
         "--token",
         &token,
+        "--product",
+        "com.example.cad",
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("unknown_key"), "{}", stdout(&out));
@@ -238,6 +242,8 @@ fn usage_errors_exit_2() {
             "/nonexistent.pem",
             "--token",
             &token,
+            "--product",
+            "com.example.cad",
         ],
         &[
             "license",
@@ -246,12 +252,16 @@ fn usage_errors_exit_2() {
             &token,
             "--token",
             &token,
+            "--product",
+            "com.example.cad",
         ],
         &[
             "license",
             "verify",
             "--public-key",
             &pk,
+            "--product",
+            "com.example.cad",
             "--token",
             &token,
             "--at",
@@ -262,6 +272,8 @@ fn usage_errors_exit_2() {
             "verify",
             "--public-key",
             &pk,
+            "--product",
+            "com.example.cad",
             "--token",
             &token,
             "--version",
@@ -272,6 +284,8 @@ fn usage_errors_exit_2() {
             "verify",
             "--public-key",
             &pk,
+            "--product",
+            "com.example.cad",
             "--token",
             &token,
             "--attribute",
@@ -282,6 +296,8 @@ fn usage_errors_exit_2() {
             "verify",
             "--public-key",
             &pk,
+            "--product",
+            "com.example.cad",
             "--token",
             "/nonexistent.jwt",
         ],
@@ -480,21 +496,30 @@ fn node_locked_license_verifies_against_a_fingerprint_file() {
     std::fs::write(&claims_file, claims.to_string()).unwrap();
     let token = keys.issue(&claims_file);
     let fp_arg = fp_file.to_str().unwrap();
-    let (code, v) = keys.verify(&token, &["--fingerprint-file", fp_arg]);
+    let (code, v) = keys.verify(
+        &token,
+        &["--product", "com.example.cad", "--fingerprint-file", fp_arg],
+    );
     assert_eq!((code, v["status"].as_str().unwrap()), (0, "valid"), "{v}");
 
     // One component changed (within min_matching = n - 1): still valid, and explained.
     let mut moved = fp.clone();
     moved["components"]["hostname"] = "changed".into();
     std::fs::write(&fp_file, moved.to_string()).unwrap();
-    let (code, v) = keys.verify(&token, &["--fingerprint-file", fp_arg]);
+    let (code, v) = keys.verify(
+        &token,
+        &["--product", "com.example.cad", "--fingerprint-file", fp_arg],
+    );
     assert_eq!(code, 0, "{v}");
     assert!(v["reason"].as_str().unwrap().contains("hostname"), "{v}");
 
     // The machine id changed: mismatch naming it.
     moved["components"]["machine_id"] = "other".into();
     std::fs::write(&fp_file, moved.to_string()).unwrap();
-    let (code, v) = keys.verify(&token, &["--fingerprint-file", fp_arg]);
+    let (code, v) = keys.verify(
+        &token,
+        &["--product", "com.example.cad", "--fingerprint-file", fp_arg],
+    );
     assert_eq!(
         (code, v["status"].as_str().unwrap()),
         (1, "fingerprint_mismatch"),
@@ -511,8 +536,374 @@ fn node_locked_license_verifies_against_a_fingerprint_file() {
         &keys.path("public.pem"),
         "--token",
         &token,
+        "--product",
+        "com.example.cad",
         "--fingerprint-file",
         fp_arg,
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a fingerprint"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Review: `license verify` without `--product` accepted another product's (another
+/// tenant's) token signed by the same key. It now asks for `--product`; `--any-product` skips
+/// the check only with a warning on stderr and in the JSON.
+#[test]
+fn verify_asks_for_the_product_or_warns_loudly() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("tenant_b.json");
+    std::fs::write(
+        &claims,
+        r#"{"iss":"i","sub":"lic_b","aud":"com.tenant-b.app","lic":{"model":"perpetual"}}"#,
+    )
+    .unwrap();
+    let token = keys.issue(&claims);
+    let pk = keys.path("public.pem");
+    // The quick start's old invocation: refused, exit 2, saying what to pass.
+    let out = run(&["license", "verify", "--public-key", &pk, "--token", &token]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("--product"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    // Tenant A's app checks its own product: tenant B's token is refused.
+    let (code, v) = keys.verify(&token, &["--product", "com.example.cad"]);
+    assert_eq!(
+        (code, v["status"].as_str().unwrap()),
+        (1, "product_mismatch")
+    );
+    assert_eq!(v["product_checked"], true);
+    assert!(v.get("warning").is_none());
+    // --any-product: accepted, and said loudly.
+    let (code, v) = keys.verify(&token, &["--any-product"]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (0, "valid"), "{v}");
+    assert_eq!(v["product_checked"], false);
+    assert!(v["warning"].as_str().unwrap().contains("NOT"), "{v}");
+    let out = run(&[
+        "license",
+        "verify",
+        "--public-key",
+        &pk,
+        "--token",
+        &token,
+        "--any-product",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("WARNING"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("NOT checked"), "{}", stdout(&out));
+    // Both at once is a contradiction.
+    let out = run(&[
+        "license",
+        "verify",
+        "--public-key",
+        &pk,
+        "--token",
+        &token,
+        "--any-product",
+        "--product",
+        "com.example.cad",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Review: `license verify --token /dev/zero` grew to 4.7 GB. Every file the CLI reads is
+/// capped: an endless or oversized input fails at once, exit 2, naming the flag and the cap.
+#[test]
+fn every_input_is_capped() {
+    let keys = Keys::new();
+    let token = keys.issue(&examples().join("trial.json"));
+    let pk = keys.path("public.pem");
+    let private = keys.path("private.pem");
+    let claims = examples().join("trial.json");
+    let claims = claims.to_str().unwrap();
+    let zero = "/dev/zero";
+    fn verify<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["license", "verify", "--product", "com.example.cad"];
+        args.extend_from_slice(extra);
+        args
+    }
+    // A token file one byte past the 64 KiB token and its line ending.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.jwt");
+    std::fs::write(&big, vec![b'a'; 64 * 1024 + 3]).unwrap();
+    let big = big.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (verify(&["--public-key", &pk, "--token", zero]), "--token"),
+        (verify(&["--public-key", &pk, "--token", big]), "--token"),
+        (
+            verify(&["--public-key", zero, "--token", &token]),
+            "--public-key",
+        ),
+        (
+            verify(&[
+                "--public-key",
+                &pk,
+                "--token",
+                &token,
+                "--fingerprint-file",
+                zero,
+            ]),
+            "--fingerprint-file",
+        ),
+        (
+            vec![
+                "license",
+                "issue",
+                "--private-key",
+                zero,
+                "--claims",
+                claims,
+            ],
+            "--private-key",
+        ),
+        (
+            vec![
+                "license",
+                "issue",
+                "--private-key",
+                &private,
+                "--claims",
+                zero,
+            ],
+            "--claims",
+        ),
+        (vec!["license", "inspect", "--token", zero], "--token"),
+        (vec!["license", "inspect", "--token", big], "--token"),
+    ];
+    for (args, flag) in cases {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(flag) && err.contains("larger than"),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}");
+    }
+    // stdin (`--token -`) endless too.
+    for args in [
+        verify(&["--public-key", &pk, "--token", "-"]),
+        vec!["license", "inspect"],
+    ] {
+        let out = bin()
+            .args(&args)
+            .stdin(std::fs::File::open(zero).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("stdin: larger than 64 KiB"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A token exactly at the cap is read (and judged by the format, not the reader).
+    let exact = dir.path().join("exact.jwt");
+    let text = std::fs::read_to_string(&token).unwrap();
+    std::fs::write(&exact, format!("{text}\r\n")).unwrap();
+    let (code, _) = keys.verify(exact.to_str().unwrap(), &["--product", "com.example.cad"]);
+    assert_eq!(code, 0);
+}
+
+/// A token file saved with a UTF-8 byte order mark (Windows editors) verifies.
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_token() {
+    let keys = Keys::new();
+    let token = keys.issue(&examples().join("trial.json"));
+    let text = std::fs::read_to_string(&token).unwrap();
+    std::fs::write(&token, format!("\u{feff}{text}\n")).unwrap();
+    let (code, v) = keys.verify(&token, &["--product", "com.example.cad"]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (0, "valid"), "{v}");
+}
+
+/// Review: `keys generate` overwrote public.pem and jwks.json without --force, and wrote
+/// through symlinks. Each of the three files is refused without --force, a link is never
+/// followed (without --force it counts as an existing file; with --force it is replaced by
+/// a regular file and its target is untouched).
+#[cfg(unix)]
+#[test]
+fn keys_generate_never_overwrites_or_follows_links() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    for name in ["private.pem", "public.pem", "jwks.json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("keys");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join(name), "mine\n").unwrap();
+        let o = run(&["keys", "generate", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}");
+        assert!(
+            stderr(&o).contains(name) && stderr(&o).contains("--force"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), "mine\n");
+        let others = std::fs::read_dir(&out).unwrap().count();
+        assert_eq!(others, 1, "{name}: nothing else written");
+
+        // A link to a file elsewhere (the attacker's target), and a dangling one.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "victim\n").unwrap();
+        std::fs::remove_file(out.join(name)).unwrap();
+        symlink(&victim, out.join(name)).unwrap();
+        let o = run(&["keys", "generate", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim\n");
+        let dangling = dir.path().join("dangling");
+        std::fs::remove_file(out.join(name)).unwrap();
+        symlink(&dangling, out.join(name)).unwrap();
+        let o = run(&["keys", "generate", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", stderr(&o));
+        assert!(
+            !dangling.exists(),
+            "{name}: created through a dangling link"
+        );
+
+        // --force replaces the link itself.
+        std::fs::remove_file(out.join(name)).unwrap();
+        symlink(&victim, out.join(name)).unwrap();
+        let o = run(&[
+            "keys",
+            "generate",
+            "--out",
+            out.to_str().unwrap(),
+            "--force",
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "victim\n",
+            "{name}"
+        );
+        let meta = std::fs::symlink_metadata(out.join(name)).unwrap();
+        assert!(meta.file_type().is_file(), "{name}: a regular file now");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(
+            mode,
+            if name == "private.pem" { 0o600 } else { 0o644 },
+            "{name}"
+        );
+        let names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 3, "no temporary file left: {names:?}");
+        // The replaced files form one key pair.
+        let kid = stdout(&o).trim().to_owned();
+        let jwks = std::fs::read_to_string(out.join("jwks.json")).unwrap();
+        assert!(jwks.contains(&kid));
+    }
+}
+
+/// Review: `--attribute =x` (an empty name) was taken; `iat` after `exp` was signed.
+#[test]
+fn an_empty_attribute_name_and_iat_after_exp_are_refused() {
+    let keys = Keys::new();
+    let token = keys.issue(&examples().join("site.json"));
+    let out = run(&[
+        "license",
+        "verify",
+        "--public-key",
+        &keys.path("public.pem"),
+        "--token",
+        &token,
+        "--product",
+        "com.example.cad",
+        "--attribute",
+        "=x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--attribute =x"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    for (iat, exp) in [
+        (1_800_000_000_i64, 1_700_000_000_i64),
+        (1_700_000_000, 1_700_000_000),
+    ] {
+        let claims = dir.path().join("late.json");
+        std::fs::write(
+            &claims,
+            format!(
+                r#"{{"iss":"i","sub":"s","aud":"p","iat":{iat},"exp":{exp},
+                    "lic":{{"model":"subscription"}}}}"#
+            ),
+        )
+        .unwrap();
+        let out = run(&[
+            "license",
+            "issue",
+            "--private-key",
+            &keys.path("private.pem"),
+            "--claims",
+            claims.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("iat"), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "no token");
+    }
+}
+
+/// Review: `license verify` printed customer fields raw, so a token's escape sequences and
+/// bidi overrides reached the vendor's terminal. Signed here without the issuer's checks, as
+/// a token issued elsewhere could be.
+#[test]
+fn verify_escapes_what_it_prints() {
+    let keys = Keys::new();
+    let pem = std::fs::read_to_string(keys.path("private.pem")).unwrap();
+    let key = licensing_core::PrivateKey::from_pkcs8_pem(&pem).unwrap();
+    let evil = "ACME\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}gpj.exe\u{9b}31m";
+    let payload = serde_json::json!({
+        "iss": "i", "sub": "lic_\u{1b}[31mred", "aud": "com.example.cad", "iat": 1_700_000_000,
+        "lic": { "model": "perpetual", "customer": { "name": evil },
+                 "features": { "x\u{202e}y": {} } },
+    });
+    let token = licensing_core::sign_raw("license+jwt", &key, None, payload.to_string().as_bytes());
+    let file = keys.dir.path().join("evil.jwt");
+    std::fs::write(&file, &token).unwrap();
+    let file = file.to_str().unwrap();
+    let unsafe_char =
+        |c: char| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c);
+    let out = run(&[
+        "license",
+        "verify",
+        "--public-key",
+        &keys.path("public.pem"),
+        "--token",
+        file,
+        "--product",
+        "com.example.cad",
+        "--feature",
+        "x\u{202e}y",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("customer:   ACME\\u{001b}[2J"), "{text}");
+    assert!(text.contains("\\u{202e}gpj.exe"), "{text}");
+    assert!(!text.chars().any(unsafe_char), "{text:?}");
+    // JSON: the same values, escaped for the terminal.
+    for args in [
+        vec![
+            "license",
+            "verify",
+            "--public-key",
+            &keys.path("public.pem"),
+            "--token",
+            file,
+            "--product",
+            "com.example.cad",
+            "--json",
+        ],
+        vec!["license", "inspect", "--token", file],
+    ] {
+        let out = run(&args);
+        let text = stdout(&out);
+        assert!(!text.chars().any(unsafe_char), "{text:?}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let customer = v
+            .get("customer")
+            .unwrap_or(&v["payload"]["lic"]["customer"]["name"]);
+        assert_eq!(customer, evil, "{v}");
+    }
 }

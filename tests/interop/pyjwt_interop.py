@@ -209,6 +209,9 @@ class Ctx:
         for key in keys or [self.keys / "public.pem"]:
             key_args += ["--public-key", key]
         token_file = self.file("token.jwt", token + "\n")
+        # `license verify` asks for the product (or --any-product); default to the samples'.
+        if "--product" not in extra and "--any-product" not in extra:
+            extra = ("--product", PRODUCT, *extra)
         r = self.run("license", "verify", *key_args, "--token", token_file, "--json", *extra)
         assert r.returncode in (0, 1), f"license verify exit {r.returncode}: {r.stderr.strip()}"
         try:
@@ -686,11 +689,13 @@ def jwk_private_material_and_wrong_kid_refused(c: Ctx):
             (c.keys / "jwks.json").read_text())["keys"][0]]]
         for keys in sets:
             path = c.file("bad.jwks", {"keys": keys})
-            r = c.run("license", "verify", "--public-key", path, "--token", "-", stdin=token)
+            r = c.run("license", "verify", "--public-key", path, "--product", PRODUCT,
+                      "--token", "-", stdin=token)
             assert r.returncode == 2, f"{name}: exit {r.returncode}: {r.stdout} {r.stderr}"
         # A single JWK document is one key: it must be an Ed25519 public key.
         path = c.file("bad.jwk", jwk)
-        r = c.run("license", "verify", "--public-key", path, "--token", "-", stdin=token)
+        r = c.run("license", "verify", "--public-key", path, "--product", PRODUCT,
+                      "--token", "-", stdin=token)
         assert r.returncode == 2, f"{name} (single JWK): exit {r.returncode}: {r.stderr}"
 
 
@@ -733,7 +738,8 @@ def jwks_skips_other_key_types_but_not_private_keys(c: Ctx):
     # No Ed25519 key left after skipping: a usage error, exit 2.
     for name, keys in {"X25519 only": [x25519_jwk], "RSA only": [rsa_jwk], "empty": []}.items():
         path = c.file("no_ed25519.jwks", {"keys": keys})
-        r = c.run("license", "verify", "--public-key", path, "--token", "-", stdin=token)
+        r = c.run("license", "verify", "--public-key", path, "--product", PRODUCT,
+                      "--token", "-", stdin=token)
         assert r.returncode == 2, f"{name}: exit {r.returncode}: {r.stdout} {r.stderr}"
         assert "no Ed25519 public key found" in r.stderr, f"{name}: {r.stderr.strip()}"
     # Private material of a skipped type still refuses the whole set.
@@ -743,7 +749,8 @@ def jwks_skips_other_key_types_but_not_private_keys(c: Ctx):
         serialization.NoEncryption()))}
     for name, keys in {"RSA d": [rsa_private, ed], "X25519 d": [ed, x25519_private]}.items():
         path = c.file("private.jwks", {"keys": keys})
-        r = c.run("license", "verify", "--public-key", path, "--token", "-", stdin=token)
+        r = c.run("license", "verify", "--public-key", path, "--product", PRODUCT,
+                      "--token", "-", stdin=token)
         assert r.returncode == 2, f"{name}: exit {r.returncode}: {r.stdout} {r.stderr}"
         assert "private key material" in r.stderr, f"{name}: {r.stderr.strip()}"
 

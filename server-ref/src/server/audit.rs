@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::db::{Db, NewAuditEntry};
 use super::extract::Caller;
 
-/// The actor of entries written by the command line (`licensing-server offline activate`).
+/// The actor of entries written by the command line (`licensing-server offline activate`,
+/// `licensing-server admin-token`).
 pub(crate) const CLI_ACTOR: &str = "cli";
 
 /// Who the request acted as: filled by the [`Caller`] extractor, read by the request layer
@@ -161,9 +162,9 @@ pub struct AuditVerifyArgs {
     /// alone cannot (a database writer can recompute every hash). Repeatable.
     #[arg(long, value_name = "SEQ:HASH")]
     pub anchor: Vec<String>,
-    /// The server's data directory or database (read only: nothing is created).
+    /// The server's data directory or database (read only: nothing is created or migrated).
     #[command(flatten)]
-    pub store: super::config::StoreArgs,
+    pub store: super::config::DatabaseArgs,
 }
 
 /// Runs `audit verify` on the server's database: prints the outcome as JSON; exit 0 when the
@@ -203,20 +204,8 @@ async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool
         .iter()
         .map(|a| parse_anchor(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let settings = super::config::Settings::resolve(super::config::ServeArgs {
-        store: args.store.clone(),
-        ..super::config::ServeArgs::default()
-    })?;
-    let db = match &settings.database_url {
-        Some(url) => Db::open(url).await?,
-        None => {
-            let file = settings.data_dir.join("licensing.db");
-            if !file.is_file() {
-                return Err(format!("no database at {}", file.display()));
-            }
-            Db::open_sqlite_file(&file).await?
-        }
-    };
+    let settings = args.store.settings()?;
+    let db = super::open_existing_store(&settings, super::db::Schema::ReadOnly).await?;
     let outcome = async {
         let chain = db.verify_audit().await.map_err(|e| e.to_string())?;
         let mut checked = Vec::new();

@@ -15,8 +15,8 @@ pub struct StoreArgs {
     /// TOML file with any of these settings (e.g. `listen = "0.0.0.0:8080"`).
     #[arg(long, env = "LICENSING_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory for the database and the signing key [default: ./data] (created if missing,
-    /// mode 0700).
+    /// Directory for the database and the signing key [default: ./data] (`serve` creates it,
+    /// mode 0700; the other commands refuse a missing one).
     #[arg(long, env = "LICENSING_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Database URL: `sqlite:PATH` or `postgres://user:password@host:port/database`. Default:
@@ -30,6 +30,37 @@ pub struct StoreArgs {
     /// The `iss` of every token the server signs [default: licensing-server].
     #[arg(long, env = "LICENSING_ISSUER")]
     pub issuer: Option<String>,
+}
+
+/// Where an existing server keeps its database, for the commands that work on it directly and
+/// never create it (`audit verify`, `admin-token`): the database flags of [`StoreArgs`] alone.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct DatabaseArgs {
+    /// TOML file with the settings of `serve` (only `data_dir` and `database_url` are used).
+    #[arg(long, env = "LICENSING_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The server's data directory [default: ./data]; it must exist (never created).
+    #[arg(long, env = "LICENSING_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The server's database URL: `sqlite:PATH` or `postgres://...`. Default: the file
+    /// `licensing.db` in the data directory. It must exist and hold the server's schema.
+    #[arg(long, env = "LICENSING_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The settings these flags, the environment and the config file resolve to.
+    pub(crate) fn settings(&self) -> Result<Settings, String> {
+        Settings::resolve(ServeArgs {
+            store: StoreArgs {
+                config: self.config.clone(),
+                data_dir: self.data_dir.clone(),
+                database_url: self.database_url.clone(),
+                ..StoreArgs::default()
+            },
+            ..ServeArgs::default()
+        })
+    }
 }
 
 /// `licensing-server serve` options: the store's, plus the listener's.
@@ -181,16 +212,9 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("config {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!("config {}: larger than 64 KiB", path.display()));
-    }
-    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    use crate::cli_input::{Source, read_capped_text};
+    let text = read_capped_text("--config", Source::File(path), MAX_CONFIG_BYTES)?;
+    toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! only its SHA-256 stored), then `listening on http://ADDR` on stdout. SIGINT/SIGTERM stop it
 //! gracefully.
 
+mod admin_token;
 mod audit;
 mod config;
 mod db;
@@ -36,6 +37,7 @@ pub use config::ServeArgs;
 use config::Settings;
 use db::Db;
 
+pub use admin_token::{AdminTokenArgs, run_admin_token};
 pub use audit::{AuditVerifyArgs, run_audit_verify};
 pub use keys_cli::{
     KeysListArgs, KeysPromoteArgs, KeysStageArgs, run_keys_list, run_keys_promote, run_keys_stage,
@@ -601,10 +603,8 @@ macro_rules! outln {
     }};
 }
 
-/// Opens what `serve` works on: the data directory (created), the migrated database, and the
-/// signing key in it (from the key file on first start or when one is named).
-async fn open_store(args: &Settings) -> Result<Db, String> {
-    // Refuse an unusable URL before anything is created.
+/// Refuses an unusable `--database-url` before anything is created.
+fn check_database_url(args: &Settings) -> Result<(), String> {
     if let Some(url) = &args.database_url
         && !["sqlite:", "postgres://", "postgresql://"]
             .iter()
@@ -612,13 +612,119 @@ async fn open_store(args: &Settings) -> Result<Db, String> {
     {
         return Err("--database-url must start with sqlite: or postgres:// (postgresql://)".into());
     }
+    Ok(())
+}
+
+/// Opens what `serve` works on: the data directory (created), the migrated database (a SQLite
+/// file created 0600: it holds the private signing keys), and the signing key in it (from the
+/// key file on first start or when one is named).
+async fn open_store(args: &Settings) -> Result<Db, String> {
+    check_database_url(args)?;
     create_data_dir(&args.data_dir)?;
-    let db = match &args.database_url {
-        None => Db::open_sqlite_file(&args.data_dir.join("licensing.db")).await?,
-        Some(url) => Db::open(url).await?,
+    let file = match &args.database_url {
+        None => Some(args.data_dir.join("licensing.db")),
+        Some(url) if url.starts_with("sqlite:") => db::sqlite_url_path(url)?,
+        Some(_) => None,
+    };
+    let db = match (&args.database_url, file) {
+        // `sqlite:/path/lic.db` as written in the README: the file is created here (0600), so
+        // the URL needs no `?mode=rwc`.
+        (_, Some(file)) => {
+            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_data_dir(parent)?;
+            }
+            private_database_file(&file)?;
+            Db::open_sqlite_file(&file).await?
+        }
+        (Some(url), None) => Db::open(url).await?,
+        (None, None) => return Err("no database".into()),
     };
     ensure_signing_key(&db, args).await?;
     Ok(db)
+}
+
+/// Opens the database of an existing server for a command that works on it directly (`offline
+/// activate`, `admin-token`, `audit verify`): a missing data directory or database file is
+/// refused (never created; a mistyped `--data-dir` must not start a new server's state), and
+/// so is a PostgreSQL database without the server's schema. `schema` says whether it may be
+/// migrated or must be read only.
+pub(crate) async fn open_existing_store(args: &Settings, schema: db::Schema) -> Result<Db, String> {
+    check_database_url(args)?;
+    let mode = if schema == db::Schema::ReadOnly {
+        "ro"
+    } else {
+        "rw"
+    };
+    let never = "this command never creates one";
+    let file = match &args.database_url {
+        None => {
+            if !args.data_dir.is_dir() {
+                return Err(format!(
+                    "no data directory at {} (check --data-dir; {never})",
+                    args.data_dir.display()
+                ));
+            }
+            args.data_dir.join("licensing.db")
+        }
+        Some(url) if url.starts_with("sqlite:") => match db::sqlite_url_path(url)? {
+            Some(file) => file,
+            None => return Err("--database-url: an in-memory database holds no server".into()),
+        },
+        Some(url) => return Db::open_as(url, schema).await,
+    };
+    if !file.is_file() {
+        return Err(format!(
+            "no database at {} (check --data-dir / --database-url; {never})",
+            file.display()
+        ));
+    }
+    Db::open_as(&db::sqlite_file_url(&file, mode)?, schema).await
+}
+
+/// The SQLite database file holds the private signing keys: it is created 0600 whatever the
+/// umask (SQLite gives its `-wal` and `-shm` files the database file's mode), and an existing
+/// one (with its `-wal` and `-shm`) open to group or others is made 0600.
+fn private_database_file(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let fail = |p: &Path, e: std::io::Error| format!("database file {}: {e}", p.display());
+        // Never truncated: an existing database is only opened.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| fail(path, e))?;
+        let mut files = vec![(path.to_path_buf(), Some(file))];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            files.push((std::path::PathBuf::from(name), None));
+        }
+        for (path, file) in files {
+            let meta = match &file {
+                Some(file) => file.metadata(),
+                None => std::fs::symlink_metadata(&path),
+            };
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(fail(&path, e)),
+            };
+            let mode = meta.permissions().mode();
+            if meta.is_file() && mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(|e| fail(&path, e))?;
+                tracing::warn!(path = %path.display(), "was open to group or others; made 0600");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 async fn serve(args: Settings) -> Result<(), String> {
@@ -729,7 +835,7 @@ fn create_data_dir(dir: &Path) -> Result<(), String> {
 /// unless the database knows it already (a restart with the same flag changes nothing, and
 /// never undoes a rotation made since). Without it: the database's current key; on first
 /// start, `signing-key.pem` in the data directory (created if missing) becomes current.
-async fn ensure_signing_key(db: &Db, args: &Settings) -> Result<(), String> {
+pub(crate) async fn ensure_signing_key(db: &Db, args: &Settings) -> Result<(), String> {
     let (path, explicit) = match &args.signing_key {
         Some(path) => (path.clone(), true),
         None => (args.data_dir.join("signing-key.pem"), false),
@@ -784,7 +890,11 @@ pub(crate) const OPERATOR_ORGANIZATION: &str = "org_operator";
 
 /// On first start, creates the operator organization with an admin token and prints the token
 /// once. Exactly once even when several replicas start together on one PostgreSQL: only the
-/// replica whose insert of the fixed organization id succeeds mints the token.
+/// replica whose insert of the fixed organization id succeeds mints the token. The organization
+/// and its token are written in one transaction: a crash between them leaves neither, and the
+/// next start bootstraps again. An operator organization left without an admin token (by an
+/// older version's crash, or every token revoked) is reported with its remedy,
+/// `licensing-server admin-token`.
 async fn bootstrap_admin_token(db: &Db) -> Result<(), String> {
     let org = db::Organization {
         id: OPERATOR_ORGANIZATION.into(),
@@ -792,25 +902,36 @@ async fn bootstrap_admin_token(db: &Db) -> Result<(), String> {
         operator: 1,
         created_at: now(),
     };
+    let token = secrets::new_api_token()?;
+    let id = secrets::new_id("tok")?;
+    let grant = db::NewApiToken {
+        id: &id,
+        organization_id: OPERATOR_ORGANIZATION,
+        token_hash: &secrets::sha256_hex(token.as_bytes()),
+        role: "admin",
+        label: "bootstrap",
+        now: now(),
+    };
     if !db
-        .insert_organization(&org)
+        .insert_organization_with_token(&org, &grant)
         .await
         .map_err(|e| e.to_string())?
     {
+        let tokens = db
+            .list_api_tokens(OPERATOR_ORGANIZATION)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !tokens
+            .iter()
+            .any(|t| t.role == "admin" && t.revoked_at.is_none())
+        {
+            tracing::warn!(
+                "the operator organization has no live admin API token; mint one with \
+                 `licensing-server admin-token` (same --data-dir / --database-url)"
+            );
+        }
         return Ok(());
     }
-    let token = secrets::new_api_token()?;
-    let id = secrets::new_id("tok")?;
-    db.insert_api_token(
-        &id,
-        OPERATOR_ORGANIZATION,
-        &secrets::sha256_hex(token.as_bytes()),
-        "admin",
-        "bootstrap",
-        now(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
     tracing::info!(token_id = %id, "created the admin bootstrap API token");
     outln!("admin API token (shown once, only its hash is stored): {token}");
     Ok(())
@@ -1213,6 +1334,64 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    /// Bootstrap: an organization and its first token are written together or not at all. A
+    /// token insert that fails (a taken token id here, as a crash before the commit would)
+    /// leaves no organization behind; a taken organization id writes nothing.
+    #[tokio::test]
+    async fn an_organization_and_its_first_token_are_written_together() {
+        organization_with_token_on(None).await;
+        let name = "an_organization_and_its_first_token_are_written_together";
+        if let Some(url) = postgres::fresh_database(name) {
+            organization_with_token_on(Some(&url)).await;
+        }
+    }
+
+    async fn organization_with_token_on(url: Option<&str>) {
+        let (_dir, state) = app_on(url).await;
+        let db = state.db();
+        let org = db::Organization {
+            id: "org_new".into(),
+            name: "New".into(),
+            operator: 0,
+            created_at: 1,
+        };
+        let token = |id| db::NewApiToken {
+            id,
+            organization_id: "org_new",
+            token_hash: "hash-of-new",
+            role: "admin",
+            label: "bootstrap",
+            now: 1,
+        };
+        assert!(
+            db.insert_organization_with_token(&org, &token("tok_a"))
+                .await
+                .is_err()
+        );
+        assert!(
+            db.list_organizations(Some("org_new"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            db.insert_organization_with_token(&org, &token("tok_new"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(db.list_api_tokens("org_new").await.unwrap().len(), 1);
+        let again = db::NewApiToken {
+            token_hash: "another",
+            ..token("tok_again")
+        };
+        assert!(
+            !db.insert_organization_with_token(&org, &again)
+                .await
+                .unwrap()
+        );
+        assert_eq!(db.list_api_tokens("org_new").await.unwrap().len(), 1);
     }
 
     #[tokio::test]

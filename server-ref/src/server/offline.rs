@@ -200,7 +200,15 @@ async fn offline_cli(args: &OfflineActivateArgs) -> Result<(), CliError> {
         ..ServeArgs::default()
     })
     .map_err(usage)?;
-    let db = super::open_store(&settings).await.map_err(usage)?;
+    // The server's existing store: a mistyped --data-dir is refused, never created.
+    let db = super::open_existing_store(&settings, super::db::Schema::MigrateExisting)
+        .await
+        .map_err(usage)?;
+    if settings.signing_key.is_some() {
+        super::ensure_signing_key(&db, &settings)
+            .await
+            .map_err(usage)?;
+    }
     let state = AppState::new(db.clone(), settings.issuer, u32::MAX)
         .await
         .map_err(usage)?;
@@ -264,18 +272,11 @@ async fn record_cli_activation(state: &AppState, req: &OfflineActivationRequest)
 
 /// Reads the request file, refusing one larger than an API request body may be.
 fn read_request(path: &Path) -> Result<Vec<u8>, CliError> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    let limit = extract::MAX_BODY_BYTES as u64;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    if bytes.len() as u64 > limit {
-        return Err(usage(format!(
-            "{}: larger than {limit} bytes",
-            path.display()
-        )));
-    }
-    Ok(bytes)
+    use crate::cli_input::{Source, read_capped};
+    read_capped(
+        "--request",
+        Source::File(path),
+        extract::MAX_BODY_BYTES as u64,
+    )
+    .map_err(usage)
 }

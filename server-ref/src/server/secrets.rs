@@ -91,8 +91,16 @@ pub(crate) fn load_or_create_signing_key(
     path: &Path,
     create: bool,
 ) -> Result<(PrivateKey, bool), String> {
-    match fs::read_to_string(path) {
-        Ok(pem) => {
+    match fs::File::open(path) {
+        Ok(file) => {
+            let name = path.display().to_string();
+            let bytes = crate::cli_input::read_capped_from(
+                "--signing-key",
+                &name,
+                file,
+                crate::cli_input::KEY_CAP,
+            )?;
+            let pem = crate::cli_input::into_text("--signing-key", &name, bytes)?;
             warn_if_readable_by_others(path);
             let key =
                 PrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;

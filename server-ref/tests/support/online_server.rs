@@ -51,6 +51,12 @@ impl Server {
             .arg(data_dir)
             .args(args)
             .stderr(Stdio::from(log));
+        Self::from_command(serve)
+    }
+
+    /// A server from a `serve` command the test built (listening on `127.0.0.1:0`, its stderr
+    /// set); `admin_token` as in [`Server::start_with`].
+    pub fn from_command(serve: Command) -> Server {
         let started = spawn::spawn_serve(serve, TIMEOUT);
         Server {
             child: started.child,

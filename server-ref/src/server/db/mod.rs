@@ -114,6 +114,33 @@ pub(crate) struct Organization {
     pub created_at: i64,
 }
 
+/// An API token to store: its hash, never the token.
+#[derive(Debug, Clone)]
+pub(crate) struct NewApiToken<'a> {
+    pub id: &'a str,
+    pub organization_id: &'a str,
+    pub token_hash: &'a str,
+    pub role: &'a str,
+    pub label: &'a str,
+    pub now: i64,
+}
+
+async fn insert_api_token_in(tx: &mut Tx, token: &NewApiToken<'_>) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO api_tokens (id, organization_id, token_hash, role, label, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(token.id)
+    .bind(token.organization_id)
+    .bind(token.token_hash)
+    .bind(token.role)
+    .bind(token.label)
+    .bind(token.now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// A live API token as the authentication layer sees it.
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct TokenGrant {
@@ -255,21 +282,75 @@ pub(crate) enum Activation {
     TransferLimitReached,
 }
 
+/// What opening a database may do to its schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Schema {
+    /// Create it on an empty database, migrate it when older (`serve`).
+    Migrate,
+    /// It must exist already (a database `serve` made); migrated when older (commands that
+    /// write to the server's database: `offline activate`, `admin-token`).
+    MigrateExisting,
+    /// It must exist at this version's last migration; nothing is written (SQLite: open the
+    /// file with `mode=ro`, its journal mode untouched; PostgreSQL: read-only transactions).
+    /// For `audit verify`.
+    ReadOnly,
+}
+
+/// The file a `sqlite:` URL names; `None` for an in-memory database. `Err` for a URL sqlx
+/// cannot read.
+pub(crate) fn sqlite_url_path(url: &str) -> Result<Option<std::path::PathBuf>, String> {
+    use std::str::FromStr as _;
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| format!("--database-url: {e}"))?;
+    Ok(Some(options.get_filename().to_path_buf()))
+}
+
+/// The `sqlite:` URL of the file at `path` with `mode` (`rwc`, `rw` or `ro`).
+pub(crate) fn sqlite_file_url(path: &Path, mode: &str) -> Result<String, String> {
+    let absolute =
+        std::path::absolute(path).map_err(|e| format!("database path {}: {e}", path.display()))?;
+    let file_url = url::Url::from_file_path(&absolute)
+        .map_err(|()| format!("database path {} is not usable", absolute.display()))?;
+    // `file:///a%20b/x.db` → `sqlite:///a%20b/x.db` (sqlx percent-decodes the path).
+    Ok(format!("sqlite://{}?mode={mode}", file_url.path()))
+}
+
+/// The last migration this binary knows.
+fn latest_migration() -> i64 {
+    sqlx::migrate!("./migrations")
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The last migration applied to the database behind `pool`; `None` when it has no schema.
+async fn applied_migration(pool: &AnyPool) -> Option<i64> {
+    sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten()
+}
+
 impl Db {
     /// Opens (creating if missing) the SQLite database file at `path` and migrates it.
     pub async fn open_sqlite_file(path: &Path) -> Result<Db, String> {
-        let absolute = std::path::absolute(path)
-            .map_err(|e| format!("database path {}: {e}", path.display()))?;
-        let file_url = url::Url::from_file_path(&absolute)
-            .map_err(|()| format!("database path {} is not usable", absolute.display()))?;
-        // `file:///a%20b/x.db` → `sqlite:///a%20b/x.db` (sqlx percent-decodes the path).
-        let url = format!("sqlite://{}?mode=rwc", file_url.path());
-        Self::open(&url).await
+        Self::open(&sqlite_file_url(path, "rwc")?).await
     }
 
     /// Opens the database a URL names and migrates it: `sqlite:PATH[?mode=rwc...]` or
     /// `postgres://user:password@host:port/database`.
     pub async fn open(url: &str) -> Result<Db, String> {
+        Self::open_as(url, Schema::Migrate).await
+    }
+
+    /// Opens the database a URL names, doing to its schema what `schema` allows.
+    pub async fn open_as(url: &str, schema: Schema) -> Result<Db, String> {
+        let read_only = schema == Schema::ReadOnly;
         let engine = if url.starts_with("sqlite:") {
             Engine::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -290,12 +371,20 @@ impl Db {
             Engine::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
                     // FULL: an acknowledged write survives power loss (WAL + NORMAL may lose
-                    // the last transactions). The WAL mode itself is set once, below.
+                    // the last transactions). The WAL mode itself is set once, below. (None of
+                    // these writes to the file: a read-only connection takes them too.)
                     conn.execute(
                         "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; \
                          PRAGMA foreign_keys = ON;",
                     )
                     .await?;
+                    Ok(())
+                })
+            }),
+            Engine::Postgres if read_only => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET default_transaction_read_only = on")
+                        .await?;
                     Ok(())
                 })
             }),
@@ -316,6 +405,10 @@ impl Db {
                             "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
                              PRAGMA foreign_keys = ON;"
                         }
+                        Engine::Postgres if read_only => {
+                            "SET synchronous_commit TO OFF; \
+                             SET default_transaction_read_only = on"
+                        }
                         Engine::Postgres => "SET synchronous_commit TO OFF",
                     })
                     .await?;
@@ -325,16 +418,42 @@ impl Db {
             .connect(url)
             .await
             .map_err(|e| format!("opening the database: {e}"))?;
-        if engine == Engine::Sqlite {
+        if schema != Schema::Migrate {
+            let expected = latest_migration();
+            match applied_migration(&pool).await {
+                None => {
+                    return Err("the database holds no licensing schema (not a database \
+                                `serve` created; check --data-dir / --database-url)"
+                        .into());
+                }
+                Some(found) if found > expected => {
+                    return Err(format!(
+                        "the database is at migration {found}, newer than this binary \
+                         ({expected}); use the newer licensing-server"
+                    ));
+                }
+                Some(found) if read_only && found < expected => {
+                    return Err(format!(
+                        "the database is at migration {found}, this binary expects \
+                         {expected}; start the new `serve` once to migrate it (this command \
+                         never writes)"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if engine == Engine::Sqlite && !read_only {
             // WAL (persistent in the file): readers never block the writer.
             pool.execute("PRAGMA journal_mode = WAL")
                 .await
                 .map_err(|e| format!("setting WAL mode: {e}"))?;
         }
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| format!("migrating the database: {e}"))?;
+        if !read_only {
+            sqlx::migrate!("./migrations")
+                .run(&pool)
+                .await
+                .map_err(|e| format!("migrating the database: {e}"))?;
+        }
         Ok(Db {
             seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone()),
             licenses: Default::default(),
@@ -398,6 +517,41 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Inserts an organization and its first API token in one transaction: both or neither
+    /// (a crash between the two must not leave an organization nobody can reach). `false`,
+    /// and nothing written, when the organization id is taken.
+    pub async fn insert_organization_with_token(
+        &self,
+        org: &Organization,
+        token: &NewApiToken<'_>,
+    ) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO organizations (id, name, operator, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(org.operator)
+        .bind(org.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_api_token_in(&mut tx, token).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores a token's hash, organization and role (a [`NewApiToken`]).
+    pub async fn insert_new_api_token(&self, token: &NewApiToken<'_>) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_api_token_in(&mut tx, token).await?;
+        tx.commit().await
     }
 
     /// Organizations: all of them (`None`) or the one with this id.

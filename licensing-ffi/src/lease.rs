@@ -536,3 +536,46 @@ pub unsafe extern "C" fn lic_lease_free(lease: *mut lic_lease) {
         unsafe { free_handle(lease) }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn loss_reasons_are_stable() {
+        use lic_lease_loss::*;
+        let numbers = [
+            LIC_LEASE_RELEASED,
+            LIC_LEASE_REFUSED,
+            LIC_LEASE_UNREACHABLE,
+            LIC_LEASE_INVALID,
+            LIC_LEASE_IDLE,
+        ]
+        .map(|reason| reason as u32);
+        assert_eq!(numbers, [1, 2, 3, 4, 5]);
+    }
+
+    /// The app's clock in milliseconds; a value lower than an earlier one counts as the
+    /// earlier one.
+    #[test]
+    fn an_injected_clock_never_goes_backwards() {
+        unsafe extern "C" fn told(user_data: *mut c_void) -> u64 {
+            // SAFETY: the test passes a live AtomicU64.
+            let ms = unsafe { &*user_data.cast::<std::sync::atomic::AtomicU64>() };
+            ms.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        let ms = std::sync::atomic::AtomicU64::new(5_000);
+        let clock = CClock {
+            function: told,
+            user_data: std::ptr::from_ref(&ms).cast_mut().cast(),
+            latest: std::sync::atomic::AtomicU64::new(0),
+        };
+        assert_eq!(clock.now(), Duration::from_secs(5));
+        ms.store(2_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(clock.now(), Duration::from_secs(5));
+        ms.store(7_500, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(clock.now(), Duration::from_millis(7_500));
+    }
+}

@@ -1101,7 +1101,7 @@ fn heartbeat_loop(
                 if until_beat.is_zero() {
                     break Next::Beat(state.grant.clone(), state.deadline);
                 }
-                let pause = idle_at.map_or(until_beat, |at| until_beat.min(at - now));
+                let pause = idle_at.map_or(until_beat, |at| until_beat.min(at.saturating_sub(now)));
                 state = shared
                     .wake
                     .wait_timeout(state, pause)

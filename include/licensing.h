@@ -360,6 +360,12 @@ enum lic_lease_loss
      * The server's answer did not verify.
      */
     LIC_LEASE_INVALID = 4,
+    /**
+     * The app reported no activity (`lic_lease_activity`) for the license's lease timeout
+     * (a lease from `lic_lease_check_out_while_active`): heartbeats stopped and the seat was
+     * checked in for others. The next `lic_lease_activity` takes a seat again.
+     */
+    LIC_LEASE_IDLE = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -473,7 +479,8 @@ typedef struct lic_verdict lic_verdict;
 typedef struct lic_verifier lic_verifier;
 
 /**
- * Called once, on the library's heartbeat thread, when the seat is lost. `server_code` and
+ * Called once, on the library's heartbeat thread, when the seat is lost (for a lease held
+ * while active: once more each time a seat taken again by `lic_lease_activity` is lost). `server_code` and
  * `detail` are NUL-terminated and valid only during the call (`server_code` is `""` when the
  * server did not refuse). Must not unwind. It may call `lic_lease_status` and the other
  * getters on the lease, also while another thread is in `lic_lease_free`. It may free the lease
@@ -483,6 +490,13 @@ typedef void (*lic_lease_lost_fn)(void *user_data,
                                   lic_lease_loss reason,
                                   const char *server_code,
                                   const char *detail);
+
+/**
+ * A monotonic clock the app provides: milliseconds since any fixed origin, never going
+ * backwards (a value lower than an earlier one counts as the earlier one). Called with
+ * `user_data` from any thread, the library's heartbeat thread included. Must not unwind.
+ */
+typedef uint64_t (*lic_clock_fn)(void *user_data);
 
 /**
  * Called on the calling thread with each place in a floating license's wait line while
@@ -1550,6 +1564,62 @@ lic_result lic_lease_check_out(const lic_client *client,
                                lic_lease_lost_fn on_lost,
                                void *user_data,
                                lic_lease **out_lease);
+
+/**
+ * Like `lic_lease_check_out`, but the seat is held only while the app is in use: the app
+ * reports each user action with `lic_lease_activity` (the check-out counts as one); with no
+ * activity for the license's lease timeout (the 5 to 60 minutes its administrator set),
+ * heartbeats stop, the seat is checked in for others and `on_lost` is called with
+ * `LIC_LEASE_IDLE`. The next `lic_lease_activity` takes a seat again without a new login.
+ * `clock` (may be NULL: the system's monotonic clock) measures the time (tests inject one);
+ * it is called with `user_data`.
+ *
+ * # Safety
+ * As `lic_lease_check_out`; `clock` is NULL or callable with `user_data` from any thread
+ * until the lease is freed.
+ */
+lic_result lic_lease_check_out_while_active(const lic_client *client,
+                                            const char *license_key,
+                                            const char *client_id,
+                                            const char *user,
+                                            uint32_t heartbeat_ms,
+                                            lic_clock_fn clock,
+                                            lic_lease_lost_fn on_lost,
+                                            void *user_data,
+                                            lic_lease **out_lease);
+
+/**
+ * Tells the lease the app is in use: call it on each user action (a key press, a click, a
+ * command); it is cheap while the seat is held. Writes the lease's status to `*out_status`:
+ * `LIC_STATUS_VALID` while (or once again) the seat is held. For a lease from
+ * `lic_lease_check_out_while_active` whose seat was checked in while idle
+ * (`LIC_LEASE_IDLE`), this call takes a seat again, without a new login, on the calling
+ * thread (a check-out with a fresh request id, up to the client's deadline). When every seat
+ * is taken: `LIC_SERVER_ERROR`, `lic_lease_last_server_code` is `"no_seats"` and
+ * `lic_lease_last_error` ends with the message to show ("No available licenses, please
+ * contact IT"); the calls within the next 15 seconds answer the same without asking the
+ * server. A seat lost otherwise (force-released, refused, unreachable: reported to `on_lost`)
+ * is not taken again: `LIC_STATUS_LEASE_EXPIRED` (check out a new one). `LIC_CHECKED_IN` after
+ * `lic_lease_check_in`.
+ *
+ * # Safety
+ * `lease` is NULL or a live handle; `out_status` is NULL or writable.
+ */
+lic_result lic_lease_activity(const lic_lease *lease, lic_status *out_status);
+
+/**
+ * Copies the server's error code from the most recent `lic_lease_activity` on `lease` (e.g.
+ * `"no_seats"`) into `buf` (buffer protocol of `lic_last_error`); `""` when that call was not
+ * refused by the server.
+ *
+ * # Safety
+ * `lease` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+ * NULL or writable.
+ */
+lic_result lic_lease_last_server_code(const lic_lease *lease,
+                                      char *buf,
+                                      size_t len,
+                                      size_t *out_len);
 
 /**
  * Like `lic_lease_check_out`, but when no seat is free and the license has a wait line,

@@ -320,6 +320,9 @@ else
   flic_id=$(jq -r .id <<<"$flic")
   flic_key=$(jq -r .key <<<"$flic")
   oe "floating seat: heartbeats, denial, check-in" 0 '^lease: done$' lease "$flic_key"
+  # Held while active, on an injected clock: checked in once idle past the lease timeout, the
+  # idle user's next activity denied while another holds the seat, then taking it again.
+  oe "floating seat: idle users give it back" 0 '^idle: done$' idle "$flic_key"
   release_cmd="set -e; for l in \$(curl -sS --max-time 10 -H 'Authorization: Bearer $admin' $srv_url/v1/licenses/$flic_id/leases | jq -r '.leases[].lease_id'); do curl -sS --fail --max-time 10 -X POST -H 'Authorization: Bearer $admin' -H 'Content-Type: application/json' --data '{}' $srv_url/v1/licenses/$flic_id/leases/\$l/release >/dev/null; done"
   ONLINE_E2E_RELEASE_CMD=$release_cmd oe "floating seat: force-release reported" 0 \
     "^lost: reason 1 code 'lease_released'" lease-lost "$flic_key"

@@ -7,11 +7,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use licensing_core::Status;
-use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager, QueuePlace};
+use licensing_core::online::{
+    LeaseClock, LeaseClockSource, LeaseConfig, LeaseLoss, LeaseManager, QueuePlace,
+};
 
 use crate::abi::{
-    Failure, LastError, arg, c_str, copy_last_error, free_handle, guard, guard_value, handle,
-    lic_result, new_handle, out, owned_string,
+    Failure, LastError, arg, c_str, copy_last_error, copy_message, free_handle, guard, guard_value,
+    handle, lic_result, new_handle, out, owned_string,
 };
 use crate::online::{lic_client, online_failure};
 use crate::status::lic_status;
@@ -30,9 +32,14 @@ pub enum lic_lease_loss {
     LIC_LEASE_UNREACHABLE = 3,
     /// The server's answer did not verify.
     LIC_LEASE_INVALID = 4,
+    /// The app reported no activity (`lic_lease_activity`) for the license's lease timeout
+    /// (a lease from `lic_lease_check_out_while_active`): heartbeats stopped and the seat was
+    /// checked in for others. The next `lic_lease_activity` takes a seat again.
+    LIC_LEASE_IDLE = 5,
 }
 
-/// Called once, on the library's heartbeat thread, when the seat is lost. `server_code` and
+/// Called once, on the library's heartbeat thread, when the seat is lost (for a lease held
+/// while active: once more each time a seat taken again by `lic_lease_activity` is lost). `server_code` and
 /// `detail` are NUL-terminated and valid only during the call (`server_code` is `""` when the
 /// server did not refuse). Must not unwind. It may call `lic_lease_status` and the other
 /// getters on the lease, also while another thread is in `lic_lease_free`. It may free the lease
@@ -52,6 +59,8 @@ pub type lic_lease_lost_fn = Option<
 pub struct lic_lease {
     manager: Mutex<Option<LeaseManager>>,
     last_error: LastError,
+    /// The server's error code of the last `lic_lease_activity` (`""`: not refused).
+    last_server_code: LastError,
 }
 
 handle!(lic_lease);
@@ -73,6 +82,7 @@ impl Callback {
             LeaseLoss::Released { code, .. } => (lic_lease_loss::LIC_LEASE_RELEASED, code.as_str()),
             LeaseLoss::Refused { code, .. } => (lic_lease_loss::LIC_LEASE_REFUSED, code.as_str()),
             LeaseLoss::Unreachable { .. } => (lic_lease_loss::LIC_LEASE_UNREACHABLE, ""),
+            LeaseLoss::Idle { .. } => (lic_lease_loss::LIC_LEASE_IDLE, ""),
             _ => (lic_lease_loss::LIC_LEASE_INVALID, ""),
         };
         // A NUL inside would cut the C string short; the texts never need one.
@@ -123,6 +133,152 @@ pub unsafe extern "C" fn lic_lease_check_out(
         out_lease.write(held(manager));
         Ok(())
     })
+}
+
+/// A monotonic clock the app provides: milliseconds since any fixed origin, never going
+/// backwards (a value lower than an earlier one counts as the earlier one). Called with
+/// `user_data` from any thread, the library's heartbeat thread included. Must not unwind.
+pub type lic_clock_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> u64>;
+
+/// The caller's clock and its pointer, and the latest time it told.
+struct CClock {
+    function: unsafe extern "C" fn(*mut c_void) -> u64,
+    user_data: *mut c_void,
+    latest: std::sync::atomic::AtomicU64,
+}
+
+// SAFETY: `lic_lease_check_out_while_active`'s contract makes `user_data` usable from any
+// thread.
+unsafe impl Send for CClock {}
+// SAFETY: as above.
+unsafe impl Sync for CClock {}
+
+impl LeaseClock for CClock {
+    fn now(&self) -> Duration {
+        // SAFETY: per `lic_lease_check_out_while_active`'s contract.
+        let told = unsafe { (self.function)(self.user_data) };
+        let latest = self
+            .latest
+            .fetch_max(told, std::sync::atomic::Ordering::SeqCst)
+            .max(told);
+        Duration::from_millis(latest)
+    }
+}
+
+/// Like `lic_lease_check_out`, but the seat is held only while the app is in use: the app
+/// reports each user action with `lic_lease_activity` (the check-out counts as one); with no
+/// activity for the license's lease timeout (the 5 to 60 minutes its administrator set),
+/// heartbeats stop, the seat is checked in for others and `on_lost` is called with
+/// `LIC_LEASE_IDLE`. The next `lic_lease_activity` takes a seat again without a new login.
+/// `clock` (may be NULL: the system's monotonic clock) measures the time (tests inject one);
+/// it is called with `user_data`.
+///
+/// # Safety
+/// As `lic_lease_check_out`; `clock` is NULL or callable with `user_data` from any thread
+/// until the lease is freed.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lic_lease_check_out_while_active(
+    client: *const lic_client,
+    license_key: *const c_char,
+    client_id: *const c_char,
+    user: *const c_char,
+    heartbeat_ms: u32,
+    clock: lic_clock_fn,
+    on_lost: lic_lease_lost_fn,
+    user_data: *mut c_void,
+    out_lease: *mut *mut lic_lease,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        // SAFETY: per this function's contract.
+        let client_id = unsafe { c_str(client_id, "client_id") }?;
+        // SAFETY: per this function's contract.
+        let user = unsafe { c_str(user, "user") }?;
+        let out_lease = out(out_lease, "out_lease")?;
+        let mut config = lease_config(license_key, client_id, user, heartbeat_ms);
+        config.release_when_idle = true;
+        if let Some(function) = clock {
+            config.clock = LeaseClockSource::custom(std::sync::Arc::new(CClock {
+                function,
+                user_data,
+                latest: std::sync::atomic::AtomicU64::new(0),
+            }));
+        }
+        let manager =
+            client.run(|c| LeaseManager::check_out(c, config, lost(on_lost, user_data)))?;
+        out_lease.write(held(manager));
+        Ok(())
+    })
+}
+
+/// Tells the lease the app is in use: call it on each user action (a key press, a click, a
+/// command); it is cheap while the seat is held. Writes the lease's status to `*out_status`:
+/// `LIC_STATUS_VALID` while (or once again) the seat is held. For a lease from
+/// `lic_lease_check_out_while_active` whose seat was checked in while idle
+/// (`LIC_LEASE_IDLE`), this call takes a seat again, without a new login, on the calling
+/// thread (a check-out with a fresh request id, up to the client's deadline). When every seat
+/// is taken: `LIC_SERVER_ERROR`, `lic_lease_last_server_code` is `"no_seats"` and
+/// `lic_lease_last_error` ends with the message to show ("No available licenses, please
+/// contact IT"); the calls within the next 15 seconds answer the same without asking the
+/// server. A seat lost otherwise (force-released, refused, unreachable: reported to `on_lost`)
+/// is not taken again: `LIC_STATUS_LEASE_EXPIRED` (check out a new one). `LIC_CHECKED_IN` after
+/// `lic_lease_check_in`.
+///
+/// # Safety
+/// `lease` is NULL or a live handle; `out_status` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_activity(
+    lease: *const lic_lease,
+    out_status: *mut lic_status,
+) -> lic_result {
+    guard(lease, || {
+        // SAFETY: per this function's contract.
+        let lease = unsafe { arg(lease, "lease") }?;
+        let out_status = out(out_status, "out_status")?;
+        let result = lease
+            .with(|m| m.map(LeaseManager::activity))
+            .ok_or_else(checked_in)?;
+        lease.last_server_code.set(
+            result
+                .as_ref()
+                .err()
+                .and_then(|e| e.server_code())
+                .unwrap_or_default(),
+        );
+        let status = result.map_err(|e| online_failure(&e))?;
+        out_status.write(status.into());
+        Ok(())
+    })
+}
+
+/// Copies the server's error code from the most recent `lic_lease_activity` on `lease` (e.g.
+/// `"no_seats"`) into `buf` (buffer protocol of `lic_last_error`); `""` when that call was not
+/// refused by the server.
+///
+/// # Safety
+/// `lease` is NULL or a live handle; `buf` is NULL or writable for `len` bytes; `out_len` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_lease_last_server_code(
+    lease: *const lic_lease,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> lic_result {
+    // SAFETY: per this function's contract.
+    let Some(lease) = (unsafe { lease.as_ref() }) else {
+        return lic_result::LIC_NULL_ARGUMENT;
+    };
+    let code = guard_value(None, || Some(lease.last_server_code.get()));
+    match code {
+        // SAFETY: per this function's contract.
+        Some(code) => unsafe { copy_message(&code, buf, len, out_len) },
+        None => lic_result::LIC_PANIC,
+    }
 }
 
 /// Called on the calling thread with each place in a floating license's wait line while
@@ -231,6 +387,7 @@ fn held(manager: LeaseManager) -> *mut lic_lease {
     new_handle(lic_lease {
         manager: Mutex::new(Some(manager)),
         last_error: LastError::default(),
+        last_server_code: LastError::default(),
     })
 }
 
@@ -378,4 +535,47 @@ pub unsafe extern "C" fn lic_lease_free(lease: *mut lic_lease) {
         // SAFETY: per this function's contract; nothing borrows the handle any more.
         unsafe { free_handle(lease) }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn loss_reasons_are_stable() {
+        use lic_lease_loss::*;
+        let numbers = [
+            LIC_LEASE_RELEASED,
+            LIC_LEASE_REFUSED,
+            LIC_LEASE_UNREACHABLE,
+            LIC_LEASE_INVALID,
+            LIC_LEASE_IDLE,
+        ]
+        .map(|reason| reason as u32);
+        assert_eq!(numbers, [1, 2, 3, 4, 5]);
+    }
+
+    /// The app's clock in milliseconds; a value lower than an earlier one counts as the
+    /// earlier one.
+    #[test]
+    fn an_injected_clock_never_goes_backwards() {
+        unsafe extern "C" fn told(user_data: *mut c_void) -> u64 {
+            // SAFETY: the test passes a live AtomicU64.
+            let ms = unsafe { &*user_data.cast::<std::sync::atomic::AtomicU64>() };
+            ms.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        let ms = std::sync::atomic::AtomicU64::new(5_000);
+        let clock = CClock {
+            function: told,
+            user_data: std::ptr::from_ref(&ms).cast_mut().cast(),
+            latest: std::sync::atomic::AtomicU64::new(0),
+        };
+        assert_eq!(clock.now(), Duration::from_secs(5));
+        ms.store(2_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(clock.now(), Duration::from_secs(5));
+        ms.store(7_500, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(clock.now(), Duration::from_millis(7_500));
+    }
 }

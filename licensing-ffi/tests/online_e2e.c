@@ -19,6 +19,11 @@
  *   deactivate            deactivate, expect the activation removed and the store empty
  *   lease KEY             floating seat (1 seat): check out, heartbeats on the background thread,
  *                         a second check-out denied with the exact message, check-in frees it
+ *   idle KEY              floating seat (1 seat) held while active, on an injected clock: kept
+ *                         while activity comes within the lease timeout (900 s), checked in
+ *                         once idle past it (LIC_LEASE_IDLE, the seat free for another
+ *                         client), the next activity denied with the exact message while the
+ *                         seat is taken, and taking it again once it is free
  *   lease-lost KEY        check out, run $ONLINE_E2E_RELEASE_CMD (force-releases the seat through
  *                         the admin API), expect the loss callback (released, lease_released)
  *   queue KEY             the floating license's one seat taken, a second client served from
@@ -35,6 +40,7 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,6 +230,100 @@ static void lease_steps(lic_client *client, const char *key) {
     lic_lease_free(again);
     CHECK(lic_lease_status(NULL) == LIC_STATUS_LEASE_REQUIRED);
     printf("lease: done\n");
+}
+
+/* The injected clock of the idle step: milliseconds moved by the test, read on any thread. */
+static _Atomic uint64_t fake_ms = 1000000;
+
+static uint64_t fake_clock(void *user_data) {
+    (void)user_data;
+    return atomic_load(&fake_ms);
+}
+
+static void advance_s(uint64_t seconds) {
+    atomic_fetch_add(&fake_ms, seconds * 1000);
+}
+
+/* Waits for two more heartbeats than the lease has now. */
+static void two_more_heartbeats(const lic_lease *lease) {
+    uint64_t beats = 0;
+    CHECK(lic_lease_heartbeats(lease, &beats) == LIC_OK);
+    wait_heartbeats(lease, beats + 2);
+}
+
+static void idle_steps(lic_client *client, const char *key) {
+    struct lost lost;
+    lic_lease *lease = NULL, *other = NULL;
+    lic_status status = LIC_STATUS_MALFORMED;
+    char text[1024], code[128];
+    size_t len = 0;
+    struct timespec start;
+    lic_result rc;
+    memset(&lost, 0, sizeof lost);
+    pthread_mutex_init(&lost.lock, NULL);
+    rc = lic_lease_check_out_while_active(client, key, "c-idle-a", "ada", 100, fake_clock,
+                                          on_lost, &lost, &lease);
+    if (rc != LIC_OK) {
+        client_error(client, "lic_lease_check_out_while_active", rc);
+    }
+    CHECK(rc == LIC_OK);
+    if (rc != LIC_OK) {
+        pthread_mutex_destroy(&lost.lock);
+        return;
+    }
+    wait_heartbeats(lease, 2);
+    /* In use: 600 s after the check-out, then 600 s after an activity (1 200 s in all, longer
+     * than the 900 s timeout), the seat is held and heartbeated. */
+    advance_s(600);
+    two_more_heartbeats(lease);
+    CHECK(lic_lease_activity(lease, &status) == LIC_OK);
+    CHECK(status == LIC_STATUS_VALID);
+    advance_s(600);
+    two_more_heartbeats(lease);
+    CHECK(lic_lease_status(lease) == LIC_STATUS_VALID);
+    CHECK(lost_calls(&lost) == 0);
+    /* Idle for the whole timeout: checked in, the app told. */
+    advance_s(301);
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (lost_calls(&lost) == 0 && seconds_since(&start) < 30.0) {
+        sleep_ms(20);
+    }
+    pthread_mutex_lock(&lost.lock);
+    printf("idle: reason %u code '%s': %s\n", (unsigned)lost.reason, lost.code, lost.detail);
+    CHECK(lost.calls == 1);
+    CHECK(lost.reason == LIC_LEASE_IDLE);
+    pthread_mutex_unlock(&lost.lock);
+    CHECK(lic_lease_status(lease) == LIC_STATUS_LEASE_EXPIRED);
+    /* The seat is free for another client, who takes it. */
+    rc = lic_lease_check_out(client, key, "c-idle-b", "bob", 0, NULL, NULL, &other);
+    CHECK(rc == LIC_OK);
+    /* The idle user comes back: denied with the specification's message, exactly. */
+    status = LIC_STATUS_MALFORMED;
+    CHECK(lic_lease_activity(lease, &status) == LIC_SERVER_ERROR);
+    CHECK(status == LIC_STATUS_MALFORMED); /* out-parameters only on success */
+    CHECK(lic_lease_last_server_code(lease, code, sizeof code, &len) == LIC_OK);
+    CHECK(strcmp(code, "no_seats") == 0);
+    CHECK(lic_lease_last_error(lease, text, sizeof text, &len) == LIC_OK);
+    printf("idle user denied: %s\n", text);
+    CHECK(strstr(text, ": No available licenses, please contact IT") != NULL);
+    /* Freed: the seat comes back; after the pause, the next activity takes it again. */
+    lic_lease_free(other);
+    advance_s(15);
+    CHECK(lic_lease_activity(lease, &status) == LIC_OK);
+    CHECK(status == LIC_STATUS_VALID);
+    CHECK(lic_lease_last_server_code(lease, code, sizeof code, &len) == LIC_OK);
+    CHECK(strcmp(code, "") == 0);
+    CHECK(lic_lease_status(lease) == LIC_STATUS_VALID);
+    two_more_heartbeats(lease);
+    CHECK(lic_lease_activity(NULL, &status) == LIC_NULL_ARGUMENT);
+    CHECK(lic_lease_activity(lease, NULL) == LIC_NULL_ARGUMENT);
+    /* Checked in: activity has no seat to report on. */
+    CHECK(lic_lease_check_in(lease) == LIC_OK);
+    CHECK(lic_lease_activity(lease, &status) == LIC_CHECKED_IN);
+    lic_lease_free(lease);
+    CHECK(lost_calls(&lost) == 1);
+    pthread_mutex_destroy(&lost.lock);
+    printf("idle: done\n");
 }
 
 static void lease_lost_steps(lic_client *client, const char *key) {
@@ -523,6 +623,8 @@ int main(int argc, char **argv) {
         CHECK(rc == LIC_NOT_ACTIVATED);
     } else if (strcmp(step, "lease") == 0 && argc == 7) {
         lease_steps(client, argv[6]);
+    } else if (strcmp(step, "idle") == 0 && argc == 7) {
+        idle_steps(client, argv[6]);
     } else if (strcmp(step, "lease-lost") == 0 && argc == 7) {
         lease_lost_steps(client, argv[6]);
     } else if (strcmp(step, "queue") == 0 && argc == 7) {

@@ -433,3 +433,103 @@ fn a_waiting_client_gets_the_seat_when_it_is_checked_in() {
     assert_eq!(count("denied"), 1, "{metrics}");
     assert!(count("queued") >= 2, "{metrics}");
 }
+
+/// A clock the test moves by hand.
+struct FakeClock(std::sync::Mutex<Duration>);
+
+impl licensing_core::online::LeaseClock for FakeClock {
+    fn now(&self) -> Duration {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl FakeClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+/// The customer's rule, "after a period of inactivity, the license will become available to
+/// others", against the real server on an injected clock: the administrator sets the lease
+/// timeout to 5 minutes; the seat is heartbeated while the app reports activity within it,
+/// checked in once the app is idle past it (another user takes it at once), the idle user's
+/// next activity gets the exact denial, and takes the seat again, without a new login, once
+/// it is free.
+#[test]
+fn an_idle_user_gives_the_seat_back_and_takes_it_again_on_activity() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let trust = server.shipped_trust_store();
+    let client = client(&server.url, &trust);
+    let (license_id, key) = server.issue(json!({ "model": "floating", "seats": 1 }));
+    server.admin(
+        "PUT",
+        &format!("/v1/licenses/{license_id}/lease-timeout"),
+        Some(json!({ "seconds": 300 })),
+        200,
+    );
+    let clock = std::sync::Arc::new(FakeClock(std::sync::Mutex::new(Duration::from_secs(1))));
+    let (tx, rx) = mpsc::channel();
+    let a = LeaseManager::check_out(
+        &client,
+        LeaseConfig {
+            release_when_idle: true,
+            clock: licensing_core::online::LeaseClockSource::custom(clock.clone()),
+            ..seat(&key, "client-a", Duration::from_millis(100))
+        },
+        Box::new(move |loss| tx.send(loss.clone()).unwrap()),
+    )
+    .unwrap();
+    let two_more_heartbeats = || {
+        let seen = a.heartbeats();
+        eventually("two more heartbeats", || a.heartbeats() >= seen + 2);
+    };
+    two_more_heartbeats();
+    // In use: 200 s after the check-out, then 200 s after an activity (400 s in all, longer
+    // than the timeout), the seat is held.
+    clock.advance(Duration::from_secs(200));
+    two_more_heartbeats();
+    assert_eq!(a.activity().unwrap(), Status::Valid);
+    clock.advance(Duration::from_secs(200));
+    two_more_heartbeats();
+    assert_eq!(a.status(), Status::Valid);
+    assert!(rx.try_recv().is_err());
+
+    // Idle past the administrator's 300 s: checked in, the app told, the seat free.
+    clock.advance(Duration::from_secs(101));
+    let loss = rx.recv_timeout(TIMEOUT).unwrap();
+    assert!(
+        matches!(&loss, LeaseLoss::Idle { detail } if detail.contains("300 s")),
+        "{loss:?}"
+    );
+    assert_eq!(a.status(), Status::LeaseExpired);
+    assert!(live_leases(&server, &license_id).is_empty());
+    let b = LeaseManager::check_out(
+        &client,
+        seat(&key, "client-b", Duration::from_millis(100)),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+
+    // The idle user comes back while b holds the seat: the exact denial.
+    let denied = a.activity().unwrap_err();
+    assert!(denied.is_no_seats(), "{denied:?}");
+    assert_eq!(
+        denied.to_string(),
+        "the licensing server refused (HTTP 409 no_seats): No available licenses, please contact IT"
+    );
+    // b checks in; after the pause, the next activity takes the seat again.
+    drop(b);
+    clock.advance(licensing_core::online::RETAKE_PAUSE);
+    assert_eq!(a.activity().unwrap(), Status::Valid);
+    two_more_heartbeats();
+    let leases = live_leases(&server, &license_id);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0]["client_id"], "client-a");
+    assert_eq!(
+        leases[0]["lease_id"].as_str(),
+        Some(a.grant().lease_id.as_str())
+    );
+    drop(a);
+    assert!(live_leases(&server, &license_id).is_empty());
+}

@@ -6,6 +6,8 @@ Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes 
 policy and a license with the admin API (urllib), then drives the app side through the binding:
 activate -> validate -> suspend -> validate reports suspended (also offline) -> reinstate ->
 floating seats (FloatingLease: heartbeats, denial, check-in, force-release to the listener) ->
+a seat held while active, on an injected clock (checked in once idle, the idle user's next
+activity denied with the exact message while another holds the seat, then taking it again) ->
 the wait line (a client served from the line once the seat is checked in, one stopping its
 wait) -> a borrowed seat (kept in the store, checked offline, returned early, still valid offline
 with the server gone) ->
@@ -33,6 +35,7 @@ from licensing import (
     Licensing,
     LicensingError,
     LicensingOptions,
+    MonotonicClock,
     OnlineClient,
     QueueListener,
     Status,
@@ -167,6 +170,75 @@ def floating_seats(server, client):
     check("lease: reported once", len(listener.losses) == 1, listener.losses)
     bob.check_in()
     check("lease: none live", server.api("GET", f"/v1/licenses/{license_id}/leases")["leases"] == [])
+
+
+class FakeClock(MonotonicClock):
+    """The injected clock: milliseconds the test moves by hand, read on any thread."""
+
+    def __init__(self):
+        self.ms = 1_000_000
+        self.lock = threading.Lock()
+
+    def now_ms(self):
+        with self.lock:
+            return self.ms
+
+    def advance(self, seconds):
+        with self.lock:
+            self.ms += seconds * 1000
+
+
+def idle_seats(server, client):
+    """The customer's rule, "after a period of inactivity, the license will become available to
+    others", on an injected clock: a one-seat license whose lease timeout is 900 s."""
+    policy = server.api("POST", "/v1/policies", {
+        "product_id": PRODUCT, "name": "py-idle", "model": "floating", "seats": 1,
+    })
+    license = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})
+    key, license_id = license["key"], license["id"]
+    clock, listener = FakeClock(), Listener()
+    ada = FloatingLease.check_out_while_active(client, key, "py-idle-a", "ada", 100, clock, listener)
+
+    def two_more_heartbeats():
+        seen = ada.heartbeats()
+        return wait_for(lambda: ada.heartbeats() >= seen + 2)
+
+    check("idle: heartbeats", two_more_heartbeats(), ada.heartbeats())
+    # In use: 600 s after the check-out, then 600 s after an activity (longer than the
+    # timeout in all), the seat is held and heartbeated.
+    clock.advance(600)
+    check("idle: held 600 s after the check-out", two_more_heartbeats(), ada.heartbeats())
+    check("idle: activity while held", ada.activity() == Status.VALID)
+    clock.advance(600)
+    check("idle: held 600 s after the activity", two_more_heartbeats(), ada.heartbeats())
+    check("idle: nothing lost yet", listener.losses == [] and ada.status() == Status.VALID, listener.losses)
+    # Idle for the whole timeout: checked in, the app told.
+    clock.advance(301)
+    check("idle: reported", listener.lost.wait(30), listener.losses)
+    loss = listener.losses[0] if listener.losses else None
+    check("idle: kind IDLE", loss is not None and loss.kind == LeaseLossKind.IDLE and loss.code is None, loss)
+    check("idle: lease_expired", ada.status() == Status.LEASE_EXPIRED)
+    check("idle: the seat is free",
+          server.api("GET", f"/v1/licenses/{license_id}/leases")["leases"] == [])
+    bob = FloatingLease.check_out(client, key, "py-idle-b", "bob", 0, None)
+    # The idle user comes back while bob holds the seat: the exact denial.
+    try:
+        ada.activity()
+        check("idle: activity denied", False)
+    except LicensingError.Server as e:
+        check("idle: denied with no_seats", e.code == "no_seats" and e.http_status == 409, e)
+        check("idle: the exact message", e.reason.endswith(": No available licenses, please contact IT"), e)
+    bob.check_in()
+    # After the pause, the next activity takes the free seat again, without a new login.
+    clock.advance(15)
+    check("idle: activity takes the seat again", ada.activity() == Status.VALID)
+    check("idle: valid again", ada.status() == Status.VALID)
+    check("idle: heartbeats again", two_more_heartbeats(), ada.heartbeats())
+    leases = server.api("GET", f"/v1/licenses/{license_id}/leases")["leases"]
+    check("idle: ada holds the seat", [l["client_id"] for l in leases] == ["py-idle-a"], leases)
+    ada.check_in()
+    check("idle: after check-in, activity says lease_expired", ada.activity() == Status.LEASE_EXPIRED)
+    check("idle: reported once", len(listener.losses) == 1, listener.losses)
 
 
 class Places(QueueListener):
@@ -340,6 +412,7 @@ def run(server, tmp):
     silent.close()
 
     floating_seats(server, client)
+    idle_seats(server, client)
     wait_line(server, client)
     laptop = app("py-laptop")
     borrow_seats(server, client, laptop)

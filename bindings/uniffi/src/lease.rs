@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use licensing_core::Status;
-use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager, QueuePlace};
+use licensing_core::online::{
+    LeaseClock, LeaseClockSource, LeaseConfig, LeaseLoss, LeaseManager, QueuePlace,
+};
 
 use crate::{LicensingError, OnlineClient};
 
@@ -22,6 +24,10 @@ pub enum LeaseLossKind {
     Unreachable,
     /// The server's answer did not verify.
     Invalid,
+    /// The app reported no activity (`activity`) for the license's lease timeout (a lease from
+    /// `check_out_while_active`): the seat was checked in for others; the next `activity`
+    /// takes one again.
+    Idle,
 }
 
 /// The loss of a seat, as the listener receives it.
@@ -41,6 +47,7 @@ impl From<&LeaseLoss> for LeaseLossInfo {
             LeaseLoss::Released { code, .. } => (LeaseLossKind::Released, Some(code.clone())),
             LeaseLoss::Refused { code, .. } => (LeaseLossKind::Refused, Some(code.clone())),
             LeaseLoss::Unreachable { .. } => (LeaseLossKind::Unreachable, None),
+            LeaseLoss::Idle { .. } => (LeaseLossKind::Idle, None),
             _ => (LeaseLossKind::Invalid, None),
         };
         LeaseLossInfo {
@@ -51,11 +58,37 @@ impl From<&LeaseLoss> for LeaseLossInfo {
     }
 }
 
-/// Implemented by the app: told once, on the library's heartbeat thread, that the seat is lost.
+/// Implemented by the app: told once, on the library's heartbeat thread, that the seat is lost
+/// (for a lease held while active: once more each time a seat taken again is lost).
 #[uniffi::export(with_foreign)]
 pub trait LeaseListener: Send + Sync {
     /// The seat is lost; the app should stop (or ask the user to check out again).
     fn on_lost(&self, loss: LeaseLossInfo);
+}
+
+/// A monotonic clock the app provides to a lease held while active (tests inject one):
+/// milliseconds since any fixed origin, never going backwards. Called from any thread.
+#[uniffi::export(with_foreign)]
+pub trait MonotonicClock: Send + Sync {
+    /// The clock's time now, in milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// The app's clock as the core's.
+struct ForeignClock {
+    clock: Arc<dyn MonotonicClock>,
+    latest: std::sync::atomic::AtomicU64,
+}
+
+impl LeaseClock for ForeignClock {
+    fn now(&self) -> Duration {
+        let told = self.clock.now_ms();
+        let latest = self
+            .latest
+            .fetch_max(told, std::sync::atomic::Ordering::SeqCst)
+            .max(told);
+        Duration::from_millis(latest)
+    }
 }
 
 /// Implemented by the app to follow a wait in line for a seat: told each place, on the
@@ -164,6 +197,49 @@ impl FloatingLease {
             lost_callback(listener),
         )?;
         Ok(FloatingLease(Mutex::new(Some(manager))))
+    }
+
+    /// Like `check_out`, but the seat is held only while the app is in use: the app reports
+    /// each user action with `activity` (the check-out counts as one); with no activity for the
+    /// license's lease timeout (the 5 to 60 minutes its administrator set), heartbeats stop,
+    /// the seat is checked in for others and the listener is told (`LeaseLossKind.IDLE`). The
+    /// next `activity` takes a seat again without a new login. `clock` (absent: the system's
+    /// monotonic clock) measures the time; tests inject one.
+    #[uniffi::constructor]
+    pub fn check_out_while_active(
+        client: Arc<OnlineClient>,
+        license_key: String,
+        client_id: String,
+        user: String,
+        heartbeat_ms: Option<u32>,
+        clock: Option<Arc<dyn MonotonicClock>>,
+        listener: Option<Arc<dyn LeaseListener>>,
+    ) -> Result<Self, LicensingError> {
+        let mut config = lease_config(license_key, client_id, user, heartbeat_ms);
+        config.release_when_idle = true;
+        if let Some(clock) = clock {
+            config.clock = LeaseClockSource::custom(Arc::new(ForeignClock {
+                clock,
+                latest: std::sync::atomic::AtomicU64::new(0),
+            }));
+        }
+        let manager = LeaseManager::check_out(client.client(), config, lost_callback(listener))?;
+        Ok(FloatingLease(Mutex::new(Some(manager))))
+    }
+
+    /// Tells the lease the app is in use: call it on each user action; it is cheap while the
+    /// seat is held. `VALID` while (or once again) the seat is held. For a lease held while
+    /// active whose seat was checked in while idle, this call takes a seat again (a check-out
+    /// on the calling thread, up to the client's deadline); when every seat is taken it raises
+    /// `LicensingError.Server` with code `no_seats` and the message to show ("No available
+    /// licenses, please contact IT"), and the calls within the next 15 seconds raise it again
+    /// without asking the server. A seat lost otherwise (force-released, refused, unreachable)
+    /// is not taken again: `LEASE_EXPIRED` (check out anew), as after `check_in`.
+    pub fn activity(&self) -> Result<Status, LicensingError> {
+        self.with(|m| match m {
+            Some(manager) => Ok(manager.activity()?),
+            None => Ok(Status::LeaseExpired),
+        })
     }
 
     /// `VALID` while the seat is held and its lease has not run out on this machine's clock;

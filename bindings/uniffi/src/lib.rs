@@ -32,7 +32,7 @@ pub mod records;
 
 pub use error::LicensingError;
 #[cfg(feature = "online")]
-pub use lease::{FloatingLease, LeaseListener, LeaseLossInfo, LeaseLossKind};
+pub use lease::{FloatingLease, LeaseListener, LeaseLossInfo, LeaseLossKind, MonotonicClock};
 #[cfg(feature = "online")]
 pub use online::{OnlineClient, OnlineResult};
 pub use records::{Context, LicensingOptions, MachineFingerprint, RawComponents};

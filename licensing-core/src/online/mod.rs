@@ -52,8 +52,8 @@ pub use answer::{
     OfflineRequest, ServerStatus, Validation,
 };
 pub use leases::{
-    LeaseCallback, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager, NO_SEATS, QueuePlace,
-    SeatAnswer,
+    LeaseCallback, LeaseClock, LeaseClockSource, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager,
+    NO_SEATS, QueuePlace, RETAKE_PAUSE, SeatAnswer,
 };
 #[cfg(feature = "store")]
 pub use sync::{Activated, OnlineCheck};

@@ -14,7 +14,7 @@ use super::*;
 use crate::fingerprint::MachineFingerprint;
 use crate::issuer::PrivateKey;
 use crate::jws::{TokenKind, sign_token};
-use crate::{Error, issue_license};
+use crate::{Error, Status, issue_license};
 
 const PRODUCT: &str = "com.example.cad";
 const NOW: i64 = 1_790_000_000;
@@ -234,6 +234,13 @@ fn stub(answer: impl Fn(&Value, usize) -> (u16, String) + Send + 'static) -> Stu
 fn stub_with_headers(
     answer: impl Fn(&Value, usize) -> (u16, String, String) + Send + 'static,
 ) -> Stub {
+    stub_routes(move |_, body, n| answer(body, n))
+}
+
+/// [`stub_with_headers`] whose answers also see the request's path.
+fn stub_routes(
+    answer: impl Fn(&str, &Value, usize) -> (u16, String, String) + Send + 'static,
+) -> Stub {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
@@ -242,7 +249,7 @@ fn stub_with_headers(
         for stream in listener.incoming() {
             let Ok(stream) = stream else { break };
             let n = counter.fetch_add(1, Ordering::SeqCst);
-            let _ = serve_one(stream, |body| answer(body, n));
+            let _ = serve_one(stream, |path, body| answer(path, body, n));
         }
     });
     Stub { url, hits }
@@ -250,11 +257,18 @@ fn stub_with_headers(
 
 fn serve_one(
     stream: TcpStream,
-    answer: impl FnOnce(&Value) -> (u16, String, String),
+    answer: impl FnOnce(&str, &Value) -> (u16, String, String),
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut length = 0usize;
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let path = request_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
@@ -271,7 +285,7 @@ fn serve_one(
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, text, headers) = answer(&body);
+    let (status, text, headers) = answer(&path, &body);
     let mut stream = stream;
     write!(
         stream,
@@ -1284,4 +1298,275 @@ fn a_lease_manager_can_wait_in_line() {
     // 1.2 s later (counted from the start of the wait, it would have run out).
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(manager.status(), crate::Status::Valid);
+}
+
+/// A clock the test moves by hand.
+struct FakeClock(std::sync::Mutex<Duration>);
+
+impl FakeClock {
+    fn new() -> Arc<Self> {
+        Arc::new(FakeClock(std::sync::Mutex::new(Duration::from_secs(1_000))))
+    }
+
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl LeaseClock for FakeClock {
+    fn now(&self) -> Duration {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A one-seat license's seat rules, as far as one client needs them: check-out (201, or the
+/// exact denial while `taken` says someone else holds the seat), heartbeat and release. Every
+/// request is logged (its path's last part, and the check-out's request id).
+struct SeatServer {
+    stub: Stub,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    taken: Arc<std::sync::atomic::AtomicBool>,
+    /// Heartbeats answer `lease_released` (a force-release).
+    released: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SeatServer {
+    /// Leases live `life` seconds.
+    fn start(life: i64) -> Self {
+        let vendor = key(1);
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, other, forced) = (log.clone(), taken.clone(), released.clone());
+        let leases = AtomicUsize::new(0);
+        let stub = stub_routes(move |path, body, _| {
+            let last = path.rsplit('/').next().unwrap_or_default();
+            let mut seen = seen.lock().unwrap();
+            if path == "/v1/client/leases" {
+                seen.push(format!(
+                    "check-out {}",
+                    body["request_id"].as_str().unwrap()
+                ));
+                if other.load(Ordering::SeqCst) {
+                    let detail = "No available licenses, please contact IT";
+                    let denial = json!({ "error": "no_seats", "detail": detail });
+                    return (409, denial.to_string(), String::new());
+                }
+                let n = leases.fetch_add(1, Ordering::SeqCst) + 1;
+                return (
+                    201,
+                    lease_answer(&vendor, &format!("lse_{n}"), 1, life),
+                    String::new(),
+                );
+            }
+            seen.push(last.to_owned());
+            let id = path.split('/').nth(4).unwrap_or_default().to_owned();
+            match last {
+                "heartbeat" if forced.load(Ordering::SeqCst) => {
+                    let detail = "the lease was released by an administrator";
+                    let refusal = json!({ "error": "lease_released", "detail": detail });
+                    (409, refusal.to_string(), String::new())
+                }
+                "heartbeat" => (200, lease_answer(&vendor, &id, 1, life), String::new()),
+                _ => (200, json!({ "released": true }).to_string(), String::new()),
+            }
+        });
+        SeatServer {
+            stub,
+            log,
+            taken,
+            released,
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn count(&self, what: &str) -> usize {
+        self.log().iter().filter(|l| l.starts_with(what)).count()
+    }
+}
+
+/// Waits (bounded) until `ok()` holds.
+fn eventually(what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn idle_config(clock: &Arc<FakeClock>, release_when_idle: bool) -> LeaseConfig {
+    LeaseConfig {
+        heartbeat_interval: Some(Duration::from_millis(20)),
+        release_when_idle,
+        clock: LeaseClockSource::custom(clock.clone()),
+        ..LeaseConfig::new("AAAAA-BBBBB", "client-1", "ada")
+    }
+}
+
+/// The customer's rule, "after a period of inactivity, the license will become available to
+/// others", on an injected clock: heartbeats only while the app reported activity within the
+/// license's lease timeout (the lease's life, 900 s here); then the seat is checked in and the
+/// app told (`Idle`); the next activity takes a seat again without a new login, or answers the
+/// exact denial (asked again only after `RETAKE_PAUSE`).
+#[test]
+fn an_idle_app_gives_its_seat_back_and_takes_one_again_on_activity() {
+    let server = SeatServer::start(900);
+    let client = Client::new(fast_config(&server.stub.url), trust(&key(1))).unwrap();
+    let clock = FakeClock::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let manager = LeaseManager::check_out(
+        &client,
+        idle_config(&clock, true),
+        Box::new(move |loss| tx.send(loss.clone()).unwrap()),
+    )
+    .unwrap();
+    let first = manager.grant().lease_id;
+    let beats = || server.count("heartbeat");
+    eventually("heartbeats", || beats() >= 2);
+
+    // In use: 600 s after the check-out, and again 600 s after an activity (1 200 s after the
+    // check-out, longer than the timeout), the seat is held and heartbeated.
+    clock.advance(Duration::from_secs(600));
+    let seen = beats();
+    eventually("heartbeats after 600 s", || beats() >= seen + 2);
+    assert_eq!(manager.activity().unwrap(), Status::Valid);
+    clock.advance(Duration::from_secs(600));
+    let seen = beats();
+    eventually("heartbeats after another 600 s", || beats() >= seen + 2);
+    assert_eq!(manager.status(), Status::Valid);
+    assert!(manager.lost().is_none());
+    assert!(rx.try_recv().is_err());
+
+    // Idle for the whole timeout: checked in, heartbeats stop, the app is told once.
+    clock.advance(Duration::from_secs(301));
+    let loss = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(matches!(loss, LeaseLoss::Idle { .. }), "{loss:?}");
+    assert!(loss.detail().contains("900 s"), "{loss}");
+    assert_eq!(manager.lost(), Some(loss));
+    assert_eq!(manager.status(), Status::LeaseExpired);
+    let released = server.log();
+    assert_eq!(released.last().map(String::as_str), Some("release"));
+    assert_eq!(server.count("release"), 1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        server.log(),
+        released,
+        "heartbeats went on after the idle release"
+    );
+
+    // Someone else took the seat meanwhile: the next activity is denied with the exact
+    // message, and activity right after does not ask the server again.
+    server.taken.store(true, Ordering::SeqCst);
+    let denied = manager.activity().unwrap_err();
+    assert!(denied.is_no_seats(), "{denied:?}");
+    assert!(
+        denied
+            .to_string()
+            .ends_with(": No available licenses, please contact IT"),
+        "{denied}"
+    );
+    let asked = server.count("check-out");
+    assert_eq!(asked, 2);
+    server.taken.store(false, Ordering::SeqCst);
+    let again = manager.activity().unwrap_err();
+    assert!(again.is_no_seats(), "{again:?}");
+    assert_eq!(server.count("check-out"), asked);
+    assert_eq!(manager.status(), Status::LeaseExpired);
+
+    // After the pause, activity takes the free seat again: a fresh request id, a new lease,
+    // heartbeats again, and the next idle period is reported again.
+    clock.advance(RETAKE_PAUSE);
+    assert_eq!(manager.activity().unwrap(), Status::Valid);
+    assert_eq!(manager.status(), Status::Valid);
+    assert!(manager.lost().is_none());
+    let ids: Vec<String> = server
+        .log()
+        .iter()
+        .filter_map(|l| l.strip_prefix("check-out ").map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    let second = manager.grant().lease_id;
+    assert_ne!(second, first);
+    let seen = beats();
+    eventually("heartbeats after the seat was taken again", || {
+        beats() >= seen + 2
+    });
+    clock.advance(Duration::from_secs(900));
+    let loss = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(matches!(loss, LeaseLoss::Idle { .. }), "{loss:?}");
+    assert_eq!(server.count("release"), 2);
+
+    // Dropped while idle: the seat was checked in already, not again.
+    drop(manager);
+    assert_eq!(server.count("release"), 2);
+}
+
+/// Activity reported by many threads at once after an idle release takes one seat, with one
+/// check-out.
+#[test]
+fn concurrent_activity_takes_one_seat() {
+    let server = SeatServer::start(900);
+    let client = Client::new(fast_config(&server.stub.url), trust(&key(1))).unwrap();
+    let clock = FakeClock::new();
+    let manager =
+        LeaseManager::check_out(&client, idle_config(&clock, true), Box::new(|_| {})).unwrap();
+    clock.advance(Duration::from_secs(900));
+    eventually("the idle release", || manager.lost().is_some());
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| manager.activity().unwrap()))
+            .collect();
+        for call in calls {
+            assert_eq!(call.join().unwrap(), Status::Valid);
+        }
+    });
+    assert_eq!(server.count("check-out"), 2);
+    assert_eq!(manager.status(), Status::Valid);
+}
+
+/// Without `release_when_idle` (the default), the seat is held however long the app is idle.
+#[test]
+fn without_idle_release_the_seat_is_held() {
+    let server = SeatServer::start(900);
+    let client = Client::new(fast_config(&server.stub.url), trust(&key(1))).unwrap();
+    let clock = FakeClock::new();
+    let manager =
+        LeaseManager::check_out(&client, idle_config(&clock, false), Box::new(|_| {})).unwrap();
+    let beats = || server.count("heartbeat");
+    for _ in 0..4 {
+        clock.advance(Duration::from_secs(600));
+        let seen = beats();
+        eventually("heartbeats", || beats() >= seen + 2);
+    }
+    assert_eq!(manager.status(), Status::Valid);
+    assert!(manager.lost().is_none());
+    assert_eq!(server.count("release"), 0);
+}
+
+/// A seat force-released by an administrator is not taken back by the next activity, even on
+/// a lease held while active: only an idle release is.
+#[test]
+fn a_force_released_seat_is_not_taken_again_by_activity() {
+    let server = SeatServer::start(900);
+    let client = Client::new(fast_config(&server.stub.url), trust(&key(1))).unwrap();
+    let clock = FakeClock::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let manager = LeaseManager::check_out(
+        &client,
+        idle_config(&clock, true),
+        Box::new(move |loss| tx.send(loss.clone()).unwrap()),
+    )
+    .unwrap();
+    server.released.store(true, Ordering::SeqCst);
+    let loss = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(matches!(loss, LeaseLoss::Released { .. }), "{loss:?}");
+    assert_eq!(manager.activity().unwrap(), Status::LeaseExpired);
+    assert_eq!(server.count("check-out"), 1);
 }

@@ -215,7 +215,8 @@ pub(crate) struct LicenseRow {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// Floating licenses: seconds of inactivity after which a lease lapses (300 to 3600).
+    /// Floating licenses: seconds without a heartbeat after which a lease lapses (300 to 3600);
+    /// clients holding a seat only while in use also check it in after this long idle.
     pub lease_timeout: i64,
     /// Floating licenses: longest borrowing a check-out may ask for, in seconds (0: none).
     pub borrow_max_seconds: i64,

@@ -102,7 +102,8 @@ pub(crate) struct QueuedAnswer {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct LeaseList {
     license_id: String,
-    /// Seconds of inactivity after which a lease lapses (300 to 3600).
+    /// Seconds without a heartbeat after which a lease lapses (300 to 3600). Clients that
+    /// hold a seat only while in use also check it in after this long without user activity.
     lease_timeout: i64,
     /// How the license may be borrowed.
     borrowing: BorrowingView,

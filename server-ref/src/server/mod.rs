@@ -36,7 +36,9 @@ use config::Settings;
 use db::Db;
 
 pub use audit::{AuditVerifyArgs, run_audit_verify};
-pub use offline::{OfflineActivateArgs, run_offline_activate};
+pub use offline::{
+    OfflineActivateArgs, OfflineDeactivateArgs, run_offline_activate, run_offline_deactivate,
+};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -237,6 +239,7 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deactivate))
         .routes(routes!(transfer))
         .routes(routes!(offline::activate_handler))
+        .routes(routes!(offline::deactivate_handler))
         .routes(routes!(list_leases))
         .routes(routes!(force_release))
         .routes(routes!(set_lease_timeout))

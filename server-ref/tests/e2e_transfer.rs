@@ -202,6 +202,16 @@ fn an_air_gapped_machine_deactivates_itself_with_a_receipt_on(backend: Backend) 
     // B is activated online: its activation answer carries the key too.
     let b = box_b.activate(&client, &key, unix_now()).unwrap();
     assert!(b.activation.deactivation_key.is_some());
+    // The key is a secret: owner-only, whatever the umask.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("air-b").join("deactivation.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let ids = machine_ids(&server, &license_id);
     assert_eq!(ids.len(), 2);
     let b_id = b.activation.machine_id.clone();

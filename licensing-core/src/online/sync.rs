@@ -323,9 +323,9 @@ impl Licensing {
         let validation = client.verify_offline_response(response, &request, now)?;
         let (verdict, license) = self.apply_validation(&validation, &fingerprint, now)?;
         self.store.write_license_key(&request.license_key)?;
-        if let Some(key) = &validation.deactivation_key {
-            self.store.write_deactivation_key(Some(key))?;
-        }
+        // This activation's key, or none (an older server): never a key of an earlier one.
+        self.store
+            .write_deactivation_key(validation.deactivation_key.as_deref())?;
         self.store.write_pending_request(None)?;
         Ok(OnlineCheck {
             verdict,

@@ -1391,6 +1391,27 @@ lic_result lic_client_activate(const lic_client *client,
                                lic_verdict **out_verdict);
 
 /**
+ * Moves the activation of the machine whose fingerprint id is `from_fingerprint` (the old
+ * machine) to this machine with `license_key` at `now` (`POST /v1/client/transfer`: one
+ * transaction on the server, counted against the policy's `max_transfers`), and installs the
+ * answer in `licensing`'s store as `lic_client_activate` does. Writes the installed license's
+ * verdict to `*out_verdict` (free with `lic_verdict_free`). `LIC_SERVER_ERROR` when the server
+ * refuses (see `lic_client_last_server_code`: `transfer_limit_reached`, `machine_not_found`
+ * for a `from_fingerprint` not activated, `machine_already_activated`, `license_not_found`,
+ * `license_suspended`, ...); network, response and store errors as `lic_client_activate`.
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `license_key`, `from_fingerprint` are NULL
+ * or NUL-terminated strings; `out_verdict` is NULL or writable.
+ */
+lic_result lic_client_transfer(const lic_client *client,
+                               const lic_licensing *licensing,
+                               const char *license_key,
+                               const char *from_fingerprint,
+                               int64_t now,
+                               lic_verdict **out_verdict);
+
+/**
  * Validates online with the stored license key at `now`: a fresh nonce, a signed answer
  * verified against the trust store, the refreshed token stored, the server time fed to the
  * clock guard, a suspension or revocation kept for later offline starts
@@ -1508,6 +1529,25 @@ lic_result lic_client_import_offline_response(const lic_client *client,
                                               size_t response_len,
                                               int64_t now,
                                               lic_verdict **out_verdict);
+
+/**
+ * Deactivates this air-gapped machine by itself at `now`: writes an offline deactivation
+ * receipt (MAC'd with the deactivation key the server issued at activation) to `*out_json`
+ * (free with `lic_string_free`; the file to hand to the vendor, who frees the machine's slot
+ * with `licensing-server offline deactivate --receipt FILE` or `POST /v1/offline/deactivate`),
+ * keeps a copy in `licensing`'s store and removes the license from it (the startup check then
+ * says `LIC_STATUS_NO_LICENSE`). Called again with nothing installed, it writes the receipt
+ * kept before. `LIC_NOT_ACTIVATED` when there is neither an activation nor a receipt;
+ * `LIC_INVALID_ARGUMENT` when the activation carries no deactivation key (made by an older
+ * server); `LIC_STORE_ERROR`. No network.
+ *
+ * # Safety
+ * `client`, `licensing` are NULL or live handles; `out_json` is NULL or writable.
+ */
+lic_result lic_client_offline_deactivate(const lic_client *client,
+                                         const lic_licensing *licensing,
+                                         int64_t now,
+                                         char **out_json);
 
 /**
  * Copies the message of the most recent failed call on `client` (or the reason the last

@@ -313,6 +313,32 @@ else
   api POST /v1/offline/activate "$(cat "$tmp/request.json")" >"$tmp/response.json"
   og "air-gapped import" '^status: valid$' import "$tmp/response.json" valid
   og "air-gapped next start" '^status: valid$' startup valid
+  # The air-gapped machine deactivates itself: receipt file -> the vendor's API frees the slot
+  # (once: the same receipt again is machine_not_found); the slot then takes another machine.
+  og "air-gapped self-deactivation" '^status: no_license$' offline-deactivate "$tmp/receipt.json"
+  api POST /v1/offline/deactivate "$(cat "$tmp/receipt.json")" >"$tmp/receipt-answer.json"
+  if jq -e '.deactivated == true' "$tmp/receipt-answer.json" >/dev/null \
+    && api POST /v1/offline/deactivate "$(cat "$tmp/receipt.json")" | jq -e '.error == "machine_not_found"' >/dev/null; then
+    pass "online: the receipt frees the slot once"
+  else
+    fail "online: the receipt frees the slot once"
+    cat "$tmp/receipt-answer.json"
+  fi
+  og "air-gapped slot reused" '^status: valid$' activate "$lic2_key"
+  # Transfer through the C ABI: one transfer allowed; moving back is transfer_limit_reached.
+  tpolicy=$(api POST /v1/policies '{"product_id":"com.example.cad","name":"t","model":"subscription","duration":31536000,"max_machines":1,"max_transfers":1}' | jq -r .id)
+  tlic_key=$(api POST /v1/licenses "{\"policy_id\":\"$tpolicy\"}" | jq -r .key)
+  fp_of() { LICENSING_FINGERPRINT_OVERRIDE=$1 "$server" machine fingerprint --json --product com.example.cad | jq -r .id; }
+  ot() { # NAME PATTERN MACHINE STEP ARGS...
+    local name=$1 pattern=$2 machine=$3
+    shift 3
+    grind "online: $name" 0 "$pattern" -- \
+      "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-$machine" "$machine" "$@"
+  }
+  ot "transfer: old machine activates" '^status: valid$' c-box-e activate "$tlic_key"
+  ot "transfer: to the new machine" '^status: valid$' c-box-f transfer "$tlic_key" "$(fp_of c-box-e)"
+  ot "transfer: back is over the limit" '^[0-9]+ passed, 0 failed$' c-box-e \
+    transfer-refused "$tlic_key" "$(fp_of c-box-f)" transfer_limit_reached
   # Floating seats through lic_lease: one seat, heartbeats, the exact denial, check-in; then
   # a force-release through the admin API reported by the loss callback.
   fpolicy=$(api POST /v1/policies '{"product_id":"com.example.cad","name":"f","model":"floating","seats":1}' | jq -r .id)

@@ -3,6 +3,7 @@
 mod b64;
 pub mod claims;
 pub mod clock;
+pub mod deactivation;
 mod error;
 mod evaluate;
 pub mod fingerprint;

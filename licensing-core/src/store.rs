@@ -27,6 +27,11 @@ pub(crate) const RESPONSE_FILE: &str = "response.jwt";
 const PENDING_FILE: &str = "offline-request.json";
 /// The lease token of a seat borrowed from a floating license (usable offline until its `exp`).
 const BORROWED_FILE: &str = "borrowed-lease.jwt";
+/// The machine's deactivation key (secret: an offline deactivation receipt is MAC'd with it).
+const DEACTIVATION_KEY_FILE: &str = "deactivation.key";
+/// The last offline deactivation receipt written (kept after the license is removed, so a
+/// receipt the app failed to save can be read again; not removed by [`LicenseStore::clear`]).
+const RECEIPT_FILE: &str = "offline-deactivation.json";
 /// Largest license key or pending request read.
 const MAX_SMALL_BYTES: u64 = 16 * 1024;
 /// Largest clock-state file read; the real one is under 200 bytes.
@@ -251,6 +256,28 @@ impl LicenseStore {
         self.write_or_remove(BORROWED_FILE, token)
     }
 
+    /// The machine's deactivation key (base64url), if any.
+    pub fn read_deactivation_key(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(DEACTIVATION_KEY_FILE, MAX_SMALL_BYTES)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Stores the machine's deactivation key (file mode 0600); `None` removes it.
+    pub fn write_deactivation_key(&self, key: Option<&str>) -> Result<(), StoreError> {
+        self.write_or_remove(DEACTIVATION_KEY_FILE, key)
+    }
+
+    /// The last offline deactivation receipt (JSON), if any.
+    pub fn read_deactivation_receipt(&self) -> Result<Option<String>, StoreError> {
+        self.read_capped(RECEIPT_FILE, MAX_SMALL_BYTES)
+    }
+
+    /// Stores an offline deactivation receipt; `None` removes it (handed over).
+    pub fn write_deactivation_receipt(&self, json: Option<&str>) -> Result<(), StoreError> {
+        self.write_or_remove(RECEIPT_FILE, json)
+    }
+
     /// Replaces `name` atomically with `text`; `None` removes it.
     fn write_or_remove(&self, name: &str, text: Option<&str>) -> Result<(), StoreError> {
         match text {
@@ -274,6 +301,12 @@ impl LicenseStore {
     /// while calling it).
     pub fn clear(&self) -> Result<(), StoreError> {
         let _lock = self.lock()?;
+        self.clear_unlocked()
+    }
+
+    /// [`Self::clear`] for a caller that holds the lock. A pending offline deactivation
+    /// receipt is kept.
+    pub(crate) fn clear_unlocked(&self) -> Result<(), StoreError> {
         for name in [
             TOKEN_FILE,
             CLOCK_FILE,
@@ -282,6 +315,7 @@ impl LicenseStore {
             RESPONSE_FILE,
             PENDING_FILE,
             BORROWED_FILE,
+            DEACTIVATION_KEY_FILE,
         ] {
             self.remove(name)?;
         }

@@ -142,6 +142,51 @@ pub unsafe extern "C" fn lic_client_activate(
     })
 }
 
+/// Moves the activation of the machine whose fingerprint id is `from_fingerprint` (the old
+/// machine) to this machine with `license_key` at `now` (`POST /v1/client/transfer`: one
+/// transaction on the server, counted against the policy's `max_transfers`), and installs the
+/// answer in `licensing`'s store as `lic_client_activate` does. Writes the installed license's
+/// verdict to `*out_verdict` (free with `lic_verdict_free`). `LIC_SERVER_ERROR` when the server
+/// refuses (see `lic_client_last_server_code`: `transfer_limit_reached`, `machine_not_found`
+/// for a `from_fingerprint` not activated, `machine_already_activated`, `license_not_found`,
+/// `license_suspended`, ...); network, response and store errors as `lic_client_activate`.
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `license_key`, `from_fingerprint` are NULL
+/// or NUL-terminated strings; `out_verdict` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_transfer(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    license_key: *const c_char,
+    from_fingerprint: *const c_char,
+    now: i64,
+    out_verdict: *mut *mut lic_verdict,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        // SAFETY: per this function's contract.
+        let license_key = unsafe { c_str(license_key, "license_key") }?;
+        // SAFETY: per this function's contract.
+        let from_fingerprint = unsafe { c_str(from_fingerprint, "from_fingerprint") }?;
+        let out_verdict = out(out_verdict, "out_verdict")?;
+        let activated = client.run(|c| {
+            licensing
+                .licensing
+                .transfer(c, license_key, from_fingerprint, now)
+        })?;
+        out_verdict.write(new_handle(lic_verdict::new(
+            activated.verdict,
+            activated.license,
+            licensing.not_before_leeway,
+        )));
+        Ok(())
+    })
+}
+
 /// Validates online with the stored license key at `now`: a fresh nonce, a signed answer
 /// verified against the trust store, the refreshed token stored, the server time fed to the
 /// clock guard, a suspension or revocation kept for later offline starts
@@ -402,6 +447,37 @@ pub unsafe extern "C" fn lic_client_import_offline_response(
             check.license,
             licensing.not_before_leeway,
         )));
+        Ok(())
+    })
+}
+
+/// Deactivates this air-gapped machine by itself at `now`: writes an offline deactivation
+/// receipt (MAC'd with the deactivation key the server issued at activation) to `*out_json`
+/// (free with `lic_string_free`; the file to hand to the vendor, who frees the machine's slot
+/// with `licensing-server offline deactivate --receipt FILE` or `POST /v1/offline/deactivate`),
+/// keeps a copy in `licensing`'s store and removes the license from it (the startup check then
+/// says `LIC_STATUS_NO_LICENSE`). Called again with nothing installed, it writes the receipt
+/// kept before. `LIC_NOT_ACTIVATED` when there is neither an activation nor a receipt;
+/// `LIC_INVALID_ARGUMENT` when the activation carries no deactivation key (made by an older
+/// server); `LIC_STORE_ERROR`. No network.
+///
+/// # Safety
+/// `client`, `licensing` are NULL or live handles; `out_json` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_offline_deactivate(
+    client: *const lic_client,
+    licensing: *const lic_licensing,
+    now: i64,
+    out_json: *mut *mut c_char,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let licensing = unsafe { arg(licensing, "licensing") }?;
+        let out_json = out(out_json, "out_json")?;
+        let json = client.run(|_| licensing.licensing.offline_deactivate(now))?;
+        out_json.write(owned_string(&json)?.into_raw());
         Ok(())
     })
 }

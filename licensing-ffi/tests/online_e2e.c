@@ -17,6 +17,13 @@
  *   request KEY FILE      write an air-gapped activation request to FILE
  *   import FILE STATUS    import the response in FILE, expect STATUS
  *   deactivate            deactivate, expect the activation removed and the store empty
+ *   transfer KEY FROM     transfer the activation of fingerprint id FROM here, expect valid
+ *   transfer-refused KEY FROM CODE
+ *                         transfer, expect LIC_SERVER_ERROR with that server code
+ *   offline-deactivate FILE
+ *                         deactivate offline: write the receipt to FILE, expect the store
+ *                         empty (no_license), the same receipt again, then LIC_NOT_ACTIVATED
+ *                         from validate
  *   lease KEY             floating seat (1 seat): check out, heartbeats on the background thread,
  *                         a second check-out denied with the exact message, check-in frees it
  *   idle KEY              floating seat (1 seat) held while active, on an injected clock: kept
@@ -615,6 +622,53 @@ int main(int argc, char **argv) {
         }
         CHECK(rc == LIC_OK);
         CHECK(removed);
+        CHECK(lic_licensing_check_at_startup(licensing, lic_unix_now(), &verdict) == LIC_OK);
+        if (verdict != NULL) {
+            expect_status(verdict, "no_license");
+        }
+        rc = lic_client_validate(client, licensing, lic_unix_now(), &verdict);
+        CHECK(rc == LIC_NOT_ACTIVATED);
+    } else if (strcmp(step, "transfer") == 0 && argc == 8) {
+        rc = lic_client_transfer(client, licensing, argv[6], argv[7], lic_unix_now(), &verdict);
+        if (rc != LIC_OK) {
+            client_error(client, "lic_client_transfer", rc);
+        }
+        CHECK(rc == LIC_OK);
+        if (rc == LIC_OK) {
+            expect_status(verdict, "valid");
+        }
+    } else if (strcmp(step, "transfer-refused") == 0 && argc == 9) {
+        char code[128];
+        size_t len = 0;
+        rc = lic_client_transfer(client, licensing, argv[6], argv[7], lic_unix_now(), &verdict);
+        client_error(client, "lic_client_transfer", rc);
+        CHECK(rc == LIC_SERVER_ERROR);
+        CHECK(verdict == NULL); /* out-parameters only on success */
+        CHECK(lic_client_last_server_code(client, code, sizeof code, &len) == LIC_OK);
+        CHECK(strcmp(code, argv[8]) == 0);
+    } else if (strcmp(step, "offline-deactivate") == 0 && argc == 7) {
+        char *receipt = NULL;
+        char *again = NULL;
+        FILE *out;
+        rc = lic_client_offline_deactivate(client, licensing, lic_unix_now(), &receipt);
+        if (rc != LIC_OK) {
+            client_error(client, "lic_client_offline_deactivate", rc);
+        }
+        CHECK(rc == LIC_OK);
+        if (rc == LIC_OK) {
+            CHECK(strstr(receipt, "licensing.offline_deactivation_receipt") != NULL);
+            out = fopen(argv[6], "w");
+            CHECK(out != NULL);
+            if (out != NULL) {
+                fputs(receipt, out);
+                fclose(out);
+            }
+            CHECK(lic_client_offline_deactivate(client, licensing, lic_unix_now(), &again) ==
+                  LIC_OK);
+            CHECK(again != NULL && strcmp(again, receipt) == 0);
+            lic_string_free(again);
+            lic_string_free(receipt);
+        }
         CHECK(lic_licensing_check_at_startup(licensing, lic_unix_now(), &verdict) == LIC_OK);
         if (verdict != NULL) {
             expect_status(verdict, "no_license");

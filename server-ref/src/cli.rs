@@ -66,6 +66,10 @@ enum OfflineCommand {
     /// of online activation). Exit 0 done, 1 refused (license suspended, revoked, expired or
     /// unknown; machine limit), 2 usage errors (invalid request file, unusable data directory).
     Activate(crate::server::OfflineActivateArgs),
+    /// Free the slot of a machine that deactivated itself offline, from the receipt it wrote
+    /// (its MAC checked with the machine's deactivation key). Exit 0 done, 1 refused (unknown
+    /// license or machine, receipt already used, MAC does not verify), 2 usage errors.
+    Deactivate(crate::server::OfflineDeactivateArgs),
 }
 
 #[derive(Subcommand)]
@@ -208,6 +212,9 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => return crate::server::run(args),
         Command::Offline(OfflineCommand::Activate(args)) => {
             return crate::server::run_offline_activate(args);
+        }
+        Command::Offline(OfflineCommand::Deactivate(args)) => {
+            return crate::server::run_offline_deactivate(args);
         }
         Command::Audit(AuditCommand::Verify(args)) => return crate::server::run_audit_verify(args),
         Command::AdminToken(args) => return crate::server::run_admin_token(args),

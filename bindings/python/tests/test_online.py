@@ -11,6 +11,8 @@ activity denied with the exact message while another holds the seat, then taking
 the wait line (a client served from the line once the seat is checked in, one stopping its
 wait) -> a borrowed seat (kept in the store, checked offline, returned early, still valid offline
 with the server gone) ->
+transfer (one allowed; moving back is transfer_limit_reached) -> an air-gapped machine that
+deactivates itself (receipt -> vendor API frees the slot once) ->
 revoke -> server stopped: the start falls back offline within its limit -> a server that never
 answers costs at most the limit. A plain runner: prints `python-online: N passed, N failed`.
 """
@@ -25,6 +27,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.request
 
 from licensing import (
@@ -330,6 +333,41 @@ def borrow_seats(server, client, laptop):
     client.borrow_seat(laptop, key, "py-laptop", "ada", 3600)
 
 
+def transfer_and_offline_deactivation(server, client, app):
+    policy = server.api("POST", "/v1/policies", {
+        "product_id": PRODUCT, "name": "py-transfer", "model": "subscription",
+        "duration": 365 * 86400, "max_machines": 1, "max_transfers": 1,
+    })
+    key = server.api("POST", "/v1/licenses", {"policy_id": policy["id"]})["key"]
+    old, new = app("py-old"), app("py-new")
+    check("transfer: old machine activates", client.activate(old, key, unix_now()).status == Status.VALID)
+    verdict = client.transfer(new, key, old.fingerprint().id, unix_now())
+    check("transfer: new machine valid", verdict.status == Status.VALID, verdict)
+    check("transfer: new machine validates", client.validate(new, unix_now()).verdict.status == Status.VALID)
+    try:
+        client.transfer(old, key, new.fingerprint().id, unix_now())
+        check("transfer back refused", False)
+    except LicensingError.Server as e:
+        check("transfer back: transfer_limit_reached", e.code == "transfer_limit_reached", e)
+        check("  and its HTTP status", e.http_status == 409, e)
+
+    # The new machine (activated by the transfer) deactivates itself offline.
+    receipt = client.offline_deactivate(new, unix_now())
+    check("offline deactivation: receipt kind",
+          json.loads(receipt)["kind"] == "licensing.offline_deactivation_receipt")
+    check("offline deactivation: no license", new.check_at_startup(unix_now()).status == Status.NO_LICENSE)
+    check("offline deactivation: same receipt again", client.offline_deactivate(new, unix_now()) == receipt)
+    freed = server.api("POST", "/v1/offline/deactivate", json.loads(receipt))
+    check("offline deactivation: slot freed", freed["deactivated"] is True, freed)
+    try:
+        server.api("POST", "/v1/offline/deactivate", json.loads(receipt))
+        check("offline deactivation: replay refused", False)
+    except urllib.error.HTTPError as e:
+        check("offline deactivation: replay is 404", e.code == 404, e)
+    check("offline deactivation: the slot takes a machine again",
+          client.activate(app("py-third"), key, unix_now()).status == Status.VALID)
+
+
 def run(server, tmp):
     server.api("POST", "/v1/products", {"id": PRODUCT, "name": "CAD"})
     policy = server.api("POST", "/v1/policies", {
@@ -397,6 +435,8 @@ def run(server, tmp):
         check("air-gapped import twice raises NotActivated", True)
     check("deactivate", client.deactivate(c) is True)
     check("deactivated: no license", c.check_at_startup(unix_now()).status == Status.NO_LICENSE)
+
+    transfer_and_offline_deactivation(server, client, app)
 
     # A listener that never answers: the start is back within the limit, offline.
     silent = socket.socket()

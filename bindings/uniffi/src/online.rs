@@ -106,6 +106,35 @@ impl OnlineClient {
         Ok(licensing.0.check_online(&self.0, now, limit)?.into())
     }
 
+    /// Moves the activation of the machine whose fingerprint id is `from_fingerprint` (the old
+    /// machine) to this one with `license_key`, counted against the policy's `max_transfers`,
+    /// and installs the answer as `activate` does. Server refusals: `transfer_limit_reached`,
+    /// `machine_not_found`, `machine_already_activated`, `license_not_found`, ...
+    pub fn transfer(
+        &self,
+        licensing: Arc<Licensing>,
+        license_key: String,
+        from_fingerprint: String,
+        now: i64,
+    ) -> Result<Verdict, LicensingError> {
+        Ok(licensing
+            .0
+            .transfer(&self.0, &license_key, &from_fingerprint, now)?
+            .verdict)
+    }
+
+    /// Deactivates this air-gapped machine by itself: answers the offline deactivation receipt
+    /// (JSON for the vendor, who frees the slot with it), keeps a copy in the store and removes
+    /// the license from the store. Again with nothing installed: the receipt kept before. No
+    /// network.
+    pub fn offline_deactivate(
+        &self,
+        licensing: Arc<Licensing>,
+        now: i64,
+    ) -> Result<String, LicensingError> {
+        Ok(licensing.0.offline_deactivate(now)?)
+    }
+
     /// Releases this machine's activation, then clears the store; whether one was removed.
     pub fn deactivate(&self, licensing: Arc<Licensing>) -> Result<bool, LicensingError> {
         Ok(licensing.0.deactivate(&self.0)?.deactivated)

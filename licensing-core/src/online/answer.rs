@@ -87,6 +87,9 @@ pub struct Validation {
     pub offline: bool,
     /// The signed response itself (kept by the store as evidence of the last server answer).
     pub response_token: String,
+    /// The machine's deactivation key (base64url), in an air-gapped activation response: what
+    /// an offline deactivation receipt is MAC'd with ([`crate::deactivation`]).
+    pub deactivation_key: Option<String>,
 }
 
 impl Validation {
@@ -111,6 +114,9 @@ pub struct Activation {
     pub license_token: Option<String>,
     /// Whether this call created the activation (`false`: it existed already).
     pub created: bool,
+    /// The machine's deactivation key (base64url), what an offline deactivation receipt is
+    /// MAC'd with ([`crate::deactivation`]); absent from servers that predate it.
+    pub deactivation_key: Option<String>,
 }
 
 /// The answer to a deactivation.
@@ -359,13 +365,30 @@ pub(super) fn activation(
             ));
         }
     };
+    let deactivation_key = match body.get("deactivation_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) => Some(checked_key(key)?),
+        Some(_) => {
+            return Err(OnlineError::BadResponse(
+                "`deactivation_key` is not a string".into(),
+            ));
+        }
+    };
     Ok(Activation {
         machine_id,
         license_id,
         machine_token,
         license_token,
         created: status == 201,
+        deactivation_key,
     })
+}
+
+/// A deactivation key as the server hands it out (32 bytes, base64url).
+fn checked_key(key: &str) -> Result<String, OnlineError> {
+    crate::deactivation::decode_deactivation_key(key)
+        .map_err(|e| OnlineError::BadResponse(format!("`deactivation_key`: {e}")))?;
+    Ok(key.to_owned())
 }
 
 pub(super) fn deactivation(body: &Value) -> Result<Deactivation, OnlineError> {
@@ -449,6 +472,9 @@ pub(super) fn verify_response(
         machine_token,
         offline: claims.get("offline").and_then(Value::as_bool) == Some(true),
         response_token: token.to_owned(),
+        deactivation_key: optional_string(claims, "deactivation_key")?
+            .map(|key| checked_key(&key))
+            .transpose()?,
     })
 }
 

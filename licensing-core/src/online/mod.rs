@@ -247,6 +247,37 @@ impl Client {
         answer::activation(&self.verifier, status, &body, &fingerprint.id)
     }
 
+    /// Moves the activation of the machine `from_fingerprint_id` to `fingerprint` (this
+    /// machine): `POST /v1/client/transfer`, one transaction on the server counting one
+    /// transfer against the policy's `max_transfers`. Answers and is verified like
+    /// [`Self::activate`]; refusals are [`OnlineError::Server`] with the server's code
+    /// (`transfer_limit_reached`, `machine_not_found` for an unknown `from_fingerprint_id`,
+    /// `machine_already_activated`, `license_suspended`, ...).
+    pub fn transfer(
+        &self,
+        license_key: &str,
+        from_fingerprint_id: &str,
+        fingerprint: &MachineFingerprint,
+    ) -> Result<Activation, OnlineError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            license_key: &'a str,
+            from_fingerprint: &'a str,
+            fingerprint: &'a MachineFingerprint,
+        }
+        let (status, body) = self.http.post(
+            &self.config,
+            "/v1/client/transfer",
+            &Body {
+                license_key,
+                from_fingerprint: from_fingerprint_id,
+                fingerprint,
+            },
+            self.config.deadline,
+        )?;
+        answer::activation(&self.verifier, status, &body, &fingerprint.id)
+    }
+
     /// Releases this machine's activation: `POST /v1/client/deactivate`.
     pub fn deactivate(
         &self,

@@ -51,6 +51,30 @@ impl Licensing {
         now: i64,
     ) -> Result<Activated, OnlineError> {
         let activation = client.activate(license_key, &self.fingerprint())?;
+        self.install_activation(activation, license_key, now)
+    }
+
+    /// Moves the activation of the machine whose fingerprint id is `from_fingerprint_id` (the
+    /// old machine: its id is what its `machine fingerprint` printed, or what the server lists)
+    /// to this machine, with `license_key` (see [`Client::transfer`]: it counts against the
+    /// policy's `max_transfers`), and installs the answer as [`Self::activate`] does.
+    pub fn transfer(
+        &self,
+        client: &Client,
+        license_key: &str,
+        from_fingerprint_id: &str,
+        now: i64,
+    ) -> Result<Activated, OnlineError> {
+        let activation = client.transfer(license_key, from_fingerprint_id, &self.fingerprint())?;
+        self.install_activation(activation, license_key, now)
+    }
+
+    fn install_activation(
+        &self,
+        activation: Activation,
+        license_key: &str,
+        now: i64,
+    ) -> Result<Activated, OnlineError> {
         let token = activation.license_token.clone().ok_or_else(|| {
             OnlineError::BadResponse("the activation carries no license token".into())
         })?;
@@ -58,6 +82,8 @@ impl Licensing {
         let (verdict, license) = self.install_unlocked(&token, now)?;
         self.store.write_license_key(license_key.trim())?;
         self.store.write_machine_token(&activation.machine_token)?;
+        self.store
+            .write_deactivation_key(activation.deactivation_key.as_deref())?;
         // A fresh activation is the server saying active: forget an older refusal.
         self.forget_server_answer(clock_key(&self.fingerprint()))?;
         Ok(Activated {
@@ -65,6 +91,83 @@ impl Licensing {
             license,
             activation,
         })
+    }
+
+    /// Deactivates this air-gapped machine by itself: writes an offline deactivation receipt
+    /// (see [`crate::deactivation`]: MAC'd with the deactivation key the server issued at
+    /// activation, naming the license, this machine's activation and its machine token), keeps
+    /// it in the store, then removes the license from the store (the startup check then says
+    /// [`Status::NoLicense`]). Answers the receipt's JSON: the file to hand to the vendor, who
+    /// frees the machine's slot with it (`licensing-server offline deactivate --receipt`, or
+    /// `POST /v1/offline/deactivate`).
+    ///
+    /// When nothing is installed any more but a receipt was written before (the app did not
+    /// save it), that receipt is answered again. [`OnlineError::NotActivated`] when neither a
+    /// machine token nor a receipt is stored; [`OnlineError::Config`] when the activation
+    /// carries no deactivation key (made by a server that predates offline deactivation:
+    /// deactivate online, or ask the vendor to remove the machine).
+    pub fn offline_deactivate(&self, now: i64) -> Result<String, OnlineError> {
+        let _lock = self.store.lock()?;
+        let Some(machine_token) = self.store.read_machine_token()? else {
+            return match self.store.read_deactivation_receipt()? {
+                Some(receipt) => {
+                    // A crash after the receipt was written may have left files behind.
+                    self.store.clear_unlocked()?;
+                    Ok(receipt)
+                }
+                None => Err(OnlineError::NotActivated),
+            };
+        };
+        let key = self.store.read_deactivation_key()?.ok_or_else(|| {
+            OnlineError::Config(
+                "this activation has no deactivation key (the server predates offline \
+                 deactivation): deactivate online or ask the vendor to remove the machine"
+                    .into(),
+            )
+        })?;
+        let machine = crate::jws::verify_token(
+            &machine_token,
+            crate::jws::TokenKind::Machine,
+            self.verifier.trust_store(),
+        )
+        .map_err(OnlineError::Token)?;
+        let claim = |name: &str| {
+            machine
+                .claims
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    OnlineError::BadResponse(format!(
+                        "the stored machine token has no string `{name}`"
+                    ))
+                })
+        };
+        let fingerprint = machine
+            .claims
+            .get("fingerprint")
+            .and_then(|f| f.get("id"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                OnlineError::BadResponse("the stored machine token binds no fingerprint".into())
+            })?;
+        let receipt = crate::deactivation::DeactivationReceipt::sign(
+            &key,
+            &claim("license_id")?,
+            &claim("sub")?,
+            &fingerprint,
+            &claim("jti")?,
+            now,
+            &new_nonce()?,
+        )
+        .map_err(|e| OnlineError::Config(format!("the stored deactivation key: {e}")))?;
+        let json = receipt.to_json();
+        // The receipt first: a crash after it leaves a receipt to hand over, never a machine
+        // that forgot its license but cannot prove it.
+        self.store.write_deactivation_receipt(Some(&json))?;
+        self.store.clear_unlocked()?;
+        Ok(json)
     }
 
     /// Validates online with the stored license key (see [`Client::validate`]) and applies the
@@ -226,6 +329,9 @@ impl Licensing {
         let validation = client.verify_offline_response(response, &request, now)?;
         let (verdict, license) = self.apply_validation(&validation, &fingerprint, now)?;
         self.store.write_license_key(&request.license_key)?;
+        // This activation's key, or none (an older server): never a key of an earlier one.
+        self.store
+            .write_deactivation_key(validation.deactivation_key.as_deref())?;
         self.store.write_pending_request(None)?;
         Ok(OnlineCheck {
             verdict,

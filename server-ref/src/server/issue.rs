@@ -471,6 +471,10 @@ pub(crate) struct ResponseClaims {
     /// `true` in an offline activation response; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<bool>,
+    /// In an offline activation response: the machine's deactivation key (base64url), which
+    /// MACs the machine's offline deactivation receipt. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivation_key: Option<String>,
 }
 
 /// What the server knows about a license and one machine at `now`, before signing.
@@ -575,6 +579,7 @@ where
         license_token,
         machine_token,
         offline: None,
+        deactivation_key: None,
     })
 }
 

@@ -42,7 +42,9 @@ pub use audit::{AuditVerifyArgs, run_audit_verify};
 pub use keys_cli::{
     KeysListArgs, KeysPromoteArgs, KeysStageArgs, run_keys_list, run_keys_promote, run_keys_stage,
 };
-pub use offline::{OfflineActivateArgs, run_offline_activate};
+pub use offline::{
+    OfflineActivateArgs, OfflineDeactivateArgs, run_offline_activate, run_offline_deactivate,
+};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -360,6 +362,7 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deactivate))
         .routes(routes!(transfer))
         .routes(routes!(offline::activate_handler))
+        .routes(routes!(offline::deactivate_handler))
         .routes(routes!(list_leases))
         .routes(routes!(force_release))
         .routes(routes!(set_lease_timeout))

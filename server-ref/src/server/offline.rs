@@ -2,6 +2,12 @@
 //! the vendor turns it into a signed response file, through the admin API
 //! (`POST /v1/offline/activate`) or the CLI (`licensing-server offline activate`), both with
 //! [`offline_activate`], which activates like `/v1/client/activate` (same code path).
+//!
+//! Air-gapped deactivation, the other way: the machine removes its license and writes a
+//! receipt MAC'd with its deactivation key ([`licensing_core::deactivation`]); the vendor
+//! frees the machine's slot with it, through the admin API (`POST /v1/offline/deactivate`)
+//! or the CLI (`licensing-server offline deactivate`), both with [`offline_deactivate`], which
+//! removes the machine like `/v1/client/deactivate` (same code path).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,13 +20,16 @@ use serde::{Deserialize, Serialize};
 
 use super::audit;
 use super::config::{ServeArgs, Settings, StoreArgs};
+use super::db::{MachineRef, RemovedBy};
 use super::db::NewAuditEntry;
 use super::error::{ApiError, ApiResult};
 use super::extract::{self, Action, Caller, StrictJson};
 use super::routes::{
-    RateLimit, activate_machine, answer_claims, check_fingerprint, license_by_key, token_field,
+    DeactivateResponse, RateLimit, activate_machine, answer_claims, check_fingerprint,
+    deactivate_machine, get_license_row_unscoped, license_by_key, token_field,
 };
 use super::{AppState, issue, now};
+use licensing_core::deactivation::{DeactivationReceipt, ReceiptError};
 
 /// `kind` of a request file.
 pub(crate) const REQUEST_KIND: &str = "licensing.offline_activation_request";
@@ -119,6 +128,7 @@ pub(crate) async fn offline_activate(
     )
     .await?;
     claims.offline = Some(true);
+    claims.deactivation_key = activated.deactivation_key.clone();
     tracing::info!(license = %row.id, machine = %activated.machine.id, "offline activation");
     Ok(OfflineActivationResponse {
         kind: RESPONSE_KIND.to_owned(),
@@ -279,4 +289,233 @@ fn read_request(path: &Path) -> Result<Vec<u8>, CliError> {
         extract::MAX_BODY_BYTES as u64,
     )
     .map_err(usage)
+}
+
+// ---- offline deactivation ----------------------------------------------------------------
+
+/// The receipt file an air-gapped machine writes when it deactivates itself (docs/FORMAT.md,
+/// "Offline deactivation receipt").
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OfflineDeactivationReceipt {
+    /// Always `licensing.offline_deactivation_receipt`.
+    #[schema(pattern = "^licensing\\.offline_deactivation_receipt$")]
+    pub kind: String,
+    /// Always 1.
+    #[schema(minimum = 1, maximum = 1)]
+    pub version: u32,
+    /// The license.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub license_id: String,
+    /// The machine (activation) to free.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub machine_id: String,
+    /// The fingerprint id the machine's machine token binds.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub fingerprint: String,
+    /// The `jti` of the machine token the machine held.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub machine_token_jti: String,
+    /// When the machine deactivated itself (its clock, Unix seconds).
+    pub deactivated_at: i64,
+    /// Random, base64url.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub nonce: String,
+    /// HMAC-SHA256 (base64url) under the machine's deactivation key over the canonical payload.
+    #[schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]+$")]
+    pub mac: String,
+}
+
+impl From<&OfflineDeactivationReceipt> for DeactivationReceipt {
+    fn from(r: &OfflineDeactivationReceipt) -> Self {
+        DeactivationReceipt {
+            kind: r.kind.clone(),
+            version: r.version,
+            license_id: r.license_id.clone(),
+            machine_id: r.machine_id.clone(),
+            fingerprint: r.fingerprint.clone(),
+            machine_token_jti: r.machine_token_jti.clone(),
+            deactivated_at: r.deactivated_at,
+            nonce: r.nonce.clone(),
+            mac: r.mac.clone(),
+        }
+    }
+}
+
+/// Checks a receipt and removes the machine it names (the rules and the code path of
+/// `/v1/client/deactivate`). `organization` is the admin API caller's: a license of another
+/// organization is answered as unknown; the command line passes `None`. Refusals: 422 a
+/// malformed receipt, 404 `license_not_found`, 404 `machine_not_found` (never activated, or
+/// already freed: a receipt works once), 409 `no_deactivation_key` (activated before keys
+/// existed), 403 `invalid_receipt` (the MAC does not verify under that machine's key).
+pub(crate) async fn offline_deactivate(
+    state: &AppState,
+    req: &OfflineDeactivationReceipt,
+    organization: Option<&str>,
+) -> ApiResult<DeactivateResponse> {
+    let receipt = DeactivationReceipt::from(req);
+    receipt.check_fields().map_err(|e| match e {
+        ReceiptError::Malformed(detail) => ApiError::invalid("invalid_field", detail),
+        other => ApiError::invalid("invalid_field", other.to_string()),
+    })?;
+    let unknown = || ApiError::not_found("license_not_found", "no such license");
+    let row = match get_license_row_unscoped(state, &receipt.license_id).await {
+        Ok(row) => row,
+        Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => return Err(unknown()),
+        Err(e) => return Err(e),
+    };
+    if organization.is_some_and(|org| org != row.organization_id) {
+        return Err(unknown());
+    }
+    let key = match state
+        .db()
+        .deactivation_key(&row.id, &receipt.machine_id)
+        .await?
+    {
+        None => {
+            return Err(ApiError::not_found(
+                "machine_not_found",
+                "no such machine is activated on this license (never activated, or already \
+                 deactivated: a receipt frees its machine once)",
+            ));
+        }
+        Some(None) => {
+            return Err(ApiError::conflict(
+                "no_deactivation_key",
+                "this machine was activated before offline deactivation existed; remove it \
+                 with DELETE /v1/licenses/{id}/machines/{machine_id}",
+            ));
+        }
+        Some(Some(key)) => key,
+    };
+    if receipt.verify_mac(&key).is_err() {
+        tracing::warn!(license = %row.id, machine = %receipt.machine_id, "offline deactivation receipt refused: MAC");
+        return Err(ApiError::forbidden(
+            "invalid_receipt",
+            "the receipt's MAC does not verify: forged, altered, or made for another machine",
+        ));
+    }
+    // The machine freed itself, like a client deactivation: taking its slot with another
+    // machine counts as a transfer.
+    let answer = deactivate_machine(
+        state,
+        &row,
+        MachineRef::Id(&receipt.machine_id),
+        None,
+        RemovedBy::Client,
+    )
+    .await?;
+    tracing::info!(license = %row.id, machine = %answer.machine_id, "offline deactivation");
+    Ok(answer)
+}
+
+/// `POST /v1/offline/deactivate` (admin API, IT staff and up): an air-gapped machine's
+/// deactivation receipt in, its slot freed.
+#[utoipa::path(post, path = "/v1/offline/deactivate", tag = super::openapi::TAG_ADMIN,
+    security(("api_token" = [])),
+    request_body = OfflineDeactivationReceipt,
+    responses((status = 200, description = "The machine was removed", body = DeactivateResponse),
+        (status = 403, description = "The role may not, or the receipt's MAC does not verify (`invalid_receipt`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such license, or no such machine on it (a receipt frees its machine once)", body = super::openapi::ErrorBody),
+        (status = 409, description = "The machine has no deactivation key (activated before offline deactivation existed)", body = super::openapi::ErrorBody),
+        super::openapi::AdminErrors, super::openapi::BodyErrors))]
+pub(crate) async fn deactivate_handler(
+    caller: Caller,
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<OfflineDeactivationReceipt>,
+) -> ApiResult<Json<DeactivateResponse>> {
+    caller.require(Action::Operate)?;
+    Ok(Json(
+        offline_deactivate(&state, &req, Some(&caller.organization_id)).await?,
+    ))
+}
+
+/// `licensing-server offline deactivate` options.
+#[derive(clap::Args, Debug)]
+pub struct OfflineDeactivateArgs {
+    /// The deactivation receipt file the machine wrote.
+    #[arg(long)]
+    pub receipt: PathBuf,
+    /// The server's data directory, database and signing key.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Runs `offline deactivate` on the server's database: exit 0 with the machine removed (its
+/// id printed as JSON), 1 when the receipt is refused (unknown license or machine, already
+/// used, MAC does not verify), 2 for usage errors (unreadable or invalid receipt file,
+/// unusable store).
+pub fn run_offline_deactivate(args: OfflineDeactivateArgs) -> ExitCode {
+    super::init_logging("warn");
+    let result = super::runtime()
+        .map_err(usage)
+        .and_then(|rt| rt.block_on(offline_deactivate_cli(&args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn offline_deactivate_cli(args: &OfflineDeactivateArgs) -> Result<(), CliError> {
+    let bytes = read_request(&args.receipt)?;
+    let req: OfflineDeactivationReceipt = extract::parse_strict(&bytes).map_err(|e| {
+        usage(format!(
+            "{}: {} ({})",
+            args.receipt.display(),
+            e.detail(),
+            e.code()
+        ))
+    })?;
+    let settings = Settings::resolve(ServeArgs {
+        store: args.store.clone(),
+        ..ServeArgs::default()
+    })
+    .map_err(usage)?;
+    let db = super::open_store(&settings).await.map_err(usage)?;
+    let state = AppState::new(db.clone(), settings.issuer, u32::MAX)
+        .await
+        .map_err(usage)?;
+    let outcome = offline_deactivate(&state, &req, None).await;
+    if outcome.is_ok() {
+        record_cli(&state, "cli offline deactivate", &req.license_id).await;
+    }
+    db.close().await;
+    let answer = outcome.map_err(|e| {
+        let status = e.status();
+        let code = if status.is_client_error() && !matches!(status.as_u16(), 400 | 413 | 415 | 422)
+        {
+            1
+        } else {
+            2
+        };
+        (code, format!("{} ({})", e.detail(), e.code()))
+    })?;
+    let text =
+        serde_json::to_string(&answer).map_err(|e| usage(format!("encoding the answer: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Appends a CLI action on license `license_id` to the audit trail (actor `cli`, status 200),
+/// as [`record_cli_activation`] does.
+async fn record_cli(state: &AppState, action: &str, license_id: &str) {
+    let row = match get_license_row_unscoped(state, license_id).await {
+        Ok(row) => row,
+        Err(e) => {
+            tracing::error!(error = %e.detail(), "audit entry not written: license not read");
+            return;
+        }
+    };
+    let entry = NewAuditEntry {
+        at: now(),
+        organization_id: Some(row.organization_id.clone()),
+        actor: audit::CLI_ACTOR.to_owned(),
+        action: action.to_owned(),
+        target: row.id.clone(),
+        status: 200,
+    };
+    audit::append_or_log(state.db(), &entry).await;
 }

@@ -62,6 +62,14 @@ pub(crate) fn canonical_license_key(typed: &str) -> Option<String> {
     valid.then(|| group(&symbols))
 }
 
+/// A new machine deactivation key: 32 bytes from the CSPRNG, base64url (offline
+/// deactivation receipts are MAC'd with it).
+pub(crate) fn new_deactivation_key() -> Result<String, String> {
+    let mut key = [0u8; licensing_core::deactivation::DEACTIVATION_KEY_BYTES];
+    getrandom::fill(&mut key).map_err(|e| format!("CSPRNG: {e}"))?;
+    Ok(licensing_core::deactivation::encode_deactivation_key(&key))
+}
+
 /// A new bearer API token (`lst_` + 200 random bits).
 pub(crate) fn new_api_token() -> Result<String, String> {
     Ok(format!("lst_{}", random_symbols(40)?.to_ascii_lowercase()))

@@ -245,6 +245,27 @@ final class LicensingTests: XCTestCase {
         }
     }
 
+    func testTransferAndOfflineDeactivationSurface() throws {
+        // No server here (the online flow runs in the Kotlin and Python tests): a transfer to a
+        // port nothing listens on is a network error; offline deactivation with nothing
+        // activated is NotActivated, and needs no network.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("licensing-swift-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let licensing = try Licensing(trustStore: try store(), productId: product,
+                                      store: try LicenseStore.at(dir: dir.path),
+                                      options: LicensingOptions(fingerprintOverride: "swift-box"))
+        let client = try OnlineClient(trustStore: try store(), baseUrl: "http://127.0.0.1:1",
+                                      productId: product, deadlineMs: 2000)
+        XCTAssertThrowsError(try client.transfer(licensing: licensing, licenseKey: "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE",
+                                                 fromFingerprint: "old-machine", now: now)) { error in
+            guard case .Network? = error as? LicensingError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try client.offlineDeactivate(licensing: licensing, now: now)) { error in
+            guard case .NotActivated? = error as? LicensingError else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(try licensing.checkAtStartup(now: now).status, .noLicense)
+    }
+
     func testPanicArrivesAsSwiftError() {
         XCTAssertThrowsError(try panicForTest(message: "boom from swift")) { error in
             XCTAssertFalse(error is LicensingError)

@@ -39,6 +39,7 @@ macro_rules! by_lease_id {
 mod audit;
 mod client;
 mod compliance;
+mod deactivation_keys;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{Deactivation, MachineRef, Presented, RemovedBy, SameMachine, Transfer};

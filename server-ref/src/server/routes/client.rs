@@ -182,6 +182,8 @@ pub(crate) struct Activated {
     pub machine: Machine,
     /// The license after the activation.
     pub row: LicenseRow,
+    /// The machine's deactivation key (offline deactivation receipts are MAC'd with it).
+    pub deactivation_key: Option<String>,
 }
 
 /// Activates `fingerprint` on the license (replacing the machine `transfer_from` when given):
@@ -275,11 +277,17 @@ pub(crate) async fn activate_machine(
     if status == StatusCode::CREATED {
         tracing::info!(license = %row.id, machine = %machine.id, action, "machine activated");
     }
+    let new_key = secrets::new_deactivation_key().map_err(internal)?;
+    let deactivation_key = state
+        .db()
+        .ensure_deactivation_key(&machine.id, &new_key)
+        .await?;
     let row = get_license_row_unscoped(state, &row.id).await?;
     Ok(Activated {
         status,
         machine,
         row,
+        deactivation_key,
     })
 }
 
@@ -307,6 +315,11 @@ pub(crate) struct ActivateResponse {
     pub machine_token: String,
     /// A license token signed now (node-locked: binding the license's machines).
     pub license_token: String,
+    /// This machine's deactivation key (32 random bytes, base64url): kept secret by the client,
+    /// it MACs the receipt an air-gapped machine writes when it deactivates itself
+    /// (`POST /v1/offline/deactivate`). The same key for every activation of one machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivation_key: Option<String>,
 }
 
 async fn activation_answer(
@@ -325,6 +338,7 @@ async fn activation_answer(
             license_id: activated.row.id,
             machine_token,
             license_token,
+            deactivation_key: activated.deactivation_key,
         }),
     ))
 }

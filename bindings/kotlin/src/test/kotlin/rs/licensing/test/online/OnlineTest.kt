@@ -5,7 +5,9 @@
 // Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes a product, a
 // policy and a license with the admin API (java.net.http), then drives the app side through the
 // binding: activate -> validate -> suspend -> validate reports suspended (also offline) ->
-// reinstate -> air-gapped activation -> a silent server -> floating seats (FloatingLease:
+// reinstate -> air-gapped activation -> transfer (one allowed; moving back is
+// transfer_limit_reached) -> an air-gapped machine that deactivates itself (receipt -> vendor
+// API frees the slot once) -> a silent server -> floating seats (FloatingLease:
 // heartbeats, denial, check-in, force-release to the listener) -> the wait line (a client
 // served from the line once the seat is checked in, one stopping its wait) -> a borrowed seat (kept in the
 // store, checked offline, returned early) -> revoke -> server stopped (the borrowed seat still
@@ -279,6 +281,46 @@ private fun borrowSeats(server: Server, client: OnlineClient, laptop: Licensing)
     client.borrowSeat(laptop, key, "kt-laptop", "ada", 3600uL)
 }
 
+private fun transferAndOfflineDeactivation(server: Server, client: OnlineClient, app: (String) -> Licensing) {
+    val policy = server.api("POST", "/v1/policies", mapOf(
+        "product_id" to PRODUCT, "name" to "kt-transfer", "model" to "subscription",
+        "duration" to 365 * 86400, "max_machines" to 1, "max_transfers" to 1,
+    ))
+    val key = server.api("POST", "/v1/licenses", mapOf("policy_id" to policy["id"]))["key"].str()
+    val old = app("kt-old")
+    val new = app("kt-new")
+    check("transfer: old machine activates", client.activate(old, key, unixNow()).status == Status.VALID)
+    val verdict = client.transfer(new, key, old.fingerprint().id, unixNow())
+    check("transfer: new machine valid", verdict.status == Status.VALID, verdict)
+    val validated = client.validate(new, unixNow())
+    check("transfer: new machine validates", validated.verdict.status == Status.VALID, validated)
+    try {
+        client.transfer(old, key, new.fingerprint().id, unixNow())
+        check("transfer back refused", false)
+    } catch (e: LicensingException.Server) {
+        check("transfer back: transfer_limit_reached", e.code == "transfer_limit_reached", e)
+        check("  and its HTTP status", e.httpStatus.toInt() == 409, e)
+    }
+
+    // The new machine (activated by the transfer) deactivates itself offline.
+    val receipt = client.offlineDeactivate(new, unixNow())
+    val kind = Json.parse(receipt).obj()["kind"]
+    check("offline deactivation: receipt kind", kind == "licensing.offline_deactivation_receipt", kind)
+    val none = new.checkAtStartup(unixNow())
+    check("offline deactivation: no license", none.status == Status.NO_LICENSE, none)
+    check("offline deactivation: same receipt again", client.offlineDeactivate(new, unixNow()) == receipt)
+    val freed = Json.parse(server.apiText("POST", "/v1/offline/deactivate", receipt)).obj()
+    check("offline deactivation: slot freed", freed["deactivated"] == true, freed)
+    try {
+        server.apiText("POST", "/v1/offline/deactivate", receipt)
+        check("offline deactivation: replay refused", false)
+    } catch (e: IllegalStateException) {
+        check("offline deactivation: replay is 404", e.message?.contains("HTTP 404") == true, e)
+    }
+    val third = client.activate(app("kt-third"), key, unixNow())
+    check("offline deactivation: the slot takes a machine again", third.status == Status.VALID, third)
+}
+
 private fun run(server: Server, tmp: File) {
     server.api("POST", "/v1/products", mapOf("id" to PRODUCT, "name" to "CAD"))
     val policy = server.api("POST", "/v1/policies", mapOf(
@@ -355,6 +397,8 @@ private fun run(server: Server, tmp: File) {
     check("deactivate", client.deactivate(c))
     val after = c.checkAtStartup(unixNow())
     check("deactivated: no license", after.status == Status.NO_LICENSE, after)
+
+    transferAndOfflineDeactivation(server, client, ::app)
 
     // A listener that never answers: the start is back within the limit, offline.
     ServerSocket(0, 8, InetAddress.getByName("127.0.0.1")).use { silent ->

@@ -10,6 +10,9 @@ use crate::server::routes::NO_SEATS_MESSAGE;
 
 const IT: &str = "lst_it_staff_for_tests";
 
+/// The secret hash of the leases the database-level tests take (`at`, `CheckOut`).
+const SECRET_HASH: &str = "secret-hash-of-the-tests";
+
 async fn floating(state: &AppState, seats: u32) -> (String, String) {
     license(state, json!({ "model": "floating", "seats": seats })).await
 }
@@ -34,7 +37,19 @@ async fn heartbeat(state: &AppState, key: &str, lease: &Value) -> (StatusCode, V
         "/v1/client/leases/{}/heartbeat",
         lease["lease_id"].as_str().unwrap()
     );
-    let body = json!({ "license_key": key, "epoch": lease["epoch"] });
+    let body = json!({ "license_key": key, "epoch": lease["epoch"],
+                       "lease_secret": lease["lease_secret"] });
+    call(state, "POST", &path, None, Some(body)).await
+}
+
+/// Checks the lease in (its epoch and secret, as in the check-out's answer `lease`).
+async fn release(state: &AppState, key: &str, lease: &Value) -> (StatusCode, Value) {
+    let path = format!(
+        "/v1/client/leases/{}/release",
+        lease["lease_id"].as_str().unwrap()
+    );
+    let body = json!({ "license_key": key, "epoch": lease["epoch"],
+                       "lease_secret": lease["lease_secret"] });
     call(state, "POST", &path, None, Some(body)).await
 }
 
@@ -76,6 +91,8 @@ fn at<'a>(
         seats,
         now,
         lease_id: id,
+        secret_hash: SECRET_HASH,
+        presented_hash: None,
         denial_id: id,
         borrow: None,
         queue: None,
@@ -196,9 +213,10 @@ async fn last_seat_race_grants_exactly_the_seats() {
     state.db().assert_held_counts_agree().await;
 }
 
-/// A retry with the same request id answers the same lease (200), never a second seat; the
-/// same client and user with a new request id keep their seat too; another user of the same
-/// request id is refused.
+/// A retry with the same request id answers the same lease (200) with a fresh secret that
+/// replaces the one before (the retrying instance lost that answer), never a second seat; the
+/// same client and user with a new request id is another instance and takes a seat of its
+/// own; another user of the same request id is refused.
 #[tokio::test]
 async fn check_out_is_idempotent() {
     let (_dir, state) = app().await;
@@ -206,38 +224,45 @@ async fn check_out_is_idempotent() {
     let (status, first) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     assert_eq!(first["heartbeat_interval"], 300);
-    for request in ["r1", "r1", "r2"] {
-        let (status, again) = check_out(&state, &key, "c1", "alice", request).await;
+    let mut last = first.clone();
+    for _ in 0..2 {
+        let (status, again) = check_out(&state, &key, "c1", "alice", "r1").await;
         assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again["lease_id"], first["lease_id"]);
         assert_eq!(again["expires_at"], first["expires_at"]);
+        assert_ne!(again["lease_secret"], last["lease_secret"]);
+        // The secret it replaced proves nothing any more.
+        let (status, body) = heartbeat(&state, &key, &last).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        last = again;
     }
+    let (status, second) = check_out(&state, &key, "c1", "alice", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_ne!(second["lease_id"], first["lease_id"]);
     let (status, body) = check_out(&state, &key, "c1", "bob", "r1").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"], "request_id_conflict");
-    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
-    // Heartbeat and check-in with the epoch; a checked-in request id is over.
-    let (status, beat) = heartbeat(&state, &key, &first).await;
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 2);
+    // Heartbeat and check-in with the epoch and secret; a checked-in request id is over.
+    let (status, beat) = heartbeat(&state, &key, &last).await;
     assert_eq!(status, StatusCode::OK, "{beat}");
+    assert!(beat.get("lease_secret").is_none(), "{beat}");
     let lease = state
         .verifier()
         .verify_lease(beat["lease_token"].as_str().unwrap())
         .unwrap();
     assert_eq!(lease.claims().epoch, 1);
-    let path = format!(
-        "/v1/client/leases/{}/release",
-        first["lease_id"].as_str().unwrap()
-    );
-    let body = json!({ "license_key": key, "epoch": 1 });
-    let (status, released) = call(&state, "POST", &path, None, Some(body.clone())).await;
+    let (status, released) = release(&state, &key, &last).await;
     assert_eq!(status, StatusCode::OK, "{released}");
     assert_eq!(released["release_reason"], "checked_in");
-    let (status, again) = call(&state, "POST", &path, None, Some(body)).await;
+    let (status, again) = release(&state, &key, &last).await;
     assert_eq!(status, StatusCode::OK, "{again}");
-    assert!(state.db().live_leases(&id, now()).await.unwrap().is_empty());
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
     let (status, body) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::GONE, "{body}");
     assert_eq!(body["error"], "lease_released");
+    let (status, _) = release(&state, &key, &second).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = check_out(&state, &key, "c1", "alice", "r3").await;
     assert_eq!(status, StatusCode::CREATED);
 }
@@ -334,18 +359,7 @@ async fn a_lapsed_user_reacquires_seamlessly() {
     let (status, body) = check_out(&state, &key, "c1", "alice", "r3").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["detail"], NO_SEATS_MESSAGE);
-    let path = format!(
-        "/v1/client/leases/{}/release",
-        bob["lease_id"].as_str().unwrap()
-    );
-    let (status, _) = call(
-        &state,
-        "POST",
-        &path,
-        None,
-        Some(json!({ "license_key": key, "epoch": 1 })),
-    )
-    .await;
+    let (status, _) = release(&state, &key, &bob).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = check_out(&state, &key, "c1", "alice", "r4").await;
     assert_eq!(status, StatusCode::CREATED);
@@ -595,7 +609,7 @@ async fn one_transaction_per_write_on(url: Option<&str>) {
         .check_out_as_one_batch(&[
             at(&third, "c1", "r1", 10, now, "lse_t1"),
             at(&third, "c2", "r1", 10, now, "lse_t2"),
-            at(&third, "c1", "r2", 10, now, "lse_t3"),
+            at(&third, "c1", "r1", 10, now, "lse_t3"),
             at(&third, "c3", "r1", 10, now, "lse_t1"),
         ])
         .await;
@@ -644,9 +658,9 @@ async fn check_ins_beside_on(url: Option<&str>) {
                 at(&id, "n2", "r1", 5, now + 1, "lse_n2"),
             ],
             &[
-                (&id, "lse_h1", 1, now + 1),
-                (&id, "lse_h2", 1, now + 1),
-                (&id, "lse_none", 1, now + 1),
+                (&id, "lse_h1", 1, Some(SECRET_HASH), now + 1),
+                (&id, "lse_h2", 1, Some(SECRET_HASH), now + 1),
+                (&id, "lse_none", 1, Some(SECRET_HASH), now + 1),
             ],
         )
         .await;
@@ -890,7 +904,7 @@ async fn taken_and_released_on(url: Option<&str>) {
     let (outcomes, updates) = db
         .seat_writes_as_one_batch(
             &[at(&id, "n1", "r1", 5, now + 1, "lse_n1")],
-            &[(&id, "lse_h1", 1, now + 1)],
+            &[(&id, "lse_h1", 1, Some(SECRET_HASH), now + 1)],
         )
         .await;
     assert!(
@@ -964,15 +978,15 @@ async fn together_on(url: Option<&str>) {
             .collect()
     };
     let d = |range: std::ops::Range<usize>| range.map(|i| (format!("d{i}"), "r1".to_owned()));
-    // Runs of 16: the first stops at a repeat of the same client and user (c8 again), the
-    // second at a client and user holding a lease from before the batch (c0), the third at
-    // the last seat.
+    // Runs of 16: the first stops at a repeat of the same client and request id (c8 again),
+    // the second at a retry of a lease from before the batch (c0), the third at the last
+    // seat.
     let mut requests = pairs(
         &["c8", "c8", "c1", "c2", "c1"],
-        &["r1", "r2", "r1", "r1", "r1"],
+        &["r1", "r1", "r1", "r1", "r1"],
     );
     requests.extend(d(0..11));
-    requests.extend(pairs(&["e0", "c0"], &["r1", "r9"]));
+    requests.extend(pairs(&["e0", "c0"], &["r1", "r0"]));
     requests.extend(d(11..40));
     let mut shapes = Vec::new();
     for together in [true, false] {
@@ -1265,7 +1279,7 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
         // At the instant: both at once.
         let db = state.db().clone();
         let (lid, lsid) = (id.clone(), lease_id.clone());
-        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, expiry).await });
+        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry).await });
         let reap = {
             let db = state.db().clone();
             tokio::spawn(async move { db.reap_expired_leases(expiry).await })
@@ -1289,7 +1303,7 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
             .unwrap();
         let db = state.db().clone();
         let (lid, lsid) = (id.clone(), lease_id.clone());
-        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, expiry - 1).await });
+        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry - 1).await });
         let reap = {
             let db = state.db().clone();
             tokio::spawn(async move { db.reap_expired_leases(expiry - 1).await })
@@ -1383,8 +1397,24 @@ async fn borrow(
     request: &str,
     seconds: i64,
 ) -> (StatusCode, Value) {
+    borrow_held(state, key, client, user, request, seconds, &Value::Null).await
+}
+
+/// A borrowing presenting the secret of `held` (a lease answer; `Null`: none).
+async fn borrow_held(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    user: &str,
+    request: &str,
+    seconds: i64,
+    held: &Value,
+) -> (StatusCode, Value) {
     let mut body = checkout_body(key, client, user, request);
     body["borrow_seconds"] = json!(seconds);
+    if let Some(secret) = held.get("lease_secret") {
+        body["lease_secret"] = secret.clone();
+    }
     call(state, "POST", "/v1/client/leases", None, Some(body)).await
 }
 
@@ -1503,12 +1533,14 @@ async fn borrowing_on(url: Option<&str>) {
         .unwrap();
     assert!(token.claims().borrowed);
     assert_eq!(token.claims().exp, expires);
-    // A retry answers the same lease; a heartbeat leaves its expiry alone.
+    // A retry answers the same lease (with a fresh secret); a heartbeat leaves its expiry
+    // alone.
     let (status, again) = borrow(&state, &key, "c1", "alice", "r1", 3 * DAY).await;
     assert_eq!(
         (status, &again["lease_id"]),
         (StatusCode::OK, &alice["lease_id"])
     );
+    let alice = again;
     let (status, beat) = heartbeat(&state, &key, &alice).await;
     assert_eq!(status, StatusCode::OK, "{beat}");
     assert_eq!(
@@ -1534,31 +1566,27 @@ async fn borrowing_on(url: Option<&str>) {
 
     // IT staff cannot free a borrowed seat (its holder may be offline with a valid token).
     let lease_id = alice["lease_id"].as_str().unwrap();
-    let release = format!("/v1/licenses/{id}/leases/{lease_id}/release");
-    let (status, body) = call(&state, "POST", &release, Some(IT), None).await;
+    let force = format!("/v1/licenses/{id}/leases/{lease_id}/release");
+    let (status, body) = call(&state, "POST", &force, Some(IT), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"], "lease_borrowed");
     assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 2);
 
     // Alice returns it early: the seat is free at once, and carol gets it.
-    let (status, returned) = call(
-        &state,
-        "POST",
-        &format!("/v1/client/leases/{lease_id}/release"),
-        None,
-        Some(json!({ "license_key": key, "epoch": 1 })),
-    )
-    .await;
+    let (status, returned) = release(&state, &key, &alice).await;
     assert_eq!(status, StatusCode::OK, "{returned}");
     assert_eq!(returned["release_reason"], "checked_in");
     let (status, carol) = check_out(&state, &key, "c3", "carol", "r2").await;
     assert_eq!(status, StatusCode::CREATED, "{carol}");
 
-    // Bob borrows the lease he holds (a new request id): the same lease, now borrowed.
-    let (status, bob_borrowed) = borrow(&state, &key, "c2", "bob", "r3", 2 * DAY).await;
+    // Bob borrows the lease he holds (a new request id, presenting its secret): the same
+    // lease, now borrowed, and its secret stays.
+    let (status, bob_borrowed) =
+        borrow_held(&state, &key, "c2", "bob", "r3", 2 * DAY, &bob).await;
     assert_eq!(status, StatusCode::OK, "{bob_borrowed}");
     assert_eq!(bob_borrowed["lease_id"], bob["lease_id"]);
     assert_eq!(bob_borrowed["borrowed"], true);
+    assert_eq!(bob_borrowed["lease_secret"], bob["lease_secret"]);
     let bob_expires = bob_borrowed["expires_at"].as_i64().unwrap();
     assert!(bob_expires >= before + 2 * DAY, "{bob_borrowed}");
     // The reaper ends it at its expiry, on the server's clock, and not a second earlier.
@@ -1755,18 +1783,7 @@ async fn wait_line_on(url: Option<&str>) {
 
     // alice checks in: the seat is bob's. dave (not waiting) is denied although it is free,
     // and carol, second in line, keeps waiting.
-    let release = format!(
-        "/v1/client/leases/{}/release",
-        alice["lease_id"].as_str().unwrap()
-    );
-    let (status, _) = call(
-        &state,
-        "POST",
-        &release,
-        None,
-        Some(json!({ "license_key": key, "epoch": alice["epoch"] })),
-    )
-    .await;
+    let (status, _) = release(&state, &key, &alice).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = check_out(&state, &key, "dave", "dave", "r1").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -1939,7 +1956,7 @@ async fn places_in_line_lapse_on_the_server_clock() {
         other => panic!("{other:?}"),
     };
     let done = db
-        .check_in(&id, &lease.id, lease.epoch, u + 10)
+        .check_in(&id, &lease.id, lease.epoch, Some(SECRET_HASH), u + 10)
         .await
         .unwrap();
     assert!(matches!(done, LeaseUpdate::Done(_)), "{done:?}");
@@ -1984,7 +2001,7 @@ async fn places_in_line_lapse_on_the_server_clock() {
         CheckOutOutcome::Granted(lease) => lease,
         other => panic!("{other:?}"),
     };
-    let done = db.check_in(&id, &c3.id, c3.epoch, v).await.unwrap();
+    let done = db.check_in(&id, &c3.id, c3.epoch, Some(SECRET_HASH), v).await.unwrap();
     assert!(matches!(done, LeaseUpdate::Done(_)), "{done:?}");
     let borrowing = CheckOut {
         borrow: Some(Borrow {
@@ -2069,15 +2086,7 @@ async fn crowd_on(url: Option<&str>) {
     assert_eq!(places.keys().copied().collect::<Vec<_>>(), expected);
     assert_eq!(denials(&state, &id).await, 64 - seats as usize);
     // One seat comes back: only the head of the line gets it, whoever asks first.
-    let release = format!(
-        "/v1/client/leases/{}/release",
-        leases[0]["lease_id"].as_str().unwrap()
-    );
-    let body = json!({ "license_key": key, "epoch": leases[0]["epoch"] });
-    assert_eq!(
-        call(&state, "POST", &release, None, Some(body)).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(release(&state, &key, &leases[0]).await.0, StatusCode::OK);
     for position in [3, 2] {
         let (status, body) = wait_in_line(&state, &key, &places[&position], "r1", 600).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -2156,7 +2165,7 @@ async fn lease_statements_plans_on(url: Option<&str>) {
     }
     // The filled leases are real leases: one heartbeats through the statement checked above.
     let beat = db
-        .heartbeat(&id, "lse_fill_1000", 1, now + 1)
+        .heartbeat(&id, "lse_fill_1000", 1, None, now + 1)
         .await
         .unwrap();
     assert!(matches!(beat, LeaseUpdate::Done(_)), "{beat:?}");

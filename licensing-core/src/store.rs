@@ -22,6 +22,8 @@ const RESPONSE_FILE: &str = "response.jwt";
 const PENDING_FILE: &str = "offline-request.json";
 /// The lease token of a seat borrowed from a floating license (usable offline until its `exp`).
 const BORROWED_FILE: &str = "borrowed-lease.jwt";
+/// The secret of the borrowed seat's lease (proof of holding it, to return it early); 0600.
+const BORROWED_SECRET_FILE: &str = "borrowed-lease.secret";
 /// Largest license key or pending request read.
 const MAX_SMALL_BYTES: u64 = 16 * 1024;
 /// Largest clock-state file read; the real one is under 200 bytes.
@@ -193,9 +195,26 @@ impl LicenseStore {
             .map(|t| t.trim().to_owned()))
     }
 
-    /// Stores the lease token of a borrowed seat; `None` removes it (returned).
+    /// Stores the lease token of a borrowed seat; `None` removes it (returned), and its
+    /// secret with it.
     pub fn write_borrowed_lease(&self, token: Option<&str>) -> Result<(), StoreError> {
+        if token.is_none() {
+            self.remove(BORROWED_SECRET_FILE)?;
+        }
         self.write_or_remove(BORROWED_FILE, token)
+    }
+
+    /// The secret of the borrowed seat's lease, if one is stored.
+    pub fn read_borrowed_secret(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(BORROWED_SECRET_FILE, MAX_SMALL_BYTES)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Stores the secret of a borrowed seat's lease (owner-only, 0600 on Unix, whatever the
+    /// umask); `None` removes it. Written before its token, so a stored token has its secret.
+    pub fn write_borrowed_secret(&self, secret: Option<&str>) -> Result<(), StoreError> {
+        self.write_or_remove(BORROWED_SECRET_FILE, secret)
     }
 
     /// Replaces `name` atomically with `text`; `None` removes it.
@@ -229,6 +248,7 @@ impl LicenseStore {
             RESPONSE_FILE,
             PENDING_FILE,
             BORROWED_FILE,
+            BORROWED_SECRET_FILE,
         ] {
             self.remove(name)?;
         }
@@ -283,11 +303,12 @@ impl LicenseStore {
             u64::from_le_bytes(suffix)
         ));
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            // Owner-only from the start: never readable by others, whatever the umask.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp).map_err(io(&tmp))?;
             file.write_all(bytes).map_err(io(&tmp))?;
             file.sync_all().map_err(io(&tmp))?;
             fs::rename(&tmp, &target).map_err(io(&target))?;

@@ -115,7 +115,11 @@ fn main() {
                            "request_id": "r" });
         let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
         assert_eq!(s, 201, "{lease}");
-        Some(json!([lease["lease_id"], lease["epoch"], lease["lease_secret"]]))
+        Some(json!([
+            lease["lease_id"],
+            lease["epoch"],
+            lease["lease_secret"]
+        ]))
     });
     before.report("check-out", leases.requests);
     let leases = Arc::new(leases.outputs);

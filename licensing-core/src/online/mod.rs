@@ -50,8 +50,8 @@ pub use answer::{
     OfflineRequest, ServerStatus, Validation,
 };
 pub use leases::{
-    LeaseCallback, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager, NO_SEATS, QueuePlace,
-    SeatAnswer,
+    LeaseCallback, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager, LeaseSecret, NO_SEATS,
+    QueuePlace, SeatAnswer,
 };
 #[cfg(feature = "store")]
 pub use sync::{Activated, OnlineCheck};

@@ -156,7 +156,11 @@ impl AppState {
             .unwrap_or(SEAT_RATE_CELLS);
         let cost = std::num::NonZeroU32::new(SEAT_RATE_CELLS.div_ceil(seats.max(1)))
             .unwrap_or(std::num::NonZeroU32::MIN);
-        match self.0.seat_limiter.check_key_n(&license_id.to_owned(), cost) {
+        match self
+            .0
+            .seat_limiter
+            .check_key_n(&license_id.to_owned(), cost)
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
                 metrics::counter!("licensing_seat_rate_limited_total").increment(1);

@@ -324,7 +324,14 @@ impl Db {
         now: i64,
     ) -> DbResult<LeaseUpdate> {
         self.seats
-            .lease(LeaseWrite::CheckIn, license_id, lease_id, epoch, secret, now)
+            .lease(
+                LeaseWrite::CheckIn,
+                license_id,
+                lease_id,
+                epoch,
+                secret,
+                now,
+            )
             .await
     }
 

@@ -716,11 +716,11 @@ pub(crate) async fn heartbeat(
     let now = now();
     // A suspended, revoked or expired license keeps no seat alive.
     floating_seats(&row, now)?;
-    let beat = state.db().heartbeat(&row.id, &id, req.epoch, presented.as_deref(), now);
+    let beat = state
+        .db()
+        .heartbeat(&row.id, &id, req.epoch, presented.as_deref(), now);
     match beat.await? {
-        LeaseUpdate::Done(lease) => Ok(Json(
-            lease_answer(&state, &row, &lease, now, None).await?,
-        )),
+        LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now, None).await?)),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
         LeaseUpdate::WrongSecret => Err(wrong_secret(presented.is_some())),
         LeaseUpdate::Ended(lease) => Err(lease_released(StatusCode::GONE, &lease)),
@@ -749,7 +749,9 @@ pub(crate) async fn check_in(
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
     seat_rate(&state, &row)?;
     let now = now();
-    let release = state.db().check_in(&row.id, &id, req.epoch, presented.as_deref(), now);
+    let release = state
+        .db()
+        .check_in(&row.id, &id, req.epoch, presented.as_deref(), now);
     match release.await? {
         LeaseUpdate::Done(lease) | LeaseUpdate::Ended(lease) => Ok(Json(lease_view(&lease))),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),

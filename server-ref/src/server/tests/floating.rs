@@ -1279,7 +1279,10 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
         // At the instant: both at once.
         let db = state.db().clone();
         let (lid, lsid) = (id.clone(), lease_id.clone());
-        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry).await });
+        let beat = tokio::spawn(async move {
+            db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry)
+                .await
+        });
         let reap = {
             let db = state.db().clone();
             tokio::spawn(async move { db.reap_expired_leases(expiry).await })
@@ -1303,7 +1306,10 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
             .unwrap();
         let db = state.db().clone();
         let (lid, lsid) = (id.clone(), lease_id.clone());
-        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry - 1).await });
+        let beat = tokio::spawn(async move {
+            db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry - 1)
+                .await
+        });
         let reap = {
             let db = state.db().clone();
             tokio::spawn(async move { db.reap_expired_leases(expiry - 1).await })
@@ -1581,8 +1587,7 @@ async fn borrowing_on(url: Option<&str>) {
 
     // Bob borrows the lease he holds (a new request id, presenting its secret): the same
     // lease, now borrowed, and its secret stays.
-    let (status, bob_borrowed) =
-        borrow_held(&state, &key, "c2", "bob", "r3", 2 * DAY, &bob).await;
+    let (status, bob_borrowed) = borrow_held(&state, &key, "c2", "bob", "r3", 2 * DAY, &bob).await;
     assert_eq!(status, StatusCode::OK, "{bob_borrowed}");
     assert_eq!(bob_borrowed["lease_id"], bob["lease_id"]);
     assert_eq!(bob_borrowed["borrowed"], true);
@@ -2001,7 +2006,10 @@ async fn places_in_line_lapse_on_the_server_clock() {
         CheckOutOutcome::Granted(lease) => lease,
         other => panic!("{other:?}"),
     };
-    let done = db.check_in(&id, &c3.id, c3.epoch, Some(SECRET_HASH), v).await.unwrap();
+    let done = db
+        .check_in(&id, &c3.id, c3.epoch, Some(SECRET_HASH), v)
+        .await
+        .unwrap();
     assert!(matches!(done, LeaseUpdate::Done(_)), "{done:?}");
     let borrowing = CheckOut {
         borrow: Some(Borrow {

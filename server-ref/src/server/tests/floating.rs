@@ -2179,3 +2179,286 @@ async fn lease_statements_plans_on(url: Option<&str>) {
     assert!(matches!(beat, LeaseUpdate::Done(_)), "{beat:?}");
     db.assert_held_counts_agree().await;
 }
+
+/// A check-out presenting `secret` (a lease secret, as text).
+async fn check_out_presenting(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    user: &str,
+    request: &str,
+    secret: &Value,
+) -> (StatusCode, Value) {
+    let mut body = checkout_body(key, client, user, request);
+    body["lease_secret"] = secret.clone();
+    call(state, "POST", "/v1/client/leases", None, Some(body)).await
+}
+
+/// Issue 20, part 2: every request id answered with a lease is tied to it, so a retry of any
+/// of them after the lease ended answers 410, never a new seat: several ids, retried one
+/// after another and all at once; and the issue's reproduction (a second request id of the
+/// same client and user) takes no hidden seat. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_request_id_answered_with_a_lease_ends_with_it() {
+    request_ids_end_with_their_lease(None).await;
+    let name = "every_request_id_answered_with_a_lease_ends_with_it";
+    if let Some(url) = postgres::fresh_database(name) {
+        request_ids_end_with_their_lease(Some(&url)).await;
+    }
+}
+
+async fn request_ids_end_with_their_lease(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, id) = floating(&state, 3).await;
+    for concurrently in [false, true] {
+        let tag = if concurrently { "b" } else { "a" };
+        let ids: Vec<String> = (1..=5).map(|n| format!("{tag}{n}")).collect();
+        let (status, first) = check_out(&state, &key, "c1", "alice", &ids[0]).await;
+        assert_eq!(status, StatusCode::CREATED, "{first}");
+        // The instance asks again with other request ids, presenting its secret: the same
+        // lease each time, and the secret stays.
+        for request in &ids[1..] {
+            let (status, again) =
+                check_out_presenting(&state, &key, "c1", "alice", request, &first["lease_secret"])
+                    .await;
+            assert_eq!(status, StatusCode::OK, "{again}");
+            assert_eq!(again["lease_id"], first["lease_id"]);
+            assert_eq!(again["lease_secret"], first["lease_secret"]);
+        }
+        assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+        let (status, _) = release(&state, &key, &first).await;
+        assert_eq!(status, StatusCode::OK);
+        let retries: Vec<(StatusCode, Value)> = if concurrently {
+            let tasks: Vec<_> = ids
+                .iter()
+                .map(|request| {
+                    let (state, key, request) = (state.clone(), key.clone(), request.clone());
+                    tokio::spawn(
+                        async move { check_out(&state, &key, "c1", "alice", &request).await },
+                    )
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.push(task.await.unwrap());
+            }
+            answers
+        } else {
+            let mut answers = Vec::new();
+            for request in &ids {
+                answers.push(check_out(&state, &key, "c1", "alice", request).await);
+            }
+            answers
+        };
+        for (status, body) in retries {
+            assert_eq!(status, StatusCode::GONE, "{body}");
+            assert_eq!(body["error"], "lease_released");
+        }
+        assert!(state.db().live_leases(&id, now()).await.unwrap().is_empty());
+        state.db().assert_held_counts_agree().await;
+    }
+
+    // The issue's reproduction: r2 without the secret is another instance, answered its own
+    // lease (201), never r1's; once r1's lease is checked in, r1 answers 410 and r2 its own
+    // lease again: two request ids, two seats the client knows of, none hidden.
+    let (_, r1) = check_out(&state, &key, "c2", "bob", "r1").await;
+    let (status, r2) = check_out(&state, &key, "c2", "bob", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{r2}");
+    assert_ne!(r2["lease_id"], r1["lease_id"]);
+    assert_eq!(release(&state, &key, &r1).await.0, StatusCode::OK);
+    assert_eq!(
+        check_out(&state, &key, "c2", "bob", "r1").await.0,
+        StatusCode::GONE
+    );
+    let (status, again) = check_out(&state, &key, "c2", "bob", "r2").await;
+    assert_eq!(
+        (status, &again["lease_id"]),
+        (StatusCode::OK, &r2["lease_id"])
+    );
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Issue 20, part 6, the attack: six "instances" knowing a holder's client id and user (and
+/// guessing at its secret) check out with new request ids. None shares the seat: each is
+/// another instance, denied on a one-seat license; the holder keeps the seat. SQLite and
+/// PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn six_instances_do_not_share_one_seat() {
+    six_instances_on(None).await;
+    if let Some(url) = postgres::fresh_database("six_instances_do_not_share_one_seat") {
+        six_instances_on(Some(&url)).await;
+    }
+}
+
+async fn six_instances_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, holder) = check_out(&state, &key, "desk-7", "alice", "holder").await;
+    assert_eq!(status, StatusCode::CREATED, "{holder}");
+    let secret = holder["lease_secret"].as_str().unwrap();
+    assert!(secret.len() >= 4 + 26, "{secret}");
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (state, key) = (state.clone(), key.clone());
+            tokio::spawn(async move {
+                let request = format!("impostor-{i}");
+                if i % 2 == 0 {
+                    check_out(&state, &key, "desk-7", "alice", &request).await
+                } else {
+                    let guess = json!(format!("lss_guess{i}"));
+                    check_out_presenting(&state, &key, "desk-7", "alice", &request, &guess).await
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["detail"], NO_SEATS_MESSAGE);
+        assert!(body.get("lease_secret").is_none(), "{body}");
+    }
+    let live = state.db().live_leases(&id, now()).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, holder["lease_id"].as_str().unwrap());
+    assert_eq!(heartbeat(&state, &key, &holder).await.0, StatusCode::OK);
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Issue 20, part 6: an impostor who knows the lease id and epoch (the token, an admin
+/// listing) can neither heartbeat nor release the holder's seat: 403 with a clear code, and
+/// the holder's lease goes on. An administrator's force-release still works. SQLite and
+/// PostgreSQL.
+#[tokio::test]
+async fn an_impostor_cannot_release_or_keep_the_holders_seat() {
+    impostor_on(None).await;
+    if let Some(url) =
+        postgres::fresh_database("an_impostor_cannot_release_or_keep_the_holders_seat")
+    {
+        impostor_on(Some(&url)).await;
+    }
+}
+
+async fn impostor_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    it_staff(&state).await;
+    let (key, id) = floating(&state, 1).await;
+    let (_, holder) = check_out(&state, &key, "c1", "alice", "r1").await;
+    let expires = holder["expires_at"].clone();
+    for (secret, code) in [
+        (Value::Null, "lease_secret_required"),
+        (json!("lss_not-the-secret"), "lease_secret_invalid"),
+    ] {
+        let mut impostor = holder.clone();
+        impostor["lease_secret"] = secret;
+        for answer in [
+            release(&state, &key, &impostor).await,
+            heartbeat(&state, &key, &impostor).await,
+        ] {
+            assert_eq!(answer.0, StatusCode::FORBIDDEN, "{}", answer.1);
+            assert_eq!(answer.1["error"], code);
+        }
+    }
+    let live = state.db().live_leases(&id, now()).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].released_at, None);
+    assert_eq!(live[0].expires_at, expires.as_i64().unwrap());
+    assert_eq!(heartbeat(&state, &key, &holder).await.0, StatusCode::OK);
+    // Administrators need no secret: the seat is free, the holder is fenced.
+    let force = format!(
+        "/v1/licenses/{id}/leases/{}/release",
+        holder["lease_id"].as_str().unwrap()
+    );
+    let (status, body) = call(&state, "POST", &force, Some(IT), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = heartbeat(&state, &key, &holder).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "lease_released");
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Issue 20, part 6: a replayed check-out (its request id sent again by someone else) answers
+/// the lease with a fresh secret that replaces the one answered before, so at most one
+/// instance holds the lease; an old answer proves nothing once its lease has ended (410), and
+/// its secret takes no other lease.
+#[tokio::test]
+async fn a_replayed_check_out_answer_proves_nothing() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 2).await;
+    let (_, original) = check_out(&state, &key, "c1", "alice", "r1").await;
+    let (status, replayed) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["lease_id"], original["lease_id"]);
+    assert_ne!(replayed["lease_secret"], original["lease_secret"]);
+    let (status, body) = heartbeat(&state, &key, &original).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("lease_secret_invalid"))
+    );
+    assert_eq!(heartbeat(&state, &key, &replayed).await.0, StatusCode::OK);
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+    // Ended: the answer's heartbeat is over, and its secret does not find another lease.
+    assert_eq!(release(&state, &key, &replayed).await.0, StatusCode::OK);
+    let (status, body) = heartbeat(&state, &key, &replayed).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    let (status, fresh) =
+        check_out_presenting(&state, &key, "c1", "alice", "r2", &replayed["lease_secret"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{fresh}");
+    assert_ne!(fresh["lease_id"], replayed["lease_id"]);
+    assert_ne!(fresh["lease_secret"], replayed["lease_secret"]);
+    // The lease's secret is stored only as its hash.
+    let stored = state
+        .db()
+        .get_lease(&id, fresh["lease_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = fresh["lease_secret"].as_str().unwrap();
+    assert_eq!(
+        stored.secret_hash.as_deref(),
+        Some(secrets::sha256_hex(secret.as_bytes()).as_str())
+    );
+}
+
+/// Seat calls count against a per-license rate (the client rate per seat, at least 4 seats):
+/// a flood of heartbeats on a one-seat license gets 429 with `Retry-After`, while a 50-seat
+/// license's users checking out and heartbeating at a normal pace are never refused.
+#[tokio::test]
+async fn seat_calls_are_rate_limited_per_license() {
+    let (_dir, state) = app().await;
+    // The server's default client rate: 120 per minute (per seat, here).
+    let state = AppState::new(state.db().clone(), "test".into(), 120)
+        .await
+        .unwrap();
+    let (key, _) = floating(&state, 1).await;
+    let (_, holder) = check_out(&state, &key, "c1", "alice", "r1").await;
+    let mut limited = 0;
+    let mut answered = 0;
+    for _ in 0..700 {
+        match heartbeat(&state, &key, &holder).await {
+            (StatusCode::OK, _) => answered += 1,
+            (StatusCode::TOO_MANY_REQUESTS, body) => {
+                assert_eq!(body["error"], "rate_limited", "{body}");
+                limited += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A burst of 4 × 120, then 8 a second: most of the flood is refused.
+    assert!(limited >= 100, "{answered} answered, {limited} limited");
+    // Another license is not affected; its 50 users check out, then heartbeat three times
+    // (a morning's rush and more than 5 minutes of heartbeats at the fastest interval).
+    let (key, _) = floating(&state, 50).await;
+    let mut leases = Vec::new();
+    for user in 0..50 {
+        let (status, lease) = check_out(&state, &key, &format!("c{user}"), "u", "r1").await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        leases.push(lease);
+    }
+    for _ in 0..3 {
+        for lease in &leases {
+            let (status, body) = heartbeat(&state, &key, lease).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+}

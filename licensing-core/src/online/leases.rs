@@ -267,6 +267,7 @@ impl Client {
         Ok(grant)
     }
 
+    #[allow(clippy::too_many_arguments)] // The check-out's fields, private; one caller each.
     fn check_out_with(
         &self,
         license_key: &str,

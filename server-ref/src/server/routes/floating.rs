@@ -326,9 +326,7 @@ async fn lease_answer(
 /// constant time); none for a lease taken before secrets existed.
 fn answered_secret(lease: &LeaseRow, fresh: String, presented: Option<String>) -> Option<String> {
     let hash = |secret: &str| secrets::sha256_hex(secret.as_bytes());
-    if lease.secret_hash.is_none() {
-        return None;
-    }
+    lease.secret_hash.as_ref()?;
     if lease.secret_matches(Some(&hash(&fresh))) {
         return Some(fresh);
     }

@@ -670,12 +670,24 @@ impl Db {
             (
                 "heartbeat",
                 HEARTBEAT_LEASE,
-                vec![&now_arg, &lease, &license, &Arg::Int(1)],
+                vec![
+                    &now_arg,
+                    &lease,
+                    &license,
+                    &Arg::Int(1),
+                    &Arg::Text("secret"),
+                ],
             ),
             (
                 "check-in",
                 CHECK_IN_LEASE,
-                vec![&now_arg, &lease, &license, &Arg::Int(1)],
+                vec![
+                    &now_arg,
+                    &lease,
+                    &license,
+                    &Arg::Int(1),
+                    &Arg::Text("secret"),
+                ],
             ),
             ("lease of license", LEASE_OF_LICENSE, vec![&lease, &license]),
             ("borrow", BORROW_LEASE, vec![&now_arg, &until, &lease]),

@@ -697,7 +697,7 @@ async fn check_ins_beside_on(url: Option<&str>) {
 
 /// PostgreSQL: a batch of plain check-outs that all find a seat is granted by one statement
 /// (no transaction), with the leases, expiries and counts the transaction path gives; a batch
-/// with a check-out that one statement must not decide (a client and user holding a lease, a
+/// with a check-out that one statement must not decide (an instance presenting its lease's secret, a
 /// retry, no seat free) is decided on the transaction path instead, all of it, with the same
 /// answers as one by one.
 #[tokio::test]
@@ -755,9 +755,12 @@ async fn plain_check_outs_are_granted_in_one_statement() {
     // goes the transaction path, and answers as one by one would.
     let refused: [(&str, Vec<CheckOut<'_>>, Vec<&str>); 3] = [
         (
-            "a client and user holding a lease",
+            "an instance presenting its lease's secret",
             vec![
-                at(second, "b1", "r2", 5, now + 1, "lse_b1_again"),
+                CheckOut {
+                    presented_hash: Some(SECRET_HASH),
+                    ..at(second, "b1", "r2", 5, now + 1, "lse_b1_again")
+                },
                 at(second, "b3", "r1", 5, now + 1, "lse_b3"),
             ],
             vec!["existing", "granted"],
@@ -853,7 +856,7 @@ async fn a_check_out_racing_another_replica_sees_its_lease() {
         let db = db.clone();
         let id = id.clone();
         async move {
-            db.check_out(&at(&id, "c", "r-here", 5, now, "lse_here"))
+            db.check_out(&at(&id, "c", "elsewhere", 5, now, "lse_here"))
                 .await
         }
     });

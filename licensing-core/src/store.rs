@@ -32,6 +32,8 @@ const DEACTIVATION_KEY_FILE: &str = "deactivation.key";
 /// The last offline deactivation receipt written (kept after the license is removed, so a
 /// receipt the app failed to save can be read again; not removed by [`LicenseStore::clear`]).
 const RECEIPT_FILE: &str = "offline-deactivation.json";
+/// The secret of the borrowed seat's lease (proof of holding it, to return it early); 0600.
+const BORROWED_SECRET_FILE: &str = "borrowed-lease.secret";
 /// Largest license key or pending request read.
 const MAX_SMALL_BYTES: u64 = 16 * 1024;
 /// Largest clock-state file read; the real one is under 200 bytes.
@@ -251,8 +253,12 @@ impl LicenseStore {
             .map(|t| t.trim().to_owned()))
     }
 
-    /// Stores the lease token of a borrowed seat; `None` removes it (returned).
+    /// Stores the lease token of a borrowed seat; `None` removes it (returned), and its
+    /// secret with it.
     pub fn write_borrowed_lease(&self, token: Option<&str>) -> Result<(), StoreError> {
+        if token.is_none() {
+            self.remove(BORROWED_SECRET_FILE)?;
+        }
         self.write_or_remove(BORROWED_FILE, token)
     }
 
@@ -276,6 +282,19 @@ impl LicenseStore {
     /// Stores an offline deactivation receipt; `None` removes it (handed over).
     pub fn write_deactivation_receipt(&self, json: Option<&str>) -> Result<(), StoreError> {
         self.write_or_remove(RECEIPT_FILE, json)
+    }
+
+    /// The secret of the borrowed seat's lease, if one is stored.
+    pub fn read_borrowed_secret(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .read_capped(BORROWED_SECRET_FILE, MAX_SMALL_BYTES)?
+            .map(|t| t.trim().to_owned()))
+    }
+
+    /// Stores the secret of a borrowed seat's lease (owner-only, 0600 on Unix, whatever the
+    /// umask); `None` removes it. Written before its token, so a stored token has its secret.
+    pub fn write_borrowed_secret(&self, secret: Option<&str>) -> Result<(), StoreError> {
+        self.write_or_remove(BORROWED_SECRET_FILE, secret)
     }
 
     /// Replaces `name` atomically with `text`; `None` removes it.
@@ -316,6 +335,7 @@ impl LicenseStore {
             PENDING_FILE,
             BORROWED_FILE,
             DEACTIVATION_KEY_FILE,
+            BORROWED_SECRET_FILE,
         ] {
             self.remove(name)?;
         }

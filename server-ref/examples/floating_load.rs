@@ -115,7 +115,11 @@ fn main() {
                            "request_id": "r" });
         let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
         assert_eq!(s, 201, "{lease}");
-        Some(json!([lease["lease_id"], lease["epoch"]]))
+        Some(json!([
+            lease["lease_id"],
+            lease["epoch"],
+            lease["lease_secret"]
+        ]))
     });
     before.report("check-out", leases.requests);
     let leases = Arc::new(leases.outputs);
@@ -130,7 +134,8 @@ fn main() {
             "POST",
             &path,
             None,
-            Some(&json!({ "license_key": k[c % k.len()], "epoch": lease[1] })),
+            Some(&json!({ "license_key": k[c % k.len()], "epoch": lease[1],
+                          "lease_secret": lease[2] })),
         );
         assert_eq!(s, 200, "{answer}");
         None
@@ -243,12 +248,13 @@ fn live_leases(addr: &str, engine: &str, clients: usize, keys: &[String], live: 
                         key,
                         lease["lease_id"].as_str().unwrap().to_owned(),
                         lease["epoch"].as_i64().unwrap(),
+                        lease["lease_secret"].as_str().unwrap().to_owned(),
                     ));
                 }
             })
         })
         .collect();
-    let leases: Vec<(usize, String, i64)> = fillers
+    let leases: Vec<(usize, String, i64, String)> = fillers
         .into_iter()
         .flat_map(|t| t.join().unwrap())
         .collect();
@@ -273,9 +279,10 @@ fn live_leases(addr: &str, engine: &str, clients: usize, keys: &[String], live: 
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let (key, id, epoch) = &leases[k % leases.len()];
+                    let (key, id, epoch, secret) = &leases[k % leases.len()];
                     let path = format!("/v1/client/leases/{id}/heartbeat");
-                    let body = json!({ "license_key": keys[*key], "epoch": epoch });
+                    let body = json!({ "license_key": keys[*key], "epoch": epoch,
+                                       "lease_secret": secret });
                     let (s, _) = conn.call("POST", &path, None, Some(&body));
                     if s != 200 {
                         failures += 1;

@@ -208,7 +208,8 @@ fn last_seat_race_over_http_with(extra: &[&str]) {
                         .verify_lease(reply.body["lease_token"].as_str().unwrap())
                         .unwrap();
                     assert_eq!(lease.status_for(&id, lease.claims().iat), Status::Valid);
-                    assert!(granted.insert((lease.id().to_owned(), lease.claims().epoch)));
+                    let secret = reply.body["lease_secret"].as_str().unwrap().to_owned();
+                    assert!(granted.insert((lease.id().to_owned(), lease.claims().epoch, secret)));
                 }
                 409 => {
                     assert_eq!(reply.body["error"], "no_seats");
@@ -222,14 +223,14 @@ fn last_seat_race_over_http_with(extra: &[&str]) {
         assert_eq!(denied, 64 - seats as usize);
         total_denied += denied;
         // Every holder heartbeats (durably enough: see `Db::heartbeat`); a stale epoch is fenced.
-        for (lease_id, epoch) in &granted {
+        for (lease_id, epoch, secret) in &granted {
             let path = format!("/v1/client/leases/{lease_id}/heartbeat");
             let beat = http(
                 &server.addr,
                 "POST",
                 &path,
                 None,
-                Some(&json!({ "license_key": key, "epoch": epoch })),
+                Some(&json!({ "license_key": key, "epoch": epoch, "lease_secret": secret })),
             )
             .unwrap();
             assert_eq!(beat.status, 200, "{beat:?}");
@@ -238,7 +239,7 @@ fn last_seat_race_over_http_with(extra: &[&str]) {
                 "POST",
                 &path,
                 None,
-                Some(&json!({ "license_key": key, "epoch": epoch + 1 })),
+                Some(&json!({ "license_key": key, "epoch": epoch + 1, "lease_secret": secret })),
             )
             .unwrap();
             assert_ne!(stale.status, 200, "{stale:?}");
@@ -289,8 +290,8 @@ fn last_seat_race_over_http_with(extra: &[&str]) {
 struct ClientLog {
     /// The request id of the next (or retried) check-out.
     attempt: usize,
-    /// The lease the server said this client holds (lease id, request id, epoch).
-    granted: Option<(String, String, i64)>,
+    /// The lease the server said this client holds (lease id, request id, epoch, secret).
+    granted: Option<(String, String, i64, String)>,
     /// Heartbeats answered for the lease held.
     beats: usize,
     /// A check-in was sent and not yet answered.
@@ -305,19 +306,19 @@ struct ClientLog {
 fn client_step(addr: &str, key: &str, i: usize, log: &mut ClientLog) {
     let client = format!("client-{i}");
     let result = match (&log.granted, log.releasing) {
-        (Some((lease, _, epoch)), true) => http(
+        (Some((lease, _, epoch, secret)), true) => http(
             addr,
             "POST",
             &format!("/v1/client/leases/{lease}/release"),
             None,
-            Some(&json!({ "license_key": key, "epoch": epoch })),
+            Some(&json!({ "license_key": key, "epoch": epoch, "lease_secret": secret })),
         ),
-        (Some((lease, _, epoch)), false) => http(
+        (Some((lease, _, epoch, secret)), false) => http(
             addr,
             "POST",
             &format!("/v1/client/leases/{lease}/heartbeat"),
             None,
-            Some(&json!({ "license_key": key, "epoch": epoch })),
+            Some(&json!({ "license_key": key, "epoch": epoch, "lease_secret": secret })),
         ),
         (None, _) => check_out(addr, key, &client, &format!("r{}", log.attempt)),
     };
@@ -346,6 +347,7 @@ fn client_step(addr: &str, key: &str, i: usize, log: &mut ClientLog) {
                 reply.body["lease_id"].as_str().unwrap().to_owned(),
                 format!("r{}", log.attempt),
                 reply.body["epoch"].as_i64().unwrap(),
+                reply.body["lease_secret"].as_str().unwrap().to_owned(),
             ));
             log.beats = 0;
         }
@@ -432,13 +434,13 @@ fn kill_9_under_load_loses_no_seat_and_grants_none_twice() {
     // Every holder still holds: heartbeat works, the request id answers the same lease.
     let mut known = BTreeSet::new();
     for (i, log) in logs.iter().enumerate() {
-        if let Some((lease, request, epoch)) = &log.granted {
+        if let Some((lease, request, epoch, secret)) = &log.granted {
             let beat = http(
                 &addr,
                 "POST",
                 &format!("/v1/client/leases/{lease}/heartbeat"),
                 None,
-                Some(&json!({ "license_key": key, "epoch": epoch })),
+                Some(&json!({ "license_key": key, "epoch": epoch, "lease_secret": secret })),
             )
             .unwrap();
             assert_eq!(beat.status, 200, "client {i}: {beat:?}");

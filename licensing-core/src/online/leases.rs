@@ -34,6 +34,33 @@ pub struct LeaseGrant {
     pub created: bool,
     /// The verified token.
     pub lease: Lease,
+    /// The lease's secret, proof that this instance holds it: the server answers it only to
+    /// the check-out, and requires it on every heartbeat and check-in. `None` from a server
+    /// that has none for this lease (older servers, leases taken before they had secrets).
+    pub lease_secret: Option<LeaseSecret>,
+}
+
+/// A lease's secret (see [`LeaseGrant::lease_secret`]). Its `Debug` shows no part of it, so
+/// it stays out of logs; [`LeaseSecret::expose`] gives the text to send.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LeaseSecret(String);
+
+impl LeaseSecret {
+    /// A secret as the server answered it (or as a store kept it).
+    pub fn new(secret: impl Into<String>) -> Self {
+        LeaseSecret(secret.into())
+    }
+
+    /// The secret's text, to present to the server or keep in a private file.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LeaseSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseSecret(..)")
+    }
 }
 
 impl Client {
@@ -48,7 +75,7 @@ impl Client {
         user: &str,
         request_id: &str,
     ) -> Result<LeaseGrant, OnlineError> {
-        match self.check_out_with(license_key, client_id, user, request_id, None, None)? {
+        match self.check_out_with(license_key, client_id, user, request_id, None, None, None)? {
             SeatAnswer::Granted(grant) => Ok(grant),
             SeatAnswer::Queued(_) => Err(OnlineError::Mismatch(
                 "the server answered a place in line to a check-out that does not wait".into(),
@@ -80,6 +107,7 @@ impl Client {
             request_id,
             None,
             Some(seconds),
+            None,
         )
     }
 
@@ -199,6 +227,21 @@ impl Client {
         request_id: &str,
         duration: Duration,
     ) -> Result<LeaseGrant, OnlineError> {
+        self.borrow_lease_holding(license_key, client_id, user, request_id, duration, None)
+    }
+
+    /// [`Client::borrow_lease`] presenting the secret of a live lease this instance holds
+    /// (the same client and user): that lease is the one borrowed (or answered, if borrowed
+    /// already), not a second seat. Without it, a check-out is another instance of the app.
+    pub fn borrow_lease_holding(
+        &self,
+        license_key: &str,
+        client_id: &str,
+        user: &str,
+        request_id: &str,
+        duration: Duration,
+        held: Option<&LeaseSecret>,
+    ) -> Result<LeaseGrant, OnlineError> {
         let seconds = whole_seconds(duration, "a borrowing")?;
         let grant = match self.check_out_with(
             license_key,
@@ -207,6 +250,7 @@ impl Client {
             request_id,
             Some(seconds),
             None,
+            held,
         )? {
             SeatAnswer::Granted(grant) => grant,
             SeatAnswer::Queued(_) => {
@@ -223,6 +267,7 @@ impl Client {
         Ok(grant)
     }
 
+    #[allow(clippy::too_many_arguments)] // The check-out's fields, private; one caller each.
     fn check_out_with(
         &self,
         license_key: &str,
@@ -231,6 +276,7 @@ impl Client {
         request_id: &str,
         borrow_seconds: Option<u64>,
         queue_seconds: Option<u64>,
+        held: Option<&LeaseSecret>,
     ) -> Result<SeatAnswer, OnlineError> {
         #[derive(Serialize)]
         struct Body<'a> {
@@ -242,6 +288,8 @@ impl Client {
             borrow_seconds: Option<u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             queue_seconds: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lease_secret: Option<&'a str>,
         }
         let (status, body) = self.http.post(
             &self.config,
@@ -253,13 +301,18 @@ impl Client {
                 request_id,
                 borrow_seconds,
                 queue_seconds,
+                lease_secret: held.map(LeaseSecret::expose),
             },
             self.config.deadline,
         )?;
         if status == 202 {
             return Ok(SeatAnswer::Queued(queue_place(&body)?));
         }
-        let grant = self.lease_grant(&body, status == 201)?;
+        let mut grant = self.lease_grant(&body, status == 201)?;
+        // A server answering the lease this check-out presented may leave its secret out.
+        if grant.lease_secret.is_none() {
+            grant.lease_secret = held.cloned();
+        }
         let claims = grant.lease.claims();
         if claims.client_id != client_id || claims.user != user {
             return Err(OnlineError::Mismatch(format!(
@@ -292,10 +345,13 @@ impl Client {
             &LeaseBody {
                 license_key,
                 epoch: held.epoch,
+                lease_secret: held.lease_secret.as_ref().map(LeaseSecret::expose),
             },
             limit,
         )?;
-        let grant = self.lease_grant(&body, false)?;
+        let mut grant = self.lease_grant(&body, false)?;
+        // A heartbeat's answer carries no secret: the lease keeps the one it has.
+        grant.lease_secret = held.lease_secret.clone();
         let (old, new) = (held.lease.claims(), grant.lease.claims());
         if new.sub != old.sub
             || new.license_id != old.license_id
@@ -309,16 +365,19 @@ impl Client {
         Ok(grant)
     }
 
-    /// Checks the lease in: `POST /v1/client/leases/{id}/release`; the seat is free at once.
+    /// Checks the lease in: `POST /v1/client/leases/{id}/release` with its epoch and secret;
+    /// the seat is free at once.
     pub fn check_in_lease(&self, license_key: &str, held: &LeaseGrant) -> Result<(), OnlineError> {
-        self.check_in(license_key, held.lease.claims())
+        self.check_in(license_key, held.lease.claims(), held.lease_secret.as_ref())
     }
 
-    /// Checks in the lease these verified claims name (its id and epoch).
+    /// Checks in the lease these verified claims name (its id and epoch), presenting its
+    /// secret.
     pub(crate) fn check_in(
         &self,
         license_key: &str,
         lease: &crate::lease::LeaseClaims,
+        secret: Option<&LeaseSecret>,
     ) -> Result<(), OnlineError> {
         self.http.post(
             &self.config,
@@ -326,6 +385,7 @@ impl Client {
             &LeaseBody {
                 license_key,
                 epoch: lease.epoch,
+                lease_secret: secret.map(LeaseSecret::expose),
             },
             self.config.deadline,
         )?;
@@ -343,6 +403,17 @@ impl Client {
             })
         };
         let (epoch, heartbeat_interval) = (number("epoch")?, number("heartbeat_interval")?);
+        let lease_secret = match body.get("lease_secret") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(secret)) if !secret.is_empty() => {
+                Some(LeaseSecret::new(secret.clone()))
+            }
+            Some(_) => {
+                return Err(OnlineError::BadResponse(
+                    "`lease_secret` is not a non-empty string".into(),
+                ));
+            }
+        };
         let lease = self
             .verifier
             .verify_lease(&lease_token)
@@ -361,6 +432,7 @@ impl Client {
             created,
             lease_token,
             lease,
+            lease_secret,
         })
     }
 }
@@ -449,6 +521,8 @@ fn queue_place(body: &Value) -> Result<QueuePlace, OnlineError> {
 struct LeaseBody<'a> {
     license_key: &'a str,
     epoch: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_secret: Option<&'a str>,
 }
 
 impl OnlineError {

@@ -53,7 +53,7 @@ pub use answer::{
 };
 pub use leases::{
     LeaseCallback, LeaseClock, LeaseClockSource, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager,
-    NO_SEATS, QueuePlace, RETAKE_PAUSE, SeatAnswer,
+    LeaseSecret, NO_SEATS, QueuePlace, RETAKE_PAUSE, SeatAnswer,
 };
 #[cfg(feature = "store")]
 pub use sync::{Activated, OnlineCheck};

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Activation, Client, Deactivation, HeldTokens, LeaseGrant, OfflineRequest, OnlineError,
-    ServerStatus, Validation, new_nonce,
+    Activation, Client, Deactivation, HeldTokens, LeaseGrant, LeaseSecret, OfflineRequest,
+    OnlineError, ServerStatus, Validation, new_nonce,
 };
 use crate::clock::{self, ClockCheck};
 use crate::evaluate::{License, Verdict};
@@ -251,9 +251,11 @@ impl Licensing {
 
     /// Borrows a seat of the floating license `license_key` for `duration` for `user` of this
     /// installation (`client_id`), see [`Client::borrow_lease`], and keeps its token in the
-    /// store, where [`Self::check_borrowed_seat`] finds it offline until its `exp`. A new
-    /// request id each call: the server answers the lease this client and user hold, so a
-    /// retry never takes a second seat. Replaces a seat borrowed before.
+    /// store, where [`Self::check_borrowed_seat`] finds it offline until its `exp`, with its
+    /// secret (owner-only file), which returning it early needs. A new request id each call,
+    /// presenting the secret of the seat borrowed before (if it is still stored): the server
+    /// answers that seat while it lasts, so calling again never takes a second one. Replaces a
+    /// seat borrowed before.
     pub fn borrow_seat(
         &self,
         client: &Client,
@@ -263,8 +265,18 @@ impl Licensing {
         duration: Duration,
     ) -> Result<LeaseGrant, OnlineError> {
         let request_id = new_nonce()?;
-        let grant = client.borrow_lease(license_key, client_id, user, &request_id, duration)?;
+        let held = self.store.read_borrowed_secret()?.map(LeaseSecret::new);
+        let grant = client.borrow_lease_holding(
+            license_key,
+            client_id,
+            user,
+            &request_id,
+            duration,
+            held.as_ref(),
+        )?;
         let _lock = self.store.lock()?;
+        self.store
+            .write_borrowed_secret(grant.lease_secret.as_ref().map(LeaseSecret::expose))?;
         self.store.write_borrowed_lease(Some(&grant.lease_token))?;
         Ok(grant)
     }
@@ -281,7 +293,8 @@ impl Licensing {
             self.store.write_borrowed_lease(None)?;
             return Ok(false);
         };
-        client.check_in(license_key, lease.claims())?;
+        let secret = self.store.read_borrowed_secret()?.map(LeaseSecret::new);
+        client.check_in(license_key, lease.claims(), secret.as_ref())?;
         let _lock = self.store.lock()?;
         // Another process of the app may have borrowed again meanwhile: keep that one.
         if self.store.read_borrowed_lease()?.as_deref() == Some(token.as_str()) {

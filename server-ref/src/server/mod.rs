@@ -46,6 +46,14 @@ pub use offline::{
     OfflineActivateArgs, OfflineDeactivateArgs, run_offline_activate, run_offline_deactivate,
 };
 
+/// The seats of a floating license that its seat-call rate grows with, at most (see
+/// [`AppState::check_seat_rate`]).
+const SEAT_RATE_CELLS: u32 = 1024;
+
+/// The seats of a floating license that its seat-call rate counts at least: a small license's
+/// users waiting in line poll every few seconds.
+const MIN_SEAT_RATE_SEATS: i64 = 4;
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub(crate) struct AppState(Arc<Inner>);
@@ -56,6 +64,9 @@ struct Inner {
     issuer: String,
     /// Client API requests per license key (hash), on this replica.
     client_limiter: governor::DefaultKeyedRateLimiter<String>,
+    /// Seat calls per floating license (id), on this replica: the client rate per seat (see
+    /// [`AppState::check_seat_rate`]).
+    seat_limiter: governor::DefaultKeyedRateLimiter<String>,
     /// This replica's one audit writer.
     audit: audit::Writer,
     /// Seconds a staged key must have been published before it may sign
@@ -207,6 +218,11 @@ impl AppState {
             key_min_publish_secs: std::sync::atomic::AtomicI64::new(
                 config::DEFAULT_KEY_MIN_PUBLISH_SECS,
             ),
+            seat_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                per_minute.saturating_mul(
+                    std::num::NonZeroU32::new(SEAT_RATE_CELLS).unwrap_or(std::num::NonZeroU32::MIN),
+                ),
+            )),
         })))
     }
 
@@ -240,6 +256,37 @@ impl AppState {
                 let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
                 Err(error::ApiError::rate_limited(wait.as_secs().max(1)))
             }
+        }
+    }
+
+    /// 429 when the floating license `license_id`, of `seats` seats, has used its seat-call
+    /// rate on this replica: the client rate (`client_rate_per_minute`) times its seats, at
+    /// least [`MIN_SEAT_RATE_SEATS`] and at most [`SEAT_RATE_CELLS`] of them (a burst of as
+    /// many). Each call costs `SEAT_RATE_CELLS / seats` cells of a bucket of the client rate
+    /// times `SEAT_RATE_CELLS`, so one keyed limiter serves every size of license.
+    pub(crate) fn check_seat_rate(
+        &self,
+        license_id: &str,
+        seats: i64,
+    ) -> Result<(), error::ApiError> {
+        use governor::clock::Clock as _;
+        let seats = u32::try_from(seats.clamp(MIN_SEAT_RATE_SEATS, i64::from(SEAT_RATE_CELLS)))
+            .unwrap_or(SEAT_RATE_CELLS);
+        let cost = std::num::NonZeroU32::new(SEAT_RATE_CELLS.div_ceil(seats.max(1)))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        match self
+            .0
+            .seat_limiter
+            .check_key_n(&license_id.to_owned(), cost)
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                metrics::counter!("licensing_seat_rate_limited_total").increment(1);
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                Err(error::ApiError::rate_limited(wait.as_secs().max(1)))
+            }
+            // Never: the cost is at most the bucket (the client rate is at least 1).
+            Err(_) => Err(error::ApiError::rate_limited(60)),
         }
     }
 

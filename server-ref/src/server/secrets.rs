@@ -75,6 +75,12 @@ pub(crate) fn new_api_token() -> Result<String, String> {
     Ok(format!("lst_{}", random_symbols(40)?.to_ascii_lowercase()))
 }
 
+/// A new lease secret (`lss_` + 260 random bits): proof that a heartbeat or check-in comes
+/// from the instance that checked the lease out. Stored only as its SHA-256.
+pub(crate) fn new_lease_secret() -> Result<String, String> {
+    Ok(format!("lss_{}", random_symbols(52)?.to_ascii_lowercase()))
+}
+
 /// The id of the denial of one check-out request: the same for every retry of it (same license,
 /// client and request id), so a retried request is recorded as denied once, not once per try.
 pub(crate) fn denial_id(license_id: &str, client_id: &str, request_id: &str) -> String {

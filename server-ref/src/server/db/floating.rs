@@ -47,6 +47,9 @@ pub(crate) struct LeaseRow {
     pub release_reason: Option<String>,
     /// 1: borrowed (see [`LeaseRow::is_borrowed`]).
     pub borrowed: i64,
+    /// SHA-256 (hex) of the lease's secret, which heartbeats and check-ins present; `None` for
+    /// a lease taken before secrets existed (migration 0010).
+    pub secret_hash: Option<String>,
 }
 
 impl LeaseRow {
@@ -59,6 +62,21 @@ impl LeaseRow {
     /// Whether the lease holds its seat at `now` (the one rule, see the module doc).
     pub fn is_live_at(&self, now: i64) -> bool {
         self.released_at.is_none() && now < self.expires_at
+    }
+
+    /// Whether `presented` (the SHA-256 hex of a secret a client sent, if any) proves
+    /// possession of this lease, compared in constant time. A lease taken before secrets
+    /// existed has none and accepts any.
+    pub fn secret_matches(&self, presented: Option<&str>) -> bool {
+        match (&self.secret_hash, presented) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(stored), Some(presented)) => {
+                use subtle::ConstantTimeEq as _;
+                stored.len() == presented.len()
+                    && bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
+            }
+        }
     }
 }
 
@@ -108,6 +126,13 @@ pub(crate) struct CheckOut<'a> {
     pub now: i64,
     /// Id of the lease if one is granted.
     pub lease_id: &'a str,
+    /// SHA-256 (hex) of a fresh secret: the new lease's, or the one that replaces the secret
+    /// of this request id's lease (a retry: the instance lost the first answer).
+    pub secret_hash: &'a str,
+    /// SHA-256 (hex) of the secret the check-out presented (`lease_secret`): a live lease of
+    /// the same client and user with this secret is the instance's own (it ties this request
+    /// id to it, and borrows it if asked); with none, the check-out is another instance.
+    pub presented_hash: Option<&'a str>,
     /// Id of the denial record if none is free.
     pub denial_id: &'a str,
     /// A borrowing: the seat is taken offline until then.
@@ -157,6 +182,8 @@ impl From<&CheckOut<'_>> for OwnedCheckOut {
             seats: c.seats,
             now: c.now,
             lease_id: c.lease_id.to_owned(),
+            secret_hash: c.secret_hash.to_owned(),
+            presented_hash: c.presented_hash.map(str::to_owned),
             denial_id: c.denial_id.to_owned(),
             borrow: c.borrow,
             queue: c.queue.clone(),
@@ -169,7 +196,8 @@ impl From<&CheckOut<'_>> for OwnedCheckOut {
 pub(crate) enum CheckOutOutcome {
     /// A seat was granted: the new lease.
     Granted(LeaseRow),
-    /// The same request (or the same client and user) already holds this live lease.
+    /// This request id's live lease (its secret replaced unless the check-out presented it),
+    /// or the live lease whose secret the check-out presented.
     Existing(LeaseRow),
     /// The lease of this request id has ended (checked in, force-released or lapsed).
     Ended(LeaseRow),
@@ -199,6 +227,8 @@ pub(crate) enum LeaseUpdate {
     Ended(LeaseRow),
     /// The epoch presented is not the lease's (a fenced, older holder).
     Fenced(LeaseRow),
+    /// The secret presented is not the lease's, or none was: not its holder. Nothing changed.
+    WrongSecret,
 }
 
 /// Denials per UTC day.
@@ -237,7 +267,8 @@ impl Db {
             .await
     }
 
-    /// Heartbeat: extends a live lease presenting its current epoch to `now` + the license's
+    /// Heartbeat: extends a live lease presenting its current epoch and `secret` (the SHA-256
+    /// hex of its secret) to `now` + the license's
     /// timeout (a borrowed lease keeps its expiry). One conditional `UPDATE`, so it and the reaper (or a force-release) cannot
     /// both win: at `now == expires_at` the lease is over and the heartbeat fails.
     ///
@@ -250,12 +281,20 @@ impl Db {
         license_id: &str,
         lease_id: &str,
         epoch: i64,
+        secret: Option<&str>,
         now: i64,
     ) -> DbResult<LeaseUpdate> {
         match self.engine {
             Engine::Sqlite => {
                 self.seats
-                    .lease(LeaseWrite::Heartbeat, license_id, lease_id, epoch, now)
+                    .lease(
+                        LeaseWrite::Heartbeat,
+                        license_id,
+                        lease_id,
+                        epoch,
+                        secret,
+                        now,
+                    )
                     .await
             }
             Engine::Postgres => {
@@ -266,6 +305,7 @@ impl Db {
                     license_id,
                     lease_id,
                     epoch,
+                    secret,
                     now,
                 )
                 .await
@@ -273,16 +313,25 @@ impl Db {
         }
     }
 
-    /// Check-in by the holder: frees the seat at once.
+    /// Check-in by the holder (presenting the lease's epoch and `secret`, the SHA-256 hex of
+    /// its secret): frees the seat at once.
     pub async fn check_in(
         &self,
         license_id: &str,
         lease_id: &str,
         epoch: i64,
+        secret: Option<&str>,
         now: i64,
     ) -> DbResult<LeaseUpdate> {
         self.seats
-            .lease(LeaseWrite::CheckIn, license_id, lease_id, epoch, now)
+            .lease(
+                LeaseWrite::CheckIn,
+                license_id,
+                lease_id,
+                epoch,
+                secret,
+                now,
+            )
             .await
     }
 
@@ -621,12 +670,24 @@ impl Db {
             (
                 "heartbeat",
                 HEARTBEAT_LEASE,
-                vec![&now_arg, &lease, &license, &Arg::Int(1)],
+                vec![
+                    &now_arg,
+                    &lease,
+                    &license,
+                    &Arg::Int(1),
+                    &Arg::Text("secret"),
+                ],
             ),
             (
                 "check-in",
                 CHECK_IN_LEASE,
-                vec![&now_arg, &lease, &license, &Arg::Int(1)],
+                vec![
+                    &now_arg,
+                    &lease,
+                    &license,
+                    &Arg::Int(1),
+                    &Arg::Text("secret"),
+                ],
             ),
             ("lease of license", LEASE_OF_LICENSE, vec![&lease, &license]),
             ("borrow", BORROW_LEASE, vec![&now_arg, &until, &lease]),

@@ -64,6 +64,8 @@ pub(crate) struct OwnedCheckOut {
     pub seats: i64,
     pub now: i64,
     pub lease_id: String,
+    pub secret_hash: String,
+    pub presented_hash: Option<String>,
     pub denial_id: String,
     pub borrow: Option<Borrow>,
     pub queue: Option<Line>,
@@ -86,6 +88,8 @@ enum Write {
         license_id: String,
         lease_id: String,
         epoch: i64,
+        /// SHA-256 hex of the secret presented, if any.
+        secret: Option<String>,
         now: i64,
     },
 }
@@ -193,13 +197,15 @@ impl SeatWriter {
         }
     }
 
-    /// A heartbeat or check-in of the lease `lease_id` presenting `epoch`.
+    /// A heartbeat or check-in of the lease `lease_id` presenting `epoch` and `secret` (the
+    /// SHA-256 hex of its secret).
     pub async fn lease(
         &self,
         kind: LeaseWrite,
         license_id: &str,
         lease_id: &str,
         epoch: i64,
+        secret: Option<&str>,
         now: i64,
     ) -> DbResult<LeaseUpdate> {
         let write = Write::Lease {
@@ -207,6 +213,7 @@ impl SeatWriter {
             license_id: license_id.to_owned(),
             lease_id: lease_id.to_owned(),
             epoch,
+            secret: secret.map(str::to_owned),
             now,
         };
         match self.submit(write).await? {
@@ -541,12 +548,22 @@ async fn write_one(
             license_id,
             lease_id,
             epoch,
+            secret,
             now,
         } => {
             if *kind == LeaseWrite::CheckIn {
                 seen.hold(conn, engine, license_id).await?;
             }
-            let update = update_lease(conn, *kind, license_id, lease_id, *epoch, *now).await?;
+            let update = update_lease(
+                conn,
+                *kind,
+                license_id,
+                lease_id,
+                *epoch,
+                secret.as_deref(),
+                *now,
+            )
+            .await?;
             if *kind == LeaseWrite::CheckIn && matches!(update, LeaseUpdate::Done(_)) {
                 seen.held_changed(license_id, -1);
             }
@@ -567,15 +584,20 @@ fn plain_check_outs(jobs: &[Job]) -> Vec<&OwnedCheckOut> {
     jobs.iter()
         .take(MAX_TOGETHER)
         .map_while(|job| match &job.write {
-            Write::CheckOut(c) if c.borrow.is_none() && c.queue.is_none() => Some(c),
+            Write::CheckOut(c)
+                if c.borrow.is_none() && c.queue.is_none() && c.presented_hash.is_none() =>
+            {
+                Some(c)
+            }
             _ => None,
         })
         .collect()
 }
 
-/// Whether the check-out at `index` of `run` repeats one before it (the same license and
-/// client, and the same request id or user): it must see that one's lease, so no statement
-/// granting them together may decide it.
+/// Whether the check-out at `index` of `run` repeats one before it (the same license, client
+/// and request id): it must see that one's lease, so no statement granting them together may
+/// decide it. (The same client and user with another request id is another instance of the
+/// app, which takes a seat of its own.)
 fn repeats_one_before(run: &[&OwnedCheckOut], index: usize) -> bool {
     let Some(c) = run.get(index) else {
         return false;
@@ -583,7 +605,7 @@ fn repeats_one_before(run: &[&OwnedCheckOut], index: usize) -> bool {
     run.iter().take(index).any(|before| {
         before.license_id == c.license_id
             && before.client_id == c.client_id
-            && (before.request_id == c.request_id || before.user == c.user)
+            && before.request_id == c.request_id
     })
 }
 
@@ -661,23 +683,25 @@ async fn grant_together(
     run: &[&OwnedCheckOut],
 ) -> DbResult<Vec<Option<LeaseRow>>> {
     seen.hold_all(conn, engine, &licenses_of(run)).await?;
-    // Each check-out's own lookup (the one in `check_out`), joined by UNION ALL into one
-    // statement. Each part keeps equalities on the license and client, so the planner takes
-    // the unique index for each, whatever its statistics say (one `client_id IN (...)` lookup
-    // was planned as a scan of every live lease of the license on a table that grew fast).
-    // Only placeholders are formatted into the SQL; every value is bound.
+    // Each check-out's own lookup (the one in `check_out`: its request id's lease), joined by
+    // UNION ALL into one statement. Each part keeps equalities on the license and client, so
+    // the planner takes the unique index for each, whatever its statistics say (one
+    // `client_id IN (...)` lookup was planned as a scan of every live lease of the license on
+    // a table that grew fast). Only placeholders are formatted into the SQL; every value is
+    // bound.
     let lookup = (0..run.len())
         .map(|index| {
-            let p = 1 + index * 5;
+            let p = 1 + index * 3;
             format!(
                 "SELECT * FROM leases WHERE license_id = ${} AND client_id = ${} AND \
-                 (request_id = ${} OR (user_name = ${} AND released_at IS NULL \
-                 AND expires_at > ${}))",
+                 (request_id = ${} OR id IN (SELECT lease_id FROM lease_requests \
+                 WHERE license_id = ${} AND client_id = ${} AND request_id = ${}))",
                 p,
                 p + 1,
                 p + 2,
-                p + 3,
-                p + 4
+                p,
+                p + 1,
+                p + 2
             )
         })
         .collect::<Vec<_>>()
@@ -687,9 +711,7 @@ async fn grant_together(
         query = query
             .bind(&c.license_id)
             .bind(&c.client_id)
-            .bind(&c.request_id)
-            .bind(&c.user)
-            .bind(c.now);
+            .bind(&c.request_id);
     }
     let found = query.fetch_all(&mut *conn).await?;
     let mut granting: Vec<&OwnedCheckOut> = Vec::new();
@@ -699,12 +721,11 @@ async fn grant_together(
         if stopped == Some(c.license_id.as_str()) {
             continue;
         }
-        let own = found.iter().any(|lease| {
-            lease.license_id == c.license_id
-                && lease.client_id == c.client_id
-                && (lease.request_id == c.request_id
-                    || (lease.user_name == c.user && lease.is_live_at(c.now)))
-        });
+        // Found for this check-out's request id (or, rarely, for another check-out of the
+        // run by the same client, which one by one then decides exactly).
+        let own = found
+            .iter()
+            .any(|lease| lease.license_id == c.license_id && lease.client_id == c.client_id);
         let repeat = repeats_one_before(run, index);
         let before = granting
             .iter()
@@ -724,9 +745,9 @@ async fn grant_together(
     }
     let rows = (0..granting.len())
         .map(|index| {
-            let p = 1 + index * 7;
+            let p = 1 + index * 8;
             format!(
-                "(${}, ${}, ${}, ${}, ${}, 1, ${}, ${}, ${}, 0)",
+                "(${}, ${}, ${}, ${}, ${}, 1, ${}, ${}, ${}, 0, ${})",
                 p,
                 p + 1,
                 p + 2,
@@ -734,14 +755,15 @@ async fn grant_together(
                 p + 4,
                 p + 5,
                 p + 5,
-                p + 6
+                p + 6,
+                p + 7
             )
         })
         .collect::<Vec<_>>()
         .join(", ");
     let insert = format!(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
-         created_at, heartbeat_at, expires_at, borrowed) VALUES {rows} RETURNING *"
+         created_at, heartbeat_at, expires_at, borrowed, secret_hash) VALUES {rows} RETURNING *"
     );
     // PostgreSQL: the licenses' counts change in the insert's own statement
     // ([`COUNT_GRANTED`]), one round trip fewer per batch; its text depends on the number of
@@ -762,7 +784,8 @@ async fn grant_together(
             .bind(&c.user)
             .bind(&c.request_id)
             .bind(c.now)
-            .bind(c.now.saturating_add(seen.lease_timeout(&c.license_id)));
+            .bind(c.now.saturating_add(seen.lease_timeout(&c.license_id)))
+            .bind(&c.secret_hash);
     }
     let rows = query.fetch_all(&mut *conn).await?;
     // `granting` keeps the order of `run`.
@@ -819,9 +842,9 @@ async fn grant_in_one_statement(
     // Only placeholders are formatted into the SQL; every value is bound.
     let asked = (0..run.len())
         .map(|index| {
-            let p = 1 + index * 8;
+            let p = 1 + index * 9;
             format!(
-                "(${}::BIGINT, ${}, ${}, ${}, ${}, ${}, ${}::BIGINT, ${}::BIGINT)",
+                "(${}::BIGINT, ${}, ${}, ${}, ${}, ${}, ${}::BIGINT, ${}::BIGINT, ${})",
                 p,
                 p + 1,
                 p + 2,
@@ -829,13 +852,15 @@ async fn grant_in_one_statement(
                 p + 4,
                 p + 5,
                 p + 6,
-                p + 7
+                p + 7,
+                p + 8
             )
         })
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "WITH asked (place, id, license_id, client_id, user_name, request_id, now, seats) AS \
+        "WITH asked (place, id, license_id, client_id, user_name, request_id, now, seats, \
+         secret_hash) AS \
          (VALUES {asked}), \
          locked AS (SELECT id, leases_held, lease_timeout, ctid FROM licenses \
          WHERE id IN (SELECT license_id FROM asked) ORDER BY id COLLATE \"C\" FOR UPDATE), \
@@ -846,12 +871,13 @@ async fn grant_in_one_statement(
          LEFT JOIN seen s ON s.id = r.license_id \
          WHERE l.id IS NULL OR s.ctid IS DISTINCT FROM l.ctid OR l.leases_held + r.nth > r.seats \
          OR EXISTS (SELECT 1 FROM leases WHERE license_id = r.license_id \
-         AND client_id = r.client_id AND (request_id = r.request_id OR (user_name = r.user_name \
-         AND released_at IS NULL AND expires_at > r.now)))), \
+         AND client_id = r.client_id AND request_id = r.request_id) \
+         OR EXISTS (SELECT 1 FROM lease_requests WHERE license_id = r.license_id \
+         AND client_id = r.client_id AND request_id = r.request_id)), \
          granted AS (INSERT INTO leases (id, license_id, client_id, user_name, request_id, \
-         epoch, created_at, heartbeat_at, expires_at, borrowed) \
+         epoch, created_at, heartbeat_at, expires_at, borrowed, secret_hash) \
          SELECT r.id, r.license_id, r.client_id, r.user_name, r.request_id, 1, r.now, r.now, \
-         r.now + l.lease_timeout, 0 FROM ranked r JOIN locked l ON l.id = r.license_id \
+         r.now + l.lease_timeout, 0, r.secret_hash FROM ranked r JOIN locked l ON l.id = r.license_id \
          WHERE NOT EXISTS (SELECT 1 FROM refused) RETURNING *), {COUNT_GRANTED}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -864,7 +890,8 @@ async fn grant_in_one_statement(
             .bind(&c.user)
             .bind(&c.request_id)
             .bind(c.now)
-            .bind(c.seats);
+            .bind(c.seats)
+            .bind(&c.secret_hash);
     }
     let mut granting = pools.granting.lock().await;
     let conn = match granting.as_mut() {
@@ -1234,10 +1261,13 @@ pub(super) async fn less_held(
     .await
 }
 
-/// Check-out inside the batch transaction: idempotent retry by request id; the same client and
-/// user keep their live lease (borrowing it, if asked); then grants a seat if fewer than `seats`
-/// leases are live, else records the denial. A borrowing also needs fewer than the license's
-/// cap of leases borrowed at once.
+/// Check-out inside the batch transaction: idempotent retry by request id (any request id
+/// answered with a lease finds it: its own, or one tied to it in `lease_requests`); a check-out
+/// presenting the secret of a live lease of the same client and user gets that lease
+/// (borrowing it, if asked) and ties its request id to it; then grants a seat if fewer than
+/// `seats` leases are live, else records the denial. The same client and user without the
+/// secret is another instance of the app: it takes a seat of its own. A borrowing also needs
+/// fewer than the license's cap of leases borrowed at once.
 async fn check_out(
     conn: &mut AnyConnection,
     engine: Engine,
@@ -1250,39 +1280,65 @@ async fn check_out(
     }
     // Serializes check-outs of this license across replicas until the commit.
     seen.hold(conn, engine, &c.license_id).await?;
-    // This request's lease (a retry) and the client's live leases for this user, in one
-    // statement. Leases lapsed but not reaped yet are not counted anywhere below, so the
-    // reaper (on the server's clock) releases them without a check-out having to.
-    let mine: Vec<LeaseRow> = sqlx::query_as(
-        "SELECT * FROM leases WHERE license_id = $1 AND client_id = $2 AND (request_id = $3 \
-         OR (user_name = $4 AND released_at IS NULL AND expires_at > $5)) ORDER BY created_at, id",
+    // This request id's lease (a retry) and, when the check-out presents a secret, the
+    // client's live leases for this user, in one statement. Leases lapsed but not reaped yet
+    // are not counted anywhere below, so the reaper (on the server's clock) releases them
+    // without a check-out having to.
+    let mine: Vec<MineRow> = sqlx::query_as(
+        "SELECT leases.*, CASE WHEN request_id = $3 OR id IN (SELECT lease_id FROM \
+         lease_requests WHERE license_id = $1 AND client_id = $2 AND request_id = $3) \
+         THEN 1 ELSE 0 END AS by_request FROM leases WHERE license_id = $1 AND client_id = $2 \
+         AND (request_id = $3 OR id IN (SELECT lease_id FROM lease_requests \
+         WHERE license_id = $1 AND client_id = $2 AND request_id = $3) \
+         OR ($6 = 1 AND user_name = $4 AND released_at IS NULL AND expires_at > $5)) \
+         ORDER BY created_at, id",
     )
     .bind(&c.license_id)
     .bind(&c.client_id)
     .bind(&c.request_id)
     .bind(&c.user)
     .bind(c.now)
+    .bind(i64::from(c.presented_hash.is_some()))
     .fetch_all(&mut *conn)
     .await?;
-    if let Some(lease) = mine.iter().find(|lease| lease.request_id == c.request_id) {
-        return Ok(if lease.user_name != c.user {
-            CheckOutOutcome::RequestIdConflict
-        } else if lease.is_live_at(c.now) {
-            CheckOutOutcome::Existing(lease.clone())
-        } else {
-            CheckOutOutcome::Ended(lease.clone())
-        });
-    }
-    if let Some(lease) = mine.into_iter().next() {
-        match c.borrow {
-            Some(borrow) if !lease.is_borrowed() => {
-                if let Some(outcome) = borrow_held(conn, c, borrow, &lease).await? {
-                    return Ok(outcome);
-                }
-                // It ended meanwhile (a force-release on another connection): a new lease.
-            }
-            _ => return Ok(CheckOutOutcome::Existing(lease)),
+    let presented = c.presented_hash.as_deref();
+    if let Some(MineRow { lease, .. }) = mine.iter().find(|m| m.by_request == 1) {
+        if lease.user_name != c.user {
+            return Ok(CheckOutOutcome::RequestIdConflict);
         }
+        if !lease.is_live_at(c.now) {
+            return Ok(CheckOutOutcome::Ended(lease.clone()));
+        }
+        if lease.secret_hash.is_some() && lease.secret_matches(presented) {
+            return Ok(CheckOutOutcome::Existing(lease.clone()));
+        }
+        // The instance that sent this request id lost the answer: a fresh secret replaces the
+        // one it never received, so at most one instance holds the lease.
+        let renewed: Option<LeaseRow> = sqlx::query_as(RENEW_SECRET)
+            .bind(&c.secret_hash)
+            .bind(&lease.id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Ok(CheckOutOutcome::Existing(
+            renewed.unwrap_or_else(|| lease.clone()),
+        ));
+    }
+    let held = mine
+        .into_iter()
+        .map(|m| m.lease)
+        .find(|lease| lease.secret_hash.is_some() && lease.secret_matches(presented));
+    if let Some(lease) = held {
+        let outcome = match c.borrow {
+            Some(borrow) if !lease.is_borrowed() => borrow_held(conn, c, borrow, &lease).await?,
+            _ => Some(CheckOutOutcome::Existing(lease)),
+        };
+        if let Some(outcome) = outcome {
+            if let CheckOutOutcome::Existing(lease) = &outcome {
+                tie_request(conn, seen, c, &lease.id).await?;
+            }
+            return Ok(outcome);
+        }
+        // It ended meanwhile (a force-release on another connection): a new lease.
     }
     // With a wait line, a free seat goes to whoever waits first: this check-out takes one only
     // if more seats are free than places ahead of it.
@@ -1331,10 +1387,10 @@ async fn check_out(
     // parameters (PostgreSQL cannot always type them): a lease that does not borrow binds 0.
     let lease: LeaseRow = sqlx::query_as(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
-         created_at, heartbeat_at, expires_at, borrowed) \
+         created_at, heartbeat_at, expires_at, borrowed, secret_hash) \
          SELECT $1, id, $2, $3, $4, 1, $5, $5, \
-         CASE WHEN $7 = 1 THEN $8 ELSE $5 + lease_timeout END, $7 FROM licenses WHERE id = $6 \
-         RETURNING *",
+         CASE WHEN $7 = 1 THEN $8 ELSE $5 + lease_timeout END, $7, $9 FROM licenses \
+         WHERE id = $6 RETURNING *",
     )
     .bind(&c.lease_id)
     .bind(&c.client_id)
@@ -1344,10 +1400,48 @@ async fn check_out(
     .bind(&c.license_id)
     .bind(i64::from(c.borrow.is_some()))
     .bind(c.borrow.map_or(0, |b| b.until))
+    .bind(&c.secret_hash)
     .fetch_one(&mut *conn)
     .await?;
     seen.granted(c, false);
     Ok(CheckOutOutcome::Granted(lease))
+}
+
+/// A lease found by [`check_out`]'s lookup, and whether it was found by the check-out's request
+/// id (1) rather than by the secret it presented (0).
+#[derive(sqlx::FromRow)]
+struct MineRow {
+    #[sqlx(flatten)]
+    lease: LeaseRow,
+    by_request: i64,
+}
+
+/// Replaces the secret of the lease `$2` with the one whose SHA-256 hex is `$1`.
+const RENEW_SECRET: &str = "UPDATE leases SET secret_hash = $1 WHERE id = $2 RETURNING *";
+
+/// Ties the request id of the check-out `c` to the lease `lease_id` it was answered with, so a
+/// retry of it finds that lease (and 410 once it has ended), never a new seat. The license's
+/// row is written with the batch, as for a lease taken ([`grant_in_one_statement`] relies on
+/// every change of what a request id finds showing as a new row version).
+async fn tie_request(
+    conn: &mut AnyConnection,
+    seen: &mut Seen,
+    c: &OwnedCheckOut,
+    lease_id: &str,
+) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO lease_requests (license_id, client_id, request_id, lease_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (license_id, client_id, request_id) DO NOTHING",
+    )
+    .bind(&c.license_id)
+    .bind(&c.client_id)
+    .bind(&c.request_id)
+    .bind(lease_id)
+    .bind(c.now)
+    .execute(&mut *conn)
+    .await?;
+    seen.held_changed(&c.license_id, 0);
+    Ok(())
 }
 
 /// The places in a license's line held at `now`, head first (the one rule: `now <
@@ -1495,24 +1589,30 @@ async fn borrow_held(
     Ok(borrowed.map(CheckOutOutcome::Existing))
 }
 
-/// A heartbeat: extends the live lease `$2` of license `$3` presenting epoch `$4` to `$1` + the
-/// license's timeout (a borrowed lease keeps its expiry).
+/// A heartbeat: extends the live lease `$2` of license `$3` presenting epoch `$4` and the
+/// SHA-256 hex `$5` of its secret ('' for none) to `$1` + the license's timeout (a borrowed
+/// lease keeps its expiry). The hashes are compared by the database (digests of a 256-bit
+/// random secret: their equality leaks nothing usable); [`update_lease`] checks the row it
+/// returns again in constant time.
 pub(super) const HEARTBEAT_LEASE: &str = concat!(
     "UPDATE leases SET heartbeat_at = $1, expires_at = CASE WHEN borrowed = 1 \
      THEN expires_at ELSE $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) END WHERE ",
     by_lease_id!(
         "$2",
-        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1"
+        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1 \
+         AND (secret_hash IS NULL OR secret_hash = $5)"
     ),
     " RETURNING *"
 );
 
-/// A check-in: releases the live lease `$2` of license `$3` presenting epoch `$4` at `$1`.
+/// A check-in: releases the live lease `$2` of license `$3` presenting epoch `$4` and the
+/// SHA-256 hex `$5` of its secret ('' for none) at `$1`.
 pub(super) const CHECK_IN_LEASE: &str = concat!(
     "UPDATE leases SET released_at = $1, release_reason = 'checked_in' WHERE ",
     by_lease_id!(
         "$2",
-        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1"
+        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1 \
+         AND (secret_hash IS NULL OR secret_hash = $5)"
     ),
     " RETURNING *"
 );
@@ -1531,14 +1631,17 @@ pub(super) const BORROW_LEASE: &str = concat!(
 );
 
 /// Heartbeat or check-in inside the batch transaction. One conditional `UPDATE` on a live lease
-/// presenting its epoch, so it and the reaper (or a force-release) cannot both win: at
-/// `now == expires_at` the lease is over and the write fails.
+/// presenting its epoch and secret (`secret`: its SHA-256 hex), so it and the reaper (or a
+/// force-release) cannot both win: at `now == expires_at` the lease is over and the write
+/// fails. A secret that is not the lease's (or none) changes nothing and is told apart first,
+/// so a caller that is not the holder learns nothing of the lease's state.
 pub(super) async fn update_lease(
     conn: &mut AnyConnection,
     kind: LeaseWrite,
     license_id: &str,
     lease_id: &str,
     epoch: i64,
+    secret: Option<&str>,
     now: i64,
 ) -> DbResult<LeaseUpdate> {
     let sql = match kind {
@@ -1550,10 +1653,17 @@ pub(super) async fn update_lease(
         .bind(lease_id)
         .bind(license_id)
         .bind(epoch)
+        .bind(secret.unwrap_or(""))
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(lease) = updated {
-        return Ok(LeaseUpdate::Done(lease));
+        // Always true (the statement compared the hashes): checked again in constant time.
+        if lease.secret_matches(secret) {
+            return Ok(LeaseUpdate::Done(lease));
+        }
+        return Err(sqlx::Error::Protocol(
+            "a lease write matched a secret that does not match".into(),
+        ));
     }
     let lease: Option<LeaseRow> = sqlx::query_as(LEASE_OF_LICENSE)
         .bind(lease_id)
@@ -1562,6 +1672,7 @@ pub(super) async fn update_lease(
         .await?;
     Ok(match lease {
         None => LeaseUpdate::NotFound,
+        Some(lease) if !lease.secret_matches(secret) => LeaseUpdate::WrongSecret,
         Some(lease) if lease.epoch != epoch => LeaseUpdate::Fenced(lease),
         Some(lease) => LeaseUpdate::Ended(lease),
     })
@@ -1588,11 +1699,11 @@ impl super::Db {
     }
 
     /// [`Self::check_out_as_one_batch`] with check-ins in the same batch: (license, lease,
-    /// epoch, now) each.
+    /// epoch, secret hash, now) each.
     pub(crate) async fn seat_writes_as_one_batch(
         &self,
         checkouts: &[super::CheckOut<'_>],
-        check_ins: &[(&str, &str, i64, i64)],
+        check_ins: &[(&str, &str, i64, Option<&str>, i64)],
     ) -> (Vec<DbResult<CheckOutOutcome>>, Vec<DbResult<LeaseUpdate>>) {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let mut answers = Vec::new();
@@ -1602,11 +1713,12 @@ impl super::Db {
             .chain(
                 check_ins
                     .iter()
-                    .map(|(license, lease, epoch, now)| Write::Lease {
+                    .map(|(license, lease, epoch, secret, now)| Write::Lease {
                         kind: LeaseWrite::CheckIn,
                         license_id: (*license).to_owned(),
                         lease_id: (*lease).to_owned(),
                         epoch: *epoch,
+                        secret: secret.map(str::to_owned),
                         now: *now,
                     }),
             );
@@ -1658,6 +1770,7 @@ mod gather_tests {
                 license_id: "lic".into(),
                 lease_id: "lease".into(),
                 epoch: 1,
+                secret: None,
                 now: 0,
             },
             reply: oneshot::channel().0,

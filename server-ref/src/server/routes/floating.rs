@@ -76,6 +76,12 @@ pub(crate) struct LeaseAnswer {
     heartbeat_interval: i64,
     /// Borrowed: usable offline until `expires_at` (as its token says).
     borrowed: bool,
+    /// The lease's secret, proof of holding it: heartbeats and check-ins present it. Only in
+    /// a check-out's answer (never in a heartbeat's); keep it private (not logged, files
+    /// 0600). A retry with the same request id answers a fresh one that replaces it, unless
+    /// the retry presents it; absent for a lease taken before secrets existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_secret: Option<String>,
 }
 
 /// A check-out waiting in line for a seat (202): ask again with the same request id every
@@ -295,12 +301,14 @@ fn sign_lease(state: &AppState, row: &LicenseRow, lease: &LeaseRow, now: i64) ->
         .map_err(|e| ApiError::internal(format!("signing a lease: {e}")))
 }
 
-/// The answer carrying a lease: its id, a fresh token, its expiry and the heartbeat interval.
+/// The answer carrying a lease: its id, a fresh token, its expiry and the heartbeat interval;
+/// and `secret` (a check-out's answer only).
 async fn lease_answer(
     state: &AppState,
     row: &LicenseRow,
     lease: &LeaseRow,
     now: i64,
+    secret: Option<String>,
 ) -> ApiResult<LeaseAnswer> {
     let timeout = row.lease_timeout;
     Ok(LeaseAnswer {
@@ -310,7 +318,56 @@ async fn lease_answer(
         expires_at: lease.expires_at,
         heartbeat_interval: timeout / HEARTBEAT_FRACTION,
         borrowed: lease.is_borrowed(),
+        lease_secret: secret,
     })
+}
+
+/// The secret a check-out answers for `lease`: the fresh one (a new lease, or a retry's
+/// replacement) or the one the check-out presented, whichever is the lease's now (compared in
+/// constant time); none for a lease taken before secrets existed.
+fn answered_secret(lease: &LeaseRow, fresh: String, presented: Option<String>) -> Option<String> {
+    let hash = |secret: &str| secrets::sha256_hex(secret.as_bytes());
+    lease.secret_hash.as_ref()?;
+    if lease.secret_matches(Some(&hash(&fresh))) {
+        return Some(fresh);
+    }
+    presented.filter(|secret| lease.secret_matches(Some(&hash(secret))))
+}
+
+/// The refusal of a heartbeat or check-in whose secret is not the lease's: 403, and the
+/// lease goes on (its holder is not disturbed).
+fn wrong_secret(presented: bool) -> ApiError {
+    if presented {
+        ApiError::forbidden(
+            "lease_secret_invalid",
+            "`lease_secret` is not this lease's secret; only the instance that checked the \
+             lease out can heartbeat or check it in",
+        )
+    } else {
+        ApiError::forbidden(
+            "lease_secret_required",
+            "`lease_secret` is missing: present the secret answered with the lease at \
+             check-out",
+        )
+    }
+}
+
+/// The SHA-256 hex of a presented lease secret (422 when it cannot be one).
+fn presented_hash(secret: Option<&str>) -> ApiResult<Option<String>> {
+    secret
+        .map(|secret| {
+            token_field("lease_secret", secret, 1, 128)?;
+            Ok(secrets::sha256_hex(secret.as_bytes()))
+        })
+        .transpose()
+}
+
+/// Counts a seat call against its license's seat rate (429 beyond it). A license's seat
+/// calls may go as fast as the client rate per seat: a floating license is shared by all its
+/// seats' users, whose heartbeats, check-outs and polls in line grow with its seats.
+fn seat_rate(state: &AppState, row: &LicenseRow) -> ApiResult<()> {
+    let seats = template_seats(row).unwrap_or(1);
+    state.check_seat_rate(&row.id, seats)
 }
 
 fn lease_released(status: StatusCode, lease: &LeaseRow) -> ApiError {
@@ -369,9 +426,18 @@ pub(crate) struct CheckOutRequest {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
     )]
     user: String,
-    /// The client's id for this check-out: a retry with it returns the same lease.
+    /// The client's id for this check-out, new for each running instance of the app: a retry
+    /// with it returns the same lease (with a fresh `lease_secret` that replaces the first,
+    /// unless the retry presents it). Another request id is another instance: it takes a seat
+    /// of its own (or is denied), even for the same client and user.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     request_id: String,
+    /// The secret of a live lease this instance holds (same client and user): the answer is
+    /// that lease (borrowed, with `borrow_seconds`) and this request id is tied to it. A
+    /// secret that matches no live lease of the client and user is ignored.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    lease_secret: Option<String>,
     /// Borrow the seat: take it offline for this many seconds (1 to the license's
     /// `borrowing.max_seconds`, never past the license's expiry), with no heartbeat. The same
     /// client and user holding a lease already borrow that one.
@@ -387,25 +453,28 @@ pub(crate) struct CheckOutRequest {
     queue_seconds: Option<i64>,
 }
 
-/// `POST /v1/client/leases`: 201 and a new lease when a seat is free; 200 and the same lease
-/// for a retry with the same request id (or when this client and user already hold one);
-/// 409 `no_seats` with the specification's message otherwise (the denial is recorded). With
+/// `POST /v1/client/leases`: 201 and a new lease (with its `lease_secret`) when a seat is
+/// free; 200 and the same lease for a retry with the same request id (or any request id tied
+/// to it), or for a check-out presenting the secret of a live lease of this client and user;
+/// 410 once that lease has ended. Another request id without the secret is another instance:
+/// it never shares a seat. 409 `no_seats` with the specification's message otherwise (the denial is recorded). With
 /// `borrow_seconds`, the lease is borrowed: 409 `borrowing_not_allowed` when the license
 /// allows none (or has passed its expiry), 422 past its longest borrowing, 409 `borrow_limit`
 /// when its cap of borrowed leases is reached (not a denial: nothing is recorded). With
 /// `queue_seconds` on a license with a wait line: 202 and the place in line instead of the
 /// denial (recorded once, when the place is taken); 409 `no_seats` once the wait is over.
-/// While anyone waits, a freed seat goes to the head of the line.
+/// While anyone waits, a freed seat goes to the head of the line. 429 beyond the license's
+/// seat rate.
 #[utoipa::path(post, path = "/v1/client/leases", tag = TAG_CLIENT, request_body = CheckOutRequest,
     responses((status = 201, description = "A new lease", body = LeaseAnswer),
-        (status = 200, description = "The lease this request id (or client and user) holds", body = LeaseAnswer),
+        (status = 200, description = "The lease of this request id, or whose secret it presented", body = LeaseAnswer),
         (status = 202, description = "No seat yet: waiting in line", body = QueuedAnswer,
             headers(("Retry-After" = i64, description = "Seconds before asking again"))),
         (status = 403, description = "The license is suspended, revoked, expired or not yet valid", body = ErrorBody),
         (status = 404, description = "No license has this key", body = ErrorBody),
         (status = 409, description = "No seat is free (or the wait in line is over), the license is not floating, the request id was used for another user, or the borrowing is not allowed or at its cap", body = ErrorBody),
         (status = 410, description = "This request id's lease has ended", body = ErrorBody),
-        BodyErrors))]
+        BodyErrors, RateLimited))]
 pub(crate) async fn check_out(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<CheckOutRequest>,
@@ -413,7 +482,9 @@ pub(crate) async fn check_out(
     token_field("client_id", &req.client_id, 1, 128)?;
     text_field("user", &req.user, 200)?;
     token_field("request_id", &req.request_id, 1, 128)?;
+    let presented = presented_hash(req.lease_secret.as_deref())?;
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    seat_rate(&state, &row)?;
     let now = now();
     let seats = floating_seats(&row, now)?;
     let borrow = req
@@ -422,6 +493,8 @@ pub(crate) async fn check_out(
         .transpose()?;
     let queue = line(&row, req.queue_seconds)?;
     let lease_id = secrets::new_id("lse").map_err(internal)?;
+    let secret = secrets::new_lease_secret().map_err(internal)?;
+    let secret_hash = secrets::sha256_hex(secret.as_bytes());
     let denial_id = secrets::denial_id(&row.id, &req.client_id, &req.request_id);
     let outcome = state
         .db()
@@ -433,6 +506,8 @@ pub(crate) async fn check_out(
             seats,
             now,
             lease_id: &lease_id,
+            secret_hash: &secret_hash,
+            presented_hash: presented.as_deref(),
             denial_id: &denial_id,
             borrow,
             queue,
@@ -476,7 +551,12 @@ pub(crate) async fn check_out(
             ));
         }
     };
-    Ok((status, Json(lease_answer(&state, &row, &lease, now).await?)).into_response())
+    let secret = answered_secret(&lease, secret, req.lease_secret);
+    Ok((
+        status,
+        Json(lease_answer(&state, &row, &lease, now, secret).await?),
+    )
+        .into_response())
 }
 
 /// The `outcome` label of `licensing_seat_check_outs_total` (a fixed set: no value a client
@@ -562,13 +642,14 @@ pub(crate) struct LeftQueue {
     request_body = LeaveQueueRequest,
     responses((status = 200, description = "Left (or not in line any more)", body = LeftQueue),
         (status = 404, description = "No license has this key", body = ErrorBody),
-        BodyErrors))]
+        BodyErrors, RateLimited))]
 pub(crate) async fn leave_queue(
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<LeaveQueueRequest>,
 ) -> ApiResult<Json<LeftQueue>> {
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    seat_rate(&state, &row)?;
     let left = state.db().leave_queue(&row.id, &id).await?;
     Ok(Json(LeftQueue { queue_id: id, left }))
 }
@@ -617,33 +698,47 @@ pub(crate) struct LeaseRequest {
     license_key: String,
     /// The lease's epoch, as in its token.
     epoch: i64,
+    /// The lease's secret, as answered at check-out: required for a lease that has one (403
+    /// `lease_secret_required` without it, `lease_secret_invalid` for another; the lease goes
+    /// on either way).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    lease_secret: Option<String>,
 }
 
 /// `POST /v1/client/leases/{id}/heartbeat`: extends a live lease presenting its epoch and
-/// answers its new expiry and a fresh token (a borrowed lease keeps its expiry). 410
-/// `lease_released` once it is over (checked in, lapsed, force-released); 409
-/// `lease_released` for an epoch that is not the lease's.
+/// secret and answers its new expiry and a fresh token (a borrowed lease keeps its expiry;
+/// the secret is not answered again). 403 `lease_secret_required` / `lease_secret_invalid`
+/// without the lease's secret (nothing changes); 410 `lease_released` once it is over
+/// (checked in, lapsed, force-released); 409 `lease_released` for an epoch that is not the
+/// lease's.
 #[utoipa::path(post, path = "/v1/client/leases/{id}/heartbeat", tag = TAG_CLIENT,
     params(("id" = String, Path, description = "Lease id")),
     request_body = LeaseRequest,
     responses((status = 200, description = "Extended", body = LeaseAnswer),
-        (status = 403, description = "The license is suspended, revoked, expired or not yet valid", body = ErrorBody),
+        (status = 403, description = "Not the lease's secret, or the license is suspended, revoked, expired or not yet valid", body = ErrorBody),
         (status = 404, description = "No license has this key, or no such lease", body = ErrorBody),
         (status = 409, description = "Not the lease's epoch, or the license is not floating", body = ErrorBody),
         (status = 410, description = "The lease is over", body = ErrorBody),
-        BodyErrors))]
+        BodyErrors, RateLimited))]
 pub(crate) async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<LeaseRequest>,
 ) -> ApiResult<Json<LeaseAnswer>> {
+    let presented = presented_hash(req.lease_secret.as_deref())?;
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    seat_rate(&state, &row)?;
     let now = now();
     // A suspended, revoked or expired license keeps no seat alive.
     floating_seats(&row, now)?;
-    match state.db().heartbeat(&row.id, &id, req.epoch, now).await? {
-        LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now).await?)),
+    let beat = state
+        .db()
+        .heartbeat(&row.id, &id, req.epoch, presented.as_deref(), now);
+    match beat.await? {
+        LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now, None).await?)),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
+        LeaseUpdate::WrongSecret => Err(wrong_secret(presented.is_some())),
         LeaseUpdate::Ended(lease) => Err(lease_released(StatusCode::GONE, &lease)),
         LeaseUpdate::Fenced(lease) => Err(lease_fenced(&lease, req.epoch)),
     }
@@ -651,24 +746,32 @@ pub(crate) async fn heartbeat(
 
 /// `POST /v1/client/leases/{id}/release`: check-in, the seat is free at once (for a borrowed
 /// lease: returned early). Checking in a lease that is already over answers 200 too (the seat
-/// is free either way).
+/// is free either way). The lease's secret is required, as for a heartbeat (403 otherwise,
+/// and the lease goes on).
 #[utoipa::path(post, path = "/v1/client/leases/{id}/release", tag = TAG_CLIENT,
     params(("id" = String, Path, description = "Lease id")),
     request_body = LeaseRequest,
     responses((status = 200, description = "Checked in (or over already)", body = LeaseView),
+        (status = 403, description = "Not the lease's secret", body = ErrorBody),
         (status = 404, description = "No license has this key, or no such lease", body = ErrorBody),
         (status = 409, description = "Not the lease's epoch", body = ErrorBody),
-        BodyErrors))]
+        BodyErrors, RateLimited))]
 pub(crate) async fn check_in(
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<LeaseRequest>,
 ) -> ApiResult<Json<LeaseView>> {
+    let presented = presented_hash(req.lease_secret.as_deref())?;
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;
+    seat_rate(&state, &row)?;
     let now = now();
-    match state.db().check_in(&row.id, &id, req.epoch, now).await? {
+    let release = state
+        .db()
+        .check_in(&row.id, &id, req.epoch, presented.as_deref(), now);
+    match release.await? {
         LeaseUpdate::Done(lease) | LeaseUpdate::Ended(lease) => Ok(Json(lease_view(&lease))),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
+        LeaseUpdate::WrongSecret => Err(wrong_secret(presented.is_some())),
         LeaseUpdate::Fenced(lease) => Err(lease_fenced(&lease, req.epoch)),
     }
 }

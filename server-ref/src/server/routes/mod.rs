@@ -138,8 +138,9 @@ pub(crate) fn check_fingerprint(fp: &MachineFingerprint) -> ApiResult<()> {
 }
 
 /// Whether a client-API call counts against its license key's rate (activation, validation,
-/// deactivation, transfer). Seat calls do not: one floating license key is shared by every
-/// user of a customer, whose heartbeats are bounded by the seat count and lease timeout.
+/// deactivation, transfer). Seat calls count against a rate of their own, scaled by the
+/// license's seats (`AppState::check_seat_rate`): one floating license key is shared by every
+/// user of a customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RateLimit {
     /// Counted; 429 beyond the rate.

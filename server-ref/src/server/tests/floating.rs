@@ -10,6 +10,9 @@ use crate::server::routes::NO_SEATS_MESSAGE;
 
 const IT: &str = "lst_it_staff_for_tests";
 
+/// The secret hash of the leases the database-level tests take (`at`, `CheckOut`).
+const SECRET_HASH: &str = "secret-hash-of-the-tests";
+
 async fn floating(state: &AppState, seats: u32) -> (String, String) {
     license(state, json!({ "model": "floating", "seats": seats })).await
 }
@@ -34,7 +37,19 @@ async fn heartbeat(state: &AppState, key: &str, lease: &Value) -> (StatusCode, V
         "/v1/client/leases/{}/heartbeat",
         lease["lease_id"].as_str().unwrap()
     );
-    let body = json!({ "license_key": key, "epoch": lease["epoch"] });
+    let body = json!({ "license_key": key, "epoch": lease["epoch"],
+                       "lease_secret": lease["lease_secret"] });
+    call(state, "POST", &path, None, Some(body)).await
+}
+
+/// Checks the lease in (its epoch and secret, as in the check-out's answer `lease`).
+async fn release(state: &AppState, key: &str, lease: &Value) -> (StatusCode, Value) {
+    let path = format!(
+        "/v1/client/leases/{}/release",
+        lease["lease_id"].as_str().unwrap()
+    );
+    let body = json!({ "license_key": key, "epoch": lease["epoch"],
+                       "lease_secret": lease["lease_secret"] });
     call(state, "POST", &path, None, Some(body)).await
 }
 
@@ -76,6 +91,8 @@ fn at<'a>(
         seats,
         now,
         lease_id: id,
+        secret_hash: SECRET_HASH,
+        presented_hash: None,
         denial_id: id,
         borrow: None,
         queue: None,
@@ -196,9 +213,10 @@ async fn last_seat_race_grants_exactly_the_seats() {
     state.db().assert_held_counts_agree().await;
 }
 
-/// A retry with the same request id answers the same lease (200), never a second seat; the
-/// same client and user with a new request id keep their seat too; another user of the same
-/// request id is refused.
+/// A retry with the same request id answers the same lease (200) with a fresh secret that
+/// replaces the one before (the retrying instance lost that answer), never a second seat; the
+/// same client and user with a new request id is another instance and takes a seat of its
+/// own; another user of the same request id is refused.
 #[tokio::test]
 async fn check_out_is_idempotent() {
     let (_dir, state) = app().await;
@@ -206,38 +224,45 @@ async fn check_out_is_idempotent() {
     let (status, first) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     assert_eq!(first["heartbeat_interval"], 300);
-    for request in ["r1", "r1", "r2"] {
-        let (status, again) = check_out(&state, &key, "c1", "alice", request).await;
+    let mut last = first.clone();
+    for _ in 0..2 {
+        let (status, again) = check_out(&state, &key, "c1", "alice", "r1").await;
         assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again["lease_id"], first["lease_id"]);
         assert_eq!(again["expires_at"], first["expires_at"]);
+        assert_ne!(again["lease_secret"], last["lease_secret"]);
+        // The secret it replaced proves nothing any more.
+        let (status, body) = heartbeat(&state, &key, &last).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        last = again;
     }
+    let (status, second) = check_out(&state, &key, "c1", "alice", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_ne!(second["lease_id"], first["lease_id"]);
     let (status, body) = check_out(&state, &key, "c1", "bob", "r1").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"], "request_id_conflict");
-    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
-    // Heartbeat and check-in with the epoch; a checked-in request id is over.
-    let (status, beat) = heartbeat(&state, &key, &first).await;
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 2);
+    // Heartbeat and check-in with the epoch and secret; a checked-in request id is over.
+    let (status, beat) = heartbeat(&state, &key, &last).await;
     assert_eq!(status, StatusCode::OK, "{beat}");
+    assert!(beat.get("lease_secret").is_none(), "{beat}");
     let lease = state
         .verifier()
         .verify_lease(beat["lease_token"].as_str().unwrap())
         .unwrap();
     assert_eq!(lease.claims().epoch, 1);
-    let path = format!(
-        "/v1/client/leases/{}/release",
-        first["lease_id"].as_str().unwrap()
-    );
-    let body = json!({ "license_key": key, "epoch": 1 });
-    let (status, released) = call(&state, "POST", &path, None, Some(body.clone())).await;
+    let (status, released) = release(&state, &key, &last).await;
     assert_eq!(status, StatusCode::OK, "{released}");
     assert_eq!(released["release_reason"], "checked_in");
-    let (status, again) = call(&state, "POST", &path, None, Some(body)).await;
+    let (status, again) = release(&state, &key, &last).await;
     assert_eq!(status, StatusCode::OK, "{again}");
-    assert!(state.db().live_leases(&id, now()).await.unwrap().is_empty());
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
     let (status, body) = check_out(&state, &key, "c1", "alice", "r1").await;
     assert_eq!(status, StatusCode::GONE, "{body}");
     assert_eq!(body["error"], "lease_released");
+    let (status, _) = release(&state, &key, &second).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = check_out(&state, &key, "c1", "alice", "r3").await;
     assert_eq!(status, StatusCode::CREATED);
 }
@@ -334,18 +359,7 @@ async fn a_lapsed_user_reacquires_seamlessly() {
     let (status, body) = check_out(&state, &key, "c1", "alice", "r3").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["detail"], NO_SEATS_MESSAGE);
-    let path = format!(
-        "/v1/client/leases/{}/release",
-        bob["lease_id"].as_str().unwrap()
-    );
-    let (status, _) = call(
-        &state,
-        "POST",
-        &path,
-        None,
-        Some(json!({ "license_key": key, "epoch": 1 })),
-    )
-    .await;
+    let (status, _) = release(&state, &key, &bob).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = check_out(&state, &key, "c1", "alice", "r4").await;
     assert_eq!(status, StatusCode::CREATED);
@@ -635,7 +649,7 @@ async fn one_transaction_per_write_on(url: Option<&str>) {
         .check_out_as_one_batch(&[
             at(&third, "c1", "r1", 10, now, "lse_t1"),
             at(&third, "c2", "r1", 10, now, "lse_t2"),
-            at(&third, "c1", "r2", 10, now, "lse_t3"),
+            at(&third, "c1", "r1", 10, now, "lse_t3"),
             at(&third, "c3", "r1", 10, now, "lse_t1"),
         ])
         .await;
@@ -684,9 +698,9 @@ async fn check_ins_beside_on(url: Option<&str>) {
                 at(&id, "n2", "r1", 5, now + 1, "lse_n2"),
             ],
             &[
-                (&id, "lse_h1", 1, now + 1),
-                (&id, "lse_h2", 1, now + 1),
-                (&id, "lse_none", 1, now + 1),
+                (&id, "lse_h1", 1, Some(SECRET_HASH), now + 1),
+                (&id, "lse_h2", 1, Some(SECRET_HASH), now + 1),
+                (&id, "lse_none", 1, Some(SECRET_HASH), now + 1),
             ],
         )
         .await;
@@ -723,7 +737,7 @@ async fn check_ins_beside_on(url: Option<&str>) {
 
 /// PostgreSQL: a batch of plain check-outs that all find a seat is granted by one statement
 /// (no transaction), with the leases, expiries and counts the transaction path gives; a batch
-/// with a check-out that one statement must not decide (a client and user holding a lease, a
+/// with a check-out that one statement must not decide (an instance presenting its lease's secret, a
 /// retry, no seat free) is decided on the transaction path instead, all of it, with the same
 /// answers as one by one.
 #[tokio::test]
@@ -781,9 +795,12 @@ async fn plain_check_outs_are_granted_in_one_statement() {
     // goes the transaction path, and answers as one by one would.
     let refused: [(&str, Vec<CheckOut<'_>>, Vec<&str>); 3] = [
         (
-            "a client and user holding a lease",
+            "an instance presenting its lease's secret",
             vec![
-                at(second, "b1", "r2", 5, now + 1, "lse_b1_again"),
+                CheckOut {
+                    presented_hash: Some(SECRET_HASH),
+                    ..at(second, "b1", "r2", 5, now + 1, "lse_b1_again")
+                },
                 at(second, "b3", "r1", 5, now + 1, "lse_b3"),
             ],
             vec!["existing", "granted"],
@@ -879,7 +896,7 @@ async fn a_check_out_racing_another_replica_sees_its_lease() {
         let db = db.clone();
         let id = id.clone();
         async move {
-            db.check_out(&at(&id, "c", "r-here", 5, now, "lse_here"))
+            db.check_out(&at(&id, "c", "elsewhere", 5, now, "lse_here"))
                 .await
         }
     });
@@ -930,7 +947,7 @@ async fn taken_and_released_on(url: Option<&str>) {
     let (outcomes, updates) = db
         .seat_writes_as_one_batch(
             &[at(&id, "n1", "r1", 5, now + 1, "lse_n1")],
-            &[(&id, "lse_h1", 1, now + 1)],
+            &[(&id, "lse_h1", 1, Some(SECRET_HASH), now + 1)],
         )
         .await;
     assert!(
@@ -1004,15 +1021,15 @@ async fn together_on(url: Option<&str>) {
             .collect()
     };
     let d = |range: std::ops::Range<usize>| range.map(|i| (format!("d{i}"), "r1".to_owned()));
-    // Runs of 16: the first stops at a repeat of the same client and user (c8 again), the
-    // second at a client and user holding a lease from before the batch (c0), the third at
-    // the last seat.
+    // Runs of 16: the first stops at a repeat of the same client and request id (c8 again),
+    // the second at a retry of a lease from before the batch (c0), the third at the last
+    // seat.
     let mut requests = pairs(
         &["c8", "c8", "c1", "c2", "c1"],
-        &["r1", "r2", "r1", "r1", "r1"],
+        &["r1", "r1", "r1", "r1", "r1"],
     );
     requests.extend(d(0..11));
-    requests.extend(pairs(&["e0", "c0"], &["r1", "r9"]));
+    requests.extend(pairs(&["e0", "c0"], &["r1", "r0"]));
     requests.extend(d(11..40));
     let mut shapes = Vec::new();
     for together in [true, false] {
@@ -1305,7 +1322,10 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
         // At the instant: both at once.
         let db = state.db().clone();
         let (lid, lsid) = (id.clone(), lease_id.clone());
-        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, expiry).await });
+        let beat = tokio::spawn(async move {
+            db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry)
+                .await
+        });
         let reap = {
             let db = state.db().clone();
             tokio::spawn(async move { db.reap_expired_leases(expiry).await })
@@ -1329,7 +1349,10 @@ async fn heartbeat_vs_reaper_at_the_exact_expiry_instant() {
             .unwrap();
         let db = state.db().clone();
         let (lid, lsid) = (id.clone(), lease_id.clone());
-        let beat = tokio::spawn(async move { db.heartbeat(&lid, &lsid, 1, expiry - 1).await });
+        let beat = tokio::spawn(async move {
+            db.heartbeat(&lid, &lsid, 1, Some(SECRET_HASH), expiry - 1)
+                .await
+        });
         let reap = {
             let db = state.db().clone();
             tokio::spawn(async move { db.reap_expired_leases(expiry - 1).await })
@@ -1423,8 +1446,24 @@ async fn borrow(
     request: &str,
     seconds: i64,
 ) -> (StatusCode, Value) {
+    borrow_held(state, key, client, user, request, seconds, &Value::Null).await
+}
+
+/// A borrowing presenting the secret of `held` (a lease answer; `Null`: none).
+async fn borrow_held(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    user: &str,
+    request: &str,
+    seconds: i64,
+    held: &Value,
+) -> (StatusCode, Value) {
     let mut body = checkout_body(key, client, user, request);
     body["borrow_seconds"] = json!(seconds);
+    if let Some(secret) = held.get("lease_secret") {
+        body["lease_secret"] = secret.clone();
+    }
     call(state, "POST", "/v1/client/leases", None, Some(body)).await
 }
 
@@ -1543,12 +1582,14 @@ async fn borrowing_on(url: Option<&str>) {
         .unwrap();
     assert!(token.claims().borrowed);
     assert_eq!(token.claims().exp, expires);
-    // A retry answers the same lease; a heartbeat leaves its expiry alone.
+    // A retry answers the same lease (with a fresh secret); a heartbeat leaves its expiry
+    // alone.
     let (status, again) = borrow(&state, &key, "c1", "alice", "r1", 3 * DAY).await;
     assert_eq!(
         (status, &again["lease_id"]),
         (StatusCode::OK, &alice["lease_id"])
     );
+    let alice = again;
     let (status, beat) = heartbeat(&state, &key, &alice).await;
     assert_eq!(status, StatusCode::OK, "{beat}");
     assert_eq!(
@@ -1574,31 +1615,26 @@ async fn borrowing_on(url: Option<&str>) {
 
     // IT staff cannot free a borrowed seat (its holder may be offline with a valid token).
     let lease_id = alice["lease_id"].as_str().unwrap();
-    let release = format!("/v1/licenses/{id}/leases/{lease_id}/release");
-    let (status, body) = call(&state, "POST", &release, Some(IT), None).await;
+    let force = format!("/v1/licenses/{id}/leases/{lease_id}/release");
+    let (status, body) = call(&state, "POST", &force, Some(IT), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"], "lease_borrowed");
     assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 2);
 
     // Alice returns it early: the seat is free at once, and carol gets it.
-    let (status, returned) = call(
-        &state,
-        "POST",
-        &format!("/v1/client/leases/{lease_id}/release"),
-        None,
-        Some(json!({ "license_key": key, "epoch": 1 })),
-    )
-    .await;
+    let (status, returned) = release(&state, &key, &alice).await;
     assert_eq!(status, StatusCode::OK, "{returned}");
     assert_eq!(returned["release_reason"], "checked_in");
     let (status, carol) = check_out(&state, &key, "c3", "carol", "r2").await;
     assert_eq!(status, StatusCode::CREATED, "{carol}");
 
-    // Bob borrows the lease he holds (a new request id): the same lease, now borrowed.
-    let (status, bob_borrowed) = borrow(&state, &key, "c2", "bob", "r3", 2 * DAY).await;
+    // Bob borrows the lease he holds (a new request id, presenting its secret): the same
+    // lease, now borrowed, and its secret stays.
+    let (status, bob_borrowed) = borrow_held(&state, &key, "c2", "bob", "r3", 2 * DAY, &bob).await;
     assert_eq!(status, StatusCode::OK, "{bob_borrowed}");
     assert_eq!(bob_borrowed["lease_id"], bob["lease_id"]);
     assert_eq!(bob_borrowed["borrowed"], true);
+    assert_eq!(bob_borrowed["lease_secret"], bob["lease_secret"]);
     let bob_expires = bob_borrowed["expires_at"].as_i64().unwrap();
     assert!(bob_expires >= before + 2 * DAY, "{bob_borrowed}");
     // The reaper ends it at its expiry, on the server's clock, and not a second earlier.
@@ -1795,18 +1831,7 @@ async fn wait_line_on(url: Option<&str>) {
 
     // alice checks in: the seat is bob's. dave (not waiting) is denied although it is free,
     // and carol, second in line, keeps waiting.
-    let release = format!(
-        "/v1/client/leases/{}/release",
-        alice["lease_id"].as_str().unwrap()
-    );
-    let (status, _) = call(
-        &state,
-        "POST",
-        &release,
-        None,
-        Some(json!({ "license_key": key, "epoch": alice["epoch"] })),
-    )
-    .await;
+    let (status, _) = release(&state, &key, &alice).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = check_out(&state, &key, "dave", "dave", "r1").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -1979,7 +2004,7 @@ async fn places_in_line_lapse_on_the_server_clock() {
         other => panic!("{other:?}"),
     };
     let done = db
-        .check_in(&id, &lease.id, lease.epoch, u + 10)
+        .check_in(&id, &lease.id, lease.epoch, Some(SECRET_HASH), u + 10)
         .await
         .unwrap();
     assert!(matches!(done, LeaseUpdate::Done(_)), "{done:?}");
@@ -2024,7 +2049,10 @@ async fn places_in_line_lapse_on_the_server_clock() {
         CheckOutOutcome::Granted(lease) => lease,
         other => panic!("{other:?}"),
     };
-    let done = db.check_in(&id, &c3.id, c3.epoch, v).await.unwrap();
+    let done = db
+        .check_in(&id, &c3.id, c3.epoch, Some(SECRET_HASH), v)
+        .await
+        .unwrap();
     assert!(matches!(done, LeaseUpdate::Done(_)), "{done:?}");
     let borrowing = CheckOut {
         borrow: Some(Borrow {
@@ -2109,15 +2137,7 @@ async fn crowd_on(url: Option<&str>) {
     assert_eq!(places.keys().copied().collect::<Vec<_>>(), expected);
     assert_eq!(denials(&state, &id).await, 64 - seats as usize);
     // One seat comes back: only the head of the line gets it, whoever asks first.
-    let release = format!(
-        "/v1/client/leases/{}/release",
-        leases[0]["lease_id"].as_str().unwrap()
-    );
-    let body = json!({ "license_key": key, "epoch": leases[0]["epoch"] });
-    assert_eq!(
-        call(&state, "POST", &release, None, Some(body)).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(release(&state, &key, &leases[0]).await.0, StatusCode::OK);
     for position in [3, 2] {
         let (status, body) = wait_in_line(&state, &key, &places[&position], "r1", 600).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -2196,9 +2216,292 @@ async fn lease_statements_plans_on(url: Option<&str>) {
     }
     // The filled leases are real leases: one heartbeats through the statement checked above.
     let beat = db
-        .heartbeat(&id, "lse_fill_1000", 1, now + 1)
+        .heartbeat(&id, "lse_fill_1000", 1, None, now + 1)
         .await
         .unwrap();
     assert!(matches!(beat, LeaseUpdate::Done(_)), "{beat:?}");
     db.assert_held_counts_agree().await;
+}
+
+/// A check-out presenting `secret` (a lease secret, as text).
+async fn check_out_presenting(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    user: &str,
+    request: &str,
+    secret: &Value,
+) -> (StatusCode, Value) {
+    let mut body = checkout_body(key, client, user, request);
+    body["lease_secret"] = secret.clone();
+    call(state, "POST", "/v1/client/leases", None, Some(body)).await
+}
+
+/// Issue 20, part 2: every request id answered with a lease is tied to it, so a retry of any
+/// of them after the lease ended answers 410, never a new seat: several ids, retried one
+/// after another and all at once; and the issue's reproduction (a second request id of the
+/// same client and user) takes no hidden seat. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_request_id_answered_with_a_lease_ends_with_it() {
+    request_ids_end_with_their_lease(None).await;
+    let name = "every_request_id_answered_with_a_lease_ends_with_it";
+    if let Some(url) = postgres::fresh_database(name) {
+        request_ids_end_with_their_lease(Some(&url)).await;
+    }
+}
+
+async fn request_ids_end_with_their_lease(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, id) = floating(&state, 3).await;
+    for concurrently in [false, true] {
+        let tag = if concurrently { "b" } else { "a" };
+        let ids: Vec<String> = (1..=5).map(|n| format!("{tag}{n}")).collect();
+        let (status, first) = check_out(&state, &key, "c1", "alice", &ids[0]).await;
+        assert_eq!(status, StatusCode::CREATED, "{first}");
+        // The instance asks again with other request ids, presenting its secret: the same
+        // lease each time, and the secret stays.
+        for request in &ids[1..] {
+            let (status, again) =
+                check_out_presenting(&state, &key, "c1", "alice", request, &first["lease_secret"])
+                    .await;
+            assert_eq!(status, StatusCode::OK, "{again}");
+            assert_eq!(again["lease_id"], first["lease_id"]);
+            assert_eq!(again["lease_secret"], first["lease_secret"]);
+        }
+        assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+        let (status, _) = release(&state, &key, &first).await;
+        assert_eq!(status, StatusCode::OK);
+        let retries: Vec<(StatusCode, Value)> = if concurrently {
+            let tasks: Vec<_> = ids
+                .iter()
+                .map(|request| {
+                    let (state, key, request) = (state.clone(), key.clone(), request.clone());
+                    tokio::spawn(
+                        async move { check_out(&state, &key, "c1", "alice", &request).await },
+                    )
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.push(task.await.unwrap());
+            }
+            answers
+        } else {
+            let mut answers = Vec::new();
+            for request in &ids {
+                answers.push(check_out(&state, &key, "c1", "alice", request).await);
+            }
+            answers
+        };
+        for (status, body) in retries {
+            assert_eq!(status, StatusCode::GONE, "{body}");
+            assert_eq!(body["error"], "lease_released");
+        }
+        assert!(state.db().live_leases(&id, now()).await.unwrap().is_empty());
+        state.db().assert_held_counts_agree().await;
+    }
+
+    // The issue's reproduction: r2 without the secret is another instance, answered its own
+    // lease (201), never r1's; once r1's lease is checked in, r1 answers 410 and r2 its own
+    // lease again: two request ids, two seats the client knows of, none hidden.
+    let (_, r1) = check_out(&state, &key, "c2", "bob", "r1").await;
+    let (status, r2) = check_out(&state, &key, "c2", "bob", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{r2}");
+    assert_ne!(r2["lease_id"], r1["lease_id"]);
+    assert_eq!(release(&state, &key, &r1).await.0, StatusCode::OK);
+    assert_eq!(
+        check_out(&state, &key, "c2", "bob", "r1").await.0,
+        StatusCode::GONE
+    );
+    let (status, again) = check_out(&state, &key, "c2", "bob", "r2").await;
+    assert_eq!(
+        (status, &again["lease_id"]),
+        (StatusCode::OK, &r2["lease_id"])
+    );
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Issue 20, part 6, the attack: six "instances" knowing a holder's client id and user (and
+/// guessing at its secret) check out with new request ids. None shares the seat: each is
+/// another instance, denied on a one-seat license; the holder keeps the seat. SQLite and
+/// PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn six_instances_do_not_share_one_seat() {
+    six_instances_on(None).await;
+    if let Some(url) = postgres::fresh_database("six_instances_do_not_share_one_seat") {
+        six_instances_on(Some(&url)).await;
+    }
+}
+
+async fn six_instances_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, id) = floating(&state, 1).await;
+    let (status, holder) = check_out(&state, &key, "desk-7", "alice", "holder").await;
+    assert_eq!(status, StatusCode::CREATED, "{holder}");
+    let secret = holder["lease_secret"].as_str().unwrap();
+    assert!(secret.len() >= 4 + 26, "{secret}");
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (state, key) = (state.clone(), key.clone());
+            tokio::spawn(async move {
+                let request = format!("impostor-{i}");
+                if i % 2 == 0 {
+                    check_out(&state, &key, "desk-7", "alice", &request).await
+                } else {
+                    let guess = json!(format!("lss_guess{i}"));
+                    check_out_presenting(&state, &key, "desk-7", "alice", &request, &guess).await
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["detail"], NO_SEATS_MESSAGE);
+        assert!(body.get("lease_secret").is_none(), "{body}");
+    }
+    let live = state.db().live_leases(&id, now()).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, holder["lease_id"].as_str().unwrap());
+    assert_eq!(heartbeat(&state, &key, &holder).await.0, StatusCode::OK);
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Issue 20, part 6: an impostor who knows the lease id and epoch (the token, an admin
+/// listing) can neither heartbeat nor release the holder's seat: 403 with a clear code, and
+/// the holder's lease goes on. An administrator's force-release still works. SQLite and
+/// PostgreSQL.
+#[tokio::test]
+async fn an_impostor_cannot_release_or_keep_the_holders_seat() {
+    impostor_on(None).await;
+    if let Some(url) =
+        postgres::fresh_database("an_impostor_cannot_release_or_keep_the_holders_seat")
+    {
+        impostor_on(Some(&url)).await;
+    }
+}
+
+async fn impostor_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    it_staff(&state).await;
+    let (key, id) = floating(&state, 1).await;
+    let (_, holder) = check_out(&state, &key, "c1", "alice", "r1").await;
+    let expires = holder["expires_at"].clone();
+    for (secret, code) in [
+        (Value::Null, "lease_secret_required"),
+        (json!("lss_not-the-secret"), "lease_secret_invalid"),
+    ] {
+        let mut impostor = holder.clone();
+        impostor["lease_secret"] = secret;
+        for answer in [
+            release(&state, &key, &impostor).await,
+            heartbeat(&state, &key, &impostor).await,
+        ] {
+            assert_eq!(answer.0, StatusCode::FORBIDDEN, "{}", answer.1);
+            assert_eq!(answer.1["error"], code);
+        }
+    }
+    let live = state.db().live_leases(&id, now()).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].released_at, None);
+    assert_eq!(live[0].expires_at, expires.as_i64().unwrap());
+    assert_eq!(heartbeat(&state, &key, &holder).await.0, StatusCode::OK);
+    // Administrators need no secret: the seat is free, the holder is fenced.
+    let force = format!(
+        "/v1/licenses/{id}/leases/{}/release",
+        holder["lease_id"].as_str().unwrap()
+    );
+    let (status, body) = call(&state, "POST", &force, Some(IT), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = heartbeat(&state, &key, &holder).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "lease_released");
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Issue 20, part 6: a replayed check-out (its request id sent again by someone else) answers
+/// the lease with a fresh secret that replaces the one answered before, so at most one
+/// instance holds the lease; an old answer proves nothing once its lease has ended (410), and
+/// its secret takes no other lease.
+#[tokio::test]
+async fn a_replayed_check_out_answer_proves_nothing() {
+    let (_dir, state) = app().await;
+    let (key, id) = floating(&state, 2).await;
+    let (_, original) = check_out(&state, &key, "c1", "alice", "r1").await;
+    let (status, replayed) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["lease_id"], original["lease_id"]);
+    assert_ne!(replayed["lease_secret"], original["lease_secret"]);
+    let (status, body) = heartbeat(&state, &key, &original).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("lease_secret_invalid"))
+    );
+    assert_eq!(heartbeat(&state, &key, &replayed).await.0, StatusCode::OK);
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+    // Ended: the answer's heartbeat is over, and its secret does not find another lease.
+    assert_eq!(release(&state, &key, &replayed).await.0, StatusCode::OK);
+    let (status, body) = heartbeat(&state, &key, &replayed).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    let (status, fresh) =
+        check_out_presenting(&state, &key, "c1", "alice", "r2", &replayed["lease_secret"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{fresh}");
+    assert_ne!(fresh["lease_id"], replayed["lease_id"]);
+    assert_ne!(fresh["lease_secret"], replayed["lease_secret"]);
+    // The lease's secret is stored only as its hash.
+    let stored = state
+        .db()
+        .get_lease(&id, fresh["lease_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = fresh["lease_secret"].as_str().unwrap();
+    assert_eq!(
+        stored.secret_hash.as_deref(),
+        Some(secrets::sha256_hex(secret.as_bytes()).as_str())
+    );
+}
+
+/// Seat calls count against a per-license rate (the client rate per seat, at least 4 seats):
+/// a flood of heartbeats on a one-seat license gets 429 with `Retry-After`, while a 50-seat
+/// license's users checking out and heartbeating at a normal pace are never refused.
+#[tokio::test]
+async fn seat_calls_are_rate_limited_per_license() {
+    let (_dir, state) = app().await;
+    // The server's default client rate: 120 per minute (per seat, here).
+    let state = AppState::new(state.db().clone(), "test".into(), 120)
+        .await
+        .unwrap();
+    let (key, _) = floating(&state, 1).await;
+    let (_, holder) = check_out(&state, &key, "c1", "alice", "r1").await;
+    let mut limited = 0;
+    let mut answered = 0;
+    for _ in 0..700 {
+        match heartbeat(&state, &key, &holder).await {
+            (StatusCode::OK, _) => answered += 1,
+            (StatusCode::TOO_MANY_REQUESTS, body) => {
+                assert_eq!(body["error"], "rate_limited", "{body}");
+                limited += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A burst of 4 × 120, then 8 a second: most of the flood is refused.
+    assert!(limited >= 100, "{answered} answered, {limited} limited");
+    // Another license is not affected; its 50 users check out, then heartbeat three times
+    // (a morning's rush and more than 5 minutes of heartbeats at the fastest interval).
+    let (key, _) = floating(&state, 50).await;
+    let mut leases = Vec::new();
+    for user in 0..50 {
+        let (status, lease) = check_out(&state, &key, &format!("c{user}"), "u", "r1").await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        leases.push(lease);
+    }
+    for _ in 0..3 {
+        for lease in &leases {
+            let (status, body) = heartbeat(&state, &key, lease).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 mod audit;
 mod config;
+mod conn;
 mod db;
 mod error;
 mod extract;
@@ -513,12 +514,8 @@ async fn serve(args: Settings) -> Result<(), String> {
         std::time::Duration::from_secs(args.reap_interval),
         now,
     );
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    conn::serve(listener, router(state), args.limits, shutdown_signal()).await;
     reaper.abort();
-    served?;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -281,6 +281,10 @@ fn license_issue(private_key: &Path, claims_path: &Path) -> CliResult {
     }
     let claims = LicenseClaims::from_object(object)
         .map_err(|e| Failure::Negative(format!("{}: {e}", claims_path.display())))?;
+    // New claims: also no control characters or bidi overrides in text, and consistent counts.
+    claims
+        .validate_new()
+        .map_err(|e| Failure::Negative(format!("{}: {e}", claims_path.display())))?;
     let token = issue_license(&claims, &key).map_err(|e| Failure::Negative(e.to_string()))?;
     outln!("{token}");
     Ok(ExitCode::SUCCESS)

@@ -736,6 +736,7 @@ mod tests {
     mod audit_writer;
     mod compliance;
     mod floating;
+    mod hardening;
 
     pub(super) const ADMIN: &str = "lst_admin_for_tests";
     pub(super) const AUDITOR: &str = "lst_auditor_for_tests";

@@ -265,6 +265,12 @@ pub(crate) async fn create_policy(
         .map(i64::try_from)
         .transpose()
         .map_err(|_| ApiError::invalid("invalid_field", "`grace_period` is out of range"))?;
+    if req.duration == Some(0) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "`duration` must be at least 1 second",
+        ));
+    }
     let (check_in_interval, check_in_grace) = check_in_settings(&req)?;
     let now = now();
     let policy = Policy {
@@ -288,13 +294,14 @@ pub(crate) async fn create_policy(
         max_transfers: req.max_transfers.map(i64::from),
     };
     let template = issue::build_claims(&state, &policy, &NewLicense::default(), "lic_trial", now)?;
-    issue::sign_license(
+    let (_, trial) = issue::sign_license(
         &state,
         &template,
         &[issue::placeholder_fingerprint(&template)],
         now,
     )
     .map_err(|e| e.context("the policy would issue invalid licenses"))?;
+    issue::check_new(&trial)?;
     state.db().insert_policy(&policy).await?;
     tracing::info!(policy = %policy.id, product = %policy.product_id, "policy created");
     Ok((StatusCode::CREATED, Json(policy_view(&policy))))
@@ -351,8 +358,14 @@ pub(crate) struct LicenseView {
     /// The key's last group, `…-XXXXX`.
     key_hint: String,
     expires_at: Option<i64>,
-    /// The signed license token (none for a node-locked license without machines).
+    /// The signed license token (none for a node-locked license without machines, and none
+    /// for a caller whose role may not manage licenses: see `token_withheld`).
     token: Option<String>,
+    /// Present and true when the license has a token that this caller's role (auditor, IT
+    /// staff) may not receive: a signed token is the license itself, runnable anywhere its
+    /// product is installed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    token_withheld: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -372,7 +385,9 @@ pub(crate) struct LicenseList {
     licenses: Vec<LicenseView>,
 }
 
-fn license_view(row: &LicenseRow, now: i64) -> ApiResult<LicenseView> {
+/// A license as `caller` may see it: the signed token only for roles that manage licenses.
+fn license_view(row: &LicenseRow, caller: &Caller, now: i64) -> ApiResult<LicenseView> {
+    let show_token = caller.may(Action::ManageLicenses);
     Ok(LicenseView {
         id: row.id.clone(),
         product_id: row.product_id.clone(),
@@ -380,7 +395,8 @@ fn license_view(row: &LicenseRow, now: i64) -> ApiResult<LicenseView> {
         status: issue::effective_status(row, now)?,
         key_hint: format!("…-{}", row.key_hint),
         expires_at: row.expires_at,
-        token: row.token.clone(),
+        token: row.token.clone().filter(|_| show_token),
+        token_withheld: row.token.is_some() && !show_token,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
@@ -415,15 +431,18 @@ pub(crate) async fn create_license(
     let template = issue::build_claims(&state, &policy, &req, &id, now)?;
     let token = if issue::is_node_locked(&template) {
         // Validate now; the token is signed when machines are bound.
-        issue::sign_license(
+        let (_, license) = issue::sign_license(
             &state,
             &template,
             &[issue::placeholder_fingerprint(&template)],
             now,
         )?;
+        issue::check_new(&license)?;
         None
     } else {
-        Some(issue::sign_license(&state, &template, &[], now)?.0)
+        let (token, license) = issue::sign_license(&state, &template, &[], now)?;
+        issue::check_new(&license)?;
+        Some(token)
     };
     let key = secrets::new_license_key().map_err(internal)?;
     let row = LicenseRow {
@@ -450,7 +469,7 @@ pub(crate) async fn create_license(
         return Err(ApiError::internal("license key collision"));
     }
     tracing::info!(license = %row.id, policy = %row.policy_id, "license created");
-    let license = license_view(&row, now)?;
+    let license = license_view(&row, &caller, now)?;
     Ok((StatusCode::CREATED, Json(CreatedLicense { license, key })))
 }
 
@@ -469,7 +488,7 @@ pub(crate) async fn list_licenses(
         .list_licenses(&caller.organization_id, 500)
         .await?
         .iter()
-        .map(|row| license_view(row, now))
+        .map(|row| license_view(row, &caller, now))
         .collect::<ApiResult<Vec<LicenseView>>>()?;
     Ok(Json(LicenseList { licenses }))
 }
@@ -487,7 +506,7 @@ pub(crate) async fn get_license(
 ) -> ApiResult<Json<LicenseView>> {
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
-    Ok(Json(license_view(&row, now())?))
+    Ok(Json(license_view(&row, &caller, now())?))
 }
 
 async fn transition(
@@ -513,7 +532,7 @@ async fn transition(
     }
     tracing::info!(license = %id, status = transition.target(), "license status changed");
     let row = get_license_row(state, caller, id).await?;
-    Ok(Json(license_view(&row, now)?))
+    Ok(Json(license_view(&row, caller, now)?))
 }
 
 /// `POST /v1/licenses/{id}/suspend`: active → suspended.
@@ -716,7 +735,7 @@ pub(crate) async fn renew_license(
     state.db().rewrite_license(&id, renew, now).await??;
     tracing::info!(license = %id, by = %caller.token_id, "license renewed");
     let row = get_license_row(&state, &caller, &id).await?;
-    Ok(Json(license_view(&row, now)?))
+    Ok(Json(license_view(&row, &caller, now)?))
 }
 
 /// `DELETE /v1/licenses/{id}/machines/{machine_id}`: deactivates a machine (frees its slot;

@@ -78,7 +78,14 @@ fn admin_write_routes() -> Vec<(String, String, String)> {
 /// its body is looked at: malformed, invalid or empty, the answer is the same.
 #[tokio::test]
 async fn the_role_is_checked_before_the_body() {
-    let (_dir, state) = app().await;
+    the_role_is_checked_before_the_body_on(None).await;
+    if let Some(url) = postgres::fresh_database("the_role_is_checked_before_the_body") {
+        the_role_is_checked_before_the_body_on(Some(&url)).await;
+    }
+}
+
+async fn the_role_is_checked_before_the_body_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
     more_roles(&state).await;
     for (method, template, path) in admin_write_routes() {
         let method_ = axum::http::Method::from_bytes(method.as_bytes()).unwrap();
@@ -128,7 +135,14 @@ async fn the_role_is_checked_before_the_body() {
 /// runnable anywhere); admins and license managers get it.
 #[tokio::test]
 async fn read_only_roles_never_receive_license_tokens() {
-    let (_dir, state) = app().await;
+    read_only_roles_never_receive_license_tokens_on(None).await;
+    if let Some(url) = postgres::fresh_database("read_only_roles_never_receive_license_tokens") {
+        read_only_roles_never_receive_license_tokens_on(Some(&url)).await;
+    }
+}
+
+async fn read_only_roles_never_receive_license_tokens_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
     more_roles(&state).await;
     let (_, id) = license(&state, json!({ "model": "perpetual" })).await;
     let path = format!("/v1/licenses/{id}");
@@ -181,7 +195,14 @@ fn assert_names(status: StatusCode, body: &Value, field: &str) {
 /// an operator: 422 naming the field, for every kind of text.
 #[tokio::test]
 async fn control_and_bidi_characters_are_refused() {
-    let (_dir, state) = app().await;
+    control_and_bidi_characters_are_refused_on(None).await;
+    if let Some(url) = postgres::fresh_database("control_and_bidi_characters_are_refused") {
+        control_and_bidi_characters_are_refused_on(Some(&url)).await;
+    }
+}
+
+async fn control_and_bidi_characters_are_refused_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
     let (status, created) = policy(&state, json!({ "model": "perpetual" })).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let policy_id = created["id"].clone();
@@ -258,7 +279,14 @@ async fn control_and_bidi_characters_are_refused() {
 /// Counts and durations that make no sense: 422 naming the field.
 #[tokio::test]
 async fn nonsensical_policies_are_refused() {
-    let (_dir, state) = app().await;
+    nonsensical_policies_are_refused_on(None).await;
+    if let Some(url) = postgres::fresh_database("nonsensical_policies_are_refused") {
+        nonsensical_policies_are_refused_on(Some(&url)).await;
+    }
+}
+
+async fn nonsensical_policies_are_refused_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
     let (status, body) = policy(
         &state,
         json!({ "model": "subscription", "duration": 0, "max_machines": 1 }),
@@ -307,7 +335,14 @@ async fn nonsensical_policies_are_refused() {
 /// A lease timeout belongs to a floating license: on any other, 422.
 #[tokio::test]
 async fn a_lease_timeout_needs_a_floating_license() {
-    let (_dir, state) = app().await;
+    a_lease_timeout_needs_a_floating_license_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_lease_timeout_needs_a_floating_license") {
+        a_lease_timeout_needs_a_floating_license_on(Some(&url)).await;
+    }
+}
+
+async fn a_lease_timeout_needs_a_floating_license_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
     let (_, perpetual) = license(&state, json!({ "model": "perpetual" })).await;
     let (status, body) = call(
         &state,
@@ -334,7 +369,14 @@ async fn a_lease_timeout_needs_a_floating_license() {
 /// Unknown members inside a client's `fingerprint` are refused, naming them.
 #[tokio::test]
 async fn unknown_fingerprint_members_are_refused() {
-    let (_dir, state) = app().await;
+    unknown_fingerprint_members_are_refused_on(None).await;
+    if let Some(url) = postgres::fresh_database("unknown_fingerprint_members_are_refused") {
+        unknown_fingerprint_members_are_refused_on(Some(&url)).await;
+    }
+}
+
+async fn unknown_fingerprint_members_are_refused_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
     let (key, _) = license(&state, json!({ "model": "perpetual", "max_machines": 3 })).await;
     for (path, body) in [
         (

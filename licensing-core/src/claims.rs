@@ -607,7 +607,7 @@ impl LicenseClaims {
     /// - text (`iss`, `sub`, `aud`, the customer, feature names, the site, metadata names and
     ///   strings) without control characters or bidirectional overrides ([`check_text`]);
     /// - a node-locked license allows at least one machine (`lic.max_machines` >= 1);
-    /// - only a floating license has `lic.seats`.
+    /// - a perpetual license has no `lic.seats`.
     pub fn validate_new(&self) -> Result<(), Error> {
         self.validate()?;
         check_text("iss", &self.iss)?;
@@ -653,13 +653,10 @@ impl LicenseClaims {
                 "a node_locked license needs max_machines >= 1",
             ));
         }
-        if lic.model != LicenseModel::Floating && lic.seats.is_some() {
+        if lic.model == LicenseModel::Perpetual && lic.seats.is_some() {
             return Err(Error::claim(
                 "lic.seats",
-                format!(
-                    "only a floating license has seats, not a {} license",
-                    lic.model.as_str()
-                ),
+                "a perpetual license has no seats (a floating one does)",
             ));
         }
         Ok(())
@@ -814,10 +811,8 @@ mod tests {
             serde_json::json!({ "model": "node_locked", "max_machines": 0, "node_lock": lock }),
         );
         assert_eq!(field_of(c.validate_new().unwrap_err()), "lic.max_machines");
-        for model in ["perpetual", "node_locked"] {
-            let c = claims(serde_json::json!({ "model": model, "seats": 3, "node_lock": lock }));
-            assert_eq!(field_of(c.validate_new().unwrap_err()), "lic.seats");
-        }
+        let c = claims(serde_json::json!({ "model": "perpetual", "seats": 3 }));
+        assert_eq!(field_of(c.validate_new().unwrap_err()), "lic.seats");
         claims(serde_json::json!({ "model": "floating", "seats": 3 }))
             .validate_new()
             .unwrap();

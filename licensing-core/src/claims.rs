@@ -559,17 +559,121 @@ impl LicenseClaims {
         Ok(())
     }
 
-    /// [`validate`](Self::validate), plus the rules of a license a vendor authors and issues
-    /// now: it is issued before it expires (`iat` earlier than `exp`). Not part of `validate`:
-    /// a server re-signs a license in its grace period, with `iat` after `exp`.
-    pub fn validate_new(&self) -> Result<(), Error> {
-        self.validate()?;
+    /// The rule of a license a vendor authors and issues now, beside
+    /// [`validate_new`](Self::validate_new): it is issued before it expires (`iat` earlier than
+    /// `exp`). Not part of `validate`: a server re-signs a license in its grace period, with
+    /// `iat` after `exp`; nor of `validate_new`: a server may create a license that has expired
+    /// already (an import, a test of expiry).
+    pub fn check_issued_before_expiry(&self) -> Result<(), Error> {
         if let Some(exp) = self.exp
             && self.iat >= exp
         {
             return Err(Error::claim(
                 "iat",
                 "must be earlier than exp (the license would be expired when issued)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `c` may not appear in text a license carries: control characters (C0 such as NUL,
+/// ESC and newlines, DEL, C1) and the bidirectional overrides and isolates (U+202A..=U+202E,
+/// U+2066..=U+2069), which make a printed name read differently from what it is.
+pub fn is_unsafe_text_char(c: char) -> bool {
+    c.is_control()
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Refuses text with an [`is_unsafe_text_char`] character, naming `field`.
+pub fn check_text(field: &str, value: &str) -> Result<(), Error> {
+    match value.chars().find(|c| is_unsafe_text_char(*c)) {
+        Some(c) => Err(Error::claim(
+            field,
+            format!(
+                "contains U+{:04X}: control characters and bidirectional overrides are not allowed",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// [`check_text`] on every string in a JSON value: object member names and string values, at
+/// any depth (`field` and its paths name the place).
+fn check_json_text(field: &str, value: &serde_json::Value) -> Result<(), Error> {
+    match value {
+        serde_json::Value::String(text) => check_text(field, text),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_json_text(&format!("{field}[{i}]"), item)),
+        serde_json::Value::Object(members) => members.iter().try_for_each(|(name, item)| {
+            check_text(field, name)?;
+            check_json_text(&format!("{field}.{name}"), item)
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl LicenseClaims {
+    /// [`LicenseClaims::validate`] plus the rules for claims about to be signed for the first
+    /// time (`license issue`, a server creating a policy or a license). Verifiers do not apply
+    /// these, so tokens issued before them keep verifying:
+    /// - text (`iss`, `sub`, `aud`, the customer, feature names, the site, metadata names and
+    ///   strings) without control characters or bidirectional overrides ([`check_text`]);
+    /// - a node-locked license allows at least one machine (`lic.max_machines` >= 1);
+    /// - a perpetual license has no `lic.seats`.
+    pub fn validate_new(&self) -> Result<(), Error> {
+        self.validate()?;
+        check_text("iss", &self.iss)?;
+        check_text("sub", &self.sub)?;
+        for aud in self.aud.as_slice() {
+            check_text("aud", aud)?;
+        }
+        let lic = &self.lic;
+        if let Some(customer) = &lic.customer {
+            for (field, value) in [
+                ("lic.customer.id", &customer.id),
+                ("lic.customer.name", &customer.name),
+                ("lic.customer.email", &customer.email),
+            ] {
+                if let Some(value) = value {
+                    check_text(field, value)?;
+                }
+            }
+        }
+        for name in lic.features.keys() {
+            check_text("lic.features", name)?;
+        }
+        if let Some(site) = &lic.site {
+            if let Some(name) = &site.name {
+                check_text("lic.site.name", name)?;
+            }
+            for (attribute, allowed) in &site.restrictions {
+                check_text("lic.site.restrictions", attribute)?;
+                for value in allowed {
+                    check_text(&format!("lic.site.restrictions.{attribute}"), value)?;
+                }
+            }
+        }
+        if let Some(metadata) = &lic.metadata {
+            for (name, value) in metadata {
+                check_text("lic.metadata", name)?;
+                check_json_text(&format!("lic.metadata.{name}"), value)?;
+            }
+        }
+        if lic.model == LicenseModel::NodeLocked && lic.max_machines == Some(0) {
+            return Err(Error::claim(
+                "lic.max_machines",
+                "a node_locked license needs max_machines >= 1",
+            ));
+        }
+        if lic.model == LicenseModel::Perpetual && lic.seats.is_some() {
+            return Err(Error::claim(
+                "lic.seats",
+                "a perpetual license has no seats (a floating one does)",
             ));
         }
         Ok(())
@@ -649,5 +753,88 @@ pub(crate) fn timestamp(field: &str, value: Option<i64>) -> Result<(), Error> {
             format!("{t} is outside 0..={MAX_TIMESTAMP} seconds since the epoch"),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(lic: serde_json::Value) -> LicenseClaims {
+        let object =
+            serde_json::json!({ "iss": "i", "sub": "s", "aud": "p", "iat": 1, "lic": lic });
+        match object {
+            serde_json::Value::Object(map) => LicenseClaims::from_object(map).unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn field_of(e: Error) -> String {
+        match e {
+            Error::InvalidClaims { field, .. } => field,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn new_claims_refuse_control_and_bidi_characters_old_ones_still_validate() {
+        for bad in [
+            "a\u{0}b",
+            "a\u{1b}[2Jb",
+            "a\nb",
+            "a\u{7f}",
+            "a\u{85}",
+            "\u{202E}ab",
+            "a\u{2069}",
+        ] {
+            for (lic, field) in [
+                (
+                    serde_json::json!({ "model": "perpetual", "customer": { "name": bad } }),
+                    "lic.customer.name",
+                ),
+                (
+                    serde_json::json!({ "model": "perpetual", "customer": { "email": bad } }),
+                    "lic.customer.email",
+                ),
+                (
+                    serde_json::json!({ "model": "perpetual", "metadata": { "k": [1, { "x": bad }] } }),
+                    "lic.metadata.k[1].x",
+                ),
+                (
+                    serde_json::json!({ "model": "perpetual", "features": { bad: {} } }),
+                    "lic.features",
+                ),
+                (
+                    serde_json::json!({ "model": "site", "site": { "restrictions": { "domain": [bad] } } }),
+                    "lic.site.restrictions.domain",
+                ),
+            ] {
+                let c = claims(lic);
+                // Already-signed tokens keep verifying: only new claims are refused.
+                c.validate().unwrap();
+                assert_eq!(field_of(c.validate_new().unwrap_err()), field, "{bad:?}");
+            }
+        }
+        claims(serde_json::json!({ "model": "perpetual",
+            "customer": { "name": "Ærø 東京 שלום \u{200D}" }, "metadata": { "tab": "a b" } }))
+        .validate_new()
+        .unwrap();
+    }
+
+    #[test]
+    fn new_claims_refuse_counts_that_make_no_sense() {
+        let lock = serde_json::json!({ "fingerprints": [{ "id": "m" }] });
+        let c = claims(
+            serde_json::json!({ "model": "node_locked", "max_machines": 0, "node_lock": lock }),
+        );
+        assert_eq!(field_of(c.validate_new().unwrap_err()), "lic.max_machines");
+        let c = claims(serde_json::json!({ "model": "perpetual", "seats": 3 }));
+        assert_eq!(field_of(c.validate_new().unwrap_err()), "lic.seats");
+        claims(serde_json::json!({ "model": "floating", "seats": 3 }))
+            .validate_new()
+            .unwrap();
+        claims(serde_json::json!({ "model": "node_locked", "max_machines": 1, "node_lock": lock }))
+            .validate_new()
+            .unwrap();
     }
 }

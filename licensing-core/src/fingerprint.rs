@@ -56,6 +56,7 @@ pub trait ComponentSource {
 /// A machine's fingerprint: a combined id plus salted per-component hashes. It reveals nothing
 /// about the machine and differs per product (salt).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MachineFingerprint {
     /// Combined id over every component hash.
     pub id: String,
@@ -247,6 +248,16 @@ mod tests {
                 .collect(),
             virtualization: vec![],
         }
+    }
+
+    #[test]
+    fn unknown_members_are_refused() {
+        let fp = MachineFingerprint::derive(&raw(&[("machine_id", "abc")]), "p");
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(MachineFingerprint::from_json(&json).unwrap(), fp);
+        let extra = json.replacen('{', r#"{"colour":"red","#, 1);
+        let e = MachineFingerprint::from_json(&extra).unwrap_err();
+        assert!(e.contains("unknown field `colour`"), "{e}");
     }
 
     #[test]

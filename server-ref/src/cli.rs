@@ -359,7 +359,11 @@ fn license_issue(private_key: &Path, claims_path: &Path) -> CliResult {
         object.insert("jti".into(), random_id().map_err(Failure::Usage)?.into());
     }
     let claims = LicenseClaims::from_object(object)
-        .and_then(|claims| claims.validate_new().map(|()| claims))
+        .and_then(|claims| claims.check_issued_before_expiry().map(|()| claims))
+        .map_err(|e| Failure::Negative(format!("{}: {e}", claims_path.display())))?;
+    // New claims: also no control characters or bidi overrides in text, and consistent counts.
+    claims
+        .validate_new()
         .map_err(|e| Failure::Negative(format!("{}: {e}", claims_path.display())))?;
     let token = issue_license(&claims, &key).map_err(|e| Failure::Negative(e.to_string()))?;
     outln!("{token}");

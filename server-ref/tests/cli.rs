@@ -348,6 +348,19 @@ fn invalid_claims_name_the_field() {
             r#"{"iss":"i","aud":"p","lic":{"model":"perpetual"}}"#,
             "sub",
         ),
+        // New claims: no control characters or bidi overrides in text, sensible counts.
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"perpetual","customer":{"name":"a\u001b[2Jb"}}}"#,
+            "lic.customer.name",
+        ),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"perpetual","metadata":{"k":"\u202egnp.exe"}}}"#,
+            "lic.metadata.k",
+        ),
+        (
+            r#"{"iss":"i","sub":"s","aud":"p","lic":{"model":"perpetual","seats":3}}"#,
+            "lic.seats",
+        ),
     ];
     let private = keys.path("private.pem");
     for (i, (json, field)) in cases.iter().enumerate() {

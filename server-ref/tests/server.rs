@@ -1338,3 +1338,108 @@ fn server_tokens_verify_with_pyjwt() {
         "{stdout}"
     );
 }
+
+/// Reads from `stream` until the server closes it (EOF or reset) and answers how long that
+/// took, or fails the test after `bound`. What came before the close is returned too.
+fn wait_closed(stream: &mut TcpStream, bound: Duration) -> (Duration, Vec<u8>) {
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (start.elapsed(), seen),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (start.elapsed(), seen),
+        }
+        assert!(
+            start.elapsed() < bound,
+            "the server kept the connection open for {bound:?}"
+        );
+    }
+}
+
+/// Slow and idle connections are closed: a client sending half a request head, or nothing, or
+/// leaving a keep-alive connection idle, loses the connection; requests on time are answered
+/// as before. Bounds are generous: only "closed at all" is asserted.
+#[test]
+fn slow_and_idle_connections_are_closed() {
+    let (_dir, data) = temp_data();
+    let server = Server::start_with(
+        &data,
+        &["--header-read-timeout", "1", "--idle-timeout", "2"],
+    );
+    let bound = Duration::from_secs(20);
+    let connect = || {
+        let stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    };
+
+    // Half a request head, then nothing.
+    let mut half = connect();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    // Nothing at all.
+    let mut silent = connect();
+    let (_, seen) = wait_closed(&mut half, bound);
+    assert!(
+        seen.is_empty() || seen.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    wait_closed(&mut silent, bound);
+
+    // A complete request is answered; then the idle keep-alive connection is closed.
+    let mut idle = connect();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (_, seen) = wait_closed(&mut idle, bound);
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+
+    // Ordinary requests still work, back to back on one connection.
+    for _ in 0..3 {
+        server.call("GET", "/healthz", None, None).ok(200);
+    }
+    assert!(server.stop().success());
+}
+
+/// The cap holds: with `--max-connections 1`, a second connection is not served while the
+/// first is open, and is served as soon as it closes.
+#[test]
+fn connections_beyond_the_cap_wait_for_a_slot() {
+    let (_dir, data) = temp_data();
+    let server = Server::start_with(
+        &data,
+        &["--max-connections", "1", "--header-read-timeout", "60"],
+    );
+    let mut first = TcpStream::connect(&server.addr).unwrap();
+    first.write_all(b"G").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = TcpStream::connect(&server.addr).unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let waited = second.read(&mut buf);
+    assert!(
+        matches!(&waited, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "served beyond the cap: {waited:?}"
+    );
+    drop(first);
+    let (_, seen) = wait_closed(&mut second, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(server.stop().success());
+}

@@ -101,6 +101,21 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_SEAT_BATCH_WAIT_US",
           value_parser = clap::value_parser!(u64).range(0..=MAX_SEAT_BATCH_WAIT_US))]
     pub seat_batch_wait_us: Option<u64>,
+    /// Seconds a client has to send a complete request head, from the connection's start or
+    /// from the first byte of a later request [default: 10]; then the connection is closed.
+    #[arg(long, env = "LICENSING_HEADER_READ_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_HEADER_READ_TIMEOUT))]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a keep-alive connection may stay idle between requests [default: 60]; then it
+    /// is closed.
+    #[arg(long, env = "LICENSING_IDLE_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_IDLE_TIMEOUT))]
+    pub idle_timeout: Option<u64>,
+    /// Most client connections open at once [default: 10000]; more wait in the listen backlog
+    /// until one closes.
+    #[arg(long, env = "LICENSING_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNECTIONS)))]
+    pub max_connections: Option<u32>,
 }
 
 /// Default minimum publication time of a staged key (7 days).
@@ -108,6 +123,13 @@ pub(crate) const DEFAULT_KEY_MIN_PUBLISH_SECS: i64 = 7 * 86_400;
 
 /// Longest `key_min_publish_secs` accepted (10 years).
 const MAX_KEY_MIN_PUBLISH_SECS: u64 = 10 * 365 * 86_400;
+
+/// Longest `header_read_timeout` accepted, seconds.
+const MAX_HEADER_READ_TIMEOUT: u64 = 300;
+/// Longest `idle_timeout` accepted, seconds.
+const MAX_IDLE_TIMEOUT: u64 = 3600;
+/// Largest `max_connections` accepted.
+const MAX_CONNECTIONS: u32 = 1_000_000;
 
 /// Longest `seat_batch_wait_us` accepted (10 ms).
 const MAX_SEAT_BATCH_WAIT_US: u64 = 10_000;
@@ -126,6 +148,9 @@ struct FileSettings {
     reap_interval: Option<u64>,
     seat_batch_wait_us: Option<u64>,
     issuer: Option<String>,
+    header_read_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<u32>,
 }
 
 /// The resolved settings of a `serve` run.
@@ -141,6 +166,7 @@ pub(crate) struct Settings {
     pub reap_interval: u64,
     pub seat_batch_wait: std::time::Duration,
     pub issuer: String,
+    pub limits: super::conn::Limits,
 }
 
 /// Largest config file read (it is a handful of lines).
@@ -157,6 +183,9 @@ impl Settings {
             client_rate_per_minute,
             reap_interval,
             seat_batch_wait_us,
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
         } = args;
         let file = match &store.config {
             Some(path) => read_file(path)?,
@@ -188,7 +217,26 @@ impl Settings {
         if seat_batch_wait_us > MAX_SEAT_BATCH_WAIT_US {
             return Err("seat_batch_wait_us must be 0 to 10000".into());
         }
+        let header_read_timeout = header_read_timeout
+            .or(file.header_read_timeout)
+            .unwrap_or(10);
+        if !(1..=MAX_HEADER_READ_TIMEOUT).contains(&header_read_timeout) {
+            return Err("header_read_timeout must be 1 to 300".into());
+        }
+        let idle_timeout = idle_timeout.or(file.idle_timeout).unwrap_or(60);
+        if !(1..=MAX_IDLE_TIMEOUT).contains(&idle_timeout) {
+            return Err("idle_timeout must be 1 to 3600".into());
+        }
+        let max_connections = max_connections.or(file.max_connections).unwrap_or(10_000);
+        if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
+            return Err("max_connections must be 1 to 1000000".into());
+        }
         Ok(Settings {
+            limits: super::conn::Limits {
+                header_read_timeout: std::time::Duration::from_secs(header_read_timeout),
+                idle_timeout: std::time::Duration::from_secs(idle_timeout),
+                max_connections,
+            },
             reap_interval,
             seat_batch_wait: std::time::Duration::from_micros(seat_batch_wait_us),
             listen: listen
@@ -248,6 +296,27 @@ mod tests {
         assert_eq!(s.key_min_publish_secs, 7 * 86_400);
         assert_eq!(s.seat_batch_wait, std::time::Duration::from_millis(1));
         assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.limits.header_read_timeout.as_secs(), 10);
+        assert_eq!(s.limits.idle_timeout.as_secs(), 60);
+        assert_eq!(s.limits.max_connections, 10_000);
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_and_the_file() {
+        let (_dir, path) =
+            write("header_read_timeout = 3\nidle_timeout = 30\nmax_connections = 50\n");
+        let args = ServeArgs {
+            store: StoreArgs {
+                config: Some(path),
+                ..StoreArgs::default()
+            },
+            idle_timeout: Some(5),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(s.limits.header_read_timeout.as_secs(), 3);
+        assert_eq!(s.limits.idle_timeout.as_secs(), 5);
+        assert_eq!(s.limits.max_connections, 50);
     }
 
     #[test]
@@ -261,6 +330,9 @@ mod tests {
                 "key_min_publish_secs",
             ),
             ("seat_batch_wait_us = 10001\n", "seat_batch_wait_us"),
+            ("header_read_timeout = 0\n", "header_read_timeout"),
+            ("idle_timeout = 3601\n", "idle_timeout"),
+            ("max_connections = 0\n", "max_connections"),
             ("[[[", "config"),
         ] {
             let (_dir, path) = write(text);

@@ -172,6 +172,11 @@ impl Caller {
         }
     }
 
+    /// Whether the caller's role may do `action` ([`Caller::require`] without the error).
+    pub fn may(&self, action: Action) -> bool {
+        self.require(action).is_ok()
+    }
+
     /// 403 unless the caller is an admin of the operator organization (creating organizations,
     /// managing signing keys).
     pub fn require_operator(&self) -> Result<(), ApiError> {
@@ -185,6 +190,52 @@ impl Caller {
             ))
         }
     }
+}
+
+/// What an admin route that changes state requires of its caller, checked by the [`Caller`]
+/// extractor before anything else is read from the request: a caller who may not call the
+/// route gets 403 whatever its body (never a 422 that tells what the body lacks). The
+/// handlers check the same again with [`Caller::require`]; reads need no early check (they
+/// carry no body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Required {
+    /// The role must allow this action.
+    Action(Action),
+    /// An admin of the operator organization.
+    Operator,
+}
+
+/// The [`Required`] of a state-changing admin route (`route` is the router's template), or
+/// `None` for reads and routes that are not admin routes.
+pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<Required> {
+    use axum::http::Method;
+    if method == Method::GET || method == Method::HEAD {
+        return None;
+    }
+    Some(match route {
+        "/v1/products"
+        | "/v1/policies"
+        | "/v1/licenses"
+        | "/v1/licenses/{id}/suspend"
+        | "/v1/licenses/{id}/reinstate"
+        | "/v1/licenses/{id}/revoke"
+        | "/v1/licenses/{id}/renew"
+        | "/v1/licenses/{id}/borrowing" => Required::Action(Action::ManageLicenses),
+        "/v1/licenses/{id}/machines/{machine_id}"
+        | "/v1/licenses/{id}/leases/{lease_id}/release"
+        | "/v1/licenses/{id}/lease-timeout"
+        | "/v1/licenses/{id}/queue"
+        | "/v1/licenses/{id}/queue/{queue_id}/remove"
+        | "/v1/offline/activate"
+        | "/v1/offline/deactivate" => Required::Action(Action::Operate),
+        "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" => Required::Action(Action::Administer),
+        "/v1/organizations"
+        | "/v1/keys/stage"
+        | "/v1/keys/{kid}/promote"
+        | "/v1/keys/rotate"
+        | "/v1/keys/{kid}/retire" => Required::Operator,
+        _ => return None,
+    })
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -218,6 +269,16 @@ impl FromRequestParts<AppState> for Caller {
             operator: grant.operator != 0,
             role,
         };
+        // The role before the body: a caller who may not call this route learns nothing more.
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str);
+        match route.and_then(|route| required_for(&parts.method, route)) {
+            Some(Required::Action(action)) => caller.require(action)?,
+            Some(Required::Operator) => caller.require_operator()?,
+            None => {}
+        }
         // A state-changing request: the audit trail records this caller if it succeeds.
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {
             slot.set(&caller);

@@ -64,6 +64,22 @@ fn claims_error(context: &str, e: &CoreError) -> ApiError {
     ApiError::invalid("invalid_license", format!("{context}: {e}"))
 }
 
+/// Checks the claims of a license being created (a license, or a policy's trial license) with
+/// the core's rules for new claims ([`licensing_core::LicenseClaims::validate_new`]): 422
+/// `invalid_field` naming the request field (`customer.name` for `lic.customer.name`).
+pub(crate) fn check_new(license: &License) -> Result<(), ApiError> {
+    license.claims().validate_new().map_err(|e| match e {
+        CoreError::InvalidClaims { field, detail } => ApiError::invalid(
+            "invalid_field",
+            format!(
+                "`{}`: {detail}",
+                field.strip_prefix("lic.").unwrap_or(&field)
+            ),
+        ),
+        other => claims_error("the license claims are invalid", &other),
+    })
+}
+
 fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(ApiError::internal)
 }

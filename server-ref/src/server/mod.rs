@@ -10,6 +10,7 @@
 mod admin_token;
 mod audit;
 mod config;
+mod conn;
 mod db;
 mod error;
 mod extract;
@@ -449,6 +450,22 @@ fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     })
 }
 
+/// Histogram observations between two drains of the recorder's sample buffers.
+const METRICS_UPKEEP_EVERY: u64 = 4096;
+
+/// Records `value` in `histogram`. The Prometheus recorder keeps every raw sample (24 bytes)
+/// until it is drained into its buckets, which a scrape of `/metrics` does: a server nobody
+/// scrapes grew by that much per request, for ever. Every [`METRICS_UPKEEP_EVERY`]-th
+/// observation drains them here, so memory stays flat whether or not anything scrapes.
+fn observe(histogram: &metrics::Histogram, value: f64) {
+    static OBSERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    histogram.record(value);
+    let n = OBSERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n % METRICS_UPKEEP_EVERY == METRICS_UPKEEP_EVERY - 1 {
+        prometheus().run_upkeep();
+    }
+}
+
 /// `GET /metrics`: Prometheus text format (request counts and latencies per route, rate
 /// limiting, and the licensing events the handlers count).
 #[utoipa::path(
@@ -519,8 +536,10 @@ async fn around_request(
         ("status", static_label(status.as_str())),
     ];
     metrics::counter!("licensing_http_requests_total", &labels).increment(1);
-    metrics::histogram!("licensing_http_request_duration_seconds", &labels[..2])
-        .record(start.elapsed().as_secs_f64());
+    observe(
+        &metrics::histogram!("licensing_http_request_duration_seconds", &labels[..2]),
+        start.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         %method,
         path = path.as_deref().unwrap_or_default(),
@@ -800,12 +819,8 @@ async fn serve(args: Settings) -> Result<(), String> {
         std::time::Duration::from_secs(args.reap_interval),
         now,
     );
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    conn::serve(listener, router(state), args.limits, shutdown_signal()).await;
     reaper.abort();
-    served?;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -1026,6 +1041,7 @@ mod tests {
     mod audit_writer;
     mod compliance;
     mod floating;
+    mod hardening;
     mod machines;
 
     pub(super) const ADMIN: &str = "lst_admin_for_tests";
@@ -1449,6 +1465,74 @@ mod tests {
         let (_dir, state) = app().await;
         assert_eq!(state.db().journal_mode().await.unwrap(), "wal");
         assert_eq!(state.db().api_token_count().await.unwrap(), 2);
+    }
+
+    /// Resident memory of this process, in bytes (Linux).
+    #[cfg(target_os = "linux")]
+    fn rss_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    /// The child of [`histogram_memory_stays_flat_without_a_scrape`]: a fresh process (the
+    /// recorder is process-wide and other tests allocate beside it), so its resident memory
+    /// measures the request-duration histogram alone.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[ignore = "run by histogram_memory_stays_flat_without_a_scrape in its own process"]
+    fn histogram_memory_child() {
+        if std::env::var_os("LICENSING_HISTOGRAM_CHILD").is_none() {
+            return;
+        }
+        prometheus();
+        let labels = [
+            ("method", metrics::SharedString::const_str("POST")),
+            ("route", static_label("/v1/client/validate")),
+        ];
+        let histogram = metrics::histogram!("licensing_http_request_duration_seconds", &labels);
+        for _ in 0..200_000 {
+            observe(&histogram, 0.0002);
+        }
+        let warm = rss_bytes();
+        for _ in 0..1_000_000 {
+            observe(&histogram, 0.0002);
+        }
+        let grown = rss_bytes().saturating_sub(warm);
+        // Raw samples kept until a scrape: 24 MB here. Drained ones: nothing.
+        assert!(
+            grown < 4 << 20,
+            "grew by {grown} bytes over a million observations"
+        );
+        // Nothing was lost: a scrape counts every observation.
+        assert!(
+            prometheus()
+                .render()
+                .contains("route=\"/v1/client/validate\"} 1200000"),
+            "{}",
+            prometheus().render()
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn histogram_memory_stays_flat_without_a_scrape() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "server::tests::histogram_memory_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("LICENSING_HISTOGRAM_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
     }
 
     #[tokio::test]

@@ -273,6 +273,12 @@ pub(crate) async fn create_policy(
         .map(i64::try_from)
         .transpose()
         .map_err(|_| ApiError::invalid("invalid_field", "`grace_period` is out of range"))?;
+    if req.duration == Some(0) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "`duration` must be at least 1 second",
+        ));
+    }
     let (check_in_interval, check_in_grace) = check_in_settings(&req)?;
     let allow_unmetered = req.allow_unmetered.unwrap_or(false);
     if allow_unmetered && req.model == LicenseModel::NodeLocked {
@@ -304,13 +310,14 @@ pub(crate) async fn create_policy(
         allow_unmetered: i64::from(allow_unmetered),
     };
     let template = issue::build_claims(&state, &policy, &NewLicense::default(), "lic_trial", now)?;
-    issue::sign_license(
+    let (_, trial) = issue::sign_license(
         &state,
         &template,
         &[issue::placeholder_fingerprint(&template)],
         now,
     )
     .map_err(|e| e.context("the policy would issue invalid licenses"))?;
+    issue::check_new(&trial)?;
     state.db().insert_policy(&policy).await?;
     tracing::info!(policy = %policy.id, product = %policy.product_id, "policy created");
     Ok((StatusCode::CREATED, Json(policy_view(&policy))))
@@ -367,8 +374,14 @@ pub(crate) struct LicenseView {
     /// The key's last group, `…-XXXXX`.
     key_hint: String,
     expires_at: Option<i64>,
-    /// The signed license token (none for a node-locked license without machines).
+    /// The signed license token (none for a node-locked license without machines, and none
+    /// for a caller whose role may not manage licenses: see `token_withheld`).
     token: Option<String>,
+    /// Present and true when the license has a token that this caller's role (auditor, IT
+    /// staff) may not receive: a signed token is the license itself, runnable anywhere its
+    /// product is installed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    token_withheld: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -388,7 +401,9 @@ pub(crate) struct LicenseList {
     licenses: Vec<LicenseView>,
 }
 
-fn license_view(row: &LicenseRow, now: i64) -> ApiResult<LicenseView> {
+/// A license as `caller` may see it: the signed token only for roles that manage licenses.
+fn license_view(row: &LicenseRow, caller: &Caller, now: i64) -> ApiResult<LicenseView> {
+    let show_token = caller.may(Action::ManageLicenses);
     Ok(LicenseView {
         id: row.id.clone(),
         product_id: row.product_id.clone(),
@@ -396,7 +411,8 @@ fn license_view(row: &LicenseRow, now: i64) -> ApiResult<LicenseView> {
         status: issue::effective_status(row, now)?,
         key_hint: format!("…-{}", row.key_hint),
         expires_at: row.expires_at,
-        token: row.token.clone(),
+        token: row.token.clone().filter(|_| show_token),
+        token_withheld: row.token.is_some() && !show_token,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
@@ -431,15 +447,18 @@ pub(crate) async fn create_license(
     let template = issue::build_claims(&state, &policy, &req, &id, now)?;
     let token = if issue::is_node_locked(&template) {
         // Validate now; the token is signed when machines are bound.
-        issue::sign_license(
+        let (_, license) = issue::sign_license(
             &state,
             &template,
             &[issue::placeholder_fingerprint(&template)],
             now,
         )?;
+        issue::check_new(&license)?;
         None
     } else {
-        Some(issue::sign_license(&state, &template, &[], now)?.0)
+        let (token, license) = issue::sign_license(&state, &template, &[], now)?;
+        issue::check_new(&license)?;
+        Some(token)
     };
     let key = secrets::new_license_key().map_err(internal)?;
     let row = LicenseRow {
@@ -467,7 +486,7 @@ pub(crate) async fn create_license(
         return Err(ApiError::internal("license key collision"));
     }
     tracing::info!(license = %row.id, policy = %row.policy_id, "license created");
-    let license = license_view(&row, now)?;
+    let license = license_view(&row, &caller, now)?;
     Ok((StatusCode::CREATED, Json(CreatedLicense { license, key })))
 }
 
@@ -486,7 +505,7 @@ pub(crate) async fn list_licenses(
         .list_licenses(&caller.organization_id, 500)
         .await?
         .iter()
-        .map(|row| license_view(row, now))
+        .map(|row| license_view(row, &caller, now))
         .collect::<ApiResult<Vec<LicenseView>>>()?;
     Ok(Json(LicenseList { licenses }))
 }
@@ -504,7 +523,7 @@ pub(crate) async fn get_license(
 ) -> ApiResult<Json<LicenseView>> {
     caller.require(Action::Read)?;
     let row = get_license_row(&state, &caller, &id).await?;
-    Ok(Json(license_view(&row, now())?))
+    Ok(Json(license_view(&row, &caller, now())?))
 }
 
 async fn transition(
@@ -530,7 +549,7 @@ async fn transition(
     }
     tracing::info!(license = %id, status = transition.target(), "license status changed");
     let row = get_license_row(state, caller, id).await?;
-    Ok(Json(license_view(&row, now)?))
+    Ok(Json(license_view(&row, caller, now)?))
 }
 
 /// `POST /v1/licenses/{id}/suspend`: active → suspended.
@@ -772,7 +791,7 @@ pub(crate) async fn renew_license(
     state.db().rewrite_license(&id, renew, now).await??;
     tracing::info!(license = %id, by = %caller.token_id, "license renewed");
     let row = get_license_row(&state, &caller, &id).await?;
-    Ok(Json(license_view(&row, now)?))
+    Ok(Json(license_view(&row, &caller, now)?))
 }
 
 /// `DELETE /v1/licenses/{id}/machines/{machine_id}`: deactivates a machine (frees its slot;

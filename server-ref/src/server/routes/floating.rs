@@ -874,6 +874,12 @@ pub(crate) async fn set_lease_timeout(
 ) -> ApiResult<Json<LeaseTimeoutView>> {
     caller.require(Action::Operate)?;
     let row = get_license_row(&state, &caller, &id).await?;
+    if issue::parsed_template(&row)?.license.claims().lic.model != LicenseModel::Floating {
+        return Err(ApiError::invalid(
+            "license_not_floating",
+            "`seconds`: a lease timeout applies only to a floating license",
+        ));
+    }
     if !LEASE_TIMEOUT_BOUNDS.contains(&req.seconds) {
         return Err(ApiError::invalid(
             "invalid_field",

@@ -96,11 +96,18 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 // ---- input rules ---------------------------------------------------------------------------
 
 pub(crate) fn text_field(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control)
+    if value.trim().is_empty()
+        || value.chars().count() > max
+        || value
+            .chars()
+            .any(licensing_core::claims::is_unsafe_text_char)
     {
         return Err(ApiError::invalid(
             "invalid_field",
-            format!("`{field}` must be 1 to {max} characters without control characters"),
+            format!(
+                "`{field}` must be 1 to {max} characters without control characters or \
+                 bidirectional overrides"
+            ),
         ));
     }
     Ok(())

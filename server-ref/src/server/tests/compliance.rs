@@ -139,7 +139,7 @@ async fn alerts_on(url: Option<&str>) {
         .db()
         .set_claims_for_tests(&checked_in, &claims.to_string())
         .await;
-    let (_, seatless) = license(&state, json!({ "model": "perpetual", "seats": 0 })).await;
+    let (_, seatless) = license(&state, json!({ "model": "perpetual" })).await;
     let (_, report) = alerts(AUDITOR).await;
     assert!(of(&report, &checked_in).is_empty(), "{report}");
     assert!(of(&report, &seatless).is_empty(), "{report}");

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::audit;
 use super::config::{ServeArgs, Settings, StoreArgs};
-use super::db::{MachineRef, RemovedBy};
 use super::db::NewAuditEntry;
+use super::db::{MachineRef, RemovedBy};
 use super::error::{ApiError, ApiResult};
 use super::extract::{self, Action, Caller, StrictJson};
 use super::routes::{

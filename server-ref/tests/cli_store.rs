@@ -138,6 +138,15 @@ fn commands_on_the_database_never_create_one() {
         "nonce": "offline-nonce-0123456789", "created_at": 1_800_000_000,
     });
     std::fs::write(&request, body.to_string()).unwrap();
+    // A well-formed receipt (its MAC is never checked: there is no database to check it in).
+    let receipt = dir.path().join("receipt.json");
+    let receipt_body = json!({
+        "kind": "licensing.offline_deactivation_receipt", "version": 1,
+        "license_id": "lic_x", "machine_id": "mch_x", "fingerprint": "box",
+        "machine_token_jti": "jti_x", "deactivated_at": 1_800_000_000,
+        "nonce": "deactivation-nonce-0123456789", "mac": "AAAA",
+    });
+    std::fs::write(&receipt, receipt_body.to_string()).unwrap();
     let typo = dir.path().join("dta");
     let existing = dir.path().join("empty");
     std::fs::create_dir(&existing).unwrap();
@@ -190,6 +199,36 @@ fn commands_on_the_database_never_create_one() {
         ),
         (
             vec!["audit", "verify", "--database-url", &sqlite_typo],
+            "no database",
+        ),
+        (
+            vec![
+                "offline",
+                "deactivate",
+                "--receipt",
+                receipt.to_str().unwrap(),
+                "--data-dir",
+                typo.to_str().unwrap(),
+            ],
+            "no data directory",
+        ),
+        (
+            vec![
+                "offline",
+                "deactivate",
+                "--receipt",
+                receipt.to_str().unwrap(),
+                "--database-url",
+                &sqlite_typo,
+            ],
+            "no database",
+        ),
+        (
+            vec!["keys", "list", "--data-dir", existing.to_str().unwrap()],
+            "no database",
+        ),
+        (
+            vec!["keys", "stage", "--database-url", &sqlite_typo],
             "no database",
         ),
     ] {

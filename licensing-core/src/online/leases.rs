@@ -984,7 +984,7 @@ impl LeaseManager {
     fn retake(&self) -> Result<Status, OnlineError> {
         // One attempt at a time: a concurrent caller waits and sees its outcome.
         let _one = self.retaking.lock().unwrap_or_else(PoisonError::into_inner);
-        {
+        let released = {
             let state = self.shared.lock();
             let state = self
                 .shared
@@ -1001,15 +1001,30 @@ impl LeaseManager {
             {
                 return Err(again);
             }
-        }
+            state.grant.lease_secret.clone()
+        };
         let request_id = new_nonce()?;
         let sent = self.shared.clock.now();
-        let result = self.client.check_out_lease(
-            &self.config.license_key,
-            &self.config.client_id,
-            &self.config.user,
-            &request_id,
-        );
+        // The released lease's secret too: when its check-in did not reach the server, the
+        // lease is still live and this instance takes it back instead of a second seat (or a
+        // denial on a full license); the server ignores a secret of a lease that has ended.
+        let result = self
+            .client
+            .check_out_with(
+                &self.config.license_key,
+                &self.config.client_id,
+                &self.config.user,
+                &request_id,
+                None,
+                None,
+                released.as_ref(),
+            )
+            .and_then(|answer| match answer {
+                SeatAnswer::Granted(grant) => Ok(grant),
+                SeatAnswer::Queued(_) => Err(OnlineError::Mismatch(
+                    "the server answered a place in line to a check-out that does not wait".into(),
+                )),
+            });
         let mut state = self.shared.lock();
         match result {
             Ok(grant) => {

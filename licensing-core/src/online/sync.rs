@@ -80,10 +80,21 @@ impl Licensing {
         })?;
         let _lock = self.store.lock()?;
         let (verdict, license) = self.install_unlocked(&token, now)?;
+        if !installed(&verdict, license.as_ref()) {
+            // Not stored (a clock behind the token's `iat`): the store keeps what it had, its
+            // key, machine token and any refusal it keeps, untouched.
+            return Ok(Activated {
+                verdict,
+                license,
+                activation,
+            });
+        }
         self.store.write_license_key(license_key.trim())?;
         self.store.write_machine_token(&activation.machine_token)?;
         self.store
             .write_deactivation_key(activation.deactivation_key.as_deref())?;
+        // A receipt of an earlier offline deactivation was used up by this activation.
+        self.store.write_deactivation_receipt(None)?;
         // A fresh activation is the server saying active: forget an older refusal.
         self.forget_server_answer(clock_key(&self.fingerprint()))?;
         Ok(Activated {
@@ -345,6 +356,7 @@ impl Licensing {
         // This activation's key, or none (an older server): never a key of an earlier one.
         self.store
             .write_deactivation_key(validation.deactivation_key.as_deref())?;
+        self.store.write_deactivation_receipt(None)?;
         self.store.write_pending_request(None)?;
         Ok(OnlineCheck {
             verdict,
@@ -365,7 +377,13 @@ impl Licensing {
         let (verdict, license) = match (&validation.status, &validation.license_token) {
             // A token answered beside a refusal of this machine is not installed.
             (ServerStatus::Active, Some(token)) if !refuses_machine => {
-                self.install_unlocked(token, now)?
+                let (verdict, license) = self.install_unlocked(token, now)?;
+                if !installed(&verdict, license.as_ref()) {
+                    // Not stored (a clock behind the token's `iat`): the store, and any
+                    // refusal it keeps, stay as they were.
+                    return Ok((verdict, license));
+                }
+                (verdict, license)
             }
             _ => self.evaluate_stored(now, fingerprint)?,
         };
@@ -435,4 +453,11 @@ impl Licensing {
             Err(error) => Ok((Verdict::from_error(&error), None)),
         }
     }
+}
+
+/// Whether [`Licensing::install_unlocked`] stored the token it was given: it answers a genuine
+/// license with `clock_tampered` without storing it when the clock is behind the token's `iat`
+/// (evaluation itself never answers `clock_tampered`).
+fn installed(verdict: &Verdict, license: Option<&License>) -> bool {
+    license.is_some() && verdict.status != Status::ClockTampered
 }

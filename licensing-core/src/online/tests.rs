@@ -844,6 +844,44 @@ mod with_store {
         );
     }
 
+    /// An activation whose token is not stored (the clock is behind its `iat`) leaves the store
+    /// as it was: the kept refusal of the installed license is not forgotten, so putting the
+    /// clock right afterwards does not bring a revoked license back.
+    #[test]
+    fn an_activation_refused_by_the_clock_keeps_the_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = key(1);
+        let app = app(dir.path(), &vendor);
+        app.install(&license_token(&vendor, "lic_1"), NOW).unwrap();
+        app.store().write_license_key("AAAAA-BBBBB").unwrap();
+        let refused = validating("revoked", NOW);
+        let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
+        assert_eq!(
+            app.validate_online(&client, NOW).unwrap().verdict.status,
+            Status::Revoked
+        );
+        // Another license activated with the clock set back two days before its `iat`.
+        let other = stub(move |_, _| {
+            let vendor = key(1);
+            let answer = json!({ "machine_id": "mch_2", "license_id": "lic_2",
+                "machine_token": machine_token(&vendor, &fingerprint().id, "lic_2"),
+                "license_token": license_token(&vendor, "lic_2") });
+            (201, answer.to_string())
+        });
+        let client = Client::new(fast_config(&other.url), trust(&vendor)).unwrap();
+        let activated = app.activate(&client, "CCCCC-DDDDD", NOW - 2 * DAY).unwrap();
+        assert_eq!(activated.verdict.status, Status::ClockTampered);
+        assert_eq!(
+            app.store().read_license_key().unwrap().as_deref(),
+            Some("AAAAA-BBBBB")
+        );
+        // The clock put right: the installed license is still the revoked one.
+        assert_eq!(
+            app.check_at_startup(NOW + 60).unwrap().status,
+            Status::Revoked
+        );
+    }
+
     /// A refusal kept by an earlier release (no digest in the clock state) still applies, and
     /// is sealed at the next start, so deleting it afterwards is caught too.
     #[test]
@@ -1347,17 +1385,20 @@ impl SeatServer {
                     "check-out {}",
                     body["request_id"].as_str().unwrap()
                 ));
+                if let Some(secret) = body["lease_secret"].as_str() {
+                    seen.push(format!("presented {secret}"));
+                }
                 if other.load(Ordering::SeqCst) {
                     let detail = "No available licenses, please contact IT";
                     let denial = json!({ "error": "no_seats", "detail": detail });
                     return (409, denial.to_string(), String::new());
                 }
                 let n = leases.fetch_add(1, Ordering::SeqCst) + 1;
-                return (
-                    201,
-                    lease_answer(&vendor, &format!("lse_{n}"), 1, life),
-                    String::new(),
-                );
+                let mut answer: Value =
+                    serde_json::from_str(&lease_answer(&vendor, &format!("lse_{n}"), 1, life))
+                        .unwrap();
+                answer["lease_secret"] = json!(format!("secret-{n}"));
+                return (201, answer.to_string(), String::new());
             }
             seen.push(last.to_owned());
             let id = path.split('/').nth(4).unwrap_or_default().to_owned();
@@ -1494,6 +1535,14 @@ fn an_idle_app_gives_its_seat_back_and_takes_one_again_on_activity() {
     );
     let second = manager.grant().lease_id;
     assert_ne!(second, first);
+    // Each check-out after the idle release presented the released lease's secret: had its
+    // check-in not reached the server, the live lease would be taken back, not a second seat.
+    let presented: Vec<String> = server
+        .log()
+        .iter()
+        .filter_map(|l| l.strip_prefix("presented ").map(str::to_owned))
+        .collect();
+    assert_eq!(presented, ["secret-1", "secret-1"]);
     let seen = beats();
     eventually("heartbeats after the seat was taken again", || {
         beats() >= seen + 2

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use super::audit;
-use super::config::{ServeArgs, Settings, StoreArgs};
+use super::config::{DatabaseArgs, ServeArgs, Settings, StoreArgs};
 use super::db::NewAuditEntry;
 use super::routes;
 use super::{AppState, OPERATOR_ORGANIZATION, now};
@@ -14,9 +14,10 @@ use super::{AppState, OPERATOR_ORGANIZATION, now};
 /// Where the server keeps its state, and the minimum publication time of a staged key.
 #[derive(clap::Args, Debug, Clone)]
 pub struct KeysStoreArgs {
-    /// The server's data directory, database and config file.
+    /// The server's existing database (never created, nor given a signing key: a key reaches
+    /// the ring only by `stage` and `promote`).
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: DatabaseArgs,
     /// Seconds a staged key must have been published before it may sign [default: 604800,
     /// 7 days]; the same setting as `serve --key-min-publish-secs`.
     #[arg(long, env = "LICENSING_KEY_MIN_PUBLISH_SECS")]
@@ -125,23 +126,22 @@ fn with_state<T: serde::Serialize>(
 ) -> Result<T, CliError> {
     super::init_logging("warn");
     let settings = Settings::resolve(ServeArgs {
-        store: args.store.clone(),
+        store: StoreArgs {
+            config: args.store.config.clone(),
+            data_dir: args.store.data_dir.clone(),
+            database_url: args.store.database_url.clone(),
+            ..StoreArgs::default()
+        },
         key_min_publish_secs: args.key_min_publish_secs,
         ..ServeArgs::default()
     })
     .map_err(usage)?;
-    if settings.database_url.is_none() {
-        let file = settings.data_dir.join("licensing.db");
-        if !file.is_file() {
-            return Err(usage(format!(
-                "no server database at {} (is --data-dir right? start `serve` once first)",
-                file.display()
-            )));
-        }
-    }
     let runtime = super::runtime().map_err(usage)?;
     runtime.block_on(async {
-        let db = super::open_store(&settings).await.map_err(usage)?;
+        // The server's existing store: a mistyped --data-dir or URL is refused, never created.
+        let db = super::open_existing_store(&settings, super::db::Schema::MigrateExisting)
+            .await
+            .map_err(usage)?;
         let state = AppState::new(db.clone(), settings.issuer.clone(), u32::MAX)
             .await
             .map_err(usage)?;

@@ -19,7 +19,7 @@ use licensing_core::claims::MAX_TIMESTAMP;
 use serde::{Deserialize, Serialize};
 
 use super::audit;
-use super::config::{ServeArgs, Settings, StoreArgs};
+use super::config::{DatabaseArgs, ServeArgs, Settings, StoreArgs};
 use super::db::NewAuditEntry;
 use super::db::{MachineRef, RemovedBy};
 use super::error::{ApiError, ApiResult};
@@ -436,9 +436,9 @@ pub struct OfflineDeactivateArgs {
     /// The deactivation receipt file the machine wrote.
     #[arg(long)]
     pub receipt: PathBuf,
-    /// The server's data directory, database and signing key.
+    /// The server's existing database (never created).
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub store: DatabaseArgs,
 }
 
 /// Runs `offline deactivate` on the server's database: exit 0 with the machine removed (its
@@ -469,12 +469,11 @@ async fn offline_deactivate_cli(args: &OfflineDeactivateArgs) -> Result<(), CliE
             e.code()
         ))
     })?;
-    let settings = Settings::resolve(ServeArgs {
-        store: args.store.clone(),
-        ..ServeArgs::default()
-    })
-    .map_err(usage)?;
-    let db = super::open_store(&settings).await.map_err(usage)?;
+    let settings = args.store.settings().map_err(usage)?;
+    // The server's existing store: a mistyped --data-dir is refused, never created.
+    let db = super::open_existing_store(&settings, super::db::Schema::MigrateExisting)
+        .await
+        .map_err(usage)?;
     let state = AppState::new(db.clone(), settings.issuer, u32::MAX)
         .await
         .map_err(usage)?;

@@ -26,7 +26,9 @@ fn refuse_unusable(row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
 }
 
 /// The function that signs a node-locked license's token for its machines, inside the write
-/// transaction of an activation, deactivation or transfer.
+/// transaction of an activation, deactivation or transfer. The stored token is always signed
+/// by the current key, whatever the client of the request trusts (a retire re-signs only the
+/// tokens of the key it retires); the answer to the client is signed apart, in its scope.
 fn reissuer<'a>(
     state: &'a AppState,
     template: &'a serde_json::Map<String, Value>,
@@ -37,7 +39,7 @@ fn reissuer<'a>(
             .iter()
             .map(issue::machine_fingerprint)
             .collect::<ApiResult<Vec<_>>>()?;
-        issue::sign_license(state, template, &fingerprints, now)
+        super::super::with_current_key(|| issue::sign_license(state, template, &fingerprints, now))
             .map(|(token, _)| token)
             .map_err(|e| e.context("this machine cannot be bound to the license"))
     }

@@ -215,8 +215,9 @@ impl Client {
     /// Borrows a seat of the floating license `license_key` for `duration` (whole seconds, at
     /// least 1): `POST /v1/client/leases` with `borrow_seconds`. The lease needs no heartbeat
     /// and its token (`borrowed`: true) lets the app run offline until its `exp`, which the
-    /// server may set earlier than asked (never past the license's own expiry). When this
-    /// client and user hold a lease already, that lease is the one borrowed. Refused with
+    /// server may set earlier than asked (never past the license's own expiry). This is a
+    /// check-out of its own (another instance): to borrow the seat this instance holds, use
+    /// [`Client::borrow_lease_holding`] with that lease's secret. Refused with
     /// code `borrowing_not_allowed`, `borrow_limit` (the license's cap of borrowed seats) or
     /// [`NO_SEATS`]. Return it early with [`Client::check_in_lease`].
     pub fn borrow_lease(

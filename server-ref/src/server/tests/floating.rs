@@ -479,7 +479,7 @@ async fn stale_epoch_on(url: Option<&str>) {
         alice["lease_id"].as_str().unwrap()
     );
     let (heartbeat_status, heartbeat_body) = heartbeat(&state, &key, &stale).await;
-    let body = json!({ "license_key": key, "epoch": 7 });
+    let body = json!({ "license_key": key, "epoch": 7, "lease_secret": alice["lease_secret"] });
     let (release_status, release_body) = call(&state, "POST", &release, None, Some(body)).await;
     for (status, body) in [
         (heartbeat_status, heartbeat_body),

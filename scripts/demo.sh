@@ -85,7 +85,7 @@ flicense_id=$(echo "$flicense" | json 'd["id"]')
 fkey=$(echo "$flicense" | json 'd["key"]')
 seat() { # CLIENT REQUEST [EXTRA JSON]: POST /v1/client/leases, prints the HTTP status and the body
   curl -sS -w ' (HTTP %{http_code})' -H 'content-type: application/json' "$url/v1/client/leases" \
-    -d "{\"license_key\":\"$fkey\",\"client_id\":\"$1\",\"user\":\"$1\",\"request_id\":\"$2\"${3:+,$3}}"
+    -d "{\"license_key\":\"$fkey\",\"client_id\":\"$1\",\"user\":\"$1\",\"request_id\":\"$2\",\"lease_secret_supported\":true${3:+,$3}}"
 }
 show "POST /v1/client/leases   (alice)"
 alice=$(seat alice r1)
@@ -100,7 +100,7 @@ show "POST /v1/client/leases/{id}/release   (alice checks in)"
 alice_json=${alice% (HTTP*}
 curl -sS -H 'content-type: application/json' \
   "$url/v1/client/leases/$(echo "$alice_json" | json 'd["lease_id"]')/release" \
-  -d "{\"license_key\":\"$fkey\",\"epoch\":$(echo "$alice_json" | json 'd["epoch"]')}" | json 'd["release_reason"]'
+  -d "{\"license_key\":\"$fkey\",\"epoch\":$(echo "$alice_json" | json 'd["epoch"]'),\"lease_secret\":\"$(echo "$alice_json" | json 'd["lease_secret"]')\"}" | json 'd["release_reason"]'
 show "POST /v1/client/leases   (bob asks again: served from the line)"
 bob=$(seat bob r2 '"queue_seconds":120')
 echo "${bob:0:60}... ${bob##* (}" | sed 's/)$//'

@@ -112,7 +112,7 @@ fn main() {
     let before = CpuMark::now(&server_pids);
     let leases = phase_on("check-outs", &addrs, clients, seconds, move |c, conn, n| {
         let body = json!({ "license_key": k[c % k.len()], "client_id": format!("c{c}-{n}"), "user": "u",
-                           "request_id": "r" });
+                           "request_id": "r", "lease_secret_supported": true });
         let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
         assert_eq!(s, 201, "{lease}");
         Some(json!([
@@ -159,13 +159,13 @@ fn main() {
     assert_eq!(s, 201, "{license}");
     let full_key = license["key"].as_str().unwrap().to_owned();
     let body = json!({ "license_key": full_key, "client_id": "holder", "user": "u",
-                       "request_id": "r" });
+                       "request_id": "r", "lease_secret_supported": true });
     let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
     assert_eq!(s, 201, "{lease}");
     let before = CpuMark::now(&server_pids);
     let denials = phase_on("denials", &addrs, clients, seconds, move |c, conn, n| {
         let body = json!({ "license_key": full_key, "client_id": format!("d{c}-{n}"), "user": "u",
-                           "request_id": "r" });
+                           "request_id": "r", "lease_secret_supported": true });
         let (s, answer) = conn.call("POST", "/v1/client/leases", None, Some(&body));
         assert_eq!(s, 409, "{answer}");
         None
@@ -241,7 +241,7 @@ fn live_leases(addr: &str, engine: &str, clients: usize, keys: &[String], live: 
                     }
                     let key = n % keys.len();
                     let body = json!({ "license_key": keys[key], "client_id": format!("c{c}-{n}"),
-                                       "user": "u", "request_id": "r" });
+                                       "user": "u", "request_id": "r", "lease_secret_supported": true });
                     let (s, lease) = conn.call("POST", "/v1/client/leases", None, Some(&body));
                     assert_eq!(s, 201, "{lease}");
                     mine.push((

@@ -295,6 +295,9 @@ fn a_borrowed_seat_runs_offline_until_returned_or_expired() {
         .check_out_lease(&key, "desktop", "bob", "r1")
         .unwrap();
     assert!(!bob.lease.claims().borrowed);
+    // The SDK declares `lease_secret_supported`: its lease has a secret, which the check-in
+    // presents.
+    assert!(bob.lease_secret.is_some());
     client.check_in_lease(&key, &bob).unwrap();
 
     // Borrowed again, then the server goes away: the seat still runs offline.

@@ -153,8 +153,8 @@ fn floating_license(addr: &str, admin: &str, seats: u32) -> (String, String) {
 }
 
 fn check_out(addr: &str, key: &str, client: &str, request: &str) -> Result<Reply, String> {
-    let body =
-        json!({ "license_key": key, "client_id": client, "user": client, "request_id": request });
+    let body = json!({ "license_key": key, "client_id": client, "user": client,
+                       "request_id": request, "lease_secret_supported": true });
     http(addr, "POST", "/v1/client/leases", None, Some(&body))
 }
 

@@ -291,6 +291,10 @@ impl Client {
             queue_seconds: Option<u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             lease_secret: Option<&'a str>,
+            /// This SDK keeps the lease's secret and presents it on heartbeat and check-in:
+            /// the server gives the lease one and requires it (without it, the lease has none,
+            /// as for SDKs older than lease secrets).
+            lease_secret_supported: bool,
         }
         let (status, body) = self.http.post(
             &self.config,
@@ -303,6 +307,7 @@ impl Client {
                 borrow_seconds,
                 queue_seconds,
                 lease_secret: held.map(LeaseSecret::expose),
+                lease_secret_supported: true,
             },
             self.config.deadline,
         )?;

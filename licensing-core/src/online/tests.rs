@@ -1002,6 +1002,8 @@ fn lease_answers_are_verified() {
         }
         _ => {
             assert_eq!(body["request_id"], "req-1");
+            // It keeps the lease's secret, so the server gives it one and requires it.
+            assert_eq!(body["lease_secret_supported"], true, "{body}");
             (201, lease_answer(&vendor, "lse_1", 1, 60))
         }
     });

@@ -48,7 +48,8 @@ pub(crate) struct LeaseRow {
     /// 1: borrowed (see [`LeaseRow::is_borrowed`]).
     pub borrowed: i64,
     /// SHA-256 (hex) of the lease's secret, which heartbeats and check-ins present; `None` for
-    /// a lease taken before secrets existed (migration 0010).
+    /// a lease taken before secrets existed (migration 0010) or by a check-out that did not
+    /// declare `lease_secret_supported` (an SDK older than lease secrets).
     pub secret_hash: Option<String>,
 }
 
@@ -127,8 +128,11 @@ pub(crate) struct CheckOut<'a> {
     /// Id of the lease if one is granted.
     pub lease_id: &'a str,
     /// SHA-256 (hex) of a fresh secret: the new lease's, or the one that replaces the secret
-    /// of this request id's lease (a retry: the instance lost the first answer).
-    pub secret_hash: &'a str,
+    /// of this request id's lease (a retry: the instance lost the first answer). `None` for a
+    /// check-out that did not declare `lease_secret_supported` (an SDK older than lease
+    /// secrets): a new lease has none, and a retry of a lease that has one is refused
+    /// ([`CheckOutOutcome::SecretRequired`]), never answered nor downgraded.
+    pub secret_hash: Option<&'a str>,
     /// SHA-256 (hex) of the secret the check-out presented (`lease_secret`): a live lease of
     /// the same client and user with this secret is the instance's own (it ties this request
     /// id to it, and borrows it if asked); with none, the check-out is another instance.
@@ -182,7 +186,7 @@ impl From<&CheckOut<'_>> for OwnedCheckOut {
             seats: c.seats,
             now: c.now,
             lease_id: c.lease_id.to_owned(),
-            secret_hash: c.secret_hash.to_owned(),
+            secret_hash: c.secret_hash.map(str::to_owned),
             presented_hash: c.presented_hash.map(str::to_owned),
             denial_id: c.denial_id.to_owned(),
             borrow: c.borrow,
@@ -203,6 +207,9 @@ pub(crate) enum CheckOutOutcome {
     Ended(LeaseRow),
     /// This request id was used by the same client for another user.
     RequestIdConflict,
+    /// This request id's lease has a secret and the check-out did not declare
+    /// `lease_secret_supported`: refused, nothing changed (a lease is never downgraded).
+    SecretRequired,
     /// No seat free; the denial is recorded.
     Denied,
     /// No seat free for it yet: it waits in line (the denial is recorded when it takes its

@@ -64,7 +64,7 @@ pub(crate) struct OwnedCheckOut {
     pub seats: i64,
     pub now: i64,
     pub lease_id: String,
-    pub secret_hash: String,
+    pub secret_hash: Option<String>,
     pub presented_hash: Option<String>,
     pub denial_id: String,
     pub borrow: Option<Borrow>,
@@ -1312,10 +1312,18 @@ async fn check_out(
         if lease.secret_hash.is_some() && lease.secret_matches(presented) {
             return Ok(CheckOutOutcome::Existing(lease.clone()));
         }
+        let Some(secret_hash) = &c.secret_hash else {
+            // A check-out that keeps no secret: a lease without one is answered as it is (an
+            // older SDK's retry); a lease with one is never answered nor downgraded by it.
+            if lease.secret_hash.is_some() {
+                return Ok(CheckOutOutcome::SecretRequired);
+            }
+            return Ok(CheckOutOutcome::Existing(lease.clone()));
+        };
         // The instance that sent this request id lost the answer: a fresh secret replaces the
         // one it never received, so at most one instance holds the lease.
         let renewed: Option<LeaseRow> = sqlx::query_as(RENEW_SECRET)
-            .bind(&c.secret_hash)
+            .bind(secret_hash)
             .bind(&lease.id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -1384,7 +1392,8 @@ async fn check_out(
         return Ok(CheckOutOutcome::BorrowLimit);
     }
     // The timeout read in the same statement as the insert: one round trip. No NULL
-    // parameters (PostgreSQL cannot always type them): a lease that does not borrow binds 0.
+    // parameters where PostgreSQL cannot type them: a lease that does not borrow binds 0
+    // (`secret_hash` goes straight into its TEXT column, a typed NULL for a lease without one).
     let lease: LeaseRow = sqlx::query_as(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
          created_at, heartbeat_at, expires_at, borrowed, secret_hash) \

@@ -79,7 +79,8 @@ pub(crate) struct LeaseAnswer {
     /// The lease's secret, proof of holding it: heartbeats and check-ins present it. Only in
     /// a check-out's answer (never in a heartbeat's); keep it private (not logged, files
     /// 0600). A retry with the same request id answers a fresh one that replaces it, unless
-    /// the retry presents it; absent for a lease taken before secrets existed.
+    /// the retry presents it; absent for a lease without one (taken before secrets existed,
+    /// or by a check-out that did not declare `lease_secret_supported`).
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_secret: Option<String>,
 }
@@ -324,11 +325,18 @@ async fn lease_answer(
 
 /// The secret a check-out answers for `lease`: the fresh one (a new lease, or a retry's
 /// replacement) or the one the check-out presented, whichever is the lease's now (compared in
-/// constant time); none for a lease taken before secrets existed.
-fn answered_secret(lease: &LeaseRow, fresh: String, presented: Option<String>) -> Option<String> {
+/// constant time); none for a lease without one (taken before secrets existed, or by a
+/// check-out that did not declare `lease_secret_supported`).
+fn answered_secret(
+    lease: &LeaseRow,
+    fresh: Option<String>,
+    presented: Option<String>,
+) -> Option<String> {
     let hash = |secret: &str| secrets::sha256_hex(secret.as_bytes());
     lease.secret_hash.as_ref()?;
-    if lease.secret_matches(Some(&hash(&fresh))) {
+    if let Some(fresh) = fresh
+        && lease.secret_matches(Some(&hash(&fresh)))
+    {
         return Some(fresh);
     }
     presented.filter(|secret| lease.secret_matches(Some(&hash(secret))))
@@ -438,6 +446,14 @@ pub(crate) struct CheckOutRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 128)]
     lease_secret: Option<String>,
+    /// `true`: this client keeps the `lease_secret` answered with the lease and presents it
+    /// on heartbeat and check-in (current SDKs). The lease then has a secret, and its
+    /// heartbeats and check-ins require it; a retry of its request id must declare it too (403
+    /// `lease_secret_required` otherwise, nothing changes). Absent or `false` (SDKs older
+    /// than lease secrets): the lease has none, and is protected only by its id being
+    /// unguessable. Presenting `lease_secret` implies `true`.
+    #[serde(default)]
+    lease_secret_supported: bool,
     /// Borrow the seat: take it offline for this many seconds (1 to the license's
     /// `borrowing.max_seconds`, never past the license's expiry), with no heartbeat. The same
     /// client and user holding a lease already borrow that one.
@@ -470,7 +486,7 @@ pub(crate) struct CheckOutRequest {
         (status = 200, description = "The lease of this request id, or whose secret it presented", body = LeaseAnswer),
         (status = 202, description = "No seat yet: waiting in line", body = QueuedAnswer,
             headers(("Retry-After" = i64, description = "Seconds before asking again"))),
-        (status = 403, description = "The license is suspended, revoked, expired or not yet valid", body = ErrorBody),
+        (status = 403, description = "The license is suspended, revoked, expired or not yet valid, or a retry of a lease with a secret did not declare `lease_secret_supported`", body = ErrorBody),
         (status = 404, description = "No license has this key", body = ErrorBody),
         (status = 409, description = "No seat is free (or the wait in line is over), the license is not floating, the request id was used for another user, or the borrowing is not allowed or at its cap", body = ErrorBody),
         (status = 410, description = "This request id's lease has ended", body = ErrorBody),
@@ -493,8 +509,14 @@ pub(crate) async fn check_out(
         .transpose()?;
     let queue = line(&row, req.queue_seconds)?;
     let lease_id = secrets::new_id("lse").map_err(internal)?;
-    let secret = secrets::new_lease_secret().map_err(internal)?;
-    let secret_hash = secrets::sha256_hex(secret.as_bytes());
+    // Only a client that keeps the secret gets one (an older SDK's lease has none).
+    let secret = (req.lease_secret_supported || presented.is_some())
+        .then(secrets::new_lease_secret)
+        .transpose()
+        .map_err(internal)?;
+    let secret_hash = secret
+        .as_ref()
+        .map(|secret| secrets::sha256_hex(secret.as_bytes()));
     let denial_id = secrets::denial_id(&row.id, &req.client_id, &req.request_id);
     let outcome = state
         .db()
@@ -506,7 +528,7 @@ pub(crate) async fn check_out(
             seats,
             now,
             lease_id: &lease_id,
-            secret_hash: &secret_hash,
+            secret_hash: secret_hash.as_deref(),
             presented_hash: presented.as_deref(),
             denial_id: &denial_id,
             borrow,
@@ -524,6 +546,13 @@ pub(crate) async fn check_out(
         CheckOutOutcome::Ended(lease) => {
             return Err(lease_released(StatusCode::GONE, &lease)
                 .context("this request id's lease has ended; check out with a new request id"));
+        }
+        CheckOutOutcome::SecretRequired => {
+            return Err(ApiError::forbidden(
+                "lease_secret_required",
+                "this request id's lease was checked out with `lease_secret_supported`; a \
+                 retry must declare it too (and present `lease_secret` if it holds it)",
+            ));
         }
         CheckOutOutcome::RequestIdConflict => {
             return Err(ApiError::conflict(
@@ -566,6 +595,7 @@ fn outcome_label(outcome: &CheckOutOutcome) -> &'static str {
         CheckOutOutcome::Granted(_) => "granted",
         CheckOutOutcome::Existing(_) => "existing",
         CheckOutOutcome::Ended(_) => "ended",
+        CheckOutOutcome::SecretRequired => "secret_required",
         CheckOutOutcome::RequestIdConflict => "request_id_conflict",
         CheckOutOutcome::Denied => "denied",
         CheckOutOutcome::Queued(_) => "queued",

@@ -17,8 +17,28 @@ async fn floating(state: &AppState, seats: u32) -> (String, String) {
     license(state, json!({ "model": "floating", "seats": seats })).await
 }
 
+/// A check-out as the current SDK sends it (it keeps the lease's secret).
 fn checkout_body(key: &str, client: &str, user: &str, request: &str) -> Value {
+    let mut body = old_sdk_body(key, client, user, request);
+    body["lease_secret_supported"] = json!(true);
+    body
+}
+
+/// A check-out as an SDK older than lease secrets sends it.
+fn old_sdk_body(key: &str, client: &str, user: &str, request: &str) -> Value {
     json!({ "license_key": key, "client_id": client, "user": user, "request_id": request })
+}
+
+/// A check-out by an SDK older than lease secrets.
+async fn old_sdk_check_out(
+    state: &AppState,
+    key: &str,
+    client: &str,
+    user: &str,
+    request: &str,
+) -> (StatusCode, Value) {
+    let body = old_sdk_body(key, client, user, request);
+    call(state, "POST", "/v1/client/leases", None, Some(body)).await
 }
 
 async fn check_out(
@@ -91,7 +111,7 @@ fn at<'a>(
         seats,
         now,
         lease_id: id,
-        secret_hash: SECRET_HASH,
+        secret_hash: Some(SECRET_HASH),
         presented_hash: None,
         denial_id: id,
         borrow: None,
@@ -2462,6 +2482,203 @@ async fn a_replayed_check_out_answer_proves_nothing() {
         stored.secret_hash.as_deref(),
         Some(secrets::sha256_hex(secret.as_bytes()).as_str())
     );
+}
+
+/// The stored secret hash of the lease in the check-out answer `lease`.
+async fn stored_secret_hash(state: &AppState, id: &str, lease: &Value) -> Option<String> {
+    let lease_id = lease["lease_id"].as_str().unwrap();
+    let stored = state.db().get_lease(id, lease_id).await.unwrap().unwrap();
+    stored.secret_hash
+}
+
+/// A heartbeat (`action` "heartbeat") or check-in ("release") as an SDK older than lease
+/// secrets sends it: no `lease_secret` field.
+async fn old_sdk_lease_call(
+    state: &AppState,
+    key: &str,
+    lease: &Value,
+    action: &str,
+) -> (StatusCode, Value) {
+    let lease_id = lease["lease_id"].as_str().unwrap();
+    let path = format!("/v1/client/leases/{lease_id}/{action}");
+    let body = json!({ "license_key": key, "epoch": lease["epoch"] });
+    call(state, "POST", &path, None, Some(body)).await
+}
+
+/// Issue 20, part 6, compatibility: an app shipped with an SDK older than lease secrets (its
+/// check-out does not declare `lease_secret_supported`) keeps its seat after the server is
+/// upgraded: its lease has no secret (none answered, none stored), and its heartbeats,
+/// retries and check-in need none. Another request id of the same client and user still
+/// takes a seat of its own. Check-outs at once (batched, and on PostgreSQL granted in one
+/// statement) store no secret either, and a current SDK's lease on the same license still
+/// requires its secret. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_older_sdk_keeps_its_seat_without_a_secret() {
+    older_sdk_on(None).await;
+    if let Some(url) = postgres::fresh_database("an_older_sdk_keeps_its_seat_without_a_secret") {
+        older_sdk_on(Some(&url)).await;
+    }
+}
+
+async fn older_sdk_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, id) = floating(&state, 12).await;
+    let (status, old) = old_sdk_check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED, "{old}");
+    assert!(old.get("lease_secret").is_none(), "{old}");
+    assert_eq!(stored_secret_hash(&state, &id, &old).await, None);
+    for _ in 0..2 {
+        let (status, body) = old_sdk_lease_call(&state, &key, &old, "heartbeat").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Its retry: the same lease, still without a secret.
+    let (status, again) = old_sdk_check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["lease_id"], old["lease_id"]);
+    assert!(again.get("lease_secret").is_none(), "{again}");
+    assert_eq!(stored_secret_hash(&state, &id, &old).await, None);
+    // Another request id of the same client and user: a seat of its own, never this one.
+    let (status, other) = old_sdk_check_out(&state, &key, "c1", "alice", "r2").await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    assert_ne!(other["lease_id"], old["lease_id"]);
+    // Many at once.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (state, key) = (state.clone(), key.clone());
+            tokio::spawn(async move {
+                old_sdk_check_out(&state, &key, &format!("many-{i}"), "u", "r1").await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, lease) = task.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+        assert!(lease.get("lease_secret").is_none(), "{lease}");
+        assert_eq!(stored_secret_hash(&state, &id, &lease).await, None);
+        let (status, body) = old_sdk_lease_call(&state, &key, &lease, "heartbeat").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // A current SDK's lease on the same license still requires its secret.
+    let (status, current) = check_out(&state, &key, "c9", "carol", "r1").await;
+    assert_eq!(status, StatusCode::CREATED, "{current}");
+    assert!(current["lease_secret"].is_string(), "{current}");
+    for action in ["heartbeat", "release"] {
+        let (status, body) = old_sdk_lease_call(&state, &key, &current, action).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error"], "lease_secret_required");
+    }
+    assert_eq!(heartbeat(&state, &key, &current).await.0, StatusCode::OK);
+    // The older SDK checks in without a secret: the seat is free at once.
+    let (status, body) = old_sdk_lease_call(&state, &key, &old, "release").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = old_sdk_lease_call(&state, &key, &old, "heartbeat").await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 10);
+    state.db().assert_held_counts_agree().await;
+}
+
+/// Issue 20, part 6: a check-out that declared `lease_secret_supported` is never downgraded.
+/// A retry of its request id (or of one tied to its lease) that does not declare it is refused
+/// (403 `lease_secret_required`, no lease in the answer), and the lease keeps its secret,
+/// which its heartbeats still require. The other way only upgrades: an older SDK's lease
+/// retried with the declaration gets a secret, required from then on. A declared and an
+/// undeclared check-out of one request id at once: whichever comes first, the lease ends with
+/// the declared one's secret. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_check_out_that_declared_its_secret_is_never_downgraded() {
+    never_downgraded_on(None).await;
+    let name = "a_check_out_that_declared_its_secret_is_never_downgraded";
+    if let Some(url) = postgres::fresh_database(name) {
+        never_downgraded_on(Some(&url)).await;
+    }
+}
+
+async fn never_downgraded_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, id) = floating(&state, 10).await;
+    let (status, holder) = check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::CREATED, "{holder}");
+    let hash = stored_secret_hash(&state, &id, &holder).await;
+    assert!(hash.is_some());
+    let (status, tied) =
+        check_out_presenting(&state, &key, "c1", "alice", "r2", &holder["lease_secret"]).await;
+    assert_eq!(status, StatusCode::OK, "{tied}");
+    let mut declined = old_sdk_body(&key, "c1", "alice", "r1");
+    declined["lease_secret_supported"] = json!(false);
+    for body in [
+        old_sdk_body(&key, "c1", "alice", "r1"),
+        declined,
+        old_sdk_body(&key, "c1", "alice", "r2"),
+    ] {
+        let (status, answer) = call(&state, "POST", "/v1/client/leases", None, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert_eq!(answer["error"], "lease_secret_required");
+        assert!(answer.get("lease_id").is_none(), "{answer}");
+        assert!(answer.get("lease_secret").is_none(), "{answer}");
+    }
+    assert_eq!(stored_secret_hash(&state, &id, &holder).await, hash);
+    let (status, body) = old_sdk_lease_call(&state, &key, &holder, "heartbeat").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("lease_secret_required"))
+    );
+    assert_eq!(heartbeat(&state, &key, &holder).await.0, StatusCode::OK);
+    assert_eq!(state.db().live_leases(&id, now()).await.unwrap().len(), 1);
+
+    // Only upgrades: an older SDK's lease, retried with the declaration.
+    let (_, old) = old_sdk_check_out(&state, &key, "c2", "bob", "s1").await;
+    let (status, upgraded) = check_out(&state, &key, "c2", "bob", "s1").await;
+    assert_eq!(status, StatusCode::OK, "{upgraded}");
+    assert_eq!(upgraded["lease_id"], old["lease_id"]);
+    let secret = upgraded["lease_secret"].as_str().unwrap();
+    assert_eq!(
+        stored_secret_hash(&state, &id, &old).await.as_deref(),
+        Some(secrets::sha256_hex(secret.as_bytes()).as_str())
+    );
+    let (status, body) = old_sdk_lease_call(&state, &key, &old, "heartbeat").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = old_sdk_check_out(&state, &key, "c2", "bob", "s1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(heartbeat(&state, &key, &upgraded).await.0, StatusCode::OK);
+
+    // Both at once, for one request id: the lease ends with the declared one's secret.
+    for round in 0..4 {
+        let request = format!("race-{round}");
+        let spawn = |declared: bool| {
+            let (state, key, request) = (state.clone(), key.clone(), request.clone());
+            tokio::spawn(async move {
+                if declared {
+                    check_out(&state, &key, "c3", "carol", &request).await
+                } else {
+                    old_sdk_check_out(&state, &key, "c3", "carol", &request).await
+                }
+            })
+        };
+        let (old_task, new_task) = (spawn(false), spawn(true));
+        let (old_status, old_answer) = old_task.await.unwrap();
+        let (new_status, current) = new_task.await.unwrap();
+        assert!(new_status.is_success(), "{current}");
+        match old_status {
+            StatusCode::FORBIDDEN => assert_eq!(old_answer["error"], "lease_secret_required"),
+            status => {
+                assert!(status.is_success(), "{old_answer}");
+                assert_eq!(old_answer["lease_id"], current["lease_id"]);
+                assert!(old_answer.get("lease_secret").is_none(), "{old_answer}");
+            }
+        }
+        let secret = current["lease_secret"].as_str().unwrap();
+        assert_eq!(
+            stored_secret_hash(&state, &id, &current).await.as_deref(),
+            Some(secrets::sha256_hex(secret.as_bytes()).as_str())
+        );
+        assert_eq!(release(&state, &key, &current).await.0, StatusCode::OK);
+    }
+
+    // Once the lease has ended, a retry without the declaration learns only that (410).
+    assert_eq!(release(&state, &key, &holder).await.0, StatusCode::OK);
+    let (status, body) = old_sdk_check_out(&state, &key, "c1", "alice", "r1").await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    state.db().assert_held_counts_agree().await;
 }
 
 /// Seat calls count against a per-license rate (the client rate per seat, at least 4 seats):

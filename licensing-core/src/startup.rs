@@ -136,9 +136,21 @@ impl Licensing {
         token: &str,
         now: i64,
     ) -> Result<(Verdict, Option<License>), StoreError> {
+        self.install_stored(token, now)
+            .map(|(verdict, license, _)| (verdict, license))
+    }
+
+    /// [`Self::install_unlocked`], also telling whether the token was stored: a genuine token
+    /// is not when the clock is behind its `iat` (whatever its verdict), and the store then
+    /// keeps what it had.
+    pub(crate) fn install_stored(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(Verdict, Option<License>, bool), StoreError> {
         let license = match self.verifier.verify(token.trim()) {
             Ok(license) => license,
-            Err(error) => return Ok((Verdict::from_error(&error), None)),
+            Err(error) => return Ok((Verdict::from_error(&error), None, false)),
         };
         let fingerprint = self.fingerprint();
         let iat = license.claims().iat;
@@ -149,7 +161,7 @@ impl Licensing {
                     license.evaluate(&self.context_at(now, fingerprint)),
                     behind_by,
                 );
-                return Ok((verdict, Some(license)));
+                return Ok((verdict, Some(license), false));
             }
         };
         // The clock state first: if the token's write then fails, the store keeps the token it
@@ -168,7 +180,7 @@ impl Licensing {
         ))?;
         self.store.write_token(token.trim())?;
         let verdict = license.evaluate(&self.context_at(now, fingerprint));
-        Ok((verdict, Some(license)))
+        Ok((verdict, Some(license), true))
     }
 
     /// The startup check: load, fingerprint, verify, evaluate, guard the clock. `now` is the

@@ -79,8 +79,8 @@ impl Licensing {
             OnlineError::BadResponse("the activation carries no license token".into())
         })?;
         let _lock = self.store.lock()?;
-        let (verdict, license) = self.install_unlocked(&token, now)?;
-        if !installed(&verdict, license.as_ref()) {
+        let (verdict, license, stored) = self.install_stored(&token, now)?;
+        if !stored {
             // Not stored (a clock behind the token's `iat`): the store keeps what it had, its
             // key, machine token and any refusal it keeps, untouched.
             return Ok(Activated {
@@ -240,7 +240,7 @@ impl Licensing {
             limit,
         )?;
         let _lock = self.store.lock()?;
-        let (verdict, license) = self.apply_validation(&validation, &fingerprint, now)?;
+        let (verdict, license, _) = self.apply_validation(&validation, &fingerprint, now)?;
         Ok(OnlineCheck {
             verdict,
             license,
@@ -351,7 +351,17 @@ impl Licensing {
             ));
         }
         let validation = client.verify_offline_response(response, &request, now)?;
-        let (verdict, license) = self.apply_validation(&validation, &fingerprint, now)?;
+        let (verdict, license, applied) = self.apply_validation(&validation, &fingerprint, now)?;
+        if !applied {
+            // The answer's token was not stored (a clock behind its `iat`): the store keeps
+            // what it had, and the request stays pending to import again once the clock is right.
+            return Ok(OnlineCheck {
+                verdict,
+                license,
+                validation: Some(validation),
+                offline_reason: None,
+            });
+        }
         self.store.write_license_key(&request.license_key)?;
         // This activation's key, or none (an older server): never a key of an earlier one.
         self.store
@@ -366,22 +376,24 @@ impl Licensing {
         })
     }
 
-    /// Applies a verified server answer; the caller holds the store's lock.
+    /// Applies a verified server answer; the caller holds the store's lock. The flag is
+    /// `false` when the answer's token could not be stored (a clock behind its `iat`): then
+    /// nothing in the store changed.
     fn apply_validation(
         &self,
         validation: &Validation,
         fingerprint: &MachineFingerprint,
         now: i64,
-    ) -> Result<(Verdict, Option<License>), StoreError> {
+    ) -> Result<(Verdict, Option<License>, bool), StoreError> {
         let refuses_machine = validation.refuses_machine();
         let (verdict, license) = match (&validation.status, &validation.license_token) {
             // A token answered beside a refusal of this machine is not installed.
             (ServerStatus::Active, Some(token)) if !refuses_machine => {
-                let (verdict, license) = self.install_unlocked(token, now)?;
-                if !installed(&verdict, license.as_ref()) {
+                let (verdict, license, stored) = self.install_stored(token, now)?;
+                if !stored {
                     // Not stored (a clock behind the token's `iat`): the store, and any
                     // refusal it keeps, stay as they were.
-                    return Ok((verdict, license));
+                    return Ok((verdict, license, false));
                 }
                 (verdict, license)
             }
@@ -428,7 +440,7 @@ impl Licensing {
             Some(behind_by) => tampered(verdict, behind_by),
             None => verdict,
         };
-        Ok((verdict, license))
+        Ok((verdict, license, true))
     }
 
     /// The stored token's verdict at `now`, without the clock guard (the caller has a trusted
@@ -453,11 +465,4 @@ impl Licensing {
             Err(error) => Ok((Verdict::from_error(&error), None)),
         }
     }
-}
-
-/// Whether [`Licensing::install_unlocked`] stored the token it was given: it answers a genuine
-/// license with `clock_tampered` without storing it when the clock is behind the token's `iat`
-/// (evaluation itself never answers `clock_tampered`).
-fn installed(verdict: &Verdict, license: Option<&License>) -> bool {
-    license.is_some() && verdict.status != Status::ClockTampered
 }

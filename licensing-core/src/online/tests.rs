@@ -849,37 +849,57 @@ mod with_store {
     /// clock right afterwards does not bring a revoked license back.
     #[test]
     fn an_activation_refused_by_the_clock_keeps_the_refusal() {
-        let dir = tempfile::tempdir().unwrap();
-        let vendor = key(1);
-        let app = app(dir.path(), &vendor);
-        app.install(&license_token(&vendor, "lic_1"), NOW).unwrap();
-        app.store().write_license_key("AAAAA-BBBBB").unwrap();
-        let refused = validating("revoked", NOW);
-        let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
-        assert_eq!(
-            app.validate_online(&client, NOW).unwrap().verdict.status,
-            Status::Revoked
-        );
-        // Another license activated with the clock set back two days before its `iat`.
-        let other = stub(move |_, _| {
+        // The other license usable here, and one that is not (not valid before 10 days on):
+        // the second evaluates `not_yet_valid`, not `clock_tampered`, and is not stored either.
+        let later = crate::LicenseClaims::from_object(object(json!({
+            "iss": "https://licensing.example.com", "aud": PRODUCT, "sub": "lic_2", "iat": NOW,
+            "nbf": NOW + 10 * DAY, "exp": NOW + 365 * DAY,
+            "lic": { "model": "subscription", "grace_period": 0 }
+        })))
+        .unwrap();
+        let later = issue_license(&later, &key(1)).unwrap();
+        for (what, token) in [
+            ("usable", license_token(&key(1), "lic_2")),
+            ("not yet valid", later),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
             let vendor = key(1);
-            let answer = json!({ "machine_id": "mch_2", "license_id": "lic_2",
-                "machine_token": machine_token(&vendor, &fingerprint().id, "lic_2"),
-                "license_token": license_token(&vendor, "lic_2") });
-            (201, answer.to_string())
-        });
-        let client = Client::new(fast_config(&other.url), trust(&vendor)).unwrap();
-        let activated = app.activate(&client, "CCCCC-DDDDD", NOW - 2 * DAY).unwrap();
-        assert_eq!(activated.verdict.status, Status::ClockTampered);
-        assert_eq!(
-            app.store().read_license_key().unwrap().as_deref(),
-            Some("AAAAA-BBBBB")
-        );
-        // The clock put right: the installed license is still the revoked one.
-        assert_eq!(
-            app.check_at_startup(NOW + 60).unwrap().status,
-            Status::Revoked
-        );
+            let app = app(dir.path(), &vendor);
+            app.install(&license_token(&vendor, "lic_1"), NOW).unwrap();
+            app.store().write_license_key("AAAAA-BBBBB").unwrap();
+            let refused = validating("revoked", NOW);
+            let client = Client::new(fast_config(&refused.url), trust(&vendor)).unwrap();
+            assert_eq!(
+                app.validate_online(&client, NOW).unwrap().verdict.status,
+                Status::Revoked
+            );
+            // The other license activated with the clock set back two days before its `iat`.
+            let other = stub(move |_, _| {
+                let vendor = key(1);
+                let answer = json!({ "machine_id": "mch_2", "license_id": "lic_2",
+                    "machine_token": machine_token(&vendor, &fingerprint().id, "lic_2"),
+                    "license_token": token });
+                (201, answer.to_string())
+            });
+            let client = Client::new(fast_config(&other.url), trust(&vendor)).unwrap();
+            let activated = app.activate(&client, "CCCCC-DDDDD", NOW - 2 * DAY).unwrap();
+            assert!(
+                !activated.verdict.is_usable(),
+                "{what}: {:?}",
+                activated.verdict
+            );
+            assert_eq!(
+                app.store().read_license_key().unwrap().as_deref(),
+                Some("AAAAA-BBBBB"),
+                "{what}"
+            );
+            // The clock put right: the installed license is still the revoked one.
+            assert_eq!(
+                app.check_at_startup(NOW + 60).unwrap().status,
+                Status::Revoked,
+                "{what}"
+            );
+        }
     }
 
     /// A refusal kept by an earlier release (no digest in the clock state) still applies, and

@@ -18,6 +18,10 @@ pub struct KeysStoreArgs {
     /// the ring only by `stage` and `promote`).
     #[command(flatten)]
     pub store: DatabaseArgs,
+    /// The `iss` of the tokens the server signs [default: licensing-server]: the same setting
+    /// as `serve --issuer` (a promotion re-signs stored tokens).
+    #[arg(long, env = "LICENSING_ISSUER")]
+    pub issuer: Option<String>,
     /// Seconds a staged key must have been published before it may sign [default: 604800,
     /// 7 days]; the same setting as `serve --key-min-publish-secs`.
     #[arg(long, env = "LICENSING_KEY_MIN_PUBLISH_SECS")]
@@ -130,6 +134,7 @@ fn with_state<T: serde::Serialize>(
             config: args.store.config.clone(),
             data_dir: args.store.data_dir.clone(),
             database_url: args.store.database_url.clone(),
+            issuer: args.issuer.clone(),
             ..StoreArgs::default()
         },
         key_min_publish_secs: args.key_min_publish_secs,

@@ -439,6 +439,10 @@ pub struct OfflineDeactivateArgs {
     /// The server's existing database (never created).
     #[command(flatten)]
     pub store: DatabaseArgs,
+    /// The `iss` of the tokens the server signs [default: licensing-server]: the same setting
+    /// as `serve --issuer` (freeing a node-locked license's machine re-signs its token).
+    #[arg(long, env = "LICENSING_ISSUER")]
+    pub issuer: Option<String>,
 }
 
 /// Runs `offline deactivate` on the server's database: exit 0 with the machine removed (its
@@ -469,7 +473,17 @@ async fn offline_deactivate_cli(args: &OfflineDeactivateArgs) -> Result<(), CliE
             e.code()
         ))
     })?;
-    let settings = args.store.settings().map_err(usage)?;
+    let settings = Settings::resolve(ServeArgs {
+        store: StoreArgs {
+            config: args.store.config.clone(),
+            data_dir: args.store.data_dir.clone(),
+            database_url: args.store.database_url.clone(),
+            issuer: args.issuer.clone(),
+            ..StoreArgs::default()
+        },
+        ..ServeArgs::default()
+    })
+    .map_err(usage)?;
     // The server's existing store: a mistyped --data-dir is refused, never created.
     let db = super::open_existing_store(&settings, super::db::Schema::MigrateExisting)
         .await

@@ -175,10 +175,33 @@ pub struct OfflineActivateArgs {
 /// 1 when the activation is refused (license suspended, revoked, expired or unknown, machine
 /// limit), 2 for usage errors (unreadable or invalid request file, unusable store).
 pub fn run_offline_activate(args: OfflineActivateArgs) -> ExitCode {
+    run_cli(|| offline_cli(&args))
+}
+
+/// A CLI failure: exit code and message.
+type CliError = (u8, String);
+
+/// The exit of an offline command the server's function refused: a file the server cannot use
+/// is a usage error (2); a refusal by a licensing rule (or an unknown license or machine) is
+/// the negative answer (1).
+fn refusal_or_usage(e: ApiError) -> CliError {
+    let status = e.status();
+    let code = if status.is_client_error() && !matches!(status.as_u16(), 400 | 413 | 415 | 422) {
+        1
+    } else {
+        2
+    };
+    (code, format!("{} ({})", e.detail(), e.code()))
+}
+
+/// Runs an offline command on a fresh runtime: exit 0, or the failure's code and message.
+fn run_cli<F: std::future::Future<Output = Result<(), CliError>>>(
+    command: impl FnOnce() -> F,
+) -> ExitCode {
     super::init_logging("warn");
     let result = super::runtime()
         .map_err(usage)
-        .and_then(|rt| rt.block_on(offline_cli(&args)));
+        .and_then(|rt| rt.block_on(command()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
@@ -187,9 +210,6 @@ pub fn run_offline_activate(args: OfflineActivateArgs) -> ExitCode {
         }
     }
 }
-
-/// A CLI failure: exit code and message.
-type CliError = (u8, String);
 
 fn usage(message: impl Into<String>) -> CliError {
     (2, message.into())
@@ -227,18 +247,7 @@ async fn offline_cli(args: &OfflineActivateArgs) -> Result<(), CliError> {
         record_cli_activation(&state, &req).await;
     }
     db.close().await;
-    let response = outcome.map_err(|e| {
-        let status = e.status();
-        // A request file the server cannot use is a usage error; a refusal by a licensing
-        // rule (or an unknown license) is the negative answer.
-        let code = if status.is_client_error() && !matches!(status.as_u16(), 400 | 413 | 415 | 422)
-        {
-            1
-        } else {
-            2
-        };
-        (code, format!("{} ({})", e.detail(), e.code()))
-    })?;
+    let response = outcome.map_err(refusal_or_usage)?;
     let mut text = serde_json::to_string_pretty(&response)
         .map_err(|e| usage(format!("encoding the response: {e}")))?;
     text.push('\n');
@@ -450,17 +459,7 @@ pub struct OfflineDeactivateArgs {
 /// used, MAC does not verify), 2 for usage errors (unreadable or invalid receipt file,
 /// unusable store).
 pub fn run_offline_deactivate(args: OfflineDeactivateArgs) -> ExitCode {
-    super::init_logging("warn");
-    let result = super::runtime()
-        .map_err(usage)
-        .and_then(|rt| rt.block_on(offline_deactivate_cli(&args)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(code)
-        }
-    }
+    run_cli(|| offline_deactivate_cli(&args))
 }
 
 async fn offline_deactivate_cli(args: &OfflineDeactivateArgs) -> Result<(), CliError> {
@@ -496,16 +495,7 @@ async fn offline_deactivate_cli(args: &OfflineDeactivateArgs) -> Result<(), CliE
         record_cli(&state, "cli offline deactivate", &req.license_id).await;
     }
     db.close().await;
-    let answer = outcome.map_err(|e| {
-        let status = e.status();
-        let code = if status.is_client_error() && !matches!(status.as_u16(), 400 | 413 | 415 | 422)
-        {
-            1
-        } else {
-            2
-        };
-        (code, format!("{} ({})", e.detail(), e.code()))
-    })?;
+    let answer = outcome.map_err(refusal_or_usage)?;
     let text =
         serde_json::to_string(&answer).map_err(|e| usage(format!("encoding the answer: {e}")))?;
     println!("{text}");

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Conn, Proc, arg, cpu_time, phase, start_server};
+use support::{Conn, Proc, activated_license, arg, cpu_time, phase, start_server};
 
 // The allocator `licensing-server` uses, so the hello-world baseline (this binary, in a child
 // process) is measured on equal terms.
@@ -109,42 +109,9 @@ fn main() {
         &["--client-rate-per-minute", "1000000"],
     );
     let mut conn = Conn::open(&server.addr);
-    let admin = Some(server.admin.as_str());
-    let (status, _) = conn.call(
-        "POST",
-        "/v1/products",
-        admin,
-        Some(&json!({ "id": "com.example.load", "name": "Load" })),
-    );
-    assert_eq!(status, 201);
-    let (status, policy) = conn.call(
-        "POST",
-        "/v1/policies",
-        admin,
-        Some(
-            &json!({ "product_id": "com.example.load", "name": "load", "model": "subscription",
-            "duration": 86400 * 365, "max_machines": 64, "check_in_interval": 86400 }),
-        ),
-    );
-    assert_eq!(status, 201, "{policy}");
-    let (status, license) = conn.call(
-        "POST",
-        "/v1/licenses",
-        admin,
-        Some(&json!({ "policy_id": policy["id"] })),
-    );
-    assert_eq!(status, 201, "{license}");
-    let key = license["key"].as_str().unwrap().to_owned();
+    let key = activated_license(&mut conn, &server.admin, "load", clients as u64);
+    // Measured after the license was made (and its machines activated): a safe upper bound.
     let created = Instant::now();
-    for c in 0..clients {
-        let (status, body) = conn.call(
-            "POST",
-            "/v1/client/activate",
-            None,
-            Some(&json!({ "license_key": key, "fingerprint": { "id": format!("load-{c}") } })),
-        );
-        assert_eq!(status, 201, "{body}");
-    }
 
     // The steady state of a fleet: each client names the tokens it holds, and they are
     // current, so only the response is signed. Tokens issued within the server's refresh

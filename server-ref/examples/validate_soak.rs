@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Conn, arg, start_server};
+use support::{Conn, activated_license, arg, start_server};
 
 /// Resident memory of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -43,41 +43,7 @@ fn main() {
     );
     let pid = server.proc.pid();
     let mut conn = Conn::open(&server.addr);
-    let admin = Some(server.admin.as_str());
-    let (status, _) = conn.call(
-        "POST",
-        "/v1/products",
-        admin,
-        Some(&json!({ "id": "com.example.soak", "name": "Soak" })),
-    );
-    assert_eq!(status, 201);
-    let (status, policy) = conn.call(
-        "POST",
-        "/v1/policies",
-        admin,
-        Some(
-            &json!({ "product_id": "com.example.soak", "name": "soak", "model": "subscription",
-            "duration": 86400 * 365, "max_machines": 64, "check_in_interval": 86400 }),
-        ),
-    );
-    assert_eq!(status, 201, "{policy}");
-    let (status, license) = conn.call(
-        "POST",
-        "/v1/licenses",
-        admin,
-        Some(&json!({ "policy_id": policy["id"] })),
-    );
-    assert_eq!(status, 201, "{license}");
-    let key = license["key"].as_str().unwrap().to_owned();
-    for c in 0..clients {
-        let (status, body) = conn.call(
-            "POST",
-            "/v1/client/activate",
-            None,
-            Some(&json!({ "license_key": key, "fingerprint": { "id": format!("soak-{c}") } })),
-        );
-        assert_eq!(status, 201, "{body}");
-    }
+    let key = activated_license(&mut conn, &server.admin, "soak", clients);
     println!(
         "server pid {pid}: {total} validations from {clients} clients, warm-up {warmup}, \
          /metrics scraped {}; RSS at start {} KiB",

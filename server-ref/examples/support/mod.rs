@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[path = "../../tests/support/spawn.rs"]
 mod spawn;
@@ -307,4 +307,47 @@ where
         result.max.as_secs_f64() * 1e3,
     );
     result
+}
+
+/// Creates the product `com.example.{name}`, a one-year subscription policy for 64 machines
+/// and one license, and activates the fingerprints `{name}-0` .. `{name}-{clients - 1}`; answers
+/// the license key, for validation loads.
+pub fn activated_license(conn: &mut Conn, admin: &str, name: &str, clients: u64) -> String {
+    let product = format!("com.example.{name}");
+    let admin = Some(admin);
+    let (status, _) = conn.call(
+        "POST",
+        "/v1/products",
+        admin,
+        Some(&json!({ "id": product, "name": name })),
+    );
+    assert_eq!(status, 201);
+    let (status, policy) = conn.call(
+        "POST",
+        "/v1/policies",
+        admin,
+        Some(
+            &json!({ "product_id": product, "name": name, "model": "subscription",
+            "duration": 86400 * 365, "max_machines": 64, "check_in_interval": 86400 }),
+        ),
+    );
+    assert_eq!(status, 201, "{policy}");
+    let (status, license) = conn.call(
+        "POST",
+        "/v1/licenses",
+        admin,
+        Some(&json!({ "policy_id": policy["id"] })),
+    );
+    assert_eq!(status, 201, "{license}");
+    let key = license["key"].as_str().unwrap().to_owned();
+    for c in 0..clients {
+        let (status, body) = conn.call(
+            "POST",
+            "/v1/client/activate",
+            None,
+            Some(&json!({ "license_key": key, "fingerprint": { "id": format!("{name}-{c}") } })),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    key
 }

@@ -7,8 +7,10 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use super::seats::{
-    LEASE_OF_LICENSE, LeaseWrite, OwnedCheckOut, less_held, places_held, recount_held, update_lease,
+use super::leases::{
+    CheckOut, CheckOutOutcome, FORCE_RELEASE_LEASE, LEASE_OF_LICENSE, LeaseRow, LeaseUpdate,
+    LeaseWrite, OwnedCheckOut, QUEUE_POLL_WINDOW, QueueRow, less_held, places_held, recount_held,
+    update_lease,
 };
 use super::{Db, DbResult, Engine};
 
@@ -18,92 +20,8 @@ use super::{Db, DbResult, Engine};
 #[cfg(test)]
 pub(crate) const PLAIN_HEARTBEAT_CONTROL: &str = "plain heartbeat (control)";
 
-/// A force-release: releases the live, not borrowed lease `$2` of license `$3` at `$1` and moves
-/// its epoch on (fencing).
-pub(super) const FORCE_RELEASE_LEASE: &str = concat!(
-    "UPDATE leases SET released_at = $1, release_reason = 'forced', epoch = epoch + 1 WHERE ",
-    by_lease_id!(
-        "$2",
-        "license_id = $3 AND released_at IS NULL AND borrowed = 0"
-    )
-);
-
 /// Denials are kept this long (rolling): a record exactly this old stays, one second older goes.
 pub(crate) const DENIAL_RETENTION_SECS: i64 = 60 * 86_400;
-
-/// A row of `leases`.
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
-pub(crate) struct LeaseRow {
-    pub id: String,
-    pub license_id: String,
-    pub client_id: String,
-    pub user_name: String,
-    pub request_id: String,
-    pub epoch: i64,
-    pub created_at: i64,
-    pub heartbeat_at: i64,
-    pub expires_at: i64,
-    pub released_at: Option<i64>,
-    pub release_reason: Option<String>,
-    /// 1: borrowed (see [`LeaseRow::is_borrowed`]).
-    pub borrowed: i64,
-    /// SHA-256 (hex) of the lease's secret, which heartbeats and check-ins present; `None` for
-    /// a lease taken before secrets existed (migration 0010) or by a check-out that did not
-    /// declare `lease_secret_supported` (an SDK older than lease secrets).
-    pub secret_hash: Option<String>,
-}
-
-impl LeaseRow {
-    /// Whether the seat is borrowed: taken offline until `expires_at` (heartbeats leave the
-    /// expiry alone, and an administrator cannot release it early).
-    pub fn is_borrowed(&self) -> bool {
-        self.borrowed != 0
-    }
-
-    /// Whether the lease holds its seat at `now` (the one rule, see the module doc).
-    pub fn is_live_at(&self, now: i64) -> bool {
-        self.released_at.is_none() && now < self.expires_at
-    }
-
-    /// Whether `presented` (the SHA-256 hex of a secret a client sent, if any) proves
-    /// possession of this lease, compared in constant time. A lease taken before secrets
-    /// existed has none and accepts any.
-    pub fn secret_matches(&self, presented: Option<&str>) -> bool {
-        match (&self.secret_hash, presented) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(stored), Some(presented)) => {
-                use subtle::ConstantTimeEq as _;
-                stored.len() == presented.len()
-                    && bool::from(stored.as_bytes().ct_eq(presented.as_bytes()))
-            }
-        }
-    }
-}
-
-/// A row of `seat_queue`: a place in a floating license's wait line.
-#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
-pub(crate) struct QueueRow {
-    pub id: String,
-    pub license_id: String,
-    pub client_id: String,
-    pub user_name: String,
-    /// The order of the line (lower first).
-    pub seq: i64,
-    pub queued_at: i64,
-    pub polled_at: i64,
-    pub wait_until: i64,
-    /// The place is held while `now < expires_at` (see the migration `0006_seat_queue.sql`).
-    pub expires_at: i64,
-}
-
-/// A waiting client keeps its place by asking again within this many seconds; the answer tells
-/// it to ask every [`QUEUE_RETRY_AFTER`]. Short, so a client that quit holds up the line (and a
-/// freed seat) for half a minute at most.
-pub(crate) const QUEUE_POLL_WINDOW: i64 = 30;
-
-/// Seconds a waiting client is told to wait before asking again (`Retry-After`).
-pub(crate) const QUEUE_RETRY_AFTER: i64 = 5;
 
 /// A row of `denials`.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -113,129 +31,6 @@ pub(crate) struct DenialRow {
     pub client_id: String,
     pub user_name: String,
     pub at: i64,
-}
-
-/// A check-out request, with the ids the server chose for a new lease or denial.
-#[derive(Debug, Clone)]
-pub(crate) struct CheckOut<'a> {
-    pub license_id: &'a str,
-    pub client_id: &'a str,
-    pub user: &'a str,
-    pub request_id: &'a str,
-    /// The license's seats.
-    pub seats: i64,
-    pub now: i64,
-    /// Id of the lease if one is granted.
-    pub lease_id: &'a str,
-    /// SHA-256 (hex) of a fresh secret: the new lease's, or the one that replaces the secret
-    /// of this request id's lease (a retry: the instance lost the first answer). `None` for a
-    /// check-out that did not declare `lease_secret_supported` (an SDK older than lease
-    /// secrets): a new lease has none, and a retry of a lease that has one is refused
-    /// ([`CheckOutOutcome::SecretRequired`]), never answered nor downgraded.
-    pub secret_hash: Option<&'a str>,
-    /// SHA-256 (hex) of the secret the check-out presented (`lease_secret`): a live lease of
-    /// the same client and user with this secret is the instance's own (it ties this request
-    /// id to it, and borrows it if asked); with none, the check-out is another instance.
-    pub presented_hash: Option<&'a str>,
-    /// Id of the denial record if none is free.
-    pub denial_id: &'a str,
-    /// A borrowing: the seat is taken offline until then.
-    pub borrow: Option<Borrow>,
-    /// The license's wait line; `None` when it has none (`queue_max_seconds` 0).
-    pub queue: Option<Line>,
-}
-
-/// A check-out of a license that has a wait line: it never takes a seat that someone waiting
-/// before it is due, and it may wait in line itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Line {
-    /// Seconds this check-out may wait in line when no seat is free for it (already capped by
-    /// the license's `queue_max_seconds`); 0: it does not wait, it is denied.
-    pub wait: i64,
-    /// Id of its place in line, if a new one is taken.
-    pub place_id: String,
-}
-
-/// A check-out waiting in line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Waiting {
-    /// Its place.
-    pub place: QueueRow,
-    /// 1 for the head of the line.
-    pub position: i64,
-    /// Places in line, this one included.
-    pub waiting: i64,
-}
-
-/// A check-out that borrows its seat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Borrow {
-    /// The lease's expiry (server clock); no heartbeat moves it.
-    pub until: i64,
-    /// The license's cap on leases borrowed at once.
-    pub max_leases: i64,
-}
-
-impl From<&CheckOut<'_>> for OwnedCheckOut {
-    fn from(c: &CheckOut<'_>) -> Self {
-        OwnedCheckOut {
-            license_id: c.license_id.to_owned(),
-            client_id: c.client_id.to_owned(),
-            user: c.user.to_owned(),
-            request_id: c.request_id.to_owned(),
-            seats: c.seats,
-            now: c.now,
-            lease_id: c.lease_id.to_owned(),
-            secret_hash: c.secret_hash.map(str::to_owned),
-            presented_hash: c.presented_hash.map(str::to_owned),
-            denial_id: c.denial_id.to_owned(),
-            borrow: c.borrow,
-            queue: c.queue.clone(),
-        }
-    }
-}
-
-/// What a check-out did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CheckOutOutcome {
-    /// A seat was granted: the new lease.
-    Granted(LeaseRow),
-    /// This request id's live lease (its secret replaced unless the check-out presented it),
-    /// or the live lease whose secret the check-out presented.
-    Existing(LeaseRow),
-    /// The lease of this request id has ended (checked in, force-released or lapsed).
-    Ended(LeaseRow),
-    /// This request id was used by the same client for another user.
-    RequestIdConflict,
-    /// This request id's lease has a secret and the check-out did not declare
-    /// `lease_secret_supported`: refused, nothing changed (a lease is never downgraded).
-    SecretRequired,
-    /// No seat free; the denial is recorded.
-    Denied,
-    /// No seat free for it yet: it waits in line (the denial is recorded when it takes its
-    /// place, not at each later ask).
-    Queued(Waiting),
-    /// Its wait in line is over and no seat came free; its place is given up (its denial was
-    /// recorded when it took the place).
-    WaitOver,
-    /// A borrowing refused: the license's cap of borrowed leases is reached (a seat may still be
-    /// free for a check-out that does not borrow). Not a denial: nothing is recorded.
-    BorrowLimit,
-}
-
-/// What a heartbeat or a check-in did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LeaseUpdate {
-    /// Done; the lease as it is now.
-    Done(LeaseRow),
-    /// No such lease on this license.
-    NotFound,
-    /// The lease is no longer live (checked in, force-released, lapsed).
-    Ended(LeaseRow),
-    /// The epoch presented is not the lease's (a fenced, older holder).
-    Fenced(LeaseRow),
-    /// The secret presented is not the lease's, or none was: not its holder. Nothing changed.
-    WrongSecret,
 }
 
 /// Denials per UTC day.
@@ -607,7 +402,7 @@ impl Db {
         .await
         .expect("filling leases");
         let mut conn = self.pool.acquire().await.expect("a connection");
-        super::seats::change_held(&mut conn, license_id, n)
+        super::leases::change_held(&mut conn, license_id, n)
             .await
             .expect("counting the filled leases");
     }
@@ -656,7 +451,7 @@ impl Db {
         now: i64,
         generic: bool,
     ) -> Vec<(&'static str, String)> {
-        use super::seats::{BORROW_LEASE, CHECK_IN_LEASE, HEARTBEAT_LEASE};
+        use super::leases::{BORROW_LEASE, CHECK_IN_LEASE, HEARTBEAT_LEASE};
         enum Arg<'a> {
             Int(i64),
             Text(&'a str),
@@ -816,7 +611,7 @@ impl Db {
         .execute(&mut *tx)
         .await
         .expect("inserting the lease");
-        super::seats::change_held(&mut tx, license_id, 1)
+        super::leases::change_held(&mut tx, license_id, 1)
             .await
             .expect("counting the lease");
         tx

@@ -48,6 +48,7 @@ pub(crate) use compliance::LicenseUsage;
 mod floating;
 #[cfg(test)]
 mod held_check;
+mod leases;
 mod license_cache;
 mod seats;
 #[cfg(test)]
@@ -59,11 +60,12 @@ pub(crate) use seats::{
     begun_ahead_for, granted_in_one_statement, granted_together, refused_in_one_statement,
 };
 
+pub(crate) use floating::{DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope};
 #[cfg(test)]
-pub(crate) use floating::QUEUE_POLL_WINDOW;
-pub(crate) use floating::{
-    Borrow, CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope,
-    LeaseRow, LeaseUpdate, Line, QUEUE_RETRY_AFTER, QueueRow, Waiting,
+pub(crate) use leases::QUEUE_POLL_WINDOW;
+pub(crate) use leases::{
+    Borrow, CheckOut, CheckOutOutcome, LeaseRow, LeaseUpdate, Line, QUEUE_RETRY_AFTER, QueueRow,
+    Waiting,
 };
 
 /// PostgreSQL: locks a license's row until the commit, serializing the writers of one license

@@ -42,8 +42,9 @@ use std::time::Duration;
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::floating::{
-    Borrow, CheckOutOutcome, LeaseRow, LeaseUpdate, Line, QUEUE_POLL_WINDOW, QueueRow, Waiting,
+use super::leases::{
+    BORROW_LEASE, Borrow, CheckOutOutcome, LeaseRow, LeaseUpdate, LeaseWrite, Line, OwnedCheckOut,
+    QUEUE_POLL_WINDOW, QueueRow, Waiting, places_held, update_lease,
 };
 use super::{DbResult, Engine};
 
@@ -52,33 +53,6 @@ const MAX_BATCH: usize = 256;
 
 /// Writes waiting for the writer beyond this make their senders wait (backpressure).
 const QUEUE: usize = 4096;
-
-/// A check-out with the ids the server chose for a new lease or denial (see
-/// [`super::CheckOut`]).
-#[derive(Debug, Clone)]
-pub(crate) struct OwnedCheckOut {
-    pub license_id: String,
-    pub client_id: String,
-    pub user: String,
-    pub request_id: String,
-    pub seats: i64,
-    pub now: i64,
-    pub lease_id: String,
-    pub secret_hash: Option<String>,
-    pub presented_hash: Option<String>,
-    pub denial_id: String,
-    pub borrow: Option<Borrow>,
-    pub queue: Option<Line>,
-}
-
-/// A write to one lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LeaseWrite {
-    /// Extend a live lease (may be committed without waiting for the disk).
-    Heartbeat,
-    /// Release a live lease (durable).
-    CheckIn,
-}
 
 #[derive(Debug)]
 enum Write {
@@ -1215,52 +1189,6 @@ fn counts_written(updated: u64, licenses: usize) -> DbResult<()> {
     )))
 }
 
-/// Adds `by` to the count of held leases of `license_id`; the caller holds its write lock.
-pub(super) async fn change_held(
-    conn: &mut AnyConnection,
-    license_id: &str,
-    by: i64,
-) -> DbResult<()> {
-    sqlx::query("UPDATE licenses SET leases_held = leases_held + $1 WHERE id = $2")
-        .bind(by)
-        .bind(license_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Sets the count of held leases of `license_id` to its leases not released, counted now; the
-/// caller holds the license's write lock (so on PostgreSQL the count, a statement after the
-/// lock, sees every committed change of the license's leases).
-pub(super) async fn recount_held(conn: &mut AnyConnection, license_id: &str) -> DbResult<()> {
-    sqlx::query(
-        "UPDATE licenses SET leases_held = (SELECT COUNT(*) FROM leases \
-         WHERE license_id = $1 AND released_at IS NULL) WHERE id = $1",
-    )
-    .bind(license_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// `released` leases of `license_id` were released (force-release, the reaper) in a
-/// transaction holding the license's write lock.
-pub(super) async fn less_held(
-    conn: &mut AnyConnection,
-    license_id: &str,
-    released: u64,
-) -> DbResult<()> {
-    if released == 0 {
-        return Ok(());
-    }
-    change_held(
-        conn,
-        license_id,
-        -i64::try_from(released).unwrap_or(i64::MAX),
-    )
-    .await
-}
-
 /// Check-out inside the batch transaction: idempotent retry by request id (any request id
 /// answered with a lease finds it: its own, or one tied to it in `lease_requests`); a check-out
 /// presenting the secret of a live lease of the same client and user gets that lease
@@ -1453,22 +1381,6 @@ async fn tie_request(
     Ok(())
 }
 
-/// The places in a license's line held at `now`, head first (the one rule: `now <
-/// expires_at`).
-pub(super) async fn places_held(
-    conn: &mut AnyConnection,
-    license_id: &str,
-    now: i64,
-) -> DbResult<Vec<QueueRow>> {
-    sqlx::query_as(
-        "SELECT * FROM seat_queue WHERE license_id = $1 AND expires_at > $2 ORDER BY seq",
-    )
-    .bind(license_id)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await
-}
-
 /// Records the denial of the check-out `c`, once per request: a retry of a denied request
 /// (the same denial id, see `secrets::denial_id`) adds nothing.
 async fn record_denial(conn: &mut AnyConnection, c: &OwnedCheckOut) -> DbResult<()> {
@@ -1596,95 +1508,6 @@ async fn borrow_held(
         .fetch_optional(&mut *conn)
         .await?;
     Ok(borrowed.map(CheckOutOutcome::Existing))
-}
-
-/// A heartbeat: extends the live lease `$2` of license `$3` presenting epoch `$4` and the
-/// SHA-256 hex `$5` of its secret ('' for none) to `$1` + the license's timeout (a borrowed
-/// lease keeps its expiry). The hashes are compared by the database (digests of a 256-bit
-/// random secret: their equality leaks nothing usable); [`update_lease`] checks the row it
-/// returns again in constant time.
-pub(super) const HEARTBEAT_LEASE: &str = concat!(
-    "UPDATE leases SET heartbeat_at = $1, expires_at = CASE WHEN borrowed = 1 \
-     THEN expires_at ELSE $1 + (SELECT lease_timeout FROM licenses WHERE id = $3) END WHERE ",
-    by_lease_id!(
-        "$2",
-        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1 \
-         AND (secret_hash IS NULL OR secret_hash = $5)"
-    ),
-    " RETURNING *"
-);
-
-/// A check-in: releases the live lease `$2` of license `$3` presenting epoch `$4` and the
-/// SHA-256 hex `$5` of its secret ('' for none) at `$1`.
-pub(super) const CHECK_IN_LEASE: &str = concat!(
-    "UPDATE leases SET released_at = $1, release_reason = 'checked_in' WHERE ",
-    by_lease_id!(
-        "$2",
-        "license_id = $3 AND epoch = $4 AND released_at IS NULL AND expires_at > $1 \
-         AND (secret_hash IS NULL OR secret_hash = $5)"
-    ),
-    " RETURNING *"
-);
-
-/// The lease `$1` if it belongs to license `$2`.
-pub(super) const LEASE_OF_LICENSE: &str = concat!(
-    "SELECT * FROM leases WHERE ",
-    by_lease_id!("$1", "license_id = $2")
-);
-
-/// Borrows the live lease `$3` at `$1`: it now runs until `$2`.
-pub(super) const BORROW_LEASE: &str = concat!(
-    "UPDATE leases SET borrowed = 1, heartbeat_at = $1, expires_at = $2 WHERE ",
-    by_lease_id!("$3", "released_at IS NULL AND expires_at > $1"),
-    " RETURNING *"
-);
-
-/// Heartbeat or check-in inside the batch transaction. One conditional `UPDATE` on a live lease
-/// presenting its epoch and secret (`secret`: its SHA-256 hex), so it and the reaper (or a
-/// force-release) cannot both win: at `now == expires_at` the lease is over and the write
-/// fails. A secret that is not the lease's (or none) changes nothing and is told apart first,
-/// so a caller that is not the holder learns nothing of the lease's state.
-pub(super) async fn update_lease(
-    conn: &mut AnyConnection,
-    kind: LeaseWrite,
-    license_id: &str,
-    lease_id: &str,
-    epoch: i64,
-    secret: Option<&str>,
-    now: i64,
-) -> DbResult<LeaseUpdate> {
-    let sql = match kind {
-        LeaseWrite::Heartbeat => HEARTBEAT_LEASE,
-        LeaseWrite::CheckIn => CHECK_IN_LEASE,
-    };
-    let updated: Option<LeaseRow> = sqlx::query_as(sql)
-        .bind(now)
-        .bind(lease_id)
-        .bind(license_id)
-        .bind(epoch)
-        .bind(secret.unwrap_or(""))
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(lease) = updated {
-        // Always true (the statement compared the hashes): checked again in constant time.
-        if lease.secret_matches(secret) {
-            return Ok(LeaseUpdate::Done(lease));
-        }
-        return Err(sqlx::Error::Protocol(
-            "a lease write matched a secret that does not match".into(),
-        ));
-    }
-    let lease: Option<LeaseRow> = sqlx::query_as(LEASE_OF_LICENSE)
-        .bind(lease_id)
-        .bind(license_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match lease {
-        None => LeaseUpdate::NotFound,
-        Some(lease) if !lease.secret_matches(secret) => LeaseUpdate::WrongSecret,
-        Some(lease) if lease.epoch != epoch => LeaseUpdate::Fenced(lease),
-        Some(lease) => LeaseUpdate::Ended(lease),
-    })
 }
 
 /// A check-out from this client panics inside the writer (tests of the panic isolation).

@@ -52,13 +52,15 @@ mod leases;
 mod license_cache;
 mod seats;
 #[cfg(test)]
-pub(crate) use floating::PLAIN_HEARTBEAT_CONTROL;
+mod test_support;
 #[cfg(test)]
 pub(crate) use seats::{PANIC_FOR_TESTS, TRANSACTION_ONLY_FOR_TESTS};
 #[cfg(test)]
 pub(crate) use seats::{
     begun_ahead_for, granted_in_one_statement, granted_together, refused_in_one_statement,
 };
+#[cfg(test)]
+pub(crate) use test_support::PLAIN_HEARTBEAT_CONTROL;
 
 pub(crate) use floating::{DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope};
 #[cfg(test)]
@@ -490,23 +492,7 @@ impl Db {
         self.pool.close().await;
     }
 
-    /// The journal mode in effect (`wal`).
-    #[cfg(test)]
-    pub async fn journal_mode(&self) -> DbResult<String> {
-        sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&self.pool)
-            .await
-    }
-
     // ---- organizations and API tokens ------------------------------------------------------
-
-    /// How many API tokens exist (revoked included).
-    #[cfg(test)]
-    pub async fn api_token_count(&self) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
-            .fetch_one(&self.pool)
-            .await
-    }
 
     /// Inserts an organization; `false` when the id is taken.
     pub async fn insert_organization(&self, org: &Organization) -> DbResult<bool> {
@@ -781,18 +767,6 @@ impl Db {
             self.licenses.put(key_hash, &start, row);
         }
         Ok(row)
-    }
-
-    /// Sets a license's last change to `updated_at` (tests of what is older than it).
-    #[cfg(test)]
-    pub async fn backdate_license(&self, id: &str, updated_at: i64) -> DbResult<()> {
-        let _forget = self.licenses.clear_on_drop();
-        sqlx::query("UPDATE licenses SET updated_at = $1 WHERE id = $2")
-            .bind(updated_at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// The organization's licenses, newest first, at most `limit`.

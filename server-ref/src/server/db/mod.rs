@@ -470,7 +470,7 @@ impl Db {
     }
 
     /// How long the seat writer may wait for a batch of seat writes to fill (`serve
-    /// --seat-batch-wait-us`; see `seats::gather`).
+    /// --seat-batch-wait-us`; see `seats::writer::gather`).
     pub fn set_seat_batch_wait(&self, wait: Duration) {
         self.seats.set_batch_wait(wait);
     }

@@ -423,6 +423,21 @@ json_object!(
 );
 
 impl LicenseClaims {
+    /// Parses and validates a verified token's payload in one strict pass
+    /// ([`crate::strict_json::from_slice`]). A payload that pass refuses goes the long way, the
+    /// strict pre-pass and then [`Self::from_json`], which accept it or name the problem.
+    pub(crate) fn from_payload(payload: &[u8]) -> Result<Self, Error> {
+        let claims: LicenseClaims = match crate::strict_json::from_slice(payload) {
+            Ok(claims) => claims,
+            Err(_) => {
+                crate::jws::check_payload(payload)?;
+                return Self::from_json(payload);
+            }
+        };
+        claims.validate()?;
+        Ok(claims)
+    }
+
     /// Parses and validates a payload that already passed the strict JSON pre-pass.
     pub(crate) fn from_json(payload: &[u8]) -> Result<Self, Error> {
         // Genuine tokens parse on the fast path; only a refused one is parsed again with path

@@ -65,11 +65,18 @@ pub fn verify_token(
     kind: TokenKind,
     store: &TrustStore,
 ) -> Result<VerifiedToken, Error> {
-    let jws = verify(token, kind, store)?;
-    let claims = serde_json::from_slice(&jws.payload).map_err(|e| Error::Json {
-        segment: "payload",
-        detail: e.to_string(),
-    })?;
+    let jws = verify_signature(token, kind, store)?;
+    let claims = match strict_json::from_slice(&jws.payload) {
+        Ok(claims) => claims,
+        // Refused in one pass: the two passes accept it or name the problem.
+        Err(_) => {
+            check_payload(&jws.payload)?;
+            serde_json::from_slice(&jws.payload).map_err(|e| Error::Json {
+                segment: "payload",
+                detail: e.to_string(),
+            })?
+        }
+    };
     Ok(VerifiedToken {
         kid: jws.kid,
         claims,
@@ -91,15 +98,19 @@ const ALLOWED_HEADERS: [&str; 3] = ["alg", "kid", "typ"];
 pub(crate) struct VerifiedJws {
     /// The kid of the key that verified it.
     pub kid: String,
-    /// The decoded payload, already checked to be one strict JSON object.
+    /// The decoded payload. Not yet checked to be strict JSON: the caller parses it with
+    /// [`strict_json::from_slice`] and, when that refuses, runs [`check_payload`] first.
     pub payload: Vec<u8>,
 }
 
-/// Verifies `token` as a `kind` token signed by a key in `store`.
+/// Verifies `token` as a `kind` token signed by a key in `store`, all but the payload's JSON.
 ///
 /// Order matters: structure, then algorithm and key, then the signature, and only then the
-/// type, so [`Error::WrongTokenType`] always means a genuine token of another kind.
-pub(crate) fn verify(
+/// type, so [`Error::WrongTokenType`] always means a genuine token of another kind. The payload
+/// is then parsed by the caller in one strict pass ([`strict_json::from_slice`]), and only if
+/// that refuses it is checked apart ([`check_payload`]) to name the problem: a genuine token
+/// is read once, not pre-checked and then read.
+pub(crate) fn verify_signature(
     token: &str,
     kind: TokenKind,
     store: &TrustStore,
@@ -143,13 +154,18 @@ pub(crate) fn verify(
         });
     }
     let payload = b64::decode(payload_b64).ok_or(Error::Base64 { segment: "payload" })?;
-    strict_json::check_object(&payload).map_err(|detail| Error::Json {
-        segment: "payload",
-        detail,
-    })?;
     Ok(VerifiedJws {
         kid: kid.to_owned(),
         payload,
+    })
+}
+
+/// The strict pre-pass over a verified payload (one JSON object, no duplicate names, depth
+/// cap), for a payload the one-pass parsing refused: its error names the JSON problem.
+pub(crate) fn check_payload(payload: &[u8]) -> Result<(), Error> {
+    strict_json::check_object(payload).map_err(|detail| Error::Json {
+        segment: "payload",
+        detail,
     })
 }
 

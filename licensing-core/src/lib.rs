@@ -14,7 +14,7 @@ mod keys;
 pub mod lease;
 #[cfg(feature = "machine")]
 pub mod machine;
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub mod online;
 #[cfg(feature = "store")]
 mod startup;
@@ -36,7 +36,7 @@ pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, veri
 pub use jws::{sign_claims, sign_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
 pub use lease::{Lease, LeaseClaims};
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub use online::{Client, ClientConfig, OnlineError};
 #[cfg(feature = "store")]
 pub use startup::{BorrowedSeat, Licensing, unix_now};

@@ -247,3 +247,21 @@ fn the_url_rule_holds_whatever_the_transport() {
         .is_ok()
     );
 }
+
+/// Without the built-in stack (feature `online-core` alone, the mobile build), the plain
+/// constructor keeps its name and refuses, pointing to `with_transport`.
+#[cfg(not(feature = "online"))]
+#[test]
+fn without_the_built_in_stack_the_plain_constructor_refuses() {
+    let err = OnlineClient::new(
+        store(),
+        "https://licensing.example.com".into(),
+        PRODUCT.into(),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, LicensingError::InvalidArgument { reason } if reason.contains("with_transport")),
+        "{err}"
+    );
+}

@@ -205,10 +205,11 @@ impl Client {
         Self::with_transport(config, trust_store, Arc::new(transport))
     }
 
-    /// [`Self::new`] over `transport`, the app's own HTTP stack (the platform's on mobile:
-    /// its trust store, proxies and certificate pinning). Only the exchange is the
-    /// transport's: the requests, retries, time limits, size cap and every signature check
-    /// stay the client's. `http://` and `https://` base URLs only, as with [`Self::new`].
+    /// A client as `Client::new` (feature `online`) makes, over `transport`: the app's own HTTP
+    /// stack (the platform's on mobile: its trust store, proxies and certificate pinning).
+    /// Only the exchange is the transport's: the requests, retries, time limits, size cap and
+    /// every signature check stay the client's. `http://` and `https://` base URLs only,
+    /// whatever the transport.
     pub fn with_transport(
         config: ClientConfig,
         trust_store: TrustStore,

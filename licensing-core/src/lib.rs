@@ -14,7 +14,7 @@ mod keys;
 pub mod lease;
 #[cfg(feature = "machine")]
 pub mod machine;
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub mod online;
 #[cfg(feature = "store")]
 mod startup;
@@ -35,7 +35,7 @@ pub use issuer::{
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
 pub use lease::{Lease, LeaseClaims};
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub use online::{Client, ClientConfig, OnlineError};
 #[cfg(feature = "store")]
 pub use startup::{BorrowedSeat, Licensing, unix_now};

@@ -138,6 +138,51 @@ impl Status {
             Status::MachineNotActivated => "machine_not_activated",
         }
     }
+
+    /// A short English sentence for an end user (`"No license is installed."`), the same in
+    /// every binding and the CLI; the verdict's reason has the details.
+    pub fn message(self) -> &'static str {
+        match self {
+            Status::Valid => "The license may be used.",
+            Status::ValidInGrace => {
+                "The license has expired but is inside its grace period; please renew."
+            }
+            Status::Expired => "The license has expired and its grace period is over.",
+            Status::NotYetValid => "The license is not valid yet.",
+            Status::TrialExpired => "The trial period has ended.",
+            Status::SignatureInvalid => {
+                "The license is not genuine (its signature does not verify)."
+            }
+            Status::UnknownKey => "The license was signed with a key this app does not trust.",
+            Status::Malformed => "The license is damaged or not a license token.",
+            Status::UnsupportedAlgorithm => {
+                "The license uses a signature algorithm that is refused."
+            }
+            Status::WrongTokenType => "The token is genuine but is not a license.",
+            Status::InvalidClaims => "The license content is invalid.",
+            Status::ProductMismatch => "The license is for another product.",
+            Status::VersionNotEntitled => "The license does not cover this version.",
+            Status::FeatureNotEntitled => "The license does not include a requested feature.",
+            Status::FeatureExpired => "A requested feature of the license has expired.",
+            Status::SiteRestricted => "The license is restricted to another site.",
+            Status::FingerprintMismatch => "The license is bound to another machine.",
+            Status::VirtualMachineNotAllowed => {
+                "The license does not allow virtual machines or containers."
+            }
+            Status::ClockTampered => "The system clock appears to have been set back.",
+            Status::NoLicense => "No license is installed.",
+            Status::Revoked => "The license has been revoked.",
+            Status::Suspended => "The license is suspended.",
+            Status::CheckInRequired => {
+                "The license must be confirmed by the licensing server; please connect to the internet."
+            }
+            Status::LeaseExpired => "The seat lease has expired; check out a seat again.",
+            Status::LeaseRequired => "A floating license needs a seat lease; check out a seat.",
+            Status::MachineNotActivated => {
+                "This machine is not activated on the license; activate it or transfer the license to it."
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Status {
@@ -159,6 +204,23 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Status::ALL.len());
+    }
+
+    #[test]
+    fn every_status_has_its_own_end_user_sentence() {
+        let mut messages: Vec<&str> = Status::ALL.iter().map(|s| s.message()).collect();
+        for message in &messages {
+            assert!(message.ends_with('.'), "{message}");
+            assert!(message.starts_with(char::is_uppercase), "{message}");
+        }
+        messages.sort_unstable();
+        messages.dedup();
+        assert_eq!(messages.len(), Status::ALL.len());
+        assert_eq!(Status::NoLicense.message(), "No license is installed.");
+        assert_eq!(
+            Status::CheckInRequired.message(),
+            "The license must be confirmed by the licensing server; please connect to the internet."
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `lic_status` and `lic_model`: the core's `Status` and `LicenseModel`, one-to-one, with the
 //! core's numbers.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, CString, c_char};
+use std::sync::OnceLock;
 
 use licensing_core::{LicenseModel, Status};
 
@@ -110,75 +111,34 @@ fn core_status(number: u32) -> Option<Status> {
     Status::ALL.into_iter().find(|s| *s as u32 == number)
 }
 
-/// `Status::as_str` as static C strings (a unit test checks they agree).
-fn status_name(status: Status) -> &'static CStr {
-    match status {
-        Status::Valid => c"valid",
-        Status::ValidInGrace => c"valid_in_grace",
-        Status::Expired => c"expired",
-        Status::NotYetValid => c"not_yet_valid",
-        Status::TrialExpired => c"trial_expired",
-        Status::SignatureInvalid => c"signature_invalid",
-        Status::UnknownKey => c"unknown_key",
-        Status::Malformed => c"malformed",
-        Status::UnsupportedAlgorithm => c"unsupported_algorithm",
-        Status::WrongTokenType => c"wrong_token_type",
-        Status::InvalidClaims => c"invalid_claims",
-        Status::ProductMismatch => c"product_mismatch",
-        Status::VersionNotEntitled => c"version_not_entitled",
-        Status::FeatureNotEntitled => c"feature_not_entitled",
-        Status::FeatureExpired => c"feature_expired",
-        Status::SiteRestricted => c"site_restricted",
-        Status::FingerprintMismatch => c"fingerprint_mismatch",
-        Status::VirtualMachineNotAllowed => c"virtual_machine_not_allowed",
-        Status::ClockTampered => c"clock_tampered",
-        Status::NoLicense => c"no_license",
-        Status::Revoked => c"revoked",
-        Status::Suspended => c"suspended",
-        Status::CheckInRequired => c"check_in_required",
-        Status::LeaseExpired => c"lease_expired",
-        Status::LeaseRequired => c"lease_required",
-        Status::MachineNotActivated => c"machine_not_activated",
-    }
+/// One static C string per status, indexed by its number (numbers are positions in
+/// `Status::ALL`, a core test checks it), built once from the core's text.
+fn status_texts(
+    cell: &'static OnceLock<Vec<CString>>,
+    text: fn(Status) -> &'static str,
+) -> &'static [CString] {
+    cell.get_or_init(|| {
+        Status::ALL
+            .into_iter()
+            .map(|status| CString::new(text(status)).unwrap_or_default())
+            .collect()
+    })
 }
 
+/// The core's `Status::as_str` as a static C string.
+fn status_name(status: Status) -> &'static CStr {
+    static NAMES: OnceLock<Vec<CString>> = OnceLock::new();
+    status_texts(&NAMES, Status::as_str)
+        .get(status as usize)
+        .map_or(c"unknown", CString::as_c_str)
+}
+
+/// The core's `Status::message` as a static C string.
 fn status_message(status: Status) -> &'static CStr {
-    match status {
-        Status::Valid => c"The license may be used.",
-        Status::ValidInGrace => {
-            c"The license has expired but is inside its grace period; please renew."
-        }
-        Status::Expired => c"The license has expired and its grace period is over.",
-        Status::NotYetValid => c"The license is not valid yet.",
-        Status::TrialExpired => c"The trial period has ended.",
-        Status::SignatureInvalid => c"The license is not genuine (its signature does not verify).",
-        Status::UnknownKey => c"The license was signed with a key this app does not trust.",
-        Status::Malformed => c"The license is damaged or not a license token.",
-        Status::UnsupportedAlgorithm => c"The license uses a signature algorithm that is refused.",
-        Status::WrongTokenType => c"The token is genuine but is not a license.",
-        Status::InvalidClaims => c"The license content is invalid.",
-        Status::ProductMismatch => c"The license is for another product.",
-        Status::VersionNotEntitled => c"The license does not cover this version.",
-        Status::FeatureNotEntitled => c"The license does not include a requested feature.",
-        Status::FeatureExpired => c"A requested feature of the license has expired.",
-        Status::SiteRestricted => c"The license is restricted to another site.",
-        Status::FingerprintMismatch => c"The license is bound to another machine.",
-        Status::VirtualMachineNotAllowed => {
-            c"The license does not allow virtual machines or containers."
-        }
-        Status::ClockTampered => c"The system clock appears to have been set back.",
-        Status::NoLicense => c"No license is installed.",
-        Status::Revoked => c"The license has been revoked.",
-        Status::Suspended => c"The license is suspended.",
-        Status::CheckInRequired => {
-            c"The license must be confirmed by the licensing server; please connect to the internet."
-        }
-        Status::LeaseExpired => c"The seat lease has expired; check out a seat again.",
-        Status::LeaseRequired => c"A floating license needs a seat lease; check out a seat.",
-        Status::MachineNotActivated => {
-            c"This machine is not activated on the license; activate it or transfer the license to it."
-        }
-    }
+    static MESSAGES: OnceLock<Vec<CString>> = OnceLock::new();
+    status_texts(&MESSAGES, Status::message)
+        .get(status as usize)
+        .map_or(c"Unknown license status.", CString::as_c_str)
 }
 
 /// The stable snake_case name of a status (`"valid"`, `"valid_in_grace"`, ...), as in JSON and
@@ -292,14 +252,12 @@ mod tests {
             assert_eq!(format!("{mapped:?}"), header_name(status));
             assert_eq!(c(lic_status_name(status as u32)), status.as_str());
             assert_eq!(lic_status_is_usable(status as u32), status.is_usable());
-            assert_ne!(
-                c(lic_status_message(status as u32)),
-                "Unknown license status."
-            );
+            assert_eq!(c(lic_status_message(status as u32)), status.message());
         }
         // Numbers are not dense (reserved values), so "past the end" is after the largest.
         let past_end = Status::ALL.iter().map(|s| *s as u32).max().unwrap_or(0) + 1;
         assert_eq!(c(lic_status_name(past_end)), "unknown");
+        assert_eq!(c(lic_status_message(past_end)), "Unknown license status.");
         assert!(!lic_status_is_usable(past_end));
     }
 

@@ -436,6 +436,7 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
         let mut value = serde_json::to_value(&verdict).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             object.insert("usable".into(), verdict.is_usable().into());
+            object.insert("message".into(), verdict.status.message().into());
             object.insert("evaluated_at".into(), ctx.now.into());
             object.insert("product_checked".into(), (!args.any_product).into());
             if args.any_product {
@@ -463,6 +464,7 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
 fn print_verdict(verdict: &Verdict) {
     use cli_input::printable as safe;
     outln!("status:     {}", verdict.status);
+    outln!("message:    {}", verdict.status.message());
     outln!("reason:     {}", safe(&verdict.reason));
     if let Some(id) = &verdict.license_id {
         outln!("license id: {}", safe(id));

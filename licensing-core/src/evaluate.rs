@@ -615,9 +615,38 @@ impl Verifier {
 
     /// Verifies and evaluates in one call; never fails: problems are in the verdict.
     pub fn check(&self, token: &str, ctx: &Context) -> Verdict {
+        self.check_license(token, ctx).0
+    }
+
+    /// [`Self::check`], keeping the verified license for later questions (features, versions,
+    /// claims): the verdict, and the license when the token is genuine (`None` when the verdict
+    /// is a verification failure such as `malformed` or `signature_invalid`).
+    pub fn check_license(&self, token: &str, ctx: &Context) -> (Verdict, Option<License>) {
         match self.verify(token) {
-            Ok(license) => license.evaluate(ctx),
-            Err(error) => Verdict::from_error(&error),
+            Ok(license) => (license.evaluate(ctx), Some(license)),
+            Err(error) => (Verdict::from_error(&error), None),
         }
     }
+}
+
+/// A running version that is not a semantic version (`2.4.0`, `2.4.0-beta.1+build.5`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("version `{}` is not semver: {detail}", text.escape_debug())]
+pub struct VersionError {
+    /// The text that was given.
+    pub text: String,
+    /// What the parser found.
+    pub detail: String,
+}
+
+/// Parses the running app's version as every boundary (C, the bindings, the CLI) takes it:
+/// strict SemVer 2.0, nothing trimmed. Surrounding whitespace is refused, not ignored: the
+/// SemVer grammar has none, a version is a constant of the build (a stray newline read from a
+/// file is a bug to report at the first call, not to hide), and the same text must give the
+/// same answer in every language.
+pub fn parse_version(text: &str) -> Result<semver::Version, VersionError> {
+    semver::Version::parse(text).map_err(|e| VersionError {
+        text: text.to_owned(),
+        detail: e.to_string(),
+    })
 }

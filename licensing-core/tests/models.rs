@@ -637,3 +637,53 @@ fn grace_left_only_with_valid_in_grace() {
     let v = f.check(&t, &elsewhere);
     assert_eq!((v.status, v.grace_left), (Status::SiteRestricted, None));
 }
+
+#[test]
+fn check_license_gives_the_verdict_of_check_and_the_verified_license() {
+    let f = Fixture::new();
+    let t = f.token(
+        json!({"model": "subscription", "grace_period": 7 * DAY}),
+        json!({"exp": T0 + 30 * DAY}),
+    );
+    for now in [T0, T0 + 30 * DAY, T0 + 40 * DAY] {
+        let ctx = Context::at(now).with_feature("export");
+        let (verdict, license) = f.verifier.check_license(&t, &ctx);
+        assert_eq!(verdict, f.check(&t, &ctx), "at {now}");
+        let license = license.expect("a genuine token keeps its license");
+        assert_eq!(license.id(), "lic_1");
+        assert_eq!(license.evaluate(&ctx), verdict);
+    }
+    // Not genuine: the verification failure's verdict, and no license.
+    let mut forged = t.clone();
+    forged.pop();
+    forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+    let (verdict, license) = f.verifier.check_license(&forged, &Context::at(T0));
+    assert_eq!(verdict, f.check(&forged, &Context::at(T0)));
+    assert_ne!(verdict.status, Status::Valid);
+    assert!(license.is_none());
+    let (verdict, license) = f.verifier.check_license("not a token", &Context::at(T0));
+    assert_eq!(verdict.status, Status::Malformed);
+    assert!(license.is_none());
+}
+
+#[test]
+fn versions_are_strict_semver_with_nothing_trimmed() {
+    assert_eq!(
+        licensing_core::parse_version("2.4.0-beta.1+build.5").unwrap(),
+        semver::Version::parse("2.4.0-beta.1+build.5").unwrap()
+    );
+    for bad in [
+        " 2.4.0", "2.4.0 ", "2.4.0\n", "\t2.4.0", "2.4", "v2.4.0", "",
+    ] {
+        let error = licensing_core::parse_version(bad).unwrap_err();
+        assert_eq!(error.text, bad);
+        assert!(error.to_string().contains("is not semver"), "{error}");
+    }
+    // The text is quoted escaped, so a newline shows.
+    assert!(
+        licensing_core::parse_version("2.4.0\n")
+            .unwrap_err()
+            .to_string()
+            .starts_with("version `2.4.0\\n`")
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use licensing_core::Status;
 use licensing_core::online::{
-    LeaseClock, LeaseClockSource, LeaseConfig, LeaseLoss, LeaseManager, QueuePlace,
+    LeaseClock, LeaseClockSource, LeaseConfig, LeaseLoss, LeaseLossKind, LeaseManager, QueuePlace,
 };
 
 use crate::abi::{
@@ -36,6 +36,18 @@ pub enum lic_lease_loss {
     /// (a lease from `lic_lease_check_out_while_active`): heartbeats stopped and the seat was
     /// checked in for others. The next `lic_lease_activity` takes a seat again.
     LIC_LEASE_IDLE = 5,
+}
+
+impl From<LeaseLossKind> for lic_lease_loss {
+    fn from(kind: LeaseLossKind) -> Self {
+        match kind {
+            LeaseLossKind::Released => lic_lease_loss::LIC_LEASE_RELEASED,
+            LeaseLossKind::Refused => lic_lease_loss::LIC_LEASE_REFUSED,
+            LeaseLossKind::Unreachable => lic_lease_loss::LIC_LEASE_UNREACHABLE,
+            LeaseLossKind::Invalid => lic_lease_loss::LIC_LEASE_INVALID,
+            LeaseLossKind::Idle => lic_lease_loss::LIC_LEASE_IDLE,
+        }
+    }
 }
 
 /// Called once, on the library's heartbeat thread, when the seat is lost (for a lease held
@@ -78,13 +90,8 @@ unsafe impl Sync for Callback {}
 
 impl Callback {
     fn call(&self, loss: &LeaseLoss) {
-        let (reason, code) = match loss {
-            LeaseLoss::Released { code, .. } => (lic_lease_loss::LIC_LEASE_RELEASED, code.as_str()),
-            LeaseLoss::Refused { code, .. } => (lic_lease_loss::LIC_LEASE_REFUSED, code.as_str()),
-            LeaseLoss::Unreachable { .. } => (lic_lease_loss::LIC_LEASE_UNREACHABLE, ""),
-            LeaseLoss::Idle { .. } => (lic_lease_loss::LIC_LEASE_IDLE, ""),
-            _ => (lic_lease_loss::LIC_LEASE_INVALID, ""),
-        };
+        let reason = lic_lease_loss::from(loss.kind());
+        let code = loss.server_code().unwrap_or_default();
         // A NUL inside would cut the C string short; the texts never need one.
         let text = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
         let (code, detail) = (text(code), text(loss.detail()));

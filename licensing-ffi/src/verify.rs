@@ -151,13 +151,11 @@ pub unsafe extern "C" fn lic_context_set_version(
     })
 }
 
+/// The core's version rule (strict semver, nothing trimmed); a refusal is
+/// `LIC_INVALID_ARGUMENT`.
 fn parse_version(text: &str) -> Result<semver::Version, Failure> {
-    semver::Version::parse(text).map_err(|e| {
-        Failure::new(
-            lic_result::LIC_INVALID_ARGUMENT,
-            format!("version `{}` is not semver: {e}", text.escape_debug()),
-        )
-    })
+    licensing_core::parse_version(text)
+        .map_err(|e| Failure::new(lic_result::LIC_INVALID_ARGUMENT, e.to_string()))
 }
 
 /// Sets (`has_release_date` true) or clears (false; `release_date` is then ignored) the running
@@ -333,11 +331,7 @@ pub unsafe extern "C" fn lic_verifier_check(
         // SAFETY: per this function's contract.
         let context = unsafe { arg(context, "context") }?.context();
         let out_verdict = out(out_verdict, "out_verdict")?;
-        // `Verifier::check`, keeping the verified license for later questions.
-        let (verdict, license) = match verifier.verifier.verify(token) {
-            Ok(license) => (license.evaluate(context), Some(license)),
-            Err(error) => (Verdict::from_error(&error), None),
-        };
+        let (verdict, license) = verifier.verifier.check_license(token, context);
         out_verdict.write(new_handle(lic_verdict::new(
             verdict,
             license,

@@ -414,6 +414,11 @@ static void test_context(void) {
     CHECK_RC(lic_context_set_version(context, "two point four"), LIC_INVALID_ARGUMENT);
     CHECK_OK(lic_context_last_error(context, message, sizeof message, &len));
     CHECK(strstr(message, "not semver") != NULL);
+    /* The core's version rule: strict semver, surrounding whitespace refused (as in uniffi). */
+    CHECK_RC(lic_context_set_version(context, " 2.4.0"), LIC_INVALID_ARGUMENT);
+    CHECK_RC(lic_context_set_version(context, "2.4.0\n"), LIC_INVALID_ARGUMENT);
+    CHECK_OK(lic_context_last_error(context, message, sizeof message, &len));
+    CHECK(strstr(message, "`2.4.0\\n` is not semver") != NULL);
     CHECK_RC(lic_context_set_version(context, not_utf8), LIC_INVALID_UTF8);
     CHECK_OK(lic_context_set_release_date(context, true, NOW));
     CHECK_OK(lic_context_set_release_date(context, false, 0));

@@ -400,8 +400,8 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
     ctx.not_before_leeway = args.not_before_leeway;
     if let Some(version) = &args.version {
         ctx.app_version = Some(
-            semver::Version::parse(version)
-                .map_err(|e| Failure::Usage(format!("--version {version}: {e}")))?,
+            licensing_core::parse_version(version)
+                .map_err(|e| Failure::Usage(format!("--version: {e}")))?,
         );
     }
     if let Some(date) = &args.release_date {

@@ -252,6 +252,11 @@ def errors():
         lambda: verifier.check(TOKENS["subscription"], Context(now=NOW, app_version="two")),
     )
     assert "semver" in e.reason
+    # The core's version rule: strict semver, surrounding whitespace refused (as in C).
+    raises(
+        LicensingError.InvalidArgument,
+        lambda: verifier.check(TOKENS["subscription"], Context(now=NOW, app_version="2.4.0\n")),
+    )
     e = raises(LicensingError.Rejected, lambda: verifier.verify(TOKENS["tampered_signature"]))
     assert e.status == Status.SIGNATURE_INVALID
     assert isinstance(e, LicensingError)

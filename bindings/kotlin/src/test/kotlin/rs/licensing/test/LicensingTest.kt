@@ -212,6 +212,10 @@ fun main(args: Array<String>) {
             verifier.check(tokens.getValue("subscription"), Context(now = now, appVersion = "two"))
         }
         check(bad.reason.contains("semver")) { bad.reason }
+        // The core's version rule: strict semver, surrounding whitespace refused (as in C).
+        throws<LicensingException.InvalidArgument> {
+            verifier.check(tokens.getValue("subscription"), Context(now = now, appVersion = " 2.4.0"))
+        }
         val rejected = throws<LicensingException.Rejected> { verifier.verify(tokens.getValue("tampered_signature")) }
         eq(rejected.status, Status.SIGNATURE_INVALID, "status")
         val notADir = File.createTempFile("licensing", ".file")

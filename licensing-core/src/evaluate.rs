@@ -286,29 +286,48 @@ impl License {
                 format!("license becomes valid in {} s", nbf.saturating_sub(now)),
             );
         }
-        let Some(exp) = c.exp else {
-            return Check::pass("license does not expire");
-        };
-        if now < exp {
-            return Check::pass(format!("license valid for {} s", exp.saturating_sub(now)));
-        }
-        if c.lic.model == LicenseModel::Trial {
-            return Check::with_status(Status::TrialExpired, "trial period has ended");
-        }
-        let until = self.usable_until().unwrap_or(exp);
-        if now < until {
-            Check::with_status(
+        match self.term_at(now) {
+            Term::Unlimited => Check::pass("license does not expire"),
+            Term::Running { expires_at } => Check::pass(format!(
+                "license valid for {} s",
+                expires_at.saturating_sub(now)
+            )),
+            Term::InGrace { usable_until, .. } => Check::with_status(
                 Status::ValidInGrace,
                 format!(
                     "license expired; grace period ends in {} s",
-                    until.saturating_sub(now)
+                    usable_until.saturating_sub(now)
                 ),
-            )
-        } else {
-            Check::with_status(
+            ),
+            Term::Ended { .. } if c.lic.model == LicenseModel::Trial => {
+                Check::with_status(Status::TrialExpired, "trial period has ended")
+            }
+            Term::Ended { .. } => Check::with_status(
                 Status::Expired,
                 "license expired and its grace period is over",
-            )
+            ),
+        }
+    }
+
+    /// The term rule: where the license stands at `now` in its own term, `exp` and the grace
+    /// after it (trials have none). Only the term: `nbf`, the server check-in and everything
+    /// else are [`Self::check_time`]'s and [`Self::evaluate`]'s. The server's compliance
+    /// alerts (`expiring`, `in_grace`) use it as the time rule does.
+    pub fn term_at(&self, now: i64) -> Term {
+        let Some(exp) = self.claims.exp else {
+            return Term::Unlimited;
+        };
+        if now < exp {
+            return Term::Running { expires_at: exp };
+        }
+        let usable_until = self.usable_until().unwrap_or(exp);
+        if now < usable_until {
+            Term::InGrace {
+                expired_at: exp,
+                usable_until,
+            }
+        } else {
+            Term::Ended { expired_at: exp }
         }
     }
 
@@ -539,6 +558,30 @@ fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
         Status::FingerprintMismatch,
         format!("machine fingerprint does not match; changed components: {changed}"),
     )
+}
+
+/// Where a license stands in its own term at an instant ([`License::term_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term {
+    /// The license does not expire (no `exp`).
+    Unlimited,
+    /// Before `exp`.
+    Running {
+        /// `exp`.
+        expires_at: i64,
+    },
+    /// `exp` has passed and the grace period after it has not: usable, degraded.
+    InGrace {
+        /// `exp`.
+        expired_at: i64,
+        /// The last usable instant is just before this one (`exp` + grace).
+        usable_until: i64,
+    },
+    /// `exp` and its grace period (none for a trial) have passed.
+    Ended {
+        /// `exp`.
+        expired_at: i64,
+    },
 }
 
 /// Verifies license tokens against a trust store for one product.

@@ -26,7 +26,7 @@ pub mod strict_json;
 pub use claims::{LicenseClaims, LicenseModel};
 pub use error::Error;
 pub use evaluate::{
-    Check, Context, FeatureVerdict, License, Verdict, Verifier, VersionError, parse_version,
+    Check, Context, FeatureVerdict, License, Term, Verdict, Verifier, VersionError, parse_version,
 };
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]

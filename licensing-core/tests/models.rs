@@ -687,3 +687,45 @@ fn versions_are_strict_semver_with_nothing_trimmed() {
             .starts_with("version `2.4.0\\n`")
     );
 }
+
+#[test]
+fn the_term_rule_at_its_exact_edges() {
+    use licensing_core::Term;
+    let f = Fixture::new();
+    let exp = T0 + 30 * DAY;
+    let grace = 7 * DAY;
+    let sub = f.token(
+        json!({"model": "subscription", "grace_period": grace}),
+        json!({"exp": exp}),
+    );
+    let license = f.verifier.verify(&sub).unwrap();
+    assert_eq!(license.term_at(exp - 1), Term::Running { expires_at: exp });
+    let in_grace = Term::InGrace {
+        expired_at: exp,
+        usable_until: exp + grace,
+    };
+    assert_eq!(license.term_at(exp), in_grace);
+    assert_eq!(license.term_at(exp + grace - 1), in_grace);
+    assert_eq!(
+        license.term_at(exp + grace),
+        Term::Ended { expired_at: exp }
+    );
+    // The time rule agrees at each edge.
+    for (now, status) in [
+        (exp - 1, Status::Valid),
+        (exp, Status::ValidInGrace),
+        (exp + grace - 1, Status::ValidInGrace),
+        (exp + grace, Status::Expired),
+    ] {
+        assert_eq!(license.check_time(now, 0).status, status, "at {now}");
+    }
+    // A trial has no grace: it ends at `exp`.
+    let trial = f.token(json!({"model": "trial"}), json!({"exp": exp}));
+    let trial = f.verifier.verify(&trial).unwrap();
+    assert_eq!(trial.term_at(exp), Term::Ended { expired_at: exp });
+    assert_eq!(trial.check_time(exp, 0).status, Status::TrialExpired);
+    // No `exp`: unlimited.
+    let perpetual = f.token(json!({"model": "perpetual"}), json!({}));
+    let perpetual = f.verifier.verify(&perpetual).unwrap();
+    assert_eq!(perpetual.term_at(i64::MAX), Term::Unlimited);
+}

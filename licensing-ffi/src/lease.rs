@@ -16,7 +16,6 @@ use crate::abi::{
     handle, lic_result, new_handle, out, owned_string,
 };
 use crate::online::{lic_client, online_failure};
-use crate::status::lic_status;
 
 /// Why a `lic_lease` lost its seat (the callback's `reason`).
 #[repr(u32)]
@@ -240,7 +239,7 @@ pub unsafe extern "C" fn lic_lease_check_out_while_active(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lic_lease_activity(
     lease: *const lic_lease,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
 ) -> lic_result {
     guard(lease, || {
         // SAFETY: per this function's contract.
@@ -257,7 +256,7 @@ pub unsafe extern "C" fn lic_lease_activity(
                 .unwrap_or_default(),
         );
         let status = result.map_err(|e| online_failure(&e))?;
-        out_status.write(status.into());
+        out_status.write(status);
         Ok(())
     })
 }
@@ -421,14 +420,12 @@ impl lic_lease {
 /// # Safety
 /// `lease` is NULL or a live handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn lic_lease_status(lease: *const lic_lease) -> lic_status {
-    guard_value(lic_status::LIC_STATUS_LEASE_REQUIRED, || {
+pub unsafe extern "C" fn lic_lease_status(lease: *const lic_lease) -> Status {
+    guard_value(Status::LeaseRequired, || {
         // SAFETY: per this function's contract.
         match unsafe { lease.as_ref() } {
-            None => lic_status::LIC_STATUS_LEASE_REQUIRED,
-            Some(lease) => lease
-                .with(|m| m.map_or(Status::LeaseExpired, LeaseManager::status))
-                .into(),
+            None => Status::LeaseRequired,
+            Some(lease) => lease.with(|m| m.map_or(Status::LeaseExpired, LeaseManager::status)),
         }
     })
 }
@@ -584,5 +581,29 @@ mod tests {
         assert_eq!(clock.now(), Duration::from_secs(5));
         ms.store(7_500, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(clock.now(), Duration::from_millis(7_500));
+    }
+}
+
+#[cfg(test)]
+mod loss_tests {
+    use super::*;
+
+    /// `lic_lease_loss` is the C copy of the core's `LeaseLossKind` (cbindgen cannot derive
+    /// its variant names): the same number for each class.
+    #[test]
+    fn every_core_loss_class_has_its_c_value() {
+        for kind in LeaseLossKind::ALL {
+            assert_eq!(lic_lease_loss::from(kind) as u32, kind as u32, "{kind:?}");
+        }
+        let header = include_str!("../../include/licensing.h");
+        for (name, number) in [
+            ("LIC_LEASE_RELEASED", 1),
+            ("LIC_LEASE_REFUSED", 2),
+            ("LIC_LEASE_UNREACHABLE", 3),
+            ("LIC_LEASE_INVALID", 4),
+            ("LIC_LEASE_IDLE", 5),
+        ] {
+            assert!(header.contains(&format!("{name} = {number},")), "{name}");
+        }
     }
 }

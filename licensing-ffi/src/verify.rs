@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use licensing_core::{Context, FeatureVerdict, License, Verdict, Verifier};
+use licensing_core::{Context, FeatureVerdict, License, LicenseModel, Status, Verdict, Verifier};
 
 use crate::abi::{
     Failure, LastError, Out, arg, arg_mut, c_str, copy_last_error, free_handle, guard, guard_value,
@@ -12,7 +12,6 @@ use crate::abi::{
 };
 use crate::fingerprint::lic_fingerprint;
 use crate::keys::lic_trust_store;
-use crate::status::{lic_model, lic_status};
 
 /// What the running app knows about itself: now, its version and release date, the features it
 /// asks about, site attributes, this machine's fingerprint. Owned by the caller: free with
@@ -395,12 +394,12 @@ unsafe fn verdict_get(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lic_verdict_status(
     verdict: *const lic_verdict,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
         verdict_get(verdict, |v| {
-            out(out_status, "out_status")?.write(v.verdict.status.into());
+            out(out_status, "out_status")?.write(v.verdict.status);
             Ok(())
         })
     }
@@ -486,7 +485,7 @@ pub unsafe extern "C" fn lic_verdict_customer(
 pub unsafe extern "C" fn lic_verdict_model(
     verdict: *const lic_verdict,
     out_has_model: *mut bool,
-    out_model: *mut lic_model,
+    out_model: *mut LicenseModel,
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
@@ -494,11 +493,7 @@ pub unsafe extern "C" fn lic_verdict_model(
             let has = out(out_has_model, "out_has_model")?;
             let model = out(out_model, "out_model")?;
             has.write(v.verdict.model.is_some());
-            model.write(
-                v.verdict
-                    .model
-                    .map_or(lic_model::LIC_MODEL_PERPETUAL, Into::into),
-            );
+            model.write(v.verdict.model.unwrap_or(LicenseModel::Perpetual));
             Ok(())
         })
     }
@@ -704,7 +699,7 @@ pub unsafe extern "C" fn lic_verdict_version(
     version: *const c_char,
     has_release_date: bool,
     release_date: i64,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
     out_reason: *mut *mut c_char,
 ) -> lic_result {
     let body = |v: &lic_verdict| {
@@ -720,7 +715,7 @@ pub unsafe extern "C" fn lic_verdict_version(
             .as_ref()
             .map(|_| owned_string(&check.reason))
             .transpose()?;
-        out_status.write(check.status.into());
+        out_status.write(check.status);
         if let (Some(target), Some(reason)) = (out_reason, reason) {
             target.write(reason.into_raw());
         }
@@ -805,12 +800,12 @@ pub unsafe extern "C" fn lic_feature_name(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lic_feature_status(
     feature: *const lic_feature,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
         feature_get(feature, |f| {
-            out(out_status, "out_status")?.write(f.status.into());
+            out(out_status, "out_status")?.write(f.status);
             Ok(())
         })
     }

@@ -166,9 +166,12 @@ typedef uint32_t lic_result;
 #endif // __cplusplus
 
 /**
- * Whether and how a license may be used: the core's status vocabulary, with the core's stable
- * numbers (never reused; new values only appended). Only `LIC_STATUS_VALID` and
- * `LIC_STATUS_VALID_IN_GRACE` allow the software to run (`lic_status_is_usable`).
+ * The outcome of verifying and evaluating a license. Each value has exactly one meaning.
+ *
+ * The numeric values are stable: the C ABI and the bindings expose them as they are, and a
+ * value is never reused. New values are only ever appended. Only valid and valid-in-grace
+ * allow the software to run (`is_usable`). The C ABI exports this enum as `lic_status`.
+ *
  */
 enum lic_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -265,8 +268,8 @@ enum lic_status
      */
     LIC_STATUS_SUSPENDED = 21,
     /**
-     * The server check-in deadline and its grace have passed: the app must reach the
-     * licensing server for a fresh token.
+     * The license's server check-in deadline and its check-in grace have passed: the app must
+     * reach the licensing server to get a fresh token.
      */
     LIC_STATUS_CHECK_IN_REQUIRED = 22,
     /**
@@ -281,7 +284,8 @@ enum lic_status
     /**
      * The licensing server answered that this machine is not activated on the license (never
      * activated, deactivated, or removed by an administrator), and the license allows only
-     * activated machines: activate this machine (a free slot or a transfer).
+     * activated machines: the app must activate this machine (a free machine slot or a
+     * transfer).
      */
     LIC_STATUS_MACHINE_NOT_ACTIVATED = 25,
 };
@@ -294,7 +298,9 @@ typedef uint32_t lic_status;
 #endif // __cplusplus
 
 /**
- * How a license is sold: the core's `LicenseModel`, with the core's numbers.
+ * How the license is sold and therefore how it is evaluated. The numbers are stable (the C
+ * ABI exports this enum as `lic_model`).
+ *
  */
 enum lic_model
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -306,15 +312,15 @@ enum lic_model
      */
     LIC_MODEL_PERPETUAL = 0,
     /**
-     * Valid until its expiry, then a grace period.
+     * Valid until `exp`, then a grace period.
      */
     LIC_MODEL_SUBSCRIPTION = 1,
     /**
-     * Valid until its expiry; no grace.
+     * Valid until `exp`; no grace.
      */
     LIC_MODEL_TRIAL = 2,
     /**
-     * Concurrent use: a pool of seats shared through leases.
+     * Concurrent use: a pool of `seats` shared through leases.
      */
     LIC_MODEL_FLOATING = 3,
     /**
@@ -509,6 +515,8 @@ typedef bool (*lic_queue_place_fn)(void *user_data,
                                    uint64_t position,
                                    uint64_t waiting,
                                    const char *message);
+
+
 
 #ifdef __cplusplus
 extern "C" {

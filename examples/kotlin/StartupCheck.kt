@@ -19,6 +19,7 @@ import rs.licensing.TrustStore
 import rs.licensing.core.Scope
 import rs.licensing.core.Status
 import rs.licensing.statusIsUsable
+import rs.licensing.statusMessage
 import rs.licensing.statusName
 import rs.licensing.unixNow
 
@@ -71,7 +72,7 @@ fun main(args: Array<String>) {
             verdict.status == Status.NO_LICENSE -> "=> show the activation dialog"
             verdict.status == Status.CLOCK_TAMPERED -> "=> ask the user to correct the system clock"
             statusIsUsable(verdict.status) -> "=> start the app"
-            else -> "=> the app may not start"
+            else -> "=> the app may not start: ${statusMessage(verdict.status)}"
         }
     )
     exitProcess(if (statusIsUsable(verdict.status)) 0 else 1)

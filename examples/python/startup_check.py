@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     elif lic.status_is_usable(verdict.status):
         print("=> start the app")
     else:
-        print("=> the app may not start")
+        print(f"=> the app may not start: {lic.status_message(verdict.status)}")
     return 0 if lic.status_is_usable(verdict.status) else 1
 
 

@@ -72,7 +72,10 @@ impl Audience {
     }
 }
 
-/// How the license is sold and therefore how it is evaluated.
+/// How the license is sold and therefore how it is evaluated. The numbers are stable (the C
+/// ABI exports this enum as `lic_model`).
+///
+/// cbindgen:rename-all=QualifiedScreamingSnakeCase
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +97,8 @@ pub enum LicenseModel {
 
 impl LicenseModel {
     /// Every model.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [LicenseModel; 6] = [
         LicenseModel::Perpetual,
         LicenseModel::Subscription,

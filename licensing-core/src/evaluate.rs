@@ -286,29 +286,48 @@ impl License {
                 format!("license becomes valid in {} s", nbf.saturating_sub(now)),
             );
         }
-        let Some(exp) = c.exp else {
-            return Check::pass("license does not expire");
-        };
-        if now < exp {
-            return Check::pass(format!("license valid for {} s", exp.saturating_sub(now)));
-        }
-        if c.lic.model == LicenseModel::Trial {
-            return Check::with_status(Status::TrialExpired, "trial period has ended");
-        }
-        let until = self.usable_until().unwrap_or(exp);
-        if now < until {
-            Check::with_status(
+        match self.term_at(now) {
+            Term::Unlimited => Check::pass("license does not expire"),
+            Term::Running { expires_at } => Check::pass(format!(
+                "license valid for {} s",
+                expires_at.saturating_sub(now)
+            )),
+            Term::InGrace { usable_until, .. } => Check::with_status(
                 Status::ValidInGrace,
                 format!(
                     "license expired; grace period ends in {} s",
-                    until.saturating_sub(now)
+                    usable_until.saturating_sub(now)
                 ),
-            )
-        } else {
-            Check::with_status(
+            ),
+            Term::Ended { .. } if c.lic.model == LicenseModel::Trial => {
+                Check::with_status(Status::TrialExpired, "trial period has ended")
+            }
+            Term::Ended { .. } => Check::with_status(
                 Status::Expired,
                 "license expired and its grace period is over",
-            )
+            ),
+        }
+    }
+
+    /// The term rule: where the license stands at `now` in its own term, `exp` and the grace
+    /// after it (trials have none). Only the term: `nbf`, the server check-in and everything
+    /// else are [`Self::check_time`]'s and [`Self::evaluate`]'s. The server's compliance
+    /// alerts (`expiring`, `in_grace`) use it as the time rule does.
+    pub fn term_at(&self, now: i64) -> Term {
+        let Some(exp) = self.claims.exp else {
+            return Term::Unlimited;
+        };
+        if now < exp {
+            return Term::Running { expires_at: exp };
+        }
+        let usable_until = self.usable_until().unwrap_or(exp);
+        if now < usable_until {
+            Term::InGrace {
+                expired_at: exp,
+                usable_until,
+            }
+        } else {
+            Term::Ended { expired_at: exp }
         }
     }
 
@@ -541,6 +560,30 @@ fn match_node_lock(lock: &NodeLock, fp: &MachineFingerprint) -> Check {
     )
 }
 
+/// Where a license stands in its own term at an instant ([`License::term_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term {
+    /// The license does not expire (no `exp`).
+    Unlimited,
+    /// Before `exp`.
+    Running {
+        /// `exp`.
+        expires_at: i64,
+    },
+    /// `exp` has passed and the grace period after it has not: usable, degraded.
+    InGrace {
+        /// `exp`.
+        expired_at: i64,
+        /// The last usable instant is just before this one (`exp` + grace).
+        usable_until: i64,
+    },
+    /// `exp` and its grace period (none for a trial) have passed.
+    Ended {
+        /// `exp`.
+        expired_at: i64,
+    },
+}
+
 /// Verifies license tokens against a trust store for one product.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -615,9 +658,38 @@ impl Verifier {
 
     /// Verifies and evaluates in one call; never fails: problems are in the verdict.
     pub fn check(&self, token: &str, ctx: &Context) -> Verdict {
+        self.check_license(token, ctx).0
+    }
+
+    /// [`Self::check`], keeping the verified license for later questions (features, versions,
+    /// claims): the verdict, and the license when the token is genuine (`None` when the verdict
+    /// is a verification failure such as `malformed` or `signature_invalid`).
+    pub fn check_license(&self, token: &str, ctx: &Context) -> (Verdict, Option<License>) {
         match self.verify(token) {
-            Ok(license) => license.evaluate(ctx),
-            Err(error) => Verdict::from_error(&error),
+            Ok(license) => (license.evaluate(ctx), Some(license)),
+            Err(error) => (Verdict::from_error(&error), None),
         }
     }
+}
+
+/// A running version that is not a semantic version (`2.4.0`, `2.4.0-beta.1+build.5`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("version `{}` is not semver: {detail}", text.escape_debug())]
+pub struct VersionError {
+    /// The text that was given.
+    pub text: String,
+    /// What the parser found.
+    pub detail: String,
+}
+
+/// Parses the running app's version as every boundary (C, the bindings, the CLI) takes it:
+/// strict SemVer 2.0, nothing trimmed. Surrounding whitespace is refused, not ignored: the
+/// SemVer grammar has none, a version is a constant of the build (a stray newline read from a
+/// file is a bug to report at the first call, not to hide), and the same text must give the
+/// same answer in every language.
+pub fn parse_version(text: &str) -> Result<semver::Version, VersionError> {
+    semver::Version::parse(text).map_err(|e| VersionError {
+        text: text.to_owned(),
+        detail: e.to_string(),
+    })
 }

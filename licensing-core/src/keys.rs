@@ -57,6 +57,35 @@ pub enum KeyError {
     Internal(String),
 }
 
+impl KeyError {
+    /// The class of the error, the one every boundary reports (C: `LIC_KEY_REJECTED` or
+    /// `LIC_SYSTEM_ERROR`; the bindings: `InvalidKey` or `System`).
+    pub fn kind(&self) -> KeyErrorKind {
+        match self {
+            KeyError::Encoding { .. }
+            | KeyError::Jwk(_)
+            | KeyError::NonCanonical
+            | KeyError::Weak
+            | KeyError::KidMismatch { .. }
+            | KeyError::PrivateKeyMaterial
+            | KeyError::Duplicate(_)
+            | KeyError::Unrecognized(_)
+            | KeyError::Empty => KeyErrorKind::Rejected,
+            KeyError::Internal(_) => KeyErrorKind::System,
+        }
+    }
+}
+
+/// The class of a [`KeyError`]: whose fault it is, so what the host does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyErrorKind {
+    /// The key or document was refused: fix the document (or the key) the app was given.
+    Rejected,
+    /// The document is not at fault: the system failed to make or encode a key (no random
+    /// numbers for key generation); retrying later may work.
+    System,
+}
+
 /// A validated Ed25519 public key: canonical, not weak, with its RFC 7638 `kid`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKey {
@@ -525,5 +554,39 @@ mod tests {
         // JSON objects still get the JWK parser's own message.
         let error = TrustStore::from_document(r#"{"foo":1}"#).unwrap_err();
         assert!(matches!(error, KeyError::Jwk(_)), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// A refused document is the caller's to fix; a failure to make or encode a key is not the
+    /// document's fault (it was `LIC_KEY_REJECTED` in C but `Internal` in uniffi before).
+    #[test]
+    fn refusals_are_rejected_and_key_making_failures_are_system() {
+        let mut store = TrustStore::new();
+        for document in [
+            "",
+            "nope",
+            "{\"keys\":[]}",
+            "-----BEGIN PUBLIC KEY-----\nAA\n",
+        ] {
+            let error = store.add_document(document).map(|_| ()).unwrap_err();
+            assert_eq!(error.kind(), KeyErrorKind::Rejected, "{error}");
+        }
+        for error in [
+            KeyError::Weak,
+            KeyError::NonCanonical,
+            KeyError::PrivateKeyMaterial,
+            KeyError::Duplicate("k".into()),
+            KeyError::Empty,
+        ] {
+            assert_eq!(error.kind(), KeyErrorKind::Rejected, "{error}");
+        }
+        assert_eq!(
+            KeyError::Internal("no random numbers".into()).kind(),
+            KeyErrorKind::System
+        );
     }
 }

@@ -25,7 +25,9 @@ pub mod strict_json;
 
 pub use claims::{LicenseClaims, LicenseModel};
 pub use error::Error;
-pub use evaluate::{Check, Context, FeatureVerdict, License, Verdict, Verifier};
+pub use evaluate::{
+    Check, Context, FeatureVerdict, License, Term, Verdict, Verifier, VersionError, parse_version,
+};
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{
@@ -33,7 +35,7 @@ pub use issuer::{
     sign_token, trusted_license,
 };
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
-pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
+pub use keys::{KeyError, KeyErrorKind, PublicKey, TrustStore, thumbprint};
 pub use lease::{Lease, LeaseClaims};
 #[cfg(feature = "online-core")]
 pub use online::{Client, ClientConfig, OnlineError};

@@ -153,8 +153,10 @@ impl Licensing {
             Err(error) => return Ok((Verdict::from_error(&error), None, false)),
         };
         let fingerprint = self.fingerprint();
-        let iat = license.claims().iat;
-        let mark = match clock::check_clock(None, now, Some(iat), self.clock_tolerance) {
+        let key = clock_key(&fingerprint).to_owned();
+        let guard = ClockGuard::new(self, &key);
+        // A new token starts the mark afresh, from `max(now, iat)`.
+        let mark = match guard.check(None, now, license.claims().iat) {
             ClockCheck::Trusted { new_mark } => new_mark,
             ClockCheck::RolledBack { behind_by } => {
                 let verdict = tampered(
@@ -168,16 +170,11 @@ impl Licensing {
         // had (or none), whose start is not judged tampered; the other order would leave the
         // new token without clock state, which the next start reports as `clock_tampered`.
         // A kept server refusal stays sealed: installing the token again does not forget it.
-        let key = clock_key(&fingerprint);
-        let answer = match self.sealed_state(key)? {
+        let answer = match guard.unseal()? {
             Ok(Some(state)) => state.answer,
             _ => None,
         };
-        self.store.write_clock(&clock::seal_state(
-            &self.product_id,
-            key,
-            &ClockState { mark, answer },
-        ))?;
+        guard.seal(&ClockState { mark, answer })?;
         self.store.write_token(token.trim())?;
         let verdict = license.evaluate(&self.context_at(now, fingerprint));
         Ok((verdict, Some(license), true))
@@ -243,13 +240,11 @@ impl Licensing {
                 && digest.is_some()
                 && kept != digest
             {
-                let key = clock_key(&self.fingerprint()).to_owned();
-                let sealed = ClockState {
+                let fingerprint = self.fingerprint();
+                ClockGuard::new(self, clock_key(&fingerprint)).seal(&ClockState {
                     answer: digest,
                     ..state
-                };
-                self.store
-                    .write_clock(&clock::seal_state(&self.product_id, &key, &sealed))?;
+                })?;
             }
             return Ok(refusal.apply(verdict));
         }
@@ -304,8 +299,7 @@ impl Licensing {
         if answer.is_some() {
             self.store.write_server_response(answer)?;
         }
-        self.store
-            .write_clock(&clock::seal_state(&self.product_id, key, &state))?;
+        ClockGuard::new(self, key).seal(&state)?;
         if answer.is_none() {
             self.store.write_server_response(None)?;
         }
@@ -316,14 +310,11 @@ impl Licensing {
     /// clock state, when it opens, is sealed again without it, then the answer is removed.
     #[cfg(feature = "online-core")]
     pub(crate) fn forget_server_answer(&self, key: &str) -> Result<(), StoreError> {
-        if let Ok(Some(state)) = self.sealed_state(key)?
+        let guard = ClockGuard::new(self, key);
+        if let Ok(Some(state)) = guard.unseal()?
             && state.answer.is_some()
         {
-            self.store.write_clock(&clock::seal_state(
-                &self.product_id,
-                key,
-                &ClockState::mark(state.mark),
-            ))?;
+            guard.seal(&ClockState::mark(state.mark))?;
         }
         self.store.write_server_response(None)
     }
@@ -338,48 +329,26 @@ impl Licensing {
         let fingerprint = self.fingerprint();
         let key = clock_key(&fingerprint).to_owned();
         let verdict = license.evaluate(&self.context_at(now, fingerprint));
-        let state = match self.sealed_state(&key)? {
-            Ok(Some(state)) => state,
-            Ok(None) => {
-                let verdict = tampered_with(
-                    verdict,
-                    "clock state is missing although a license is installed".into(),
-                );
-                return Ok((verdict, None));
-            }
-            Err(reason) => return Ok((tampered_with(verdict, reason), None)),
-        };
-        match clock::check_clock(
-            Some(state.mark),
-            now,
-            Some(license.claims().iat),
-            self.clock_tolerance,
-        ) {
-            ClockCheck::RolledBack { behind_by } => Ok((tampered(verdict, behind_by), Some(state))),
-            ClockCheck::Trusted { new_mark } => {
-                if new_mark >= state.mark.saturating_add(MARK_GRANULARITY_SECS) {
-                    let state = ClockState {
-                        mark: new_mark,
-                        ..state
-                    };
-                    self.store
-                        .write_clock(&clock::seal_state(&self.product_id, &key, &state))?;
-                    return Ok((verdict, Some(state)));
-                }
-                Ok((verdict, Some(state)))
-            }
-        }
-    }
-
-    /// The clock state sealed in the store for this product and machine (`key`, see
-    /// [`clock_key`]): `Ok(None)` when none is stored, `Err(why)` when it does not unseal.
-    fn sealed_state(&self, key: &str) -> Result<Result<Option<ClockState>, String>, StoreError> {
-        Ok(match self.store.read_clock()? {
-            None => Ok(None),
-            Some(text) => clock::unseal_state(&self.product_id, key, &text)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-        })
+        Ok(
+            match ClockGuard::new(self, &key).guard(now, license.claims().iat)? {
+                Guarded::Missing => (
+                    tampered_with(
+                        verdict,
+                        "clock state is missing although a license is installed".into(),
+                    ),
+                    None,
+                ),
+                Guarded::Unsealable(reason) => (tampered_with(verdict, reason), None),
+                Guarded::Checked {
+                    state,
+                    check: ClockCheck::RolledBack { behind_by },
+                } => (tampered(verdict, behind_by), Some(state)),
+                Guarded::Checked {
+                    state,
+                    check: ClockCheck::Trusted { .. },
+                } => (verdict, Some(state)),
+            },
+        )
     }
 
     /// The seat borrowed from a floating license (`Licensing::borrow_seat`), checked offline at
@@ -430,44 +399,27 @@ impl Licensing {
             lease: Some(lease.clone()),
         };
         // Judged on time only while usable, as below and as `tampered` does.
-        let state = match self.sealed_state(key)? {
-            Ok(state @ Some(_)) => state,
+        let guard = ClockGuard::new(self, key);
+        let iat = lease.claims().iat;
+        let check = match guard.guard(now, iat)? {
+            Guarded::Checked { check, .. } => check,
             // As at startup: with a license installed the clock state exists, so its absence
             // is a deletion (which would otherwise leave only the lease's `iat` to guard).
-            Ok(None) if installed.is_some() && status.is_usable() => {
+            Guarded::Missing if installed.is_some() && status.is_usable() => {
                 return Ok(tampered(
                     "clock state is missing although a license is installed".into(),
                 ));
             }
-            Ok(None) => None,
-            Err(reason) if status.is_usable() => return Ok(tampered(reason)),
-            Err(_) => None,
+            Guarded::Unsealable(reason) if status.is_usable() => return Ok(tampered(reason)),
+            // No mark to go by (nor to move on): the lease's own `iat` still guards.
+            Guarded::Missing | Guarded::Unsealable(_) => guard.check(None, now, iat),
         };
-        let mark = state.map(|state| state.mark);
-        let (status, reason) =
-            match clock::check_clock(mark, now, Some(lease.claims().iat), self.clock_tolerance) {
-                ClockCheck::RolledBack { behind_by } if status.is_usable() => {
-                    (Status::ClockTampered, rolled_back(behind_by))
-                }
-                ClockCheck::Trusted { new_mark } => {
-                    // A trusted check moves the mark on, as the startup check does.
-                    if let Some(state) = state
-                        && new_mark >= state.mark.saturating_add(MARK_GRANULARITY_SECS)
-                    {
-                        let state = ClockState {
-                            mark: new_mark,
-                            ..state
-                        };
-                        self.store.write_clock(&clock::seal_state(
-                            &self.product_id,
-                            key,
-                            &state,
-                        ))?;
-                    }
-                    (status, reason)
-                }
-                _ => (status, reason),
-            };
+        let (status, reason) = match check {
+            ClockCheck::RolledBack { behind_by } if status.is_usable() => {
+                (Status::ClockTampered, rolled_back(behind_by))
+            }
+            _ => (status, reason),
+        };
         Ok(BorrowedSeat {
             status,
             reason,
@@ -486,6 +438,92 @@ impl Licensing {
             fingerprint: Some(fingerprint),
             ..self.context.clone()
         }
+    }
+}
+
+/// The clock guard of one product on one machine: the state sealed in the store, a clock
+/// checked against its mark and trusted evidence, and the mark moved on. The one place the
+/// unseal → check → advance-mark sequence is written ([`Self::guard`]); the startup check, the
+/// borrowed-seat check, installing a token and an online validation all go through it.
+pub(crate) struct ClockGuard<'a> {
+    licensing: &'a Licensing,
+    /// The seal's key ([`clock_key`]).
+    key: &'a str,
+}
+
+/// What [`ClockGuard::guard`] found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Guarded {
+    /// No clock state is stored.
+    Missing,
+    /// The stored state does not unseal (edited, or copied from another machine): why.
+    Unsealable(String),
+    /// The state opened and the clock was checked against its mark: the state (its mark moved
+    /// on when the clock was trusted and it advanced far enough) and the outcome.
+    Checked {
+        /// The state as it now is in the store.
+        state: ClockState,
+        /// The clock against the mark and the evidence.
+        check: ClockCheck,
+    },
+}
+
+impl<'a> ClockGuard<'a> {
+    /// The guard of `licensing`'s product with the seal keyed by `key` ([`clock_key`]).
+    pub(crate) fn new(licensing: &'a Licensing, key: &'a str) -> Self {
+        ClockGuard { licensing, key }
+    }
+
+    /// `now` against `mark` (`None`: a fresh start, as for a new token or a signed server
+    /// time) and `evidence` (trusted time: a token's `iat`, the server's time), within the
+    /// licensing's tolerance.
+    pub(crate) fn check(&self, mark: Option<i64>, now: i64, evidence: i64) -> ClockCheck {
+        clock::check_clock(mark, now, Some(evidence), self.licensing.clock_tolerance)
+    }
+
+    /// The sealed state: `Ok(None)` when none is stored, `Err(why)` when it does not unseal.
+    pub(crate) fn unseal(&self) -> Result<Result<Option<ClockState>, String>, StoreError> {
+        let licensing = self.licensing;
+        Ok(match licensing.store.read_clock()? {
+            None => Ok(None),
+            Some(text) => clock::unseal_state(&licensing.product_id, self.key, &text)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        })
+    }
+
+    /// Seals `state` into the store.
+    pub(crate) fn seal(&self, state: &ClockState) -> Result<(), StoreError> {
+        let licensing = self.licensing;
+        licensing
+            .store
+            .write_clock(&clock::seal_state(&licensing.product_id, self.key, state))
+    }
+
+    /// Unseals the state, checks `now` against its mark and `evidence`, and moves the mark on
+    /// when the clock is trusted (persisted only once it advanced by [`MARK_GRANULARITY_SECS`],
+    /// so most launches only read the store).
+    pub(crate) fn guard(&self, now: i64, evidence: i64) -> Result<Guarded, StoreError> {
+        let state = match self.unseal()? {
+            Ok(Some(state)) => state,
+            Ok(None) => return Ok(Guarded::Missing),
+            Err(reason) => return Ok(Guarded::Unsealable(reason)),
+        };
+        let check = self.check(Some(state.mark), now, evidence);
+        let state = match check {
+            ClockCheck::Trusted { new_mark }
+                if new_mark >= state.mark.saturating_add(MARK_GRANULARITY_SECS) =>
+            {
+                let state = ClockState {
+                    mark: new_mark,
+                    ..state
+                };
+                self.seal(&state)?;
+                state
+            }
+            ClockCheck::Trusted { .. } | ClockCheck::RolledBack { .. } => state,
+        };
+        Ok(Guarded::Checked { state, check })
     }
 }
 
@@ -604,4 +642,79 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod clock_guard_tests {
+    use super::*;
+
+    const MARK: i64 = 1_767_225_600;
+
+    #[test]
+    fn the_guard_unseals_checks_and_moves_the_mark_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let licensing = Licensing::new(
+            TrustStore::new(),
+            "com.example.cad",
+            LicenseStore::at(dir.path()).unwrap(),
+        );
+        let guard = ClockGuard::new(&licensing, "machine");
+        assert_eq!(guard.guard(MARK, MARK).unwrap(), Guarded::Missing);
+
+        guard.seal(&ClockState::mark(MARK)).unwrap();
+        // Trusted, but not far enough on to be written.
+        let near = MARK + MARK_GRANULARITY_SECS - 1;
+        assert_eq!(
+            guard.guard(near, MARK).unwrap(),
+            Guarded::Checked {
+                state: ClockState::mark(MARK),
+                check: ClockCheck::Trusted { new_mark: near },
+            }
+        );
+        assert_eq!(guard.unseal().unwrap(), Ok(Some(ClockState::mark(MARK))));
+        // Far enough: the new mark is sealed.
+        let later = MARK + MARK_GRANULARITY_SECS;
+        assert_eq!(
+            guard.guard(later, MARK).unwrap(),
+            Guarded::Checked {
+                state: ClockState::mark(later),
+                check: ClockCheck::Trusted { new_mark: later },
+            }
+        );
+        assert_eq!(guard.unseal().unwrap(), Ok(Some(ClockState::mark(later))));
+        // Behind the mark beyond the tolerance: rolled back, the mark stays.
+        let behind = later - DEFAULT_TOLERANCE_SECS - 1;
+        assert_eq!(
+            guard.guard(behind, MARK).unwrap(),
+            Guarded::Checked {
+                state: ClockState::mark(later),
+                check: ClockCheck::RolledBack {
+                    behind_by: DEFAULT_TOLERANCE_SECS + 1
+                },
+            }
+        );
+        assert_eq!(guard.unseal().unwrap(), Ok(Some(ClockState::mark(later))));
+        // Evidence later than the mark counts too.
+        assert!(matches!(
+            guard
+                .guard(later, later + DEFAULT_TOLERANCE_SECS + 1)
+                .unwrap(),
+            Guarded::Checked {
+                check: ClockCheck::RolledBack { .. },
+                ..
+            }
+        ));
+        // Sealed for another machine: it does not unseal.
+        assert!(matches!(
+            ClockGuard::new(&licensing, "another machine")
+                .guard(later, MARK)
+                .unwrap(),
+            Guarded::Unsealable(_)
+        ));
+        // A fresh start ignores the mark: only the evidence counts.
+        assert_eq!(
+            guard.check(None, behind, MARK),
+            ClockCheck::Trusted { new_mark: MARK }
+        );
+    }
 }

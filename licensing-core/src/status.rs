@@ -1,11 +1,16 @@
 //! The status vocabulary shared by every boundary (C, Kotlin, Swift, Python, CLI).
 
+use std::ffi::CStr;
+
 use serde::Serialize;
 
 /// The outcome of verifying and evaluating a license. Each value has exactly one meaning.
 ///
 /// The numeric values are stable: the C ABI and the bindings expose them as they are, and a
-/// value is never reused. New values are only ever appended.
+/// value is never reused. New values are only ever appended. Only valid and valid-in-grace
+/// allow the software to run (`is_usable`). The C ABI exports this enum as `lic_status`.
+///
+/// cbindgen:rename-all=QualifiedScreamingSnakeCase
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
@@ -73,6 +78,8 @@ pub enum Status {
 
 impl Status {
     /// Every status, in numeric order.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [Status; 26] = [
         Status::Valid,
         Status::ValidInGrace,
@@ -109,33 +116,88 @@ impl Status {
 
     /// The stable snake_case name, as used in JSON and by the CLI.
     pub fn as_str(self) -> &'static str {
+        self.name_c().to_str().unwrap_or_default()
+    }
+
+    /// [`Self::as_str`] NUL-terminated: the C ABI hands it out as a static C string.
+    pub fn name_c(self) -> &'static CStr {
         match self {
-            Status::Valid => "valid",
-            Status::ValidInGrace => "valid_in_grace",
-            Status::Expired => "expired",
-            Status::NotYetValid => "not_yet_valid",
-            Status::TrialExpired => "trial_expired",
-            Status::SignatureInvalid => "signature_invalid",
-            Status::UnknownKey => "unknown_key",
-            Status::Malformed => "malformed",
-            Status::UnsupportedAlgorithm => "unsupported_algorithm",
-            Status::WrongTokenType => "wrong_token_type",
-            Status::InvalidClaims => "invalid_claims",
-            Status::ProductMismatch => "product_mismatch",
-            Status::VersionNotEntitled => "version_not_entitled",
-            Status::FeatureNotEntitled => "feature_not_entitled",
-            Status::FeatureExpired => "feature_expired",
-            Status::SiteRestricted => "site_restricted",
-            Status::FingerprintMismatch => "fingerprint_mismatch",
-            Status::VirtualMachineNotAllowed => "virtual_machine_not_allowed",
-            Status::ClockTampered => "clock_tampered",
-            Status::NoLicense => "no_license",
-            Status::Revoked => "revoked",
-            Status::Suspended => "suspended",
-            Status::CheckInRequired => "check_in_required",
-            Status::LeaseExpired => "lease_expired",
-            Status::LeaseRequired => "lease_required",
-            Status::MachineNotActivated => "machine_not_activated",
+            Status::Valid => c"valid",
+            Status::ValidInGrace => c"valid_in_grace",
+            Status::Expired => c"expired",
+            Status::NotYetValid => c"not_yet_valid",
+            Status::TrialExpired => c"trial_expired",
+            Status::SignatureInvalid => c"signature_invalid",
+            Status::UnknownKey => c"unknown_key",
+            Status::Malformed => c"malformed",
+            Status::UnsupportedAlgorithm => c"unsupported_algorithm",
+            Status::WrongTokenType => c"wrong_token_type",
+            Status::InvalidClaims => c"invalid_claims",
+            Status::ProductMismatch => c"product_mismatch",
+            Status::VersionNotEntitled => c"version_not_entitled",
+            Status::FeatureNotEntitled => c"feature_not_entitled",
+            Status::FeatureExpired => c"feature_expired",
+            Status::SiteRestricted => c"site_restricted",
+            Status::FingerprintMismatch => c"fingerprint_mismatch",
+            Status::VirtualMachineNotAllowed => c"virtual_machine_not_allowed",
+            Status::ClockTampered => c"clock_tampered",
+            Status::NoLicense => c"no_license",
+            Status::Revoked => c"revoked",
+            Status::Suspended => c"suspended",
+            Status::CheckInRequired => c"check_in_required",
+            Status::LeaseExpired => c"lease_expired",
+            Status::LeaseRequired => c"lease_required",
+            Status::MachineNotActivated => c"machine_not_activated",
+        }
+    }
+
+    /// A short English sentence for an end user (`"No license is installed."`), the same in
+    /// every binding and the CLI; the verdict's reason has the details.
+    pub fn message(self) -> &'static str {
+        self.message_c().to_str().unwrap_or_default()
+    }
+
+    /// [`Self::message`] NUL-terminated: the C ABI hands it out as a static C string.
+    pub fn message_c(self) -> &'static CStr {
+        match self {
+            Status::Valid => c"The license may be used.",
+            Status::ValidInGrace => {
+                c"The license has expired but is inside its grace period; please renew."
+            }
+            Status::Expired => c"The license has expired and its grace period is over.",
+            Status::NotYetValid => c"The license is not valid yet.",
+            Status::TrialExpired => c"The trial period has ended.",
+            Status::SignatureInvalid => {
+                c"The license is not genuine (its signature does not verify)."
+            }
+            Status::UnknownKey => c"The license was signed with a key this app does not trust.",
+            Status::Malformed => c"The license is damaged or not a license token.",
+            Status::UnsupportedAlgorithm => {
+                c"The license uses a signature algorithm that is refused."
+            }
+            Status::WrongTokenType => c"The token is genuine but is not a license.",
+            Status::InvalidClaims => c"The license content is invalid.",
+            Status::ProductMismatch => c"The license is for another product.",
+            Status::VersionNotEntitled => c"The license does not cover this version.",
+            Status::FeatureNotEntitled => c"The license does not include a requested feature.",
+            Status::FeatureExpired => c"A requested feature of the license has expired.",
+            Status::SiteRestricted => c"The license is restricted to another site.",
+            Status::FingerprintMismatch => c"The license is bound to another machine.",
+            Status::VirtualMachineNotAllowed => {
+                c"The license does not allow virtual machines or containers."
+            }
+            Status::ClockTampered => c"The system clock appears to have been set back.",
+            Status::NoLicense => c"No license is installed.",
+            Status::Revoked => c"The license has been revoked.",
+            Status::Suspended => c"The license is suspended.",
+            Status::CheckInRequired => {
+                c"The license must be confirmed by the licensing server; please connect to the internet."
+            }
+            Status::LeaseExpired => c"The seat lease has expired; check out a seat again.",
+            Status::LeaseRequired => c"A floating license needs a seat lease; check out a seat.",
+            Status::MachineNotActivated => {
+                c"This machine is not activated on the license; activate it or transfer the license to it."
+            }
         }
     }
 }
@@ -159,6 +221,23 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Status::ALL.len());
+    }
+
+    #[test]
+    fn every_status_has_its_own_end_user_sentence() {
+        let mut messages: Vec<&str> = Status::ALL.iter().map(|s| s.message()).collect();
+        for message in &messages {
+            assert!(message.ends_with('.'), "{message}");
+            assert!(message.starts_with(char::is_uppercase), "{message}");
+        }
+        messages.sort_unstable();
+        messages.dedup();
+        assert_eq!(messages.len(), Status::ALL.len());
+        assert_eq!(Status::NoLicense.message(), "No license is installed.");
+        assert_eq!(
+            Status::CheckInRequired.message(),
+            "The license must be confirmed by the licensing server; please connect to the internet."
+        );
     }
 
     #[test]

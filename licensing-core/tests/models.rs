@@ -637,3 +637,95 @@ fn grace_left_only_with_valid_in_grace() {
     let v = f.check(&t, &elsewhere);
     assert_eq!((v.status, v.grace_left), (Status::SiteRestricted, None));
 }
+
+#[test]
+fn check_license_gives_the_verdict_of_check_and_the_verified_license() {
+    let f = Fixture::new();
+    let t = f.token(
+        json!({"model": "subscription", "grace_period": 7 * DAY}),
+        json!({"exp": T0 + 30 * DAY}),
+    );
+    for now in [T0, T0 + 30 * DAY, T0 + 40 * DAY] {
+        let ctx = Context::at(now).with_feature("export");
+        let (verdict, license) = f.verifier.check_license(&t, &ctx);
+        assert_eq!(verdict, f.check(&t, &ctx), "at {now}");
+        let license = license.expect("a genuine token keeps its license");
+        assert_eq!(license.id(), "lic_1");
+        assert_eq!(license.evaluate(&ctx), verdict);
+    }
+    // Not genuine: the verification failure's verdict, and no license.
+    let mut forged = t.clone();
+    forged.pop();
+    forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+    let (verdict, license) = f.verifier.check_license(&forged, &Context::at(T0));
+    assert_eq!(verdict, f.check(&forged, &Context::at(T0)));
+    assert_ne!(verdict.status, Status::Valid);
+    assert!(license.is_none());
+    let (verdict, license) = f.verifier.check_license("not a token", &Context::at(T0));
+    assert_eq!(verdict.status, Status::Malformed);
+    assert!(license.is_none());
+}
+
+#[test]
+fn versions_are_strict_semver_with_nothing_trimmed() {
+    assert_eq!(
+        licensing_core::parse_version("2.4.0-beta.1+build.5").unwrap(),
+        semver::Version::parse("2.4.0-beta.1+build.5").unwrap()
+    );
+    for bad in [
+        " 2.4.0", "2.4.0 ", "2.4.0\n", "\t2.4.0", "2.4", "v2.4.0", "",
+    ] {
+        let error = licensing_core::parse_version(bad).unwrap_err();
+        assert_eq!(error.text, bad);
+        assert!(error.to_string().contains("is not semver"), "{error}");
+    }
+    // The text is quoted escaped, so a newline shows.
+    assert!(
+        licensing_core::parse_version("2.4.0\n")
+            .unwrap_err()
+            .to_string()
+            .starts_with("version `2.4.0\\n`")
+    );
+}
+
+#[test]
+fn the_term_rule_at_its_exact_edges() {
+    use licensing_core::Term;
+    let f = Fixture::new();
+    let exp = T0 + 30 * DAY;
+    let grace = 7 * DAY;
+    let sub = f.token(
+        json!({"model": "subscription", "grace_period": grace}),
+        json!({"exp": exp}),
+    );
+    let license = f.verifier.verify(&sub).unwrap();
+    assert_eq!(license.term_at(exp - 1), Term::Running { expires_at: exp });
+    let in_grace = Term::InGrace {
+        expired_at: exp,
+        usable_until: exp + grace,
+    };
+    assert_eq!(license.term_at(exp), in_grace);
+    assert_eq!(license.term_at(exp + grace - 1), in_grace);
+    assert_eq!(
+        license.term_at(exp + grace),
+        Term::Ended { expired_at: exp }
+    );
+    // The time rule agrees at each edge.
+    for (now, status) in [
+        (exp - 1, Status::Valid),
+        (exp, Status::ValidInGrace),
+        (exp + grace - 1, Status::ValidInGrace),
+        (exp + grace, Status::Expired),
+    ] {
+        assert_eq!(license.check_time(now, 0).status, status, "at {now}");
+    }
+    // A trial has no grace: it ends at `exp`.
+    let trial = f.token(json!({"model": "trial"}), json!({"exp": exp}));
+    let trial = f.verifier.verify(&trial).unwrap();
+    assert_eq!(trial.term_at(exp), Term::Ended { expired_at: exp });
+    assert_eq!(trial.check_time(exp, 0).status, Status::TrialExpired);
+    // No `exp`: unlimited.
+    let perpetual = f.token(json!({"model": "perpetual"}), json!({}));
+    let perpetual = f.verifier.verify(&perpetual).unwrap();
+    assert_eq!(perpetual.term_at(i64::MAX), Term::Unlimited);
+}

@@ -20,7 +20,7 @@ use licensing_core::{
 };
 use licensing_ffi::{
     lic_context, lic_context_add_feature, lic_context_free, lic_context_new,
-    lic_context_set_version, lic_result, lic_status, lic_trust_store, lic_trust_store_add_document,
+    lic_context_set_version, lic_result, lic_trust_store, lic_trust_store_add_document,
     lic_trust_store_free, lic_trust_store_new, lic_verdict, lic_verdict_free, lic_verdict_status,
     lic_verifier, lic_verifier_check, lic_verifier_free, lic_verifier_new,
 };
@@ -143,9 +143,9 @@ impl Fixture {
     }
 
     /// The C ABI, called as a C host calls it.
-    fn c(&self) -> lic_status {
+    fn c(&self) -> Status {
         let mut verdict: *mut lic_verdict = std::ptr::null_mut();
-        let mut status = lic_status::LIC_STATUS_NO_LICENSE;
+        let mut status = Status::NoLicense;
         let token = black_box(self.token.as_ptr().cast::<c_char>());
         // SAFETY: live handles, the token's bytes and length, valid out-pointers.
         unsafe {
@@ -239,7 +239,7 @@ fn us(d: Duration) -> f64 {
 fn bench(c: &mut Criterion) {
     let fixture = Fixture::new();
     assert_eq!(fixture.rust(), Status::Valid);
-    assert_eq!(fixture.c(), lic_status::LIC_STATUS_VALID);
+    assert_eq!(fixture.c(), Status::Valid);
     let rounds = std::env::var("FFI_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -275,7 +275,7 @@ fn bench(c: &mut Criterion) {
         .replace_range(malformed.token.len() - 1.., ".");
     assert_eq!(malformed.token.len(), fixture.token.len());
     assert_eq!(malformed.rust(), Status::Malformed);
-    assert_eq!(malformed.c(), lic_status::LIC_STATUS_MALFORMED);
+    assert_eq!(malformed.c(), Status::Malformed);
     let rust_cheap = || {
         black_box(malformed.rust());
     };

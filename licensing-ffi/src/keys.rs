@@ -2,12 +2,22 @@
 
 use std::ffi::c_char;
 
-use licensing_core::TrustStore;
+use licensing_core::{KeyError, KeyErrorKind, TrustStore};
 
 use crate::abi::{
     Failure, LastError, arg, arg_mut, copy_last_error, free_handle, guard, guard_free, handle,
     lic_result, new_handle, out, owned_string, text,
 };
+
+/// The one mapping from a key error to a result code: a refused document is
+/// `LIC_KEY_REJECTED`; a failure that is not the document's fault is `LIC_SYSTEM_ERROR`.
+fn key_failure(error: KeyError) -> Failure {
+    let code = match error.kind() {
+        KeyErrorKind::Rejected => lic_result::LIC_KEY_REJECTED,
+        KeyErrorKind::System => lic_result::LIC_SYSTEM_ERROR,
+    };
+    Failure::new(code, error.to_string())
+}
 
 /// The public keys an app trusts, chosen by `kid`. Built from SPKI PEM, JWK or JWK Set text the
 /// app ships. Owned by the caller: free with `lic_trust_store_free`. Adding keys mutates it (one
@@ -58,9 +68,7 @@ pub unsafe extern "C" fn lic_trust_store_add_document(
         let document = unsafe { text(document, len, "document") }?;
         // Added to a copy, so a document refused half-way leaves the store as it was.
         let mut updated = store.store.clone();
-        updated
-            .add_document(document)
-            .map_err(|e| Failure::new(lic_result::LIC_KEY_REJECTED, e.to_string()))?;
+        updated.add_document(document).map_err(key_failure)?;
         store.store = updated;
         Ok(())
     })
@@ -142,5 +150,26 @@ pub unsafe extern "C" fn lic_trust_store_free(store: *mut lic_trust_store) {
 impl lic_trust_store {
     pub(crate) fn store(&self) -> &TrustStore {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_errors_map_by_their_core_class() {
+        assert_eq!(
+            key_failure(KeyError::Weak).code,
+            lic_result::LIC_KEY_REJECTED
+        );
+        assert_eq!(
+            key_failure(KeyError::Unrecognized("text".into())).code,
+            lic_result::LIC_KEY_REJECTED
+        );
+        // Not the document's fault: the same class as in the bindings (`System`).
+        let failure = key_failure(KeyError::Internal("no random numbers".into()));
+        assert_eq!(failure.code, lic_result::LIC_SYSTEM_ERROR);
+        assert!(failure.message.contains("no random numbers"));
     }
 }

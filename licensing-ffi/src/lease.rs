@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use licensing_core::Status;
 use licensing_core::online::{
-    LeaseClock, LeaseClockSource, LeaseConfig, LeaseLoss, LeaseManager, QueuePlace,
+    LeaseClock, LeaseClockSource, LeaseConfig, LeaseLoss, LeaseLossKind, LeaseManager, QueuePlace,
 };
 
 use crate::abi::{
@@ -16,7 +16,6 @@ use crate::abi::{
     handle, lic_result, new_handle, out, owned_string,
 };
 use crate::online::{lic_client, online_failure};
-use crate::status::lic_status;
 
 /// Why a `lic_lease` lost its seat (the callback's `reason`).
 #[repr(u32)]
@@ -36,6 +35,18 @@ pub enum lic_lease_loss {
     /// (a lease from `lic_lease_check_out_while_active`): heartbeats stopped and the seat was
     /// checked in for others. The next `lic_lease_activity` takes a seat again.
     LIC_LEASE_IDLE = 5,
+}
+
+impl From<LeaseLossKind> for lic_lease_loss {
+    fn from(kind: LeaseLossKind) -> Self {
+        match kind {
+            LeaseLossKind::Released => lic_lease_loss::LIC_LEASE_RELEASED,
+            LeaseLossKind::Refused => lic_lease_loss::LIC_LEASE_REFUSED,
+            LeaseLossKind::Unreachable => lic_lease_loss::LIC_LEASE_UNREACHABLE,
+            LeaseLossKind::Invalid => lic_lease_loss::LIC_LEASE_INVALID,
+            LeaseLossKind::Idle => lic_lease_loss::LIC_LEASE_IDLE,
+        }
+    }
 }
 
 /// Called once, on the library's heartbeat thread, when the seat is lost (for a lease held
@@ -78,13 +89,8 @@ unsafe impl Sync for Callback {}
 
 impl Callback {
     fn call(&self, loss: &LeaseLoss) {
-        let (reason, code) = match loss {
-            LeaseLoss::Released { code, .. } => (lic_lease_loss::LIC_LEASE_RELEASED, code.as_str()),
-            LeaseLoss::Refused { code, .. } => (lic_lease_loss::LIC_LEASE_REFUSED, code.as_str()),
-            LeaseLoss::Unreachable { .. } => (lic_lease_loss::LIC_LEASE_UNREACHABLE, ""),
-            LeaseLoss::Idle { .. } => (lic_lease_loss::LIC_LEASE_IDLE, ""),
-            _ => (lic_lease_loss::LIC_LEASE_INVALID, ""),
-        };
+        let reason = lic_lease_loss::from(loss.kind());
+        let code = loss.server_code().unwrap_or_default();
         // A NUL inside would cut the C string short; the texts never need one.
         let text = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
         let (code, detail) = (text(code), text(loss.detail()));
@@ -233,7 +239,7 @@ pub unsafe extern "C" fn lic_lease_check_out_while_active(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lic_lease_activity(
     lease: *const lic_lease,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
 ) -> lic_result {
     guard(lease, || {
         // SAFETY: per this function's contract.
@@ -250,7 +256,7 @@ pub unsafe extern "C" fn lic_lease_activity(
                 .unwrap_or_default(),
         );
         let status = result.map_err(|e| online_failure(&e))?;
-        out_status.write(status.into());
+        out_status.write(status);
         Ok(())
     })
 }
@@ -414,14 +420,12 @@ impl lic_lease {
 /// # Safety
 /// `lease` is NULL or a live handle.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn lic_lease_status(lease: *const lic_lease) -> lic_status {
-    guard_value(lic_status::LIC_STATUS_LEASE_REQUIRED, || {
+pub unsafe extern "C" fn lic_lease_status(lease: *const lic_lease) -> Status {
+    guard_value(Status::LeaseRequired, || {
         // SAFETY: per this function's contract.
         match unsafe { lease.as_ref() } {
-            None => lic_status::LIC_STATUS_LEASE_REQUIRED,
-            Some(lease) => lease
-                .with(|m| m.map_or(Status::LeaseExpired, LeaseManager::status))
-                .into(),
+            None => Status::LeaseRequired,
+            Some(lease) => lease.with(|m| m.map_or(Status::LeaseExpired, LeaseManager::status)),
         }
     })
 }
@@ -577,5 +581,29 @@ mod tests {
         assert_eq!(clock.now(), Duration::from_secs(5));
         ms.store(7_500, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(clock.now(), Duration::from_millis(7_500));
+    }
+}
+
+#[cfg(test)]
+mod loss_tests {
+    use super::*;
+
+    /// `lic_lease_loss` is the C copy of the core's `LeaseLossKind` (cbindgen cannot derive
+    /// its variant names): the same number for each class.
+    #[test]
+    fn every_core_loss_class_has_its_c_value() {
+        for kind in LeaseLossKind::ALL {
+            assert_eq!(lic_lease_loss::from(kind) as u32, kind as u32, "{kind:?}");
+        }
+        let header = include_str!("../../include/licensing.h");
+        for (name, number) in [
+            ("LIC_LEASE_RELEASED", 1),
+            ("LIC_LEASE_REFUSED", 2),
+            ("LIC_LEASE_UNREACHABLE", 3),
+            ("LIC_LEASE_INVALID", 4),
+            ("LIC_LEASE_IDLE", 5),
+        ] {
+            assert!(header.contains(&format!("{name} = {number},")), "{name}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use licensing_core::online::{Client, ClientConfig, OnlineError};
+use licensing_core::online::{Client, ClientConfig, OnlineError, OnlineErrorKind};
 
 use crate::abi::{
     Failure, LastError, arg, c_str, copy_last_error, copy_message, free_handle, guard, guard_free,
@@ -32,14 +32,14 @@ handle!(lic_client);
 
 /// The one mapping from an online failure to a result code.
 pub(crate) fn online_failure(error: &OnlineError) -> Failure {
-    let code = match error {
-        OnlineError::Network(_) | OnlineError::Timeout(_) => lic_result::LIC_NETWORK_ERROR,
-        OnlineError::Server { .. } => lic_result::LIC_SERVER_ERROR,
-        OnlineError::Config(_) => lic_result::LIC_INVALID_ARGUMENT,
-        OnlineError::System(_) => lic_result::LIC_SYSTEM_ERROR,
-        OnlineError::NotActivated | OnlineError::NoPendingRequest => lic_result::LIC_NOT_ACTIVATED,
-        OnlineError::Store(_) => lic_result::LIC_STORE_ERROR,
-        _ => lic_result::LIC_BAD_RESPONSE,
+    let code = match error.kind() {
+        OnlineErrorKind::Network => lic_result::LIC_NETWORK_ERROR,
+        OnlineErrorKind::Server => lic_result::LIC_SERVER_ERROR,
+        OnlineErrorKind::Config => lic_result::LIC_INVALID_ARGUMENT,
+        OnlineErrorKind::System => lic_result::LIC_SYSTEM_ERROR,
+        OnlineErrorKind::NotActivated => lic_result::LIC_NOT_ACTIVATED,
+        OnlineErrorKind::Store => lic_result::LIC_STORE_ERROR,
+        OnlineErrorKind::BadResponse => lic_result::LIC_BAD_RESPONSE,
     };
     Failure::new(code, error.to_string())
 }

@@ -4,7 +4,7 @@
 use std::ffi::c_char;
 
 use licensing_core::store::{LicenseStore, Scope, StoreError};
-use licensing_core::{Context, Licensing, unix_now};
+use licensing_core::{Context, Licensing, Status, unix_now};
 
 use crate::abi::{
     Failure, LastError, arg, c_str, copy_last_error, free_handle, guard, guard_free, guard_value,
@@ -12,7 +12,6 @@ use crate::abi::{
 };
 use crate::fingerprint::{fingerprint_handle, lic_fingerprint};
 use crate::keys::lic_trust_store;
-use crate::status::lic_status;
 use crate::verify::{lic_context, lic_verdict};
 
 /// Whose data directory holds a license store (`lic_license_store_for_app`).
@@ -310,7 +309,7 @@ pub unsafe extern "C" fn lic_licensing_check_at_startup(
 pub unsafe extern "C" fn lic_licensing_check_borrowed_seat(
     licensing: *const lic_licensing,
     now: i64,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
     out_expires_at: *mut i64,
 ) -> lic_result {
     guard(licensing, || {
@@ -322,7 +321,7 @@ pub unsafe extern "C" fn lic_licensing_check_borrowed_seat(
             .licensing
             .check_borrowed_seat(now)
             .map_err(store_failure)?;
-        out_status.write(seat.status.into());
+        out_status.write(seat.status);
         if let Some(out_expires_at) = out_expires_at {
             out_expires_at.write(seat.lease.map_or(0, |lease| lease.claims().exp));
         }

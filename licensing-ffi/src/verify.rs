@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use licensing_core::{Context, FeatureVerdict, License, Verdict, Verifier};
+use licensing_core::{Context, FeatureVerdict, License, LicenseModel, Status, Verdict, Verifier};
 
 use crate::abi::{
     Failure, LastError, Out, arg, arg_mut, c_str, copy_last_error, free_handle, guard, guard_value,
@@ -12,7 +12,6 @@ use crate::abi::{
 };
 use crate::fingerprint::lic_fingerprint;
 use crate::keys::lic_trust_store;
-use crate::status::{lic_model, lic_status};
 
 /// What the running app knows about itself: now, its version and release date, the features it
 /// asks about, site attributes, this machine's fingerprint. Owned by the caller: free with
@@ -151,13 +150,11 @@ pub unsafe extern "C" fn lic_context_set_version(
     })
 }
 
+/// The core's version rule (strict semver, nothing trimmed); a refusal is
+/// `LIC_INVALID_ARGUMENT`.
 fn parse_version(text: &str) -> Result<semver::Version, Failure> {
-    semver::Version::parse(text).map_err(|e| {
-        Failure::new(
-            lic_result::LIC_INVALID_ARGUMENT,
-            format!("version `{}` is not semver: {e}", text.escape_debug()),
-        )
-    })
+    licensing_core::parse_version(text)
+        .map_err(|e| Failure::new(lic_result::LIC_INVALID_ARGUMENT, e.to_string()))
 }
 
 /// Sets (`has_release_date` true) or clears (false; `release_date` is then ignored) the running
@@ -333,11 +330,7 @@ pub unsafe extern "C" fn lic_verifier_check(
         // SAFETY: per this function's contract.
         let context = unsafe { arg(context, "context") }?.context();
         let out_verdict = out(out_verdict, "out_verdict")?;
-        // `Verifier::check`, keeping the verified license for later questions.
-        let (verdict, license) = match verifier.verifier.verify(token) {
-            Ok(license) => (license.evaluate(context), Some(license)),
-            Err(error) => (Verdict::from_error(&error), None),
-        };
+        let (verdict, license) = verifier.verifier.check_license(token, context);
         out_verdict.write(new_handle(lic_verdict::new(
             verdict,
             license,
@@ -401,12 +394,12 @@ unsafe fn verdict_get(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lic_verdict_status(
     verdict: *const lic_verdict,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
         verdict_get(verdict, |v| {
-            out(out_status, "out_status")?.write(v.verdict.status.into());
+            out(out_status, "out_status")?.write(v.verdict.status);
             Ok(())
         })
     }
@@ -492,7 +485,7 @@ pub unsafe extern "C" fn lic_verdict_customer(
 pub unsafe extern "C" fn lic_verdict_model(
     verdict: *const lic_verdict,
     out_has_model: *mut bool,
-    out_model: *mut lic_model,
+    out_model: *mut LicenseModel,
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
@@ -500,11 +493,7 @@ pub unsafe extern "C" fn lic_verdict_model(
             let has = out(out_has_model, "out_has_model")?;
             let model = out(out_model, "out_model")?;
             has.write(v.verdict.model.is_some());
-            model.write(
-                v.verdict
-                    .model
-                    .map_or(lic_model::LIC_MODEL_PERPETUAL, Into::into),
-            );
+            model.write(v.verdict.model.unwrap_or(LicenseModel::Perpetual));
             Ok(())
         })
     }
@@ -710,7 +699,7 @@ pub unsafe extern "C" fn lic_verdict_version(
     version: *const c_char,
     has_release_date: bool,
     release_date: i64,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
     out_reason: *mut *mut c_char,
 ) -> lic_result {
     let body = |v: &lic_verdict| {
@@ -726,7 +715,7 @@ pub unsafe extern "C" fn lic_verdict_version(
             .as_ref()
             .map(|_| owned_string(&check.reason))
             .transpose()?;
-        out_status.write(check.status.into());
+        out_status.write(check.status);
         if let (Some(target), Some(reason)) = (out_reason, reason) {
             target.write(reason.into_raw());
         }
@@ -811,12 +800,12 @@ pub unsafe extern "C" fn lic_feature_name(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lic_feature_status(
     feature: *const lic_feature,
-    out_status: *mut lic_status,
+    out_status: *mut Status,
 ) -> lic_result {
     // SAFETY: per this function's contract.
     unsafe {
         feature_get(feature, |f| {
-            out(out_status, "out_status")?.write(f.status.into());
+            out(out_status, "out_status")?.write(f.status);
             Ok(())
         })
     }

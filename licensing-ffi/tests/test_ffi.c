@@ -239,6 +239,13 @@ static void test_version_and_static_strings(void) {
         CHECK(strcmp(lic_status_message((uint32_t)count), "Unknown license status.") == 0);
         CHECK(!lic_status_is_usable((uint32_t)count));
         CHECK(strcmp(lic_status_name(LIC_STATUS_CLOCK_TAMPERED), "clock_tampered") == 0);
+        /* The end-user sentences are the core's Status::message, the same in every binding. */
+        CHECK(strcmp(lic_status_message(LIC_STATUS_NO_LICENSE), "No license is installed.") == 0);
+        CHECK(strcmp(lic_status_message(LIC_STATUS_VALID_IN_GRACE),
+                     "The license has expired but is inside its grace period; please renew.") == 0);
+        CHECK(strcmp(lic_status_message(LIC_STATUS_MACHINE_NOT_ACTIVATED),
+                     "This machine is not activated on the license; activate it or transfer the "
+                     "license to it.") == 0);
     }
     {
         static const char *const models[] = {"perpetual", "subscription", "trial",
@@ -407,6 +414,11 @@ static void test_context(void) {
     CHECK_RC(lic_context_set_version(context, "two point four"), LIC_INVALID_ARGUMENT);
     CHECK_OK(lic_context_last_error(context, message, sizeof message, &len));
     CHECK(strstr(message, "not semver") != NULL);
+    /* The core's version rule: strict semver, surrounding whitespace refused (as in uniffi). */
+    CHECK_RC(lic_context_set_version(context, " 2.4.0"), LIC_INVALID_ARGUMENT);
+    CHECK_RC(lic_context_set_version(context, "2.4.0\n"), LIC_INVALID_ARGUMENT);
+    CHECK_OK(lic_context_last_error(context, message, sizeof message, &len));
+    CHECK(strstr(message, "`2.4.0\\n` is not semver") != NULL);
     CHECK_RC(lic_context_set_version(context, not_utf8), LIC_INVALID_UTF8);
     CHECK_OK(lic_context_set_release_date(context, true, NOW));
     CHECK_OK(lic_context_set_release_date(context, false, 0));

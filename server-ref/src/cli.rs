@@ -400,8 +400,8 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
     ctx.not_before_leeway = args.not_before_leeway;
     if let Some(version) = &args.version {
         ctx.app_version = Some(
-            semver::Version::parse(version)
-                .map_err(|e| Failure::Usage(format!("--version {version}: {e}")))?,
+            licensing_core::parse_version(version)
+                .map_err(|e| Failure::Usage(format!("--version: {e}")))?,
         );
     }
     if let Some(date) = &args.release_date {
@@ -436,6 +436,7 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
         let mut value = serde_json::to_value(&verdict).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             object.insert("usable".into(), verdict.is_usable().into());
+            object.insert("message".into(), verdict.status.message().into());
             object.insert("evaluated_at".into(), ctx.now.into());
             object.insert("product_checked".into(), (!args.any_product).into());
             if args.any_product {
@@ -463,6 +464,7 @@ fn license_verify(args: &VerifyArgs) -> CliResult {
 fn print_verdict(verdict: &Verdict) {
     use cli_input::printable as safe;
     outln!("status:     {}", verdict.status);
+    outln!("message:    {}", verdict.status.message());
     outln!("reason:     {}", safe(&verdict.reason));
     if let Some(id) = &verdict.license_id {
         outln!("license id: {}", safe(id));

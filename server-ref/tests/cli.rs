@@ -150,6 +150,11 @@ fn every_sample_license_issues_and_verifies() {
         assert_eq!(verdict["model"], *model);
         assert_eq!(code, if *expected == "valid" { 0 } else { 1 }, "{model}");
         assert_eq!(verdict["usable"], *expected == "valid");
+        let status = licensing_core::Status::ALL
+            .into_iter()
+            .find(|s| s.as_str() == *expected)
+            .unwrap();
+        assert_eq!(verdict["message"], status.message());
     }
 }
 
@@ -213,6 +218,12 @@ fn verify_accepts_jwks_several_keys_and_stdin() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).contains("status:     valid"));
+    // The end-user sentence is the core's (`Status::message`), as in C and the bindings.
+    assert!(
+        stdout(&out).contains("message:    The license may be used.\n"),
+        "{}",
+        stdout(&out)
+    );
     // Only the other key trusted: unknown key, exit 1.
     let out = run(&[
         "license",

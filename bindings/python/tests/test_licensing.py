@@ -163,7 +163,23 @@ def stable_status_numbers():
     assert licensing.status_from_code(len(Status)) is None
 
 
+def status_messages():
+    assert licensing.status_message(Status.NO_LICENSE) == "No license is installed."
+    assert (
+        licensing.status_message(Status.VALID_IN_GRACE)
+        == "The license has expired but is inside its grace period; please renew."
+    )
+    assert (
+        licensing.status_message(Status.MACHINE_NOT_ACTIVATED)
+        == "This machine is not activated on the license; activate it or transfer the license to it."
+    )
+    messages = [licensing.status_message(s) for s in Status]
+    assert len(set(messages)) == len(Status)
+    assert all(m and m.endswith(".") for m in messages)
+
+
 test("stable status numbers", stable_status_numbers)
+test("status messages are the core's end-user sentences", status_messages)
 
 
 def startup_steps():
@@ -236,6 +252,11 @@ def errors():
         lambda: verifier.check(TOKENS["subscription"], Context(now=NOW, app_version="two")),
     )
     assert "semver" in e.reason
+    # The core's version rule: strict semver, surrounding whitespace refused (as in C).
+    raises(
+        LicensingError.InvalidArgument,
+        lambda: verifier.check(TOKENS["subscription"], Context(now=NOW, app_version="2.4.0\n")),
+    )
     e = raises(LicensingError.Rejected, lambda: verifier.verify(TOKENS["tampered_signature"]))
     assert e.status == Status.SIGNATURE_INVALID
     assert isinstance(e, LicensingError)

@@ -7,9 +7,9 @@
 //! carries the same status a verdict would.
 
 #[cfg(feature = "online-core")]
-use licensing_core::online::OnlineError;
+use licensing_core::online::{OnlineError, OnlineErrorKind};
 use licensing_core::store::StoreError;
-use licensing_core::{KeyError, Status};
+use licensing_core::{KeyError, KeyErrorKind, Status};
 
 /// Why a call failed. Kotlin: `LicensingException.*`; Swift: `LicensingError.*`; Python:
 /// `LicensingError.*`. A Rust panic is not one of these: it arrives as the language's uniffi
@@ -91,11 +91,10 @@ pub enum LicensingError {
 
 impl From<KeyError> for LicensingError {
     fn from(e: KeyError) -> Self {
-        match e {
-            KeyError::Internal(reason) => LicensingError::Internal { reason },
-            other => LicensingError::InvalidKey {
-                reason: other.to_string(),
-            },
+        let reason = e.to_string();
+        match e.kind() {
+            KeyErrorKind::Rejected => LicensingError::InvalidKey { reason },
+            KeyErrorKind::System => LicensingError::System { reason },
         }
     }
 }
@@ -117,10 +116,10 @@ impl From<StoreError> for LicensingError {
     }
 }
 
-impl From<semver::Error> for LicensingError {
-    fn from(e: semver::Error) -> Self {
+impl From<licensing_core::VersionError> for LicensingError {
+    fn from(e: licensing_core::VersionError) -> Self {
         LicensingError::InvalidArgument {
-            reason: format!("version is not semver: {e}"),
+            reason: e.to_string(),
         }
     }
 }
@@ -137,20 +136,18 @@ impl From<serde_json::Error> for LicensingError {
 impl From<OnlineError> for LicensingError {
     fn from(e: OnlineError) -> Self {
         let reason = e.to_string();
-        match e {
-            OnlineError::Network(_) | OnlineError::Timeout(_) => LicensingError::Network { reason },
-            OnlineError::Server { status, code, .. } => LicensingError::Server {
-                http_status: status,
-                code,
+        match e.kind() {
+            OnlineErrorKind::Network => LicensingError::Network { reason },
+            OnlineErrorKind::Server => LicensingError::Server {
+                http_status: e.http_status().unwrap_or_default(),
+                code: e.server_code().unwrap_or_default().to_owned(),
                 reason,
             },
-            OnlineError::Config(_) => LicensingError::InvalidArgument { reason },
-            OnlineError::System(_) => LicensingError::System { reason },
-            OnlineError::NotActivated | OnlineError::NoPendingRequest => {
-                LicensingError::NotActivated { reason }
-            }
-            OnlineError::Store(_) => LicensingError::Storage { reason },
-            _ => LicensingError::BadResponse { reason },
+            OnlineErrorKind::Config => LicensingError::InvalidArgument { reason },
+            OnlineErrorKind::System => LicensingError::System { reason },
+            OnlineErrorKind::NotActivated => LicensingError::NotActivated { reason },
+            OnlineErrorKind::Store => LicensingError::Storage { reason },
+            OnlineErrorKind::BadResponse => LicensingError::BadResponse { reason },
         }
     }
 }

@@ -30,6 +30,19 @@ pub enum LeaseLossKind {
     Idle,
 }
 
+impl From<licensing_core::online::LeaseLossKind> for LeaseLossKind {
+    fn from(kind: licensing_core::online::LeaseLossKind) -> Self {
+        use licensing_core::online::LeaseLossKind as Core;
+        match kind {
+            Core::Released => LeaseLossKind::Released,
+            Core::Refused => LeaseLossKind::Refused,
+            Core::Unreachable => LeaseLossKind::Unreachable,
+            Core::Invalid => LeaseLossKind::Invalid,
+            Core::Idle => LeaseLossKind::Idle,
+        }
+    }
+}
+
 /// The loss of a seat, as the listener receives it.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct LeaseLossInfo {
@@ -43,16 +56,9 @@ pub struct LeaseLossInfo {
 
 impl From<&LeaseLoss> for LeaseLossInfo {
     fn from(loss: &LeaseLoss) -> Self {
-        let (kind, code) = match loss {
-            LeaseLoss::Released { code, .. } => (LeaseLossKind::Released, Some(code.clone())),
-            LeaseLoss::Refused { code, .. } => (LeaseLossKind::Refused, Some(code.clone())),
-            LeaseLoss::Unreachable { .. } => (LeaseLossKind::Unreachable, None),
-            LeaseLoss::Idle { .. } => (LeaseLossKind::Idle, None),
-            _ => (LeaseLossKind::Invalid, None),
-        };
         LeaseLossInfo {
-            kind,
-            code,
+            kind: loss.kind().into(),
+            code: loss.server_code().map(str::to_owned),
             detail: loss.detail().to_owned(),
         }
     }

@@ -363,6 +363,13 @@ pub fn status_name(status: Status) -> String {
     status.as_str().to_owned()
 }
 
+/// A short English sentence for an end user (`"No license is installed."`), the same as the C
+/// ABI's `lic_status_message` and the CLI's; the verdict's `reason` has the details.
+#[uniffi::export]
+pub fn status_message(status: Status) -> String {
+    status.message().to_owned()
+}
+
 /// Whether the software may run: `valid` or `valid_in_grace`.
 #[uniffi::export]
 pub fn status_is_usable(status: Status) -> bool {

@@ -52,9 +52,9 @@ impl TryFrom<Context> for licensing_core::Context {
     }
 }
 
-/// Parses a host-supplied version (surrounding whitespace ignored).
+/// Parses a host-supplied version by the core's rule (strict semver, nothing trimmed).
 pub(crate) fn parse_version(version: &str) -> Result<semver::Version, LicensingError> {
-    Ok(semver::Version::parse(version.trim())?)
+    Ok(licensing_core::parse_version(version)?)
 }
 
 /// A machine's fingerprint: the core's `MachineFingerprint`.

@@ -48,6 +48,19 @@ fn each_failure_has_its_variant() {
         matches!(&err, LicensingError::InvalidArgument { reason } if reason.contains("semver")),
         "{err}"
     );
+    // The core's version rule: strict semver, surrounding whitespace refused (as in C).
+    for padded in [" 2.4.0", "2.4.0 ", "2.4.0\n"] {
+        let padded = Context {
+            now: 1_780_000_000,
+            app_version: Some(padded.into()),
+            ..Context::default()
+        };
+        let err = verifier.check(token(), padded).unwrap_err();
+        assert!(
+            matches!(&err, LicensingError::InvalidArgument { reason } if reason.contains("is not semver")),
+            "{err}"
+        );
+    }
     // A license that may not be used is a verdict, not an error.
     let verdict = verifier.check("x.y.z".into(), Context::default()).unwrap();
     assert_eq!(verdict.status, Status::Malformed);
@@ -75,11 +88,17 @@ fn license_queries_delegate() {
     assert_eq!(license.id(), "lic_api");
     assert_eq!(
         license
-            .check_version(Some(" 2.1.0 ".into()), None)
+            .check_version(Some("2.1.0".into()), None)
             .unwrap()
             .status,
         Status::Valid
     );
+    // One version rule with C (the core's `parse_version`): surrounding whitespace is refused,
+    // no longer trimmed here only.
+    assert!(matches!(
+        license.check_version(Some(" 2.1.0 ".into()), None),
+        Err(LicensingError::InvalidArgument { .. })
+    ));
     assert_eq!(
         license
             .check_version(Some("3.0.0".into()), None)
@@ -169,4 +188,51 @@ fn status_numbers_round_trip() {
         assert_eq!(status_from_code(status_code(status)), Some(status));
     }
     assert_eq!(status_from_code(u32::MAX), None);
+}
+
+/// Key errors map by the core's class (`KeyError::kind`), as in C: a refused document is
+/// `InvalidKey` (C: `LIC_KEY_REJECTED`), a failure that is not the document's fault is `System`
+/// (C: `LIC_SYSTEM_ERROR`).
+#[test]
+fn key_errors_map_by_their_core_class() {
+    use licensing_core::KeyError;
+    assert!(matches!(
+        LicensingError::from(KeyError::Weak),
+        LicensingError::InvalidKey { .. }
+    ));
+    assert!(matches!(
+        LicensingError::from(KeyError::Duplicate("kid".into())),
+        LicensingError::InvalidKey { .. }
+    ));
+    assert!(matches!(
+        LicensingError::from(KeyError::Internal("no random numbers".into())),
+        LicensingError::System { reason } if reason.contains("no random numbers")
+    ));
+}
+
+/// Online errors map by the core's class (`OnlineError::kind`), as C's result codes do.
+#[cfg(feature = "online")]
+#[test]
+fn online_errors_map_by_their_core_class() {
+    use licensing_core::online::OnlineError;
+    assert!(matches!(
+        LicensingError::from(OnlineError::Server {
+            status: 409,
+            code: "machine_limit_reached".into(),
+            detail: "full".into(),
+        }),
+        LicensingError::Server { http_status: 409, code, .. } if code == "machine_limit_reached"
+    ));
+    assert!(matches!(
+        LicensingError::from(OnlineError::Timeout(std::time::Duration::from_secs(3))),
+        LicensingError::Network { .. }
+    ));
+    assert!(matches!(
+        LicensingError::from(OnlineError::NoPendingRequest),
+        LicensingError::NotActivated { .. }
+    ));
+    assert!(matches!(
+        LicensingError::from(OnlineError::Replay),
+        LicensingError::BadResponse { .. }
+    ));
 }

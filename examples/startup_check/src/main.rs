@@ -77,7 +77,7 @@ fn run() -> Result<ExitCode, String> {
 
     let mut context = Context::default();
     if let Some(v) = &args.version {
-        context.app_version = Some(semver::Version::parse(v).map_err(|e| e.to_string())?);
+        context.app_version = Some(licensing_core::parse_version(v).map_err(|e| e.to_string())?);
     }
     context.features = args.features.clone();
     let licensing = Licensing::new(trust, args.product.clone(), store).with_context(context);
@@ -107,7 +107,7 @@ fn run() -> Result<ExitCode, String> {
         Status::NoLicense => println!("=> show the activation dialog"),
         Status::ClockTampered => println!("=> ask the user to correct the system clock"),
         s if s.is_usable() => println!("=> start the app"),
-        _ => println!("=> the app may not start"),
+        _ => println!("=> the app may not start: {}", verdict.status.message()),
     }
     if args.timing {
         println!(

@@ -718,6 +718,56 @@ impl LeaseLoss {
             | LeaseLoss::Idle { detail } => detail,
         }
     }
+
+    /// The class of the loss, the one every boundary (C, the bindings) reports.
+    pub fn kind(&self) -> LeaseLossKind {
+        match self {
+            LeaseLoss::Released { .. } => LeaseLossKind::Released,
+            LeaseLoss::Refused { .. } => LeaseLossKind::Refused,
+            LeaseLoss::Unreachable { .. } => LeaseLossKind::Unreachable,
+            LeaseLoss::Invalid { .. } => LeaseLossKind::Invalid,
+            LeaseLoss::Idle { .. } => LeaseLossKind::Idle,
+        }
+    }
+
+    /// The server's error code when the server refused ([`LeaseLossKind::Released`] and
+    /// [`LeaseLossKind::Refused`]).
+    pub fn server_code(&self) -> Option<&str> {
+        match self {
+            LeaseLoss::Released { code, .. } | LeaseLoss::Refused { code, .. } => Some(code),
+            LeaseLoss::Unreachable { .. } | LeaseLoss::Invalid { .. } | LeaseLoss::Idle { .. } => {
+                None
+            }
+        }
+    }
+}
+
+/// Why a seat was lost: the class of a [`LeaseLoss`], without its details. The numbers are
+/// stable (the C ABI's `lic_lease_loss` has them); new classes are only appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum LeaseLossKind {
+    /// The server refused a heartbeat: force-released, or lapsed and possibly given away.
+    Released = 1,
+    /// The server refused for another reason (suspended, revoked, expired).
+    Refused = 2,
+    /// The server could not be reached before the lease ran out.
+    Unreachable = 3,
+    /// The server's answer did not verify.
+    Invalid = 4,
+    /// The app reported no activity for the license's lease timeout.
+    Idle = 5,
+}
+
+impl LeaseLossKind {
+    /// Every class, in numeric order.
+    pub const ALL: [LeaseLossKind; 5] = [
+        LeaseLossKind::Released,
+        LeaseLossKind::Refused,
+        LeaseLossKind::Unreachable,
+        LeaseLossKind::Invalid,
+        LeaseLossKind::Idle,
+    ];
 }
 
 impl std::fmt::Display for LeaseLoss {

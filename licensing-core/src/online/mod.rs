@@ -65,6 +65,8 @@ pub use leases::{
 #[cfg(feature = "store")]
 pub use sync::{Activated, OnlineCheck};
 
+pub use leases::LeaseLossKind;
+
 /// How to reach the licensing server and how long to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -174,6 +176,35 @@ impl OnlineError {
         }
     }
 
+    /// The class of the failure, the one every boundary (C result codes, binding exceptions)
+    /// reports: each layer maps the class, none classifies the error itself.
+    pub fn kind(&self) -> OnlineErrorKind {
+        match self {
+            OnlineError::Network(_) | OnlineError::Timeout(_) => OnlineErrorKind::Network,
+            OnlineError::Server { .. } => OnlineErrorKind::Server,
+            OnlineError::Config(_) => OnlineErrorKind::Config,
+            OnlineError::System(_) => OnlineErrorKind::System,
+            OnlineError::NotActivated | OnlineError::NoPendingRequest => {
+                OnlineErrorKind::NotActivated
+            }
+            #[cfg(feature = "store")]
+            OnlineError::Store(_) => OnlineErrorKind::Store,
+            OnlineError::BadResponse(_)
+            | OnlineError::Token(_)
+            | OnlineError::Replay
+            | OnlineError::Mismatch(_)
+            | OnlineError::Expired(_) => OnlineErrorKind::BadResponse,
+        }
+    }
+
+    /// The HTTP status of the server's refusal, when the server refused.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            OnlineError::Server { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// The server's error code, when the server refused.
     pub fn server_code(&self) -> Option<&str> {
         match self {
@@ -181,6 +212,27 @@ impl OnlineError {
             _ => None,
         }
     }
+}
+
+/// The class of an [`OnlineError`]: what the host does about it. Exhaustive on purpose: a new
+/// class is a compile error wherever a layer must decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnlineErrorKind {
+    /// The server was not reached or did not answer in time (network, DNS, TLS, timeout).
+    Network,
+    /// The server answered with an error (its code is [`OnlineError::server_code`]).
+    Server,
+    /// The client's configuration cannot work (an argument of the host).
+    Config,
+    /// The system refused a resource (random numbers, a thread); retrying later may work.
+    System,
+    /// An earlier step is missing: no license key stored, or no offline request pending.
+    NotActivated,
+    /// The license store could not be read or written.
+    Store,
+    /// The server's answer was refused: not the protocol's format, a token that does not
+    /// verify, a replay, another license or machine, an expired offline response.
+    BadResponse,
 }
 
 /// A client of one licensing server for one product. Cheap to share across threads.
@@ -455,3 +507,101 @@ fn new_nonce() -> Result<String, OnlineError> {
 mod tests;
 #[cfg(all(test, feature = "issuer"))]
 mod transport_tests;
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn every_online_error_has_its_class() {
+        let server = |status| OnlineError::Server {
+            status,
+            code: "license_not_found".into(),
+            detail: String::new(),
+        };
+        let cases = [
+            (
+                OnlineError::Network("refused".into()),
+                OnlineErrorKind::Network,
+            ),
+            (
+                OnlineError::Timeout(Duration::from_secs(1)),
+                OnlineErrorKind::Network,
+            ),
+            (server(404), OnlineErrorKind::Server),
+            (server(503), OnlineErrorKind::Server),
+            (OnlineError::Config("url".into()), OnlineErrorKind::Config),
+            (OnlineError::System("rng".into()), OnlineErrorKind::System),
+            (OnlineError::NotActivated, OnlineErrorKind::NotActivated),
+            (OnlineError::NoPendingRequest, OnlineErrorKind::NotActivated),
+            (
+                OnlineError::BadResponse("json".into()),
+                OnlineErrorKind::BadResponse,
+            ),
+            (
+                OnlineError::Token(crate::Error::SignatureInvalid),
+                OnlineErrorKind::BadResponse,
+            ),
+            (OnlineError::Replay, OnlineErrorKind::BadResponse),
+            (
+                OnlineError::Mismatch("fp".into()),
+                OnlineErrorKind::BadResponse,
+            ),
+            (OnlineError::Expired(5), OnlineErrorKind::BadResponse),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(
+                error.http_status().is_some(),
+                kind == OnlineErrorKind::Server,
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_lease_loss_has_its_class_number_and_code() {
+        let cases = [
+            (
+                LeaseLoss::Released {
+                    code: "lease_released".into(),
+                    detail: "d".into(),
+                },
+                LeaseLossKind::Released,
+                Some("lease_released"),
+            ),
+            (
+                LeaseLoss::Refused {
+                    status: 403,
+                    code: "license_suspended".into(),
+                    detail: "d".into(),
+                },
+                LeaseLossKind::Refused,
+                Some("license_suspended"),
+            ),
+            (
+                LeaseLoss::Unreachable { detail: "d".into() },
+                LeaseLossKind::Unreachable,
+                None,
+            ),
+            (
+                LeaseLoss::Invalid { detail: "d".into() },
+                LeaseLossKind::Invalid,
+                None,
+            ),
+            (
+                LeaseLoss::Idle { detail: "d".into() },
+                LeaseLossKind::Idle,
+                None,
+            ),
+        ];
+        for (loss, kind, code) in cases {
+            assert_eq!(loss.kind(), kind, "{loss}");
+            assert_eq!(loss.server_code(), code, "{loss}");
+            assert_eq!(loss.detail(), "d");
+        }
+        for (i, kind) in LeaseLossKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i + 1, "{kind:?}");
+        }
+    }
+}

@@ -7,10 +7,12 @@ use super::{
     Activation, Client, Deactivation, HeldTokens, LeaseGrant, LeaseSecret, OfflineRequest,
     OnlineError, ServerStatus, Validation, new_nonce,
 };
-use crate::clock::{self, ClockCheck};
+use crate::clock::ClockCheck;
 use crate::evaluate::{License, Verdict};
 use crate::fingerprint::MachineFingerprint;
-use crate::startup::{Licensing, apply_server_status, clock_key, machine_refused, tampered};
+use crate::startup::{
+    ClockGuard, Licensing, apply_server_status, clock_key, machine_refused, tampered,
+};
 use crate::status::Status;
 use crate::store::StoreError;
 
@@ -421,11 +423,10 @@ impl Licensing {
         };
         // The signed, fresh server time is authoritative: it becomes the clock mark (even
         // below a mark a clock set ahead had pushed up), and a clock behind it is rolled back.
-        let behind = match clock::check_clock(
+        let behind = match ClockGuard::new(self, clock_key(fingerprint)).check(
             None,
             now,
-            Some(validation.server_time),
-            self.clock_tolerance,
+            validation.server_time,
         ) {
             ClockCheck::RolledBack { behind_by } => Some(behind_by),
             ClockCheck::Trusted { .. } => None,

@@ -107,6 +107,19 @@ impl ApiError {
     pub fn detail(&self) -> &str {
         &self.detail
     }
+
+    /// The exit code of a server subcommand (`offline`, `keys`) this refusal ends: the one
+    /// mapping of them all. A refusal by a rule, or an unknown license, machine or key (a 4xx
+    /// other than bad input) is the negative answer, 1; input the server would not take (400,
+    /// 413, 415, 422) or a failure of the server (5xx) is 2.
+    pub fn cli_exit_code(&self) -> u8 {
+        let status = self.status;
+        if status.is_client_error() && !matches!(status.as_u16(), 400 | 413 | 415 | 422) {
+            1
+        } else {
+            2
+        }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -160,6 +173,21 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One exit mapping for every server subcommand (`offline`, `keys`).
+    #[test]
+    fn cli_exit_codes_split_refusals_from_bad_input_and_failures() {
+        for (error, code) in [
+            (ApiError::not_found("key_not_found", "no such key"), 1),
+            (ApiError::conflict("key_already_staged", "one is staged"), 1),
+            (ApiError::forbidden("license_suspended", "suspended"), 1),
+            (ApiError::invalid("invalid_request", "bad field"), 2),
+            (ApiError::bad_request("bad_request", "not JSON"), 2),
+            (ApiError::internal("boom"), 2),
+        ] {
+            assert_eq!(error.cli_exit_code(), code, "{}", error.code());
+        }
+    }
 
     /// A database out of reach is 503 with Retry-After (clients retry); any other database
     /// failure stays a 500.

@@ -98,14 +98,11 @@ pub fn run_keys_list(args: KeysListArgs) -> ExitCode {
     }))
 }
 
-/// An API refusal as the CLI reports it: exit 1 for a refusal by a rule (404, 409), 2 for
-/// input the server would not take (422) or an internal failure.
+/// An API refusal as the CLI reports it, by the one mapping of the server's subcommands
+/// (`ApiError::cli_exit_code`): exit 1 for a refusal by a rule (404, 409), 2 for input the
+/// server would not take (422) or an internal failure.
 fn refusal(e: super::error::ApiError) -> CliError {
-    let code = match e.status().as_u16() {
-        404 | 409 => 1,
-        _ => 2,
-    };
-    (code, format!("{} ({})", e.detail(), e.code()))
+    (e.cli_exit_code(), format!("{} ({})", e.detail(), e.code()))
 }
 
 /// RFC 3339 or Unix seconds.

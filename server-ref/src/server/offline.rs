@@ -185,13 +185,7 @@ type CliError = (u8, String);
 /// is a usage error (2); a refusal by a licensing rule (or an unknown license or machine) is
 /// the negative answer (1).
 fn refusal_or_usage(e: ApiError) -> CliError {
-    let status = e.status();
-    let code = if status.is_client_error() && !matches!(status.as_u16(), 400 | 413 | 415 | 422) {
-        1
-    } else {
-        2
-    };
-    (code, format!("{} ({})", e.detail(), e.code()))
+    (e.cli_exit_code(), format!("{} ({})", e.detail(), e.code()))
 }
 
 /// Runs an offline command on a fresh runtime: exit 0, or the failure's code and message.

@@ -166,6 +166,19 @@ final class LicensingTests: XCTestCase {
         XCTAssertNil(statusFromCode(code: UInt32(statuses.count)))
     }
 
+    func testStatusMessagesAreTheCoresSentences() {
+        XCTAssertEqual(statusMessage(status: .noLicense), "No license is installed.")
+        XCTAssertEqual(
+            statusMessage(status: .validInGrace),
+            "The license has expired but is inside its grace period; please renew.")
+        XCTAssertEqual(
+            statusMessage(status: .machineNotActivated),
+            "This machine is not activated on the license; activate it or transfer the license to it.")
+        let statuses = (0..<UInt32(26)).compactMap { statusFromCode(code: $0) }
+        XCTAssertEqual(statuses.count, 26)
+        XCTAssertEqual(Set(statuses.map { statusMessage(status: $0) }).count, statuses.count)
+    }
+
     func testStartupSteps() throws {
         let s = file["startup"] as! [String: Any]
         let options = s["options"] as! [String: Any]

@@ -68,6 +68,6 @@ switch verdict.status {
 case .noLicense: print("=> show the activation dialog")
 case .clockTampered: print("=> ask the user to correct the system clock")
 case let status where statusIsUsable(status: status): print("=> start the app")
-default: print("=> the app may not start")
+default: print("=> the app may not start: \(statusMessage(status: verdict.status))")
 }
 exit(statusIsUsable(status: verdict.status) ? 0 : 1)

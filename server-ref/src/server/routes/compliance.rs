@@ -4,6 +4,7 @@
 //! reached, a license expiring soon or already in its grace period.
 
 use axum::extract::Query;
+use licensing_core::Term;
 
 use super::super::db::{DENIAL_RETENTION_SECS, LicenseUsage};
 use super::*;
@@ -192,25 +193,27 @@ fn alerts_of(
             )
         });
     }
-    // The license's own term only: `exp` and its grace. (Not `check_time`: the stored template
-    // keeps the check-in deadline of the day it was made, while each signed token gets a fresh
-    // one, so the template's check-in would report every older license as lapsing.)
-    if let Some(exp) = license.claims().exp {
-        let end = license.usable_until().unwrap_or(exp);
-        if now < exp {
-            if exp.saturating_sub(now) <= expiring_within {
-                let days_left = exp.saturating_sub(now) / DAY;
-                alerts.push(ComplianceAlert {
-                    at: Some(exp),
-                    count: Some(days_left),
-                    ..alert(
-                        "expiring",
-                        "info",
-                        format!("expires in {days_left} day(s), at {exp} (Unix seconds): renew it"),
-                    )
-                });
-            }
-        } else if now < end {
+    // The license's own term only: `exp` and its grace (the core's term rule). (Not
+    // `check_time`: the stored template keeps the check-in deadline of the day it was made,
+    // while each signed token gets a fresh one, so the template's check-in would report every
+    // older license as lapsing.)
+    match license.term_at(now) {
+        Term::Running { expires_at: exp } if exp.saturating_sub(now) <= expiring_within => {
+            let days_left = exp.saturating_sub(now) / DAY;
+            alerts.push(ComplianceAlert {
+                at: Some(exp),
+                count: Some(days_left),
+                ..alert(
+                    "expiring",
+                    "info",
+                    format!("expires in {days_left} day(s), at {exp} (Unix seconds): renew it"),
+                )
+            });
+        }
+        Term::InGrace {
+            expired_at: exp,
+            usable_until: end,
+        } => {
             alerts.push(ComplianceAlert {
                 at: Some(end),
                 count: Some(end.saturating_sub(now) / DAY),
@@ -224,6 +227,7 @@ fn alerts_of(
                 )
             });
         }
+        Term::Unlimited | Term::Running { .. } | Term::Ended { .. } => {}
     }
     Ok(())
 }

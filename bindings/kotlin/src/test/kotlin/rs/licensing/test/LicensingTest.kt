@@ -139,6 +139,14 @@ fun main(args: Array<String>) {
         eq(Status.entries.size, file["statuses"].list().size, "count")
         eq(statusFromCode(Status.entries.size.toUInt()), null, "unknown code")
     }
+    test("status messages are the core's end-user sentences") {
+        eq(statusMessage(Status.NO_LICENSE), "No license is installed.", "no_license")
+        eq(statusMessage(Status.VALID_IN_GRACE), "The license has expired but is inside its grace period; please renew.", "valid_in_grace")
+        eq(statusMessage(Status.MACHINE_NOT_ACTIVATED), "This machine is not activated on the license; activate it or transfer the license to it.", "machine_not_activated")
+        val messages = Status.entries.map { statusMessage(it) }
+        eq(messages.toSet().size, Status.entries.size, "distinct")
+        for (m in messages) eq(m.isNotEmpty() && m.endsWith("."), true, m)
+    }
     test("startup steps (no license, install, clock rollback)") {
         val s = file["startup"].obj()
         val options = s["options"].obj()
@@ -204,6 +212,10 @@ fun main(args: Array<String>) {
             verifier.check(tokens.getValue("subscription"), Context(now = now, appVersion = "two"))
         }
         check(bad.reason.contains("semver")) { bad.reason }
+        // The core's version rule: strict semver, surrounding whitespace refused (as in C).
+        throws<LicensingException.InvalidArgument> {
+            verifier.check(tokens.getValue("subscription"), Context(now = now, appVersion = " 2.4.0"))
+        }
         val rejected = throws<LicensingException.Rejected> { verifier.verify(tokens.getValue("tampered_signature")) }
         eq(rejected.status, Status.SIGNATURE_INVALID, "status")
         val notADir = File.createTempFile("licensing", ".file")

@@ -417,7 +417,14 @@ fn child_writer() {
     };
     let id: i64 = std::env::var("LIC_TEST_ID").unwrap().parse().unwrap();
     let rounds: i64 = std::env::var("LIC_TEST_ROUNDS").unwrap().parse().unwrap();
-    let lic = licensing(Path::new(&dir), "ws");
+    // The default 5 s lock wait is a product setting; on a loaded machine four processes
+    // writing at once can wait longer than that, which says nothing about correctness.
+    let store = LicenseStore::at(Path::new(&dir))
+        .unwrap()
+        .with_lock_timeout(std::time::Duration::from_secs(120));
+    let lic = Licensing::new(trust(), PRODUCT, store)
+        .with_component_source(machine("ws"))
+        .with_fingerprint_override(None);
     for round in 0..rounds {
         let t = token(json!({"model": "perpetual"}), T0 + id * 1000 + round, None);
         lic.install(&t, T0 + DAY).unwrap();

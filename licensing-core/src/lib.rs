@@ -16,6 +16,7 @@ pub mod lease;
 pub mod machine;
 #[cfg(feature = "online")]
 pub mod online;
+pub mod protocol;
 #[cfg(feature = "store")]
 mod startup;
 mod status;

@@ -404,16 +404,9 @@ impl Licensing {
         }
         // Kept only while the server says the license is not in force, or this machine not
         // activated on it (a copied store stays refused at offline starts).
-        let refusal = refuses_machine
-            || matches!(
-                validation.status,
-                ServerStatus::Suspended
-                    | ServerStatus::Revoked
-                    | ServerStatus::Expired
-                    | ServerStatus::NotYetValid
-            );
+        let refusal = refuses_machine || validation.status.is_refusal();
         let kept = refusal.then_some(validation.response_token.as_str());
-        let verdict = apply_server_status(verdict, validation.status.as_str());
+        let verdict = apply_server_status(verdict, &validation.status);
         let verdict = if refuses_machine {
             machine_refused(verdict)
         } else {

@@ -31,6 +31,7 @@ pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{
     PrivateKey, issue_lease, issue_license, issue_license_checked, sign_raw, trusted_license,
+    trusted_template,
 };
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 #[cfg(feature = "issuer")]

@@ -257,6 +257,12 @@ error_codes! {
     KeyRetired = "key_retired",
 }
 
+impl From<&str> for ErrorCode {
+    fn from(text: &str) -> Self {
+        ErrorCode::parse(text)
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -3,8 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use licensing_core::claims::{Customer, Feature, MatchPolicy, Site, VersionRule};
+use licensing_core::claims::{
+    Audience, BoundFingerprint, Customer, Feature, MatchPolicy, Site, VersionRule,
+};
 use licensing_core::fingerprint::MAX_COMPONENTS;
+pub(crate) use licensing_core::protocol::{HeldToken, HeldTokens, ResponseClaims};
+use licensing_core::protocol::{MachineClaims, ServerStatus};
 use licensing_core::{
     Error as CoreError, License, LicenseModel, MachineFingerprint, Status, TokenKind,
 };
@@ -317,19 +321,54 @@ pub(crate) fn placeholder_fingerprint(template: &Map<String, Value>) -> MachineF
 
 /// The license's status as clients see it: `revoked` and `suspended` as stored; otherwise the
 /// core's time rule at `now` decides `expired` or `not_yet_valid`, else `active`.
-pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<&'static str, ApiError> {
+pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<ServerStatus, ApiError> {
     match row.status.as_str() {
-        "revoked" => return Ok("revoked"),
-        "suspended" => return Ok("suspended"),
+        "revoked" => return Ok(ServerStatus::Revoked),
+        "suspended" => return Ok(ServerStatus::Suspended),
         _ => {}
     }
     Ok(
         match parsed_template(row)?.license.check_time(now, 0).status {
-            Status::Expired | Status::TrialExpired => "expired",
-            Status::NotYetValid => "not_yet_valid",
-            _ => "active",
+            Status::Expired | Status::TrialExpired => ServerStatus::Expired,
+            Status::NotYetValid => ServerStatus::NotYetValid,
+            _ => ServerStatus::Active,
         },
     )
+}
+
+/// What a license in `status` may not do now: `action` names it in the detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Bind a machine (activation, transfer, offline activation). A license that is not valid
+    /// yet may: its token carries `nbf`, so the machine runs it from its start, offline.
+    Bind,
+    /// Run now (a floating seat's check-out or heartbeat): only an active license may.
+    Run,
+}
+
+/// The one status → refusal table: 403 with the status's code ([`ServerStatus::refusal_code`])
+/// when a license in `status` may not be put to `used` (see [`Use`]); `outcome` ends the
+/// detail ("activation refused").
+pub(crate) fn refuse_status(
+    status: &ServerStatus,
+    used: Use,
+    outcome: &str,
+) -> Result<(), ApiError> {
+    let refused = match (status, used) {
+        (ServerStatus::NotYetValid, Use::Bind) => false,
+        (status, _) => status.is_refusal(),
+    };
+    let Some(code) = status.refusal_code().filter(|_| refused) else {
+        return Ok(());
+    };
+    let what = match status {
+        ServerStatus::NotYetValid => "not valid yet",
+        other => other.as_str(),
+    };
+    Err(ApiError::forbidden(
+        code,
+        format!("the license is {what}; {outcome}"),
+    ))
 }
 
 /// What client calls read from a license's claims template, parsed once per read of the row.
@@ -425,72 +464,30 @@ pub(crate) fn sign_machine_token(
     now: i64,
 ) -> Result<String, ApiError> {
     let fp = machine_fingerprint(machine)?;
-    let mut claims = Map::new();
-    claims.insert("iss".into(), state.issuer().into());
-    claims.insert("sub".into(), machine.id.clone().into());
-    claims.insert("aud".into(), to_value(&license.claims().aud)?);
-    claims.insert("iat".into(), now.into());
-    if let Some(until) = license.usable_until() {
-        claims.insert("exp".into(), until.into());
-    }
-    claims.insert(
-        "jti".into(),
-        secrets::new_id("jti").map_err(ApiError::internal)?.into(),
-    );
-    claims.insert("license_id".into(), license.id().into());
-    claims.insert(
-        "fingerprint".into(),
-        json!({ "id": fp.id, "components": fp.components }),
-    );
+    let claims = MachineClaims {
+        iss: state.issuer().to_owned(),
+        sub: machine.id.clone(),
+        aud: license.claims().aud.clone(),
+        iat: now,
+        exp: license.usable_until(),
+        jti: secrets::new_id("jti").map_err(ApiError::internal)?,
+        license_id: license.id().to_owned(),
+        fingerprint: bound(&fp),
+    };
+    // Through a JSON object, as every token the server signs: members in name order.
+    let Value::Object(claims) = to_value(&claims)? else {
+        return Err(ApiError::internal("machine claims are not an object"));
+    };
     licensing_core::sign_token(TokenKind::Machine, &state.key(), &claims)
         .map_err(|e| ApiError::internal(format!("signing a machine token: {e}")))
 }
 
-/// The claims of a `response+jwt`: the server's signed answer about a license and a machine.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct ResponseClaims {
-    /// The server's issuer name.
-    pub iss: String,
-    /// The license id.
-    pub sub: String,
-    /// The license's product id.
-    pub aud: String,
-    /// Signing time.
-    pub iat: i64,
-    /// `iat` + 300 s (validation) or + 30 days (offline activation).
-    pub exp: i64,
-    /// Unique response id.
-    pub jti: String,
-    /// The client's nonce, echoed.
-    pub nonce: String,
-    /// The server's clock, for the client's clock guard.
-    pub server_time: i64,
-    /// The license id.
-    pub license_id: String,
-    /// `active`, `suspended`, `revoked`, `expired` or `not_yet_valid`.
-    pub status: String,
-    /// The fingerprint id asked about.
-    pub fingerprint: String,
-    /// Whether that fingerprint is activated on the license.
-    pub machine_activated: bool,
-    /// Whether the license runs only on activated machines ([`activation_required`]): with
-    /// `machine_activated` false, no license token is answered and the client refuses.
-    pub activation_required: bool,
-    /// The machine, when activated.
-    pub machine_id: Option<String>,
-    /// A freshly signed license token (refreshed `lic.check_in.until`) when the license is
-    /// active and this machine is activated or need not be (`activation_required` false);
-    /// otherwise null.
-    pub license_token: Option<String>,
-    /// A freshly signed `machine+jwt` when this machine is activated and the license active.
-    pub machine_token: Option<String>,
-    /// `true` in an offline activation response; absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offline: Option<bool>,
-    /// In an offline activation response: the machine's deactivation key (base64url), which
-    /// MACs the machine's offline deactivation receipt. Absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deactivation_key: Option<String>,
+/// A machine's fingerprint as a token binds it (its id and component hashes).
+pub(crate) fn bound(fp: &MachineFingerprint) -> BoundFingerprint {
+    BoundFingerprint {
+        id: fp.id.clone(),
+        components: fp.components.clone(),
+    }
 }
 
 /// What the server knows about a license and one machine at `now`, before signing.
@@ -498,7 +495,7 @@ pub(crate) struct Answer<'a> {
     /// The license.
     pub row: &'a LicenseRow,
     /// Its status as clients see it.
-    pub status: &'static str,
+    pub status: ServerStatus,
     /// The fingerprint id asked about.
     pub fingerprint: &'a str,
     /// The machine, when that fingerprint is activated on the license.
@@ -543,7 +540,7 @@ where
 {
     let template = parsed_template(a.row)?;
     let required = activation_required(a.row)?;
-    let refresh = a.status == "active" && (a.machine.is_some() || !required);
+    let refresh = a.status == ServerStatus::Active && (a.machine.is_some() || !required);
     // An app that names no trusted kids is answered with the key its license token is signed
     // by, while that key still signs (an app built before a key promotion keeps working).
     if let Some(held) = a.held.and_then(|h| h.license.as_ref()) {
@@ -580,14 +577,14 @@ where
     Ok(ResponseClaims {
         iss: state.issuer().to_owned(),
         sub: a.row.id.clone(),
-        aud: a.row.product_id.clone(),
+        aud: Audience::One(a.row.product_id.clone()),
         iat: a.now,
         exp: a.now.saturating_add(ttl),
         jti: secrets::new_id("jti").map_err(ApiError::internal)?,
         nonce: a.nonce.to_owned(),
         server_time: a.now,
         license_id: a.row.id.clone(),
-        status: a.status.to_owned(),
+        status: a.status.clone(),
         fingerprint: a.fingerprint.to_owned(),
         machine_activated: a.machine.is_some(),
         activation_required: required,
@@ -626,30 +623,6 @@ pub(crate) fn held_is_current(
         && held.iat > row.updated_at.saturating_add(REFRESH_MARGIN_SECS)
         && held.iat <= now
         && check_in_interval.is_none_or(|interval| now.saturating_sub(held.iat) < interval / 2)
-}
-
-/// A token the client holds, described by its signed `sub`, `kid` and `iat`.
-#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HeldToken {
-    /// The token's `sub`: the license id (license token) or the machine id (machine token).
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub sub: String,
-    /// The `kid` of the key that signed it.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub kid: String,
-    /// Its `iat`.
-    pub iat: i64,
-}
-
-/// The tokens a client holds, so a validation signs only those due.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HeldTokens {
-    /// The license token the client stores.
-    pub license: Option<HeldToken>,
-    /// The machine token the client stores.
-    pub machine: Option<HeldToken>,
 }
 
 /// Signs response claims as a `response+jwt`.

@@ -14,7 +14,6 @@ use std::process::ExitCode;
 
 use axum::Json;
 use axum::extract::State;
-use licensing_core::MachineFingerprint;
 use licensing_core::claims::MAX_TIMESTAMP;
 use serde::{Deserialize, Serialize};
 
@@ -31,49 +30,12 @@ use super::routes::{
 use super::{AppState, issue, now};
 use licensing_core::deactivation::{DeactivationReceipt, ReceiptError};
 
-/// `kind` of a request file.
-pub(crate) const REQUEST_KIND: &str = "licensing.offline_activation_request";
-/// `kind` of a response file.
-pub(crate) const RESPONSE_KIND: &str = "licensing.offline_activation_response";
-/// The one version of both files.
-pub(crate) const FILE_VERSION: u32 = 1;
-
-/// The request file, written by the client on the air-gapped machine.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OfflineActivationRequest {
-    /// Always `licensing.offline_activation_request`.
-    #[schema(pattern = "^licensing\\.offline_activation_request$")]
-    pub kind: String,
-    /// Always 1.
-    #[schema(minimum = 1, maximum = 1)]
-    pub version: u32,
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    pub license_key: String,
-    /// This machine's fingerprint.
-    #[schema(value_type = super::openapi::FingerprintSchema)]
-    pub fingerprint: MachineFingerprint,
-    /// 16 to 128 printable ASCII characters, echoed in the signed response.
-    #[schema(min_length = 16, max_length = 128, pattern = "^[!-~]+$")]
-    pub nonce: String,
-    /// When the client wrote the request (Unix seconds).
-    #[schema(minimum = 0, maximum = 253402300799_i64)]
-    pub created_at: i64,
-}
-
-/// The response file, carried back to the machine and imported by the client.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OfflineActivationResponse {
-    /// Always `licensing.offline_activation_response`.
-    pub kind: String,
-    /// Always 1.
-    pub version: u32,
-    /// A `response+jwt`: the validation claims plus `machine_token` and `offline: true`,
-    /// valid 30 days.
-    pub response_token: String,
-}
+/// The request file, written by the client on the air-gapped machine, and the response file
+/// carried back to it: the protocol's own types.
+pub(crate) use licensing_core::protocol::{
+    OFFLINE_FILE_VERSION as FILE_VERSION, OFFLINE_REQUEST_KIND as REQUEST_KIND,
+    OfflineRequest as OfflineActivationRequest, OfflineResponse as OfflineActivationResponse,
+};
 
 /// Checks the request, activates the machine (the rules of `/v1/client/activate`) and signs
 /// the response. `organization` is the admin API caller's: a license of another organization
@@ -130,11 +92,9 @@ pub(crate) async fn offline_activate(
     claims.offline = Some(true);
     claims.deactivation_key = activated.deactivation_key.clone();
     tracing::info!(license = %row.id, machine = %activated.machine.id, "offline activation");
-    Ok(OfflineActivationResponse {
-        kind: RESPONSE_KIND.to_owned(),
-        version: FILE_VERSION,
-        response_token: issue::sign_response(state, &claims)?,
-    })
+    Ok(OfflineActivationResponse::new(issue::sign_response(
+        state, &claims,
+    )?))
 }
 
 /// `POST /v1/offline/activate` (admin API, IT staff and up): request file in, response file out.
@@ -414,7 +374,7 @@ pub(crate) async fn offline_deactivate(
         RemovedBy::Client,
     )
     .await?;
-    tracing::info!(license = %row.id, machine = %answer.machine_id, "offline deactivation");
+    tracing::info!(license = %row.id, machine = answer.machine_id.as_deref().unwrap_or_default(), "offline deactivation");
     Ok(answer)
 }
 

@@ -370,7 +370,7 @@ pub(crate) struct LicenseView {
     product_id: String,
     policy_id: String,
     /// `active`, `suspended`, `revoked`, `expired`, `not_yet_valid`.
-    status: &'static str,
+    status: licensing_core::protocol::ServerStatus,
     /// The key's last group, `…-XXXXX`.
     key_hint: String,
     expires_at: Option<i64>,

@@ -237,33 +237,11 @@ fn denial_view(denial: &DenialRow) -> DenialView {
 
 /// A license usable for seats: floating and active; its seats.
 fn floating_seats(row: &LicenseRow, now: i64) -> ApiResult<i64> {
-    match issue::effective_status(row, now)? {
-        "suspended" => {
-            return Err(ApiError::forbidden(
-                "license_suspended",
-                "the license is suspended; no seat can be checked out",
-            ));
-        }
-        "revoked" => {
-            return Err(ApiError::forbidden(
-                "license_revoked",
-                "the license is revoked; no seat can be checked out",
-            ));
-        }
-        "expired" => {
-            return Err(ApiError::forbidden(
-                "license_expired",
-                "the license has expired; no seat can be checked out",
-            ));
-        }
-        "not_yet_valid" => {
-            return Err(ApiError::forbidden(
-                "license_not_yet_valid",
-                "the license is not valid yet; no seat can be checked out",
-            ));
-        }
-        _ => {}
-    }
+    issue::refuse_status(
+        &issue::effective_status(row, now)?,
+        issue::Use::Run,
+        "no seat can be checked out",
+    )?;
     template_seats(row)
 }
 

@@ -872,9 +872,11 @@ mod tests {
 
     #[test]
     fn a_template_may_bind_no_machine_yet() {
-        let bound = claims(serde_json::json!({ "model": "node_locked", "max_machines": 1,
+        let bound = claims(
+            serde_json::json!({ "model": "node_locked", "max_machines": 1,
             "node_lock": { "fingerprints": [{ "id": "m", "components": { "a": "1" } }],
-                           "match": { "required": ["a"], "min_matching": 1 } } }));
+                           "match": { "required": ["a"], "min_matching": 1 } } }),
+        );
         let mut template = bound.clone();
         if let Some(lock) = template.lic.node_lock.as_mut() {
             lock.fingerprints.clear();

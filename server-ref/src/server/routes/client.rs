@@ -9,7 +9,7 @@ pub(crate) use licensing_core::protocol::{
 };
 
 use super::super::db::{Deactivation, MachineRef, Presented, RemovedBy, SameMachine, Transfer};
-use super::super::issue::{Answer, HeldTokens, ResponseClaims, Use};
+use super::super::issue::{Answer, HeldTokens, LicenseTemplate, ResponseClaims, Use};
 use super::*;
 
 // ---- shared --------------------------------------------------------------------------------
@@ -27,7 +27,7 @@ fn refuse_unusable(row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
 /// tokens of the key it retires); the answer to the client is signed apart, in its scope.
 fn reissuer<'a>(
     state: &'a AppState,
-    template: &'a serde_json::Map<String, Value>,
+    template: &'a LicenseTemplate,
     now: i64,
 ) -> impl Fn(&[Machine]) -> ApiResult<String> + Sync + 'a {
     move |machines: &[Machine]| {
@@ -41,8 +41,8 @@ fn reissuer<'a>(
     }
 }
 
-fn template_of(row: &LicenseRow) -> ApiResult<serde_json::Map<String, Value>> {
-    serde_json::from_str(&row.claims).map_err(ApiError::internal)
+fn template_of(row: &LicenseRow) -> ApiResult<LicenseTemplate> {
+    LicenseTemplate::of(row)
 }
 
 /// The license's match rule applied to `presented`: whether a stored machine is it, with the
@@ -137,7 +137,7 @@ async fn find_machine(
     let template = template_of(row)?;
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let reissue = template.is_node_locked().then_some(reissue);
     let machine = new_machine_row(row, presented, now)?;
     let event_id = secrets::new_id("mev").map_err(internal)?;
     let found = state
@@ -213,7 +213,7 @@ pub(crate) async fn activate_machine(
     };
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let reissue = template.is_node_locked().then_some(reissue);
     let max_transfers = max_transfers_of(state, row).await?;
     let transfer_limit = || {
         ApiError::conflict(
@@ -226,7 +226,7 @@ pub(crate) async fn activate_machine(
     };
     let (status, machine) = match transfer_from {
         None => {
-            let max = issue::max_machines(&template);
+            let max = template.max_machines();
             match state
                 .db()
                 .activate(&presented, max, max_transfers, reissue)
@@ -385,7 +385,7 @@ pub(crate) async fn deactivate_machine(
     let template = template_of(row)?;
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let reissue = template.is_node_locked().then_some(reissue);
     let same = match presented {
         Some(presented) => same_machine(row, presented)?,
         None => None,

@@ -516,3 +516,97 @@ async fn not_yet_valid_on(url: Option<&str>) {
     assert!(response.machine_activated);
     assert_eq!(response.license_token, None);
 }
+
+/// The claims of the license token signed from a typed template are the claims the policy and
+/// the license's overrides say, member for member (the template is typed, not edited by JSON
+/// path): model, customer, limits, features (the policy's, one overridden, one added), version,
+/// node lock with the activated machine bound, site, metadata, check-in, times.
+#[tokio::test]
+async fn a_template_signs_the_claims_its_policy_and_overrides_say() {
+    let (_dir, state) = app().await;
+    let (status, _) = call(
+        &state,
+        "POST",
+        "/v1/products",
+        Some(ADMIN),
+        Some(json!({ "id": "p", "name": "P" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, policy) = call(
+        &state,
+        "POST",
+        "/v1/policies",
+        Some(ADMIN),
+        Some(
+            json!({ "product_id": "p", "name": "n", "model": "node_locked",
+            "duration": 86_400, "grace_period": 600, "max_machines": 2,
+            "features": { "export": { "limit": 3 }, "render": {} },
+            "version": { "req": ">=2.0.0, <3.0.0" },
+            "match": { "required": ["machine_id"], "min_matching": 2 },
+            "allow_virtual": false,
+            "site": { "name": "HQ", "restrictions": { "country": ["DE"] } },
+            "check_in_interval": 3600, "check_in_grace": 120 }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{policy}");
+    let starts_at = now() - 60;
+    let (status, license) = call(
+        &state,
+        "POST",
+        "/v1/licenses",
+        Some(ADMIN),
+        Some(json!({ "policy_id": policy["id"], "starts_at": starts_at,
+            "expires_at": starts_at + 7 * 86_400,
+            "customer": { "id": "c-1", "name": "Contoso" },
+            "features": { "export": { "limit": 9 }, "print": {} },
+            "metadata": { "tier": "gold" } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{license}");
+    assert!(
+        license["token"].is_null(),
+        "node-locked: no token before a machine"
+    );
+    let fingerprint = json!({ "id": "fp_template", "components":
+        { "machine_id": "h1", "hostname": "h2", "cpu": "h3" } });
+    let (status, activated) = call(
+        &state,
+        "POST",
+        "/v1/client/activate",
+        None,
+        Some(json!({ "license_key": license["key"], "fingerprint": fingerprint })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{activated}");
+    let token = activated["license_token"].as_str().unwrap();
+    let verified = verify_token(token, TokenKind::License, &trust(&state)).unwrap();
+    let mut claims = Value::Object(verified.claims);
+    let iat = claims["iat"].as_i64().unwrap();
+    assert!(claims["jti"].as_str().unwrap().starts_with("jti_"));
+    claims.as_object_mut().unwrap().remove("jti");
+    assert_eq!(
+        claims,
+        json!({
+            "iss": "test", "sub": license["id"], "aud": "p", "iat": iat,
+            "nbf": starts_at, "exp": starts_at + 7 * 86_400,
+            "lic": {
+                "model": "node_locked",
+                "customer": { "id": "c-1", "name": "Contoso" },
+                "max_machines": 2, "grace_period": 600,
+                "features": { "export": { "limit": 9 }, "print": {}, "render": {} },
+                "version": { "req": ">=2.0.0, <3.0.0" },
+                "node_lock": {
+                    "fingerprints": [{ "id": "fp_template", "components":
+                        { "cpu": "h3", "hostname": "h2", "machine_id": "h1" } }],
+                    "match": { "required": ["machine_id"], "min_matching": 2 },
+                    "allow_virtual": false
+                },
+                "site": { "name": "HQ", "restrictions": { "country": ["DE"] } },
+                "metadata": { "tier": "gold" },
+                "check_in": { "until": iat + 3600, "grace": 120 }
+            }
+        })
+    );
+}

@@ -45,17 +45,6 @@ macro_rules! active_of {
 }
 
 impl Db {
-    /// Replaces the stored claims template of `license_id` (tests of a license made long ago).
-    #[cfg(test)]
-    pub(crate) async fn set_claims_for_tests(&self, license_id: &str, claims: &str) {
-        sqlx::query("UPDATE licenses SET claims = $1 WHERE id = $2")
-            .bind(claims)
-            .bind(license_id)
-            .execute(&self.pool)
-            .await
-            .expect("setting the claims template");
-    }
-
     /// The organization's active licenses (at most `limit`, oldest first) with their live
     /// leases at `now`, machines and denials since `since`.
     pub async fn license_usage(

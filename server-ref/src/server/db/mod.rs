@@ -48,22 +48,26 @@ pub(crate) use compliance::LicenseUsage;
 mod floating;
 #[cfg(test)]
 mod held_check;
+mod leases;
 mod license_cache;
 mod seats;
 #[cfg(test)]
-pub(crate) use floating::PLAIN_HEARTBEAT_CONTROL;
+mod test_support;
 #[cfg(test)]
 pub(crate) use seats::{PANIC_FOR_TESTS, TRANSACTION_ONLY_FOR_TESTS};
 #[cfg(test)]
 pub(crate) use seats::{
     begun_ahead_for, granted_in_one_statement, granted_together, refused_in_one_statement,
 };
-
 #[cfg(test)]
-pub(crate) use floating::QUEUE_POLL_WINDOW;
-pub(crate) use floating::{
-    Borrow, CheckOut, CheckOutOutcome, DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope,
-    LeaseRow, LeaseUpdate, Line, QUEUE_RETRY_AFTER, QueueRow, Waiting,
+pub(crate) use test_support::PLAIN_HEARTBEAT_CONTROL;
+
+pub(crate) use floating::{DENIAL_RETENTION_SECS, DayCount, DenialRow, DenialScope};
+#[cfg(test)]
+pub(crate) use leases::QUEUE_POLL_WINDOW;
+pub(crate) use leases::{
+    Borrow, CheckOut, CheckOutOutcome, LeaseRow, LeaseUpdate, Line, QUEUE_RETRY_AFTER, QueueRow,
+    Waiting,
 };
 
 /// PostgreSQL: locks a license's row until the commit, serializing the writers of one license
@@ -466,7 +470,7 @@ impl Db {
     }
 
     /// How long the seat writer may wait for a batch of seat writes to fill (`serve
-    /// --seat-batch-wait-us`; see `seats::gather`).
+    /// --seat-batch-wait-us`; see `seats::writer::gather`).
     pub fn set_seat_batch_wait(&self, wait: Duration) {
         self.seats.set_batch_wait(wait);
     }
@@ -488,23 +492,7 @@ impl Db {
         self.pool.close().await;
     }
 
-    /// The journal mode in effect (`wal`).
-    #[cfg(test)]
-    pub async fn journal_mode(&self) -> DbResult<String> {
-        sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&self.pool)
-            .await
-    }
-
     // ---- organizations and API tokens ------------------------------------------------------
-
-    /// How many API tokens exist (revoked included).
-    #[cfg(test)]
-    pub async fn api_token_count(&self) -> DbResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
-            .fetch_one(&self.pool)
-            .await
-    }
 
     /// Inserts an organization; `false` when the id is taken.
     pub async fn insert_organization(&self, org: &Organization) -> DbResult<bool> {
@@ -779,18 +767,6 @@ impl Db {
             self.licenses.put(key_hash, &start, row);
         }
         Ok(row)
-    }
-
-    /// Sets a license's last change to `updated_at` (tests of what is older than it).
-    #[cfg(test)]
-    pub async fn backdate_license(&self, id: &str, updated_at: i64) -> DbResult<()> {
-        let _forget = self.licenses.clear_on_drop();
-        sqlx::query("UPDATE licenses SET updated_at = $1 WHERE id = $2")
-            .bind(updated_at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// The organization's licenses, newest first, at most `limit`.

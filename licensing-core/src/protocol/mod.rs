@@ -9,8 +9,9 @@
 //!   is ignored;
 //! - the claims of the tokens a client receives beside the license token
 //!   ([`ResponseClaims`], [`MachineClaims`], [`crate::LeaseClaims`]);
-//! - the tokens a client holds ([`HeldTokens`]) and the air-gapped activation files
-//!   ([`OfflineRequest`], [`OfflineResponse`]);
+//! - the tokens a client holds ([`HeldTokens`]), the air-gapped activation files
+//!   ([`OfflineRequest`], [`OfflineResponse`]) and the offline deactivation receipt
+//!   ([`DeactivationReceipt`], [`crate::deactivation`]'s);
 //! - the words: a license's status as the server reports it ([`ServerStatus`]) and the error
 //!   codes ([`ErrorCode`]).
 //!
@@ -41,6 +42,7 @@ pub use requests::{
 };
 pub use words::{ErrorBody, ErrorCode, ServerStatus};
 
+pub use crate::deactivation::DeactivationReceipt;
 pub use crate::lease::LeaseClaims;
 
 #[cfg(test)]

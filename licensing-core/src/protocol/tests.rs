@@ -76,6 +76,7 @@ fn round_trip_as(type_name: &str, body: &Value) -> Result<Value, String> {
         "HeldTokens" => round_trip::<HeldTokens>(body),
         "OfflineRequest" => round_trip::<OfflineRequest>(body),
         "OfflineResponse" => round_trip::<OfflineResponse>(body),
+        "DeactivationReceipt" => round_trip::<DeactivationReceipt>(body),
         other => panic!("the corpus names an unknown type `{other}`"),
     }
 }

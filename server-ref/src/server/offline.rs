@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use axum::Json;
 use axum::extract::State;
 use licensing_core::claims::MAX_TIMESTAMP;
-use serde::{Deserialize, Serialize};
 
 use super::audit;
 use super::config::{DatabaseArgs, ServeArgs, Settings, StoreArgs};
@@ -28,7 +27,7 @@ use super::routes::{
     deactivate_machine, get_license_row_unscoped, license_by_key, token_field,
 };
 use super::{AppState, issue, now};
-use licensing_core::deactivation::{DeactivationReceipt, ReceiptError};
+use licensing_core::deactivation::ReceiptError;
 
 /// The request file, written by the client on the air-gapped machine, and the response file
 /// carried back to it: the protocol's own types.
@@ -263,53 +262,8 @@ fn read_request(path: &Path) -> Result<Vec<u8>, CliError> {
 // ---- offline deactivation ----------------------------------------------------------------
 
 /// The receipt file an air-gapped machine writes when it deactivates itself (docs/FORMAT.md,
-/// "Offline deactivation receipt").
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OfflineDeactivationReceipt {
-    /// Always `licensing.offline_deactivation_receipt`.
-    #[schema(pattern = "^licensing\\.offline_deactivation_receipt$")]
-    pub kind: String,
-    /// Always 1.
-    #[schema(minimum = 1, maximum = 1)]
-    pub version: u32,
-    /// The license.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub license_id: String,
-    /// The machine (activation) to free.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub machine_id: String,
-    /// The fingerprint id the machine's machine token binds.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub fingerprint: String,
-    /// The `jti` of the machine token the machine held.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub machine_token_jti: String,
-    /// When the machine deactivated itself (its clock, Unix seconds).
-    pub deactivated_at: i64,
-    /// Random, base64url.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub nonce: String,
-    /// HMAC-SHA256 (base64url) under the machine's deactivation key over the canonical payload.
-    #[schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]+$")]
-    pub mac: String,
-}
-
-impl From<&OfflineDeactivationReceipt> for DeactivationReceipt {
-    fn from(r: &OfflineDeactivationReceipt) -> Self {
-        DeactivationReceipt {
-            kind: r.kind.clone(),
-            version: r.version,
-            license_id: r.license_id.clone(),
-            machine_id: r.machine_id.clone(),
-            fingerprint: r.fingerprint.clone(),
-            machine_token_jti: r.machine_token_jti.clone(),
-            deactivated_at: r.deactivated_at,
-            nonce: r.nonce.clone(),
-            mac: r.mac.clone(),
-        }
-    }
-}
+/// "Offline deactivation receipt"): the protocol's own type.
+pub(crate) use licensing_core::protocol::DeactivationReceipt as OfflineDeactivationReceipt;
 
 /// Checks a receipt and removes the machine it names (the rules and the code path of
 /// `/v1/client/deactivate`). `organization` is the admin API caller's: a license of another
@@ -322,7 +276,7 @@ pub(crate) async fn offline_deactivate(
     req: &OfflineDeactivationReceipt,
     organization: Option<&str>,
 ) -> ApiResult<DeactivateResponse> {
-    let receipt = DeactivationReceipt::from(req);
+    let receipt = req;
     receipt.check_fields().map_err(|e| match e {
         ReceiptError::Malformed(detail) => ApiError::invalid("invalid_field", detail),
         other => ApiError::invalid("invalid_field", other.to_string()),

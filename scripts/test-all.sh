@@ -49,10 +49,13 @@ fi
 for target in x86_64-apple-darwin x86_64-pc-windows-gnu; do
   cargo check -q --locked -p licensing-core --features store,issuer --target "$target"
 done
-# The mobile bindings without `online` (its TLS stack, rustls + ring, compiles C and needs the
-# NDK/Xcode C compilers, which this machine lacks); `online` is built and tested on Linux.
+# The mobile bindings: offline only, and with the online client over the app's transport
+# (`online-core`: the platform's HTTP stack through HttpTransport). The built-in transport
+# (`online`: rustls + ring, which compiles C and needs the NDK/Xcode C compilers this machine
+# lacks) is built and tested on Linux.
 for target in aarch64-linux-android aarch64-apple-ios; do
   cargo check -q --locked -p licensing-uniffi --no-default-features --target "$target"
+  cargo check -q --locked -p licensing-uniffi --no-default-features --features online-core --target "$target"
 done
 
 step "cargo test (unit, integration, doc, interop; server tests on SQLite and PostgreSQL)"

@@ -510,6 +510,11 @@ impl Parts {
         assert!(check_object_vec(ok.as_bytes()).is_ok());
         assert!(check_object_vec(deep.as_bytes()).is_err());
         check_object_vec(&self.payload).unwrap();
+        // The one pass reads the genuine payload (no fall-back to the two passes).
+        assert_eq!(
+            strict_json::from_slice::<LicenseClaims>(&self.payload).unwrap(),
+            self.claims
+        );
     }
 }
 
@@ -595,6 +600,14 @@ fn part_cases<'a>(f: &'a Fixture, p: &'a Parts) -> Vec<Case<'a>> {
             "claims_deserialize_plain",
             Box::new(|| {
                 black_box(serde_json::from_slice::<LicenseClaims>(black_box(&p.payload)).unwrap());
+            }),
+        ),
+        // What `Verifier::verify` does with the payload since the one-pass parsing: duplicate
+        // names and depth checked inside the typed deserialization (no pre-pass).
+        (
+            "claims_one_pass",
+            Box::new(|| {
+                black_box(strict_json::from_slice::<LicenseClaims>(black_box(&p.payload)).unwrap());
             }),
         ),
         (

@@ -423,6 +423,21 @@ json_object!(
 );
 
 impl LicenseClaims {
+    /// Parses and validates a verified token's payload in one strict pass
+    /// ([`crate::strict_json::from_slice`]). A payload that pass refuses goes the long way, the
+    /// strict pre-pass and then [`Self::from_json`], which accept it or name the problem.
+    pub(crate) fn from_payload(payload: &[u8]) -> Result<Self, Error> {
+        let claims: LicenseClaims = match crate::strict_json::from_slice(payload) {
+            Ok(claims) => claims,
+            Err(_) => {
+                crate::jws::check_payload(payload)?;
+                return Self::from_json(payload);
+            }
+        };
+        claims.validate()?;
+        Ok(claims)
+    }
+
     /// Parses and validates a payload that already passed the strict JSON pre-pass.
     pub(crate) fn from_json(payload: &[u8]) -> Result<Self, Error> {
         // Genuine tokens parse on the fast path; only a refused one is parsed again with path
@@ -791,6 +806,53 @@ pub(crate) fn timestamp(field: &str, value: Option<i64>) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Genuine claims of every shape take the one strict pass (the verifier's fast path), with
+    /// the value the plain parse gives; a repeated name anywhere sends them to the two passes.
+    #[test]
+    fn every_claim_shape_is_read_in_one_pass() {
+        let full = serde_json::json!({
+            "iss": "https://i", "sub": "s", "aud": ["p", "q"], "iat": 1, "nbf": 1, "exp": 9,
+            "jti": "j", "x-vendor": {"nested": [{"a": 1}, {"a": 2}], "b": null},
+            "lic": {
+                "model": "node_locked", "seats": 2, "max_machines": 3, "grace_period": 4,
+                "customer": {"id": "c", "name": "Né", "email": "e@x"},
+                "features": {"a": {}, "b": {"limit": 5, "exp": 6}},
+                "version": {"req": ">=2.0.0, <3.0.0", "maintenance_until": 7},
+                "node_lock": {
+                    "fingerprints": [{"id": "f", "components": {"cpu": "h1", "disk": "h2"}}],
+                    "match": {"required": ["cpu"], "min_matching": 1},
+                    "allow_virtual": false
+                },
+                "site": {"name": "s", "restrictions": {"country": ["DE", "FR"]}},
+                "metadata": {"k": [1, {"deep": {"er": true}}], "k2": "v"},
+                "check_in": {"until": 8, "grace": 9}
+            }
+        })
+        .to_string();
+        let one: LicenseClaims = crate::strict_json::from_slice(full.as_bytes())
+            .unwrap_or_else(|e| panic!("one pass refused genuine claims: {e}"));
+        let plain: LicenseClaims = serde_json::from_str(&full).expect("plain");
+        assert_eq!(one, plain);
+        for repeated in [
+            full.replacen(r#""jti":"j""#, r#""jti":"j","jti":"j""#, 1),
+            full.replacen(r#""b":null"#, r#""b":null,"b":null"#, 1),
+            full.replacen(r#""er":true"#, r#""er":true,"er":true"#, 1),
+            full.replacen(r#""DE","FR"]"#, r#""DE","FR"],"country":[]"#, 1),
+        ] {
+            assert_ne!(repeated, full);
+            assert!(crate::strict_json::from_slice::<LicenseClaims>(repeated.as_bytes()).is_err());
+            assert!(LicenseClaims::from_payload(repeated.as_bytes()).is_err());
+        }
+        let lease = serde_json::json!({
+            "iss": "i", "sub": "s", "aud": "p", "iat": 1, "exp": 2, "jti": "j",
+            "license_id": "l", "client_id": "c", "user": "u", "epoch": 3, "borrowed": true
+        })
+        .to_string();
+        let one: crate::lease::LeaseClaims = crate::strict_json::from_slice(lease.as_bytes())
+            .unwrap_or_else(|e| panic!("one pass refused genuine lease claims: {e}"));
+        assert_eq!(one, serde_json::from_str(&lease).expect("plain"));
+    }
 
     fn claims(lic: serde_json::Value) -> LicenseClaims {
         let object =

@@ -577,8 +577,8 @@ impl Verifier {
 
     /// Verifies the signature, type, claims and product of `token`.
     pub fn verify(&self, token: &str) -> Result<License, Error> {
-        let jws = jws::verify(token, TokenKind::License, &self.store)?;
-        let claims = LicenseClaims::from_json(&jws.payload)?;
+        let jws = jws::verify_signature(token, TokenKind::License, &self.store)?;
+        let claims = LicenseClaims::from_payload(&jws.payload)?;
         if let Some(product) = &self.product_id
             && !claims.aud.contains(product)
         {
@@ -597,8 +597,8 @@ impl Verifier {
     /// as a lease is [`Error::WrongTokenType`], and the reverse too), then its claims and
     /// product. Whether it is still live is [`Lease::status_for`]'s question.
     pub fn verify_lease(&self, token: &str) -> Result<Lease, Error> {
-        let jws = jws::verify(token, TokenKind::Lease, &self.store)?;
-        let claims = LeaseClaims::from_json(&jws.payload)?;
+        let jws = jws::verify_signature(token, TokenKind::Lease, &self.store)?;
+        let claims = LeaseClaims::from_payload(&jws.payload)?;
         if let Some(product) = &self.product_id
             && claims.aud != *product
         {

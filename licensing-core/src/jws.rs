@@ -1,4 +1,6 @@
-//! JWS compact serialization (RFC 7515) restricted to Ed25519 (RFC 8037) and this profile.
+//! JWS compact serialization (RFC 7515) restricted to Ed25519 (RFC 8037) and this profile:
+//! verification only. Signing lives in `issuer.rs` (feature `issuer`), so this module
+//! imports nothing from the issuer side.
 //!
 //! Hand-written rather than taken from a JOSE crate: the general crates accept algorithms,
 //! header parameters and encodings this profile must refuse, and none offers `verify_strict`
@@ -63,71 +65,22 @@ pub fn verify_token(
     kind: TokenKind,
     store: &TrustStore,
 ) -> Result<VerifiedToken, Error> {
-    let jws = verify(token, kind, store)?;
-    let claims = serde_json::from_slice(&jws.payload).map_err(|e| Error::Json {
-        segment: "payload",
-        detail: e.to_string(),
-    })?;
+    let jws = verify_signature(token, kind, store)?;
+    let claims = match strict_json::from_slice(&jws.payload) {
+        Ok(claims) => claims,
+        // Refused in one pass: the two passes accept it or name the problem.
+        Err(_) => {
+            check_payload(&jws.payload)?;
+            serde_json::from_slice(&jws.payload).map_err(|e| Error::Json {
+                segment: "payload",
+                detail: e.to_string(),
+            })?
+        }
+    };
     Ok(VerifiedToken {
         kid: jws.kid,
         claims,
     })
-}
-
-/// Signs `claims` as a `kind` token with the profile's header. A license goes through
-/// [`crate::issue_license`] and a lease through [`crate::issue_lease`] (their claims are
-/// validated first); other kinds are signed as given.
-#[cfg(feature = "issuer")]
-pub fn sign_token(
-    kind: TokenKind,
-    key: &crate::issuer::PrivateKey,
-    claims: &serde_json::Map<String, serde_json::Value>,
-) -> Result<String, Error> {
-    if kind == TokenKind::License {
-        let claims = crate::claims::LicenseClaims::from_object(claims.clone())?;
-        return crate::issuer::issue_license(&claims, key);
-    }
-    if kind == TokenKind::Lease {
-        let claims = crate::lease::LeaseClaims::from_object(claims.clone())?;
-        return crate::issuer::issue_lease(&claims, key);
-    }
-    let payload = serde_json::to_vec(claims).map_err(|e| Error::Json {
-        segment: "payload",
-        detail: e.to_string(),
-    })?;
-    sign_checked(key, kind.typ(), &payload)
-}
-
-/// [`sign_token`] for claims in any serializable form (e.g. a struct), without building a
-/// JSON map first. License and lease claims still go through their validation.
-#[cfg(feature = "issuer")]
-pub fn sign_claims<T: serde::Serialize>(
-    kind: TokenKind,
-    key: &crate::issuer::PrivateKey,
-    claims: &T,
-) -> Result<String, Error> {
-    let json_error = |e: serde_json::Error| Error::Json {
-        segment: "payload",
-        detail: e.to_string(),
-    };
-    if matches!(kind, TokenKind::License | TokenKind::Lease) {
-        let serde_json::Value::Object(map) = serde_json::to_value(claims).map_err(json_error)?
-        else {
-            return Err(Error::Json {
-                segment: "payload",
-                detail: "the claims are not a JSON object".into(),
-            });
-        };
-        return sign_token(kind, key, &map);
-    }
-    let payload = serde_json::to_vec(claims).map_err(json_error)?;
-    if payload.first() != Some(&b'{') {
-        return Err(Error::Json {
-            segment: "payload",
-            detail: "the claims are not a JSON object".into(),
-        });
-    }
-    sign_checked(key, kind.typ(), &payload)
 }
 
 /// Header parameters refused outright: they ask the verifier to trust or fetch key material
@@ -145,15 +98,19 @@ const ALLOWED_HEADERS: [&str; 3] = ["alg", "kid", "typ"];
 pub(crate) struct VerifiedJws {
     /// The kid of the key that verified it.
     pub kid: String,
-    /// The decoded payload, already checked to be one strict JSON object.
+    /// The decoded payload. Not yet checked to be strict JSON: the caller parses it with
+    /// [`strict_json::from_slice`] and, when that refuses, runs [`check_payload`] first.
     pub payload: Vec<u8>,
 }
 
-/// Verifies `token` as a `kind` token signed by a key in `store`.
+/// Verifies `token` as a `kind` token signed by a key in `store`, all but the payload's JSON.
 ///
 /// Order matters: structure, then algorithm and key, then the signature, and only then the
-/// type, so [`Error::WrongTokenType`] always means a genuine token of another kind.
-pub(crate) fn verify(
+/// type, so [`Error::WrongTokenType`] always means a genuine token of another kind. The payload
+/// is then parsed by the caller in one strict pass ([`strict_json::from_slice`]), and only if
+/// that refuses it is checked apart ([`check_payload`]) to name the problem: a genuine token
+/// is read once, not pre-checked and then read.
+pub(crate) fn verify_signature(
     token: &str,
     kind: TokenKind,
     store: &TrustStore,
@@ -197,13 +154,18 @@ pub(crate) fn verify(
         });
     }
     let payload = b64::decode(payload_b64).ok_or(Error::Base64 { segment: "payload" })?;
-    strict_json::check_object(&payload).map_err(|detail| Error::Json {
-        segment: "payload",
-        detail,
-    })?;
     Ok(VerifiedJws {
         kid: kid.to_owned(),
         payload,
+    })
+}
+
+/// The strict pre-pass over a verified payload (one JSON object, no duplicate names, depth
+/// cap), for a payload the one-pass parsing refused: its error names the JSON problem.
+pub(crate) fn check_payload(payload: &[u8]) -> Result<(), Error> {
+    strict_json::check_object(payload).map_err(|detail| Error::Json {
+        segment: "payload",
+        detail,
     })
 }
 
@@ -322,63 +284,23 @@ pub fn decode_unverified(token: &str) -> Result<(serde_json::Value, serde_json::
     Ok((decode("header", parts[0])?, decode("payload", parts[1])?))
 }
 
-/// The protected header of every token this profile signs, members in RFC 7638 order.
-#[cfg(feature = "issuer")]
-pub(crate) fn header_for(kind_typ: &str, kid: &str) -> String {
-    // Written out rather than a `json!` map: the same bytes (members in this order, strings
-    // escaped by serde_json's `Display`, which cannot fail), without building a map for every
-    // token signed.
-    let (kid, typ) = (
-        serde_json::Value::from(kid),
-        serde_json::Value::from(kind_typ),
-    );
-    format!(r#"{{"alg":"EdDSA","kid":{kid},"typ":{typ}}}"#)
-}
-
-/// Signs `payload` (JSON bytes) as a `typ` token with the profile's header, refusing what a
-/// verifier of this profile refuses as malformed, so an issuer never hands out a token its own
-/// verifiers cannot read: a payload that is not one strict JSON object (duplicate names,
-/// nesting deeper than [`strict_json::MAX_DEPTH`]) or a token over [`MAX_TOKEN_BYTES`].
-#[cfg(feature = "issuer")]
-pub(crate) fn sign_checked(
-    key: &crate::issuer::PrivateKey,
-    typ: &str,
-    payload: &[u8],
-) -> Result<String, Error> {
-    strict_json::check_object(payload).map_err(|detail| Error::Json {
-        segment: "payload",
-        detail,
-    })?;
-    let header = header_for(typ, key.public_key().kid());
-    let token = sign_compact(key, header.as_bytes(), payload);
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(Error::TooLarge {
-            len: token.len(),
-            max: MAX_TOKEN_BYTES,
-        });
-    }
-    Ok(token)
-}
-
-/// Signs `header` and `payload` (JSON bytes) as a compact JWS.
-#[cfg(feature = "issuer")]
-pub(crate) fn sign_compact(
-    key: &crate::issuer::PrivateKey,
-    header: &[u8],
-    payload: &[u8],
-) -> String {
-    let mut token = b64::encode(header);
-    token.push('.');
-    token.push_str(&b64::encode(payload));
-    let signature = key.sign(token.as_bytes());
-    token.push('.');
-    token.push_str(&b64::encode(&signature));
-    token
-}
-
 #[cfg(test)]
 mod header_tests {
     use super::*;
+
+    /// This module only verifies: signing is `issuer.rs`'s, and nothing here names the issuer
+    /// side (which imports `evaluate`, which imports this module: no circle).
+    #[test]
+    fn jws_imports_nothing_from_the_issuer() {
+        let source = include_str!("jws.rs");
+        for name in [
+            concat!("crate::", "issuer"),
+            concat!("Private", "Key"),
+            concat!("fn ", "sign_"),
+        ] {
+            assert!(!source.contains(name), "jws.rs names `{name}`");
+        }
+    }
 
     /// The fast path accepts only headers the full checks accept, with the same `kid` and
     /// `typ`; it takes the genuine shapes, and leaves every other one to the full checks.
@@ -437,145 +359,5 @@ mod header_tests {
                 assert!(checked.is_err(), "{json}: accepted by the full checks");
             }
         }
-    }
-}
-
-#[cfg(test)]
-#[cfg(feature = "issuer")]
-mod tests {
-    use super::*;
-    use crate::issuer::PrivateKey;
-
-    fn setup() -> (PrivateKey, TrustStore) {
-        let key = PrivateKey::from_seed(&[7; 32]).expect("key");
-        let mut store = TrustStore::new();
-        store.add(key.public_key().clone()).expect("add");
-        (key, store)
-    }
-
-    fn claims() -> serde_json::Map<String, serde_json::Value> {
-        let serde_json::Value::Object(map) = serde_json::json!({"sub": "m_1", "nonce": "abc"})
-        else {
-            unreachable!()
-        };
-        map
-    }
-
-    /// A struct signs to the same claims as its map, and only an object is signed.
-    #[test]
-    fn the_header_is_the_same_bytes_as_its_map_form() {
-        for (typ, kid) in [
-            ("license+jwt", "abc_DEF-123"),
-            ("response+jwt", "q\"uote\\é"),
-        ] {
-            let map = serde_json::json!({ "alg": "EdDSA", "kid": kid, "typ": typ }).to_string();
-            assert_eq!(header_for(typ, kid), map);
-        }
-        assert_eq!(
-            header_for("lease+jwt", "k"),
-            r#"{"alg":"EdDSA","kid":"k","typ":"lease+jwt"}"#
-        );
-    }
-
-    #[test]
-    fn sign_claims_signs_a_struct_like_its_map() {
-        #[derive(serde::Serialize)]
-        struct Claims {
-            sub: &'static str,
-            nonce: &'static str,
-        }
-        let (key, store) = setup();
-        let token = sign_claims(
-            TokenKind::Response,
-            &key,
-            &Claims {
-                sub: "m_1",
-                nonce: "abc",
-            },
-        )
-        .expect("sign");
-        let verified = verify_token(&token, TokenKind::Response, &store).expect("verify");
-        assert_eq!(verified.claims, claims());
-        assert!(sign_claims(TokenKind::Response, &key, &[1, 2]).is_err());
-        // License claims are validated: a response's claims are not a license.
-        assert!(sign_claims(TokenKind::License, &key, &claims()).is_err());
-    }
-
-    #[test]
-    fn machine_and_response_tokens_round_trip_with_their_own_typ() {
-        let (key, store) = setup();
-        for kind in [TokenKind::Machine, TokenKind::Response] {
-            let token = sign_token(kind, &key, &claims()).expect("sign");
-            let (header, _) = decode_unverified(&token).expect("decode");
-            assert_eq!(header["typ"], kind.typ());
-            let verified = verify_token(&token, kind, &store).expect("verify");
-            assert_eq!(verified.claims, claims());
-            assert_eq!(verified.kid, key.public_key().kid());
-        }
-    }
-
-    #[test]
-    fn a_genuine_token_of_one_kind_is_refused_as_another() {
-        let (key, store) = setup();
-        let machine = sign_token(TokenKind::Machine, &key, &claims()).expect("sign");
-        for other in [TokenKind::License, TokenKind::Response] {
-            assert!(matches!(
-                verify_token(&machine, other, &store),
-                Err(Error::WrongTokenType { .. })
-            ));
-        }
-        let verifier = crate::Verifier::for_any_product(store);
-        assert!(matches!(
-            verifier.verify(&machine),
-            Err(Error::WrongTokenType { .. })
-        ));
-    }
-
-    #[test]
-    fn sign_token_validates_license_claims() {
-        let (key, _) = setup();
-        assert!(matches!(
-            sign_token(TokenKind::License, &key, &claims()),
-            Err(Error::InvalidClaims { .. })
-        ));
-    }
-
-    #[test]
-    fn a_tampered_machine_token_is_refused() {
-        let (key, store) = setup();
-        let token = sign_token(TokenKind::Machine, &key, &claims()).expect("sign");
-        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        parts[1] = crate::b64::encode(br#"{"sub":"m_2","nonce":"abc"}"#);
-        assert_eq!(
-            verify_token(&parts.join("."), TokenKind::Machine, &store),
-            Err(Error::SignatureInvalid)
-        );
-    }
-
-    /// Security review: a token file saved with a UTF-8 BOM was reported as "header is not
-    /// canonical unpadded base64url". The error now names the byte-order mark; the token is
-    /// still refused (malformed), never stripped silently.
-    #[test]
-    fn a_byte_order_mark_is_named_and_refused() {
-        let (key, store) = setup();
-        let token = sign_token(TokenKind::Response, &key, &claims()).expect("sign");
-        assert!(verify_token(&token, TokenKind::Response, &store).is_ok());
-        let with_bom = format!("\u{feff}{token}");
-        let error = verify_token(&with_bom, TokenKind::Response, &store).unwrap_err();
-        assert_eq!(error, Error::ByteOrderMark);
-        assert_eq!(error.status(), crate::Status::Malformed);
-        let message = error.to_string();
-        assert!(message.contains("byte-order mark"), "{message}");
-        assert!(!message.contains("base64url"), "{message}");
-        assert_eq!(
-            decode_unverified(&with_bom).unwrap_err(),
-            Error::ByteOrderMark
-        );
-        // Anywhere else it is simply not base64url.
-        let inside = format!("{token}\u{feff}");
-        assert!(matches!(
-            verify_token(&inside, TokenKind::Response, &store),
-            Err(Error::Base64 { .. })
-        ));
     }
 }

@@ -89,7 +89,11 @@ impl PublicKey {
         if let Some(what) = not_pem(pem) {
             return Err(KeyError::Unrecognized(what));
         }
-        // The raw bytes only: from_bytes then decompresses once, with all the checks.
+        // The form OpenSSL and this project write is read directly; any other goes through
+        // the general parser. Either way from_bytes then decompresses once, with all the checks.
+        if let Some(bytes) = canonical_spki_pem(pem.trim()) {
+            return Self::from_bytes(&bytes);
+        }
         let key =
             ed25519_dalek::pkcs8::PublicKeyBytes::from_public_key_pem(pem.trim()).map_err(|e| {
                 KeyError::Encoding {
@@ -205,6 +209,34 @@ fn not_pem(text: &str) -> Option<String> {
         "text without a `-----BEGIN PUBLIC KEY-----` line"
     };
     Some(what.into())
+}
+
+/// The DER of an Ed25519 SubjectPublicKeyInfo (RFC 8410) before the key:
+/// SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (no unused bits) of 32 bytes }.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The key of an Ed25519 SPKI PEM in its canonical form (the `PUBLIC KEY` header line, the
+/// 44-byte DER as one line of 60 padded base64 characters, the footer line, `\n` line ends,
+/// outer whitespace trimmed), read without the general PEM and DER parsers: they take 0.08x a
+/// signature check for 44 bytes. `None` for any other form (other line ends, line breaks or
+/// algorithm), which the general parser then accepts or explains; what this accepts, it
+/// accepts with the same key.
+fn canonical_spki_pem(pem: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    let line = pem
+        .strip_prefix("-----BEGIN PUBLIC KEY-----\n")?
+        .strip_suffix("\n-----END PUBLIC KEY-----")?;
+    if line.len() != 60 {
+        return None;
+    }
+    let mut der = [0u8; 45];
+    let len = base64::engine::general_purpose::STANDARD
+        .decode_slice(line, &mut der)
+        .ok()?;
+    let key = der.get(..len)?.strip_prefix(&ED25519_SPKI_PREFIX)?;
+    key.try_into().ok()
 }
 
 /// Whether the little-endian y coordinate (sign bit masked) is below p = 2^255 - 19.
@@ -340,6 +372,47 @@ impl TrustStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The direct read of the canonical SPKI PEM gives the key the general parser gives, and
+    /// leaves every other form to it (which still reads the ones that are valid).
+    #[test]
+    fn the_canonical_spki_pem_reads_like_the_general_parser() {
+        let general = |pem: &str| {
+            ed25519_dalek::pkcs8::PublicKeyBytes::from_public_key_pem(pem.trim())
+                .ok()
+                .map(|k| k.to_bytes())
+        };
+        for seed in 0..16u8 {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            let pem = key.to_public_key_pem(Default::default()).expect("pem");
+            let bytes = key.to_bytes();
+            assert_eq!(canonical_spki_pem(pem.trim()), Some(bytes), "{pem}");
+            assert_eq!(general(&pem), Some(bytes));
+            let line = pem.lines().nth(1).expect("body line");
+            let variants = [
+                pem.replace('\n', "\r\n"),
+                pem.replace(line, &format!("{}\n{}", &line[..32], &line[32..])),
+                pem.replace("PUBLIC KEY", "RSA PUBLIC KEY"),
+                pem.replace(&line[..4], "MCow"),
+                pem.replace(&line[..8], "MCswBQYD"),
+                pem.replace(&line[..12], "MCowBQYDK2Vx"),
+                pem.replace(&line[56..], "AAA="),
+                pem.replace(&line[56..], "AAAA"),
+                pem.replace(&line[58..], "A="),
+            ];
+            for variant in variants {
+                let fast = canonical_spki_pem(variant.trim());
+                if let Some(fast) = fast {
+                    assert_eq!(Some(fast), general(&variant), "{variant}");
+                }
+            }
+            assert_eq!(canonical_spki_pem(&pem.replace('\n', "\r\n")), None);
+            assert_eq!(
+                PublicKey::from_spki_pem(&pem.replace('\n', "\r\n")).map(|k| k.to_bytes()),
+                Ok(bytes)
+            );
+        }
+    }
 
     #[test]
     fn rfc8037_thumbprint() {

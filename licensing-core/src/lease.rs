@@ -48,6 +48,20 @@ json_object!(LeaseClaims);
 
 impl LeaseClaims {
     /// Parses and validates a payload that already passed the strict JSON pre-pass.
+    /// Parses and validates a verified token's payload in one strict pass, or, when that
+    /// refuses it, the long way (strict pre-pass, then [`Self::from_json`]) to name the problem.
+    pub(crate) fn from_payload(payload: &[u8]) -> Result<Self, Error> {
+        let claims: LeaseClaims = match crate::strict_json::from_slice(payload) {
+            Ok(claims) => claims,
+            Err(_) => {
+                crate::jws::check_payload(payload)?;
+                return Self::from_json(payload);
+            }
+        };
+        claims.validate()?;
+        Ok(claims)
+    }
+
     pub(crate) fn from_json(payload: &[u8]) -> Result<Self, Error> {
         let de = &mut serde_json::Deserializer::from_slice(payload);
         let claims: LeaseClaims = serde_path_to_error::deserialize(de).map_err(path_error)?;

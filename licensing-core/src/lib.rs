@@ -14,7 +14,7 @@ mod keys;
 pub mod lease;
 #[cfg(feature = "machine")]
 pub mod machine;
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub mod online;
 pub mod protocol;
 #[cfg(feature = "store")]
@@ -30,15 +30,13 @@ pub use evaluate::{Check, Context, FeatureVerdict, License, Verdict, Verifier};
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{
-    PrivateKey, issue_lease, issue_license, issue_license_checked, sign_raw, trusted_license,
-    trusted_template,
+    PrivateKey, issue_lease, issue_license, issue_license_checked, sign_claims, sign_raw,
+    sign_token, trusted_license, trusted_template,
 };
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
-#[cfg(feature = "issuer")]
-pub use jws::{sign_claims, sign_token};
 pub use keys::{KeyError, PublicKey, TrustStore, thumbprint};
 pub use lease::{Lease, LeaseClaims};
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub use online::{Client, ClientConfig, OnlineError};
 #[cfg(feature = "store")]
 pub use startup::{BorrowedSeat, Licensing, unix_now};

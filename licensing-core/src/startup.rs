@@ -288,7 +288,7 @@ impl Licensing {
     /// one (`None`: the server said active), sealing its digest with `mark` in the clock state
     /// (`key`, see [`clock_key`]). Written in the order that never makes a crash look like
     /// tampering: a refusal before its seal, the seal before the refusal is removed.
-    #[cfg(feature = "online")]
+    #[cfg(feature = "online-core")]
     pub(crate) fn keep_server_answer(
         &self,
         key: &str,
@@ -312,7 +312,7 @@ impl Licensing {
 
     /// Forgets a kept server refusal (a fresh activation is the server saying active): the
     /// clock state, when it opens, is sealed again without it, then the answer is removed.
-    #[cfg(feature = "online")]
+    #[cfg(feature = "online-core")]
     pub(crate) fn forget_server_answer(&self, key: &str) -> Result<(), StoreError> {
         if let Ok(Some(state)) = self.sealed_state(key)?
             && state.answer.is_some()

@@ -15,6 +15,10 @@ transfer (one allowed; moving back is transfer_limit_reached) -> an air-gapped m
 deactivates itself (receipt -> vendor API frees the slot once) ->
 revoke -> server stopped: the start falls back offline within its limit -> a server that never
 answers costs at most the limit. A plain runner: prints `python-online: N passed, N failed`.
+
+The whole scenario runs twice, each time against a fresh server: over the library's built-in HTTP
+stack (`OnlineClient(...)`), then over `UrllibTransport` below, a Python `HttpTransport` handed in
+with `OnlineClient.with_transport` (as a mobile app hands in its platform's).
 """
 
 import json
@@ -32,6 +36,8 @@ import urllib.request
 
 from licensing import (
     FloatingLease,
+    HttpResponse,
+    HttpTransport,
     LeaseListener,
     LeaseLossKind,
     LicenseStore,
@@ -42,6 +48,7 @@ from licensing import (
     OnlineClient,
     QueueListener,
     Status,
+    TransportError,
     TrustStore,
     unix_now,
 )
@@ -51,6 +58,8 @@ SERVER = sys.argv[1]
 
 passed = 0
 failed = 0
+# Which transport the scenario runs over, in front of each failure.
+mode = ""
 
 
 def check(name, condition, detail=""):
@@ -59,7 +68,51 @@ def check(name, condition, detail=""):
         passed += 1
     else:
         failed += 1
-        print(f"FAIL {name} {detail}")
+        print(f"FAIL {mode}{name} {detail}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """The API never redirects, and a redirect could carry the license key elsewhere: a 3xx is
+    answered as it is."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+class UrllibTransport(HttpTransport):
+    """An `HttpTransport` on urllib (proxies from the environment, the system's CA store): it only
+    sends; the library builds each request and checks every answer."""
+
+    def __init__(self):
+        self.opener = urllib.request.build_opener(_NoRedirect)
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def send(self, request):
+        with self.lock:
+            self.calls += 1
+        req = urllib.request.Request(
+            request.url, data=bytes(request.body), method=request.method, headers=dict(request.headers)
+        )
+        try:
+            try:
+                response = self.opener.open(req, timeout=request.timeout_ms / 1000)
+            except urllib.error.HTTPError as e:
+                response = e  # 4xx/5xx (and 3xx): its body carries the server's error
+            with response:
+                # At most the cap + 1 bytes: enough for the library to see a body is too long.
+                body = response.read(request.max_body_bytes + 1)
+                return HttpResponse(
+                    status=response.getcode(), headers=dict(response.headers.items()), body=body
+                )
+        except TimeoutError as e:
+            raise TransportError.Timeout(str(e)) from e
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, TimeoutError):
+                raise TransportError.Timeout(str(e)) from e
+            raise TransportError.Network(str(e)) from e
+        except OSError as e:
+            raise TransportError.Network(str(e)) from e
 
 
 class Server:
@@ -107,18 +160,22 @@ class Server:
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        server = Server(os.path.join(tmp, "data"))
-        try:
-            run(server, tmp)
-        except Exception:  # noqa: BLE001 - the runner reports every failure
-            global failed
-            failed += 1
-            print(f"FAIL (exception):\n{traceback.format_exc()}")
-        finally:
-            if server.proc.poll() is None:
-                server.proc.kill()
-                server.proc.wait()
+    global mode, failed
+    for name, transport in (("", None), ("[urllib] ", UrllibTransport())):
+        mode = name
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(os.path.join(tmp, "data"))
+            try:
+                run(server, tmp, transport)
+            except Exception:  # noqa: BLE001 - the runner reports every failure
+                failed += 1
+                print(f"FAIL {mode}(exception):\n{traceback.format_exc()}")
+            finally:
+                if server.proc.poll() is None:
+                    server.proc.kill()
+                    server.proc.wait()
+        if transport is not None:
+            check("every request went through the app's transport", transport.calls > 20, transport.calls)
 
 
 class Listener(LeaseListener):
@@ -376,7 +433,8 @@ def transfer_and_offline_deactivation(server, client, app):
           client.activate(new, key, unix_now()).status == Status.VALID)
 
 
-def run(server, tmp):
+def run(server, tmp, transport=None):
+    """`transport`: the app's HTTP stack; None for the library's built-in one."""
     server.api("POST", "/v1/products", {"id": PRODUCT, "name": "CAD"})
     policy = server.api("POST", "/v1/policies", {
         "product_id": PRODUCT, "name": "py", "model": "subscription",
@@ -393,7 +451,12 @@ def run(server, tmp):
         store = LicenseStore.at(os.path.join(tmp, machine))
         return Licensing(trust, PRODUCT, store, options)
 
-    client = OnlineClient(trust, server.url, PRODUCT, 10_000)
+    def online_client(url, deadline_ms):
+        if transport is None:
+            return OnlineClient(trust, url, PRODUCT, deadline_ms)
+        return OnlineClient.with_transport(trust, url, PRODUCT, deadline_ms, transport)
+
+    client = online_client(server.url, 10_000)
     a = app("py-box-a")
 
     try:
@@ -450,7 +513,7 @@ def run(server, tmp):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
-    silent_client = OnlineClient(trust, f"http://127.0.0.1:{silent.getsockname()[1]}", PRODUCT, None)
+    silent_client = online_client(f"http://127.0.0.1:{silent.getsockname()[1]}", None)
     started = time.monotonic()
     result = silent_client.check_online(a, unix_now(), 600)
     took = time.monotonic() - started

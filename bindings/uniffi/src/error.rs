@@ -6,7 +6,7 @@
 //! be read or written — and [`LicensingError::Rejected`] from the explicit `verify` call, which
 //! carries the same status a verdict would.
 
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 use licensing_core::online::OnlineError;
 use licensing_core::store::StoreError;
 use licensing_core::{KeyError, Status};
@@ -133,7 +133,7 @@ impl From<serde_json::Error> for LicensingError {
     }
 }
 
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 impl From<OnlineError> for LicensingError {
     fn from(e: OnlineError) -> Self {
         let reason = e.to_string();

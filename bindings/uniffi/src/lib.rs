@@ -24,18 +24,22 @@ use licensing_core::machine::{self, SystemComponents};
 use licensing_core::{Check, FeatureVerdict, LicenseModel, Status, Verdict, store};
 
 pub mod error;
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub mod lease;
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub mod online;
 pub mod records;
+#[cfg(feature = "online-core")]
+pub mod transport;
 
 pub use error::LicensingError;
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub use lease::{FloatingLease, LeaseListener, LeaseLossInfo, LeaseLossKind, MonotonicClock};
-#[cfg(feature = "online")]
+#[cfg(feature = "online-core")]
 pub use online::{OnlineClient, OnlineResult};
 pub use records::{Context, LicensingOptions, MachineFingerprint, RawComponents};
+#[cfg(feature = "online-core")]
+pub use transport::{HttpRequest, HttpResponse, HttpTransport, TransportError};
 
 uniffi::setup_scaffolding!();
 

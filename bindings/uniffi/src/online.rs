@@ -7,6 +7,7 @@ use std::time::Duration;
 use licensing_core::Verdict;
 use licensing_core::online::{Client, ClientConfig, OnlineCheck};
 
+use crate::transport::{ForeignTransport, HttpTransport};
 use crate::{Licensing, LicensingError, TrustStore};
 
 /// The outcome of an online check or validation.
@@ -56,7 +57,9 @@ impl OnlineClient {
 #[uniffi::export]
 impl OnlineClient {
     /// A client for the server at `base_url` and the product `product_id`; `deadline_ms`
-    /// bounds each call, retries included (absent: 20 s).
+    /// bounds each call, retries included (absent: 20 s). Over the built-in HTTP stack
+    /// (rustls); a build without it (feature `online-core`, mobile) refuses with
+    /// `InvalidArgument`: use `with_transport`.
     #[uniffi::constructor]
     pub fn new(
         trust_store: Arc<TrustStore>,
@@ -64,13 +67,38 @@ impl OnlineClient {
         product_id: String,
         deadline_ms: Option<u32>,
     ) -> Result<Self, LicensingError> {
-        let mut config = ClientConfig::new(base_url, product_id);
-        if let Some(ms) = deadline_ms.filter(|ms| *ms > 0) {
-            config.deadline = Duration::from_millis(u64::from(ms));
-            config.request_timeout = config.request_timeout.min(config.deadline);
-            config.connect_timeout = config.connect_timeout.min(config.deadline);
-        }
-        Ok(OnlineClient(Client::new(config, trust_store.0.clone())?))
+        let config = config(base_url, product_id, deadline_ms);
+        #[cfg(feature = "online")]
+        let client = Client::new(config, trust_store.0.clone());
+        #[cfg(not(feature = "online"))]
+        let client: Result<Client, _> = {
+            let _ = (config, &trust_store);
+            Err(licensing_core::OnlineError::Config(
+                "this build has no built-in HTTP stack: use OnlineClient.with_transport".into(),
+            ))
+        };
+        Ok(OnlineClient(client?))
+    }
+
+    /// `new` over `transport`, the app's own HTTP stack (`HttpURLConnection`/OkHttp,
+    /// `URLSession`, ...), so the app keeps its platform's trust store, proxies and
+    /// certificate pinning. The requests, retries, time limits, size cap and every signature
+    /// check stay the library's.
+    #[uniffi::constructor]
+    pub fn with_transport(
+        trust_store: Arc<TrustStore>,
+        base_url: String,
+        product_id: String,
+        deadline_ms: Option<u32>,
+        transport: Arc<dyn HttpTransport>,
+    ) -> Result<Self, LicensingError> {
+        let config = config(base_url, product_id, deadline_ms);
+        let transport = Arc::new(ForeignTransport(transport));
+        Ok(OnlineClient(Client::with_transport(
+            config,
+            trust_store.0.clone(),
+            transport,
+        )?))
     }
 
     /// Activates this machine with `license_key` and installs the license token the server
@@ -194,4 +222,16 @@ impl OnlineClient {
             .import_offline_response(&self.0, &response, now)?
             .into())
     }
+}
+
+/// The client's configuration: `deadline_ms` (when given and not 0) bounds each call, and each
+/// request and connection within it.
+fn config(base_url: String, product_id: String, deadline_ms: Option<u32>) -> ClientConfig {
+    let mut config = ClientConfig::new(base_url, product_id);
+    if let Some(ms) = deadline_ms.filter(|ms| *ms > 0) {
+        config.deadline = Duration::from_millis(u64::from(ms));
+        config.request_timeout = config.request_timeout.min(config.deadline);
+        config.connect_timeout = config.connect_timeout.min(config.deadline);
+    }
+    config
 }

@@ -1,15 +1,18 @@
-//! One JSON POST with timeouts, retries (exponential backoff with jitter) and a deadline.
+//! One JSON POST with timeouts, retries (exponential backoff with jitter), a deadline and a
+//! size cap, over the client's [`Transport`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::transport::{HttpRequest, Transport, TransportError};
 use super::{ClientConfig, OnlineError};
 use crate::keys::TrustStore;
 
-/// Largest answer body read; real answers are a few KiB of tokens.
-const MAX_BODY_BYTES: u64 = 256 * 1024;
+/// Largest answer body accepted; real answers are a few KiB of tokens.
+pub const MAX_BODY_BYTES: u64 = 256 * 1024;
 
 /// The request header naming the kids of the app's trust store, so a server that rotated its
 /// key answers an app built before the rotation with a key the app trusts (while that key is
@@ -19,11 +22,22 @@ pub const TRUSTED_KIDS_HEADER: &str = "Licensing-Trusted-Kids";
 /// Most kids named in [`TRUSTED_KIDS_HEADER`] (the server refuses more).
 const MAX_TRUSTED_KIDS: usize = 32;
 
-#[derive(Debug, Clone)]
+/// The client's side of the HTTP exchange: builds each request, asks the [`Transport`], and
+/// applies the protocol's rules to what comes back (size cap, status classes, retries).
+#[derive(Clone)]
 pub(super) struct Http {
-    client: reqwest::blocking::Client,
+    transport: Arc<dyn Transport>,
     /// The value of [`TRUSTED_KIDS_HEADER`]; `None` for an empty trust store.
     trusted_kids: Option<String>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("transport", &"dyn Transport")
+            .field("trusted_kids", &self.trusted_kids)
+            .finish()
+    }
 }
 
 /// What one attempt ended with.
@@ -36,24 +50,27 @@ enum Attempt {
     Fail(OnlineError),
 }
 
+/// The one rule on the base URL, whatever the transport: `https`, or `http` (loopback tests
+/// and private networks; the answers are signed either way). Anything else is refused before
+/// a request is sent.
+pub(super) fn check_base_url(base_url: &str) -> Result<(), OnlineError> {
+    let base = url::Url::parse(base_url)
+        .map_err(|e| OnlineError::Config(format!("base URL `{base_url}`: {e}")))?;
+    if !matches!(base.scheme(), "https" | "http") {
+        return Err(OnlineError::Config(format!(
+            "base URL `{base_url}` is not http(s)"
+        )));
+    }
+    Ok(())
+}
+
 impl Http {
-    pub(super) fn new(config: &ClientConfig, trust: &TrustStore) -> Result<Self, OnlineError> {
-        let base = reqwest::Url::parse(&config.base_url)
-            .map_err(|e| OnlineError::Config(format!("base URL `{}`: {e}", config.base_url)))?;
-        if !matches!(base.scheme(), "https" | "http") {
-            return Err(OnlineError::Config(format!(
-                "base URL `{}` is not http(s)",
-                config.base_url
-            )));
-        }
-        let client = reqwest::blocking::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .user_agent(concat!("licensing/", env!("CARGO_PKG_VERSION")))
-            // Redirects could carry the license key elsewhere; the API never redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| OnlineError::Config(format!("HTTP client: {e}")))?;
+    pub(super) fn new(
+        config: &ClientConfig,
+        trust: &TrustStore,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Self, OnlineError> {
+        check_base_url(&config.base_url)?;
         let kids: Vec<&str> = trust
             .keys()
             .map(|key| key.kid())
@@ -61,14 +78,15 @@ impl Http {
             .collect();
         let trusted_kids = (!kids.is_empty()).then(|| kids.join(","));
         Ok(Http {
-            client,
+            transport,
             trusted_kids,
         })
     }
 
     /// POSTs `body` as JSON to `path`; answers the status and the JSON body of a 2xx. A 4xx is
-    /// [`OnlineError::Server`] at once; connection errors, timeouts, 5xx and 429 are retried
-    /// while attempts and time are left. Never takes longer than `limit` (nor the deadline).
+    /// [`OnlineError::Server`] at once; transport errors (connection, timeouts), 5xx and 429
+    /// are retried while attempts and time are left. Never takes longer than `limit` (nor the
+    /// deadline).
     pub(super) fn post(
         &self,
         config: &ClientConfig,
@@ -87,7 +105,8 @@ impl Http {
                 return Err(OnlineError::Timeout(limit));
             }
             let timeout = left.min(config.request_timeout);
-            let (error, retry_after) = match self.attempt(&url, &body, timeout, limit) {
+            let request = self.request(config, &url, &body, timeout);
+            let (error, retry_after) = match self.attempt(&request, limit) {
                 Attempt::Done(status, value) => return Ok((status, value)),
                 Attempt::Retry(error, retry_after) => (error, retry_after),
                 Attempt::Fail(error) => return Err(error),
@@ -107,46 +126,57 @@ impl Http {
         }
     }
 
-    fn attempt(&self, url: &str, body: &[u8], timeout: Duration, limit: Duration) -> Attempt {
-        let mut request = self
-            .client
-            .post(url)
-            .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json");
+    fn request(
+        &self,
+        config: &ClientConfig,
+        url: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> HttpRequest {
+        let mut headers = vec![
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            ("Accept".to_owned(), "application/json".to_owned()),
+            (
+                "User-Agent".to_owned(),
+                concat!("licensing/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ),
+        ];
         if let Some(kids) = &self.trusted_kids {
-            request = request.header(TRUSTED_KIDS_HEADER, kids);
+            headers.push((TRUSTED_KIDS_HEADER.to_owned(), kids.clone()));
         }
-        let sent = request.body(body.to_vec()).send();
-        let response = match sent {
+        HttpRequest {
+            method: "POST".to_owned(),
+            url: url.to_owned(),
+            headers,
+            body: body.to_vec(),
+            timeout,
+            connect_timeout: config.connect_timeout.min(timeout),
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+
+    fn attempt(&self, request: &HttpRequest, limit: Duration) -> Attempt {
+        let response = match self.transport.send(request) {
             Ok(response) => response,
-            Err(e) if e.is_timeout() => return Attempt::Retry(OnlineError::Timeout(limit), None),
-            Err(e) => return Attempt::Retry(OnlineError::Network(describe(&e)), None),
+            Err(TransportError::Timeout) => {
+                return Attempt::Retry(OnlineError::Timeout(limit), None);
+            }
+            Err(TransportError::Network(detail)) => {
+                return Attempt::Retry(OnlineError::Network(detail), None);
+            }
         };
-        let status = response.status().as_u16();
+        let status = response.status;
         let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
+            .header("Retry-After")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let mut bytes = Vec::new();
-        let read = std::io::Read::read_to_end(
-            &mut std::io::Read::take(response, MAX_BODY_BYTES + 1),
-            &mut bytes,
-        );
-        if let Err(e) = read {
-            return Attempt::Retry(
-                OnlineError::Network(format!("reading the answer: {e}")),
-                None,
-            );
-        }
-        if bytes.len() as u64 > MAX_BODY_BYTES {
+        // The transport was told the cap; whatever it read, a longer body is refused here.
+        if response.body.len() as u64 > MAX_BODY_BYTES {
             return Attempt::Fail(OnlineError::BadResponse(format!(
                 "HTTP {status}: answer larger than {MAX_BODY_BYTES} bytes"
             )));
         }
-        let json: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let json: Option<Value> = serde_json::from_slice(&response.body).ok();
         if (200..300).contains(&status) {
             return match json {
                 Some(value) => Attempt::Done(status, value),
@@ -192,16 +222,4 @@ fn backoff(config: &ClientConfig, attempt: u32) -> Duration {
         Err(_) => 0.75,
     };
     base.mul_f64(jitter)
-}
-
-/// The error and its causes on one line (reqwest's own message is only the outermost).
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

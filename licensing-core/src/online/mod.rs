@@ -1,5 +1,7 @@
 //! The online client (feature `online`): activation, validation and deactivation against a
-//! licensing server over HTTPS, and the air-gapped activation files.
+//! licensing server over HTTPS, and the air-gapped activation files. Feature `online-core` is
+//! the same client without the default HTTP stack: the app hands in its own [`Transport`]
+//! ([`Client::with_transport`]).
 //!
 //! Every answer that matters is a token signed by the vendor and verified here against the
 //! app's own trust store (never against keys the server publishes): a server, proxy or network
@@ -11,7 +13,7 @@
 //! offline) is [`crate::Licensing`]'s, with feature `store` too.
 //!
 //! ```no_run
-//! # #[cfg(feature = "store")] {
+//! # #[cfg(all(feature = "store", feature = "online"))] {
 //! use std::time::Duration;
 //! use licensing_core::online::{Client, ClientConfig};
 //! use licensing_core::{Licensing, TrustStore, store::LicenseStore, unix_now};
@@ -36,7 +38,9 @@ mod http;
 mod leases;
 #[cfg(feature = "store")]
 mod sync;
+mod transport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::evaluate::Verifier;
@@ -46,7 +50,10 @@ use crate::protocol::{
     ActivateRequest, DeactivateRequest, TransferRequest, ValidateRequest, ValidateResponse,
 };
 
-pub use http::TRUSTED_KIDS_HEADER;
+pub use http::{MAX_BODY_BYTES, TRUSTED_KIDS_HEADER};
+#[cfg(feature = "online")]
+pub use transport::ReqwestTransport;
+pub use transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
 pub use crate::protocol::{
     HeldToken, HeldTokens, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND, OfflineRequest,
@@ -190,14 +197,30 @@ pub struct Client {
 
 impl Client {
     /// A client for `config`, verifying every answer against `trust_store` (the keys shipped
-    /// with the app). Each request names the trust store's kids ([`TRUSTED_KIDS_HEADER`]), so
-    /// a server that promoted a new key keeps answering this app with a key it trusts until
-    /// the vendor retires that key.
+    /// with the app), over the default transport ([`ReqwestTransport`]: reqwest with rustls).
+    /// Each request names the trust store's kids ([`TRUSTED_KIDS_HEADER`]), so a server that
+    /// promoted a new key keeps answering this app with a key it trusts until the vendor
+    /// retires that key.
+    #[cfg(feature = "online")]
     pub fn new(config: ClientConfig, trust_store: TrustStore) -> Result<Self, OnlineError> {
+        let transport = ReqwestTransport::new(&config)?;
+        Self::with_transport(config, trust_store, Arc::new(transport))
+    }
+
+    /// A client as `Client::new` (feature `online`) makes, over `transport`: the app's own HTTP
+    /// stack (the platform's on mobile: its trust store, proxies and certificate pinning).
+    /// Only the exchange is the transport's: the requests, retries, time limits, size cap and
+    /// every signature check stay the client's. `http://` and `https://` base URLs only,
+    /// whatever the transport.
+    pub fn with_transport(
+        config: ClientConfig,
+        trust_store: TrustStore,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Self, OnlineError> {
         if config.product.is_empty() {
             return Err(OnlineError::Config("the product id is empty".into()));
         }
-        let http = http::Http::new(&config, &trust_store)?;
+        let http = http::Http::new(&config, &trust_store, transport)?;
         let verifier = Verifier::new(trust_store, config.product.clone());
         Ok(Client {
             config,
@@ -407,5 +430,7 @@ fn new_nonce() -> Result<String, OnlineError> {
     Ok(crate::b64::encode(&bytes))
 }
 
-#[cfg(all(test, feature = "issuer"))]
+#[cfg(all(test, feature = "issuer", feature = "online"))]
 mod tests;
+#[cfg(all(test, feature = "issuer"))]
+mod transport_tests;

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::fingerprint::MachineFingerprint;
-use crate::issuer::PrivateKey;
-use crate::jws::{TokenKind, sign_token};
+use crate::issuer::{PrivateKey, sign_token};
+use crate::jws::TokenKind;
 use crate::{Error, Status, issue_license};
 
 const PRODUCT: &str = "com.example.cad";

@@ -266,6 +266,29 @@ final class LicensingTests: XCTestCase {
         XCTAssertEqual(try licensing.checkAtStartup(now: now).status, .noLicense)
     }
 
+    func testOnlineClientOverURLSession() throws {
+        // The app's own HTTP stack (URLSessionTransport.swift): nothing listens on port 1, so
+        // a transfer is a network error, as over the built-in stack; the URL rule holds
+        // whatever the transport.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("licensing-swift-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let licensing = try Licensing(trustStore: try store(), productId: product,
+                                      store: try LicenseStore.at(dir: dir.path),
+                                      options: LicensingOptions(fingerprintOverride: "swift-box"))
+        let client = try OnlineClient.withTransport(trustStore: try store(), baseUrl: "http://127.0.0.1:1",
+                                                    productId: product, deadlineMs: 2000,
+                                                    transport: URLSessionTransport())
+        XCTAssertThrowsError(try client.transfer(licensing: licensing, licenseKey: "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE",
+                                                 fromFingerprint: "old-machine", now: now)) { error in
+            guard case .Network? = error as? LicensingError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try OnlineClient.withTransport(trustStore: try store(), baseUrl: "ftp://127.0.0.1",
+                                                            productId: product, deadlineMs: nil,
+                                                            transport: URLSessionTransport())) { error in
+            guard case .InvalidArgument? = error as? LicensingError else { return XCTFail("\(error)") }
+        }
+    }
+
     func testPanicArrivesAsSwiftError() {
         XCTAssertThrowsError(try panicForTest(message: "boom from swift")) { error in
             XCTAssertFalse(error is LicensingError)

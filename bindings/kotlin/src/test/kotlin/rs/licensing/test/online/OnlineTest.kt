@@ -12,6 +12,9 @@
 // served from the line once the seat is checked in, one stopping its wait) -> a borrowed seat (kept in the
 // store, checked offline, returned early) -> revoke -> server stopped (the borrowed seat still
 // valid offline).
+// The whole scenario runs twice, each time against a fresh server: over the library's built-in
+// HTTP stack (`OnlineClient(...)`), then over a Kotlin transport on HttpURLConnection
+// (`OnlineClient.withTransport`, UrlConnectionTransport.kt), as an Android app hands in its own.
 // A plain main (no JUnit here): prints `kotlin-online: N passed, N failed`; exit 1 on failure.
 package rs.licensing.test.online
 
@@ -40,13 +43,25 @@ private const val PRODUCT = "com.example.cad"
 
 private var passed = 0
 private var failed = 0
+/** Which transport the scenario runs over, in front of each failure. */
+private var mode = ""
 
 private fun check(name: String, condition: Boolean, detail: Any? = "") {
     if (condition) {
         passed++
     } else {
         failed++
-        println("FAIL $name $detail")
+        println("FAIL $mode$name $detail")
+    }
+}
+
+/** Counts the requests the library hands to the app's transport. */
+private class Counting(val inner: HttpTransport) : HttpTransport {
+    val calls = java.util.concurrent.atomic.AtomicInteger()
+
+    override fun send(request: rs.licensing.HttpRequest): rs.licensing.HttpResponse {
+        calls.incrementAndGet()
+        return inner.send(request)
     }
 }
 
@@ -329,7 +344,8 @@ private fun transferAndOfflineDeactivation(server: Server, client: OnlineClient,
     check("offline deactivation: the same machine activates again", again.status == Status.VALID, again)
 }
 
-private fun run(server: Server, tmp: File) {
+/** `transport`: the app's HTTP stack; null for the library's built-in one. */
+private fun run(server: Server, tmp: File, transport: HttpTransport?) {
     server.api("POST", "/v1/products", mapOf("id" to PRODUCT, "name" to "CAD"))
     val policy = server.api("POST", "/v1/policies", mapOf(
         "product_id" to PRODUCT, "name" to "kt", "model" to "subscription",
@@ -347,7 +363,11 @@ private fun run(server: Server, tmp: File) {
         return Licensing(trust, PRODUCT, store, options)
     }
 
-    val client = OnlineClient(trust, server.url, PRODUCT, 10_000u)
+    fun onlineClient(url: String, deadlineMs: UInt?): OnlineClient =
+        if (transport == null) OnlineClient(trust, url, PRODUCT, deadlineMs)
+        else OnlineClient.withTransport(trust, url, PRODUCT, deadlineMs, transport)
+
+    val client = onlineClient(server.url, 10_000u)
     val a = app("kt-box-a")
 
     try {
@@ -410,7 +430,7 @@ private fun run(server: Server, tmp: File) {
 
     // A listener that never answers: the start is back within the limit, offline.
     ServerSocket(0, 8, InetAddress.getByName("127.0.0.1")).use { silent ->
-        val silentClient = OnlineClient(trust, "http://127.0.0.1:${silent.localPort}", PRODUCT, null)
+        val silentClient = onlineClient("http://127.0.0.1:${silent.localPort}", null)
         val started = System.nanoTime()
         val r = silentClient.checkOnline(a, unixNow(), 600u)
         val took = (System.nanoTime() - started) / 1e9
@@ -446,21 +466,28 @@ fun main(args: Array<String>) {
     require(args.size == 1) { "usage: OnlineTestKt PATH/TO/licensing-server" }
     val tmp = Files.createTempDirectory("kotlin-online").toFile()
     try {
-        var server: Server? = null
-        try {
-            server = Server(args[0], File(tmp, "data"))
-            run(server, tmp)
-        } catch (e: Throwable) {
-            // The runner reports every failure, the unexpected ones too.
-            failed++
-            println("FAIL (exception):")
-            e.printStackTrace(System.out)
-        } finally {
-            server?.proc?.let {
-                if (it.isAlive) {
-                    it.destroyForcibly()
-                    it.waitFor(30, TimeUnit.SECONDS)
+        for ((name, transport) in listOf("" to null, "[HttpURLConnection] " to Counting(UrlConnectionTransport()))) {
+            mode = name
+            val dir = File(tmp, if (transport == null) "builtin" else "transport")
+            var server: Server? = null
+            try {
+                server = Server(args[0], File(dir, "data"))
+                run(server, dir, transport)
+            } catch (e: Throwable) {
+                // The runner reports every failure, the unexpected ones too.
+                failed++
+                println("FAIL $mode(exception):")
+                e.printStackTrace(System.out)
+            } finally {
+                server?.proc?.let {
+                    if (it.isAlive) {
+                        it.destroyForcibly()
+                        it.waitFor(30, TimeUnit.SECONDS)
+                    }
                 }
+            }
+            if (transport != null) {
+                check("every request went through the app's transport", transport.calls.get() > 20, transport.calls.get())
             }
         }
     } finally {

@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::issuer::PrivateKey;
-use crate::jws::{TokenKind, sign_token};
+use crate::issuer::sign_token;
+use crate::jws::TokenKind;
 use crate::{LicenseClaims, issue_license};
 
 const PRODUCT: &str = "com.example.cad";

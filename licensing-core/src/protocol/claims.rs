@@ -100,6 +100,26 @@ pub struct MachineClaims {
     pub jti: String,
     /// The license the machine is activated on.
     pub license_id: String,
-    /// The machine's fingerprint as activated.
+    /// The machine's fingerprint as activated (read leniently: a client needs its `id`; any
+    /// member beside `id` and `components` is ignored).
+    #[serde(deserialize_with = "bound_leniently")]
     pub fingerprint: BoundFingerprint,
+}
+
+/// A machine token's `fingerprint`, as tolerantly as a client reads it: the `id`, and the
+/// `components` when they are a map of strings (ignored otherwise, like any other member).
+fn bound_leniently<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BoundFingerprint, D::Error> {
+    #[derive(Deserialize)]
+    struct Lenient {
+        id: String,
+        #[serde(default)]
+        components: serde_json::Value,
+    }
+    let lenient = Lenient::deserialize(deserializer)?;
+    Ok(BoundFingerprint {
+        id: lenient.id,
+        components: serde_json::from_value(lenient.components).unwrap_or_default(),
+    })
 }

@@ -236,6 +236,16 @@ fn answers_are_read_tolerantly() {
     assert_eq!(claims.status, ServerStatus::Other("archived".into()));
     assert!(!claims.status.is_refusal());
     assert!(!claims.activation_required && !claims.is_offline());
+    // A machine token whose fingerprint carries more than `id` and `components` (a server
+    // that binds the whole presented fingerprint).
+    let machine: MachineClaims = serde_json::from_value(json!({
+        "sub": "m", "aud": "p", "iat": 1, "license_id": "l",
+        "fingerprint": { "id": "f", "components": { "a": "1" }, "is_virtual": false,
+            "virtualization": [] }
+    }))
+    .expect("tolerant");
+    assert_eq!(machine.fingerprint.id, "f");
+    assert_eq!(machine.fingerprint.components.len(), 1);
     let error: ErrorBody =
         serde_json::from_value(json!({ "error": "seat_quota", "detail": "d" })).expect("error");
     assert_eq!(error.error, ErrorCode::Other("seat_quota".into()));

@@ -474,6 +474,18 @@ impl LicenseClaims {
     /// Checks the rules the JSON types cannot express. Issuers run it before signing and
     /// verifiers after, so a token that breaks them is never valid.
     pub fn validate(&self) -> Result<(), Error> {
+        self.validate_binding(true)
+    }
+
+    /// [`Self::validate`] for claims that may bind no machine yet: an issuer's template of a
+    /// node-locked license, whose `lic.node_lock.fingerprints` is filled in when machines are
+    /// activated. Every other rule is checked, and the match rule must be one a machine can
+    /// meet (`min_matching` at least 1); bound fingerprints, if any, are checked as usual.
+    pub fn validate_unbound(&self) -> Result<(), Error> {
+        self.validate_binding(false)
+    }
+
+    fn validate_binding(&self, bound: bool) -> Result<(), Error> {
         non_empty("iss", &self.iss)?;
         non_empty("sub", &self.sub)?;
         if self.aud.as_slice().is_empty() {
@@ -551,7 +563,7 @@ impl LicenseClaims {
             timestamp("lic.version.maintenance_until", version.maintenance_until)?;
         }
         if let Some(lock) = &lic.node_lock {
-            lock.validate()?;
+            lock.validate(bound)?;
         }
         if let Some(check_in) = &lic.check_in {
             timestamp("lic.check_in.until", Some(check_in.until))?;
@@ -646,7 +658,17 @@ impl LicenseClaims {
     /// - a node-locked license allows at least one machine (`lic.max_machines` >= 1);
     /// - a perpetual license has no `lic.seats`.
     pub fn validate_new(&self) -> Result<(), Error> {
-        self.validate()?;
+        self.validate_new_binding(true)
+    }
+
+    /// [`Self::validate_new`] for an issuer's template that may bind no machine yet (see
+    /// [`Self::validate_unbound`]).
+    pub fn validate_new_unbound(&self) -> Result<(), Error> {
+        self.validate_new_binding(false)
+    }
+
+    fn validate_new_binding(&self, bound: bool) -> Result<(), Error> {
+        self.validate_binding(bound)?;
         check_text("iss", &self.iss)?;
         check_text("sub", &self.sub)?;
         for aud in self.aud.as_slice() {
@@ -701,7 +723,8 @@ impl LicenseClaims {
 }
 
 impl NodeLock {
-    fn validate(&self) -> Result<(), Error> {
+    /// `bound`: the claims must bind at least one machine (a token, not a template).
+    fn validate(&self, bound: bool) -> Result<(), Error> {
         use crate::fingerprint::MAX_COMPONENTS;
         if let Some(policy) = &self.match_policy {
             if policy.min_matching as usize > MAX_COMPONENTS {
@@ -722,6 +745,15 @@ impl NodeLock {
             }
         }
         if self.fingerprints.is_empty() {
+            if !bound {
+                return match &self.match_policy {
+                    Some(policy) if policy.min_matching == 0 => Err(Error::claim(
+                        "lic.node_lock.match.min_matching",
+                        "must be at least 1",
+                    )),
+                    _ => Ok(()),
+                };
+            }
             return Err(Error::claim(
                 "lic.node_lock.fingerprints",
                 "must bind at least one machine",
@@ -903,5 +935,50 @@ mod tests {
         claims(serde_json::json!({ "model": "node_locked", "max_machines": 1, "node_lock": lock }))
             .validate_new()
             .unwrap();
+    }
+
+    #[test]
+    fn a_template_may_bind_no_machine_yet() {
+        let bound = claims(
+            serde_json::json!({ "model": "node_locked", "max_machines": 1,
+            "node_lock": { "fingerprints": [{ "id": "m", "components": { "a": "1" } }],
+                           "match": { "required": ["a"], "min_matching": 1 } } }),
+        );
+        let mut template = bound.clone();
+        if let Some(lock) = template.lic.node_lock.as_mut() {
+            lock.fingerprints.clear();
+        }
+        assert_eq!(
+            field_of(template.validate().unwrap_err()),
+            "lic.node_lock.fingerprints"
+        );
+        template.validate_unbound().unwrap();
+        template.validate_new_unbound().unwrap();
+        // Any other rule is checked: a node-locked template allowing no machine.
+        let mut unlimited = template.clone();
+        unlimited.lic.max_machines = Some(0);
+        assert_eq!(
+            field_of(unlimited.validate_new_unbound().unwrap_err()),
+            "lic.max_machines"
+        );
+        // A rule no machine can meet is still refused, naming it.
+        if let Some(policy) = template
+            .lic
+            .node_lock
+            .as_mut()
+            .and_then(|lock| lock.match_policy.as_mut())
+        {
+            policy.min_matching = 0;
+        }
+        assert_eq!(
+            field_of(template.validate_unbound().unwrap_err()),
+            "lic.node_lock.match.min_matching"
+        );
+        // Bound fingerprints are checked as in a token.
+        let mut wrong = bound;
+        if let Some(lock) = wrong.lic.node_lock.as_mut() {
+            lock.fingerprints[0].components.clear();
+        }
+        assert!(wrong.validate_unbound().is_err());
     }
 }

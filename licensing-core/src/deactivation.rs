@@ -48,27 +48,59 @@ pub enum ReceiptError {
     BadMac,
 }
 
-/// An offline deactivation receipt (the JSON file the air-gapped machine hands to the vendor).
+/// An offline deactivation receipt (the JSON file the air-gapped machine hands to the vendor;
+/// also [`crate::protocol::DeactivationReceipt`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = OfflineDeactivationReceipt))]
 #[serde(deny_unknown_fields)]
 pub struct DeactivationReceipt {
     /// Always [`DEACTIVATION_RECEIPT_KIND`].
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^licensing\\.offline_deactivation_receipt$")
+    )]
     pub kind: String,
     /// Always [`DEACTIVATION_RECEIPT_VERSION`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1))]
     pub version: u32,
     /// The license id (`lic_...`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+    )]
     pub license_id: String,
     /// The machine (activation) id the server issued (`mch_...`), the machine token's `sub`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+    )]
     pub machine_id: String,
     /// The fingerprint id the machine token binds.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+    )]
     pub fingerprint: String,
     /// The `jti` of the machine token the machine held.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+    )]
     pub machine_token_jti: String,
     /// When the machine deactivated itself (its clock, Unix seconds; informational).
     pub deactivated_at: i64,
     /// 32 random bytes, base64url: no two receipts have the same MAC.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+    )]
     pub nonce: String,
     /// HMAC-SHA256 under the machine's deactivation key over [`Self::mac_payload`], base64url.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub mac: String,
 }
 

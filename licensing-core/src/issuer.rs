@@ -102,6 +102,14 @@ pub fn trusted_license(claims: LicenseClaims, kid: &str) -> Result<License, Erro
     Ok(License::issued(claims, kid.to_owned()))
 }
 
+/// [`trusted_license`] for an issuer's template that may bind no machine yet
+/// ([`LicenseClaims::validate_unbound`]): a node-locked license before its first activation.
+/// Its time rule, audience and limits are the tokens' it will sign; it runs on no machine.
+pub fn trusted_template(claims: LicenseClaims) -> Result<License, Error> {
+    claims.validate_unbound()?;
+    Ok(License::issued(claims, String::new()))
+}
+
 /// Validates `claims` and signs them as a `lease+jwt` token.
 pub fn issue_lease(claims: &LeaseClaims, key: &PrivateKey) -> Result<String, Error> {
     claims.validate()?;

@@ -16,6 +16,7 @@ pub mod lease;
 pub mod machine;
 #[cfg(feature = "online-core")]
 pub mod online;
+pub mod protocol;
 #[cfg(feature = "store")]
 mod startup;
 mod status;
@@ -32,7 +33,7 @@ pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{
     PrivateKey, issue_lease, issue_license, issue_license_checked, sign_claims, sign_raw,
-    sign_token, trusted_license,
+    sign_token, trusted_license, trusted_template,
 };
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 pub use keys::{KeyError, KeyErrorKind, PublicKey, TrustStore, thumbprint};

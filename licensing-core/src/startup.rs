@@ -8,6 +8,7 @@ use crate::jws::{self, TokenKind};
 use crate::keys::TrustStore;
 use crate::lease::Lease;
 use crate::machine::{self, SystemComponents};
+use crate::protocol::{ResponseClaims, ServerStatus};
 use crate::status::Status;
 use crate::store::{LicenseStore, StoreError};
 
@@ -268,16 +269,13 @@ impl Licensing {
     fn refusal_of(&self, license: &License, token: &str) -> Option<KeptRefusal> {
         let answer =
             jws::verify_token(token, TokenKind::Response, self.verifier.trust_store()).ok()?;
-        if answer.claims.get("license_id").and_then(|v| v.as_str()) != Some(license.id()) {
+        let answer: ResponseClaims =
+            serde_json::from_value(serde_json::Value::Object(answer.claims)).ok()?;
+        if answer.license_id != license.id() {
             return None;
         }
-        let status = answer.claims.get("status").and_then(|v| v.as_str());
-        let status = REFUSALS
-            .into_iter()
-            .find(|refusal| Some(*refusal) == status);
-        let flag = |name: &str| answer.claims.get(name).and_then(|v| v.as_bool());
-        let machine =
-            flag("activation_required") == Some(true) && flag("machine_activated") == Some(false);
+        let machine = answer.refuses_machine();
+        let status = answer.status.is_refusal().then_some(answer.status);
         (status.is_some() || machine).then_some(KeptRefusal { status, machine })
     }
 
@@ -536,15 +534,11 @@ pub(crate) fn clock_key(fp: &MachineFingerprint) -> &str {
         .unwrap_or(&fp.id)
 }
 
-/// The server statuses that refuse the license: an answer saying one of them is kept in the
-/// store ([`Licensing::keep_server_answer`]).
-pub(crate) const REFUSALS: [&str; 4] = ["revoked", "suspended", "expired", "not_yet_valid"];
-
 /// A genuine refusal of the installed license in a kept server answer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct KeptRefusal {
-    /// The refusing status (one of [`REFUSALS`]), if the answer has one.
-    status: Option<&'static str>,
+    /// The refusing status ([`ServerStatus::is_refusal`]), if the answer has one.
+    status: Option<ServerStatus>,
     /// The answer says this machine is not activated on a license that needs it.
     machine: bool,
 }
@@ -552,7 +546,7 @@ struct KeptRefusal {
 impl KeptRefusal {
     /// The verdict with this refusal applied.
     fn apply(self, verdict: Verdict) -> Verdict {
-        let verdict = match self.status {
+        let verdict = match &self.status {
             Some(status) => apply_server_status(verdict, status),
             None => verdict,
         };
@@ -567,25 +561,25 @@ impl KeptRefusal {
 /// The verdict when the licensing server reports the license `status` (its name in a signed
 /// answer): suspended, revoked, expired and not-yet-valid replace the local verdict; active or
 /// an unknown name leave it.
-pub(crate) fn apply_server_status(verdict: Verdict, status: &str) -> Verdict {
+pub(crate) fn apply_server_status(verdict: Verdict, status: &ServerStatus) -> Verdict {
     let (status, reason) = match status {
-        "revoked" => (
+        ServerStatus::Revoked => (
             Status::Revoked,
             "the licensing server reports the license revoked",
         ),
-        "suspended" => (
+        ServerStatus::Suspended => (
             Status::Suspended,
             "the licensing server reports the license suspended",
         ),
-        "expired" => (
+        ServerStatus::Expired => (
             Status::Expired,
             "the licensing server reports the license expired",
         ),
-        "not_yet_valid" => (
+        ServerStatus::NotYetValid => (
             Status::NotYetValid,
             "the licensing server reports the license not valid yet",
         ),
-        _ => return verdict,
+        ServerStatus::Active | ServerStatus::Other(_) => return verdict,
     };
     Verdict {
         status,

@@ -1,61 +1,19 @@
 //! The server's answers, verified: no I/O here, so every rule is unit-tested with signed tokens.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::OnlineError;
 use crate::Error;
+use crate::claims::Audience;
 use crate::evaluate::Verifier;
 use crate::fingerprint::MachineFingerprint;
 use crate::jws::{TokenKind, verify_token};
-
-/// `kind` of an air-gapped activation request file.
-pub const OFFLINE_REQUEST_KIND: &str = "licensing.offline_activation_request";
-/// `kind` of an air-gapped activation response file.
-pub const OFFLINE_RESPONSE_KIND: &str = "licensing.offline_activation_response";
-
-/// A license's status as the server reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ServerStatus {
-    /// In force.
-    Active,
-    /// Suspended by the vendor (may be reinstated).
-    Suspended,
-    /// Revoked for good.
-    Revoked,
-    /// Expired (grace included).
-    Expired,
-    /// Not valid yet.
-    NotYetValid,
-    /// A status this client does not know (a newer server); treated as not active.
-    Other(String),
-}
-
-impl ServerStatus {
-    fn parse(text: &str) -> Self {
-        match text {
-            "active" => ServerStatus::Active,
-            "suspended" => ServerStatus::Suspended,
-            "revoked" => ServerStatus::Revoked,
-            "expired" => ServerStatus::Expired,
-            "not_yet_valid" => ServerStatus::NotYetValid,
-            other => ServerStatus::Other(other.chars().take(64).collect()),
-        }
-    }
-
-    /// The server's name for it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ServerStatus::Active => "active",
-            ServerStatus::Suspended => "suspended",
-            ServerStatus::Revoked => "revoked",
-            ServerStatus::Expired => "expired",
-            ServerStatus::NotYetValid => "not_yet_valid",
-            ServerStatus::Other(text) => text,
-        }
-    }
-}
+use crate::protocol::{
+    ActivateResponse, DeactivateResponse, HeldToken, HeldTokens, MachineClaims,
+    OFFLINE_FILE_VERSION, OFFLINE_REQUEST_KIND, OfflineRequest, OfflineResponse, ResponseClaims,
+    ServerStatus,
+};
 
 /// A verified validation answer (online, or an imported air-gapped activation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,24 +86,6 @@ pub struct Deactivation {
     pub machine_id: Option<String>,
 }
 
-/// An air-gapped activation request: what the vendor needs, and the nonce its answer echoes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfflineRequest {
-    /// Always [`OFFLINE_REQUEST_KIND`].
-    pub kind: String,
-    /// Format version, 1.
-    pub version: u32,
-    /// The license key.
-    pub license_key: String,
-    /// This machine's fingerprint.
-    pub fingerprint: MachineFingerprint,
-    /// Random; the response must echo it.
-    pub nonce: String,
-    /// When the request was made (seconds since the epoch).
-    pub created_at: i64,
-}
-
 impl OfflineRequest {
     pub(super) fn new(
         license_key: &str,
@@ -158,7 +98,7 @@ impl OfflineRequest {
         }
         Ok(OfflineRequest {
             kind: OFFLINE_REQUEST_KIND.into(),
-            version: 1,
+            version: OFFLINE_FILE_VERSION,
             license_key: license_key.trim().into(),
             fingerprint: fingerprint.clone(),
             nonce,
@@ -176,7 +116,7 @@ impl OfflineRequest {
         crate::strict_json::check_object(text.as_bytes()).map_err(OnlineError::BadResponse)?;
         let request: OfflineRequest = serde_json::from_str(text)
             .map_err(|e| OnlineError::BadResponse(format!("offline request: {e}")))?;
-        if request.kind != OFFLINE_REQUEST_KIND || request.version != 1 {
+        if !request.is_known_kind() {
             return Err(OnlineError::BadResponse(format!(
                 "not an offline activation request (kind `{}`, version {})",
                 request.kind, request.version
@@ -186,52 +126,30 @@ impl OfflineRequest {
     }
 }
 
-pub(super) fn string_field(body: &Value, name: &str) -> Result<String, OnlineError> {
-    body.get(name)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| OnlineError::BadResponse(format!("`{name}` is missing or not a string")))
-}
-
-fn optional_string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, OnlineError> {
-    match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(OnlineError::BadResponse(format!(
-            "`{name}` is not a string"
-        ))),
-    }
-}
-
-fn claim_str<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<&'a str, OnlineError> {
-    claims.get(name).and_then(Value::as_str).ok_or_else(|| {
-        OnlineError::BadResponse(format!("claim `{name}` is missing or not a string"))
+/// An answer's body read as the protocol type `T`: an error names the member at fault.
+pub(super) fn parse<T: DeserializeOwned>(body: Value, what: &str) -> Result<T, OnlineError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        OnlineError::BadResponse(format!("{what}: `{path}`: {}", e.inner()))
     })
 }
 
-fn claim_i64(claims: &Map<String, Value>, name: &str) -> Result<i64, OnlineError> {
-    claims.get(name).and_then(Value::as_i64).ok_or_else(|| {
-        OnlineError::BadResponse(format!("claim `{name}` is missing or not an integer"))
-    })
+/// A verified token's claims read as the protocol type `T`.
+fn claims<T: DeserializeOwned>(
+    claims: &serde_json::Map<String, Value>,
+    what: &str,
+) -> Result<T, OnlineError> {
+    parse(Value::Object(claims.clone()), what)
 }
 
-/// `aud` (a string or an array of strings) names `product`.
-fn check_audience(claims: &Map<String, Value>, product: &str) -> Result<(), OnlineError> {
-    let found: Vec<String> = match claims.get("aud") {
-        Some(Value::String(aud)) => vec![aud.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    };
-    if found.iter().any(|a| a == product) {
+/// `aud` names `product`.
+fn check_audience(aud: &Audience, product: &str) -> Result<(), OnlineError> {
+    if aud.contains(product) {
         Ok(())
     } else {
         Err(OnlineError::Token(Error::ProductMismatch {
             expected: product.to_owned(),
-            found,
+            found: aud.as_slice().to_vec(),
         }))
     }
 }
@@ -240,55 +158,28 @@ fn product(verifier: &Verifier) -> &str {
     verifier.product_id().unwrap_or_default()
 }
 
-/// A `machine+jwt` for this product, this fingerprint and this license.
+/// A `machine+jwt` for this product, this fingerprint and this license: its kid and claims.
 fn verify_machine_token(
     verifier: &Verifier,
     token: &str,
     fingerprint_id: &str,
     license_id: &str,
-) -> Result<crate::jws::VerifiedToken, OnlineError> {
+) -> Result<(String, MachineClaims), OnlineError> {
     let machine = verify_token(token, TokenKind::Machine, verifier.trust_store())
         .map_err(OnlineError::Token)?;
-    check_audience(&machine.claims, product(verifier))?;
-    let bound = machine
-        .claims
-        .get("fingerprint")
-        .and_then(|f| f.get("id"))
-        .and_then(Value::as_str);
-    if bound != Some(fingerprint_id) {
+    let parsed: MachineClaims = claims(&machine.claims, "machine token claims")?;
+    check_audience(&parsed.aud, product(verifier))?;
+    if parsed.fingerprint.id != fingerprint_id {
         return Err(OnlineError::Mismatch(
             "the machine token is for another machine".into(),
         ));
     }
-    if claim_str(&machine.claims, "license_id")? != license_id {
+    if parsed.license_id != license_id {
         return Err(OnlineError::Mismatch(
             "the machine token is for another license".into(),
         ));
     }
-    Ok(machine)
-}
-
-/// A token the app holds, named to the server by its signed `sub`, `kid` and `iat`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HeldToken {
-    /// The license id (license token) or the machine id (machine token).
-    pub sub: String,
-    /// The key that signed it.
-    pub kid: String,
-    /// When it was signed.
-    pub iat: i64,
-}
-
-/// The license and machine tokens an app holds, sent with a validation so the server signs
-/// again only those that are due ([`super::Client::validate_holding`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct HeldTokens {
-    /// The stored license token.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub license: Option<HeldToken>,
-    /// The stored machine token.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub machine: Option<HeldToken>,
+    Ok((machine.kid, parsed))
 }
 
 impl HeldTokens {
@@ -309,12 +200,11 @@ impl HeldTokens {
             .and_then(|token| {
                 verify_machine_token(verifier, token, fingerprint_id, license.id()).ok()
             })
-            .and_then(|machine| {
-                Some(HeldToken {
-                    sub: machine.claims.get("sub")?.as_str()?.to_owned(),
-                    iat: machine.claims.get("iat")?.as_i64()?,
-                    kid: machine.kid,
-                })
+            .filter(|(_, machine)| !machine.sub.is_empty() && machine.iat != 0)
+            .map(|(kid, machine)| HeldToken {
+                sub: machine.sub,
+                iat: machine.iat,
+                kid,
             });
         Self {
             license: Some(HeldToken {
@@ -346,39 +236,28 @@ fn verify_license_token(
 pub(super) fn activation(
     verifier: &Verifier,
     status: u16,
-    body: &Value,
+    body: Value,
     fingerprint_id: &str,
 ) -> Result<Activation, OnlineError> {
-    let machine_id = string_field(body, "machine_id")?;
-    let license_id = string_field(body, "license_id")?;
-    let machine_token = string_field(body, "machine_token")?;
-    verify_machine_token(verifier, &machine_token, fingerprint_id, &license_id)?;
-    let license_token = match body.get("license_token") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(token)) => {
-            verify_license_token(verifier, token, &license_id)?;
-            Some(token.clone())
-        }
-        Some(_) => {
-            return Err(OnlineError::BadResponse(
-                "`license_token` is not a string".into(),
-            ));
-        }
-    };
-    let deactivation_key = match body.get("deactivation_key") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(key)) => Some(checked_key(key)?),
-        Some(_) => {
-            return Err(OnlineError::BadResponse(
-                "`deactivation_key` is not a string".into(),
-            ));
-        }
-    };
+    let answer: ActivateResponse = parse(body, "activation")?;
+    verify_machine_token(
+        verifier,
+        &answer.machine_token,
+        fingerprint_id,
+        &answer.license_id,
+    )?;
+    if let Some(token) = &answer.license_token {
+        verify_license_token(verifier, token, &answer.license_id)?;
+    }
+    let deactivation_key = answer
+        .deactivation_key
+        .map(|key| checked_key(&key))
+        .transpose()?;
     Ok(Activation {
-        machine_id,
-        license_id,
-        machine_token,
-        license_token,
+        machine_id: answer.machine_id,
+        license_id: answer.license_id,
+        machine_token: answer.machine_token,
+        license_token: answer.license_token,
         created: status == 201,
         deactivation_key,
     })
@@ -391,25 +270,11 @@ fn checked_key(key: &str) -> Result<String, OnlineError> {
     Ok(key.to_owned())
 }
 
-pub(super) fn deactivation(body: &Value) -> Result<Deactivation, OnlineError> {
-    let deactivated = body
-        .get("deactivated")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| {
-            OnlineError::BadResponse("`deactivated` is missing or not a boolean".into())
-        })?;
-    let machine_id = match body.get("machine_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(id)) => Some(id.clone()),
-        Some(_) => {
-            return Err(OnlineError::BadResponse(
-                "`machine_id` is not a string".into(),
-            ));
-        }
-    };
+pub(super) fn deactivation(body: Value) -> Result<Deactivation, OnlineError> {
+    let answer: DeactivateResponse = parse(body, "deactivation")?;
     Ok(Deactivation {
-        deactivated,
-        machine_id,
+        deactivated: answer.deactivated,
+        machine_id: answer.machine_id,
     })
 }
 
@@ -423,67 +288,45 @@ pub(super) fn verify_response(
 ) -> Result<Validation, OnlineError> {
     let response = verify_token(token, TokenKind::Response, verifier.trust_store())
         .map_err(OnlineError::Token)?;
-    let claims = &response.claims;
-    check_audience(claims, product(verifier))?;
-    if claim_str(claims, "nonce")? != nonce {
+    let claims: ResponseClaims = claims(&response.claims, "response claims")?;
+    check_audience(&claims.aud, product(verifier))?;
+    if claims.nonce != nonce {
         return Err(OnlineError::Replay);
     }
-    if claim_str(claims, "fingerprint")? != fingerprint_id {
+    if claims.fingerprint != fingerprint_id {
         return Err(OnlineError::Mismatch(
             "the response is about another machine".into(),
         ));
     }
-    let license_id = claim_str(claims, "license_id")?.to_owned();
-    if claim_str(claims, "sub")? != license_id {
+    if claims.sub != claims.license_id {
         return Err(OnlineError::BadResponse(
             "`sub` and `license_id` differ".into(),
         ));
     }
-    let machine_activated = claims
-        .get("machine_activated")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| OnlineError::BadResponse("claim `machine_activated` is missing".into()))?;
-    let activation_required = match claims.get("activation_required") {
-        None => false,
-        Some(Value::Bool(required)) => *required,
-        Some(_) => {
-            return Err(OnlineError::BadResponse(
-                "claim `activation_required` is not a boolean".into(),
-            ));
-        }
-    };
-    let license_token = optional_string(claims, "license_token")?;
-    if let Some(license_token) = &license_token {
-        verify_license_token(verifier, license_token, &license_id)?;
+    if let Some(license_token) = &claims.license_token {
+        verify_license_token(verifier, license_token, &claims.license_id)?;
     }
-    let machine_token = optional_string(claims, "machine_token")?;
-    if let Some(machine_token) = &machine_token {
-        verify_machine_token(verifier, machine_token, fingerprint_id, &license_id)?;
+    if let Some(machine_token) = &claims.machine_token {
+        verify_machine_token(verifier, machine_token, fingerprint_id, &claims.license_id)?;
     }
+    let offline = claims.is_offline();
     Ok(Validation {
-        status: ServerStatus::parse(claim_str(claims, "status")?),
-        server_time: claim_i64(claims, "server_time")?,
-        expires_at: claim_i64(claims, "exp")?,
-        license_id,
-        machine_activated,
-        activation_required,
-        machine_id: optional_string(claims, "machine_id")?,
-        license_token,
-        machine_token,
-        offline: claims.get("offline").and_then(Value::as_bool) == Some(true),
+        status: claims.status,
+        server_time: claims.server_time,
+        expires_at: claims.exp,
+        license_id: claims.license_id,
+        machine_activated: claims.machine_activated,
+        activation_required: claims.activation_required,
+        machine_id: claims.machine_id,
+        license_token: claims.license_token,
+        machine_token: claims.machine_token,
+        offline,
         response_token: token.to_owned(),
-        deactivation_key: optional_string(claims, "deactivation_key")?
+        deactivation_key: claims
+            .deactivation_key
             .map(|key| checked_key(&key))
             .transpose()?,
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OfflineResponseFile {
-    kind: String,
-    version: u32,
-    response_token: String,
 }
 
 pub(super) fn verify_offline_response(
@@ -493,9 +336,9 @@ pub(super) fn verify_offline_response(
     now: i64,
 ) -> Result<Validation, OnlineError> {
     crate::strict_json::check_object(text.trim().as_bytes()).map_err(OnlineError::BadResponse)?;
-    let file: OfflineResponseFile = serde_json::from_str(text.trim())
+    let file: OfflineResponse = serde_json::from_str(text.trim())
         .map_err(|e| OnlineError::BadResponse(format!("offline response: {e}")))?;
-    if file.kind != OFFLINE_RESPONSE_KIND || file.version != 1 {
+    if !file.is_known_kind() {
         return Err(OnlineError::BadResponse(format!(
             "not an offline activation response (kind `{}`, version {})",
             file.kind, file.version

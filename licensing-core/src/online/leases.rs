@@ -7,14 +7,18 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{Client, OnlineError, answer, new_nonce};
 use crate::lease::Lease;
+use crate::protocol::{
+    CheckOutRequest, ErrorCode, LeaseAnswer, LeaseRequest, LeaveQueueRequest, LeftQueue,
+    QueuedAnswer,
+};
 use crate::status::Status;
 
-/// The server's error code for a check-out denied because every seat is taken.
+/// The server's error code for a check-out denied because every seat is taken
+/// ([`ErrorCode::NoSeats`]).
 pub const NO_SEATS: &str = "no_seats";
 
 /// A seat granted or extended by the server, its token verified.
@@ -197,19 +201,16 @@ impl Client {
     /// Gives up the place `queue_id` in the license's wait line: `POST
     /// /v1/client/queue/{id}/leave`. Whether the place was still held.
     pub fn leave_queue(&self, license_key: &str, queue_id: &str) -> Result<bool, OnlineError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            license_key: &'a str,
-        }
         let (_, body) = self.http.post(
             &self.config,
             &format!("/v1/client/queue/{queue_id}/leave"),
-            &Body { license_key },
+            &LeaveQueueRequest {
+                license_key: license_key.to_owned(),
+            },
             self.config.deadline,
         )?;
-        body.get("left")
-            .and_then(Value::as_bool)
-            .ok_or_else(|| OnlineError::BadResponse("`left` is missing or not a boolean".into()))
+        let answer: LeftQueue = answer::parse(body, "leaving the line")?;
+        Ok(answer.left)
     }
 
     /// Borrows a seat of the floating license `license_key` for `duration` (whole seconds, at
@@ -279,42 +280,28 @@ impl Client {
         queue_seconds: Option<u64>,
         held: Option<&LeaseSecret>,
     ) -> Result<SeatAnswer, OnlineError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            license_key: &'a str,
-            client_id: &'a str,
-            user: &'a str,
-            request_id: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            borrow_seconds: Option<u64>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            queue_seconds: Option<u64>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            lease_secret: Option<&'a str>,
-            /// This SDK keeps the lease's secret and presents it on heartbeat and check-in:
-            /// the server gives the lease one and requires it (without it, the lease has none,
-            /// as for SDKs older than lease secrets).
-            lease_secret_supported: bool,
-        }
         let (status, body) = self.http.post(
             &self.config,
             "/v1/client/leases",
-            &Body {
-                license_key,
-                client_id,
-                user,
-                request_id,
-                borrow_seconds,
-                queue_seconds,
-                lease_secret: held.map(LeaseSecret::expose),
+            &CheckOutRequest {
+                license_key: license_key.to_owned(),
+                client_id: client_id.to_owned(),
+                user: user.to_owned(),
+                request_id: request_id.to_owned(),
+                borrow_seconds: borrow_seconds.map(wire_i64),
+                queue_seconds: queue_seconds.map(wire_i64),
+                lease_secret: held.map(|secret| secret.expose().to_owned()),
+                // This SDK keeps the lease's secret and presents it on heartbeat and check-in:
+                // the server gives the lease one and requires it (without it, the lease has
+                // none, as for SDKs older than lease secrets).
                 lease_secret_supported: true,
             },
             self.config.deadline,
         )?;
         if status == 202 {
-            return Ok(SeatAnswer::Queued(queue_place(&body)?));
+            return Ok(SeatAnswer::Queued(queue_place(body)?));
         }
-        let mut grant = self.lease_grant(&body, status == 201)?;
+        let mut grant = self.lease_grant(body, status == 201)?;
         // A server answering the lease this check-out presented may leave its secret out.
         if grant.lease_secret.is_none() {
             grant.lease_secret = held.cloned();
@@ -348,14 +335,10 @@ impl Client {
         let (_, body) = self.http.post(
             &self.config,
             &format!("/v1/client/leases/{}/heartbeat", held.lease_id),
-            &LeaseBody {
-                license_key,
-                epoch: held.epoch,
-                lease_secret: held.lease_secret.as_ref().map(LeaseSecret::expose),
-            },
+            &lease_request(license_key, held.epoch, held.lease_secret.as_ref()),
             limit,
         )?;
-        let mut grant = self.lease_grant(&body, false)?;
+        let mut grant = self.lease_grant(body, false)?;
         // A heartbeat's answer carries no secret: the lease keeps the one it has.
         grant.lease_secret = held.lease_secret.clone();
         let (old, new) = (held.lease.claims(), grant.lease.claims());
@@ -388,11 +371,7 @@ impl Client {
         self.http.post(
             &self.config,
             &format!("/v1/client/leases/{}/release", lease.sub),
-            &LeaseBody {
-                license_key,
-                epoch: lease.epoch,
-                lease_secret: secret.map(LeaseSecret::expose),
-            },
+            &lease_request(license_key, lease.epoch, secret),
             self.config.deadline,
         )?;
         Ok(())
@@ -400,20 +379,18 @@ impl Client {
 
     /// Reads a lease answer and verifies its token: `lease+jwt`, trusted key, this product,
     /// and the same lease id, epoch and expiry as the answer's plain fields.
-    fn lease_grant(&self, body: &Value, created: bool) -> Result<LeaseGrant, OnlineError> {
-        let lease_id = answer::string_field(body, "lease_id")?;
-        let lease_token = answer::string_field(body, "lease_token")?;
-        let number = |name: &str| {
-            body.get(name).and_then(Value::as_u64).ok_or_else(|| {
-                OnlineError::BadResponse(format!("`{name}` is missing or not a number"))
-            })
-        };
-        let (epoch, heartbeat_interval) = (number("epoch")?, number("heartbeat_interval")?);
-        let lease_secret = match body.get("lease_secret") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(secret)) if !secret.is_empty() => {
-                Some(LeaseSecret::new(secret.clone()))
-            }
+    fn lease_grant(&self, body: Value, created: bool) -> Result<LeaseGrant, OnlineError> {
+        let answer: LeaseAnswer = answer::parse(body, "lease")?;
+        let LeaseAnswer {
+            lease_id,
+            lease_token,
+            epoch,
+            heartbeat_interval,
+            ..
+        } = answer;
+        let lease_secret = match answer.lease_secret {
+            None => None,
+            Some(secret) if !secret.is_empty() => Some(LeaseSecret::new(secret)),
             Some(_) => {
                 return Err(OnlineError::BadResponse(
                     "`lease_secret` is not a non-empty string".into(),
@@ -491,19 +468,19 @@ pub enum SeatAnswer {
 }
 
 /// Reads a 202 answer: the place in line.
-fn queue_place(body: &Value) -> Result<QueuePlace, OnlineError> {
-    let integer = |name: &str| {
-        body.get(name).and_then(Value::as_i64).ok_or_else(|| {
-            OnlineError::BadResponse(format!("`{name}` is missing or not an integer"))
-        })
+fn queue_place(body: Value) -> Result<QueuePlace, OnlineError> {
+    let answer: QueuedAnswer = answer::parse(body, "place in line")?;
+    let count = |name: &str, n: u64| {
+        if n >= 1 {
+            Ok(n)
+        } else {
+            Err(OnlineError::BadResponse(format!("`{name}` is not a count")))
+        }
     };
-    let count = |name: &str| {
-        u64::try_from(integer(name)?)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| OnlineError::BadResponse(format!("`{name}` is not a count")))
-    };
-    let (position, waiting) = (count("position")?, count("waiting")?);
+    let (position, waiting) = (
+        count("position", answer.position)?,
+        count("waiting", answer.waiting)?,
+    );
     if position > waiting {
         return Err(OnlineError::BadResponse(format!(
             "place {position} of a line of {waiting}"
@@ -511,31 +488,38 @@ fn queue_place(body: &Value) -> Result<QueuePlace, OnlineError> {
     }
     // Bounded both ways: a server cannot make the client ask in a tight loop, nor wait so long
     // that its place lapses (the server keeps a place 30 s after the last ask).
-    let retry_after = Duration::from_secs(count("retry_after")?.min(15));
+    let retry_after = Duration::from_secs(count("retry_after", answer.retry_after)?.min(15));
     Ok(QueuePlace {
-        queue_id: answer::string_field(body, "queue_id")?,
+        queue_id: answer.queue_id,
         position,
         waiting,
-        queued_at: integer("queued_at")?,
-        wait_until: integer("wait_until")?,
+        queued_at: answer.queued_at,
+        wait_until: answer.wait_until,
         retry_after,
-        message: answer::string_field(body, "message")?,
+        message: answer.message,
     })
 }
 
-#[derive(Serialize)]
-struct LeaseBody<'a> {
-    license_key: &'a str,
-    epoch: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease_secret: Option<&'a str>,
+/// The body of a heartbeat or a check-in.
+fn lease_request(license_key: &str, epoch: u64, secret: Option<&LeaseSecret>) -> LeaseRequest {
+    LeaseRequest {
+        license_key: license_key.to_owned(),
+        epoch: wire_i64(epoch),
+        lease_secret: secret.map(|secret| secret.expose().to_owned()),
+    }
+}
+
+/// A count for the wire, where the server reads a signed 64-bit integer (saturating: the
+/// server refuses anything that large by its own rule).
+fn wire_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl OnlineError {
     /// Whether a check-out was denied because every seat is taken; the detail is then the
     /// message to show ("No available licenses, please contact IT").
     pub fn is_no_seats(&self) -> bool {
-        self.server_code() == Some(NO_SEATS)
+        self.server_code().map(ErrorCode::parse) == Some(ErrorCode::NoSeats)
     }
 }
 
@@ -692,7 +676,10 @@ impl LeaseLoss {
                 detail,
                 status,
             } => {
-                if code == "lease_released" || code == "lease_not_found" {
+                if matches!(
+                    ErrorCode::parse(&code),
+                    ErrorCode::LeaseReleased | ErrorCode::LeaseNotFound
+                ) {
                     LeaseLoss::Released { code, detail }
                 } else {
                     LeaseLoss::Refused {

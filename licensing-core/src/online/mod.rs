@@ -43,21 +43,23 @@ mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::evaluate::Verifier;
 use crate::fingerprint::MachineFingerprint;
 use crate::keys::TrustStore;
+use crate::protocol::{
+    ActivateRequest, DeactivateRequest, TransferRequest, ValidateRequest, ValidateResponse,
+};
 
 pub use http::{MAX_BODY_BYTES, TRUSTED_KIDS_HEADER};
 #[cfg(feature = "online")]
 pub use transport::ReqwestTransport;
 pub use transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
-pub use answer::{
-    Activation, Deactivation, HeldToken, HeldTokens, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND,
-    OfflineRequest, ServerStatus, Validation,
+pub use crate::protocol::{
+    HeldToken, HeldTokens, OFFLINE_REQUEST_KIND, OFFLINE_RESPONSE_KIND, OfflineRequest,
+    ServerStatus,
 };
+pub use answer::{Activation, Deactivation, Validation};
 pub use leases::{
     LeaseCallback, LeaseClock, LeaseClockSource, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager,
     LeaseSecret, NO_SEATS, QueuePlace, RETAKE_PAUSE, SeatAnswer,
@@ -305,21 +307,16 @@ impl Client {
         fingerprint: &MachineFingerprint,
         limit: Duration,
     ) -> Result<Activation, OnlineError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            license_key: &'a str,
-            fingerprint: &'a MachineFingerprint,
-        }
         let (status, body) = self.http.post(
             &self.config,
             "/v1/client/activate",
-            &Body {
-                license_key,
-                fingerprint,
+            &ActivateRequest {
+                license_key: license_key.to_owned(),
+                fingerprint: fingerprint.clone(),
             },
             limit,
         )?;
-        answer::activation(&self.verifier, status, &body, &fingerprint.id)
+        answer::activation(&self.verifier, status, body, &fingerprint.id)
     }
 
     /// Moves the activation of the machine `from_fingerprint_id` to `fingerprint` (this
@@ -334,23 +331,17 @@ impl Client {
         from_fingerprint_id: &str,
         fingerprint: &MachineFingerprint,
     ) -> Result<Activation, OnlineError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            license_key: &'a str,
-            from_fingerprint: &'a str,
-            fingerprint: &'a MachineFingerprint,
-        }
         let (status, body) = self.http.post(
             &self.config,
             "/v1/client/transfer",
-            &Body {
-                license_key,
-                from_fingerprint: from_fingerprint_id,
-                fingerprint,
+            &TransferRequest {
+                license_key: license_key.to_owned(),
+                from_fingerprint: from_fingerprint_id.to_owned(),
+                fingerprint: fingerprint.clone(),
             },
             self.config.deadline,
         )?;
-        answer::activation(&self.verifier, status, &body, &fingerprint.id)
+        answer::activation(&self.verifier, status, body, &fingerprint.id)
     }
 
     /// Releases this machine's activation: `POST /v1/client/deactivate`.
@@ -378,24 +369,17 @@ impl Client {
         fingerprint_id: &str,
         machine: Option<&MachineFingerprint>,
     ) -> Result<Deactivation, OnlineError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            license_key: &'a str,
-            fingerprint: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            machine: Option<&'a MachineFingerprint>,
-        }
         let (_, body) = self.http.post(
             &self.config,
             "/v1/client/deactivate",
-            &Body {
-                license_key,
-                fingerprint: fingerprint_id,
-                machine,
+            &DeactivateRequest {
+                license_key: license_key.to_owned(),
+                fingerprint: fingerprint_id.to_owned(),
+                machine: machine.cloned(),
             },
             self.config.deadline,
         )?;
-        answer::deactivation(&body)
+        answer::deactivation(body)
     }
 
     /// Validates online: `POST /v1/client/validate` with a fresh random nonce; the answer must
@@ -444,31 +428,26 @@ impl Client {
         held: Option<&HeldTokens>,
         limit: Duration,
     ) -> Result<Validation, OnlineError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            license_key: &'a str,
-            fingerprint: &'a str,
-            nonce: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            machine: Option<&'a MachineFingerprint>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            held: Option<&'a HeldTokens>,
-        }
         let nonce = new_nonce()?;
         let (_, body) = self.http.post(
             &self.config,
             "/v1/client/validate",
-            &Body {
-                license_key,
-                fingerprint: fingerprint_id,
-                nonce: &nonce,
-                machine,
-                held,
+            &ValidateRequest {
+                license_key: license_key.to_owned(),
+                fingerprint: fingerprint_id.to_owned(),
+                nonce: nonce.clone(),
+                machine: machine.cloned(),
+                held: held.cloned(),
             },
             limit,
         )?;
-        let token = answer::string_field(&body, "response_token")?;
-        answer::verify_response(&self.verifier, &token, &nonce, fingerprint_id)
+        let answer: ValidateResponse = answer::parse(body, "validation")?;
+        answer::verify_response(
+            &self.verifier,
+            &answer.response_token,
+            &nonce,
+            fingerprint_id,
+        )
     }
 
     /// An air-gapped activation request for `fingerprint` at `now`, with a fresh nonce: the

@@ -144,33 +144,26 @@ impl Licensing {
             self.verifier.trust_store(),
         )
         .map_err(OnlineError::Token)?;
-        let claim = |name: &str| {
-            machine
-                .claims
-                .get(name)
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    OnlineError::BadResponse(format!(
-                        "the stored machine token has no string `{name}`"
-                    ))
-                })
-        };
-        let fingerprint = machine
-            .claims
-            .get("fingerprint")
-            .and_then(|f| f.get("id"))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                OnlineError::BadResponse("the stored machine token binds no fingerprint".into())
+        let machine: crate::protocol::MachineClaims =
+            serde_json::from_value(serde_json::Value::Object(machine.claims)).map_err(|e| {
+                OnlineError::BadResponse(format!("the stored machine token's claims: {e}"))
             })?;
+        let claim = |name: &str, value: &str| {
+            if value.is_empty() {
+                Err(OnlineError::BadResponse(format!(
+                    "the stored machine token has no string `{name}`"
+                )))
+            } else {
+                Ok(value.to_owned())
+            }
+        };
+        let fingerprint = claim("fingerprint.id", &machine.fingerprint.id)?;
         let receipt = crate::deactivation::DeactivationReceipt::sign(
             &key,
-            &claim("license_id")?,
-            &claim("sub")?,
+            &claim("license_id", &machine.license_id)?,
+            &claim("sub", &machine.sub)?,
             &fingerprint,
-            &claim("jti")?,
+            &claim("jti", &machine.jti)?,
             now,
             &new_nonce()?,
         )
@@ -406,16 +399,9 @@ impl Licensing {
         }
         // Kept only while the server says the license is not in force, or this machine not
         // activated on it (a copied store stays refused at offline starts).
-        let refusal = refuses_machine
-            || matches!(
-                validation.status,
-                ServerStatus::Suspended
-                    | ServerStatus::Revoked
-                    | ServerStatus::Expired
-                    | ServerStatus::NotYetValid
-            );
+        let refusal = refuses_machine || validation.status.is_refusal();
         let kept = refusal.then_some(validation.response_token.as_str());
-        let verdict = apply_server_status(verdict, validation.status.as_str());
+        let verdict = apply_server_status(verdict, &validation.status);
         let verdict = if refuses_machine {
             machine_refused(verdict)
         } else {

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use licensing_core::protocol::{ErrorBody, ErrorCode};
 
 /// Longest `detail` sent back: details may quote what the client sent.
 const MAX_DETAIL_CHARS: usize = 300;
@@ -12,7 +13,7 @@ const MAX_DETAIL_CHARS: usize = 300;
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    error: &'static str,
+    error: ErrorCode,
     detail: String,
     /// Seconds for a `Retry-After` header (429 answers).
     retry_after: Option<u64>,
@@ -20,7 +21,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     /// An error with this status, code and detail.
-    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
         let mut detail: String = detail.into();
         if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
             detail.truncate(cut);
@@ -28,7 +29,7 @@ impl ApiError {
         }
         ApiError {
             status,
-            error,
+            error: error.into(),
             detail,
             retry_after: None,
         }
@@ -46,27 +47,27 @@ impl ApiError {
     }
 
     /// 400: the request is not well-formed.
-    pub fn bad_request(error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error, detail)
     }
 
     /// 404: the named thing does not exist.
-    pub fn not_found(error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn not_found(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, error, detail)
     }
 
     /// 409: the request conflicts with the current state.
-    pub fn conflict(error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn conflict(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, error, detail)
     }
 
     /// 403: refused by a licensing rule (suspended, revoked, expired).
-    pub fn forbidden(error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn forbidden(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, error, detail)
     }
 
     /// 422: well-formed but invalid content; `detail` names the field.
-    pub fn invalid(error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn invalid(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, error, detail)
     }
 
@@ -98,9 +99,9 @@ impl ApiError {
         self.status
     }
 
-    /// The error code (`"machine_limit_reached"`, ...).
-    pub fn code(&self) -> &'static str {
-        self.error
+    /// The error code (`machine_limit_reached`, ...).
+    pub fn code(&self) -> &ErrorCode {
+        &self.error
     }
 
     /// The detail sent to the client.
@@ -148,7 +149,7 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = super::openapi::ErrorBody {
+        let body = ErrorBody {
             error: self.error,
             detail: self.detail,
         };

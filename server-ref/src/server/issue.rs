@@ -3,12 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use licensing_core::claims::{Customer, Feature, MatchPolicy, Site, VersionRule};
-use licensing_core::fingerprint::MAX_COMPONENTS;
-use licensing_core::{
-    Error as CoreError, License, LicenseModel, MachineFingerprint, Status, TokenKind,
+use licensing_core::claims::{
+    Audience, BoundFingerprint, CheckIn, Customer, Feature, Licensing, MatchPolicy, NodeLock, Site,
+    VersionRule,
 };
-use serde_json::{Map, Value, json};
+pub(crate) use licensing_core::protocol::{HeldToken, HeldTokens, ResponseClaims};
+use licensing_core::protocol::{MachineClaims, ServerStatus};
+use licensing_core::{
+    Error as CoreError, License, LicenseClaims, LicenseModel, MachineFingerprint, Status, TokenKind,
+};
+use serde_json::{Map, Value};
 
 use super::AppState;
 use super::db::{LicenseRow, Machine, Policy};
@@ -21,9 +25,63 @@ pub(crate) const RESPONSE_TTL_SECS: i64 = 300;
 /// Lifetime of an offline activation response: it is carried to the machine by hand.
 pub(crate) const OFFLINE_RESPONSE_TTL_SECS: i64 = 30 * 86_400;
 
-/// Server-private top-level member of a claims template: the policy's check-in interval.
-/// Removed at each signing, where it sets `lic.check_in.until` = signing time + interval.
-const CHECK_IN_INTERVAL: &str = "check_in_interval";
+/// A license's claims template, as its row stores it (`claims`, JSON): the claims every token
+/// of the license is signed from, plus the policy's check-in interval (server-private). At each
+/// signing `iat` and `jti` are set, `lic.check_in.until` moves to the signing time plus the
+/// interval, and a node-locked license's `lic.node_lock.fingerprints` binds its machines (empty
+/// in the template).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LicenseTemplate {
+    /// The claims, without machines bound.
+    #[serde(flatten)]
+    pub claims: LicenseClaims,
+    /// The policy's check-in interval, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_in_interval: Option<i64>,
+}
+
+impl LicenseTemplate {
+    /// The template a license row stores.
+    pub fn of(row: &LicenseRow) -> Result<Self, ApiError> {
+        parse_json(&row.claims)
+    }
+
+    /// Whether the license is node-locked.
+    pub fn is_node_locked(&self) -> bool {
+        self.claims.lic.model == LicenseModel::NodeLocked
+    }
+
+    /// `lic.max_machines`.
+    pub fn max_machines(&self) -> Option<i64> {
+        self.claims.lic.max_machines.map(i64::from)
+    }
+
+    /// The claims a token signed at `now` carries, binding `machines` when node-locked.
+    pub fn claims_at(
+        &self,
+        machines: &[MachineFingerprint],
+        now: i64,
+        jti: Option<String>,
+    ) -> LicenseClaims {
+        let mut claims = self.claims.clone();
+        claims.iat = now;
+        claims.jti = jti;
+        if let (Some(interval), Some(check_in)) =
+            (self.check_in_interval, claims.lic.check_in.as_mut())
+        {
+            check_in.until = now.saturating_add(interval);
+        }
+        if let Some(lock) = claims.lic.node_lock.as_mut() {
+            lock.fingerprints = machines.iter().map(bound).collect();
+        }
+        claims
+    }
+
+    /// The template's JSON, as the row stores it.
+    pub fn to_json(&self) -> Result<String, ApiError> {
+        serde_json::to_string(self).map_err(ApiError::internal)
+    }
+}
 
 /// A new license (`POST /v1/licenses`): its policy and the overrides it carries over it.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -68,16 +126,19 @@ fn claims_error(context: &str, e: &CoreError) -> ApiError {
 /// the core's rules for new claims ([`licensing_core::LicenseClaims::validate_new`]): 422
 /// `invalid_field` naming the request field (`customer.name` for `lic.customer.name`).
 pub(crate) fn check_new(license: &License) -> Result<(), ApiError> {
-    license.claims().validate_new().map_err(|e| match e {
-        CoreError::InvalidClaims { field, detail } => ApiError::invalid(
-            "invalid_field",
-            format!(
-                "`{}`: {detail}",
-                field.strip_prefix("lic.").unwrap_or(&field)
+    license
+        .claims()
+        .validate_new_unbound()
+        .map_err(|e| match e {
+            CoreError::InvalidClaims { field, detail } => ApiError::invalid(
+                "invalid_field",
+                format!(
+                    "`{}`: {detail}",
+                    field.strip_prefix("lic.").unwrap_or(&field)
+                ),
             ),
-        ),
-        other => claims_error("the license claims are invalid", &other),
-    })
+            other => claims_error("the license claims are invalid", &other),
+        })
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
@@ -104,111 +165,112 @@ pub(crate) fn build_claims(
     overrides: &NewLicense,
     license_id: &str,
     now: i64,
-) -> Result<Map<String, Value>, ApiError> {
+) -> Result<LicenseTemplate, ApiError> {
     let model = policy_model(policy)?;
-    let mut lic = Map::new();
-    lic.insert("model".into(), model.as_str().into());
-    if let Some(customer) = &overrides.customer {
-        lic.insert("customer".into(), to_value(customer)?);
-    }
-    let seats = overrides.seats.map(i64::from).or(policy.seats);
-    if let Some(seats) = seats {
-        lic.insert("seats".into(), seats.into());
-    }
-    let max_machines = overrides
-        .max_machines
-        .map(i64::from)
-        .or(policy.max_machines);
-    if let Some(max) = max_machines {
-        lic.insert("max_machines".into(), max.into());
-    }
-    let grace = overrides
-        .grace_period
-        .or(policy.grace_period.and_then(|g| u64::try_from(g).ok()));
-    if let Some(grace) = grace {
-        lic.insert("grace_period".into(), grace.into());
-    }
-    let mut features: Map<String, Value> = parse_json(&policy.features)?;
+    let count = |field: &str, n: Option<i64>| {
+        n.map(u32::try_from)
+            .transpose()
+            .map_err(|_| claims_error("the license claims are invalid", &out_of_range(field)))
+    };
+    let mut features: BTreeMap<String, Feature> = parse_json(&policy.features)?;
     for (name, feature) in overrides.features.iter().flatten() {
-        features.insert(name.clone(), to_value(feature)?);
-    }
-    if !features.is_empty() {
-        lic.insert("features".into(), Value::Object(features));
+        features.insert(name.clone(), feature.clone());
     }
     let version = match &overrides.version {
-        Some(rule) => Some(to_value(rule)?),
+        Some(rule) => Some(rule.clone()),
         None => policy.version_rule.as_deref().map(parse_json).transpose()?,
     };
-    if let Some(version) = version {
-        lic.insert("version".into(), version);
-    }
-    if model == LicenseModel::NodeLocked {
-        let mut lock = Map::new();
-        lock.insert("fingerprints".into(), json!([]));
-        if let Some(policy_match) = &policy.match_policy {
-            lock.insert("match".into(), parse_json(policy_match)?);
-        }
-        lock.insert("allow_virtual".into(), (policy.allow_virtual != 0).into());
-        lic.insert("node_lock".into(), Value::Object(lock));
-    }
+    let node_lock = if model == LicenseModel::NodeLocked {
+        Some(NodeLock {
+            fingerprints: Vec::new(),
+            match_policy: policy
+                .match_policy
+                .as_deref()
+                .map(parse_json::<MatchPolicy>)
+                .transpose()?,
+            allow_virtual: policy.allow_virtual != 0,
+        })
+    } else {
+        None
+    };
     let site = match &overrides.site {
-        Some(site) => Some(to_value(site)?),
+        Some(site) => Some(site.clone()),
         None => policy.site.as_deref().map(parse_json).transpose()?,
     };
-    if let Some(site) = site {
-        lic.insert("site".into(), site);
-    }
-    if let Some(metadata) = &overrides.metadata {
-        lic.insert("metadata".into(), Value::Object(metadata.clone()));
-    }
-    if let Some(interval) = policy.check_in_interval {
-        // `until` is recomputed at every signing (see `sign_license`).
-        let check_in = json!({
-            "until": now.saturating_add(interval),
-            "grace": policy.check_in_grace.unwrap_or(0),
-        });
-        lic.insert("check_in".into(), check_in);
-    }
-
-    let mut claims = Map::new();
-    claims.insert("iss".into(), state.issuer().into());
-    claims.insert("sub".into(), license_id.into());
-    claims.insert("aud".into(), policy.product_id.clone().into());
-    claims.insert("iat".into(), now.into());
-    if let Some(nbf) = overrides.starts_at {
-        claims.insert("nbf".into(), nbf.into());
-    }
+    let check_in = policy
+        .check_in_interval
+        .map(|interval| {
+            // `until` is recomputed at every signing (see `LicenseTemplate::claims_at`).
+            let grace = u64::try_from(policy.check_in_grace.unwrap_or(0)).map_err(|_| {
+                claims_error(
+                    "the license claims are invalid",
+                    &out_of_range("lic.check_in.grace"),
+                )
+            })?;
+            Ok::<_, ApiError>(CheckIn {
+                until: now.saturating_add(interval),
+                grace,
+            })
+        })
+        .transpose()?;
+    let lic = Licensing {
+        model,
+        customer: overrides.customer.clone(),
+        seats: count("lic.seats", overrides.seats.map(i64::from).or(policy.seats))?,
+        max_machines: count(
+            "lic.max_machines",
+            overrides
+                .max_machines
+                .map(i64::from)
+                .or(policy.max_machines),
+        )?,
+        grace_period: overrides
+            .grace_period
+            .or(policy.grace_period.and_then(|g| u64::try_from(g).ok())),
+        features,
+        version,
+        node_lock,
+        site,
+        metadata: overrides.metadata.clone(),
+        check_in,
+    };
     let exp = match (overrides.expires_at, policy.duration) {
         (Some(exp), _) => Some(exp),
         // An out-of-range sum is left for the core to refuse, naming `exp`.
         (None, Some(duration)) => Some(now.saturating_add(duration)),
         (None, None) => None,
     };
-    if let Some(exp) = exp {
-        claims.insert("exp".into(), exp.into());
-    }
-    claims.insert("lic".into(), Value::Object(lic));
-    if let Some(interval) = policy.check_in_interval {
-        claims.insert(CHECK_IN_INTERVAL.into(), interval.into());
-    }
-    Ok(claims)
+    Ok(LicenseTemplate {
+        claims: LicenseClaims {
+            iss: state.issuer().to_owned(),
+            sub: license_id.to_owned(),
+            aud: Audience::One(policy.product_id.clone()),
+            iat: now,
+            nbf: overrides.starts_at,
+            exp,
+            jti: None,
+            lic,
+        },
+        check_in_interval: policy.check_in_interval,
+    })
 }
 
-/// Whether a claims template is node-locked.
-pub(crate) fn is_node_locked(claims: &Map<String, Value>) -> bool {
-    claims
-        .get("lic")
-        .and_then(|lic| lic.get("model"))
-        .and_then(Value::as_str)
-        == Some(LicenseModel::NodeLocked.as_str())
+/// A claim out of its type's range, named.
+fn out_of_range(field: &str) -> CoreError {
+    CoreError::InvalidClaims {
+        field: field.to_owned(),
+        detail: "out of range".to_owned(),
+    }
 }
 
-/// `lic.max_machines` of a claims template.
-pub(crate) fn max_machines(claims: &Map<String, Value>) -> Option<i64> {
-    claims
-        .get("lic")
-        .and_then(|lic| lic.get("max_machines"))
-        .and_then(Value::as_i64)
+/// Checks a template that signs no token yet (a node-locked license before its first
+/// activation, a policy's trial license): the claims' rules as for a token signed now
+/// (422 `invalid_license` naming the claim), then the rules of new claims ([`check_new`]).
+pub(crate) fn check_template(template: &LicenseTemplate, now: i64) -> Result<License, ApiError> {
+    let license = licensing_core::trusted_template(template.claims_at(&[], now, None))
+        .map_err(|e| claims_error("the license claims are invalid", &e))?;
+    check_new(&license)?;
+    Ok(license)
 }
 
 /// Signs a license token from `template` (fresh `iat` and `jti`), binding `machines` when the
@@ -216,40 +278,15 @@ pub(crate) fn max_machines(claims: &Map<String, Value>) -> Option<i64> {
 /// claims; its error names the field.
 pub(crate) fn sign_license(
     state: &AppState,
-    template: &Map<String, Value>,
+    template: &LicenseTemplate,
     machines: &[MachineFingerprint],
     now: i64,
 ) -> Result<(String, License), ApiError> {
-    let mut claims = template.clone();
-    claims.insert("iat".into(), now.into());
-    if let Some(interval) = claims.remove(CHECK_IN_INTERVAL).and_then(|v| v.as_i64())
-        && let Some(check_in) = claims
-            .get_mut("lic")
-            .and_then(|lic| lic.get_mut("check_in"))
-            .and_then(Value::as_object_mut)
-    {
-        check_in.insert("until".into(), now.saturating_add(interval).into());
-    }
-    claims.insert(
-        "jti".into(),
-        secrets::new_id("jti").map_err(ApiError::internal)?.into(),
-    );
-    if is_node_locked(&claims)
-        && let Some(lock) = claims
-            .get_mut("lic")
-            .and_then(|lic| lic.get_mut("node_lock"))
-            .and_then(Value::as_object_mut)
-    {
-        let bound: Vec<Value> = machines
-            .iter()
-            .map(|fp| json!({ "id": fp.id, "components": fp.components }))
-            .collect();
-        lock.insert("fingerprints".into(), Value::Array(bound));
-    }
+    let jti = secrets::new_id("jti").map_err(ApiError::internal)?;
+    let claims = template.claims_at(machines, now, Some(jti));
     // The core validates the claims (its error names the field) and, having just signed them,
     // hands back the License without re-verifying our own signature.
-    licensing_core::LicenseClaims::from_object(claims)
-        .and_then(|claims| licensing_core::issue_license_checked(claims, &state.key()))
+    licensing_core::issue_license_checked(claims, &state.key())
         .map_err(|e| claims_error("the license claims are invalid", &e))
 }
 
@@ -258,7 +295,7 @@ pub(crate) fn sign_license(
 /// current key, whatever the client of the request trusts.
 pub(crate) fn sign_license_for(
     state: &AppState,
-    template: &Map<String, Value>,
+    template: &LicenseTemplate,
     machines: &[Machine],
     now: i64,
 ) -> Result<Option<String>, ApiError> {
@@ -267,16 +304,17 @@ pub(crate) fn sign_license_for(
 
 fn sign_stored_license(
     state: &AppState,
-    template: &Map<String, Value>,
+    template: &LicenseTemplate,
     machines: &[Machine],
     now: i64,
 ) -> Result<Option<String>, ApiError> {
-    if !is_node_locked(template) {
+    if !template.is_node_locked() {
         return Ok(Some(sign_license(state, template, &[], now)?.0));
     }
     if machines.is_empty() {
         // Validate the template all the same: the token is signed when a machine is bound.
-        sign_license(state, template, &[placeholder_fingerprint(template)], now)?;
+        licensing_core::trusted_template(template.claims_at(&[], now, None))
+            .map_err(|e| claims_error("the license claims are invalid", &e))?;
         return Ok(None);
     }
     let fingerprints = machines
@@ -286,58 +324,64 @@ fn sign_stored_license(
     Ok(Some(sign_license(state, template, &fingerprints, now)?.0))
 }
 
-/// A fingerprint standing in for machines not activated yet, so a node-locked template can be
-/// validated and its time rule evaluated. It satisfies the template's match policy.
-pub(crate) fn placeholder_fingerprint(template: &Map<String, Value>) -> MachineFingerprint {
-    let policy: Option<MatchPolicy> = template
-        .get("lic")
-        .and_then(|lic| lic.get("node_lock"))
-        .and_then(|lock| lock.get("match"))
-        .and_then(|m| serde_json::from_value(m.clone()).ok());
-    let mut components: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(policy) = policy {
-        for name in &policy.required {
-            components.insert(name.clone(), "placeholder".into());
-        }
-        // Capped: a policy asking for more than a fingerprint can have is refused by the claims'
-        // validation right after, not built (an unchecked u32 here looped for minutes).
-        let wanted = (policy.min_matching as usize).min(MAX_COMPONENTS);
-        let mut i = 0;
-        while components.len() < wanted {
-            components.insert(format!("placeholder_{i}"), "placeholder".into());
-            i += 1;
-        }
-    }
-    MachineFingerprint {
-        id: "placeholder".into(),
-        components,
-        ..MachineFingerprint::default()
-    }
-}
-
 /// The license's status as clients see it: `revoked` and `suspended` as stored; otherwise the
 /// core's time rule at `now` decides `expired` or `not_yet_valid`, else `active`.
-pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<&'static str, ApiError> {
+pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<ServerStatus, ApiError> {
     match row.status.as_str() {
-        "revoked" => return Ok("revoked"),
-        "suspended" => return Ok("suspended"),
+        "revoked" => return Ok(ServerStatus::Revoked),
+        "suspended" => return Ok(ServerStatus::Suspended),
         _ => {}
     }
     Ok(
         match parsed_template(row)?.license.check_time(now, 0).status {
-            Status::Expired | Status::TrialExpired => "expired",
-            Status::NotYetValid => "not_yet_valid",
-            _ => "active",
+            Status::Expired | Status::TrialExpired => ServerStatus::Expired,
+            Status::NotYetValid => ServerStatus::NotYetValid,
+            _ => ServerStatus::Active,
         },
     )
+}
+
+/// What a license in `status` may not do now: `action` names it in the detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Bind a machine (activation, transfer, offline activation). A license that is not valid
+    /// yet may: its token carries `nbf`, so the machine runs it from its start, offline.
+    Bind,
+    /// Run now (a floating seat's check-out or heartbeat): only an active license may.
+    Run,
+}
+
+/// The one status → refusal table: 403 with the status's code ([`ServerStatus::refusal_code`])
+/// when a license in `status` may not be put to `used` (see [`Use`]); `outcome` ends the
+/// detail ("activation refused").
+pub(crate) fn refuse_status(
+    status: &ServerStatus,
+    used: Use,
+    outcome: &str,
+) -> Result<(), ApiError> {
+    let refused = match (status, used) {
+        (ServerStatus::NotYetValid, Use::Bind) => false,
+        (status, _) => status.is_refusal(),
+    };
+    let Some(code) = status.refusal_code().filter(|_| refused) else {
+        return Ok(());
+    };
+    let what = match status {
+        ServerStatus::NotYetValid => "not valid yet",
+        other => other.as_str(),
+    };
+    Err(ApiError::forbidden(
+        code,
+        format!("the license is {what}; {outcome}"),
+    ))
 }
 
 /// What client calls read from a license's claims template, parsed once per read of the row.
 #[derive(Debug)]
 pub(crate) struct Template {
     /// The license a token signed from the template would carry, built without any
-    /// signature work (a node-locked template gets a placeholder machine so it is a complete
-    /// license). Its time rule, `aud` and `usable_until` are the signed token's.
+    /// signature work (a node-locked template binds no machine). Its time rule, `aud` and
+    /// `usable_until` are the signed token's.
     pub license: License,
     /// Whether the license is node-locked.
     pub node_locked: bool,
@@ -383,27 +427,10 @@ pub(crate) fn parsed_template(row: &LicenseRow) -> Result<&Template, ApiError> {
 }
 
 fn parse_template(row: &LicenseRow) -> Result<Template, String> {
-    let mut template: Map<String, Value> =
-        serde_json::from_str(&row.claims).map_err(|e| e.to_string())?;
-    let check_in_interval = template.remove(CHECK_IN_INTERVAL).and_then(|v| v.as_i64());
-    let node_locked = is_node_locked(&template);
-    template.entry("iat").or_insert(row.created_at.into());
-    if node_locked {
-        let placeholder = placeholder_fingerprint(&template);
-        if let Some(lock) = template
-            .get_mut("lic")
-            .and_then(|lic| lic.get_mut("node_lock"))
-            .and_then(Value::as_object_mut)
-        {
-            lock.insert(
-                "fingerprints".into(),
-                json!([{ "id": placeholder.id, "components": placeholder.components }]),
-            );
-        }
-    }
-    let license = licensing_core::LicenseClaims::from_object(template)
-        .and_then(|claims| licensing_core::trusted_license(claims, ""))
-        .map_err(|e| e.to_string())?;
+    let template: LicenseTemplate = serde_json::from_str(&row.claims).map_err(|e| e.to_string())?;
+    let node_locked = template.is_node_locked();
+    let check_in_interval = template.check_in_interval;
+    let license = licensing_core::trusted_template(template.claims).map_err(|e| e.to_string())?;
     Ok(Template {
         license,
         node_locked,
@@ -425,72 +452,30 @@ pub(crate) fn sign_machine_token(
     now: i64,
 ) -> Result<String, ApiError> {
     let fp = machine_fingerprint(machine)?;
-    let mut claims = Map::new();
-    claims.insert("iss".into(), state.issuer().into());
-    claims.insert("sub".into(), machine.id.clone().into());
-    claims.insert("aud".into(), to_value(&license.claims().aud)?);
-    claims.insert("iat".into(), now.into());
-    if let Some(until) = license.usable_until() {
-        claims.insert("exp".into(), until.into());
-    }
-    claims.insert(
-        "jti".into(),
-        secrets::new_id("jti").map_err(ApiError::internal)?.into(),
-    );
-    claims.insert("license_id".into(), license.id().into());
-    claims.insert(
-        "fingerprint".into(),
-        json!({ "id": fp.id, "components": fp.components }),
-    );
+    let claims = MachineClaims {
+        iss: state.issuer().to_owned(),
+        sub: machine.id.clone(),
+        aud: license.claims().aud.clone(),
+        iat: now,
+        exp: license.usable_until(),
+        jti: secrets::new_id("jti").map_err(ApiError::internal)?,
+        license_id: license.id().to_owned(),
+        fingerprint: bound(&fp),
+    };
+    // Through a JSON object, as every token the server signs: members in name order.
+    let Value::Object(claims) = to_value(&claims)? else {
+        return Err(ApiError::internal("machine claims are not an object"));
+    };
     licensing_core::sign_token(TokenKind::Machine, &state.key(), &claims)
         .map_err(|e| ApiError::internal(format!("signing a machine token: {e}")))
 }
 
-/// The claims of a `response+jwt`: the server's signed answer about a license and a machine.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct ResponseClaims {
-    /// The server's issuer name.
-    pub iss: String,
-    /// The license id.
-    pub sub: String,
-    /// The license's product id.
-    pub aud: String,
-    /// Signing time.
-    pub iat: i64,
-    /// `iat` + 300 s (validation) or + 30 days (offline activation).
-    pub exp: i64,
-    /// Unique response id.
-    pub jti: String,
-    /// The client's nonce, echoed.
-    pub nonce: String,
-    /// The server's clock, for the client's clock guard.
-    pub server_time: i64,
-    /// The license id.
-    pub license_id: String,
-    /// `active`, `suspended`, `revoked`, `expired` or `not_yet_valid`.
-    pub status: String,
-    /// The fingerprint id asked about.
-    pub fingerprint: String,
-    /// Whether that fingerprint is activated on the license.
-    pub machine_activated: bool,
-    /// Whether the license runs only on activated machines ([`activation_required`]): with
-    /// `machine_activated` false, no license token is answered and the client refuses.
-    pub activation_required: bool,
-    /// The machine, when activated.
-    pub machine_id: Option<String>,
-    /// A freshly signed license token (refreshed `lic.check_in.until`) when the license is
-    /// active and this machine is activated or need not be (`activation_required` false);
-    /// otherwise null.
-    pub license_token: Option<String>,
-    /// A freshly signed `machine+jwt` when this machine is activated and the license active.
-    pub machine_token: Option<String>,
-    /// `true` in an offline activation response; absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offline: Option<bool>,
-    /// In an offline activation response: the machine's deactivation key (base64url), which
-    /// MACs the machine's offline deactivation receipt. Absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deactivation_key: Option<String>,
+/// A machine's fingerprint as a token binds it (its id and component hashes).
+pub(crate) fn bound(fp: &MachineFingerprint) -> BoundFingerprint {
+    BoundFingerprint {
+        id: fp.id.clone(),
+        components: fp.components.clone(),
+    }
 }
 
 /// What the server knows about a license and one machine at `now`, before signing.
@@ -498,7 +483,7 @@ pub(crate) struct Answer<'a> {
     /// The license.
     pub row: &'a LicenseRow,
     /// Its status as clients see it.
-    pub status: &'static str,
+    pub status: ServerStatus,
     /// The fingerprint id asked about.
     pub fingerprint: &'a str,
     /// The machine, when that fingerprint is activated on the license.
@@ -519,7 +504,7 @@ pub(crate) fn fresh_license_token(
     machines: &[Machine],
     now: i64,
 ) -> Result<(String, License), ApiError> {
-    let template: Map<String, Value> = parse_json(&row.claims)?;
+    let template = LicenseTemplate::of(row)?;
     let fingerprints = machines
         .iter()
         .map(machine_fingerprint)
@@ -543,7 +528,7 @@ where
 {
     let template = parsed_template(a.row)?;
     let required = activation_required(a.row)?;
-    let refresh = a.status == "active" && (a.machine.is_some() || !required);
+    let refresh = a.status == ServerStatus::Active && (a.machine.is_some() || !required);
     // An app that names no trusted kids is answered with the key its license token is signed
     // by, while that key still signs (an app built before a key promotion keeps working).
     if let Some(held) = a.held.and_then(|h| h.license.as_ref()) {
@@ -580,14 +565,14 @@ where
     Ok(ResponseClaims {
         iss: state.issuer().to_owned(),
         sub: a.row.id.clone(),
-        aud: a.row.product_id.clone(),
+        aud: Audience::One(a.row.product_id.clone()),
         iat: a.now,
         exp: a.now.saturating_add(ttl),
         jti: secrets::new_id("jti").map_err(ApiError::internal)?,
         nonce: a.nonce.to_owned(),
         server_time: a.now,
         license_id: a.row.id.clone(),
-        status: a.status.to_owned(),
+        status: a.status.clone(),
         fingerprint: a.fingerprint.to_owned(),
         machine_activated: a.machine.is_some(),
         activation_required: required,
@@ -626,30 +611,6 @@ pub(crate) fn held_is_current(
         && held.iat > row.updated_at.saturating_add(REFRESH_MARGIN_SECS)
         && held.iat <= now
         && check_in_interval.is_none_or(|interval| now.saturating_sub(held.iat) < interval / 2)
-}
-
-/// A token the client holds, described by its signed `sub`, `kid` and `iat`.
-#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HeldToken {
-    /// The token's `sub`: the license id (license token) or the machine id (machine token).
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub sub: String,
-    /// The `kid` of the key that signed it.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub kid: String,
-    /// Its `iat`.
-    pub iat: i64,
-}
-
-/// The tokens a client holds, so a validation signs only those due.
-#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HeldTokens {
-    /// The license token the client stores.
-    pub license: Option<HeldToken>,
-    /// The machine token the client stores.
-    pub machine: Option<HeldToken>,
 }
 
 /// Signs response claims as a `response+jwt`.

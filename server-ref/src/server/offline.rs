@@ -14,9 +14,7 @@ use std::process::ExitCode;
 
 use axum::Json;
 use axum::extract::State;
-use licensing_core::MachineFingerprint;
 use licensing_core::claims::MAX_TIMESTAMP;
-use serde::{Deserialize, Serialize};
 
 use super::audit;
 use super::config::{DatabaseArgs, ServeArgs, Settings, StoreArgs};
@@ -29,51 +27,14 @@ use super::routes::{
     deactivate_machine, get_license_row_unscoped, license_by_key, token_field,
 };
 use super::{AppState, issue, now};
-use licensing_core::deactivation::{DeactivationReceipt, ReceiptError};
+use licensing_core::deactivation::ReceiptError;
 
-/// `kind` of a request file.
-pub(crate) const REQUEST_KIND: &str = "licensing.offline_activation_request";
-/// `kind` of a response file.
-pub(crate) const RESPONSE_KIND: &str = "licensing.offline_activation_response";
-/// The one version of both files.
-pub(crate) const FILE_VERSION: u32 = 1;
-
-/// The request file, written by the client on the air-gapped machine.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OfflineActivationRequest {
-    /// Always `licensing.offline_activation_request`.
-    #[schema(pattern = "^licensing\\.offline_activation_request$")]
-    pub kind: String,
-    /// Always 1.
-    #[schema(minimum = 1, maximum = 1)]
-    pub version: u32,
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    pub license_key: String,
-    /// This machine's fingerprint.
-    #[schema(value_type = super::openapi::FingerprintSchema)]
-    pub fingerprint: MachineFingerprint,
-    /// 16 to 128 printable ASCII characters, echoed in the signed response.
-    #[schema(min_length = 16, max_length = 128, pattern = "^[!-~]+$")]
-    pub nonce: String,
-    /// When the client wrote the request (Unix seconds).
-    #[schema(minimum = 0, maximum = 253402300799_i64)]
-    pub created_at: i64,
-}
-
-/// The response file, carried back to the machine and imported by the client.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OfflineActivationResponse {
-    /// Always `licensing.offline_activation_response`.
-    pub kind: String,
-    /// Always 1.
-    pub version: u32,
-    /// A `response+jwt`: the validation claims plus `machine_token` and `offline: true`,
-    /// valid 30 days.
-    pub response_token: String,
-}
+/// The request file, written by the client on the air-gapped machine, and the response file
+/// carried back to it: the protocol's own types.
+pub(crate) use licensing_core::protocol::{
+    OFFLINE_FILE_VERSION as FILE_VERSION, OFFLINE_REQUEST_KIND as REQUEST_KIND,
+    OfflineRequest as OfflineActivationRequest, OfflineResponse as OfflineActivationResponse,
+};
 
 /// Checks the request, activates the machine (the rules of `/v1/client/activate`) and signs
 /// the response. `organization` is the admin API caller's: a license of another organization
@@ -130,11 +91,9 @@ pub(crate) async fn offline_activate(
     claims.offline = Some(true);
     claims.deactivation_key = activated.deactivation_key.clone();
     tracing::info!(license = %row.id, machine = %activated.machine.id, "offline activation");
-    Ok(OfflineActivationResponse {
-        kind: RESPONSE_KIND.to_owned(),
-        version: FILE_VERSION,
-        response_token: issue::sign_response(state, &claims)?,
-    })
+    Ok(OfflineActivationResponse::new(issue::sign_response(
+        state, &claims,
+    )?))
 }
 
 /// `POST /v1/offline/activate` (admin API, IT staff and up): request file in, response file out.
@@ -297,53 +256,8 @@ fn read_request(path: &Path) -> Result<Vec<u8>, CliError> {
 // ---- offline deactivation ----------------------------------------------------------------
 
 /// The receipt file an air-gapped machine writes when it deactivates itself (docs/FORMAT.md,
-/// "Offline deactivation receipt").
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OfflineDeactivationReceipt {
-    /// Always `licensing.offline_deactivation_receipt`.
-    #[schema(pattern = "^licensing\\.offline_deactivation_receipt$")]
-    pub kind: String,
-    /// Always 1.
-    #[schema(minimum = 1, maximum = 1)]
-    pub version: u32,
-    /// The license.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub license_id: String,
-    /// The machine (activation) to free.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub machine_id: String,
-    /// The fingerprint id the machine's machine token binds.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub fingerprint: String,
-    /// The `jti` of the machine token the machine held.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub machine_token_jti: String,
-    /// When the machine deactivated itself (its clock, Unix seconds).
-    pub deactivated_at: i64,
-    /// Random, base64url.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    pub nonce: String,
-    /// HMAC-SHA256 (base64url) under the machine's deactivation key over the canonical payload.
-    #[schema(min_length = 43, max_length = 43, pattern = "^[A-Za-z0-9_-]+$")]
-    pub mac: String,
-}
-
-impl From<&OfflineDeactivationReceipt> for DeactivationReceipt {
-    fn from(r: &OfflineDeactivationReceipt) -> Self {
-        DeactivationReceipt {
-            kind: r.kind.clone(),
-            version: r.version,
-            license_id: r.license_id.clone(),
-            machine_id: r.machine_id.clone(),
-            fingerprint: r.fingerprint.clone(),
-            machine_token_jti: r.machine_token_jti.clone(),
-            deactivated_at: r.deactivated_at,
-            nonce: r.nonce.clone(),
-            mac: r.mac.clone(),
-        }
-    }
-}
+/// "Offline deactivation receipt"): the protocol's own type.
+pub(crate) use licensing_core::protocol::DeactivationReceipt as OfflineDeactivationReceipt;
 
 /// Checks a receipt and removes the machine it names (the rules and the code path of
 /// `/v1/client/deactivate`). `organization` is the admin API caller's: a license of another
@@ -356,7 +270,7 @@ pub(crate) async fn offline_deactivate(
     req: &OfflineDeactivationReceipt,
     organization: Option<&str>,
 ) -> ApiResult<DeactivateResponse> {
-    let receipt = DeactivationReceipt::from(req);
+    let receipt = req;
     receipt.check_fields().map_err(|e| match e {
         ReceiptError::Malformed(detail) => ApiError::invalid("invalid_field", detail),
         other => ApiError::invalid("invalid_field", other.to_string()),
@@ -408,7 +322,7 @@ pub(crate) async fn offline_deactivate(
         RemovedBy::Client,
     )
     .await?;
-    tracing::info!(license = %row.id, machine = %answer.machine_id, "offline deactivation");
+    tracing::info!(license = %row.id, machine = answer.machine_id.as_deref().unwrap_or_default(), "offline deactivation");
     Ok(answer)
 }
 

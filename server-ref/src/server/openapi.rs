@@ -2,9 +2,11 @@
 //! attributes and the request/response types (`GET /openapi.json`).
 //!
 //! The router is built from the same attributes (`utoipa_axum::routes!`), so a route cannot be
-//! registered without being documented. This module also holds the schemas of licensing-core
-//! types the API takes as input (the core does not depend on utoipa): they mirror the core's
-//! serde shapes and the server's input rules, so valid generated inputs are accepted.
+//! registered without being documented. The protocol's types (`licensing_core::protocol`: the
+//! client API's requests and answers, the error body, the machine fingerprint) carry their own
+//! schemas (the core's feature `openapi`); this module holds the schemas of the other
+//! licensing-core types the admin API takes as input: they mirror the core's serde shapes and
+//! the server's input rules, so valid generated inputs are accepted.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -90,14 +92,8 @@ pub(crate) async fn openapi_json() -> impl IntoResponse {
 
 // ---- shared answers ------------------------------------------------------------------------
 
-/// Every error answer: a status and a code naming the problem.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ErrorBody {
-    /// A stable code (`invalid_field`, `license_not_found`, `machine_limit_reached`, ...).
-    pub error: &'static str,
-    /// What went wrong, for a human (names the field when one is at fault).
-    pub detail: String,
-}
+/// Every error answer: a status and a code naming the problem (the protocol's own type).
+pub(crate) use licensing_core::protocol::ErrorBody;
 
 /// Errors of every admin-API call: the bearer token and its role.
 #[derive(IntoResponses)]
@@ -148,60 +144,6 @@ pub(crate) enum RateLimited {
 }
 
 // ---- schemas of licensing-core input types ---------------------------------------------------
-
-/// A machine's fingerprint, as printed by `licensing-server machine fingerprint --json`.
-#[derive(ToSchema)]
-#[schema(as = MachineFingerprint)]
-#[allow(dead_code)] // a schema mirror of licensing_core::MachineFingerprint
-pub(crate) struct FingerprintSchema {
-    /// Combined id over every component hash.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    id: String,
-    /// Component name → salted hash (at most 32).
-    #[schema(nullable = false, value_type = Option<BTreeMap<ComponentName, ComponentHash>>)]
-    components: Option<BTreeMap<String, String>>,
-    /// Whether the machine looks like a VM or container.
-    #[schema(nullable = false)]
-    is_virtual: Option<bool>,
-    /// The signals behind `is_virtual` (at most 16).
-    #[schema(nullable = false, max_items = 16, value_type = Option<Vec<Text200>>)]
-    virtualization: Option<Vec<String>>,
-}
-
-/// A string schema with length bounds and a pattern (utoipa has no such attributes on
-/// newtypes).
-macro_rules! string_schema {
-    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $pattern:expr) => {
-        $(#[$doc])*
-        pub(crate) struct $name;
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .min_length(Some($min))
-                    .max_length(Some($max))
-                    .pattern(Some($pattern))
-                    .into()
-            }
-        }
-
-        impl ToSchema for $name {}
-    };
-}
-
-string_schema!(
-    /// A fingerprint component name.
-    ComponentName, 1, 64, "^[!-~]+$"
-);
-string_schema!(
-    /// A fingerprint component hash.
-    ComponentHash, 1, 128, "^[!-~]+$"
-);
-string_schema!(
-    /// 1 to 200 characters without control characters, not only white space.
-    Text200, 1, 200, r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-);
 
 /// A role of an API token.
 #[derive(ToSchema)]

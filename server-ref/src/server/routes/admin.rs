@@ -310,14 +310,8 @@ pub(crate) async fn create_policy(
         allow_unmetered: i64::from(allow_unmetered),
     };
     let template = issue::build_claims(&state, &policy, &NewLicense::default(), "lic_trial", now)?;
-    let (_, trial) = issue::sign_license(
-        &state,
-        &template,
-        &[issue::placeholder_fingerprint(&template)],
-        now,
-    )
-    .map_err(|e| e.context("the policy would issue invalid licenses"))?;
-    issue::check_new(&trial)?;
+    issue::check_template(&template, now)
+        .map_err(|e| e.context("the policy would issue invalid licenses"))?;
     state.db().insert_policy(&policy).await?;
     tracing::info!(policy = %policy.id, product = %policy.product_id, "policy created");
     Ok((StatusCode::CREATED, Json(policy_view(&policy))))
@@ -370,7 +364,7 @@ pub(crate) struct LicenseView {
     product_id: String,
     policy_id: String,
     /// `active`, `suspended`, `revoked`, `expired`, `not_yet_valid`.
-    status: &'static str,
+    status: licensing_core::protocol::ServerStatus,
     /// The key's last group, `…-XXXXX`.
     key_hint: String,
     expires_at: Option<i64>,
@@ -445,15 +439,9 @@ pub(crate) async fn create_license(
     let now = now();
     let id = secrets::new_id("lic").map_err(internal)?;
     let template = issue::build_claims(&state, &policy, &req, &id, now)?;
-    let token = if issue::is_node_locked(&template) {
+    let token = if template.is_node_locked() {
         // Validate now; the token is signed when machines are bound.
-        let (_, license) = issue::sign_license(
-            &state,
-            &template,
-            &[issue::placeholder_fingerprint(&template)],
-            now,
-        )?;
-        issue::check_new(&license)?;
+        issue::check_template(&template, now)?;
         None
     } else {
         let (token, license) = issue::sign_license(&state, &template, &[], now)?;
@@ -469,9 +457,9 @@ pub(crate) async fn create_license(
         product_id: policy.product_id.clone(),
         policy_id: policy.id.clone(),
         status: "active".into(),
-        claims: json_text(&template)?,
+        claims: template.to_json()?,
         token,
-        expires_at: template.get("exp").and_then(Value::as_i64),
+        expires_at: template.claims.exp,
         created_at: now,
         updated_at: now,
         lease_timeout: super::floating::DEFAULT_LEASE_TIMEOUT,
@@ -733,9 +721,8 @@ pub(crate) async fn renew_license(
                 "a revoked license cannot be renewed",
             ));
         }
-        let mut template: serde_json::Map<String, Value> =
-            serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
-        let current_exp = template.get("exp").and_then(Value::as_i64);
+        let mut template = issue::LicenseTemplate::of(row)?;
+        let current_exp = template.claims.exp;
         let extend_by = match (req.expires_at, req.extend_by, req.maintenance_until) {
             (None, None, None) => Some(policy_duration.ok_or_else(|| {
                 ApiError::invalid(
@@ -764,27 +751,26 @@ pub(crate) async fn renew_license(
             }
             (None, None) => None,
         };
-        if let Some(exp) = new_exp {
-            template.insert("exp".into(), exp.into());
+        if new_exp.is_some() {
+            template.claims.exp = new_exp;
         }
         if let Some(until) = req.maintenance_until {
-            let lic = template
-                .get_mut("lic")
-                .and_then(Value::as_object_mut)
-                .ok_or_else(|| ApiError::internal("license claims without `lic`"))?;
-            let version = lic
-                .entry("version")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .ok_or_else(|| ApiError::internal("`lic.version` is not an object"))?;
-            version.insert("maintenance_until".into(), until.into());
+            template
+                .claims
+                .lic
+                .version
+                .get_or_insert_with(|| VersionRule {
+                    req: None,
+                    maintenance_until: None,
+                })
+                .maintenance_until = Some(until);
         }
         // Signing validates the new claims (the core names a bad field).
         let token = issue::sign_license_for(&state, &template, machines, now)?;
         Ok(Some(Rewrite {
-            claims: json_text(&template)?,
+            claims: template.to_json()?,
             token,
-            expires_at: template.get("exp").and_then(Value::as_i64),
+            expires_at: template.claims.exp,
         }))
     };
     let renew: &Rewriter<'_, ApiError> = &renew;

@@ -3,26 +3,22 @@
 
 use licensing_core::License;
 use licensing_core::fingerprint::{self, MatchOutcome};
-use serde::Serialize;
+pub(crate) use licensing_core::protocol::{
+    ActivateRequest, ActivateResponse, DeactivateRequest, DeactivateResponse, TransferRequest,
+    ValidateRequest, ValidateResponse,
+};
 
 use super::super::db::{Deactivation, MachineRef, Presented, RemovedBy, SameMachine, Transfer};
-use super::super::issue::{Answer, HeldTokens, ResponseClaims};
+use super::super::issue::{Answer, HeldTokens, LicenseTemplate, ResponseClaims, Use};
 use super::*;
 
 // ---- shared --------------------------------------------------------------------------------
 
-/// 403 when the license may not take a machine now: suspended, revoked or expired.
+/// 403 when the license may not take a machine now: suspended, revoked or expired (one not
+/// valid yet may: [`Use::Bind`]).
 fn refuse_unusable(row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
-    let (code, what) = match issue::effective_status(row, now)? {
-        "suspended" => ("license_suspended", "suspended"),
-        "revoked" => ("license_revoked", "revoked"),
-        "expired" => ("license_expired", "expired"),
-        _ => return Ok(()),
-    };
-    Err(ApiError::forbidden(
-        code,
-        format!("the license is {what}; {action} refused"),
-    ))
+    let outcome = format!("{action} refused");
+    issue::refuse_status(&issue::effective_status(row, now)?, Use::Bind, &outcome)
 }
 
 /// The function that signs a node-locked license's token for its machines, inside the write
@@ -31,7 +27,7 @@ fn refuse_unusable(row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
 /// tokens of the key it retires); the answer to the client is signed apart, in its scope.
 fn reissuer<'a>(
     state: &'a AppState,
-    template: &'a serde_json::Map<String, Value>,
+    template: &'a LicenseTemplate,
     now: i64,
 ) -> impl Fn(&[Machine]) -> ApiResult<String> + Sync + 'a {
     move |machines: &[Machine]| {
@@ -45,8 +41,8 @@ fn reissuer<'a>(
     }
 }
 
-fn template_of(row: &LicenseRow) -> ApiResult<serde_json::Map<String, Value>> {
-    serde_json::from_str(&row.claims).map_err(ApiError::internal)
+fn template_of(row: &LicenseRow) -> ApiResult<LicenseTemplate> {
+    LicenseTemplate::of(row)
 }
 
 /// The license's match rule applied to `presented`: whether a stored machine is it, with the
@@ -141,7 +137,7 @@ async fn find_machine(
     let template = template_of(row)?;
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let reissue = template.is_node_locked().then_some(reissue);
     let machine = new_machine_row(row, presented, now)?;
     let event_id = secrets::new_id("mev").map_err(internal)?;
     let found = state
@@ -217,7 +213,7 @@ pub(crate) async fn activate_machine(
     };
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let reissue = template.is_node_locked().then_some(reissue);
     let max_transfers = max_transfers_of(state, row).await?;
     let transfer_limit = || {
         ApiError::conflict(
@@ -230,7 +226,7 @@ pub(crate) async fn activate_machine(
     };
     let (status, machine) = match transfer_from {
         None => {
-            let max = issue::max_machines(&template);
+            let max = template.max_machines();
             match state
                 .db()
                 .activate(&presented, max, max_transfers, reissue)
@@ -295,35 +291,6 @@ pub(crate) async fn activate_machine(
 
 // ---- activate and transfer -------------------------------------------------------------------
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ActivateRequest {
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    license_key: String,
-    /// As printed by `licensing-server machine fingerprint --json --product <product id>`.
-    #[schema(value_type = super::super::openapi::FingerprintSchema)]
-    fingerprint: MachineFingerprint,
-}
-
-/// The answer of an activation or a transfer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct ActivateResponse {
-    /// The activated machine.
-    pub machine_id: String,
-    /// The license.
-    pub license_id: String,
-    /// A `machine+jwt` binding this machine to the license.
-    pub machine_token: String,
-    /// A license token signed now (node-locked: binding the license's machines).
-    pub license_token: String,
-    /// This machine's deactivation key (32 random bytes, base64url): kept secret by the client,
-    /// it MACs the receipt an air-gapped machine writes when it deactivates itself
-    /// (`POST /v1/offline/deactivate`). The same key for every activation of one machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deactivation_key: Option<String>,
-}
-
 async fn activation_answer(
     state: &AppState,
     activated: Activated,
@@ -339,7 +306,7 @@ async fn activation_answer(
             machine_id: activated.machine.id,
             license_id: activated.row.id,
             machine_token,
-            license_token,
+            license_token: Some(license_token),
             deactivation_key: activated.deactivation_key,
         }),
     ))
@@ -365,20 +332,6 @@ pub(crate) async fn activate(
     let now = now();
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
     activation_answer(&state, activated, now).await
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TransferRequest {
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    license_key: String,
-    /// The fingerprint id of the activated machine to give up.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    from_fingerprint: String,
-    /// The new machine, as for activation.
-    #[schema(value_type = super::super::openapi::FingerprintSchema)]
-    fingerprint: MachineFingerprint,
 }
 
 /// `POST /v1/client/transfer`: deactivates `from_fingerprint` and activates `fingerprint` in
@@ -417,31 +370,6 @@ pub(crate) async fn transfer(
 
 // ---- deactivate ------------------------------------------------------------------------------
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DeactivateRequest {
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    license_key: String,
-    /// The machine's fingerprint id.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    fingerprint: String,
-    /// The machine's whole fingerprint (its `id` is `fingerprint`), so the machine is found by
-    /// the license's match rule after a tolerated hardware change. Optional.
-    #[serde(default)]
-    #[schema(value_type = Option<super::super::openapi::FingerprintSchema>)]
-    machine: Option<MachineFingerprint>,
-}
-
-/// The answer of a deactivation.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct DeactivateResponse {
-    /// Always `true`.
-    pub deactivated: bool,
-    /// The machine removed.
-    pub machine_id: String,
-}
-
 /// Removes a machine from a license (client or admin API): frees its slot and, for a
 /// node-locked license, reissues the stored token without it. `presented`: the client's whole
 /// fingerprint, to find the machine by the match rule. A client's deactivation leaves its slot
@@ -457,7 +385,7 @@ pub(crate) async fn deactivate_machine(
     let template = template_of(row)?;
     let reissue = reissuer(state, &template, now);
     let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = issue::is_node_locked(&template).then_some(reissue);
+    let reissue = template.is_node_locked().then_some(reissue);
     let same = match presented {
         Some(presented) => same_machine(row, presented)?,
         None => None,
@@ -473,7 +401,7 @@ pub(crate) async fn deactivate_machine(
             tracing::info!(license = %row.id, machine = %machine.id, "machine deactivated");
             Ok(DeactivateResponse {
                 deactivated: true,
-                machine_id: machine.id,
+                machine_id: Some(machine.id),
             })
         }
         Deactivation::NotFound => Err(ApiError::not_found(
@@ -508,38 +436,6 @@ pub(crate) async fn deactivate(
 }
 
 // ---- validate --------------------------------------------------------------------------------
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ValidateRequest {
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    license_key: String,
-    /// The machine's fingerprint id.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    fingerprint: String,
-    /// A fresh random value from the client, echoed in the signed response.
-    #[schema(min_length = 8, max_length = 128, pattern = "^[!-~]+$")]
-    nonce: String,
-    /// The machine's whole fingerprint (its `id` is `fingerprint`), so that after a hardware
-    /// change within the license's match rule the machine is still recognized (and its stored
-    /// fingerprint updated). Optional: without it only the exact fingerprint id is looked up.
-    #[serde(default)]
-    #[schema(value_type = Option<super::super::openapi::FingerprintSchema>)]
-    machine: Option<MachineFingerprint>,
-    /// The license and machine tokens the client stores (after checking their signatures).
-    /// A token still current is not signed again: the response's `license_token` or
-    /// `machine_token` is then null and the client keeps its own. Absent: both are signed.
-    #[serde(default)]
-    held: Option<HeldTokens>,
-}
-
-/// The answer of a validation.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct ValidateResponse {
-    /// A `response+jwt` whose claims are [`ResponseClaims`].
-    pub response_token: String,
-}
 
 /// The signed claims about a license and one machine at `now` (validation and offline
 /// activation). Tokens named in `held` that are still current are not signed again.

@@ -368,7 +368,7 @@ pub(crate) async fn retire_key(
         if row.token.as_deref().and_then(signed_by).as_deref() != Some(kid.as_str()) {
             return Ok(None);
         }
-        let template = serde_json::from_str(&row.claims).map_err(ApiError::internal)?;
+        let template = issue::LicenseTemplate::of(row)?;
         let token = issue::sign_license_for(&state, &template, machines, now)?;
         Ok(Some(Rewrite {
             claims: row.claims.clone(),

@@ -11,7 +11,7 @@ use licensing_core::claims::{Feature, MatchPolicy, Site, VersionRule};
 use licensing_core::fingerprint::MAX_COMPONENTS;
 use licensing_core::{LicenseModel, MachineFingerprint};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::db::{

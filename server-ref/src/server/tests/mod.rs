@@ -14,6 +14,7 @@ mod compliance;
 mod floating;
 mod hardening;
 mod machines;
+mod protocol;
 
 pub(super) const ADMIN: &str = "lst_admin_for_tests";
 pub(super) const AUDITOR: &str = "lst_auditor_for_tests";

@@ -1,6 +1,8 @@
 //! The client half of floating licenses: seat check-out, heartbeat and check-in, and leaving
 //! the wait line (`/v1/client/...`, license key).
 
+use licensing_core::protocol::{CheckOutRequest, LeaseRequest, LeaveQueueRequest};
+
 use super::*;
 
 /// Signs the `lease+jwt` for a lease as it is now.
@@ -35,9 +37,10 @@ async fn lease_answer(
     Ok(LeaseAnswer {
         lease_id: lease.id.clone(),
         lease_token: sign_lease(state, row, lease, now)?,
-        epoch: lease.epoch,
+        epoch: u64::try_from(lease.epoch).map_err(ApiError::internal)?,
         expires_at: lease.expires_at,
-        heartbeat_interval: timeout / HEARTBEAT_FRACTION,
+        heartbeat_interval: u64::try_from(timeout / HEARTBEAT_FRACTION)
+            .map_err(ApiError::internal)?,
         borrowed: lease.is_borrowed(),
         lease_secret: secret,
     })
@@ -130,57 +133,6 @@ fn lease_fenced(lease: &LeaseRow, presented: i64) -> ApiError {
 }
 
 // ---- client API ----------------------------------------------------------------------------
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CheckOutRequest {
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    license_key: String,
-    /// The client installation.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    client_id: String,
-    /// The user of the app.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    user: String,
-    /// The client's id for this check-out, new for each running instance of the app: a retry
-    /// with it returns the same lease (with a fresh `lease_secret` that replaces the first,
-    /// unless the retry presents it). Another request id is another instance: it takes a seat
-    /// of its own (or is denied), even for the same client and user.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
-    request_id: String,
-    /// The secret of a live lease this instance holds (same client and user): the answer is
-    /// that lease (borrowed, with `borrow_seconds`) and this request id is tied to it. A
-    /// secret that matches no live lease of the client and user is ignored.
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 128)]
-    lease_secret: Option<String>,
-    /// `true`: this client keeps the `lease_secret` answered with the lease and presents it
-    /// on heartbeat and check-in (current SDKs). The lease then has a secret, and its
-    /// heartbeats and check-ins require it; a retry of its request id must declare it too (403
-    /// `lease_secret_required` otherwise, nothing changes). Absent or `false` (SDKs older
-    /// than lease secrets): the lease has none, and is protected only by its id being
-    /// unguessable. Presenting `lease_secret` implies `true`.
-    #[serde(default)]
-    lease_secret_supported: bool,
-    /// Borrow the seat: take it offline for this many seconds (1 to the license's
-    /// `borrowing.max_seconds`, never past the license's expiry), with no heartbeat. The same
-    /// client and user holding a lease already borrow that one.
-    #[serde(default)]
-    #[schema(minimum = 1)]
-    borrow_seconds: Option<i64>,
-    /// Wait in line for up to this many seconds (1 to 86 400; capped by the license's
-    /// `queue.max_seconds`) when no seat is free: the answer is then 202 with the place in
-    /// line, and asking again with the same request id keeps it. A license with no line
-    /// denies at once.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 86_400)]
-    queue_seconds: Option<i64>,
-}
 
 /// `POST /v1/client/leases`: 201 and a new lease (with its `lease_secret`) when a seat is
 /// free; 200 and the same lease for a retry with the same request id (or any request id tied
@@ -342,13 +294,15 @@ fn line(row: &LicenseRow, queue_seconds: Option<i64>) -> ApiResult<Option<Line>>
 
 /// 202 with the place in line and `Retry-After`.
 fn queued_answer(waiting: &Waiting) -> Response {
+    // Counts from the database, never negative.
+    let count = |n: i64| u64::try_from(n).unwrap_or_default();
     let answer = QueuedAnswer {
         queue_id: waiting.place.id.clone(),
-        position: waiting.position,
-        waiting: waiting.waiting,
+        position: count(waiting.position),
+        waiting: count(waiting.waiting),
         queued_at: waiting.place.queued_at,
         wait_until: waiting.place.wait_until,
-        retry_after: QUEUE_RETRY_AFTER,
+        retry_after: count(QUEUE_RETRY_AFTER),
         message: NO_SEATS_MESSAGE.to_owned(),
     };
     (
@@ -360,14 +314,6 @@ fn queued_answer(waiting: &Waiting) -> Response {
         Json(answer),
     )
         .into_response()
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LeaveQueueRequest {
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    license_key: String,
 }
 
 /// `POST /v1/client/queue/{id}/leave`: gives up a place in a license's wait line (the client
@@ -423,22 +369,6 @@ fn borrowing(row: &LicenseRow, seconds: i64, now: i64) -> ApiResult<Borrow> {
         until,
         max_leases: row.borrow_max_leases,
     })
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LeaseRequest {
-    /// The license key.
-    #[schema(example = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2")]
-    license_key: String,
-    /// The lease's epoch, as in its token.
-    epoch: i64,
-    /// The lease's secret, as answered at check-out: required for a lease that has one (403
-    /// `lease_secret_required` without it, `lease_secret_invalid` for another; the lease goes
-    /// on either way).
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 128)]
-    lease_secret: Option<String>,
 }
 
 /// `POST /v1/client/leases/{id}/heartbeat`: extends a live lease presenting its epoch and

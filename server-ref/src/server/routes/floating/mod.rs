@@ -70,46 +70,9 @@ pub(crate) struct DenialView {
     at: i64,
 }
 
-/// The answer carrying a lease.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct LeaseAnswer {
-    lease_id: String,
-    /// A signed `lease+jwt`.
-    lease_token: String,
-    epoch: i64,
-    expires_at: i64,
-    /// Seconds between heartbeats (a borrowed lease needs none: they leave its expiry alone).
-    heartbeat_interval: i64,
-    /// Borrowed: usable offline until `expires_at` (as its token says).
-    borrowed: bool,
-    /// The lease's secret, proof of holding it: heartbeats and check-ins present it. Only in
-    /// a check-out's answer (never in a heartbeat's); keep it private (not logged, files
-    /// 0600). A retry with the same request id answers a fresh one that replaces it, unless
-    /// the retry presents it; absent for a lease without one (taken before secrets existed,
-    /// or by a check-out that did not declare `lease_secret_supported`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease_secret: Option<String>,
-}
-
-/// A check-out waiting in line for a seat (202): ask again with the same request id every
-/// `retry_after` seconds to keep the place; the answer is the lease once a seat is free for it.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct QueuedAnswer {
-    /// The place in line (to give it up: `POST /v1/client/queue/{id}/leave`).
-    queue_id: String,
-    /// 1 for the head of the line.
-    position: i64,
-    /// Places in line, this one included.
-    waiting: i64,
-    queued_at: i64,
-    /// The end of the wait (server clock): a check-out after it without a seat is denied.
-    wait_until: i64,
-    /// Seconds to wait before asking again (also in `Retry-After`). A place not asked for
-    /// within 30 seconds is given up.
-    retry_after: i64,
-    /// The message to show meanwhile: "No available licenses, please contact IT".
-    message: String,
-}
+/// The client answers carrying a lease or a place in line, and the answer to leaving the line:
+/// the protocol's own types.
+pub(crate) use licensing_core::protocol::{LeaseAnswer, LeftQueue, QueuedAnswer};
 
 /// A license's live leases.
 #[derive(Serialize, ToSchema)]
@@ -243,33 +206,11 @@ fn denial_view(denial: &DenialRow) -> DenialView {
 
 /// A license usable for seats: floating and active; its seats.
 fn floating_seats(row: &LicenseRow, now: i64) -> ApiResult<i64> {
-    match issue::effective_status(row, now)? {
-        "suspended" => {
-            return Err(ApiError::forbidden(
-                "license_suspended",
-                "the license is suspended; no seat can be checked out",
-            ));
-        }
-        "revoked" => {
-            return Err(ApiError::forbidden(
-                "license_revoked",
-                "the license is revoked; no seat can be checked out",
-            ));
-        }
-        "expired" => {
-            return Err(ApiError::forbidden(
-                "license_expired",
-                "the license has expired; no seat can be checked out",
-            ));
-        }
-        "not_yet_valid" => {
-            return Err(ApiError::forbidden(
-                "license_not_yet_valid",
-                "the license is not valid yet; no seat can be checked out",
-            ));
-        }
-        _ => {}
-    }
+    issue::refuse_status(
+        &issue::effective_status(row, now)?,
+        issue::Use::Run,
+        "no seat can be checked out",
+    )?;
     template_seats(row)
 }
 
@@ -294,12 +235,4 @@ fn lease_not_found(id: &str) -> ApiError {
         "lease_not_found",
         format!("no lease `{id}` on this license"),
     )
-}
-
-/// The answer to leaving a wait line.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct LeftQueue {
-    queue_id: String,
-    /// Whether the place was still held (`false`: it had lapsed or been served already).
-    left: bool,
 }

@@ -16,6 +16,7 @@ mod error;
 mod extract;
 mod issue;
 mod keys_cli;
+mod machines;
 mod offline;
 mod openapi;
 mod routes;

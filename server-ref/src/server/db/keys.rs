@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Db, DbResult, Engine, LicenseRow, Machine};
+use super::{Db, DbResult, Engine, LicenseRow, Tx};
 
 /// A row of `signing_keys`.
 #[derive(Debug, Clone, FromRow)]
@@ -190,10 +190,6 @@ pub(crate) struct Rewrite {
     pub expires_at: Option<i64>,
 }
 
-/// Computes a license's rewrite from its row and machines (`None`: leave it as it is).
-pub(crate) type Rewriter<'a, E> =
-    dyn Fn(&LicenseRow, &[Machine]) -> Result<Option<Rewrite>, E> + Sync + 'a;
-
 impl Db {
     /// Every stored license token with its license id (for re-signing after a key retires).
     pub async fn stored_license_tokens(&self) -> DbResult<Vec<(String, String)>> {
@@ -201,54 +197,29 @@ impl Db {
             .fetch_all(&self.pool)
             .await
     }
+}
 
-    /// Rewrites license `id` (claims, token, expiry) as `rewrite` computes from its current row
-    /// and machines, under the license's write lock (so it cannot undo a concurrent
-    /// activation's reissue, nor be undone by one). `Ok(Ok(false))`: nothing to do.
-    pub async fn rewrite_license<E>(
-        &self,
-        id: &str,
-        rewrite: &Rewriter<'_, E>,
-        now: i64,
-    ) -> Result<Result<bool, E>, sqlx::Error> {
-        let _forget = self.licenses.clear_on_drop();
-        let mut tx = self.begin_license_write(id).await?;
-        let row: Option<LicenseRow> = sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(Ok(false));
-        };
-        let machines: Vec<Machine> =
-            sqlx::query_as("SELECT * FROM machines WHERE license_id = $1 ORDER BY created_at, id")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-        let new = match rewrite(&row, &machines) {
-            Ok(Some(new)) => new,
-            Ok(None) => {
-                tx.rollback().await?;
-                return Ok(Ok(false));
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                return Ok(Err(e));
-            }
-        };
-        sqlx::query(
-            "UPDATE licenses SET claims = $1, token = $2, expires_at = $3, updated_at = $4 \
-             WHERE id = $5",
-        )
-        .bind(&new.claims)
-        .bind(&new.token)
-        .bind(new.expires_at)
-        .bind(now)
+/// License `id` as stored, read inside a write transaction (see
+/// [`super::Db::begin_license_change`]).
+pub(crate) async fn license_in(tx: &mut Tx, id: &str) -> DbResult<Option<LicenseRow>> {
+    sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(true))
-    }
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Stores license `id`'s rewrite (claims, token, expiry).
+pub(crate) async fn store_rewrite(tx: &mut Tx, id: &str, new: &Rewrite, now: i64) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE licenses SET claims = $1, token = $2, expires_at = $3, updated_at = $4 \
+         WHERE id = $5",
+    )
+    .bind(&new.claims)
+    .bind(&new.token)
+    .bind(new.expires_at)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

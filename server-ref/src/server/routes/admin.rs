@@ -787,8 +787,7 @@ pub(crate) async fn renew_license(
             expires_at: template.get("exp").and_then(Value::as_i64),
         }))
     };
-    let renew: &Rewriter<'_, ApiError> = &renew;
-    state.db().rewrite_license(&id, renew, now).await??;
+    rewrite_license(&state, &id, now, renew).await?;
     tracing::info!(license = %id, by = %caller.token_id, "license renewed");
     let row = get_license_row(&state, &caller, &id).await?;
     Ok(Json(license_view(&row, &caller, now)?))

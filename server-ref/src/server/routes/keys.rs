@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::*;
-use crate::server::db::{PromoteRefusal, Rewrite, Rewriter, SigningKeyRow};
+use crate::server::db::{PromoteRefusal, Rewrite, SigningKeyRow};
 
 /// A signing key as the API shows it: its public half only.
 #[derive(Serialize, ToSchema)]
@@ -376,12 +376,11 @@ pub(crate) async fn retire_key(
             expires_at: row.expires_at,
         }))
     };
-    let resign: &Rewriter<'_, ApiError> = &resign;
     let mut resigned = 0_u64;
     let resign_all = async |resigned: &mut u64| -> ApiResult<()> {
         for (id, token) in state.db().stored_license_tokens().await? {
             if signed_by(&token).as_deref() == Some(kid.as_str())
-                && state.db().rewrite_license(&id, resign, now).await??
+                && rewrite_license(&state, &id, now, resign).await?
             {
                 *resigned += 1;
             }

@@ -14,10 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::db::{
-    Activation, Engine, LicenseRow, Machine, Policy, Product, Reissue, Rewrite, Rewriter,
-    Transition,
-};
+use super::db::{self, Engine, LicenseRow, Machine, Policy, Product, Rewrite, Transition};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
 use super::issue::{self, NewLicense};
@@ -212,4 +209,28 @@ pub(crate) async fn get_license_row_unscoped(state: &AppState, id: &str) -> ApiR
 
 pub(crate) fn internal(e: String) -> ApiError {
     ApiError::internal(e)
+}
+
+/// Rewrites license `id` (claims, token, expiry) as `rewrite` computes from its row and
+/// machines read under the license's write lock (so it cannot undo a concurrent activation's
+/// reissue, nor be undone by one), in one transaction this handler helper owns. `Ok(false)`:
+/// no such license, or `rewrite` answered `None` (nothing stored). An `Err` from `rewrite`
+/// rolls back.
+async fn rewrite_license(
+    state: &AppState,
+    id: &str,
+    now: i64,
+    rewrite: impl FnOnce(&LicenseRow, &[Machine]) -> ApiResult<Option<Rewrite>>,
+) -> ApiResult<bool> {
+    let mut write = state.db().begin_license_change(id).await?;
+    let Some(row) = db::license_in(write.tx(), id).await? else {
+        return Ok(false);
+    };
+    let machines = db::machines_of(write.tx(), id).await?;
+    let Some(new) = rewrite(&row, &machines)? else {
+        return Ok(false);
+    };
+    db::store_rewrite(write.tx(), id, &new, now).await?;
+    write.commit().await?;
+    Ok(true)
 }

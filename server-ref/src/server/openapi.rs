@@ -164,7 +164,7 @@ pub(crate) struct FingerprintSchema {
     #[schema(nullable = false)]
     is_virtual: Option<bool>,
     /// The signals behind `is_virtual` (at most 16).
-    #[schema(nullable = false, max_items = 16, value_type = Option<Vec<Text200>>)]
+    #[schema(nullable = false, max_items = 16, value_type = Option<Vec<super::display_name::DisplayName>>)]
     virtualization: Option<Vec<String>>,
 }
 
@@ -197,10 +197,6 @@ string_schema!(
 string_schema!(
     /// A fingerprint component hash.
     ComponentHash, 1, 128, "^[!-~]+$"
-);
-string_schema!(
-    /// 1 to 200 characters without control characters, not only white space.
-    Text200, 1, 200, r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 );
 
 /// A role of an API token.

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::db::{self, Engine, LicenseRow, Machine, Policy, Product, Rewrite, Transition};
+use super::display_name::DisplayName;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
 use super::issue::{self, NewLicense};
@@ -92,24 +93,6 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 
 // ---- input rules ---------------------------------------------------------------------------
 
-pub(crate) fn text_field(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.trim().is_empty()
-        || value.chars().count() > max
-        || value
-            .chars()
-            .any(licensing_core::claims::is_unsafe_text_char)
-    {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            format!(
-                "`{field}` must be 1 to {max} characters without control characters or \
-                 bidirectional overrides"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Identifiers and hashes: printable ASCII without spaces.
 pub(crate) fn token_field(field: &str, value: &str, min: usize, max: usize) -> ApiResult<()> {
     if value.len() < min || value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
@@ -136,7 +119,7 @@ pub(crate) fn check_fingerprint(fp: &MachineFingerprint) -> ApiResult<()> {
         token_field(&format!("fingerprint.components.{name}"), hash, 1, 128)?;
     }
     for signal in &fp.virtualization {
-        text_field("fingerprint.virtualization", signal, 200)?;
+        DisplayName::check("fingerprint.virtualization", signal)?;
     }
     Ok(())
 }

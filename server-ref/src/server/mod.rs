@@ -48,7 +48,4 @@ pub(crate) use startup::*;
 pub(crate) use state::*;
 
 #[cfg(test)]
-mod client_tests;
-
-#[cfg(test)]
 mod tests;

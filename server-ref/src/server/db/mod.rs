@@ -4,7 +4,10 @@
 
 mod keys;
 
-pub(crate) use keys::{PromoteRefusal, Rewrite, SigningKeyRow, license_in, store_rewrite};
+pub(crate) use keys::{
+    Rewrite, SigningKeyRow, insert_staged_key, key_state, license_in, promote_staged_key,
+    staged_kid, store_rewrite,
+};
 
 use std::path::Path;
 use std::time::Duration;

@@ -11,14 +11,10 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-#[path = "support/backend.rs"]
-mod backend;
-#[path = "support/online_server.rs"]
-mod online_server;
-#[path = "../src/server/test_postgres.rs"]
-mod postgres;
+mod support;
 use backend::{Backend, on_both, temp_data};
 use online_server::Server;
+use support::{backend, online_server};
 
 fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_licensing-server"))

@@ -12,8 +12,8 @@ use licensing_core::online::{LeaseConfig, LeaseLoss, LeaseManager};
 use licensing_core::{Status, Verifier};
 use serde_json::{Value, json};
 
-#[path = "support/online_server.rs"]
-mod online_server;
+mod support;
+use support::online_server;
 
 use online_server::{PRODUCT, Server, TIMEOUT, client};
 

@@ -15,8 +15,8 @@ use licensing_core::store::LicenseStore;
 use licensing_core::{Licensing, Status, TrustStore, unix_now};
 use serde_json::json;
 
-#[path = "support/online_server.rs"]
-mod online_server;
+mod support;
+use support::online_server;
 
 use online_server::{PRODUCT, Server, client};
 

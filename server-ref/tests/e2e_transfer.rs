@@ -15,14 +15,10 @@ use licensing_core::store::LicenseStore;
 use licensing_core::{Licensing, Status, TrustStore, unix_now};
 use serde_json::{Value, json};
 
-#[path = "support/backend.rs"]
-mod backend;
-#[path = "support/online_server.rs"]
-mod online_server;
-#[path = "../src/server/test_postgres.rs"]
-mod postgres;
+mod support;
 use backend::{Backend, on_both, temp_data};
 use online_server::{PRODUCT, Server, client};
+use support::{backend, online_server};
 
 /// The app on one machine: its own store directory and a fixed machine identity.
 fn app(dir: &Path, machine: &str, trust: &TrustStore) -> Licensing {

@@ -17,12 +17,8 @@ use std::time::{Duration, Instant};
 use licensing_core::{Status, TrustStore, Verifier};
 use serde_json::{Value, json};
 
-#[path = "../src/server/db/held_check.rs"]
-mod held_check;
-#[path = "../src/server/test_postgres.rs"]
-mod postgres;
-#[path = "support/spawn.rs"]
-mod spawn;
+mod support;
+use support::{held_check, postgres, spawn};
 
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);

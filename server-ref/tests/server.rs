@@ -13,13 +13,9 @@ use std::time::{Duration, Instant};
 use licensing_core::{Context, Error, Status, TokenKind, TrustStore, Verifier, verify_token};
 use serde_json::{Value, json};
 
-#[path = "support/backend.rs"]
-mod backend;
-#[path = "../src/server/test_postgres.rs"]
-mod postgres;
-#[path = "support/spawn.rs"]
-mod spawn;
+mod support;
 use backend::{Backend, on_both, temp_data};
+use support::{backend, postgres, spawn};
 
 const PRODUCT: &str = "com.example.cad";
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::audit::AuditSlot;
+use super::display_name::DisplayName;
 use super::error::ApiError;
 use super::secrets;
 
@@ -81,6 +82,9 @@ pub(crate) fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiEr
         let inner = e.into_inner();
         if path == "." {
             ApiError::invalid("invalid_request", inner.to_string())
+        } else if inner.to_string().starts_with(DisplayName::RULE) {
+            // The body the handlers' own check answered before the rule moved into the type.
+            DisplayName::refused(&path)
         } else {
             ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
         }

@@ -12,10 +12,12 @@ mod audit;
 mod config;
 mod conn;
 mod db;
+mod display_name;
 mod error;
 mod extract;
 mod issue;
 mod keys_cli;
+mod machines;
 mod offline;
 mod openapi;
 mod routes;
@@ -44,9 +46,6 @@ pub(crate) use http::*;
 pub use startup::run;
 pub(crate) use startup::*;
 pub(crate) use state::*;
-
-#[cfg(test)]
-mod client_tests;
 
 #[cfg(test)]
 mod tests;

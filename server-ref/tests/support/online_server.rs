@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "spawn.rs"]
-mod spawn;
+use super::spawn;
 
 use licensing_core::TrustStore;
 use licensing_core::online::{Client, ClientConfig};

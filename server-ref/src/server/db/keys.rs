@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Db, DbResult, Engine, LicenseRow, Machine};
+use super::{Db, DbResult, Engine, LicenseRow, Tx};
 
 /// A row of `signing_keys`.
 #[derive(Debug, Clone, FromRow)]
@@ -14,17 +14,6 @@ pub(crate) struct SigningKeyRow {
     pub retired_at: Option<i64>,
     /// A staged key's planned promotion (Unix seconds).
     pub promote_at: Option<i64>,
-}
-
-/// Why a staged key was not promoted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PromoteRefusal {
-    /// No key with that kid.
-    NotFound,
-    /// The key is not staged: its status.
-    NotStaged(String),
-    /// Published too recently: it was published at this instant.
-    TooEarly { published_at: i64 },
 }
 
 impl Db {
@@ -74,8 +63,8 @@ impl Db {
     }
 
     /// A transaction that changes the key ring, serialized across replicas (released at
-    /// commit or rollback).
-    async fn begin_key_change(&self) -> DbResult<super::Tx> {
+    /// commit or rollback): the handler owns it and runs the key statements below in it.
+    pub async fn begin_key_change(&self) -> DbResult<super::Tx> {
         Ok(match self.engine {
             Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Engine::Postgres => {
@@ -86,72 +75,6 @@ impl Db {
                 tx
             }
         })
-    }
-
-    /// Adds `key` as a `staged` key (published, not signing), to be promoted at `promote_at`
-    /// or by an operator. Refused (returns the staged key's kid) while another key is staged.
-    pub async fn stage_signing_key(&self, key: &SigningKeyRow) -> DbResult<Result<(), String>> {
-        let mut tx = self.begin_key_change().await?;
-        let staged: Option<String> =
-            sqlx::query_scalar("SELECT kid FROM signing_keys WHERE status = 'staged'")
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(staged) = staged {
-            tx.rollback().await?;
-            return Ok(Err(staged));
-        }
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, private_pem, status, created_at, promote_at) \
-             VALUES ($1, $2, 'staged', $3, $4)",
-        )
-        .bind(&key.kid)
-        .bind(&key.private_pem)
-        .bind(key.created_at)
-        .bind(key.promote_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(()))
-    }
-
-    /// Promotes the staged key `kid` to `current` (the current key becomes `previous`), in
-    /// one transaction serialized across replicas, when it was published (`created_at`) at or
-    /// before `published_by`. Otherwise says why not.
-    pub async fn promote_signing_key(
-        &self,
-        kid: &str,
-        published_by: i64,
-    ) -> DbResult<Result<(), PromoteRefusal>> {
-        let mut tx = self.begin_key_change().await?;
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, created_at FROM signing_keys WHERE kid = $1")
-                .bind(kid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let refusal = match row {
-            None => Some(PromoteRefusal::NotFound),
-            Some((status, _)) if status != "staged" => Some(PromoteRefusal::NotStaged(status)),
-            Some((_, published_at)) if published_at > published_by => {
-                Some(PromoteRefusal::TooEarly { published_at })
-            }
-            Some(_) => None,
-        };
-        if let Some(refusal) = refusal {
-            tx.rollback().await?;
-            return Ok(Err(refusal));
-        }
-        sqlx::query("UPDATE signing_keys SET status = 'previous' WHERE status = 'current'")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE signing_keys SET status = 'current', promote_at = NULL \
-             WHERE kid = $1 AND status = 'staged'",
-        )
-        .bind(kid)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(()))
     }
 
     /// Staged keys whose `promote_at` has come by `now` and that were published at or before
@@ -190,10 +113,6 @@ pub(crate) struct Rewrite {
     pub expires_at: Option<i64>,
 }
 
-/// Computes a license's rewrite from its row and machines (`None`: leave it as it is).
-pub(crate) type Rewriter<'a, E> =
-    dyn Fn(&LicenseRow, &[Machine]) -> Result<Option<Rewrite>, E> + Sync + 'a;
-
 impl Db {
     /// Every stored license token with its license id (for re-signing after a key retires).
     pub async fn stored_license_tokens(&self) -> DbResult<Vec<(String, String)>> {
@@ -201,54 +120,75 @@ impl Db {
             .fetch_all(&self.pool)
             .await
     }
+}
 
-    /// Rewrites license `id` (claims, token, expiry) as `rewrite` computes from its current row
-    /// and machines, under the license's write lock (so it cannot undo a concurrent
-    /// activation's reissue, nor be undone by one). `Ok(Ok(false))`: nothing to do.
-    pub async fn rewrite_license<E>(
-        &self,
-        id: &str,
-        rewrite: &Rewriter<'_, E>,
-        now: i64,
-    ) -> Result<Result<bool, E>, sqlx::Error> {
-        let _forget = self.licenses.clear_on_drop();
-        let mut tx = self.begin_license_write(id).await?;
-        let row: Option<LicenseRow> = sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(Ok(false));
-        };
-        let machines: Vec<Machine> =
-            sqlx::query_as("SELECT * FROM machines WHERE license_id = $1 ORDER BY created_at, id")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-        let new = match rewrite(&row, &machines) {
-            Ok(Some(new)) => new,
-            Ok(None) => {
-                tx.rollback().await?;
-                return Ok(Ok(false));
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                return Ok(Err(e));
-            }
-        };
-        sqlx::query(
-            "UPDATE licenses SET claims = $1, token = $2, expires_at = $3, updated_at = $4 \
-             WHERE id = $5",
-        )
-        .bind(&new.claims)
-        .bind(&new.token)
-        .bind(new.expires_at)
-        .bind(now)
+/// License `id` as stored, read inside a write transaction (see
+/// [`super::Db::begin_license_change`]).
+pub(crate) async fn license_in(tx: &mut Tx, id: &str) -> DbResult<Option<LicenseRow>> {
+    sqlx::query_as("SELECT * FROM licenses WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Stores license `id`'s rewrite (claims, token, expiry).
+pub(crate) async fn store_rewrite(tx: &mut Tx, id: &str, new: &Rewrite, now: i64) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE licenses SET claims = $1, token = $2, expires_at = $3, updated_at = $4 \
+         WHERE id = $5",
+    )
+    .bind(&new.claims)
+    .bind(&new.token)
+    .bind(new.expires_at)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The kid of the staged key, if one is.
+pub(crate) async fn staged_kid(tx: &mut Tx) -> DbResult<Option<String>> {
+    sqlx::query_scalar("SELECT kid FROM signing_keys WHERE status = 'staged'")
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Inserts `key` as a `staged` key (published, not signing), to be promoted at its
+/// `promote_at` or by an operator.
+pub(crate) async fn insert_staged_key(tx: &mut Tx, key: &SigningKeyRow) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, private_pem, status, created_at, promote_at) \
+         VALUES ($1, $2, 'staged', $3, $4)",
+    )
+    .bind(&key.kid)
+    .bind(&key.private_pem)
+    .bind(key.created_at)
+    .bind(key.promote_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Key `kid`'s status and publication time (`created_at`).
+pub(crate) async fn key_state(tx: &mut Tx, kid: &str) -> DbResult<Option<(String, i64)>> {
+    sqlx::query_as("SELECT status, created_at FROM signing_keys WHERE kid = $1")
+        .bind(kid)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Makes the staged key `kid` the `current` one; the current key becomes `previous`.
+pub(crate) async fn promote_staged_key(tx: &mut Tx, kid: &str) -> DbResult<()> {
+    sqlx::query("UPDATE signing_keys SET status = 'previous' WHERE status = 'current'")
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        Ok(Ok(true))
-    }
+    sqlx::query(
+        "UPDATE signing_keys SET status = 'current', promote_at = NULL \
+         WHERE kid = $1 AND status = 'staged'",
+    )
+    .bind(kid)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -4,7 +4,10 @@
 
 mod keys;
 
-pub(crate) use keys::{PromoteRefusal, Rewrite, Rewriter, SigningKeyRow};
+pub(crate) use keys::{
+    Rewrite, SigningKeyRow, insert_staged_key, key_state, license_in, promote_staged_key,
+    staged_kid, store_rewrite,
+};
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,7 +45,12 @@ mod compliance;
 mod deactivation_keys;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
-pub(crate) use client::{Deactivation, MachineRef, Presented, RemovedBy, SameMachine, Transfer};
+pub(crate) use client::{
+    MachineEvent, MachineRef, RemovedBy, add_transfer, delete_machine, insert_machine,
+    insert_removal_event, machine_by_fingerprint, machine_by_id, machine_count, machines_of,
+    pending_deactivations, set_license_token, take_pending, touch_machine, transfers_used,
+    update_fingerprint,
+};
 pub(crate) use compliance::LicenseUsage;
 
 mod floating;
@@ -107,6 +115,29 @@ pub(crate) enum Engine {
 
 /// The transaction type of every engine.
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A write transaction on one license that the handler owns (see
+/// [`Db::begin_license_change`]): the query functions take [`LicenseWrite::tx`], nothing is
+/// stored until [`LicenseWrite::commit`], and dropping it (any error path) rolls back. Either
+/// way the license cache is forgotten afterwards.
+pub(crate) struct LicenseWrite<'a> {
+    // Dropped in this order: the transaction (rolled back unless committed), then the cache.
+    tx: Tx,
+    _forget: license_cache::ClearOnDrop<'a>,
+}
+
+impl LicenseWrite<'_> {
+    /// The transaction, for the query functions.
+    pub fn tx(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+
+    /// Commits the transaction, then forgets the cached licenses.
+    pub async fn commit(self) -> DbResult<()> {
+        let LicenseWrite { tx, _forget } = self;
+        tx.commit().await
+    }
+}
 
 /// A row of `organizations` (tenants).
 #[derive(Debug, Clone, FromRow)]
@@ -268,24 +299,6 @@ impl Transition {
             Transition::Revoke => "revoked",
         }
     }
-}
-
-/// Signs the license token binding these machines (node-locked licenses), inside the
-/// activation transaction.
-pub(crate) type Reissue<'a, E> = dyn Fn(&[Machine]) -> Result<String, E> + Sync + 'a;
-
-/// Outcome of an activation insert.
-#[derive(Debug)]
-pub(crate) enum Activation {
-    /// A new machine row was inserted.
-    Created,
-    /// The fingerprint was already activated on this license: that row.
-    Existing(Machine),
-    /// The license's machine limit is reached.
-    LimitReached,
-    /// The new machine would take a slot another machine's client deactivation freed (a
-    /// move), and the license has used all the transfers its policy allows.
-    TransferLimitReached,
 }
 
 /// What opening a database may do to its schema.
@@ -881,101 +894,15 @@ impl Db {
         Ok(tx)
     }
 
-    /// Activates the presented machine unless its license already has `max_machines`
-    /// machines, and, when `reissue` is given, stores the license token it returns for the
-    /// license's machines (new one included), all in one write transaction: concurrent
-    /// activations of one license are serialized, so the limit holds and a node-locked token
-    /// binds every machine. A stored machine the presented one is by the match rule is
-    /// answered as existing, its fingerprint updated (and recorded) when it changed. A new
-    /// machine taking a slot a client deactivation freed counts one transfer against
-    /// `max_transfers` unless it is that same machine (see `client::take_pending_slot`).
-    /// `reissue` returning `Err` rolls everything back.
-    pub async fn activate<E>(
-        &self,
-        presented: &Presented<'_>,
-        max_machines: Option<i64>,
-        max_transfers: Option<i64>,
-        reissue: Option<&Reissue<'_, E>>,
-    ) -> Result<Result<Activation, E>, sqlx::Error> {
-        let _forget = self.licenses.clear_on_drop();
-        let machine = presented.machine;
-        let mut tx = self.begin_license_write(&machine.license_id).await?;
-        let existing = client::find_machine(
-            &mut tx,
-            &machine.license_id,
-            &machine.fingerprint,
-            presented.same,
-        )
-        .await?;
-        if let Some((existing, changed)) = existing {
-            if existing.fingerprint == machine.fingerprint {
-                sqlx::query("UPDATE machines SET last_seen_at = $1 WHERE id = $2")
-                    .bind(machine.last_seen_at)
-                    .bind(&existing.id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                return Ok(Ok(Activation::Existing(existing)));
-            }
-            let updated =
-                client::update_fingerprint(&mut tx, &existing, presented, &changed).await?;
-            if let Some(reissue) = reissue
-                && let Err(e) = client::store_reissued(
-                    &mut tx,
-                    &machine.license_id,
-                    reissue,
-                    machine.last_seen_at,
-                )
-                .await?
-            {
-                tx.rollback().await?;
-                return Ok(Err(e));
-            }
-            tx.commit().await?;
-            return Ok(Ok(Activation::Existing(updated)));
-        }
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM machines WHERE license_id = $1")
-            .bind(&machine.license_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if max_machines.is_some_and(|max| count >= max) {
-            tx.rollback().await?;
-            return Ok(Ok(Activation::LimitReached));
-        }
-        if client::take_pending_slot(
-            &mut tx,
-            &machine.license_id,
-            &machine.fingerprint,
-            presented.same,
-            max_transfers,
-        )
-        .await?
-        .is_err()
-        {
-            tx.rollback().await?;
-            return Ok(Ok(Activation::TransferLimitReached));
-        }
-        sqlx::query(
-            "INSERT INTO machines (id, license_id, fingerprint, fingerprint_json, created_at, \
-             last_seen_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&machine.id)
-        .bind(&machine.license_id)
-        .bind(&machine.fingerprint)
-        .bind(&machine.fingerprint_json)
-        .bind(machine.created_at)
-        .bind(machine.last_seen_at)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(reissue) = reissue
-            && let Err(e) =
-                client::store_reissued(&mut tx, &machine.license_id, reissue, machine.created_at)
-                    .await?
-        {
-            tx.rollback().await?;
-            return Ok(Err(e));
-        }
-        tx.commit().await?;
-        Ok(Ok(Activation::Created))
+    /// [`Db::begin_license_write`] for a handler that writes a license or its machines: the
+    /// answer also forgets the cached licenses when it is dropped, after its transaction
+    /// (committed or rolled back), so no client call answers from a row the write changed.
+    pub async fn begin_license_change(&self, license_id: &str) -> DbResult<LicenseWrite<'_>> {
+        let forget = self.licenses.clear_on_drop();
+        let tx = self.begin_license_write(license_id).await?;
+        Ok(LicenseWrite {
+            tx,
+            _forget: forget,
+        })
     }
 }

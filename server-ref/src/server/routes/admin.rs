@@ -11,12 +11,7 @@ pub(crate) struct NewProduct {
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/@+-]+$")]
     id: String,
     /// Display name.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    name: String,
+    name: DisplayName,
 }
 
 /// The caller's organization's products.
@@ -49,11 +44,10 @@ pub(crate) async fn create_product(
             "`id` must be 1 to 128 characters of A-Z a-z 0-9 . _ - : / @ +",
         ));
     }
-    text_field("name", &req.name, 200)?;
     let product = Product {
         id: req.id,
         organization_id: caller.organization_id.clone(),
-        name: req.name,
+        name: req.name.into_string(),
         created_at: now(),
     };
     if !state.db().insert_product(&product).await? {
@@ -88,12 +82,7 @@ pub(crate) struct NewPolicy {
     /// The product the policy's licenses are for.
     product_id: String,
     /// Display name.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    name: String,
+    name: DisplayName,
     #[schema(value_type = super::super::openapi::LicenseModelSchema)]
     model: LicenseModel,
     /// Seconds from issue to expiry.
@@ -251,7 +240,6 @@ pub(crate) async fn create_policy(
     StrictJson(req): StrictJson<NewPolicy>,
 ) -> ApiResult<(StatusCode, Json<PolicyView>)> {
     caller.require(Action::ManageLicenses)?;
-    text_field("name", &req.name, 200)?;
     if state
         .db()
         .get_product(&caller.organization_id, &req.product_id)
@@ -292,7 +280,7 @@ pub(crate) async fn create_policy(
         id: secrets::new_id("pol").map_err(internal)?,
         organization_id: caller.organization_id.clone(),
         product_id: req.product_id,
-        name: req.name,
+        name: req.name.into_string(),
         model: req.model.as_str().to_owned(),
         duration,
         grace_period,
@@ -773,8 +761,7 @@ pub(crate) async fn renew_license(
             expires_at: template.claims.exp,
         }))
     };
-    let renew: &Rewriter<'_, ApiError> = &renew;
-    state.db().rewrite_license(&id, renew, now).await??;
+    rewrite_license(&state, &id, now, renew).await?;
     tracing::info!(license = %id, by = %caller.token_id, "license renewed");
     let row = get_license_row(&state, &caller, &id).await?;
     Ok(Json(license_view(&row, &caller, now)?))

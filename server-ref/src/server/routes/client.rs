@@ -2,14 +2,14 @@
 //! transfer; and the one activation path the offline (air-gapped) activation shares.
 
 use licensing_core::License;
-use licensing_core::fingerprint::{self, MatchOutcome};
 pub(crate) use licensing_core::protocol::{
     ActivateRequest, ActivateResponse, DeactivateRequest, DeactivateResponse, TransferRequest,
     ValidateRequest, ValidateResponse,
 };
 
-use super::super::db::{Deactivation, MachineRef, Presented, RemovedBy, SameMachine, Transfer};
+use super::super::db::{self, MachineRef, RemovedBy};
 use super::super::issue::{Answer, HeldTokens, LicenseTemplate, ResponseClaims, Use};
+use super::super::machines::{self, SameMachine, Slot};
 use super::*;
 
 // ---- shared --------------------------------------------------------------------------------
@@ -21,48 +21,8 @@ fn refuse_unusable(row: &LicenseRow, now: i64, action: &str) -> ApiResult<()> {
     issue::refuse_status(&issue::effective_status(row, now)?, Use::Bind, &outcome)
 }
 
-/// The function that signs a node-locked license's token for its machines, inside the write
-/// transaction of an activation, deactivation or transfer. The stored token is always signed
-/// by the current key, whatever the client of the request trusts (a retire re-signs only the
-/// tokens of the key it retires); the answer to the client is signed apart, in its scope.
-fn reissuer<'a>(
-    state: &'a AppState,
-    template: &'a LicenseTemplate,
-    now: i64,
-) -> impl Fn(&[Machine]) -> ApiResult<String> + Sync + 'a {
-    move |machines: &[Machine]| {
-        let fingerprints = machines
-            .iter()
-            .map(issue::machine_fingerprint)
-            .collect::<ApiResult<Vec<_>>>()?;
-        super::super::with_current_key(|| issue::sign_license(state, template, &fingerprints, now))
-            .map(|(token, _)| token)
-            .map_err(|e| e.context("this machine cannot be bound to the license"))
-    }
-}
-
 fn template_of(row: &LicenseRow) -> ApiResult<LicenseTemplate> {
     LicenseTemplate::of(row)
-}
-
-/// The license's match rule applied to `presented`: whether a stored machine is it, with the
-/// components that changed (the core's `fingerprint::matches`, the rule license evaluation
-/// uses). `None` when the license has no match rule (exact fingerprint id only).
-fn same_machine<'a>(
-    row: &'a LicenseRow,
-    presented: &'a MachineFingerprint,
-) -> ApiResult<Option<impl Fn(&Machine) -> Option<Vec<String>> + Sync + 'a>> {
-    let Some(policy) = issue::parsed_template(row)?.match_policy() else {
-        return Ok(None);
-    };
-    Ok(Some(move |stored: &Machine| {
-        let stored = issue::machine_fingerprint(stored).ok()?;
-        match fingerprint::matches(Some(policy), &stored, presented) {
-            MatchOutcome::Exact => Some(Vec::new()),
-            MatchOutcome::Tolerated { changed } => Some(changed),
-            MatchOutcome::Different { .. } => None,
-        }
-    }))
 }
 
 /// The row a presented fingerprint would be inserted as.
@@ -124,33 +84,34 @@ async fn find_machine(
     let Some(presented) = presented else {
         return Ok(None);
     };
-    let Some(same) = same_machine(row, presented)? else {
+    let Some(same) = SameMachine::of(row, presented)? else {
         return Ok(None);
     };
-    let same: &SameMachine<'_> = &same;
     // A read first: a fingerprint that is no machine of the license (a copied store asking
     // again and again) costs no write transaction.
     let machines = state.db().list_machines(&row.id).await?;
-    if !machines.iter().any(|m| same(m).is_some()) {
+    if !machines.iter().any(|m| same.changed(m).is_some()) {
         return Ok(None);
     }
     let template = template_of(row)?;
-    let reissue = reissuer(state, &template, now);
-    let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = template.is_node_locked().then_some(reissue);
     let machine = new_machine_row(row, presented, now)?;
     let event_id = secrets::new_id("mev").map_err(internal)?;
-    let found = state
-        .db()
-        .recognize_machine(
-            &Presented {
-                machine: &machine,
-                same: Some(same),
-                event_id: &event_id,
-            },
-            reissue,
-        )
-        .await??;
+    let mut write = state.db().begin_license_change(&row.id).await?;
+    let Some((stored, changed)) =
+        machines::find(write.tx(), &row.id, &machine.fingerprint, Some(&same)).await?
+    else {
+        return Ok(None);
+    };
+    let found = if stored.fingerprint == machine.fingerprint {
+        // Activated meanwhile under this very id.
+        Some(stored)
+    } else {
+        let updated =
+            db::update_fingerprint(write.tx(), &stored, &machine, &event_id, &changed).await?;
+        machines::store_bound_token(write.tx(), state, &template, &row.id, now).await?;
+        write.commit().await?;
+        Some(updated)
+    };
     if let Some(found) = &found {
         tracing::info!(
             license = %row.id,
@@ -204,16 +165,7 @@ pub(crate) async fn activate_machine(
     let template = template_of(row)?;
     let machine = new_machine_row(row, fingerprint, now)?;
     let event_id = secrets::new_id("mev").map_err(internal)?;
-    let same = same_machine(row, fingerprint)?;
-    let same = same.as_ref().map(|f| f as &SameMachine<'_>);
-    let presented = Presented {
-        machine: &machine,
-        same,
-        event_id: &event_id,
-    };
-    let reissue = reissuer(state, &template, now);
-    let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = template.is_node_locked().then_some(reissue);
+    let same = SameMachine::of(row, fingerprint)?;
     let max_transfers = max_transfers_of(state, row).await?;
     let transfer_limit = || {
         ApiError::conflict(
@@ -224,54 +176,87 @@ pub(crate) async fn activate_machine(
             ),
         )
     };
+    // One write transaction: concurrent writers of the license queue, so the machine limit
+    // holds and a node-locked token binds every machine. Every early return drops it (rolls
+    // back); only the final commit stores anything.
+    let mut write = state.db().begin_license_change(&row.id).await?;
+    let tx = write.tx();
     let (status, machine) = match transfer_from {
         None => {
-            let max = template.max_machines();
-            match state
-                .db()
-                .activate(&presented, max, max_transfers, reissue)
-                .await??
-            {
-                Activation::Created => (StatusCode::CREATED, machine),
-                Activation::Existing(existing) => (StatusCode::OK, existing),
-                Activation::LimitReached => {
-                    return Err(ApiError::conflict(
-                        "machine_limit_reached",
-                        format!(
-                            "the license allows {} machine(s) and all are activated",
-                            max.unwrap_or_default()
-                        ),
-                    ));
+            let existing = machines::find(tx, &row.id, &machine.fingerprint, same.as_ref()).await?;
+            match existing {
+                // Activated already: the same id, or another one within tolerance (its
+                // fingerprint updated and recorded).
+                Some((existing, _)) if existing.fingerprint == machine.fingerprint => {
+                    db::touch_machine(tx, &existing.id, machine.last_seen_at).await?;
+                    (StatusCode::OK, existing)
                 }
-                Activation::TransferLimitReached => {
-                    return Err(transfer_limit()
-                        .context("activating another machine after a deactivation is a transfer"));
+                Some((existing, changed)) => {
+                    let updated =
+                        db::update_fingerprint(tx, &existing, &machine, &event_id, &changed)
+                            .await?;
+                    machines::store_bound_token(tx, state, &template, &row.id, now).await?;
+                    (StatusCode::OK, updated)
+                }
+                None => {
+                    let max = template.max_machines();
+                    let count = db::machine_count(tx, &row.id).await?;
+                    if max.is_some_and(|max| count >= max) {
+                        return Err(ApiError::conflict(
+                            "machine_limit_reached",
+                            format!(
+                                "the license allows {} machine(s) and all are activated",
+                                max.unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    let slot = machines::take_pending_slot(
+                        tx,
+                        &row.id,
+                        &machine.fingerprint,
+                        same.as_ref(),
+                        max_transfers,
+                    )
+                    .await?;
+                    if slot == Slot::TransferLimitReached {
+                        return Err(transfer_limit().context(
+                            "activating another machine after a deactivation is a transfer",
+                        ));
+                    }
+                    db::insert_machine(tx, &machine).await?;
+                    machines::store_bound_token(tx, state, &template, &row.id, now).await?;
+                    (StatusCode::CREATED, machine)
                 }
             }
         }
         Some(from) => {
-            match state
-                .db()
-                .transfer(from, &presented, max_transfers, reissue)
-                .await??
+            let Some(old) = db::machine_by_fingerprint(tx, &row.id, from).await? else {
+                return Err(ApiError::not_found(
+                    "machine_not_found",
+                    "`from_fingerprint` is not activated on this license",
+                ));
+            };
+            if machines::find(tx, &row.id, &machine.fingerprint, same.as_ref())
+                .await?
+                .is_some()
             {
-                Transfer::Done => (StatusCode::CREATED, machine),
-                Transfer::FromNotFound => {
-                    return Err(ApiError::not_found(
-                        "machine_not_found",
-                        "`from_fingerprint` is not activated on this license",
-                    ));
-                }
-                Transfer::AlreadyActivated => {
-                    return Err(ApiError::conflict(
-                        "machine_already_activated",
-                        "the new machine is already activated on this license",
-                    ));
-                }
-                Transfer::LimitReached => return Err(transfer_limit()),
+                return Err(ApiError::conflict(
+                    "machine_already_activated",
+                    "the new machine is already activated on this license",
+                ));
             }
+            let transfers = db::transfers_used(tx, &row.id).await?;
+            if max_transfers.is_some_and(|max| transfers >= max) {
+                return Err(transfer_limit());
+            }
+            db::delete_machine(tx, &old.id).await?;
+            db::insert_machine(tx, &machine).await?;
+            db::add_transfer(tx, &row.id, Some(machine.created_at)).await?;
+            machines::store_bound_token(tx, state, &template, &row.id, now).await?;
+            (StatusCode::CREATED, machine)
         }
     };
+    write.commit().await?;
     if status == StatusCode::CREATED {
         tracing::info!(license = %row.id, machine = %machine.id, action, "machine activated");
     }
@@ -383,32 +368,34 @@ pub(crate) async fn deactivate_machine(
 ) -> ApiResult<DeactivateResponse> {
     let now = now();
     let template = template_of(row)?;
-    let reissue = reissuer(state, &template, now);
-    let reissue: &Reissue<'_, ApiError> = &reissue;
-    let reissue = template.is_node_locked().then_some(reissue);
     let same = match presented {
-        Some(presented) => same_machine(row, presented)?,
+        Some(presented) => SameMachine::of(row, presented)?,
         None => None,
     };
-    let same = same.as_ref().map(|f| f as &SameMachine<'_>);
     let event_id = secrets::new_id("mev").map_err(internal)?;
-    match state
-        .db()
-        .deactivate(&row.id, which, same, by, &event_id, reissue, now)
-        .await??
-    {
-        Deactivation::Done(machine) => {
-            tracing::info!(license = %row.id, machine = %machine.id, "machine deactivated");
-            Ok(DeactivateResponse {
-                deactivated: true,
-                machine_id: Some(machine.id),
-            })
-        }
-        Deactivation::NotFound => Err(ApiError::not_found(
+    let mut write = state.db().begin_license_change(&row.id).await?;
+    let tx = write.tx();
+    let machine = match which {
+        MachineRef::Fingerprint(fp) => machines::find(tx, &row.id, fp, same.as_ref())
+            .await?
+            .map(|(m, _)| m),
+        MachineRef::Id(id) => db::machine_by_id(tx, &row.id, id).await?,
+    };
+    let Some(machine) = machine else {
+        return Err(ApiError::not_found(
             "machine_not_found",
             "no such machine is activated on this license",
-        )),
-    }
+        ));
+    };
+    db::delete_machine(tx, &machine.id).await?;
+    db::insert_removal_event(tx, &event_id, &machine, by, now).await?;
+    machines::store_bound_token(tx, state, &template, &row.id, now).await?;
+    write.commit().await?;
+    tracing::info!(license = %row.id, machine = %machine.id, "machine deactivated");
+    Ok(DeactivateResponse {
+        deactivated: true,
+        machine_id: Some(machine.id),
+    })
 }
 
 /// `POST /v1/client/deactivate`.

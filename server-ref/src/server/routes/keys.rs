@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::*;
-use crate::server::db::{PromoteRefusal, Rewrite, Rewriter, SigningKeyRow};
+use crate::server::db::{Rewrite, SigningKeyRow};
 
 /// A signing key as the API shows it: its public half only.
 #[derive(Serialize, ToSchema)]
@@ -114,12 +114,16 @@ pub(crate) async fn stage(
         retired_at: None,
         promote_at,
     };
-    if let Err(staged) = state.db().stage_signing_key(&row).await? {
+    // One staged key at a time, checked and added in one key-ring transaction.
+    let mut tx = state.db().begin_key_change().await?;
+    if let Some(staged) = db::staged_kid(&mut tx).await? {
         return Err(ApiError::conflict(
             "key_already_staged",
             format!("`{staged}` is staged already; promote or retire it first"),
         ));
     }
+    db::insert_staged_key(&mut tx, &row).await?;
+    tx.commit().await?;
     state.reload_keys().await.map_err(ApiError::internal)?;
     tracing::info!(kid = %row.kid, promote_at, "signing key staged");
     key_view(state, &row)
@@ -131,25 +135,21 @@ pub(crate) async fn stage(
 /// `key_not_found`.
 pub(crate) async fn promote(state: &AppState, kid: &str, now: i64) -> ApiResult<KeyView> {
     let min = state.key_min_publish_secs();
-    match state
-        .db()
-        .promote_signing_key(kid, now.saturating_sub(min))
-        .await?
-    {
-        Ok(()) => {}
-        Err(PromoteRefusal::NotFound) => {
+    match promote_staged(state, kid, now.saturating_sub(min)).await? {
+        None => {}
+        Some(PromoteRefusal::NotFound) => {
             return Err(ApiError::not_found(
                 "key_not_found",
                 format!("no signing key `{kid}`"),
             ));
         }
-        Err(PromoteRefusal::NotStaged(status)) => {
+        Some(PromoteRefusal::NotStaged(status)) => {
             return Err(ApiError::conflict(
                 "key_not_staged",
                 format!("`{kid}` is {status}; only a staged key is promoted (stage one first)"),
             ));
         }
-        Err(PromoteRefusal::TooEarly { published_at }) => {
+        Some(PromoteRefusal::TooEarly { published_at }) => {
             let from = published_at.saturating_add(min);
             return Err(ApiError::conflict(
                 "key_not_published_long_enough",
@@ -174,6 +174,41 @@ pub(crate) async fn promote(state: &AppState, kid: &str, now: i64) -> ApiResult<
     key_view(state, row)
 }
 
+/// Why a staged key was not promoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PromoteRefusal {
+    /// No key with that kid.
+    NotFound,
+    /// The key is not staged: its status.
+    NotStaged(String),
+    /// Published too recently: it was published at this instant.
+    TooEarly { published_at: i64 },
+}
+
+/// Promotes the staged key `kid` to `current` (the current key becomes `previous`), in one
+/// key-ring transaction serialized across replicas, when it was published (`created_at`) at
+/// or before `published_by`. `Some`: why not (nothing changed).
+async fn promote_staged(
+    state: &AppState,
+    kid: &str,
+    published_by: i64,
+) -> ApiResult<Option<PromoteRefusal>> {
+    let mut tx = state.db().begin_key_change().await?;
+    let refusal = match db::key_state(&mut tx, kid).await? {
+        None => Some(PromoteRefusal::NotFound),
+        Some((status, _)) if status != "staged" => Some(PromoteRefusal::NotStaged(status)),
+        Some((_, published_at)) if published_at > published_by => {
+            Some(PromoteRefusal::TooEarly { published_at })
+        }
+        Some(_) => None,
+    };
+    if refusal.is_none() {
+        db::promote_staged_key(&mut tx, kid).await?;
+        tx.commit().await?;
+    }
+    Ok(refusal)
+}
+
 /// The audit actor of promotions the server makes by itself at a staged key's `promote_at`.
 pub(crate) const SCHEDULE_ACTOR: &str = "schedule";
 
@@ -194,12 +229,8 @@ pub(crate) async fn promote_due_keys(state: &AppState, now: i64) {
         }
     };
     for kid in due {
-        match state
-            .db()
-            .promote_signing_key(&kid, now.saturating_sub(min))
-            .await
-        {
-            Ok(Ok(())) => {
+        match promote_staged(state, &kid, now.saturating_sub(min)).await {
+            Ok(None) => {
                 tracing::info!(%kid, "staged signing key promoted at its promote_at");
                 let entry = crate::server::db::NewAuditEntry {
                     at: now,
@@ -212,8 +243,8 @@ pub(crate) async fn promote_due_keys(state: &AppState, now: i64) {
                 state.audit().append(entry).await;
             }
             // Another replica promoted it first, or it changed meanwhile.
-            Ok(Err(_)) => {}
-            Err(e) => tracing::warn!(error = %e, %kid, "promoting a staged signing key"),
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(error = ?e, %kid, "promoting a staged signing key"),
         }
     }
 }
@@ -376,12 +407,11 @@ pub(crate) async fn retire_key(
             expires_at: row.expires_at,
         }))
     };
-    let resign: &Rewriter<'_, ApiError> = &resign;
     let mut resigned = 0_u64;
     let resign_all = async |resigned: &mut u64| -> ApiResult<()> {
         for (id, token) in state.db().stored_license_tokens().await? {
             if signed_by(&token).as_deref() == Some(kid.as_str())
-                && state.db().rewrite_license(&id, resign, now).await??
+                && rewrite_license(&state, &id, now, resign).await?
             {
                 *resigned += 1;
             }

@@ -14,10 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::db::{
-    Activation, Engine, LicenseRow, Machine, Policy, Product, Reissue, Rewrite, Rewriter,
-    Transition,
-};
+use super::db::{self, Engine, LicenseRow, Machine, Policy, Product, Rewrite, Transition};
+use super::display_name::DisplayName;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Action, Caller, StrictJson};
 use super::issue::{self, NewLicense};
@@ -95,24 +93,6 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 
 // ---- input rules ---------------------------------------------------------------------------
 
-pub(crate) fn text_field(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.trim().is_empty()
-        || value.chars().count() > max
-        || value
-            .chars()
-            .any(licensing_core::claims::is_unsafe_text_char)
-    {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            format!(
-                "`{field}` must be 1 to {max} characters without control characters or \
-                 bidirectional overrides"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Identifiers and hashes: printable ASCII without spaces.
 pub(crate) fn token_field(field: &str, value: &str, min: usize, max: usize) -> ApiResult<()> {
     if value.len() < min || value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
@@ -139,7 +119,7 @@ pub(crate) fn check_fingerprint(fp: &MachineFingerprint) -> ApiResult<()> {
         token_field(&format!("fingerprint.components.{name}"), hash, 1, 128)?;
     }
     for signal in &fp.virtualization {
-        text_field("fingerprint.virtualization", signal, 200)?;
+        DisplayName::check("fingerprint.virtualization", signal)?;
     }
     Ok(())
 }
@@ -212,4 +192,28 @@ pub(crate) async fn get_license_row_unscoped(state: &AppState, id: &str) -> ApiR
 
 pub(crate) fn internal(e: String) -> ApiError {
     ApiError::internal(e)
+}
+
+/// Rewrites license `id` (claims, token, expiry) as `rewrite` computes from its row and
+/// machines read under the license's write lock (so it cannot undo a concurrent activation's
+/// reissue, nor be undone by one), in one transaction this handler helper owns. `Ok(false)`:
+/// no such license, or `rewrite` answered `None` (nothing stored). An `Err` from `rewrite`
+/// rolls back.
+async fn rewrite_license(
+    state: &AppState,
+    id: &str,
+    now: i64,
+    rewrite: impl FnOnce(&LicenseRow, &[Machine]) -> ApiResult<Option<Rewrite>>,
+) -> ApiResult<bool> {
+    let mut write = state.db().begin_license_change(id).await?;
+    let Some(row) = db::license_in(write.tx(), id).await? else {
+        return Ok(false);
+    };
+    let machines = db::machines_of(write.tx(), id).await?;
+    let Some(new) = rewrite(&row, &machines)? else {
+        return Ok(false);
+    };
+    db::store_rewrite(write.tx(), id, &new, now).await?;
+    write.commit().await?;
+    Ok(true)
 }

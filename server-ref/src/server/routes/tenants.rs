@@ -56,12 +56,7 @@ impl From<ApiTokenRow> for ApiTokenView {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewOrganization {
     /// Display name.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    name: String,
+    name: DisplayName,
 }
 
 /// Organizations.
@@ -103,10 +98,9 @@ pub(crate) async fn create_organization(
     StrictJson(req): StrictJson<NewOrganization>,
 ) -> ApiResult<(StatusCode, Json<CreatedOrganization>)> {
     caller.require_operator()?;
-    text_field("name", &req.name, 200)?;
     let org = Organization {
         id: secrets::new_id("org").map_err(internal)?,
-        name: req.name,
+        name: req.name.into_string(),
         operator: 0,
         created_at: now(),
     };
@@ -178,12 +172,7 @@ pub(crate) struct NewApiToken {
     #[schema(value_type = super::super::openapi::RoleSchema)]
     role: String,
     /// What the token is for.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    label: String,
+    label: DisplayName,
     /// Another organization (operator admins only); default: the caller's.
     organization_id: Option<String>,
 }
@@ -214,7 +203,6 @@ pub(crate) async fn create_api_token(
             "`role` must be admin, license_manager, it_staff or auditor",
         )
     })?;
-    text_field("label", &req.label, 200)?;
     let organization_id = match req.organization_id {
         Some(other) if other != caller.organization_id => {
             caller.require_operator()?;

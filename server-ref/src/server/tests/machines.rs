@@ -484,3 +484,35 @@ fn a_tolerated_hardware_change_is_the_same_machine() {
         },
     );
 }
+
+/// A handler's license write (`Db::begin_license_change`) stores nothing until it commits (a
+/// dropped one, as on every error path, rolls back), and either way the license cache is
+/// forgotten afterwards: a validation that cached "not activated" sees the committed machine
+/// at once.
+#[tokio::test]
+async fn a_license_write_rolls_back_unless_committed_and_forgets_the_cache() {
+    let (_dir, state) = app().await;
+    let (key, id) = license(&state, json!({ "model": "perpetual", "max_machines": 2 })).await;
+    let activated =
+        async |state: &AppState| validate(state, &key, "box-a").await["machine_activated"] == true;
+    assert!(!activated(&state).await);
+    let machine = db::Machine {
+        id: "mch_write_test".into(),
+        license_id: id.clone(),
+        fingerprint: "box-a".into(),
+        fingerprint_json: fp("box-a").to_string(),
+        created_at: 0,
+        last_seen_at: 0,
+    };
+    {
+        let mut write = state.db().begin_license_change(&id).await.unwrap();
+        db::insert_machine(write.tx(), &machine).await.unwrap();
+        // Dropped without a commit.
+    }
+    assert!(!activated(&state).await);
+    assert!(state.db().list_machines(&id).await.unwrap().is_empty());
+    let mut write = state.db().begin_license_change(&id).await.unwrap();
+    db::insert_machine(write.tx(), &machine).await.unwrap();
+    write.commit().await.unwrap();
+    assert!(activated(&state).await);
+}

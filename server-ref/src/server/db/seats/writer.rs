@@ -1,5 +1,9 @@
 //! The writer task: gathers the seat writes waiting, runs them as one batch, commits once and
 //! answers each (see the module doc of `seats`).
+//!
+//! Unlike the other license writes, whose handler opens and commits the transaction
+//! (`Db::begin_license_change`), a seat write's transaction belongs to this task by design:
+//! it is the batch of every seat write waiting (group commit), not one request's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

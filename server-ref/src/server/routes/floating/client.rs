@@ -161,7 +161,7 @@ pub(crate) async fn check_out(
     StrictJson(req): StrictJson<CheckOutRequest>,
 ) -> ApiResult<Response> {
     token_field("client_id", &req.client_id, 1, 128)?;
-    text_field("user", &req.user, 200)?;
+    DisplayName::check("user", &req.user)?;
     token_field("request_id", &req.request_id, 1, 128)?;
     let presented = presented_hash(req.lease_secret.as_deref())?;
     let row = license_by_key(&state, &req.license_key, RateLimit::Skip).await?;

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use licensing_core::{TokenKind, TrustStore, verify_token};
 use serde_json::{Value, json};
 
-use super::tests::{ADMIN, AUDITOR, app, call, license};
 use super::*;
 
 const IT_STAFF: &str = "lst_it_staff_for_tests";

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::transport::{HttpRequest, Transport, TransportError};
 use super::{ClientConfig, OnlineError};
 use crate::keys::TrustStore;
+use crate::protocol::ErrorBody;
 
 /// Largest answer body accepted; real answers are a few KiB of tokens.
 pub const MAX_BODY_BYTES: u64 = 256 * 1024;
@@ -196,16 +197,20 @@ impl Http {
     }
 }
 
+/// The server's error answer (the protocol's [`ErrorBody`]); a body in another format (a
+/// proxy's page, say) is reported as `http_<status>`.
 fn server_error(status: u16, json: Option<&Value>) -> OnlineError {
-    let field = |name: &str| {
-        json.and_then(|j| j.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    OnlineError::Server {
-        status,
-        code: field("error").unwrap_or_else(|| format!("http_{status}")),
-        detail: field("detail").unwrap_or_else(|| "no detail".into()),
+    match json.and_then(|j| ErrorBody::deserialize(j).ok()) {
+        Some(body) => OnlineError::Server {
+            status,
+            code: body.error.to_string(),
+            detail: body.detail,
+        },
+        None => OnlineError::Server {
+            status,
+            code: format!("http_{status}"),
+            detail: "no detail".into(),
+        },
     }
 }
 

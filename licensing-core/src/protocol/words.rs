@@ -155,6 +155,10 @@ error_codes! {
     InvalidRequest = "invalid_request",
     /// The body is not well-formed JSON (HTTP 400).
     MalformedJson = "malformed_json",
+    /// A request the HTTP layer refused before any route read it (HTTP 4xx).
+    BadRequest = "bad_request",
+    /// The request took longer than the server allows (HTTP 408).
+    RequestTimeout = "request_timeout",
     /// The body could not be read (HTTP 400).
     UnreadableBody = "unreadable_body",
     /// The body is too large (HTTP 413).

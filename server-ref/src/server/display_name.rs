@@ -10,6 +10,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::error::{ApiError, ApiResult};
+use licensing_core::protocol::ErrorCode;
 
 /// A checked display name (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,7 +54,7 @@ impl DisplayName {
 
     /// The 422 `invalid_field` of a name `field` that breaks the rule.
     pub fn refused(field: &str) -> ApiError {
-        ApiError::invalid("invalid_field", format!("`{field}` {}", Self::RULE))
+        ApiError::invalid(ErrorCode::InvalidField, format!("`{field}` {}", Self::RULE))
     }
 
     /// The name.

@@ -21,7 +21,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     /// An error with this status, code and detail.
-    pub fn new(status: StatusCode, error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, error: ErrorCode, detail: impl Into<String>) -> Self {
         let mut detail: String = detail.into();
         if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
             detail.truncate(cut);
@@ -29,7 +29,7 @@ impl ApiError {
         }
         ApiError {
             status,
-            error: error.into(),
+            error,
             detail,
             retry_after: None,
         }
@@ -39,7 +39,7 @@ impl ApiError {
     pub fn rate_limited(secs: u64) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("too many requests for this license key; retry in {secs} s"),
         );
         e.retry_after = Some(secs);
@@ -47,27 +47,27 @@ impl ApiError {
     }
 
     /// 400: the request is not well-formed.
-    pub fn bad_request(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
+    pub fn bad_request(error: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error, detail)
     }
 
     /// 404: the named thing does not exist.
-    pub fn not_found(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
+    pub fn not_found(error: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, error, detail)
     }
 
     /// 409: the request conflicts with the current state.
-    pub fn conflict(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
+    pub fn conflict(error: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, error, detail)
     }
 
     /// 403: refused by a licensing rule (suspended, revoked, expired).
-    pub fn forbidden(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
+    pub fn forbidden(error: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, error, detail)
     }
 
     /// 422: well-formed but invalid content; `detail` names the field.
-    pub fn invalid(error: impl Into<ErrorCode>, detail: impl Into<String>) -> Self {
+    pub fn invalid(error: ErrorCode, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, error, detail)
     }
 
@@ -76,7 +76,7 @@ impl ApiError {
         tracing::error!(%cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal server error; see the server log",
         )
     }
@@ -136,7 +136,7 @@ impl From<sqlx::Error> for ApiError {
                 tracing::error!(cause = %e, "database unavailable");
                 let mut unavailable = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "the database is unavailable for a moment; retry",
                 );
                 unavailable.retry_after = Some(1);
@@ -179,11 +179,20 @@ mod tests {
     #[test]
     fn cli_exit_codes_split_refusals_from_bad_input_and_failures() {
         for (error, code) in [
-            (ApiError::not_found("key_not_found", "no such key"), 1),
-            (ApiError::conflict("key_already_staged", "one is staged"), 1),
-            (ApiError::forbidden("license_suspended", "suspended"), 1),
-            (ApiError::invalid("invalid_request", "bad field"), 2),
-            (ApiError::bad_request("bad_request", "not JSON"), 2),
+            (
+                ApiError::not_found(ErrorCode::KeyNotFound, "no such key"),
+                1,
+            ),
+            (
+                ApiError::conflict(ErrorCode::KeyAlreadyStaged, "one is staged"),
+                1,
+            ),
+            (
+                ApiError::forbidden(ErrorCode::LicenseSuspended, "suspended"),
+                1,
+            ),
+            (ApiError::invalid(ErrorCode::InvalidRequest, "bad field"), 2),
+            (ApiError::bad_request(ErrorCode::BadRequest, "not JSON"), 2),
             (ApiError::internal("boom"), 2),
         ] {
             assert_eq!(error.cli_exit_code(), code, "{}", error.code());

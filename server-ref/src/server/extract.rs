@@ -12,6 +12,7 @@ use super::audit::AuditSlot;
 use super::display_name::DisplayName;
 use super::error::ApiError;
 use super::secrets;
+use licensing_core::protocol::ErrorCode;
 
 /// Largest request body accepted.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -35,14 +36,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "the body must be JSON with `Content-Type: application/json`",
             ));
         }
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("the body is larger than {MAX_BODY_BYTES} bytes"),
             )
         };
@@ -59,7 +60,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
             } else {
-                ApiError::bad_request("unreadable_body", rejection.body_text())
+                ApiError::bad_request(ErrorCode::UnreadableBody, rejection.body_text())
             }
         })?;
         parse_strict(&bytes).map(StrictJson)
@@ -70,7 +71,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictJson<T> {
 /// offline activation request file read by the CLI).
 pub(crate) fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     licensing_core::strict_json::check_object(bytes)
-        .map_err(|e| ApiError::bad_request("malformed_json", e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::MalformedJson, e))?;
     // A valid body is parsed once; only a refused one is parsed again, tracking the path to
     // name the field (path tracking costs as much as the parse itself).
     if let Ok(value) = serde_json::from_slice(bytes) {
@@ -81,12 +82,12 @@ pub(crate) fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiEr
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." {
-            ApiError::invalid("invalid_request", inner.to_string())
+            ApiError::invalid(ErrorCode::InvalidRequest, inner.to_string())
         } else if inner.to_string().starts_with(DisplayName::RULE) {
             // The body the handlers' own check answered before the rule moved into the type.
             DisplayName::refused(&path)
         } else {
-            ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
+            ApiError::invalid(ErrorCode::InvalidField, format!("`{path}`: {inner}"))
         }
     })
 }
@@ -170,7 +171,7 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::forbidden(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("role `{}` may not do this", self.role.as_str()),
             ))
         }
@@ -189,7 +190,7 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::forbidden(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "only an admin of the operator organization may do this",
             ))
         }
@@ -247,7 +248,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let unauthorized =
-            |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+            |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail);
         let value = parts
             .headers
             .get(header::AUTHORIZATION)

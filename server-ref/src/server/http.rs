@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 use super::*;
+use licensing_core::protocol::ErrorCode;
 
 /// The HTTP API.
 pub(crate) fn router(state: AppState) -> Router {
@@ -238,7 +239,7 @@ pub(super) async fn deadline(handler: impl std::future::Future<Output = Response
         Ok(response) => response,
         Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request took longer than {} s",
                 REQUEST_TIMEOUT.as_secs()
@@ -264,9 +265,9 @@ pub(super) async fn json_errors(response: Response) -> Response {
         _ => status.canonical_reason().unwrap_or("error").to_owned(),
     };
     let code = if status.is_client_error() {
-        "bad_request"
+        ErrorCode::BadRequest
     } else {
-        "internal"
+        ErrorCode::Internal
     };
     axum::response::IntoResponse::into_response(error::ApiError::new(status, code, detail))
 }

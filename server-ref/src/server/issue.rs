@@ -18,6 +18,7 @@ use super::AppState;
 use super::db::{LicenseRow, Machine, Policy};
 use super::error::ApiError;
 use super::secrets;
+use licensing_core::protocol::ErrorCode;
 
 /// Lifetime of a signed validation response.
 pub(crate) const RESPONSE_TTL_SECS: i64 = 300;
@@ -119,7 +120,7 @@ pub(crate) struct NewLicense {
 
 /// How a state or core failure at signing time is reported.
 fn claims_error(context: &str, e: &CoreError) -> ApiError {
-    ApiError::invalid("invalid_license", format!("{context}: {e}"))
+    ApiError::invalid(ErrorCode::InvalidLicense, format!("{context}: {e}"))
 }
 
 /// Checks the claims of a license being created (a license, or a policy's trial license) with
@@ -131,7 +132,7 @@ pub(crate) fn check_new(license: &License) -> Result<(), ApiError> {
         .validate_new_unbound()
         .map_err(|e| match e {
             CoreError::InvalidClaims { field, detail } => ApiError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!(
                     "`{}`: {detail}",
                     field.strip_prefix("lic.").unwrap_or(&field)

@@ -28,6 +28,7 @@ use super::routes::{
 };
 use super::{AppState, issue, now};
 use licensing_core::deactivation::ReceiptError;
+use licensing_core::protocol::ErrorCode;
 
 /// The request file, written by the client on the air-gapped machine, and the response file
 /// carried back to it: the protocol's own types.
@@ -47,13 +48,13 @@ pub(crate) async fn offline_activate(
 ) -> ApiResult<OfflineActivationResponse> {
     if req.kind != REQUEST_KIND {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`kind` must be `{REQUEST_KIND}`"),
         ));
     }
     if req.version != FILE_VERSION {
         return Err(ApiError::invalid(
-            "unsupported_version",
+            ErrorCode::UnsupportedVersion,
             format!(
                 "request version {} is not supported (only {FILE_VERSION})",
                 req.version
@@ -64,14 +65,14 @@ pub(crate) async fn offline_activate(
     check_fingerprint(&req.fingerprint)?;
     if !(0..=MAX_TIMESTAMP).contains(&req.created_at) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`created_at` is not a time in Unix seconds",
         ));
     }
     let row = license_by_key(state, &req.license_key, RateLimit::Skip).await?;
     if organization.is_some_and(|org| org != row.organization_id) {
         return Err(ApiError::not_found(
-            "license_not_found",
+            ErrorCode::LicenseNotFound,
             "no license has this key",
         ));
     }
@@ -272,10 +273,10 @@ pub(crate) async fn offline_deactivate(
 ) -> ApiResult<DeactivateResponse> {
     let receipt = req;
     receipt.check_fields().map_err(|e| match e {
-        ReceiptError::Malformed(detail) => ApiError::invalid("invalid_field", detail),
-        other => ApiError::invalid("invalid_field", other.to_string()),
+        ReceiptError::Malformed(detail) => ApiError::invalid(ErrorCode::InvalidField, detail),
+        other => ApiError::invalid(ErrorCode::InvalidField, other.to_string()),
     })?;
-    let unknown = || ApiError::not_found("license_not_found", "no such license");
+    let unknown = || ApiError::not_found(ErrorCode::LicenseNotFound, "no such license");
     let row = match get_license_row_unscoped(state, &receipt.license_id).await {
         Ok(row) => row,
         Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => return Err(unknown()),
@@ -291,14 +292,14 @@ pub(crate) async fn offline_deactivate(
     {
         None => {
             return Err(ApiError::not_found(
-                "machine_not_found",
+                ErrorCode::MachineNotFound,
                 "no such machine is activated on this license (never activated, or already \
                  deactivated: a receipt frees its machine once)",
             ));
         }
         Some(None) => {
             return Err(ApiError::conflict(
-                "no_deactivation_key",
+                ErrorCode::NoDeactivationKey,
                 "this machine was activated before offline deactivation existed; remove it \
                  with DELETE /v1/licenses/{id}/machines/{machine_id}",
             ));
@@ -308,7 +309,7 @@ pub(crate) async fn offline_deactivate(
     if receipt.verify_mac(&key).is_err() {
         tracing::warn!(license = %row.id, machine = %receipt.machine_id, "offline deactivation receipt refused: MAC");
         return Err(ApiError::forbidden(
-            "invalid_receipt",
+            ErrorCode::InvalidReceipt,
             "the receipt's MAC does not verify: forged, altered, or made for another machine",
         ));
     }

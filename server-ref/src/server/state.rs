@@ -7,6 +7,7 @@ use axum::extract::Request;
 use licensing_core::{PrivateKey, TrustStore};
 
 use super::*;
+use licensing_core::protocol::ErrorCode;
 
 /// The seats of a floating license that its seat-call rate grows with, at most (see
 /// [`AppState::check_seat_rate`]).
@@ -124,7 +125,7 @@ pub(super) fn trusted_kids(req: &Request) -> Result<Option<Vec<String>>, error::
     }
     let invalid = |why: &str| {
         error::ApiError::invalid(
-            "invalid_trusted_kids",
+            ErrorCode::InvalidTrustedKids,
             format!("header Licensing-Trusted-Kids: {why}"),
         )
     };

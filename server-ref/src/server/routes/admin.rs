@@ -40,7 +40,7 @@ pub(crate) async fn create_product(
             .all(|b| b.is_ascii_alphanumeric() || b"._-:/@+".contains(&b))
     {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`id` must be 1 to 128 characters of A-Z a-z 0-9 . _ - : / @ +",
         ));
     }
@@ -52,7 +52,7 @@ pub(crate) async fn create_product(
     };
     if !state.db().insert_product(&product).await? {
         return Err(ApiError::conflict(
-            "product_exists",
+            ErrorCode::ProductExists,
             // Product ids are unique across tenants (a token's `aud` must name one product).
             format!("the product id `{}` is taken", product.id),
         ));
@@ -138,14 +138,14 @@ const MIN_CHECK_IN_INTERVAL_SECS: u64 = 3_600;
 fn check_in_settings(req: &NewPolicy) -> ApiResult<(Option<i64>, Option<i64>)> {
     let out_of_range = |field: &str, range: &str| {
         ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{field}` must be {range} seconds"),
         )
     };
     match (req.check_in_interval, req.check_in_grace) {
         (None, None) => Ok((None, None)),
         (None, Some(_)) => Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`check_in_grace` needs `check_in_interval`",
         )),
         (Some(interval), grace) => {
@@ -247,23 +247,24 @@ pub(crate) async fn create_policy(
         .is_none()
     {
         return Err(ApiError::not_found(
-            "product_not_found",
+            ErrorCode::ProductNotFound,
             format!("no product with id `{}`", req.product_id),
         ));
     }
-    let duration = req
-        .duration
-        .map(i64::try_from)
-        .transpose()
-        .map_err(|_| ApiError::invalid("invalid_field", "`duration` is out of range"))?;
+    let duration =
+        req.duration.map(i64::try_from).transpose().map_err(|_| {
+            ApiError::invalid(ErrorCode::InvalidField, "`duration` is out of range")
+        })?;
     let grace_period = req
         .grace_period
         .map(i64::try_from)
         .transpose()
-        .map_err(|_| ApiError::invalid("invalid_field", "`grace_period` is out of range"))?;
+        .map_err(|_| {
+            ApiError::invalid(ErrorCode::InvalidField, "`grace_period` is out of range")
+        })?;
     if req.duration == Some(0) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`duration` must be at least 1 second",
         ));
     }
@@ -271,7 +272,7 @@ pub(crate) async fn create_policy(
     let allow_unmetered = req.allow_unmetered.unwrap_or(false);
     if allow_unmetered && req.model == LicenseModel::NodeLocked {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`allow_unmetered` is not for node-locked policies: their tokens bind their machines",
         ));
     }
@@ -339,7 +340,9 @@ pub(crate) async fn get_policy(
         .db()
         .get_policy(&caller.organization_id, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("policy_not_found", format!("no policy `{id}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(ErrorCode::PolicyNotFound, format!("no policy `{id}`"))
+        })?;
     Ok(Json(policy_view(&policy)))
 }
 
@@ -420,7 +423,7 @@ pub(crate) async fn create_license(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "policy_not_found",
+                ErrorCode::PolicyNotFound,
                 format!("no policy with id `{}`", req.policy_id),
             )
         })?;
@@ -515,7 +518,7 @@ async fn transition(
     if !state.db().transition(id, transition, now).await? {
         let row = get_license_row(state, caller, id).await?;
         return Err(ApiError::conflict(
-            "invalid_transition",
+            ErrorCode::InvalidTransition,
             format!(
                 "license `{id}` is {}; it cannot become {}",
                 row.status,
@@ -692,7 +695,7 @@ pub(crate) async fn renew_license(
     let row = get_license_row(&state, &caller, &id).await?;
     if req.expires_at.is_some() && req.extend_by.is_some() {
         return Err(ApiError::invalid(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "give `expires_at` or `extend_by`, not both",
         ));
     }
@@ -705,7 +708,7 @@ pub(crate) async fn renew_license(
     let renew = |row: &LicenseRow, machines: &[Machine]| -> ApiResult<Option<Rewrite>> {
         if row.status == "revoked" {
             return Err(ApiError::conflict(
-                "license_revoked",
+                ErrorCode::LicenseRevoked,
                 "a revoked license cannot be renewed",
             ));
         }
@@ -714,15 +717,14 @@ pub(crate) async fn renew_license(
         let extend_by = match (req.expires_at, req.extend_by, req.maintenance_until) {
             (None, None, None) => Some(policy_duration.ok_or_else(|| {
                 ApiError::invalid(
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "the policy has no duration: give `expires_at`, `extend_by` or \
                      `maintenance_until`",
                 )
             })?),
-            (_, Some(by), _) => Some(
-                i64::try_from(by)
-                    .map_err(|_| ApiError::invalid("invalid_field", "`extend_by` is too large"))?,
-            ),
+            (_, Some(by), _) => Some(i64::try_from(by).map_err(|_| {
+                ApiError::invalid(ErrorCode::InvalidField, "`extend_by` is too large")
+            })?),
             _ => None,
         };
         let new_exp = match (req.expires_at, extend_by) {
@@ -730,7 +732,7 @@ pub(crate) async fn renew_license(
             (None, Some(by)) => {
                 let from = current_exp.ok_or_else(|| {
                     ApiError::invalid(
-                        "invalid_request",
+                        ErrorCode::InvalidRequest,
                         "the license has no expiry to extend; use `expires_at` or \
                          `maintenance_until`",
                     )

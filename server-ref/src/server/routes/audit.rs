@@ -47,7 +47,7 @@ pub(crate) async fn list_audit(
     let limit = page.limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
     if after < 0 || limit < 1 {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`after` must be at least 0 and `limit` at least 1",
         ));
     }
@@ -97,7 +97,7 @@ pub(crate) async fn verify_audit(
     caller.require(Action::Read)?;
     if !caller.operator {
         return Err(ApiError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             "the audit chain holds every organization's entries: only the operator organization \
              verifies it",
         ));

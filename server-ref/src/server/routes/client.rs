@@ -58,7 +58,7 @@ fn check_presented(presented: Option<&MachineFingerprint>, fingerprint: &str) ->
             .map_err(|e| e.context("`machine` is not a valid fingerprint"))?;
         if presented.id != fingerprint {
             return Err(ApiError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`machine.id` is not the request's `fingerprint`",
             ));
         }
@@ -169,7 +169,7 @@ pub(crate) async fn activate_machine(
     let max_transfers = max_transfers_of(state, row).await?;
     let transfer_limit = || {
         ApiError::conflict(
-            "transfer_limit_reached",
+            ErrorCode::TransferLimitReached,
             format!(
                 "the license allows {} transfer(s) and all are used",
                 max_transfers.unwrap_or_default()
@@ -203,7 +203,7 @@ pub(crate) async fn activate_machine(
                     let count = db::machine_count(tx, &row.id).await?;
                     if max.is_some_and(|max| count >= max) {
                         return Err(ApiError::conflict(
-                            "machine_limit_reached",
+                            ErrorCode::MachineLimitReached,
                             format!(
                                 "the license allows {} machine(s) and all are activated",
                                 max.unwrap_or_default()
@@ -232,7 +232,7 @@ pub(crate) async fn activate_machine(
         Some(from) => {
             let Some(old) = db::machine_by_fingerprint(tx, &row.id, from).await? else {
                 return Err(ApiError::not_found(
-                    "machine_not_found",
+                    ErrorCode::MachineNotFound,
                     "`from_fingerprint` is not activated on this license",
                 ));
             };
@@ -241,7 +241,7 @@ pub(crate) async fn activate_machine(
                 .is_some()
             {
                 return Err(ApiError::conflict(
-                    "machine_already_activated",
+                    ErrorCode::MachineAlreadyActivated,
                     "the new machine is already activated on this license",
                 ));
             }
@@ -336,7 +336,7 @@ pub(crate) async fn transfer(
     check_fingerprint(&req.fingerprint)?;
     if req.from_fingerprint == req.fingerprint.id {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`fingerprint` is the machine named by `from_fingerprint`",
         ));
     }
@@ -383,7 +383,7 @@ pub(crate) async fn deactivate_machine(
     };
     let Some(machine) = machine else {
         return Err(ApiError::not_found(
-            "machine_not_found",
+            ErrorCode::MachineNotFound,
             "no such machine is activated on this license",
         ));
     };

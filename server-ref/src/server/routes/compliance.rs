@@ -70,7 +70,7 @@ fn bounded(value: Option<i64>, default: i64, max: i64, name: &str) -> ApiResult<
     let value = value.unwrap_or(default);
     if !(1..=max).contains(&value) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{name}` must be between 1 and {max}"),
         ));
     }

@@ -95,7 +95,7 @@ pub(crate) async fn stage(
         && at < earliest
     {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`promote_at` ({}) is before the key has been published for the minimum of {} s \
                  (--key-min-publish-secs), so apps can ship it first: the earliest is {earliest} ({})",
@@ -118,7 +118,7 @@ pub(crate) async fn stage(
     let mut tx = state.db().begin_key_change().await?;
     if let Some(staged) = db::staged_kid(&mut tx).await? {
         return Err(ApiError::conflict(
-            "key_already_staged",
+            ErrorCode::KeyAlreadyStaged,
             format!("`{staged}` is staged already; promote or retire it first"),
         ));
     }
@@ -139,20 +139,20 @@ pub(crate) async fn promote(state: &AppState, kid: &str, now: i64) -> ApiResult<
         None => {}
         Some(PromoteRefusal::NotFound) => {
             return Err(ApiError::not_found(
-                "key_not_found",
+                ErrorCode::KeyNotFound,
                 format!("no signing key `{kid}`"),
             ));
         }
         Some(PromoteRefusal::NotStaged(status)) => {
             return Err(ApiError::conflict(
-                "key_not_staged",
+                ErrorCode::KeyNotStaged,
                 format!("`{kid}` is {status}; only a staged key is promoted (stage one first)"),
             ));
         }
         Some(PromoteRefusal::TooEarly { published_at }) => {
             let from = published_at.saturating_add(min);
             return Err(ApiError::conflict(
-                "key_not_published_long_enough",
+                ErrorCode::KeyNotPublishedLongEnough,
                 format!(
                     "`{kid}` has been published since {} ({} s); a key must be published for \
                      {min} s (--key-min-publish-secs) before it signs, so apps can ship it: it \
@@ -371,19 +371,19 @@ pub(crate) async fn retire_key(
     {
         None => {
             return Err(ApiError::not_found(
-                "key_not_found",
+                ErrorCode::KeyNotFound,
                 format!("no signing key `{kid}`"),
             ));
         }
         Some("current") => {
             return Err(ApiError::conflict(
-                "key_is_current",
+                ErrorCode::KeyIsCurrent,
                 "the current signing key cannot be retired; rotate first",
             ));
         }
         Some("retired") => {
             return Err(ApiError::conflict(
-                "key_retired",
+                ErrorCode::KeyRetired,
                 format!("`{kid}` is retired already"),
             ));
         }
@@ -421,7 +421,7 @@ pub(crate) async fn retire_key(
     resign_all(&mut resigned).await?;
     if !state.db().retire_signing_key(&kid, now).await? {
         return Err(ApiError::conflict(
-            "key_not_previous",
+            ErrorCode::KeyNotPrevious,
             format!("`{kid}` changed state meanwhile; list the keys and retry"),
         ));
     }

@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use licensing_core::claims::{Feature, MatchPolicy, Site, VersionRule};
 use licensing_core::fingerprint::MAX_COMPONENTS;
+pub(crate) use licensing_core::protocol::ErrorCode;
 use licensing_core::{LicenseModel, MachineFingerprint};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,14 +80,14 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Unknown path.
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
+    ApiError::not_found(ErrorCode::NotFound, "no such endpoint")
 }
 
 /// Known path, wrong method.
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not accept that method",
     )
 }
@@ -97,7 +98,7 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 pub(crate) fn token_field(field: &str, value: &str, min: usize, max: usize) -> ApiResult<()> {
     if value.len() < min || value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`{field}` must be {min} to {max} printable ASCII characters without spaces"),
         ));
     }
@@ -108,7 +109,7 @@ pub(crate) fn check_fingerprint(fp: &MachineFingerprint) -> ApiResult<()> {
     token_field("fingerprint.id", &fp.id, 1, 128)?;
     if fp.components.len() > MAX_COMPONENTS || fp.virtualization.len() > 16 {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`fingerprint` has too many components ({MAX_COMPONENTS}) or virtualization signals (16)"
             ),
@@ -145,7 +146,7 @@ pub(crate) async fn license_by_key(
 ) -> ApiResult<std::sync::Arc<LicenseRow>> {
     let key = secrets::canonical_license_key(typed).ok_or_else(|| {
         ApiError::invalid(
-            "invalid_license_key",
+            ErrorCode::InvalidLicenseKey,
             "`license_key` is not of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX",
         )
     })?;
@@ -157,7 +158,7 @@ pub(crate) async fn license_by_key(
         .db()
         .license_by_key_hash(&key_hash)
         .await?
-        .ok_or_else(|| ApiError::not_found("license_not_found", "no license has this key"))
+        .ok_or_else(|| ApiError::not_found(ErrorCode::LicenseNotFound, "no license has this key"))
 }
 
 /// Serializes a value for a TEXT column.
@@ -177,17 +178,17 @@ pub(crate) async fn get_license_row(
         .get_license(id)
         .await?
         .filter(|row| row.organization_id == caller.organization_id)
-        .ok_or_else(|| ApiError::not_found("license_not_found", format!("no license `{id}`")))
+        .ok_or_else(|| {
+            ApiError::not_found(ErrorCode::LicenseNotFound, format!("no license `{id}`"))
+        })
 }
 
 /// The license with this id, whatever its tenant: the client API, authenticated by the
 /// license key, after it found the license by that key.
 pub(crate) async fn get_license_row_unscoped(state: &AppState, id: &str) -> ApiResult<LicenseRow> {
-    state
-        .db()
-        .get_license(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("license_not_found", format!("no license `{id}`")))
+    state.db().get_license(id).await?.ok_or_else(|| {
+        ApiError::not_found(ErrorCode::LicenseNotFound, format!("no license `{id}`"))
+    })
 }
 
 pub(crate) fn internal(e: String) -> ApiError {

@@ -199,7 +199,7 @@ pub(crate) async fn create_api_token(
     caller.require(Action::Administer)?;
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`role` must be admin, license_manager, it_staff or auditor",
         )
     })?;
@@ -213,7 +213,7 @@ pub(crate) async fn create_api_token(
                 .is_empty();
             if !exists {
                 return Err(ApiError::not_found(
-                    "organization_not_found",
+                    ErrorCode::OrganizationNotFound,
                     format!("no organization `{other}`"),
                 ));
             }
@@ -277,7 +277,7 @@ pub(crate) async fn revoke_api_token(
         .await?
     {
         return Err(ApiError::not_found(
-            "api_token_not_found",
+            ErrorCode::ApiTokenNotFound,
             format!("no live API token `{id}` in this organization"),
         ));
     }

@@ -62,7 +62,7 @@ pub(crate) async fn force_release(
     let now = now();
     if lease.is_borrowed() && lease.is_live_at(now) {
         return Err(ApiError::conflict(
-            "lease_borrowed",
+            ErrorCode::LeaseBorrowed,
             format!(
                 "the lease is borrowed until {} (Unix seconds) and may be offline; only its \
                  holder can return it earlier",
@@ -101,13 +101,13 @@ pub(crate) async fn set_lease_timeout(
     let row = get_license_row(&state, &caller, &id).await?;
     if issue::parsed_template(&row)?.license.claims().lic.model != LicenseModel::Floating {
         return Err(ApiError::invalid(
-            "license_not_floating",
+            ErrorCode::LicenseNotFloating,
             "`seconds`: a lease timeout applies only to a floating license",
         ));
     }
     if !LEASE_TIMEOUT_BOUNDS.contains(&req.seconds) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`seconds` must be between {} and {} (5 to 60 minutes); got {}",
                 LEASE_TIMEOUT_BOUNDS.start(),
@@ -149,7 +149,7 @@ pub(crate) async fn set_borrowing(
     let seats = template_seats(&row)?;
     if !(0..=MAX_BORROW_SECONDS).contains(&req.max_seconds) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`max_seconds` must be between 0 and {MAX_BORROW_SECONDS} (30 days); got {}",
                 req.max_seconds
@@ -158,7 +158,7 @@ pub(crate) async fn set_borrowing(
     }
     if !(0..=seats).contains(&req.max_leases) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`max_leases` must be between 0 and the license's {seats} seats; got {}",
                 req.max_leases
@@ -195,7 +195,7 @@ pub(crate) async fn set_queue(
     template_seats(&row)?;
     if !(0..=MAX_QUEUE_SECONDS).contains(&req.max_seconds) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`max_seconds` must be between 0 and {MAX_QUEUE_SECONDS} (one day); got {}",
                 req.max_seconds
@@ -252,7 +252,7 @@ impl Period {
             .unwrap_or(now.saturating_sub(DENIAL_RETENTION_SECS));
         if from > to {
             return Err(ApiError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`from` must not be later than `to`",
             ));
         }

@@ -70,13 +70,13 @@ fn answered_secret(
 fn wrong_secret(presented: bool) -> ApiError {
     if presented {
         ApiError::forbidden(
-            "lease_secret_invalid",
+            ErrorCode::LeaseSecretInvalid,
             "`lease_secret` is not this lease's secret; only the instance that checked the \
              lease out can heartbeat or check it in",
         )
     } else {
         ApiError::forbidden(
-            "lease_secret_required",
+            ErrorCode::LeaseSecretRequired,
             "`lease_secret` is missing: present the secret answered with the lease at \
              check-out",
         )
@@ -110,7 +110,7 @@ fn lease_released(status: StatusCode, lease: &LeaseRow) -> ApiError {
     };
     ApiError::new(
         status,
-        "lease_released",
+        ErrorCode::LeaseReleased,
         format!("the lease {why}; check out a seat again"),
     )
 }
@@ -123,7 +123,7 @@ fn lease_fenced(lease: &LeaseRow, presented: i64) -> ApiError {
     }
     ApiError::new(
         StatusCode::CONFLICT,
-        "lease_released",
+        ErrorCode::LeaseReleased,
         format!(
             "epoch {presented} is stale: the lease's current epoch is {}, so this holder was \
              superseded; check out a seat again",
@@ -214,29 +214,29 @@ pub(crate) async fn check_out(
         }
         CheckOutOutcome::SecretRequired => {
             return Err(ApiError::forbidden(
-                "lease_secret_required",
+                ErrorCode::LeaseSecretRequired,
                 "this request id's lease was checked out with `lease_secret_supported`; a \
                  retry must declare it too (and present `lease_secret` if it holds it)",
             ));
         }
         CheckOutOutcome::RequestIdConflict => {
             return Err(ApiError::conflict(
-                "request_id_conflict",
+                ErrorCode::RequestIdConflict,
                 "this client used this request id for another user",
             ));
         }
         CheckOutOutcome::Denied => {
             tracing::info!(license = %row.id, "seat check-out denied");
-            return Err(ApiError::conflict("no_seats", NO_SEATS_MESSAGE));
+            return Err(ApiError::conflict(ErrorCode::NoSeats, NO_SEATS_MESSAGE));
         }
         CheckOutOutcome::WaitOver => {
             tracing::info!(license = %row.id, "seat check-out denied after waiting in line");
-            return Err(ApiError::conflict("no_seats", NO_SEATS_MESSAGE));
+            return Err(ApiError::conflict(ErrorCode::NoSeats, NO_SEATS_MESSAGE));
         }
         CheckOutOutcome::Queued(waiting) => return Ok(queued_answer(&waiting)),
         CheckOutOutcome::BorrowLimit => {
             return Err(ApiError::conflict(
-                "borrow_limit",
+                ErrorCode::BorrowLimit,
                 format!(
                     "the license's {} borrowable seat(s) are all borrowed; check out without \
                      borrowing, or return a borrowed seat",
@@ -278,7 +278,7 @@ fn line(row: &LicenseRow, queue_seconds: Option<i64>) -> ApiResult<Option<Line>>
         Some(seconds) if (1..=MAX_QUEUE_SECONDS).contains(&seconds) => seconds,
         Some(seconds) => {
             return Err(ApiError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`queue_seconds` must be between 1 and {MAX_QUEUE_SECONDS}; got {seconds}"),
             ));
         }
@@ -340,13 +340,13 @@ pub(crate) async fn leave_queue(
 fn borrowing(row: &LicenseRow, seconds: i64, now: i64) -> ApiResult<Borrow> {
     if row.borrow_max_seconds == 0 || row.borrow_max_leases == 0 {
         return Err(ApiError::conflict(
-            "borrowing_not_allowed",
+            ErrorCode::BorrowingNotAllowed,
             "this license does not allow borrowing seats",
         ));
     }
     if !(1..=row.borrow_max_seconds).contains(&seconds) {
         return Err(ApiError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`borrow_seconds` must be between 1 and {} for this license; got {seconds}",
                 row.borrow_max_seconds
@@ -358,7 +358,7 @@ fn borrowing(row: &LicenseRow, seconds: i64, now: i64) -> ApiResult<Borrow> {
         // In its grace period a license still runs, but nothing is lent beyond its expiry.
         Some(expiry) if expiry <= now => {
             return Err(ApiError::conflict(
-                "borrowing_not_allowed",
+                ErrorCode::BorrowingNotAllowed,
                 "the license has passed its expiry; seats cannot be borrowed",
             ));
         }

@@ -220,7 +220,7 @@ fn template_seats(row: &LicenseRow) -> ApiResult<i64> {
     let lic = &issue::parsed_template(row)?.license.claims().lic;
     if lic.model != LicenseModel::Floating {
         return Err(ApiError::conflict(
-            "license_not_floating",
+            ErrorCode::LicenseNotFloating,
             "seats are checked out only from a floating license",
         ));
     }
@@ -232,7 +232,7 @@ fn template_seats(row: &LicenseRow) -> ApiResult<i64> {
 
 fn lease_not_found(id: &str) -> ApiError {
     ApiError::not_found(
-        "lease_not_found",
+        ErrorCode::LeaseNotFound,
         format!("no lease `{id}` on this license"),
     )
 }

@@ -539,7 +539,14 @@ impl LicenseClaims {
                     "feature names must not be empty",
                 ));
             }
-            timestamp(&format!("lic.features.{name}.exp"), feature.exp)?;
+            // The field name is only built for an out-of-range value: formatting it for every
+            // feature of every verification cost more than the check itself.
+            if feature
+                .exp
+                .is_some_and(|t| !(0..=MAX_TIMESTAMP).contains(&t))
+            {
+                timestamp(&format!("lic.features.{name}.exp"), feature.exp)?;
+            }
         }
         if let Some(version) = &lic.version {
             if version.req.is_none() && version.maintenance_until.is_none() {

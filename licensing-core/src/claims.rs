@@ -48,7 +48,7 @@ pub struct LicenseClaims {
 }
 
 /// `aud`: one product id or several (RFC 7519 allows both forms).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Audience {
     /// A single product id.
@@ -69,6 +69,34 @@ impl Audience {
     /// Whether `product_id` is one of them.
     pub fn contains(&self, product_id: &str) -> bool {
         self.as_slice().iter().any(|a| a == product_id)
+    }
+}
+
+// A string or an array of strings, read directly: serde's untagged derive would buffer the
+// value first and then try each form on the buffer (a measurable share of every verification).
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AudienceVisitor;
+        impl<'de> Visitor<'de> for AudienceVisitor {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a product id or an array of product ids")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Audience, E> {
+                Ok(Audience::One(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut many = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(Audience::Many(many))
+            }
+        }
+        d.deserialize_any(AudienceVisitor)
     }
 }
 
@@ -551,7 +579,14 @@ impl LicenseClaims {
                     "feature names must not be empty",
                 ));
             }
-            timestamp(&format!("lic.features.{name}.exp"), feature.exp)?;
+            // The field name is only built for an out-of-range value: formatting it for every
+            // feature of every verification cost more than the check itself.
+            if feature
+                .exp
+                .is_some_and(|t| !(0..=MAX_TIMESTAMP).contains(&t))
+            {
+                timestamp(&format!("lic.features.{name}.exp"), feature.exp)?;
+            }
         }
         if let Some(version) = &lic.version {
             if version.req.is_none() && version.maintenance_until.is_none() {
@@ -980,5 +1015,49 @@ mod tests {
             lock.fingerprints[0].components.clear();
         }
         assert!(wrong.validate_unbound().is_err());
+    }
+
+    /// `aud` is a string or an array of strings and nothing else, read the same way by every
+    /// path (one strict pass, plain serde_json, a `Value`), as the untagged derive read it.
+    #[test]
+    fn audience_is_a_string_or_an_array_of_strings() {
+        let accepted: &[(&str, Audience)] = &[
+            (r#""p""#, Audience::One("p".into())),
+            (r#""\u0070""#, Audience::One("p".into())),
+            (r#"["p","q"]"#, Audience::Many(vec!["p".into(), "q".into()])),
+            (r#"["\u0070"]"#, Audience::Many(vec!["p".into()])),
+            ("[]", Audience::Many(vec![])),
+        ];
+        for (json, expected) in accepted {
+            let doc = format!(r#"{{"aud":{json}}}"#);
+            #[derive(Deserialize)]
+            struct Doc {
+                aud: Audience,
+            }
+            let one: Doc = crate::strict_json::from_slice(doc.as_bytes()).unwrap();
+            let plain: Doc = serde_json::from_str(&doc).unwrap();
+            let value: Audience = serde_json::from_str::<serde_json::Value>(json)
+                .and_then(Audience::deserialize)
+                .unwrap();
+            assert_eq!(
+                (&one.aud, &plain.aud, &value),
+                (expected, expected, expected),
+                "{json}"
+            );
+        }
+        for json in [
+            "1",
+            "null",
+            "true",
+            r#"{"p":1}"#,
+            "[1]",
+            r#"["p",null]"#,
+            r#"[["p"]]"#,
+            r#"[{"a":1}]"#,
+        ] {
+            assert!(serde_json::from_str::<Audience>(json).is_err(), "{json}");
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert!(Audience::deserialize(value).is_err(), "{json}");
+        }
     }
 }

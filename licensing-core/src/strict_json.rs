@@ -46,7 +46,8 @@ pub fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::
 /// falls back to them when this refuses: genuine documents then cost one pass, refused ones
 /// three.
 pub fn from_slice<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, String> {
-    let keys = std::cell::RefCell::new(Vec::new());
+    // Room for every key of a typical license's nesting chain at once: no regrowth.
+    let keys = std::cell::RefCell::new(Vec::with_capacity(MAX_KEYS));
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = T::deserialize(one_pass::Strict {
         inner: &mut de,

@@ -518,6 +518,8 @@ typedef bool (*lic_queue_place_fn)(void *user_data,
 
 
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

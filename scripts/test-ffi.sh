@@ -75,6 +75,15 @@ if cbindgen "${cbindgen_args[@]}" --verify licensing-ffi; then
 else
   fail "header is stale: run scripts/test-ffi.sh --update-header and commit include/licensing.h"
 fi
+# One prefix: every type the header declares is lic_* (cbindgen parses licensing-core too, and
+# a core type named by anything it exports would otherwise appear under its Rust name).
+unprefixed=$(grep -oE '^(typedef (struct|enum) [A-Za-z_0-9]+ [A-Za-z_0-9]+;|typedef [a-z_0-9]+ [A-Za-z_0-9]+;|(struct|enum) [A-Za-z_0-9]+)' include/licensing.h |
+  awk '{print $NF}' | tr -d ';' | grep -vE '^lic_' | sort -u || true)
+if [ -z "$unprefixed" ]; then
+  pass "every type in the header is prefixed lic_"
+else
+  fail "types without the lic_ prefix in include/licensing.h: $(echo $unprefixed)"
+fi
 
 step "header: version macros match Cargo.toml"
 version=$(cargo pkgid -p licensing-ffi | sed -E 's/.*[#@]//')

@@ -128,7 +128,7 @@ fn combined_id(salt: &str, components: &BTreeMap<String, String>) -> String {
     b64::encode(&h.finalize())
 }
 
-/// A fingerprint as [`matches`] compares it: the combined id and the component hashes, borrowed
+/// A fingerprint as [`matches`](fn@matches) compares it: the combined id and the component hashes, borrowed
 /// from a [`MachineFingerprint`] (presented or stored) or a token's [`BoundFingerprint`].
 #[derive(Debug, Clone, Copy)]
 pub struct FingerprintRef<'a> {
@@ -156,7 +156,7 @@ impl<'a> From<&'a BoundFingerprint> for FingerprintRef<'a> {
     }
 }
 
-/// How a presented fingerprint compares with a stored one: see [`matches`].
+/// How a presented fingerprint compares with a stored one: see [`matches`](fn@matches).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MatchOutcome {
     /// The same machine, nothing changed: the combined ids are equal, or (under a match

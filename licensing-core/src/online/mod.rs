@@ -35,6 +35,7 @@
 
 mod answer;
 mod http;
+mod lease_manager;
 mod leases;
 #[cfg(feature = "store")]
 mod sync;
@@ -60,9 +61,10 @@ pub use crate::protocol::{
     ServerStatus,
 };
 pub use answer::{Activation, Deactivation, Validation};
+pub use lease_manager::{LeaseCallback, LeaseManager, RETAKE_PAUSE};
 pub use leases::{
-    LeaseCallback, LeaseClock, LeaseClockSource, LeaseConfig, LeaseGrant, LeaseLoss, LeaseManager,
-    LeaseSecret, NO_SEATS, QueuePlace, RETAKE_PAUSE, SeatAnswer,
+    LeaseClock, LeaseClockSource, LeaseConfig, LeaseGrant, LeaseLoss, LeaseSecret, NO_SEATS,
+    QueuePlace, SeatAnswer,
 };
 #[cfg(feature = "store")]
 pub use sync::{Activated, OnlineCheck};

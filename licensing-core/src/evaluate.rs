@@ -11,6 +11,7 @@ use crate::fingerprint::{self, MachineFingerprint, MatchOutcome};
 use crate::jws::{self, TokenKind};
 use crate::keys::TrustStore;
 use crate::lease::{Lease, LeaseClaims};
+use crate::protocol::ServerStatus;
 use crate::status::Status;
 
 /// What the running app knows about itself and its environment.
@@ -328,6 +329,20 @@ impl License {
             }
         } else {
             Term::Ended { expired_at: exp }
+        }
+    }
+
+    /// The status a licensing server reports for this license at `now` by the time rule alone
+    /// (no leeway): `not_yet_valid` before `nbf`, `expired` once its term has ended (grace
+    /// included), else `active`. Revocation and suspension are the server's own records; the
+    /// server check-in is the server itself, so it never makes the license less than active.
+    pub fn server_status_at(&self, now: i64) -> ServerStatus {
+        if self.claims.nbf.is_some_and(|nbf| now < nbf) {
+            return ServerStatus::NotYetValid;
+        }
+        match self.term_at(now) {
+            Term::Ended { .. } => ServerStatus::Expired,
+            Term::Unlimited | Term::Running { .. } | Term::InGrace { .. } => ServerStatus::Active,
         }
     }
 

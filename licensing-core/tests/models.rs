@@ -729,3 +729,36 @@ fn the_term_rule_at_its_exact_edges() {
     let perpetual = f.verifier.verify(&perpetual).unwrap();
     assert_eq!(perpetual.term_at(i64::MAX), Term::Unlimited);
 }
+
+#[test]
+fn the_status_a_server_reports_follows_the_time_rule() {
+    use licensing_core::protocol::ServerStatus;
+    let f = Fixture::new();
+    let nbf = T0 + DAY;
+    let exp = T0 + 30 * DAY;
+    let grace = 7 * DAY;
+    let sub = f.token(
+        json!({"model": "subscription", "grace_period": grace,
+               "check_in": {"until": nbf + DAY, "grace": DAY}}),
+        json!({"nbf": nbf, "exp": exp}),
+    );
+    let license = f.verifier.verify(&sub).unwrap();
+    for (now, status) in [
+        (nbf - 1, ServerStatus::NotYetValid),
+        (nbf, ServerStatus::Active),
+        // A check-in overdue is the client's business: the server is the check-in.
+        (nbf + 5 * DAY, ServerStatus::Active),
+        (exp + grace - 1, ServerStatus::Active),
+        (exp + grace, ServerStatus::Expired),
+    ] {
+        assert_eq!(license.server_status_at(now), status, "at {now}");
+    }
+    assert_eq!(
+        license.check_time(nbf + 5 * DAY, 0).status,
+        Status::CheckInRequired
+    );
+    let trial = f.token(json!({"model": "trial"}), json!({"exp": exp}));
+    let trial = f.verifier.verify(&trial).unwrap();
+    assert_eq!(trial.server_status_at(exp - 1), ServerStatus::Active);
+    assert_eq!(trial.server_status_at(exp), ServerStatus::Expired);
+}

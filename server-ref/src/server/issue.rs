@@ -10,7 +10,7 @@ use licensing_core::claims::{
 pub(crate) use licensing_core::protocol::{HeldToken, HeldTokens, ResponseClaims};
 use licensing_core::protocol::{MachineClaims, ServerStatus};
 use licensing_core::{
-    Error as CoreError, License, LicenseClaims, LicenseModel, MachineFingerprint, Status, TokenKind,
+    Error as CoreError, License, LicenseClaims, LicenseModel, MachineFingerprint, TokenKind,
 };
 use serde_json::{Map, Value};
 
@@ -326,20 +326,15 @@ fn sign_stored_license(
 }
 
 /// The license's status as clients see it: `revoked` and `suspended` as stored; otherwise the
-/// core's time rule at `now` decides `expired` or `not_yet_valid`, else `active`.
+/// core's time rule at `now` decides `expired` or `not_yet_valid`, else `active`
+/// ([`License::server_status_at`]).
 pub(crate) fn effective_status(row: &LicenseRow, now: i64) -> Result<ServerStatus, ApiError> {
     match row.status.as_str() {
         "revoked" => return Ok(ServerStatus::Revoked),
         "suspended" => return Ok(ServerStatus::Suspended),
         _ => {}
     }
-    Ok(
-        match parsed_template(row)?.license.check_time(now, 0).status {
-            Status::Expired | Status::TrialExpired => ServerStatus::Expired,
-            Status::NotYetValid => ServerStatus::NotYetValid,
-            _ => ServerStatus::Active,
-        },
-    )
+    Ok(parsed_template(row)?.license.server_status_at(now))
 }
 
 /// What a license in `status` may not do now: `action` names it in the detail.

@@ -12,6 +12,7 @@ mod audit;
 mod config;
 mod conn;
 mod db;
+mod directory_import;
 mod display_name;
 mod error;
 mod extract;

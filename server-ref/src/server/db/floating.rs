@@ -51,7 +51,19 @@ impl Db {
     /// see `seats`), so a license never has more live leases than seats and every denial is
     /// recorded.
     pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
-        self.seats.check_out(OwnedCheckOut::from(c)).await
+        self.check_out_linked(c, None).await
+    }
+
+    /// [`Db::check_out`] by the directory user `user_id` (the one `c.user` names in the
+    /// license's organization, see `directory_links`): a new lease or denial records it.
+    pub async fn check_out_linked(
+        &self,
+        c: &CheckOut<'_>,
+        user_id: Option<&str>,
+    ) -> DbResult<CheckOutOutcome> {
+        let mut owned = OwnedCheckOut::from(c);
+        owned.user_id = user_id.map(str::to_owned);
+        self.seats.check_out(owned).await
     }
 
     /// One lease of a license.

@@ -43,6 +43,11 @@ mod audit;
 mod client;
 mod compliance;
 mod deactivation_keys;
+mod directory_links;
+mod directory_usage;
+
+pub(crate) use directory_links::{directory_user_id_in, link_machine_in, user_name_key};
+pub(crate) use directory_usage::{DepartmentUsage, UserUsage};
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{
@@ -102,6 +107,9 @@ pub(crate) struct Db {
     seats: seats::SeatWriter,
     /// Licenses by key hash, for client calls (see `license_cache`).
     licenses: license_cache::LicenseCache,
+    /// Directory users by organization and user name, for linking client calls (see
+    /// `directory_links`).
+    links: directory_links::LinkCache,
 }
 
 /// The database engine behind a [`Db`].
@@ -476,6 +484,7 @@ impl Db {
         Ok(Db {
             seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone()),
             licenses: Default::default(),
+            links: Default::default(),
             pool,
             engine,
             relaxed,

@@ -80,16 +80,6 @@ pub(crate) fn is_valid_email(value: &str) -> bool {
         })
 }
 
-/// The 422 of an e-mail address that breaks [`is_valid_email`].
-pub(crate) fn email_refused(field: &str) -> ApiError {
-    ApiError::invalid(
-        ErrorCode::InvalidField,
-        format!(
-            "`{field}` must be an e-mail address like name@example.com (at most 254 characters)"
-        ),
-    )
-}
-
 /// One user row of the file, checked. `None` fields: the column is not in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ImportRow {

@@ -11,6 +11,7 @@ mod audit_writer;
 mod client;
 mod compliance;
 mod directory;
+mod directory_db;
 mod floating;
 mod hardening;
 mod machines;

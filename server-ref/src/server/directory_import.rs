@@ -194,7 +194,7 @@ pub(crate) fn parse(bytes: &[u8]) -> ApiResult<Vec<ImportRow>> {
         if !DisplayName::is_valid(user_name) {
             return Err(at(line, "user_name", DisplayName::RULE));
         }
-        let key = super::db::user_name_key(user_name);
+        let key = super::db::directory::name_key(user_name);
         if let Some(first) = seen.insert(key, line) {
             return Err(at(
                 line,
@@ -327,7 +327,7 @@ pub(crate) fn plan(
     let mut after = Vec::with_capacity(rows.len());
     let mut new_departments: BTreeMap<String, String> = BTreeMap::new();
     for row in rows {
-        let key = super::db::user_name_key(&row.user_name);
+        let key = super::db::directory::name_key(&row.user_name);
         let old = current.get(&key);
         let base = old.cloned().unwrap_or_else(|| Current {
             active: true,

@@ -17,19 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Db, DbResult, Tx};
+use super::directory::name_key as user_name_key;
+use super::{Db, DbResult};
 
 /// How long a cached link may be used.
 pub(crate) const LINK_TTL: Duration = Duration::from_secs(5);
 
 /// Past this many entries a map starts over (bounds memory whatever the user names sent).
 const MAX_ENTRIES: usize = 100_000;
-
-/// The key every directory lookup by user name uses: the lowercase name (SCIM's `userName` is
-/// case-insensitive; the migration's `user_name_key`).
-pub(crate) fn user_name_key(user_name: &str) -> String {
-    user_name.to_lowercase()
-}
 
 #[derive(Debug, Default)]
 struct Maps {
@@ -104,39 +99,6 @@ impl LinkCache {
         maps.users.clear();
         maps.machines.clear();
     }
-}
-
-/// The id of the directory user of `organization_id` named `user_name` (without regard to
-/// case), read in a transaction.
-pub(crate) async fn directory_user_id_in(
-    tx: &mut Tx,
-    organization_id: &str,
-    user_name: &str,
-) -> DbResult<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT id FROM directory_users WHERE organization_id = $1 AND user_name_key = $2",
-    )
-    .bind(organization_id)
-    .bind(user_name_key(user_name))
-    .fetch_optional(&mut **tx)
-    .await
-}
-
-/// Links machine `machine_id` to the user an activation named (`user_id`: the directory
-/// user's id when one matched).
-pub(crate) async fn link_machine_in(
-    tx: &mut Tx,
-    machine_id: &str,
-    user_id: Option<&str>,
-    user_name: &str,
-) -> DbResult<()> {
-    sqlx::query("UPDATE machines SET user_id = $1, user_name = $2 WHERE id = $3")
-        .bind(user_id)
-        .bind(user_name)
-        .bind(machine_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 impl Db {

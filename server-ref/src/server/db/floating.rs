@@ -50,12 +50,9 @@ impl Db {
     /// else records the denial. Committed before it answers (grouped with other seat writes,
     /// see `seats`), so a license never has more live leases than seats and every denial is
     /// recorded.
-    pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
-        self.check_out_linked(c, None).await
-    }
-
-    /// [`Db::check_out`] by the directory user `user_id` (the one `c.user` names in the
-    /// license's organization, see `directory_links`): a new lease or denial records it.
+    ///
+    /// `user_id`: the directory user `c.user` names in the license's organization (see
+    /// `directory_links`), recorded in a new lease or denial.
     pub async fn check_out_linked(
         &self,
         c: &CheckOut<'_>,
@@ -64,6 +61,12 @@ impl Db {
         let mut owned = OwnedCheckOut::from(c);
         owned.user_id = user_id.map(str::to_owned);
         self.seats.check_out(owned).await
+    }
+
+    /// [`Db::check_out_linked`] by no directory user (the tests' check-out).
+    #[cfg(test)]
+    pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
+        self.check_out_linked(c, None).await
     }
 
     /// One lease of a license.

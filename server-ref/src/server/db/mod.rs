@@ -51,7 +51,6 @@ mod directory_links;
 mod directory_usage;
 
 pub(crate) use directory_bulk::{memberships_in, set_user_departments_in};
-pub(crate) use directory_links::{directory_user_id_in, link_machine_in, user_name_key};
 pub(crate) use directory_usage::{DepartmentUsage, UserUsage};
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};

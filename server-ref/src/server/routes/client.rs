@@ -319,7 +319,31 @@ pub(crate) async fn activate(
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
+    if let Some(user) = &req.user {
+        link_machine(&state, &row, &activated.machine.id, user).await?;
+    }
     activation_answer(&state, activated, now).await
+}
+
+/// Links machine `machine_id` of license `row` to the user an activation or validation named:
+/// `machines.user_name`, and `machines.user_id` when a directory user of the license's
+/// organization has that name (see `db::directory_links`; no write when this process linked
+/// it so already).
+async fn link_machine(
+    state: &AppState,
+    row: &LicenseRow,
+    machine_id: &str,
+    user: &str,
+) -> ApiResult<()> {
+    let user_id = state
+        .db()
+        .directory_user_id(&row.organization_id, user)
+        .await?;
+    state
+        .db()
+        .link_machine(machine_id, user_id.as_deref(), user)
+        .await?;
+    Ok(())
 }
 
 /// `POST /v1/client/transfer`: deactivates `from_fingerprint` and activates `fingerprint` in
@@ -501,6 +525,9 @@ pub(crate) async fn validate(
                 row = std::sync::Arc::new(get_license_row_unscoped(&state, &row.id).await?);
             }
             state.db().touch_machine(&machine, now).await?;
+            if let Some(user) = &req.user {
+                link_machine(&state, &row, &machine.id, user).await?;
+            }
             Some(machine)
         }
         None => None,

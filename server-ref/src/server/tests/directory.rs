@@ -988,3 +988,107 @@ async fn linking_on(url: Option<&str>) {
     assert_eq!(usage["licenses"][0]["live_leases"], 0, "{usage}");
     assert_eq!(usage["leases"], json!([]), "{usage}");
 }
+
+/// Activations and validations naming a user link the machine to the directory user of that
+/// name (any case): the user's usage lists the machine, the department's counts it. A
+/// validation naming someone else moves the link; one naming no user leaves it.
+#[tokio::test]
+async fn activations_and_validations_link_machines_to_directory_users() {
+    machines_on(None).await;
+    if let Some(url) = postgres::fresh_database("activations_link_machines") {
+        machines_on(Some(&url)).await;
+    }
+}
+
+async fn machines_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, license) =
+        license(&state, json!({ "model": "node_locked", "max_machines": 3 })).await;
+    let (_, alice) = create_user(&state, ADMIN, json!({ "user_name": "Alice" })).await;
+    let alice = alice["id"].as_str().unwrap().to_owned();
+    let (_, dep) = call(
+        &state,
+        "POST",
+        "/v1/directory/departments",
+        Some(ADMIN),
+        Some(json!({ "name": "Eng" })),
+    )
+    .await;
+    let dep = dep["id"].as_str().unwrap().to_owned();
+    call(
+        &state,
+        "POST",
+        &format!("/v1/directory/departments/{dep}/members"),
+        Some(ADMIN),
+        Some(json!({ "user_ids": [alice] })),
+    )
+    .await;
+    let body = json!({ "license_key": key, "fingerprint": { "id": "box-a" }, "user": "ALICE" });
+    let (status, activated) = call(&state, "POST", "/v1/client/activate", None, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{activated}");
+    let usage = |id: String| {
+        let state = &state;
+        async move {
+            let (status, usage) = call(
+                state,
+                "GET",
+                &format!("/v1/directory/users/{id}/usage"),
+                Some(AUDITOR),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{usage}");
+            usage
+        }
+    };
+    let found = usage(alice.clone()).await;
+    assert_eq!(
+        found["machines"][0]["id"], activated["machine_id"],
+        "{found}"
+    );
+    assert_eq!(found["machines"][0]["fingerprint"], "box-a");
+    assert_eq!(found["licenses"][0]["license_id"], license.as_str());
+    assert_eq!(found["licenses"][0]["machines"], 1);
+    let (_, dep_usage) = call(
+        &state,
+        "GET",
+        &format!("/v1/directory/departments/{dep}/usage"),
+        Some(AUDITOR),
+        None,
+    )
+    .await;
+    assert_eq!(dep_usage["seats_in_use"], 1, "{dep_usage}");
+    assert_eq!(dep_usage["licenses"][0]["machines"], 1, "{dep_usage}");
+
+    // A bad user name is refused naming the field.
+    let body = json!({ "license_key": key, "fingerprint": { "id": "box-b" }, "user": "a\u{7}" });
+    let (status, answer) = call(&state, "POST", "/v1/client/activate", None, Some(body)).await;
+    refused_naming(status, &answer, "user");
+
+    // Validations: naming bob (no directory user yet) moves the link off alice; once bob is in
+    // the directory, his next validation links the machine to him; naming no user leaves it.
+    let validate = |user: Option<&str>| {
+        let mut body = json!({ "license_key": key, "fingerprint": "box-a",
+                               "nonce": "nonce-0123456789abcdef" });
+        if let Some(user) = user {
+            body["user"] = json!(user);
+        }
+        let state = &state;
+        async move {
+            let (status, answer) =
+                call(state, "POST", "/v1/client/validate", None, Some(body)).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+    };
+    validate(Some("bob")).await;
+    assert_eq!(usage(alice.clone()).await["machines"], json!([]));
+    let (_, bob) = create_user(&state, ADMIN, json!({ "user_name": "bob" })).await;
+    let bob = bob["id"].as_str().unwrap().to_owned();
+    validate(Some("Bob")).await;
+    validate(None).await;
+    let found = usage(bob).await;
+    assert_eq!(
+        found["machines"][0]["id"], activated["machine_id"],
+        "{found}"
+    );
+}

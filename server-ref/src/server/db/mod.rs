@@ -50,7 +50,9 @@ mod directory_bulk;
 mod directory_links;
 mod directory_usage;
 
-pub(crate) use directory_bulk::{memberships_in, set_user_departments_in};
+pub(crate) use directory_bulk::{
+    insert_users_in, memberships_in, replace_memberships_in, update_users_in,
+};
 pub(crate) use directory_usage::{DepartmentUsage, UserUsage};
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};

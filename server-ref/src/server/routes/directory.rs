@@ -446,8 +446,19 @@ async fn department_of(state: &AppState, caller: &Caller, id: &str) -> ApiResult
 /// DEPROVISION CALL SITE (issue 22): the release itself is `deprovision::user(state,
 /// organization_id, user_id, now, actor)`, written by the `scim` helper in
 /// `server-ref/src/server/deprovision.rs`; until it is merged this answers that nothing was
-/// released. The coordinator replaces this body with that call (and completes
-/// `tests::directory::deactivating_a_user_releases_their_seats`).
+/// released. The coordinator replaces this body with that call:
+///
+/// ```text
+/// let done = super::super::deprovision::user(
+///     state, &caller.organization_id, user_id, now, &caller.token_id).await?;
+/// Ok(Released {
+///     leases_released: done.leases_released.into_iter().map(|l| l.lease_id).collect(),
+///     borrowed_kept: done.borrowed_kept.into_iter().map(|l| l.lease_id).collect(),
+///     assignments_reclaimed: done.assignments_reclaimed,
+/// })
+/// ```
+///
+/// and removes the `ignore` of `tests::directory::deactivating_a_user_releases_their_seats`.
 async fn release_seats(
     state: &AppState,
     caller: &Caller,
@@ -1228,61 +1239,61 @@ pub(crate) async fn import_directory(
         .iter()
         .map(|u| (dir::name_key(&u.user_name), u))
         .collect();
+    let mut created = Vec::new();
+    let mut changed = Vec::new();
+    let mut regrouped = Vec::new();
+    let mut memberships = Vec::new();
     let mut deactivated = Vec::new();
     for (line, after) in plan.lines.iter().zip(&plan.after) {
         let Some(after) = after else { continue };
-        let key = dir::name_key(&after.user_name);
-        let mut user = match ids.get(&key) {
-            Some(existing) => (*existing).clone(),
-            None => DirectoryUser {
-                id: secrets::new_id("usr").map_err(internal)?,
-                organization_id: org.clone(),
-                user_name: after.user_name.clone(),
-                display_name: None,
-                email: None,
-                external_id: None,
-                active: true,
-                department: None,
-                version: 1,
-                created_at: now,
-                updated_at: now,
+        let existing = ids.get(&dir::name_key(&after.user_name));
+        let user = DirectoryUser {
+            id: match existing {
+                Some(existing) => existing.id.clone(),
+                None => secrets::new_id("usr").map_err(internal)?,
             },
+            organization_id: org.clone(),
+            user_name: after.user_name.clone(),
+            display_name: after.display_name.clone(),
+            email: after.email.clone(),
+            external_id: after.external_id.clone(),
+            active: after.active,
+            department: after.department.clone(),
+            version: 1,
+            created_at: existing.map_or(now, |e| e.created_at),
+            updated_at: now,
         };
-        let was_active = ids.contains_key(&key) && user.active;
-        user.user_name = after.user_name.clone();
-        user.display_name = after.display_name.clone();
-        user.email = after.email.clone();
-        user.external_id = after.external_id.clone();
-        user.active = after.active;
-        user.department = after.department.clone();
-        user.updated_at = now;
-        let stored = if line.action == "created" {
-            dir::insert_user(&mut tx, &user).await?
-        } else {
-            dir::update_user(&mut tx, &user).await?
-        };
-        if !stored {
-            return Err(ApiError::internal(format!(
-                "line {}: the planned user could not be stored",
-                line.line
-            )));
-        }
         if line
             .changes
             .iter()
             .any(|c: &FieldChange| c.field == "groups")
         {
-            let wanted: Vec<String> = after
-                .groups
-                .iter()
-                .filter_map(|g| department_ids.get(&dir::name_key(g)).cloned())
-                .collect();
-            db::set_user_departments_in(&mut tx, org, &user.id, &wanted).await?;
+            regrouped.push(user.id.clone());
+            for group in &after.groups {
+                let department = department_ids
+                    .get(&dir::name_key(group))
+                    .ok_or_else(|| ApiError::internal("a planned department is missing"))?;
+                memberships.push((user.id.clone(), department.clone()));
+            }
         }
-        if was_active && !user.active {
+        if existing.is_some_and(|e| e.active) && !user.active {
             deactivated.push(user.id.clone());
         }
+        if existing.is_some() {
+            changed.push(user);
+        } else {
+            created.push(user);
+        }
     }
+    // Many rows per statement: one per row took longer than a request may on PostgreSQL.
+    let stored = db::insert_users_in(&mut tx, &created).await?;
+    let updated = db::update_users_in(&mut tx, org, &changed).await?;
+    if stored != created.len() as u64 || updated != changed.len() as u64 {
+        return Err(ApiError::internal(
+            "the import's users could not all be stored as planned",
+        ));
+    }
+    db::replace_memberships_in(&mut tx, org, &regrouped, &memberships).await?;
     tx.commit().await?;
     state.db().forget_directory_links();
     for user_id in deactivated {

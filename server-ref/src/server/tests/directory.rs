@@ -1092,3 +1092,74 @@ async fn machines_on(url: Option<&str>) {
         "{found}"
     );
 }
+
+/// Deactivating a user through the admin API releases their floating seats at once (fenced:
+/// their app's next heartbeat is refused) and leaves other users' seats alone; deleting one
+/// does too. Needs `deprovision::user` (the `scim` helper's `server/deprovision.rs`): until it
+/// is merged, `routes::directory::release_seats` releases nothing and this test is ignored;
+/// the coordinator wires the call and removes the `ignore`.
+#[tokio::test]
+#[ignore = "needs deprovision::user from the scim branch: wire routes::directory::release_seats"]
+async fn deactivating_a_user_releases_their_seats() {
+    release_on(None).await;
+    if let Some(url) = postgres::fresh_database("deactivating_a_user_releases") {
+        release_on(Some(&url)).await;
+    }
+}
+
+async fn release_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, _) = license(&state, json!({ "model": "floating", "seats": 2 })).await;
+    let (_, alice) = create_user(&state, ADMIN, json!({ "user_name": "Alice" })).await;
+    let (_, bob) = create_user(&state, ADMIN, json!({ "user_name": "bob" })).await;
+    let check_out = |client: &str, user: &str| {
+        let body = json!({ "license_key": key, "client_id": client, "user": user,
+                           "request_id": format!("r-{client}"), "lease_secret_supported": true });
+        let state = &state;
+        async move { call(state, "POST", "/v1/client/leases", None, Some(body)).await }
+    };
+    let heartbeat = |lease: &Value| {
+        let path = format!("/v1/client/leases/{}/heartbeat", lease["lease_id"].as_str().unwrap());
+        let body = json!({ "license_key": key, "epoch": lease["epoch"],
+                           "lease_secret": lease["lease_secret"] });
+        let state = &state;
+        async move { call(state, "POST", &path, None, Some(body)).await }
+    };
+    let (status, alices) = check_out("c-alice", "alice").await;
+    assert_eq!(status, StatusCode::CREATED, "{alices}");
+    let (status, bobs) = check_out("c-bob", "bob").await;
+    assert_eq!(status, StatusCode::CREATED, "{bobs}");
+
+    let alice_id = alice["id"].as_str().unwrap();
+    let (status, answer) = call(
+        &state,
+        "POST",
+        &format!("/v1/directory/users/{alice_id}/deactivate"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["released"]["leases_released"], json!([alices["lease_id"]]), "{answer}");
+    let (status, body) = heartbeat(&alices).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("lease_released")));
+    let (status, _) = heartbeat(&bobs).await;
+    assert_eq!(status, StatusCode::OK, "bob keeps his seat");
+    let (status, carol) = check_out("c-carol", "carol").await;
+    assert_eq!(status, StatusCode::CREATED, "alice's seat is free: {carol}");
+
+    let bob_id = bob["id"].as_str().unwrap();
+    let (status, answer) = call(
+        &state,
+        "DELETE",
+        &format!("/v1/directory/users/{bob_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = heartbeat(&bobs).await;
+    assert_eq!(status, StatusCode::CONFLICT, "deleting bob released his seat");
+    let (status, _) = heartbeat(&carol).await;
+    assert_eq!(status, StatusCode::OK, "carol keeps hers");
+}

@@ -1119,7 +1119,10 @@ async fn release_on(url: Option<&str>) {
         async move { call(state, "POST", "/v1/client/leases", None, Some(body)).await }
     };
     let heartbeat = |lease: &Value| {
-        let path = format!("/v1/client/leases/{}/heartbeat", lease["lease_id"].as_str().unwrap());
+        let path = format!(
+            "/v1/client/leases/{}/heartbeat",
+            lease["lease_id"].as_str().unwrap()
+        );
         let body = json!({ "license_key": key, "epoch": lease["epoch"],
                            "lease_secret": lease["lease_secret"] });
         let state = &state;
@@ -1140,9 +1143,16 @@ async fn release_on(url: Option<&str>) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["released"]["leases_released"], json!([alices["lease_id"]]), "{answer}");
+    assert_eq!(
+        answer["released"]["leases_released"],
+        json!([alices["lease_id"]]),
+        "{answer}"
+    );
     let (status, body) = heartbeat(&alices).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("lease_released")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("lease_released"))
+    );
     let (status, _) = heartbeat(&bobs).await;
     assert_eq!(status, StatusCode::OK, "bob keeps his seat");
     let (status, carol) = check_out("c-carol", "carol").await;
@@ -1159,7 +1169,11 @@ async fn release_on(url: Option<&str>) {
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, _) = heartbeat(&bobs).await;
-    assert_eq!(status, StatusCode::CONFLICT, "deleting bob released his seat");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "deleting bob released his seat"
+    );
     let (status, _) = heartbeat(&carol).await;
     assert_eq!(status, StatusCode::OK, "carol keeps hers");
 }

@@ -3,7 +3,16 @@
 //! users one statement per row took longer than a request may on PostgreSQL).
 
 use super::directory::{DirectoryUser, name_key};
-use super::{DbResult, Tx};
+use super::{Db, DbResult, Tx};
+
+impl Db {
+    /// A transaction for reading the directory as of one moment without taking the
+    /// organization's write lock (an import's dry run: on SQLite the write lock is the
+    /// database's, which every seat write waits for).
+    pub async fn begin_directory_read(&self) -> DbResult<Tx> {
+        self.pool.begin().await
+    }
+}
 
 /// Every membership of `organization_id`: (user id, department id).
 pub(crate) async fn memberships_in(

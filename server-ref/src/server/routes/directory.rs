@@ -1145,7 +1145,12 @@ pub(crate) async fn import_directory(
     let dry_run = query.dry_run.unwrap_or(false);
     let now = now();
     let org = &caller.organization_id;
-    let mut tx = state.db().begin_directory_change(org).await?;
+    // A dry run reads without the organization's write lock.
+    let mut tx = if dry_run {
+        state.db().begin_directory_read().await?
+    } else {
+        state.db().begin_directory_change(org).await?
+    };
     let (users, _) = dir::users_in(
         &mut tx,
         org,

@@ -160,6 +160,7 @@ pub(crate) async fn set_reclamation(
     StrictJson(req): StrictJson<SetReclamation>,
 ) -> ApiResult<Json<ReclamationSettings>> {
     caller.require(Action::ManageLicenses)?;
+    let row = get_license_row(&state, &caller, &id).await?;
     let Some(reclaim_after) = req.reclaim_after else {
         return Err(ApiError::invalid(
             ErrorCode::InvalidField,
@@ -169,7 +170,7 @@ pub(crate) async fn set_reclamation(
     reclamation::check_reclaim_after("reclaim_after", reclaim_after)?;
     if !state
         .db()
-        .set_license_reclaim_after(&caller.organization_id, &id, reclaim_after, now())
+        .set_license_reclaim_after(&caller.organization_id, &row.id, reclaim_after, now())
         .await?
     {
         return Err(ApiError::not_found(

@@ -345,7 +345,27 @@ async fn plan_on(url: Option<&str>) {
         .fill_assignments_for_tests(OPERATOR_ORGANIZATION, &lic, 20_000, now - 60)
         .await;
     let plan = state.db().candidates_plan_for_tests(now).await;
-    assert!(plan.contains("seat_assignments_idle"), "{plan}");
+    // Both branches read a range of the index: used seats up to the cut-off, never-used ones.
+    let (used, never) = if url.is_some() {
+        (
+            "Index Cond: ((state = 'active'::text) AND (last_used_at <= ",
+            "Index Cond: ((state = 'active'::text) AND (last_used_at IS NULL))",
+        )
+    } else {
+        (
+            "USING INDEX seat_assignments_idle (state=? AND last_used_at<?)",
+            "USING INDEX seat_assignments_idle (state=? AND last_used_at=?)",
+        )
+    };
+    assert!(plan.contains(used) && plan.contains(never), "{plan}");
+    if url.is_some() {
+        assert_eq!(
+            plan.matches("Index Scan using seat_assignments_idle on seat_assignments")
+                .count(),
+            2,
+            "{plan}"
+        );
+    }
     eprintln!("the job statement's plan:\n{plan}");
 }
 
@@ -494,7 +514,7 @@ async fn routes_on(url: Option<&str>) {
         (
             "PUT",
             settings.as_str(),
-            Some(json!({ "reclaim_after": DAY })),
+            Some(json!({ "reclaim_after": 7 * DAY })),
         ),
         ("GET", preview.as_str(), None),
         ("POST", run.as_str(), None),

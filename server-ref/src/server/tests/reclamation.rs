@@ -567,3 +567,67 @@ async fn routes_on(url: Option<&str>) {
         "{list}"
     );
 }
+
+/// The background job runs on the clock it is given (the server's, in `serve`): started with
+/// one far in the future, it reclaims an idle seat without being asked, and records it.
+#[tokio::test]
+async fn the_background_job_reclaims_on_its_clock() {
+    fn later() -> i64 {
+        2_000_000_000
+    }
+    let (_dir, state) = app().await;
+    let (_, lic) = license(&state, json!({ "model": "floating", "seats": 5 })).await;
+    let db = state.db();
+    db.set_license_reclaim_after(OPERATOR_ORGANIZATION, &lic, Some(MIN_RECLAIM_AFTER), 0)
+        .await
+        .unwrap();
+    let at = later() - MIN_RECLAIM_AFTER;
+    db.insert_assignment_for_tests(
+        "asg_old",
+        OPERATOR_ORGANIZATION,
+        &lic,
+        "user",
+        "u1",
+        at,
+        None,
+    )
+    .await;
+    db.insert_assignment_for_tests(
+        "asg_new",
+        OPERATOR_ORGANIZATION,
+        &lic,
+        "user",
+        "u2",
+        at + 1,
+        None,
+    )
+    .await;
+    let job =
+        reclamation::spawn_reclaimer(state.clone(), std::time::Duration::from_secs(3600), later);
+    // The first run starts at once; wait for it (bounded), whatever the machine's speed.
+    let mut state_of_old = String::new();
+    for _ in 0..500 {
+        state_of_old = db.assignment_state_for_tests("asg_old").await.0;
+        if state_of_old == "reclaimed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    job.abort();
+    assert_eq!(state_of_old, "reclaimed");
+    assert_eq!(
+        db.assignment_state_for_tests("asg_old").await,
+        ("reclaimed".into(), Some("inactive".into()), Some(later()))
+    );
+    assert_eq!(db.assignment_state_for_tests("asg_new").await.0, "active");
+    // Its audit entry is written right after the commit; wait for it too (bounded).
+    let mut entries = Vec::new();
+    for _ in 0..500 {
+        entries = reclaimed_entries(&state, ADMIN).await;
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+}

@@ -93,21 +93,26 @@ macro_rules! candidate_columns {
     };
 }
 
-/// What every candidate meets besides its last recorded use: active, a user's or a device's,
-/// on an active license with a threshold, in the scope (`$3` organization, `$4` license, NULL
-/// for any), after the page's last id (`$5`).
+/// What every candidate meets besides the index range: active, a user's or a device's, on an
+/// active license with a threshold, its recorded use (`last_used_at`, else `created_at`) at
+/// least that threshold before `$2` (a necessary condition of `reclamation::idle`, which
+/// decides; it keeps the pages to the seats that are nearly all idle, not every seat unused
+/// for a day), in the scope (`$3` organization, `$4` license, NULL for any), after the page's
+/// last id (`$5`).
 macro_rules! candidate_filter {
     () => {
         " AND l.id = a.license_id AND p.id = l.policy_id \
           AND a.assignee_kind IN ('user', 'device') AND l.status = 'active' \
           AND (l.reclaim_after IS NOT NULL OR p.reclaim_after IS NOT NULL) \
+          AND COALESCE(a.last_used_at, a.created_at) \
+              <= $2 - COALESCE(l.reclaim_after, p.reclaim_after) \
           AND ($3 IS NULL OR a.organization_id = $3) AND ($4 IS NULL OR a.license_id = $4) \
           AND a.id > $5"
     };
 }
 
 /// One page of candidates whose recorded use (`last_used_at`, else `created_at`) is at or
-/// before `$1`, by id. Two branches, so each reads the index `seat_assignments_idle (state,
+/// before `$1` (a day before now: no threshold is shorter), by id. Two branches, so each reads the index `seat_assignments_idle (state,
 /// last_used_at)` by a range: used seats up to the cut-off, and never-used ones.
 const CANDIDATES: &str = concat!(
     candidate_columns!(),

@@ -5,11 +5,13 @@
 //! ([`preview`]), the run on demand and the background job ([`reclaim`], [`spawn_reclaimer`])
 //! all decide through them. The `db` layer only runs the SQL (`db::reclamation`).
 //!
-//! Several replicas may run the job at once: each reclamation reads its assignment again after
-//! taking its license's write lock (SQLite: the database's write lock; PostgreSQL: the license
+//! Several replicas may run the job at once: the seats of one license found idle are reclaimed
+//! in one transaction, which reads each assignment again after taking the license's write lock (SQLite: the database's write lock; PostgreSQL: the license
 //! row, which check-outs of that license take too) and changes it with one conditional
 //! statement (still active, not used since it was read), so one replica reclaims it and
 //! records it in the audit trail, the other finds nothing to do.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -195,12 +197,19 @@ pub(crate) async fn reclaim(
             .idle_candidates(scope, cutoff(now), now, &after, PAGE)
             .await?;
         let full = page.len() as i64 == PAGE;
-        for seat in page {
-            after.clone_from(&seat.id);
-            if idle(&seat, now).is_none() {
-                continue;
-            }
-            if let Some(done) = reclaim_one(db, &seat.id, &seat.license_id, now).await? {
+        if let Some(last) = page.last() {
+            after.clone_from(&last.id);
+        }
+        // The page's idle seats, per license (one transaction and commit per license).
+        let mut by_license: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for seat in page.iter().filter(|seat| idle(seat, now).is_some()) {
+            by_license
+                .entry(&seat.license_id)
+                .or_default()
+                .push(&seat.id);
+        }
+        for (license_id, ids) in by_license {
+            for done in reclaim_of_license(db, license_id, &ids, now).await? {
                 record(state, &done.0, now).await;
                 reclaimed.push(done);
             }
@@ -211,27 +220,32 @@ pub(crate) async fn reclaim(
     }
 }
 
-/// Reclaims assignment `id` of `license_id` if it is still idle at `now`, in a transaction
-/// this function owns: the license's write lock first, then the assignment read again and
-/// decided by [`idle`], then one conditional statement.
-async fn reclaim_one(
+/// Reclaims the assignments `ids` of `license_id` that are still idle at `now`, in one
+/// transaction this function owns: the license's write lock first, then each assignment read
+/// again and decided by [`idle`], then one conditional statement each; one commit.
+async fn reclaim_of_license(
     db: &Db,
-    id: &str,
     license_id: &str,
+    ids: &[&str],
     now: i64,
-) -> DbResult<Option<(IdleCandidate, Idle)>> {
+) -> DbResult<Vec<(IdleCandidate, Idle)>> {
     let mut tx = db.begin_license_write(license_id).await?;
-    let Some(seat) = db::reclamation::idle_candidate_in(&mut tx, id, now).await? else {
-        return Ok(None);
-    };
-    let Some(idle) = idle(&seat, now) else {
-        return Ok(None);
-    };
-    if !db::reclamation::reclaim_in(&mut tx, &seat, now).await? {
-        return Ok(None);
+    let mut done = Vec::new();
+    for id in ids {
+        let Some(seat) = db::reclamation::idle_candidate_in(&mut tx, id, now).await? else {
+            continue;
+        };
+        let Some(idle) = idle(&seat, now) else {
+            continue;
+        };
+        if db::reclamation::reclaim_in(&mut tx, &seat, now).await? {
+            done.push((seat, idle));
+        }
     }
-    tx.commit().await?;
-    Ok(Some((seat, idle)))
+    if !done.is_empty() {
+        tx.commit().await?;
+    }
+    Ok(done)
 }
 
 /// Records a reclaimed seat in the audit trail: action `seat.reclaimed`, the target naming the

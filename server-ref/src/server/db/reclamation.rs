@@ -440,7 +440,7 @@ impl Db {
             "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $1) \
              INSERT INTO seat_assignments (id, organization_id, license_id, assignee_kind, \
              assignee_id, seats, last_used_at, assigned_by, created_at, updated_at) \
-             SELECT 'asg_fill_' || i, $2, $3, 'user', 'usr_fill_' || i, 1, $4, 'test', $4, $4 \
+             SELECT 'asg_fill_' || $3 || '_' || i, $2, $3, 'user', 'usr_fill_' || i, 1, $4, 'test', $4, $4 \
              FROM k",
         )
         .bind(n)

@@ -146,10 +146,15 @@ pub(crate) fn idle(seat: &IdleCandidate, now: i64) -> Option<Idle> {
     })
 }
 
-/// The cut-off of the candidates' statement at `now`: a seat whose recorded use is later
-/// cannot be idle under any accepted threshold.
-fn cutoff(now: i64) -> i64 {
-    now.saturating_sub(MIN_RECLAIM_AFTER)
+/// The cut-off of the candidates' statement at `now` (`None`: no threshold is set anywhere,
+/// nothing can be idle): a seat whose recorded use is later cannot be idle under any accepted
+/// threshold, nor under any stored one (a threshold stored by an older rule or by hand, shorter
+/// than a day, still has its seats reclaimed).
+async fn cutoff(db: &Db, now: i64) -> DbResult<Option<i64>> {
+    Ok(db
+        .shortest_reclaim_after()
+        .await?
+        .map(|shortest| now.saturating_sub(shortest.min(MIN_RECLAIM_AFTER))))
 }
 
 /// The seats in `scope` that are idle at `now`, by assignment id, at most `max` (`true` when
@@ -161,11 +166,12 @@ pub(crate) async fn preview(
     max: usize,
 ) -> DbResult<(Vec<(IdleCandidate, Idle)>, bool)> {
     let mut found = Vec::new();
+    let Some(cutoff) = cutoff(db, now).await? else {
+        return Ok((found, false));
+    };
     let mut after = String::new();
     loop {
-        let page = db
-            .idle_candidates(scope, cutoff(now), now, &after, PAGE)
-            .await?;
+        let page = db.idle_candidates(scope, cutoff, now, &after, PAGE).await?;
         let full = page.len() as i64 == PAGE;
         for seat in page {
             after.clone_from(&seat.id);
@@ -191,11 +197,12 @@ pub(crate) async fn reclaim(
 ) -> DbResult<Vec<(IdleCandidate, Idle)>> {
     let db = state.db();
     let mut reclaimed = Vec::new();
+    let Some(cutoff) = cutoff(db, now).await? else {
+        return Ok(reclaimed);
+    };
     let mut after = String::new();
     loop {
-        let page = db
-            .idle_candidates(scope, cutoff(now), now, &after, PAGE)
-            .await?;
+        let page = db.idle_candidates(scope, cutoff, now, &after, PAGE).await?;
         let full = page.len() as i64 == PAGE;
         if let Some(last) = page.last() {
             after.clone_from(&last.id);

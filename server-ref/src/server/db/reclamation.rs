@@ -112,7 +112,7 @@ macro_rules! candidate_filter {
 }
 
 /// One page of candidates whose recorded use (`last_used_at`, else `created_at`) is at or
-/// before `$1` (a day before now: no threshold is shorter), by id. Two branches, so each reads the index `seat_assignments_idle (state,
+/// before `$1` (now less the shortest threshold: a day, or a shorter one stored), by id. Two branches, so each reads the index `seat_assignments_idle (state,
 /// last_used_at)` by a range: used seats up to the cut-off, and never-used ones.
 const CANDIDATES: &str = concat!(
     candidate_columns!(),
@@ -165,6 +165,18 @@ impl Db {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// The shortest threshold stored on any license or policy (`None`: none is set).
+    pub async fn shortest_reclaim_after(&self) -> DbResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT MIN(t) FROM (\
+             SELECT MIN(reclaim_after) AS t FROM licenses WHERE reclaim_after IS NOT NULL \
+             UNION ALL \
+             SELECT MIN(reclaim_after) AS t FROM policies WHERE reclaim_after IS NOT NULL) x",
+        )
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// The recent reclamations for inactivity of the organization's licenses: those since

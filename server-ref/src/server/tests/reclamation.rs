@@ -631,3 +631,40 @@ async fn the_background_job_reclaims_on_its_clock() {
     }
     assert_eq!(entries.len(), 1, "{entries:#?}");
 }
+
+/// A threshold stored shorter than the API accepts (by another version's rule, or by hand)
+/// still has its seats reclaimed at its own edge: the job's cut-off follows the shortest
+/// stored threshold.
+#[tokio::test]
+async fn a_shorter_stored_threshold_still_applies() {
+    shorter_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_shorter_stored_threshold_still_applies") {
+        shorter_on(Some(&url)).await;
+    }
+}
+
+async fn shorter_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let (_, lic) = license(&state, json!({ "model": "floating", "seats": 5 })).await;
+    let t0 = 1_700_000_000;
+    assert!(
+        reclamation::reclaim(&state, Scope::All, t0)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no threshold anywhere: nothing to do"
+    );
+    db.set_policy_reclaim_after_for_tests(&lic, Some(3600))
+        .await;
+    db.insert_assignment_for_tests("asg_1", OPERATOR_ORGANIZATION, &lic, "user", "u", t0, None)
+        .await;
+    let (seats, _) = reclamation::preview(db, Scope::All, t0 + 3599, 10)
+        .await
+        .unwrap();
+    assert!(seats.is_empty());
+    let run = reclamation::reclaim(&state, Scope::All, t0 + 3600)
+        .await
+        .unwrap();
+    assert_eq!(ids(&run), strings(&["asg_1"]));
+}

@@ -46,9 +46,13 @@ pub fn parse_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::
 /// falls back to them when this refuses: genuine documents then cost one pass, refused ones
 /// three.
 pub fn from_slice<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, String> {
+    // The whole document is checked to be UTF-8 once, then read as text: serde_json's slice
+    // reader would check every string apart (a call per string, ≈ 14 % of a license's parse).
+    // Same acceptance: outside strings, JSON is ASCII.
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
     // Room for every key of a typical license's nesting chain at once: no regrowth.
     let keys = std::cell::RefCell::new(Vec::with_capacity(MAX_KEYS));
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut de = serde_json::Deserializer::from_str(text);
     let value = T::deserialize(one_pass::Strict {
         inner: &mut de,
         depth: 1,
@@ -789,6 +793,39 @@ mod tests {
         assert!(from_slice::<Nothing>(deep.as_bytes()).is_err());
         assert!(from_slice::<Nothing>(b"[]").is_err());
         assert!(from_slice::<Option<Nothing>>(b"null").is_err());
+    }
+
+    /// The one pass checks the whole document's UTF-8 before reading it as text: invalid
+    /// bytes anywhere (a value, a name, an ignored member, around the object) are refused.
+    #[test]
+    fn one_pass_refuses_invalid_utf8_anywhere() {
+        #[derive(Debug, serde::Deserialize)]
+        struct OneMember {
+            #[serde(default)]
+            #[allow(dead_code)]
+            x: Option<String>,
+        }
+        for bad in [
+            &b"{\"x\":\"a\xffb\"}"[..],
+            b"{\"x\":\"\xc3\"}",
+            b"{\"\xff\":1}",
+            b"{\"ignored\":[\"\xed\xa0\x80\"],\"x\":\"a\"}",
+            b"{\"x\":\"a\"}\xff",
+        ] {
+            let text = String::from_utf8_lossy(bad);
+            assert!(check_object(bad).is_err(), "two passes: {text}");
+            assert!(from_slice::<OneMember>(bad).is_err(), "as a struct: {text}");
+            assert!(
+                from_slice::<serde_json::Value>(bad).is_err(),
+                "as a Value: {text}"
+            );
+        }
+        let good = "{\"x\":\"Ærø 東京 \u{1F600}\",\"\u{e9}\":[\"\u{10FFFF}\"]}";
+        assert_eq!(
+            from_slice::<serde_json::Value>(good.as_bytes()).ok(),
+            serde_json::from_str::<serde_json::Value>(good).ok()
+        );
+        assert!(from_slice::<OneMember>(good.as_bytes()).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod audit;
 mod config;
 mod conn;
 mod db;
+mod deprovision;
 mod display_name;
 mod error;
 mod extract;
@@ -21,6 +22,7 @@ mod machines;
 mod offline;
 mod openapi;
 mod routes;
+mod scim;
 mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;

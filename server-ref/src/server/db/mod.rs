@@ -43,6 +43,7 @@ mod audit;
 mod client;
 mod compliance;
 mod deactivation_keys;
+mod deprovision;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{

@@ -44,6 +44,9 @@ mod client;
 mod compliance;
 mod deactivation_keys;
 mod deprovision;
+// Its routes (the admin API, SCIM, seat assignment) are being added (issue 22).
+#[allow(dead_code)]
+pub(crate) mod directory;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{

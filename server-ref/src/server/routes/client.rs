@@ -313,6 +313,9 @@ pub(crate) async fn activate(
     StrictJson(req): StrictJson<ActivateRequest>,
 ) -> ApiResult<(StatusCode, Json<ActivateResponse>)> {
     check_fingerprint(&req.fingerprint)?;
+    if let Some(user) = &req.user {
+        DisplayName::check("user", user)?;
+    }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
@@ -485,6 +488,9 @@ pub(crate) async fn validate(
         }
     }
     check_presented(req.machine.as_ref(), &req.fingerprint)?;
+    if let Some(user) = &req.user {
+        DisplayName::check("user", user)?;
+    }
     let mut row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let found = find_machine(&state, &row, &req.fingerprint, req.machine.as_ref(), now).await?;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::db::directory;
 use super::error::{ApiError, ApiResult};
 use licensing_core::protocol::ErrorCode;
 
@@ -60,12 +61,13 @@ pub(crate) async fn user(
     actor: &str,
 ) -> ApiResult<Deprovisioned> {
     let db = state.db();
-    let Some(name_key) = db.directory_user_name_key(organization_id, user_id).await? else {
+    let Some(found) = db.user(organization_id, user_id).await? else {
         return Err(ApiError::not_found(
             ErrorCode::NotFound,
             format!("no directory user `{user_id}`"),
         ));
     };
+    let name_key = directory::name_key(&found.user_name);
     let assignments_reclaimed = db
         .reclaim_user_assignments(organization_id, user_id, REASON, now)
         .await?;
@@ -79,7 +81,7 @@ pub(crate) async fn user(
         .await?
     {
         let theirs = lease.user_id.as_deref() == Some(user_id)
-            || (lease.user_id.is_none() && lease.user_name.to_lowercase() == name_key);
+            || (lease.user_id.is_none() && directory::name_key(&lease.user_name) == name_key);
         if !theirs {
             continue;
         }

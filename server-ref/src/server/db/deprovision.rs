@@ -1,5 +1,5 @@
-//! The SQL of deprovisioning a directory user (`server::deprovision`): the user's name key, the
-//! live leases that are theirs, and reclaiming their seat assignments.
+//! The SQL of deprovisioning a directory user (`server::deprovision`): the live leases that may
+//! be theirs, and reclaiming their seat assignments.
 
 use sqlx::FromRow;
 
@@ -16,22 +16,6 @@ pub(crate) struct UserLease {
 }
 
 impl Db {
-    /// The lowercase user name (`user_name_key`) of directory user `user_id` of
-    /// `organization_id`; `None` when the organization has no such user.
-    pub async fn directory_user_name_key(
-        &self,
-        organization_id: &str,
-        user_id: &str,
-    ) -> DbResult<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT user_name_key FROM directory_users WHERE organization_id = $1 AND id = $2",
-        )
-        .bind(organization_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await
-    }
-
     /// The leases live at `now` on licenses of `organization_id` that are linked to `user_id`
     /// or linked to no user (the caller keeps those whose user name is the user's).
     pub async fn live_leases_of_user(
@@ -75,5 +59,55 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+impl Db {
+    /// Stores an active seat assignment of `license_id` to user `user_id` (the seat-assignment
+    /// API is another part's; the deprovisioning tests need a row).
+    pub(crate) async fn assign_user_for_tests(
+        &self,
+        id: &str,
+        organization_id: &str,
+        license_id: &str,
+        user_id: &str,
+    ) {
+        sqlx::query(
+            "INSERT INTO seat_assignments (id, organization_id, license_id, assignee_kind, \
+             assignee_id, assigned_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'user', $4, 'test', 0, 0)",
+        )
+        .bind(id)
+        .bind(organization_id)
+        .bind(license_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .expect("an assignment");
+    }
+
+    /// The state and reclaim reason of assignment `id`.
+    pub(crate) async fn assignment_state_for_tests(&self, id: &str) -> (String, Option<String>) {
+        sqlx::query_as("SELECT state, reclaim_reason FROM seat_assignments WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("the assignment")
+    }
+
+    /// SQLite's plan of the statement a SCIM `userName eq` filter runs (as the directory's
+    /// `WHERE` builder writes it: the organization, then the name key).
+    pub(crate) async fn user_name_filter_plan_for_tests(&self) -> String {
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT id FROM directory_users \
+             WHERE organization_id = $1 AND user_name_key = $2 ORDER BY user_name_key, id",
+        )
+        .bind("org")
+        .bind("name")
+        .fetch_all(&self.pool)
+        .await
+        .expect("a plan");
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
     }
 }

@@ -75,6 +75,11 @@ impl ScimError {
         Self::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), detail)
     }
 
+    /// 500: the server failed (`cause` is logged, never sent).
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::internal(cause).into()
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

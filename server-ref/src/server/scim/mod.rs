@@ -10,5 +10,7 @@
 //! providers' dialects) is here.
 
 pub(crate) mod error;
+pub(crate) mod filter;
 pub(crate) mod patch;
+pub(crate) mod routes;
 pub(crate) mod schema;

@@ -15,6 +15,7 @@ mod floating;
 mod hardening;
 mod machines;
 mod protocol;
+mod scim;
 
 mod harness;
 pub(super) use harness::{ADMIN, AUDITOR, app, app_on, call, license};

@@ -189,6 +189,9 @@ fn apply_one(
             Ok(())
         }
         (Some(text), kind) => {
+            if let Some(ext) = schema.extension_named(text) {
+                return whole_extension(schema, resource, kind, ext, op.value.as_ref());
+            }
             let path = parse_path(text)?;
             match kind {
                 OpKind::Remove => remove(schema, resource, &path, op.value.as_ref(), text),
@@ -199,6 +202,41 @@ fn apply_one(
             }
         }
     }
+}
+
+/// An operation whose path is an extension's URN: on the extension's attributes at once.
+fn whole_extension(
+    schema: &ResourceSchema,
+    resource: &mut Map<String, Value>,
+    kind: OpKind,
+    ext: &'static str,
+    value: Option<&Value>,
+) -> ScimResult<()> {
+    if kind == OpKind::Remove {
+        resource.retain(|k, _| !k.eq_ignore_ascii_case(ext));
+        return Ok(());
+    }
+    let Some(Value::Object(inner)) = value else {
+        return Err(ScimError::bad(
+            ScimType::InvalidValue,
+            format!("`{ext}` takes an object of its attributes"),
+        ));
+    };
+    if kind == OpKind::Replace {
+        resource.retain(|k, _| !k.eq_ignore_ascii_case(ext));
+    }
+    for (name, value) in inner {
+        if name.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        let path = AttrPath {
+            uri: Some(ext.to_owned()),
+            name: name.clone(),
+            sub_attr: None,
+        };
+        set(schema, resource, kind, &PatchPath::Attr(path), value, ext)?;
+    }
+    Ok(())
 }
 
 fn parse_path(text: &str) -> ScimResult<PatchPath> {
@@ -828,6 +866,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.scim_type(), Some(ScimType::InvalidSyntax));
+    }
+
+    /// A path that is the extension's URN: its attributes at once.
+    #[test]
+    fn the_extension_as_a_whole() {
+        let out = patched(
+            &USER_SCHEMA,
+            user(),
+            ops(json!([{ "op": "add", "path": ENTERPRISE_URN,
+                "value": { "schemas": [ENTERPRISE_URN], "department": "Ops" } }])),
+        )
+        .unwrap();
+        assert_eq!(out[ENTERPRISE_URN]["department"], "Ops");
+        let out = patched(
+            &USER_SCHEMA,
+            out,
+            ops(json!([{ "op": "remove", "path": ENTERPRISE_URN }])),
+        )
+        .unwrap();
+        assert!(out.get(ENTERPRISE_URN).is_none());
     }
 
     /// `add` through a filter that selects nothing creates the value (Entra ID's first

@@ -12,11 +12,12 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Map, Value};
 
 use super::super::audit::AuditSlot;
@@ -44,6 +45,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ResourceTypes/{id}", get(resource_type))
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema_by_id))
+        .route("/.search", post(search_all))
+        .route("/Users/.search", post(search_users))
+        .route("/Groups/.search", post(search_groups))
         .route("/Users", get(list_users).post(create_user))
         .route(
             "/Users/{id}",
@@ -62,6 +66,9 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Over the server's 64 KiB: a group's members can be many (the SCIM body extractor
+        // enforces the same bound).
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 async fn not_found() -> ScimError {
@@ -290,6 +297,33 @@ impl ListQuery {
     }
 }
 
+/// The query of a `POST .../.search` body (RFC 7644 §3.4.3), as a [`ListQuery`].
+fn search_query(body: &Value) -> ScimResult<ListQuery> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| ScimError::bad(ScimType::InvalidSyntax, "a SearchRequest is an object"))?;
+    let mut query = HashMap::new();
+    for (key, value) in object {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    ScimError::bad(ScimType::InvalidValue, format!("`{key}` must list strings"))
+                })?
+                .join(","),
+            _ => continue,
+        };
+        if key != "schemas" {
+            query.insert(key.clone(), text);
+        }
+    }
+    ListQuery::parse(&query)
+}
+
 /// `attributes` / `excludedAttributes` of a single-resource answer.
 fn projection(query: &HashMap<String, String>) -> (Vec<String>, Vec<String>) {
     (
@@ -379,13 +413,89 @@ async fn list_users(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> ScimResult<Scim> {
-    let list = ListQuery::parse(&query)?;
+    users_matching(&caller, &state, &headers, ListQuery::parse(&query)?).await
+}
+
+/// `POST /Users/.search`.
+async fn search_users(
+    caller: ScimCaller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ScimJson(body): ScimJson,
+) -> ScimResult<Scim> {
+    users_matching(&caller, &state, &headers, search_query(&body)?).await
+}
+
+/// `POST /.search` (RFC 7644 §3.4.3 at the root): Users, then Groups, paged as one list. A
+/// filter applies to each type it can be read for (an attribute only one type has selects
+/// nothing of the other); a filter neither can read is `invalidFilter`.
+async fn search_all(
+    caller: ScimCaller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ScimJson(body): ScimJson,
+) -> ScimResult<Scim> {
+    let list = search_query(&body)?;
+    fn nothing<A>() -> directory::Filter<A> {
+        directory::Filter::Not(Box::new(directory::Filter::All))
+    }
+    let (users_filter, groups_filter) = match &list.filter {
+        None => (directory::Filter::All, directory::Filter::All),
+        Some(text) => match (filter::users(text), filter::groups(text)) {
+            (Err(e), Err(_)) => return Err(e),
+            (users, groups) => (
+                users.unwrap_or_else(|_| nothing()),
+                groups.unwrap_or_else(|_| nothing()),
+            ),
+        },
+    };
+    let db = state.db();
+    let org = caller.org();
+    let base = base_url(&headers);
+    let page = list.page();
+    let (users, users_total) = db.users(org, &users_filter, page).await?;
+    let taken = i64::try_from(users.len()).unwrap_or(i64::MAX);
+    let groups_page = Page {
+        start: (page.start - users_total).max(0),
+        count: (page.count - taken).max(0),
+    };
+    let (groups, groups_total) = db.departments(org, &groups_filter, groups_page).await?;
+    let mut resources = Vec::with_capacity(users.len() + groups.len());
+    for u in &users {
+        let mut json = user_json(u, &base);
+        schema::project(&mut json, &list.attributes, &list.excluded);
+        resources.push(json);
+    }
+    let with_members = members_wanted(&list.attributes, &list.excluded);
+    for g in &groups {
+        let members = if with_members {
+            db.members(org, &g.id).await?
+        } else {
+            Vec::new()
+        };
+        let mut json = group_json(g, &members, &base);
+        schema::project(&mut json, &list.attributes, &list.excluded);
+        resources.push(json);
+    }
+    Ok(Scim::ok(schema::list_response(
+        resources,
+        users_total + groups_total,
+        list.start_index,
+    )))
+}
+
+async fn users_matching(
+    caller: &ScimCaller,
+    state: &AppState,
+    headers: &HeaderMap,
+    list: ListQuery,
+) -> ScimResult<Scim> {
     let filter = match &list.filter {
         Some(text) => filter::users(text)?,
         None => directory::Filter::All,
     };
     let (users, total) = state.db().users(caller.org(), &filter, list.page()).await?;
-    let base = base_url(&headers);
+    let base = base_url(headers);
     let resources = users
         .iter()
         .map(|u| {
@@ -602,14 +712,32 @@ async fn list_groups(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> ScimResult<Scim> {
-    let list = ListQuery::parse(&query)?;
+    groups_matching(&caller, &state, &headers, ListQuery::parse(&query)?).await
+}
+
+/// `POST /Groups/.search`.
+async fn search_groups(
+    caller: ScimCaller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ScimJson(body): ScimJson,
+) -> ScimResult<Scim> {
+    groups_matching(&caller, &state, &headers, search_query(&body)?).await
+}
+
+async fn groups_matching(
+    caller: &ScimCaller,
+    state: &AppState,
+    headers: &HeaderMap,
+    list: ListQuery,
+) -> ScimResult<Scim> {
     let filter = match &list.filter {
         Some(text) => filter::groups(text)?,
         None => directory::Filter::All,
     };
     let db = state.db();
     let (groups, total) = db.departments(caller.org(), &filter, list.page()).await?;
-    let base = base_url(&headers);
+    let base = base_url(headers);
     let with_members = members_wanted(&list.attributes, &list.excluded);
     let mut resources = Vec::with_capacity(groups.len());
     for g in &groups {

@@ -3,7 +3,7 @@
 //! two resource types (for PATCH), and the JSON of a User and a Group in and out.
 //!
 //! A User is a directory user: `userName`, `displayName`, `active`, one e-mail (`emails`: the
-//! primary one, or the first, is kept, shown as type `work`), `externalId`, and the enterprise
+//! one marked primary, or the first, is kept, shown as type `work`), `externalId`, and the enterprise
 //! extension's `department`. A Group is a department: `displayName`, `externalId`, `members`
 //! (users). Other attributes are ignored (RFC 7643 §2 lets a service provider keep a subset).
 
@@ -137,7 +137,7 @@ pub(crate) static USER_SCHEMA: ResourceSchema = ResourceSchema {
         required("userName", Kind::String),
         attr("displayName", Kind::String),
         attr("externalId", Kind::String),
-        attr("active", Kind::Boolean),
+        required("active", Kind::Boolean),
         attr("emails", Kind::MultiComplex),
     ],
     extension: Some((ENTERPRISE_URN, &[attr("department", Kind::String)])),
@@ -229,14 +229,16 @@ pub(crate) fn schemas(base: &str) -> Vec<Value> {
             "attributes": [
                 string_attr("userName", "Unique identifier for the User, unique without regard to case in the organization", true, "server"),
                 string_attr("displayName", "The name of the User, suitable for display", false, "none"),
+                // Required here (RFC 7643 makes it optional): a directory user is always active
+                // or deprovisioned, never without a status; a User created without it is active.
                 {
                     "name": "active", "type": "boolean", "multiValued": false,
                     "description": "The User's administrative status; false releases every seat and lease the User holds",
-                    "required": false, "mutability": "readWrite", "returned": "default",
+                    "required": true, "mutability": "readWrite", "returned": "default",
                 },
                 {
                     "name": "emails", "type": "complex", "multiValued": true,
-                    "description": "E-mail addresses for the User (one is kept: the primary one, else the first)",
+                    "description": "E-mail addresses for the User (one is kept: the one marked `primary`, else the first)",
                     "required": false, "mutability": "readWrite", "returned": "default", "uniqueness": "none",
                     "subAttributes": [
                         string_attr("value", "The e-mail address", false, "none"),
@@ -245,11 +247,6 @@ pub(crate) fn schemas(base: &str) -> Vec<Value> {
                             "description": "The kind of address (kept as `work`)", "required": false,
                             "caseExact": false, "canonicalValues": ["work"], "mutability": "readWrite",
                             "returned": "default", "uniqueness": "none",
-                        },
-                        {
-                            "name": "primary", "type": "boolean", "multiValued": false,
-                            "description": "The primary address", "required": false,
-                            "mutability": "readWrite", "returned": "default",
                         },
                     ],
                 },
@@ -286,11 +283,6 @@ pub(crate) fn schemas(base: &str) -> Vec<Value> {
                             "multiValued": false, "description": "The User's URI", "required": false,
                             "caseExact": false, "mutability": "immutable", "returned": "default",
                             "uniqueness": "none",
-                        },
-                        {
-                            "name": "display", "type": "string", "multiValued": false,
-                            "description": "The User's userName", "required": false, "caseExact": false,
-                            "mutability": "readOnly", "returned": "default", "uniqueness": "none",
                         },
                         {
                             "name": "type", "type": "string", "multiValued": false,
@@ -406,10 +398,7 @@ pub(crate) fn user_json(user: &UserFields, meta: &Meta<'_>) -> Value {
     }
     out.insert("active".into(), json!(user.active));
     if let Some(e) = &user.email {
-        out.insert(
-            "emails".into(),
-            json!([{ "value": e, "type": "work", "primary": true }]),
-        );
+        out.insert("emails".into(), json!([{ "value": e, "type": "work" }]));
     }
     if let Some(d) = &user.department {
         out.insert(ENTERPRISE_URN.into(), json!({ "department": d }));
@@ -418,7 +407,8 @@ pub(crate) fn user_json(user: &UserFields, meta: &Meta<'_>) -> Value {
     Value::Object(out)
 }
 
-/// A Group's JSON; `members` are `(user id, user name)`.
+/// A Group's JSON; `members` are `(user id, user name)` (the name is not shown: RFC 7643
+/// §8.7.1 gives members `value`, `$ref` and `type`).
 pub(crate) fn group_json(
     group: &GroupFields,
     members: &[(String, String)],
@@ -433,9 +423,9 @@ pub(crate) fn group_json(
     out.insert("displayName".into(), json!(group.display_name));
     let members: Vec<Value> = members
         .iter()
-        .map(|(id, name)| {
+        .map(|(id, _name)| {
             json!({
-                "value": id, "display": name, "type": "User",
+                "value": id, "type": "User",
                 "$ref": format!("{}/Users/{id}", meta.base),
             })
         })

@@ -914,3 +914,133 @@ async fn migration_on(url: Option<&str>) {
         "hashes stay unique"
     );
 }
+
+/// Measures (ignored by default; run with `--ignored --nocapture`, in release for real
+/// numbers): `GET /scim/v2/Users?filter=userName eq "..."` through the router in an
+/// organization of 100,000 users, p50 and p99 over 2,000 lookups of random users; on SQLite,
+/// and on PostgreSQL when `LICENSING_TEST_POSTGRES_URL` is set.
+#[tokio::test]
+#[ignore = "a measurement: 100,000 users"]
+async fn measure_user_name_filter_at_100k_users() {
+    measure_on(None).await;
+    if let Some(url) = postgres::fresh_database("scim_measure_user_name_filter") {
+        measure_on(Some(&url)).await;
+    }
+}
+
+async fn measure_on(url: Option<&str>) {
+    use crate::server::db::directory::{self, DirectoryUser};
+    const USERS: usize = 100_000;
+    let (_dir, state) = app_on(url).await;
+    let token = scim_token(&state, ADMIN).await;
+    let started = std::time::Instant::now();
+    for chunk in 0..USERS / 10_000 {
+        let mut tx = state
+            .db()
+            .begin_directory_change(OPERATOR_ORGANIZATION)
+            .await
+            .unwrap();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            let user = DirectoryUser {
+                id: format!("usr_{i:06}"),
+                organization_id: OPERATOR_ORGANIZATION.into(),
+                user_name: format!("user{i}@example.com"),
+                display_name: Some(format!("User {i}")),
+                email: Some(format!("user{i}@example.com")),
+                external_id: Some(format!("ext-{i}")),
+                active: true,
+                department: Some(format!("dept{}", i % 100)),
+                version: 1,
+                created_at: 0,
+                updated_at: 0,
+            };
+            assert!(directory::insert_user(&mut tx, &user).await.unwrap());
+        }
+        tx.commit().await.unwrap();
+    }
+    eprintln!("{USERS} users stored in {:?}", started.elapsed());
+    let app = router(state.clone());
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut times = Vec::new();
+    for _ in 0..2_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let i = seed % USERS as u64;
+        let filter = urlencode(&format!(r#"userName eq "USER{i}@example.com""#));
+        let request = axum::http::Request::builder()
+            .uri(format!("/scim/v2/Users?filter={filter}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let t = std::time::Instant::now();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["totalResults"], 1, "{body}");
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    eprintln!(
+        "{}: GET /Users?filter=userName eq, {USERS} users: p50 {:?}, p99 {:?}, max {:?}",
+        if url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+/// `deprovision::user` directly: a borrowed lease is kept and listed (its holder may be offline
+/// with a token valid until its expiry), the other lease is released, and a user of another
+/// organization is 404.
+#[tokio::test]
+async fn deprovisioning_keeps_a_borrowed_seat_and_says_so() {
+    let (_dir, state) = app().await;
+    let token = scim_token(&state, ADMIN).await;
+    let (key, license_id) = license(&state, json!({ "model": "floating", "seats": 3 })).await;
+    let path = format!("/v1/licenses/{license_id}/borrowing");
+    let terms = json!({ "max_seconds": 86_400, "max_leases": 1 });
+    let (status, _) = call(&state, "PUT", &path, Some(ADMIN), Some(terms)).await;
+    assert_eq!(status, StatusCode::OK);
+    let dana = create_user(
+        &state,
+        &token,
+        json!({ "schemas": [USER], "userName": "dana" }),
+    )
+    .await;
+    let dana_id = dana["id"].as_str().unwrap();
+    let (status, online) = check_out(&state, &key, "c-1", "dana").await;
+    assert_eq!(status, StatusCode::CREATED, "{online}");
+    let body = json!({ "license_key": key, "client_id": "c-2", "user": "DANA",
+                       "request_id": "r-b", "lease_secret_supported": true,
+                       "borrow_seconds": 3_600 });
+    let (status, borrowed) = call(&state, "POST", "/v1/client/leases", None, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{borrowed}");
+    let done =
+        crate::server::deprovision::user(&state, OPERATOR_ORGANIZATION, dana_id, now(), "test")
+            .await
+            .unwrap();
+    let ids = |list: &[crate::server::deprovision::LeaseRef]| -> Vec<String> {
+        list.iter().map(|l| l.lease_id.clone()).collect()
+    };
+    assert_eq!(
+        ids(&done.leases_released),
+        [online["lease_id"].as_str().unwrap()]
+    );
+    assert_eq!(
+        ids(&done.borrowed_kept),
+        [borrowed["lease_id"].as_str().unwrap()]
+    );
+    assert_eq!(done.assignments_reclaimed, 0);
+    let err = crate::server::deprovision::user(&state, "org_other", dana_id, now(), "test")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::NOT_FOUND);
+}

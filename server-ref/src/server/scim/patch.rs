@@ -903,4 +903,67 @@ mod tests {
             json!([{ "type": "work", "value": "x@example.com" }])
         );
     }
+
+    /// Fuzz-style: random operations over the attribute and path alphabet give an answer,
+    /// never a panic, on both resource types.
+    #[test]
+    fn random_operations_never_panic() {
+        let ops_names = ["add", "Replace", "remove", "REMOVE", "x"];
+        let paths = [
+            "",
+            "userName",
+            "active",
+            "emails",
+            "emails.value",
+            "emails[type eq \"work\"]",
+            "emails[type eq \"work\"].value",
+            "members",
+            "members[value eq \"u1\"]",
+            "members[",
+            "id",
+            "meta",
+            ENTERPRISE_URN,
+            "urn:x:y",
+            "name.givenName",
+            "[]",
+            "a b",
+        ];
+        let values = [
+            json!(null),
+            json!("x"),
+            json!("False"),
+            json!(true),
+            json!(7),
+            json!([]),
+            json!([{ "value": "u1" }]),
+            json!({ "value": "v" }),
+            json!([1, 2]),
+            json!({ "active": "True", "emails[type eq \"work\"].value": "a@b" }),
+        ];
+        let mut seed: u64 = 0x51_7cc1_b727_220a;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % n as u64).unwrap()
+        };
+        for _ in 0..3000 {
+            let mut list = Vec::new();
+            for _ in 0..=next(3) {
+                let mut op = serde_json::Map::new();
+                op.insert("op".into(), json!(ops_names[next(ops_names.len())]));
+                let path = paths[next(paths.len())];
+                if !path.is_empty() {
+                    op.insert("path".into(), json!(path));
+                }
+                if next(4) > 0 {
+                    op.insert("value".into(), values[next(values.len())].clone());
+                }
+                list.push(Value::Object(op));
+            }
+            let group = json!({ "id": "g", "displayName": "G", "members": [{ "value": "u1" }] });
+            let _ = patched(&USER_SCHEMA, user(), ops(Value::Array(list.clone())));
+            let _ = patched(&GROUP_SCHEMA, group, ops(Value::Array(list)));
+        }
+    }
 }

@@ -96,18 +96,39 @@ impl Db {
             .expect("the assignment")
     }
 
-    /// SQLite's plan of the statement a SCIM `userName eq` filter runs (as the directory's
-    /// `WHERE` builder writes it: the organization, then the name key).
-    pub(crate) async fn user_name_filter_plan_for_tests(&self) -> String {
-        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-            "EXPLAIN QUERY PLAN SELECT id FROM directory_users \
-             WHERE organization_id = $1 AND user_name_key = $2 ORDER BY user_name_key, id",
-        )
-        .bind("org")
-        .bind("name")
-        .fetch_all(&self.pool)
-        .await
-        .expect("a plan");
-        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+    /// The plan of the statement a SCIM `userName eq` filter runs (as the directory's `WHERE`
+    /// builder writes it: the organization, then the name key), on this database's engine
+    /// (PostgreSQL: after `ANALYZE`).
+    pub(crate) async fn user_name_filter_plan_for_tests(&self, org: &str, name: &str) -> String {
+        const STATEMENT: &str = "SELECT id FROM directory_users \
+             WHERE organization_id = $1 AND user_name_key = $2 ORDER BY user_name_key, id \
+             LIMIT 200 OFFSET 0";
+        match self.engine {
+            super::Engine::Sqlite => {
+                let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(
+                    format!("EXPLAIN QUERY PLAN {STATEMENT}"),
+                ))
+                .bind(org)
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await
+                .expect("a plan");
+                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+            }
+            super::Engine::Postgres => {
+                sqlx::query("ANALYZE directory_users")
+                    .execute(&self.pool)
+                    .await
+                    .expect("analyzed");
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {STATEMENT}")))
+                        .bind(org)
+                        .bind(name)
+                        .fetch_all(&self.pool)
+                        .await
+                        .expect("a plan");
+                rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("; ")
+            }
+        }
     }
 }

@@ -813,15 +813,58 @@ async fn deprovisioning_on(url: Option<&str>) {
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
-/// A SCIM `userName eq` filter is answered from the unique index of (organization, name key).
+/// A SCIM `userName eq` filter is answered from the unique index of (organization, name key),
+/// on SQLite and on PostgreSQL (5,000 users, analyzed).
 #[tokio::test]
 async fn a_user_name_filter_uses_the_index() {
     let (_dir, state) = app().await;
-    let plan = state.db().user_name_filter_plan_for_tests().await;
+    let plan = state
+        .db()
+        .user_name_filter_plan_for_tests(OPERATOR_ORGANIZATION, "user7")
+        .await;
     assert!(
         plan.contains("USING INDEX") && plan.contains("(organization_id=? AND user_name_key=?)"),
         "{plan}"
     );
+    if let Some(url) = postgres::fresh_database("scim_a_user_name_filter_uses_the_index") {
+        let (_dir, state) = app_on(Some(&url)).await;
+        let mut tx = state
+            .db()
+            .begin_directory_change(OPERATOR_ORGANIZATION)
+            .await
+            .unwrap();
+        for i in 0..5_000 {
+            let user = crate::server::db::directory::DirectoryUser {
+                id: format!("usr_{i:05}"),
+                organization_id: OPERATOR_ORGANIZATION.into(),
+                user_name: format!("user{i}"),
+                display_name: None,
+                email: None,
+                external_id: None,
+                active: true,
+                department: None,
+                version: 1,
+                created_at: 0,
+                updated_at: 0,
+            };
+            crate::server::db::directory::insert_user(&mut tx, &user)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let plan = state
+            .db()
+            .user_name_filter_plan_for_tests(OPERATOR_ORGANIZATION, "user7")
+            .await;
+        eprintln!("PostgreSQL: {plan}");
+        // The name key is an index condition (not a filter over the organization's rows).
+        let condition = plan
+            .split("; ")
+            .find(|line| line.trim_start().starts_with("Index Cond:"))
+            .unwrap_or_default();
+        assert!(condition.contains("user_name_key"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
 }
 
 /// Migration 0015 keeps every API token of a database made before it (role, hash,

@@ -21,6 +21,7 @@ mod keys_cli;
 mod machines;
 mod offline;
 mod openapi;
+mod reclamation;
 mod routes;
 mod scim;
 mod secrets;

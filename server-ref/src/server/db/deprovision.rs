@@ -87,15 +87,6 @@ impl Db {
         .expect("an assignment");
     }
 
-    /// The state and reclaim reason of assignment `id`.
-    pub(crate) async fn assignment_state_for_tests(&self, id: &str) -> (String, Option<String>) {
-        sqlx::query_as("SELECT state, reclaim_reason FROM seat_assignments WHERE id = $1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await
-            .expect("the assignment")
-    }
-
     /// The plan of the statement a SCIM `userName eq` filter runs (as the directory's `WHERE`
     /// builder writes it: the organization, then the name key), on this database's engine
     /// (PostgreSQL: after `ANALYZE`).

@@ -761,10 +761,12 @@ async fn deprovisioning_on(url: Option<&str>) {
     let (status, body) = heartbeat(&state, &key, &lease).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"], "lease_released");
+    let (assignment, reason, at) = state.db().assignment_state_for_tests("asg_1").await;
     assert_eq!(
-        state.db().assignment_state_for_tests("asg_1").await,
-        ("reclaimed".to_owned(), Some("deprovisioned".to_owned()))
+        (assignment.as_str(), reason.as_deref()),
+        ("reclaimed", Some("deprovisioned"))
     );
+    assert!(at.is_some());
     let (status, carol) = check_out(&state, &key, "c-carol", "carol").await;
     assert_eq!(status, StatusCode::CREATED, "alice's seat is free: {carol}");
     let (status, _) = heartbeat(&state, &key, &bobs).await;

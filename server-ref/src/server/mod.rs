@@ -21,6 +21,7 @@ mod machines;
 mod offline;
 mod openapi;
 mod routes;
+mod seat_policy;
 mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;

@@ -276,6 +276,24 @@ pub(crate) async fn activate_machine(
 
 // ---- activate and transfer -------------------------------------------------------------------
 
+/// A named license admits only its assignees (`seat_policy`): `user`, or the machine
+/// `fingerprint` names when it is activated and an assigned device. A floating license reads
+/// nothing.
+async fn admit_named(
+    state: &AppState,
+    row: &LicenseRow,
+    user: Option<&str>,
+    fingerprint: &str,
+    now: i64,
+) -> ApiResult<()> {
+    if !seat_policy::is_named(row) {
+        return Ok(());
+    }
+    let machine = state.db().get_machine(&row.id, fingerprint).await?;
+    let machine_id = machine.as_ref().map(|m| m.id.as_str());
+    seat_policy::admit(state.db(), row, user, machine_id, now).await
+}
+
 async fn activation_answer(
     state: &AppState,
     activated: Activated,
@@ -315,6 +333,7 @@ pub(crate) async fn activate(
     check_fingerprint(&req.fingerprint)?;
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
+    admit_named(&state, &row, None, &req.fingerprint.id, now).await?;
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
     activation_answer(&state, activated, now).await
 }
@@ -342,6 +361,7 @@ pub(crate) async fn transfer(
     }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
+    admit_named(&state, &row, None, &req.from_fingerprint, now).await?;
     let activated = activate_machine(
         &state,
         &row,
@@ -499,6 +519,9 @@ pub(crate) async fn validate(
         }
         None => None,
     };
+    // A named license admits only its assignees (a floating one: nothing is read).
+    let machine_id = machine.as_ref().map(|m| m.id.as_str());
+    seat_policy::admit(state.db(), &row, None, machine_id, now).await?;
     let claims = answer_claims(
         &state,
         &row,

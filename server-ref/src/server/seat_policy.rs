@@ -1,0 +1,304 @@
+//! Named seats in the app-facing routes (issue 22): the one admission rule of a license whose
+//! `seat_mode` is `named`, called by check-out, activation, transfer and validation.
+//!
+//! A floating license (`seat_mode` = `floating`, the default) is admitted at once: no
+//! statement, nothing new on its path. A named license admits
+//! - a user assigned directly;
+//! - a member of an assigned department whose quota the other members' live use (a live
+//!   lease, or a machine of the license linked to them) leaves room in;
+//! - a machine that is an assigned device;
+//!
+//! and refuses everyone else with 403 `user_not_assigned`. A matching assignment that was
+//! reclaimed (inactivity, deprovisioning) is given back when a seat is free (403
+//! `seat_reclaimed` otherwise); a deactivated directory user is refused. Cost of a named
+//! license: one indexed read ([`Db::admission`]), plus one `UPDATE` of the assignment's
+//! `last_used_at` at most once a minute per assignment, plus a license write transaction for a
+//! re-grant.
+//!
+//! Department quotas are checked against a read, not under the license's write lock: two
+//! members asking in the same instant may both be admitted to the last seat of their
+//! department (the license's own seat count still holds; the department is over by one until
+//! one of them stops).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::db::{self, Candidate, Db, LicenseRow};
+use super::error::{ApiError, ApiResult};
+use super::issue;
+use licensing_core::LicenseModel;
+use licensing_core::protocol::ErrorCode;
+
+/// Who may use a license's seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SeatMode {
+    /// Anyone in the organization, up to the seat count (the behaviour before named seats).
+    Floating,
+    /// Only the license's assignees: users, members of assigned departments (within their
+    /// quota), assigned devices.
+    Named,
+}
+
+impl SeatMode {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatMode::Floating => "floating",
+            SeatMode::Named => "named",
+        }
+    }
+}
+
+/// Shortest and longest `reclaim_after`: an hour, ten years.
+pub(crate) const RECLAIM_AFTER_RANGE: std::ops::RangeInclusive<u64> = 3_600..=315_360_000;
+
+/// `reclaim_after` as stored: 422 naming the field out of range.
+pub(crate) fn reclaim_after(seconds: Option<u64>) -> ApiResult<Option<i64>> {
+    seconds
+        .map(|s| {
+            if RECLAIM_AFTER_RANGE.contains(&s) {
+                i64::try_from(s).map_err(ApiError::internal)
+            } else {
+                Err(ApiError::invalid(
+                    ErrorCode::InvalidField,
+                    "`reclaim_after` must be 3600 to 315360000 seconds (an hour to ten years)",
+                ))
+            }
+        })
+        .transpose()
+}
+
+/// Whether the license admits only its assignees.
+pub(crate) fn is_named(row: &LicenseRow) -> bool {
+    row.seat_mode == SeatMode::Named.as_str()
+}
+
+/// The seats a license's assignments may take: its `seats` claim (floating) when set, else
+/// its `max_machines`; `None`: no limit.
+pub(crate) fn seat_limit(row: &LicenseRow) -> ApiResult<Option<i64>> {
+    let lic = &issue::parsed_template(row)?.license.claims().lic;
+    let seats = lic
+        .seats
+        .map(i64::from)
+        .filter(|s| *s > 0 && lic.model == LicenseModel::Floating);
+    Ok(seats.or(lic.max_machines.map(i64::from)))
+}
+
+/// The key a user name is looked up by in the directory (its lowercase form, as
+/// `directory_users.user_name_key`).
+pub(crate) fn user_key(user_name: &str) -> String {
+    user_name.to_lowercase()
+}
+
+/// What [`decide`] makes of a named license's candidates.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decision<'a> {
+    /// Admitted by this active assignment.
+    Use(&'a Candidate),
+    /// A reclaimed assignment of the user or device: admitted if a seat is free for it.
+    Regrant(&'a Candidate),
+    /// Refused: the user is deactivated.
+    Deactivated,
+    /// Refused: the user's departments are assigned seats, all in use by other members.
+    DepartmentFull {
+        /// The largest quota among them.
+        seats: i64,
+    },
+    /// Refused: no assignment names the user or the machine.
+    NotAssigned,
+}
+
+/// The admission rule over the assignments that may admit a request (see the module doc):
+/// a direct or device assignment first, then a department with room, then a reclaimed
+/// assignment to give back.
+pub(crate) fn decide(candidates: &[Candidate]) -> Decision<'_> {
+    if candidates.iter().any(|c| c.user_active == Some(0)) {
+        return Decision::Deactivated;
+    }
+    let active = |c: &&Candidate| c.state == "active";
+    if let Some(c) = candidates
+        .iter()
+        .filter(active)
+        .find(|c| c.assignee_kind == "user" || c.assignee_kind == "device")
+    {
+        return Decision::Use(c);
+    }
+    if let Some(c) = candidates
+        .iter()
+        .filter(active)
+        .find(|c| c.assignee_kind == "department" && c.in_use < c.seats)
+    {
+        return Decision::Use(c);
+    }
+    if let Some(c) = candidates
+        .iter()
+        .find(|c| c.state == "reclaimed" && c.assignee_kind != "department")
+    {
+        return Decision::Regrant(c);
+    }
+    match candidates
+        .iter()
+        .filter(|c| c.assignee_kind == "department")
+        .map(|c| c.seats)
+        .max()
+    {
+        Some(seats) => Decision::DepartmentFull { seats },
+        None => Decision::NotAssigned,
+    }
+}
+
+/// Who the refusal names, for its message.
+fn who(user: Option<&str>) -> String {
+    match user {
+        Some(user) => format!("user `{user}`"),
+        None => "this machine (no user was named)".to_owned(),
+    }
+}
+
+/// Admits (or refuses) a use of `row` by `user` on `machine_id` at `now`: `Ok` at once for a
+/// floating license; for a named one, the rule of the module doc. It records the use on the
+/// admitting assignment (`last_used_at`, at most once a minute) and gives a reclaimed
+/// assignment back when a seat is free.
+pub(crate) async fn admit(
+    db: &Db,
+    row: &LicenseRow,
+    user: Option<&str>,
+    machine_id: Option<&str>,
+    now: i64,
+) -> ApiResult<()> {
+    if !is_named(row) {
+        return Ok(());
+    }
+    let key = user.map(user_key);
+    let candidates = if key.is_none() && machine_id.is_none() {
+        Vec::new()
+    } else {
+        db.admission(
+            &row.id,
+            &row.organization_id,
+            key.as_deref(),
+            machine_id,
+            now,
+        )
+        .await?
+    };
+    match decide(&candidates) {
+        Decision::Use(c) => {
+            if c.last_used_at.is_none_or(|at| at < now.saturating_sub(60)) {
+                db.touch_assignment(&c.id, now).await?;
+            }
+            Ok(())
+        }
+        Decision::Regrant(c) => regrant(db, row, c, user, now).await,
+        Decision::Deactivated => Err(ApiError::forbidden(
+            ErrorCode::UserNotAssigned,
+            format!(
+                "{} is deactivated in your organization's directory and cannot use this \
+                 license; ask your IT administrator",
+                who(user)
+            ),
+        )),
+        Decision::DepartmentFull { seats } => Err(ApiError::forbidden(
+            ErrorCode::UserNotAssigned,
+            format!(
+                "all {seats} seat(s) assigned to your department are in use by colleagues; \
+                 try again later or ask your IT administrator for a seat of your own"
+            ),
+        )),
+        Decision::NotAssigned => Err(ApiError::forbidden(
+            ErrorCode::UserNotAssigned,
+            format!(
+                "this license is assigned to named users, and {} has no seat on it; ask your \
+                 IT administrator to assign you one",
+                who(user)
+            ),
+        )),
+    }
+}
+
+/// Gives the reclaimed assignment `c` its seat back when one is free (under the license's
+/// write lock, so two re-grants cannot take one seat); 403 `seat_reclaimed` otherwise.
+async fn regrant(
+    db: &Db,
+    row: &LicenseRow,
+    c: &Candidate,
+    user: Option<&str>,
+    now: i64,
+) -> ApiResult<()> {
+    let limit = seat_limit(row)?;
+    let mut tx = db.begin_license_write(&row.id).await?;
+    let assigned = db::assigned_seats_in(&mut tx, &row.id, None).await?;
+    let free = limit.is_none_or(|limit| assigned.saturating_add(c.seats) <= limit);
+    if free && db::regrant_in(&mut tx, &c.id, now).await? {
+        tx.commit().await?;
+        tracing::info!(license = %row.id, assignment = %c.id, "reclaimed seat given back");
+        // AUDIT(clientaudit): record the re-grant (`assignment.regranted`, target the
+        // assignment id) through the client-event API once it is on main.
+        return Ok(());
+    }
+    drop(tx);
+    if !free {
+        return Err(ApiError::forbidden(
+            ErrorCode::SeatReclaimed,
+            format!(
+                "the seat of {} on this license was reclaimed after a period without use, and \
+                 all {} seat(s) are assigned now; ask your IT administrator",
+                who(user),
+                limit.unwrap_or_default()
+            ),
+        ));
+    }
+    // Given back meanwhile by a concurrent request: admitted.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(kind: &str, state: &str, seats: i64, in_use: i64) -> Candidate {
+        Candidate {
+            id: format!("{kind}-{state}"),
+            assignee_kind: kind.into(),
+            seats,
+            state: state.into(),
+            last_used_at: None,
+            user_id: Some("usr".into()),
+            user_active: Some(1),
+            in_use,
+        }
+    }
+
+    #[test]
+    fn the_rule_prefers_own_seats_then_departments_with_room_then_a_regrant() {
+        assert_eq!(decide(&[]), Decision::NotAssigned);
+        let user = candidate("user", "active", 1, 0);
+        let full = candidate("department", "active", 2, 2);
+        let room = candidate("department", "active", 3, 2);
+        let reclaimed = candidate("user", "reclaimed", 1, 0);
+        assert_eq!(decide(&[full.clone(), user.clone()]), Decision::Use(&user));
+        assert_eq!(decide(&[full.clone(), room.clone()]), Decision::Use(&room));
+        assert_eq!(
+            decide(std::slice::from_ref(&full)),
+            Decision::DepartmentFull { seats: 2 }
+        );
+        assert_eq!(
+            decide(&[full.clone(), reclaimed.clone()]),
+            Decision::Regrant(&reclaimed)
+        );
+        let device = candidate("device", "active", 1, 0);
+        assert_eq!(
+            decide(std::slice::from_ref(&device)),
+            Decision::Use(&device)
+        );
+        let mut gone = user.clone();
+        gone.user_active = Some(0);
+        assert_eq!(decide(&[gone, device]), Decision::Deactivated);
+        // A reclaimed department quota is not given back on a member's use.
+        assert_eq!(
+            decide(&[candidate("department", "reclaimed", 2, 0)]),
+            Decision::DepartmentFull { seats: 2 }
+        );
+    }
+}

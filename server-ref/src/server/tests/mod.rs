@@ -14,6 +14,7 @@ mod floating;
 mod hardening;
 mod machines;
 mod protocol;
+mod seats_named;
 
 mod harness;
 pub(super) use harness::{ADMIN, AUDITOR, app, app_on, call, license};

@@ -315,6 +315,7 @@ impl Client {
             &ActivateRequest {
                 license_key: license_key.to_owned(),
                 fingerprint: fingerprint.clone(),
+                user: None,
             },
             limit,
         )?;
@@ -440,6 +441,7 @@ impl Client {
                 nonce: nonce.clone(),
                 machine: machine.cloned(),
                 held: held.cloned(),
+                user: None,
             },
             limit,
         )?;

@@ -331,6 +331,9 @@ pub(crate) async fn activate(
     StrictJson(req): StrictJson<ActivateRequest>,
 ) -> ApiResult<(StatusCode, Json<ActivateResponse>)> {
     check_fingerprint(&req.fingerprint)?;
+    if let Some(user) = &req.user {
+        DisplayName::check("user", user)?;
+    }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     admit_named(&state, &row, None, &req.fingerprint.id, now).await?;
@@ -505,6 +508,9 @@ pub(crate) async fn validate(
         }
     }
     check_presented(req.machine.as_ref(), &req.fingerprint)?;
+    if let Some(user) = &req.user {
+        DisplayName::check("user", user)?;
+    }
     let mut row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let found = find_machine(&state, &row, &req.fingerprint, req.machine.as_ref(), now).await?;

@@ -85,12 +85,6 @@ pub(crate) fn seat_limit(row: &LicenseRow) -> ApiResult<Option<i64>> {
     Ok(seats.or(lic.max_machines.map(i64::from)))
 }
 
-/// The key a user name is looked up by in the directory (its lowercase form, as
-/// `directory_users.user_name_key`).
-pub(crate) fn user_key(user_name: &str) -> String {
-    user_name.to_lowercase()
-}
-
 /// What [`decide`] makes of a named license's candidates.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decision<'a> {
@@ -170,7 +164,7 @@ pub(crate) async fn admit(
     if !is_named(row) {
         return Ok(());
     }
-    let key = user.map(user_key);
+    let key = user.map(db::directory::name_key);
     let candidates = if key.is_none() && machine_id.is_none() {
         Vec::new()
     } else {

@@ -304,6 +304,28 @@ pub(crate) async fn regrant_in(tx: &mut Tx, id: &str, now: i64) -> DbResult<bool
     Ok(done.rows_affected() == 1)
 }
 
+/// A transfer of the machine `from` to `to` (`/v1/client/transfer`): its device assignment,
+/// if any, follows it to the new machine.
+pub(crate) async fn follow_device_in(
+    tx: &mut Tx,
+    license_id: &str,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE seat_assignments SET assignee_id = $1, updated_at = $2 \
+         WHERE license_id = $3 AND assignee_kind = 'device' AND assignee_id = $4",
+    )
+    .bind(to)
+    .bind(now)
+    .bind(license_id)
+    .bind(from)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Changes a license's seat settings (in the handler's license change, which forgets the
 /// cached license rows).
 pub(crate) async fn set_seat_settings_in(

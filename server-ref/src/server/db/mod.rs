@@ -50,9 +50,9 @@ pub(crate) mod directory;
 
 pub(crate) use assignments::{
     Assignment, Candidate, NewAssignment, SeatSettings, Transfer, assigned_seats_in, assignee_in,
-    assignment_in, assignment_of, decide_transfer_in, delete_assignment_in, insert_assignment_in,
-    insert_transfer_in, move_assignment_in, pending_transfer_of, regrant_in, set_seat_settings_in,
-    transfer_in,
+    assignment_in, assignment_of, decide_transfer_in, delete_assignment_in, follow_device_in,
+    insert_assignment_in, insert_transfer_in, move_assignment_in, pending_transfer_of, regrant_in,
+    set_seat_settings_in, transfer_in,
 };
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{

@@ -350,7 +350,8 @@ async fn department_on(url: Option<&str>) {
 
 /// Validation and activation of a named license: an activated machine that is not an
 /// assigned device is refused; assigned as a device, it validates; a new machine's activation
-/// without an assigned user is refused.
+/// without an assigned user is refused, with one admitted; a transfer moves a device's
+/// assignment.
 #[tokio::test]
 async fn a_named_license_admits_assigned_devices_at_validation_and_activation() {
     devices_on(None).await;
@@ -402,6 +403,57 @@ async fn devices_on(url: Option<&str>) {
     let (status, body) = activate("box-c").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "user_not_assigned");
+
+    // Requests naming a user: an assigned user activates and validates a new machine (which
+    // the next validation without the user does not admit); an unassigned colleague does not,
+    // but an assigned device admits whoever uses it.
+    assert_eq!(
+        assign(&state, ADMIN, &license, user("usr_alice")).await.0,
+        StatusCode::CREATED
+    );
+    let as_user = |fp: &'static str, user: &'static str| {
+        let body = json!({ "license_key": key, "fingerprint": { "id": fp }, "user": user });
+        call(&state, "POST", "/v1/client/activate", None, Some(body))
+    };
+    let validate_as = |fp: &'static str, user: &'static str| {
+        let body = json!({ "license_key": key, "fingerprint": fp, "nonce": "nonce-123456",
+                           "user": user });
+        call(&state, "POST", "/v1/client/validate", None, Some(body))
+    };
+    let (status, body) = as_user("box-c", "bob").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("user_not_assigned")),
+        "{body}"
+    );
+    assert_eq!(as_user("box-c", "alice").await.0, StatusCode::CREATED);
+    assert_eq!(validate_as("box-c", "Alice").await.0, StatusCode::OK);
+    assert_eq!(validate_as("box-c", "bob").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(validate("box-c").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(validate_as("box-a", "bob").await.0, StatusCode::OK);
+
+    // A transfer of the assigned device moves its assignment to the new machine.
+    let body = json!({ "license_key": key, "from_fingerprint": "box-a",
+                       "fingerprint": { "id": "box-d" } });
+    let (status, moved) = call(&state, "POST", "/v1/client/transfer", None, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{moved}");
+    assert_eq!(validate("box-d").await.0, StatusCode::OK);
+    let listed = assignments(&state, &license).await;
+    let device = listed["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["assignee_kind"] == "device")
+        .unwrap()
+        .clone();
+    assert_eq!(device["assignee_id"], moved["machine_id"], "{listed}");
+    assert_eq!(device["assignee_name"], "box-d");
+    // An unassigned machine's transfer is refused.
+    let body = json!({ "license_key": key, "from_fingerprint": "box-b",
+                       "fingerprint": { "id": "box-e" } });
+    let (status, _) = call(&state, "POST", "/v1/client/transfer", None, Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
     // A machine of another license is no device of this one.
     let (other_key, _) = super::license(
         &state,

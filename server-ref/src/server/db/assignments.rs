@@ -115,6 +115,50 @@ pub(crate) struct SeatSettings<'a> {
     pub reclaim_after: Option<i64>,
 }
 
+/// [`Db::admission`]: `$1` license, `$2` organization, `$3` user key, `$4` machine id, `$5`
+/// now.
+const ADMISSION: &str = "\
+    SELECT a.id, a.assignee_kind, a.seats, a.state, a.last_used_at, u.id AS user_id, \
+      u.active AS user_active, 0 AS in_use \
+    FROM directory_users u JOIN seat_assignments a ON a.license_id = $1 \
+      AND a.assignee_kind = 'user' AND a.assignee_id = u.id \
+    WHERE u.organization_id = $2 AND u.user_name_key = $3 \
+    UNION ALL \
+    SELECT a.id, a.assignee_kind, a.seats, a.state, a.last_used_at, u.id AS user_id, \
+      u.active AS user_active, ( \
+        SELECT COUNT(*) FROM ( \
+          SELECT mu.id FROM leases l \
+            JOIN directory_users mu ON mu.organization_id = $2 \
+              AND mu.user_name_key = LOWER(l.user_name) \
+            JOIN department_members m1 ON m1.department_id = a.assignee_id \
+              AND m1.user_id = mu.id \
+            WHERE l.license_id = $1 AND l.released_at IS NULL AND l.expires_at > $5 \
+              AND mu.id <> u.id \
+          UNION SELECT l.user_id FROM leases l \
+            JOIN department_members m2 ON m2.department_id = a.assignee_id \
+              AND m2.user_id = l.user_id \
+            WHERE l.license_id = $1 AND l.released_at IS NULL AND l.expires_at > $5 \
+              AND l.user_id <> u.id \
+          UNION SELECT mc.user_id FROM machines mc \
+            JOIN department_members m3 ON m3.department_id = a.assignee_id \
+              AND m3.user_id = mc.user_id \
+            WHERE mc.license_id = $1 AND mc.user_id <> u.id \
+        ) in_use_by \
+      ) AS in_use \
+    FROM seat_assignments a \
+      JOIN directory_users u ON u.organization_id = $2 AND u.user_name_key = $3 \
+    WHERE a.license_id = $1 AND a.assignee_kind = 'department' AND a.assignee_id IN ( \
+      SELECT dm.department_id FROM department_members dm \
+        JOIN directory_users du ON du.id = dm.user_id \
+        WHERE du.organization_id = $2 AND du.user_name_key = $3) \
+    UNION ALL \
+    SELECT a.id, a.assignee_kind, a.seats, a.state, a.last_used_at, u.id AS user_id, \
+      u.active AS user_active, 0 AS in_use \
+    FROM seat_assignments a \
+      LEFT JOIN directory_users u ON u.organization_id = $2 AND u.user_name_key = $3 \
+    WHERE a.license_id = $1 AND a.assignee_kind = 'device' AND a.assignee_id = $4 \
+    ORDER BY 1";
+
 #[derive(FromRow)]
 struct Flag {
     active: i64,
@@ -470,10 +514,12 @@ impl Db {
 
     /// The assignments of the license that may admit the user whose lowercase user name is
     /// `user_key` (directly, or through one of their departments) or the machine
-    /// `machine_id` (a device assignment): one statement, found through the unique
-    /// (license, kind, assignee) index and the members' user index. A department's row counts
-    /// its other members using the license at `now` (live leases by user id or name, machines
-    /// linked to them).
+    /// `machine_id` (a device assignment): one statement of three branches, each an exact
+    /// lookup of the unique (license, kind, assignee) index (after the directory user's
+    /// unique name and the members' user index), so its cost does not grow with the license's
+    /// assignments. A department's row counts its other members using the license at `now`
+    /// (live leases, by directory user id or by user name; machines linked to them), which
+    /// reads the license's live leases.
     pub async fn admission(
         &self,
         license_id: &str,
@@ -482,35 +528,14 @@ impl Db {
         machine_id: Option<&str>,
         now: i64,
     ) -> DbResult<Vec<Candidate>> {
-        sqlx::query_as(
-            "SELECT a.id, a.assignee_kind, a.seats, a.state, a.last_used_at, \
-             u.id AS user_id, u.active AS user_active, \
-             CASE WHEN a.assignee_kind = 'department' THEN ( \
-               SELECT COUNT(*) FROM department_members dm \
-               JOIN directory_users mu ON mu.id = dm.user_id \
-               WHERE dm.department_id = a.assignee_id AND dm.user_id <> COALESCE(u.id, '') \
-               AND (EXISTS (SELECT 1 FROM leases l WHERE l.license_id = a.license_id \
-                      AND l.released_at IS NULL AND l.expires_at > $5 \
-                      AND (l.user_id = dm.user_id OR LOWER(l.user_name) = mu.user_name_key)) \
-                 OR EXISTS (SELECT 1 FROM machines mc WHERE mc.license_id = a.license_id \
-                      AND mc.user_id = dm.user_id)) \
-             ) ELSE 0 END AS in_use \
-             FROM seat_assignments a \
-             LEFT JOIN directory_users u ON u.organization_id = $2 AND u.user_name_key = $3 \
-             WHERE a.license_id = $1 AND ( \
-               (a.assignee_kind = 'user' AND a.assignee_id = u.id) \
-               OR (a.assignee_kind = 'department' AND a.assignee_id IN \
-                   (SELECT department_id FROM department_members WHERE user_id = u.id)) \
-               OR (a.assignee_kind = 'device' AND a.assignee_id = $4)) \
-             ORDER BY a.id",
-        )
-        .bind(license_id)
-        .bind(organization_id)
-        .bind(user_key)
-        .bind(machine_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
+        sqlx::query_as(ADMISSION)
+            .bind(license_id)
+            .bind(organization_id)
+            .bind(user_key)
+            .bind(machine_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
     }
 
     /// Records that an assignment was used at `now`: at most one write per assignment per
@@ -622,5 +647,23 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Db {
+    /// Tests: SQLite's plan of [`Db::admission`], one line per step.
+    pub async fn admission_plan_for_tests(&self) -> DbResult<Vec<String>> {
+        use sqlx::Row as _;
+        let sql = format!("EXPLAIN QUERY PLAN {ADMISSION}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind("lic")
+            .bind("org")
+            .bind("user")
+            .bind("mch")
+            .bind(0_i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| row.try_get("detail")).collect()
     }
 }

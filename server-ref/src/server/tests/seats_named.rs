@@ -821,3 +821,28 @@ async fn tenants_on(url: Option<&str>) {
         "usr_alice"
     );
 }
+
+/// The admission read of a named license finds each assignment by the whole unique (license,
+/// kind, assignee) index: its cost does not grow with the license's assignments (SQLite's
+/// plan; PostgreSQL's planner is asked by the same statement in the tests above).
+#[tokio::test]
+async fn admission_reads_assignments_by_their_unique_index() {
+    let (_dir, state) = app().await;
+    let plan = state.db().admission_plan_for_tests().await.unwrap();
+    let text = plan.join("\n");
+    let assignments: Vec<&String> = plan
+        .iter()
+        .filter(|line| line.contains(" a ") || line.ends_with(" a"))
+        .collect();
+    assert_eq!(assignments.len(), 3, "{text}");
+    for line in assignments {
+        assert!(
+            line.starts_with("SEARCH a USING")
+                && line.contains("license_id=? AND assignee_kind=? AND assignee_id=?"),
+            "{text}"
+        );
+    }
+    for line in &plan {
+        assert!(!line.starts_with("SCAN u"), "{text}");
+    }
+}

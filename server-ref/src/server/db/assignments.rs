@@ -667,3 +667,46 @@ impl Db {
         rows.iter().map(|row| row.try_get("detail")).collect()
     }
 }
+
+#[cfg(test)]
+impl Db {
+    /// Tests (scale): `count` directory users `usr_{i}` named `user{i}`, in one transaction.
+    pub async fn bulk_users_for_tests(&self, organization_id: &str, count: usize) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for i in 0..count {
+            sqlx::query(
+                "INSERT INTO directory_users (id, organization_id, user_name, user_name_key, \
+                 active, created_at, updated_at) VALUES ($1, $2, $3, $3, 1, 0, 0)",
+            )
+            .bind(format!("usr_{i}"))
+            .bind(organization_id)
+            .bind(format!("user{i}"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Tests (scale): `count` copies `{id}_{i}` of license `id` (keys `{hash}_{i}`), in one
+    /// transaction.
+    pub async fn bulk_licenses_for_tests(&self, id: &str, count: usize) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for i in 0..count {
+            sqlx::query(
+                "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, \
+                 policy_id, status, claims, token, expires_at, created_at, updated_at, \
+                 lease_timeout, allow_unmetered, seat_mode, allow_over_allocation, \
+                 reclaim_after) \
+                 SELECT id || $2, organization_id, key_hash || $2, key_hint, product_id, \
+                 policy_id, status, claims, token, expires_at, created_at, updated_at, \
+                 lease_timeout, allow_unmetered, seat_mode, allow_over_allocation, \
+                 reclaim_after FROM licenses WHERE id = $1",
+            )
+            .bind(id)
+            .bind(format!("_{i}"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+}

@@ -846,3 +846,85 @@ async fn admission_reads_assignments_by_their_unique_index() {
         assert!(!line.starts_with("SCAN u"), "{text}");
     }
 }
+
+/// Scale (run by hand: `cargo test -p licensing-server --bin licensing-server --release --
+/// --ignored seat_assignment_at_scale --nocapture`): a directory of 100 000 users and 10 000
+/// licenses; the latency of assignments (`POST /v1/licenses/{id}/assignments`) and of
+/// check-outs on a named license (the admission read included) beside a floating one's.
+/// Prints percentiles; asserts nothing about time.
+#[tokio::test]
+#[ignore]
+async fn seat_assignment_at_scale() {
+    scale_on(None).await;
+    if let Some(url) = postgres::fresh_database("seat_assignment_at_scale") {
+        scale_on(Some(&url)).await;
+    }
+}
+
+fn percentiles(mut micros: Vec<u128>) -> String {
+    micros.sort_unstable();
+    let at = |p: usize| micros[(micros.len() * p / 100).min(micros.len() - 1)];
+    format!(
+        "n={} p50={}us p99={}us max={}us",
+        micros.len(),
+        at(50),
+        at(99),
+        micros[micros.len() - 1]
+    )
+}
+
+async fn scale_on(url: Option<&str>) {
+    let engine = if url.is_some() { "postgres" } else { "sqlite" };
+    let (_dir, state) = app_on(url).await;
+    let started = std::time::Instant::now();
+    state.db().bulk_users_for_tests(ORG, 100_000).await.unwrap();
+    let (key, named) = license(
+        &state,
+        json!({ "model": "floating", "seats": 1000, "seat_mode": "named" }),
+    )
+    .await;
+    state
+        .db()
+        .bulk_licenses_for_tests(&named, 9_998)
+        .await
+        .unwrap();
+    let (floating_key, _) =
+        super::license(&state, json!({ "model": "floating", "seats": 1000 })).await;
+    println!("{engine}: set up in {:?}", started.elapsed());
+    // 1 000 assignments spread over the licenses, then 300 on the named license itself.
+    let mut assigning = Vec::new();
+    for i in 0..1_000_usize {
+        let lic = format!("{named}_{}", (i * 7919) % 9_998);
+        let body = user(&format!("usr_{}", (i * 104_729) % 100_000));
+        let t = std::time::Instant::now();
+        let (status, body) = assign(&state, ADMIN, &lic, body).await;
+        assigning.push(t.elapsed().as_micros());
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for i in 0..300_usize {
+        let body = user(&format!("usr_{}", i * 97));
+        let t = std::time::Instant::now();
+        let (status, body) = assign(&state, ADMIN, &named, body).await;
+        assigning.push(t.elapsed().as_micros());
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    println!("{engine}: assignment {}", percentiles(assigning));
+    let mut named_times = Vec::new();
+    let mut floating_times = Vec::new();
+    for i in 0..300_usize {
+        let name = format!("user{}", i * 97);
+        let t = std::time::Instant::now();
+        let (status, body) = check_out(&state, &key, &name).await;
+        named_times.push(t.elapsed().as_micros());
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let t = std::time::Instant::now();
+        let (status, body) = check_out(&state, &floating_key, &name).await;
+        floating_times.push(t.elapsed().as_micros());
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    println!("{engine}: named check-out {}", percentiles(named_times));
+    println!(
+        "{engine}: floating check-out {}",
+        percentiles(floating_times)
+    );
+}

@@ -121,9 +121,9 @@ pub(crate) struct NewLicense {
     /// Whether assigning beyond the seat count is allowed (and flagged), instead of the
     /// policy's.
     pub allow_over_allocation: Option<bool>,
-    /// Seconds without use after which an assigned seat is reclaimed (3600 to 315360000),
+    /// Seconds without use after which an assigned seat is reclaimed (86400 to 94608000: a day to three years),
     /// instead of the policy's.
-    #[schema(minimum = 3600, maximum = 315_360_000)]
+    #[schema(minimum = 86_400, maximum = 94_608_000)]
     pub reclaim_after: Option<u64>,
 }
 

@@ -20,6 +20,7 @@ mod keys_cli;
 mod machines;
 mod offline;
 mod openapi;
+mod reclamation;
 mod routes;
 mod seat_policy;
 mod secrets;

@@ -50,23 +50,12 @@ impl SeatMode {
     }
 }
 
-/// Shortest and longest `reclaim_after`: an hour, ten years.
-pub(crate) const RECLAIM_AFTER_RANGE: std::ops::RangeInclusive<u64> = 3_600..=315_360_000;
-
-/// `reclaim_after` as stored: 422 naming the field out of range.
-pub(crate) fn reclaim_after(seconds: Option<u64>) -> ApiResult<Option<i64>> {
-    seconds
-        .map(|s| {
-            if RECLAIM_AFTER_RANGE.contains(&s) {
-                i64::try_from(s).map_err(ApiError::internal)
-            } else {
-                Err(ApiError::invalid(
-                    ErrorCode::InvalidField,
-                    "`reclaim_after` must be 3600 to 315360000 seconds (an hour to ten years)",
-                ))
-            }
-        })
-        .transpose()
+/// A `reclaim_after` setting as stored: the reclamation's one rule
+/// (`reclamation::check_reclaim_after`: 1 day to 3 years), 422 naming `field` otherwise.
+pub(crate) fn reclaim_after(field: &str, seconds: Option<u64>) -> ApiResult<Option<i64>> {
+    let value = seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+    super::reclamation::check_reclaim_after(field, value)?;
+    Ok(value)
 }
 
 /// Whether the license admits only its assignees.

@@ -135,8 +135,8 @@ pub(crate) struct NewPolicy {
     /// license at creation.
     allow_over_allocation: Option<bool>,
     /// Seconds without a validation, heartbeat or check-out after which an assigned seat is
-    /// reclaimed (3600 to 315360000); absent: never. Copied to each license at creation.
-    #[schema(minimum = 3600, maximum = 315_360_000)]
+    /// reclaimed (86400 to 94608000: a day to three years); absent: never. Copied to each license at creation.
+    #[schema(minimum = 86_400, maximum = 94_608_000)]
     reclaim_after: Option<u64>,
     /// Whether moving an assignment of a perpetual license (no expiry) to another assignee
     /// needs an admin's approval (default false): the reassignment is then a pending
@@ -328,7 +328,7 @@ pub(crate) async fn create_policy(
             .as_str()
             .to_owned(),
         allow_over_allocation: i64::from(req.allow_over_allocation.unwrap_or(false)),
-        reclaim_after: seat_policy::reclaim_after(req.reclaim_after)?,
+        reclaim_after: seat_policy::reclaim_after("reclaim_after", req.reclaim_after)?,
         transfer_approval: i64::from(req.transfer_approval.unwrap_or(false)),
     };
     let template = issue::build_claims(&state, &policy, &NewLicense::default(), "lic_trial", now)?;
@@ -508,7 +508,7 @@ pub(crate) async fn create_license(
             .allow_over_allocation
             .map_or(policy.allow_over_allocation, i64::from),
         reclaim_after: match req.reclaim_after {
-            Some(_) => seat_policy::reclaim_after(req.reclaim_after)?,
+            Some(_) => seat_policy::reclaim_after("reclaim_after", req.reclaim_after)?,
             None => policy.reclaim_after,
         },
         parsed: Default::default(),

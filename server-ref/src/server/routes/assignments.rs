@@ -542,10 +542,10 @@ pub(crate) struct SeatingRequest {
     seat_mode: Option<SeatMode>,
     /// Whether assigning beyond the seat count is allowed (and flagged).
     allow_over_allocation: Option<bool>,
-    /// Seconds without use after which an assigned seat is reclaimed (3600 to 315360000);
+    /// Seconds without use after which an assigned seat is reclaimed (86400 to 94608000: a day to three years);
     /// `null`: the policy's.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>, minimum = 3600, maximum = 315_360_000)]
+    #[schema(value_type = Option<u64>, minimum = 86_400, maximum = 94_608_000)]
     reclaim_after: Option<Option<u64>>,
 }
 
@@ -569,7 +569,7 @@ pub(crate) async fn set_seating(
     get_license_row(&state, &caller, &id).await?;
     let reclaim = req
         .reclaim_after
-        .map(seat_policy::reclaim_after)
+        .map(|s| seat_policy::reclaim_after("reclaim_after", s))
         .transpose()?;
     let now = now();
     let mut write = state.db().begin_license_change(&id).await?;

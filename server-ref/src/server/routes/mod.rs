@@ -33,6 +33,7 @@ mod client;
 mod compliance;
 mod floating;
 mod keys;
+mod reclamation;
 mod tenants;
 
 pub(crate) use admin::*;
@@ -42,6 +43,7 @@ pub(crate) use client::*;
 pub(crate) use compliance::*;
 pub(crate) use floating::*;
 pub(crate) use keys::*;
+pub(crate) use reclamation::*;
 pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ mod floating;
 mod hardening;
 mod machines;
 mod protocol;
+mod reclamation;
 mod seats_named;
 
 mod harness;

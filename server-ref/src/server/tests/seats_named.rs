@@ -111,6 +111,40 @@ async fn assignments_on(url: Option<&str>) {
     .await;
     assert_eq!(view["seat_mode"], "named", "{view}");
     assert_eq!(view["allow_over_allocation"], false, "{view}");
+    assert_eq!(view["reclaim_after"], Value::Null, "{view}");
+    // The policy's settings are copied to its licenses; a threshold out of the reclamation's
+    // range is refused, naming the field.
+    let (_, copied) = super::license(
+        &state,
+        json!({ "model": "floating", "seats": 2, "seat_mode": "named",
+                "allow_over_allocation": true, "reclaim_after": 30 * 86_400 }),
+    )
+    .await;
+    let (_, view) = call(
+        &state,
+        "GET",
+        &format!("/v1/licenses/{copied}"),
+        Some(AUDITOR),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            view["seat_mode"].clone(),
+            view["allow_over_allocation"].clone(),
+            view["reclaim_after"].clone()
+        ),
+        (json!("named"), json!(true), json!(30 * 86_400)),
+        "{view}"
+    );
+    let body = json!({ "product_id": "p", "name": "n", "model": "floating", "seats": 2,
+                       "reclaim_after": 3600 });
+    let (status, body) = call(&state, "POST", "/v1/policies", Some(ADMIN), Some(body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("reclaim_after"),
+        "{body}"
+    );
     let it = token(&state, "it_staff").await;
 
     let (status, alice) = assign(&state, &it, &license, user("usr_alice")).await;

@@ -8,7 +8,9 @@
 //!   lease, or a machine of the license linked to them) leaves room in;
 //! - a machine that is an assigned device;
 //!
-//! and refuses everyone else with 403 `user_not_assigned`. A matching assignment that was
+//! and refuses everyone else with 403 `user_not_assigned`. A validation or activation of a
+//! named *floating* license that names no user is admitted: its seats are leases, and the
+//! check-out that takes one always names the user and is admitted by this rule. A matching assignment that was
 //! reclaimed (inactivity, deprovisioning) is given back when a seat is free (403
 //! `seat_reclaimed` otherwise); a deactivated directory user is refused. Cost of a named
 //! license: one indexed read ([`Db::admission`]), plus one `UPDATE` of the assignment's
@@ -61,6 +63,11 @@ pub(crate) fn reclaim_after(field: &str, seconds: Option<u64>) -> ApiResult<Opti
 /// Whether the license admits only its assignees.
 pub(crate) fn is_named(row: &LicenseRow) -> bool {
     row.seat_mode == SeatMode::Named.as_str()
+}
+
+/// Whether the license's model is floating (its seats are leases).
+fn is_floating_model(row: &LicenseRow) -> ApiResult<bool> {
+    Ok(issue::parsed_template(row)?.license.claims().lic.model == LicenseModel::Floating)
 }
 
 /// The seats a license's assignments may take: its `seats` claim (floating) when set, else
@@ -151,6 +158,12 @@ pub(crate) async fn admit(
     now: i64,
 ) -> ApiResult<()> {
     if !is_named(row) {
+        return Ok(());
+    }
+    if user.is_none() && is_floating_model(row)? {
+        // A floating license's seats are taken at check-out, which always names its user and
+        // is admitted there; a validation or activation naming none (an SDK that does not
+        // send the user) only refreshes tokens that run nothing without a lease.
         return Ok(());
     }
     let key = user.map(db::directory::name_key);

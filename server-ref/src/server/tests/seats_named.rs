@@ -317,6 +317,23 @@ async fn check_out_on(url: Option<&str>) {
         check_out(&state, &key, "dave").await.0,
         StatusCode::FORBIDDEN
     );
+    // Validation: a user named is admitted as at check-out; none named (an SDK that does not
+    // send the user) is admitted, the check-out holding the seat being the gate.
+    let validate = |user: Option<&str>| {
+        let mut body = json!({ "license_key": key, "fingerprint": "box-1",
+                               "nonce": "nonce-123456" });
+        if let Some(user) = user {
+            body["user"] = json!(user);
+        }
+        call(&state, "POST", "/v1/client/validate", None, Some(body))
+    };
+    assert_eq!(validate(Some("alice")).await.0, StatusCode::OK);
+    let (status, body) = validate(Some("bob")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("user_not_assigned"))
+    );
+    assert_eq!(validate(None).await.0, StatusCode::OK);
     // The same license made floating admits anyone again.
     let path = format!("/v1/licenses/{license}/seating");
     let body = json!({ "seat_mode": "floating" });

@@ -25,7 +25,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::db::{self, Candidate, Db, LicenseRow};
+use super::AppState;
+use super::db::{self, Candidate, LicenseRow, NewAuditEntry};
 use super::error::{ApiError, ApiResult};
 use super::issue;
 use licensing_core::LicenseModel;
@@ -151,7 +152,7 @@ fn who(user: Option<&str>) -> String {
 /// admitting assignment (`last_used_at`, at most once a minute) and gives a reclaimed
 /// assignment back when a seat is free.
 pub(crate) async fn admit(
-    db: &Db,
+    state: &AppState,
     row: &LicenseRow,
     user: Option<&str>,
     machine_id: Option<&str>,
@@ -170,23 +171,25 @@ pub(crate) async fn admit(
     let candidates = if key.is_none() && machine_id.is_none() {
         Vec::new()
     } else {
-        db.admission(
-            &row.id,
-            &row.organization_id,
-            key.as_deref(),
-            machine_id,
-            now,
-        )
-        .await?
+        state
+            .db()
+            .admission(
+                &row.id,
+                &row.organization_id,
+                key.as_deref(),
+                machine_id,
+                now,
+            )
+            .await?
     };
     match decide(&candidates) {
         Decision::Use(c) => {
             if c.last_used_at.is_none_or(|at| at < now.saturating_sub(60)) {
-                db.touch_assignment(&c.id, now).await?;
+                state.db().touch_assignment(&c.id, now).await?;
             }
             Ok(())
         }
-        Decision::Regrant(c) => regrant(db, row, c, user, now).await,
+        Decision::Regrant(c) => regrant(state, row, c, user, now).await,
         Decision::Deactivated => Err(ApiError::forbidden(
             ErrorCode::UserNotAssigned,
             format!(
@@ -216,21 +219,20 @@ pub(crate) async fn admit(
 /// Gives the reclaimed assignment `c` its seat back when one is free (under the license's
 /// write lock, so two re-grants cannot take one seat); 403 `seat_reclaimed` otherwise.
 async fn regrant(
-    db: &Db,
+    state: &AppState,
     row: &LicenseRow,
     c: &Candidate,
     user: Option<&str>,
     now: i64,
 ) -> ApiResult<()> {
     let limit = seat_limit(row)?;
-    let mut tx = db.begin_license_write(&row.id).await?;
+    let mut tx = state.db().begin_license_write(&row.id).await?;
     let assigned = db::assigned_seats_in(&mut tx, &row.id, None).await?;
     let free = limit.is_none_or(|limit| assigned.saturating_add(c.seats) <= limit);
     if free && db::regrant_in(&mut tx, &c.id, now).await? {
         tx.commit().await?;
         tracing::info!(license = %row.id, assignment = %c.id, "reclaimed seat given back");
-        // AUDIT(clientaudit): record the re-grant (`assignment.regranted`, target the
-        // assignment id) through the client-event API once it is on main.
+        record_regrant(state, row, c, now).await;
         return Ok(());
     }
     drop(tx);
@@ -247,6 +249,31 @@ async fn regrant(
     }
     // Given back meanwhile by a concurrent request: admitted.
     Ok(())
+}
+
+/// The audit action of a reclaimed seat given back.
+pub(crate) const SEAT_REGRANTED: &str = "seat.regranted";
+
+/// The actor of the audit entries of client calls that change a seat (no API token acts).
+const CLIENT_ACTOR: &str = "client";
+
+/// Records a re-grant in the audit trail: action `seat.regranted`, the target naming the
+/// license and the assignment (never the user's name).
+// ISSUE-22 clientaudit: once the client-event API is on main, record through it instead
+// (action `seat.regranted`, target id = the assignment id, license id); this is the one call
+// site.
+async fn record_regrant(state: &AppState, row: &LicenseRow, c: &Candidate, now: i64) {
+    state
+        .audit()
+        .append(NewAuditEntry {
+            at: now,
+            organization_id: Some(row.organization_id.clone()),
+            actor: CLIENT_ACTOR.into(),
+            action: SEAT_REGRANTED.into(),
+            target: format!("/v1/licenses/{}/assignments/{}", row.id, c.id),
+            status: 200,
+        })
+        .await;
 }
 
 #[cfg(test)]

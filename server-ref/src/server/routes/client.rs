@@ -294,7 +294,7 @@ async fn admit_named(
     }
     let machine = state.db().get_machine(&row.id, fingerprint).await?;
     let machine_id = machine.as_ref().map(|m| m.id.as_str());
-    seat_policy::admit(state.db(), row, user, machine_id, now).await
+    seat_policy::admit(state, row, user, machine_id, now).await
 }
 
 async fn activation_answer(
@@ -530,7 +530,7 @@ pub(crate) async fn validate(
     };
     // A named license admits only its assignees (a floating one: nothing is read).
     let machine_id = machine.as_ref().map(|m| m.id.as_str());
-    seat_policy::admit(state.db(), &row, req.user.as_deref(), machine_id, now).await?;
+    seat_policy::admit(&state, &row, req.user.as_deref(), machine_id, now).await?;
     let claims = answer_claims(
         &state,
         &row,

@@ -565,6 +565,20 @@ async fn regrant_on(url: Option<&str>) {
     let listed = assignments(&state, &license).await;
     assert_eq!(listed["assignments"][0]["state"], "active", "{listed}");
     assert_eq!(listed["seats_assigned"], 1);
+    // The re-grant is in the audit trail, naming the assignment (not the user).
+    let (_, audit) = call(&state, "GET", "/v1/audit?limit=1000", Some(AUDITOR), None).await;
+    let regrants: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "seat.regranted")
+        .collect();
+    assert_eq!(regrants.len(), 1, "{audit}");
+    assert_eq!(
+        regrants[0]["target"],
+        format!("/v1/licenses/{license}/assignments/{alice_id}")
+    );
+    assert_eq!(regrants[0]["actor"], "client");
 }
 
 /// Transfers of a perpetual license whose policy asks for approval: a license manager's

@@ -169,7 +169,7 @@ pub(crate) async fn check_out(
     let now = now();
     let seats = floating_seats(&row, now)?;
     // A named license admits only its assignees (a floating one: nothing is read).
-    seat_policy::admit(state.db(), &row, Some(&req.user), None, now).await?;
+    seat_policy::admit(&state, &row, Some(&req.user), None, now).await?;
     let borrow = req
         .borrow_seconds
         .map(|seconds| borrowing(&row, seconds, now))

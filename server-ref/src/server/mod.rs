@@ -12,6 +12,7 @@ mod audit;
 mod config;
 mod conn;
 mod db;
+mod deprovision;
 mod directory_import;
 mod display_name;
 mod error;
@@ -23,6 +24,8 @@ mod offline;
 mod openapi;
 mod reclamation;
 mod routes;
+mod scim;
+mod seat_policy;
 mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;

@@ -17,6 +17,8 @@ mod hardening;
 mod machines;
 mod protocol;
 mod reclamation;
+mod scim;
+mod seats_named;
 
 mod harness;
 pub(super) use harness::{ADMIN, AUDITOR, app, app_on, call, license};

@@ -441,41 +441,31 @@ async fn department_of(state: &AppState, caller: &Caller, id: &str) -> ApiResult
 }
 
 /// Releases every seat and lease of directory user `user_id` (deactivated or about to be
-/// deleted).
-///
-/// DEPROVISION CALL SITE (issue 22): the release itself is `deprovision::user(state,
-/// organization_id, user_id, now, actor)`, written by the `scim` helper in
-/// `server-ref/src/server/deprovision.rs`; until it is merged this answers that nothing was
-/// released. The coordinator replaces this body with that call:
-///
-/// ```text
-/// let done = super::super::deprovision::user(
-///     state, &caller.organization_id, user_id, now, &caller.token_id).await?;
-/// Ok(Released {
-///     leases_released: done.leases_released.into_iter().map(|l| l.lease_id).collect(),
-///     borrowed_kept: done.borrowed_kept.into_iter().map(|l| l.lease_id).collect(),
-///     assignments_reclaimed: done.assignments_reclaimed,
-/// })
-/// ```
-///
-/// and removes the `ignore` of `tests::directory::deactivating_a_user_releases_their_seats`.
+/// deleted): `deprovision::user`, the one deprovisioning path (SCIM's too). Its leases are
+/// force-released (fenced: the app's next heartbeat is refused) and its seat assignments
+/// reclaimed.
 async fn release_seats(
     state: &AppState,
     caller: &Caller,
     user_id: &str,
     now: i64,
 ) -> ApiResult<Released> {
-    let _ = (
+    let done = super::super::deprovision::user(
         state,
         &caller.organization_id,
         user_id,
         now,
         &caller.token_id,
-    );
+    )
+    .await?;
     Ok(Released {
-        leases_released: Vec::new(),
-        borrowed_kept: Vec::new(),
-        assignments_reclaimed: 0,
+        leases_released: done
+            .leases_released
+            .into_iter()
+            .map(|l| l.lease_id)
+            .collect(),
+        borrowed_kept: done.borrowed_kept.into_iter().map(|l| l.lease_id).collect(),
+        assignments_reclaimed: done.assignments_reclaimed,
     })
 }
 
@@ -1273,7 +1263,10 @@ pub(crate) async fn import_directory(
             .iter()
             .any(|c: &FieldChange| c.field == "groups")
         {
-            regrouped.push(user.id.clone());
+            // A new user has no memberships to replace.
+            if existing.is_some() {
+                regrouped.push(user.id.clone());
+            }
             for group in &after.groups {
                 let department = department_ids
                     .get(&dir::name_key(group))

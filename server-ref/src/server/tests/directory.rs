@@ -1095,11 +1095,8 @@ async fn machines_on(url: Option<&str>) {
 
 /// Deactivating a user through the admin API releases their floating seats at once (fenced:
 /// their app's next heartbeat is refused) and leaves other users' seats alone; deleting one
-/// does too. Needs `deprovision::user` (the `scim` helper's `server/deprovision.rs`): until it
-/// is merged, `routes::directory::release_seats` releases nothing and this test is ignored;
-/// the coordinator wires the call and removes the `ignore`.
+/// does too (through `deprovision::user`, SCIM's path).
 #[tokio::test]
-#[ignore = "needs deprovision::user from the scim branch: wire routes::directory::release_seats"]
 async fn deactivating_a_user_releases_their_seats() {
     release_on(None).await;
     if let Some(url) = postgres::fresh_database("deactivating_a_user_releases") {

@@ -50,6 +50,7 @@ mod deprovision;
 pub(crate) mod directory;
 mod directory_bulk;
 mod directory_links;
+pub(crate) use directory_links::DirectoryLink;
 mod directory_usage;
 
 pub(crate) use directory_bulk::{

@@ -40,11 +40,14 @@ macro_rules! by_lease_id {
 }
 
 mod audit;
+mod audit_events;
 mod client;
 mod compliance;
 mod deactivation_keys;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
+pub(crate) use audit_events::{AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject};
+pub(crate) use retention::RetentionRow;
 pub(crate) use client::{
     MachineEvent, MachineRef, RemovedBy, add_transfer, delete_machine, insert_machine,
     insert_removal_event, machine_by_fingerprint, machine_by_id, machine_count, machines_of,
@@ -58,6 +61,7 @@ mod floating;
 mod held_check;
 mod leases;
 mod license_cache;
+mod retention;
 mod seats;
 #[cfg(test)]
 mod test_support;

@@ -27,6 +27,7 @@ use super::{AppState, now, secrets};
 
 mod admin;
 mod audit;
+mod retention;
 mod client;
 mod compliance;
 mod floating;
@@ -39,6 +40,7 @@ pub(crate) use client::*;
 pub(crate) use compliance::*;
 pub(crate) use floating::*;
 pub(crate) use keys::*;
+pub(crate) use retention::*;
 pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------

@@ -248,9 +248,14 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer task on the current runtime.
     pub(crate) fn start(db: Db) -> Writer {
+        Writer::start_with(db, EVENT_QUEUE)
+    }
+
+    /// Starts the writer task with room for `capacity` queued events.
+    pub(crate) fn start_with(db: Db, capacity: usize) -> Writer {
         let (queue, mut entries) =
             mpsc::unbounded_channel::<(NewAuditEntry, oneshot::Sender<()>)>();
-        let (events, mut queued) = mpsc::channel::<Queued>(EVENT_QUEUE);
+        let (events, mut queued) = mpsc::channel::<Queued>(capacity);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -334,6 +339,12 @@ impl Writer {
             utc_day: at.div_euclid(86_400),
         };
         self.enqueue(Queued::Beat(beat), "heartbeat");
+    }
+
+    /// Events dropped so far because the queue was full.
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until every event queued before is written (or its failure logged).

@@ -206,7 +206,13 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
         std::time::Duration::from_secs(args.reap_interval),
         now,
     );
-    conn::serve(listener, router(state.clone()), args.limits, shutdown_signal()).await;
+    conn::serve(
+        listener,
+        router(state.clone()),
+        args.limits,
+        shutdown_signal(),
+    )
+    .await;
     reaper.abort();
     // Audit events still queued are written before the database closes.
     state.audit().flush().await;

@@ -251,9 +251,11 @@ impl Db {
         .await?;
         let cut: Option<i64> = match first_kept {
             Some(seq) => Some(seq - 1),
-            None => sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
-                .fetch_one(&mut *tx)
-                .await?,
+            None => {
+                sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
         };
         let deleted = match cut {
             Some(cut) => checkpoint_below(&mut tx, ADMIN_CHAIN, "audit_log", cut, now).await?,
@@ -279,7 +281,12 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map(|entries: Vec<AuditEntry>| entries.into_iter().map(AuditEntry::with_target_id).collect())
+        .map(|entries: Vec<AuditEntry>| {
+            entries
+                .into_iter()
+                .map(AuditEntry::with_target_id)
+                .collect()
+        })
     }
 
     /// Recomputes the whole chain, oldest first: seqs 1, 2, 3, ... without a gap, each

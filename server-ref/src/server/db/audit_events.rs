@@ -190,11 +190,7 @@ impl AuditEventRow {
                 );
             }
         } else {
-            match (
-                &self.subject,
-                &self.subject_salt,
-                &self.subject_commitment,
-            ) {
+            match (&self.subject, &self.subject_salt, &self.subject_commitment) {
                 (Some(value), Some(salt), Some(commitment)) => {
                     if subject_commitment(salt, value) != *commitment {
                         return Some("subject does not match its commitment (edited)".to_owned());
@@ -426,13 +422,12 @@ impl Db {
                 &format!("an entry below the chain's start ({start}) is left"),
             ));
         }
-        let pruned_before: std::collections::HashMap<String, i64> = sqlx::query_as(
-            "SELECT organization_id, audit_pruned_before FROM retention_policies",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .collect();
+        let pruned_before: std::collections::HashMap<String, i64> =
+            sqlx::query_as("SELECT organization_id, audit_pruned_before FROM retention_policies")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
         let mut expected_seq = start;
         loop {
             let page: Vec<AuditEventRow> =
@@ -446,7 +441,11 @@ impl Db {
                 if row.seq != expected_seq {
                     return Ok(super::audit::broken(
                         row.seq,
-                        &format!("seq {} follows {}: an entry is missing", row.seq, expected_seq - 1),
+                        &format!(
+                            "seq {} follows {}: an entry is missing",
+                            row.seq,
+                            expected_seq - 1
+                        ),
                     ));
                 }
                 if row.prev_hash != prev_hash {
@@ -501,9 +500,11 @@ impl Db {
                 .await?;
         let last: Option<i64> = match first_kept {
             Some(seq) => Some(seq - 1),
-            None => sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
-                .fetch_one(&mut *tx)
-                .await?,
+            None => {
+                sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
         };
         if let Some(cut) = last {
             super::audit::checkpoint_below(&mut tx, EVENTS_CHAIN, "audit_events", cut, before)
@@ -572,6 +573,21 @@ mod tests {
         {
             assert_ne!(&base, variant, "row variant {i}");
         }
-        assert_ne!(subject_commitment("s1", "alice"), subject_commitment("s2", "alice"));
+        assert_ne!(
+            subject_commitment("s1", "alice"),
+            subject_commitment("s2", "alice")
+        );
+    }
+}
+
+#[cfg(test)]
+impl Db {
+    /// Runs `sql` straight on the database (the tampering of the audit tests).
+    pub(crate) async fn execute_for_tests(&self, sql: &str) -> u64 {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap()
+            .rows_affected()
     }
 }

@@ -46,8 +46,9 @@ mod compliance;
 mod deactivation_keys;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
-pub(crate) use audit_events::{AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject};
-pub(crate) use retention::RetentionRow;
+pub(crate) use audit_events::{
+    AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject,
+};
 pub(crate) use client::{
     MachineEvent, MachineRef, RemovedBy, add_transfer, delete_machine, insert_machine,
     insert_removal_event, machine_by_fingerprint, machine_by_id, machine_count, machines_of,
@@ -55,6 +56,7 @@ pub(crate) use client::{
     update_fingerprint,
 };
 pub(crate) use compliance::LicenseUsage;
+pub(crate) use retention::RetentionRow;
 
 mod floating;
 #[cfg(test)]

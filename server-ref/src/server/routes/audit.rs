@@ -299,7 +299,9 @@ pub(crate) async fn heartbeat_counts(
     if from > to || to.saturating_sub(from) >= MAX_HEARTBEAT_DAYS {
         return Err(ApiError::invalid(
             ErrorCode::InvalidField,
-            format!("`from` must not be later than `to`, and at most {MAX_HEARTBEAT_DAYS} days before it"),
+            format!(
+                "`from` must not be later than `to`, and at most {MAX_HEARTBEAT_DAYS} days before it"
+            ),
         ));
     }
     if let Some(license) = &period.license_id {
@@ -307,7 +309,12 @@ pub(crate) async fn heartbeat_counts(
     }
     let rows: Vec<HeartbeatCount> = state
         .db()
-        .heartbeat_counts(&caller.organization_id, period.license_id.as_deref(), from, to)
+        .heartbeat_counts(
+            &caller.organization_id,
+            period.license_id.as_deref(),
+            from,
+            to,
+        )
         .await?;
     let counts = rows
         .into_iter()

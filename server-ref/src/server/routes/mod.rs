@@ -27,11 +27,11 @@ use super::{AppState, now, secrets};
 
 mod admin;
 mod audit;
-mod retention;
 mod client;
 mod compliance;
 mod floating;
 mod keys;
+mod retention;
 mod tenants;
 
 pub(crate) use admin::*;

@@ -215,7 +215,13 @@ pub(crate) async fn check_out(
     let (status, lease) = match outcome {
         CheckOutOutcome::Granted(lease) => {
             tracing::info!(license = %row.id, lease = %lease.id, "seat checked out");
-            seat_event(&state, &row, action::LEASE_CHECKED_OUT, &lease.id, &req.user);
+            seat_event(
+                &state,
+                &row,
+                action::LEASE_CHECKED_OUT,
+                &lease.id,
+                &req.user,
+            );
             (StatusCode::CREATED, lease)
         }
         CheckOutOutcome::Existing(lease) => (StatusCode::OK, lease),
@@ -239,20 +245,30 @@ pub(crate) async fn check_out(
         CheckOutOutcome::Denied => {
             tracing::info!(license = %row.id, "seat check-out denied");
             state.audit().record_event(
-                AuditEvent::new(&row.organization_id, license_actor(&row.id), action::LEASE_DENIED, &row.id)
-                    .license(&row.id)
-                    .detail("no_seats")
-                    .subject(&req.user),
+                AuditEvent::new(
+                    &row.organization_id,
+                    license_actor(&row.id),
+                    action::LEASE_DENIED,
+                    &row.id,
+                )
+                .license(&row.id)
+                .detail("no_seats")
+                .subject(&req.user),
             );
             return Err(ApiError::conflict(ErrorCode::NoSeats, NO_SEATS_MESSAGE));
         }
         CheckOutOutcome::WaitOver => {
             tracing::info!(license = %row.id, "seat check-out denied after waiting in line");
             state.audit().record_event(
-                AuditEvent::new(&row.organization_id, license_actor(&row.id), action::LEASE_DENIED, &row.id)
-                    .license(&row.id)
-                    .detail("wait_over")
-                    .subject(&req.user),
+                AuditEvent::new(
+                    &row.organization_id,
+                    license_actor(&row.id),
+                    action::LEASE_DENIED,
+                    &row.id,
+                )
+                .license(&row.id)
+                .detail("wait_over")
+                .subject(&req.user),
             );
             return Err(ApiError::conflict(ErrorCode::NoSeats, NO_SEATS_MESSAGE));
         }
@@ -463,7 +479,13 @@ pub(crate) async fn check_in(
         .check_in(&row.id, &id, req.epoch, presented.as_deref(), now);
     match release.await? {
         LeaseUpdate::Done(lease) => {
-            seat_event(&state, &row, action::LEASE_CHECKED_IN, &lease.id, &lease.user_name);
+            seat_event(
+                &state,
+                &row,
+                action::LEASE_CHECKED_IN,
+                &lease.id,
+                &lease.user_name,
+            );
             Ok(Json(lease_view(&lease)))
         }
         LeaseUpdate::Ended(lease) => Ok(Json(lease_view(&lease))),

@@ -363,7 +363,7 @@ impl Writer {
                 let n = self
                     .dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     tracing::error!(
                         action,
                         dropped = n + 1,

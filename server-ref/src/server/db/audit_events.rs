@@ -539,6 +539,18 @@ pub(super) async fn chain_head(tx: &mut super::Tx, chain: &str) -> DbResult<(i64
 }
 
 #[cfg(test)]
+impl Db {
+    /// Runs `sql` straight on the database (the tampering of the audit tests).
+    pub(crate) async fn execute_for_tests(&self, sql: &str) -> u64 {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap()
+            .rows_affected()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -580,14 +592,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-impl Db {
-    /// Runs `sql` straight on the database (the tampering of the audit tests).
-    pub(crate) async fn execute_for_tests(&self, sql: &str) -> u64 {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&self.pool)
-            .await
-            .unwrap()
-            .rows_affected()
-    }
-}

@@ -347,11 +347,17 @@ impl Writer {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits until every event queued before is written (or its failure logged).
+    /// Waits until every event queued before is written (or its failure logged), at most
+    /// [`WRITTEN_WAIT`] (then logged: the events stay queued).
     pub(crate) async fn flush(&self) {
         let (done, written) = oneshot::channel();
-        if self.events.send(Queued::Flush(done)).await.is_ok() {
-            let _ = written.await;
+        let flushed = tokio::time::timeout(WRITTEN_WAIT, async {
+            if self.events.send(Queued::Flush(done)).await.is_ok() {
+                let _ = written.await;
+            }
+        });
+        if flushed.await.is_err() {
+            tracing::warn!("audit events still queued after {WRITTEN_WAIT:?}");
         }
     }
 

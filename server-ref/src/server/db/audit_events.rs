@@ -25,6 +25,9 @@ pub(crate) const EVENTS_CHAIN: &str = "audit_events";
 /// Rows read per statement while verifying the chain.
 const VERIFY_PAGE: i64 = 1000;
 
+/// Events inserted per statement (14 parameters each).
+const INSERT_CHUNK: usize = 64;
+
 /// Personal data an event names, with the random salt of its commitment.
 #[derive(Debug, Clone)]
 pub(crate) struct SaltedSubject {
@@ -269,7 +272,7 @@ impl Db {
                 commitment.as_deref(),
             );
             let hash = event_hash(seq, event.at, &event.organization_id, &content, &prev_hash);
-            let row = AuditEventRow {
+            stored.push(AuditEventRow {
                 seq,
                 at: event.at,
                 organization_id: event.organization_id.clone(),
@@ -283,33 +286,60 @@ impl Db {
                 subject_salt: event.subject.as_ref().map(|s| s.salt.clone()),
                 content_hash: content,
                 pruned: 0,
-                prev_hash: std::mem::take(&mut prev_hash),
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
                 hash,
-            };
-            sqlx::query(
+            });
+        }
+        // Several rows per statement: one round trip per chunk, not per event.
+        for chunk in stored.chunks(INSERT_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = |k: usize| format!("${}", i * 14 + k);
+                    format!(
+                        "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {})",
+                        p(1),
+                        p(2),
+                        p(3),
+                        p(4),
+                        p(5),
+                        p(6),
+                        p(7),
+                        p(8),
+                        p(9),
+                        p(10),
+                        p(11),
+                        p(12),
+                        p(13),
+                        p(14)
+                    )
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO audit_events (seq, at, organization_id, actor, action, target_id, \
                  license_id, detail, subject_commitment, subject, subject_salt, content_hash, \
-                 pruned, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
-            )
-            .bind(row.seq)
-            .bind(row.at)
-            .bind(&row.organization_id)
-            .bind(&row.actor)
-            .bind(&row.action)
-            .bind(&row.target_id)
-            .bind(row.license_id.as_deref())
-            .bind(&row.detail)
-            .bind(row.subject_commitment.as_deref())
-            .bind(row.subject.as_deref())
-            .bind(row.subject_salt.as_deref())
-            .bind(&row.content_hash)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&mut *tx)
-            .await?;
-            prev_hash.clone_from(&row.hash);
-            stored.push(row);
+                 pruned, prev_hash, hash) VALUES {}",
+                rows.join(", ")
+            );
+            // Placeholders only: every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                query = query
+                    .bind(row.seq)
+                    .bind(row.at)
+                    .bind(row.organization_id.clone())
+                    .bind(row.actor.clone())
+                    .bind(row.action.clone())
+                    .bind(row.target_id.clone())
+                    .bind(row.license_id.clone())
+                    .bind(row.detail.clone())
+                    .bind(row.subject_commitment.clone())
+                    .bind(row.subject.clone())
+                    .bind(row.subject_salt.clone())
+                    .bind(row.content_hash.clone())
+                    .bind(row.prev_hash.clone())
+                    .bind(row.hash.clone());
+            }
+            query.execute(&mut *tx).await?;
         }
         for (key, beats) in beats {
             sqlx::query(

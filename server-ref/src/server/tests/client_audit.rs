@@ -705,3 +705,46 @@ async fn retention_is_read_by_readers_and_set_by_admins_within_bounds() {
     let (_, theirs) = call(&state, "GET", "/v1/retention", Some(b), None).await;
     assert_eq!(theirs["audit_days"], Value::Null);
 }
+
+/// A batch larger than one insert statement's chunk is chained without a gap.
+#[tokio::test]
+async fn a_large_batch_is_chained_whole() {
+    large_batch_on(None).await;
+    if let Some(url) = postgres::fresh_database("a_large_batch_is_chained_whole") {
+        large_batch_on(Some(&url)).await;
+    }
+}
+
+async fn large_batch_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let db = state.db();
+    let batch: Vec<NewAuditEvent> = (0..150)
+        .map(|i| dated(OPERATOR_ORGANIZATION, i, &format!("lse_{i}")))
+        .collect();
+    let beats = [(
+        crate::server::db::BeatKey {
+            organization_id: OPERATOR_ORGANIZATION.to_owned(),
+            license_id: "lic_x".to_owned(),
+            utc_day: 0,
+        },
+        7,
+    )];
+    let stored = db.append_audit_events(&batch, &beats).await.unwrap();
+    assert_eq!(stored.len(), 150);
+    db.append_audit_events(&batch[..1], &beats).await.unwrap();
+    let listed = db
+        .list_audit_events(OPERATOR_ORGANIZATION, None, 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 151);
+    assert_eq!(&listed[..150], &stored[..]);
+    assert!(matches!(
+        db.verify_audit_events().await.unwrap(),
+        ChainCheck::Intact { entries: 151, .. }
+    ));
+    let counts = db
+        .heartbeat_counts(OPERATOR_ORGANIZATION, Some("lic_x"), 0, 0)
+        .await
+        .unwrap();
+    assert_eq!(counts[0].beats, 14, "counts add up");
+}

@@ -233,6 +233,10 @@ pub(crate) const EVENT_QUEUE: usize = 65_536;
 /// Events and heartbeats appended in one transaction at most.
 const EVENT_BATCH: usize = 512;
 
+/// How long the writer gathers events after the first of a batch: under load it commits at
+/// most 1 / this per second (each commit an fsync on SQLite, shared with the seat writer's).
+const EVENT_GATHER: Duration = Duration::from_millis(20);
+
 /// The replica's one audit writer: a task that appends queued admin entries one at a time, and
 /// queued events in batches. Requests hand their admin entry over and wait for it (at most
 /// [`WRITTEN_WAIT`]); the hand-over cannot be cancelled, so a client that disconnects, or a
@@ -267,13 +271,7 @@ impl Writer {
                     }
                     first = queued.recv() => {
                         let Some(first) = first else { break };
-                        let mut batch = vec![first];
-                        while batch.len() < EVENT_BATCH {
-                            match queued.try_recv() {
-                                Ok(next) => batch.push(next),
-                                Err(_) => break,
-                            }
-                        }
+                        let batch = gather(first, &mut queued).await;
                         append_events_or_log(&db, batch).await;
                     }
                 }
@@ -387,6 +385,29 @@ impl Writer {
         metrics::counter!("licensing_audit_events_lost_total").increment(1);
         tracing::error!(action, why, "audit event not written");
     }
+}
+
+/// The batch that starts with `first`: what is queued, and what comes within
+/// [`EVENT_GATHER`], up to [`EVENT_BATCH`]; a flush ends it at once.
+async fn gather(first: Queued, queued: &mut mpsc::Receiver<Queued>) -> Vec<Queued> {
+    let deadline = tokio::time::Instant::now() + EVENT_GATHER;
+    let mut flush = matches!(first, Queued::Flush(_));
+    let mut batch = vec![first];
+    while batch.len() < EVENT_BATCH && !flush {
+        let next = match queued.try_recv() {
+            Ok(next) => next,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, queued.recv()).await {
+                    Ok(Some(next)) => next,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        flush = matches!(next, Queued::Flush(_));
+        batch.push(next);
+    }
+    batch
 }
 
 /// Appends one batch of queued events and heartbeat counts in one transaction (tried twice),

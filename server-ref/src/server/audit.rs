@@ -233,9 +233,10 @@ pub(crate) const EVENT_QUEUE: usize = 65_536;
 /// Events and heartbeats appended in one transaction at most.
 const EVENT_BATCH: usize = 512;
 
-/// How long the writer gathers events after the first of a batch: under load it commits at
-/// most 1 / this per second (each commit an fsync on SQLite, shared with the seat writer's).
-const EVENT_GATHER: Duration = Duration::from_millis(20);
+/// How long the writer gathers events after the first of a batch: under load it takes the
+/// database's write lock (SQLite: the one the seat writer needs too) at most 1 / this per
+/// second.
+const EVENT_GATHER: Duration = Duration::from_millis(50);
 
 /// The replica's one audit writer: a task that appends queued admin entries one at a time, and
 /// queued events in batches. Requests hand their admin entry over and wait for it (at most

@@ -162,7 +162,7 @@ impl Db {
     /// a transaction-scoped advisory lock), the last entry is read and the new one inserted as
     /// its `seq + 1`, chained to its hash. Returns the stored entry.
     pub async fn append_audit(&self, entry: &NewAuditEntry) -> DbResult<AuditEntry> {
-        let mut tx = self.begin_chain_write(AUDIT_LOCK_KEY).await?;
+        let mut tx = self.begin_chain_write(AUDIT_LOCK_KEY, false).await?;
         // The last entry, else (every entry pruned) the checkpoint, else the genesis.
         let (last, prev_hash) = chain_head(&mut tx, ADMIN_CHAIN).await?;
         let seq = last + 1;
@@ -239,7 +239,7 @@ impl Db {
     /// one by one here: an admin entry's one hash covers its columns, so only a prefix can go
     /// while the rest still verifies. Returns how many entries were deleted.
     pub async fn prune_audit_log(&self, now: i64, operator: &str) -> DbResult<u64> {
-        let mut tx = self.begin_chain_write(AUDIT_LOCK_KEY).await?;
+        let mut tx = self.begin_chain_write(AUDIT_LOCK_KEY, false).await?;
         let first_kept: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(a.seq) FROM audit_log a LEFT JOIN retention_policies r \
              ON r.organization_id = COALESCE(a.organization_id, $1) \

@@ -229,11 +229,21 @@ impl Db {
     /// Begins a transaction holding the write lock of the chain `chain` (SQLite: `BEGIN
     /// IMMEDIATE`, the database's one write lock; PostgreSQL: a transaction-scoped advisory
     /// lock), as every writer of that chain does.
-    pub(super) async fn begin_chain_write(&self, lock_key: i64) -> DbResult<super::Tx> {
+    ///
+    /// `relaxed`: on the connections that commit without waiting for the disk (SQLite
+    /// `synchronous=NORMAL`, PostgreSQL `synchronous_commit = off`; durable at the next
+    /// ordinary commit): the event batches, whose loss at a power cut is no larger than that of
+    /// the events still queued.
+    pub(super) async fn begin_chain_write(
+        &self,
+        lock_key: i64,
+        relaxed: bool,
+    ) -> DbResult<super::Tx> {
+        let pool = if relaxed { &self.relaxed } else { &self.pool };
         match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
             Engine::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(lock_key)
                     .execute(&mut *tx)
@@ -250,7 +260,7 @@ impl Db {
         events: &[NewAuditEvent],
         beats: &[(BeatKey, i64)],
     ) -> DbResult<Vec<AuditEventRow>> {
-        let mut tx = self.begin_chain_write(EVENTS_LOCK_KEY).await?;
+        let mut tx = self.begin_chain_write(EVENTS_LOCK_KEY, true).await?;
         let (mut seq, mut prev_hash) = if events.is_empty() {
             (0, String::new())
         } else {
@@ -505,7 +515,7 @@ impl Db {
     /// the chain's oldest rows, once all pruned, are deleted below a new checkpoint. Returns
     /// how many rows were pruned.
     pub async fn prune_audit_events(&self, organization_id: &str, before: i64) -> DbResult<u64> {
-        let mut tx = self.begin_chain_write(EVENTS_LOCK_KEY).await?;
+        let mut tx = self.begin_chain_write(EVENTS_LOCK_KEY, false).await?;
         let pruned = sqlx::query(
             "UPDATE audit_events SET actor = '', action = '', target_id = '', license_id = NULL, \
              detail = '', subject_commitment = NULL, subject = NULL, subject_salt = NULL, \

@@ -17,6 +17,19 @@ pub struct ActivateRequest {
     /// As printed by `licensing-server machine fingerprint --json --product <product id>`.
     #[cfg_attr(feature = "openapi", schema(value_type = super::schema::FingerprintSchema))]
     pub fingerprint: MachineFingerprint,
+    /// The user of the app, when the app knows one: linked to the organization's directory
+    /// user of that name, and required to be an assignee on a license with named seats.
+    /// Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
+    pub user: Option<String>,
 }
 
 /// `POST /v1/client/transfer`: moves an activation from another machine to this one.
@@ -96,6 +109,19 @@ pub struct ValidateRequest {
     /// `machine_token` is then null and the client keeps its own. Absent: both are signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<HeldTokens>,
+    /// The user of the app, when the app knows one: linked to the organization's directory
+    /// user of that name, and required to be an assignee on a license with named seats.
+    /// Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
+    pub user: Option<String>,
 }
 
 /// `POST /v1/client/leases`: checks out (or borrows, or waits in line for) a floating seat.

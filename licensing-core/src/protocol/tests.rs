@@ -170,6 +170,7 @@ fn typed_requests_serialize_to_the_corpus() {
     let activate = ActivateRequest {
         license_key: key.clone(),
         fingerprint: fingerprint(),
+        user: None,
     };
     assert_eq!(
         serde_json::to_value(&activate).expect("json"),
@@ -180,6 +181,7 @@ fn typed_requests_serialize_to_the_corpus() {
         fingerprint: fingerprint().id,
         nonce: "Zk3t9Qm2Lx8Vb7Nc6Xz5Aa4Ss3Dd2Ff1Gg0Hh9Jj8Kk".into(),
         machine: None,
+        user: None,
         held: Some(HeldTokens {
             license: Some(HeldToken {
                 sub: "lic_01J8Z2".into(),

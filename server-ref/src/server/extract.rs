@@ -105,6 +105,9 @@ pub(crate) enum Role {
     ItStaff,
     /// Read-only, audit trail included.
     Auditor,
+    /// An identity provider's SCIM client: `/scim/v2` of its organization and nothing else
+    /// (every admin-API route refuses it; see [`Caller`]'s extractor).
+    Scim,
 }
 
 impl Role {
@@ -115,6 +118,7 @@ impl Role {
             Role::LicenseManager => "license_manager",
             Role::ItStaff => "it_staff",
             Role::Auditor => "auditor",
+            Role::Scim => "scim",
         }
     }
 
@@ -125,6 +129,7 @@ impl Role {
             "license_manager" => Role::LicenseManager,
             "it_staff" => Role::ItStaff,
             "auditor" => Role::Auditor,
+            "scim" => Role::Scim,
             _ => return None,
         })
     }
@@ -138,8 +143,11 @@ pub(crate) enum Action {
     /// Create or change products, policies and licenses (incl. suspend/revoke/renew).
     ManageLicenses,
     /// Operational actions of the customer's IT: deactivate a machine, force-release a seat,
-    /// set a floating license's timeout.
+    /// set a floating license's timeout, assign, reassign and unassign named seats.
     Operate,
+    /// Approve or reject a requested transfer of a named seat (admins only; never the
+    /// requesting token, checked by the route).
+    ApproveTransfers,
     /// API tokens, organizations, signing keys.
     Administer,
 }
@@ -163,9 +171,12 @@ impl Caller {
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
         let allowed = match self.role {
             Role::Admin => true,
-            Role::LicenseManager => action != Action::Administer,
+            Role::LicenseManager => {
+                !matches!(action, Action::Administer | Action::ApproveTransfers)
+            }
             Role::ItStaff => matches!(action, Action::Read | Action::Operate),
             Role::Auditor => action == Action::Read,
+            Role::Scim => false,
         };
         if allowed {
             Ok(())
@@ -225,14 +236,34 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         | "/v1/licenses/{id}/reinstate"
         | "/v1/licenses/{id}/revoke"
         | "/v1/licenses/{id}/renew"
-        | "/v1/licenses/{id}/borrowing" => Required::Action(Action::ManageLicenses),
+        | "/v1/licenses/{id}/borrowing"
+        | "/v1/licenses/{id}/seating"
+        | "/v1/licenses/{id}/reclamation"
+        | "/v1/licenses/{id}/reclamation/run" => Required::Action(Action::ManageLicenses),
         "/v1/licenses/{id}/machines/{machine_id}"
         | "/v1/licenses/{id}/leases/{lease_id}/release"
         | "/v1/licenses/{id}/lease-timeout"
         | "/v1/licenses/{id}/queue"
         | "/v1/licenses/{id}/queue/{queue_id}/remove"
         | "/v1/offline/activate"
-        | "/v1/offline/deactivate" => Required::Action(Action::Operate),
+        | "/v1/offline/deactivate"
+        | "/v1/licenses/{id}/assignments"
+        | "/v1/licenses/{id}/assignments/{assignment_id}"
+        | "/v1/licenses/{id}/assignments/{assignment_id}/reassign" => {
+            Required::Action(Action::Operate)
+        }
+        "/v1/assignment-transfers/{id}/approve" | "/v1/assignment-transfers/{id}/reject" => {
+            Required::Action(Action::ApproveTransfers)
+        }
+        "/v1/directory/users"
+        | "/v1/directory/users/{id}"
+        | "/v1/directory/departments"
+        | "/v1/directory/departments/{id}"
+        | "/v1/directory/import" => Required::Action(Action::ManageLicenses),
+        "/v1/directory/users/{id}/deactivate"
+        | "/v1/directory/users/{id}/reactivate"
+        | "/v1/directory/departments/{id}/members"
+        | "/v1/directory/departments/{id}/members/{user_id}" => Required::Action(Action::Operate),
         "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" | "/v1/audit/erase" | "/v1/retention" => {
             Required::Action(Action::Administer)
         }
@@ -245,37 +276,50 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
     })
 }
 
+/// The caller a request's `Authorization: Bearer <API token>` header names, whatever its role:
+/// 401 when the header is missing, malformed, or names no live token. The admin API's
+/// [`Caller`] extractor and the SCIM service provider each check the role on top.
+pub(crate) async fn bearer_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let unauthorized =
+        |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail);
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing `Authorization: Bearer <API token>`"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <API token>`"))?;
+    let grant = state
+        .db()
+        .api_token_grant(&secrets::sha256_hex(token.as_bytes()))
+        .await?
+        .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
+    let role = Role::parse(&grant.role)
+        .ok_or_else(|| ApiError::internal(format!("stored role `{}` is unknown", grant.role)))?;
+    Ok(Caller {
+        token_id: grant.id,
+        organization_id: grant.organization_id,
+        operator: grant.operator != 0,
+        role,
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized =
-            |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail);
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing `Authorization: Bearer <API token>`"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <API token>`"))?;
-        let grant = state
-            .db()
-            .api_token_grant(&secrets::sha256_hex(token.as_bytes()))
-            .await?
-            .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
-        let role = Role::parse(&grant.role).ok_or_else(|| {
-            ApiError::internal(format!("stored role `{}` is unknown", grant.role))
-        })?;
-        let caller = Caller {
-            token_id: grant.id,
-            organization_id: grant.organization_id,
-            operator: grant.operator != 0,
-            role,
-        };
+        let caller = bearer_caller(parts, state).await?;
+        if caller.role == Role::Scim {
+            // Whatever the route: a SCIM token reads and writes the directory, nothing else.
+            return Err(ApiError::forbidden(
+                ErrorCode::Forbidden,
+                "a `scim` token may call only /scim/v2",
+            ));
+        }
         // The role before the body: a caller who may not call this route learns nothing more.
         let route = parts
             .extensions

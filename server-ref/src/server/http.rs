@@ -16,7 +16,9 @@ use licensing_core::protocol::ErrorCode;
 pub(crate) fn router(state: AppState) -> Router {
     prometheus();
     let (api, _) = api_router();
-    api.fallback(routes::not_found)
+    // SCIM 2.0 has its own schema discovery (`/scim/v2/Schemas`): not in the OpenAPI document.
+    api.nest(scim::routes::PREFIX, scim::routes::router())
+        .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
@@ -72,10 +74,37 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_denials))
         .routes(routes!(denials_report))
         .routes(routes!(list_alerts))
+        .routes(routes!(get_reclamation, set_reclamation))
+        .routes(routes!(preview_reclamation))
+        .routes(routes!(preview_license_reclamation))
+        .routes(routes!(run_license_reclamation))
         .routes(routes!(check_out))
         .routes(routes!(heartbeat))
         .routes(routes!(check_in))
         .routes(routes!(leave_queue))
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(reactivate_user))
+        .routes(routes!(user_usage))
+        .routes(routes!(create_department, list_departments))
+        .routes(routes!(
+            get_department,
+            update_department,
+            delete_department
+        ))
+        .routes(routes!(list_members, add_members))
+        .routes(routes!(remove_member))
+        .routes(routes!(department_usage))
+        .routes(routes!(import_directory))
+        .routes(routes!(list_assignments, create_assignment))
+        .routes(routes!(delete_assignment))
+        .routes(routes!(reassign))
+        .routes(routes!(user_assignments))
+        .routes(routes!(set_seating))
+        .routes(routes!(list_transfers))
+        .routes(routes!(approve_transfer))
+        .routes(routes!(reject_transfer))
         .routes(routes!(list_audit))
         .routes(routes!(verify_audit))
         .routes(routes!(list_audit_events))
@@ -260,7 +289,9 @@ pub(super) async fn json_errors(response: Response) -> Response {
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/scim+json")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

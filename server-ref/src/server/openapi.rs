@@ -158,6 +158,8 @@ pub(crate) enum RoleSchema {
     ItStaff,
     /// Read-only.
     Auditor,
+    /// An identity provider's SCIM client: `/scim/v2` only (refused by every admin route).
+    Scim,
 }
 
 /// How a license is sold and evaluated.
@@ -338,7 +340,7 @@ mod tests {
         let ops = operations(&doc);
         // The router is built from the same `routes!` list as the document; this pins the list
         // (a handler dropped from it, or a route added beside it, changes the count).
-        assert_eq!(ops.len(), 54, "{ops:#?}");
+        assert_eq!(ops.len(), 86, "{ops:#?}");
         for (method, path) in &ops {
             let uri = concrete(path);
             let (status, body) =

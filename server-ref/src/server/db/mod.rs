@@ -39,12 +39,31 @@ macro_rules! by_lease_id {
     };
 }
 
+mod assignments;
 mod audit;
 mod audit_events;
 mod client;
 mod compliance;
 mod deactivation_keys;
+mod deprovision;
+// Its routes (the admin API, SCIM, seat assignment) are being added (issue 22).
+#[allow(dead_code)]
+pub(crate) mod directory;
+mod directory_bulk;
+mod directory_links;
+mod directory_usage;
 
+pub(crate) use directory_bulk::{
+    insert_users_in, memberships_in, replace_memberships_in, update_users_in,
+};
+pub(crate) use directory_usage::{DepartmentUsage, UserUsage};
+
+pub(crate) use assignments::{
+    Assignment, Candidate, NewAssignment, SeatSettings, Transfer, assigned_seats_in, assignee_in,
+    assignment_in, assignment_of, decide_transfer_in, delete_assignment_in, follow_device_in,
+    insert_assignment_in, insert_transfer_in, move_assignment_in, pending_transfer_of, regrant_in,
+    set_seat_settings_in, transfer_in,
+};
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use audit_events::{
     AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject,
@@ -63,6 +82,7 @@ mod floating;
 mod held_check;
 mod leases;
 mod license_cache;
+pub(crate) mod reclamation;
 mod retention;
 mod seats;
 #[cfg(test)]
@@ -108,6 +128,9 @@ pub(crate) struct Db {
     seats: seats::SeatWriter,
     /// Licenses by key hash, for client calls (see `license_cache`).
     licenses: license_cache::LicenseCache,
+    /// Directory users by organization and user name, for linking client calls (see
+    /// `directory_links`).
+    links: directory_links::LinkCache,
 }
 
 /// The database engine behind a [`Db`].
@@ -240,6 +263,15 @@ pub(crate) struct Policy {
     pub max_transfers: Option<i64>,
     /// 1: machines never activated may validate a license with a machine limit (0 or 1).
     pub allow_unmetered: i64,
+    /// `floating` (anyone up to the seat count) or `named` (only assignees), copied to its
+    /// licenses.
+    pub seat_mode: String,
+    /// 1: assigning beyond the seat count is stored and flagged (0 or 1).
+    pub allow_over_allocation: i64,
+    /// Seconds without use after which an assigned seat is reclaimed (`None`: never).
+    pub reclaim_after: Option<i64>,
+    /// 1: moving an assignment of a perpetual license needs an admin's approval (0 or 1).
+    pub transfer_approval: i64,
 }
 
 /// A row of `licenses`.
@@ -268,6 +300,12 @@ pub(crate) struct LicenseRow {
     pub queue_max_seconds: i64,
     /// The policy's `allow_unmetered` at creation (0 or 1).
     pub allow_unmetered: i64,
+    /// `floating` or `named` (only assignees may use it): the policy's at creation, or set.
+    pub seat_mode: String,
+    /// 1: assigning beyond the seat count is stored and flagged as over-allocation (0 or 1).
+    pub allow_over_allocation: i64,
+    /// Seconds without use after which an assigned seat is reclaimed; `None`: the policy's.
+    pub reclaim_after: Option<i64>,
     /// `claims` parsed, once per read of the row (its cached copies share it): see
     /// `issue::parsed_template`.
     #[sqlx(skip)]
@@ -482,6 +520,7 @@ impl Db {
         Ok(Db {
             seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone()),
             licenses: Default::default(),
+            links: Default::default(),
             pool,
             engine,
             relaxed,
@@ -682,9 +721,9 @@ impl Db {
             "INSERT INTO policies (id, organization_id, product_id, name, model, duration, \
              grace_period, max_machines, seats, features, version_rule, match_policy, \
              allow_virtual, site, created_at, check_in_interval, check_in_grace, max_transfers, \
-             allow_unmetered) \
+             allow_unmetered, seat_mode, allow_over_allocation, reclaim_after, transfer_approval) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19)",
+             $18, $19, $20, $21, $22, $23)",
         )
         .bind(&p.id)
         .bind(&p.organization_id)
@@ -705,6 +744,10 @@ impl Db {
         .bind(p.check_in_grace)
         .bind(p.max_transfers)
         .bind(p.allow_unmetered)
+        .bind(&p.seat_mode)
+        .bind(p.allow_over_allocation)
+        .bind(p.reclaim_after)
+        .bind(p.transfer_approval)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -734,8 +777,8 @@ impl Db {
         let done = sqlx::query(
             "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, policy_id, \
              status, claims, token, expires_at, created_at, updated_at, lease_timeout, \
-             allow_unmetered) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             allow_unmetered, seat_mode, allow_over_allocation, reclaim_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (key_hash) DO NOTHING",
         )
         .bind(&l.id)
@@ -752,6 +795,9 @@ impl Db {
         .bind(l.updated_at)
         .bind(l.lease_timeout)
         .bind(l.allow_unmetered)
+        .bind(&l.seat_mode)
+        .bind(l.allow_over_allocation)
+        .bind(l.reclaim_after)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -299,6 +299,8 @@ async fn bind_machine(
             db::delete_machine(tx, &old.id).await?;
             db::insert_machine(tx, &machine).await?;
             db::add_transfer(tx, &row.id, Some(machine.created_at)).await?;
+            // A named seat assigned to the old machine moves with it.
+            db::follow_device_in(tx, &row.id, &old.id, &machine.id, now).await?;
             machines::store_bound_token(tx, state, &template, &row.id, now).await?;
             (StatusCode::CREATED, machine)
         }
@@ -322,6 +324,25 @@ async fn bind_machine(
 }
 
 // ---- activate and transfer -------------------------------------------------------------------
+
+/// A named license admits only its assignees (`seat_policy`): `user`, or the machine
+/// `fingerprint` names when it is activated and an assigned device (a transfer, which names no
+/// user, moves an assigned device's activation and its assignment). A floating license reads
+/// nothing.
+async fn admit_named(
+    state: &AppState,
+    row: &LicenseRow,
+    user: Option<&str>,
+    fingerprint: &str,
+    now: i64,
+) -> ApiResult<()> {
+    if !seat_policy::is_named(row) {
+        return Ok(());
+    }
+    let machine = state.db().get_machine(&row.id, fingerprint).await?;
+    let machine_id = machine.as_ref().map(|m| m.id.as_str());
+    seat_policy::admit(state, row, user, machine_id, now).await
+}
 
 async fn activation_answer(
     state: &AppState,
@@ -360,10 +381,38 @@ pub(crate) async fn activate(
     StrictJson(req): StrictJson<ActivateRequest>,
 ) -> ApiResult<(StatusCode, Json<ActivateResponse>)> {
     check_fingerprint(&req.fingerprint)?;
+    if let Some(user) = &req.user {
+        DisplayName::check("user", user)?;
+    }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
+    admit_named(&state, &row, req.user.as_deref(), &req.fingerprint.id, now).await?;
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
+    if let Some(user) = &req.user {
+        link_machine(&state, &row, &activated.machine.id, user).await?;
+    }
     activation_answer(&state, activated, now).await
+}
+
+/// Links machine `machine_id` of license `row` to the user an activation or validation named:
+/// `machines.user_name`, and `machines.user_id` when a directory user of the license's
+/// organization has that name (see `db::directory_links`; no write when this process linked
+/// it so already).
+async fn link_machine(
+    state: &AppState,
+    row: &LicenseRow,
+    machine_id: &str,
+    user: &str,
+) -> ApiResult<()> {
+    let user_id = state
+        .db()
+        .directory_user_id(&row.organization_id, user)
+        .await?;
+    state
+        .db()
+        .link_machine(machine_id, user_id.as_deref(), user)
+        .await?;
+    Ok(())
 }
 
 /// `POST /v1/client/transfer`: deactivates `from_fingerprint` and activates `fingerprint` in
@@ -389,6 +438,7 @@ pub(crate) async fn transfer(
     }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
+    admit_named(&state, &row, None, &req.from_fingerprint, now).await?;
     let activated = activate_machine(
         &state,
         &row,
@@ -547,6 +597,9 @@ pub(crate) async fn validate(
         }
     }
     check_presented(req.machine.as_ref(), &req.fingerprint)?;
+    if let Some(user) = &req.user {
+        DisplayName::check("user", user)?;
+    }
     let mut row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
     let found = find_machine(&state, &row, &req.fingerprint, req.machine.as_ref(), now).await?;
@@ -557,10 +610,16 @@ pub(crate) async fn validate(
                 row = std::sync::Arc::new(get_license_row_unscoped(&state, &row.id).await?);
             }
             state.db().touch_machine(&machine, now).await?;
+            if let Some(user) = &req.user {
+                link_machine(&state, &row, &machine.id, user).await?;
+            }
             Some(machine)
         }
         None => None,
     };
+    // A named license admits only its assignees (a floating one: nothing is read).
+    let machine_id = machine.as_ref().map(|m| m.id.as_str());
+    seat_policy::admit(&state, &row, req.user.as_deref(), machine_id, now).await?;
     let claims = answer_claims(
         &state,
         &row,

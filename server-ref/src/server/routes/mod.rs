@@ -23,23 +23,30 @@ use super::issue::{self, NewLicense};
 use super::openapi::{
     AdminErrors, BodyErrors, ErrorBody, RateLimited, ReadErrors, TAG_ADMIN, TAG_CLIENT, TAG_PUBLIC,
 };
+use super::seat_policy::{self, SeatMode};
 use super::{AppState, now, secrets};
 
 mod admin;
+mod assignments;
 mod audit;
 mod client;
 mod compliance;
+mod directory;
 mod floating;
 mod keys;
+mod reclamation;
 mod retention;
 mod tenants;
 
 pub(crate) use admin::*;
+pub(crate) use assignments::*;
 pub(crate) use audit::*;
 pub(crate) use client::*;
 pub(crate) use compliance::*;
+pub(crate) use directory::*;
 pub(crate) use floating::*;
 pub(crate) use keys::*;
+pub(crate) use reclamation::*;
 pub(crate) use retention::*;
 pub(crate) use tenants::*;
 

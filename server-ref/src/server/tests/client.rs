@@ -617,3 +617,39 @@ async fn offline_activation_through_the_api() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn activation_and_validation_may_name_the_user_within_the_display_name_rules() {
+    let (_dir, state) = app().await;
+    let (key, _) = license(
+        &state,
+        json!({ "model": "subscription", "duration": 86_400 }),
+    )
+    .await;
+    let machine = json!({ "id": "m-user", "components": {}, "virtualization": [] });
+    for bad in ["", " ", "a\u{7}b", &"x".repeat(201)] {
+        let body = json!({ "license_key": key, "fingerprint": machine, "user": bad });
+        let (status, answer) = call(&state, "POST", "/v1/client/activate", None, Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad:?}: {answer}"
+        );
+        assert!(answer.to_string().contains("user"), "{answer}");
+        let body = json!({ "license_key": key, "fingerprint": "m-user",
+            "nonce": "nonce-123456", "user": bad });
+        let (status, answer) = call(&state, "POST", "/v1/client/validate", None, Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad:?}: {answer}"
+        );
+    }
+    let body = json!({ "license_key": key, "fingerprint": machine, "user": "Alice Liddell" });
+    let (status, answer) = call(&state, "POST", "/v1/client/activate", None, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let body = json!({ "license_key": key, "fingerprint": "m-user",
+        "nonce": "nonce-123456", "user": "Alice Liddell" });
+    let (status, answer) = call(&state, "POST", "/v1/client/validate", None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}

@@ -11,10 +11,15 @@ mod audit_writer;
 mod client;
 mod client_audit;
 mod compliance;
+mod directory;
+mod directory_db;
 mod floating;
 mod hardening;
 mod machines;
 mod protocol;
+mod reclamation;
+mod scim;
+mod seats_named;
 
 mod harness;
 pub(super) use harness::{ADMIN, AUDITOR, app, app_on, call, license};

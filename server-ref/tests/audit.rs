@@ -556,3 +556,113 @@ fn the_cli_verifies_the_chain_and_finds_a_rewrite_by_its_anchor() {
         },
     );
 }
+
+/// Client events end to end on the real server: check-outs naming users land in the event
+/// chain; erasing a user (`POST /v1/audit/erase`) leaves `GET /v1/audit/verify` and the CLI's
+/// `audit verify` intact (the event anchor taken before still matches); a tampered commitment
+/// is found by both.
+#[test]
+fn an_erased_subject_leaves_the_event_chain_intact_for_the_api_and_the_cli() {
+    on_both(
+        "an_erased_subject_leaves_the_event_chain_intact",
+        |backend| {
+            let (_dir, data) = temp_data();
+            let server = start(&data, &backend);
+            server.admin(
+                "POST",
+                "/v1/products",
+                Some(json!({ "id": "com.example.cad", "name": "CAD" })),
+                201,
+            );
+            let policy = server.admin(
+                "POST",
+                "/v1/policies",
+                Some(
+                    json!({ "product_id": "com.example.cad", "name": "n", "model": "floating",
+                         "seats": 1 }),
+                ),
+                201,
+            );
+            let license = server.admin(
+                "POST",
+                "/v1/licenses",
+                Some(json!({ "policy_id": policy["id"] })),
+                201,
+            );
+            let key = license["key"].as_str().unwrap().to_owned();
+            for (user, expected) in [("alice", 201), ("bob", 409)] {
+                let (status, body) = server.call(
+                    "POST",
+                    "/v1/client/leases",
+                    "",
+                    Some(json!({ "license_key": key, "client_id": user, "user": user,
+                             "request_id": format!("r-{user}") })),
+                );
+                assert_eq!(status, expected, "{body}");
+            }
+            // Events are written by the writer, after the answers: waited for.
+            let mut events = Vec::new();
+            for _ in 0..200 {
+                let (_, body) = server.call("GET", "/v1/audit/events", &server.admin_token, None);
+                events = body["events"].as_array().unwrap().clone();
+                if events.len() == 2 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            assert_eq!(events.len(), 2, "{events:?}");
+            assert_eq!(events[0]["action"], "lease.checked_out");
+            assert_eq!(events[1]["action"], "lease.denied");
+            assert_eq!(events[1]["subject"], "bob");
+            let chain = server.admin("GET", "/v1/audit/verify?chain=audit_events", None, 200);
+            let anchor = format!("{}:{}", chain["entries"], chain["head"].as_str().unwrap());
+
+            let erased = server.admin(
+                "POST",
+                "/v1/audit/erase",
+                Some(json!({ "subject": "bob" })),
+                200,
+            );
+            assert_eq!(erased["erased"], 1);
+            let (_, body) = server.call("GET", "/v1/audit/events", &server.admin_token, None);
+            assert_eq!(body["events"][1]["subject"], Value::Null);
+            assert_eq!(
+                body["events"][1]["subject_commitment"],
+                events[1]["subject_commitment"]
+            );
+            assert_eq!(server.verify()["ok"], true);
+            let cli = || {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_licensing-server"));
+                command.args(["audit", "verify", "--data-dir"]).arg(&data);
+                if let Backend::Postgres(url) = &backend {
+                    command.args(["--database-url", url]);
+                }
+                command.args(["--event-anchor", &anchor]);
+                let run = command.output().unwrap();
+                let answer: Value = serde_json::from_slice(&run.stdout).unwrap_or(Value::Null);
+                (run.status.code(), answer)
+            };
+            let (code, answer) = cli();
+            assert_eq!(code, Some(0), "{answer}");
+            assert_eq!(answer["events"]["ok"], true, "{answer}");
+            assert_eq!(answer["events"]["entries"], 2, "{answer}");
+            assert_eq!(answer["events"]["anchors"][0]["matches"], true, "{answer}");
+
+            // The erased event's commitment replaced: broken for both.
+            sql(
+                &data,
+                &backend,
+                &[&format!(
+                    "UPDATE audit_events SET subject_commitment = '{ZEROS}' WHERE seq = 2"
+                )],
+            );
+            let broken = server.verify();
+            assert_eq!(broken["ok"], false, "{broken}");
+            assert_eq!(broken["chain"], "audit_events", "{broken}");
+            assert_eq!(broken["broken_at"], 2, "{broken}");
+            let (code, answer) = cli();
+            assert_eq!(code, Some(1), "{answer}");
+            assert_eq!(answer["events"]["broken_at"], 2, "{answer}");
+        },
+    );
+}

@@ -4,6 +4,13 @@
 //! when it authenticates the API token; after the handler answers, a 2xx answer with a filled
 //! slot is appended to the chain ([`Db::append_audit`](super::db::Db::append_audit)). Handlers
 //! take no part in it.
+//!
+//! Client events (activations, check-outs, denials, ...) and the events other parts of the
+//! server report (reclamation, deprovisioning) go to the second chain, `audit_events`, through
+//! one call: [`Writer::record_event`] with an [`AuditEvent`]. It queues the event and returns
+//! at once (no database round trip on the request's path); the writer appends queued events
+//! in batches. Heartbeats are counted per license and UTC day ([`Writer::count_heartbeat`]),
+//! not chained.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -14,7 +21,7 @@ use axum::http::{Method, StatusCode};
 use super::AppState;
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::{Db, NewAuditEntry};
+use super::db::{BeatKey, Db, NewAuditEntry, NewAuditEvent, SaltedSubject};
 use super::extract::Caller;
 
 /// The actor of entries written by the command line (`licensing-server offline activate`,
@@ -101,27 +108,181 @@ impl Pending {
 /// stays queued and is written when the database lets it).
 const WRITTEN_WAIT: Duration = Duration::from_secs(5);
 
-/// The replica's one audit writer: a task that appends queued entries one at a time. Requests
-/// hand their entry over and wait for it (at most [`WRITTEN_WAIT`]); the hand-over cannot be
-/// cancelled, so a client that disconnects, or a request past its deadline, still has its entry
-/// written. One writer per replica also means at most one pooled connection waits for the
-/// chain's lock, however many admin writes come at once.
+/// The stable names of the events of the `audit_events` chain (`action`).
+pub(crate) mod action {
+    /// A machine was activated on a license (target: the machine id).
+    pub(crate) const MACHINE_ACTIVATED: &str = "machine.activated";
+    /// An activation was refused: machine limit, license suspended, revoked or expired,
+    /// transfer limit, ... (target: the license id; detail: the error code).
+    pub(crate) const MACHINE_ACTIVATION_REFUSED: &str = "machine.activation_refused";
+    /// A machine was transferred: the old one removed, the new one activated (target: the new
+    /// machine id; detail: `from:<old machine id>`).
+    pub(crate) const MACHINE_TRANSFERRED: &str = "machine.transferred";
+    /// A transfer was refused (target: the license id; detail: the error code).
+    pub(crate) const MACHINE_TRANSFER_REFUSED: &str = "machine.transfer_refused";
+    /// A machine was deactivated, by its client or an administrator (target: the machine id;
+    /// detail: `client` or `admin`).
+    pub(crate) const MACHINE_DEACTIVATED: &str = "machine.deactivated";
+    /// A floating seat was checked out (target: the lease id; subject: the user).
+    pub(crate) const LEASE_CHECKED_OUT: &str = "lease.checked_out";
+    /// A check-out was refused for want of a seat (target: the license id; subject: the user;
+    /// detail: `no_seats` or `wait_over`).
+    pub(crate) const LEASE_DENIED: &str = "lease.denied";
+    /// A seat was checked in by its holder (target: the lease id; subject: the user).
+    pub(crate) const LEASE_CHECKED_IN: &str = "lease.checked_in";
+    /// A seat was force-released by an administrator (target: the lease id; subject: the
+    /// user).
+    pub(crate) const LEASE_FORCE_RELEASED: &str = "lease.force_released";
+    /// A seat was reclaimed for inactivity (reported by the reclamation job).
+    #[allow(dead_code)] // emitted by the reclamation part of issue 22
+    pub(crate) const SEAT_RECLAIMED: &str = "seat.reclaimed";
+    /// A user was deprovisioned (reported by SCIM).
+    #[allow(dead_code)] // emitted by the SCIM part of issue 22
+    pub(crate) const USER_DEPROVISIONED: &str = "user.deprovisioned";
+}
+
+/// The actor of a client event: the license, never its key.
+pub(crate) fn license_actor(license_id: &str) -> String {
+    format!("license:{license_id}")
+}
+
+/// One event for the `audit_events` chain, as any part of the server reports it to
+/// [`Writer::record_event`]:
+///
+/// ```ignore
+/// state.audit().record_event(
+///     AuditEvent::new(&org_id, "system:reclaim", action::SEAT_RECLAIMED, &seat_id)
+///         .license(&license_id)
+///         .detail("inactive:30d")
+///         .subject(&user_name),
+/// );
+/// ```
+///
+/// `subject` is the personal data the event names (a user name, a host name, an e-mail): it is
+/// kept outside the hashes, behind a salted commitment, so it can be erased
+/// ([`Db::erase_subject`](super::db::Db::erase_subject)) while the chain still verifies. Put
+/// no personal data in the other fields: they are hashed and cannot be erased.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditEvent {
+    /// The organization the event belongs to (its tenant: only it reads the event).
+    pub organization_id: String,
+    /// Who acted: [`license_actor`] for a client, an API token's id, `system:<job>`.
+    pub actor: String,
+    /// A stable dotted name, one of [`action`].
+    pub action: &'static str,
+    /// The id acted on: a machine, lease, license or user id.
+    pub target_id: String,
+    /// The license concerned, when there is one.
+    pub license_id: Option<String>,
+    /// A short machine-readable detail (e.g. the refusal's error code); no personal data.
+    pub detail: String,
+    /// The personal data the event names, if any (erasable).
+    pub subject: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event of `organization_id`: `actor` did `action` to `target_id`.
+    pub(crate) fn new(
+        organization_id: &str,
+        actor: impl Into<String>,
+        action: &'static str,
+        target_id: &str,
+    ) -> AuditEvent {
+        AuditEvent {
+            organization_id: organization_id.to_owned(),
+            actor: actor.into(),
+            action,
+            target_id: target_id.to_owned(),
+            license_id: None,
+            detail: String::new(),
+            subject: None,
+        }
+    }
+
+    /// The license concerned.
+    pub(crate) fn license(mut self, license_id: &str) -> AuditEvent {
+        self.license_id = Some(license_id.to_owned());
+        self
+    }
+
+    /// A short detail (no personal data).
+    pub(crate) fn detail(mut self, detail: impl Into<String>) -> AuditEvent {
+        self.detail = detail.into();
+        self
+    }
+
+    /// The personal data the event names.
+    pub(crate) fn subject(mut self, subject: &str) -> AuditEvent {
+        self.subject = Some(subject.to_owned());
+        self
+    }
+}
+
+/// What the event queue carries.
+enum Queued {
+    Event(NewAuditEvent),
+    Beat(BeatKey),
+    /// Answered once everything queued before it is written (tests, shutdown).
+    Flush(oneshot::Sender<()>),
+}
+
+/// Events (and heartbeats) queued at most, per replica; beyond, an event is dropped, logged
+/// and counted (`licensing_audit_events_dropped_total`).
+pub(crate) const EVENT_QUEUE: usize = 65_536;
+
+/// Events and heartbeats appended in one transaction at most.
+const EVENT_BATCH: usize = 512;
+
+/// How long the writer gathers events after the first of a batch: under load it takes the
+/// database's write lock (SQLite: the one the seat writer needs too) at most 1 / this per
+/// second.
+const EVENT_GATHER: Duration = Duration::from_millis(50);
+
+/// The replica's one audit writer: a task that appends queued admin entries one at a time, and
+/// queued events in batches. Requests hand their admin entry over and wait for it (at most
+/// [`WRITTEN_WAIT`]); the hand-over cannot be cancelled, so a client that disconnects, or a
+/// request past its deadline, still has its entry written. Events are not waited for. One
+/// writer per replica also means at most one pooled connection waits for a chain's lock,
+/// however many writes come at once.
 pub(crate) struct Writer {
     queue: mpsc::UnboundedSender<(NewAuditEntry, oneshot::Sender<()>)>,
+    events: mpsc::Sender<Queued>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
     /// Starts the writer task on the current runtime.
     pub(crate) fn start(db: Db) -> Writer {
+        Writer::start_with(db, EVENT_QUEUE)
+    }
+
+    /// Starts the writer task with room for `capacity` queued events.
+    pub(crate) fn start_with(db: Db, capacity: usize) -> Writer {
         let (queue, mut entries) =
             mpsc::unbounded_channel::<(NewAuditEntry, oneshot::Sender<()>)>();
+        let (events, mut queued) = mpsc::channel::<Queued>(capacity);
         tokio::spawn(async move {
-            while let Some((entry, written)) = entries.recv().await {
-                append_or_log(&db, &entry).await;
-                let _ = written.send(());
+            loop {
+                tokio::select! {
+                    biased;
+                    entry = entries.recv() => {
+                        let Some((entry, written)) = entry else { break };
+                        append_or_log(&db, &entry).await;
+                        let _ = written.send(());
+                    }
+                    first = queued.recv() => {
+                        let Some(first) = first else { break };
+                        let batch = gather(first, &mut queued).await;
+                        append_events_or_log(&db, batch).await;
+                    }
+                }
             }
         });
-        Writer { queue }
+        Writer {
+            queue,
+            events,
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// Queues `entry` (at once: this part is not cancelled with the request) and waits, at most
@@ -137,6 +298,152 @@ impl Writer {
         if tokio::time::timeout(WRITTEN_WAIT, done).await.is_err() {
             tracing::warn!("audit entry still queued after {WRITTEN_WAIT:?}; answering");
         }
+    }
+
+    /// Records `event` in the `audit_events` chain: queued at once, written by the writer in
+    /// its next batch; the caller never waits for the database. When the queue is full
+    /// ([`EVENT_QUEUE`]) the event is dropped, counted in `licensing_audit_events_dropped_total`
+    /// and logged (the first, then every 1000th); a failed write is counted in
+    /// `licensing_audit_events_lost_total` and logged.
+    pub(crate) fn record_event(&self, event: AuditEvent) {
+        let subject = match event.subject {
+            None => None,
+            Some(value) => match super::secrets::new_salt() {
+                Ok(salt) => Some(SaltedSubject { value, salt }),
+                Err(error) => {
+                    self.lost(event.action, &error);
+                    return;
+                }
+            },
+        };
+        let event = NewAuditEvent {
+            at: super::now(),
+            organization_id: event.organization_id,
+            actor: event.actor,
+            action: event.action.to_owned(),
+            target_id: event.target_id,
+            license_id: event.license_id,
+            detail: event.detail,
+            subject,
+        };
+        let action = event.action.clone();
+        self.enqueue(Queued::Event(event), &action);
+    }
+
+    /// Counts one accepted heartbeat of `license_id` at `at` (per UTC day; not chained).
+    pub(crate) fn count_heartbeat(&self, organization_id: &str, license_id: &str, at: i64) {
+        let beat = BeatKey {
+            organization_id: organization_id.to_owned(),
+            license_id: license_id.to_owned(),
+            utc_day: at.div_euclid(86_400),
+        };
+        self.enqueue(Queued::Beat(beat), "heartbeat");
+    }
+
+    /// Events dropped so far because the queue was full.
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until every event queued before is written (or its failure logged), at most
+    /// [`WRITTEN_WAIT`] (then logged: the events stay queued).
+    pub(crate) async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        let flushed = tokio::time::timeout(WRITTEN_WAIT, async {
+            if self.events.send(Queued::Flush(done)).await.is_ok() {
+                let _ = written.await;
+            }
+        });
+        if flushed.await.is_err() {
+            tracing::warn!("audit events still queued after {WRITTEN_WAIT:?}");
+        }
+    }
+
+    fn enqueue(&self, item: Queued, action: &str) {
+        match self.events.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("licensing_audit_events_dropped_total").increment(1);
+                let n = self
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n.is_multiple_of(1000) {
+                    tracing::error!(
+                        action,
+                        dropped = n + 1,
+                        "audit event dropped: the audit writer's queue is full"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.lost(action, "the audit writer has stopped");
+            }
+        }
+    }
+
+    fn lost(&self, action: &str, why: &str) {
+        metrics::counter!("licensing_audit_events_lost_total").increment(1);
+        tracing::error!(action, why, "audit event not written");
+    }
+}
+
+/// The batch that starts with `first`: what is queued, and what comes within
+/// [`EVENT_GATHER`], up to [`EVENT_BATCH`]; a flush ends it at once.
+async fn gather(first: Queued, queued: &mut mpsc::Receiver<Queued>) -> Vec<Queued> {
+    let deadline = tokio::time::Instant::now() + EVENT_GATHER;
+    let mut flush = matches!(first, Queued::Flush(_));
+    let mut batch = vec![first];
+    while batch.len() < EVENT_BATCH && !flush {
+        let next = match queued.try_recv() {
+            Ok(next) => next,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, queued.recv()).await {
+                    Ok(Some(next)) => next,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        flush = matches!(next, Queued::Flush(_));
+        batch.push(next);
+    }
+    batch
+}
+
+/// Appends one batch of queued events and heartbeat counts in one transaction (tried twice),
+/// logging and counting a failure; then answers the flushes in the batch.
+async fn append_events_or_log(db: &Db, batch: Vec<Queued>) {
+    let mut events = Vec::new();
+    let mut beats = std::collections::BTreeMap::<BeatKey, i64>::new();
+    let mut flushes = Vec::new();
+    for item in batch {
+        match item {
+            Queued::Event(event) => events.push(event),
+            Queued::Beat(key) => *beats.entry(key).or_default() += 1,
+            Queued::Flush(done) => flushes.push(done),
+        }
+    }
+    let beats: Vec<(BeatKey, i64)> = beats.into_iter().collect();
+    if !events.is_empty() || !beats.is_empty() {
+        let mut result = db.append_audit_events(&events, &beats).await;
+        if result.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            result = db.append_audit_events(&events, &beats).await;
+        }
+        if let Err(error) = result {
+            let lost = u64::try_from(events.len()).unwrap_or(u64::MAX);
+            metrics::counter!("licensing_audit_events_lost_total").increment(lost);
+            tracing::error!(
+                events = events.len(),
+                heartbeat_counts = beats.len(),
+                %error,
+                "audit events not written"
+            );
+        }
+    }
+    for done in flushes {
+        let _ = done.send(());
     }
 }
 
@@ -162,6 +469,11 @@ pub struct AuditVerifyArgs {
     /// alone cannot (a database writer can recompute every hash). Repeatable.
     #[arg(long, value_name = "SEQ:HASH")]
     pub anchor: Vec<String>,
+    /// The same for the client-event chain (`audit_events`): an event's hash kept outside
+    /// the database earlier (the `events.entries` and `events.head` a verify printed then).
+    /// Repeatable.
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub event_anchor: Vec<String>,
     /// The server's data directory or database (read only: nothing is created or migrated).
     #[command(flatten)]
     pub store: super::config::DatabaseArgs,
@@ -197,6 +509,21 @@ fn parse_anchor(text: &str) -> Result<(i64, String), String> {
     Ok((seq, hash))
 }
 
+/// A chain's outcome as the CLI prints it, and whether it is intact.
+fn chain_json(check: super::db::ChainCheck) -> (serde_json::Value, bool) {
+    use super::db::ChainCheck;
+    match check {
+        ChainCheck::Intact { entries, head } => (
+            serde_json::json!({ "ok": true, "entries": entries, "head": head }),
+            true,
+        ),
+        ChainCheck::Broken { at, reason } => (
+            serde_json::json!({ "ok": false, "broken_at": at, "reason": reason }),
+            false,
+        ),
+    }
+}
+
 async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool), String> {
     use super::db::ChainCheck;
     let anchors = args
@@ -204,10 +531,16 @@ async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool
         .iter()
         .map(|a| parse_anchor(a))
         .collect::<Result<Vec<_>, _>>()?;
+    let event_anchors = args
+        .event_anchor
+        .iter()
+        .map(|a| parse_anchor(a))
+        .collect::<Result<Vec<_>, _>>()?;
     let settings = args.store.settings()?;
     let db = super::open_existing_store(&settings, super::db::Schema::ReadOnly).await?;
     let outcome = async {
         let chain = db.verify_audit().await.map_err(|e| e.to_string())?;
+        let events = db.verify_audit_events().await.map_err(|e| e.to_string())?;
         let mut checked = Vec::new();
         for (seq, hash) in &anchors {
             let found = db.audit_hash_at(*seq).await.map_err(|e| e.to_string())?;
@@ -217,22 +550,44 @@ async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool
                 "matches": found.as_deref() == Some(hash.as_str()),
             }));
         }
-        Ok::<_, String>((chain, checked))
+        let mut checked_events = Vec::new();
+        for (seq, hash) in &event_anchors {
+            let found = db
+                .audit_event_hash_at(*seq)
+                .await
+                .map_err(|e| e.to_string())?;
+            checked_events.push(serde_json::json!({
+                "seq": seq,
+                "hash": hash,
+                "matches": found.as_deref() == Some(hash.as_str()),
+            }));
+        }
+        Ok::<_, String>((chain, events, checked, checked_events))
     }
     .await;
     db.close().await;
-    let (chain, anchors) = outcome?;
-    let anchors_match = anchors.iter().all(|a| a["matches"] == true);
+    let (chain, events, anchors, event_anchors) = outcome?;
+    let anchors_match = anchors
+        .iter()
+        .chain(&event_anchors)
+        .all(|a| a["matches"] == true);
+    let (mut events, events_ok) = chain_json(events);
+    events["anchors"] = serde_json::Value::Array(event_anchors);
     Ok(match chain {
-        ChainCheck::Intact { entries, head } => (
-            serde_json::json!({
-                "ok": anchors_match, "entries": entries, "head": head, "anchors": anchors,
-            }),
-            anchors_match,
-        ),
+        ChainCheck::Intact { entries, head } => {
+            let ok = anchors_match && events_ok;
+            (
+                serde_json::json!({
+                    "ok": ok, "entries": entries, "head": head, "anchors": anchors,
+                    "events": events,
+                }),
+                ok,
+            )
+        }
         ChainCheck::Broken { at, reason } => (
             serde_json::json!({
                 "ok": false, "broken_at": at, "reason": reason, "anchors": anchors,
+                "events": events,
             }),
             false,
         ),

@@ -90,7 +90,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub client_rate_per_minute: Option<u32>,
     /// Seconds between two runs of the reaper [default: 15] (releases lapsed seat leases,
-    /// purges denials older than 60 days).
+    /// purges denials past their organization's retention, 60 days by default; hourly, prunes
+    /// audit entries and lease history by the retention).
     #[arg(long, env = "LICENSING_REAP_INTERVAL",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reap_interval: Option<u64>,

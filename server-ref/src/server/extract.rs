@@ -264,7 +264,9 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         | "/v1/directory/users/{id}/reactivate"
         | "/v1/directory/departments/{id}/members"
         | "/v1/directory/departments/{id}/members/{user_id}" => Required::Action(Action::Operate),
-        "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" => Required::Action(Action::Administer),
+        "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" | "/v1/audit/erase" | "/v1/retention" => {
+            Required::Action(Action::Administer)
+        }
         "/v1/organizations"
         | "/v1/keys/stage"
         | "/v1/keys/{kid}/promote"

@@ -107,6 +107,10 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reject_transfer))
         .routes(routes!(list_audit))
         .routes(routes!(verify_audit))
+        .routes(routes!(list_audit_events))
+        .routes(routes!(heartbeat_counts))
+        .routes(routes!(erase_audit_subject))
+        .routes(routes!(get_retention, put_retention))
         .split_for_parts()
 }
 

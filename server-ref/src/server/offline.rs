@@ -241,6 +241,8 @@ async fn record_cli_activation(state: &AppState, req: &OfflineActivationRequest)
         status: 200,
     };
     audit::append_or_log(state.db(), &entry).await;
+    // The client event of the same change, queued to the writer: written before the CLI exits.
+    state.audit().flush().await;
 }
 
 /// Reads the request file, refusing one larger than an API request body may be.
@@ -430,4 +432,6 @@ async fn record_cli(state: &AppState, action: &str, license_id: &str) {
         status: 200,
     };
     audit::append_or_log(state.db(), &entry).await;
+    // The client event of the same change, queued to the writer: written before the CLI exits.
+    state.audit().flush().await;
 }

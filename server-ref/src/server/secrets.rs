@@ -33,6 +33,14 @@ pub(crate) fn new_id(prefix: &str) -> Result<String, String> {
     ))
 }
 
+/// A new random salt (128 bits, lowercase hex), e.g. for an audit event's subject
+/// commitment.
+pub(crate) fn new_salt() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("CSPRNG: {e}"))?;
+    Ok(base16ct::lower::encode_string(&bytes))
+}
+
 /// A new license key, `XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`.
 pub(crate) fn new_license_key() -> Result<String, String> {
     Ok(group(&random_symbols(KEY_SYMBOLS)?))

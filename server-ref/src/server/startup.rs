@@ -213,11 +213,19 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
             now,
         )
     });
-    conn::serve(listener, router(state), args.limits, shutdown_signal()).await;
+    conn::serve(
+        listener,
+        router(state.clone()),
+        args.limits,
+        shutdown_signal(),
+    )
+    .await;
     reaper.abort();
     if let Some(reclaimer) = reclaimer {
         reclaimer.abort();
     }
+    // Audit events still queued are written before the database closes.
+    state.audit().flush().await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -244,9 +252,49 @@ pub(crate) async fn reap_once(db: &Db, now: i64) -> Result<Reaped, sqlx::Error> 
     })
 }
 
-/// The background reaper: [`reap_once`] every `every`, at the time `clock` tells (the server
-/// clock; tests inject theirs). Errors are logged and retried at the next tick. Nothing is
-/// done at startup beyond what the clock says: a restart frees no seat early.
+/// What one pruning run did (retention, see `GET /v1/retention`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Pruned {
+    /// Client events blanked (their organization's `audit_days` passed).
+    pub audit_events: u64,
+    /// Admin entries deleted from the chain's start.
+    pub audit_entries: u64,
+    /// Released leases deleted (`lease_history_days`).
+    pub leases: u64,
+}
+
+/// Seconds between two pruning runs of the reaper.
+pub(crate) const PRUNE_EVERY_SECS: i64 = 3600;
+
+/// One pruning run at `now`: for each organization with a retention, its client events older
+/// than its `audit_days` are blanked and its leases released before its `lease_history_days`
+/// deleted; then the admin chain's start, as far as every entry is due, is deleted below a
+/// checkpoint. (Denials are purged by [`reap_once`], by the same retention.)
+pub(crate) async fn prune_once(db: &Db, now: i64) -> Result<Pruned, sqlx::Error> {
+    let mut pruned = Pruned::default();
+    let horizon = |days: i64| now.saturating_sub(days.saturating_mul(86_400));
+    for policy in db.list_retention().await? {
+        if let Some(days) = policy.audit_days {
+            let blanked = db
+                .prune_audit_events(&policy.organization_id, horizon(days))
+                .await?;
+            pruned.audit_events = pruned.audit_events.saturating_add(blanked);
+        }
+        if let Some(days) = policy.lease_history_days {
+            let deleted = db
+                .prune_lease_history(&policy.organization_id, horizon(days))
+                .await?;
+            pruned.leases = pruned.leases.saturating_add(deleted);
+        }
+    }
+    pruned.audit_entries = db.prune_audit_log(now, OPERATOR_ORGANIZATION).await?;
+    Ok(pruned)
+}
+
+/// The background reaper: [`reap_once`] every `every`, and [`prune_once`] at its first tick
+/// and then every [`PRUNE_EVERY_SECS`], at the time `clock` tells (the server clock; tests
+/// inject theirs). Errors are logged and retried at the next tick. Nothing is done at startup
+/// beyond what the clock says: a restart frees no seat early.
 pub(crate) fn spawn_reaper(
     db: Db,
     every: std::time::Duration,
@@ -255,9 +303,28 @@ pub(crate) fn spawn_reaper(
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned_at: Option<i64> = None;
         loop {
             ticks.tick().await;
-            match reap_once(&db, clock()).await {
+            let now = clock();
+            if pruned_at.is_none_or(|at| now.saturating_sub(at) >= PRUNE_EVERY_SECS) {
+                pruned_at = Some(now);
+                match prune_once(&db, now).await {
+                    Ok(pruned) if pruned == Pruned::default() => {}
+                    Ok(Pruned {
+                        audit_events,
+                        audit_entries,
+                        leases,
+                    }) => tracing::info!(
+                        audit_events,
+                        audit_entries,
+                        leases,
+                        "pruned by the organizations' retention"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "pruning run failed"),
+                }
+            }
+            match reap_once(&db, now).await {
                 Ok(reaped) if reaped == Reaped::default() => {}
                 Ok(Reaped {
                     leases,

@@ -5,7 +5,8 @@
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
-use super::{Db, DbResult, Engine};
+use super::audit_events::chain_head;
+use super::{Db, DbResult};
 
 /// `prev_hash` of the first entry.
 pub(crate) const GENESIS_HASH: &str =
@@ -16,6 +17,9 @@ const AUDIT_LOCK_KEY: i64 = 0x61_75_64_69_74;
 
 /// Rows read per statement while verifying the chain.
 const VERIFY_PAGE: i64 = 1000;
+
+/// The `chain` of `audit_checkpoints` for the admin chain.
+pub(crate) const ADMIN_CHAIN: &str = "audit_log";
 
 /// What is recorded about one request; the writer adds `seq`, `prev_hash` and `hash`.
 #[derive(Debug, Clone)]
@@ -50,6 +54,11 @@ pub(crate) struct AuditEntry {
     pub action: String,
     /// The concrete path.
     pub target: String,
+    /// The id the request acted on: the path's last `{...}` segment (e.g. the license id of
+    /// `/v1/licenses/{id}/suspend`); none for a route without one. Derived from `action` and
+    /// `target`, so the hash covers it.
+    #[sqlx(skip)]
+    pub target_id: Option<String>,
     /// The HTTP status answered.
     pub status: i64,
     /// `hash` of the entry before (64 zeros for seq 1).
@@ -107,7 +116,31 @@ pub(crate) fn entry_hash(
     base16ct::lower::encode_string(&hasher.finalize())
 }
 
+/// The value of the last `{...}` segment of the route template in `action` (`METHOD
+/// /route`) within the concrete path `target`: `None` when the route has none or the two do
+/// not line up.
+pub(crate) fn target_id_of(action: &str, target: &str) -> Option<String> {
+    let route = action.split_once(' ')?.1;
+    let template: Vec<&str> = route.split('/').collect();
+    let path: Vec<&str> = target.split('/').collect();
+    if template.len() != path.len() {
+        return None;
+    }
+    template
+        .iter()
+        .zip(&path)
+        .filter(|(t, _)| t.starts_with('{') && t.ends_with('}'))
+        .map(|(_, p)| (*p).to_owned())
+        .next_back()
+}
+
 impl AuditEntry {
+    /// Fills the derived `target_id`.
+    fn with_target_id(mut self) -> AuditEntry {
+        self.target_id = target_id_of(&self.action, &self.target);
+        self
+    }
+
     /// The hash its columns (other than `hash`) call for.
     fn expected_hash(&self) -> String {
         entry_hash(
@@ -129,27 +162,10 @@ impl Db {
     /// a transaction-scoped advisory lock), the last entry is read and the new one inserted as
     /// its `seq + 1`, chained to its hash. Returns the stored entry.
     pub async fn append_audit(&self, entry: &NewAuditEntry) -> DbResult<AuditEntry> {
-        let mut tx = match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                // Released at the commit or rollback. READ COMMITTED: the statements after it
-                // see every append committed before the lock was granted.
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(AUDIT_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
-        };
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (seq, prev_hash) = match last {
-            Some((seq, hash)) => (seq + 1, hash),
-            None => (1, GENESIS_HASH.to_owned()),
-        };
+        let mut tx = self.begin_chain_write(AUDIT_LOCK_KEY, false).await?;
+        // The last entry, else (every entry pruned) the checkpoint, else the genesis.
+        let (last, prev_hash) = chain_head(&mut tx, ADMIN_CHAIN).await?;
+        let seq = last + 1;
         let hash = entry_hash(
             seq,
             entry.at,
@@ -184,18 +200,69 @@ impl Db {
             actor: entry.actor.clone(),
             action: entry.action.clone(),
             target: entry.target.clone(),
+            target_id: target_id_of(&entry.action, &entry.target),
             status: entry.status,
             prev_hash,
             hash,
         })
     }
 
-    /// The hash stored for entry `seq`, if there is one.
+    /// The hash stored for entry `seq`, if there is one (the checkpoint's, when `seq` is the
+    /// checkpoint's: that entry is pruned).
     pub async fn audit_hash_at(&self, seq: i64) -> DbResult<Option<String>> {
-        sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+        let hash: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
             .bind(seq)
             .fetch_optional(&self.pool)
+            .await?;
+        if hash.is_some() {
+            return Ok(hash);
+        }
+        Ok(self
+            .audit_checkpoint(ADMIN_CHAIN)
+            .await?
+            .filter(|(at, _)| *at == seq)
+            .map(|(_, hash)| hash))
+    }
+
+    /// The checkpoint of `chain` (`audit_log` or `audit_events`): the seq and hash of the last
+    /// entry pruned from its start, where verification restarts.
+    pub async fn audit_checkpoint(&self, chain: &str) -> DbResult<Option<(i64, String)>> {
+        sqlx::query_as("SELECT seq, hash FROM audit_checkpoints WHERE chain = $1")
+            .bind(chain)
+            .fetch_optional(&self.pool)
             .await
+    }
+
+    /// Prunes the admin chain by its start: every entry older than its organization's audit
+    /// retention (`audit_days`; an entry without an organization is the operator's) up to the
+    /// first entry that is not is deleted, below a new checkpoint. Entries are never blanked
+    /// one by one here: an admin entry's one hash covers its columns, so only a prefix can go
+    /// while the rest still verifies. Returns how many entries were deleted.
+    pub async fn prune_audit_log(&self, now: i64, operator: &str) -> DbResult<u64> {
+        let mut tx = self.begin_chain_write(AUDIT_LOCK_KEY, false).await?;
+        let first_kept: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(a.seq) FROM audit_log a LEFT JOIN retention_policies r \
+             ON r.organization_id = COALESCE(a.organization_id, $1) \
+             WHERE r.audit_days IS NULL OR a.at >= $2 - r.audit_days * 86400",
+        )
+        .bind(operator)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let cut: Option<i64> = match first_kept {
+            Some(seq) => Some(seq - 1),
+            None => {
+                sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let deleted = match cut {
+            Some(cut) => checkpoint_below(&mut tx, ADMIN_CHAIN, "audit_log", cut, now).await?,
+            None => 0,
+        };
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// One organization's entries with `seq > after`, oldest first, at most `limit`.
@@ -214,22 +281,36 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+        .map(|entries: Vec<AuditEntry>| {
+            entries
+                .into_iter()
+                .map(AuditEntry::with_target_id)
+                .collect()
+        })
     }
 
     /// Recomputes the whole chain, oldest first: seqs 1, 2, 3, ... without a gap, each
     /// `prev_hash` the hash of the entry before (64 zeros for the first), each `hash` the one
     /// its columns call for. Reports the first entry where one of these fails: an edited entry
     /// breaks at itself, a deleted one at the entry after it, a moved one at its new place.
+    ///
+    /// Once the oldest entries are pruned, the walk starts at the checkpoint instead: the
+    /// entry after it must be chained to the checkpoint's hash.
     pub async fn verify_audit(&self) -> DbResult<ChainCheck> {
-        // Entries below 1 are never read by the walk below (it starts at 1): looked for first.
-        let below: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE seq < 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let (start, mut prev_hash) = match self.audit_checkpoint(ADMIN_CHAIN).await? {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        // Entries below the start are never read by the walk below: looked for first.
+        let below: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE seq < $1")
+                .bind(start)
+                .fetch_one(&self.pool)
+                .await?;
         if let Some(seq) = below {
-            return Ok(broken(seq, "seq must start at 1"));
+            return Ok(broken(seq, &format!("seq must start at {start}")));
         }
-        let mut expected_seq = 1;
-        let mut prev_hash = GENESIS_HASH.to_owned();
+        let mut expected_seq = start;
         loop {
             let page: Vec<AuditEntry> =
                 sqlx::query_as("SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2")
@@ -240,8 +321,8 @@ impl Db {
             let done = i64::try_from(page.len()).unwrap_or(i64::MAX) < VERIFY_PAGE;
             for entry in page {
                 if entry.seq != expected_seq {
-                    let reason = if expected_seq == 1 {
-                        format!("the chain starts at seq {}, not 1", entry.seq)
+                    let reason = if expected_seq == start {
+                        format!("the chain starts at seq {}, not {start}", entry.seq)
                     } else {
                         format!(
                             "seq {} follows {}: an entry is missing",
@@ -279,7 +360,54 @@ impl Db {
     }
 }
 
-fn broken(at: i64, reason: &str) -> ChainCheck {
+/// Deletes the rows of `table` (the chain `chain`) with `seq <= cut` and stores the checkpoint
+/// `(cut, hash of cut)`, when `cut` is above the current checkpoint and its row exists. In the
+/// chain's write transaction. Returns how many rows were deleted.
+pub(super) async fn checkpoint_below(
+    tx: &mut super::Tx,
+    chain: &str,
+    table: &str,
+    cut: i64,
+    at: i64,
+) -> DbResult<u64> {
+    // `table` is one of two names written in this crate.
+    let (hash_at, delete) = match table {
+        "audit_events" => (
+            "SELECT hash FROM audit_events WHERE seq = $1",
+            "DELETE FROM audit_events WHERE seq <= $1",
+        ),
+        _ => (
+            "SELECT hash FROM audit_log WHERE seq = $1",
+            "DELETE FROM audit_log WHERE seq <= $1",
+        ),
+    };
+    let Some(hash) = sqlx::query_scalar::<_, String>(hash_at)
+        .bind(cut)
+        .fetch_optional(&mut **tx)
+        .await?
+    else {
+        return Ok(0);
+    };
+    let deleted = sqlx::query(delete)
+        .bind(cut)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (chain, seq, hash, at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
+         at = excluded.at",
+    )
+    .bind(chain)
+    .bind(cut)
+    .bind(&hash)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(deleted)
+}
+
+pub(super) fn broken(at: i64, reason: &str) -> ChainCheck {
     ChainCheck::Broken {
         at,
         reason: reason.to_owned(),

@@ -282,13 +282,29 @@ impl Db {
         tx.commit().await
     }
 
-    /// Deletes denials older than [`DENIAL_RETENTION_SECS`] at `now`; returns how many.
+    /// Deletes denials older than their organization's retention at `now` (its
+    /// `denial_days`, else [`DENIAL_RETENTION_SECS`]); returns how many.
     pub async fn purge_denials(&self, now: i64) -> DbResult<u64> {
-        let done = sqlx::query("DELETE FROM denials WHERE at < $1")
-            .bind(now.saturating_sub(DENIAL_RETENTION_SECS))
+        let done = sqlx::query(
+            "DELETE FROM denials WHERE at < $1 AND license_id NOT IN (SELECT l.id FROM \
+             licenses l JOIN retention_policies r ON r.organization_id = l.organization_id)",
+        )
+        .bind(now.saturating_sub(DENIAL_RETENTION_SECS))
+        .execute(&self.pool)
+        .await?;
+        let mut purged = done.rows_affected();
+        for policy in self.list_retention().await? {
+            let done = sqlx::query(
+                "DELETE FROM denials WHERE at < $1 \
+                 AND license_id IN (SELECT id FROM licenses WHERE organization_id = $2)",
+            )
+            .bind(now.saturating_sub(policy.denial_days.saturating_mul(86_400)))
+            .bind(&policy.organization_id)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+            purged = purged.saturating_add(done.rows_affected());
+        }
+        Ok(purged)
     }
 
     /// Sets the lease timeout of a license (bounds checked by the caller and the schema).

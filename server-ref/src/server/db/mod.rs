@@ -41,6 +41,7 @@ macro_rules! by_lease_id {
 
 mod assignments;
 mod audit;
+mod audit_events;
 mod client;
 mod compliance;
 mod deactivation_keys;
@@ -65,6 +66,9 @@ pub(crate) use assignments::{
     set_seat_settings_in, transfer_in,
 };
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
+pub(crate) use audit_events::{
+    AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject,
+};
 pub(crate) use client::{
     MachineEvent, MachineRef, RemovedBy, add_transfer, delete_machine, insert_machine,
     insert_removal_event, machine_by_fingerprint, machine_by_id, machine_count, machines_of,
@@ -72,6 +76,7 @@ pub(crate) use client::{
     update_fingerprint,
 };
 pub(crate) use compliance::LicenseUsage;
+pub(crate) use retention::RetentionRow;
 
 mod floating;
 #[cfg(test)]
@@ -79,6 +84,7 @@ mod held_check;
 mod leases;
 mod license_cache;
 pub(crate) mod reclamation;
+mod retention;
 mod seats;
 #[cfg(test)]
 mod test_support;

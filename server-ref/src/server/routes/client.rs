@@ -7,6 +7,7 @@ pub(crate) use licensing_core::protocol::{
     ValidateRequest, ValidateResponse,
 };
 
+use super::super::audit::{AuditEvent, action, license_actor};
 use super::super::db::{self, MachineRef, RemovedBy};
 use super::super::issue::{Answer, HeldTokens, LicenseTemplate, ResponseClaims, Use};
 use super::super::machines::{self, SameMachine, Slot};
@@ -147,7 +148,10 @@ pub(crate) struct Activated {
 
 /// Activates `fingerprint` on the license (replacing the machine `transfer_from` when given):
 /// the one activation path of `/v1/client/activate`, `/v1/client/transfer` and offline
-/// activation (API and CLI).
+/// activation (API and CLI). Recorded in the audit events: a new machine
+/// (`machine.activated`), a transfer (`machine.transferred`), or the refusal
+/// (`machine.activation_refused`, `machine.transfer_refused`, with the error code); a machine
+/// activated already is not recorded again.
 pub(crate) async fn activate_machine(
     state: &AppState,
     row: &LicenseRow,
@@ -156,6 +160,49 @@ pub(crate) async fn activate_machine(
     now: i64,
 ) -> ApiResult<Activated> {
     check_fingerprint(fingerprint)?;
+    let outcome = bind_machine(state, row, fingerprint, transfer_from, now).await;
+    let event = |action, target: &str| {
+        AuditEvent::new(&row.organization_id, license_actor(&row.id), action, target)
+            .license(&row.id)
+    };
+    match (&outcome, transfer_from) {
+        (Ok(activated), None) if activated.status == StatusCode::CREATED => {
+            state
+                .audit()
+                .record_event(event(action::MACHINE_ACTIVATED, &activated.machine.id));
+        }
+        (Ok(activated), Some(from)) => state.audit().record_event(
+            event(action::MACHINE_TRANSFERRED, &activated.machine.id)
+                .detail(format!("from_fingerprint:{from}")),
+        ),
+        (Err(refusal), _)
+            if matches!(
+                refusal.status(),
+                StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::CONFLICT
+            ) =>
+        {
+            let name = if transfer_from.is_some() {
+                action::MACHINE_TRANSFER_REFUSED
+            } else {
+                action::MACHINE_ACTIVATION_REFUSED
+            };
+            state
+                .audit()
+                .record_event(event(name, &row.id).detail(refusal.code().to_string()));
+        }
+        _ => {}
+    }
+    outcome
+}
+
+/// [`activate_machine`] without its audit event.
+async fn bind_machine(
+    state: &AppState,
+    row: &LicenseRow,
+    fingerprint: &MachineFingerprint,
+    transfer_from: Option<&str>,
+    now: i64,
+) -> ApiResult<Activated> {
     let action = if transfer_from.is_some() {
         "transfer"
     } else {
@@ -449,6 +496,21 @@ pub(crate) async fn deactivate_machine(
     machines::store_bound_token(tx, state, &template, &row.id, now).await?;
     write.commit().await?;
     tracing::info!(license = %row.id, machine = %machine.id, "machine deactivated");
+    let (actor, detail) = match by {
+        // The admin chain's entry of the same request names the API token.
+        RemovedBy::Admin => ("admin".to_owned(), "admin"),
+        RemovedBy::Client => (license_actor(&row.id), "client"),
+    };
+    state.audit().record_event(
+        AuditEvent::new(
+            &row.organization_id,
+            actor,
+            action::MACHINE_DEACTIVATED,
+            &machine.id,
+        )
+        .license(&row.id)
+        .detail(detail),
+    );
     Ok(DeactivateResponse {
         deactivated: true,
         machine_id: Some(machine.id),

@@ -35,6 +35,7 @@ mod directory;
 mod floating;
 mod keys;
 mod reclamation;
+mod retention;
 mod tenants;
 
 pub(crate) use admin::*;
@@ -46,6 +47,7 @@ pub(crate) use directory::*;
 pub(crate) use floating::*;
 pub(crate) use keys::*;
 pub(crate) use reclamation::*;
+pub(crate) use retention::*;
 pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------

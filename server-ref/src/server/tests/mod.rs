@@ -9,6 +9,7 @@ use super::*;
 
 mod audit_writer;
 mod client;
+mod client_audit;
 mod compliance;
 mod directory;
 mod directory_db;

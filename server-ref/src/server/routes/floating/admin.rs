@@ -71,6 +71,16 @@ pub(crate) async fn force_release(
         ));
     }
     tracing::info!(license = %row.id, lease = %lease.id, "seat force-released");
+    state.audit().record_event(
+        crate::server::audit::AuditEvent::new(
+            &row.organization_id,
+            caller.token_id.as_str(),
+            crate::server::audit::action::LEASE_FORCE_RELEASED,
+            &lease.id,
+        )
+        .license(&row.id)
+        .subject(&lease.user_name),
+    );
     Ok(Json(lease_view(&lease)))
 }
 

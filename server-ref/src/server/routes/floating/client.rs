@@ -4,6 +4,16 @@
 use licensing_core::protocol::{CheckOutRequest, LeaseRequest, LeaveQueueRequest};
 
 use super::*;
+use crate::server::audit::{AuditEvent, action, license_actor};
+
+/// Records a seat event of the license `row` on `target` naming `user` (erasable).
+fn seat_event(state: &AppState, row: &LicenseRow, name: &'static str, target: &str, user: &str) {
+    state.audit().record_event(
+        AuditEvent::new(&row.organization_id, license_actor(&row.id), name, target)
+            .license(&row.id)
+            .subject(user),
+    );
+}
 
 /// Signs the `lease+jwt` for a lease as it is now.
 fn sign_lease(state: &AppState, row: &LicenseRow, lease: &LeaseRow, now: i64) -> ApiResult<String> {
@@ -219,6 +229,13 @@ pub(crate) async fn check_out(
     let (status, lease) = match outcome {
         CheckOutOutcome::Granted(lease) => {
             tracing::info!(license = %row.id, lease = %lease.id, "seat checked out");
+            seat_event(
+                &state,
+                &row,
+                action::LEASE_CHECKED_OUT,
+                &lease.id,
+                &req.user,
+            );
             (StatusCode::CREATED, lease)
         }
         CheckOutOutcome::Existing(lease) => (StatusCode::OK, lease),
@@ -241,10 +258,32 @@ pub(crate) async fn check_out(
         }
         CheckOutOutcome::Denied => {
             tracing::info!(license = %row.id, "seat check-out denied");
+            state.audit().record_event(
+                AuditEvent::new(
+                    &row.organization_id,
+                    license_actor(&row.id),
+                    action::LEASE_DENIED,
+                    &row.id,
+                )
+                .license(&row.id)
+                .detail("no_seats")
+                .subject(&req.user),
+            );
             return Err(ApiError::conflict(ErrorCode::NoSeats, NO_SEATS_MESSAGE));
         }
         CheckOutOutcome::WaitOver => {
             tracing::info!(license = %row.id, "seat check-out denied after waiting in line");
+            state.audit().record_event(
+                AuditEvent::new(
+                    &row.organization_id,
+                    license_actor(&row.id),
+                    action::LEASE_DENIED,
+                    &row.id,
+                )
+                .license(&row.id)
+                .detail("wait_over")
+                .subject(&req.user),
+            );
             return Err(ApiError::conflict(ErrorCode::NoSeats, NO_SEATS_MESSAGE));
         }
         CheckOutOutcome::Queued(waiting) => return Ok(queued_answer(&waiting)),
@@ -415,7 +454,12 @@ pub(crate) async fn heartbeat(
         .db()
         .heartbeat(&row.id, &id, req.epoch, presented.as_deref(), now);
     match beat.await? {
-        LeaseUpdate::Done(lease) => Ok(Json(lease_answer(&state, &row, &lease, now, None).await?)),
+        LeaseUpdate::Done(lease) => {
+            state
+                .audit()
+                .count_heartbeat(&row.organization_id, &row.id, now);
+            Ok(Json(lease_answer(&state, &row, &lease, now, None).await?))
+        }
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
         LeaseUpdate::WrongSecret => Err(wrong_secret(presented.is_some())),
         LeaseUpdate::Ended(lease) => Err(lease_released(StatusCode::GONE, &lease)),
@@ -448,7 +492,17 @@ pub(crate) async fn check_in(
         .db()
         .check_in(&row.id, &id, req.epoch, presented.as_deref(), now);
     match release.await? {
-        LeaseUpdate::Done(lease) | LeaseUpdate::Ended(lease) => Ok(Json(lease_view(&lease))),
+        LeaseUpdate::Done(lease) => {
+            seat_event(
+                &state,
+                &row,
+                action::LEASE_CHECKED_IN,
+                &lease.id,
+                &lease.user_name,
+            );
+            Ok(Json(lease_view(&lease)))
+        }
+        LeaseUpdate::Ended(lease) => Ok(Json(lease_view(&lease))),
         LeaseUpdate::NotFound => Err(lease_not_found(&id)),
         LeaseUpdate::WrongSecret => Err(wrong_secret(presented.is_some())),
         LeaseUpdate::Fenced(lease) => Err(lease_fenced(&lease, req.epoch)),

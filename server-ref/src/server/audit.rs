@@ -136,8 +136,8 @@ pub(crate) mod action {
     /// A seat was reclaimed for inactivity (reported by the reclamation job).
     #[allow(dead_code)] // emitted by the reclamation part of issue 22
     pub(crate) const SEAT_RECLAIMED: &str = "seat.reclaimed";
-    /// A user was deprovisioned (reported by SCIM).
-    #[allow(dead_code)] // emitted by the SCIM part of issue 22
+    /// A user was deprovisioned: SCIM or the admin API deactivated or deleted it (target:
+    /// the user id; detail: what was released).
     pub(crate) const USER_DEPROVISIONED: &str = "user.deprovisioned";
 }
 

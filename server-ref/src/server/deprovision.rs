@@ -21,6 +21,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::audit::{AuditEvent, action};
 use super::db::directory;
 use super::error::{ApiError, ApiResult};
 use licensing_core::protocol::ErrorCode;
@@ -96,10 +97,19 @@ pub(crate) async fn user(
             _ => done.leases_released.push(lease_ref),
         }
     }
-    // TODO(issue 22, coordinator): record `user.deprovisioned` through the client-event API of
-    // the audit trail (the `clientaudit` helper's), with `actor`, the organization, the user id
-    // as the target and the counts above, once that API is on main. The request that
-    // deprovisions (a SCIM or admin write) is recorded by the request layer already.
+    // The event names the user by id only (the id is no personal data the erasure must
+    // reach: an erased user keeps its id, under a pseudonym). The request that deprovisions
+    // (a SCIM or admin write) is recorded by the request layer as well.
+    state.audit().record_event(
+        AuditEvent::new(organization_id, actor, action::USER_DEPROVISIONED, user_id).detail(
+            format!(
+                "leases_released:{} borrowed_kept:{} assignments_reclaimed:{}",
+                done.leases_released.len(),
+                done.borrowed_kept.len(),
+                done.assignments_reclaimed
+            ),
+        ),
+    );
     tracing::info!(
         organization = %organization_id,
         user = %user_id,

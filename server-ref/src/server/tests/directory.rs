@@ -1154,6 +1154,19 @@ async fn release_on(url: Option<&str>) {
     assert_eq!(status, StatusCode::OK, "bob keeps his seat");
     let (status, carol) = check_out("c-carol", "carol").await;
     assert_eq!(status, StatusCode::CREATED, "alice's seat is free: {carol}");
+    // The deprovisioning is an event of the client-event chain, naming the user by id only.
+    state.audit().flush().await;
+    let (status, events) = call(&state, "GET", "/v1/audit/events", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let deprovisioned: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user.deprovisioned")
+        .collect();
+    assert_eq!(deprovisioned.len(), 1, "{events}");
+    assert_eq!(deprovisioned[0]["target_id"], alice["id"], "{events}");
+    assert!(!deprovisioned[0].to_string().contains("Alice"), "{events}");
 
     let bob_id = bob["id"].as_str().unwrap();
     let (status, answer) = call(

@@ -234,6 +234,7 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         | "/v1/offline/activate"
         | "/v1/offline/deactivate" => Required::Action(Action::Operate),
         "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" => Required::Action(Action::Administer),
+        "/v1/directory/users/{id}/erase" => Required::Action(Action::Administer),
         "/v1/organizations"
         | "/v1/keys/stage"
         | "/v1/keys/{kid}/promote"

@@ -78,6 +78,8 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(leave_queue))
         .routes(routes!(list_audit))
         .routes(routes!(verify_audit))
+        .routes(routes!(export_user))
+        .routes(routes!(erase_user))
         .split_for_parts()
 }
 

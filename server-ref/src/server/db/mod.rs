@@ -46,6 +46,8 @@ mod deactivation_keys;
 // Its routes (the admin API, SCIM, seat assignment) are being added (issue 22).
 #[allow(dead_code)]
 pub(crate) mod directory;
+// A person's data for GDPR export and erasure (issue 22).
+pub(crate) mod gdpr;
 
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{

@@ -30,6 +30,7 @@ mod audit;
 mod client;
 mod compliance;
 mod floating;
+mod gdpr;
 mod keys;
 mod tenants;
 
@@ -38,6 +39,7 @@ pub(crate) use audit::*;
 pub(crate) use client::*;
 pub(crate) use compliance::*;
 pub(crate) use floating::*;
+pub(crate) use gdpr::*;
 pub(crate) use keys::*;
 pub(crate) use tenants::*;
 

@@ -175,7 +175,7 @@ fn is_erased(user: &DirectoryUser) -> bool {
 }
 
 /// `rows` cut to [`EXPORT_CAP`], noting `kind` in `truncated` when it was longer.
-fn capped<T>(mut rows: Vec<T>, kind: &str, truncated: &mut Vec<String>) -> Vec<T> {
+pub(crate) fn capped<T>(mut rows: Vec<T>, kind: &str, truncated: &mut Vec<String>) -> Vec<T> {
     if rows.len() as i64 > EXPORT_CAP {
         rows.truncate(EXPORT_CAP as usize);
         truncated.push(kind.to_owned());

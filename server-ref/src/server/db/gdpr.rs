@@ -356,11 +356,11 @@ pub(crate) async fn scrub_in(
     };
     // `$1` the organization, `$2` the user id, `$3` the pseudonym, `$4` a spelling.
     let linked = [
-        "UPDATE leases SET user_name = $3 WHERE user_id = $2 AND license_id IN \
-         (SELECT id FROM licenses WHERE organization_id = $1)",
-        "UPDATE denials SET user_name = $3 WHERE user_id = $2 AND license_id IN \
-         (SELECT id FROM licenses WHERE organization_id = $1)",
-        "UPDATE machines SET user_name = $3 WHERE user_id = $2 AND user_name IS NOT NULL \
+        "UPDATE leases SET user_name = $3 WHERE user_id = $2 AND user_name <> $3 \
+         AND license_id IN (SELECT id FROM licenses WHERE organization_id = $1)",
+        "UPDATE denials SET user_name = $3 WHERE user_id = $2 AND user_name <> $3 \
+         AND license_id IN (SELECT id FROM licenses WHERE organization_id = $1)",
+        "UPDATE machines SET user_name = $3 WHERE user_id = $2 AND user_name <> $3 \
          AND license_id IN (SELECT id FROM licenses WHERE organization_id = $1)",
     ];
     let unlinked = [
@@ -407,4 +407,52 @@ pub(crate) async fn scrub_in(
     }
     [done.leases, done.denials, done.machines] = counts;
     Ok(done)
+}
+
+#[cfg(test)]
+impl Db {
+    /// Runs `sql` with `args` bound as texts (test set-up: rows no API writes yet).
+    pub(crate) async fn gdpr_exec_for_tests(&self, sql: &str, args: &[&str]) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+        for arg in args {
+            query = query.bind(arg.to_string());
+        }
+        query.execute(&self.pool).await.unwrap();
+    }
+
+    /// Every non-NULL value of every column of every table of the schema (migrations' own
+    /// table aside), as text: `(table, column, value)`. What an erasure must leave no trace of
+    /// is searched for here.
+    pub(crate) async fn text_dump_for_tests(&self) -> Vec<(String, String, String)> {
+        let columns: Vec<(String, String)> = match self.engine {
+            Engine::Sqlite => sqlx::query_as(
+                "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+                 AND m.name <> '_sqlx_migrations'",
+            ),
+            Engine::Postgres => sqlx::query_as(
+                "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) \
+                 FROM information_schema.columns WHERE table_schema = current_schema() \
+                 AND table_name <> '_sqlx_migrations'",
+            ),
+        }
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        assert!(columns.len() > 50, "{columns:?}");
+        let mut dump = Vec::new();
+        for (table, column) in columns {
+            let sql = format!("SELECT CAST(\"{column}\" AS TEXT) FROM \"{table}\"");
+            let values: Vec<(Option<String>,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
+            for (value,) in values {
+                if let Some(value) = value {
+                    dump.push((table.clone(), column.clone(), value));
+                }
+            }
+        }
+        dump
+    }
 }

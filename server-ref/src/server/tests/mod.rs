@@ -12,6 +12,7 @@ mod client;
 mod compliance;
 mod directory_db;
 mod floating;
+mod gdpr;
 mod hardening;
 mod machines;
 mod protocol;

@@ -36,6 +36,9 @@ pub(crate) const EXPORT_CAP: i64 = 10_000;
 /// The `format` of an export document.
 pub(crate) const EXPORT_FORMAT: &str = "licensing-server gdpr export v1";
 
+/// The most characters of an unknown id or name a 404 repeats.
+const MAX_SHOWN_ID_CHARS: usize = 64;
+
 /// The prefix of the pseudonym an erased person's user name becomes.
 const PSEUDONYM_PREFIX: &str = "erased_";
 
@@ -139,9 +142,13 @@ pub(crate) struct Erasure {
 /// 404 for a user the organization does not have (another tenant's included).
 fn no_such_user(id: &str) -> ApiError {
     // TODO(issue 22): `ErrorCode::UserNotFound` once the `directory` helper's codes are on main.
+    let shown: String = id.chars().take(MAX_SHOWN_ID_CHARS).collect();
     ApiError::not_found(
         ErrorCode::NotFound,
-        format!("no directory user `{}`", crate::cli_input::printable(id)),
+        format!(
+            "no directory user `{}`",
+            crate::cli_input::printable(&shown)
+        ),
     )
 }
 

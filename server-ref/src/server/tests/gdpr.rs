@@ -307,6 +307,15 @@ async fn export_and_erase_on(url: Option<&str>) {
         }
     }
 
+    // An oversize id is a missing one too, and not repeated whole.
+    let long = "u".repeat(10_000);
+    for (method, action) in [("GET", "export"), ("POST", "erase")] {
+        let path = format!("/v1/directory/users/{long}/{action}");
+        let (status, body) = call(&state, method, &path, Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {action}");
+        assert!(body["detail"].as_str().unwrap().len() < 200, "{body}");
+    }
+
     // ---- the erasure ----
     assert!(found(&state, ALICE).await.len() > 3);
     let (status, erased) = call(&state, "POST", &erase_path, Some(ADMIN), None).await;

@@ -18,12 +18,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::db::Db;
 use super::db::directory::{self, DirectoryUser};
 use super::db::gdpr::{
     self as sql, Scrubbed, SubjectAssignment, SubjectDenial, SubjectLease, SubjectMachine,
     SubjectQueuePlace,
 };
+use super::db::{Db, Tx};
 use super::error::{ApiError, ApiResult};
 use super::secrets;
 use licensing_core::protocol::ErrorCode;
@@ -181,6 +181,41 @@ fn is_erased(user: &DirectoryUser) -> bool {
         && user.department.is_none()
 }
 
+/// A `LIKE` pattern on `LOWER(user_name)` that every user name whose key
+/// ([`directory::name_key`]) is `key` matches, on both engines, to narrow a scan to candidates
+/// (the caller then compares keys). SQLite's `LOWER` folds ASCII only, PostgreSQL's depends on
+/// the locale, so only what both fold alike is kept: ASCII characters of the key, except `i`
+/// and `k` (the lowercase of `İ` and of the Kelvin sign, the two non-ASCII characters whose
+/// lowercase is ASCII); every other run of characters becomes `%`.
+pub(crate) fn candidate_pattern(key: &str) -> String {
+    let mut pattern = String::with_capacity(key.len());
+    let mut wild = false;
+    for c in key.chars() {
+        if c.is_ascii() && !c.is_ascii_control() && !matches!(c, 'i' | 'k') {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+            wild = false;
+        } else if !wild {
+            pattern.push('%');
+            wild = true;
+        }
+    }
+    pattern
+}
+
+/// The user names on rows of `organization_id` linked to no directory user whose key is
+/// `key` (the person's spellings of their user name).
+async fn spellings_in(tx: &mut Tx, organization_id: &str, key: &str) -> ApiResult<Vec<String>> {
+    Ok(
+        sql::unlinked_names_in(tx, organization_id, &candidate_pattern(key), |n| {
+            directory::name_key(n) == key
+        })
+        .await?,
+    )
+}
+
 /// `rows` cut to [`EXPORT_CAP`], noting `kind` in `truncated` when it was longer.
 pub(crate) fn capped<T>(mut rows: Vec<T>, kind: &str, truncated: &mut Vec<String>) -> Vec<T> {
     if rows.len() as i64 > EXPORT_CAP {
@@ -202,9 +237,12 @@ pub(crate) async fn export(
     let user = directory::user_in(&mut tx, organization_id, user_id)
         .await?
         .ok_or_else(|| no_such_user(user_id))?;
-    let key = directory::name_key(&user.user_name);
-    let names =
-        sql::unlinked_names_in(&mut tx, organization_id, |n| directory::name_key(n) == key).await?;
+    let names = spellings_in(
+        &mut tx,
+        organization_id,
+        &directory::name_key(&user.user_name),
+    )
+    .await?;
     let departments = directory::departments_of_in(&mut tx, organization_id, &user.id)
         .await?
         .into_iter()
@@ -269,11 +307,31 @@ pub(crate) async fn erase(
     // actor)` (the `scim` helper's) once it is on main; its counts go into the answer.
     let _ = actor;
     let (leases_released, assignments_reclaimed) = (0, 0);
-    // 2. Pseudonymise, in one transaction that serializes with the directory's writers.
+    // 2. The spellings of the user name on unlinked rows, found before the directory's write
+    // lock is taken (the search scans the organization's unlinked rows: no writer waits for
+    // it). A spelling first used between this read and the transaction is missed.
+    let mut read = db.begin_snapshot().await?;
+    let found = directory::user_in(&mut read, organization_id, user_id).await?;
+    let mut spellings = None;
+    if let Some(found) = found {
+        let key = directory::name_key(&found.user_name);
+        spellings = Some((
+            key.clone(),
+            spellings_in(&mut read, organization_id, &key).await?,
+        ));
+    }
+    read.commit().await?;
+    // 3. Pseudonymise, in one transaction that serializes with the directory's writers.
     let mut tx = db.begin_directory_change(organization_id).await?;
     let user = directory::user_in(&mut tx, organization_id, user_id)
         .await?
         .ok_or_else(|| no_such_user(user_id))?;
+    let key = directory::name_key(&user.user_name);
+    let names = match spellings {
+        Some((found_key, names)) if found_key == key => names,
+        // Renamed meanwhile: search again, under the lock.
+        _ => spellings_in(&mut tx, organization_id, &key).await?,
+    };
     let already_erased = is_erased(&user);
     let pseudonym = if already_erased {
         user.user_name.clone()
@@ -285,9 +343,6 @@ pub(crate) async fn erase(
                 .trim_start_matches("x_")
         )
     };
-    let key = directory::name_key(&user.user_name);
-    let names =
-        sql::unlinked_names_in(&mut tx, organization_id, |n| directory::name_key(n) == key).await?;
     let scrubbed = sql::scrub_in(&mut tx, organization_id, user_id, &names, &pseudonym).await?;
     if !already_erased {
         let erased = DirectoryUser {
@@ -305,7 +360,7 @@ pub(crate) async fn erase(
             return Err(ApiError::internal("the pseudonym is taken; retry"));
         }
     }
-    // 3. The audit trail's subjects.
+    // 4. The audit trail's subjects.
     // TODO(issue 22, gdpr): the `clientaudit` helper's `erase_subject` for the user name and
     // each of `names` once it is on main.
     let audit_subjects_erased = 0;

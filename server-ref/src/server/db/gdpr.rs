@@ -150,11 +150,14 @@ where
 }
 
 /// Every distinct user name that rows linked to no directory user carry on licenses of
-/// `organization_id` (leases, denials, machines, seat queue places), kept when `keep` says so.
-/// Read in pages of [`NAMES_PAGE`], so memory holds the kept names only.
+/// `organization_id` (leases, denials, machines, seat queue places) whose `LOWER(user_name)`
+/// is `LIKE` `pattern` (escape `\`), kept when `keep` says so. `pattern` narrows the scan to
+/// candidates (it must match every name `keep` keeps); `keep` decides. Read in pages of
+/// [`NAMES_PAGE`], so memory holds the kept names only.
 pub(crate) async fn unlinked_names_in(
     tx: &mut Tx,
     organization_id: &str,
+    pattern: &str,
     keep: impl Fn(&str) -> bool,
 ) -> DbResult<Vec<String>> {
     let mut kept = Vec::new();
@@ -164,17 +167,21 @@ pub(crate) async fn unlinked_names_in(
             "SELECT user_name FROM ( \
              SELECT l.user_name FROM leases l JOIN licenses c ON c.id = l.license_id \
              WHERE c.organization_id = $1 AND l.user_id IS NULL \
+             AND LOWER(l.user_name) LIKE $4 ESCAPE '\\' \
              UNION SELECT d.user_name FROM denials d JOIN licenses c ON c.id = d.license_id \
              WHERE c.organization_id = $1 AND d.user_id IS NULL \
+             AND LOWER(d.user_name) LIKE $4 ESCAPE '\\' \
              UNION SELECT m.user_name FROM machines m JOIN licenses c ON c.id = m.license_id \
-             WHERE c.organization_id = $1 AND m.user_id IS NULL AND m.user_name IS NOT NULL \
+             WHERE c.organization_id = $1 AND m.user_id IS NULL \
+             AND LOWER(m.user_name) LIKE $4 ESCAPE '\\' \
              UNION SELECT q.user_name FROM seat_queue q JOIN licenses c ON c.id = q.license_id \
-             WHERE c.organization_id = $1 \
+             WHERE c.organization_id = $1 AND LOWER(q.user_name) LIKE $4 ESCAPE '\\' \
              ) names WHERE user_name > $2 ORDER BY user_name LIMIT $3",
         )
         .bind(organization_id)
         .bind(&after)
         .bind(NAMES_PAGE)
+        .bind(pattern)
         .fetch_all(&mut **tx)
         .await?;
         let full = page.len() as i64 == NAMES_PAGE;

@@ -94,6 +94,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_REAP_INTERVAL",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reap_interval: Option<u64>,
+    /// Seconds between two runs of the inactivity reclamation [default: 3600; 0: never on
+    /// this replica] (reclaims assigned seats idle past their license's threshold; safe on
+    /// several replicas at once).
+    #[arg(long, env = "LICENSING_RECLAIM_INTERVAL",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_RECLAIM_INTERVAL))]
+    pub reclaim_interval: Option<u64>,
     /// Microseconds the seat writer may wait for a batch of seat writes (check-outs,
     /// check-ins, SQLite heartbeats) to fill before it commits [default: 1000; 0: never wait]
     /// (group commit, like PostgreSQL's `commit_delay`). It waits only while fewer writes are
@@ -131,6 +137,9 @@ const MAX_IDLE_TIMEOUT: u64 = 3600;
 /// Largest `max_connections` accepted.
 const MAX_CONNECTIONS: u32 = 1_000_000;
 
+/// Longest `reclaim_interval` accepted (a day).
+const MAX_RECLAIM_INTERVAL: u64 = 86_400;
+
 /// Longest `seat_batch_wait_us` accepted (10 ms).
 const MAX_SEAT_BATCH_WAIT_US: u64 = 10_000;
 
@@ -146,6 +155,7 @@ struct FileSettings {
     key_min_publish_secs: Option<u64>,
     client_rate_per_minute: Option<u32>,
     reap_interval: Option<u64>,
+    reclaim_interval: Option<u64>,
     seat_batch_wait_us: Option<u64>,
     issuer: Option<String>,
     header_read_timeout: Option<u64>,
@@ -164,6 +174,8 @@ pub(crate) struct Settings {
     pub key_min_publish_secs: u64,
     pub client_rate_per_minute: u32,
     pub reap_interval: u64,
+    /// Seconds between two reclamation runs; 0: none on this replica.
+    pub reclaim_interval: u64,
     pub seat_batch_wait: std::time::Duration,
     pub issuer: String,
     pub limits: super::conn::Limits,
@@ -182,6 +194,7 @@ impl Settings {
             key_min_publish_secs,
             client_rate_per_minute,
             reap_interval,
+            reclaim_interval,
             seat_batch_wait_us,
             header_read_timeout,
             idle_timeout,
@@ -211,6 +224,12 @@ impl Settings {
         if !(1..=3600).contains(&reap_interval) {
             return Err("reap_interval must be 1 to 3600".into());
         }
+        let reclaim_interval = reclaim_interval
+            .or(file.reclaim_interval)
+            .unwrap_or(super::reclamation::DEFAULT_RECLAIM_INTERVAL);
+        if reclaim_interval > MAX_RECLAIM_INTERVAL {
+            return Err("reclaim_interval must be 0 to 86400".into());
+        }
         let seat_batch_wait_us = seat_batch_wait_us
             .or(file.seat_batch_wait_us)
             .unwrap_or(1000);
@@ -238,6 +257,7 @@ impl Settings {
                 max_connections,
             },
             reap_interval,
+            reclaim_interval,
             seat_batch_wait: std::time::Duration::from_micros(seat_batch_wait_us),
             listen: listen
                 .or(file.listen)
@@ -295,6 +315,7 @@ mod tests {
         assert_eq!(s.client_rate_per_minute, 120);
         assert_eq!(s.key_min_publish_secs, 7 * 86_400);
         assert_eq!(s.seat_batch_wait, std::time::Duration::from_millis(1));
+        assert_eq!(s.reclaim_interval, 3600);
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.limits.header_read_timeout.as_secs(), 10);
         assert_eq!(s.limits.idle_timeout.as_secs(), 60);
@@ -332,6 +353,7 @@ mod tests {
             ("seat_batch_wait_us = 10001\n", "seat_batch_wait_us"),
             ("header_read_timeout = 0\n", "header_read_timeout"),
             ("idle_timeout = 3601\n", "idle_timeout"),
+            ("reclaim_interval = 86401\n", "reclaim_interval"),
             ("max_connections = 0\n", "max_connections"),
             ("[[[", "config"),
         ] {

@@ -225,7 +225,9 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         | "/v1/licenses/{id}/reinstate"
         | "/v1/licenses/{id}/revoke"
         | "/v1/licenses/{id}/renew"
-        | "/v1/licenses/{id}/borrowing" => Required::Action(Action::ManageLicenses),
+        | "/v1/licenses/{id}/borrowing"
+        | "/v1/licenses/{id}/reclamation"
+        | "/v1/licenses/{id}/reclamation/run" => Required::Action(Action::ManageLicenses),
         "/v1/licenses/{id}/machines/{machine_id}"
         | "/v1/licenses/{id}/leases/{lease_id}/release"
         | "/v1/licenses/{id}/lease-timeout"

@@ -22,6 +22,7 @@ mod keys_cli;
 mod machines;
 mod offline;
 mod openapi;
+mod reclamation;
 mod routes;
 mod secrets;
 #[cfg(test)]

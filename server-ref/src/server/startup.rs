@@ -1,6 +1,6 @@
 //! Start-up of `serve`: logging, the runtime, the data directory and the database, the
-//! signing key, the admin bootstrap token, the reaper and the key reload, then serving until a
-//! signal.
+//! signing key, the admin bootstrap token, the reaper, the inactivity reclamation and the key
+//! reload, then serving until a signal.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -206,8 +206,18 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
         std::time::Duration::from_secs(args.reap_interval),
         now,
     );
+    let reclaimer = (args.reclaim_interval > 0).then(|| {
+        reclamation::spawn_reclaimer(
+            state.clone(),
+            std::time::Duration::from_secs(args.reclaim_interval),
+            now,
+        )
+    });
     conn::serve(listener, router(state), args.limits, shutdown_signal()).await;
     reaper.abort();
+    if let Some(reclaimer) = reclaimer {
+        reclaimer.abort();
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

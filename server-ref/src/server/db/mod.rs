@@ -63,6 +63,7 @@ mod floating;
 mod held_check;
 mod leases;
 mod license_cache;
+pub(crate) mod reclamation;
 mod seats;
 #[cfg(test)]
 mod test_support;

@@ -1,7 +1,8 @@
 //! `GET /v1/alerts`: compliance alerts of the caller's organization, computed when asked from
 //! the licenses' current state (nothing is stored, so an alert disappears once its cause is
 //! gone): users turned away by a floating license, its seats nearly all in use, a machine limit
-//! reached, a license expiring soon or already in its grace period.
+//! reached, a license expiring soon or already in its grace period, seats reclaimed for
+//! inactivity in the last 30 days.
 
 use axum::extract::Query;
 use licensing_core::Term;
@@ -18,6 +19,9 @@ const SEATS_NEARLY_EXHAUSTED_PERCENT: i64 = 90;
 
 const DAY: i64 = 86_400;
 
+/// Days a reclamation for inactivity stays in the alerts (`seat_reclaimed`).
+const RECLAIMED_ALERT_DAYS: i64 = 30;
+
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -31,8 +35,8 @@ pub(crate) struct AlertWindow {
 /// One compliance alert about one license.
 #[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
 pub(crate) struct ComplianceAlert {
-    /// `seats_denied`, `seats_nearly_exhausted`, `machine_limit_reached`, `expiring` or
-    /// `in_grace`.
+    /// `seats_denied`, `seats_nearly_exhausted`, `machine_limit_reached`, `expiring`,
+    /// `in_grace` or `seat_reclaimed`.
     kind: &'static str,
     /// `warning` (users are or will soon be turned away) or `info`.
     severity: &'static str,
@@ -40,13 +44,15 @@ pub(crate) struct ComplianceAlert {
     product_id: String,
     /// What happened and what to do, for a person.
     message: String,
-    /// Denials in the window (`seats_denied`), seats or machines in use, or days left.
+    /// Denials in the window (`seats_denied`), seats or machines in use, days left, or seats
+    /// reclaimed (`seat_reclaimed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     count: Option<i64>,
     /// The seats or machines allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<i64>,
-    /// The last denial (`seats_denied`) or the end of the license (`expiring`, `in_grace`).
+    /// The last denial (`seats_denied`), the end of the license (`expiring`, `in_grace`) or
+    /// the last reclamation (`seat_reclaimed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     at: Option<i64>,
 }
@@ -102,6 +108,28 @@ pub(crate) async fn list_alerts(
     let mut alerts = Vec::new();
     for license in usage {
         alerts_of(license, now, days, expiring * DAY, &mut alerts)?;
+    }
+    let since_reclaimed = now.saturating_sub(RECLAIMED_ALERT_DAYS * DAY);
+    for seats in state
+        .db()
+        .reclaimed_since(&caller.organization_id, since_reclaimed)
+        .await?
+    {
+        alerts.push(ComplianceAlert {
+            kind: "seat_reclaimed",
+            severity: "info",
+            message: format!(
+                "{} assigned seat(s) reclaimed for inactivity in the last {RECLAIMED_ALERT_DAYS} \
+                 day(s), the last at {} (Unix seconds); a returning user gets a seat again when \
+                 one is free",
+                seats.n, seats.last_at
+            ),
+            license_id: seats.license_id,
+            product_id: seats.product_id,
+            count: Some(seats.n),
+            limit: None,
+            at: Some(seats.last_at),
+        });
     }
     alerts.sort_by(|a, b| {
         (a.severity != "warning", &a.license_id, a.kind).cmp(&(

@@ -32,6 +32,7 @@ mod compliance;
 mod floating;
 mod gdpr;
 mod keys;
+mod reclamation;
 mod tenants;
 
 pub(crate) use admin::*;
@@ -41,6 +42,7 @@ pub(crate) use compliance::*;
 pub(crate) use floating::*;
 pub(crate) use gdpr::*;
 pub(crate) use keys::*;
+pub(crate) use reclamation::*;
 pub(crate) use tenants::*;
 
 // ---- health and keys -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ mod gdpr;
 mod hardening;
 mod machines;
 mod protocol;
+mod reclamation;
 
 mod harness;
 pub(super) use harness::{ADMIN, AUDITOR, app, app_on, call, license};

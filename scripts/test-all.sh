@@ -64,6 +64,9 @@ LICENSING_REQUIRE_POSTGRES=1 ./scripts/with-postgres.sh cargo test --workspace -
 step "schemathesis against /openapi.json"
 ./scripts/test-openapi.sh
 
+step "SCIM 2.0 compliance: scim2-tester against /scim/v2"
+./scripts/test-scim.sh
+
 step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 ./scripts/test-ffi.sh
 

@@ -105,6 +105,9 @@ pub(crate) enum Role {
     ItStaff,
     /// Read-only, audit trail included.
     Auditor,
+    /// An identity provider's SCIM client: `/scim/v2` of its organization and nothing else
+    /// (every admin-API route refuses it; see [`Caller`]'s extractor).
+    Scim,
 }
 
 impl Role {
@@ -115,6 +118,7 @@ impl Role {
             Role::LicenseManager => "license_manager",
             Role::ItStaff => "it_staff",
             Role::Auditor => "auditor",
+            Role::Scim => "scim",
         }
     }
 
@@ -125,6 +129,7 @@ impl Role {
             "license_manager" => Role::LicenseManager,
             "it_staff" => Role::ItStaff,
             "auditor" => Role::Auditor,
+            "scim" => Role::Scim,
             _ => return None,
         })
     }
@@ -166,6 +171,7 @@ impl Caller {
             Role::LicenseManager => action != Action::Administer,
             Role::ItStaff => matches!(action, Action::Read | Action::Operate),
             Role::Auditor => action == Action::Read,
+            Role::Scim => false,
         };
         if allowed {
             Ok(())
@@ -246,37 +252,50 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
     })
 }
 
+/// The caller a request's `Authorization: Bearer <API token>` header names, whatever its role:
+/// 401 when the header is missing, malformed, or names no live token. The admin API's
+/// [`Caller`] extractor and the SCIM service provider each check the role on top.
+pub(crate) async fn bearer_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let unauthorized =
+        |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail);
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing `Authorization: Bearer <API token>`"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <API token>`"))?;
+    let grant = state
+        .db()
+        .api_token_grant(&secrets::sha256_hex(token.as_bytes()))
+        .await?
+        .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
+    let role = Role::parse(&grant.role)
+        .ok_or_else(|| ApiError::internal(format!("stored role `{}` is unknown", grant.role)))?;
+    Ok(Caller {
+        token_id: grant.id,
+        organization_id: grant.organization_id,
+        operator: grant.operator != 0,
+        role,
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized =
-            |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail);
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing `Authorization: Bearer <API token>`"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <API token>`"))?;
-        let grant = state
-            .db()
-            .api_token_grant(&secrets::sha256_hex(token.as_bytes()))
-            .await?
-            .ok_or_else(|| unauthorized("unknown or revoked API token"))?;
-        let role = Role::parse(&grant.role).ok_or_else(|| {
-            ApiError::internal(format!("stored role `{}` is unknown", grant.role))
-        })?;
-        let caller = Caller {
-            token_id: grant.id,
-            organization_id: grant.organization_id,
-            operator: grant.operator != 0,
-            role,
-        };
+        let caller = bearer_caller(parts, state).await?;
+        if caller.role == Role::Scim {
+            // Whatever the route: a SCIM token reads and writes the directory, nothing else.
+            return Err(ApiError::forbidden(
+                ErrorCode::Forbidden,
+                "a `scim` token may call only /scim/v2",
+            ));
+        }
         // The role before the body: a caller who may not call this route learns nothing more.
         let route = parts
             .extensions

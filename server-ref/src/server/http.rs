@@ -16,7 +16,9 @@ use licensing_core::protocol::ErrorCode;
 pub(crate) fn router(state: AppState) -> Router {
     prometheus();
     let (api, _) = api_router();
-    api.fallback(routes::not_found)
+    // SCIM 2.0 has its own schema discovery (`/scim/v2/Schemas`): not in the OpenAPI document.
+    api.nest(scim::routes::PREFIX, scim::routes::router())
+        .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
@@ -262,7 +264,9 @@ pub(super) async fn json_errors(response: Response) -> Response {
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/scim+json")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

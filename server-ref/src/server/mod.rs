@@ -12,6 +12,7 @@ mod audit;
 mod config;
 mod conn;
 mod db;
+mod deprovision;
 mod display_name;
 mod error;
 mod extract;
@@ -24,6 +25,7 @@ mod offline;
 mod openapi;
 mod reclamation;
 mod routes;
+mod scim;
 mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;

@@ -158,6 +158,8 @@ pub(crate) enum RoleSchema {
     ItStaff,
     /// Read-only.
     Auditor,
+    /// An identity provider's SCIM client: `/scim/v2` only (refused by every admin route).
+    Scim,
 }
 
 /// How a license is sold and evaluated.

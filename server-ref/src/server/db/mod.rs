@@ -43,6 +43,7 @@ mod audit;
 mod client;
 mod compliance;
 mod deactivation_keys;
+mod deprovision;
 // Its routes (the admin API, SCIM, seat assignment) are being added (issue 22).
 #[allow(dead_code)]
 pub(crate) mod directory;

@@ -32,7 +32,7 @@ impl From<Organization> for OrganizationView {
 pub(crate) struct ApiTokenView {
     id: String,
     organization_id: String,
-    /// `admin`, `license_manager`, `it_staff` or `auditor`.
+    /// `admin`, `license_manager`, `it_staff`, `auditor` or `scim`.
     role: String,
     label: String,
     created_at: i64,
@@ -168,7 +168,8 @@ async fn mint_token(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewApiToken {
-    /// `admin`, `license_manager`, `it_staff` or `auditor`.
+    /// `admin`, `license_manager`, `it_staff`, `auditor`, or `scim` (an identity provider's
+    /// SCIM client: `/scim/v2` of the organization and nothing else).
     #[schema(value_type = super::super::openapi::RoleSchema)]
     role: String,
     /// What the token is for.
@@ -200,7 +201,7 @@ pub(crate) async fn create_api_token(
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::invalid(
             ErrorCode::InvalidField,
-            "`role` must be admin, license_manager, it_staff or auditor",
+            "`role` must be admin, license_manager, it_staff, auditor or scim",
         )
     })?;
     let organization_id = match req.organization_id {

@@ -17,6 +17,7 @@ mod hardening;
 mod machines;
 mod protocol;
 mod reclamation;
+mod scim;
 
 mod harness;
 pub(super) use harness::{ADMIN, AUDITOR, app, app_on, call, license};

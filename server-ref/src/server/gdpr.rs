@@ -303,10 +303,9 @@ pub(crate) async fn erase(
         return Err(no_such_user(user_id));
     }
     // 1. Release the person's seats and leases (their next heartbeat learns it).
-    // TODO(issue 22, gdpr): `super::deprovision::user(state, organization_id, user_id, now,
-    // actor)` (the `scim` helper's) once it is on main; its counts go into the answer.
-    let _ = actor;
-    let (leases_released, assignments_reclaimed) = (0, 0);
+    let released = super::deprovision::user(state, organization_id, user_id, now, actor).await?;
+    let leases_released = released.leases_released.len() as u64;
+    let assignments_reclaimed = released.assignments_reclaimed;
     // 2. The spellings of the user name on unlinked rows, found before the directory's write
     // lock is taken (the search scans the organization's unlinked rows: no writer waits for
     // it). A spelling first used between this read and the transaction is missed.

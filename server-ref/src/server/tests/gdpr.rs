@@ -187,6 +187,20 @@ async fn export_and_erase_on(url: Option<&str>) {
     let (status, lease) = check_out(&state, &key, "c-a1", "alice.smith", "r1").await;
     assert_eq!(status, StatusCode::CREATED, "{lease}");
     let live_lease = lease["lease_id"].as_str().unwrap().to_owned();
+    let beat = |lease: Value| {
+        let state = state.clone();
+        let key = key.clone();
+        async move {
+            let path = format!(
+                "/v1/client/leases/{}/heartbeat",
+                lease["lease_id"].as_str().unwrap()
+            );
+            let body = json!({ "license_key": key, "epoch": lease["epoch"],
+                               "lease_secret": lease["lease_secret"] });
+            call(&state, "POST", &path, None, Some(body)).await
+        }
+    };
+    assert_eq!(beat(lease.clone()).await.0, StatusCode::OK);
     let (status, _) = check_out(&state, &key, "c-b1", "bob", "r1").await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = check_out(&state, &key, "c-a2", "ALICE.SMITH", "r1").await;
@@ -349,6 +363,13 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert!(pseudonym.starts_with("erased_"), "{erased}");
     assert_eq!(erased["user_id"], ALICE_ID);
     assert_eq!(erased["already_erased"], false);
+    // Her seat was released first: her app's next heartbeat learns it; her assignment is
+    // reclaimed.
+    assert_eq!(erased["leases_released"], 1, "{erased}");
+    assert_eq!(erased["assignments_reclaimed"], 1, "{erased}");
+    let (status, body) = beat(lease.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "lease_released");
     assert_eq!(
         erased["scrubbed"],
         json!({ "memberships": 1, "leases": 2, "denials": 1, "machines": 2, "queue_places": 1 })
@@ -358,6 +379,8 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["already_erased"], true, "{again}");
     assert_eq!(again["pseudonym"], pseudonym.as_str());
+    assert_eq!(again["leases_released"], 0, "{again}");
+    assert_eq!(again["assignments_reclaimed"], 0, "{again}");
 
     // Nothing personal of Alice is left anywhere in the database: her display name, e-mail and
     // external id nowhere; her user name only in B's person's rows (B's directory row, its
@@ -402,6 +425,8 @@ async fn export_and_erase_on(url: Option<&str>) {
     }
     assert_eq!(user["active"], false);
     assert_eq!(after["departments"], json!([]));
+    assert_eq!(after["seat_assignments"][0]["state"], "reclaimed");
+    assert_eq!(after["seat_assignments"][0]["reclaim_reason"], "deprovisioned");
     assert_eq!(ids(&after["leases"]), leases);
     assert_eq!(ids(&after["machines"]), ["mac_1", "mac_2"]);
     assert_eq!(after["denials"].as_array().unwrap().len(), 1);

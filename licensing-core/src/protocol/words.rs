@@ -259,6 +259,29 @@ error_codes! {
     KeyNotStaged = "key_not_staged",
     /// The key is retired (HTTP 409).
     KeyRetired = "key_retired",
+    // ---- named seats ----
+    /// The license's seats are named and this user (or machine) is not assigned one, or the
+    /// seats of the department it belongs to are all in use (HTTP 403).
+    UserNotAssigned = "user_not_assigned",
+    /// Every seat of the license is assigned and it does not allow over-allocation (HTTP 409).
+    AssignmentLimitReached = "assignment_limit_reached",
+    /// No such seat assignment on the license (HTTP 404).
+    AssignmentNotFound = "assignment_not_found",
+    /// The assignee already holds an assignment on the license (HTTP 409).
+    AssignmentExists = "assignment_exists",
+    /// No such user, department or machine to assign a seat to (HTTP 404).
+    AssigneeNotFound = "assignee_not_found",
+    /// The user is deactivated (deprovisioned) and cannot hold a seat (HTTP 409).
+    AssigneeInactive = "assignee_inactive",
+    /// No such assignment transfer (HTTP 404).
+    TransferNotFound = "transfer_not_found",
+    /// The assignment transfer was approved or rejected already (HTTP 409).
+    TransferDecided = "transfer_decided",
+    /// The assignment has a transfer waiting for an approval already (HTTP 409).
+    TransferPending = "transfer_pending",
+    /// The user's named seat was reclaimed after inactivity and no seat is free to give it
+    /// back (HTTP 403).
+    SeatReclaimed = "seat_reclaimed",
 }
 
 impl From<&str> for ErrorCode {

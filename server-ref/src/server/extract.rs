@@ -143,8 +143,11 @@ pub(crate) enum Action {
     /// Create or change products, policies and licenses (incl. suspend/revoke/renew).
     ManageLicenses,
     /// Operational actions of the customer's IT: deactivate a machine, force-release a seat,
-    /// set a floating license's timeout.
+    /// set a floating license's timeout, assign, reassign and unassign named seats.
     Operate,
+    /// Approve or reject a requested transfer of a named seat (admins only; never the
+    /// requesting token, checked by the route).
+    ApproveTransfers,
     /// API tokens, organizations, signing keys.
     Administer,
 }
@@ -168,7 +171,9 @@ impl Caller {
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
         let allowed = match self.role {
             Role::Admin => true,
-            Role::LicenseManager => action != Action::Administer,
+            Role::LicenseManager => {
+                !matches!(action, Action::Administer | Action::ApproveTransfers)
+            }
             Role::ItStaff => matches!(action, Action::Read | Action::Operate),
             Role::Auditor => action == Action::Read,
             Role::Scim => false,
@@ -232,6 +237,7 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         | "/v1/licenses/{id}/revoke"
         | "/v1/licenses/{id}/renew"
         | "/v1/licenses/{id}/borrowing"
+        | "/v1/licenses/{id}/seating"
         | "/v1/licenses/{id}/reclamation"
         | "/v1/licenses/{id}/reclamation/run" => Required::Action(Action::ManageLicenses),
         "/v1/licenses/{id}/machines/{machine_id}"
@@ -240,7 +246,15 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         | "/v1/licenses/{id}/queue"
         | "/v1/licenses/{id}/queue/{queue_id}/remove"
         | "/v1/offline/activate"
-        | "/v1/offline/deactivate" => Required::Action(Action::Operate),
+        | "/v1/offline/deactivate"
+        | "/v1/licenses/{id}/assignments"
+        | "/v1/licenses/{id}/assignments/{assignment_id}"
+        | "/v1/licenses/{id}/assignments/{assignment_id}/reassign" => {
+            Required::Action(Action::Operate)
+        }
+        "/v1/assignment-transfers/{id}/approve" | "/v1/assignment-transfers/{id}/reject" => {
+            Required::Action(Action::ApproveTransfers)
+        }
         "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" => Required::Action(Action::Administer),
         "/v1/directory/users/{id}/erase" => Required::Action(Action::Administer),
         "/v1/organizations"

@@ -116,6 +116,15 @@ pub(crate) struct NewLicense {
     /// Free-form vendor data carried in the token.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    /// `floating` or `named`, instead of the policy's.
+    pub seat_mode: Option<super::seat_policy::SeatMode>,
+    /// Whether assigning beyond the seat count is allowed (and flagged), instead of the
+    /// policy's.
+    pub allow_over_allocation: Option<bool>,
+    /// Seconds without use after which an assigned seat is reclaimed (86400 to 94608000: a day to three years),
+    /// instead of the policy's.
+    #[schema(minimum = 86_400, maximum = 94_608_000)]
+    pub reclaim_after: Option<u64>,
 }
 
 /// How a state or core failure at signing time is reported.

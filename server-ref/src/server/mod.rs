@@ -26,6 +26,7 @@ mod openapi;
 mod reclamation;
 mod routes;
 mod scim;
+mod seat_policy;
 mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;

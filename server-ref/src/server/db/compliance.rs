@@ -33,6 +33,8 @@ pub(crate) struct LicenseUsage {
     pub machines: i64,
     /// Denied check-outs since the period's start, and the last one's time.
     pub denials: Option<(i64, i64)>,
+    /// Seats its active named-seat assignments take.
+    pub assigned_seats: i64,
 }
 
 /// The licenses an alert may concern: active ones (suspended and revoked licenses are a
@@ -88,10 +90,19 @@ impl Db {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
+        let assigned: Vec<PerLicense> = sqlx::query_as(concat!(
+            "SELECT license_id, CAST(SUM(seats) AS BIGINT) AS n FROM seat_assignments \
+             WHERE license_id IN (",
+            active_of!(),
+            ") AND state = 'active' GROUP BY license_id"
+        ))
+        .bind(organization_id)
+        .fetch_all(&self.pool)
+        .await?;
         let counts = |rows: Vec<PerLicense>| -> HashMap<String, i64> {
             rows.into_iter().map(|r| (r.license_id, r.n)).collect()
         };
-        let (leases, machines) = (counts(leases), counts(machines));
+        let (leases, machines, assigned) = (counts(leases), counts(machines), counts(assigned));
         let mut denials: HashMap<String, (i64, i64)> = denials
             .into_iter()
             .map(|d| (d.license_id, (d.n, d.last_at)))
@@ -102,6 +113,7 @@ impl Db {
                 live_leases: leases.get(&license.id).copied().unwrap_or(0),
                 machines: machines.get(&license.id).copied().unwrap_or(0),
                 denials: denials.remove(&license.id),
+                assigned_seats: assigned.get(&license.id).copied().unwrap_or(0),
                 license,
             })
             .collect())

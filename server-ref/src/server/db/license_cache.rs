@@ -185,6 +185,9 @@ mod tests {
             borrow_max_leases: 0,
             queue_max_seconds: 0,
             allow_unmetered: 0,
+            seat_mode: "floating".into(),
+            allow_over_allocation: 0,
+            reclaim_after: None,
             parsed: Default::default(),
         }
     }

@@ -39,6 +39,7 @@ macro_rules! by_lease_id {
     };
 }
 
+mod assignments;
 mod audit;
 mod client;
 mod compliance;
@@ -50,6 +51,12 @@ pub(crate) mod directory;
 // A person's data for GDPR export and erasure (issue 22).
 pub(crate) mod gdpr;
 
+pub(crate) use assignments::{
+    Assignment, Candidate, NewAssignment, SeatSettings, Transfer, assigned_seats_in, assignee_in,
+    assignment_in, assignment_of, decide_transfer_in, delete_assignment_in, follow_device_in,
+    insert_assignment_in, insert_transfer_in, move_assignment_in, pending_transfer_of, regrant_in,
+    set_seat_settings_in, transfer_in,
+};
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
 pub(crate) use client::{
     MachineEvent, MachineRef, RemovedBy, add_transfer, delete_machine, insert_machine,
@@ -241,6 +248,15 @@ pub(crate) struct Policy {
     pub max_transfers: Option<i64>,
     /// 1: machines never activated may validate a license with a machine limit (0 or 1).
     pub allow_unmetered: i64,
+    /// `floating` (anyone up to the seat count) or `named` (only assignees), copied to its
+    /// licenses.
+    pub seat_mode: String,
+    /// 1: assigning beyond the seat count is stored and flagged (0 or 1).
+    pub allow_over_allocation: i64,
+    /// Seconds without use after which an assigned seat is reclaimed (`None`: never).
+    pub reclaim_after: Option<i64>,
+    /// 1: moving an assignment of a perpetual license needs an admin's approval (0 or 1).
+    pub transfer_approval: i64,
 }
 
 /// A row of `licenses`.
@@ -269,6 +285,12 @@ pub(crate) struct LicenseRow {
     pub queue_max_seconds: i64,
     /// The policy's `allow_unmetered` at creation (0 or 1).
     pub allow_unmetered: i64,
+    /// `floating` or `named` (only assignees may use it): the policy's at creation, or set.
+    pub seat_mode: String,
+    /// 1: assigning beyond the seat count is stored and flagged as over-allocation (0 or 1).
+    pub allow_over_allocation: i64,
+    /// Seconds without use after which an assigned seat is reclaimed; `None`: the policy's.
+    pub reclaim_after: Option<i64>,
     /// `claims` parsed, once per read of the row (its cached copies share it): see
     /// `issue::parsed_template`.
     #[sqlx(skip)]
@@ -683,9 +705,9 @@ impl Db {
             "INSERT INTO policies (id, organization_id, product_id, name, model, duration, \
              grace_period, max_machines, seats, features, version_rule, match_policy, \
              allow_virtual, site, created_at, check_in_interval, check_in_grace, max_transfers, \
-             allow_unmetered) \
+             allow_unmetered, seat_mode, allow_over_allocation, reclaim_after, transfer_approval) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19)",
+             $18, $19, $20, $21, $22, $23)",
         )
         .bind(&p.id)
         .bind(&p.organization_id)
@@ -706,6 +728,10 @@ impl Db {
         .bind(p.check_in_grace)
         .bind(p.max_transfers)
         .bind(p.allow_unmetered)
+        .bind(&p.seat_mode)
+        .bind(p.allow_over_allocation)
+        .bind(p.reclaim_after)
+        .bind(p.transfer_approval)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -735,8 +761,8 @@ impl Db {
         let done = sqlx::query(
             "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, policy_id, \
              status, claims, token, expires_at, created_at, updated_at, lease_timeout, \
-             allow_unmetered) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             allow_unmetered, seat_mode, allow_over_allocation, reclaim_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (key_hash) DO NOTHING",
         )
         .bind(&l.id)
@@ -753,6 +779,9 @@ impl Db {
         .bind(l.updated_at)
         .bind(l.lease_timeout)
         .bind(l.allow_unmetered)
+        .bind(&l.seat_mode)
+        .bind(l.allow_over_allocation)
+        .bind(l.reclaim_after)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

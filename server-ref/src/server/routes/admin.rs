@@ -126,6 +126,22 @@ pub(crate) struct NewPolicy {
     /// a machine gets no token and the SDK refuses it (`machine_not_activated`). Not for
     /// node-locked policies, whose tokens bind their machines.
     allow_unmetered: Option<bool>,
+    /// Who may use its licenses' seats: `floating` (default: anyone, up to the seat count)
+    /// or `named` (only assignees: `POST /v1/licenses/{id}/assignments`). Copied to each
+    /// license at creation.
+    seat_mode: Option<SeatMode>,
+    /// Whether assigning beyond the seat count is stored (and flagged as an
+    /// `over_allocation` compliance alert) instead of refused (default false). Copied to each
+    /// license at creation.
+    allow_over_allocation: Option<bool>,
+    /// Seconds without a validation, heartbeat or check-out after which an assigned seat is
+    /// reclaimed (86400 to 94608000: a day to three years); absent: never. Copied to each license at creation.
+    #[schema(minimum = 86_400, maximum = 94_608_000)]
+    reclaim_after: Option<u64>,
+    /// Whether moving an assignment of a perpetual license (no expiry) to another assignee
+    /// needs an admin's approval (default false): the reassignment is then a pending
+    /// transfer (`GET /v1/assignment-transfers`).
+    transfer_approval: Option<bool>,
 }
 
 /// Longest check-in interval or grace: a year.
@@ -195,6 +211,11 @@ pub(crate) struct PolicyView {
     check_in_grace: Option<i64>,
     max_transfers: Option<i64>,
     allow_unmetered: bool,
+    /// `floating` or `named`.
+    seat_mode: String,
+    allow_over_allocation: bool,
+    reclaim_after: Option<i64>,
+    transfer_approval: bool,
     created_at: i64,
 }
 
@@ -223,6 +244,10 @@ fn policy_view(p: &Policy) -> PolicyView {
         check_in_grace: p.check_in_grace,
         max_transfers: p.max_transfers,
         allow_unmetered: p.allow_unmetered != 0,
+        seat_mode: p.seat_mode.clone(),
+        allow_over_allocation: p.allow_over_allocation != 0,
+        reclaim_after: p.reclaim_after,
+        transfer_approval: p.transfer_approval != 0,
         created_at: p.created_at,
     }
 }
@@ -297,6 +322,14 @@ pub(crate) async fn create_policy(
         check_in_grace,
         max_transfers: req.max_transfers.map(i64::from),
         allow_unmetered: i64::from(allow_unmetered),
+        seat_mode: req
+            .seat_mode
+            .unwrap_or(SeatMode::Floating)
+            .as_str()
+            .to_owned(),
+        allow_over_allocation: i64::from(req.allow_over_allocation.unwrap_or(false)),
+        reclaim_after: seat_policy::reclaim_after("reclaim_after", req.reclaim_after)?,
+        transfer_approval: i64::from(req.transfer_approval.unwrap_or(false)),
     };
     let template = issue::build_claims(&state, &policy, &NewLicense::default(), "lic_trial", now)?;
     issue::check_template(&template, now)
@@ -367,6 +400,12 @@ pub(crate) struct LicenseView {
     /// product is installed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     token_withheld: bool,
+    /// `floating` (anyone, up to the seat count) or `named` (only assignees).
+    seat_mode: String,
+    /// Whether assigning beyond the seat count is allowed (and flagged).
+    allow_over_allocation: bool,
+    /// Seconds without use after which an assigned seat is reclaimed (`null`: the policy's).
+    reclaim_after: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -387,7 +426,7 @@ pub(crate) struct LicenseList {
 }
 
 /// A license as `caller` may see it: the signed token only for roles that manage licenses.
-fn license_view(row: &LicenseRow, caller: &Caller, now: i64) -> ApiResult<LicenseView> {
+pub(crate) fn license_view(row: &LicenseRow, caller: &Caller, now: i64) -> ApiResult<LicenseView> {
     let show_token = caller.may(Action::ManageLicenses);
     Ok(LicenseView {
         id: row.id.clone(),
@@ -398,6 +437,9 @@ fn license_view(row: &LicenseRow, caller: &Caller, now: i64) -> ApiResult<Licens
         expires_at: row.expires_at,
         token: row.token.clone().filter(|_| show_token),
         token_withheld: row.token.is_some() && !show_token,
+        seat_mode: row.seat_mode.clone(),
+        allow_over_allocation: row.allow_over_allocation != 0,
+        reclaim_after: row.reclaim_after,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
@@ -459,6 +501,16 @@ pub(crate) async fn create_license(
         borrow_max_leases: 0,
         queue_max_seconds: 0,
         allow_unmetered: policy.allow_unmetered,
+        seat_mode: req
+            .seat_mode
+            .map_or_else(|| policy.seat_mode.clone(), |m| m.as_str().to_owned()),
+        allow_over_allocation: req
+            .allow_over_allocation
+            .map_or(policy.allow_over_allocation, i64::from),
+        reclaim_after: match req.reclaim_after {
+            Some(_) => seat_policy::reclaim_after("reclaim_after", req.reclaim_after)?,
+            None => policy.reclaim_after,
+        },
         parsed: Default::default(),
     };
     if !state.db().insert_license(&row).await? {

@@ -252,6 +252,8 @@ pub(crate) async fn activate_machine(
             db::delete_machine(tx, &old.id).await?;
             db::insert_machine(tx, &machine).await?;
             db::add_transfer(tx, &row.id, Some(machine.created_at)).await?;
+            // A named seat assigned to the old machine moves with it.
+            db::follow_device_in(tx, &row.id, &old.id, &machine.id, now).await?;
             machines::store_bound_token(tx, state, &template, &row.id, now).await?;
             (StatusCode::CREATED, machine)
         }
@@ -275,6 +277,25 @@ pub(crate) async fn activate_machine(
 }
 
 // ---- activate and transfer -------------------------------------------------------------------
+
+/// A named license admits only its assignees (`seat_policy`): `user`, or the machine
+/// `fingerprint` names when it is activated and an assigned device (a transfer, which names no
+/// user, moves an assigned device's activation and its assignment). A floating license reads
+/// nothing.
+async fn admit_named(
+    state: &AppState,
+    row: &LicenseRow,
+    user: Option<&str>,
+    fingerprint: &str,
+    now: i64,
+) -> ApiResult<()> {
+    if !seat_policy::is_named(row) {
+        return Ok(());
+    }
+    let machine = state.db().get_machine(&row.id, fingerprint).await?;
+    let machine_id = machine.as_ref().map(|m| m.id.as_str());
+    seat_policy::admit(state, row, user, machine_id, now).await
+}
 
 async fn activation_answer(
     state: &AppState,
@@ -318,6 +339,7 @@ pub(crate) async fn activate(
     }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
+    admit_named(&state, &row, req.user.as_deref(), &req.fingerprint.id, now).await?;
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
     activation_answer(&state, activated, now).await
 }
@@ -345,6 +367,7 @@ pub(crate) async fn transfer(
     }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
+    admit_named(&state, &row, None, &req.from_fingerprint, now).await?;
     let activated = activate_machine(
         &state,
         &row,
@@ -505,6 +528,9 @@ pub(crate) async fn validate(
         }
         None => None,
     };
+    // A named license admits only its assignees (a floating one: nothing is read).
+    let machine_id = machine.as_ref().map(|m| m.id.as_str());
+    seat_policy::admit(&state, &row, req.user.as_deref(), machine_id, now).await?;
     let claims = answer_claims(
         &state,
         &row,

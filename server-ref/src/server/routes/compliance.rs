@@ -2,7 +2,7 @@
 //! the licenses' current state (nothing is stored, so an alert disappears once its cause is
 //! gone): users turned away by a floating license, its seats nearly all in use, a machine limit
 //! reached, a license expiring soon or already in its grace period, seats reclaimed for
-//! inactivity in the last 30 days.
+//! inactivity in the last 30 days, named seats over-allocated.
 
 use axum::extract::Query;
 use licensing_core::Term;
@@ -36,7 +36,8 @@ pub(crate) struct AlertWindow {
 #[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
 pub(crate) struct ComplianceAlert {
     /// `seats_denied`, `seats_nearly_exhausted`, `machine_limit_reached`, `expiring`,
-    /// `in_grace` or `seat_reclaimed`.
+    /// `in_grace`, `seat_reclaimed` or `over_allocation` (more named seats assigned than the
+    /// license has).
     kind: &'static str,
     /// `warning` (users are or will soon be turned away) or `info`.
     severity: &'static str,
@@ -220,6 +221,25 @@ fn alerts_of(
                 ),
             )
         });
+    }
+    // Named seats assigned beyond the seat count (only a license allowing over-allocation
+    // gets there): a compliance violation until seats are unassigned or added.
+    if let Some(limit) = seat_policy::seat_limit(row)?
+        && usage.assigned_seats > limit
+    {
+        alerts.push(ComplianceAlert {
+            count: Some(usage.assigned_seats),
+            limit: Some(limit),
+            ..alert(
+                "over_allocation",
+                "warning",
+                format!(
+                    "{} seat(s) assigned of {limit}: the license is over-allocated; unassign \
+                     seats or buy more",
+                    usage.assigned_seats
+                ),
+            )
+        })
     }
     // The license's own term only: `exp` and its grace (the core's term rule). (Not
     // `check_time`: the stored template keeps the check-in deadline of the day it was made,

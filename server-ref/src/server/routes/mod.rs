@@ -23,9 +23,11 @@ use super::issue::{self, NewLicense};
 use super::openapi::{
     AdminErrors, BodyErrors, ErrorBody, RateLimited, ReadErrors, TAG_ADMIN, TAG_CLIENT, TAG_PUBLIC,
 };
+use super::seat_policy::{self, SeatMode};
 use super::{AppState, now, secrets};
 
 mod admin;
+mod assignments;
 mod audit;
 mod client;
 mod compliance;
@@ -36,6 +38,7 @@ mod reclamation;
 mod tenants;
 
 pub(crate) use admin::*;
+pub(crate) use assignments::*;
 pub(crate) use audit::*;
 pub(crate) use client::*;
 pub(crate) use compliance::*;

@@ -18,6 +18,7 @@ mod machines;
 mod protocol;
 mod reclamation;
 mod scim;
+mod seats_named;
 
 mod harness;
 pub(super) use harness::{ADMIN, AUDITOR, app, app_on, call, license};

@@ -168,6 +168,8 @@ pub(crate) async fn check_out(
     seat_rate(&state, &row)?;
     let now = now();
     let seats = floating_seats(&row, now)?;
+    // A named license admits only its assignees (a floating one: nothing is read).
+    seat_policy::admit(&state, &row, Some(&req.user), None, now).await?;
     let borrow = req
         .borrow_seconds
         .map(|seconds| borrowing(&row, seconds, now))

@@ -21,7 +21,7 @@ use super::AppState;
 use super::db::directory::{self, DirectoryUser};
 use super::db::gdpr::{
     self as sql, Scrubbed, SubjectAssignment, SubjectDenial, SubjectLease, SubjectMachine,
-    SubjectQueuePlace,
+    SubjectQueuePlace, SubjectTransfer,
 };
 use super::db::{Db, Tx};
 use super::error::{ApiError, ApiResult};
@@ -100,6 +100,8 @@ pub(crate) struct SubjectExport {
     pub departments: Vec<SubjectDepartment>,
     /// Seat assignments to the person, active and reclaimed.
     pub seat_assignments: Vec<SubjectAssignment>,
+    /// Transfers of seat assignments from or to the person.
+    pub assignment_transfers: Vec<SubjectTransfer>,
     /// Machines activated by the person (`created_at`: the activation).
     pub machines: Vec<SubjectMachine>,
     /// Floating seat leases the person held or holds.
@@ -255,6 +257,7 @@ pub(crate) async fn export(
     let cap = EXPORT_CAP;
     let mut truncated = Vec::new();
     let seat_assignments = sql::assignments_in(&mut tx, organization_id, &user.id, cap).await?;
+    let transfers = sql::transfers_in(&mut tx, organization_id, &user.id, cap).await?;
     let machines = sql::machines_in(&mut tx, organization_id, &user.id, &names, cap).await?;
     let leases = sql::leases_in(&mut tx, organization_id, &user.id, &names, cap).await?;
     let denials = sql::denials_in(&mut tx, organization_id, &user.id, &names, cap).await?;
@@ -266,6 +269,7 @@ pub(crate) async fn export(
         exported_at: now,
         departments,
         seat_assignments: capped(seat_assignments, "seat_assignments", &mut truncated),
+        assignment_transfers: capped(transfers, "assignment_transfers", &mut truncated),
         machines: capped(machines, "machines", &mut truncated),
         leases: capped(leases, "leases", &mut truncated),
         denials: capped(denials, "denials", &mut truncated),

@@ -217,6 +217,44 @@ pub(crate) async fn assignments_in(
     .await
 }
 
+/// A transfer of a seat assignment from or to the person.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SubjectTransfer {
+    pub id: String,
+    pub license_id: String,
+    pub assignment_id: String,
+    pub from_kind: String,
+    pub from_id: String,
+    pub to_kind: String,
+    pub to_id: String,
+    /// `pending`, `approved`, `rejected` or `cancelled`.
+    pub state: String,
+    pub requested_at: i64,
+    pub decided_at: Option<i64>,
+    /// Why it was rejected or cancelled (the decider's free text).
+    pub reason: Option<String>,
+}
+
+/// The transfers of seat assignments from or to the person, oldest first (at most `cap + 1`).
+pub(crate) async fn transfers_in(
+    tx: &mut Tx,
+    organization_id: &str,
+    user_id: &str,
+    cap: i64,
+) -> DbResult<Vec<SubjectTransfer>> {
+    sqlx::query_as(
+        "SELECT id, license_id, assignment_id, from_kind, from_id, to_kind, to_id, state, \
+         requested_at, decided_at, reason FROM assignment_transfers \
+         WHERE organization_id = $1 AND ((from_kind = 'user' AND from_id = $2) \
+         OR (to_kind = 'user' AND to_id = $2)) ORDER BY requested_at, id LIMIT $3",
+    )
+    .bind(organization_id)
+    .bind(user_id)
+    .bind(cap + 1)
+    .fetch_all(&mut **tx)
+    .await
+}
+
 /// The person's machines (at most about `cap + 1`).
 pub(crate) async fn machines_in(
     tx: &mut Tx,

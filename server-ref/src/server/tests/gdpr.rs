@@ -240,6 +240,15 @@ async fn export_and_erase_on(url: Option<&str>) {
         )
         .await;
     }
+    for (id, from, to) in [("trf_1", ALICE_ID, "usr_a3"), ("trf_2", BOB_ID, "usr_a3")] {
+        db.gdpr_exec_for_tests(
+            "INSERT INTO assignment_transfers (id, organization_id, license_id, assignment_id, \
+             from_kind, from_id, to_kind, to_id, requested_by, requested_at) \
+             VALUES ($1, $2, $3, 'asg_1', 'user', $4, 'user', $5, 'tok_a', 100)",
+            &[id, org, &license_id, from, to],
+        )
+        .await;
+    }
     db.gdpr_exec_for_tests(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
          created_at, heartbeat_at, expires_at, released_at, release_reason, user_id) \
@@ -275,6 +284,7 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert_eq!(export["user"]["department"], "Research");
     assert_eq!(ids(&export["departments"]), ["dep_1"]);
     assert_eq!(ids(&export["seat_assignments"]), ["asg_1"]);
+    assert_eq!(ids(&export["assignment_transfers"]), ["trf_1"]);
     assert_eq!(ids(&export["machines"]), ["mac_1", "mac_2"]);
     assert_eq!(export["machines"][0]["created_at"], 100, "activation time");
     let mut leases = vec!["lea_old".to_owned(), live_lease.clone()];
@@ -292,6 +302,7 @@ async fn export_and_erase_on(url: Option<&str>) {
         "bob",
         "mac_3",
         "asg_2",
+        "trf_2",
         B_ALICE_ID,
         &b_lease,
         "alice@b.example",
@@ -426,7 +437,10 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert_eq!(user["active"], false);
     assert_eq!(after["departments"], json!([]));
     assert_eq!(after["seat_assignments"][0]["state"], "reclaimed");
-    assert_eq!(after["seat_assignments"][0]["reclaim_reason"], "deprovisioned");
+    assert_eq!(
+        after["seat_assignments"][0]["reclaim_reason"],
+        "deprovisioned"
+    );
     assert_eq!(ids(&after["leases"]), leases);
     assert_eq!(ids(&after["machines"]), ["mac_1", "mac_2"]);
     assert_eq!(after["denials"].as_array().unwrap().len(), 1);

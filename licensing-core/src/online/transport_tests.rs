@@ -385,3 +385,35 @@ fn the_stateful_flow_runs_over_the_transport() {
     assert!(check.verdict.is_usable());
     assert_eq!(transport.sent().len(), 2 + 1 + config().retries as usize);
 }
+
+/// A client made `with_user` names its user in activations and validations (the server links
+/// the machine to the directory user of that name); a client without one sends no `user`.
+#[test]
+fn a_client_with_a_user_names_it_in_activations_and_validations() {
+    let key = vendor();
+    let fp = fingerprint();
+    let claims = object(json!({ "sub": "mch_1", "aud": PRODUCT, "iat": NOW,
+        "license_id": "lic_1", "fingerprint": { "id": fp.id, "components": {} } }));
+    let machine = sign_token(TokenKind::Machine, &key, &claims).unwrap();
+    let activation = json_reply(
+        201,
+        json!({ "machine_id": "mch_1", "license_id": "lic_1", "machine_token": machine,
+            "license_token": license_token(&key) }),
+    );
+    let transport = Replay::new(vec![activation, validation_reply(), validation_reply()]);
+    let named = client(transport.clone()).with_user("alice@example.com");
+    assert_eq!(named.user(), Some("alice@example.com"));
+    named.activate("AAAAA-BBBBB", &fp).unwrap();
+    named.validate("AAAAA-BBBBB", &fp.id).unwrap();
+    client(transport.clone())
+        .validate("AAAAA-BBBBB", &fp.id)
+        .unwrap();
+    let bodies: Vec<Value> = transport
+        .sent()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["user"], "alice@example.com");
+    assert_eq!(bodies[1]["user"], "alice@example.com");
+    assert!(bodies[2].get("user").is_none(), "{}", bodies[2]);
+}

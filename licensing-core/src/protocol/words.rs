@@ -259,6 +259,15 @@ error_codes! {
     KeyNotStaged = "key_not_staged",
     /// The key is retired (HTTP 409).
     KeyRetired = "key_retired",
+    // ---- directory (admin API) ----
+    /// No such directory user in the organization (HTTP 404).
+    UserNotFound = "user_not_found",
+    /// The organization has a user of that name already, ignoring case (HTTP 409).
+    UserExists = "user_exists",
+    /// No such department in the organization (HTTP 404).
+    DepartmentNotFound = "department_not_found",
+    /// The organization has a department of that name already, ignoring case (HTTP 409).
+    DepartmentExists = "department_exists",
     // ---- named seats ----
     /// The license's seats are named and this user (or machine) is not assigned one, or the
     /// seats of the department it belongs to are all in use (HTTP 403).

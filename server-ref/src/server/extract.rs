@@ -255,6 +255,15 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         "/v1/assignment-transfers/{id}/approve" | "/v1/assignment-transfers/{id}/reject" => {
             Required::Action(Action::ApproveTransfers)
         }
+        "/v1/directory/users"
+        | "/v1/directory/users/{id}"
+        | "/v1/directory/departments"
+        | "/v1/directory/departments/{id}"
+        | "/v1/directory/import" => Required::Action(Action::ManageLicenses),
+        "/v1/directory/users/{id}/deactivate"
+        | "/v1/directory/users/{id}/reactivate"
+        | "/v1/directory/departments/{id}/members"
+        | "/v1/directory/departments/{id}/members/{user_id}" => Required::Action(Action::Operate),
         "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" => Required::Action(Action::Administer),
         "/v1/directory/users/{id}/erase" => Required::Action(Action::Administer),
         "/v1/organizations"

@@ -143,10 +143,9 @@ pub(crate) struct Erasure {
 
 /// 404 for a user the organization does not have (another tenant's included).
 fn no_such_user(id: &str) -> ApiError {
-    // TODO(issue 22): `ErrorCode::UserNotFound` once the `directory` helper's codes are on main.
     let shown: String = id.chars().take(MAX_SHOWN_ID_CHARS).collect();
     ApiError::not_found(
-        ErrorCode::NotFound,
+        ErrorCode::UserNotFound,
         format!(
             "no directory user `{}`",
             crate::cli_input::printable(&shown)
@@ -368,6 +367,8 @@ pub(crate) async fn erase(
     // each of `names` once it is on main.
     let audit_subjects_erased = 0;
     tx.commit().await?;
+    // This process's cached links of user names to directory users name the old user name.
+    db.forget_directory_links();
     Ok(Erasure {
         user_id: user_id.to_owned(),
         pseudonym,

@@ -82,6 +82,21 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(heartbeat))
         .routes(routes!(check_in))
         .routes(routes!(leave_queue))
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(reactivate_user))
+        .routes(routes!(user_usage))
+        .routes(routes!(create_department, list_departments))
+        .routes(routes!(
+            get_department,
+            update_department,
+            delete_department
+        ))
+        .routes(routes!(list_members, add_members))
+        .routes(routes!(remove_member))
+        .routes(routes!(department_usage))
+        .routes(routes!(import_directory))
         .routes(routes!(list_assignments, create_assignment))
         .routes(routes!(delete_assignment))
         .routes(routes!(reassign))

@@ -13,6 +13,7 @@ mod config;
 mod conn;
 mod db;
 mod deprovision;
+mod directory_import;
 mod display_name;
 mod error;
 mod extract;

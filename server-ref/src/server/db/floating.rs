@@ -50,8 +50,23 @@ impl Db {
     /// else records the denial. Committed before it answers (grouped with other seat writes,
     /// see `seats`), so a license never has more live leases than seats and every denial is
     /// recorded.
+    ///
+    /// `user_id`: the directory user `c.user` names in the license's organization (see
+    /// `directory_links`), recorded in a new lease or denial.
+    pub async fn check_out_linked(
+        &self,
+        c: &CheckOut<'_>,
+        user_id: Option<&str>,
+    ) -> DbResult<CheckOutOutcome> {
+        let mut owned = OwnedCheckOut::from(c);
+        owned.user_id = user_id.map(str::to_owned);
+        self.seats.check_out(owned).await
+    }
+
+    /// [`Db::check_out_linked`] by no directory user (the tests' check-out).
+    #[cfg(test)]
     pub async fn check_out(&self, c: &CheckOut<'_>) -> DbResult<CheckOutOutcome> {
-        self.seats.check_out(OwnedCheckOut::from(c)).await
+        self.check_out_linked(c, None).await
     }
 
     /// One lease of a license.

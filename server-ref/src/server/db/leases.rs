@@ -157,6 +157,7 @@ impl From<&CheckOut<'_>> for OwnedCheckOut {
             denial_id: c.denial_id.to_owned(),
             borrow: c.borrow,
             queue: c.queue.clone(),
+            user_id: None,
         }
     }
 }
@@ -220,6 +221,9 @@ pub(crate) struct OwnedCheckOut {
     pub denial_id: String,
     pub borrow: Option<Borrow>,
     pub queue: Option<Line>,
+    /// The directory user `user` names in the license's organization, if one matches: stored
+    /// in the new lease's or denial's `user_id` (see `directory_links`).
+    pub user_id: Option<String>,
 }
 
 /// A write to one lease.

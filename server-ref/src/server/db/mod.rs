@@ -49,7 +49,15 @@ mod deprovision;
 #[allow(dead_code)]
 pub(crate) mod directory;
 // A person's data for GDPR export and erasure (issue 22).
+mod directory_bulk;
+mod directory_links;
+mod directory_usage;
 pub(crate) mod gdpr;
+
+pub(crate) use directory_bulk::{
+    insert_users_in, memberships_in, replace_memberships_in, update_users_in,
+};
+pub(crate) use directory_usage::{DepartmentUsage, UserUsage};
 
 pub(crate) use assignments::{
     Assignment, Candidate, NewAssignment, SeatSettings, Transfer, assigned_seats_in, assignee_in,
@@ -116,6 +124,9 @@ pub(crate) struct Db {
     seats: seats::SeatWriter,
     /// Licenses by key hash, for client calls (see `license_cache`).
     licenses: license_cache::LicenseCache,
+    /// Directory users by organization and user name, for linking client calls (see
+    /// `directory_links`).
+    links: directory_links::LinkCache,
 }
 
 /// The database engine behind a [`Db`].
@@ -505,6 +516,7 @@ impl Db {
         Ok(Db {
             seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone()),
             licenses: Default::default(),
+            links: Default::default(),
             pool,
             engine,
             relaxed,

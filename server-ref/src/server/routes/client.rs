@@ -341,7 +341,31 @@ pub(crate) async fn activate(
     let now = now();
     admit_named(&state, &row, req.user.as_deref(), &req.fingerprint.id, now).await?;
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
+    if let Some(user) = &req.user {
+        link_machine(&state, &row, &activated.machine.id, user).await?;
+    }
     activation_answer(&state, activated, now).await
+}
+
+/// Links machine `machine_id` of license `row` to the user an activation or validation named:
+/// `machines.user_name`, and `machines.user_id` when a directory user of the license's
+/// organization has that name (see `db::directory_links`; no write when this process linked
+/// it so already).
+async fn link_machine(
+    state: &AppState,
+    row: &LicenseRow,
+    machine_id: &str,
+    user: &str,
+) -> ApiResult<()> {
+    let user_id = state
+        .db()
+        .directory_user_id(&row.organization_id, user)
+        .await?;
+    state
+        .db()
+        .link_machine(machine_id, user_id.as_deref(), user)
+        .await?;
+    Ok(())
 }
 
 /// `POST /v1/client/transfer`: deactivates `from_fingerprint` and activates `fingerprint` in
@@ -524,6 +548,9 @@ pub(crate) async fn validate(
                 row = std::sync::Arc::new(get_license_row_unscoped(&state, &row.id).await?);
             }
             state.db().touch_machine(&machine, now).await?;
+            if let Some(user) = &req.user {
+                link_machine(&state, &row, &machine.id, user).await?;
+            }
             Some(machine)
         }
         None => None,

@@ -353,7 +353,7 @@ async fn export_and_erase_on(url: Option<&str>) {
             let path = format!("/v1/directory/users/{id}/{action}");
             let (status, body) = call(&state, method, &path, Some(token), None).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
-            assert_eq!(body["error"], "not_found");
+            assert_eq!(body["error"], "user_not_found");
         }
     }
 

@@ -10,6 +10,7 @@ use super::*;
 mod audit_writer;
 mod client;
 mod compliance;
+mod directory;
 mod directory_db;
 mod floating;
 mod gdpr;

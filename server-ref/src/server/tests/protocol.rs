@@ -149,7 +149,11 @@ async fn machines(state: &AppState) {
     let moved: ActivateResponse = typed(&answer, "transfer");
     assert_eq!(moved.license_id, license_id);
 
-    for name in ["activate/request.json", "activate/request-virtual.json"] {
+    for name in [
+        "activate/request.json",
+        "activate/request-virtual.json",
+        "activate/request-with-user.json",
+    ] {
         let (status, answer) = send(state, name, "/v1/client/activate", &key, None, |_| {}).await;
         // The machine is activated already (the transfer moved it here).
         assert_eq!(status, StatusCode::OK, "{name}: {answer}");
@@ -168,6 +172,7 @@ async fn machines(state: &AppState) {
         "validate/request.json",
         "validate/request-holding.json",
         "validate/request-holding-license-only.json",
+        "validate/request-with-user.json",
     ] {
         let (status, answer) = send(state, name, "/v1/client/validate", &key, None, |_| {}).await;
         assert_eq!(status, StatusCode::OK, "{name}: {answer}");

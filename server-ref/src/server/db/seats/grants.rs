@@ -187,9 +187,9 @@ pub(super) async fn grant_together(
     }
     let rows = (0..granting.len())
         .map(|index| {
-            let p = 1 + index * 8;
+            let p = 1 + index * 9;
             format!(
-                "(${}, ${}, ${}, ${}, ${}, 1, ${}, ${}, ${}, 0, ${})",
+                "(${}, ${}, ${}, ${}, ${}, 1, ${}, ${}, ${}, 0, ${}, ${})",
                 p,
                 p + 1,
                 p + 2,
@@ -198,14 +198,16 @@ pub(super) async fn grant_together(
                 p + 5,
                 p + 5,
                 p + 6,
-                p + 7
+                p + 7,
+                p + 8
             )
         })
         .collect::<Vec<_>>()
         .join(", ");
     let insert = format!(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
-         created_at, heartbeat_at, expires_at, borrowed, secret_hash) VALUES {rows} RETURNING *"
+         created_at, heartbeat_at, expires_at, borrowed, secret_hash, user_id) VALUES {rows} \
+         RETURNING *"
     );
     // PostgreSQL: the licenses' counts change in the insert's own statement
     // ([`COUNT_GRANTED`]), one round trip fewer per batch; its text depends on the number of
@@ -227,7 +229,8 @@ pub(super) async fn grant_together(
             .bind(&c.request_id)
             .bind(c.now)
             .bind(c.now.saturating_add(seen.lease_timeout(&c.license_id)))
-            .bind(&c.secret_hash);
+            .bind(&c.secret_hash)
+            .bind(&c.user_id);
     }
     let rows = query.fetch_all(&mut *conn).await?;
     // `granting` keeps the order of `run`.
@@ -284,9 +287,9 @@ pub(super) async fn grant_in_one_statement(
     // Only placeholders are formatted into the SQL; every value is bound.
     let asked = (0..run.len())
         .map(|index| {
-            let p = 1 + index * 9;
+            let p = 1 + index * 10;
             format!(
-                "(${}::BIGINT, ${}, ${}, ${}, ${}, ${}, ${}::BIGINT, ${}::BIGINT, ${})",
+                "(${}::BIGINT, ${}, ${}, ${}, ${}, ${}, ${}::BIGINT, ${}::BIGINT, ${}, ${})",
                 p,
                 p + 1,
                 p + 2,
@@ -295,14 +298,15 @@ pub(super) async fn grant_in_one_statement(
                 p + 5,
                 p + 6,
                 p + 7,
-                p + 8
+                p + 8,
+                p + 9
             )
         })
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
         "WITH asked (place, id, license_id, client_id, user_name, request_id, now, seats, \
-         secret_hash) AS \
+         secret_hash, user_id) AS \
          (VALUES {asked}), \
          locked AS (SELECT id, leases_held, lease_timeout, ctid FROM licenses \
          WHERE id IN (SELECT license_id FROM asked) ORDER BY id COLLATE \"C\" FOR UPDATE), \
@@ -317,9 +321,9 @@ pub(super) async fn grant_in_one_statement(
          OR EXISTS (SELECT 1 FROM lease_requests WHERE license_id = r.license_id \
          AND client_id = r.client_id AND request_id = r.request_id)), \
          granted AS (INSERT INTO leases (id, license_id, client_id, user_name, request_id, \
-         epoch, created_at, heartbeat_at, expires_at, borrowed, secret_hash) \
+         epoch, created_at, heartbeat_at, expires_at, borrowed, secret_hash, user_id) \
          SELECT r.id, r.license_id, r.client_id, r.user_name, r.request_id, 1, r.now, r.now, \
-         r.now + l.lease_timeout, 0, r.secret_hash FROM ranked r JOIN locked l ON l.id = r.license_id \
+         r.now + l.lease_timeout, 0, r.secret_hash, r.user_id FROM ranked r JOIN locked l ON l.id = r.license_id \
          WHERE NOT EXISTS (SELECT 1 FROM refused) RETURNING *), {COUNT_GRANTED}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -333,7 +337,8 @@ pub(super) async fn grant_in_one_statement(
             .bind(&c.request_id)
             .bind(c.now)
             .bind(c.seats)
-            .bind(&c.secret_hash);
+            .bind(&c.secret_hash)
+            .bind(&c.user_id);
     }
     let mut granting = pools.granting.lock().await;
     let conn = match granting.as_mut() {

@@ -147,9 +147,9 @@ pub(super) async fn check_out(
     // (`secret_hash` goes straight into its TEXT column, a typed NULL for a lease without one).
     let lease: LeaseRow = sqlx::query_as(
         "INSERT INTO leases (id, license_id, client_id, user_name, request_id, epoch, \
-         created_at, heartbeat_at, expires_at, borrowed, secret_hash) \
+         created_at, heartbeat_at, expires_at, borrowed, secret_hash, user_id) \
          SELECT $1, id, $2, $3, $4, 1, $5, $5, \
-         CASE WHEN $7 = 1 THEN $8 ELSE $5 + lease_timeout END, $7, $9 FROM licenses \
+         CASE WHEN $7 = 1 THEN $8 ELSE $5 + lease_timeout END, $7, $9, $10 FROM licenses \
          WHERE id = $6 RETURNING *",
     )
     .bind(&c.lease_id)
@@ -161,6 +161,7 @@ pub(super) async fn check_out(
     .bind(i64::from(c.borrow.is_some()))
     .bind(c.borrow.map_or(0, |b| b.until))
     .bind(&c.secret_hash)
+    .bind(&c.user_id)
     .fetch_one(&mut *conn)
     .await?;
     seen.granted(c, false);
@@ -208,14 +209,15 @@ async fn tie_request(
 /// (the same denial id, see `secrets::denial_id`) adds nothing.
 async fn record_denial(conn: &mut AnyConnection, c: &OwnedCheckOut) -> DbResult<()> {
     sqlx::query(
-        "INSERT INTO denials (id, license_id, client_id, user_name, at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO denials (id, license_id, client_id, user_name, at, user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&c.denial_id)
     .bind(&c.license_id)
     .bind(&c.client_id)
     .bind(&c.user)
     .bind(c.now)
+    .bind(&c.user_id)
     .execute(&mut *conn)
     .await?;
     Ok(())

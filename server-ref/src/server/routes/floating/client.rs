@@ -185,22 +185,31 @@ pub(crate) async fn check_out(
         .as_ref()
         .map(|secret| secrets::sha256_hex(secret.as_bytes()));
     let denial_id = secrets::denial_id(&row.id, &req.client_id, &req.request_id);
+    // The directory user the check-out names (one cached, indexed lookup; see
+    // `db::directory_links`): the lease or denial records it.
+    let user_id = state
+        .db()
+        .directory_user_id(&row.organization_id, &req.user)
+        .await?;
     let outcome = state
         .db()
-        .check_out(&CheckOut {
-            license_id: &row.id,
-            client_id: &req.client_id,
-            user: &req.user,
-            request_id: &req.request_id,
-            seats,
-            now,
-            lease_id: &lease_id,
-            secret_hash: secret_hash.as_deref(),
-            presented_hash: presented.as_deref(),
-            denial_id: &denial_id,
-            borrow,
-            queue,
-        })
+        .check_out_linked(
+            &CheckOut {
+                license_id: &row.id,
+                client_id: &req.client_id,
+                user: &req.user,
+                request_id: &req.request_id,
+                seats,
+                now,
+                lease_id: &lease_id,
+                secret_hash: secret_hash.as_deref(),
+                presented_hash: presented.as_deref(),
+                denial_id: &denial_id,
+                borrow,
+                queue,
+            },
+            user_id.as_deref(),
+        )
         .await?;
     metrics::counter!("licensing_seat_check_outs_total", "outcome" => outcome_label(&outcome))
         .increment(1);

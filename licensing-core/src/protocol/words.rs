@@ -291,6 +291,9 @@ error_codes! {
     /// The user's named seat was reclaimed after inactivity and no seat is free to give it
     /// back (HTTP 403).
     SeatReclaimed = "seat_reclaimed",
+    /// The user the app named is deactivated (deprovisioned) in the organization's directory:
+    /// it may not take a seat or activate a machine (HTTP 403).
+    UserDeactivated = "user_deactivated",
 }
 
 impl From<&str> for ErrorCode {

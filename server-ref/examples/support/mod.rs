@@ -44,19 +44,31 @@ impl Conn {
         body: Option<&Value>,
     ) -> (u16, Value) {
         let body = body.map(Value::to_string).unwrap_or_default();
+        self.send(method, path, token, "application/json", &body)
+    }
+
+    /// One request with a body of `content_type` (sent when not empty).
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Value) {
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
             self.addr,
             body.len()
         );
         if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
+            head.push_str(&format!("Content-Type: {content_type}\r\n"));
         }
         if let Some(token) = token {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
         head.push_str("\r\n");
-        head.push_str(&body);
+        head.push_str(body);
         self.reader.get_mut().write_all(head.as_bytes()).unwrap();
         let mut line = String::new();
         self.reader.read_line(&mut line).unwrap();

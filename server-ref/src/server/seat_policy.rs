@@ -147,6 +147,19 @@ fn who(user: Option<&str>) -> String {
     }
 }
 
+/// 403 `user_deactivated` when the user an app named is deprovisioned in its organization's
+/// directory (`link`: the directory user of that name, if any). A user the directory does not
+/// know is not refused: an organization that keeps no directory keeps today's behaviour.
+pub(crate) fn refuse_deactivated(link: Option<&db::DirectoryLink>) -> ApiResult<()> {
+    match link {
+        Some(link) if !link.active => Err(ApiError::forbidden(
+            ErrorCode::UserDeactivated,
+            "Your account is deactivated in your organization's directory, please contact IT",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Admits (or refuses) a use of `row` by `user` on `machine_id` at `now`: `Ok` at once for a
 /// floating license; for a named one, the rule of the module doc. It records the use on the
 /// admitting assignment (`last_used_at`, at most once a minute) and gives a reclaimed

@@ -29,12 +29,21 @@ const MAX_ENTRIES: usize = 100_000;
 #[derive(Debug, Default)]
 struct Maps {
     /// `org \0 user_name_key` -> (read at, the user's id or `None`: no such user).
-    users: HashMap<String, (Instant, Option<String>)>,
+    users: HashMap<String, (Instant, Option<DirectoryLink>)>,
     /// machine id -> (user id, user name) last written by this process.
     machines: HashMap<String, (Option<String>, String)>,
 }
 
 /// The cache; cloned with the `Db`.
+/// The directory user a name links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirectoryLink {
+    /// The user's id.
+    pub id: String,
+    /// `false`: deprovisioned (left the organization).
+    pub active: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LinkCache {
     maps: Arc<Mutex<Maps>>,
@@ -53,7 +62,7 @@ impl LinkCache {
 
     /// The cached link (`Some(None)`: known to match no user), if read less than
     /// [`LINK_TTL`] ago.
-    fn get(&self, key: &str) -> Option<Option<String>> {
+    fn get(&self, key: &str) -> Option<Option<DirectoryLink>> {
         match self.lock().users.get(key) {
             Some((at, id)) if at.elapsed() < LINK_TTL => Some(id.clone()),
             _ => None,
@@ -62,7 +71,7 @@ impl LinkCache {
 
     /// Remembers a lookup that started at `at` in `generation`, unless the directory changed
     /// since.
-    fn put(&self, key: String, at: Instant, generation: u64, id: Option<String>) {
+    fn put(&self, key: String, at: Instant, generation: u64, id: Option<DirectoryLink>) {
         let mut maps = self.lock();
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
@@ -109,21 +118,40 @@ impl Db {
         organization_id: &str,
         user_name: &str,
     ) -> DbResult<Option<String>> {
+        Ok(self
+            .directory_link(organization_id, user_name)
+            .await?
+            .map(|link| link.id))
+    }
+
+    /// The directory user of `organization_id` named `user_name` (without regard to case):
+    /// its id and whether it is active; `None` when none matches. One indexed read, cached for
+    /// [`LINK_TTL`].
+    pub async fn directory_link(
+        &self,
+        organization_id: &str,
+        user_name: &str,
+    ) -> DbResult<Option<DirectoryLink>> {
         let key = user_key(organization_id, user_name);
         if let Some(found) = self.links.get(&key) {
             return Ok(found);
         }
         let at = Instant::now();
         let generation = self.links.generation.load(Ordering::SeqCst);
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM directory_users WHERE organization_id = $1 AND user_name_key = $2",
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT id, active FROM directory_users \
+             WHERE organization_id = $1 AND user_name_key = $2",
         )
         .bind(organization_id)
         .bind(user_name_key(user_name))
         .fetch_optional(&self.pool)
         .await?;
-        self.links.put(key, at, generation, id.clone());
-        Ok(id)
+        let link = row.map(|(id, active)| DirectoryLink {
+            id,
+            active: active != 0,
+        });
+        self.links.put(key, at, generation, link.clone());
+        Ok(link)
     }
 
     /// Forgets the cached links: called after every change of the directory this process
@@ -169,7 +197,11 @@ mod tests {
         let cache = LinkCache::default();
         let generation = cache.generation.load(Ordering::SeqCst);
         cache.clear(); // the directory changes while the lookup is in flight
-        cache.put("k".into(), Instant::now(), generation, Some("usr_1".into()));
+        let link = DirectoryLink {
+            id: "usr_1".into(),
+            active: true,
+        };
+        cache.put("k".into(), Instant::now(), generation, Some(link));
         assert_eq!(cache.get("k"), None);
 
         let generation = cache.generation.load(Ordering::SeqCst);

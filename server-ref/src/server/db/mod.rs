@@ -51,6 +51,7 @@ pub(crate) mod directory;
 // A person's data for GDPR export and erasure (issue 22).
 mod directory_bulk;
 mod directory_links;
+pub(crate) use directory_links::DirectoryLink;
 mod directory_usage;
 pub(crate) mod gdpr;
 

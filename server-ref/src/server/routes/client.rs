@@ -339,6 +339,13 @@ pub(crate) async fn activate(
     }
     let row = license_by_key(&state, &req.license_key, RateLimit::Apply).await?;
     let now = now();
+    if let Some(user) = &req.user {
+        let link = state
+            .db()
+            .directory_link(&row.organization_id, user)
+            .await?;
+        seat_policy::refuse_deactivated(link.as_ref())?;
+    }
     admit_named(&state, &row, req.user.as_deref(), &req.fingerprint.id, now).await?;
     let activated = activate_machine(&state, &row, &req.fingerprint, None, now).await?;
     if let Some(user) = &req.user {

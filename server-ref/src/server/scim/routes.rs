@@ -558,6 +558,9 @@ async fn create_user(
         .await?
         .ok_or_else(|| ScimError::internal("the new user is not stored"))?;
     tx.commit().await?;
+    // This process's client calls see the change at once (other replicas within the
+    // link cache's lifetime).
+    state.db().forget_directory_links();
     Ok(Scim::resource(
         StatusCode::CREATED,
         user_json(&stored, &base_url(&headers)),
@@ -593,6 +596,9 @@ async fn store_user(
         .await?
         .ok_or_else(|| user_not_found(&user.id))?;
     tx.commit().await?;
+    // This process's client calls see the change at once (other replicas within the
+    // link cache's lifetime).
+    state.db().forget_directory_links();
     if was_active && !stored.active {
         // After the commit: the releases take each license's write lock, which the directory's
         // transaction must not hold at the same time (SQLite has one write lock).
@@ -662,6 +668,9 @@ async fn delete_user(
         return Err(user_not_found(&id));
     }
     tx.commit().await?;
+    // This process's client calls see the change at once (other replicas within the
+    // link cache's lifetime).
+    state.db().forget_directory_links();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -822,6 +831,9 @@ async fn create_group(
         .await?
         .ok_or_else(|| ScimError::internal("the new department is not stored"))?;
     tx.commit().await?;
+    // This process's client calls see the change at once (other replicas within the
+    // link cache's lifetime).
+    state.db().forget_directory_links();
     Ok(Scim::resource(
         StatusCode::CREATED,
         group_json(&stored, &members, &base_url(&headers)),
@@ -938,5 +950,8 @@ async fn delete_group(
         return Err(group_not_found(&id));
     }
     tx.commit().await?;
+    // This process's client calls see the change at once (other replicas within the
+    // link cache's lifetime).
+    state.db().forget_directory_links();
     Ok(StatusCode::NO_CONTENT)
 }

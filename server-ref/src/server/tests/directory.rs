@@ -1173,4 +1173,50 @@ async fn release_on(url: Option<&str>) {
     );
     let (status, _) = heartbeat(&carol).await;
     assert_eq!(status, StatusCode::OK, "carol keeps hers");
+
+    // The leaver cannot come back on a new instance: a deprovisioned user takes no seat
+    // and activates no machine, in any case of their name; reactivated, they may again.
+    for name in ["alice", "ALICE"] {
+        let (status, body) = check_out(&format!("c-again-{name}"), name).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("user_deactivated")),
+            "{body}"
+        );
+    }
+    let (node_key, _) = license(
+        &state,
+        json!({ "model": "subscription", "duration": 86_400 }),
+    )
+    .await;
+    let activate = |user: &str| {
+        let body = json!({ "license_key": node_key,
+            "fingerprint": { "id": "m-alice", "components": {}, "virtualization": [] },
+            "user": user });
+        let state = &state;
+        async move { call(state, "POST", "/v1/client/activate", None, Some(body)).await }
+    };
+    let (status, body) = activate("Alice").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("user_deactivated")),
+        "{body}"
+    );
+    // A user the directory does not know is not refused.
+    let (status, body) = activate("dave").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, answer) = call(
+        &state,
+        "POST",
+        &format!("/v1/directory/users/{alice_id}/reactivate"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, body) = activate("Alice").await;
+    assert!(status.is_success(), "reactivated: {body}");
+    let (status, body) = check_out("c-back", "alice").await;
+    // Two seats: bob's was released, so one is free for her.
+    assert_eq!(status, StatusCode::CREATED, "reactivated: {body}");
 }

@@ -168,6 +168,14 @@ pub(crate) async fn check_out(
     seat_rate(&state, &row)?;
     let now = now();
     let seats = floating_seats(&row, now)?;
+    // The directory user the check-out names (one cached, indexed lookup; see
+    // `db::directory_links`): a deprovisioned one takes no seat, and the lease or denial
+    // records it.
+    let link = state
+        .db()
+        .directory_link(&row.organization_id, &req.user)
+        .await?;
+    seat_policy::refuse_deactivated(link.as_ref())?;
     // A named license admits only its assignees (a floating one: nothing is read).
     seat_policy::admit(&state, &row, Some(&req.user), None, now).await?;
     let borrow = req
@@ -185,12 +193,7 @@ pub(crate) async fn check_out(
         .as_ref()
         .map(|secret| secrets::sha256_hex(secret.as_bytes()));
     let denial_id = secrets::denial_id(&row.id, &req.client_id, &req.request_id);
-    // The directory user the check-out names (one cached, indexed lookup; see
-    // `db::directory_links`): the lease or denial records it.
-    let user_id = state
-        .db()
-        .directory_user_id(&row.organization_id, &req.user)
-        .await?;
+    let user_id = link.map(|link| link.id);
     let outcome = state
         .db()
         .check_out_linked(

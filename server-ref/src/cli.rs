@@ -51,6 +51,21 @@ enum Command {
     /// way back in when no admin token is left). Prints the token once; recorded in the audit
     /// trail as actor `cli`. Exit 0 done, 2 usage errors (no such database or organization).
     AdminToken(crate::server::AdminTokenArgs),
+    /// A person's data under the GDPR (Articles 15 and 17), read or erased directly in the
+    /// server's database. Exit 0 done, 1 no such user, 2 usage errors.
+    #[command(subcommand)]
+    Gdpr(GdprCommand),
+}
+
+#[derive(Subcommand)]
+enum GdprCommand {
+    /// Export everything the server keeps about a directory user as one JSON document (stdout,
+    /// or a new 0600 file with --out). Opens the database read-only.
+    Export(crate::server::GdprExportArgs),
+    /// Release a directory user's seats and leases, then pseudonymise their personal data
+    /// everywhere the server keeps it (needs --yes; cannot be undone; idempotent). Recorded in
+    /// the audit trail as actor `cli`, by the user's id only.
+    Erase(crate::server::GdprEraseArgs),
 }
 
 #[derive(Subcommand)]
@@ -218,6 +233,8 @@ pub fn run() -> ExitCode {
         }
         Command::Audit(AuditCommand::Verify(args)) => return crate::server::run_audit_verify(args),
         Command::AdminToken(args) => return crate::server::run_admin_token(args),
+        Command::Gdpr(GdprCommand::Export(args)) => return crate::server::run_gdpr_export(args),
+        Command::Gdpr(GdprCommand::Erase(args)) => return crate::server::run_gdpr_erase(args),
     };
     match result {
         Ok(code) => code,

@@ -267,6 +267,7 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" | "/v1/audit/erase" | "/v1/retention" => {
             Required::Action(Action::Administer)
         }
+        "/v1/directory/users/{id}/erase" => Required::Action(Action::Administer),
         "/v1/organizations"
         | "/v1/keys/stage"
         | "/v1/keys/{kid}/promote"

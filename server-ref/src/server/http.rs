@@ -111,6 +111,8 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(heartbeat_counts))
         .routes(routes!(erase_audit_subject))
         .routes(routes!(get_retention, put_retention))
+        .routes(routes!(export_user))
+        .routes(routes!(erase_user))
         .split_for_parts()
 }
 

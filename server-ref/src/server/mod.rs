@@ -17,6 +17,8 @@ mod directory_import;
 mod display_name;
 mod error;
 mod extract;
+mod gdpr;
+mod gdpr_cli;
 mod issue;
 mod keys_cli;
 mod machines;
@@ -36,6 +38,7 @@ use db::Db;
 
 pub use admin_token::{AdminTokenArgs, run_admin_token};
 pub use audit::{AuditVerifyArgs, run_audit_verify};
+pub use gdpr_cli::{GdprEraseArgs, GdprExportArgs, run_gdpr_erase, run_gdpr_export};
 pub use keys_cli::{
     KeysListArgs, KeysPromoteArgs, KeysStageArgs, run_keys_list, run_keys_promote, run_keys_stage,
 };

@@ -49,10 +49,12 @@ mod deprovision;
 // Its routes (the admin API, SCIM, seat assignment) are being added (issue 22).
 #[allow(dead_code)]
 pub(crate) mod directory;
+// A person's data for GDPR export and erasure (issue 22).
 mod directory_bulk;
 mod directory_links;
 pub(crate) use directory_links::DirectoryLink;
 mod directory_usage;
+pub(crate) mod gdpr;
 
 pub(crate) use directory_bulk::{
     insert_users_in, memberships_in, replace_memberships_in, update_users_in,

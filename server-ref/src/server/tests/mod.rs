@@ -14,6 +14,7 @@ mod compliance;
 mod directory;
 mod directory_db;
 mod floating;
+mod gdpr;
 mod hardening;
 mod machines;
 mod protocol;

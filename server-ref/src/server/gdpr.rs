@@ -111,8 +111,7 @@ pub(crate) struct SubjectExport {
     /// Places the person holds in seat queues.
     pub queue_places: Vec<SubjectQueuePlace>,
     /// Audit trail entries whose subject is the person.
-    // TODO(issue 22, gdpr): filled from the client-event audit trail (the `clientaudit`
-    // helper's `audit_events`) once it is on main; empty until then.
+    /// The client-event chain's entries whose subject is the person's name.
     pub audit_events: Vec<serde_json::Value>,
     /// The most rows of one kind an export holds.
     pub cap: i64,
@@ -226,6 +225,19 @@ pub(crate) fn capped<T>(mut rows: Vec<T>, kind: &str, truncated: &mut Vec<String
     rows
 }
 
+/// The subjects the client-event chain names the person by: every spelling of their user name
+/// (the same key, [`directory::name_key`]) among the organization's event subjects.
+async fn subjects(db: &Db, organization_id: &str, user_name: &str) -> ApiResult<Vec<String>> {
+    let key = directory::name_key(user_name);
+    let candidates = db
+        .audit_subjects_like(organization_id, &candidate_pattern(&key))
+        .await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|subject| directory::name_key(subject) == key)
+        .collect())
+}
+
 /// The export of directory user `user_id` of `organization_id` at `now`, read from one
 /// snapshot. 404 when the organization has no such user.
 pub(crate) async fn export(
@@ -262,6 +274,14 @@ pub(crate) async fn export(
     let denials = sql::denials_in(&mut tx, organization_id, &user.id, &names, cap).await?;
     let queue_places = sql::queue_places_in(&mut tx, organization_id, &names, cap).await?;
     tx.commit().await?;
+    // The client-event chain's entries that name the person (their erasable subject), under
+    // every spelling of the name; read after the snapshot (the chain is append-only).
+    let mut audit_events = Vec::new();
+    for subject in subjects(db, organization_id, &user.user_name).await? {
+        for row in db.audit_events_naming(organization_id, &subject, cap).await? {
+            audit_events.push(serde_json::to_value(row).map_err(ApiError::internal)?);
+        }
+    }
     Ok(SubjectExport {
         format: EXPORT_FORMAT,
         organization_id: organization_id.to_owned(),
@@ -273,7 +293,7 @@ pub(crate) async fn export(
         leases: capped(leases, "leases", &mut truncated),
         denials: capped(denials, "denials", &mut truncated),
         queue_places: capped(queue_places, "queue_places", &mut truncated),
-        audit_events: Vec::new(),
+        audit_events: capped(audit_events, "audit_events", &mut truncated),
         cap,
         truncated,
         notes: vec![
@@ -334,6 +354,7 @@ pub(crate) async fn erase(
         // Renamed meanwhile: search again, under the lock.
         _ => spellings_in(&mut tx, organization_id, &key).await?,
     };
+    let original_name = user.user_name.clone();
     let already_erased = is_erased(&user);
     let pseudonym = if already_erased {
         user.user_name.clone()
@@ -362,13 +383,18 @@ pub(crate) async fn erase(
             return Err(ApiError::internal("the pseudonym is taken; retry"));
         }
     }
-    // 4. The audit trail's subjects.
-    // TODO(issue 22, gdpr): the `clientaudit` helper's `erase_subject` for the user name and
-    // each of `names` once it is on main.
-    let audit_subjects_erased = 0;
     tx.commit().await?;
     // This process's cached links of user names to directory users name the old user name.
     db.forget_directory_links();
+    // 4. The audit trail's subjects: the client-event chain keeps the name outside its hashes
+    // (a salted commitment inside), so blanking it keeps the chain verifiable. The events the
+    // deprovisioning queued (force-released leases) are written first, so none names the
+    // person after this.
+    state.audit().flush().await;
+    let mut audit_subjects_erased = 0;
+    for subject in subjects(db, organization_id, &original_name).await? {
+        audit_subjects_erased += db.erase_subject(organization_id, &subject).await?;
+    }
     Ok(Erasure {
         user_id: user_id.to_owned(),
         pseudonym,

@@ -389,6 +389,43 @@ impl Db {
         .await
     }
 
+    /// The distinct erasable subjects of one organization's events whose lowercase matches
+    /// the `LIKE` pattern `pattern` (escaped by `\`): the candidates for a person's spellings
+    /// of their name, which the caller narrows.
+    pub async fn audit_subjects_like(
+        &self,
+        organization_id: &str,
+        pattern: &str,
+    ) -> DbResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT subject FROM audit_events WHERE organization_id = $1 \
+             AND subject IS NOT NULL AND LOWER(subject) LIKE $2 ESCAPE '\\' ORDER BY subject",
+        )
+        .bind(organization_id)
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// One organization's events whose erasable subject is exactly `subject`, oldest first,
+    /// at most `limit` (a person's data export).
+    pub async fn audit_events_naming(
+        &self,
+        organization_id: &str,
+        subject: &str,
+        limit: i64,
+    ) -> DbResult<Vec<AuditEventRow>> {
+        sqlx::query_as(
+            "SELECT * FROM audit_events WHERE organization_id = $1 AND subject = $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(organization_id)
+        .bind(subject)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// One organization's heartbeat counts on UTC days `from_day..=to_day`, by day then
     /// license; only `license_id`'s when given.
     pub async fn heartbeat_counts(

@@ -270,6 +270,7 @@ async fn export_and_erase_on(url: Option<&str>) {
     let b_lease = b_lease["lease_id"].as_str().unwrap().to_owned();
 
     // ---- the export ----
+    state.audit().flush().await; // the check-outs' events are written
     let export_path = format!("/v1/directory/users/{ALICE_ID}/export");
     let erase_path = format!("/v1/directory/users/{ALICE_ID}/erase");
     let (status, export) = call(&state, "GET", &export_path, Some(ADMIN), None).await;
@@ -295,6 +296,16 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert_eq!(ids(&export["queue_places"]), ["que_1"]);
     assert_eq!(export["truncated"], json!([]));
     assert_eq!(export["cap"], crate::server::gdpr::EXPORT_CAP);
+    // Her check-outs in the client-event chain, under each spelling of her name.
+    let events = export["audit_events"].as_array().unwrap();
+    assert!(!events.is_empty(), "{export}");
+    for event in events {
+        assert_eq!(
+            crate::server::db::directory::name_key(event["subject"].as_str().unwrap()),
+            crate::server::db::directory::name_key(ALICE),
+            "{event}"
+        );
+    }
     // Nothing of Bob, nor of B's person of the same name.
     let text = export.to_string();
     for other in [
@@ -374,6 +385,7 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert!(pseudonym.starts_with("erased_"), "{erased}");
     assert_eq!(erased["user_id"], ALICE_ID);
     assert_eq!(erased["already_erased"], false);
+    assert!(erased["audit_subjects_erased"].as_u64().unwrap() > 0, "{erased}");
     // Her seat was released first: her app's next heartbeat learns it; her assignment is
     // reclaimed.
     assert_eq!(erased["leases_released"], 1, "{erased}");
@@ -395,7 +407,7 @@ async fn export_and_erase_on(url: Option<&str>) {
 
     // Nothing personal of Alice is left anywhere in the database: her display name, e-mail and
     // external id nowhere; her user name only in B's person's rows (B's directory row, its
-    // lowercase key, B's lease).
+    // lowercase key, B's lease and its check-out's event).
     for gone in [ALICE_DISPLAY, ALICE_EMAIL, ALICE_EXTERNAL] {
         assert_eq!(found(&state, gone).await, vec![], "{gone}");
     }
@@ -408,6 +420,7 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert_eq!(
         left,
         [
+            ("audit_events".to_owned(), "subject".to_owned()),
             ("directory_users".to_owned(), "user_name".to_owned()),
             ("directory_users".to_owned(), "user_name_key".to_owned()),
             ("leases".to_owned(), "user_name".to_owned()),

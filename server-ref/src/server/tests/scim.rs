@@ -788,9 +788,11 @@ async fn deprovisioning_on(url: Option<&str>) {
     let (status, _) = heartbeat(&state, &key, &carol).await;
     assert_eq!(status, StatusCode::OK, "carol keeps hers");
     state.db().assert_held_counts_agree().await;
-    // PUT with `active: false` deprovisions as PATCH does.
-    let (status, lease) = check_out(&state, &key, "c-alice2", "alice").await;
-    assert_eq!(status, StatusCode::CREATED, "{lease}");
+    // PUT with `active: false` deprovisions as PATCH does. Deactivated, alice takes no seat;
+    // reactivated, she does again.
+    let (status, body) = check_out(&state, &key, "c-alice2", "alice").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "user_deactivated", "{body}");
     let (status, _, _) = scim(
         &state,
         "PUT",
@@ -800,8 +802,10 @@ async fn deprovisioning_on(url: Option<&str>) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let (status, lease) = check_out(&state, &key, "c-alice2", "alice").await;
+    assert_eq!(status, StatusCode::CREATED, "{lease}");
     let (status, _) = heartbeat(&state, &key, &lease).await;
-    assert_eq!(status, StatusCode::OK, "reactivating releases nothing");
+    assert_eq!(status, StatusCode::OK, "reactivated, she holds a seat");
     let (status, _, _) = scim(
         &state,
         "PUT",

@@ -278,7 +278,10 @@ pub(crate) async fn export(
     // every spelling of the name; read after the snapshot (the chain is append-only).
     let mut audit_events = Vec::new();
     for subject in subjects(db, organization_id, &user.user_name).await? {
-        for row in db.audit_events_naming(organization_id, &subject, cap).await? {
+        for row in db
+            .audit_events_naming(organization_id, &subject, cap)
+            .await?
+        {
             audit_events.push(serde_json::to_value(row).map_err(ApiError::internal)?);
         }
     }

@@ -385,7 +385,10 @@ async fn export_and_erase_on(url: Option<&str>) {
     assert!(pseudonym.starts_with("erased_"), "{erased}");
     assert_eq!(erased["user_id"], ALICE_ID);
     assert_eq!(erased["already_erased"], false);
-    assert!(erased["audit_subjects_erased"].as_u64().unwrap() > 0, "{erased}");
+    assert!(
+        erased["audit_subjects_erased"].as_u64().unwrap() > 0,
+        "{erased}"
+    );
     // Her seat was released first: her app's next heartbeat learns it; her assignment is
     // reclaimed.
     assert_eq!(erased["leases_released"], 1, "{erased}");

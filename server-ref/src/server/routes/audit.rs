@@ -134,7 +134,7 @@ fn verification(check: ChainCheck, chain: &'static str) -> AuditVerification {
     responses((status = 200, description = "Whether the chain is intact", body = AuditVerification),
         (status = 403, description = "Not the operator organization", body = ErrorBody),
         (status = 422, description = "`chain` is neither `audit_log` nor `audit_events`", body = ErrorBody),
-        AdminErrors))]
+        AdminErrors, ReadErrors))]
 pub(crate) async fn verify_audit(
     caller: Caller,
     State(state): State<AppState>,

@@ -60,7 +60,7 @@ fn main() {
         Some(&json!({ "role": "scim", "label": "load" })),
     );
     assert_eq!(status, 201, "{token}");
-    let scim: Arc<str> = token["token"].as_str().unwrap().into();
+    let scim: Arc<str> = token["secret"].as_str().unwrap().into();
 
     // The people, through the CSV import.
     let started = Instant::now();

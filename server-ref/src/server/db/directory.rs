@@ -518,22 +518,6 @@ pub(crate) async fn user_in(
     Ok(row.map(DirectoryUser::from))
 }
 
-/// [`Db::user_by_name`] inside a transaction.
-pub(crate) async fn user_by_name_in(
-    tx: &mut Tx,
-    organization_id: &str,
-    user_name: &str,
-) -> DbResult<Option<DirectoryUser>> {
-    let row: Option<UserRow> = sqlx::query_as(select_users!(
-        "WHERE organization_id = $1 AND user_name_key = $2"
-    ))
-    .bind(organization_id)
-    .bind(name_key(user_name))
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(DirectoryUser::from))
-}
-
 /// [`Db::users`] inside a transaction.
 pub(crate) async fn users_in(
     tx: &mut Tx,

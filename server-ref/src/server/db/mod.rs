@@ -46,8 +46,6 @@ mod client;
 mod compliance;
 mod deactivation_keys;
 mod deprovision;
-// Its routes (the admin API, SCIM, seat assignment) are being added (issue 22).
-#[allow(dead_code)]
 pub(crate) mod directory;
 // A person's data for GDPR export and erasure (issue 22).
 mod directory_bulk;

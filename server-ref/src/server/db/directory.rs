@@ -4,14 +4,15 @@
 //!
 //! Writes take a [`Tx`] from [`Db::begin_directory_change`], which serializes the writers of
 //! one organization's directory (a user name checked free stays free until the commit). Reads
-//! are [`Db`] methods on the pool, with `_in` forms inside a transaction.
+//! are [`Db`] methods on the pool, with `_in` forms that run the same SQL on any connection
+//! (a transaction derefs to one).
 //!
 //! Lists take a [`Filter`] (the SCIM filter grammar's shape, typed) that is turned into one
 //! `WHERE` clause with bound values: the attribute names come from enums, never from input.
 //! Text comparisons ignore case (SCIM `caseExact: false`): equality on the user name and the
 //! department name uses their stored lowercase keys (indexed); the others compare `LOWER(..)`.
 
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, DbResult, Engine, Tx};
 
@@ -412,13 +413,7 @@ impl Db {
 
     /// The user `id` of `organization_id`.
     pub async fn user(&self, organization_id: &str, id: &str) -> DbResult<Option<DirectoryUser>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(select_users!("WHERE organization_id = $1 AND id = $2"))
-                .bind(organization_id)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(DirectoryUser::from))
+        user_in(&mut *self.pool.acquire().await?, organization_id, id).await
     }
 
     /// The user of `organization_id` named `user_name`, ignoring case.
@@ -457,11 +452,7 @@ impl Db {
         organization_id: &str,
         id: &str,
     ) -> DbResult<Option<Department>> {
-        sqlx::query_as("SELECT * FROM departments WHERE organization_id = $1 AND id = $2")
-            .bind(organization_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
+        department_in(&mut *self.pool.acquire().await?, organization_id, id).await
     }
 
     /// The departments of `organization_id` that `filter` matches, by name, `page` of them,
@@ -484,10 +475,12 @@ impl Db {
         organization_id: &str,
         department_id: &str,
     ) -> DbResult<Vec<(String, String)>> {
-        let mut tx = self.pool.begin().await?;
-        let found = members_in(&mut tx, organization_id, department_id).await?;
-        tx.commit().await?;
-        Ok(found)
+        members_in(
+            &mut *self.pool.acquire().await?,
+            organization_id,
+            department_id,
+        )
+        .await
     }
 
     /// The departments user `user_id` belongs to, by name.
@@ -496,16 +489,13 @@ impl Db {
         organization_id: &str,
         user_id: &str,
     ) -> DbResult<Vec<Department>> {
-        let mut tx = self.pool.begin().await?;
-        let found = departments_of_in(&mut tx, organization_id, user_id).await?;
-        tx.commit().await?;
-        Ok(found)
+        departments_of_in(&mut *self.pool.acquire().await?, organization_id, user_id).await
     }
 }
 
-/// [`Db::user`] inside a transaction.
+/// [`Db::user`] on a connection (a transaction derefs to one).
 pub(crate) async fn user_in(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     organization_id: &str,
     id: &str,
 ) -> DbResult<Option<DirectoryUser>> {
@@ -513,7 +503,7 @@ pub(crate) async fn user_in(
         sqlx::query_as(select_users!("WHERE organization_id = $1 AND id = $2"))
             .bind(organization_id)
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *conn)
             .await?;
     Ok(row.map(DirectoryUser::from))
 }
@@ -560,22 +550,22 @@ pub(crate) async fn departments_in(
     Ok((rows, total))
 }
 
-/// [`Db::department`] inside a transaction.
+/// [`Db::department`] on a connection (a transaction derefs to one).
 pub(crate) async fn department_in(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     organization_id: &str,
     id: &str,
 ) -> DbResult<Option<Department>> {
     sqlx::query_as("SELECT * FROM departments WHERE organization_id = $1 AND id = $2")
         .bind(organization_id)
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await
 }
 
-/// [`Db::members`] inside a transaction.
+/// [`Db::members`] on a connection (a transaction derefs to one).
 pub(crate) async fn members_in(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     organization_id: &str,
     department_id: &str,
 ) -> DbResult<Vec<(String, String)>> {
@@ -586,13 +576,13 @@ pub(crate) async fn members_in(
     )
     .bind(organization_id)
     .bind(department_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await
 }
 
-/// [`Db::departments_of`] inside a transaction.
+/// [`Db::departments_of`] on a connection (a transaction derefs to one).
 pub(crate) async fn departments_of_in(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     organization_id: &str,
     user_id: &str,
 ) -> DbResult<Vec<Department>> {
@@ -602,7 +592,7 @@ pub(crate) async fn departments_of_in(
     )
     .bind(organization_id)
     .bind(user_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await
 }
 

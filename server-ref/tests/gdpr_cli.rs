@@ -6,58 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod support;
 use backend::{Backend, on_both, temp_data};
 use online_server::Server;
+use support::cli::{cli, database_url, sql, stderr};
 use support::{backend, online_server};
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_licensing-server"))
-        .args(args)
-        .env_remove("LICENSING_DATA_DIR")
-        .env_remove("LICENSING_DATABASE_URL")
-        .env_remove("LICENSING_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// SQL straight on the database (a directory user: no admin route on this branch makes one).
-fn sql(url: &str, statements: &[&str]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await
-            .unwrap();
-        for statement in statements {
-            sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        pool.close().await;
-    });
-}
-
-fn database_url(data: &Path, backend: &Backend) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}", data.join("licensing.db").display()),
-        Backend::Postgres(url) => url.clone(),
-    }
-}
 
 /// `licensing-server gdpr <args> --data-dir DATA [--database-url URL]`.
 fn gdpr(data: &Path, backend: &Backend, args: &[&str]) -> Output {

@@ -1,6 +1,7 @@
 //! The one support module of the integration tests in `server-ref/tests/` (each test file
 //! declares `mod support;` and uses the parts it needs):
 //! - `backend`: SQLite or a fresh PostgreSQL database, and running a test on both;
+//! - `cli`: the command line on a server's database, and SQL straight on it;
 //! - `online_server`: a `licensing-server serve` started on 127.0.0.1 with a product, policies
 //!   and licenses, and an online client for it;
 //! - `spawn`: starting `serve` and reading its first lines;
@@ -14,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod cli;
 #[path = "../../src/server/db/held_check.rs"]
 pub mod held_check;
 pub mod online_server;

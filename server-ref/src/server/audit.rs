@@ -3,7 +3,9 @@
 //! route outside `/v1/client/`) with an [`AuditSlot`]; the [`Caller`] extractor fills the slot
 //! when it authenticates the API token; after the handler answers, a 2xx answer with a filled
 //! slot is appended to the chain ([`Db::append_audit`](super::db::Db::append_audit)). Handlers
-//! take no part in it.
+//! take no part in it, except that a handler owning a write transaction may append its entry
+//! inside it ([`InTxAudit`]), so that the change and its entry commit together (and the
+//! request commits once, not twice); the layer then writes nothing more.
 //!
 //! Client events (activations, check-outs, denials, ...) and the events other parts of the
 //! server report (reclamation, deprovisioning) go to the second chain, `audit_events`, through
@@ -30,8 +32,19 @@ pub(crate) const CLI_ACTOR: &str = "cli";
 
 /// Who the request acted as: filled by the [`Caller`] extractor, read by the request layer
 /// after the handler. Present only in the extensions of requests the trail may record.
-#[derive(Clone, Default)]
-pub(crate) struct AuditSlot(Arc<OnceLock<Actor>>);
+#[derive(Clone)]
+pub(crate) struct AuditSlot(Arc<Slot>);
+
+/// What an [`AuditSlot`] shares between the request layer, the extractor and the handler.
+struct Slot {
+    actor: OnceLock<Actor>,
+    /// `METHOD /route/template`.
+    action: String,
+    /// The request path.
+    target: String,
+    /// Set when the handler appended the entry in its own transaction ([`InTxAudit`]).
+    written_in_tx: std::sync::atomic::AtomicBool,
+}
 
 /// The authenticated API token of a request.
 #[derive(Debug)]
@@ -43,18 +56,71 @@ struct Actor {
 impl AuditSlot {
     /// Records the authenticated caller (the first one, if a handler authenticated twice).
     pub(crate) fn set(&self, caller: &Caller) {
-        let _ = self.0.set(Actor {
+        let _ = self.0.actor.set(Actor {
             token_id: caller.token_id.clone(),
             organization_id: caller.organization_id.clone(),
         });
+    }
+
+    /// The entry of this request answered with `status` at `at`, once an API token is
+    /// authenticated.
+    fn entry(&self, status: StatusCode, at: i64) -> Option<NewAuditEntry> {
+        let actor = self.0.actor.get()?;
+        Some(NewAuditEntry {
+            at,
+            organization_id: Some(actor.organization_id.clone()),
+            actor: actor.token_id.clone(),
+            action: self.0.action.clone(),
+            target: self.0.target.clone(),
+            status: i64::from(status.as_u16()),
+        })
+    }
+}
+
+/// The extractor of a handler that appends its request's audit entry inside its own write
+/// transaction ([`InTxAudit::append_in`]). Extract it after [`Caller`] (which fills the slot).
+pub(crate) struct InTxAudit(Option<AuditSlot>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for InTxAudit {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(InTxAudit(parts.extensions.get::<AuditSlot>().cloned()))
+    }
+}
+
+impl InTxAudit {
+    /// Appends the request's entry, as answered with `status` (the 2xx the handler answers
+    /// once `tx` commits), inside `tx`; the request layer then writes nothing for it. Nothing
+    /// when the request is not recorded (no slot, or no authenticated token).
+    pub(crate) async fn append_in(
+        &self,
+        db: &Db,
+        tx: &mut super::db::Tx,
+        status: StatusCode,
+    ) -> super::db::DbResult<()> {
+        let Some(slot) = &self.0 else {
+            return Ok(());
+        };
+        let Some(entry) = slot.entry(status, super::now()) else {
+            return Ok(());
+        };
+        db.append_audit_in(tx, &entry).await?;
+        // Read by the layer only after the handler answered: a rolled-back `tx` answers an
+        // error, which the layer does not record either.
+        slot.0
+            .written_in_tx
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 
 /// A request the trail may record, as seen before its handler runs.
 pub(crate) struct Pending {
     slot: AuditSlot,
-    action: String,
-    target: String,
 }
 
 impl Pending {
@@ -70,9 +136,12 @@ impl Pending {
             return None;
         }
         let pending = Pending {
-            slot: AuditSlot::default(),
-            action: format!("{} {route}", req.method()),
-            target: req.uri().path().to_owned(),
+            slot: AuditSlot(Arc::new(Slot {
+                actor: OnceLock::new(),
+                action: format!("{} {route}", req.method()),
+                target: req.uri().path().to_owned(),
+                written_in_tx: std::sync::atomic::AtomicBool::new(false),
+            })),
         };
         req.extensions_mut().insert(pending.slot.clone());
         Some(pending)
@@ -86,19 +155,16 @@ impl Pending {
     /// stands. A failed append is logged (action, target and the database error; never a
     /// header or body) and the answer goes out all the same.
     pub(crate) async fn record(self, state: &AppState, status: StatusCode, at: i64) {
-        if !status.is_success() {
+        let written_in_tx = self
+            .slot
+            .0
+            .written_in_tx
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !status.is_success() || written_in_tx {
             return;
         }
-        let Some(actor) = self.slot.0.get() else {
+        let Some(entry) = self.slot.entry(status, at) else {
             return;
-        };
-        let entry = NewAuditEntry {
-            at,
-            organization_id: Some(actor.organization_id.clone()),
-            actor: actor.token_id.clone(),
-            action: self.action,
-            target: self.target,
-            status: i64::from(status.as_u16()),
         };
         state.audit().append(entry).await;
     }

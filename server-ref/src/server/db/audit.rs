@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use super::audit_events::chain_head;
-use super::{Db, DbResult};
+use super::{Db, DbResult, Tx};
 
 /// `prev_hash` of the first entry.
 pub(crate) const GENESIS_HASH: &str =
@@ -163,50 +163,76 @@ impl Db {
     /// its `seq + 1`, chained to its hash. Returns the stored entry.
     pub async fn append_audit(&self, entry: &NewAuditEntry) -> DbResult<AuditEntry> {
         let mut tx = self.begin_chain_write(AUDIT_LOCK_KEY, false).await?;
-        // The last entry, else (every entry pruned) the checkpoint, else the genesis.
-        let (last, prev_hash) = chain_head(&mut tx, ADMIN_CHAIN).await?;
-        let seq = last + 1;
-        let hash = entry_hash(
-            seq,
-            entry.at,
-            entry.organization_id.as_deref(),
-            &entry.actor,
-            &entry.action,
-            &entry.target,
-            entry.status,
-            &prev_hash,
-        );
-        sqlx::query(
-            "INSERT INTO audit_log \
-             (seq, at, organization_id, actor, action, target, status, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(seq)
-        .bind(entry.at)
-        .bind(entry.organization_id.as_deref())
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.status)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+        let stored = append_audit_locked(&mut tx, entry).await?;
         tx.commit().await?;
-        Ok(AuditEntry {
-            seq,
-            at: entry.at,
-            organization_id: entry.organization_id.clone(),
-            actor: entry.actor.clone(),
-            action: entry.action.clone(),
-            target: entry.target.clone(),
-            target_id: target_id_of(&entry.action, &entry.target),
-            status: entry.status,
-            prev_hash,
-            hash,
-        })
+        Ok(stored)
     }
 
+    /// Appends `entry` to the audit chain inside the caller's write transaction `tx`, so the
+    /// change and its entry commit (or roll back) together. SQLite: `tx` holds the database's
+    /// write lock already (`BEGIN IMMEDIATE`); PostgreSQL: the chain's advisory lock is taken
+    /// here, held until `tx` ends (take it last: it serializes every audit writer).
+    pub async fn append_audit_in(
+        &self,
+        tx: &mut Tx,
+        entry: &NewAuditEntry,
+    ) -> DbResult<AuditEntry> {
+        if self.engine == super::Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_LOCK_KEY)
+                .execute(&mut **tx)
+                .await?;
+        }
+        append_audit_locked(tx, entry).await
+    }
+}
+
+/// [`Db::append_audit`] in `tx`, which holds the chain's lock.
+async fn append_audit_locked(tx: &mut Tx, entry: &NewAuditEntry) -> DbResult<AuditEntry> {
+    // The last entry, else (every entry pruned) the checkpoint, else the genesis.
+    let (last, prev_hash) = chain_head(tx, ADMIN_CHAIN).await?;
+    let seq = last + 1;
+    let hash = entry_hash(
+        seq,
+        entry.at,
+        entry.organization_id.as_deref(),
+        &entry.actor,
+        &entry.action,
+        &entry.target,
+        entry.status,
+        &prev_hash,
+    );
+    sqlx::query(
+        "INSERT INTO audit_log \
+             (seq, at, organization_id, actor, action, target, status, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(seq)
+    .bind(entry.at)
+    .bind(entry.organization_id.as_deref())
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(entry.status)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(AuditEntry {
+        seq,
+        at: entry.at,
+        organization_id: entry.organization_id.clone(),
+        actor: entry.actor.clone(),
+        action: entry.action.clone(),
+        target: entry.target.clone(),
+        target_id: target_id_of(&entry.action, &entry.target),
+        status: entry.status,
+        prev_hash,
+        hash,
+    })
+}
+
+impl Db {
     /// The hash stored for entry `seq`, if there is one (the checkpoint's, when `seq` is the
     /// checkpoint's: that entry is pruned).
     pub async fn audit_hash_at(&self, seq: i64) -> DbResult<Option<String>> {

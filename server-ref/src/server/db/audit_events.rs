@@ -241,9 +241,9 @@ impl Db {
     ) -> DbResult<super::Tx> {
         let pool = if relaxed { &self.relaxed } else { &self.pool };
         match self.engine {
-            Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Sqlite => self.gate.begin_immediate(pool).await,
             Engine::Postgres => {
-                let mut tx = pool.begin().await?;
+                let mut tx = super::Tx::from(pool.begin().await?);
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(lock_key)
                     .execute(&mut *tx)

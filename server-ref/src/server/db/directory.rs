@@ -398,9 +398,9 @@ impl Db {
     /// the organization's row.
     pub async fn begin_directory_change(&self, organization_id: &str) -> DbResult<Tx> {
         let tx = match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Sqlite => self.gate.begin_immediate(&self.pool).await?,
             Engine::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Tx::from(self.pool.begin().await?);
                 sqlx::query(LOCK_ORGANIZATION_FOR_WRITE)
                     .bind(organization_id)
                     .execute(&mut *tx)
@@ -440,7 +440,7 @@ impl Db {
         filter: &Filter<UserAttr>,
         page: Page,
     ) -> DbResult<(Vec<DirectoryUser>, i64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let found = users_in(&mut tx, organization_id, filter, page).await?;
         tx.commit().await?;
         Ok(found)
@@ -463,7 +463,7 @@ impl Db {
         filter: &Filter<DepartmentAttr>,
         page: Page,
     ) -> DbResult<(Vec<Department>, i64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let found = departments_in(&mut tx, organization_id, filter, page).await?;
         tx.commit().await?;
         Ok(found)

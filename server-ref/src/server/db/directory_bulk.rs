@@ -10,7 +10,7 @@ impl Db {
     /// organization's write lock (an import's dry run: on SQLite the write lock is the
     /// database's, which every seat write waits for).
     pub async fn begin_directory_read(&self) -> DbResult<Tx> {
-        self.pool.begin().await
+        self.begin_read().await
     }
 }
 

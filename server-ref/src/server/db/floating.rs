@@ -264,7 +264,7 @@ impl Db {
     /// end.
     pub async fn set_queue(&self, license_id: &str, max_seconds: i64, now: i64) -> DbResult<()> {
         let _forget = self.licenses.clear_on_drop();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE licenses SET queue_max_seconds = $1, updated_at = $2 WHERE id = $3")
             .bind(max_seconds)
             .bind(now)

@@ -20,12 +20,12 @@ impl Db {
     /// PostgreSQL's `REPEATABLE READ`.
     pub async fn begin_snapshot(&self) -> DbResult<Tx> {
         match self.engine {
-            Engine::Sqlite => self.pool.begin().await,
-            Engine::Postgres => {
+            Engine::Sqlite => self.begin_read().await,
+            Engine::Postgres => Ok(Tx::from(
                 self.pool
                     .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
-                    .await
-            }
+                    .await?,
+            )),
         }
     }
 }

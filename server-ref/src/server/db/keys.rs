@@ -66,9 +66,9 @@ impl Db {
     /// commit or rollback): the handler owns it and runs the key statements below in it.
     pub async fn begin_key_change(&self) -> DbResult<super::Tx> {
         Ok(match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Sqlite => self.gate.begin_immediate(&self.pool).await?,
             Engine::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = super::Tx::from(self.pool.begin().await?);
                 sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
                     .execute(&mut *tx)
                     .await?;

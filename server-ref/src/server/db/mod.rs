@@ -88,6 +88,7 @@ mod retention;
 mod seats;
 #[cfg(test)]
 mod test_support;
+mod write_gate;
 #[cfg(test)]
 pub(crate) use seats::{PANIC_FOR_TESTS, TRANSACTION_ONLY_FOR_TESTS};
 #[cfg(test)]
@@ -127,6 +128,8 @@ pub(crate) struct Db {
     relaxed: AnyPool,
     /// The group-commit writer of check-outs, heartbeats and check-ins (see `seats`).
     seats: seats::SeatWriter,
+    /// SQLite: this process's write transactions take turns here (see `write_gate`).
+    gate: write_gate::WriteGate,
     /// Licenses by key hash, for client calls (see `license_cache`).
     licenses: license_cache::LicenseCache,
     /// Directory users by organization and user name, for linking client calls (see
@@ -143,8 +146,7 @@ pub(crate) enum Engine {
     Postgres,
 }
 
-/// The transaction type of every engine.
-pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub(crate) use write_gate::Tx;
 
 /// A write transaction on one license that the handler owns (see
 /// [`Db::begin_license_change`]): the query functions take [`LicenseWrite::tx`], nothing is
@@ -518,8 +520,10 @@ impl Db {
                 .await
                 .map_err(|e| format!("migrating the database: {e}"))?;
         }
+        let gate = write_gate::WriteGate::for_engine(engine);
         Ok(Db {
-            seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone()),
+            seats: seats::SeatWriter::start(engine, pool.clone(), relaxed.clone(), gate.clone()),
+            gate,
             licenses: Default::default(),
             links: Default::default(),
             pool,
@@ -576,7 +580,7 @@ impl Db {
         org: &Organization,
         token: &NewApiToken<'_>,
     ) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO organizations (id, name, operator, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING",
@@ -598,7 +602,7 @@ impl Db {
 
     /// Stores a token's hash, organization and role (a [`NewApiToken`]).
     pub async fn insert_new_api_token(&self, token: &NewApiToken<'_>) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_api_token_in(&mut tx, token).await?;
         tx.commit().await
     }
@@ -934,9 +938,9 @@ impl Db {
     pub async fn begin_license_write(&self, license_id: &str) -> DbResult<Tx> {
         let tx = match self.engine {
             // The one write lock of the database, until the commit.
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Sqlite => self.gate.begin_immediate(&self.pool).await?,
             Engine::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = Tx::from(self.pool.begin().await?);
                 sqlx::query(LOCK_LICENSE_FOR_WRITE)
                     .bind(license_id)
                     .execute(&mut *tx)
@@ -945,6 +949,20 @@ impl Db {
             }
         };
         Ok(tx)
+    }
+
+    /// A write transaction not tied to one license: SQLite `BEGIN IMMEDIATE` in this
+    /// process's turn to write (`write_gate`), PostgreSQL a plain `BEGIN`.
+    pub async fn begin_write(&self) -> DbResult<Tx> {
+        match self.engine {
+            Engine::Sqlite => self.gate.begin_immediate(&self.pool).await,
+            Engine::Postgres => Ok(Tx::from(self.pool.begin().await?)),
+        }
+    }
+
+    /// A transaction that only reads: it takes no turn to write.
+    pub async fn begin_read(&self) -> DbResult<Tx> {
+        Ok(Tx::from(self.pool.begin().await?))
     }
 
     /// [`Db::begin_license_write`] for a handler that writes a license or its machines: the

@@ -65,7 +65,7 @@ impl Db {
     /// request ids tied to them. Live leases (and lapsed ones the reaper has not released yet)
     /// stay. Returns how many leases were deleted.
     pub async fn prune_lease_history(&self, organization_id: &str, before: i64) -> DbResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM lease_requests WHERE lease_id IN (SELECT id FROM leases \
              WHERE released_at IS NOT NULL AND released_at < $1 \

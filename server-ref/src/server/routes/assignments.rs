@@ -11,6 +11,7 @@
 use axum::extract::Query;
 use axum::response::Response;
 
+use super::super::audit::InTxAudit;
 use super::super::db::{self, Assignment, NewAssignment, SeatSettings, Transfer};
 use super::*;
 
@@ -294,6 +295,7 @@ pub(crate) async fn list_assignments(
         AdminErrors, BodyErrors))]
 pub(crate) async fn create_assignment(
     caller: Caller,
+    audit: InTxAudit,
     State(state): State<AppState>,
     Path(id): Path<String>,
     StrictJson(req): StrictJson<AssigneeRequest>,
@@ -343,6 +345,9 @@ pub(crate) async fn create_assignment(
     let assignment = db::assignment_in(&mut tx, &row.id, &assignment_id)
         .await?
         .ok_or_else(|| ApiError::internal("an assignment vanished in its transaction"))?;
+    audit
+        .append_in(state.db(), &mut tx, StatusCode::CREATED)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %row.id, assignment = %assignment_id, "seat assigned");
     Ok((StatusCode::CREATED, Json(assignment_view(assignment))))
@@ -359,6 +364,7 @@ pub(crate) async fn create_assignment(
         AdminErrors, ReadErrors))]
 pub(crate) async fn delete_assignment(
     caller: Caller,
+    audit: InTxAudit,
     State(state): State<AppState>,
     Path((id, assignment_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -368,6 +374,9 @@ pub(crate) async fn delete_assignment(
     if !db::delete_assignment_in(&mut tx, &row.id, &assignment_id, now()).await? {
         return Err(assignment_not_found(&assignment_id));
     }
+    audit
+        .append_in(state.db(), &mut tx, StatusCode::NO_CONTENT)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %row.id, assignment = %assignment_id, "seat unassigned");
     Ok(StatusCode::NO_CONTENT)
@@ -428,6 +437,7 @@ async fn move_assignment(
         AdminErrors, BodyErrors))]
 pub(crate) async fn reassign(
     caller: Caller,
+    audit: InTxAudit,
     State(state): State<AppState>,
     Path((id, assignment_id)): Path<(String, String)>,
     StrictJson(req): StrictJson<AssigneeRequest>,
@@ -453,6 +463,7 @@ pub(crate) async fn reassign(
         let moved = db::assignment_in(&mut tx, &row.id, &assignment_id)
             .await?
             .ok_or_else(|| assignment_not_found(&assignment_id))?;
+        audit.append_in(state.db(), &mut tx, StatusCode::OK).await?;
         tx.commit().await?;
         tracing::info!(license = %row.id, assignment = %assignment_id, "seat reassigned");
         return Ok((StatusCode::OK, Json(assignment_view(moved))).into_response());
@@ -487,6 +498,9 @@ pub(crate) async fn reassign(
         reason: None,
     };
     db::insert_transfer_in(&mut tx, &transfer).await?;
+    audit
+        .append_in(state.db(), &mut tx, StatusCode::ACCEPTED)
+        .await?;
     tx.commit().await?;
     tracing::info!(license = %row.id, transfer = %transfer.id, "seat transfer requested");
     Ok((StatusCode::ACCEPTED, Json(transfer_view(transfer))).into_response())

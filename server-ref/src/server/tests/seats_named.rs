@@ -993,3 +993,82 @@ async fn scale_on(url: Option<&str>) {
         percentiles(floating_times)
     );
 }
+
+/// A seat assignment's change and its audit entry commit in one transaction (the handler
+/// appends the entry, `audit::InTxAudit`): each successful assign, reassign and unassign is in
+/// the trail exactly once with the status it answered, a refused one not at all, and the chain
+/// still verifies.
+#[tokio::test]
+async fn assignment_changes_are_in_the_audit_trail_exactly_once() {
+    assignment_audit_on(None).await;
+    if let Some(url) = postgres::fresh_database("assignment_audit_once") {
+        assignment_audit_on(Some(&url)).await;
+    }
+}
+
+async fn assignment_audit_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    people(&state).await;
+    let (_, license) = license(
+        &state,
+        json!({ "model": "floating", "seats": 1, "seat_mode": "named" }),
+    )
+    .await;
+    let (status, alice) = assign(&state, ADMIN, &license, user("usr_alice")).await;
+    assert_eq!(status, StatusCode::CREATED, "{alice}");
+    let id = alice["id"].as_str().unwrap().to_owned();
+    // Refused: the assignee has one already, then the seat limit.
+    assert_eq!(
+        assign(&state, ADMIN, &license, user("usr_alice")).await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        assign(&state, ADMIN, &license, user("usr_bob")).await.0,
+        StatusCode::CONFLICT
+    );
+    let path = format!("/v1/licenses/{license}/assignments/{id}");
+    let (status, moved) = call(
+        &state,
+        "POST",
+        &format!("{path}/reassign"),
+        Some(ADMIN),
+        Some(user("usr_bob")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let (status, _) = call(&state, "DELETE", &path, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(&state, "DELETE", &path, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let entries = state
+        .db()
+        .list_audit(ORG, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            e.target
+                .starts_with(&format!("/v1/licenses/{license}/assignments"))
+        })
+        .map(|e| (e.action, e.status))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        entries,
+        [
+            ("POST /v1/licenses/{id}/assignments".to_owned(), 201),
+            (
+                "POST /v1/licenses/{id}/assignments/{assignment_id}/reassign".to_owned(),
+                200
+            ),
+            (
+                "DELETE /v1/licenses/{id}/assignments/{assignment_id}".to_owned(),
+                204
+            ),
+        ]
+    );
+    assert!(matches!(
+        state.db().verify_audit().await.unwrap(),
+        crate::server::db::ChainCheck::Intact { .. }
+    ));
+}

@@ -61,6 +61,7 @@ impl super::super::Db {
         let pools = Arc::new(Pools {
             engine: self.engine,
             durable: self.pool.clone(),
+            gate: self.gate.clone(),
             relaxed: self.relaxed.clone(),
             batch_wait_us: Arc::new(AtomicU64::new(0)),
             granting: tokio::sync::Mutex::new(None),

@@ -88,6 +88,8 @@ pub(super) struct Pools {
     /// The connections that commit without waiting for the disk (`Db::relaxed`), for batches
     /// of heartbeats only.
     pub(super) relaxed: AnyPool,
+    /// SQLite: the process's turn to write (`write_gate`), taken by every batch.
+    pub(super) gate: super::super::write_gate::WriteGate,
     /// The longest [`gather`] waits, in microseconds.
     pub(super) batch_wait_us: Arc<AtomicU64>,
     /// The durable connection [`grant_in_one_statement`] keeps between batches: taking one
@@ -103,12 +105,18 @@ pub(super) struct Pools {
 impl SeatWriter {
     /// Starts the writer task on the current tokio runtime. It ends when the last handle is
     /// dropped.
-    pub fn start(engine: Engine, durable: AnyPool, relaxed: AnyPool) -> SeatWriter {
+    pub fn start(
+        engine: Engine,
+        durable: AnyPool,
+        relaxed: AnyPool,
+        gate: super::super::write_gate::WriteGate,
+    ) -> SeatWriter {
         let batch_wait_us = Arc::new(AtomicU64::new(micros(DEFAULT_BATCH_WAIT)));
         let pools = Arc::new(Pools {
             engine,
             durable,
             relaxed,
+            gate,
             batch_wait_us: batch_wait_us.clone(),
             granting: tokio::sync::Mutex::new(None),
             one_statement: std::sync::Mutex::new(OneStatementBackoff::default()),
@@ -235,7 +243,7 @@ pub(super) async fn run(pools: Arc<Pools>, mut queue: mpsc::Receiver<Job>) {
         // not either.
         if pools.engine == Engine::Postgres && last_batch > 1 && !in_one_statement {
             // A failed `BEGIN` is left to the next batch, which begins as usual.
-            begun_ahead = pools.durable.begin().await.ok();
+            begun_ahead = pools.durable.begin().await.ok().map(SeatTransaction::from);
         }
     }
 }
@@ -282,7 +290,7 @@ impl OneStatementBackoff {
 }
 
 /// A seat batch's transaction.
-type SeatTransaction = sqlx::Transaction<'static, sqlx::Any>;
+type SeatTransaction = super::super::Tx;
 
 /// How long a transaction begun ahead, or the connection kept for [`grant_in_one_statement`],
 /// waits for a write before it is given back.
@@ -424,8 +432,8 @@ async fn commit_in_transaction(
             }
             tx
         }
-        (None, Engine::Sqlite) => pool.begin_with("BEGIN IMMEDIATE").await?,
-        (None, Engine::Postgres) => pool.begin().await?,
+        (None, Engine::Sqlite) => pools.gate.begin_immediate(pool).await?,
+        (None, Engine::Postgres) => pool.begin().await?.into(),
     };
     let started = std::time::Instant::now();
     let mut outcomes = Vec::with_capacity(jobs.len());

@@ -1383,6 +1383,21 @@ lic_result lic_client_new(const lic_trust_store *trust_store,
                           lic_client **out_client);
 
 /**
+ * Names `user` (the person using the app: their login or e-mail address) in the activations
+ * and validations `client` sends from now on, so the server links this machine to the
+ * directory user of that name in the license's organization (usage per user and department;
+ * required on a license with named seats). NULL or `""` clears it: no user is sent. Floating
+ * seats name their user themselves (`lic_lease_check_out`). Calls already running keep the
+ * user they started with. `LIC_INVALID_ARGUMENT` for a name the server would refuse (only
+ * white space, more than 200 characters, a control character or bidirectional override),
+ * `LIC_INVALID_UTF8`; the user is unchanged then.
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `user` is NULL or a NUL-terminated string.
+ */
+lic_result lic_client_set_user(const lic_client *client, const char *user);
+
+/**
  * Activates this machine with `license_key` at `now` and installs the license token the
  * server answers in `licensing`'s store (with the key and the machine token, for later
  * validations). Writes the installed license's verdict to `*out_verdict` (free with

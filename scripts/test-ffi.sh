@@ -277,11 +277,22 @@ else
     grind "online: $name" "$expected" "$pattern" -- \
       "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$ostore" c-box-a "$@"
   }
-  oe "activate" 0 '^status: valid$' activate "$lic_key"
+  # The app's user (issue 22): the activation and a validation name a directory user through
+  # lic_client_set_user (its bad inputs refused first); the machine is then in their usage.
+  ada=$(api POST /v1/directory/users '{"user_name":"ada@example.com"}' | jq -r .id)
+  ONLINE_E2E_USER=ada@example.com oe "activate (naming its user)" 0 '^status: valid$' \
+    activate "$lic_key"
+  if api GET "/v1/directory/users/$ada/usage" | jq -e '.machines | length == 1' >/dev/null; then
+    pass "online: the activation naming its user is in the user's usage"
+  else
+    fail "online: the activation naming its user is in the user's usage"
+    api GET "/v1/directory/users/$ada/usage"
+  fi
   grind "online: second machine refused" 0 '^[0-9]+ passed, 0 failed$' -- \
     "$bin/online_e2e" "$tmp/server-jwks.json" "$srv_url" "$tmp/online-store-b" c-box-b \
     refused "$lic_key" machine_limit_reached
-  oe "validate" 0 '^status: valid$' validate valid
+  ONLINE_E2E_USER=ada@example.com oe "validate (naming its user)" 0 '^status: valid$' \
+    validate valid
   # The store copied to a second machine (another fingerprint): refused online, and at the
   # offline start after it (issue 20: the machine limit holds for licenses that are not
   # node-locked too).

@@ -2,13 +2,15 @@
 //! app's licensing (core `Licensing::activate`, `validate_online`, `check_online`, ...).
 
 use std::ffi::c_char;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use licensing_core::online::{Client, ClientConfig, OnlineError, OnlineErrorKind};
 
 use crate::abi::{
     Failure, LastError, arg, c_str, copy_last_error, copy_message, free_handle, guard, guard_free,
-    guard_value, handle, lic_result, new_handle, optional_out, out, owned_string, text,
+    guard_value, handle, lic_result, new_handle, optional_c_str, optional_out, out, owned_string,
+    text,
 };
 use crate::keys::lic_trust_store;
 use crate::startup::lic_licensing;
@@ -23,7 +25,10 @@ use crate::verify::lic_verdict;
 /// limit of `lic_client_check_online`); a failed call's message is in `lic_client_last_error`
 /// and, when the server refused, its error code in `lic_client_last_server_code`.
 pub struct lic_client {
-    client: Client,
+    /// The core client; `lic_client_set_user` swaps in a copy naming another user, so a call
+    /// runs on the client it started with and never holds the lock while it waits for the
+    /// server.
+    client: RwLock<Arc<Client>>,
     last_error: LastError,
     last_server_code: LastError,
 }
@@ -45,12 +50,17 @@ pub(crate) fn online_failure(error: &OnlineError) -> Failure {
 }
 
 impl lic_client {
+    /// The client as it is now (the user last set).
+    fn client(&self) -> Arc<Client> {
+        Arc::clone(&self.client.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Runs an online operation: records the server's error code (or clears it).
     pub(crate) fn run<T>(
         &self,
         call: impl FnOnce(&Client) -> Result<T, OnlineError>,
     ) -> Result<T, Failure> {
-        let result = call(&self.client);
+        let result = call(&self.client());
         self.last_server_code.set(
             result
                 .as_ref()
@@ -98,10 +108,39 @@ pub unsafe extern "C" fn lic_client_new(
         let client =
             Client::new(config, trust_store.store().clone()).map_err(|e| online_failure(&e))?;
         out_client.write(new_handle(lic_client {
-            client,
+            client: RwLock::new(Arc::new(client)),
             last_error: LastError::default(),
             last_server_code: LastError::default(),
         }));
+        Ok(())
+    })
+}
+
+/// Names `user` (the person using the app: their login or e-mail address) in the activations
+/// and validations `client` sends from now on, so the server links this machine to the
+/// directory user of that name in the license's organization (usage per user and department;
+/// required on a license with named seats). NULL or `""` clears it: no user is sent. Floating
+/// seats name their user themselves (`lic_lease_check_out`). Calls already running keep the
+/// user they started with. `LIC_INVALID_ARGUMENT` for a name the server would refuse (only
+/// white space, more than 200 characters, a control character or bidirectional override),
+/// `LIC_INVALID_UTF8`; the user is unchanged then.
+///
+/// # Safety
+/// `client` is NULL or a live handle; `user` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lic_client_set_user(
+    client: *const lic_client,
+    user: *const c_char,
+) -> lic_result {
+    guard(client, || {
+        // SAFETY: per this function's contract.
+        let client = unsafe { arg(client, "client") }?;
+        // SAFETY: per this function's contract.
+        let user = unsafe { optional_c_str(user, "user") }?.map(str::to_owned);
+        let mut slot = client.client.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = Client::clone(&slot);
+        next.set_user(user).map_err(|e| online_failure(&e))?;
+        *slot = Arc::new(next);
         Ok(())
     })
 }
@@ -250,7 +289,7 @@ pub unsafe extern "C" fn lic_client_check_online(
         let limit = Duration::from_millis(u64::from(limit_ms));
         let check = licensing
             .licensing
-            .check_online(&client.client, now, limit)
+            .check_online(&client.client(), now, limit)
             .map_err(|e| Failure::new(lic_result::LIC_STORE_ERROR, e.to_string()))?;
         // Why the check was offline, readable although the call succeeded.
         match &check.offline_reason {
@@ -536,4 +575,236 @@ pub unsafe extern "C" fn lic_client_free(client: *mut lic_client) {
         // SAFETY: per this function's contract.
         unsafe { free_handle(client) }
     })
+}
+
+#[cfg(test)]
+mod user_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::ffi::CString;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::ptr;
+    use std::sync::mpsc;
+
+    use licensing_core::store::LicenseStore;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::keys::{lic_trust_store_free, lic_trust_store_new};
+    use crate::startup::{
+        lic_license_store_free, lic_license_store_open, lic_licensing_free, lic_licensing_new,
+    };
+
+    const PRODUCT: &str = "com.example.cad";
+
+    /// A stand-in server on 127.0.0.1 for `count` requests: hands each request's path and JSON
+    /// body to the test, and refuses it (404 `license_not_found`: a 4xx is never retried).
+    fn refusing_server(count: usize) -> (String, mpsc::Receiver<(String, Value)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (sent, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(count) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let path = request_line
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                sent.send((path, serde_json::from_slice(&body).unwrap()))
+                    .unwrap();
+                let answer = r#"{"error":"license_not_found","detail":"no such license"}"#;
+                write!(
+                    stream,
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .unwrap();
+            }
+        });
+        (url, received)
+    }
+
+    /// A client of `url` and an app's licensing on a store in `dir` holding a license key (so
+    /// validations are sent); the caller frees both.
+    fn client_and_licensing(
+        url: &str,
+        dir: &std::path::Path,
+    ) -> (*mut lic_client, *mut lic_licensing) {
+        LicenseStore::at(dir)
+            .unwrap()
+            .write_license_key("AAAAA-BBBBB")
+            .unwrap();
+        let url = CString::new(url).unwrap();
+        let product = CString::new(PRODUCT).unwrap();
+        let dir = CString::new(dir.to_str().unwrap()).unwrap();
+        let mut trust = ptr::null_mut();
+        let mut store = ptr::null_mut();
+        let mut client = ptr::null_mut();
+        let mut licensing = ptr::null_mut();
+        // SAFETY: live handles and NUL-terminated strings, writable out-parameters.
+        unsafe {
+            assert_eq!(lic_trust_store_new(&mut trust), lic_result::LIC_OK);
+            assert_eq!(
+                lic_license_store_open(dir.as_ptr(), &mut store),
+                lic_result::LIC_OK
+            );
+            assert_eq!(
+                lic_client_new(trust, url.as_ptr(), product.as_ptr(), 10_000, &mut client),
+                lic_result::LIC_OK
+            );
+            assert_eq!(
+                lic_licensing_new(trust, product.as_ptr(), store, ptr::null(), &mut licensing),
+                lic_result::LIC_OK
+            );
+            lic_license_store_free(store);
+            lic_trust_store_free(trust);
+        }
+        (client, licensing)
+    }
+
+    /// The user `lic_client_set_user` sets reaches the server in the activate and validate
+    /// request bodies; once cleared (`""` or NULL) no `user` is sent.
+    #[test]
+    fn the_user_set_reaches_activations_and_validations_until_cleared() {
+        let (url, received) = refusing_server(5);
+        let dir = tempfile::tempdir().unwrap();
+        let (client, licensing) = client_and_licensing(&url, dir.path());
+        let key = CString::new("AAAAA-BBBBB").unwrap();
+        let ada = CString::new("Ada Lovelace").unwrap();
+        let empty = CString::new("").unwrap();
+        let mut verdict = ptr::null_mut();
+        let request = || received.try_recv().unwrap();
+        // SAFETY: live handles and NUL-terminated strings, writable out-parameters.
+        unsafe {
+            let activate = |verdict: &mut *mut lic_verdict| {
+                lic_client_activate(client, licensing, key.as_ptr(), 1_790_000_000, verdict)
+            };
+            let validate = |verdict: &mut *mut lic_verdict| {
+                lic_client_validate(client, licensing, 1_790_000_000, verdict)
+            };
+            assert_eq!(activate(&mut verdict), lic_result::LIC_SERVER_ERROR);
+            let (path, body) = request();
+            assert_eq!(path, "/v1/client/activate");
+            assert!(body.get("user").is_none(), "{body}");
+
+            assert_eq!(
+                lic_client_set_user(client, ada.as_ptr()),
+                lic_result::LIC_OK
+            );
+            assert_eq!(activate(&mut verdict), lic_result::LIC_SERVER_ERROR);
+            let (path, body) = request();
+            assert_eq!(path, "/v1/client/activate");
+            assert_eq!(body["user"], "Ada Lovelace");
+            assert_eq!(validate(&mut verdict), lic_result::LIC_SERVER_ERROR);
+            let (path, body) = request();
+            assert_eq!(path, "/v1/client/validate");
+            assert_eq!(body["user"], "Ada Lovelace");
+
+            assert_eq!(
+                lic_client_set_user(client, empty.as_ptr()),
+                lic_result::LIC_OK
+            );
+            assert_eq!(validate(&mut verdict), lic_result::LIC_SERVER_ERROR);
+            let (_, body) = request();
+            assert!(body.get("user").is_none(), "{body}");
+
+            assert_eq!(
+                lic_client_set_user(client, ada.as_ptr()),
+                lic_result::LIC_OK
+            );
+            assert_eq!(lic_client_set_user(client, ptr::null()), lic_result::LIC_OK);
+            assert_eq!(validate(&mut verdict), lic_result::LIC_SERVER_ERROR);
+            let (_, body) = request();
+            assert!(body.get("user").is_none(), "{body}");
+            assert!(verdict.is_null(), "no verdict is written on failure");
+
+            lic_licensing_free(licensing);
+            lic_client_free(client);
+        }
+    }
+
+    /// NULL client, invalid UTF-8 and names the server would refuse (over 200 characters,
+    /// control characters, only white space) are refused with the existing results, the
+    /// message naming the rule, and the user unchanged.
+    #[test]
+    fn bad_users_are_refused_and_change_nothing() {
+        let (url, received) = refusing_server(1);
+        let dir = tempfile::tempdir().unwrap();
+        let (client, licensing) = client_and_licensing(&url, dir.path());
+        let ada = CString::new("ada").unwrap();
+        let longest = CString::new("é".repeat(200)).unwrap();
+        // SAFETY: live handles, NUL-terminated strings, writable out-parameters.
+        unsafe {
+            assert_eq!(
+                lic_client_set_user(ptr::null(), ada.as_ptr()),
+                lic_result::LIC_NULL_ARGUMENT
+            );
+            assert_eq!(
+                lic_client_set_user(client, longest.as_ptr()),
+                lic_result::LIC_OK
+            );
+            assert_eq!(
+                lic_client_set_user(client, ada.as_ptr()),
+                lic_result::LIC_OK
+            );
+            let invalid_utf8 = [0x61u8, 0xff, 0x62, 0];
+            assert_eq!(
+                lic_client_set_user(client, invalid_utf8.as_ptr().cast()),
+                lic_result::LIC_INVALID_UTF8
+            );
+            for bad in [
+                "é".repeat(201),
+                "a\u{1}b".into(),
+                "a\tb".into(),
+                "   ".into(),
+            ] {
+                let bad = CString::new(bad).unwrap();
+                assert_eq!(
+                    lic_client_set_user(client, bad.as_ptr()),
+                    lic_result::LIC_INVALID_ARGUMENT,
+                    "{bad:?}"
+                );
+                let mut text = [0 as c_char; 256];
+                let mut len = 0;
+                assert_eq!(
+                    lic_client_last_error(client, text.as_mut_ptr(), text.len(), &mut len),
+                    lic_result::LIC_OK
+                );
+                let text = std::ffi::CStr::from_ptr(text.as_ptr()).to_str().unwrap();
+                assert!(text.contains("1 to 200 characters"), "{text}");
+            }
+            // Still "ada".
+            let mut verdict = ptr::null_mut();
+            assert_eq!(
+                lic_client_validate(client, licensing, 1_790_000_000, &mut verdict),
+                lic_result::LIC_SERVER_ERROR
+            );
+            let (_, body) = received.try_recv().unwrap();
+            assert_eq!(body["user"], "ada");
+            lic_licensing_free(licensing);
+            lic_client_free(client);
+        }
+    }
 }

@@ -41,7 +41,10 @@
  *   borrowed STATUS       the stored borrowed seat checked with no network, expect STATUS
  *   return KEY            return the borrowed seat early: gone from the store, the seat free
  *
- * MACHINE is the fingerprint override value. Prints "N passed, N failed"; exit 1 on failure.
+ * MACHINE is the fingerprint override value. With $ONLINE_E2E_USER set, the client names that
+ * user (lic_client_set_user, after its bad inputs are refused and a set user is cleared with
+ * "" and with NULL) in the step's activations and validations. Prints "N passed, N failed";
+ * exit 1 on failure.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -86,6 +89,29 @@ static void client_error(const lic_client *client, const char *call, lic_result 
     }
     printf("%s: %u (%s) server code '%s': %s\n", call, (unsigned)rc, lic_result_message(rc), code,
            text);
+}
+
+/* lic_client_set_user: bad input refused (the user unchanged), set, cleared with "" and with
+ * NULL, then `user` set for the step. */
+static void name_user(lic_client *client, const char *user) {
+    char too_long[202];
+    char text[512];
+    size_t len = 0;
+    memset(too_long, 'u', sizeof too_long - 1);
+    too_long[sizeof too_long - 1] = '\0';
+    CHECK(lic_client_set_user(NULL, user) == LIC_NULL_ARGUMENT);
+    CHECK(lic_client_set_user(client, too_long) == LIC_INVALID_ARGUMENT);
+    CHECK(lic_client_last_error(client, text, sizeof text, &len) == LIC_OK);
+    CHECK(strstr(text, "1 to 200 characters") != NULL);
+    too_long[200] = '\0'; /* 200 characters: the longest accepted */
+    CHECK(lic_client_set_user(client, too_long) == LIC_OK);
+    CHECK(lic_client_set_user(client, "a\tb") == LIC_INVALID_ARGUMENT);
+    CHECK(lic_client_set_user(client, "\xff") == LIC_INVALID_UTF8);
+    CHECK(lic_client_set_user(client, user) == LIC_OK);
+    CHECK(lic_client_set_user(client, "") == LIC_OK);
+    CHECK(lic_client_set_user(client, user) == LIC_OK);
+    CHECK(lic_client_set_user(client, NULL) == LIC_OK);
+    CHECK(lic_client_set_user(client, user) == LIC_OK);
 }
 
 static char *read_file(const char *path, size_t *out_len) {
@@ -521,6 +547,9 @@ int main(int argc, char **argv) {
     CHECK(lic_license_store_open(store_dir, &store) == LIC_OK);
     CHECK(lic_licensing_new(trust, PRODUCT, store, NULL, &licensing) == LIC_OK);
     CHECK(lic_client_new(trust, url, PRODUCT, 10000, &client) == LIC_OK);
+    if (getenv("ONLINE_E2E_USER") != NULL) {
+        name_user(client, getenv("ONLINE_E2E_USER"));
+    }
 
     if (strcmp(step, "activate") == 0 && argc == 7) {
         rc = lic_client_activate(client, licensing, argv[6], lic_unix_now(), &verdict);

@@ -4,7 +4,8 @@
 
 Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes a product, a
 policy and a license with the admin API (urllib), then drives the app side through the binding:
-activate -> validate -> suspend -> validate reports suspended (also offline) -> reinstate ->
+activate (naming the app's user: in their directory usage) -> validate -> suspend -> validate
+reports suspended (also offline) -> reinstate ->
 floating seats (FloatingLease: heartbeats, denial, check-in, force-release to the listener) ->
 a seat held while active, on an injected clock (checked in once idle, the idle user's next
 activity denied with the exact message while another holds the seat, then taking it again) ->
@@ -465,8 +466,19 @@ def run(server, tmp, transport=None):
     except LicensingError.NotActivated:
         check("validate before activation raises NotActivated", True)
 
+    # The app's user: the activation names a directory user, whose usage then lists the machine.
+    ada = server.api("POST", "/v1/directory/users", {"user_name": "ada@example.com"})
+    try:
+        client.set_user("x" * 201)
+        check("set_user: over 200 characters raises", False)
+    except LicensingError.InvalidArgument:
+        check("set_user: over 200 characters raises InvalidArgument", True)
+    client.set_user("ada@example.com")
     verdict = client.activate(a, key, unix_now())
     check("activate: valid", verdict.status == Status.VALID, verdict)
+    usage = server.api("GET", f"/v1/directory/users/{ada['id']}/usage")
+    check("activate naming the user: in the user's usage", len(usage["machines"]) == 1, usage)
+    client.set_user(None)
     try:
         client.activate(app("py-box-b"), key, unix_now())
         check("second machine refused", False)

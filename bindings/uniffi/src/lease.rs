@@ -142,7 +142,7 @@ impl OnlineClient {
             });
         }
         let manager = LeaseManager::check_out_waiting(
-            self.client(),
+            &self.client(),
             lease_config(license_key, client_id, user, heartbeat_ms),
             Duration::from_secs(u64::from(wait_seconds)),
             &mut |place: &QueuePlace| {
@@ -198,7 +198,7 @@ impl FloatingLease {
         listener: Option<Arc<dyn LeaseListener>>,
     ) -> Result<Self, LicensingError> {
         let manager = LeaseManager::check_out(
-            client.client(),
+            &client.client(),
             lease_config(license_key, client_id, user, heartbeat_ms),
             lost_callback(listener),
         )?;
@@ -229,7 +229,7 @@ impl FloatingLease {
                 latest: std::sync::atomic::AtomicU64::new(0),
             }));
         }
-        let manager = LeaseManager::check_out(client.client(), config, lost_callback(listener))?;
+        let manager = LeaseManager::check_out(&client.client(), config, lost_callback(listener))?;
         Ok(FloatingLease(Mutex::new(Some(manager))))
     }
 

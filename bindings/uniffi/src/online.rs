@@ -1,7 +1,7 @@
 //! `OnlineClient`: the core's online client and the online operations of [`Licensing`], one
 //! delegation each.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use licensing_core::Verdict;
@@ -46,11 +46,16 @@ impl From<OnlineCheck> for OnlineResult {
 /// the server publishes). Proxies come from the environment. Calls block: run them off the UI
 /// thread.
 #[derive(Debug, uniffi::Object)]
-pub struct OnlineClient(Client);
+pub struct OnlineClient(RwLock<Arc<Client>>);
 
 impl OnlineClient {
-    pub(crate) fn client(&self) -> &Client {
-        &self.0
+    fn wrap(client: Client) -> Self {
+        OnlineClient(RwLock::new(Arc::new(client)))
+    }
+
+    /// The client as it is now (the user last set); a call keeps the one it started with.
+    pub(crate) fn client(&self) -> Arc<Client> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -77,7 +82,7 @@ impl OnlineClient {
                 "this build has no built-in HTTP stack: use OnlineClient.with_transport".into(),
             ))
         };
-        Ok(OnlineClient(client?))
+        Ok(OnlineClient::wrap(client?))
     }
 
     /// `new` over `transport`, the app's own HTTP stack (`HttpURLConnection`/OkHttp,
@@ -94,11 +99,25 @@ impl OnlineClient {
     ) -> Result<Self, LicensingError> {
         let config = config(base_url, product_id, deadline_ms);
         let transport = Arc::new(ForeignTransport(transport));
-        Ok(OnlineClient(Client::with_transport(
+        Ok(OnlineClient::wrap(Client::with_transport(
             config,
             trust_store.0.clone(),
             transport,
         )?))
+    }
+
+    /// Names `user` (the person using the app: their login or e-mail address) in the
+    /// activations and validations this client sends from now on, so the server links the
+    /// machine to the directory user of that name (usage per user and department; required on
+    /// a license with named seats). `None` or `""` clears it. `InvalidArgument` (the user
+    /// unchanged) for a name the server would refuse: only white space, more than 200
+    /// characters, control characters or bidirectional overrides.
+    pub fn set_user(&self, user: Option<String>) -> Result<(), LicensingError> {
+        let mut slot = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = Client::clone(&slot);
+        next.set_user(user)?;
+        *slot = Arc::new(next);
+        Ok(())
     }
 
     /// Activates this machine with `license_key` and installs the license token the server
@@ -109,7 +128,10 @@ impl OnlineClient {
         license_key: String,
         now: i64,
     ) -> Result<Verdict, LicensingError> {
-        Ok(licensing.0.activate(&self.0, &license_key, now)?.verdict)
+        Ok(licensing
+            .0
+            .activate(&self.client(), &license_key, now)?
+            .verdict)
     }
 
     /// Validates online with the stored key: fresh nonce, signed answer, refreshed token,
@@ -119,7 +141,7 @@ impl OnlineClient {
         licensing: Arc<Licensing>,
         now: i64,
     ) -> Result<OnlineResult, LicensingError> {
-        Ok(licensing.0.validate_online(&self.0, now)?.into())
+        Ok(licensing.0.validate_online(&self.client(), now)?.into())
     }
 
     /// The startup check with the server, never longer than `limit_ms`: online when it
@@ -131,7 +153,7 @@ impl OnlineClient {
         limit_ms: u32,
     ) -> Result<OnlineResult, LicensingError> {
         let limit = Duration::from_millis(u64::from(limit_ms));
-        Ok(licensing.0.check_online(&self.0, now, limit)?.into())
+        Ok(licensing.0.check_online(&self.client(), now, limit)?.into())
     }
 
     /// Moves the activation of the machine whose fingerprint id is `from_fingerprint` (the old
@@ -147,7 +169,7 @@ impl OnlineClient {
     ) -> Result<Verdict, LicensingError> {
         Ok(licensing
             .0
-            .transfer(&self.0, &license_key, &from_fingerprint, now)?
+            .transfer(&self.client(), &license_key, &from_fingerprint, now)?
             .verdict)
     }
 
@@ -165,7 +187,7 @@ impl OnlineClient {
 
     /// Releases this machine's activation, then clears the store; whether one was removed.
     pub fn deactivate(&self, licensing: Arc<Licensing>) -> Result<bool, LicensingError> {
-        Ok(licensing.0.deactivate(&self.0)?.deactivated)
+        Ok(licensing.0.deactivate(&self.client())?.deactivated)
     }
 
     /// Borrows a seat of the floating license `license_key` for `seconds` for `user` of this
@@ -182,9 +204,10 @@ impl OnlineClient {
         seconds: u64,
     ) -> Result<i64, LicensingError> {
         let duration = Duration::from_secs(seconds);
-        let grant = licensing
-            .0
-            .borrow_seat(&self.0, &license_key, &client_id, &user, duration)?;
+        let grant =
+            licensing
+                .0
+                .borrow_seat(&self.client(), &license_key, &client_id, &user, duration)?;
         Ok(grant.expires_at)
     }
 
@@ -195,7 +218,7 @@ impl OnlineClient {
         licensing: Arc<Licensing>,
         license_key: String,
     ) -> Result<bool, LicensingError> {
-        Ok(licensing.0.return_seat(&self.0, &license_key)?)
+        Ok(licensing.0.return_seat(&self.client(), &license_key)?)
     }
 
     /// An air-gapped activation request (JSON for the vendor), kept pending in the store.
@@ -207,7 +230,7 @@ impl OnlineClient {
     ) -> Result<String, LicensingError> {
         Ok(licensing
             .0
-            .offline_activation_request(&self.0, &license_key, now)?)
+            .offline_activation_request(&self.client(), &license_key, now)?)
     }
 
     /// Imports the vendor's air-gapped activation response (the file's text).
@@ -219,7 +242,7 @@ impl OnlineClient {
     ) -> Result<OnlineResult, LicensingError> {
         Ok(licensing
             .0
-            .import_offline_response(&self.0, &response, now)?
+            .import_offline_response(&self.client(), &response, now)?
             .into())
     }
 }

@@ -265,3 +265,49 @@ fn without_the_built_in_stack_the_plain_constructor_refuses() {
         "{err}"
     );
 }
+
+/// `set_user` names the app's user in the activations and validations that follow; `None` or
+/// `""` clears it; a name the server would refuse is `InvalidArgument`, the user unchanged.
+#[test]
+fn the_user_set_reaches_activations_and_validations_until_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let licensing = licensing(&dir);
+    let server = FakeServer::new();
+    let client = client(&server);
+
+    client.set_user(Some("ada@example.com".into())).unwrap();
+    for bad in [
+        "x".repeat(201),
+        "a\u{0}b".into(),
+        "a\nb".into(),
+        "  ".into(),
+    ] {
+        let err = client.set_user(Some(bad.clone())).unwrap_err();
+        assert!(
+            matches!(err, LicensingError::InvalidArgument { .. }),
+            "{bad:?}: {err:?}"
+        );
+    }
+    client
+        .activate(licensing.clone(), "AAAAA-BBBBB".into(), NOW)
+        .unwrap();
+    client.validate(licensing.clone(), NOW + 60).unwrap();
+    client.set_user(Some(String::new())).unwrap();
+    client.validate(licensing.clone(), NOW + 61).unwrap();
+    client.set_user(Some("ada@example.com".into())).unwrap();
+    client.set_user(None).unwrap();
+    client.validate(licensing.clone(), NOW + 62).unwrap();
+
+    let bodies: Vec<Value> = server
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 4);
+    assert_eq!(bodies[0]["user"], "ada@example.com", "{}", bodies[0]);
+    assert_eq!(bodies[1]["user"], "ada@example.com", "{}", bodies[1]);
+    assert!(bodies[2].get("user").is_none(), "{}", bodies[2]);
+    assert!(bodies[3].get("user").is_none(), "{}", bodies[3]);
+}

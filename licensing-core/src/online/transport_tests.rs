@@ -417,3 +417,47 @@ fn a_client_with_a_user_names_it_in_activations_and_validations() {
     assert_eq!(bodies[1]["user"], "alice@example.com");
     assert!(bodies[2].get("user").is_none(), "{}", bodies[2]);
 }
+
+/// `set_user` names the user in later activations and validations; `None` or `""` clears it
+/// (no `user` sent); a name the server would refuse is refused here as a configuration error,
+/// the user unchanged.
+#[test]
+fn set_user_sets_clears_and_refuses_what_the_server_would() {
+    let fp = fingerprint();
+    let transport = Replay::new(vec![
+        validation_reply(),
+        validation_reply(),
+        validation_reply(),
+    ]);
+    let mut client = client(transport.clone());
+    client.set_user(Some("Ada Lovelace".into())).unwrap();
+    assert_eq!(client.user(), Some("Ada Lovelace"));
+    for bad in [
+        " ".to_owned(),
+        "a\u{7}b".to_owned(),
+        "a\nb".to_owned(),
+        "evil\u{202E}txt".to_owned(),
+        "é".repeat(MAX_USER_CHARS + 1),
+    ] {
+        let err = client.set_user(Some(bad.clone())).unwrap_err();
+        assert_eq!(err.kind(), OnlineErrorKind::Config, "{bad:?}: {err}");
+        assert_eq!(client.user(), Some("Ada Lovelace"), "{bad:?}");
+    }
+    client.validate("AAAAA-BBBBB", &fp.id).unwrap();
+    client.set_user(Some(String::new())).unwrap();
+    assert_eq!(client.user(), None);
+    client.validate("AAAAA-BBBBB", &fp.id).unwrap();
+    // The longest name is accepted (characters, not bytes), and None clears it.
+    client.set_user(Some("é".repeat(MAX_USER_CHARS))).unwrap();
+    client.validate("AAAAA-BBBBB", &fp.id).unwrap();
+    client.set_user(None).unwrap();
+    assert_eq!(client.user(), None);
+    let bodies: Vec<Value> = transport
+        .sent()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["user"], "Ada Lovelace");
+    assert!(bodies[1].get("user").is_none(), "{}", bodies[1]);
+    assert_eq!(bodies[2]["user"], "é".repeat(MAX_USER_CHARS));
+}

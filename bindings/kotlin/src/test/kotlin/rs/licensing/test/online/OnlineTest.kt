@@ -4,9 +4,9 @@
 //        rs.licensing.test.online.OnlineTestKt PATH/TO/licensing-server
 // Starts `licensing-server serve` on 127.0.0.1 (port 0) in a temp data dir, makes a product, a
 // policy and a license with the admin API (java.net.http), then drives the app side through the
-// binding: activate -> validate -> suspend -> validate reports suspended (also offline) ->
-// reinstate -> air-gapped activation -> transfer (one allowed; moving back is
-// transfer_limit_reached) -> an air-gapped machine that deactivates itself (receipt -> vendor
+// binding: activate (naming the app's user: in their directory usage) -> validate -> suspend ->
+// validate reports suspended (also offline) -> reinstate -> air-gapped activation -> transfer
+// (one allowed; moving back is transfer_limit_reached) -> an air-gapped machine that deactivates itself (receipt -> vendor
 // API frees the slot once) -> a silent server -> floating seats (FloatingLease:
 // heartbeats, denial, check-in, force-release to the listener) -> the wait line (a client
 // served from the line once the seat is checked in, one stopping its wait) -> a borrowed seat (kept in the
@@ -377,8 +377,20 @@ private fun run(server: Server, tmp: File, transport: HttpTransport?) {
         check("validate before activation raises NotActivated", true)
     }
 
+    // The app's user: the activation names a directory user, whose usage then lists the machine.
+    val ada = server.api("POST", "/v1/directory/users", mapOf("user_name" to "ada@example.com"))
+    try {
+        client.setUser("x".repeat(201))
+        check("setUser: over 200 characters raises", false)
+    } catch (e: LicensingException.InvalidArgument) {
+        check("setUser: over 200 characters raises InvalidArgument", true)
+    }
+    client.setUser("ada@example.com")
     val verdict = client.activate(a, key, unixNow())
     check("activate: valid", verdict.status == Status.VALID, verdict)
+    val usage = server.api("GET", "/v1/directory/users/${ada["id"].str()}/usage")
+    check("activate naming the user: in the user's usage", usage["machines"].list().size == 1, usage)
+    client.setUser(null)
     try {
         client.activate(app("kt-box-b"), key, unixNow())
         check("second machine refused", false)

@@ -653,6 +653,20 @@ pub fn is_unsafe_text_char(c: char) -> bool {
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
+/// The most characters of a display name ([`is_display_name`]).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
+
+/// Whether `value` is a display name the server takes (a product, policy, organization or
+/// API-token name or label, the user of a floating seat, an activation or validation): 1 to
+/// [`MAX_DISPLAY_NAME_CHARS`] characters, not only white space, without an
+/// [`is_unsafe_text_char`] character. The one rule of the server's `DisplayName` and the
+/// online client's `Client::set_user`.
+pub fn is_display_name(value: &str) -> bool {
+    !value.trim().is_empty()
+        && value.chars().count() <= MAX_DISPLAY_NAME_CHARS
+        && !value.chars().any(is_unsafe_text_char)
+}
+
 /// Refuses text with an [`is_unsafe_text_char`] character, naming `field`.
 pub fn check_text(field: &str, value: &str) -> Result<(), Error> {
     match value.chars().find(|c| is_unsafe_text_char(*c)) {

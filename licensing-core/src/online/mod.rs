@@ -72,8 +72,8 @@ pub use sync::{Activated, OnlineCheck};
 pub use leases::LeaseLossKind;
 
 /// The most characters of the user an activation or validation names (the protocol's rule for
-/// `user`; [`Client::set_user`] refuses longer names).
-pub const MAX_USER_CHARS: usize = 200;
+/// `user`, a display name; [`Client::set_user`] refuses longer names).
+pub const MAX_USER_CHARS: usize = crate::claims::MAX_DISPLAY_NAME_CHARS;
 
 /// How to reach the licensing server and how long to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,16 +305,14 @@ impl Client {
     /// Sets the user this client names in later activations and validations, as
     /// [`Client::with_user`] does; `None` or an empty name clears it (no `user` is sent).
     /// Refuses, with [`OnlineError::Config`] and the user unchanged, a name the server would
-    /// refuse: only white space, more than [`MAX_USER_CHARS`] characters, or a control
-    /// character or bidirectional override ([`crate::claims::is_unsafe_text_char`]).
+    /// refuse ([`crate::claims::is_display_name`]: only white space, more than
+    /// [`MAX_USER_CHARS`] characters, or a control character or bidirectional override).
     pub fn set_user(&mut self, user: Option<String>) -> Result<(), OnlineError> {
         let user = user.filter(|u| !u.is_empty());
-        let refused = |name: &String| {
-            name.trim().is_empty()
-                || name.chars().count() > MAX_USER_CHARS
-                || name.chars().any(crate::claims::is_unsafe_text_char)
-        };
-        if user.as_ref().is_some_and(refused) {
+        if user
+            .as_deref()
+            .is_some_and(|name| !crate::claims::is_display_name(name))
+        {
             return Err(OnlineError::Config(format!(
                 "the user must be 1 to {MAX_USER_CHARS} characters, not only white space, \
                  without control characters or bidirectional overrides"

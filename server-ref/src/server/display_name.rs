@@ -19,7 +19,7 @@ pub(crate) struct DisplayName(String);
 
 impl DisplayName {
     /// The most characters a display name has.
-    pub const MAX_CHARS: usize = 200;
+    pub const MAX_CHARS: usize = licensing_core::claims::MAX_DISPLAY_NAME_CHARS;
 
     /// What a refused name is told, after the field's name.
     pub const RULE: &'static str = "must be 1 to 200 characters without control characters or \
@@ -31,11 +31,7 @@ impl DisplayName {
 
     /// Whether `value` follows the rule.
     pub fn is_valid(value: &str) -> bool {
-        !value.trim().is_empty()
-            && value.chars().count() <= Self::MAX_CHARS
-            && !value
-                .chars()
-                .any(licensing_core::claims::is_unsafe_text_char)
+        licensing_core::claims::is_display_name(value)
     }
 
     /// `value` as a display name; `None` when it breaks the rule.

@@ -18,6 +18,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let (api, _) = api_router();
     // SCIM 2.0 has its own schema discovery (`/scim/v2/Schemas`): not in the OpenAPI document.
     api.nest(scim::routes::PREFIX, scim::routes::router())
+        .merge(console::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -292,7 +293,10 @@ pub(super) async fn json_errors(response: Response) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.starts_with("application/json") || v.starts_with("application/scim+json")
+            v.starts_with("application/json")
+                || v.starts_with("application/scim+json")
+                // The console's pages answer their errors as pages.
+                || v.starts_with("text/html")
         });
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;

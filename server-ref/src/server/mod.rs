@@ -11,6 +11,7 @@ mod admin_token;
 mod audit;
 mod config;
 mod conn;
+mod console;
 mod db;
 mod deprovision;
 mod directory_import;

@@ -44,6 +44,7 @@ mod audit;
 mod audit_events;
 mod client;
 mod compliance;
+pub(crate) mod console;
 mod deactivation_keys;
 mod deprovision;
 pub(crate) mod directory;

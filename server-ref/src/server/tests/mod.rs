@@ -11,6 +11,7 @@ mod audit_writer;
 mod client;
 mod client_audit;
 mod compliance;
+mod console;
 mod directory;
 mod directory_db;
 mod floating;

@@ -30,6 +30,7 @@ pub(crate) async fn list_leases(
             max_seconds: row.queue_max_seconds,
             waiting: waiting.iter().zip(1..).map(place_view).collect(),
         },
+        seats: template_seats(&row).ok(),
         license_id: row.id,
         leases: leases.iter().map(lease_view).collect(),
     }))

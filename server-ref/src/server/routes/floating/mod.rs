@@ -85,6 +85,8 @@ pub(crate) struct LeaseList {
     borrowing: BorrowingView,
     /// Its wait line.
     queue: QueueView,
+    /// The seats of a floating license (`null`: not floating).
+    seats: Option<i64>,
     leases: Vec<LeaseView>,
 }
 

@@ -1,0 +1,513 @@
+//! The console's pages and form actions. Each calls the admin API's handler function for what
+//! it shows or changes, as the session's caller, and renders the JSON view.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::super::extract::{Action, Role, StrictJson};
+use super::super::{AppState, now, routes, secrets};
+use super::session::{self, PRE_COOKIE, SESSION_COOKIE, Session, SignIn};
+use super::{ConsoleError, render};
+
+type Page = Result<Response, ConsoleError>;
+
+/// A handler's JSON view as a template value.
+fn view<T: serde::Serialize>(value: T) -> Result<Value, ConsoleError> {
+    serde_json::to_value(value).map_err(|e| ConsoleError::Internal(e.to_string()))
+}
+
+/// A handler's query from JSON.
+fn query<T: DeserializeOwned>(value: Value) -> Result<Query<T>, ConsoleError> {
+    serde_json::from_value(value)
+        .map(Query)
+        .map_err(|e| ConsoleError::Internal(e.to_string()))
+}
+
+/// What every signed-in page shows: who is signed in, the CSRF token of its forms, the page.
+fn frame(session: &Session, page: &str, mut context: Value) -> Value {
+    if let Some(map) = context.as_object_mut() {
+        map.insert("account".into(), json!(session.stored.user_name));
+        map.insert("role".into(), json!(session.stored.role));
+        map.insert("csrf".into(), json!(session.stored.csrf));
+        map.insert("page".into(), json!(page));
+        map.insert(
+            "may_operate".into(),
+            json!(session.caller.may(Action::Operate)),
+        );
+    }
+    context
+}
+
+fn html(status: StatusCode, page: Html<String>) -> Response {
+    (status, page).into_response()
+}
+
+// ---- setup and sign-in -------------------------------------------------------------------
+
+/// A pre-session CSRF token: the one in the cookie, or a new one set with the page.
+fn pre_token(headers: &axum::http::HeaderMap) -> Result<(String, bool), ConsoleError> {
+    let parts = {
+        let mut req = axum::http::Request::new(());
+        *req.headers_mut() = headers.clone();
+        req.into_parts().0
+    };
+    match session::cookie(&parts, PRE_COOKIE) {
+        Some(token) if !token.is_empty() => Ok((token.to_owned(), false)),
+        _ => Ok((session::new_secret()?, true)),
+    }
+}
+
+fn with_pre_cookie(mut response: Response, token: &str, new: bool) -> Response {
+    if new && let Ok(value) = session::set_cookie(PRE_COOKIE, token, 3600).parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn pre_matches(headers: &axum::http::HeaderMap, sent: &str) -> bool {
+    pre_token(headers).is_ok_and(|(token, new)| !new && session::same_secret(&token, sent))
+}
+
+fn signed_in(secret: &str) -> Response {
+    let mut response = Redirect::to("/console/").into_response();
+    let cookie = session::set_cookie(SESSION_COOKIE, secret, session::ABSOLUTE_TIMEOUT_SECS);
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /console/setup`: the first account, only while none exists.
+pub(crate) async fn setup_form(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Page {
+    if state.db().console_account_count().await? > 0 {
+        return Err(ConsoleError::SignIn);
+    }
+    let (token, new) = pre_token(&headers)?;
+    let page = render("setup.html", json!({ "csrf": token }))?;
+    Ok(with_pre_cookie(html(StatusCode::OK, page), &token, new))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetupForm {
+    csrf: String,
+    token: String,
+    user_name: String,
+    password: String,
+}
+
+/// `POST /console/setup`: the bootstrap admin API token proves the operator; the account is
+/// an admin of the token's organization.
+pub(crate) async fn setup(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> Page {
+    let db = state.db();
+    if db.console_account_count().await? > 0 {
+        return Err(ConsoleError::SignIn);
+    }
+    if !pre_matches(&headers, &form.csrf) {
+        return Err(ConsoleError::Forbidden(
+            "The form is stale. Reload the page and try again.".into(),
+        ));
+    }
+    let again = |message: String| -> Page {
+        let page = render("setup.html", json!({ "csrf": form.csrf, "error": message }))?;
+        Ok(html(StatusCode::UNPROCESSABLE_ENTITY, page))
+    };
+    let grant = db
+        .api_token_grant(&secrets::sha256_hex(form.token.trim().as_bytes()))
+        .await?;
+    let Some(grant) = grant.filter(|g| g.role == Role::Admin.as_str()) else {
+        return again("That is not an admin API token of this server.".into());
+    };
+    if !licensing_core::claims::is_display_name(&form.user_name) {
+        return again("The user name must be 1 to 200 characters.".into());
+    }
+    if let Some(problem) = session::password_problem(&form.password) {
+        return again(problem);
+    }
+    let hash = session::hash_password(&form.password).map_err(ConsoleError::Internal)?;
+    let id = secrets::new_id("acc").map_err(ConsoleError::Internal)?;
+    let created = db
+        .insert_console_account(
+            &id,
+            &grant.organization_id,
+            form.user_name.trim(),
+            &hash,
+            Role::Admin.as_str(),
+            now(),
+        )
+        .await?;
+    if !created {
+        return again("That user name is taken.".into());
+    }
+    tracing::info!(account = %id, "first console account created");
+    let secret = session::start_session(&state, &id).await?;
+    Ok(signed_in(&secret))
+}
+
+/// `GET /console/sign-in`.
+pub(crate) async fn sign_in_form(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Page {
+    if state.db().console_account_count().await? == 0 {
+        return Err(ConsoleError::Setup);
+    }
+    let (token, new) = pre_token(&headers)?;
+    let page = render("sign_in.html", json!({ "csrf": token }))?;
+    Ok(with_pre_cookie(html(StatusCode::OK, page), &token, new))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignInForm {
+    csrf: String,
+    user_name: String,
+    password: String,
+}
+
+/// `POST /console/sign-in`.
+pub(crate) async fn sign_in(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Page {
+    if !pre_matches(&headers, &form.csrf) {
+        return Err(ConsoleError::Forbidden(
+            "The form is stale. Reload the page and try again.".into(),
+        ));
+    }
+    let refused = |message: &str| -> Page {
+        let page = render(
+            "sign_in.html",
+            json!({ "csrf": form.csrf, "error": message, "user_name": form.user_name }),
+        )?;
+        Ok(html(StatusCode::UNAUTHORIZED, page))
+    };
+    match session::sign_in(&state, form.user_name.trim(), &form.password).await? {
+        SignIn::Started(secret) => Ok(signed_in(&secret)),
+        SignIn::Refused => refused("Wrong user name or password."),
+        SignIn::Locked => refused(
+            "Too many failed sign-ins: this account is locked for 15 minutes. An admin can reset it.",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /console/sign-out`.
+pub(crate) async fn sign_out(
+    State(state): State<AppState>,
+    session: Session,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let parts = {
+        let mut req = axum::http::Request::new(());
+        *req.headers_mut() = headers;
+        req.into_parts().0
+    };
+    if let Some(secret) = session::cookie(&parts, SESSION_COOKIE) {
+        state
+            .db()
+            .delete_console_session(&secrets::sha256_hex(secret.as_bytes()))
+            .await?;
+    }
+    let mut response = Redirect::to("/console/sign-in").into_response();
+    if let Ok(value) = session::set_cookie(SESSION_COOKIE, "", 0).parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+// ---- pages ---------------------------------------------------------------------------------
+
+/// The busiest licenses drawn as utilisation bars.
+const BARS: i64 = 20;
+
+/// `GET /console/`: compliance alerts (warnings first), seat utilisation of the busiest
+/// floating licenses, licenses expiring soon, denials per day over 60 days.
+pub(crate) async fn overview(State(state): State<AppState>, session: Session) -> Page {
+    let caller = &session.caller;
+    let alerts = routes::list_alerts(caller.clone(), State(state.clone()), query(json!({}))?)
+        .await?
+        .0;
+    let denials = routes::denials_report(caller.clone(), State(state.clone()), query(json!({}))?)
+        .await?
+        .0;
+    let mut bars = Vec::new();
+    for (license_id, live) in state
+        .db()
+        .busiest_licenses(&caller.organization_id, now(), BARS)
+        .await?
+    {
+        let leases = routes::list_leases(
+            caller.clone(),
+            State(state.clone()),
+            Path(license_id.clone()),
+        )
+        .await?
+        .0;
+        let seats = view(&leases)?["seats"].as_i64().unwrap_or(0);
+        bars.push(json!({ "license_id": license_id, "live": live, "seats": seats }));
+    }
+    let denials = view(denials)?;
+    let max_day = denials["per_day"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["count"].as_i64())
+        .max()
+        .unwrap_or(0);
+    let context = frame(
+        &session,
+        "overview",
+        json!({ "alerts": view(alerts)?, "bars": bars, "denials": denials, "max_day": max_day }),
+    );
+    Ok(html(StatusCode::OK, render("overview.html", context)?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Search {
+    q: Option<String>,
+}
+
+/// `GET /console/licenses?q=`: the newest licenses (the API's list), searched by id, product,
+/// policy or key hint.
+pub(crate) async fn licenses(
+    State(state): State<AppState>,
+    session: Session,
+    Query(search): Query<Search>,
+) -> Page {
+    let list = view(
+        routes::list_licenses(session.caller.clone(), State(state))
+            .await?
+            .0,
+    )?;
+    let q = search.q.unwrap_or_default().trim().to_lowercase();
+    let licenses: Vec<Value> = list["licenses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            q.is_empty()
+                || ["id", "product_id", "policy_id", "key_hint"]
+                    .iter()
+                    .any(|field| {
+                        l[*field]
+                            .as_str()
+                            .is_some_and(|v| v.to_lowercase().contains(&q))
+                    })
+        })
+        .cloned()
+        .collect();
+    let context = frame(
+        &session,
+        "licenses",
+        json!({ "licenses": licenses, "q": q }),
+    );
+    Ok(html(StatusCode::OK, render("licenses.html", context)?))
+}
+
+/// `GET /console/licenses/{id}`: the license with its machines, live leases (each with a log
+/// out button), denials, seat assignments and audit entries.
+pub(crate) async fn license(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Page {
+    license_page(&state, &session, &id, StatusCode::OK, json!({})).await
+}
+
+async fn license_page(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    status: StatusCode,
+    extra: Value,
+) -> Page {
+    let caller = &session.caller;
+    let st = || State(state.clone());
+    let license = view(
+        routes::get_license(caller.clone(), st(), Path(id.to_owned()))
+            .await?
+            .0,
+    )?;
+    let machines = view(
+        routes::list_machines(caller.clone(), st(), Path(id.to_owned()))
+            .await?
+            .0,
+    )?;
+    let leases = view(
+        routes::list_leases(caller.clone(), st(), Path(id.to_owned()))
+            .await?
+            .0,
+    )?;
+    let denials = view(
+        routes::list_denials(caller.clone(), st(), Path(id.to_owned()), query(json!({}))?)
+            .await?
+            .0,
+    )?;
+    let assignments = view(
+        routes::list_assignments(caller.clone(), st(), Path(id.to_owned()))
+            .await?
+            .0,
+    )?;
+    let audit = view(
+        routes::list_audit(caller.clone(), st(), query(json!({ "limit": 1000 }))?)
+            .await?
+            .0,
+    )?;
+    let prefix = format!("/v1/licenses/{id}");
+    let audit: Vec<Value> = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .is_some_and(|t| t == prefix || t.starts_with(&format!("{prefix}/")))
+                || e["target"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(&format!("/licenses/{id}")))
+        })
+        .cloned()
+        .collect();
+    let mut context = json!({
+        "license": license, "machines": machines, "leases": leases, "denials": denials,
+        "assignments": assignments, "audit": audit,
+    });
+    if let (Some(map), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
+        map.extend(extra.clone());
+    }
+    let context = frame(session, "licenses", context);
+    Ok(html(status, render("license.html", context)?))
+}
+
+/// `POST /console/licenses/{id}/leases/{lease_id}/release`: the force-release (log out).
+pub(crate) async fn release_lease(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, lease_id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let _released = routes::force_release(
+        session.caller.clone(),
+        State(state),
+        Path((id.clone(), lease_id)),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/console/licenses/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TimeoutForm {
+    csrf: String,
+    minutes: String,
+}
+
+/// `POST /console/licenses/{id}/lease-timeout`: the lease timeout in minutes; the server's
+/// bounds (5 to 60 minutes) refuse anything else, shown as a warning.
+pub(crate) async fn lease_timeout(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<TimeoutForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let warning = |message: String| json!({ "warning": message });
+    let Ok(minutes) = form.minutes.trim().parse::<i64>() else {
+        let extra =
+            warning("The lease timeout must be a whole number of minutes, 5 to 60 minutes.".into());
+        return license_page(
+            &state,
+            &session,
+            &id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            extra,
+        )
+        .await;
+    };
+    let body = serde_json::from_value(json!({ "seconds": minutes.saturating_mul(60) }))
+        .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+    match routes::set_lease_timeout(
+        session.caller.clone(),
+        State(state.clone()),
+        Path(id.clone()),
+        StrictJson(body),
+    )
+    .await
+    {
+        Ok(_) => {
+            let extra = json!({ "notice": format!("The lease timeout is {minutes} minutes.") });
+            license_page(&state, &session, &id, StatusCode::OK, extra).await
+        }
+        Err(error) if error.status() == StatusCode::UNPROCESSABLE_ENTITY => {
+            let extra = warning(format!(
+                "Out of spec: {minutes} minutes. The lease timeout must be 5 to 60 minutes."
+            ));
+            license_page(
+                &state,
+                &session,
+                &id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                extra,
+            )
+            .await
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    verify: Option<String>,
+}
+
+/// `GET /console/audit[?verify=1]`: the organization's audit entries (newest 1000), and the
+/// chain's verification on request.
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<AuditQuery>,
+) -> Page {
+    let caller = &session.caller;
+    let entries = view(
+        routes::list_audit(
+            caller.clone(),
+            State(state.clone()),
+            query(json!({ "limit": 1000 }))?,
+        )
+        .await?
+        .0,
+    )?;
+    let verification = if q.verify.is_some() {
+        Some(view(
+            routes::verify_audit(caller.clone(), State(state), query(json!({}))?)
+                .await?
+                .0,
+        )?)
+    } else {
+        None
+    };
+    let context = frame(
+        &session,
+        "audit",
+        json!({ "entries": entries["entries"], "verification": verification }),
+    );
+    Ok(html(StatusCode::OK, render("audit.html", context)?))
+}

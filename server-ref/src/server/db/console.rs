@@ -1,0 +1,182 @@
+//! The admin console's accounts and sessions (migration 0017): SQL only; the rules (hashing,
+//! timeouts, lockout) are in `console/session.rs`.
+
+use sqlx::FromRow;
+
+use super::{Db, DbResult};
+
+/// A console sign-in account.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct ConsoleAccount {
+    pub id: String,
+    pub password_hash: Option<String>,
+    pub failed_sign_ins: i64,
+    pub locked_until: Option<i64>,
+}
+
+/// A live console session with its account.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct ConsoleSession {
+    pub account_id: String,
+    pub organization_id: String,
+    pub user_name: String,
+    pub role: String,
+    pub csrf: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// 1 when the account's organization is the operator.
+    pub operator: i64,
+}
+
+impl Db {
+    /// Whether any console account exists (the first is made with the bootstrap token).
+    pub async fn console_account_count(&self) -> DbResult<i64> {
+        sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM console_accounts")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Stores an account; `false` when the sign-in name is taken.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_console_account(
+        &self,
+        id: &str,
+        organization_id: &str,
+        user_name: &str,
+        password_hash: &str,
+        role: &str,
+        now: i64,
+    ) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO console_accounts (id, organization_id, user_name, user_name_key, \
+             password_hash, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (user_name_key) DO NOTHING",
+        )
+        .bind(id)
+        .bind(organization_id)
+        .bind(user_name)
+        .bind(user_name.to_lowercase())
+        .bind(password_hash)
+        .bind(role)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The account signing in as `user_name` (case ignored).
+    pub async fn console_account_by_name(
+        &self,
+        user_name: &str,
+    ) -> DbResult<Option<ConsoleAccount>> {
+        sqlx::query_as(
+            "SELECT id, password_hash, failed_sign_ins, locked_until FROM console_accounts \
+             WHERE user_name_key = $1",
+        )
+        .bind(user_name.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Records a failed sign-in of `account_id`: counts it, and locks the account until
+    /// `lock_until` when `lock_until` is given.
+    pub async fn console_sign_in_failed(
+        &self,
+        account_id: &str,
+        lock_until: Option<i64>,
+        now: i64,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE console_accounts SET failed_sign_ins = CASE WHEN $2 IS NULL \
+             THEN failed_sign_ins + 1 ELSE 0 END, locked_until = COALESCE($2, locked_until), \
+             updated_at = $3 WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(lock_until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Starts a session of `account_id` (a successful sign-in also clears the failures).
+    pub async fn insert_console_session(
+        &self,
+        id_hash: &str,
+        account_id: &str,
+        csrf: &str,
+        now: i64,
+    ) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE console_accounts SET failed_sign_ins = 0, locked_until = NULL WHERE id = $1",
+        )
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, account_id, csrf, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(id_hash)
+        .bind(account_id)
+        .bind(csrf)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// The session whose secret hashes to `id_hash`, with its account.
+    pub async fn console_session(&self, id_hash: &str) -> DbResult<Option<ConsoleSession>> {
+        sqlx::query_as(
+            "SELECT s.account_id, a.organization_id, a.user_name, a.role, s.csrf, s.created_at, \
+             s.last_seen_at, o.operator FROM console_sessions s \
+             JOIN console_accounts a ON a.id = s.account_id \
+             JOIN organizations o ON o.id = a.organization_id WHERE s.id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Marks the session seen at `now` (its idle timeout restarts).
+    pub async fn touch_console_session(&self, id_hash: &str, now: i64) -> DbResult<()> {
+        sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE id_hash = $1")
+            .bind(id_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a session (sign-out, or a timed-out one).
+    pub async fn delete_console_session(&self, id_hash: &str) -> DbResult<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The organization's licenses with the most live leases at `now` (at most `limit`):
+    /// (license id, live leases). The overview's utilisation bars.
+    pub async fn busiest_licenses(
+        &self,
+        organization_id: &str,
+        now: i64,
+        limit: i64,
+    ) -> DbResult<Vec<(String, i64)>> {
+        sqlx::query_as(
+            "SELECT l.license_id, CAST(COUNT(*) AS BIGINT) AS live FROM leases l \
+             JOIN licenses c ON c.id = l.license_id WHERE c.organization_id = $1 \
+             AND l.released_at IS NULL AND l.expires_at > $2 \
+             GROUP BY l.license_id ORDER BY live DESC, l.license_id LIMIT $3",
+        )
+        .bind(organization_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+}

@@ -1,0 +1,446 @@
+//! The admin console (issue 23) through the real router: first-account setup with the admin
+//! token, sign-in and its lockout, CSRF on every form, the session's timeouts and sign-out,
+//! the license page and its log-out (force-release) and lease-timeout warning, the audit
+//! page's verification, role checks and tenant isolation, and the security headers. On SQLite
+//! and PostgreSQL. (The same flows in a real Chromium: scripts/test-console.sh.)
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::server::console::session;
+
+/// A browser's share of the work: a cookie jar and form posts.
+struct Browser {
+    state: AppState,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The first `name="csrf" value="…"` of the page.
+    fn csrf(&self) -> String {
+        let at = self.body.find(r#"name="csrf" value=""#).expect("a form");
+        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+impl Browser {
+    fn new(state: &AppState) -> Browser {
+        Browser {
+            state: state.clone(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        let jar: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !jar.is_empty() {
+            request = request.header("cookie", jar.join("; "));
+        }
+        let body = match form {
+            Some(fields) => {
+                request = request.header("content-type", "application/x-www-form-urlencoded");
+                Body::from(
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(fields)
+                        .finish(),
+                )
+            }
+            None => Body::empty(),
+        };
+        let response = router(self.state.clone())
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        for cookie in headers.get_all("set-cookie") {
+            let cookie = cookie.to_str().unwrap();
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "{cookie}"
+            );
+            let (pair, _) = cookie.split_once(';').unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(form)).await
+    }
+
+    async fn sign_in(&mut self, user: &str, password: &str) -> Page {
+        let form = self.get("/console/sign-in").await;
+        let csrf = form.csrf();
+        self.post(
+            "/console/sign-in",
+            &[("csrf", &csrf), ("user_name", user), ("password", password)],
+        )
+        .await
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+#[tokio::test]
+async fn the_console_signs_in_shows_and_acts_through_the_api_rules() {
+    console_on(None).await;
+    if let Some(url) = postgres::fresh_database("console_flows") {
+        console_on(Some(&url)).await;
+    }
+}
+
+async fn console_on(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let mut browser = Browser::new(&state);
+
+    // Nothing but the way to the setup while no account exists; the headers on every page.
+    let root = browser.get("/").await;
+    assert_eq!(root.status, StatusCode::SEE_OTHER);
+    assert_eq!(root.location(), "/console/");
+    let page = browser.get("/console/").await;
+    assert_eq!(page.location(), "/console/setup");
+    let setup = browser.get("/console/setup").await;
+    assert_eq!(setup.status, StatusCode::OK);
+    let csp = setup.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(setup.headers["x-frame-options"], "DENY");
+    assert!(setup.headers.contains_key("referrer-policy"));
+    let csrf = setup.csrf();
+
+    // The setup needs the pre-session CSRF token, an admin API token and a long password.
+    let refused = browser
+        .post(
+            "/console/setup",
+            &[
+                ("csrf", "forged"),
+                ("token", ADMIN),
+                ("user_name", "ops"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let refused = browser
+        .post(
+            "/console/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", AUDITOR),
+                ("user_name", "ops"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains(r#"class="error""#),
+        "{}",
+        refused.body
+    );
+    let refused = browser
+        .post(
+            "/console/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", ADMIN),
+                ("user_name", "ops"),
+                ("password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let done = browser
+        .post(
+            "/console/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", ADMIN),
+                ("user_name", "Ops"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/console/");
+    // Only once.
+    assert_eq!(
+        browser.get("/console/setup").await.location(),
+        "/console/sign-in"
+    );
+    // The password is stored as argon2id, never as itself.
+    let stored = state
+        .db()
+        .console_account_by_name("ops")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored
+            .password_hash
+            .as_deref()
+            .unwrap()
+            .starts_with("$argon2id$")
+    );
+
+    // A floating license with one seat, held by alice; bob is denied.
+    let (key, license) = super::license(&state, json!({ "model": "floating", "seats": 1 })).await;
+    for (client, expected) in [
+        ("alice", StatusCode::CREATED),
+        ("bob", StatusCode::CONFLICT),
+    ] {
+        let body = json!({ "license_key": key, "client_id": client, "user": client,
+                           "request_id": "r1", "lease_secret_supported": true });
+        let (status, answer) = call(&state, "POST", "/v1/client/leases", None, Some(body)).await;
+        assert_eq!(status, expected, "{answer}");
+    }
+
+    let overview = browser.get("/console/").await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    assert!(
+        overview.body.contains(r#"data-total="1""#),
+        "{}",
+        overview.body
+    );
+    assert!(overview.body.contains("<svg"), "{}", overview.body);
+    assert!(
+        overview.body.contains("1/1"),
+        "the utilisation bar: {}",
+        overview.body
+    );
+    let list = browser
+        .get(&format!("/console/licenses?q={}", &license[4..10]))
+        .await;
+    assert!(
+        list.body.contains(&format!("/console/licenses/{license}")),
+        "{}",
+        list.body
+    );
+    let list = browser.get("/console/licenses?q=nothing-matches").await;
+    assert!(!list.body.contains(&format!("/console/licenses/{license}")));
+
+    // The license page: alice's lease with its log-out button.
+    let page = browser.get(&format!("/console/licenses/{license}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let at = page
+        .body
+        .find(r#"data-lease=""#)
+        .expect("alice's lease row");
+    let lease = page.body[at + 12..].split('"').next().unwrap().to_owned();
+    let csrf = page.csrf();
+    let release = format!("/console/licenses/{license}/leases/{lease}/release");
+    // A form without the session's CSRF token changes nothing.
+    let forged = browser.post(&release, &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let released = browser.post(&release, &[("csrf", &csrf)]).await;
+    assert_eq!(released.status, StatusCode::SEE_OTHER, "{}", released.body);
+    let page = browser.get(&format!("/console/licenses/{license}")).await;
+    assert!(!page.body.contains(&lease), "{}", page.body);
+
+    // The lease timeout: out of spec is a warning, in spec a notice.
+    let timeout = format!("/console/licenses/{license}/lease-timeout");
+    let warned = browser
+        .post(&timeout, &[("csrf", &csrf), ("minutes", "2")])
+        .await;
+    assert_eq!(warned.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(warned.body.contains(r#"class="warning""#) && warned.body.contains("5 to 60 minutes"));
+    let set = browser
+        .post(&timeout, &[("csrf", &csrf), ("minutes", "10")])
+        .await;
+    assert_eq!(set.status, StatusCode::OK);
+    assert!(set.body.contains(r#"class="notice""#), "{}", set.body);
+    let (_, leases) = call(
+        &state,
+        "GET",
+        &format!("/v1/licenses/{license}/leases"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(leases["lease_timeout"], 600);
+
+    // The audit page verifies the chain; the console's changes are in it as the account.
+    let audit = browser.get("/console/audit?verify=1").await;
+    assert!(
+        audit.body.contains(r#"id="chain-status""#) && audit.body.contains("intact"),
+        "{}",
+        audit.body
+    );
+    let entries = state
+        .db()
+        .list_audit(OPERATOR_ORGANIZATION, 0, 1000)
+        .await
+        .unwrap();
+    let console = entries
+        .iter()
+        .filter(|e| e.action.starts_with("POST /console/licenses"))
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.status))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        console,
+        [(
+            stored.id.as_str(),
+            "POST /console/licenses/{id}/lease-timeout",
+            200
+        )],
+        "the refused (422) and forged (403) forms are not"
+    );
+    state.audit().flush().await;
+    let events = state
+        .db()
+        .list_audit_events(OPERATOR_ORGANIZATION, Some(&license), 0, 1000)
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e.action == "lease.force_released"
+            && e.actor == stored.id
+            && e.target_id == lease),
+        "the log-out is in the event chain as the account"
+    );
+
+    // Sign out ends the session; its cookie no longer signs in.
+    let old = browser.cookies.clone();
+    let out = browser.post("/console/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location(), "/console/sign-in");
+    browser.cookies = old;
+    assert_eq!(
+        browser.get("/console/").await.location(),
+        "/console/sign-in"
+    );
+
+    // Wrong passwords: one answer for an unknown name and a wrong password; the fifth failure
+    // locks the account, even against the right password.
+    let mut browser = Browser::new(&state);
+    let unknown = browser.sign_in("nobody", PASSWORD).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(unknown.body.contains("Wrong user name or password."));
+    for _ in 0..4 {
+        let wrong = browser.sign_in("ops", "wrong password!!").await;
+        assert!(
+            wrong.body.contains("Wrong user name or password."),
+            "{}",
+            wrong.body
+        );
+    }
+    let locked = browser.sign_in("ops", "wrong password!!").await;
+    assert!(locked.body.contains("locked"), "{}", locked.body);
+    let still = browser.sign_in("OPS", PASSWORD).await;
+    assert_eq!(still.status, StatusCode::UNAUTHORIZED, "{}", still.body);
+    state
+        .db()
+        .console_sign_in_failed(&stored.id, Some(0), 0)
+        .await
+        .unwrap();
+    let signed = browser.sign_in("OPS", PASSWORD).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+
+    // The idle timeout: a session unseen for longer answers the sign-in page.
+    let secret = browser.cookies[session::SESSION_COOKIE].clone();
+    state
+        .db()
+        .touch_console_session(
+            &secrets::sha256_hex(secret.as_bytes()),
+            now() - session::IDLE_TIMEOUT_SECS - 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.get("/console/").await.location(),
+        "/console/sign-in"
+    );
+
+    // An auditor's account reads but cannot log a seat out; another tenant's account sees
+    // nothing of this license.
+    let hash = session::hash_password(PASSWORD).unwrap();
+    state
+        .db()
+        .insert_console_account("acc_aud", OPERATOR_ORGANIZATION, "aud", &hash, "auditor", 0)
+        .await
+        .unwrap();
+    let mut auditor = Browser::new(&state);
+    assert_eq!(
+        auditor.sign_in("aud", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let body = json!({ "license_key": key, "client_id": "carol", "user": "carol",
+                       "request_id": "r2", "lease_secret_supported": true });
+    let (status, _) = call(&state, "POST", "/v1/client/leases", None, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let page = auditor.get(&format!("/console/licenses/{license}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("log-out"), "no control it may not use");
+    let at = page.body.find(r#"data-lease=""#).unwrap();
+    let lease = page.body[at + 12..].split('"').next().unwrap().to_owned();
+    let csrf = page.csrf();
+    let refused = auditor
+        .post(
+            &format!("/console/licenses/{license}/leases/{lease}/release"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+    let (status, created) = call(
+        &state,
+        "POST",
+        "/v1/organizations",
+        Some(ADMIN),
+        Some(json!({ "name": "Contoso" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let org_b = created["organization"]["id"].as_str().unwrap();
+    state
+        .db()
+        .insert_console_account("acc_b", org_b, "contoso", &hash, "admin", 0)
+        .await
+        .unwrap();
+    let mut other = Browser::new(&state);
+    assert_eq!(
+        other.sign_in("contoso", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = other.get(&format!("/console/licenses/{license}")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+    let list = other.get("/console/licenses").await;
+    assert!(!list.body.contains(&license));
+}

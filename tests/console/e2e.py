@@ -60,7 +60,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def http(method, path, body=None, token=None, follow=True):
+def http(method, path, body=None, token=None, follow=True, cookie=None):
     """One request; returns (status, headers, parsed JSON body or text). Never raises on a status."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(URL + path, data=data, method=method)
@@ -68,6 +68,8 @@ def http(method, path, body=None, token=None, follow=True):
         req.add_header("content-type", "application/json")
     if token:
         req.add_header("authorization", "Bearer " + token)
+    if cookie:
+        req.add_header("cookie", cookie)
     opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(req, timeout=HTTP_TIMEOUT_S) as resp:
@@ -301,10 +303,27 @@ def walk_through(c):
         status, _, _ = http("GET", "/console/setup", follow=False)
         check(status != 200, "the setup page still answers 200 once an account exists")
 
-    with step("1b. sign out; the console then leads to the sign-in page"):
+    with step("1b. the session cookie is HttpOnly and SameSite; sign-out ends the session"):
+        cookies = page.context.cookies(URL)
+        check(cookies, "no cookie is set after setup (no session?)")
+        check(
+            any(cookie["httpOnly"] for cookie in cookies),
+            f"no HttpOnly cookie: {[cookie['name'] for cookie in cookies]}",
+        )
+        for cookie in cookies:
+            check(
+                cookie["sameSite"] in ("Strict", "Lax"),
+                f"cookie {cookie['name']} has SameSite={cookie['sameSite']}",
+            )
+        print(f"    cookies: {[(k['name'], k['httpOnly'], k['sameSite']) for k in cookies]}")
         c.submit("#sign-out")
         status, headers, _ = http("GET", "/console/", follow=False)
         check(status == 303, f"GET /console/ without a session: HTTP {status}, wanted 303")
+        # The attack: the signed-out session's cookies replayed (the server must have ended the
+        # session, not only asked the browser to forget it).
+        replay = "; ".join(f"{k['name']}={k['value']}" for k in cookies)
+        status, _, _ = http("GET", "/console/", follow=False, cookie=replay)
+        check(status == 303, f"the signed-out session's cookies still open /console/ (HTTP {status})")
         check(
             location_path(headers) == "/console/sign-in",
             f"GET /console/ without a session redirects to {headers.get('location')}",
@@ -407,7 +426,10 @@ def walk_through(c):
             total is not None and re.fullmatch(r"\d+", total.strip()) and int(total) >= 1,
             f"#denials data-total is {total!r}, wanted >= 1",
         )
-        print(f"    #denials data-total = {total}")
+        since = int(time.time()) - 60 * 86400
+        counted = api("GET", f"/v1/denials/report?from={since}")["total"]
+        check(int(total) == counted, f"#denials data-total is {total}, the admin API counts {counted}")
+        print(f"    #denials data-total = {total} (the admin API: {counted})")
         c.shot("overview")
 
     with step("6. the lease timeout: 2 minutes is refused with a warning, 10 minutes is set"):

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The admin console end to end (issue 23) in a real headless Chromium: Debian's `chromium`
+# package driven by Playwright for Python (pinned, in a venv under .tools/venv-browser; never
+# `playwright install`, whose browser download is not reachable from many machines). Installs
+# both when missing (idempotent), starts `licensing-server serve` on 127.0.0.1 with a temporary
+# data directory on SQLite, and runs tests/console/e2e.py against it: sign-in, a floating
+# license, a lease logged out from the console, a denial on the overview, the lease timeout's
+# warning, the audit chain, phone-sized pages, security headers, no browser errors. Screenshots
+# of every page go to target/console-artefacts/. Fails on the first failed step (named), or on
+# an error the server logged.
+#
+# LICENSING_SERVER_BIN=path runs a prebuilt server instead of building one; KEEP_WORK=1 keeps
+# the server's data directory and logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PLAYWRIGHT_VERSION=1.65.2
+CHROMIUM=/usr/bin/chromium
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+started=$(date +%s)
+
+need_apt=()
+[ -x "$CHROMIUM" ] || need_apt+=(chromium fonts-dejavu-core)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} (apt-get)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+[ -x "$CHROMIUM" ] || { echo "test-console: $CHROMIUM is missing after the install" >&2; exit 1; }
+
+venv=$(pwd)/.tools/venv-browser
+if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -x "Version: $PLAYWRIGHT_VERSION" >/dev/null; then
+  echo "installing playwright $PLAYWRIGHT_VERSION in $venv"
+  python3 -m venv --clear "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+fi
+"$venv/bin/python" -c 'import playwright.sync_api' ||
+  { echo "test-console: playwright does not import from $venv" >&2; exit 1; }
+installed=$(date +%s)
+
+if [ -n "${LICENSING_SERVER_BIN:-}" ]; then
+  bin=$LICENSING_SERVER_BIN
+else
+  cargo build -q --locked -p licensing-server
+  bin=${CARGO_TARGET_DIR:-target}/debug/licensing-server
+fi
+built=$(date +%s)
+work=$(mktemp -d)
+server=
+cleanup() {
+  # Never fails (under `set -e` a failing command here would replace the script's exit status).
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+"$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/server.out" 2>"$work/server.log" &
+server=$!
+for _ in $(seq 100); do grep -q '^listening on' "$work/server.out" 2>/dev/null && break; sleep 0.1; done
+url=$(sed -n 's/^listening on //p' "$work/server.out")
+token=$(sed -n 's/^admin API token.*: //p' "$work/server.out")
+if [ -z "$url" ] || [ -z "$token" ]; then
+  echo "test-console: the server did not print its URL and admin token:" >&2
+  cat "$work/server.out" "$work/server.log" >&2
+  exit 1
+fi
+
+artefacts=${CARGO_TARGET_DIR:-target}/console-artefacts
+rm -rf "$artefacts" && mkdir -p "$artefacts"
+set +e
+# The token through the environment (a command line is visible to other users). Bounded: the
+# walk-through takes seconds; every browser wait inside it is bounded to 10 s.
+CONSOLE_URL=$url CONSOLE_TOKEN=$token CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
+  timeout -k 5 150 "$venv/bin/python" tests/console/e2e.py
+status=$?
+set -e
+[ "$status" = 124 ] && echo "test-console: the walk-through timed out after 150 s" >&2
+if grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >/dev/null; then
+  echo "test-console: the server logged errors:" >&2
+  grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >&2
+  status=1
+fi
+if [ "$status" != 0 ]; then
+  echo "test-console: FAILED (screenshots and the failing page in $artefacts; server log:)" >&2
+  tail -n 30 "$work/server.log" >&2
+  exit "$status"
+fi
+echo "test-console: passed (install $((installed - started)) s," \
+  "build $((built - installed)) s, walk-through $(($(date +%s) - built)) s)"

@@ -67,9 +67,8 @@ step "schemathesis against /openapi.json"
 step "SCIM 2.0 compliance: scim2-tester against /scim/v2"
 ./scripts/test-scim.sh
 
-# enabled by the coordinator once the console lands
-# step "admin console end to end: headless Chromium (Playwright) against the real server"
-# ./scripts/test-console.sh
+step "admin console end to end: headless Chromium (Playwright) against the real server"
+./scripts/test-console.sh
 
 step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 ./scripts/test-ffi.sh

@@ -304,7 +304,7 @@ def walk_through(c):
         check(status != 200, "the setup page still answers 200 once an account exists")
 
     with step("1b. the session cookie is HttpOnly and SameSite; sign-out ends the session"):
-        cookies = page.context.cookies(URL)
+        cookies = page.context.cookies(URL + "/console/")
         check(cookies, "no cookie is set after setup (no session?)")
         check(
             any(cookie["httpOnly"] for cookie in cookies),

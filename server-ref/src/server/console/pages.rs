@@ -265,19 +265,47 @@ pub(crate) async fn overview(State(state): State<AppState>, session: Session) ->
         bars.push(json!({ "license_id": license_id, "live": live, "seats": seats }));
     }
     let denials = view(denials)?;
-    let max_day = denials["per_day"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let series = denial_days(&denials, now());
+    let max_day = series
+        .iter()
         .filter_map(|d| d["count"].as_i64())
         .max()
         .unwrap_or(0);
     let context = frame(
         &session,
         "overview",
-        json!({ "alerts": view(alerts)?, "bars": bars, "denials": denials, "max_day": max_day }),
+        json!({ "alerts": view(alerts)?, "bars": bars, "denials": denials, "days": series,
+                "max_day": max_day }),
     );
     Ok(html(StatusCode::OK, render("overview.html", context)?))
+}
+
+/// Days the denial chart spans (the retention of denials).
+const CHART_DAYS: i64 = 60;
+
+/// One `{date, count}` per UTC day of the last [`CHART_DAYS`] up to `now`, oldest first: the
+/// report's counts, and 0 for a day it does not list.
+fn denial_days(report: &Value, now: i64) -> Vec<Value> {
+    let counts: std::collections::HashMap<&str, i64> = report["per_day"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| Some((d["date"].as_str()?, d["count"].as_i64()?)))
+        .collect();
+    (0..CHART_DAYS)
+        .rev()
+        .filter_map(|back| {
+            let day = time::OffsetDateTime::from_unix_timestamp(now - back * 86_400).ok()?;
+            let date = format!(
+                "{:04}-{:02}-{:02}",
+                day.year(),
+                u8::from(day.month()),
+                day.day()
+            );
+            let count = counts.get(date.as_str()).copied().unwrap_or(0);
+            Some(json!({ "date": date, "count": count }))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

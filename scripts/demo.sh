@@ -148,6 +148,16 @@ curl -sS "${auth[@]}" "$url/v1/audit" | json '[(e["seq"], e["action"]) for e in 
 show "GET /v1/audit/verify"
 curl -sS "${auth[@]}" "$url/v1/audit/verify" | json '{"ok": d["ok"], "entries": d["entries"]}'
 
-say "10. Stop the server"
+say "10. The admin console"
+echo "Open $url/ in a browser: create the first console account at $url/console/setup with the"
+echo "admin API token above ($token), then sign in at $url/console/sign-in."
+if [ "${DEMO_KEEP_SERVER:-0}" = 1 ]; then
+  echo "The server keeps running (DEMO_KEEP_SERVER=1); press Ctrl-C to stop it."
+  trap - EXIT
+  wait "$server"
+  exit 0
+fi
+
+say "11. Stop the server"
 kill "$server"; wait "$server" 2>/dev/null || true
 printf '\nDone. Server data (SQLite, signing key) and files are in %s.\n' "$dir"

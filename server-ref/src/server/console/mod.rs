@@ -34,8 +34,15 @@ pub(crate) fn router() -> Router<AppState> {
             get(pages::sign_in_form).post(pages::sign_in),
         )
         .route("/console/sign-out", post(pages::sign_out))
-        .route("/console/licenses", get(pages::licenses))
+        .route(
+            "/console/licenses",
+            get(pages::licenses).post(pages::create_license),
+        )
         .route("/console/licenses/{id}", get(pages::license))
+        .route(
+            "/console/licenses/{id}/{change}",
+            post(pages::change_license),
+        )
         .route(
             "/console/licenses/{id}/leases/{lease_id}/release",
             post(pages::release_lease),

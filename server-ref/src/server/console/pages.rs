@@ -39,6 +39,10 @@ fn frame(session: &Session, page: &str, mut context: Value) -> Value {
             "may_operate".into(),
             json!(session.caller.may(Action::Operate)),
         );
+        map.insert(
+            "may_manage".into(),
+            json!(session.caller.may(Action::ManageLicenses)),
+        );
     }
     context
 }
@@ -321,7 +325,7 @@ pub(crate) async fn licenses(
     Query(search): Query<Search>,
 ) -> Page {
     let list = view(
-        routes::list_licenses(session.caller.clone(), State(state))
+        routes::list_licenses(session.caller.clone(), State(state.clone()))
             .await?
             .0,
     )?;
@@ -342,12 +346,100 @@ pub(crate) async fn licenses(
         })
         .cloned()
         .collect();
+    let policies = view(
+        routes::list_policies(session.caller.clone(), State(state.clone()))
+            .await?
+            .0,
+    )?;
     let context = frame(
         &session,
         "licenses",
-        json!({ "licenses": licenses, "q": q }),
+        json!({ "licenses": licenses, "q": q, "policies": policies["policies"] }),
     );
     Ok(html(StatusCode::OK, render("licenses.html", context)?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewLicenseForm {
+    csrf: String,
+    policy_id: String,
+    customer: Option<String>,
+}
+
+/// `POST /console/licenses`: issues a license of a policy; the page shows its key, once (the
+/// server keeps only its hash).
+pub(crate) async fn create_license(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<NewLicenseForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let mut body = json!({ "policy_id": form.policy_id });
+    if let Some(customer) = form
+        .customer
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        body["customer"] = json!({ "name": customer });
+    }
+    let request =
+        serde_json::from_value(body).map_err(|e| ConsoleError::Internal(e.to_string()))?;
+    let (_, created) = routes::create_license(
+        session.caller.clone(),
+        State(state.clone()),
+        StrictJson(request),
+    )
+    .await?;
+    let created = view(created.0)?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let extra = json!({ "new_key": created["key"] });
+    license_page(&state, &session, &id, StatusCode::CREATED, extra).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ChangeForm {
+    csrf: String,
+    /// The revocation's confirmation (a checkbox: `on`).
+    confirm: Option<String>,
+}
+
+/// `POST /console/licenses/{id}/{change}`: suspend, reinstate or revoke (confirmed).
+pub(crate) async fn change_license(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, change)): Path<(String, String)>,
+    Form(form): Form<ChangeForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let caller = session.caller.clone();
+    let st = State(state.clone());
+    let path = Path(id.clone());
+    let done = match change.as_str() {
+        "suspend" => routes::suspend_license(caller, st, path).await?,
+        "reinstate" => routes::reinstate_license(caller, st, path).await?,
+        "revoke" if form.confirm.as_deref() == Some("on") => {
+            routes::revoke_license(caller, st, path).await?
+        }
+        "revoke" => {
+            let extra = json!({ "warning": "Tick the box to confirm the revocation: it cannot be undone." });
+            return license_page(
+                &state,
+                &session,
+                &id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                extra,
+            )
+            .await;
+        }
+        _ => return Err(ConsoleError::Api(routes::not_found().await)),
+    };
+    let status = view(done.0)?["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let extra = json!({ "notice": format!("The license is {status}.") });
+    license_page(&state, &session, &id, StatusCode::OK, extra).await
 }
 
 /// `GET /console/licenses/{id}`: the license with its machines, live leases (each with a log

@@ -298,6 +298,87 @@ async fn console_on(url: Option<&str>) {
     .await;
     assert_eq!(leases["lease_timeout"], 600);
 
+    // Issue a license from the console: its key is shown once; suspend, reinstate, and a
+    // revocation only when confirmed.
+    let list = browser.get("/console/licenses").await;
+    let csrf = list.csrf();
+    let at = list
+        .body
+        .find(r#"<option value=""#)
+        .expect("a policy to issue from");
+    let policy = list.body[at + 15..].split('"').next().unwrap().to_owned();
+    let issued = browser
+        .post(
+            "/console/licenses",
+            &[
+                ("csrf", &csrf),
+                ("policy_id", &policy),
+                ("customer", "Globex"),
+            ],
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let at = issued
+        .body
+        .find(r#"<code id="new-key">"#)
+        .expect("the key, once");
+    let new_key = issued.body[at + 20..].split('<').next().unwrap().to_owned();
+    let at = issued.body.find("<h1>License ").unwrap();
+    let new_id = issued.body[at + 12..].split('<').next().unwrap().to_owned();
+    let (status, _) = call(
+        &state,
+        "GET",
+        &format!("/v1/licenses/{new_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let again = browser.get(&format!("/console/licenses/{new_id}")).await;
+    assert!(
+        !again.body.contains(&new_key),
+        "the key is shown only at creation"
+    );
+    let change = |what: &str| format!("/console/licenses/{new_id}/{what}");
+    let suspended = browser.post(&change("suspend"), &[("csrf", &csrf)]).await;
+    assert!(
+        suspended.body.contains("The license is suspended."),
+        "{}",
+        suspended.body
+    );
+    let reinstated = browser.post(&change("reinstate"), &[("csrf", &csrf)]).await;
+    assert!(
+        reinstated.body.contains("The license is active."),
+        "{}",
+        reinstated.body
+    );
+    let unconfirmed = browser.post(&change("revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(unconfirmed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, view) = call(
+        &state,
+        "GET",
+        &format!("/v1/licenses/{new_id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(view["status"], "active");
+    let revoked = browser
+        .post(&change("revoke"), &[("csrf", &csrf), ("confirm", "on")])
+        .await;
+    assert!(
+        revoked.body.contains("The license is revoked."),
+        "{}",
+        revoked.body
+    );
+    assert_eq!(
+        browser
+            .post(&change("nonsense"), &[("csrf", &csrf)])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
     // The audit page verifies the chain; the console's changes are in it as the account.
     let audit = browser.get("/console/audit?verify=1").await;
     assert!(
@@ -317,12 +398,30 @@ async fn console_on(url: Option<&str>) {
         .collect::<Vec<_>>();
     assert_eq!(
         console,
-        [(
-            stored.id.as_str(),
-            "POST /console/licenses/{id}/lease-timeout",
-            200
-        )],
-        "the refused (422) and forged (403) forms are not"
+        [
+            (
+                stored.id.as_str(),
+                "POST /console/licenses/{id}/lease-timeout",
+                200
+            ),
+            (stored.id.as_str(), "POST /console/licenses", 201),
+            (
+                stored.id.as_str(),
+                "POST /console/licenses/{id}/{change}",
+                200
+            ),
+            (
+                stored.id.as_str(),
+                "POST /console/licenses/{id}/{change}",
+                200
+            ),
+            (
+                stored.id.as_str(),
+                "POST /console/licenses/{id}/{change}",
+                200
+            ),
+        ],
+        "the refused (422, 404) and forged (403) forms are not"
     );
     state.audit().flush().await;
     let events = state
@@ -408,6 +507,14 @@ async fn console_on(url: Option<&str>) {
     let page = auditor.get(&format!("/console/licenses/{license}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("log-out"), "no control it may not use");
+    assert!(!page.body.contains(r#"id="suspend""#) && !page.body.contains(r#"id="revoke""#));
+    assert!(
+        !auditor
+            .get("/console/licenses")
+            .await
+            .body
+            .contains("new-license")
+    );
     let at = page.body.find(r#"data-lease=""#).unwrap();
     let lease = page.body[at + 12..].split('"').next().unwrap().to_owned();
     let csrf = page.csrf();

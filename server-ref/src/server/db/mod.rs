@@ -48,13 +48,12 @@ mod deactivation_keys;
 mod deprovision;
 pub(crate) mod directory;
 // A person's data for GDPR export and erasure (issue 22).
-mod directory_bulk;
 mod directory_links;
 pub(crate) use directory_links::DirectoryLink;
 mod directory_usage;
 pub(crate) mod gdpr;
 
-pub(crate) use directory_bulk::{
+pub(crate) use directory::bulk::{
     insert_users_in, memberships_in, replace_memberships_in, update_users_in,
 };
 pub(crate) use directory_usage::{DepartmentUsage, UserUsage};

@@ -163,18 +163,10 @@ pub(crate) async fn list_departments(
 ) -> ApiResult<Json<DepartmentList>> {
     caller.require(Action::Read)?;
     let page = page(query.start, query.count)?;
-    let mut filter = Filter::All;
-    for (attr, field, value) in [
+    let mut filter = equal_texts([
         (DepartmentAttr::Name, "name", query.name),
         (DepartmentAttr::ExternalId, "external_id", query.external_id),
-    ] {
-        if let Some(value) = value {
-            filter = and(
-                filter,
-                Filter::Eq(attr, Is::Text(filter_text(field, value)?)),
-            );
-        }
-    }
+    ])?;
     if let Some(member) = query.member {
         token_field("member", &member, 1, 128)?;
         filter = and(filter, Filter::Eq(DepartmentAttr::Member, Is::Text(member)));

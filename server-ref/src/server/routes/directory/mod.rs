@@ -159,6 +159,22 @@ fn and<A>(filter: Filter<A>, next: Filter<A>) -> Filter<A> {
     }
 }
 
+/// The equality filters of a list's query, joined by `and`: for each value given, its
+/// attribute equal to it (each checked as the filter text of its query field); `All` when none
+/// is given.
+fn equal_texts<A, const N: usize>(fields: [(A, &str, Option<String>); N]) -> ApiResult<Filter<A>> {
+    let mut filter = Filter::All;
+    for (attr, field, value) in fields {
+        if let Some(value) = value {
+            filter = and(
+                filter,
+                Filter::Eq(attr, Is::Text(filter_text(field, value)?)),
+            );
+        }
+    }
+    Ok(filter)
+}
+
 async fn user_of(state: &AppState, caller: &Caller, id: &str) -> ApiResult<DirectoryUser> {
     state
         .db()

@@ -199,20 +199,12 @@ pub(crate) async fn list_users(
 ) -> ApiResult<Json<UserList>> {
     caller.require(Action::Read)?;
     let page = page(query.start, query.count)?;
-    let mut filter = Filter::All;
-    for (attr, field, value) in [
+    let mut filter = equal_texts([
         (UserAttr::UserName, "user_name", query.user_name),
         (UserAttr::Email, "email", query.email),
         (UserAttr::ExternalId, "external_id", query.external_id),
         (UserAttr::Department, "department", query.department),
-    ] {
-        if let Some(value) = value {
-            filter = and(
-                filter,
-                Filter::Eq(attr, Is::Text(filter_text(field, value)?)),
-            );
-        }
-    }
+    ])?;
     if let Some(active) = query.active {
         filter = and(filter, Filter::Eq(UserAttr::Active, Is::Bool(active)));
     }

@@ -13,6 +13,7 @@ mod client_audit;
 mod compliance;
 mod directory;
 mod directory_db;
+mod directory_lists;
 mod floating;
 mod gdpr;
 mod hardening;

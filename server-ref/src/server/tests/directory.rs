@@ -66,7 +66,7 @@ async fn send(
     )
 }
 
-async fn create_user(state: &AppState, token: &str, body: Value) -> (StatusCode, Value) {
+pub(super) async fn create_user(state: &AppState, token: &str, body: Value) -> (StatusCode, Value) {
     call(
         state,
         "POST",
@@ -77,7 +77,7 @@ async fn create_user(state: &AppState, token: &str, body: Value) -> (StatusCode,
     .await
 }
 
-fn refused_naming(status: StatusCode, body: &Value, field: &str) {
+pub(super) fn refused_naming(status: StatusCode, body: &Value, field: &str) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"], "invalid_field", "{body}");
     assert!(

@@ -14,6 +14,7 @@ mod compliance;
 mod console;
 mod directory;
 mod directory_db;
+mod directory_lists;
 mod floating;
 mod gdpr;
 mod hardening;

@@ -16,6 +16,8 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, DbResult, Engine, Tx};
 
+pub(super) mod bulk;
+
 /// PostgreSQL: locks the organization's row until the commit, serializing its directory
 /// writers across replicas.
 const LOCK_ORGANIZATION_FOR_WRITE: &str = "SELECT id FROM organizations WHERE id = $1 FOR UPDATE";
@@ -597,29 +599,10 @@ pub(crate) async fn departments_of_in(
 }
 
 /// Stores a new user. `Ok(false)`: its organization has a user of that name already
-/// (ignoring case), and nothing is stored.
+/// (ignoring case), and nothing is stored. The statement is the import's
+/// ([`insert_users_in`](bulk::insert_users_in)), with one row.
 pub(crate) async fn insert_user(tx: &mut Tx, user: &DirectoryUser) -> DbResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO directory_users (id, organization_id, user_name, user_name_key, \
-         display_name, email, external_id, active, department, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (organization_id, user_name_key) DO NOTHING",
-    )
-    .bind(&user.id)
-    .bind(&user.organization_id)
-    .bind(&user.user_name)
-    .bind(name_key(&user.user_name))
-    .bind(&user.display_name)
-    .bind(&user.email)
-    .bind(&user.external_id)
-    .bind(i64::from(user.active))
-    .bind(&user.department)
-    .bind(user.version)
-    .bind(user.created_at)
-    .bind(user.updated_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(bulk::insert_users_in(tx, std::slice::from_ref(user)).await? == 1)
 }
 
 /// Replaces user `user.id`'s attributes (all but its id, organization and creation time) and

@@ -7,6 +7,10 @@
 //!
 //! State-changing requests are recorded in the audit trail by the request layer, as the admin
 //! API's are (the SCIM token is the actor).
+//!
+//! Here: the router, the request parts (caller, body, list query), discovery, the resources'
+//! JSON and `/.search` over both; the `Users` handlers are in `users.rs`, the `Groups` ones in
+//! `groups.rs`.
 
 use std::collections::HashMap;
 
@@ -32,6 +36,12 @@ use super::schema::{
     USER_SCHEMA, UserFields,
 };
 use super::{filter, patch};
+
+mod groups;
+mod users;
+
+use groups::*;
+use users::*;
 
 /// The mount point of the service provider.
 pub(crate) const PREFIX: &str = "/scim/v2";
@@ -374,7 +384,7 @@ async fn schema_by_id(
         .ok_or_else(|| ScimError::not_found(format!("no schema `{id}`")))
 }
 
-// ---- users ----------------------------------------------------------------------------------
+// ---- the resources' JSON, and the search of both --------------------------------------------
 
 fn user_fields(u: &DirectoryUser) -> UserFields {
     UserFields {
@@ -397,33 +407,6 @@ fn user_json(u: &DirectoryUser, base: &str) -> Value {
         base,
     };
     schema::user_json(&user_fields(u), &meta)
-}
-
-fn user_not_found(id: &str) -> ScimError {
-    ScimError::not_found(format!("no User `{id}`"))
-}
-
-fn user_name_taken(name: &str) -> ScimError {
-    ScimError::uniqueness(format!("userName `{name}` is taken"))
-}
-
-async fn list_users(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> ScimResult<Scim> {
-    users_matching(&caller, &state, &headers, ListQuery::parse(&query)?).await
-}
-
-/// `POST /Users/.search`.
-async fn search_users(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    users_matching(&caller, &state, &headers, search_query(&body)?).await
 }
 
 /// `POST /.search` (RFC 7644 §3.4.3 at the root): Users, then Groups, paged as one list. A
@@ -484,197 +467,12 @@ async fn search_all(
     )))
 }
 
-async fn users_matching(
-    caller: &ScimCaller,
-    state: &AppState,
-    headers: &HeaderMap,
-    list: ListQuery,
-) -> ScimResult<Scim> {
-    let filter = match &list.filter {
-        Some(text) => filter::users(text)?,
-        None => directory::Filter::All,
-    };
-    let (users, total) = state.db().users(caller.org(), &filter, list.page()).await?;
-    let base = base_url(headers);
-    let resources = users
-        .iter()
-        .map(|u| {
-            let mut json = user_json(u, &base);
-            schema::project(&mut json, &list.attributes, &list.excluded);
-            json
-        })
-        .collect();
-    Ok(Scim::ok(schema::list_response(
-        resources,
-        total,
-        list.start_index,
-    )))
-}
-
-async fn get_user(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ScimResult<Scim> {
-    let user = state
-        .db()
-        .user(caller.org(), &id)
-        .await?
-        .ok_or_else(|| user_not_found(&id))?;
-    let mut json = user_json(&user, &base_url(&headers));
-    let (attributes, excluded) = projection(&query);
-    schema::project(&mut json, &attributes, &excluded);
-    Ok(Scim::resource(StatusCode::OK, json))
-}
-
-async fn create_user(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    let fields = schema::user_from_json(&body)?;
-    let now = now();
-    let user = DirectoryUser {
-        id: secrets::new_id("usr").map_err(ScimError::internal)?,
-        organization_id: caller.org().to_owned(),
-        user_name: fields.user_name,
-        display_name: fields.display_name,
-        email: fields.email,
-        external_id: fields.external_id,
-        active: fields.active,
-        department: fields.department,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
-    let mut tx = state.db().begin_directory_change(caller.org()).await?;
-    if !directory::insert_user(&mut tx, &user).await? {
-        return Err(user_name_taken(&user.user_name));
-    }
-    let stored = directory::user_in(&mut tx, caller.org(), &user.id)
-        .await?
-        .ok_or_else(|| ScimError::internal("the new user is not stored"))?;
-    tx.commit().await?;
-    // This process's client calls see the change at once (other replicas within the
-    // link cache's lifetime).
-    state.db().forget_directory_links();
-    Ok(Scim::resource(
-        StatusCode::CREATED,
-        user_json(&stored, &base_url(&headers)),
-    ))
-}
-
-/// Stores `fields` over user `id` (read in `tx`, which the caller opened), deprovisioning the
-/// user after the commit when it goes from active to inactive.
-async fn store_user(
-    state: &AppState,
-    caller: &ScimCaller,
-    mut tx: Tx,
-    before: DirectoryUser,
-    fields: UserFields,
-    base: &str,
-) -> ScimResult<Scim> {
-    let was_active = before.active;
-    let unchanged = user_fields(&before) == fields;
-    let mut user = before;
-    if !unchanged {
-        user.user_name = fields.user_name;
-        user.display_name = fields.display_name;
-        user.email = fields.email;
-        user.external_id = fields.external_id;
-        user.active = fields.active;
-        user.department = fields.department;
-        user.updated_at = now();
-        if !directory::update_user(&mut tx, &user).await? {
-            return Err(user_name_taken(&user.user_name));
-        }
-    }
-    let stored = directory::user_in(&mut tx, caller.org(), &user.id)
-        .await?
-        .ok_or_else(|| user_not_found(&user.id))?;
-    tx.commit().await?;
-    // This process's client calls see the change at once (other replicas within the
-    // link cache's lifetime).
-    state.db().forget_directory_links();
-    if was_active && !stored.active {
-        // After the commit: the releases take each license's write lock, which the directory's
-        // transaction must not hold at the same time (SQLite has one write lock).
-        deprovision::user(state, caller.org(), &stored.id, now(), &caller.actor()).await?;
-    }
-    Ok(Scim::resource(StatusCode::OK, user_json(&stored, base)))
-}
-
-async fn replace_user(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    let fields = schema::user_from_json(&body)?;
-    let mut tx = state.db().begin_directory_change(caller.org()).await?;
-    let before = directory::user_in(&mut tx, caller.org(), &id)
-        .await?
-        .ok_or_else(|| user_not_found(&id))?;
-    store_user(&state, &caller, tx, before, fields, &base_url(&headers)).await
-}
-
-async fn patch_user(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    let operations = patch::parse_request(&body)?;
-    let base = base_url(&headers);
-    let mut tx = state.db().begin_directory_change(caller.org()).await?;
-    let before = directory::user_in(&mut tx, caller.org(), &id)
-        .await?
-        .ok_or_else(|| user_not_found(&id))?;
-    let mut resource = as_object(user_json(&before, &base));
-    patch::apply(&USER_SCHEMA, &mut resource, &operations)?;
-    let fields = schema::user_from_json(&Value::Object(resource))?;
-    store_user(&state, &caller, tx, before, fields, &base).await
-}
-
 fn as_object(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(o) => o,
         _ => Map::new(),
     }
 }
-
-async fn delete_user(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ScimResult<StatusCode> {
-    // First what the user holds (404 when there is no such user), then the user.
-    deprovision::user(&state, caller.org(), &id, now(), &caller.actor())
-        .await
-        .map_err(|e| {
-            if e.status() == StatusCode::NOT_FOUND {
-                user_not_found(&id)
-            } else {
-                e.into()
-            }
-        })?;
-    let mut tx = state.db().begin_directory_change(caller.org()).await?;
-    if !directory::delete_user(&mut tx, caller.org(), &id).await? {
-        return Err(user_not_found(&id));
-    }
-    tx.commit().await?;
-    // This process's client calls see the change at once (other replicas within the
-    // link cache's lifetime).
-    state.db().forget_directory_links();
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- groups ---------------------------------------------------------------------------------
 
 fn group_json(d: &Department, members: &[(String, String)], base: &str) -> Value {
     let meta = Meta {
@@ -693,14 +491,6 @@ fn group_json(d: &Department, members: &[(String, String)], base: &str) -> Value
     schema::group_json(&fields, members, &meta)
 }
 
-fn group_not_found(id: &str) -> ScimError {
-    ScimError::not_found(format!("no Group `{id}`"))
-}
-
-fn group_name_taken(name: &str) -> ScimError {
-    ScimError::uniqueness(format!("displayName `{name}` is taken"))
-}
-
 /// Whether `attributes` / `excludedAttributes` leave `members` out (then they are not read).
 fn members_wanted(attributes: &[String], excluded: &[String]) -> bool {
     let names = |list: &[String]| {
@@ -713,245 +503,4 @@ fn members_wanted(attributes: &[String], excluded: &[String]) -> bool {
     } else {
         names(attributes)
     }
-}
-
-async fn list_groups(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> ScimResult<Scim> {
-    groups_matching(&caller, &state, &headers, ListQuery::parse(&query)?).await
-}
-
-/// `POST /Groups/.search`.
-async fn search_groups(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    groups_matching(&caller, &state, &headers, search_query(&body)?).await
-}
-
-async fn groups_matching(
-    caller: &ScimCaller,
-    state: &AppState,
-    headers: &HeaderMap,
-    list: ListQuery,
-) -> ScimResult<Scim> {
-    let filter = match &list.filter {
-        Some(text) => filter::groups(text)?,
-        None => directory::Filter::All,
-    };
-    let db = state.db();
-    let (groups, total) = db.departments(caller.org(), &filter, list.page()).await?;
-    let base = base_url(headers);
-    let with_members = members_wanted(&list.attributes, &list.excluded);
-    let mut resources = Vec::with_capacity(groups.len());
-    for g in &groups {
-        let members = if with_members {
-            db.members(caller.org(), &g.id).await?
-        } else {
-            Vec::new()
-        };
-        let mut json = group_json(g, &members, &base);
-        schema::project(&mut json, &list.attributes, &list.excluded);
-        resources.push(json);
-    }
-    Ok(Scim::ok(schema::list_response(
-        resources,
-        total,
-        list.start_index,
-    )))
-}
-
-async fn get_group(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ScimResult<Scim> {
-    let db = state.db();
-    let group = db
-        .department(caller.org(), &id)
-        .await?
-        .ok_or_else(|| group_not_found(&id))?;
-    let (attributes, excluded) = projection(&query);
-    let members = if members_wanted(&attributes, &excluded) {
-        db.members(caller.org(), &id).await?
-    } else {
-        Vec::new()
-    };
-    let mut json = group_json(&group, &members, &base_url(&headers));
-    schema::project(&mut json, &attributes, &excluded);
-    Ok(Scim::resource(StatusCode::OK, json))
-}
-
-/// 400 `invalidValue` unless every id is a user of the organization.
-async fn check_members(tx: &mut Tx, org: &str, ids: &[String]) -> ScimResult<()> {
-    for id in ids {
-        if directory::user_in(tx, org, id).await?.is_none() {
-            return Err(ScimError::bad(
-                ScimType::InvalidValue,
-                format!("`members`: no User `{id}`"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn create_group(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    let fields = schema::group_from_json(&body)?;
-    let now = now();
-    let group = Department {
-        id: secrets::new_id("dep").map_err(ScimError::internal)?,
-        organization_id: caller.org().to_owned(),
-        name: fields.display_name,
-        external_id: fields.external_id,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
-    let org = caller.org();
-    let mut tx = state.db().begin_directory_change(org).await?;
-    check_members(&mut tx, org, &fields.members).await?;
-    if !directory::insert_department(&mut tx, &group).await? {
-        return Err(group_name_taken(&group.name));
-    }
-    directory::set_members(&mut tx, org, &group.id, &fields.members).await?;
-    let members = directory::members_in(&mut tx, org, &group.id).await?;
-    let stored = directory::department_in(&mut tx, org, &group.id)
-        .await?
-        .ok_or_else(|| ScimError::internal("the new department is not stored"))?;
-    tx.commit().await?;
-    // This process's client calls see the change at once (other replicas within the
-    // link cache's lifetime).
-    state.db().forget_directory_links();
-    Ok(Scim::resource(
-        StatusCode::CREATED,
-        group_json(&stored, &members, &base_url(&headers)),
-    ))
-}
-
-/// Stores `fields` over department `before` (read in `tx`): its name and external id, and its
-/// members as the difference from `old_members` (ids).
-async fn store_group(
-    caller: &ScimCaller,
-    mut tx: Tx,
-    before: Department,
-    old_members: Vec<String>,
-    fields: GroupFields,
-    base: &str,
-) -> ScimResult<Scim> {
-    let org = caller.org();
-    let added: Vec<String> = fields
-        .members
-        .iter()
-        .filter(|id| !old_members.contains(id))
-        .cloned()
-        .collect();
-    let removed: Vec<String> = old_members
-        .iter()
-        .filter(|id| !fields.members.contains(id))
-        .cloned()
-        .collect();
-    check_members(&mut tx, org, &added).await?;
-    let renamed = before.name != fields.display_name || before.external_id != fields.external_id;
-    if renamed || !added.is_empty() || !removed.is_empty() {
-        let mut group = before;
-        group.name = fields.display_name;
-        group.external_id = fields.external_id;
-        group.updated_at = now();
-        // Also when only the members change: `meta.version` and `lastModified` move on.
-        if !directory::update_department(&mut tx, &group).await? {
-            return Err(group_name_taken(&group.name));
-        }
-        if !added.is_empty() {
-            directory::add_members(&mut tx, org, &group.id, &added).await?;
-        }
-        if !removed.is_empty() {
-            directory::remove_members(&mut tx, org, &group.id, &removed).await?;
-        }
-        finish_group(tx, org, &group.id, base).await
-    } else {
-        finish_group(tx, org, &before.id, base).await
-    }
-}
-
-async fn finish_group(mut tx: Tx, org: &str, id: &str, base: &str) -> ScimResult<Scim> {
-    let stored = directory::department_in(&mut tx, org, id)
-        .await?
-        .ok_or_else(|| group_not_found(id))?;
-    let members = directory::members_in(&mut tx, org, id).await?;
-    tx.commit().await?;
-    Ok(Scim::resource(
-        StatusCode::OK,
-        group_json(&stored, &members, base),
-    ))
-}
-
-async fn replace_group(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    let fields = schema::group_from_json(&body)?;
-    let org = caller.org();
-    let mut tx = state.db().begin_directory_change(org).await?;
-    let before = directory::department_in(&mut tx, org, &id)
-        .await?
-        .ok_or_else(|| group_not_found(&id))?;
-    let old: Vec<String> = directory::members_in(&mut tx, org, &id)
-        .await?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    store_group(&caller, tx, before, old, fields, &base_url(&headers)).await
-}
-
-async fn patch_group(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    ScimJson(body): ScimJson,
-) -> ScimResult<Scim> {
-    let operations = patch::parse_request(&body)?;
-    let base = base_url(&headers);
-    let org = caller.org();
-    let mut tx = state.db().begin_directory_change(org).await?;
-    let before = directory::department_in(&mut tx, org, &id)
-        .await?
-        .ok_or_else(|| group_not_found(&id))?;
-    let members = directory::members_in(&mut tx, org, &id).await?;
-    let mut resource = as_object(group_json(&before, &members, &base));
-    patch::apply(&GROUP_SCHEMA, &mut resource, &operations)?;
-    let fields = schema::group_from_json(&Value::Object(resource))?;
-    let old = members.into_iter().map(|(id, _)| id).collect();
-    store_group(&caller, tx, before, old, fields, &base).await
-}
-
-async fn delete_group(
-    caller: ScimCaller,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ScimResult<StatusCode> {
-    let mut tx = state.db().begin_directory_change(caller.org()).await?;
-    if !directory::delete_department(&mut tx, caller.org(), &id).await? {
-        return Err(group_not_found(&id));
-    }
-    tx.commit().await?;
-    // This process's client calls see the change at once (other replicas within the
-    // link cache's lifetime).
-    state.db().forget_directory_links();
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,9 +1,9 @@
-//! The CSV import's statements beyond `directory`'s: every membership of an organization in
-//! one read, and users and memberships written many rows per statement (an import of 100 000
-//! users one statement per row took longer than a request may on PostgreSQL).
+//! The directory's statements that write many rows at once (an import of 100 000 users one
+//! statement per row took longer than a request may on PostgreSQL): users (the one-row
+//! `insert_user` too) and memberships, and every membership of an organization in one read.
 
-use super::directory::{DirectoryUser, name_key};
-use super::{Db, DbResult, Tx};
+use super::super::{Db, DbResult, Tx};
+use super::{DirectoryUser, name_key};
 
 impl Db {
     /// A transaction for reading the directory as of one moment without taking the

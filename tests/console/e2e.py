@@ -468,6 +468,13 @@ def walk_through(c):
         print(f"    #chain-status: {' '.join(status_el.inner_text().split())}")
         c.shot("audit")
 
+    with step("7b. people: the directory page and the idle seats"):
+        page.click("#nav-people")
+        c.expect_path("/console/people")
+        page.wait_for_selector("#people")
+        check(c.count("#idle-seats") == 1, "no #idle-seats section")
+        c.shot("people")
+
     with step("8. no browser errors, and the security headers on every console page"):
         c.assert_clean()
         check(c.checked_headers >= 8, f"only {c.checked_headers} console pages were checked")

@@ -52,6 +52,7 @@ pub(crate) fn router() -> Router<AppState> {
             post(pages::lease_timeout),
         )
         .route("/console/audit", get(pages::audit))
+        .route("/console/people", get(pages::people))
         .route("/console/static/console.css", get(style_sheet))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -103,6 +104,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("licenses.html", include_str!("templates/licenses.html")),
         ("license.html", include_str!("templates/license.html")),
         ("audit.html", include_str!("templates/audit.html")),
+        ("people.html", include_str!("templates/people.html")),
         ("error.html", include_str!("templates/error.html")),
     ] {
         // A template that does not parse is a build defect, caught by the tests that render
@@ -190,5 +192,32 @@ impl IntoResponse for ConsoleError {
             Ok(html) => (status, html).into_response(),
             Err(_) => (status, message).into_response(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Every embedded template parses (a broken one would only show as a 500 page).
+    #[test]
+    fn every_template_parses() {
+        for name in [
+            "base.html",
+            "setup.html",
+            "sign_in.html",
+            "overview.html",
+            "licenses.html",
+            "license.html",
+            "audit.html",
+            "people.html",
+            "error.html",
+        ] {
+            TEMPLATES.get_template(name).unwrap();
+        }
+        assert_eq!(datetime(Some(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(datetime(None), "");
     }
 }

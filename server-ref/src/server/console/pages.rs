@@ -631,3 +631,50 @@ pub(crate) async fn audit(
     );
     Ok(html(StatusCode::OK, render("audit.html", context)?))
 }
+
+#[derive(Deserialize)]
+pub(crate) struct PeopleQuery {
+    q: Option<String>,
+    start: Option<i64>,
+}
+
+/// People shown per page.
+const PEOPLE_PAGE: i64 = 50;
+
+/// `GET /console/people?q=&start=`: the directory's users (the API's list, searched and paged)
+/// and the assigned seats nobody has used lately (the reclamation preview).
+pub(crate) async fn people(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<PeopleQuery>,
+) -> Page {
+    let caller = &session.caller;
+    let search = q.q.unwrap_or_default();
+    let start = q.start.unwrap_or(0).max(0);
+    let mut filter = json!({ "start": start, "count": PEOPLE_PAGE });
+    if !search.trim().is_empty() {
+        filter["q"] = json!(search.trim());
+    }
+    let users = view(
+        routes::list_users(caller.clone(), State(state.clone()), query(filter)?)
+            .await?
+            .0,
+    )?;
+    let idle = view(
+        routes::preview_reclamation(caller.clone(), State(state.clone()))
+            .await?
+            .0,
+    )?;
+    let total = users["total"].as_i64().unwrap_or(0);
+    let context = frame(
+        &session,
+        "people",
+        json!({
+            "users": users["users"], "total": total, "q": search, "start": start,
+            "previous": (start > 0).then(|| (start - PEOPLE_PAGE).max(0)),
+            "next": (start + PEOPLE_PAGE < total).then_some(start + PEOPLE_PAGE),
+            "idle": idle["seats"],
+        }),
+    );
+    Ok(html(StatusCode::OK, render("people.html", context)?))
+}

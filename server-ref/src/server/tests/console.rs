@@ -379,6 +379,41 @@ async fn console_on(url: Option<&str>) {
         StatusCode::NOT_FOUND
     );
 
+    // People: the directory, paged by 50 and searched, and the idle seats.
+    for i in 0..60 {
+        state
+            .db()
+            .insert_directory_user_for_tests(
+                OPERATOR_ORGANIZATION,
+                &format!("usr_{i}"),
+                &format!("person{i:02}"),
+                i != 7,
+            )
+            .await
+            .unwrap();
+    }
+    let people = browser.get("/console/people").await;
+    assert_eq!(people.status, StatusCode::OK, "{}", people.body);
+    assert!(
+        people.body.contains("60 user(s), 1 to 50 shown"),
+        "{}",
+        people.body
+    );
+    assert!(people.body.contains(r#"id="next""#) && !people.body.contains(r#"id="previous""#));
+    assert!(people.body.contains(r#"id="idle-seats""#));
+    let second = browser.get("/console/people?start=50").await;
+    assert!(
+        second.body.contains("51 to 60 shown") && second.body.contains(r#"id="previous""#),
+        "{}",
+        second.body
+    );
+    let found = browser.get("/console/people?q=person07").await;
+    assert!(
+        found.body.contains("1 user(s)") && found.body.contains("no (deprovisioned)"),
+        "{}",
+        found.body
+    );
+
     // The audit page verifies the chain; the console's changes are in it as the account.
     let audit = browser.get("/console/audit?verify=1").await;
     assert!(

@@ -205,6 +205,11 @@ pub(crate) mod action {
     /// A user was deprovisioned: SCIM or the admin API deactivated or deleted it (target:
     /// the user id; detail: what was released).
     pub(crate) const USER_DEPROVISIONED: &str = "user.deprovisioned";
+    /// A console account signed in (target: the account).
+    pub(crate) const CONSOLE_SIGNED_IN: &str = "console.signed_in";
+    /// A console sign-in was refused: a wrong password, or the account is locked (target: the
+    /// account; an unknown name has no organization to record it in).
+    pub(crate) const CONSOLE_SIGN_IN_REFUSED: &str = "console.sign_in_refused";
 }
 
 /// The actor of a client event: the license, never its key.

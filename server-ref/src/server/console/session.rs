@@ -10,6 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
+use super::super::audit::{AuditEvent, action};
 use super::super::db::console::ConsoleSession;
 use super::super::extract::{Caller, Role};
 use super::super::{AppState, now, secrets};
@@ -189,7 +190,19 @@ pub(crate) async fn sign_in(
         let _ = password_matches(password, DUMMY_HASH);
         return Ok(SignIn::Refused);
     };
+    let record = |action, detail: &str| {
+        state.audit().record_event(
+            AuditEvent::new(
+                &account.organization_id,
+                account.id.as_str(),
+                action,
+                &account.id,
+            )
+            .detail(detail),
+        );
+    };
     if account.locked_until.is_some_and(|until| until > now) {
+        record(action::CONSOLE_SIGN_IN_REFUSED, "locked");
         return Ok(SignIn::Locked);
     }
     let matches = password.chars().count() <= MAX_PASSWORD_CHARS
@@ -201,13 +214,23 @@ pub(crate) async fn sign_in(
         let lock =
             (account.failed_sign_ins + 1 >= MAX_FAILED_SIGN_INS).then_some(now + LOCKOUT_SECS);
         db.console_sign_in_failed(&account.id, lock, now).await?;
+        record(
+            action::CONSOLE_SIGN_IN_REFUSED,
+            if lock.is_some() {
+                "wrong password; locked"
+            } else {
+                "wrong password"
+            },
+        );
         return Ok(if lock.is_some() {
             SignIn::Locked
         } else {
             SignIn::Refused
         });
     }
-    start_session(state, &account.id).await.map(SignIn::Started)
+    let started = start_session(state, &account.id).await?;
+    record(action::CONSOLE_SIGNED_IN, "password");
+    Ok(SignIn::Started(started))
 }
 
 /// Starts a session of `account_id`; the cookie's secret.

@@ -9,6 +9,7 @@ use super::{Db, DbResult};
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct ConsoleAccount {
     pub id: String,
+    pub organization_id: String,
     pub password_hash: Option<String>,
     pub failed_sign_ins: i64,
     pub locked_until: Option<i64>,
@@ -70,7 +71,7 @@ impl Db {
         user_name: &str,
     ) -> DbResult<Option<ConsoleAccount>> {
         sqlx::query_as(
-            "SELECT id, password_hash, failed_sign_ins, locked_until FROM console_accounts \
+            "SELECT id, organization_id, password_hash, failed_sign_ins, locked_until FROM console_accounts \
              WHERE user_name_key = $1",
         )
         .bind(user_name.to_lowercase())

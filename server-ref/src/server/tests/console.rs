@@ -506,6 +506,30 @@ async fn console_on(url: Option<&str>) {
         .unwrap();
     let signed = browser.sign_in("OPS", PASSWORD).await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    state.audit().flush().await;
+    let sign_ins: Vec<(String, String)> = state
+        .db()
+        .list_audit_events(OPERATOR_ORGANIZATION, None, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action.starts_with("console.") && e.target_id == stored.id)
+        .map(|e| (e.action, e.detail))
+        .collect();
+    let refused = |detail: &str| ("console.sign_in_refused".to_owned(), detail.to_owned());
+    assert_eq!(
+        sign_ins,
+        [
+            refused("wrong password"),
+            refused("wrong password"),
+            refused("wrong password"),
+            refused("wrong password"),
+            refused("wrong password; locked"),
+            refused("locked"),
+            ("console.signed_in".to_owned(), "password".to_owned()),
+        ],
+        "sign-ins are in the event chain (the setup's own sign-in is the setup's entry)"
+    );
 
     // The idle timeout: a session unseen for longer answers the sign-in page.
     let secret = browser.cookies[session::SESSION_COOKIE].clone();

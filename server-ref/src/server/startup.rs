@@ -288,6 +288,12 @@ pub(crate) async fn prune_once(db: &Db, now: i64) -> Result<Pruned, sqlx::Error>
         }
     }
     pruned.audit_entries = db.prune_audit_log(now, OPERATOR_ORGANIZATION).await?;
+    // Timed-out console sessions (they no longer sign in; here they stop taking room).
+    db.purge_console_sessions(
+        now.saturating_sub(super::console::session::IDLE_TIMEOUT_SECS),
+        now.saturating_sub(super::console::session::ABSOLUTE_TIMEOUT_SECS),
+    )
+    .await?;
     Ok(pruned)
 }
 

@@ -180,4 +180,20 @@ impl Db {
         .fetch_all(&self.pool)
         .await
     }
+
+    /// Deletes the sessions unseen since `idle_before` or started before `started_before`
+    /// (timed out: they no longer sign in); how many.
+    pub async fn purge_console_sessions(
+        &self,
+        idle_before: i64,
+        started_before: i64,
+    ) -> DbResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM console_sessions WHERE last_seen_at < $1 OR created_at < $2")
+                .bind(idle_before)
+                .bind(started_before)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
 }

@@ -545,6 +545,18 @@ async fn console_on(url: Option<&str>) {
         browser.get("/console/").await.location(),
         "/console/sign-in"
     );
+    // The pruning run deletes timed-out sessions it was never shown again.
+    let mut idle = Browser::new(&state);
+    assert_eq!(
+        idle.sign_in("ops", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let hash = secrets::sha256_hex(idle.cookies[session::SESSION_COOKIE].as_bytes());
+    state.db().touch_console_session(&hash, 0).await.unwrap();
+    crate::server::startup::prune_once(state.db(), now())
+        .await
+        .unwrap();
+    assert!(state.db().console_session(&hash).await.unwrap().is_none());
 
     // An auditor's account reads but cannot log a seat out; another tenant's account sees
     // nothing of this license.

@@ -116,16 +116,22 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     env
 });
 
+/// The UTC day of Unix seconds, `2026-12-07` (the denial report's `date` format); empty when
+/// out of range.
+pub(crate) fn utc_day(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
+        .unwrap_or_default()
+}
+
 /// The `datetime` filter: Unix seconds as `2026-12-07 21:25 UTC` (absent: empty).
 fn datetime(seconds: Option<i64>) -> String {
     seconds
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
         .map(|t| {
             format!(
-                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
+                "{} {:02}:{:02} UTC",
+                utc_day(t.unix_timestamp()),
                 t.hour(),
                 t.minute()
             )

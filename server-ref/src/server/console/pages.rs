@@ -298,16 +298,10 @@ fn denial_days(report: &Value, now: i64) -> Vec<Value> {
         .collect();
     (0..CHART_DAYS)
         .rev()
-        .filter_map(|back| {
-            let day = time::OffsetDateTime::from_unix_timestamp(now - back * 86_400).ok()?;
-            let date = format!(
-                "{:04}-{:02}-{:02}",
-                day.year(),
-                u8::from(day.month()),
-                day.day()
-            );
+        .map(|back| {
+            let date = super::utc_day(now - back * 86_400);
             let count = counts.get(date.as_str()).copied().unwrap_or(0);
-            Some(json!({ "date": date, "count": count }))
+            json!({ "date": date, "count": count })
         })
         .collect()
 }
@@ -596,6 +590,42 @@ pub(crate) async fn lease_timeout(
 #[derive(Deserialize)]
 pub(crate) struct AuditQuery {
     verify: Option<String>,
+    /// The cursor: entries after this `seq`.
+    after: Option<i64>,
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    /// `YYYY-MM-DD` (UTC), inclusive.
+    from: Option<String>,
+    /// `YYYY-MM-DD` (UTC), inclusive.
+    to: Option<String>,
+}
+
+/// Entries read per audit page (the API's most).
+const AUDIT_PAGE: i64 = 1000;
+
+/// Whether entry `e` passes the page's filters (text filters ignore case; dates are the UTC
+/// day of `at`).
+fn audit_matches(e: &Value, q: &AuditQuery) -> bool {
+    let text = |field: &str, wanted: &Option<String>| {
+        wanted
+            .as_deref()
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .is_none_or(|w| {
+                e[field]
+                    .as_str()
+                    .is_some_and(|v| v.to_lowercase().contains(&w.to_lowercase()))
+            })
+    };
+    let day = e["at"].as_i64().map(super::utc_day).unwrap_or_default();
+    let from = q.from.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    let to = q.to.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    text("actor", &q.actor)
+        && text("action", &q.action)
+        && text("target", &q.target)
+        && from.is_none_or(|from| day.as_str() >= from)
+        && to.is_none_or(|to| day.as_str() <= to)
 }
 
 /// `GET /console/audit[?verify=1]`: the organization's audit entries (newest 1000), and the
@@ -606,15 +636,21 @@ pub(crate) async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Page {
     let caller = &session.caller;
-    let entries = view(
+    let after = q.after.unwrap_or(0).max(0);
+    let page = view(
         routes::list_audit(
             caller.clone(),
             State(state.clone()),
-            query(json!({ "limit": 1000 }))?,
+            query(json!({ "after": after, "limit": AUDIT_PAGE }))?,
         )
         .await?
         .0,
     )?;
+    let read = page["entries"].as_array().cloned().unwrap_or_default();
+    let next = (read.len() == usize::try_from(AUDIT_PAGE).unwrap_or(usize::MAX))
+        .then(|| read.last().and_then(|e| e["seq"].as_i64()))
+        .flatten();
+    let entries: Vec<Value> = read.into_iter().filter(|e| audit_matches(e, &q)).collect();
     let verification = if q.verify.is_some() {
         Some(view(
             routes::verify_audit(caller.clone(), State(state), query(json!({}))?)
@@ -624,10 +660,14 @@ pub(crate) async fn audit(
     } else {
         None
     };
+    let filters = json!({
+        "actor": q.actor, "action": q.action, "target": q.target, "from": q.from, "to": q.to,
+    });
     let context = frame(
         &session,
         "audit",
-        json!({ "entries": entries["entries"], "verification": verification }),
+        json!({ "entries": entries, "verification": verification, "after": after,
+                "next": next, "filters": filters }),
     );
     Ok(html(StatusCode::OK, render("audit.html", context)?))
 }

@@ -415,6 +415,27 @@ async fn console_on(url: Option<&str>) {
     );
 
     // The audit page verifies the chain; the console's changes are in it as the account.
+    // Filters: by action, by actor, by date (the entries are today's).
+    let rows = |page: &Page| page.body.matches("<tr><td>").count();
+    let all = browser.get("/console/audit").await;
+    let timeouts = browser.get("/console/audit?action=lease-timeout").await;
+    assert_eq!(rows(&timeouts), 1, "{}", timeouts.body);
+    assert!(rows(&all) > rows(&timeouts));
+    let mine = browser
+        .get(&format!("/console/audit?actor={}", stored.id))
+        .await;
+    assert!(
+        rows(&mine) >= 1 && rows(&mine) < rows(&all),
+        "{}",
+        mine.body
+    );
+    let today = crate::server::console::utc_day(now());
+    let dated = browser
+        .get(&format!("/console/audit?from={today}&to={today}"))
+        .await;
+    assert_eq!(rows(&dated), rows(&all));
+    let before = browser.get("/console/audit?to=2000-01-01").await;
+    assert_eq!(rows(&before), 0, "{}", before.body);
     let audit = browser.get("/console/audit?verify=1").await;
     assert!(
         audit.body.contains(r#"id="chain-status""#) && audit.body.contains("intact"),

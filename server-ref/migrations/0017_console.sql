@@ -10,6 +10,10 @@ CREATE TABLE console_accounts (
     -- The argon2id PHC string; NULL: no local password (an invitation not accepted yet).
     password_hash TEXT,
     role TEXT NOT NULL CHECK (role IN ('admin', 'license_manager', 'it_staff', 'auditor')),
+    -- An invitation (or an admin's password reset): SHA-256 (hex) of the one-time link's
+    -- secret, and until when it may be accepted. NULL: none pending.
+    invite_hash TEXT UNIQUE,
+    invite_expires_at BIGINT,
     -- Failed sign-ins in a row, and until when (Unix seconds) the account refuses sign-ins.
     failed_sign_ins BIGINT NOT NULL DEFAULT 0,
     locked_until BIGINT,

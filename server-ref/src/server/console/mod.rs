@@ -7,6 +7,7 @@
 //! the Content-Security-Policy forbids every script. Charts are inline SVG drawn by the
 //! templates. See docs/ARCHITECTURE.md for why server-rendered HTML.
 
+mod accounts;
 mod pages;
 pub(crate) mod session;
 
@@ -53,6 +54,19 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/console/audit", get(pages::audit))
         .route("/console/people", get(pages::people))
+        .route(
+            "/console/accounts",
+            get(accounts::accounts).post(accounts::invite),
+        )
+        .route("/console/accounts/{id}/reset", post(accounts::reset))
+        .route(
+            "/console/accept",
+            get(accounts::accept_form).post(accounts::accept),
+        )
+        .route(
+            "/console/account",
+            get(accounts::account).post(accounts::change_password),
+        )
         .route("/console/static/console.css", get(style_sheet))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -105,6 +119,9 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("license.html", include_str!("templates/license.html")),
         ("audit.html", include_str!("templates/audit.html")),
         ("people.html", include_str!("templates/people.html")),
+        ("accounts.html", include_str!("templates/accounts.html")),
+        ("accept.html", include_str!("templates/accept.html")),
+        ("account.html", include_str!("templates/account.html")),
         ("error.html", include_str!("templates/error.html")),
     ] {
         // A template that does not parse is a build defect, caught by the tests that render
@@ -219,6 +236,9 @@ mod tests {
             "license.html",
             "audit.html",
             "people.html",
+            "accounts.html",
+            "accept.html",
+            "account.html",
             "error.html",
         ] {
             TEMPLATES.get_template(name).unwrap();

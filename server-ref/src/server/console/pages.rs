@@ -29,7 +29,7 @@ fn query<T: DeserializeOwned>(value: Value) -> Result<Query<T>, ConsoleError> {
 }
 
 /// What every signed-in page shows: who is signed in, the CSRF token of its forms, the page.
-fn frame(session: &Session, page: &str, mut context: Value) -> Value {
+pub(super) fn frame(session: &Session, page: &str, mut context: Value) -> Value {
     if let Some(map) = context.as_object_mut() {
         map.insert("account".into(), json!(session.stored.user_name));
         map.insert("role".into(), json!(session.stored.role));
@@ -43,6 +43,10 @@ fn frame(session: &Session, page: &str, mut context: Value) -> Value {
             "may_manage".into(),
             json!(session.caller.may(Action::ManageLicenses)),
         );
+        map.insert(
+            "may_administer".into(),
+            json!(session.caller.may(Action::Administer)),
+        );
     }
     context
 }
@@ -53,13 +57,16 @@ fn html(status: StatusCode, page: Html<String>) -> Response {
 
 // ---- setup and sign-in -------------------------------------------------------------------
 
+/// Request parts holding `headers` (what the cookie reader takes).
+pub(super) fn parts_of(headers: axum::http::HeaderMap) -> axum::http::request::Parts {
+    let mut req = axum::http::Request::new(());
+    *req.headers_mut() = headers;
+    req.into_parts().0
+}
+
 /// A pre-session CSRF token: the one in the cookie, or a new one set with the page.
 fn pre_token(headers: &axum::http::HeaderMap) -> Result<(String, bool), ConsoleError> {
-    let parts = {
-        let mut req = axum::http::Request::new(());
-        *req.headers_mut() = headers.clone();
-        req.into_parts().0
-    };
+    let parts = parts_of(headers.clone());
     match session::cookie(&parts, PRE_COOKIE) {
         Some(token) if !token.is_empty() => Ok((token.to_owned(), false)),
         _ => Ok((session::new_secret()?, true)),
@@ -77,7 +84,7 @@ fn pre_matches(headers: &axum::http::HeaderMap, sent: &str) -> bool {
     pre_token(headers).is_ok_and(|(token, new)| !new && session::same_secret(&token, sent))
 }
 
-fn signed_in(secret: &str) -> Response {
+pub(super) fn signed_in(secret: &str) -> Response {
     let mut response = Redirect::to("/console/").into_response();
     let cookie = session::set_cookie(SESSION_COOKIE, secret, session::ABSOLUTE_TIMEOUT_SECS);
     if let Ok(value) = cookie.parse() {
@@ -219,11 +226,7 @@ pub(crate) async fn sign_out(
     Form(form): Form<CsrfForm>,
 ) -> Page {
     session.check_csrf(&form.csrf)?;
-    let parts = {
-        let mut req = axum::http::Request::new(());
-        *req.headers_mut() = headers;
-        req.into_parts().0
-    };
+    let parts = parts_of(headers);
     if let Some(secret) = session::cookie(&parts, SESSION_COOKIE) {
         state
             .db()

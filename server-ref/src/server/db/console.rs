@@ -196,4 +196,151 @@ impl Db {
                 .await?;
         Ok(done.rows_affected())
     }
+
+    /// The organization's console accounts, by name.
+    pub async fn list_console_accounts(
+        &self,
+        organization_id: &str,
+    ) -> DbResult<Vec<ConsoleAccountView>> {
+        sqlx::query_as(
+            "SELECT id, user_name, role, locked_until, invite_expires_at, \
+             CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password \
+             FROM console_accounts WHERE organization_id = $1 ORDER BY user_name_key",
+        )
+        .bind(organization_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Stores an invited account (no password until the invitation is accepted); `false` when
+    /// the sign-in name is taken.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn invite_console_account(
+        &self,
+        id: &str,
+        organization_id: &str,
+        user_name: &str,
+        role: &str,
+        invite_hash: &str,
+        invite_expires_at: i64,
+        now: i64,
+    ) -> DbResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO console_accounts (id, organization_id, user_name, user_name_key, role, \
+             invite_hash, invite_expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (user_name_key) DO NOTHING",
+        )
+        .bind(id)
+        .bind(organization_id)
+        .bind(user_name)
+        .bind(user_name.to_lowercase())
+        .bind(role)
+        .bind(invite_hash)
+        .bind(invite_expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// An admin's password reset of account `id` of `organization_id`: the password and every
+    /// session go, the lockout too, and a new invitation replaces any pending one. `false`:
+    /// no such account in that organization.
+    pub async fn reset_console_account(
+        &self,
+        organization_id: &str,
+        id: &str,
+        invite_hash: &str,
+        invite_expires_at: i64,
+        now: i64,
+    ) -> DbResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE console_accounts SET password_hash = NULL, invite_hash = $3, \
+             invite_expires_at = $4, failed_sign_ins = 0, locked_until = NULL, updated_at = $5 \
+             WHERE id = $1 AND organization_id = $2",
+        )
+        .bind(id)
+        .bind(organization_id)
+        .bind(invite_hash)
+        .bind(invite_expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM console_sessions WHERE account_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Accepts the invitation whose secret hashes to `invite_hash` if it is still valid at
+    /// `now`: sets the password, spends the invitation; the account's id.
+    pub async fn accept_console_invite(
+        &self,
+        invite_hash: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> DbResult<Option<String>> {
+        sqlx::query_scalar(
+            "UPDATE console_accounts SET password_hash = $2, invite_hash = NULL, \
+             invite_expires_at = NULL, updated_at = $3 \
+             WHERE invite_hash = $1 AND invite_expires_at >= $3 RETURNING id",
+        )
+        .bind(invite_hash)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The account's stored password hash.
+    pub async fn console_password_hash(&self, id: &str) -> DbResult<Option<String>> {
+        sqlx::query_scalar("SELECT password_hash FROM console_accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::flatten)
+    }
+
+    /// Sets the account's password; its other sessions (all but `keep_session`) end.
+    pub async fn set_console_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        keep_session: &str,
+        now: i64,
+    ) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE console_accounts SET password_hash = $2, updated_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM console_sessions WHERE account_id = $1 AND id_hash <> $2")
+            .bind(id)
+            .bind(keep_session)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+}
+
+/// A console account as the accounts page lists it.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub(crate) struct ConsoleAccountView {
+    pub id: String,
+    pub user_name: String,
+    pub role: String,
+    pub locked_until: Option<i64>,
+    pub invite_expires_at: Option<i64>,
+    /// 1 when a password is set.
+    pub has_password: i64,
 }

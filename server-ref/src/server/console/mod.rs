@@ -8,6 +8,7 @@
 //! templates. See docs/ARCHITECTURE.md for why server-rendered HTML.
 
 mod accounts;
+mod catalog;
 mod pages;
 pub(crate) mod session;
 
@@ -54,6 +55,9 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/console/audit", get(pages::audit))
         .route("/console/people", get(pages::people))
+        .route("/console/catalog", get(catalog::catalog))
+        .route("/console/catalog/products", post(catalog::create_product))
+        .route("/console/catalog/policies", post(catalog::create_policy))
         .route(
             "/console/accounts",
             get(accounts::accounts).post(accounts::invite),
@@ -120,6 +124,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("audit.html", include_str!("templates/audit.html")),
         ("people.html", include_str!("templates/people.html")),
         ("accounts.html", include_str!("templates/accounts.html")),
+        ("catalog.html", include_str!("templates/catalog.html")),
         ("accept.html", include_str!("templates/accept.html")),
         ("account.html", include_str!("templates/account.html")),
         ("error.html", include_str!("templates/error.html")),
@@ -237,6 +242,7 @@ mod tests {
             "audit.html",
             "people.html",
             "accounts.html",
+            "catalog.html",
             "accept.html",
             "account.html",
             "error.html",

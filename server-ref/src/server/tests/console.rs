@@ -892,3 +892,92 @@ async fn accounts_on(url: Option<&str>) {
         StatusCode::SEE_OTHER
     );
 }
+
+/// The catalog page: products and policies created through the API's handlers, its refusals
+/// shown as warnings, and nothing for a role that may not.
+#[tokio::test]
+async fn the_catalog_creates_products_and_policies() {
+    let (_dir, state) = app().await;
+    let hash = session::hash_password(PASSWORD).unwrap();
+    for (id, name, role) in [
+        ("acc_1", "lm", "license_manager"),
+        ("acc_2", "aud", "auditor"),
+    ] {
+        state
+            .db()
+            .insert_console_account(id, OPERATOR_ORGANIZATION, name, &hash, role, 0)
+            .await
+            .unwrap();
+    }
+    let mut lm = Browser::new(&state);
+    assert_eq!(
+        lm.sign_in("lm", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let csrf = lm.get("/console/catalog").await.csrf();
+    let product = |id: &'static str, name: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("id", id.to_owned()),
+            ("name", name.to_owned()),
+        ]
+    };
+    let fields = product("com.example.cad", "Example CAD");
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let made = lm.post("/console/catalog/products", &pairs).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert!(made.body.contains("Product `com.example.cad` created."));
+    let again = lm.post("/console/catalog/products", &pairs).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert!(again.body.contains(r#"class="warning""#));
+    let bad = lm
+        .post(
+            "/console/catalog/products",
+            &[("csrf", &csrf), ("id", "x"), ("name", "bad\u{202e}name")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+
+    let policy = |seats: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("product_id", "com.example.cad".to_owned()),
+            ("name", "Floating".to_owned()),
+            ("model", "floating".to_owned()),
+            ("duration_days", String::new()),
+            ("seats", seats.to_owned()),
+            ("max_machines", String::new()),
+        ]
+    };
+    let fields = policy("abc");
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = lm.post("/console/catalog/policies", &pairs).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("`seats` must be a whole number"),
+        "{}",
+        refused.body
+    );
+    let fields = policy("5");
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let made = lm.post("/console/catalog/policies", &pairs).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let (_, policies) = call(&state, "GET", "/v1/policies", Some(ADMIN), None).await;
+    assert_eq!(policies["policies"][0]["seats"], 5, "{policies}");
+
+    let mut auditor = Browser::new(&state);
+    assert_eq!(
+        auditor.sign_in("aud", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = auditor.get("/console/catalog").await;
+    assert!(page.body.contains("Example CAD") && !page.body.contains("new-product"));
+    let csrf = page.csrf();
+    let refused = auditor
+        .post(
+            "/console/catalog/products",
+            &[("csrf", &csrf), ("id", "com.example.two"), ("name", "Two")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+}

@@ -1,0 +1,196 @@
+//! The catalog page: products and policies, listed and created through the admin API's
+//! handlers (the API's checks and messages, shown as a warning naming the field).
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::super::AppState;
+use super::super::extract::StrictJson;
+use super::super::routes;
+use super::session::Session;
+use super::{ConsoleError, render};
+
+type Page = Result<Response, ConsoleError>;
+
+/// The license models a policy may have, as the API names them.
+const MODELS: [&str; 6] = [
+    "perpetual",
+    "subscription",
+    "trial",
+    "floating",
+    "node_locked",
+    "site",
+];
+
+fn view<T: serde::Serialize>(value: T) -> Result<Value, ConsoleError> {
+    serde_json::to_value(value).map_err(|e| ConsoleError::Internal(e.to_string()))
+}
+
+async fn catalog_page(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    extra: Value,
+) -> Page {
+    let caller = &session.caller;
+    let products = view(
+        routes::list_products(caller.clone(), State(state.clone()))
+            .await?
+            .0,
+    )?;
+    let policies = view(
+        routes::list_policies(caller.clone(), State(state.clone()))
+            .await?
+            .0,
+    )?;
+    let mut context = json!({
+        "products": products["products"], "policies": policies["policies"], "models": MODELS,
+    });
+    if let (Some(map), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
+        map.extend(extra.clone());
+    }
+    let context = super::pages::frame(session, "catalog", context);
+    Ok((status, render("catalog.html", context)?).into_response())
+}
+
+/// `GET /console/catalog`.
+pub(crate) async fn catalog(State(state): State<AppState>, session: Session) -> Page {
+    catalog_page(&state, &session, StatusCode::OK, json!({})).await
+}
+
+/// The API's refusal of a form, shown on the page as a warning; other errors as errors.
+async fn refused(
+    state: &AppState,
+    session: &Session,
+    error: super::super::error::ApiError,
+) -> Page {
+    let status = error.status();
+    if status.is_client_error() && status != StatusCode::FORBIDDEN {
+        let extra = json!({ "warning": error.detail() });
+        return catalog_page(state, session, status, extra).await;
+    }
+    Err(error.into())
+}
+
+/// Parses a form's JSON as the API's request body (a shape the form cannot miss).
+fn body<T: serde::de::DeserializeOwned>(value: Value) -> Result<Result<T, String>, ConsoleError> {
+    Ok(serde_json::from_value(value).map_err(|e| e.to_string()))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProductForm {
+    csrf: String,
+    id: String,
+    name: String,
+}
+
+/// `POST /console/catalog/products`.
+pub(crate) async fn create_product(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<ProductForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let request = match body(json!({ "id": form.id.trim(), "name": form.name.trim() }))? {
+        Ok(request) => request,
+        Err(problem) => {
+            let extra = json!({ "warning": format!("The product: {problem}") });
+            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
+        }
+    };
+    match routes::create_product(
+        session.caller.clone(),
+        State(state.clone()),
+        StrictJson(request),
+    )
+    .await
+    {
+        Ok(_) => {
+            let extra = json!({ "notice": format!("Product `{}` created.", form.id.trim()) });
+            catalog_page(&state, &session, StatusCode::CREATED, extra).await
+        }
+        Err(error) => refused(&state, &session, error).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PolicyForm {
+    csrf: String,
+    product_id: String,
+    name: String,
+    model: String,
+    /// Days; empty: none.
+    duration_days: Option<String>,
+    seats: Option<String>,
+    max_machines: Option<String>,
+}
+
+/// An optional whole number of a form, or the sentence that refuses it.
+fn number(field: &str, value: Option<&str>) -> Result<Option<u64>, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("`{field}` must be a whole number")),
+    }
+}
+
+/// `POST /console/catalog/policies`.
+pub(crate) async fn create_policy(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<PolicyForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let numbers = (|| {
+        Ok::<_, String>((
+            number("duration_days", form.duration_days.as_deref())?,
+            number("seats", form.seats.as_deref())?,
+            number("max_machines", form.max_machines.as_deref())?,
+        ))
+    })();
+    let (days, seats, machines) = match numbers {
+        Ok(numbers) => numbers,
+        Err(problem) => {
+            let extra = json!({ "warning": problem });
+            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
+        }
+    };
+    let mut request = json!({
+        "product_id": form.product_id, "name": form.name.trim(), "model": form.model,
+    });
+    if let Some(days) = days {
+        request["duration"] = json!(days.saturating_mul(86_400));
+    }
+    if let Some(seats) = seats {
+        request["seats"] = json!(seats);
+    }
+    if let Some(machines) = machines {
+        request["max_machines"] = json!(machines);
+    }
+    let request = match body(request)? {
+        Ok(request) => request,
+        Err(problem) => {
+            let extra = json!({ "warning": format!("The policy: {problem}") });
+            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
+        }
+    };
+    match routes::create_policy(
+        session.caller.clone(),
+        State(state.clone()),
+        StrictJson(request),
+    )
+    .await
+    {
+        Ok(_) => {
+            let extra = json!({ "notice": format!("Policy `{}` created.", form.name.trim()) });
+            catalog_page(&state, &session, StatusCode::CREATED, extra).await
+        }
+        Err(error) => refused(&state, &session, error).await,
+    }
+}

@@ -1,6 +1,6 @@
 //! The admin console (issue 23), served by `licensing-server serve` itself at `/console/`:
 //! server-rendered HTML over the admin API's own handlers. A page calls the same handler
-//! function the API route calls, as the signed-in account's [`Caller`] (so the same role
+//! function the API route calls, as the signed-in account's [`Caller`](super::extract::Caller) (so the same role
 //! checks and tenant isolation apply), and renders its JSON view with a template; no second
 //! copy of a query or a rule lives here. Templates and the style sheet are embedded in the
 //! binary (no CDN: many licensing servers run air-gapped) and there is no script at all, so
@@ -11,6 +11,7 @@ mod accounts;
 mod catalog;
 mod pages;
 pub(crate) mod session;
+mod tokens;
 
 use std::sync::LazyLock;
 
@@ -55,6 +56,11 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/console/audit", get(pages::audit))
         .route("/console/people", get(pages::people))
+        .route(
+            "/console/settings/tokens",
+            get(tokens::tokens).post(tokens::create),
+        )
+        .route("/console/settings/tokens/{id}/revoke", post(tokens::revoke))
         .route("/console/catalog", get(catalog::catalog))
         .route("/console/catalog/products", post(catalog::create_product))
         .route("/console/catalog/policies", post(catalog::create_policy))
@@ -125,6 +131,7 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("people.html", include_str!("templates/people.html")),
         ("accounts.html", include_str!("templates/accounts.html")),
         ("catalog.html", include_str!("templates/catalog.html")),
+        ("tokens.html", include_str!("templates/tokens.html")),
         ("accept.html", include_str!("templates/accept.html")),
         ("account.html", include_str!("templates/account.html")),
         ("error.html", include_str!("templates/error.html")),
@@ -243,6 +250,7 @@ mod tests {
             "people.html",
             "accounts.html",
             "catalog.html",
+            "tokens.html",
             "accept.html",
             "account.html",
             "error.html",

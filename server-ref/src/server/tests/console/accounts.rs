@@ -316,3 +316,82 @@ async fn the_catalog_creates_products_and_policies() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
 }
+
+/// Settings, API tokens: created (the secret shown once, and it works), revoked (it no longer
+/// does), an unknown role refused as a warning; only for admins.
+#[tokio::test]
+async fn api_tokens_are_created_and_revoked_from_the_console() {
+    let (_dir, state) = app().await;
+    let hash = session::hash_password(PASSWORD).unwrap();
+    for (id, name, role) in [
+        ("acc_1", "boss", "admin"),
+        ("acc_2", "lm", "license_manager"),
+    ] {
+        state
+            .db()
+            .insert_console_account(id, OPERATOR_ORGANIZATION, name, &hash, role, 0)
+            .await
+            .unwrap();
+    }
+    let mut boss = Browser::new(&state);
+    assert_eq!(
+        boss.sign_in("boss", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = boss.get("/console/settings/tokens").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = page.csrf();
+    let bad = boss
+        .post(
+            "/console/settings/tokens",
+            &[("csrf", &csrf), ("label", "ci"), ("role", "overlord")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(bad.body.contains(r#"class="warning""#));
+    let made = boss
+        .post(
+            "/console/settings/tokens",
+            &[("csrf", &csrf), ("label", "ci"), ("role", "auditor")],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let secret = code(&made, "new-token");
+    let (status, _) = call(&state, "GET", "/v1/licenses", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::OK, "the new token works");
+    assert!(
+        !boss
+            .get("/console/settings/tokens")
+            .await
+            .body
+            .contains(&secret)
+    );
+    let at = made.body.find(r#"<tr data-token=""#).unwrap();
+    let rows: Vec<&str> = made.body[at..].split(r#"<tr data-token=""#).collect();
+    let id = rows
+        .iter()
+        .find(|row| row.contains("<td>ci</td>"))
+        .and_then(|row| row.split('"').next())
+        .unwrap()
+        .to_owned();
+    let revoked = boss
+        .post(
+            &format!("/console/settings/tokens/{id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    let (status, _) = call(&state, "GET", "/v1/licenses", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token");
+
+    let mut lm = Browser::new(&state);
+    assert_eq!(
+        lm.sign_in("lm", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(!lm.get("/console/").await.body.contains("nav-tokens"));
+    assert_eq!(
+        lm.get("/console/settings/tokens").await.status,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::super::extract::{Action, Role};
 use super::super::{AppState, now, secrets};
+use super::pages::CsrfForm;
 use super::session::{self, SESSION_COOKIE, Session};
 use super::{ConsoleError, render};
 
@@ -55,15 +56,12 @@ async fn accounts_page(
         .db()
         .list_console_accounts(&session.caller.organization_id)
         .await?;
-    let mut context = json!({
+    let context = json!({
         "accounts": accounts,
         "roles": ROLES.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         "now": now(),
     });
-    if let (Some(map), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
-        map.extend(extra.clone());
-    }
-    let context = super::pages::frame(session, "accounts", context);
+    let context = super::pages::frame_with(session, "accounts", context, extra);
     Ok(page(status, render("accounts.html", context)?))
 }
 
@@ -121,18 +119,13 @@ pub(crate) async fn invite(
     accounts_page(&state, &session, StatusCode::CREATED, extra).await
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    csrf: String,
-}
-
 /// `POST /console/accounts/{id}/reset`: an admin's password reset: a new link, shown once.
 pub(crate) async fn reset(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Page {
     session.check_csrf(&form.csrf)?;
     session.caller.require(Action::Administer)?;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::super::AppState;
 use super::super::extract::StrictJson;
 use super::super::routes;
+use super::pages::view;
 use super::session::Session;
 use super::{ConsoleError, render};
 
@@ -25,10 +26,6 @@ const MODELS: [&str; 6] = [
     "node_locked",
     "site",
 ];
-
-fn view<T: serde::Serialize>(value: T) -> Result<Value, ConsoleError> {
-    serde_json::to_value(value).map_err(|e| ConsoleError::Internal(e.to_string()))
-}
 
 async fn catalog_page(
     state: &AppState,
@@ -47,13 +44,10 @@ async fn catalog_page(
             .await?
             .0,
     )?;
-    let mut context = json!({
+    let context = json!({
         "products": products["products"], "policies": policies["policies"], "models": MODELS,
     });
-    if let (Some(map), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
-        map.extend(extra.clone());
-    }
-    let context = super::pages::frame(session, "catalog", context);
+    let context = super::pages::frame_with(session, "catalog", context, extra);
     Ok((status, render("catalog.html", context)?).into_response())
 }
 

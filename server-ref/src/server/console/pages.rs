@@ -17,7 +17,7 @@ use super::{ConsoleError, render};
 type Page = Result<Response, ConsoleError>;
 
 /// A handler's JSON view as a template value.
-fn view<T: serde::Serialize>(value: T) -> Result<Value, ConsoleError> {
+pub(super) fn view<T: serde::Serialize>(value: T) -> Result<Value, ConsoleError> {
     serde_json::to_value(value).map_err(|e| ConsoleError::Internal(e.to_string()))
 }
 
@@ -29,6 +29,15 @@ fn query<T: DeserializeOwned>(value: Value) -> Result<Query<T>, ConsoleError> {
 }
 
 /// What every signed-in page shows: who is signed in, the CSRF token of its forms, the page.
+/// [`frame`] of `context` with the fields of `extra` (a notice, a warning, a key shown once)
+/// added.
+pub(super) fn frame_with(session: &Session, page: &str, mut context: Value, extra: Value) -> Value {
+    if let (Some(map), Value::Object(extra)) = (context.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    frame(session, page, context)
+}
+
 pub(super) fn frame(session: &Session, page: &str, mut context: Value) -> Value {
     if let Some(map) = context.as_object_mut() {
         map.insert("account".into(), json!(session.stored.user_name));
@@ -215,7 +224,7 @@ pub(crate) async fn sign_in(
 
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// `POST /console/sign-out`.
@@ -503,14 +512,11 @@ async fn license_page(
         })
         .cloned()
         .collect();
-    let mut context = json!({
+    let context = json!({
         "license": license, "machines": machines, "leases": leases, "denials": denials,
         "assignments": assignments, "audit": audit,
     });
-    if let (Some(map), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
-        map.extend(extra.clone());
-    }
-    let context = frame(session, "licenses", context);
+    let context = frame_with(session, "licenses", context, extra);
     Ok(html(status, render("license.html", context)?))
 }
 

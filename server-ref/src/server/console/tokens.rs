@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::super::AppState;
 use super::super::extract::StrictJson;
 use super::super::routes;
+use super::pages::{CsrfForm, view};
 use super::session::Session;
 use super::{ConsoleError, render};
 
@@ -28,12 +29,9 @@ async fn tokens_page(
     let list = routes::list_api_tokens(session.caller.clone(), State(state.clone()))
         .await?
         .0;
-    let list = serde_json::to_value(list).map_err(|e| ConsoleError::Internal(e.to_string()))?;
-    let mut context = json!({ "tokens": list["api_tokens"], "roles": TOKEN_ROLES });
-    if let (Some(map), Some(extra)) = (context.as_object_mut(), extra.as_object()) {
-        map.extend(extra.clone());
-    }
-    let context = super::pages::frame(session, "tokens", context);
+    let list = view(list)?;
+    let context = json!({ "tokens": list["api_tokens"], "roles": TOKEN_ROLES });
+    let context = super::pages::frame_with(session, "tokens", context, extra);
     Ok((status, render("tokens.html", context)?).into_response())
 }
 
@@ -69,8 +67,7 @@ pub(crate) async fn create(
     .await
     {
         Ok((_, created)) => {
-            let created = serde_json::to_value(created.0)
-                .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+            let created = view(created.0)?;
             let extra = json!({ "secret": created["secret"], "secret_for": created["label"] });
             tokens_page(&state, &session, StatusCode::CREATED, extra).await
         }
@@ -82,17 +79,12 @@ pub(crate) async fn create(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    csrf: String,
-}
-
 /// `POST /console/settings/tokens/{id}/revoke`.
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<CsrfForm>,
 ) -> Page {
     session.check_csrf(&form.csrf)?;
     let _revoked =

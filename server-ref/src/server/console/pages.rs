@@ -497,19 +497,14 @@ async fn license_page(
             .await?
             .0,
     )?;
-    let prefix = format!("/v1/licenses/{id}");
+    // The license's own API routes (`/v1/licenses/{id}…`) and console forms
+    // (`/console/licenses/{id}…`).
+    let path = format!("/licenses/{id}");
     let audit: Vec<Value> = audit["entries"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|e| {
-            e["target"]
-                .as_str()
-                .is_some_and(|t| t == prefix || t.starts_with(&format!("{prefix}/")))
-                || e["target"]
-                    .as_str()
-                    .is_some_and(|t| t.contains(&format!("/licenses/{id}")))
-        })
+        .filter(|e| e["target"].as_str().is_some_and(|t| t.contains(&path)))
         .cloned()
         .collect();
     let context = json!({

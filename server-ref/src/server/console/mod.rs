@@ -9,6 +9,7 @@
 
 mod accounts;
 mod catalog;
+pub(crate) mod federation;
 mod pages;
 pub(crate) mod session;
 mod tokens;

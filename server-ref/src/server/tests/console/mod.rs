@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use super::*;
 
 mod accounts;
+mod federation;
 mod flows;
 
 /// A browser's share of the work: a cookie jar and form posts.

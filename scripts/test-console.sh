@@ -5,7 +5,9 @@
 # both when missing (idempotent), starts `licensing-server serve` on 127.0.0.1 with a temporary
 # data directory on SQLite, and runs tests/console/e2e.py against it: sign-in, a floating
 # license, a lease logged out from the console, a denial on the overview, the lease timeout's
-# warning, the audit chain, phone-sized pages, security headers, no browser errors. Screenshots
+# warning, the audit chain, phone-sized pages, security headers, no browser errors; then
+# tests/console/sso_oidc.py: single sign-on through a real OpenID Connect provider (Authlib,
+# started by that script on 127.0.0.1) configured on the settings page. Screenshots
 # of every page go to target/console-artefacts/. Fails on the first failed step (named), or on
 # an error the server logged.
 #
@@ -36,8 +38,16 @@ if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -x "Version: $PLAYWRIGHT
   python3 -m venv --clear "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
 fi
-"$venv/bin/python" -c 'import playwright.sync_api' ||
-  { echo "test-console: playwright does not import from $venv" >&2; exit 1; }
+# The OpenID Connect provider of tests/console/sso_oidc.py: Authlib's provider side in a small
+# Flask app (pinned; installed only when a pin is not what the venv has).
+SSO_PACKAGES=(Authlib==1.9.6 joserfc==1.8.0 Flask==3.1.3 Werkzeug==3.1.9 cryptography==51.0.1)
+if ! "$venv/bin/pip" freeze 2>/dev/null | grep -ixF -f <(printf '%s\n' "${SSO_PACKAGES[@]}") |
+  [ "$(wc -l)" = "${#SSO_PACKAGES[@]}" ]; then
+  echo "installing ${SSO_PACKAGES[*]} in $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${SSO_PACKAGES[@]}"
+fi
+"$venv/bin/python" -c 'import playwright.sync_api, authlib.oauth2, flask' ||
+  { echo "test-console: playwright or the OIDC provider does not import from $venv" >&2; exit 1; }
 installed=$(date +%s)
 
 if [ -n "${LICENSING_SERVER_BIN:-}" ]; then
@@ -75,8 +85,16 @@ set +e
 CONSOLE_URL=$url CONSOLE_TOKEN=$token CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
   timeout -k 5 150 "$venv/bin/python" tests/console/e2e.py
 status=$?
-set -e
 [ "$status" = 124 ] && echo "test-console: the walk-through timed out after 150 s" >&2
+# Single sign-on through OpenID Connect against a real provider (Authlib) the script starts on
+# 127.0.0.1, in the same server (its admin account from the walk-through).
+if [ "$status" = 0 ]; then
+  CONSOLE_URL=$url CONSOLE_TOKEN=$token CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
+    timeout -k 5 90 "$venv/bin/python" tests/console/sso_oidc.py
+  status=$?
+  [ "$status" = 124 ] && echo "test-console: the OIDC sign-in timed out after 90 s" >&2
+fi
+set -e
 if grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >/dev/null; then
   echo "test-console: the server logged errors:" >&2
   grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >&2

@@ -547,18 +547,34 @@ fn base64url(text: &str) -> Result<Vec<u8>, ()> {
     Ok(out)
 }
 
+/// A page that moves the browser on to `path` at once (a meta refresh, and a link). Used
+/// where a redirect would not do: see [`signed_in`] and the sign-in dispatcher.
+pub(crate) fn moving_on(path: &str, message: &str) -> Response {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    };
+    let (path, message) = (escape(path), escape(message));
+    let page = Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={path}\"><title>{message}</title>\
+         <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/console/static/console.css\">\
+         </head>\
+         <body><main><p>{message} <a href=\"{path}\">Continue</a>.</p></main></body></html>"
+    ));
+    (StatusCode::OK, page).into_response()
+}
+
 /// The answer of a successful sign-in: the session cookie, the flow cookie gone, and the
 /// browser on to the overview. A page that moves on rather than a redirect: this answer ends
 /// a navigation the provider's site started, and the session cookie is `SameSite=Strict`,
 /// which a browser does not send on a redirect chain that crossed sites.
 fn signed_in(secret: &str) -> Response {
-    let page = Html(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"0;url=/console/\"><title>Signed in</title></head>\
-         <body><p>Signed in. <a href=\"/console/\">Continue to the console</a>.</p></body></html>"
-            .to_owned(),
-    );
-    let mut response = (StatusCode::OK, page).into_response();
+    let mut response = moving_on("/console/", "Signed in.");
     let cookie = session::set_cookie(SESSION_COOKIE, secret, session::ABSOLUTE_TIMEOUT_SECS);
     for value in [cookie, flow_cookie("", 0)] {
         if let Ok(value) = value.parse() {

@@ -7,7 +7,7 @@
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -75,7 +75,13 @@ pub(crate) async fn dispatch(State(state): State<AppState>, Query(q): Query<WhoQ
         None => None,
     };
     match (organization, protocol) {
-        (Some(org), Some(protocol)) => Ok(Redirect::to(&protocol.start_path(&org)).into_response()),
+        // A page that moves on, not a redirect: the sign-in form's submission may not be
+        // redirected off the console's origin (the CSP's `form-action 'self'`), and the start
+        // route redirects to the provider.
+        (Some(org), Some(protocol)) => Ok(oidc::moving_on(
+            &protocol.start_path(&org),
+            "Continuing to your organization's sign-in.",
+        )),
         _ => Ok(oidc::failure_page(
             StatusCode::NOT_FOUND,
             "no single sign-on is configured for that e-mail domain or organization",

@@ -76,6 +76,7 @@ pub(crate) use client::{
     update_fingerprint,
 };
 pub(crate) use compliance::LicenseUsage;
+pub(crate) use oauth::{OAuthClientAuth, OAuthClientRow};
 pub(crate) use organizations::{ApiTokenRow, NewApiToken, Organization};
 pub(crate) use retention::RetentionRow;
 
@@ -84,6 +85,7 @@ mod floating;
 mod held_check;
 mod leases;
 mod license_cache;
+mod oauth;
 mod organizations;
 pub(crate) mod reclamation;
 mod retention;

@@ -51,7 +51,33 @@ pub(crate) struct NewOAuthClient {
     name: DisplayName,
     /// The most its tokens may do: `admin`, `license_manager`, `it_staff` or `auditor`
     /// (never more than the caller's own role).
+    #[schema(value_type = OAuthRole)]
     role: String,
+}
+
+/// The roles an OAuth client may have (the API tokens' roles but `scim`), which are also the
+/// scopes of its tokens.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a documentation type: never built
+pub(crate) enum OAuthRole {
+    /// Everything in its organization.
+    Admin,
+    /// Products, policies, licenses, machines, seats.
+    LicenseManager,
+    /// Reads, deactivations, seat releases.
+    ItStaff,
+    /// Read-only.
+    Auditor,
+}
+
+/// The grant types of the token endpoint.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // a documentation type: never built
+pub(crate) enum GrantType {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
 }
 
 /// A new client: its `client_secret` is shown only here (only its hash is stored).
@@ -188,9 +214,11 @@ pub(crate) async fn revoke_oauth_client(
 #[allow(dead_code)] // a documentation type: the form is read by `oauth::Form`
 pub(crate) struct TokenRequest {
     /// `client_credentials`.
+    #[schema(value_type = GrantType)]
     grant_type: String,
     /// One role name (`admin`, `license_manager`, `it_staff`, `auditor`) no higher than the
     /// client's role; default: the client's role.
+    #[schema(value_type = Option<OAuthRole>)]
     scope: Option<String>,
     /// `client_secret_post` only (else HTTP Basic).
     client_id: Option<String>,

@@ -195,7 +195,15 @@ async fn errors_on(url: Option<&str>) {
     let (_dir, state) = app_on(url).await;
     let (id, secret) = client(&state, ADMIN, "it_staff").await;
     let grant = "grant_type=client_credentials";
-    let cases: Vec<(Option<(&str, &str)>, &str, String, StatusCode, &str)> = vec![
+    // (Basic credentials, content type, body, status, RFC 6749 error)
+    type Case<'a> = (
+        Option<(&'a str, &'a str)>,
+        &'a str,
+        String,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
         // No client authentication, a wrong secret, an unknown client.
         (
             None,

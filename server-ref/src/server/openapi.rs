@@ -63,7 +63,8 @@ impl Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An API token (`licensing-server` prints the first one)",
+                        "An API token (`licensing-server` prints the first one), or an OAuth \
+                         2.0 access token from `POST /oauth/token`",
                     ))
                     .build(),
             ),

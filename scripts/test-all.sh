@@ -69,6 +69,7 @@ step "SCIM 2.0 compliance: scim2-tester against /scim/v2"
 
 step "admin console end to end: headless Chromium (Playwright) against the real server"
 ./scripts/test-console.sh
+step "OAuth 2.0 end to end: Authlib and PyJWT against the real server" && ./scripts/test-oauth.sh
 
 step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 ./scripts/test-ffi.sh

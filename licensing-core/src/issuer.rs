@@ -5,6 +5,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signer, SigningKey};
 use zeroize::Zeroizing;
 
+use crate::access::AccessClaims;
 use crate::claims::LicenseClaims;
 use crate::error::Error;
 use crate::evaluate::License;
@@ -115,6 +116,14 @@ pub fn issue_lease(claims: &LeaseClaims, key: &PrivateKey) -> Result<String, Err
     claims.validate()?;
     let payload = serde_json::to_vec(claims).map_err(|e| Error::claim("", e.to_string()))?;
     sign_checked(key, TokenKind::Lease.typ(), &payload)
+}
+
+/// Validates `claims` ([`AccessClaims::validate`]: at most 15 minutes of life) and signs them
+/// as an OAuth 2.0 access token (`at+jwt`, RFC 9068).
+pub fn issue_access_token(claims: &AccessClaims, key: &PrivateKey) -> Result<String, Error> {
+    claims.validate()?;
+    let payload = serde_json::to_vec(claims).map_err(|e| Error::claim("", e.to_string()))?;
+    sign_checked(key, TokenKind::Access.typ(), &payload)
 }
 
 /// Signs arbitrary header and payload bytes, without any validation: for tests and tools

@@ -33,6 +33,8 @@ pub enum TokenKind {
     Response,
     /// A floating-license seat lease granted by a licensing server (`lease+jwt`).
     Lease,
+    /// An OAuth 2.0 access token of a licensing server's admin API (`at+jwt`, RFC 9068).
+    Access,
 }
 
 impl TokenKind {
@@ -43,6 +45,7 @@ impl TokenKind {
             TokenKind::Machine => "machine+jwt",
             TokenKind::Response => "response+jwt",
             TokenKind::Lease => "lease+jwt",
+            TokenKind::Access => "at+jwt",
         }
     }
 }

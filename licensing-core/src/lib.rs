@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod access;
 mod b64;
 pub mod claims;
 pub mod clock;
@@ -32,8 +33,8 @@ pub use evaluate::{
 pub use fingerprint::MachineFingerprint;
 #[cfg(feature = "issuer")]
 pub use issuer::{
-    PrivateKey, issue_lease, issue_license, issue_license_checked, sign_claims, sign_raw,
-    sign_token, trusted_license, trusted_template,
+    PrivateKey, issue_access_token, issue_lease, issue_license, issue_license_checked, sign_claims,
+    sign_raw, sign_token, trusted_license, trusted_template,
 };
 pub use jws::{MAX_TOKEN_BYTES, TokenKind, VerifiedToken, decode_unverified, verify_token};
 pub use keys::{KeyError, KeyErrorKind, PublicKey, TrustStore, thumbprint};

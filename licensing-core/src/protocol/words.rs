@@ -235,6 +235,8 @@ error_codes! {
     Forbidden = "forbidden",
     /// No such API token (HTTP 404).
     ApiTokenNotFound = "api_token_not_found",
+    /// No such OAuth 2.0 client (HTTP 404).
+    OAuthClientNotFound = "oauth_client_not_found",
     /// No such organization (HTTP 404).
     OrganizationNotFound = "organization_not_found",
     /// No such product (HTTP 404).

@@ -267,6 +267,9 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
         "/v1/api-tokens" | "/v1/api-tokens/{id}/revoke" | "/v1/audit/erase" | "/v1/retention" => {
             Required::Action(Action::Administer)
         }
+        "/v1/oauth-clients" | "/v1/oauth-clients/{id}/revoke" => {
+            Required::Action(Action::Administer)
+        }
         "/v1/directory/users/{id}/erase" => Required::Action(Action::Administer),
         "/v1/organizations"
         | "/v1/keys/stage"
@@ -313,7 +316,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = bearer_caller(parts, state).await?;
+        // An OAuth 2.0 access token (`typ: at+jwt`) or else an API token.
+        let caller = match super::oauth::access_token_bearer(parts) {
+            Some(token) => super::oauth::access_caller(token, state).await?,
+            None => bearer_caller(parts, state).await?,
+        };
         if caller.role == Role::Scim {
             // Whatever the route: a SCIM token reads and writes the directory, nothing else.
             return Err(ApiError::forbidden(

@@ -23,6 +23,7 @@ mod gdpr_cli;
 mod issue;
 mod keys_cli;
 mod machines;
+mod oauth;
 mod offline;
 mod openapi;
 mod reclamation;

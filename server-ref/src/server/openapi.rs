@@ -43,6 +43,11 @@ pub(crate) const BEARER: &str = "api_token";
         (name = "admin", description = "Admin API: `Authorization: Bearer <API token>`; the \
                                         token's role decides what it may do."),
         (name = "client", description = "Client API, authenticated by the license key."),
+        (name = "oauth", description = "OAuth 2.0 authorization server (RFC 6749 client \
+                                        credentials, RFC 7009, RFC 8414): form bodies, client \
+                                        authentication by HTTP Basic or the body, RFC 6749 \
+                                        errors. Its access tokens are accepted by the admin API \
+                                        beside API tokens."),
     )
 )]
 pub(crate) struct ApiDoc;
@@ -58,7 +63,8 @@ impl Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An API token (`licensing-server` prints the first one)",
+                        "An API token (`licensing-server` prints the first one), or an OAuth \
+                         2.0 access token from `POST /oauth/token`",
                     ))
                     .build(),
             ),
@@ -340,7 +346,7 @@ mod tests {
         let ops = operations(&doc);
         // The router is built from the same `routes!` list as the document; this pins the list
         // (a handler dropped from it, or a route added beside it, changes the count).
-        assert_eq!(ops.len(), 88, "{ops:#?}");
+        assert_eq!(ops.len(), 94, "{ops:#?}");
         for (method, path) in &ops {
             let uri = concrete(path);
             let (status, body) =
@@ -409,7 +415,17 @@ mod tests {
                     );
                 }
             }
-            if op.get("requestBody").is_some() {
+            // The OAuth 2.0 endpoints take form bodies and answer RFC 6749 errors.
+            let oauth = op["tags"][0] == super::super::routes::TAG_OAUTH;
+            if oauth && op.get("requestBody").is_some() {
+                for status in ["400", "401", "413"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+            if op.get("requestBody").is_some() && !oauth {
                 for status in ["400", "413", "415", "422"] {
                     assert!(
                         responses.contains_key(status),
@@ -419,9 +435,10 @@ mod tests {
             }
             for (status, response) in responses {
                 if status.starts_with('4') {
+                    let schema = if oauth { "OAuthErrorBody" } else { "ErrorBody" };
                     assert_eq!(
                         response["content"]["application/json"]["schema"]["$ref"],
-                        "#/components/schemas/ErrorBody",
+                        format!("#/components/schemas/{schema}").as_str(),
                         "{method} {path} {status}"
                     );
                 }
@@ -448,6 +465,12 @@ mod tests {
             let Some(body) = doc["paths"][&path][&method].get("requestBody") else {
                 continue;
             };
+            // OAuth 2.0 form bodies: unknown parameters are ignored (RFC 6749 §3.1).
+            if doc["paths"][&path][&method]["tags"][0] == super::super::routes::TAG_OAUTH {
+                let form = &body["content"]["application/x-www-form-urlencoded"];
+                assert!(form["schema"]["$ref"].is_string(), "{method} {path}");
+                continue;
+            }
             let reference = body["content"]["application/json"]["schema"]["$ref"]
                 .as_str()
                 .unwrap();

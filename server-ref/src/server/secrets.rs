@@ -83,6 +83,11 @@ pub(crate) fn new_api_token() -> Result<String, String> {
     Ok(format!("lst_{}", random_symbols(40)?.to_ascii_lowercase()))
 }
 
+/// A new OAuth 2.0 client secret (`lsc_` + 200 random bits). Stored only as its SHA-256.
+pub(crate) fn new_client_secret() -> Result<String, String> {
+    Ok(format!("lsc_{}", random_symbols(40)?.to_ascii_lowercase()))
+}
+
 /// A new lease secret (`lss_` + 260 random bits): proof that a heartbeat or check-in comes
 /// from the instance that checked the lease out. Stored only as its SHA-256.
 pub(crate) fn new_lease_secret() -> Result<String, String> {

@@ -77,6 +77,7 @@ pub(crate) use client::{
     update_fingerprint,
 };
 pub(crate) use compliance::LicenseUsage;
+pub(crate) use oauth::{OAuthClientAuth, OAuthClientRow};
 pub(crate) use organizations::{ApiTokenRow, NewApiToken, Organization};
 pub(crate) use retention::RetentionRow;
 
@@ -85,6 +86,7 @@ mod floating;
 mod held_check;
 mod leases;
 mod license_cache;
+mod oauth;
 mod organizations;
 pub(crate) mod reclamation;
 mod retention;

@@ -19,6 +19,7 @@ mod floating;
 mod gdpr;
 mod hardening;
 mod machines;
+mod oauth;
 mod protocol;
 mod reclamation;
 mod scim;

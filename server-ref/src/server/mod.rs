@@ -32,6 +32,7 @@ mod seat_policy;
 mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;
+mod tls;
 
 pub use config::ServeArgs;
 use config::Settings;

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::*;
 
@@ -195,12 +196,22 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
         std::time::Duration::from_secs(args.key_reload_secs),
     ));
 
+    let tls = match &args.tls {
+        Some((cert, key)) => Some(Arc::new(super::tls::Tls::load(cert, key)?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, "listening");
-    outln!("listening on http://{addr}");
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    let tls_reloader = tls
+        .as_ref()
+        .map(|tls| Arc::clone(tls).spawn_reloader(super::tls::RELOAD_EVERY));
+    outln!(
+        "listening on {}://{addr}",
+        if tls.is_some() { "https" } else { "http" }
+    );
     let reaper = spawn_reaper(
         db.clone(),
         std::time::Duration::from_secs(args.reap_interval),
@@ -213,14 +224,22 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
             now,
         )
     });
+    let transport = conn::Transport {
+        tls,
+        behind_tls_proxy: args.behind_tls_proxy,
+    };
     conn::serve(
         listener,
         router(state.clone()),
         args.limits,
+        transport,
         shutdown_signal(),
     )
     .await;
     reaper.abort();
+    if let Some(reloader) = tls_reloader {
+        reloader.abort();
+    }
     if let Some(reclaimer) = reclaimer {
         reclaimer.abort();
     }

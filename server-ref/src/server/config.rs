@@ -30,6 +30,9 @@ pub struct StoreArgs {
     /// The `iss` of every token the server signs [default: licensing-server].
     #[arg(long, env = "LICENSING_ISSUER")]
     pub issuer: Option<String>,
+    /// The key-encryption key of the signing keys at rest.
+    #[command(flatten)]
+    pub key_encryption: super::key_wrap::KeyEncryptionArgs,
 }
 
 /// Where an existing server keeps its database, for the commands that work on it directly and
@@ -46,6 +49,9 @@ pub struct DatabaseArgs {
     /// `licensing.db` in the data directory. It must exist and hold the server's schema.
     #[arg(long, env = "LICENSING_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The key-encryption key of the signing keys at rest.
+    #[command(flatten)]
+    pub key_encryption: super::key_wrap::KeyEncryptionArgs,
 }
 
 impl DatabaseArgs {
@@ -56,6 +62,7 @@ impl DatabaseArgs {
                 config: self.config.clone(),
                 data_dir: self.data_dir.clone(),
                 database_url: self.database_url.clone(),
+                key_encryption: self.key_encryption.clone(),
                 ..StoreArgs::default()
             },
             ..ServeArgs::default()
@@ -176,6 +183,8 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     behind_tls_proxy: Option<bool>,
+    key_encryption_key_file: Option<PathBuf>,
+    key_unwrap_command: Option<String>,
 }
 
 /// The resolved settings of a `serve` run.
@@ -197,6 +206,8 @@ pub(crate) struct Settings {
     /// `--tls-cert` and `--tls-key`, both or neither.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub behind_tls_proxy: bool,
+    /// Where the key-encryption key of the signing keys comes from.
+    pub key_encryption: super::key_wrap::KeyEncryptionArgs,
 }
 
 /// Largest config file read (it is a handful of lines).
@@ -277,7 +288,18 @@ impl Settings {
             (Some(_), None) => return Err("tls_cert needs tls_key".into()),
             (None, Some(_)) => return Err("tls_key needs tls_cert".into()),
         };
+        let key_encryption = super::key_wrap::KeyEncryptionArgs {
+            key_encryption_key_file: store
+                .key_encryption
+                .key_encryption_key_file
+                .or(file.key_encryption_key_file),
+            key_unwrap_command: store
+                .key_encryption
+                .key_unwrap_command
+                .or(file.key_unwrap_command),
+        };
         Ok(Settings {
+            key_encryption,
             tls,
             behind_tls_proxy: behind_tls_proxy || file.behind_tls_proxy.unwrap_or(false),
             limits: super::conn::Limits {

@@ -21,6 +21,7 @@ mod extract;
 mod gdpr;
 mod gdpr_cli;
 mod issue;
+mod key_wrap;
 mod keys_cli;
 mod machines;
 mod offline;

@@ -67,6 +67,9 @@ step "schemathesis against /openapi.json"
 step "SCIM 2.0 compliance: scim2-tester against /scim/v2"
 ./scripts/test-scim.sh
 
+step "TLS with real peers: openssl s_client and curl against serve --tls-cert"
+./scripts/test-tls.sh
+
 step "admin console end to end: headless Chromium (Playwright) against the real server"
 ./scripts/test-console.sh
 step "OAuth 2.0 end to end: Authlib and PyJWT against the real server" && ./scripts/test-oauth.sh

@@ -30,6 +30,9 @@ pub struct StoreArgs {
     /// The `iss` of every token the server signs [default: licensing-server].
     #[arg(long, env = "LICENSING_ISSUER")]
     pub issuer: Option<String>,
+    /// The key-encryption key of the signing keys at rest.
+    #[command(flatten)]
+    pub key_encryption: super::key_wrap::KeyEncryptionArgs,
 }
 
 /// Where an existing server keeps its database, for the commands that work on it directly and
@@ -46,6 +49,9 @@ pub struct DatabaseArgs {
     /// `licensing.db` in the data directory. It must exist and hold the server's schema.
     #[arg(long, env = "LICENSING_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The key-encryption key of the signing keys at rest.
+    #[command(flatten)]
+    pub key_encryption: super::key_wrap::KeyEncryptionArgs,
 }
 
 impl DatabaseArgs {
@@ -56,6 +62,7 @@ impl DatabaseArgs {
                 config: self.config.clone(),
                 data_dir: self.data_dir.clone(),
                 database_url: self.database_url.clone(),
+                key_encryption: self.key_encryption.clone(),
                 ..StoreArgs::default()
             },
             ..ServeArgs::default()
@@ -123,6 +130,17 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNECTIONS)))]
     pub max_connections: Option<u32>,
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs `--tls-key`. Re-read when
+    /// the file changes (new connections get the new certificate).
+    #[arg(long, env = "LICENSING_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1); re-read with it.
+    #[arg(long, env = "LICENSING_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Clients reach this server over HTTPS through a TLS-terminating reverse proxy: the
+    /// console's cookies are marked `Secure` although this listener speaks plain HTTP.
+    #[arg(long, env = "LICENSING_BEHIND_TLS_PROXY")]
+    pub behind_tls_proxy: bool,
 }
 
 /// Default minimum publication time of a staged key (7 days).
@@ -162,6 +180,11 @@ struct FileSettings {
     header_read_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     max_connections: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    behind_tls_proxy: Option<bool>,
+    key_encryption_key_file: Option<PathBuf>,
+    key_unwrap_command: Option<String>,
 }
 
 /// The resolved settings of a `serve` run.
@@ -180,6 +203,11 @@ pub(crate) struct Settings {
     pub seat_batch_wait: std::time::Duration,
     pub issuer: String,
     pub limits: super::conn::Limits,
+    /// `--tls-cert` and `--tls-key`, both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub behind_tls_proxy: bool,
+    /// Where the key-encryption key of the signing keys comes from.
+    pub key_encryption: super::key_wrap::KeyEncryptionArgs,
 }
 
 /// Largest config file read (it is a handful of lines).
@@ -200,6 +228,9 @@ impl Settings {
             header_read_timeout,
             idle_timeout,
             max_connections,
+            tls_cert,
+            tls_key,
+            behind_tls_proxy,
         } = args;
         let file = match &store.config {
             Some(path) => read_file(path)?,
@@ -251,7 +282,26 @@ impl Settings {
         if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
             return Err("max_connections must be 1 to 1000000".into());
         }
+        let tls = match (tls_cert.or(file.tls_cert), tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err("tls_cert needs tls_key".into()),
+            (None, Some(_)) => return Err("tls_key needs tls_cert".into()),
+        };
+        let key_encryption = super::key_wrap::KeyEncryptionArgs {
+            key_encryption_key_file: store
+                .key_encryption
+                .key_encryption_key_file
+                .or(file.key_encryption_key_file),
+            key_unwrap_command: store
+                .key_encryption
+                .key_unwrap_command
+                .or(file.key_unwrap_command),
+        };
         Ok(Settings {
+            key_encryption,
+            tls,
+            behind_tls_proxy: behind_tls_proxy || file.behind_tls_proxy.unwrap_or(false),
             limits: super::conn::Limits {
                 header_read_timeout: std::time::Duration::from_secs(header_read_timeout),
                 idle_timeout: std::time::Duration::from_secs(idle_timeout),
@@ -339,6 +389,43 @@ mod tests {
         assert_eq!(s.limits.header_read_timeout.as_secs(), 3);
         assert_eq!(s.limits.idle_timeout.as_secs(), 5);
         assert_eq!(s.limits.max_connections, 50);
+    }
+
+    #[test]
+    fn tls_comes_from_flags_and_the_file_and_needs_both_files() {
+        let (_dir, path) = write(
+            "tls_cert = \"/etc/tls/cert.pem\"\ntls_key = \"/etc/tls/key.pem\"\nbehind_tls_proxy = true\n",
+        );
+        let args = ServeArgs {
+            store: StoreArgs {
+                config: Some(path),
+                ..StoreArgs::default()
+            },
+            tls_key: Some(PathBuf::from("/other/key.pem")),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(
+            s.tls,
+            Some((
+                PathBuf::from("/etc/tls/cert.pem"),
+                PathBuf::from("/other/key.pem")
+            ))
+        );
+        assert!(s.behind_tls_proxy);
+        let s = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(s.tls, None);
+        assert!(!s.behind_tls_proxy);
+        let (_dir, path) = write("tls_cert = \"/etc/tls/cert.pem\"\n");
+        let args = ServeArgs {
+            store: StoreArgs {
+                config: Some(path),
+                ..StoreArgs::default()
+            },
+            ..ServeArgs::default()
+        };
+        let e = Settings::resolve(args).unwrap_err();
+        assert!(e.contains("tls_key"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! - **Connection cap**: beyond `max_connections` open connections, new ones wait in the
 //!   kernel's listen backlog until one closes.
 //!
+//! Over TLS (`--tls-cert`), the handshake is part of the first request head: it must be done,
+//! and the head read, within the header read timeout from the accept (a client that opens a
+//! connection and sends nothing, or half a ClientHello, is cut off the same way).
+//!
 //! A request in flight is bounded by the request deadline instead (`REQUEST_TIMEOUT`, body
 //! upload included). `axum::serve` has none of these (hyper's own header timer is not even
 //! enabled there), so slow connections stayed open for good.
@@ -37,12 +41,28 @@ pub(crate) struct Limits {
     pub max_connections: u32,
 }
 
+/// How clients reach the server: over TLS served here, or through a TLS-terminating proxy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transport {
+    /// TLS served by this listener (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<super::tls::Tls>>,
+    /// The operator says clients reach the server over HTTPS through a proxy
+    /// (`--behind-tls-proxy`).
+    pub behind_tls_proxy: bool,
+}
+
+/// A request extension: the client reached the server over TLS (here or at a proxy the operator
+/// declared), so cookies are marked `Secure`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SecureTransport;
+
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then stops accepting,
 /// lets every connection finish its request in flight, and returns once all are closed.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    transport: Transport,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
@@ -73,6 +93,7 @@ pub(crate) async fn serve(
             stream,
             service.clone(),
             limits,
+            transport.clone(),
             stopping.clone(),
             slot,
         ));
@@ -245,16 +266,60 @@ async fn serve_connection(
     stream: TcpStream,
     service: hyper_util::service::TowerToHyperService<Router>,
     limits: Limits,
+    transport: Transport,
     mut stopping: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
+    let watched = Watched {
         stream,
         activity: Arc::clone(&activity),
-    });
+    };
+    let secure = transport.tls.is_some() || transport.behind_tls_proxy;
+    let Some(tls) = transport.tls else {
+        return serve_http(watched, service, limits, activity, stopping, secure).await;
+    };
+    // The handshake counts against the first request head's time (from the accept).
+    let deadline = activity.opened + limits.header_read_timeout;
+    let handshake = tokio::time::timeout_at(deadline.into(), tls.acceptor().accept(watched));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                metrics::counter!("licensing_http_connections_closed_total", "reason" => "tls_handshake_failed")
+                    .increment(1);
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics::counter!("licensing_http_connections_closed_total", "reason" => "tls_handshake_timeout")
+                    .increment(1);
+                tracing::debug!("closing a connection: TLS handshake too slow");
+                return;
+            }
+        },
+        _ = stopping.wait_for(|stop| *stop) => return,
+    };
+    serve_http(stream, service, limits, activity, stopping, secure).await;
+}
+
+/// HTTP/1.1 on `io` (plain or TLS), within `limits` as `activity` tells.
+async fn serve_http<I>(
+    io: I,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    limits: Limits,
+    activity: Arc<Activity>,
+    mut stopping: watch::Receiver<bool>,
+    secure: bool,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let tracked = Arc::clone(&activity);
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+        if secure {
+            request.extensions_mut().insert(SecureTransport);
+        }
         tracked.request_started();
         let in_flight = InFlight(Arc::clone(&tracked));
         let answer = hyper::service::Service::call(&service, request);

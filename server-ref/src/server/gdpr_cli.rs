@@ -189,6 +189,7 @@ pub fn run_gdpr_erase(args: GdprEraseArgs) -> ExitCode {
                 config: args.store.config.clone(),
                 data_dir: args.store.data_dir.clone(),
                 database_url: args.store.database_url.clone(),
+                key_encryption: args.store.key_encryption.clone(),
                 issuer: args.issuer.clone(),
                 ..StoreArgs::default()
             },

@@ -131,6 +131,7 @@ fn with_state<T: serde::Serialize>(
             config: args.store.config.clone(),
             data_dir: args.store.data_dir.clone(),
             database_url: args.store.database_url.clone(),
+            key_encryption: args.store.key_encryption.clone(),
             issuer: args.issuer.clone(),
             ..StoreArgs::default()
         },

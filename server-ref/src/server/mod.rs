@@ -21,6 +21,7 @@ mod extract;
 mod gdpr;
 mod gdpr_cli;
 mod issue;
+mod key_wrap;
 mod keys_cli;
 mod machines;
 mod oauth;
@@ -33,6 +34,7 @@ mod seat_policy;
 mod secrets;
 #[cfg(test)]
 pub(crate) mod test_postgres;
+mod tls;
 
 pub use config::ServeArgs;
 use config::Settings;

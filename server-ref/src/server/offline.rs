@@ -388,6 +388,7 @@ async fn offline_deactivate_cli(args: &OfflineDeactivateArgs) -> Result<(), CliE
             config: args.store.config.clone(),
             data_dir: args.store.data_dir.clone(),
             database_url: args.store.database_url.clone(),
+            key_encryption: args.store.key_encryption.clone(),
             issuer: args.issuer.clone(),
             ..StoreArgs::default()
         },

@@ -112,11 +112,13 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     base16ct::lower::encode_string(&Sha256::digest(bytes))
 }
 
-/// Loads the signing key from `path`, or, when `create` and the file is missing, generates one
-/// and writes it there (PKCS#8 PEM, mode 0600). Returns the key and whether it was created.
+/// Loads the signing key from `path` (PKCS#8 PEM, or sealed with `kek`), or, when `create` and
+/// the file is missing, generates one and writes it there (mode 0600; sealed with `kek` when
+/// there is one, else PKCS#8 PEM). Returns the key and whether it was created.
 pub(crate) fn load_or_create_signing_key(
     path: &Path,
     create: bool,
+    kek: Option<&super::key_wrap::Kek>,
 ) -> Result<(PrivateKey, bool), String> {
     match fs::File::open(path) {
         Ok(file) => {
@@ -127,8 +129,10 @@ pub(crate) fn load_or_create_signing_key(
                 file,
                 crate::cli_input::KEY_CAP,
             )?;
-            let pem = crate::cli_input::into_text("--signing-key", &name, bytes)?;
+            let text = crate::cli_input::into_text("--signing-key", &name, bytes)?;
             warn_if_readable_by_others(path);
+            let pem = super::key_wrap::open_stored(kek, None, text.trim())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             let key =
                 PrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok((key, false))
@@ -136,11 +140,49 @@ pub(crate) fn load_or_create_signing_key(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let key = PrivateKey::generate().map_err(|e| e.to_string())?;
             let pem = key.to_pkcs8_pem().map_err(|e| e.to_string())?;
-            write_private(path, pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            let stored = match kek {
+                Some(kek) => format!("{}\n", kek.seal(key.public_key().kid(), &pem)?),
+                None => pem.to_string(),
+            };
+            write_private(path, stored.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok((key, true))
         }
         Err(e) => Err(format!("signing key {}: {e}", path.display())),
     }
+}
+
+/// Seals the data directory's key file `path` with `kek` when it holds a plaintext key: a sealed
+/// copy (0600) is renamed over it. A missing file, a sealed one, or no `kek`: nothing to do.
+pub(crate) fn seal_key_file(path: &Path, kek: Option<&super::key_wrap::Kek>) -> Result<(), String> {
+    let Some(kek) = kek else { return Ok(()) };
+    let fail = |e: String| format!("sealing the key file {}: {e}", path.display());
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let name = path.display().to_string();
+    let bytes = crate::cli_input::read_capped_from(
+        "--signing-key",
+        &name,
+        file,
+        crate::cli_input::KEY_CAP,
+    )?;
+    let text = zeroize::Zeroizing::new(crate::cli_input::into_text("--signing-key", &name, bytes)?);
+    if super::key_wrap::is_sealed(text.trim()) {
+        return Ok(());
+    }
+    let key = PrivateKey::from_pkcs8_pem(&text).map_err(|e| fail(e.to_string()))?;
+    let sealed = kek.seal(key.public_key().kid(), &text)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    tmp.write_all(format!("{sealed}\n").as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| fail(e.to_string()))?;
+    tmp.persist(path).map_err(|e| fail(e.to_string()))?;
+    tracing::info!(path = %path.display(), "sealed the signing key file with the key-encryption key");
+    Ok(())
 }
 
 #[cfg(unix)]

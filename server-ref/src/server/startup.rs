@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::*;
 
@@ -95,8 +96,62 @@ pub(super) async fn open_store(args: &Settings) -> Result<Db, String> {
         (Some(url), None) => Db::open(url).await?,
         (None, None) => return Err("no database".into()),
     };
+    if let Some(kek) = key_wrap::load(&args.key_encryption)? {
+        db.set_key_encryption(kek);
+        // A wrong KEK stops here, before anything is written.
+        check_sealed_keys_open(&db).await?;
+    }
     ensure_signing_key(&db, args).await?;
+    if db.key_encryption().is_some() {
+        seal_plaintext_keys(&db, &args.data_dir.join("signing-key.pem")).await?;
+    }
     Ok(db)
+}
+
+/// Every sealed signing key in the database opens with the KEK set on `db`.
+async fn check_sealed_keys_open(db: &Db) -> Result<(), String> {
+    let rows = db
+        .list_signing_keys()
+        .await
+        .map_err(|e| format!("loading signing keys: {e}"))?;
+    for row in rows
+        .iter()
+        .filter(|row| key_wrap::is_sealed(&row.private_pem))
+    {
+        key_wrap::open_stored(db.key_encryption(), Some(&row.kid), &row.private_pem)?;
+    }
+    Ok(())
+}
+
+/// Seals, with the KEK set on `db`, the signing keys stored in plaintext: the database's rows
+/// (each replaced only if still the plaintext read, so replicas starting together agree) and
+/// the data directory's key file `file` (replaced by renaming a sealed copy over it).
+async fn seal_plaintext_keys(db: &Db, file: &Path) -> Result<(), String> {
+    let rows = db
+        .list_signing_keys()
+        .await
+        .map_err(|e| format!("loading signing keys: {e}"))?;
+    let mut sealed = 0u64;
+    for row in rows
+        .iter()
+        .filter(|row| !key_wrap::is_sealed(&row.private_pem))
+    {
+        let new = key_wrap::seal_for_storage(db.key_encryption(), &row.kid, &row.private_pem)?;
+        if db
+            .reseal_signing_key(&row.kid, &row.private_pem, &new)
+            .await
+            .map_err(|e| format!("sealing signing key {}: {e}", row.kid))?
+        {
+            sealed += 1;
+        }
+    }
+    if sealed > 0 {
+        tracing::info!(
+            keys = sealed,
+            "sealed the plaintext signing keys with the key-encryption key"
+        );
+    }
+    secrets::seal_key_file(file, db.key_encryption())
 }
 
 /// Opens the database of an existing server for a command that works on it directly (`offline
@@ -105,6 +160,15 @@ pub(super) async fn open_store(args: &Settings) -> Result<Db, String> {
 /// so is a PostgreSQL database without the server's schema. `schema` says whether it may be
 /// migrated or must be read only.
 pub(crate) async fn open_existing_store(args: &Settings, schema: db::Schema) -> Result<Db, String> {
+    let kek = key_wrap::load(&args.key_encryption)?;
+    let db = open_existing_database(args, schema).await?;
+    if let Some(kek) = kek {
+        db.set_key_encryption(kek);
+    }
+    Ok(db)
+}
+
+async fn open_existing_database(args: &Settings, schema: db::Schema) -> Result<Db, String> {
     check_database_url(args)?;
     let mode = if schema == db::Schema::ReadOnly {
         "ro"
@@ -195,12 +259,22 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
         std::time::Duration::from_secs(args.key_reload_secs),
     ));
 
+    let tls = match &args.tls {
+        Some((cert, key)) => Some(Arc::new(super::tls::Tls::load(cert, key)?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, "listening");
-    outln!("listening on http://{addr}");
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    let tls_reloader = tls
+        .as_ref()
+        .map(|tls| Arc::clone(tls).spawn_reloader(super::tls::RELOAD_EVERY));
+    outln!(
+        "listening on {}://{addr}",
+        if tls.is_some() { "https" } else { "http" }
+    );
     let reaper = spawn_reaper(
         db.clone(),
         std::time::Duration::from_secs(args.reap_interval),
@@ -213,14 +287,22 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
             now,
         )
     });
+    let transport = conn::Transport {
+        tls,
+        behind_tls_proxy: args.behind_tls_proxy,
+    };
     conn::serve(
         listener,
         router(state.clone()),
         args.limits,
+        transport,
         shutdown_signal(),
     )
     .await;
     reaper.abort();
+    if let Some(reloader) = tls_reloader {
+        reloader.abort();
+    }
     if let Some(reclaimer) = reclaimer {
         reclaimer.abort();
     }
@@ -384,10 +466,16 @@ pub(crate) async fn ensure_signing_key(db: &Db, args: &Settings) -> Result<(), S
             return Ok(());
         }
     }
-    let (key, created) = secrets::load_or_create_signing_key(&path, !explicit)?;
+    let (key, created) =
+        secrets::load_or_create_signing_key(&path, !explicit, db.key_encryption())?;
+    let kid = key.public_key().kid().to_owned();
     let row = db::SigningKeyRow {
-        kid: key.public_key().kid().to_owned(),
-        private_pem: key.to_pkcs8_pem().map_err(|e| e.to_string())?.to_string(),
+        private_pem: key_wrap::seal_for_storage(
+            db.key_encryption(),
+            &kid,
+            &key.to_pkcs8_pem().map_err(|e| e.to_string())?,
+        )?,
+        kid,
         status: "current".into(),
         created_at: now(),
         retired_at: None,

@@ -262,7 +262,16 @@ impl AppState {
             .list_signing_keys()
             .await
             .map_err(|e| format!("loading signing keys: {e}"))?;
-        KeyRing::from_rows(&rows)
+        let mut rows = rows;
+        for row in &mut rows {
+            let pem = key_wrap::open_stored(db.key_encryption(), Some(&row.kid), &row.private_pem)?;
+            row.private_pem = pem.as_str().to_owned();
+        }
+        let ring = KeyRing::from_rows(&rows);
+        for row in &mut rows {
+            zeroize::Zeroize::zeroize(&mut row.private_pem);
+        }
+        ring
     }
 
     /// Reloads the key ring from the database (after a rotation here, and periodically, so

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const ADMIN_TOKEN_LINE: &str = "admin API token (shown once, only its hash is stored): ";
 /// The line `serve` prints when it accepts connections, before the address.
 pub const LISTENING_LINE: &str = "listening on http://";
+/// The same line when `serve` speaks TLS (`--tls-cert`).
+pub const LISTENING_TLS_LINE: &str = "listening on https://";
 
 /// A started server: the process (the caller owns killing it), its address and, on a first
 /// start, the bootstrap admin token.
@@ -54,7 +56,10 @@ pub fn spawn_serve(mut serve: Command, timeout: Duration) -> Started {
         if let Some(token) = line.strip_prefix(ADMIN_TOKEN_LINE) {
             assert!(admin_token.is_none(), "bootstrap token printed twice");
             admin_token = Some(token.to_owned());
-        } else if let Some(addr) = line.strip_prefix(LISTENING_LINE) {
+        } else if let Some(addr) = line
+            .strip_prefix(LISTENING_LINE)
+            .or_else(|| line.strip_prefix(LISTENING_TLS_LINE))
+        {
             return Started {
                 child,
                 addr: addr.to_owned(),

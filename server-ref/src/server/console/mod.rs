@@ -95,6 +95,7 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/console/static/console.css", get(style_sheet))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(session::secure_cookies))
 }
 
 /// `GET /`: the console.

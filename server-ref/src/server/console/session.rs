@@ -91,6 +91,38 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
     format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}")
 }
 
+/// Marks every cookie the console sets `Secure` when the client reached the server over TLS
+/// (served here, or at a proxy the operator declared with `--behind-tls-proxy`), so a browser
+/// never sends it over plain HTTP.
+pub(crate) async fn secure_cookies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let secure = request
+        .extensions()
+        .get::<crate::server::conn::SecureTransport>()
+        .is_some();
+    let mut response = next.run(request).await;
+    if secure {
+        let headers = response.headers_mut();
+        let cookies: Vec<_> = headers
+            .get_all(axum::http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| format!("{v}; Secure"))
+            .collect();
+        if !cookies.is_empty() {
+            headers.remove(axum::http::header::SET_COOKIE);
+            for cookie in cookies {
+                if let Ok(value) = cookie.parse() {
+                    headers.append(axum::http::header::SET_COOKIE, value);
+                }
+            }
+        }
+    }
+    response
+}
+
 /// Compares two secrets in constant time.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;

@@ -62,6 +62,20 @@ impl Db {
         Ok(true)
     }
 
+    /// Replaces key `kid`'s stored private key `old` by `new` (its sealed form); `false` when
+    /// the row no longer holds `old` (another replica sealed it first).
+    pub async fn reseal_signing_key(&self, kid: &str, old: &str, new: &str) -> DbResult<bool> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET private_pem = $1 WHERE kid = $2 AND private_pem = $3",
+        )
+        .bind(new)
+        .bind(kid)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// A transaction that changes the key ring, serialized across replicas (released at
     /// commit or rollback): the handler owns it and runs the key statements below in it.
     pub async fn begin_key_change(&self) -> DbResult<super::Tx> {

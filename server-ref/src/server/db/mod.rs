@@ -140,6 +140,9 @@ pub(crate) struct Db {
     /// Directory users by organization and user name, for linking client calls (see
     /// `directory_links`).
     links: directory_links::LinkCache,
+    /// The key-encryption key the signing keys are sealed with at rest, once set (see
+    /// `key_wrap`; none: stored in plaintext).
+    kek: std::sync::Arc<std::sync::OnceLock<super::key_wrap::Kek>>,
 }
 
 /// The database engine behind a [`Db`].
@@ -472,6 +475,7 @@ impl Db {
             gate,
             licenses: Default::default(),
             links: Default::default(),
+            kek: Default::default(),
             pool,
             engine,
             relaxed,
@@ -482,6 +486,16 @@ impl Db {
     /// --seat-batch-wait-us`; see `seats::writer::gather`).
     pub fn set_seat_batch_wait(&self, wait: Duration) {
         self.seats.set_batch_wait(wait);
+    }
+
+    /// Seals the signing keys at rest with `kek` from now on (set once, at startup).
+    pub fn set_key_encryption(&self, kek: super::key_wrap::Kek) {
+        let _ = self.kek.set(kek);
+    }
+
+    /// The key-encryption key of the signing keys, if one is set.
+    pub fn key_encryption(&self) -> Option<&super::key_wrap::Kek> {
+        self.kek.get()
     }
 
     /// The engine.

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::*;
 use crate::server::db::{Rewrite, SigningKeyRow};
+use crate::server::key_wrap;
 
 /// A signing key as the API shows it: its public half only.
 #[derive(Serialize, ToSchema)]
@@ -57,7 +58,13 @@ pub(crate) struct RetiredKey {
 }
 
 fn key_view(state: &AppState, row: &SigningKeyRow) -> ApiResult<KeyView> {
-    let key = licensing_core::PrivateKey::from_pkcs8_pem(&row.private_pem)
+    let pem = key_wrap::open_stored(
+        state.db().key_encryption(),
+        Some(&row.kid),
+        &row.private_pem,
+    )
+    .map_err(ApiError::internal)?;
+    let key = licensing_core::PrivateKey::from_pkcs8_pem(&pem)
         .map_err(|e| ApiError::internal(format!("signing key {}: {e}", row.kid)))?;
     let staged = row.status == "staged";
     Ok(KeyView {
@@ -108,7 +115,12 @@ pub(crate) async fn stage(
     let key = licensing_core::PrivateKey::generate().map_err(ApiError::internal)?;
     let row = SigningKeyRow {
         kid: key.public_key().kid().to_owned(),
-        private_pem: key.to_pkcs8_pem().map_err(ApiError::internal)?.to_string(),
+        private_pem: key_wrap::seal_for_storage(
+            state.db().key_encryption(),
+            key.public_key().kid(),
+            &key.to_pkcs8_pem().map_err(ApiError::internal)?,
+        )
+        .map_err(ApiError::internal)?,
         status: "staged".into(),
         created_at: now,
         retired_at: None,
@@ -331,7 +343,12 @@ pub(crate) async fn rotate_key(
     let key = licensing_core::PrivateKey::generate().map_err(ApiError::internal)?;
     let row = SigningKeyRow {
         kid: key.public_key().kid().to_owned(),
-        private_pem: key.to_pkcs8_pem().map_err(ApiError::internal)?.to_string(),
+        private_pem: key_wrap::seal_for_storage(
+            state.db().key_encryption(),
+            key.public_key().kid(),
+            &key.to_pkcs8_pem().map_err(ApiError::internal)?,
+        )
+        .map_err(ApiError::internal)?,
         status: "current".into(),
         created_at: now(),
         retired_at: None,

@@ -33,6 +33,9 @@ pub enum TokenKind {
     Response,
     /// A floating-license seat lease granted by a licensing server (`lease+jwt`).
     Lease,
+    /// A signed checkpoint of a licensing server's audit chain (`audit-checkpoint+jwt`, see
+    /// [`crate::audit_checkpoint`]).
+    AuditCheckpoint,
 }
 
 impl TokenKind {
@@ -43,6 +46,7 @@ impl TokenKind {
             TokenKind::Machine => "machine+jwt",
             TokenKind::Response => "response+jwt",
             TokenKind::Lease => "lease+jwt",
+            TokenKind::AuditCheckpoint => "audit-checkpoint+jwt",
         }
     }
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit_checkpoint;
 mod b64;
 pub mod claims;
 pub mod clock;

@@ -42,6 +42,7 @@ macro_rules! by_lease_id {
 mod assignments;
 mod audit;
 mod audit_events;
+pub(crate) mod signed_checkpoints;
 mod client;
 mod compliance;
 pub(crate) mod console;
@@ -65,7 +66,8 @@ pub(crate) use assignments::{
     insert_assignment_in, insert_transfer_in, move_assignment_in, pending_transfer_of, regrant_in,
     set_seat_settings_in, transfer_in,
 };
-pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
+pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry, entry_hash};
+pub(crate) use signed_checkpoints::SignedCheckpointRow;
 pub(crate) use audit_events::{
     AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject,
 };

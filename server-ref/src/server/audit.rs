@@ -700,14 +700,18 @@ pub(crate) async fn load_jwks(source: &str) -> Result<licensing_core::TrustStore
         {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_JWKS_BYTES {
-                return Err(format!("--jwks {source}: larger than {MAX_JWKS_BYTES} bytes"));
+                return Err(format!(
+                    "--jwks {source}: larger than {MAX_JWKS_BYTES} bytes"
+                ));
             }
         }
         String::from_utf8(body).map_err(|_| format!("--jwks {source}: not UTF-8"))?
     } else {
         let meta = std::fs::metadata(source).map_err(|e| format!("--jwks {source}: {e}"))?;
         if meta.len() > MAX_JWKS_BYTES as u64 {
-            return Err(format!("--jwks {source}: larger than {MAX_JWKS_BYTES} bytes"));
+            return Err(format!(
+                "--jwks {source}: larger than {MAX_JWKS_BYTES} bytes"
+            ));
         }
         std::fs::read_to_string(source).map_err(|e| format!("--jwks {source}: {e}"))?
     };

@@ -295,7 +295,10 @@ mod tests {
         assert!(line.starts_with(
             "CEF:0|licensing|licensing-server|0.1.0|POST /v1/a\\|b\\\\c|POST /v1/a\\|b\\\\c|3|rt=1700000000000 "
         ), "{line}");
-        assert!(line.contains("request=/v1/x\\=y\\\\z|w\\nnext\\=1 "), "{line}");
+        assert!(
+            line.contains("request=/v1/x\\=y\\\\z|w\\nnext\\=1 "),
+            "{line}"
+        );
         assert!(line.contains("suser=tok \\= a\\\\ "), "{line}");
         assert!(line.contains("cs1=org\\=|\\\\x "), "{line}");
         let (header, pairs) = parse(&line);

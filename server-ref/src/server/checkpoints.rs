@@ -160,7 +160,9 @@ pub(crate) async fn run_once(
         let (prev_seq, prev_digest) = match &last {
             Some(last) => (
                 last.seq,
-                last.digest.clone().unwrap_or_else(|| ZERO_DIGEST.to_owned()),
+                last.digest
+                    .clone()
+                    .unwrap_or_else(|| ZERO_DIGEST.to_owned()),
             ),
             None => (0, ZERO_DIGEST.to_owned()),
         };

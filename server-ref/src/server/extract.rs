@@ -174,12 +174,10 @@ impl Caller {
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
         let allowed = match self.role {
             Role::Admin => true,
-            Role::LicenseManager => {
-                !matches!(
-                    action,
-                    Action::Administer | Action::ApproveTransfers | Action::Audit
-                )
-            }
+            Role::LicenseManager => !matches!(
+                action,
+                Action::Administer | Action::ApproveTransfers | Action::Audit
+            ),
             Role::ItStaff => matches!(action, Action::Read | Action::Operate),
             Role::Auditor => matches!(action, Action::Read | Action::Audit),
             Role::Scim => false,

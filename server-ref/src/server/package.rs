@@ -35,10 +35,20 @@ pub(crate) const MAX_CHECKPOINTS: i64 = 10_000;
 pub(crate) const MAX_LICENSES: i64 = 10_000;
 /// Largest package file `verify-package` reads.
 pub(crate) const MAX_PACKAGE_BYTES: u64 = 512 * 1024 * 1024;
-/// Largest decompressed member `verify-package` reads (a zip bomb stops here).
-const MAX_MEMBER_BYTES: u64 = 256 * 1024 * 1024;
-/// Largest decompressed total `verify-package` reads.
-const MAX_TOTAL_BYTES: u64 = 768 * 1024 * 1024;
+/// How much `verify-package` decompresses at most: a zip bomb stops here.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    /// Bytes of one member.
+    pub member: u64,
+    /// Bytes of all members together.
+    pub total: u64,
+}
+
+/// The caps of `verify-package`.
+pub(crate) const CAPS: Caps = Caps {
+    member: 256 * 1024 * 1024,
+    total: 768 * 1024 * 1024,
+};
 /// Uncovered seqs listed by name at most (the count is always given).
 const LISTED: usize = 20;
 
@@ -260,6 +270,7 @@ pub(crate) struct Unreadable(pub String);
 /// package.
 fn members(
     bytes: &[u8],
+    caps: Caps,
 ) -> Result<Result<std::collections::BTreeMap<String, String>, String>, Unreadable> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| Unreadable(format!("not a zip archive: {e}")))?;
@@ -291,23 +302,24 @@ fn members(
         if out.contains_key(&name) {
             return Ok(Err(format!("member `{name}` appears twice")));
         }
-        if file.size() > MAX_MEMBER_BYTES {
+        if file.size() > caps.member {
             return Ok(Err(format!(
-                "member `{name}` claims {} bytes decompressed (at most {MAX_MEMBER_BYTES})",
-                file.size()
+                "member `{name}` claims {} bytes decompressed (at most {})",
+                file.size(),
+                caps.member
             )));
         }
         // The claimed size is the archive's word: the reader stops one byte past the cap.
         let mut body = Vec::new();
-        if let Err(e) = (&mut file).take(MAX_MEMBER_BYTES + 1).read_to_end(&mut body) {
+        if let Err(e) = (&mut file).take(caps.member + 1).read_to_end(&mut body) {
             return Ok(Err(format!("member `{name}`: {e}")));
         }
         let len = u64::try_from(body.len()).unwrap_or(u64::MAX);
         total = total.saturating_add(len);
-        if len > MAX_MEMBER_BYTES || total > MAX_TOTAL_BYTES {
+        if len > caps.member || total > caps.total {
             return Ok(Err(format!(
-                "member `{name}` decompresses past the caps ({MAX_MEMBER_BYTES} bytes a member, \
-                 {MAX_TOTAL_BYTES} in all)"
+                "member `{name}` decompresses past the caps ({} bytes a member, {} in all)",
+                caps.member, caps.total
             )));
         }
         match String::from_utf8(body) {
@@ -328,15 +340,30 @@ pub(crate) fn verify(
     trust: Option<&TrustStore>,
     require_covered: bool,
 ) -> Result<Value, Unreadable> {
-    let files = match members(bytes)? {
+    verify_capped(bytes, trust, require_covered, CAPS)
+}
+
+/// [`verify`] with other decompression caps (tests).
+pub(crate) fn verify_capped(
+    bytes: &[u8],
+    trust: Option<&TrustStore>,
+    require_covered: bool,
+    caps: Caps,
+) -> Result<Value, Unreadable> {
+    let files = match members(bytes, caps)? {
         Ok(files) => files,
         Err(reason) => return Ok(json!({ "ok": false, "failures": [reason] })),
     };
     let mut failures: Vec<String> = Vec::new();
-    let missing: Vec<&str> = ["manifest.json", "entries.jsonl", "checkpoints.jsonl", "jwks.json"]
-        .into_iter()
-        .filter(|name| !files.contains_key(*name))
-        .collect();
+    let missing: Vec<&str> = [
+        "manifest.json",
+        "entries.jsonl",
+        "checkpoints.jsonl",
+        "jwks.json",
+    ]
+    .into_iter()
+    .filter(|name| !files.contains_key(*name))
+    .collect();
     if !missing.is_empty() {
         return Ok(json!({ "ok": false, "failures": [format!("missing {}", missing.join(", "))] }));
     }
@@ -424,8 +451,7 @@ pub(crate) fn verify(
             }
         };
         let id = packaged.id;
-        let claims: AuditCheckpointClaims = match verify_audit_checkpoint(&packaged.token, store)
-        {
+        let claims: AuditCheckpointClaims = match verify_audit_checkpoint(&packaged.token, store) {
             Ok((_, claims)) => claims,
             Err(e) => {
                 failures.push(format!(

@@ -42,13 +42,13 @@ macro_rules! by_lease_id {
 mod assignments;
 mod audit;
 mod audit_events;
-pub(crate) mod signed_checkpoints;
 mod client;
 mod compliance;
 pub(crate) mod console;
 mod deactivation_keys;
 mod deprovision;
 pub(crate) mod directory;
+pub(crate) mod signed_checkpoints;
 // A person's data for GDPR export and erasure (issue 22).
 mod directory_links;
 pub(crate) use directory_links::DirectoryLink;
@@ -67,7 +67,6 @@ pub(crate) use assignments::{
     set_seat_settings_in, transfer_in,
 };
 pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry, entry_hash};
-pub(crate) use signed_checkpoints::SignedCheckpointRow;
 pub(crate) use audit_events::{
     AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject,
 };
@@ -80,6 +79,7 @@ pub(crate) use client::{
 pub(crate) use compliance::LicenseUsage;
 pub(crate) use organizations::{ApiTokenRow, NewApiToken, Organization};
 pub(crate) use retention::RetentionRow;
+pub(crate) use signed_checkpoints::SignedCheckpointRow;
 
 mod floating;
 #[cfg(test)]

@@ -157,7 +157,7 @@ pub(crate) fn cef_lines(entries: &[AuditEntry], events: &[AuditEventRow]) -> Str
         .map(|e| (e.at, 0, e.seq, cef::admin_line(e)))
         .chain(events.iter().map(|e| (e.at, 1, e.seq, cef::event_line(e))))
         .collect();
-    lines.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    lines.sort_by_key(|a| (a.0, a.1, a.2));
     let mut out = String::new();
     for (_, _, _, line) in lines {
         out.push_str(&line);
@@ -432,7 +432,12 @@ pub(crate) async fn audit_package(
             .filter_map(|c| package::prev_seq_of(&c.token))
             .min()
             .map_or(first - 1, |prev| prev.min(first - 1));
-        let hi = checkpoints.iter().map(|c| c.seq).max().unwrap_or(last).max(last);
+        let hi = checkpoints
+            .iter()
+            .map(|c| c.seq)
+            .max()
+            .unwrap_or(last)
+            .max(last);
         let mut after = lo;
         loop {
             let page = db.audit_entries_between(&org, after, hi, PAGE).await?;

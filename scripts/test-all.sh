@@ -70,6 +70,9 @@ step "SCIM 2.0 compliance: scim2-tester against /scim/v2"
 step "admin console end to end: headless Chromium (Playwright) against the real server"
 ./scripts/test-console.sh
 
+step "audit trail in CEF read by an independent parser (pycef) against the real server"
+./scripts/test-audit.sh
+
 step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 ./scripts/test-ffi.sh
 

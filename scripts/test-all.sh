@@ -74,6 +74,9 @@ step "admin console end to end: headless Chromium (Playwright) against the real 
 ./scripts/test-console.sh
 step "OAuth 2.0 end to end: Authlib and PyJWT against the real server" && ./scripts/test-oauth.sh
 
+step "audit trail in CEF read by an independent parser (pycef) against the real server"
+./scripts/test-audit.sh
+
 step "C ABI: header freshness, C and C++ builds (static, dynamic), valgrind"
 ./scripts/test-ffi.sh
 

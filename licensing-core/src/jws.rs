@@ -35,6 +35,9 @@ pub enum TokenKind {
     Lease,
     /// An OAuth 2.0 access token of a licensing server's admin API (`at+jwt`, RFC 9068).
     Access,
+    /// A signed checkpoint of a licensing server's audit chain (`audit-checkpoint+jwt`, see
+    /// [`crate::audit_checkpoint`]).
+    AuditCheckpoint,
 }
 
 impl TokenKind {
@@ -46,6 +49,7 @@ impl TokenKind {
             TokenKind::Response => "response+jwt",
             TokenKind::Lease => "lease+jwt",
             TokenKind::Access => "at+jwt",
+            TokenKind::AuditCheckpoint => "audit-checkpoint+jwt",
         }
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod access;
+pub mod audit_checkpoint;
 mod b64;
 pub mod claims;
 pub mod clock;

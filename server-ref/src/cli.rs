@@ -73,6 +73,11 @@ enum AuditCommand {
     /// Recompute the audit trail's hash chain and check anchors kept elsewhere. Prints JSON;
     /// exit 0 intact (and every anchor matches), 1 broken or an anchor differs, 2 usage errors.
     Verify(crate::server::AuditVerifyArgs),
+    /// Check an audit package (`GET /v1/audit/package`) offline: its zip structure (size
+    /// caps, only the package's files), every checkpoint's signature, every entry's hash, and
+    /// the entries of each checkpoint's range against the digest it signed. Prints JSON; exit 0
+    /// sound, 1 a check failed, 2 the file cannot be read or is not a zip (or a bad --jwks).
+    VerifyPackage(crate::server::AuditVerifyPackageArgs),
 }
 
 #[derive(Subcommand)]
@@ -232,6 +237,9 @@ pub fn run() -> ExitCode {
             return crate::server::run_offline_deactivate(args);
         }
         Command::Audit(AuditCommand::Verify(args)) => return crate::server::run_audit_verify(args),
+        Command::Audit(AuditCommand::VerifyPackage(args)) => {
+            return crate::server::run_audit_verify_package(args);
+        }
         Command::AdminToken(args) => return crate::server::run_admin_token(args),
         Command::Gdpr(GdprCommand::Export(args)) => return crate::server::run_gdpr_export(args),
         Command::Gdpr(GdprCommand::Erase(args)) => return crate::server::run_gdpr_erase(args),

@@ -545,6 +545,11 @@ pub struct AuditVerifyArgs {
     /// Repeatable.
     #[arg(long, value_name = "SEQ:HASH")]
     pub event_anchor: Vec<String>,
+    /// Check the signed checkpoints against this JWK Set instead of the database's keys: a
+    /// file, or an `http(s)://` URL such as a running server's `/.well-known/jwks.json`. Without
+    /// it, every key the database holds (retired ones included) is trusted.
+    #[arg(long, value_name = "FILE|URL")]
+    pub jwks: Option<String>,
     /// The server's data directory or database (read only: nothing is created or migrated).
     #[command(flatten)]
     pub store: super::config::DatabaseArgs,
@@ -607,6 +612,10 @@ async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool
         .iter()
         .map(|a| parse_anchor(a))
         .collect::<Result<Vec<_>, _>>()?;
+    let external = match &args.jwks {
+        Some(source) => Some(load_jwks(source).await?),
+        None => None,
+    };
     let settings = args.store.settings()?;
     let db = super::open_existing_store(&settings, super::db::Schema::ReadOnly).await?;
     let outcome = async {
@@ -633,15 +642,17 @@ async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool
                 "matches": found.as_deref() == Some(hash.as_str()),
             }));
         }
-        Ok::<_, String>((chain, events, checked, checked_events))
+        let checkpoints = verify_checkpoints(&db, external.as_ref()).await?;
+        Ok::<_, String>((chain, events, checked, checked_events, checkpoints))
     }
     .await;
     db.close().await;
-    let (chain, events, anchors, event_anchors) = outcome?;
+    let (chain, events, anchors, event_anchors, checkpoints) = outcome?;
     let anchors_match = anchors
         .iter()
         .chain(&event_anchors)
-        .all(|a| a["matches"] == true);
+        .all(|a| a["matches"] == true)
+        && checkpoints["ok"] == true;
     let (mut events, events_ok) = chain_json(events);
     events["anchors"] = serde_json::Value::Array(event_anchors);
     Ok(match chain {
@@ -650,7 +661,7 @@ async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool
             (
                 serde_json::json!({
                     "ok": ok, "entries": entries, "head": head, "anchors": anchors,
-                    "events": events,
+                    "events": events, "checkpoints": checkpoints,
                 }),
                 ok,
             )
@@ -658,9 +669,230 @@ async fn audit_verify(args: &AuditVerifyArgs) -> Result<(serde_json::Value, bool
         ChainCheck::Broken { at, reason } => (
             serde_json::json!({
                 "ok": false, "broken_at": at, "reason": reason, "anchors": anchors,
-                "events": events,
+                "events": events, "checkpoints": checkpoints,
             }),
             false,
         ),
     })
+}
+
+/// Largest JWK Set `--jwks` reads.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// The trust store of `--jwks`: a file, or an `http(s)://` URL fetched once (10 s at most).
+pub(crate) async fn load_jwks(source: &str) -> Result<licensing_core::TrustStore, String> {
+    let text = if source.starts_with("http://") || source.starts_with("https://") {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("--jwks {source}: {e}"))?;
+        let mut response = client
+            .get(source)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("--jwks {source}: {e}"))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("--jwks {source}: {e}"))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_JWKS_BYTES {
+                return Err(format!(
+                    "--jwks {source}: larger than {MAX_JWKS_BYTES} bytes"
+                ));
+            }
+        }
+        String::from_utf8(body).map_err(|_| format!("--jwks {source}: not UTF-8"))?
+    } else {
+        let meta = std::fs::metadata(source).map_err(|e| format!("--jwks {source}: {e}"))?;
+        if meta.len() > MAX_JWKS_BYTES as u64 {
+            return Err(format!(
+                "--jwks {source}: larger than {MAX_JWKS_BYTES} bytes"
+            ));
+        }
+        std::fs::read_to_string(source).map_err(|e| format!("--jwks {source}: {e}"))?
+    };
+    licensing_core::TrustStore::from_document(&text).map_err(|e| format!("--jwks {source}: {e}"))
+}
+
+/// Checks every stored signed checkpoint: its signature by a trusted key (`external`, or every
+/// key the database holds, retired ones included), its claims, and that the chains still hold
+/// what it signed: the hash at its seq (both chains' heads for a server checkpoint), and for an
+/// organization checkpoint the digest of the organization's entries in its range. A checkpoint
+/// whose entries were pruned since (below the chain's restart point) is counted as `pruned`.
+async fn verify_checkpoints(
+    db: &super::db::Db,
+    external: Option<&licensing_core::TrustStore>,
+) -> Result<serde_json::Value, String> {
+    use licensing_core::audit_checkpoint::{SCOPE_SERVER, fold_digest, verify_audit_checkpoint};
+    let error = |e: sqlx::Error| e.to_string();
+    let own_store;
+    let store = match external {
+        Some(store) => store,
+        None => {
+            let mut store = licensing_core::TrustStore::new();
+            for (kid, pem) in db.every_signing_key_pem().await.map_err(error)? {
+                let key = licensing_core::PrivateKey::from_pkcs8_pem(&pem)
+                    .map_err(|e| format!("signing key {kid}: {e}"))?;
+                store
+                    .add(key.public_key().clone())
+                    .map_err(|e| format!("signing key {kid}: {e}"))?;
+            }
+            own_store = store;
+            &own_store
+        }
+    };
+    let pruned_below = db
+        .audit_checkpoint("audit_log")
+        .await
+        .map_err(error)?
+        .map_or(0, |(seq, _)| seq);
+    let (mut checked, mut pruned) = (0i64, 0i64);
+    let mut failures = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = db.all_signed_checkpoints(after, 500).await.map_err(error)?;
+        let done = page.len() < 500;
+        for row in page {
+            after = row.id;
+            checked += 1;
+            let fail = |reason: String| serde_json::json!({ "id": row.id, "reason": reason });
+            let claims = match verify_audit_checkpoint(&row.token, store) {
+                Ok((_, claims)) => claims,
+                Err(e) => {
+                    failures.push(fail(format!(
+                        "the token does not verify ({}): {e}",
+                        e.status().as_str()
+                    )));
+                    continue;
+                }
+            };
+            if claims.org != row.organization_id {
+                failures.push(fail("its organization is not the row's".into()));
+                continue;
+            }
+            if claims.seq > 0 && claims.seq < pruned_below {
+                pruned += 1;
+                continue;
+            }
+            if claims.seq > 0 {
+                let found = db.audit_hash_at(claims.seq).await.map_err(error)?;
+                if found.as_deref() != Some(claims.hash.as_str()) {
+                    failures.push(fail(format!(
+                        "the chain no longer holds the hash it signed at seq {}: entries up \
+                         to it were rewritten",
+                        claims.seq
+                    )));
+                    continue;
+                }
+            }
+            if claims.scope == SCOPE_SERVER {
+                let events_seq = claims.events_seq.unwrap_or(0);
+                if events_seq > 0 {
+                    let found = db.audit_event_hash_at(events_seq).await.map_err(error)?;
+                    if found.as_deref() != claims.events_hash.as_deref() {
+                        failures.push(fail(format!(
+                            "the event chain no longer holds the hash it signed at seq \
+                             {events_seq}: events up to it were rewritten"
+                        )));
+                    }
+                }
+                continue;
+            }
+            // An organization checkpoint: its range's digest, unless pruned into.
+            let prev = claims.prev_seq.unwrap_or(0);
+            if prev < pruned_below {
+                pruned += 1;
+                continue;
+            }
+            let (org, mut digest, mut count, mut from) = (
+                claims.org.clone().unwrap_or_default(),
+                claims.prev_digest.clone().unwrap_or_default(),
+                0i64,
+                prev,
+            );
+            loop {
+                let entries = db
+                    .audit_entries_between(&org, from, claims.seq, 1000)
+                    .await
+                    .map_err(error)?;
+                let last_page = entries.len() < 1000;
+                for entry in entries {
+                    digest = fold_digest(&digest, [(entry.seq, entry.expected_hash().as_str())]);
+                    count += 1;
+                    from = entry.seq;
+                }
+                if last_page {
+                    break;
+                }
+            }
+            if Some(&digest) != claims.digest.as_ref() || Some(count) != claims.entries {
+                failures.push(fail(format!(
+                    "organization {org}'s entries with {prev} < seq <= {} no longer match the \
+                     digest it signed: one was altered, removed or added",
+                    claims.seq
+                )));
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(serde_json::json!({
+        "ok": failures.is_empty(),
+        "checked": checked,
+        "pruned": pruned,
+        "trusted": if external.is_some() { "jwks" } else { "database" },
+        "failures": failures,
+    }))
+}
+
+/// `licensing-server audit verify-package` options.
+#[derive(clap::Args, Debug)]
+pub struct AuditVerifyPackageArgs {
+    /// The package (`GET /v1/audit/package`), a zip.
+    pub file: std::path::PathBuf,
+    /// Trust this JWK Set (a file, or an `http(s)://` URL such as the server's
+    /// `/.well-known/jwks.json`) instead of the package's own `jwks.json`.
+    #[arg(long, value_name = "FILE|URL")]
+    pub jwks: Option<String>,
+    /// Fail (exit 1) when an entry of the package is covered by no checkpoint.
+    #[arg(long)]
+    pub require_covered: bool,
+}
+
+/// Runs `audit verify-package`: prints the report as JSON; exit 0 sound, 1 a check failed, 2
+/// the file cannot be read, is not a zip, or `--jwks` cannot be loaded.
+pub fn run_audit_verify_package(args: AuditVerifyPackageArgs) -> std::process::ExitCode {
+    super::init_logging("warn");
+    let outcome = (|| {
+        let trust = match &args.jwks {
+            Some(source) => Some(super::runtime()?.block_on(load_jwks(source))?),
+            None => None,
+        };
+        let path = args.file.display();
+        let meta = std::fs::metadata(&args.file).map_err(|e| format!("{path}: {e}"))?;
+        if meta.len() > super::package::MAX_PACKAGE_BYTES {
+            return Err(format!(
+                "{path}: larger than {} bytes",
+                super::package::MAX_PACKAGE_BYTES
+            ));
+        }
+        let bytes = std::fs::read(&args.file).map_err(|e| format!("{path}: {e}"))?;
+        super::package::verify(&bytes, trust.as_ref(), args.require_covered)
+            .map_err(|e| format!("{path}: {}", e.0))
+    })();
+    match outcome {
+        Ok(report) => {
+            println!("{report:#}");
+            std::process::ExitCode::from(if report["ok"] == true { 0 } else { 1 })
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

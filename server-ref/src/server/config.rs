@@ -108,6 +108,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_RECLAIM_INTERVAL",
           value_parser = clap::value_parser!(u64).range(0..=MAX_RECLAIM_INTERVAL))]
     pub reclaim_interval: Option<u64>,
+    /// Seconds between two signed checkpoints of the audit chains [default: 3600; 0: none on
+    /// this replica] (the server's and each organization's with new entries, signed with the
+    /// current signing key; `GET /v1/audit/checkpoints`).
+    #[arg(long, env = "LICENSING_AUDIT_CHECKPOINT_INTERVAL",
+          value_parser = clap::value_parser!(u64).range(0..=super::checkpoints::MAX_CHECKPOINT_INTERVAL))]
+    pub audit_checkpoint_interval: Option<u64>,
     /// Microseconds the seat writer may wait for a batch of seat writes (check-outs,
     /// check-ins, SQLite heartbeats) to fill before it commits [default: 1000; 0: never wait]
     /// (group commit, like PostgreSQL's `commit_delay`). It waits only while fewer writes are
@@ -156,6 +162,9 @@ const MAX_IDLE_TIMEOUT: u64 = 3600;
 /// Largest `max_connections` accepted.
 const MAX_CONNECTIONS: u32 = 1_000_000;
 
+/// Default `audit_checkpoint_interval` (an hour).
+const DEFAULT_CHECKPOINT_INTERVAL: u64 = 3600;
+
 /// Longest `reclaim_interval` accepted (a day).
 const MAX_RECLAIM_INTERVAL: u64 = 86_400;
 
@@ -175,6 +184,7 @@ struct FileSettings {
     client_rate_per_minute: Option<u32>,
     reap_interval: Option<u64>,
     reclaim_interval: Option<u64>,
+    audit_checkpoint_interval: Option<u64>,
     seat_batch_wait_us: Option<u64>,
     issuer: Option<String>,
     header_read_timeout: Option<u64>,
@@ -200,6 +210,8 @@ pub(crate) struct Settings {
     pub reap_interval: u64,
     /// Seconds between two reclamation runs; 0: none on this replica.
     pub reclaim_interval: u64,
+    /// Seconds between two audit checkpoint runs; 0: none on this replica.
+    pub audit_checkpoint_interval: u64,
     pub seat_batch_wait: std::time::Duration,
     pub issuer: String,
     pub limits: super::conn::Limits,
@@ -224,6 +236,7 @@ impl Settings {
             client_rate_per_minute,
             reap_interval,
             reclaim_interval,
+            audit_checkpoint_interval,
             seat_batch_wait_us,
             header_read_timeout,
             idle_timeout,
@@ -261,6 +274,12 @@ impl Settings {
             .unwrap_or(super::reclamation::DEFAULT_RECLAIM_INTERVAL);
         if reclaim_interval > MAX_RECLAIM_INTERVAL {
             return Err("reclaim_interval must be 0 to 86400".into());
+        }
+        let audit_checkpoint_interval = audit_checkpoint_interval
+            .or(file.audit_checkpoint_interval)
+            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
+        if audit_checkpoint_interval > super::checkpoints::MAX_CHECKPOINT_INTERVAL {
+            return Err("audit_checkpoint_interval must be 0 to 604800".into());
         }
         let seat_batch_wait_us = seat_batch_wait_us
             .or(file.seat_batch_wait_us)
@@ -309,6 +328,7 @@ impl Settings {
             },
             reap_interval,
             reclaim_interval,
+            audit_checkpoint_interval,
             seat_batch_wait: std::time::Duration::from_micros(seat_batch_wait_us),
             listen: listen
                 .or(file.listen)

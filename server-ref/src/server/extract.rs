@@ -150,6 +150,9 @@ pub(crate) enum Action {
     ApproveTransfers,
     /// API tokens, organizations, signing keys.
     Administer,
+    /// The audit evidence: the CEF export, signed checkpoints, the audit package (admins and
+    /// auditors).
+    Audit,
 }
 
 /// The authenticated caller of the admin API (`Authorization: Bearer <API token>`): the
@@ -171,11 +174,12 @@ impl Caller {
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
         let allowed = match self.role {
             Role::Admin => true,
-            Role::LicenseManager => {
-                !matches!(action, Action::Administer | Action::ApproveTransfers)
-            }
+            Role::LicenseManager => !matches!(
+                action,
+                Action::Administer | Action::ApproveTransfers | Action::Audit
+            ),
             Role::ItStaff => matches!(action, Action::Read | Action::Operate),
-            Role::Auditor => action == Action::Read,
+            Role::Auditor => matches!(action, Action::Read | Action::Audit),
             Role::Scim => false,
         };
         if allowed {
@@ -271,6 +275,7 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
             Required::Action(Action::Administer)
         }
         "/v1/directory/users/{id}/erase" => Required::Action(Action::Administer),
+        "/v1/audit/checkpoints" => Required::Action(Action::Audit),
         "/v1/organizations"
         | "/v1/keys/stage"
         | "/v1/keys/{kid}/promote"

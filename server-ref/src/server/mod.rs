@@ -9,6 +9,8 @@
 
 mod admin_token;
 mod audit;
+mod cef;
+mod checkpoints;
 mod config;
 mod conn;
 mod console;
@@ -27,6 +29,7 @@ mod machines;
 mod oauth;
 mod offline;
 mod openapi;
+mod package;
 mod reclamation;
 mod routes;
 mod scim;
@@ -41,7 +44,9 @@ use config::Settings;
 use db::Db;
 
 pub use admin_token::{AdminTokenArgs, run_admin_token};
-pub use audit::{AuditVerifyArgs, run_audit_verify};
+pub use audit::{
+    AuditVerifyArgs, AuditVerifyPackageArgs, run_audit_verify, run_audit_verify_package,
+};
 pub use gdpr_cli::{GdprEraseArgs, GdprExportArgs, run_gdpr_erase, run_gdpr_export};
 pub use keys_cli::{
     KeysListArgs, KeysPromoteArgs, KeysStageArgs, run_keys_list, run_keys_promote, run_keys_stage,

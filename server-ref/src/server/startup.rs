@@ -291,6 +291,13 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
         tls,
         behind_tls_proxy: args.behind_tls_proxy,
     };
+    let checkpointer = (args.audit_checkpoint_interval > 0).then(|| {
+        super::checkpoints::spawn_checkpointer(
+            state.clone(),
+            std::time::Duration::from_secs(args.audit_checkpoint_interval),
+            now,
+        )
+    });
     conn::serve(
         listener,
         router(state.clone()),
@@ -305,6 +312,9 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
     }
     if let Some(reclaimer) = reclaimer {
         reclaimer.abort();
+    }
+    if let Some(checkpointer) = checkpointer {
+        checkpointer.abort();
     }
     // Audit events still queued are written before the database closes.
     state.audit().flush().await;

@@ -13,7 +13,7 @@ pub(crate) const GENESIS_HASH: &str =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// PostgreSQL: the advisory lock key of the audit writer (any fixed number; "audit" in ASCII).
-const AUDIT_LOCK_KEY: i64 = 0x61_75_64_69_74;
+pub(super) const AUDIT_LOCK_KEY: i64 = 0x61_75_64_69_74;
 
 /// Rows read per statement while verifying the chain.
 const VERIFY_PAGE: i64 = 1000;
@@ -136,13 +136,13 @@ pub(crate) fn target_id_of(action: &str, target: &str) -> Option<String> {
 
 impl AuditEntry {
     /// Fills the derived `target_id`.
-    fn with_target_id(mut self) -> AuditEntry {
+    pub(super) fn with_target_id(mut self) -> AuditEntry {
         self.target_id = target_id_of(&self.action, &self.target);
         self
     }
 
     /// The hash its columns (other than `hash`) call for.
-    fn expected_hash(&self) -> String {
+    pub(crate) fn expected_hash(&self) -> String {
         entry_hash(
             self.seq,
             self.at,

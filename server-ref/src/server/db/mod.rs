@@ -49,6 +49,7 @@ pub(crate) mod console_sso;
 mod deactivation_keys;
 mod deprovision;
 pub(crate) mod directory;
+pub(crate) mod signed_checkpoints;
 // A person's data for GDPR export and erasure (issue 22).
 mod directory_links;
 pub(crate) use directory_links::DirectoryLink;
@@ -66,7 +67,7 @@ pub(crate) use assignments::{
     insert_assignment_in, insert_transfer_in, move_assignment_in, pending_transfer_of, regrant_in,
     set_seat_settings_in, transfer_in,
 };
-pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry};
+pub(crate) use audit::{AuditEntry, ChainCheck, NewAuditEntry, entry_hash};
 pub(crate) use audit_events::{
     AuditEventRow, BeatKey, HeartbeatCount, NewAuditEvent, SaltedSubject,
 };
@@ -80,6 +81,7 @@ pub(crate) use compliance::LicenseUsage;
 pub(crate) use oauth::{OAuthClientAuth, OAuthClientRow};
 pub(crate) use organizations::{ApiTokenRow, NewApiToken, Organization};
 pub(crate) use retention::RetentionRow;
+pub(crate) use signed_checkpoints::SignedCheckpointRow;
 
 mod floating;
 #[cfg(test)]

@@ -32,6 +32,17 @@ pub(crate) struct AlertWindow {
     expiring_within_days: Option<i64>,
 }
 
+impl AlertWindow {
+    /// The default windows (7 days of denials, licenses ending within 30 days): the report an
+    /// audit package holds.
+    pub(crate) fn default_window() -> AlertWindow {
+        AlertWindow {
+            days: None,
+            expiring_within_days: None,
+        }
+    }
+}
+
 /// One compliance alert about one license.
 #[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
 pub(crate) struct ComplianceAlert {

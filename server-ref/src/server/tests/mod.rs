@@ -7,6 +7,7 @@ use tower::ServiceExt;
 
 use super::*;
 
+mod audit_evidence;
 mod audit_writer;
 mod client;
 mod client_audit;

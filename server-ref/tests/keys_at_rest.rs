@@ -161,11 +161,24 @@ fn sealed_on(backend: Backend) {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("encrypted at rest"), "{stderr}");
 
-    // A wrong KEK: exit 2, and nothing overwritten.
+    // A wrong KEK: exit 2, and nothing overwritten, not even a plaintext key beside the sealed
+    // ones (an older server's retired key, say), which it would seal under the wrong KEK.
+    let old = licensing_core::PrivateKey::generate().unwrap();
+    let old_kid = old.public_key().kid().to_owned();
+    let old_pem = old.to_pkcs8_pem().unwrap().to_string();
+    support::cli::sql(
+        &url,
+        &[&format!(
+            "INSERT INTO signing_keys (kid, private_pem, status, created_at, retired_at) \
+             VALUES ('{old_kid}', '{old_pem}', 'retired', 1, 2)"
+        )],
+    );
+    let mixed = stored_keys(&url);
+    assert_eq!(mixed.len(), 3);
     let (code, stderr) = run_to_exit(serve(&data, &backend, Some(WRONG_KEK), &[]), &data);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("does not open"), "{stderr}");
-    assert_eq!(stored_keys(&url), sealed);
+    assert_eq!(stored_keys(&url), mixed);
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), sealed_file);
 
     // The right KEK again: the same keys sign.
@@ -174,7 +187,15 @@ fn sealed_on(backend: Backend) {
     assert_eq!(kids(&server).len(), 2);
     server.issue(json!({ "model": "perpetual", "max_machines": 1 }));
     server.stop();
-    assert_eq!(stored_keys(&url), sealed);
+    // The sealed keys as they were, and the plaintext one sealed now.
+    let last = stored_keys(&url);
+    assert_eq!(last.len(), 3);
+    for (kid, stored) in &last {
+        match sealed.iter().find(|(k, _)| k == kid) {
+            Some((_, before)) => assert_eq!(stored, before),
+            None => assert!(stored.starts_with(&format!("lkw1:{old_kid}:")), "{stored}"),
+        }
+    }
 }
 
 /// The KEK file must not be readable by group or others; the KMS hook turns the wrapped KEK

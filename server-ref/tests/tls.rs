@@ -22,6 +22,7 @@ struct Server {
     child: Child,
     addr: String,
     log: PathBuf,
+    admin_token: Option<String>,
 }
 
 impl Server {
@@ -38,6 +39,7 @@ impl Server {
             child: started.child,
             addr: started.addr,
             log,
+            admin_token: started.admin_token,
         }
     }
 
@@ -221,6 +223,34 @@ fn https_is_served_bounded_and_reloaded() {
     for cookie in &cookies {
         assert!(cookie.ends_with("; Secure"), "{cookie}");
     }
+
+    // Absolute URLs say https over TLS, whatever X-Forwarded-Proto the client sends.
+    let admin = server.admin_token.clone().unwrap();
+    let scim: serde_json::Value = serde_json::from_str(
+        &trusts_a
+            .post(https("/v1/api-tokens"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(r#"{"role": "scim", "label": "idp"}"#)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let config: serde_json::Value = serde_json::from_str(
+        &trusts_a
+            .get(https("/scim/v2/ServiceProviderConfig"))
+            .bearer_auth(scim["secret"].as_str().unwrap())
+            .header("x-forwarded-proto", "http")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let location = config["meta"]["location"].as_str().unwrap();
+    assert!(location.starts_with("https://"), "{location}");
 
     // The files are replaced: a new connection soon sees the new certificate.
     let (cert_b, key_b) = self_signed();

@@ -277,7 +277,7 @@ async fn serve_connection(
     };
     let secure = transport.tls.is_some() || transport.behind_tls_proxy;
     let Some(tls) = transport.tls else {
-        return serve_http(watched, service, limits, activity, stopping, secure).await;
+        return serve_http(watched, service, limits, activity, stopping, secure, false).await;
     };
     // The handshake counts against the first request head's time (from the accept).
     let deadline = activity.opened + limits.header_read_timeout;
@@ -300,10 +300,12 @@ async fn serve_connection(
         },
         _ = stopping.wait_for(|stop| *stop) => return,
     };
-    serve_http(stream, service, limits, activity, stopping, secure).await;
+    serve_http(stream, service, limits, activity, stopping, secure, true).await;
 }
 
-/// HTTP/1.1 on `io` (plain or TLS), within `limits` as `activity` tells.
+/// HTTP/1.1 on `io` (plain, or TLS served here: `tls`), within `limits` as `activity` tells.
+/// Over TLS served here, a request's `X-Forwarded-Proto` is `https` whatever the client sent
+/// (this listener is its own TLS terminator: absolute URLs built from it say `https`).
 async fn serve_http<I>(
     io: I,
     service: hyper_util::service::TowerToHyperService<Router>,
@@ -311,6 +313,7 @@ async fn serve_http<I>(
     activity: Arc<Activity>,
     mut stopping: watch::Receiver<bool>,
     secure: bool,
+    tls: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -319,6 +322,12 @@ async fn serve_http<I>(
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         if secure {
             request.extensions_mut().insert(SecureTransport);
+        }
+        if tls {
+            request.headers_mut().insert(
+                "x-forwarded-proto",
+                hyper::header::HeaderValue::from_static("https"),
+            );
         }
         tracked.request_started();
         let in_flight = InFlight(Arc::clone(&tracked));

@@ -528,3 +528,63 @@ async fn package_on(url: Option<&str>) {
     let (status, _, _) = raw(&state, "GET", "/v1/audit/package?from=9&to=1", ADMIN).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn new_entries_reach_a_syslog_collector_as_rfc_5424_with_their_cef_line() {
+    let (_dir, state) = app().await;
+    license(&state, json!({ "model": "perpetual" })).await;
+    let collector = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = crate::server::syslog::SyslogTarget::Udp(collector.local_addr().unwrap());
+    // Started after the three entries written so far (as `serve` starts at the heads): the
+    // next ones are sent, these are not.
+    assert_eq!(state.db().audit_heads().await.unwrap(), (3, 0));
+    let task = crate::server::syslog::spawn_syslog(
+        state.db().clone(),
+        target,
+        std::time::Duration::from_millis(20),
+        Some((3, 0)),
+    );
+    let (status, _) = call(
+        &state,
+        "POST",
+        "/v1/products",
+        Some(ADMIN),
+        Some(json!({ "id": "q", "name": "Q" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    state.audit().record_event(
+        AuditEvent::new(
+            OPERATOR_ORGANIZATION,
+            "system:test",
+            action::LEASE_DENIED,
+            "t=1",
+        )
+        .detail("no_seats"),
+    );
+    state.audit().flush().await;
+    let mut buffer = vec![0u8; 65_536];
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        let (n, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            collector.recv_from(&mut buffer),
+        )
+        .await
+        .expect("a syslog message within 10 s")
+        .unwrap();
+        received.push(String::from_utf8(buffer[..n].to_vec()).unwrap());
+    }
+    task.abort();
+    let admin = &received[0];
+    assert!(admin.starts_with("<110>1 "), "{admin}");
+    assert!(
+        admin.contains(" - licensing-server - audit - CEF:0|licensing|licensing-server|"),
+        "{admin}"
+    );
+    assert!(admin.contains("externalId=4 "), "{admin}");
+    let event = &received[1];
+    assert!(event.starts_with("<109>1 "), "{event}");
+    assert!(event.contains(" - event - CEF:0|"), "{event}");
+    assert!(event.contains("cs3=t\\=1 "), "{event}");
+}

@@ -238,11 +238,13 @@ async fn checkpoints_on(url: Option<&str>) {
         .map(|c| &c["organization_id"])
         .collect();
     assert_eq!(orgs, [&Value::Null, &json!(OPERATOR_ORGANIZATION)]);
-    // A license manager may not sign one (refused before anything is read).
-    let (status, _) = call(&state, "POST", "/v1/audit/checkpoints", Some(manager), None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    // The auditor may; the POSTs' own entries are the next checkpoint's.
-    let (status, run) = call(&state, "POST", "/v1/audit/checkpoints", Some(AUDITOR), None).await;
+    // A license manager or an auditor (read-only) may not sign one.
+    for token in [manager, AUDITOR] {
+        let (status, _) = call(&state, "POST", "/v1/audit/checkpoints", Some(token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // The POSTs' own entries are the next checkpoint's.
+    let (status, run) = call(&state, "POST", "/v1/audit/checkpoints", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::CREATED, "{run}");
     let (_, next) =
         verify_audit_checkpoint(run["checkpoints"][1]["token"].as_str().unwrap(), &store).unwrap();
@@ -386,6 +388,14 @@ async fn package_on(url: Option<&str>) {
     let licenses: Value = serde_json::from_slice(&files["licenses.json"]).unwrap();
     assert_eq!(licenses["licenses"][0]["id"], license_id.as_str());
     assert!(licenses["licenses"][0]["terms"].is_object());
+    // An auditor's package withholds the license tokens (as GET /v1/licenses does); an
+    // admin's holds them.
+    assert_eq!(licenses["licenses"][0]["token"], Value::Null);
+    assert_eq!(licenses["licenses"][0]["token_withheld"], true);
+    let (_, _, admins) = raw(&state, "GET", "/v1/audit/package", ADMIN).await;
+    let admins: std::collections::BTreeMap<String, Vec<u8>> = unzip(&admins).into_iter().collect();
+    let licenses: Value = serde_json::from_slice(&admins["licenses.json"]).unwrap();
+    assert!(licenses["licenses"][0]["token"].is_string(), "{licenses}");
     let compliance: Value = serde_json::from_slice(&files["compliance.json"]).unwrap();
     assert!(compliance["alerts"].is_array());
     assert!(String::from_utf8_lossy(&files["README.txt"]).contains("audit verify-package"));

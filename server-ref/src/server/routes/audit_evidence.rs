@@ -16,7 +16,7 @@ use crate::server::db::{AuditEntry, AuditEventRow, SignedCheckpointRow};
 use crate::server::package;
 
 /// Lines one `GET /v1/audit/cef` download holds at most (per chain); beyond, the answer says
-/// `Licensing-Truncated: true` and `Licensing-Next-After` names where to continue.
+/// `Licensing-Truncated: true` (ask again from a later `from`, or use the feed's cursor).
 pub(crate) const MAX_CEF_DOWNLOAD: i64 = 100_000;
 /// Lines one `GET /v1/audit/cef/feed` answers at most.
 const MAX_FEED_LIMIT: i64 = 1000;

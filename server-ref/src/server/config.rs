@@ -114,6 +114,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LICENSING_AUDIT_CHECKPOINT_INTERVAL",
           value_parser = clap::value_parser!(u64).range(0..=super::checkpoints::MAX_CHECKPOINT_INTERVAL))]
     pub audit_checkpoint_interval: Option<u64>,
+    /// Send every new audit entry and client event to this syslog collector as RFC 5424 with
+    /// the CEF line as its text: `udp://HOST:PORT` or `tcp://HOST:PORT` (RFC 6587 octet
+    /// counting) [default: none]. Read from the database by a task of its own: requests never
+    /// wait for it. Enable it on one replica.
+    #[arg(long, env = "LICENSING_AUDIT_SYSLOG", value_name = "URL")]
+    pub audit_syslog: Option<String>,
     /// Microseconds the seat writer may wait for a batch of seat writes (check-outs,
     /// check-ins, SQLite heartbeats) to fill before it commits [default: 1000; 0: never wait]
     /// (group commit, like PostgreSQL's `commit_delay`). It waits only while fewer writes are
@@ -185,6 +191,7 @@ struct FileSettings {
     reap_interval: Option<u64>,
     reclaim_interval: Option<u64>,
     audit_checkpoint_interval: Option<u64>,
+    audit_syslog: Option<String>,
     seat_batch_wait_us: Option<u64>,
     issuer: Option<String>,
     header_read_timeout: Option<u64>,
@@ -212,6 +219,8 @@ pub(crate) struct Settings {
     pub reclaim_interval: u64,
     /// Seconds between two audit checkpoint runs; 0: none on this replica.
     pub audit_checkpoint_interval: u64,
+    /// Where new audit entries are sent as syslog messages, if anywhere.
+    pub audit_syslog: Option<super::syslog::SyslogTarget>,
     pub seat_batch_wait: std::time::Duration,
     pub issuer: String,
     pub limits: super::conn::Limits,
@@ -237,6 +246,7 @@ impl Settings {
             reap_interval,
             reclaim_interval,
             audit_checkpoint_interval,
+            audit_syslog,
             seat_batch_wait_us,
             header_read_timeout,
             idle_timeout,
@@ -281,6 +291,10 @@ impl Settings {
         if audit_checkpoint_interval > super::checkpoints::MAX_CHECKPOINT_INTERVAL {
             return Err("audit_checkpoint_interval must be 0 to 604800".into());
         }
+        let audit_syslog = audit_syslog
+            .or(file.audit_syslog)
+            .map(|url| super::syslog::SyslogTarget::parse(&url))
+            .transpose()?;
         let seat_batch_wait_us = seat_batch_wait_us
             .or(file.seat_batch_wait_us)
             .unwrap_or(1000);
@@ -329,6 +343,7 @@ impl Settings {
             reap_interval,
             reclaim_interval,
             audit_checkpoint_interval,
+            audit_syslog,
             seat_batch_wait: std::time::Duration::from_micros(seat_batch_wait_us),
             listen: listen
                 .or(file.listen)

@@ -275,7 +275,7 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
             Required::Action(Action::Administer)
         }
         "/v1/directory/users/{id}/erase" => Required::Action(Action::Administer),
-        "/v1/audit/checkpoints" => Required::Action(Action::Audit),
+        "/v1/audit/checkpoints" => Required::Action(Action::Administer),
         "/v1/organizations"
         | "/v1/keys/stage"
         | "/v1/keys/{kid}/promote"

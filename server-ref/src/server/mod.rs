@@ -35,6 +35,7 @@ mod routes;
 mod scim;
 mod seat_policy;
 mod secrets;
+mod syslog;
 #[cfg(test)]
 pub(crate) mod test_postgres;
 mod tls;

@@ -104,8 +104,9 @@ pub(crate) fn prev_seq_of(token: &str) -> Option<i64> {
 }
 
 /// A license as the package lists it: its state, its terms (the claims template) and its
-/// signed token.
-pub(crate) fn license_json(row: &LicenseRow) -> Value {
+/// signed token when `with_token` (a role that manages licenses; otherwise `token_withheld`,
+/// as `GET /v1/licenses` answers it: the token is the license itself, runnable anywhere).
+pub(crate) fn license_json(row: &LicenseRow, with_token: bool) -> Value {
     let terms: Value = serde_json::from_str(&row.claims).unwrap_or(Value::Null);
     json!({
         "id": row.id,
@@ -117,7 +118,8 @@ pub(crate) fn license_json(row: &LicenseRow) -> Value {
         "expires_at": row.expires_at,
         "seat_mode": row.seat_mode,
         "terms": terms,
-        "token": row.token,
+        "token": if with_token { row.token.clone() } else { None },
+        "token_withheld": row.token.is_some() && !with_token,
     })
 }
 
@@ -159,7 +161,8 @@ fn readme(c: &Contents<'_>) -> String {
          - checkpoints.jsonl  signed checkpoints (audit-checkpoint+jwt tokens) covering the\n\
          \x20                    entries\n\
          - compliance.json    the compliance report (GET /v1/alerts) at generation time\n\
-         - licenses.json      the licenses, their terms and their signed tokens\n\
+         - licenses.json      the licenses, their terms and their signed tokens (withheld\n\
+         \x20                    from an auditor's package: token_withheld)\n\
          - jwks.json          the public keys the checkpoints and tokens verify with\n\
          \n\
          Verify it offline\n\

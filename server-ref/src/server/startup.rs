@@ -298,6 +298,9 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
             now,
         )
     });
+    let syslog = args
+        .audit_syslog
+        .map(|target| super::syslog::spawn_syslog(db.clone(), target, super::syslog::POLL, None));
     conn::serve(
         listener,
         router(state.clone()),
@@ -315,6 +318,9 @@ pub(super) async fn serve(args: Settings) -> Result<(), String> {
     }
     if let Some(checkpointer) = checkpointer {
         checkpointer.abort();
+    }
+    if let Some(syslog) = syslog {
+        syslog.abort();
     }
     // Audit events still queued are written before the database closes.
     state.audit().flush().await;

@@ -277,3 +277,40 @@ pub(crate) async fn organization_ids_in(tx: &mut Tx) -> DbResult<Vec<String>> {
         .fetch_all(&mut **tx)
         .await
 }
+
+impl Db {
+    /// The last seq of the admin chain and of the event chain (0 when empty).
+    pub async fn audit_heads(&self) -> DbResult<(i64, i64)> {
+        let admin: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+            .fetch_one(&self.pool)
+            .await?;
+        let events: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((admin.unwrap_or(0), events.unwrap_or(0)))
+    }
+
+    /// Every organization's admin entries with `seq > after`, oldest first, at most `limit`.
+    pub async fn audit_entries_after(&self, after: i64, limit: i64) -> DbResult<Vec<AuditEntry>> {
+        sqlx::query_as("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map(|entries: Vec<AuditEntry>| {
+                entries
+                    .into_iter()
+                    .map(AuditEntry::with_target_id)
+                    .collect()
+            })
+    }
+
+    /// Every organization's client events with `seq > after`, oldest first, at most `limit`.
+    pub async fn audit_events_after(&self, after: i64, limit: i64) -> DbResult<Vec<AuditEventRow>> {
+        sqlx::query_as("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+}

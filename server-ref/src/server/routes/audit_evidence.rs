@@ -16,7 +16,7 @@ use crate::server::db::{AuditEntry, AuditEventRow, SignedCheckpointRow};
 use crate::server::package;
 
 /// Lines one `GET /v1/audit/cef` download holds at most (per chain); beyond, the answer says
-/// `Licensing-Truncated: true` and `Licensing-Next-After` names where to continue.
+/// `Licensing-Truncated: true` (ask again from a later `from`, or use the feed's cursor).
 pub(crate) const MAX_CEF_DOWNLOAD: i64 = 100_000;
 /// Lines one `GET /v1/audit/cef/feed` answers at most.
 const MAX_FEED_LIMIT: i64 = 1000;
@@ -338,20 +338,20 @@ pub(crate) struct CheckpointRun {
     checkpoints: Vec<RunCheckpoint>,
 }
 
-/// `POST /v1/audit/checkpoints` (admins and auditors): signs a checkpoint of the caller's
+/// `POST /v1/audit/checkpoints` (admins; auditors are read-only): signs a checkpoint of the caller's
 /// organization's entries now (and of the whole server's chains, for the operator
 /// organization), unless nothing was added since the last one, which is then answered (200).
 /// The request's own audit entry is written after the answer: the next checkpoint covers it.
 #[utoipa::path(post, path = "/v1/audit/checkpoints", tag = TAG_ADMIN, security(("api_token" = [])),
     responses((status = 201, description = "A checkpoint signed", body = CheckpointRun),
         (status = 200, description = "Nothing new: the last checkpoints", body = CheckpointRun),
-        (status = 403, description = "Not an admin or auditor", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
         AdminErrors))]
 pub(crate) async fn create_checkpoint(
     caller: Caller,
     State(state): State<AppState>,
 ) -> ApiResult<(StatusCode, Json<CheckpointRun>)> {
-    caller.require(Action::Audit)?;
+    caller.require(Action::Administer)?;
     let checkpoints = checkpoints::run_once(
         &state,
         Scope::Organization {
@@ -384,7 +384,8 @@ pub(crate) struct PackagePeriod {
 /// zip (`application/zip`, an attachment) holding the caller's organization's admin entries of
 /// the period (JSON lines and CEF; extended to the ranges of the checkpoints that cover them),
 /// its client events of the period, those checkpoints, the compliance report
-/// (`GET /v1/alerts`), its licenses with their terms and signed tokens, the server's JWKS and a
+/// (`GET /v1/alerts`), its licenses with their terms and signed tokens (withheld from an
+/// auditor, as `GET /v1/licenses` does: `token_withheld`), the server's JWKS and a
 /// README.txt on verifying it offline (`licensing-server audit verify-package FILE`). Layout in
 /// docs/FORMAT.md. At most 200 000 entries and events each; 422 past that (a shorter period).
 #[utoipa::path(get, path = "/v1/audit/package", tag = TAG_ADMIN, security(("api_token" = [])),
@@ -469,7 +470,7 @@ pub(crate) async fn audit_package(
         .list_licenses(&org, package::MAX_LICENSES)
         .await?
         .iter()
-        .map(package::license_json)
+        .map(|row| package::license_json(row, caller.may(Action::ManageLicenses)))
         .collect::<Vec<_>>();
     let generated_at = now();
     let contents = package::Contents {

@@ -238,11 +238,13 @@ async fn checkpoints_on(url: Option<&str>) {
         .map(|c| &c["organization_id"])
         .collect();
     assert_eq!(orgs, [&Value::Null, &json!(OPERATOR_ORGANIZATION)]);
-    // A license manager may not sign one (refused before anything is read).
-    let (status, _) = call(&state, "POST", "/v1/audit/checkpoints", Some(manager), None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    // The auditor may; the POSTs' own entries are the next checkpoint's.
-    let (status, run) = call(&state, "POST", "/v1/audit/checkpoints", Some(AUDITOR), None).await;
+    // A license manager or an auditor (read-only) may not sign one.
+    for token in [manager, AUDITOR] {
+        let (status, _) = call(&state, "POST", "/v1/audit/checkpoints", Some(token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    // The POSTs' own entries are the next checkpoint's.
+    let (status, run) = call(&state, "POST", "/v1/audit/checkpoints", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::CREATED, "{run}");
     let (_, next) =
         verify_audit_checkpoint(run["checkpoints"][1]["token"].as_str().unwrap(), &store).unwrap();
@@ -386,6 +388,14 @@ async fn package_on(url: Option<&str>) {
     let licenses: Value = serde_json::from_slice(&files["licenses.json"]).unwrap();
     assert_eq!(licenses["licenses"][0]["id"], license_id.as_str());
     assert!(licenses["licenses"][0]["terms"].is_object());
+    // An auditor's package withholds the license tokens (as GET /v1/licenses does); an
+    // admin's holds them.
+    assert_eq!(licenses["licenses"][0]["token"], Value::Null);
+    assert_eq!(licenses["licenses"][0]["token_withheld"], true);
+    let (_, _, admins) = raw(&state, "GET", "/v1/audit/package", ADMIN).await;
+    let admins: std::collections::BTreeMap<String, Vec<u8>> = unzip(&admins).into_iter().collect();
+    let licenses: Value = serde_json::from_slice(&admins["licenses.json"]).unwrap();
+    assert!(licenses["licenses"][0]["token"].is_string(), "{licenses}");
     let compliance: Value = serde_json::from_slice(&files["compliance.json"]).unwrap();
     assert!(compliance["alerts"].is_array());
     assert!(String::from_utf8_lossy(&files["README.txt"]).contains("audit verify-package"));
@@ -527,4 +537,64 @@ async fn package_on(url: Option<&str>) {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, _) = raw(&state, "GET", "/v1/audit/package?from=9&to=1", ADMIN).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn new_entries_reach_a_syslog_collector_as_rfc_5424_with_their_cef_line() {
+    let (_dir, state) = app().await;
+    license(&state, json!({ "model": "perpetual" })).await;
+    let collector = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = crate::server::syslog::SyslogTarget::Udp(collector.local_addr().unwrap());
+    // Started after the three entries written so far (as `serve` starts at the heads): the
+    // next ones are sent, these are not.
+    assert_eq!(state.db().audit_heads().await.unwrap(), (3, 0));
+    let task = crate::server::syslog::spawn_syslog(
+        state.db().clone(),
+        target,
+        std::time::Duration::from_millis(20),
+        Some((3, 0)),
+    );
+    let (status, _) = call(
+        &state,
+        "POST",
+        "/v1/products",
+        Some(ADMIN),
+        Some(json!({ "id": "q", "name": "Q" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    state.audit().record_event(
+        AuditEvent::new(
+            OPERATOR_ORGANIZATION,
+            "system:test",
+            action::LEASE_DENIED,
+            "t=1",
+        )
+        .detail("no_seats"),
+    );
+    state.audit().flush().await;
+    let mut buffer = vec![0u8; 65_536];
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        let (n, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            collector.recv_from(&mut buffer),
+        )
+        .await
+        .expect("a syslog message within 10 s")
+        .unwrap();
+        received.push(String::from_utf8(buffer[..n].to_vec()).unwrap());
+    }
+    task.abort();
+    let admin = &received[0];
+    assert!(admin.starts_with("<110>1 "), "{admin}");
+    assert!(
+        admin.contains(" - licensing-server - audit - CEF:0|licensing|licensing-server|"),
+        "{admin}"
+    );
+    assert!(admin.contains("externalId=4 "), "{admin}");
+    let event = &received[1];
+    assert!(event.starts_with("<109>1 "), "{event}");
+    assert!(event.contains(" - event - CEF:0|"), "{event}");
+    assert!(event.contains("cs3=t\\=1 "), "{event}");
 }

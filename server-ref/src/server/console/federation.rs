@@ -3,8 +3,10 @@
 //! identity is linked to a console account by (organization, issuer, subject); the first
 //! sign-in creates the account just in time, without a password (password sign-in stays
 //! impossible for it), with the role mapped from the provider's claim or the default role.
-//! An account is never found by its user name: an account of another organization (or a
-//! local one) with the same name is never reused, the new account's name is made unique.
+//! When the claim no longer maps to a role, the sign-in is refused and the account's
+//! sessions end. An account is never found by its user name: an account of another
+//! organization (or a local one) with the same name is never reused, the new account's name
+//! is made unique.
 
 use std::collections::BTreeMap;
 
@@ -195,6 +197,8 @@ pub(crate) async fn sign_in_federated(
                 match mapped.or(mapping.default_role) {
                     Some(role) => Some(role),
                     None => {
+                        // The provider took the role away: the account's sessions end too.
+                        db.end_console_sessions(&account.account_id).await?;
                         record(
                             action::CONSOLE_SIGN_IN_REFUSED,
                             &account.account_id,

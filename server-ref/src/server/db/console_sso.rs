@@ -165,6 +165,15 @@ impl Db {
         tx.commit().await
     }
 
+    /// Ends every session of `account_id` (its provider no longer grants it a role).
+    pub async fn end_console_sessions(&self, account_id: &str) -> DbResult<u64> {
+        let done = sqlx::query("DELETE FROM console_sessions WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The organization's OpenID Connect provider.
     pub async fn oidc_config(&self, organization_id: &str) -> DbResult<Option<OidcConfigRow>> {
         sqlx::query_as(

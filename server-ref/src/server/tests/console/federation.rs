@@ -137,14 +137,20 @@ async fn federation_on(url: Option<&str>) {
     )
     .await
     .unwrap();
-    let (again_account, _, role) = session_of(&state, again).await;
-    assert_eq!(again_account, account);
-    assert_eq!(role, "admin");
+    let FederatedSignIn::Started(again_secret) = again else {
+        panic!("refused")
+    };
+    let again_hash = secrets::sha256_hex(again_secret.as_bytes());
+    let stored = db.console_session(&again_hash).await.unwrap().unwrap();
+    assert_eq!(stored.account_id, account);
+    assert_eq!(stored.role, "admin");
     // The group removed at the IdP takes the role away: no value maps, no default, refused.
     let removed = sign_in_federated(&state, identity(OTHER, "sub-1", None, &[]), &mapped())
         .await
         .unwrap();
     assert_eq!(refused(removed), "no role");
+    // ...and the account's live sessions end with it.
+    assert!(db.console_session(&again_hash).await.unwrap().is_none());
     // With a default role, the same sign-in gets it.
     let mut with_default = mapped();
     with_default.default_role = Some(Role::ItStaff);

@@ -744,6 +744,11 @@ async fn oidc_on(url: Option<&str>) {
             .contains(&escaped(&format!("/console/sso/oidc/{ORG_B}/callback")))
     );
 
+    // The first session outlived every forgery.
+    let mut first = Agent::new(&state);
+    first.cookies = signed_in_cookies.clone();
+    assert_eq!(first.get("/console/").await.status, StatusCode::OK);
+
     // A sign-in whose groups map to no role is refused (no default role).
     let auth = authorize(&mut browser, &idp, OPERATOR_ORGANIZATION).await;
     let token = jwt(
@@ -761,9 +766,13 @@ async fn oidc_on(url: Option<&str>) {
     .await;
     assert_refused(&page, StatusCode::FORBIDDEN, "no role", &browser);
 
-    // The first session still works; every refusal is in the audit trail with its reason.
+    // The provider took alice's role away: her first session ended with it (it outlived
+    // every forgery above). Every refusal is in the audit trail with its reason.
     browser.cookies = signed_in_cookies;
-    assert_eq!(browser.get("/console/").await.status, StatusCode::OK);
+    assert_eq!(
+        browser.get("/console/").await.location(),
+        "/console/sign-in"
+    );
     state.audit().flush().await;
     let events = db
         .list_audit_events(OPERATOR_ORGANIZATION, None, 0, 1000)

@@ -340,7 +340,7 @@ mod tests {
         let ops = operations(&doc);
         // The router is built from the same `routes!` list as the document; this pins the list
         // (a handler dropped from it, or a route added beside it, changes the count).
-        assert_eq!(ops.len(), 88, "{ops:#?}");
+        assert_eq!(ops.len(), 90, "{ops:#?}");
         for (method, path) in &ops {
             let uri = concrete(path);
             let (status, body) =

@@ -136,7 +136,7 @@ pub(crate) fn target_id_of(action: &str, target: &str) -> Option<String> {
 
 impl AuditEntry {
     /// Fills the derived `target_id`.
-    fn with_target_id(mut self) -> AuditEntry {
+    pub(super) fn with_target_id(mut self) -> AuditEntry {
         self.target_id = target_id_of(&self.action, &self.target);
         self
     }

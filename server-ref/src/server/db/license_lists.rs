@@ -24,7 +24,8 @@ pub(crate) enum LicensePage {
 /// What a license search matches: one text, compared with each searchable field.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LicenseSearch {
-    /// SHA-256 (hex) of the text as a canonical license key; none when it is not one.
+    /// SHA-256 (hex) of the text as a canonical license key; none when it is not one. A
+    /// whole key finds its license only (by the unique index on `key_hash`, no scan).
     pub key_hash: Option<String>,
     /// `%text%` (lowercase, `\` escaping `%`, `_` and itself): part of the license id, its
     /// product's or policy's id, the key's last group, or the customer's name.
@@ -36,12 +37,12 @@ pub(crate) struct LicenseSearch {
     pub email: String,
 }
 
-/// The search's conditions on `licenses`, its placeholders from `$b` to `$b+3` (`$1` is the
-/// organization).
+/// The text search's conditions on `licenses`, its placeholders from `$b` to `$b+3` (`$1` is
+/// the organization).
 fn search_sql(b: usize) -> String {
-    let (hash, like, user, email) = (b, b + 1, b + 2, b + 3);
+    let (like, user, email) = (b + 1, b + 2, b + 3);
     format!(
-        " AND (key_hash = ${hash} OR LOWER(id) LIKE ${like} ESCAPE '\\' \
+        " AND (key_hash = ${b} OR LOWER(id) LIKE ${like} ESCAPE '\\' \
          OR LOWER(key_hint) LIKE ${like} ESCAPE '\\' \
          OR LOWER(product_id) LIKE ${like} ESCAPE '\\' \
          OR LOWER(policy_id) LIKE ${like} ESCAPE '\\' \
@@ -57,9 +58,27 @@ fn search_sql(b: usize) -> String {
     )
 }
 
+/// How a page is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Searched {
+    No,
+    /// By a whole license key: one placeholder.
+    Key,
+    /// By text: four placeholders.
+    Text,
+}
+
+fn searched(search: Option<&LicenseSearch>) -> Searched {
+    match search {
+        None => Searched::No,
+        Some(s) if s.key_hash.is_some() => Searched::Key,
+        Some(_) => Searched::Text,
+    }
+}
+
 /// The statement of [`Db::license_page`]: `$1` the organization, `$2`, `$3` the cursor
 /// (when the page has one), then the search's, then the limit.
-fn page_sql(page: &LicensePage, search: bool) -> String {
+fn page_sql(page: &LicensePage, search: Searched) -> String {
     let (cursor, order, next) = match page {
         LicensePage::First => ("", "created_at DESC, id", 2),
         LicensePage::After(_) => (
@@ -73,10 +92,10 @@ fn page_sql(page: &LicensePage, search: bool) -> String {
             4,
         ),
     };
-    let (search_part, limit_at) = if search {
-        (search_sql(next), next + 4)
-    } else {
-        (String::new(), next)
+    let (search_part, limit_at) = match search {
+        Searched::No => (String::new(), next),
+        Searched::Key => (format!(" AND key_hash = ${next}"), next + 1),
+        Searched::Text => (search_sql(next), next + 4),
     };
     format!(
         "SELECT * FROM licenses WHERE organization_id = $1{cursor}{search_part} \
@@ -110,7 +129,8 @@ impl Db {
         search: Option<&LicenseSearch>,
         limit: i64,
     ) -> DbResult<Vec<LicenseRow>> {
-        let sql = page_sql(page, search.is_some());
+        let how = searched(search);
+        let sql = page_sql(page, how);
         // Only fixed fragments are joined; every value is bound.
         let mut query =
             sqlx::query_as::<_, LicenseRow>(sqlx::AssertSqlSafe(sql)).bind(organization_id);
@@ -118,11 +138,13 @@ impl Db {
             query = query.bind(c.created_at).bind(c.id.clone());
         }
         if let Some(s) = search {
-            query = query
-                .bind(s.key_hash.clone().unwrap_or_default())
-                .bind(s.like.clone())
-                .bind(s.user.clone())
-                .bind(s.email.clone());
+            query = query.bind(s.key_hash.clone().unwrap_or_default());
+            if how == Searched::Text {
+                query = query
+                    .bind(s.like.clone())
+                    .bind(s.user.clone())
+                    .bind(s.email.clone());
+            }
         }
         let mut rows = query.bind(limit).fetch_all(&self.pool).await?;
         if matches!(page, LicensePage::Before(_)) {
@@ -191,6 +213,45 @@ impl Db {
         .unwrap();
     }
 
+    /// Measurement: `n` copies of license `template` (ids `lic_m<n>`, one second apart, each
+    /// its own customer `customer <n>`), and `n` audit entries of other licenses.
+    pub(crate) async fn fill_licenses_for_tests(&self, template: &str, n: i64) {
+        sqlx::query(
+            "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $2) \
+             INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, \
+             policy_id, status, claims, token, expires_at, created_at, updated_at, \
+             lease_timeout, allow_unmetered, seat_mode, allow_over_allocation, reclaim_after, \
+             customer_key) \
+             SELECT 'lic_m' || n, organization_id, 'hash' || n, key_hint, product_id, \
+             policy_id, status, claims, token, expires_at, created_at - n, updated_at, \
+             lease_timeout, allow_unmetered, seat_mode, allow_over_allocation, reclaim_after, \
+             'customer ' || n FROM seq, licenses WHERE licenses.id = $1",
+        )
+        .bind(template)
+        .bind(n)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < $2) \
+             INSERT INTO audit_log (seq, at, organization_id, actor, action, target, status, \
+             prev_hash, hash) \
+             SELECT 10000000 + n, n, organization_id, 'tok', 'POST /v1/licenses/{id}/suspend', \
+             '/v1/licenses/lic_m' || n || '/suspend', 200, '', '' \
+             FROM seq, licenses WHERE licenses.id = $1",
+        )
+        .bind(template)
+        .bind(n)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        let analyze = match self.engine {
+            super::Engine::Sqlite => "ANALYZE",
+            super::Engine::Postgres => "ANALYZE licenses; ANALYZE audit_log",
+        };
+        sqlx::raw_sql(analyze).execute(&self.pool).await.unwrap();
+    }
+
     /// Test (SQLite): `EXPLAIN QUERY PLAN` of a page after a cursor (searched or not) and of
     /// a license's audit entries, each plan's details joined by `; `.
     pub(crate) async fn list_plans_for_tests(&self) -> (String, String, String) {
@@ -200,8 +261,8 @@ impl Db {
         });
         let mut plans = Vec::new();
         for sql in [
-            page_sql(&after, false),
-            page_sql(&after, true),
+            page_sql(&after, Searched::No),
+            page_sql(&after, Searched::Text),
             LICENSE_AUDIT.to_owned(),
         ] {
             let rows: Vec<(i64, i64, i64, String)> =

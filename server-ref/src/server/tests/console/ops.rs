@@ -1153,3 +1153,102 @@ async fn keys_on(url: Option<&str>) {
     let (_, keys) = call(&state, "GET", "/v1/keys", Some(ADMIN), None).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 3);
 }
+
+/// Measurement, not a check (run by hand, `--ignored --nocapture`; on PostgreSQL through
+/// scripts/with-postgres.sh): the license list's pages and searches and a license page's
+/// audit entries at 100,000 licenses and 100,000 audit entries, server time through the router.
+#[tokio::test]
+#[ignore = "a measurement: run by hand"]
+async fn license_lists_at_100000_licenses() {
+    lists_at_scale(None).await;
+    if let Some(url) = postgres::fresh_database("console_lists_scale") {
+        lists_at_scale(Some(&url)).await;
+    }
+}
+
+async fn lists_at_scale(url: Option<&str>) {
+    let (_dir, state) = app_on(url).await;
+    let (key, license) = super::license(&state, json!({ "model": "floating", "seats": 3 })).await;
+    state.db().fill_licenses_for_tests(&license, 100_000).await;
+    let (_, deep) = call(
+        &state,
+        "GET",
+        "/v1/licenses?limit=1&q=customer%2090000",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let deep = deep["licenses"][0]["id"].as_str().unwrap().to_owned();
+    let (_, row) = call(
+        &state,
+        "GET",
+        &format!("/v1/licenses/{deep}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let cursor = format!("{},{deep}", row["created_at"]);
+    let mut browser = signed_in(&state, OPERATOR_ORGANIZATION, "ops", "admin").await;
+    let engine = if url.is_some() { "postgres" } else { "sqlite" };
+    for (what, path) in [
+        ("API first page (50)", "/v1/licenses?limit=50".to_owned()),
+        (
+            "API page after the 90,000th",
+            format!("/v1/licenses?limit=50&after={cursor}"),
+        ),
+        (
+            "API page before the 90,000th",
+            format!("/v1/licenses?limit=50&before={cursor}"),
+        ),
+        ("API default (newest 500)", "/v1/licenses".to_owned()),
+        (
+            "API search, customer",
+            "/v1/licenses?limit=50&q=customer%2099999".to_owned(),
+        ),
+        (
+            "API search, whole key",
+            format!("/v1/licenses?limit=50&q={key}"),
+        ),
+        (
+            "API search, id",
+            format!("/v1/licenses?limit=50&q={license}"),
+        ),
+        (
+            "API search, nothing found",
+            "/v1/licenses?limit=50&q=zzzz".to_owned(),
+        ),
+        (
+            "API audit of one license",
+            format!("/v1/audit?license={license}"),
+        ),
+    ] {
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let (status, _) = call(&state, "GET", &path, Some(ADMIN), None).await;
+            best = best.min(start.elapsed());
+            assert_eq!(status, StatusCode::OK, "{path}");
+        }
+        println!("{engine}: {what}: {:.1} ms", best.as_secs_f64() * 1000.0);
+    }
+    for (what, path) in [
+        ("console list, first page", "/console/licenses".to_owned()),
+        (
+            "console list, search",
+            "/console/licenses?q=customer%2012345".to_owned(),
+        ),
+        (
+            "console license page",
+            format!("/console/licenses/{license}"),
+        ),
+    ] {
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let page = browser.get(&path).await;
+            best = best.min(start.elapsed());
+            assert_eq!(page.status, StatusCode::OK, "{path}");
+        }
+        println!("{engine}: {what}: {:.1} ms", best.as_secs_f64() * 1000.0);
+    }
+}

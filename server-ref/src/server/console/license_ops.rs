@@ -28,12 +28,14 @@ async fn warn(state: &AppState, session: &Session, id: &str, warning: String) ->
 }
 
 /// The license page after a handler's answer: its notice, or the API's refusal of the value
-/// as a warning (a 403 or 404 stays an error page).
+/// as a warning (a 403 or 404 stays an error page), said in the form's units when `spec`
+/// gives them (the API's own words follow).
 async fn after(
     state: &AppState,
     session: &Session,
     id: &str,
     result: Result<String, ApiError>,
+    spec: Option<String>,
 ) -> Page {
     match result {
         Ok(notice) => {
@@ -44,7 +46,11 @@ async fn after(
             if error.status() == StatusCode::UNPROCESSABLE_ENTITY
                 || error.status() == StatusCode::CONFLICT =>
         {
-            let extra = json!({ "warning": format!("Out of spec: {}", error.detail()) });
+            let warning = match &spec {
+                Some(spec) => format!("Out of spec: {spec} (the server: {})", error.detail()),
+                None => format!("Out of spec: {}", error.detail()),
+            };
+            let extra = json!({ "warning": warning });
             license_page(state, session, id, error.status(), extra).await
         }
         Err(error) => Err(error.into()),
@@ -124,7 +130,7 @@ pub(crate) async fn renew(
             form.expires_on.trim()
         )
     });
-    after(&state, &session, &id, result).await
+    after(&state, &session, &id, result, None).await
 }
 
 #[derive(Deserialize)]
@@ -168,7 +174,8 @@ pub(crate) async fn seating(
     )
     .await
     .map(|_| "The seat settings are saved.".to_owned());
-    after(&state, &session, &id, result).await
+    let spec = days.map(|d| format!("{d} days; a seat is reclaimed after 1 to 1095 days idle"));
+    after(&state, &session, &id, result, spec).await
 }
 
 #[derive(Deserialize)]
@@ -208,7 +215,10 @@ pub(crate) async fn borrowing(
     )
     .await
     .map(|_| format!("Borrowing: up to {days} day(s), {leases} lease(s) at once."));
-    after(&state, &session, &id, result).await
+    let spec = format!(
+        "{days} days, {leases} leases; borrowing is 0 to 30 days, at most the license's seats"
+    );
+    after(&state, &session, &id, result, Some(spec)).await
 }
 
 #[derive(Deserialize)]
@@ -243,5 +253,6 @@ pub(crate) async fn queue(
     )
     .await
     .map(|_| format!("The wait line: up to {minutes} minute(s)."));
-    after(&state, &session, &id, result).await
+    let spec = format!("{minutes} minutes; the longest wait in line is 0 to 1440 minutes");
+    after(&state, &session, &id, result, Some(spec)).await
 }

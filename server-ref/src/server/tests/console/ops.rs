@@ -738,7 +738,13 @@ async fn license_settings_on(url: Option<&str>) {
         .post(&queue, &[("csrf", &csrf), ("max_minutes", "2000")])
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(refused.body.contains("Out of spec"), "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("Out of spec: 2000 minutes; the longest wait in line is 0 to 1440"),
+        "{}",
+        refused.body
+    );
     let done = lm
         .post(&queue, &[("csrf", &csrf), ("max_minutes", "10")])
         .await;

@@ -475,12 +475,44 @@ def walk_through(c):
         check(c.count("#idle-seats") == 1, "no #idle-seats section")
         c.shot("people")
 
+    console_actions(c)
+
     with step("8. no browser errors, and the security headers on every console page"):
         c.assert_clean()
         check(c.checked_headers >= 8, f"only {c.checked_headers} console pages were checked")
         print(f"    {c.checked_headers} console responses had the security headers")
         for note in c.notes:
             print(f"    (allowed: the refused form's status: {note})")
+
+
+def console_actions(c):
+    """The console's actions: a product renamed on the catalog page, an out-of-spec wait line
+    refused with a warning on the license page, the signing keys page."""
+    page = c.page
+    with step("7c. actions: a product renamed, an out-of-spec wait line warned, the signing keys"):
+        c.goto("/console/catalog")
+        page.click("details.edit summary")
+        page.fill("form.edit-product input[name=name]", "Renamed in the browser")
+        c.submit("form.edit-product button[type=submit]")
+        page.wait_for_selector(".notice")
+        names = [p["name"] for p in api("GET", "/v1/products")["products"]]
+        check("Renamed in the browser" in names, f"the product is not renamed: {names}")
+        lid = api("GET", "/v1/licenses?limit=1")["licenses"][0]["id"]
+        c.goto(f"/console/licenses/{lid}")
+        page.fill("#queue-minutes", "5000")
+        c.submit("#queue-submit", refused=True)
+        warning = page.locator(".warning", has_text="Out of spec")
+        if not wait_visible(warning):
+            shown = page.locator(".warning").all_inner_texts()
+            raise Failure(f"no .warning with `Out of spec` after a 5000-minute line: {shown}")
+        queue = api("GET", f"/v1/licenses/{lid}/leases")["queue"]["max_seconds"]
+        check(queue == 0, f"the out-of-spec wait line changed the license: {queue} s")
+        c.shot("license-settings-warning")
+        page.click("#nav-keys")
+        c.expect_path("/console/settings/keys")
+        page.wait_for_selector("#keys")
+        check(c.count(".key-current") == 1, "no current key on the signing keys page")
+        c.shot("keys")
 
 
 def main():

@@ -234,7 +234,9 @@ pub(crate) fn required_for(method: &axum::http::Method, route: &str) -> Option<R
     }
     Some(match route {
         "/v1/products"
+        | "/v1/products/{id}"
         | "/v1/policies"
+        | "/v1/policies/{id}"
         | "/v1/licenses"
         | "/v1/licenses/{id}/suspend"
         | "/v1/licenses/{id}/reinstate"

@@ -346,7 +346,7 @@ mod tests {
         let ops = operations(&doc);
         // The router is built from the same `routes!` list as the document; this pins the list
         // (a handler dropped from it, or a route added beside it, changes the count).
-        assert_eq!(ops.len(), 99, "{ops:#?}");
+        assert_eq!(ops.len(), 101, "{ops:#?}");
         for (method, path) in &ops {
             let uri = concrete(path);
             let (status, body) =

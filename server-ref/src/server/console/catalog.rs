@@ -2,7 +2,7 @@
 //! handlers (the API's checks and messages, shown as a warning naming the field).
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -184,6 +184,112 @@ pub(crate) async fn create_policy(
         Ok(_) => {
             let extra = json!({ "notice": format!("Policy `{}` created.", form.name.trim()) });
             catalog_page(&state, &session, StatusCode::CREATED, extra).await
+        }
+        Err(error) => refused(&state, &session, error).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProductEditForm {
+    csrf: String,
+    name: String,
+}
+
+/// `POST /console/catalog/products/{id}`: renames a product (`PATCH /v1/products/{id}`).
+pub(crate) async fn edit_product(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<ProductEditForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let request = match body(json!({ "name": form.name.trim() }))? {
+        Ok(request) => request,
+        Err(problem) => {
+            let extra = json!({ "warning": format!("The product: {problem}") });
+            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
+        }
+    };
+    match routes::update_product(
+        session.caller.clone(),
+        State(state.clone()),
+        Path(id.clone()),
+        StrictJson(request),
+    )
+    .await
+    {
+        Ok(_) => {
+            let extra = json!({ "notice": format!("Product `{id}` changed.") });
+            catalog_page(&state, &session, StatusCode::OK, extra).await
+        }
+        Err(error) => refused(&state, &session, error).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PolicyEditForm {
+    csrf: String,
+    name: String,
+    /// Days; empty: none.
+    duration_days: Option<String>,
+    /// The days the form showed: the duration is sent only when they were changed (a
+    /// duration of part of a day shows rounded).
+    duration_days_was: Option<String>,
+    seats: Option<String>,
+    max_machines: Option<String>,
+}
+
+/// `POST /console/catalog/policies/{id}`: changes what a policy gives the licenses issued
+/// from now on (`PATCH /v1/policies/{id}`); an emptied number clears it.
+pub(crate) async fn edit_policy(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<PolicyEditForm>,
+) -> Page {
+    session.check_csrf(&form.csrf)?;
+    let numbers = (|| {
+        Ok::<_, String>((
+            number("duration_days", form.duration_days.as_deref())?,
+            number("seats", form.seats.as_deref())?,
+            number("max_machines", form.max_machines.as_deref())?,
+        ))
+    })();
+    let (days, seats, machines) = match numbers {
+        Ok(numbers) => numbers,
+        Err(problem) => {
+            let extra = json!({ "warning": problem });
+            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
+        }
+    };
+    let mut request = json!({
+        "name": form.name.trim(), "seats": seats, "max_machines": machines,
+    });
+    let shown = form.duration_days_was.as_deref().map(str::trim);
+    if form.duration_days.as_deref().map(str::trim) != shown {
+        request["duration"] = json!(days.map(|d| d.saturating_mul(86_400)));
+    }
+    let request = match body(request)? {
+        Ok(request) => request,
+        Err(problem) => {
+            let extra = json!({ "warning": format!("The policy: {problem}") });
+            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
+        }
+    };
+    match routes::update_policy(
+        session.caller.clone(),
+        State(state.clone()),
+        Path(id),
+        StrictJson(request),
+    )
+    .await
+    {
+        Ok(_) => {
+            let extra = json!({
+                "notice": format!("Policy `{}` changed: licenses issued from now on follow it.",
+                                  form.name.trim()),
+            });
+            catalog_page(&state, &session, StatusCode::OK, extra).await
         }
         Err(error) => refused(&state, &session, error).await,
     }

@@ -11,7 +11,10 @@ mod accounts;
 mod catalog;
 pub(crate) mod federation;
 mod oidc;
+mod keys;
+mod license_ops;
 mod pages;
+mod people_ops;
 pub(crate) mod session;
 mod sso;
 mod tokens;
@@ -57,8 +60,21 @@ pub(crate) fn router() -> Router<AppState> {
             "/console/licenses/{id}/lease-timeout",
             post(pages::lease_timeout),
         )
+        .route("/console/licenses/{id}/renew", post(license_ops::renew))
+        .route("/console/licenses/{id}/seating", post(license_ops::seating))
+        .route(
+            "/console/licenses/{id}/borrowing",
+            post(license_ops::borrowing),
+        )
+        .route("/console/licenses/{id}/queue", post(license_ops::queue))
         .route("/console/audit", get(pages::audit))
         .route("/console/people", get(pages::people))
+        .route("/console/people/{id}", get(people_ops::person))
+        .route("/console/people/{id}/assign", post(people_ops::assign))
+        .route(
+            "/console/licenses/{id}/assignments/{assignment_id}/reclaim",
+            post(people_ops::reclaim),
+        )
         .route(
             "/console/settings/tokens",
             get(tokens::tokens).post(tokens::create),
@@ -77,9 +93,20 @@ pub(crate) fn router() -> Router<AppState> {
             "/console/settings/sso",
             get(sso::settings).post(sso::save_oidc),
         )
+        .route("/console/settings/keys", get(keys::keys))
+        .route("/console/settings/keys/{change}", post(keys::server_change))
+        .route(
+            "/console/settings/keys/{kid}/{change}",
+            post(keys::key_change),
+        )
         .route("/console/catalog", get(catalog::catalog))
         .route("/console/catalog/products", post(catalog::create_product))
         .route("/console/catalog/policies", post(catalog::create_policy))
+        .route(
+            "/console/catalog/products/{id}",
+            post(catalog::edit_product),
+        )
+        .route("/console/catalog/policies/{id}", post(catalog::edit_policy))
         .route(
             "/console/accounts",
             get(accounts::accounts).post(accounts::invite),
@@ -146,6 +173,8 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("license.html", include_str!("templates/license.html")),
         ("audit.html", include_str!("templates/audit.html")),
         ("people.html", include_str!("templates/people.html")),
+        ("person.html", include_str!("templates/person.html")),
+        ("keys.html", include_str!("templates/keys.html")),
         ("accounts.html", include_str!("templates/accounts.html")),
         ("catalog.html", include_str!("templates/catalog.html")),
         ("tokens.html", include_str!("templates/tokens.html")),
@@ -269,6 +298,8 @@ mod tests {
             "license.html",
             "audit.html",
             "people.html",
+            "person.html",
+            "keys.html",
             "accounts.html",
             "catalog.html",
             "tokens.html",

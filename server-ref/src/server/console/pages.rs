@@ -22,7 +22,7 @@ pub(super) fn view<T: serde::Serialize>(value: T) -> Result<Value, ConsoleError>
 }
 
 /// A handler's query from JSON.
-fn query<T: DeserializeOwned>(value: Value) -> Result<Query<T>, ConsoleError> {
+pub(super) fn query<T: DeserializeOwned>(value: Value) -> Result<Query<T>, ConsoleError> {
     serde_json::from_value(value)
         .map(Query)
         .map_err(|e| ConsoleError::Internal(e.to_string()))
@@ -321,37 +321,36 @@ fn denial_days(report: &Value, now: i64) -> Vec<Value> {
 #[derive(Deserialize)]
 pub(crate) struct Search {
     q: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
 }
 
-/// `GET /console/licenses?q=`: the newest licenses (the API's list), searched by id, product,
-/// policy or key hint.
+/// Licenses shown per page of the list.
+const LICENSE_PAGE: i64 = 50;
+
+/// `GET /console/licenses?q=&after=&before=`: the organization's licenses newest first, 50 a
+/// page by cursor (the API's keyset paging, Next and Previous links), searched by the API (the
+/// license id, its key or the key's last group, the customer's name, a user).
 pub(crate) async fn licenses(
     State(state): State<AppState>,
     session: Session,
     Query(search): Query<Search>,
 ) -> Page {
+    let q = search.q.unwrap_or_default().trim().to_owned();
+    let mut filter = json!({ "limit": LICENSE_PAGE });
+    for (name, value) in [("after", &search.after), ("before", &search.before)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            filter[name] = json!(value);
+        }
+    }
+    if !q.is_empty() {
+        filter["q"] = json!(q);
+    }
     let list = view(
-        routes::list_licenses(session.caller.clone(), State(state.clone()))
+        routes::list_licenses(session.caller.clone(), State(state.clone()), query(filter)?)
             .await?
             .0,
     )?;
-    let q = search.q.unwrap_or_default().trim().to_lowercase();
-    let licenses: Vec<Value> = list["licenses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| {
-            q.is_empty()
-                || ["id", "product_id", "policy_id", "key_hint"]
-                    .iter()
-                    .any(|field| {
-                        l[*field]
-                            .as_str()
-                            .is_some_and(|v| v.to_lowercase().contains(&q))
-                    })
-        })
-        .cloned()
-        .collect();
     let policies = view(
         routes::list_policies(session.caller.clone(), State(state.clone()))
             .await?
@@ -360,7 +359,8 @@ pub(crate) async fn licenses(
     let context = frame(
         &session,
         "licenses",
-        json!({ "licenses": licenses, "q": q, "policies": policies["policies"] }),
+        json!({ "licenses": list["licenses"], "q": q, "next": list["next"],
+                "previous": list["previous"], "policies": policies["policies"] }),
     );
     Ok(html(StatusCode::OK, render("licenses.html", context)?))
 }
@@ -458,7 +458,7 @@ pub(crate) async fn license(
     license_page(&state, &session, &id, StatusCode::OK, json!({})).await
 }
 
-async fn license_page(
+pub(super) async fn license_page(
     state: &AppState,
     session: &Session,
     id: &str,
@@ -492,21 +492,18 @@ async fn license_page(
             .await?
             .0,
     )?;
-    let audit = view(
-        routes::list_audit(caller.clone(), st(), query(json!({ "limit": 1000 }))?)
-            .await?
-            .0,
-    )?;
     // The license's own API routes (`/v1/licenses/{id}…`) and console forms
-    // (`/console/licenses/{id}…`).
-    let path = format!("/licenses/{id}");
-    let audit: Vec<Value> = audit["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["target"].as_str().is_some_and(|t| t.contains(&path)))
-        .cloned()
-        .collect();
+    // (`/console/licenses/{id}…`), read by the API on an index.
+    let audit = view(
+        routes::list_audit(
+            caller.clone(),
+            st(),
+            query(json!({ "limit": 1000, "license": id }))?,
+        )
+        .await?
+        .0,
+    )?;
+    let audit = audit["entries"].clone();
     let context = json!({
         "license": license, "machines": machines, "leases": leases, "denials": denials,
         "assignments": assignments, "audit": audit,

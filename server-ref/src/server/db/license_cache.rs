@@ -188,6 +188,7 @@ mod tests {
             seat_mode: "floating".into(),
             allow_over_allocation: 0,
             reclaim_after: None,
+            customer_key: None,
             parsed: Default::default(),
         }
     }

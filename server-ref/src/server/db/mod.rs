@@ -83,12 +83,15 @@ pub(crate) use organizations::{ApiTokenRow, NewApiToken, Organization};
 pub(crate) use retention::RetentionRow;
 pub(crate) use signed_checkpoints::SignedCheckpointRow;
 
+mod catalog;
 mod floating;
 #[cfg(test)]
 mod held_check;
 mod leases;
 mod license_cache;
 mod oauth;
+mod license_lists;
+pub(crate) use license_lists::{LicenseCursor, LicensePage, LicenseSearch};
 mod organizations;
 pub(crate) mod reclamation;
 mod retention;
@@ -260,6 +263,9 @@ pub(crate) struct LicenseRow {
     pub allow_over_allocation: i64,
     /// Seconds without use after which an assigned seat is reclaimed; `None`: the policy's.
     pub reclaim_after: Option<i64>,
+    /// The customer's name as issued, lowercase, for the list's search ('' without one;
+    /// `None` for a license issued before migration 0020).
+    pub customer_key: Option<String>,
     /// `claims` parsed, once per read of the row (its cached copies share it): see
     /// `issue::parsed_template`.
     #[sqlx(skip)]
@@ -615,9 +621,9 @@ impl Db {
         let done = sqlx::query(
             "INSERT INTO licenses (id, organization_id, key_hash, key_hint, product_id, policy_id, \
              status, claims, token, expires_at, created_at, updated_at, lease_timeout, \
-             allow_unmetered, seat_mode, allow_over_allocation, reclaim_after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-             ON CONFLICT (key_hash) DO NOTHING",
+             allow_unmetered, seat_mode, allow_over_allocation, reclaim_after, customer_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18) ON CONFLICT (key_hash) DO NOTHING",
         )
         .bind(&l.id)
         .bind(&l.organization_id)
@@ -636,6 +642,7 @@ impl Db {
         .bind(&l.seat_mode)
         .bind(l.allow_over_allocation)
         .bind(l.reclaim_after)
+        .bind(&l.customer_key)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -670,22 +677,6 @@ impl Db {
             self.licenses.put(key_hash, &start, row);
         }
         Ok(row)
-    }
-
-    /// The organization's licenses, newest first, at most `limit`.
-    pub async fn list_licenses(
-        &self,
-        organization_id: &str,
-        limit: i64,
-    ) -> DbResult<Vec<LicenseRow>> {
-        sqlx::query_as(
-            "SELECT * FROM licenses WHERE organization_id = $1 \
-             ORDER BY created_at DESC, id LIMIT $2",
-        )
-        .bind(organization_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
     }
 
     /// Applies `transition` if the license is in a state it starts from; `false` otherwise.

@@ -1,5 +1,7 @@
 //! The admin API: products, policies, licenses (bearer API token).
 
+use axum::extract::Query;
+
 use super::*;
 
 // ---- products ------------------------------------------------------------------------------
@@ -145,10 +147,10 @@ pub(crate) struct NewPolicy {
 }
 
 /// Longest check-in interval or grace: a year.
-const MAX_CHECK_IN_SECS: u64 = 365 * 86_400;
+pub(super) const MAX_CHECK_IN_SECS: u64 = 365 * 86_400;
 
 /// Shortest check-in interval: an hour (every validation signs a fresh token).
-const MIN_CHECK_IN_INTERVAL_SECS: u64 = 3_600;
+pub(super) const MIN_CHECK_IN_INTERVAL_SECS: u64 = 3_600;
 
 /// `check_in_interval` and `check_in_grace` as stored.
 fn check_in_settings(req: &NewPolicy) -> ApiResult<(Option<i64>, Option<i64>)> {
@@ -225,7 +227,7 @@ pub(crate) struct PolicyList {
     policies: Vec<PolicyView>,
 }
 
-fn policy_view(p: &Policy) -> PolicyView {
+pub(super) fn policy_view(p: &Policy) -> PolicyView {
     PolicyView {
         id: p.id.clone(),
         product_id: p.product_id.clone(),
@@ -419,10 +421,18 @@ pub(crate) struct CreatedLicense {
     key: String,
 }
 
-/// The caller's organization's newest licenses.
+/// A page of the caller's organization's licenses, newest first.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct LicenseList {
     licenses: Vec<LicenseView>,
+    /// The cursor of the next (older) page, for `after`; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next: Option<String>,
+    /// The cursor of the previous (newer) page, for `before`; absent on the first page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    previous: Option<String>,
 }
 
 /// A license as `caller` may see it: the signed token only for roles that manage licenses.
@@ -511,6 +521,13 @@ pub(crate) async fn create_license(
             Some(_) => seat_policy::reclaim_after("reclaim_after", req.reclaim_after)?,
             None => policy.reclaim_after,
         },
+        customer_key: Some(
+            req.customer
+                .as_ref()
+                .and_then(|c| c.name.as_deref())
+                .unwrap_or_default()
+                .to_lowercase(),
+        ),
         parsed: Default::default(),
     };
     if !state.db().insert_license(&row).await? {
@@ -521,24 +538,150 @@ pub(crate) async fn create_license(
     Ok((StatusCode::CREATED, Json(CreatedLicense { license, key })))
 }
 
-/// `GET /v1/licenses`: the newest 500.
+/// A page of `GET /v1/licenses`; every parameter is optional, and without any the answer is
+/// the newest 500 licenses, as it always was.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LicenseListQuery {
+    /// The licenses after this cursor in the list's order (older): a page's `next`,
+    /// `<created_at>,<id>`.
+    after: Option<String>,
+    /// The licenses before this cursor (newer): a page's `previous`.
+    before: Option<String>,
+    /// Only the licenses this text finds (1 to 200 characters): the whole license key, part
+    /// (any case) of the license id, its product's or policy's id, the key's last group or
+    /// the customer's name, or a directory user's user name or e-mail (the licenses assigned
+    /// to them or whose seats they held).
+    q: Option<String>,
+    /// At most this many (1 to 500, default 500).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+/// Licenses answered by one `GET /v1/licenses` at most (and without `limit`).
+const MAX_LICENSE_PAGE: i64 = 500;
+
+/// A list cursor, `<created_at>,<id>`, or 422 naming `field`.
+fn license_cursor(field: &str, text: &str) -> ApiResult<db::LicenseCursor> {
+    let invalid = || {
+        ApiError::invalid(
+            ErrorCode::InvalidField,
+            format!("`{field}` must be a cursor of this list (`<created_at>,<id>`)"),
+        )
+    };
+    let (at, id) = text.split_once(',').ok_or_else(invalid)?;
+    let created_at = at.parse::<i64>().map_err(|_| invalid())?;
+    token_field(field, id, 1, 128)?;
+    Ok(db::LicenseCursor {
+        created_at,
+        id: id.to_owned(),
+    })
+}
+
+fn cursor_of(row: &LicenseRow) -> String {
+    format!("{},{}", row.created_at, row.id)
+}
+
+/// What `q` finds, or 422 naming it.
+fn license_search(q: &str) -> ApiResult<Option<db::LicenseSearch>> {
+    let q = q.trim();
+    if q.is_empty() {
+        return Ok(None);
+    }
+    if q.chars().count() > 200 || q.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            ErrorCode::InvalidField,
+            "`q` must be 1 to 200 characters without control characters",
+        ));
+    }
+    let lower = q.to_lowercase();
+    let escaped: String = lower
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    Ok(Some(db::LicenseSearch {
+        key_hash: secrets::canonical_license_key(q).map(|k| secrets::sha256_hex(k.as_bytes())),
+        like: format!("%{escaped}%"),
+        user: lower,
+        email: q.to_owned(),
+    }))
+}
+
+/// `GET /v1/licenses[?after|before&q&limit]`: the organization's licenses newest first
+/// (`created_at` descending, then `id`), paged by cursor (keyset: however deep the page, it
+/// reads only its own rows), optionally searched. Without parameters: the newest 500.
 #[utoipa::path(get, path = "/v1/licenses", tag = TAG_ADMIN, security(("api_token" = [])),
-    responses((status = 200, description = "The newest 500 licenses", body = LicenseList),
-        AdminErrors))]
+    params(LicenseListQuery),
+    responses((status = 200, description = "A page of licenses, newest first (without parameters: the newest 500)", body = LicenseList),
+        (status = 422, description = "A cursor, `q` or `limit` is not valid (named)", body = ErrorBody),
+        AdminErrors, ReadErrors))]
 pub(crate) async fn list_licenses(
     caller: Caller,
     State(state): State<AppState>,
+    Query(query): Query<LicenseListQuery>,
 ) -> ApiResult<Json<LicenseList>> {
     caller.require(Action::Read)?;
-    let now = now();
-    let licenses = state
+    let limit = query.limit.unwrap_or(MAX_LICENSE_PAGE);
+    if !(1..=MAX_LICENSE_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            ErrorCode::InvalidField,
+            "`limit` must be 1 to 500",
+        ));
+    }
+    let page = match (query.after.as_deref(), query.before.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                ErrorCode::InvalidRequest,
+                "give `after` or `before`, not both",
+            ));
+        }
+        (Some(after), None) => db::LicensePage::After(license_cursor("after", after)?),
+        (None, Some(before)) => db::LicensePage::Before(license_cursor("before", before)?),
+        (None, None) => db::LicensePage::First,
+    };
+    let search = license_search(query.q.as_deref().unwrap_or(""))?;
+    // One more than asked: whether a page follows in the direction read.
+    let mut rows = state
         .db()
-        .list_licenses(&caller.organization_id, 500)
-        .await?
+        .license_page(&caller.organization_id, &page, search.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    if more {
+        match page {
+            // Read newest first: the extra row is the last.
+            db::LicensePage::First | db::LicensePage::After(_) => {
+                rows.pop();
+            }
+            // Read oldest first, then reversed: the extra row is the first.
+            db::LicensePage::Before(_) => {
+                rows.remove(0);
+            }
+        }
+    }
+    let (next, previous) = match page {
+        db::LicensePage::First => (more.then(|| rows.last().map(cursor_of)).flatten(), None),
+        db::LicensePage::After(_) => (
+            more.then(|| rows.last().map(cursor_of)).flatten(),
+            rows.first().map(cursor_of),
+        ),
+        db::LicensePage::Before(_) => (
+            rows.last().map(cursor_of),
+            more.then(|| rows.first().map(cursor_of)).flatten(),
+        ),
+    };
+    let now = now();
+    let licenses = rows
         .iter()
         .map(|row| license_view(row, &caller, now))
         .collect::<ApiResult<Vec<LicenseView>>>()?;
-    Ok(Json(LicenseList { licenses }))
+    Ok(Json(LicenseList {
+        licenses,
+        next,
+        previous,
+    }))
 }
 
 /// `GET /v1/licenses/{id}`.

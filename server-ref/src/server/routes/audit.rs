@@ -24,6 +24,9 @@ pub(crate) struct AuditPage {
     /// At most this many (default 100; more than 1000 is taken as 1000).
     #[param(minimum = 1)]
     limit: Option<i64>,
+    /// Only the entries whose target is this license: its API routes (`/v1/licenses/{id}…`)
+    /// and the console's (`/console/licenses/{id}…`); read on an index, not filtered.
+    license: Option<String>,
 }
 
 /// The caller's organization's entries, oldest first.
@@ -32,8 +35,8 @@ pub(crate) struct AuditList {
     entries: Vec<AuditEntry>,
 }
 
-/// `GET /v1/audit?after&limit`: the caller's organization's audit entries with `seq > after`,
-/// oldest first.
+/// `GET /v1/audit?after&limit[&license]`: the caller's organization's audit entries with
+/// `seq > after`, oldest first (only one license's, with `license`).
 #[utoipa::path(get, path = "/v1/audit", tag = TAG_ADMIN, security(("api_token" = [])),
     params(AuditPage),
     responses((status = 200, description = "The organization's entries", body = AuditList),
@@ -53,10 +56,22 @@ pub(crate) async fn list_audit(
             "`after` must be at least 0 and `limit` at least 1",
         ));
     }
-    let entries = state
-        .db()
-        .list_audit(&caller.organization_id, after, limit.min(MAX_AUDIT_LIMIT))
-        .await?;
+    let limit = limit.min(MAX_AUDIT_LIMIT);
+    let entries = match page.license.as_deref() {
+        Some(license) => {
+            token_field("license", license, 1, 128)?;
+            state
+                .db()
+                .license_audit(&caller.organization_id, license, after, limit)
+                .await?
+        }
+        None => {
+            state
+                .db()
+                .list_audit(&caller.organization_id, after, limit)
+                .await?
+        }
+    };
     Ok(Json(AuditList { entries }))
 }
 

@@ -12,6 +12,7 @@ mod accounts;
 mod federation;
 mod flows;
 mod sso_oidc;
+mod ops;
 
 /// A browser's share of the work: a cookie jar and form posts.
 pub(super) struct Browser {

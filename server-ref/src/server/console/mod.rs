@@ -10,9 +10,9 @@
 mod accounts;
 mod catalog;
 pub(crate) mod federation;
-mod oidc;
 mod keys;
 mod license_ops;
+mod oidc;
 mod pages;
 mod people_ops;
 pub(crate) mod session;

@@ -11,8 +11,8 @@ use super::*;
 mod accounts;
 mod federation;
 mod flows;
-mod sso_oidc;
 mod ops;
+mod sso_oidc;
 
 /// A browser's share of the work: a cookie jar and form posts.
 pub(super) struct Browser {

@@ -10,6 +10,7 @@ use super::*;
 
 mod accounts;
 mod flows;
+mod overview;
 
 /// A browser's share of the work: a cookie jar and form posts.
 pub(super) struct Browser {

@@ -7,7 +7,9 @@
 # license, a lease logged out from the console, a denial on the overview, the lease timeout's
 # warning, the audit chain, phone-sized pages, security headers, no browser errors; then
 # tests/console/sso_oidc.py: single sign-on through a real OpenID Connect provider (Authlib,
-# started by that script on 127.0.0.1) configured on the settings page. Screenshots
+# started by that script on 127.0.0.1) configured on the settings page; then, on a
+# second fresh server, tests/console/a11y.py: axe-core (vendored) on every page at desktop and
+# phone sizes (no serious or critical violation) and a keyboard-only walk-through. Screenshots
 # of every page go to target/console-artefacts/. Fails on the first failed step (named), or on
 # an error the server logged.
 #
@@ -59,9 +61,13 @@ fi
 built=$(date +%s)
 work=$(mktemp -d)
 server=
+a11y_server=
 cleanup() {
   # Never fails (under `set -e` a failing command here would replace the script's exit status).
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  if [ -n "$a11y_server" ]; then
+    kill "$a11y_server" 2>/dev/null || true; wait "$a11y_server" 2>/dev/null || true
+  fi
   if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -95,6 +101,30 @@ if [ "$status" = 0 ]; then
   [ "$status" = 124 ] && echo "test-console: the OIDC sign-in timed out after 90 s" >&2
 fi
 set -e
+
+# The accessibility check (tests/console/a11y.py: axe-core on every page, keyboard only) on a
+# second, fresh server: the setup page it checks is only shown before the first account.
+if [ "$status" = 0 ]; then
+  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/a11y-data" \
+    >"$work/a11y-server.out" 2>"$work/a11y-server.log" &
+  a11y_server=$!
+  for _ in $(seq 100); do grep -q '^listening on' "$work/a11y-server.out" 2>/dev/null && break; sleep 0.1; done
+  a11y_url=$(sed -n 's/^listening on //p' "$work/a11y-server.out")
+  a11y_token=$(sed -n 's/^admin API token.*: //p' "$work/a11y-server.out")
+  if [ -z "$a11y_url" ] || [ -z "$a11y_token" ]; then
+    echo "test-console: the accessibility check's server did not start:" >&2
+    cat "$work/a11y-server.out" "$work/a11y-server.log" >&2
+    status=1
+  else
+    set +e
+    CONSOLE_URL=$a11y_url CONSOLE_TOKEN=$a11y_token CONSOLE_ARTEFACTS=$artefacts \
+      CHROMIUM=$CHROMIUM timeout -k 5 150 "$venv/bin/python" tests/console/a11y.py
+    status=$?
+    set -e
+    [ "$status" = 124 ] && echo "test-console: the accessibility check timed out after 150 s" >&2
+  fi
+  cat "$work/a11y-server.log" >>"$work/server.log"
+fi
 if grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >/dev/null; then
   echo "test-console: the server logged errors:" >&2
   grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >&2

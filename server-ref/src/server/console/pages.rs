@@ -264,20 +264,23 @@ pub(crate) async fn overview(State(state): State<AppState>, session: Session) ->
     let denials = routes::denials_report(caller.clone(), State(state.clone()), query(json!({}))?)
         .await?
         .0;
-    let mut bars = Vec::new();
-    for (license_id, live) in state
+    // The busiest licenses and their rows: two statements, not one per bar. A bar's seats are
+    // the license's seat count, as the leases view answers it (`GET /v1/licenses/{id}/leases`).
+    let busiest = state
         .db()
         .busiest_licenses(&caller.organization_id, now(), BARS)
-        .await?
-    {
-        let leases = routes::list_leases(
-            caller.clone(),
-            State(state.clone()),
-            Path(license_id.clone()),
-        )
-        .await?
-        .0;
-        let seats = view(&leases)?["seats"].as_i64().unwrap_or(0);
+        .await?;
+    let ids: Vec<&str> = busiest.iter().map(|(id, _)| id.as_str()).collect();
+    let rows = state
+        .db()
+        .licenses_among(&caller.organization_id, &ids)
+        .await?;
+    let mut bars = Vec::new();
+    for (license_id, live) in &busiest {
+        let seats = rows
+            .get(license_id)
+            .and_then(|row| routes::template_seats(row).ok())
+            .unwrap_or(0);
         bars.push(json!({ "license_id": license_id, "live": live, "seats": seats }));
     }
     let denials = view(denials)?;

@@ -38,11 +38,18 @@ pub(crate) struct LicenseUsage {
 }
 
 /// The licenses an alert may concern: active ones (suspended and revoked licenses are a
-/// decision already taken, not something to warn about). A macro so that the statements below
-/// stay string literals.
+/// decision already taken, not something to warn about), the same `limit` oldest the report
+/// reads (counting for the others would only be thrown away: at 100 000 licenses most of the
+/// work), `$limit` naming the limit's placeholder. The index `licenses_organization_status`
+/// (migration 0021) answers it without reading the table. A macro so that the statements
+/// below stay string literals.
 macro_rules! active_of {
-    () => {
-        "SELECT id FROM licenses WHERE organization_id = $1 AND status = 'active'"
+    ($limit:literal) => {
+        concat!(
+            "SELECT id FROM licenses WHERE organization_id = $1 AND status = 'active' \
+             ORDER BY created_at, id LIMIT ",
+            $limit
+        )
     };
 }
 
@@ -66,37 +73,41 @@ impl Db {
         .await?;
         let leases: Vec<PerLicense> = sqlx::query_as(concat!(
             "SELECT license_id, COUNT(*) AS n FROM leases WHERE license_id IN (",
-            active_of!(),
+            active_of!("$3"),
             ") AND released_at IS NULL AND expires_at > $2 GROUP BY license_id"
         ))
         .bind(organization_id)
         .bind(now)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let machines: Vec<PerLicense> = sqlx::query_as(concat!(
             "SELECT license_id, COUNT(*) AS n FROM machines WHERE license_id IN (",
-            active_of!(),
+            active_of!("$2"),
             ") GROUP BY license_id"
         ))
         .bind(organization_id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let denials: Vec<Denied> = sqlx::query_as(concat!(
             "SELECT license_id, COUNT(*) AS n, MAX(at) AS last_at FROM denials WHERE license_id IN (",
-            active_of!(),
+            active_of!("$3"),
             ") AND at >= $2 GROUP BY license_id"
         ))
         .bind(organization_id)
         .bind(since)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let assigned: Vec<PerLicense> = sqlx::query_as(concat!(
             "SELECT license_id, CAST(SUM(seats) AS BIGINT) AS n FROM seat_assignments \
              WHERE license_id IN (",
-            active_of!(),
+            active_of!("$2"),
             ") AND state = 'active' GROUP BY license_id"
         ))
         .bind(organization_id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let counts = |rows: Vec<PerLicense>| -> HashMap<String, i64> {

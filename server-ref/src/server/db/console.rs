@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::{Db, DbResult};
+use super::{Db, DbResult, LicenseRow};
 
 /// A console sign-in account.
 #[derive(Debug, Clone, FromRow)]
@@ -179,6 +179,31 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// The organization's licenses among `ids` (one statement, at most a page's worth of ids:
+    /// the overview's bars), by id; an id of another organization is left out.
+    pub async fn licenses_among(
+        &self,
+        organization_id: &str,
+        ids: &[&str],
+    ) -> DbResult<std::collections::HashMap<String, LicenseRow>> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let marks: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+        // Only numbered placeholders are formatted into the statement; the ids are bound.
+        let sql = format!(
+            "SELECT * FROM licenses WHERE organization_id = $1 AND id IN ({})",
+            marks.join(", ")
+        );
+        let mut query =
+            sqlx::query_as::<_, LicenseRow>(sqlx::AssertSqlSafe(sql)).bind(organization_id);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|row| (row.id.clone(), row)).collect())
     }
 
     /// Deletes the sessions unseen since `idle_before` or started before `started_before`

@@ -218,7 +218,7 @@ fn floating_seats(row: &LicenseRow, now: i64) -> ApiResult<i64> {
 
 /// The seats of a floating license, from its claims template (parsed once per read of the
 /// row, as `effective_status` uses it); 409 if it is not floating.
-fn template_seats(row: &LicenseRow) -> ApiResult<i64> {
+pub(crate) fn template_seats(row: &LicenseRow) -> ApiResult<i64> {
     let lic = &issue::parsed_template(row)?.license.claims().lic;
     if lic.model != LicenseModel::Floating {
         return Err(ApiError::conflict(

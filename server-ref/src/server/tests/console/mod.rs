@@ -13,6 +13,7 @@ mod federation;
 mod flows;
 mod ops;
 mod sso_oidc;
+mod overview;
 
 /// A browser's share of the work: a cookie jar and form posts.
 pub(super) struct Browser {

@@ -322,9 +322,24 @@ pub(crate) fn access_token_bearer(parts: &Parts) -> Option<&str> {
     (header["typ"] == licensing_core::TokenKind::Access.typ()).then_some(token)
 }
 
-/// The keys access tokens may be signed with: the server's published keys.
+/// The keys access tokens may be signed with: the server's published keys. Parsed once per
+/// key set (a key is validated when parsed, which costs more than the signature check), and
+/// again whenever the published set changes (a rotation, a reload from the database).
 pub(crate) fn trust(state: &AppState) -> TrustStore {
-    TrustStore::from_document(&state.jwks().to_string()).unwrap_or_default()
+    static PARSED: std::sync::Mutex<Option<(serde_json::Value, TrustStore)>> =
+        std::sync::Mutex::new(None);
+    let jwks = state.jwks();
+    let mut parsed = PARSED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((document, store)) = parsed.as_ref()
+        && *document == jwks
+    {
+        return store.clone();
+    }
+    let store = TrustStore::from_document(&jwks.to_string()).unwrap_or_default();
+    *parsed = Some((jwks, store.clone()));
+    store
 }
 
 /// The [`Caller`] of an access token: signature, type, issuer, audience and lifetime

@@ -648,3 +648,39 @@ async fn the_metadata_document_names_the_endpoints() {
         json!(["admin", "license_manager", "it_staff", "auditor"])
     );
 }
+
+/// The keys access tokens verify with follow the key ring: after a rotation the new current
+/// key signs and its tokens are accepted, the previous key's tokens too until it is retired.
+#[tokio::test]
+async fn access_tokens_follow_key_rotation_and_retirement() {
+    let (_dir, state) = app().await;
+    let (id, secret) = client(&state, ADMIN, "auditor").await;
+    let before = token(&state, &id, &secret, "").await;
+    let old_kid = claims_of(&before).0["kid"].as_str().unwrap().to_owned();
+    let (status, _) = call(&state, "GET", "/v1/licenses", Some(&before), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, rotated) = call(&state, "POST", "/v1/keys/rotate", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let after = token(&state, &id, &secret, "").await;
+    assert_eq!(claims_of(&after).0["kid"], rotated["kid"]);
+    assert_ne!(claims_of(&after).0["kid"], old_kid.as_str());
+    for token in [&before, &after] {
+        let (status, _) = call(&state, "GET", "/v1/licenses", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    let (status, body) = call(
+        &state,
+        "POST",
+        &format!("/v1/keys/{old_kid}/retire"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = call(&state, "GET", "/v1/licenses", Some(&before), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "signed by a retired key");
+    let (status, _) = call(&state, "GET", "/v1/licenses", Some(&after), None).await;
+    assert_eq!(status, StatusCode::OK);
+}

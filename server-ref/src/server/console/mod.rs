@@ -11,12 +11,14 @@ mod accounts;
 mod catalog;
 pub(crate) mod federation;
 mod pages;
+pub(crate) mod saml;
 pub(crate) mod session;
 mod tokens;
 
 use std::sync::LazyLock;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -78,6 +80,29 @@ pub(crate) fn router() -> Router<AppState> {
             "/console/account",
             get(accounts::account).post(accounts::change_password),
         )
+        .route(
+            "/console/sso/saml/{organization_id}/start",
+            get(saml::start),
+        )
+        .route(
+            "/console/sso/saml/{organization_id}/acs",
+            post(saml::acs).layer(DefaultBodyLimit::max(saml::MAX_ACS_BYTES)),
+        )
+        .route(
+            "/console/sso/saml/{organization_id}/finish",
+            get(saml::finish),
+        )
+        .route(
+            "/console/sso/saml/{organization_id}/metadata",
+            get(saml::metadata),
+        )
+        .route(
+            "/console/settings/sso/saml",
+            get(saml::settings)
+                .post(saml::save)
+                .layer(DefaultBodyLimit::max(saml::MAX_SETTINGS_BYTES)),
+        )
+        .route("/console/settings/sso/saml/delete", post(saml::delete))
         .route("/console/static/console.css", get(style_sheet))
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -136,6 +161,11 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("accept.html", include_str!("templates/accept.html")),
         ("account.html", include_str!("templates/account.html")),
         ("error.html", include_str!("templates/error.html")),
+        ("saml.html", include_str!("templates/saml.html")),
+        (
+            "saml_continue.html",
+            include_str!("templates/saml_continue.html"),
+        ),
     ] {
         // A template that does not parse is a build defect, caught by the tests that render
         // every page; here it becomes a page that says so.
@@ -255,6 +285,8 @@ mod tests {
             "accept.html",
             "account.html",
             "error.html",
+            "saml.html",
+            "saml_continue.html",
         ] {
             TEMPLATES.get_template(name).unwrap();
         }

@@ -15,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PLAYWRIGHT_VERSION=1.65.2
+# The SAML identity provider of tests/console/sso_saml.py (it signs with xmlsec1).
+PYSAML2_VERSION=7.5.5
 CHROMIUM=/usr/bin/chromium
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -23,6 +25,7 @@ started=$(date +%s)
 need_apt=()
 [ -x "$CHROMIUM" ] || need_apt+=(chromium fonts-dejavu-core)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+[ -x /usr/bin/xmlsec1 ] || need_apt+=(xmlsec1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"
   as_root apt-get update -qq
@@ -35,6 +38,10 @@ if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -x "Version: $PLAYWRIGHT
   echo "installing playwright $PLAYWRIGHT_VERSION in $venv"
   python3 -m venv --clear "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+fi
+if ! "$venv/bin/pip" show pysaml2 2>/dev/null | grep -x "Version: $PYSAML2_VERSION" >/dev/null; then
+  echo "installing pysaml2 $PYSAML2_VERSION in $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "pysaml2==$PYSAML2_VERSION"
 fi
 "$venv/bin/python" -c 'import playwright.sync_api' ||
   { echo "test-console: playwright does not import from $venv" >&2; exit 1; }
@@ -75,6 +82,13 @@ set +e
 CONSOLE_URL=$url CONSOLE_TOKEN=$token CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
   timeout -k 5 150 "$venv/bin/python" tests/console/e2e.py
 status=$?
+# SAML single sign-on against a real pysaml2 IdP (after e2e.py, whose account configures it).
+if [ "$status" = 0 ]; then
+  CONSOLE_URL=$url CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
+    timeout -k 5 120 "$venv/bin/python" tests/console/sso_saml.py
+  status=$?
+  [ "$status" = 124 ] && echo "test-console: the SAML walk-through timed out after 120 s" >&2
+fi
 set -e
 [ "$status" = 124 ] && echo "test-console: the walk-through timed out after 150 s" >&2
 if grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >/dev/null; then

@@ -5,7 +5,10 @@
 # both when missing (idempotent), starts `licensing-server serve` on 127.0.0.1 with a temporary
 # data directory on SQLite, and runs tests/console/e2e.py against it: sign-in, a floating
 # license, a lease logged out from the console, a denial on the overview, the lease timeout's
-# warning, the audit chain, phone-sized pages, security headers, no browser errors. Screenshots
+# warning, the audit chain, phone-sized pages, security headers, no browser errors; then
+# tests/console/sso_oidc.py: single sign-on through a real OpenID Connect provider (Authlib,
+# started by that script on 127.0.0.1) configured on the settings page, and tests/console/sso_saml.py:
+# SAML 2.0 single sign-on through a real pysaml2 IdP (xmlsec1 signing). Screenshots
 # of every page go to target/console-artefacts/. Fails on the first failed step (named), or on
 # an error the server logged.
 #
@@ -39,12 +42,20 @@ if ! "$venv/bin/pip" show playwright 2>/dev/null | grep -x "Version: $PLAYWRIGHT
   python3 -m venv --clear "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
 fi
+# The OpenID Connect provider of tests/console/sso_oidc.py: Authlib's provider side in a small
+# Flask app (pinned; installed only when a pin is not what the venv has).
+SSO_PACKAGES=(Authlib==1.9.6 joserfc==1.8.0 Flask==3.1.3 Werkzeug==3.1.9 cryptography==51.0.1)
+if ! "$venv/bin/pip" freeze 2>/dev/null | grep -ixF -f <(printf '%s\n' "${SSO_PACKAGES[@]}") |
+  [ "$(wc -l)" = "${#SSO_PACKAGES[@]}" ]; then
+  echo "installing ${SSO_PACKAGES[*]} in $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${SSO_PACKAGES[@]}"
+fi
 if ! "$venv/bin/pip" show pysaml2 2>/dev/null | grep -x "Version: $PYSAML2_VERSION" >/dev/null; then
   echo "installing pysaml2 $PYSAML2_VERSION in $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "pysaml2==$PYSAML2_VERSION"
 fi
-"$venv/bin/python" -c 'import playwright.sync_api' ||
-  { echo "test-console: playwright does not import from $venv" >&2; exit 1; }
+"$venv/bin/python" -c 'import playwright.sync_api, authlib.oauth2, flask, saml2' ||
+  { echo "test-console: playwright or an SSO provider does not import from $venv" >&2; exit 1; }
 installed=$(date +%s)
 
 if [ -n "${LICENSING_SERVER_BIN:-}" ]; then
@@ -82,6 +93,15 @@ set +e
 CONSOLE_URL=$url CONSOLE_TOKEN=$token CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
   timeout -k 5 150 "$venv/bin/python" tests/console/e2e.py
 status=$?
+[ "$status" = 124 ] && echo "test-console: the walk-through timed out after 150 s" >&2
+# Single sign-on through OpenID Connect against a real provider (Authlib) the script starts on
+# 127.0.0.1, in the same server (its admin account from the walk-through).
+if [ "$status" = 0 ]; then
+  CONSOLE_URL=$url CONSOLE_TOKEN=$token CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
+    timeout -k 5 90 "$venv/bin/python" tests/console/sso_oidc.py
+  status=$?
+  [ "$status" = 124 ] && echo "test-console: the OIDC sign-in timed out after 90 s" >&2
+fi
 # SAML single sign-on against a real pysaml2 IdP (after e2e.py, whose account configures it).
 if [ "$status" = 0 ]; then
   CONSOLE_URL=$url CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
@@ -90,7 +110,6 @@ if [ "$status" = 0 ]; then
   [ "$status" = 124 ] && echo "test-console: the SAML walk-through timed out after 120 s" >&2
 fi
 set -e
-[ "$status" = 124 ] && echo "test-console: the walk-through timed out after 150 s" >&2
 if grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >/dev/null; then
   echo "test-console: the server logged errors:" >&2
   grep -E '"level":"ERROR"|ERROR ' "$work/server.log" >&2

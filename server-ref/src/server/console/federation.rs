@@ -5,7 +5,6 @@
 //! impossible for it), with the role mapped from the provider's claim or the default role.
 //! An account is never found by its user name: an account of another organization (or a
 //! local one) with the same name is never reused, the new account's name is made unique.
-#![allow(dead_code)] // TEMPORARY: the OpenID Connect routes (next commit) use it
 
 use std::collections::BTreeMap;
 

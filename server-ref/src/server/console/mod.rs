@@ -10,9 +10,11 @@
 mod accounts;
 mod catalog;
 pub(crate) mod federation;
+mod oidc;
 mod pages;
 pub(crate) mod saml;
 pub(crate) mod session;
+mod sso;
 mod tokens;
 
 use std::sync::LazyLock;
@@ -64,6 +66,19 @@ pub(crate) fn router() -> Router<AppState> {
             get(tokens::tokens).post(tokens::create),
         )
         .route("/console/settings/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/console/sso", get(sso::dispatch))
+        .route(
+            "/console/sso/oidc/{organization_id}/start",
+            get(oidc::start),
+        )
+        .route(
+            "/console/sso/oidc/{organization_id}/callback",
+            get(oidc::callback),
+        )
+        .route(
+            "/console/settings/sso",
+            get(sso::settings).post(sso::save_oidc),
+        )
         .route("/console/catalog", get(catalog::catalog))
         .route("/console/catalog/products", post(catalog::create_product))
         .route("/console/catalog/policies", post(catalog::create_policy))
@@ -165,6 +180,10 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         (
             "saml_continue.html",
             include_str!("templates/saml_continue.html"),
+        ),
+        (
+            "sso_settings.html",
+            include_str!("templates/sso_settings.html"),
         ),
     ] {
         // A template that does not parse is a build defect, caught by the tests that render
@@ -287,6 +306,7 @@ mod tests {
             "error.html",
             "saml.html",
             "saml_continue.html",
+            "sso_settings.html",
         ] {
             TEMPLATES.get_template(name).unwrap();
         }

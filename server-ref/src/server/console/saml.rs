@@ -585,7 +585,7 @@ async fn settings_page(
         "sp_metadata_path": format!("/console/sso/saml/{organization_id}/metadata"),
         "start_path": format!("/console/sso/saml/{organization_id}/start"),
     });
-    let context = frame_with(session, "saml", context, extra);
+    let context = frame_with(session, "sso", context, extra);
     Ok((status, render("saml.html", context)?).into_response())
 }
 

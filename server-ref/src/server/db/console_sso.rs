@@ -1,7 +1,6 @@
 //! The console's single sign-on (migration 0018): identities linked to console accounts, the
 //! OpenID Connect configuration per organization, e-mail domains, and the flows in progress.
 //! SQL only; the rules are in `console/federation.rs` and `console/oidc.rs`.
-#![allow(dead_code)] // TEMPORARY: the OpenID Connect routes (next commit) use it
 
 use sqlx::FromRow;
 
@@ -11,8 +10,6 @@ use super::{Db, DbResult};
 #[derive(Debug, Clone, FromRow)]
 pub(crate) struct FederatedAccount {
     pub account_id: String,
-    pub organization_id: String,
-    pub role: String,
 }
 
 /// What linking a new identity did.
@@ -61,7 +58,7 @@ impl Db {
         subject: &str,
     ) -> DbResult<Option<FederatedAccount>> {
         sqlx::query_as(
-            "SELECT a.id AS account_id, a.organization_id, a.role FROM console_identities i \
+            "SELECT a.id AS account_id FROM console_identities i \
              JOIN console_accounts a ON a.id = i.account_id AND a.organization_id = i.organization_id \
              WHERE i.organization_id = $1 AND i.issuer = $2 AND i.subject = $3",
         )

@@ -11,6 +11,7 @@ use super::*;
 mod accounts;
 mod federation;
 mod flows;
+mod sso_oidc;
 mod sso_saml;
 
 /// A browser's share of the work: a cookie jar and form posts.

@@ -195,6 +195,15 @@ async fn saml_on(url: Option<&str>) {
     let page = browser.get("/console/sso/saml/org_nobody/metadata").await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     db.put_console_saml(&config(org)).await.unwrap();
+    // The sign-in page's single sign-on form leads to the SAML start of the organization.
+    let page = browser.get(&format!("/console/sso?who={org}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!(r#"url=/console/sso/saml/{org}/start""#)),
+        "{}",
+        page.body
+    );
 
     // The happy path: start, the IdP's signed answer at the ACS, then this browser finishes.
     let (relay, request_id) = start(&state, &mut browser, org).await;

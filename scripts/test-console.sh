@@ -7,7 +7,8 @@
 # license, a lease logged out from the console, a denial on the overview, the lease timeout's
 # warning, the audit chain, phone-sized pages, security headers, no browser errors; then
 # tests/console/sso_oidc.py: single sign-on through a real OpenID Connect provider (Authlib,
-# started by that script on 127.0.0.1) configured on the settings page; then, on a
+# started by that script on 127.0.0.1) configured on the settings page, and tests/console/sso_saml.py:
+# SAML 2.0 single sign-on through a real pysaml2 IdP (xmlsec1 signing); then, on a
 # second fresh server, tests/console/a11y.py: axe-core (vendored) on every page at desktop and
 # phone sizes (no serious or critical violation) and a keyboard-only walk-through. Screenshots
 # of every page go to target/console-artefacts/. Fails on the first failed step (named), or on
@@ -19,6 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PLAYWRIGHT_VERSION=1.65.2
+# The SAML identity provider of tests/console/sso_saml.py (it signs with xmlsec1).
+PYSAML2_VERSION=7.5.5
 CHROMIUM=/usr/bin/chromium
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -27,6 +30,7 @@ started=$(date +%s)
 need_apt=()
 [ -x "$CHROMIUM" ] || need_apt+=(chromium fonts-dejavu-core)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+[ -x /usr/bin/xmlsec1 ] || need_apt+=(xmlsec1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (apt-get)"
   as_root apt-get update -qq
@@ -48,8 +52,12 @@ if ! "$venv/bin/pip" freeze 2>/dev/null | grep -ixF -f <(printf '%s\n' "${SSO_PA
   echo "installing ${SSO_PACKAGES[*]} in $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "${SSO_PACKAGES[@]}"
 fi
-"$venv/bin/python" -c 'import playwright.sync_api, authlib.oauth2, flask' ||
-  { echo "test-console: playwright or the OIDC provider does not import from $venv" >&2; exit 1; }
+if ! "$venv/bin/pip" show pysaml2 2>/dev/null | grep -x "Version: $PYSAML2_VERSION" >/dev/null; then
+  echo "installing pysaml2 $PYSAML2_VERSION in $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "pysaml2==$PYSAML2_VERSION"
+fi
+"$venv/bin/python" -c 'import playwright.sync_api, authlib.oauth2, flask, saml2' ||
+  { echo "test-console: playwright or an SSO provider does not import from $venv" >&2; exit 1; }
 installed=$(date +%s)
 
 if [ -n "${LICENSING_SERVER_BIN:-}" ]; then
@@ -99,6 +107,13 @@ if [ "$status" = 0 ]; then
     timeout -k 5 90 "$venv/bin/python" tests/console/sso_oidc.py
   status=$?
   [ "$status" = 124 ] && echo "test-console: the OIDC sign-in timed out after 90 s" >&2
+fi
+# SAML single sign-on against a real pysaml2 IdP (after e2e.py, whose account configures it).
+if [ "$status" = 0 ]; then
+  CONSOLE_URL=$url CONSOLE_ARTEFACTS=$artefacts CHROMIUM=$CHROMIUM \
+    timeout -k 5 120 "$venv/bin/python" tests/console/sso_saml.py
+  status=$?
+  [ "$status" = 124 ] && echo "test-console: the SAML walk-through timed out after 120 s" >&2
 fi
 set -e
 

@@ -15,6 +15,7 @@ mod license_ops;
 mod oidc;
 mod pages;
 mod people_ops;
+pub(crate) mod saml;
 pub(crate) mod session;
 mod sso;
 mod tokens;
@@ -22,6 +23,7 @@ mod tokens;
 use std::sync::LazyLock;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -120,6 +122,29 @@ pub(crate) fn router() -> Router<AppState> {
             "/console/account",
             get(accounts::account).post(accounts::change_password),
         )
+        .route(
+            "/console/sso/saml/{organization_id}/start",
+            get(saml::start),
+        )
+        .route(
+            "/console/sso/saml/{organization_id}/acs",
+            post(saml::acs).layer(DefaultBodyLimit::max(saml::MAX_ACS_BYTES)),
+        )
+        .route(
+            "/console/sso/saml/{organization_id}/finish",
+            get(saml::finish),
+        )
+        .route(
+            "/console/sso/saml/{organization_id}/metadata",
+            get(saml::metadata),
+        )
+        .route(
+            "/console/settings/sso/saml",
+            get(saml::settings)
+                .post(saml::save)
+                .layer(DefaultBodyLimit::max(saml::MAX_SETTINGS_BYTES)),
+        )
+        .route("/console/settings/sso/saml/delete", post(saml::delete))
         .route("/console/static/console.css", get(style_sheet))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(session::secure_cookies))
@@ -181,6 +206,11 @@ static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         ("accept.html", include_str!("templates/accept.html")),
         ("account.html", include_str!("templates/account.html")),
         ("error.html", include_str!("templates/error.html")),
+        ("saml.html", include_str!("templates/saml.html")),
+        (
+            "saml_continue.html",
+            include_str!("templates/saml_continue.html"),
+        ),
         (
             "sso_settings.html",
             include_str!("templates/sso_settings.html"),
@@ -306,6 +336,8 @@ mod tests {
             "accept.html",
             "account.html",
             "error.html",
+            "saml.html",
+            "saml_continue.html",
             "sso_settings.html",
         ] {
             TEMPLATES.get_template(name).unwrap();

@@ -25,6 +25,8 @@ type Page = Result<Response, ConsoleError>;
 pub(crate) enum Protocol {
     /// OpenID Connect (console/oidc.rs).
     Oidc,
+    /// SAML 2.0 (console/saml.rs).
+    Saml,
 }
 
 impl Protocol {
@@ -32,6 +34,7 @@ impl Protocol {
     pub(crate) fn start_path(self, organization_id: &str) -> String {
         match self {
             Protocol::Oidc => format!("/console/sso/oidc/{organization_id}/start"),
+            Protocol::Saml => format!("/console/sso/saml/{organization_id}/start"),
         }
     }
 }
@@ -46,6 +49,9 @@ pub(crate) async fn configured_protocol(
         .is_some()
     {
         return Ok(Some(Protocol::Oidc));
+    }
+    if state.db().console_saml(organization_id).await?.is_some() {
+        return Ok(Some(Protocol::Saml));
     }
     Ok(None)
 }
@@ -149,6 +155,7 @@ async fn settings_page(
         "start_url": format!("{base}{}", super::sso::Protocol::Oidc.start_path(org)),
         "organization_id": org,
         "roles": ["admin", "license_manager", "it_staff", "auditor"],
+        "saml_configured": db.console_saml(org).await?.is_some(),
     });
     let context = super::pages::frame_with(session, "sso", context, extra);
     Ok((status, render("sso_settings.html", context)?).into_response())

@@ -45,6 +45,7 @@ mod audit_events;
 mod client;
 mod compliance;
 pub(crate) mod console;
+pub(crate) mod console_saml;
 pub(crate) mod console_sso;
 mod deactivation_keys;
 mod deprovision;

@@ -12,8 +12,9 @@ mod accounts;
 mod federation;
 mod flows;
 mod ops;
-mod sso_oidc;
 mod overview;
+mod sso_oidc;
+mod sso_saml;
 
 /// A browser's share of the work: a cookie jar and form posts.
 pub(super) struct Browser {

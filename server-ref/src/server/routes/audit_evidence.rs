@@ -467,7 +467,12 @@ pub(crate) async fn audit_package(
     )
     .await?;
     let licenses = db
-        .list_licenses(&org, package::MAX_LICENSES)
+        .license_page(
+            &org,
+            &crate::server::db::LicensePage::First,
+            None,
+            package::MAX_LICENSES,
+        )
         .await?
         .iter()
         .map(|row| package::license_json(row, caller.may(Action::ManageLicenses)))

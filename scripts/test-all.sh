@@ -72,7 +72,8 @@ step "TLS with real peers: openssl s_client and curl against serve --tls-cert"
 
 step "admin console end to end: headless Chromium (Playwright) against the real server"
 ./scripts/test-console.sh
-step "OAuth 2.0 end to end: Authlib and PyJWT against the real server" && ./scripts/test-oauth.sh
+step "OAuth 2.0 end to end: Authlib and PyJWT against the real server"
+./scripts/test-oauth.sh
 
 step "audit trail in CEF read by an independent parser (pycef) against the real server"
 ./scripts/test-audit.sh

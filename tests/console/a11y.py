@@ -266,6 +266,17 @@ def axe_pages(browser, axe):
     axe.run(b, "accounts")
     b.goto("/console/account")
     axe.run(b, "account")
+    # The settings and directory pages added with single sign-on, the key rotation and the
+    # seat actions.
+    b.goto("/console/settings/sso")
+    axe.run(b, "sso-settings")
+    b.goto("/console/settings/sso/saml")
+    axe.run(b, "saml-settings")
+    b.goto("/console/settings/keys")
+    axe.run(b, "keys")
+    person = api("POST", "/v1/directory/users", {"user_name": "a11y.person", "display_name": "A11y Person"})
+    b.goto(f"/console/people/{person['id']}")
+    axe.run(b, "person")
     b.goto("/console/licenses/no-such-license", status=404)
     axe.run(b, "error")
     b.goto("/console/account")

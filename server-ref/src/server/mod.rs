@@ -9,6 +9,7 @@
 
 mod admin_token;
 mod audit;
+mod base_url;
 mod cef;
 mod checkpoints;
 mod config;

@@ -190,24 +190,8 @@ pub(crate) async fn enabled_config(
     Ok(Some((row, mapping)))
 }
 
-/// The console's own address as the browser reached it: `X-Forwarded-Proto: https` (a TLS
-/// proxy in front) makes it `https`.
-pub(crate) fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
-        })
-        .unwrap_or("localhost");
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    format!("{}://{host}", if https { "https" } else { "http" })
-}
+// The console's own address as the browser reached it (one definition for the whole server).
+pub(crate) use crate::server::base_url::request_base_url as base_url;
 
 /// The redirect URI to register at the provider.
 pub(crate) fn callback_url(headers: &HeaderMap, organization_id: &str) -> String {

@@ -93,20 +93,8 @@ impl SpUrls {
     }
 }
 
-/// The console's base URL as the browser reached it: the `Host` header, `https` when a proxy
-/// says so in `X-Forwarded-Proto`.
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    format!("{}://{host}", if https { "https" } else { "http" })
-}
+// The console's base URL as the browser reached it (one definition for the whole server).
+use crate::server::base_url::request_base_url as base_url;
 
 /// Organization ids as the server makes them; anything else is not an organization (404).
 fn plausible_organization(id: &str) -> bool {

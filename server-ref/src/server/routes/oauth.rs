@@ -444,17 +444,7 @@ pub(crate) async fn oauth_metadata(
     let base = if issuer.starts_with("https://") || issuer.starts_with("http://") {
         issuer.clone()
     } else {
-        // Only a plausible host name or address (a header the client chose).
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .filter(|h| {
-                h.len() <= 255
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            })
-            .unwrap_or("localhost");
-        format!("http://{host}")
+        crate::server::base_url::request_base_url(&headers)
     };
     let auth_methods = vec!["client_secret_basic", "client_secret_post"];
     Json(AuthorizationServerMetadata {

@@ -182,19 +182,12 @@ impl<S: Send + Sync> FromRequest<S> for ScimJson {
     }
 }
 
-/// The service provider's base URL as the client reached it (`location`, `$ref`): the `Host`
-/// header, `https` when a proxy says so in `X-Forwarded-Proto`.
+/// The service provider's base URL as the client reached it (`location`, `$ref`).
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    format!("{}://{host}{PREFIX}", if https { "https" } else { "http" })
+    format!(
+        "{}{PREFIX}",
+        crate::server::base_url::request_base_url(headers)
+    )
 }
 
 /// A SCIM answer: status, JSON, and the resource's `ETag` and `Location` when it has them.

@@ -253,7 +253,9 @@ pub(crate) struct TokenResponse {
         (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)",
             body = OAuthErrorBody),
         (status = 413, description = "The body is larger than 8 KiB (invalid_request)",
-            body = OAuthErrorBody)))]
+            body = OAuthErrorBody),
+        (status = 429, description = "slow_down: the client asked for more tokens than the client \
+            rate (`--client-rate-per-minute`) allows", body = OAuthErrorBody)))]
 pub(crate) async fn oauth_token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -276,6 +278,19 @@ async fn token_grant(
 ) -> Result<TokenResponse, OAuthError> {
     let form = oauth::read_form(headers, body).await?;
     let client = oauth::authenticate_client(state, headers, &form).await?;
+    // Each token costs a signature: a client mints at the client rate of this replica
+    // (`--client-rate-per-minute`). Counted after authentication, so nobody can use up
+    // another client's rate by sending its id with wrong secrets.
+    if state
+        .check_client_rate(&format!("oauth-client:{}", client.id))
+        .is_err()
+    {
+        return Err(OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "too many token requests from this client; retry in a minute",
+        ));
+    }
     match form.get("grant_type") {
         None => return Err(OAuthError::invalid_request("`grant_type` is missing")),
         Some("client_credentials") => {}

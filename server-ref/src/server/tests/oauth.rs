@@ -684,3 +684,55 @@ async fn access_tokens_follow_key_rotation_and_retirement() {
     let (status, _) = call(&state, "GET", "/v1/licenses", Some(&after), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A client that mints tokens in a flood is slowed down at the client rate (429 `slow_down`,
+/// RFC 8628's code for a client asking too fast), while another client of the same
+/// organization still gets its tokens: the rate is counted per authenticated client, so a
+/// flood with a client's id and wrong secrets uses up nothing of its rate.
+#[tokio::test]
+async fn token_floods_are_slowed_down_per_client() {
+    let (_dir, state) = app().await;
+    // The server's default client rate: 120 per minute.
+    let state = AppState::new(state.db().clone(), "test".into(), 120)
+        .await
+        .unwrap();
+    let (flooder, flooder_secret) = client(&state, ADMIN, "auditor").await;
+    let (other, other_secret) = client(&state, ADMIN, "auditor").await;
+    // Wrong secrets with the other client's id: refused as invalid_client, never counted.
+    for _ in 0..200 {
+        let (status, _, body) = form(
+            &state,
+            "/oauth/token",
+            Some((&other, "lsc_wrong")),
+            FORM,
+            "grant_type=client_credentials",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let mut slowed = 0;
+    for _ in 0..200 {
+        let (status, _, body) = form(
+            &state,
+            "/oauth/token",
+            Some((&flooder, &flooder_secret)),
+            FORM,
+            "grant_type=client_credentials",
+        )
+        .await;
+        match status {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"], "slow_down", "{body}");
+                slowed += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    // A burst of 120, then 2 a second: 200 requests in far less than 40 s meet the limit.
+    assert!(
+        slowed > 0,
+        "200 token requests in a row were never slowed down"
+    );
+    token(&state, &other, &other_secret, "").await;
+}

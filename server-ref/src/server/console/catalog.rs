@@ -70,6 +70,27 @@ async fn refused(
     Err(error.into())
 }
 
+/// The catalog page with a warning (422): a form refused before the API was asked.
+async fn warned(state: &AppState, session: &Session, warning: String) -> Page {
+    let extra = json!({ "warning": warning });
+    catalog_page(state, session, StatusCode::UNPROCESSABLE_ENTITY, extra).await
+}
+
+/// The catalog page after the API's answer to a form: `notice` with `status` when it took the
+/// change, its refusal otherwise ([`refused`]).
+async fn answered<T>(
+    state: &AppState,
+    session: &Session,
+    answer: Result<T, super::super::error::ApiError>,
+    status: StatusCode,
+    notice: String,
+) -> Page {
+    match answer {
+        Ok(_) => catalog_page(state, session, status, json!({ "notice": notice })).await,
+        Err(error) => refused(state, session, error).await,
+    }
+}
+
 /// Parses a form's JSON as the API's request body (a shape the form cannot miss).
 fn body<T: serde::de::DeserializeOwned>(value: Value) -> Result<Result<T, String>, ConsoleError> {
     Ok(serde_json::from_value(value).map_err(|e| e.to_string()))
@@ -91,24 +112,16 @@ pub(crate) async fn create_product(
     session.check_csrf(&form.csrf)?;
     let request = match body(json!({ "id": form.id.trim(), "name": form.name.trim() }))? {
         Ok(request) => request,
-        Err(problem) => {
-            let extra = json!({ "warning": format!("The product: {problem}") });
-            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
-        }
+        Err(problem) => return warned(&state, &session, format!("The product: {problem}")).await,
     };
-    match routes::create_product(
+    let answer = routes::create_product(
         session.caller.clone(),
         State(state.clone()),
         StrictJson(request),
     )
-    .await
-    {
-        Ok(_) => {
-            let extra = json!({ "notice": format!("Product `{}` created.", form.id.trim()) });
-            catalog_page(&state, &session, StatusCode::CREATED, extra).await
-        }
-        Err(error) => refused(&state, &session, error).await,
-    }
+    .await;
+    let notice = format!("Product `{}` created.", form.id.trim());
+    answered(&state, &session, answer, StatusCode::CREATED, notice).await
 }
 
 #[derive(Deserialize)]
@@ -134,6 +147,21 @@ fn number(field: &str, value: Option<&str>) -> Result<Option<u64>, String> {
     }
 }
 
+/// A policy form's numbers: its duration in days, its seats and its machine limit.
+type PolicyNumbers = (Option<u64>, Option<u64>, Option<u64>);
+
+fn policy_numbers(
+    duration_days: Option<&str>,
+    seats: Option<&str>,
+    max_machines: Option<&str>,
+) -> Result<PolicyNumbers, String> {
+    Ok((
+        number("duration_days", duration_days)?,
+        number("seats", seats)?,
+        number("max_machines", max_machines)?,
+    ))
+}
+
 /// `POST /console/catalog/policies`.
 pub(crate) async fn create_policy(
     State(state): State<AppState>,
@@ -141,19 +169,14 @@ pub(crate) async fn create_policy(
     Form(form): Form<PolicyForm>,
 ) -> Page {
     session.check_csrf(&form.csrf)?;
-    let numbers = (|| {
-        Ok::<_, String>((
-            number("duration_days", form.duration_days.as_deref())?,
-            number("seats", form.seats.as_deref())?,
-            number("max_machines", form.max_machines.as_deref())?,
-        ))
-    })();
+    let numbers = policy_numbers(
+        form.duration_days.as_deref(),
+        form.seats.as_deref(),
+        form.max_machines.as_deref(),
+    );
     let (days, seats, machines) = match numbers {
         Ok(numbers) => numbers,
-        Err(problem) => {
-            let extra = json!({ "warning": problem });
-            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
-        }
+        Err(problem) => return warned(&state, &session, problem).await,
     };
     let mut request = json!({
         "product_id": form.product_id, "name": form.name.trim(), "model": form.model,
@@ -169,24 +192,16 @@ pub(crate) async fn create_policy(
     }
     let request = match body(request)? {
         Ok(request) => request,
-        Err(problem) => {
-            let extra = json!({ "warning": format!("The policy: {problem}") });
-            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
-        }
+        Err(problem) => return warned(&state, &session, format!("The policy: {problem}")).await,
     };
-    match routes::create_policy(
+    let answer = routes::create_policy(
         session.caller.clone(),
         State(state.clone()),
         StrictJson(request),
     )
-    .await
-    {
-        Ok(_) => {
-            let extra = json!({ "notice": format!("Policy `{}` created.", form.name.trim()) });
-            catalog_page(&state, &session, StatusCode::CREATED, extra).await
-        }
-        Err(error) => refused(&state, &session, error).await,
-    }
+    .await;
+    let notice = format!("Policy `{}` created.", form.name.trim());
+    answered(&state, &session, answer, StatusCode::CREATED, notice).await
 }
 
 #[derive(Deserialize)]
@@ -205,25 +220,17 @@ pub(crate) async fn edit_product(
     session.check_csrf(&form.csrf)?;
     let request = match body(json!({ "name": form.name.trim() }))? {
         Ok(request) => request,
-        Err(problem) => {
-            let extra = json!({ "warning": format!("The product: {problem}") });
-            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
-        }
+        Err(problem) => return warned(&state, &session, format!("The product: {problem}")).await,
     };
-    match routes::update_product(
+    let notice = format!("Product `{id}` changed.");
+    let answer = routes::update_product(
         session.caller.clone(),
         State(state.clone()),
-        Path(id.clone()),
+        Path(id),
         StrictJson(request),
     )
-    .await
-    {
-        Ok(_) => {
-            let extra = json!({ "notice": format!("Product `{id}` changed.") });
-            catalog_page(&state, &session, StatusCode::OK, extra).await
-        }
-        Err(error) => refused(&state, &session, error).await,
-    }
+    .await;
+    answered(&state, &session, answer, StatusCode::OK, notice).await
 }
 
 #[derive(Deserialize)]
@@ -248,19 +255,14 @@ pub(crate) async fn edit_policy(
     Form(form): Form<PolicyEditForm>,
 ) -> Page {
     session.check_csrf(&form.csrf)?;
-    let numbers = (|| {
-        Ok::<_, String>((
-            number("duration_days", form.duration_days.as_deref())?,
-            number("seats", form.seats.as_deref())?,
-            number("max_machines", form.max_machines.as_deref())?,
-        ))
-    })();
+    let numbers = policy_numbers(
+        form.duration_days.as_deref(),
+        form.seats.as_deref(),
+        form.max_machines.as_deref(),
+    );
     let (days, seats, machines) = match numbers {
         Ok(numbers) => numbers,
-        Err(problem) => {
-            let extra = json!({ "warning": problem });
-            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
-        }
+        Err(problem) => return warned(&state, &session, problem).await,
     };
     let mut request = json!({
         "name": form.name.trim(), "seats": seats, "max_machines": machines,
@@ -271,26 +273,18 @@ pub(crate) async fn edit_policy(
     }
     let request = match body(request)? {
         Ok(request) => request,
-        Err(problem) => {
-            let extra = json!({ "warning": format!("The policy: {problem}") });
-            return catalog_page(&state, &session, StatusCode::UNPROCESSABLE_ENTITY, extra).await;
-        }
+        Err(problem) => return warned(&state, &session, format!("The policy: {problem}")).await,
     };
-    match routes::update_policy(
+    let answer = routes::update_policy(
         session.caller.clone(),
         State(state.clone()),
         Path(id),
         StrictJson(request),
     )
-    .await
-    {
-        Ok(_) => {
-            let extra = json!({
-                "notice": format!("Policy `{}` changed: licenses issued from now on follow it.",
-                                  form.name.trim()),
-            });
-            catalog_page(&state, &session, StatusCode::OK, extra).await
-        }
-        Err(error) => refused(&state, &session, error).await,
-    }
+    .await;
+    let notice = format!(
+        "Policy `{}` changed: licenses issued from now on follow it.",
+        form.name.trim()
+    );
+    answered(&state, &session, answer, StatusCode::OK, notice).await
 }

@@ -96,27 +96,13 @@ async fn entries_of_period(
     (from, to): (i64, i64),
     cap: i64,
 ) -> ApiResult<(Vec<AuditEntry>, bool)> {
-    let mut out: Vec<AuditEntry> = Vec::new();
-    let mut after = 0;
-    loop {
-        let want = PAGE.min(cap + 1 - i64::try_from(out.len()).unwrap_or(i64::MAX));
-        let page = state
-            .db()
-            .audit_entries_in_period(org, from, to, after, want)
-            .await?;
-        let done = i64::try_from(page.len()).unwrap_or(i64::MAX) < want;
-        if let Some(last) = page.last() {
-            after = last.seq;
-        }
-        out.extend(page);
-        if i64::try_from(out.len()).unwrap_or(i64::MAX) > cap {
-            out.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
-            return Ok((out, true));
-        }
-        if done {
-            return Ok((out, false));
-        }
-    }
+    let db = state.db();
+    gather_by_seq(
+        cap,
+        |e: &AuditEntry| e.seq,
+        |after, want| db.audit_entries_in_period(org, from, to, after, want),
+    )
+    .await
 }
 
 /// The same for the client events.
@@ -126,17 +112,34 @@ async fn events_of_period(
     (from, to): (i64, i64),
     cap: i64,
 ) -> ApiResult<(Vec<AuditEventRow>, bool)> {
-    let mut out: Vec<AuditEventRow> = Vec::new();
+    let db = state.db();
+    gather_by_seq(
+        cap,
+        |e: &AuditEventRow| e.seq,
+        |after, want| db.audit_events_in_period(org, from, to, after, want),
+    )
+    .await
+}
+
+/// Rows read `PAGE` at a time in `seq` order (`fetch(after, want)`: at most `want` rows with a
+/// seq above `after`), at most `cap` of them, and whether there were more.
+async fn gather_by_seq<T, E, Fut>(
+    cap: i64,
+    seq: impl Fn(&T) -> i64,
+    mut fetch: impl FnMut(i64, i64) -> Fut,
+) -> ApiResult<(Vec<T>, bool)>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, E>>,
+    ApiError: From<E>,
+{
+    let mut out: Vec<T> = Vec::new();
     let mut after = 0;
     loop {
         let want = PAGE.min(cap + 1 - i64::try_from(out.len()).unwrap_or(i64::MAX));
-        let page = state
-            .db()
-            .audit_events_in_period(org, from, to, after, want)
-            .await?;
+        let page = fetch(after, want).await?;
         let done = i64::try_from(page.len()).unwrap_or(i64::MAX) < want;
         if let Some(last) = page.last() {
-            after = last.seq;
+            after = seq(last);
         }
         out.extend(page);
         if i64::try_from(out.len()).unwrap_or(i64::MAX) > cap {
